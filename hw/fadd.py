@@ -1,0 +1,70 @@
+"""The pipelined floating-point adder."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from . import fp_datapath as fp
+from ._unit import check_format, check_latency
+
+__all__ = ["FloatAdder"]
+
+
+class FloatAdder(wiring.Component):
+    """``a + b`` rounded once (to nearest, ties to even) to the output format.
+
+    The operands may be of different formats (an fp32 accumulator plus a bf16 value, say);
+    the sum is computed as if exactly and rounded once. Semantics: ``docs/numerics.md``;
+    golden model: ``sim.numerics.fadd``.
+
+    Parameters
+    ----------
+    a_fmt, b_fmt : FloatFormat
+        Formats of ``a`` and ``b``.
+    out_fmt : FloatFormat or None
+        Format of ``result``; ``a_fmt`` when None.
+    latency : int
+        Register stages: at the output, after alignment, after normalization, in that
+        order of preference; further stages delay the output.
+
+    Members
+    -------
+    a : In(a_fmt.width)
+    b : In(b_fmt.width)
+    i_valid : In(1)
+    result : Out(out_fmt.width)
+    o_valid : Out(1)
+    """
+
+    BOUNDARIES = ("output", "aligned", "normalized")
+
+    def __init__(self, a_fmt, b_fmt=None, out_fmt=None, *, latency=2):
+        self.a_fmt = check_format("Format of a", a_fmt)
+        self.b_fmt = check_format("Format of b", a_fmt if b_fmt is None else b_fmt)
+        self.out_fmt = check_format("Output format", a_fmt if out_fmt is None else out_fmt)
+        self.latency = check_latency(latency)
+        super().__init__({
+            "a": In(self.a_fmt.width),
+            "b": In(self.b_fmt.width),
+            "i_valid": In(1),
+            "result": Out(self.out_fmt.width),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fa, fb, fo = self.a_fmt, self.b_fmt, self.out_fmt
+        ew = fp.exponent_width(fa, fb, fo)
+        pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
+        a = fp.unpack(m, fa, self.a, ew, "a")
+        b = fp.unpack(m, fb, self.b, ew, "b")
+        aligned = pipe.stage("aligned", **fp.align(m, a, b, fp.adder_window(fa, fb, fo), ew))
+        zero_sign = aligned.pop("zero_sign")
+        summed = pipe.stage("normalized", zero_sign=zero_sign, **fp.add(m, **aligned, ew=ew))
+        result = fp.round_pack(m, summed["sign"], summed["exp"], summed["norm"], summed["zero"],
+                               summed["zero_sign"], fo, ew)
+        m.d.comb += [
+            self.result.eq(pipe.output(result)),
+            self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),
+        ]
+        return m

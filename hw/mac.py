@@ -1,0 +1,89 @@
+"""The pipelined floating-point multiply-accumulate unit."""
+
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.formats import product_format
+
+from . import fp_datapath as fp
+from ._unit import check_format, check_latency
+
+__all__ = ["FloatMAC"]
+
+
+class FloatMAC(wiring.Component):
+    """Fused multiply-add ``c + a*b``: the product is exact, the sum is rounded once.
+
+    Operands ``a`` and ``b`` are in the operand format, the addend ``c`` and the result in
+    the accumulator format. The unit accepts a new set of operands every cycle and returns
+    the result ``latency`` cycles later; ``o_valid`` follows ``i_valid`` with the same delay.
+    Semantics: ``docs/numerics.md``; golden model: ``sim.numerics.fmac``.
+
+    Parameters
+    ----------
+    op_fmt : FloatFormat
+        Format of ``a`` and ``b``.
+    acc_fmt : FloatFormat
+        Format of ``c`` and ``result``.
+    latency : int
+        Register stages from inputs to ``result``. Registers go, in this order of
+        preference, at the output, after alignment, after the multiplier and after
+        normalization; further stages delay the output (for retiming).
+
+    Members
+    -------
+    a, b : In(op_fmt.width)
+        Multiplicands.
+    c : In(acc_fmt.width)
+        Addend.
+    i_valid : In(1)
+        The inputs hold a new operation.
+    result : Out(acc_fmt.width)
+        ``c + a*b``, ``latency`` cycles after the inputs.
+    o_valid : Out(1)
+        ``result`` holds the result of an operation.
+    """
+
+    BOUNDARIES = ("output", "aligned", "product", "normalized")
+
+    def __init__(self, op_fmt, acc_fmt, *, latency=3):
+        self.op_fmt = check_format("Operand format", op_fmt)
+        self.acc_fmt = check_format("Accumulator format", acc_fmt)
+        self.latency = check_latency(latency)
+        super().__init__({
+            "a": In(op_fmt.width),
+            "b": In(op_fmt.width),
+            "c": In(acc_fmt.width),
+            "i_valid": In(1),
+            "result": Out(acc_fmt.width),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        op, acc = self.op_fmt, self.acc_fmt
+        pf = product_format(op)
+        ew = fp.exponent_width(op, acc, pf)
+        pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
+
+        a = fp.unpack(m, op, self.a, ew, "a")
+        b = fp.unpack(m, op, self.b, ew, "b")
+        c = fp.unpack(m, acc, self.c, ew, "c")
+        prod = fp.multiply(m, a, b, ew)
+
+        s = pipe.stage("product", p_sign=prod.sign, p_exp=prod.exp, p_sig=prod.sig,
+                       p_zero=prod.zero, c_sign=c.sign, c_exp=c.exp, c_sig=c.sig, c_zero=c.zero)
+        prod = fp.Unpacked(s["p_sign"], s["p_exp"], s["p_sig"], s["p_zero"], prod.precision)
+        c = fp.Unpacked(s["c_sign"], s["c_exp"], s["c_sig"], s["c_zero"], c.precision)
+
+        aligned = pipe.stage("aligned", **fp.align(m, c, prod, fp.adder_window(acc, pf, acc), ew))
+        zero_sign = aligned.pop("zero_sign")
+        summed = pipe.stage("normalized", zero_sign=zero_sign, **fp.add(m, **aligned, ew=ew))
+        result = fp.round_pack(m, summed["sign"], summed["exp"], summed["norm"], summed["zero"],
+                               summed["zero_sign"], acc, ew)
+        m.d.comb += [
+            self.result.eq(pipe.output(result)),
+            self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),
+        ]
+        return m
