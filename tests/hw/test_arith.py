@@ -1,0 +1,90 @@
+# amaranth: UnusedElaboratable=no
+"""RTL == golden model, bit for bit, for every floating-point unit (Amaranth's simulator).
+
+Glasgow's pattern: ``rtl(case)`` runs the unit and returns plain integers, ``ref(case)`` is
+the golden model, and the test asserts they are equal over generated cases.
+"""
+
+import numpy as np
+import pytest
+
+from gen.formats import BF16, FP16, FP32, FP8_E4M3, FP8_E5M2, FloatFormat
+from hw.fadd import FloatAdder
+from hw.fconv import FloatConverter
+from hw.fmul import FloatMultiplier
+from hw.mac import FloatMAC
+from sim import numerics as nx
+from sim import vectors
+
+from .streaming import stream
+
+
+def _assert_equal(got, ref, inputs):
+    bad = np.flatnonzero(got != ref)
+    if bad.size:
+        i = bad[0]
+        case = {k: hex(int(v[i])) for k, v in inputs.items()}
+        raise AssertionError(f"{bad.size} of {len(ref)} differ; first {case}: "
+                             f"rtl {int(got[i]):#x}, golden {int(ref[i]):#x}")
+
+
+@pytest.mark.parametrize("fmt", [FP8_E4M3, FP8_E5M2], ids=["e4m3", "e5m2"])
+def test_multiplier_all_fp8_pairs(fmt):
+    a, b = (x.ravel().astype(np.uint64) for x in np.meshgrid(np.arange(256), np.arange(256)))
+    inputs = {"a": a, "b": b}
+    got = stream(FloatMultiplier(fmt, latency=2), inputs, "product")
+    _assert_equal(got, nx.fmul(a, b, fmt), inputs)
+
+
+def test_mac_bf16_fp32_100k_vectors():
+    inputs = vectors.mac_vectors(BF16, FP32, 100_000, seed=21)
+    got = stream(FloatMAC(BF16, FP32, latency=3), inputs)
+    _assert_equal(got, nx.fmac(inputs["c"], inputs["a"], inputs["b"], BF16, FP32), inputs)
+
+
+@pytest.mark.parametrize("op_fmt,acc_fmt,latency", [
+    (BF16, FP32, 0), (BF16, FP32, 1), (BF16, FP32, 2), (BF16, FP32, 4), (BF16, FP32, 6),
+    (FP16, FP32, 3), (FP8_E4M3, FP32, 3), (FP8_E5M2, FP32, 3), (FP8_E4M3, FP16, 2),
+    (FP32, FP32, 3), (FP8_E4M3, FloatFormat(5, 7), 1),
+])
+def test_mac_formats_and_latencies(op_fmt, acc_fmt, latency):
+    inputs = vectors.mac_vectors(op_fmt, acc_fmt, 4000, seed=22 + latency)
+    got = stream(FloatMAC(op_fmt, acc_fmt, latency=latency), inputs)
+    _assert_equal(got, nx.fmac(inputs["c"], inputs["a"], inputs["b"], op_fmt, acc_fmt), inputs)
+
+
+def test_converter_fp32_to_bf16_100k_vectors():
+    inputs = vectors.convert_vectors(FP32, 100_000, seed=23)
+    got = stream(FloatConverter(FP32, BF16, latency=1), inputs)
+    _assert_equal(got, nx.fconvert(inputs["a"], FP32, BF16), inputs)
+
+
+@pytest.mark.parametrize("src,dst", [
+    (FP32, FP16), (FP32, FP8_E4M3), (FP16, FP8_E5M2), (BF16, FP32), (FP8_E4M3, BF16),
+    (FP16, BF16), (BF16, FP16),
+])
+def test_converter_formats(src, dst):
+    inputs = vectors.convert_vectors(src, 4000, seed=24, spread=20)
+    got = stream(FloatConverter(src, dst, latency=2), inputs)
+    _assert_equal(got, nx.fconvert(inputs["a"], src, dst), inputs)
+
+
+@pytest.mark.parametrize("a_fmt,b_fmt,out_fmt,latency", [
+    (FP32, FP32, FP32, 2), (FP32, BF16, FP32, 1), (BF16, BF16, BF16, 3), (BF16, BF16, FP32, 0),
+    (FP8_E4M3, FP8_E4M3, FP8_E4M3, 2),
+])
+def test_adder(a_fmt, b_fmt, out_fmt, latency):
+    inputs = vectors.add_vectors(a_fmt, b_fmt, 6000, seed=25)
+    got = stream(FloatAdder(a_fmt, b_fmt, out_fmt, latency=latency), inputs)
+    _assert_equal(got, nx.fadd(inputs["a"], a_fmt, inputs["b"], b_fmt, out_fmt), inputs)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: FloatMAC("bf16", FP32), "Operand format must be a FloatFormat, not 'bf16'"),
+    (lambda: FloatMAC(BF16, FP32, latency=-1), "Latency must be a non-negative integer, not -1"),
+    (lambda: FloatConverter(FP32, None), "Target format must be a FloatFormat, not None"),
+    (lambda: FloatAdder(BF16, latency=True), "Latency must be a non-negative integer, not True"),
+])
+def test_bad_parameters_are_named(make, message):
+    with pytest.raises((TypeError, ValueError), match=message.replace("(", r"\(")):
+        make()
