@@ -24,8 +24,9 @@ class FloatAdder(wiring.Component):
     out_fmt : FloatFormat or None
         Format of ``result``; ``a_fmt`` when None.
     latency : int
-        Register stages: at the output, after alignment, after normalization, in that
-        order of preference; further stages delay the output.
+        Register stages: at the output, after alignment, after normalization, after operand
+        ordering and after the addition, in that order of preference; further stages delay
+        the output.
 
     Members
     -------
@@ -36,7 +37,7 @@ class FloatAdder(wiring.Component):
     o_valid : Out(1)
     """
 
-    BOUNDARIES = ("output", "aligned", "normalized")
+    BOUNDARIES = ("output", "aligned", "normalized", "ordered", "summed")
 
     def __init__(self, a_fmt, b_fmt=None, out_fmt=None, *, latency=2):
         self.a_fmt = check_format("Format of a", a_fmt)
@@ -58,9 +59,7 @@ class FloatAdder(wiring.Component):
         pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
         a = fp.unpack(m, fa, self.a, ew, "a")
         b = fp.unpack(m, fb, self.b, ew, "b")
-        aligned = pipe.stage("aligned", **fp.align(m, a, b, fp.adder_window(fa, fb, fo), ew))
-        zero_sign = aligned.pop("zero_sign")
-        summed = pipe.stage("normalized", zero_sign=zero_sign, **fp.add(m, **aligned, ew=ew))
+        summed = fp.add(m, pipe, a, b, fp.adder_window(fa, fb, fo), ew)
         result = fp.round_pack(m, summed["sign"], summed["exp"], summed["norm"], summed["zero"],
                                summed["zero_sign"], fo, ew)
         m.d.comb += [

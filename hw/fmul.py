@@ -57,7 +57,8 @@ class FloatMultiplier(wiring.Component):
         b = fp.unpack(m, self.fmt, self.b, ew, "b")
         prod = fp.multiply(m, a, b, ew)
         s = pipe.stage("product", sign=prod.sign, exp=prod.exp, sig=prod.sig, zero=prod.zero)
-        prod = fp.Unpacked(s["sign"], s["exp"], s["sig"], s["zero"], prod.precision)
+        prod = fp.normalize_product(m, fp.Unpacked(s["sign"], s["exp"], s["sig"], s["zero"],
+                                                   prod.precision), ew)
         m.d.comb += [
             self.product.eq(pipe.output(fp.pack_exact(m, prod, self.product_fmt))),
             self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),

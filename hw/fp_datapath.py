@@ -15,7 +15,8 @@ from typing import NamedTuple
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 
 __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window",
-           "unpack", "multiply", "add", "round_pack", "pack_exact", "leading_zeros"]
+           "unpack", "multiply", "normalize_product", "order", "shift_right_jam", "add_magnitudes", "normalize",
+           "add", "round_pack", "pack_exact", "leading_zeros"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
 GUARD_BITS = 3
@@ -112,19 +113,26 @@ def unpack(m, fmt, bits, ew, name):
 
 
 def multiply(m, a, b, ew, name="prod"):
-    """Exact product of two unpacked operands: ``2 * precision`` significand bits."""
+    """Raw product of two unpacked operands: ``2 * precision`` bits, not yet normalized.
+
+    The exponent is the sum of the operands' exponents; :func:`normalize_product` adds the
+    one bit of normalization. Keeping that after the multiplier's pipeline register takes
+    the multiplier's output off the exponent's path.
+    """
     p = a.precision + b.precision
     prod = Signal(p, name=f"{name}_raw")
-    top = prod[p - 1]
-    sig = Signal(p, name=f"{name}_sig")
+    exp = Signal(signed(ew), name=f"{name}_exp_sum")
+    m.d.comb += [prod.eq(a.sig * b.sig), exp.eq(a.exp + b.exp)]
+    return Unpacked(a.sign ^ b.sign, exp, prod, a.zero | b.zero, p)
+
+
+def normalize_product(m, raw, ew, name="prod"):
+    """The exact product: significands in [1, 2) multiply into [1, 4), one bit to shift."""
+    top = raw.sig[raw.precision - 1]
+    sig = Signal(raw.precision, name=f"{name}_sig")
     exp = Signal(signed(ew), name=f"{name}_exp")
-    m.d.comb += [
-        prod.eq(a.sig * b.sig),
-        # The product of two significands in [1, 2) lies in [1, 4): one bit of normalization.
-        sig.eq(Mux(top, prod, prod << 1)),
-        exp.eq(a.exp + b.exp + top),
-    ]
-    return Unpacked(a.sign ^ b.sign, exp, sig, a.zero | b.zero, p)
+    m.d.comb += [sig.eq(Mux(top, raw.sig, raw.sig << 1)), exp.eq(raw.exp + top)]
+    return Unpacked(raw.sign, exp, sig, raw.zero, raw.precision)
 
 
 def leading_zeros(m, value, name):
@@ -152,66 +160,88 @@ def leading_zeros(m, value, name):
     return lz
 
 
-def align(m, x, y, window, ew):
-    """Order two unpacked operands by exponent and align the smaller one to the larger.
+def order(m, x, y, window, ew):
+    """Pick the operand with the larger exponent and how far to shift the other one.
 
-    Both significands are left-aligned in ``window + GUARD_BITS`` bits; the bits of the
-    smaller one that fall off the end are ORed into its least significant bit (the jam).
+    Both significands come back left-aligned in ``window + GUARD_BITS`` bits. The two
+    exponent differences and their clamps are computed side by side, then selected, so the
+    carry chains run in parallel.
     """
     g = GUARD_BITS
-    span = window + g
     ax = Cat(Const(0, window - x.precision + g), x.sig)
     ay = Cat(Const(0, window - y.precision + g), y.sig)
-    x_big = y.zero | (~x.zero & (x.exp >= y.exp))
-    e_big = Mux(x_big, x.exp, y.exp)
-    e_small = Mux(x_big, y.exp, x.exp)
-    m_small = Mux(x_big, ay, ax)
-    # Beyond `span + 1` places every bit of the smaller operand is sticky; clamp there.
-    limit = span + 1
-    dist = Signal(signed(ew + 1), name="align_dist")
-    shift = Signal(range(limit + 1), name="align_shift")
-    m.d.comb += [
-        dist.eq(e_big - e_small),
-        shift.eq(Mux(x.zero | y.zero | (dist > limit), limit, dist)),
-    ]
-    shifted = Signal(span + limit, name="align_shifted")
-    m.d.comb += shifted.eq(Cat(Const(0, limit), m_small) >> shift)
-    small = Signal(span, name="align_small")
-    m.d.comb += small.eq(shifted[limit:] | shifted[:limit].any())
+    # Beyond `window + g + 1` places every bit of the smaller operand is sticky: clamp there.
+    limit = window + g + 1
+    d_xy = Signal(signed(ew + 1), name="order_d_xy")
+    d_yx = Signal(signed(ew + 1), name="order_d_yx")
+    m.d.comb += [d_xy.eq(x.exp - y.exp), d_yx.eq(y.exp - x.exp)]
+    x_big = y.zero | (~x.zero & (d_xy >= 0))
+    far = x.zero | y.zero | Mux(x_big, d_xy > limit, d_yx > limit)
+    shift = Signal(range(limit + 1), name="order_shift")
+    m.d.comb += shift.eq(Mux(far, limit, Mux(x_big, d_xy, d_yx)))
     return dict(
         s_big=Mux(x_big, x.sign, y.sign),
         s_small=Mux(x_big, y.sign, x.sign),
-        e_big=e_big,
+        e_big=Mux(x_big, x.exp, y.exp),
         m_big=Mux(x_big, ax, ay),
-        m_small=small,
+        m_small=Mux(x_big, ay, ax),
+        shift=shift,
         zero_sign=x.zero & y.zero & x.sign & y.sign,
     )
 
 
-def add(m, s_big, s_small, e_big, m_big, m_small, ew):
-    """Add or subtract aligned significands and normalize the magnitude.
+def shift_right_jam(m, value, shift):
+    """``value >> shift`` with every bit shifted out ORed into the result's LSB."""
+    width = len(value)
+    limit = 2 ** len(shift) - 1
+    shifted = Signal(width + limit, name="align_shifted")
+    m.d.comb += shifted.eq(Cat(Const(0, limit), value) >> shift)
+    small = Signal(width, name="align_small")
+    m.d.comb += small.eq(shifted[limit:] | shifted[:limit].any())
+    return small
 
-    Returns ``sign``, ``exp`` (of the leading bit), ``norm`` (leading one at its top bit)
-    and ``zero`` (exact cancellation).
+
+def add_magnitudes(m, s_big, s_small, m_big, m_small):
+    """Sum or difference of the aligned magnitudes, and its sign.
+
+    Both differences are computed side by side and the non-negative one kept, instead of
+    negating a negative result afterwards (one carry chain deep instead of two). Only an
+    equal-exponent subtraction can come out negative: then the sign is the smaller's.
     """
     width = len(m_big) + 1
     sub = s_big ^ s_small
-    diff = Signal(signed(width + 1), name="add_diff")
+    d_bs = Signal(signed(width + 1), name="add_d_bs")
+    d_sb = Signal(signed(width + 1), name="add_d_sb")
+    total = Signal(width, name="add_total")
+    m.d.comb += [d_bs.eq(m_big - m_small), d_sb.eq(m_small - m_big), total.eq(m_big + m_small)]
+    negative = sub & (d_bs < 0)
     mag = Signal(width, name="add_mag")
-    m.d.comb += [
-        diff.eq(Mux(sub, m_big - m_small, m_big + m_small)),
-        mag.eq(Mux(diff < 0, -diff, diff)),
-    ]
-    # Only an equal-exponent subtraction can come out negative: the sign is the smaller's.
-    sign = Mux(diff < 0, s_small, s_big)
-    lz = leading_zeros(m, mag, "add")
-    norm = Signal(width, name="add_norm")
-    exp = Signal(signed(ew), name="add_exp")
-    m.d.comb += [
-        norm.eq(mag << lz),
-        exp.eq(e_big + 1 - lz),
-    ]
-    return dict(sign=sign, exp=exp, norm=norm, zero=mag == 0)
+    m.d.comb += mag.eq(Mux(sub, Mux(negative, d_sb, d_bs), total))
+    return dict(sign=Mux(negative, s_small, s_big), mag=mag)
+
+
+def normalize(m, e_big, mag, ew):
+    """Shift the leading one of ``mag`` to its top bit; the exponent of that bit."""
+    lz = leading_zeros(m, mag, "norm")
+    norm = Signal(len(mag), name="norm_sig")
+    exp = Signal(signed(ew), name="norm_exp")
+    m.d.comb += [norm.eq(mag << lz), exp.eq(e_big + 1 - lz)]
+    return dict(exp=exp, norm=norm, zero=mag == 0)
+
+
+def add(m, pipe, x, y, window, ew):
+    """``x + y`` up to (not including) rounding, through the adder's pipeline boundaries:
+    ``ordered``, ``aligned``, ``summed`` and ``normalized``.
+
+    Returns ``sign``, ``exp`` (of the leading bit), ``norm`` (leading one at its top bit),
+    ``zero`` (an exact zero) and ``zero_sign`` (the sign of an exact zero).
+    """
+    s = pipe.stage("ordered", **order(m, x, y, window, ew))
+    s = pipe.stage("aligned", m_small=shift_right_jam(m, s.pop("m_small"), s.pop("shift")), **s)
+    s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
+                   **add_magnitudes(m, s["s_big"], s["s_small"], s["m_big"], s["m_small"]))
+    return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
+                      **normalize(m, s["e_big"], s["mag"], ew))
 
 
 def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew):
@@ -230,16 +260,19 @@ def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew):
     round_bit = norm[drop - 1]
     sticky = norm[:drop - 1].any()
     inc = Signal(p + 1, name="round_inc")
-    exp_r = Signal(signed(ew + 1), name="round_exp")
-    m.d.comb += [
-        inc.eq(keep + (round_bit & (sticky | keep[0]))),
-        exp_r.eq(exp + inc[p]),
-    ]
-    # On a carry out of rounding the significand is exactly 2**p: mantissa zero.
-    man = Mux(inc[p], 0, inc[:fmt.man_bits])
-    under = zero | (exp_r < fmt.emin)
-    over = ~under & (exp_r > fmt.emax)
-    field = (exp_r + fmt.bias)[:fmt.exp_bits]
+    m.d.comb += inc.eq(keep + (round_bit & (sticky | keep[0])))
+    carry = inc[p]
+    # The rounding carry bumps the exponent. Every exponent-dependent value is computed
+    # for both cases side by side and selected by the carry, so the exponent's carry
+    # chains run in parallel with the significand's instead of after it.
+    field_0 = Signal(fmt.exp_bits, name="round_field_0")
+    field_1 = Signal(fmt.exp_bits, name="round_field_1")
+    m.d.comb += [field_0.eq(exp + fmt.bias), field_1.eq(exp + fmt.bias + 1)]
+    under = zero | Mux(carry, exp < fmt.emin - 1, exp < fmt.emin)
+    over = ~under & Mux(carry, exp > fmt.emax - 1, exp > fmt.emax)
+    # On a carry the significand is exactly 2**p: mantissa zero.
+    man = Mux(carry, 0, inc[:fmt.man_bits])
+    field = Mux(carry, field_1, field_0)
     result = Signal(fmt.width, name="round_result")
     m.d.comb += result.eq(Mux(under, Cat(Const(0, fmt.width - 1), Mux(zero, zero_sign, sign)),
                               Mux(over, Cat(Const(fmt.max_bits, fmt.width - 1), sign),
