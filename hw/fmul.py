@@ -53,8 +53,8 @@ class FloatMultiplier(wiring.Component):
         m = Module()
         ew = fp.exponent_width(self.product_fmt)
         pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
-        a = fp.unpack(m, self.fmt, self.a, ew, "a")
-        b = fp.unpack(m, self.fmt, self.b, ew, "b")
+        a = fp.unpack(m, self.fmt, self.a, ew, "a", mask_zero=False)
+        b = fp.unpack(m, self.fmt, self.b, ew, "b", mask_zero=False)
         prod = fp.multiply(m, a, b, ew)
         s = pipe.stage("product", sign=prod.sign, exp=prod.exp, sig=prod.sig, zero=prod.zero)
         prod = fp.normalize_product(m, fp.Unpacked(s["sign"], s["exp"], s["sig"], s["zero"],

@@ -98,15 +98,21 @@ class Pipeline:
         return i_valid
 
 
-def unpack(m, fmt, bits, ew, name):
-    """Decode a ``fmt`` bit pattern: exponent code 0 reads as a signed zero."""
+def unpack(m, fmt, bits, ew, name, *, mask_zero=True):
+    """Decode a ``fmt`` bit pattern: exponent code 0 reads as a signed zero.
+
+    With ``mask_zero=False`` the significand of a zero is left as the mantissa bits with
+    the implicit one; the ``zero`` flag must then be applied later (the multiplier does so
+    after its pipeline register, which keeps the zero test off the multiplier's path).
+    """
     field = bits[fmt.man_bits:fmt.man_bits + fmt.exp_bits]
     zero = Signal(name=f"{name}_zero")
     sig = Signal(fmt.precision, name=f"{name}_sig")
     exp = Signal(signed(ew), name=f"{name}_exp")
+    full = Cat(bits[:fmt.man_bits], Const(1, 1))
     m.d.comb += [
         zero.eq(field == 0),
-        sig.eq(Mux(zero, 0, Cat(bits[:fmt.man_bits], Const(1, 1)))),
+        sig.eq(Mux(zero, 0, full) if mask_zero else full),
         exp.eq(field - fmt.bias),
     ]
     return Unpacked(bits[fmt.width - 1], exp, sig, zero, fmt.precision)
@@ -127,11 +133,16 @@ def multiply(m, a, b, ew, name="prod"):
 
 
 def normalize_product(m, raw, ew, name="prod"):
-    """The exact product: significands in [1, 2) multiply into [1, 4), one bit to shift."""
+    """The exact product: significands in [1, 2) multiply into [1, 4), one bit to shift.
+
+    A zero factor's significand reaches the multiplier unmasked; the product's significand
+    is forced to zero here.
+    """
     top = raw.sig[raw.precision - 1]
     sig = Signal(raw.precision, name=f"{name}_sig")
     exp = Signal(signed(ew), name=f"{name}_exp")
-    m.d.comb += [sig.eq(Mux(top, raw.sig, raw.sig << 1)), exp.eq(raw.exp + top)]
+    m.d.comb += [sig.eq(Mux(raw.zero, 0, Mux(top, raw.sig, raw.sig << 1))),
+                 exp.eq(raw.exp + top)]
     return Unpacked(raw.sign, exp, sig, raw.zero, raw.precision)
 
 

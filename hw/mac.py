@@ -69,8 +69,8 @@ class FloatMAC(wiring.Component):
         ew = fp.exponent_width(op, acc, pf)
         pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
 
-        a = fp.unpack(m, op, self.a, ew, "a")
-        b = fp.unpack(m, op, self.b, ew, "b")
+        a = fp.unpack(m, op, self.a, ew, "a", mask_zero=False)
+        b = fp.unpack(m, op, self.b, ew, "b", mask_zero=False)
         c = fp.unpack(m, acc, self.c, ew, "c")
         prod = fp.multiply(m, a, b, ew)
 
