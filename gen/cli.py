@@ -1,0 +1,263 @@
+"""The ``chrysalis`` command line.
+
+Every subcommand is a :class:`Command`: a name, help texts, a function that adds its
+arguments and a function that runs it. A subcommand lives in its own small module, which
+calls :func:`register` at import time and is listed in :data:`COMMAND_MODULES`; this module
+holds the framework and the first two subcommands, ``verilog`` and ``config``. Modules
+should import heavy packages (Amaranth, NumPy) inside ``run`` so ``--help`` stays fast.
+
+Errors a user can fix (a bad config value, an unknown key, unparseable TOML, a missing file,
+an unknown preset) print one line, ``chrysalis: error: <message>``, and exit with status 2;
+an operating-system error (say, an unwritable output directory) exits with status 1.
+"""
+
+import argparse
+import importlib
+import sys
+import textwrap
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Callable
+
+from .config import (Config, ConfigError, PRESETS, get_preset, parse_override,
+                     with_overrides)
+
+__all__ = ["Command", "COMMANDS", "COMMAND_MODULES", "register", "add_config_arguments",
+           "config_from_args", "build_parser", "main"]
+
+#: Modules that register further subcommands when imported (``"gen.cli_synth"``, ...).
+COMMAND_MODULES = ()
+
+#: Registered subcommands by name, in registration order (the order of ``--help``).
+COMMANDS = {}
+
+PROG = "chrysalis"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand of ``chrysalis``.
+
+    Parameters
+    ----------
+    name : str
+        The subcommand (``chrysalis <name> ...``).
+    help : str
+        One line for the list of subcommands in ``chrysalis --help``.
+    description : str
+        The paragraph at the top of ``chrysalis <name> --help``.
+    epilog : str
+        Examples, shown at the end of ``chrysalis <name> --help`` as written.
+    configure : callable
+        ``configure(parser)`` adds the subcommand's arguments to its parser.
+    run : callable
+        ``run(args) -> int`` does the work and returns the exit status. It raises
+        :class:`~gen.config.ConfigError` for problems the user can fix.
+    """
+
+    name: str
+    help: str
+    description: str
+    epilog: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def register(command):
+    """Add ``command`` to the command line; returns it (usable as ``X = register(...)``)."""
+    if command.name in COMMANDS:
+        raise ValueError(f"subcommand {command.name!r} is registered twice")
+    COMMANDS[command.name] = command
+    return command
+
+
+# --- shared arguments -------------------------------------------------------------------
+
+def add_config_arguments(parser, *, required=True):
+    """Add ``--config FILE | --preset NAME`` and ``--set PATH=VALUE`` to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    required : bool
+        Whether one of ``--config`` and ``--preset`` must be given; when not, the
+        ``default`` preset is used.
+    """
+    group = parser.add_argument_group("config")
+    source = group.add_mutually_exclusive_group(required=required)
+    source.add_argument("--config", metavar="FILE",
+                        help="a TOML config file (layout: docs/config.md)")
+    # Not `choices=`: an unknown preset must be one error line naming the valid ones.
+    source.add_argument("--preset", metavar="NAME",
+                        help=f"a preset config: {', '.join(sorted(PRESETS))}")
+    group.add_argument("--set", metavar="PATH=VALUE", action="append", default=[],
+                       dest="overrides",
+                       help="override a field by dotted path, e.g. core.rows=8 or "
+                            "mac.operand=fp16 (repeatable; values are TOML)")
+
+
+def config_from_args(args):
+    """The :class:`~gen.config.Config` that :func:`add_config_arguments` options describe."""
+    if args.config is not None:
+        config = Config.load(args.config)
+    else:
+        config = get_preset(args.preset if args.preset is not None else "default")
+    overrides = [parse_override(text) for text in args.overrides]
+    return with_overrides(config, overrides) if overrides else config
+
+
+# --- chrysalis verilog --------------------------------------------------------------------
+
+def _configure_verilog(parser):
+    add_config_arguments(parser)
+    parser.add_argument("-o", "--output", metavar="DIR", required=True,
+                        help="output directory (created when missing)")
+
+
+def _run_verilog(args):
+    from .verilog import emit  # imports Amaranth: only when emitting
+    config = config_from_args(args)
+    for path in emit(config, args.output).values():
+        print(path)
+    return 0
+
+
+register(Command(
+    name="verilog",
+    help="emit the Verilog of a config, with sidecar JSON, C header and file list",
+    description="Emit the top level of a config as Verilog into DIR: <name>.v, the sidecar "
+                "<name>.json (config, hash, ports, tool versions), the C header <name>.h and "
+                "the file list <name>.f. The output is byte-identical for the same config.",
+    epilog="examples:\n"
+           "  chrysalis verilog --preset tiny -o build/tiny\n"
+           "  chrysalis verilog --config my.toml -o build/my\n"
+           "  chrysalis verilog --preset default --set core.rows=8 --set name=wide -o build/wide",
+    configure=_configure_verilog,
+    run=_run_verilog,
+))
+
+
+# --- chrysalis config ---------------------------------------------------------------------
+
+def _configure_config(parser):
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser(
+        "show", help="print a config (TOML by default)",
+        description=_wrap("Print a config, after --set overrides: as TOML (a valid --config "
+                          "file), as JSON, or as the C header that `verilog` writes."),
+        epilog="examples:\n"
+               "  chrysalis config show --preset tiny\n"
+               "  chrysalis config show --config my.toml --set mac.latency=6\n"
+               "  chrysalis config show --preset tiny --format header",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(show, required=False)
+    show.add_argument("--format", choices=("toml", "json", "header"), default="toml",
+                      help="output format (default: toml)")
+    actions.add_parser(
+        "presets", help="list the preset configs",
+        description="List the preset configs, one per line: name and summary.",
+        epilog="example:\n  chrysalis config presets",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _run_config(args):
+    if args.action == "presets":
+        width = max(map(len, PRESETS))
+        for name, config in PRESETS.items():
+            print(f"{name:<{width}}  {_summary(config)}")
+        return 0
+    config = config_from_args(args)
+    if args.format == "json":
+        import json
+        print(json.dumps(config.to_dict(), indent=2))
+    elif args.format == "header":
+        print(config.c_header(), end="")
+    else:
+        print(config.to_toml(), end="")
+    return 0
+
+
+def _summary(config):
+    mac, core, cluster = config.mac, config.core, config.cluster
+    cores = f"{cluster.cores} cores of " if cluster.cores > 1 else ""
+    return (f"{cores}{core.rows}x{core.cols} PEs, {mac.operand} x {mac.operand} + "
+            f"{mac.accumulator}, MAC latency {mac.latency}, "
+            f"{config.pe.local_store_bytes} B per PE, {core.scratchpad_bytes} B scratchpad")
+
+
+register(Command(
+    name="config",
+    help="show configs and list presets",
+    description="Inspect configs: `show` prints one (with overrides applied), `presets` "
+                "lists the presets.",
+    epilog="examples:\n"
+           "  chrysalis config presets\n"
+           "  chrysalis config show --preset tiny > my.toml",
+    configure=_configure_config,
+    run=_run_config,
+))
+
+
+# --- the parser and main -------------------------------------------------------------------
+
+def _load_command_modules():
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def build_parser():
+    """The ``argparse`` parser of ``chrysalis`` with every registered subcommand."""
+    _load_command_modules()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Chrysalis: a generator of DNN-training accelerators.",
+        epilog=f"Run `{PROG} COMMAND --help` for the options and examples of a command.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS.values():
+        sub = commands.add_parser(command.name, help=command.help,
+                                  description=_wrap(command.description),
+                                  epilog=command.epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def _wrap(text):
+    # Descriptions are paragraphs (wrapped here); epilogs are examples (kept as written),
+    # hence RawDescriptionHelpFormatter with descriptions wrapped by hand.
+    return textwrap.fill(text, width=88)
+
+
+def _version():
+    try:
+        return metadata.version("chrysalis")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _fail(message, status):
+    # One line, whatever the message holds: scripts and people read the first line only.
+    print(f"{PROG}: error: {' '.join(str(message).splitlines())}", file=sys.stderr)
+    return status
+
+
+def main(argv=None):
+    """Run ``chrysalis`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        return _fail(error, 2)
+    except OSError as error:
+        return _fail(error, 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    # Through the imported module, not this __main__ copy, so that command modules that
+    # `register` into gen.cli add to the registry main() reads.
+    from gen.cli import main as _main
+    sys.exit(_main())
