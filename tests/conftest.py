@@ -1,0 +1,56 @@
+"""Shared pytest fixtures: run cocotb tests under every simulator, in per-test build dirs.
+
+``simulator``
+    Parametrized over :data:`sim.runner.SIMULATORS` and marked ``cocotb``, so a test that
+    takes it runs once under Icarus and once under Verilator. A simulator missing from
+    this machine skips its half, unless ``CHRYSALIS_REQUIRE_SIMULATORS=1`` (set by
+    ``.ci/run``) turns that into a failure, so CI cannot pass by skipping.
+``build_root``
+    ``<repo>/build/tests/<test node id>``: deterministic, inside the repository (YoWASP tools
+    cannot see ``/tmp``, so not ``tmp_path``) and kept between sessions, so Verilator builds
+    are reused (``sim.runner`` names each build after a hash of its sources, so a stale
+    one is never picked up). ``make clean`` removes them.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from sim.runner import SIMULATORS, available_simulators
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_TESTS = REPO_ROOT / "build" / "tests"
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.cocotb) for name in SIMULATORS])
+def simulator(request):
+    """Name of the simulator (``"icarus"`` or ``"verilator"``) this test instance uses."""
+    name = request.param
+    if name not in available_simulators():
+        message = f"simulator {name!r} is not available on this machine (run `make setup`)"
+        if os.environ.get("CHRYSALIS_REQUIRE_SIMULATORS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return name
+
+
+def _node_dir(nodeid):
+    """Map ``tests/sim/test_x.py::test_y[icarus]`` to ``sim/test_x/test_y-icarus``."""
+    path, _, name = nodeid.partition("::")
+    path = re.sub(r"^tests/", "", path.removesuffix(".py"))
+    name = name.replace("::", "/").replace("[", "-").rstrip("]")
+    return "/".join(
+        re.sub(r"[^A-Za-z0-9_.=+-]", "_", part)[:100]
+        for part in [*path.split("/"), *name.split("/")]
+        if part
+    )
+
+
+@pytest.fixture
+def build_root(request):
+    """A per-test directory under ``<repo>/build/tests/`` (created, not emptied)."""
+    path = BUILD_TESTS / _node_dir(request.node.nodeid)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
