@@ -60,10 +60,5 @@ class FloatAdder(wiring.Component):
         a = fp.unpack(m, fa, self.a, ew, "a")
         b = fp.unpack(m, fb, self.b, ew, "b")
         summed = fp.add(m, pipe, a, b, fp.adder_window(fa, fb, fo), ew)
-        result = fp.round_pack(m, summed["sign"], summed["exp"], summed["norm"], summed["zero"],
-                               summed["zero_sign"], fo, ew)
-        m.d.comb += [
-            self.result.eq(pipe.output(result)),
-            self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),
-        ]
+        pipe.drive(self, fp.round_pack(m, fmt=fo, ew=ew, **summed))
         return m

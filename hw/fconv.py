@@ -50,9 +50,5 @@ class FloatConverter(wiring.Component):
         ew = fp.exponent_width(self.src, self.dst)
         pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
         a = fp.unpack(m, self.src, self.a, ew, "a")
-        result = fp.round_pack(m, a.sign, a.exp, a.sig, a.zero, a.sign, self.dst, ew)
-        m.d.comb += [
-            self.result.eq(pipe.output(result)),
-            self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),
-        ]
+        pipe.drive(self, fp.round_pack(m, a.sign, a.exp, a.sig, a.zero, a.sign, self.dst, ew))
         return m

@@ -59,8 +59,5 @@ class FloatMultiplier(wiring.Component):
         s = pipe.stage("product", sign=prod.sign, exp=prod.exp, sig=prod.sig, zero=prod.zero)
         prod = fp.normalize_product(m, fp.Unpacked(s["sign"], s["exp"], s["sig"], s["zero"],
                                                    prod.precision), ew)
-        m.d.comb += [
-            self.product.eq(pipe.output(fp.pack_exact(m, prod, self.product_fmt))),
-            self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),
-        ]
+        pipe.drive(self, fp.pack_exact(m, prod, self.product_fmt), port="product")
         return m

@@ -89,6 +89,14 @@ class Pipeline:
             value = delayed
         return value
 
+    def drive(self, unit, result, port="result"):
+        """Drive ``unit``'s result port through the output boundary, and its ``o_valid``
+        from its ``i_valid`` delayed by the unit's whole latency."""
+        self.m.d.comb += [
+            getattr(unit, port).eq(self.output(result)),
+            unit.o_valid.eq(self.valid(unit.i_valid, unit.latency)),
+        ]
+
     def valid(self, i_valid, latency):
         """``i_valid`` delayed by the whole latency."""
         for index in range(latency):

@@ -81,10 +81,5 @@ class FloatMAC(wiring.Component):
         c = fp.Unpacked(s["c_sign"], s["c_exp"], s["c_sig"], s["c_zero"], c.precision)
 
         summed = fp.add(m, pipe, c, prod, fp.adder_window(acc, pf, acc), ew)
-        result = fp.round_pack(m, summed["sign"], summed["exp"], summed["norm"], summed["zero"],
-                               summed["zero_sign"], acc, ew)
-        m.d.comb += [
-            self.result.eq(pipe.output(result)),
-            self.o_valid.eq(pipe.valid(self.i_valid, self.latency)),
-        ]
+        pipe.drive(self, fp.round_pack(m, fmt=acc, ew=ew, **summed))
         return m
