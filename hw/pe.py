@@ -1,0 +1,286 @@
+"""The processing element: a MAC, two local memory banks, accumulators and bus ports.
+
+Every PE of a core executes the same micro-op each cycle (SIMD), broadcast by the core's
+sequencer. A micro-op has two independent slots, so that a PE can accumulate and move data in
+the same cycle:
+
+* the **compute** slot feeds the MAC pipeline: ``MAC`` (``acc[k] += q(a) * q(b)``) or
+  ``UPDATE`` (``W[addr] += q(acc[k]) * q(scalar)``, the SGD step on a fp32 master weight);
+* the **transfer** slot moves one word: a partial sum or a weight onto the PE's output (to the
+  row or column bus, as the core selects), or a bus word into one of the banks.
+
+``q`` is the round-to-nearest-even conversion of an fp32 value to the operand format: the
+banks hold fp32 words and the multiplicands are made when used. The multiply path is the
+place where the dual-precision MAC and the reuse cache plug in: it takes the two operand-format
+multiplicands and hands an exact product (``product_format(operand)``) to the accumulating
+adder; see :class:`MultiplyPath`.
+"""
+
+import enum as py_enum
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from gen.formats import FP32, product_format
+
+from . import fp_datapath as fp
+from ._unit import check_format, check_latency
+
+__all__ = ["ComputeOp", "TransferOp", "MicroOp", "MultiplyPath", "PE"]
+
+
+class ComputeOp(enum.Enum, shape=2):
+    """Operation of the compute slot."""
+    NONE = 0
+    #: ``acc[k] = (0 if clear else acc[k]) + q(a) * q(b)``; ``a`` is the weight bank word
+    #: at ``waddr`` (or the activation bank's second port at ``aaddr2`` with ``a_act``),
+    #: ``b`` is the activation bank word at ``aaddr``.
+    MAC = 1
+    #: ``weight[waddr] = weight[waddr] + q(acc[k]) * q(scalar)``.
+    UPDATE = 2
+
+
+class TransferOp(enum.Enum, shape=3):
+    """Operation of the transfer slot. Bank writes and sends happen only where ``select``."""
+    NONE = 0
+    #: ``out = acc[t_acc]`` (visible the next cycle).
+    SEND_ACC = 1
+    #: ``out = weight[t_addr]`` (visible the next cycle; uses the weight bank's read port).
+    SEND_W = 2
+    #: ``act[t_addr] = row_in``.
+    ACT_FROM_ROW = 3
+    #: ``act[t_addr] = col_in``.
+    ACT_FROM_COL = 4
+    #: ``weight[t_addr] = row_in``.
+    W_FROM_ROW = 5
+
+
+def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits):
+    """The micro-op of a PE with banks and accumulators of the given address widths."""
+    t_addr_bits = max(weight_addr_bits, act_addr_bits)
+    return data.StructLayout({
+        "c_op": ComputeOp,
+        "c_acc": acc_bits,
+        "c_clear": 1,
+        "a_act": 1,
+        "waddr": weight_addr_bits,
+        "aaddr": act_addr_bits,
+        "aaddr2": act_addr_bits,
+        "t_op": TransferOp,
+        "t_acc": acc_bits,
+        "t_addr": t_addr_bits,
+    })
+
+
+MicroOp = micro_op_layout   # the layout depends on the PE's sizes: build it with this
+
+
+class MultiplyPath(wiring.Component):
+    """The multiply path of a PE: two multiplicands in, their exact product out.
+
+    This is the interface the dual-precision MAC and the reuse cache implement: any unit with
+    these ports and a fixed latency can replace the plain exact multiplier. The product is
+    in ``product_format(operand)``, which holds every product exactly.
+
+    Parameters
+    ----------
+    operand : FloatFormat
+        Format of ``a`` and ``b``.
+    latency : int
+        Register stages from ``a``/``b`` to ``product``.
+
+    Members
+    -------
+    a, b : In(operand.width)
+    i_valid : In(1)
+    product : Out(product_format(operand).width)
+    o_valid : Out(1)
+    """
+
+    def __init__(self, operand, *, latency=1):
+        from .fmul import FloatMultiplier
+        self.operand = check_format("Operand format", operand)
+        self.latency = check_latency(latency)
+        self._unit = FloatMultiplier(operand, latency=latency)
+        super().__init__(dict(self._unit.signature.members.items()))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.multiplier = unit = self._unit
+        m.d.comb += [unit.a.eq(self.a), unit.b.eq(self.b), unit.i_valid.eq(self.i_valid),
+                     self.product.eq(unit.product), self.o_valid.eq(unit.o_valid)]
+        return m
+
+
+class PE(wiring.Component):
+    """A processing element (see the module docstring for the micro-op).
+
+    Timing: a micro-op presented in cycle ``t`` reads the banks (synchronous reads) and the
+    accumulators in cycle ``t + 1``, where its multiplicands enter the MAC; the MAC result
+    is written in cycle ``t + 1 + mac_latency`` (to ``acc[k]``, or to the weight bank for an
+    ``UPDATE``). A transfer slot's bank write happens in cycle ``t``; a send shows on ``out``
+    in cycle ``t + 1``. The sequencer keeps the rules that make this hazard-free:
+
+    * an accumulator written by the micro-op of cycle ``t`` is read by a ``MAC`` or an
+      ``UPDATE`` no earlier than cycle ``t + mac_latency + 1``, and by a ``SEND_ACC`` no
+      earlier than ``t + mac_latency + 2`` (a send reads in its own cycle, the compute slot
+      one cycle later);
+    * a weight written back by an ``UPDATE`` of cycle ``t`` is read no earlier than
+      ``t + mac_latency + 2``;
+    * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
+      a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` write-back.
+
+    Parameters
+    ----------
+    operand, accumulator : FloatFormat
+        Multiplicand format and accumulator format (fp32: the banks hold fp32 words).
+    weight_words, act_words : int
+        Depth of the weight bank (fp32 master weights) and of the activation bank
+        (activations and gradients; it has two read ports, so that the weight gradient can
+        read an activation and a gradient in one cycle).
+    acc_regs : int
+        Number of fp32 accumulator registers.
+    mac_latency : int
+        Register stages of the MAC (multiply path plus accumulating adder).
+
+    Members
+    -------
+    uop : In(micro_op_layout(...))
+        The micro-op of this cycle (the same for every PE of a core).
+    select : In(1)
+        This PE takes part in the transfer slot (bank writes and sends); the compute slot
+        always runs.
+    row_in, col_in : In(32)
+        The words on this PE's row bus and column bus.
+    scalar : In(32)
+        The fp32 scalar of ``UPDATE`` (``-lr``).
+    out : Out(32)
+        The word this PE sends, one cycle after ``SEND_ACC`` or ``SEND_W``.
+    """
+
+    #: Register stages of the multiply path; the adder gets the rest of ``mac_latency``.
+    MULTIPLY_LATENCY = 1
+
+    def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
+                 acc_regs=16, mac_latency=3):
+        self.operand = check_format("Operand format", operand)
+        self.accumulator = check_format("Accumulator format", accumulator)
+        if accumulator != FP32:
+            raise ValueError(f"Accumulator format must be fp32, not {accumulator!r}")
+        for name, value in (("weight_words", weight_words), ("act_words", act_words),
+                            ("acc_regs", acc_regs)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        self.weight_words = weight_words
+        self.act_words = act_words
+        self.acc_regs = acc_regs
+        self.mac_latency = check_latency(mac_latency)
+        if mac_latency < self.MULTIPLY_LATENCY + 1:
+            raise ValueError(f"mac_latency must be at least {self.MULTIPLY_LATENCY + 1}, "
+                             f"not {mac_latency!r}")
+        self.layout = micro_op_layout((weight_words - 1).bit_length() or 1,
+                                      (act_words - 1).bit_length() or 1,
+                                      (acc_regs - 1).bit_length() or 1)
+        super().__init__({
+            "uop": In(self.layout),
+            "select": In(1),
+            "row_in": In(32),
+            "col_in": In(32),
+            "scalar": In(32),
+            "out": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        op = self.operand
+        pf = product_format(op)
+        uop = self.uop
+
+        m.submodules.weight_bank = wbank = Memory(shape=32, depth=self.weight_words, init=[])
+        m.submodules.act_bank = abank = Memory(shape=32, depth=self.act_words, init=[])
+        w_rd = wbank.read_port()
+        w_wr = wbank.write_port()
+        a_rd = abank.read_port()
+        a_rd2 = abank.read_port()
+        a_wr = abank.write_port()
+        acc = [Signal(32, name=f"acc{k}") for k in range(self.acc_regs)]
+        acc_array = data.ArrayLayout(32, self.acc_regs)
+        acc_view = Signal(acc_array)
+        m.d.comb += acc_view.as_value().eq(Cat(*acc))
+
+        # --- cycle t: bank reads, transfer slot --------------------------------------------
+        send_w = (uop.t_op == TransferOp.SEND_W)
+        m.d.comb += [
+            w_rd.addr.eq(Mux(send_w, uop.t_addr, uop.waddr)),
+            a_rd.addr.eq(uop.aaddr),
+            a_rd2.addr.eq(uop.aaddr2),
+        ]
+        take = self.select
+        with m.Switch(uop.t_op):
+            with m.Case(TransferOp.ACT_FROM_ROW):
+                m.d.comb += [a_wr.addr.eq(uop.t_addr), a_wr.data.eq(self.row_in),
+                             a_wr.en.eq(take)]
+            with m.Case(TransferOp.ACT_FROM_COL):
+                m.d.comb += [a_wr.addr.eq(uop.t_addr), a_wr.data.eq(self.col_in),
+                             a_wr.en.eq(take)]
+        # A send's word: an accumulator captured now, or the weight read issued now.
+        sent_acc = Signal(32)
+        sending_w = Signal()
+        m.d.sync += [sent_acc.eq(acc_view[uop.t_acc]), sending_w.eq(send_w)]
+        m.d.comb += self.out.eq(Mux(sending_w, w_rd.data, sent_acc))
+
+        # --- cycle t+1: operands into the MAC ----------------------------------------------
+        s1 = Signal(self.layout)
+        m.d.sync += s1.eq(uop)
+        is_mac = s1.c_op == ComputeOp.MAC
+        is_update = s1.c_op == ComputeOp.UPDATE
+        acc_k = acc_view[s1.c_acc]
+        a32 = Mux(is_update, acc_k, Mux(s1.a_act, a_rd2.data, w_rd.data))
+        b32 = Mux(is_update, self.scalar, a_rd.data)
+        c32 = Mux(is_update, w_rd.data, Mux(s1.c_clear, 0, acc_k))
+        ew = fp.exponent_width(FP32, op)
+        qa = fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew)
+        qb = fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew)
+
+        # The MAC is the multiply path (pluggable: see MultiplyPath) and the accumulating
+        # adder, which rounds the exact product and the addend once: the same result as
+        # the fused FloatMAC, bit for bit.
+        from .fadd import FloatAdder
+        m.submodules.multiply = mul = MultiplyPath(op, latency=self.MULTIPLY_LATENCY)
+        m.submodules.accumulate = add = FloatAdder(
+            FP32, pf, FP32, latency=self.mac_latency - self.MULTIPLY_LATENCY)
+        m.d.comb += [mul.a.eq(qa), mul.b.eq(qb), mul.i_valid.eq(is_mac | is_update)]
+        addend = c32
+        for index in range(self.MULTIPLY_LATENCY):
+            delayed = Signal(32, name=f"addend_d{index}")
+            m.d.sync += delayed.eq(addend)
+            addend = delayed
+        m.d.comb += [add.a.eq(addend), add.b.eq(mul.product), add.i_valid.eq(mul.o_valid)]
+        mac = add
+
+        # The destination of each result travels beside the MAC pipeline.
+        tag = data.StructLayout({"update": 1, "acc": len(s1.c_acc), "waddr": len(s1.waddr)})
+        stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
+        m.d.sync += stages[0].eq(Cat(is_update, s1.c_acc, s1.waddr))
+        for prev, nxt in zip(stages, stages[1:]):
+            m.d.sync += nxt.eq(prev)
+        done = stages[-1]
+
+        # --- cycle t+1+L: write-back -----------------------------------------------------
+        with m.If(mac.o_valid & ~done.update):
+            for k in range(self.acc_regs):
+                with m.If(done.acc == k):
+                    m.d.sync += acc[k].eq(mac.result)
+        with m.If(mac.o_valid & done.update):
+            m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(mac.result), w_wr.en.eq(1)]
+        with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
+            m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
+        return m
+
+
+def _unpack_args(m, bits, ew, name):
+    """Arguments of ``round_pack`` that convert an fp32 word (exactly) to another format."""
+    u = fp.unpack(m, FP32, bits, ew, name)
+    return u.sign, u.exp, u.sig, u.zero, u.sign

@@ -1,0 +1,151 @@
+# amaranth: UnusedElaboratable=no
+"""The PE's RTL against its transaction-level golden model on random hazard-free programs.
+
+``rtl(program)`` runs the pipelined PE in Amaranth's simulator and ``ref(program)`` runs
+``sim.pe_model.PEModel``; both return the words sent (partial sums and weights) and the
+final accumulators and weights, which must be equal bit for bit.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from gen.formats import BF16, FP8_E4M3
+from hw.pe import PE, ComputeOp, TransferOp
+from sim import numerics as nx
+from sim.pe_model import PEModel
+
+
+def _f32(values):
+    return nx.from_float32(np.asarray(values, dtype=np.float32))
+
+
+class Program:
+    """A random micro-op program that keeps the PE's timing rules (see ``hw.pe.PE``)."""
+
+    def __init__(self, rng, *, weight_words, act_words, acc_regs, latency, length):
+        self.steps = []          # (uop dict, row_in, col_in)
+        self.scalar = int(_f32([-0.125])[0])
+        quiet = latency + 2
+        acc_ready = [0] * acc_regs        # first cycle an accumulator may be read again
+        w_ready = [0] * weight_words
+        w_port_busy = set()               # cycles whose weight write port an UPDATE uses
+        values = _f32(rng.standard_normal(max(weight_words, act_words)) * 2)
+        # Fill both banks through the buses first.
+        for addr in range(weight_words):
+            self.steps.append(({"t_op": "W_FROM_ROW", "t_addr": addr}, int(values[addr]), 0))
+        for addr in range(act_words):
+            bus = "ACT_FROM_COL" if addr % 2 else "ACT_FROM_ROW"
+            word = int(values[(addr * 7) % len(values)] ^ np.uint64(1 << 31))
+            self.steps.append(({"t_op": bus, "t_addr": addr}, word, word))
+        for _ in range(length):
+            t = len(self.steps)
+            uop = {}
+            kind = rng.choice(["MAC", "MAC", "MAC", "UPDATE", "NONE"])
+            k = int(rng.integers(acc_regs))
+            w = int(rng.integers(weight_words))
+            if kind == "MAC":
+                clear = bool(rng.integers(2)) or acc_ready[k] > t
+                a_act = bool(rng.integers(2))
+                if clear or acc_ready[k] <= t:
+                    if a_act or w_ready[w] <= t:
+                        uop = {"c_op": "MAC", "c_acc": k, "c_clear": clear, "a_act": a_act,
+                               "waddr": w, "aaddr": int(rng.integers(act_words)),
+                               "aaddr2": int(rng.integers(act_words))}
+                        acc_ready[k] = t + latency + 1
+            elif kind == "UPDATE" and acc_ready[k] <= t and w_ready[w] <= t:
+                uop = {"c_op": "UPDATE", "c_acc": k, "waddr": w}
+                w_ready[w] = t + quiet
+                w_port_busy.add(t + 1 + latency)
+            reads_weight = uop.get("c_op") == "UPDATE" or (uop.get("c_op") == "MAC"
+                                                           and not uop.get("a_act"))
+            transfer = rng.choice(["SEND_ACC", "SEND_W", "ACT", "W", "NONE"])
+            row_in = int(values[int(rng.integers(len(values)))])
+            k2 = int(rng.integers(acc_regs))
+            w2 = int(rng.integers(weight_words))
+            if transfer == "SEND_ACC" and acc_ready[k2] + 1 <= t:
+                uop.update(t_op="SEND_ACC", t_acc=k2)
+            elif transfer == "SEND_W" and not reads_weight and w_ready[w2] <= t:
+                uop.update(t_op="SEND_W", t_addr=w2)
+            elif transfer == "ACT":
+                uop.update(t_op="ACT_FROM_ROW", t_addr=int(rng.integers(act_words)))
+            elif transfer == "W" and t not in w_port_busy and w_ready[w2] <= t \
+                    and uop.get("waddr") != w2:
+                uop.update(t_op="W_FROM_ROW", t_addr=w2)
+                w_ready[w2] = t + 1
+            self.steps.append((uop, row_in, row_in))
+        # Drain the pipeline, then read every accumulator and weight out.
+        self.steps += [({}, 0, 0)] * quiet
+        for k in range(acc_regs):
+            self.steps.append(({"t_op": "SEND_ACC", "t_acc": k}, 0, 0))
+        for addr in range(weight_words):
+            self.steps.append(({"t_op": "SEND_W", "t_addr": addr}, 0, 0))
+
+
+def ref(program, pe_args):
+    model = PEModel(pe_args["operand"], pe_args["weight_words"], pe_args["act_words"],
+                    pe_args["acc_regs"])
+    for uop, row_in, col_in in program.steps:
+        model.step(uop, row_in=row_in, col_in=col_in, scalar=program.scalar)
+    return model.sent
+
+
+def rtl(program, pe_args):
+    dut = PE(pe_args["operand"], weight_words=pe_args["weight_words"],
+             act_words=pe_args["act_words"], acc_regs=pe_args["acc_regs"],
+             mac_latency=pe_args["latency"])
+    fields = dut.layout.members
+    sent = []
+
+    def encode(uop):
+        value = {name: 0 for name in fields}
+        for name, field in uop.items():
+            if name == "c_op":
+                field = ComputeOp[field]
+            elif name == "t_op":
+                field = TransferOp[field]
+            value[name] = field
+        value.setdefault("c_op", ComputeOp.NONE)
+        value["c_op"] = value["c_op"] or ComputeOp.NONE
+        value["t_op"] = value["t_op"] or TransferOp.NONE
+        return dut.layout.const(value)
+
+    async def testbench(ctx):
+        ctx.set(dut.scalar, program.scalar)
+        ctx.set(dut.select, 1)
+        for uop, row_in, col_in in program.steps:
+            ctx.set(dut.uop, encode(uop))
+            ctx.set(dut.row_in, row_in)
+            ctx.set(dut.col_in, col_in)
+            await ctx.tick()
+            # After the edge that ends a send's cycle, `out` holds the word sent.
+            if uop.get("t_op") in ("SEND_ACC", "SEND_W"):
+                sent.append(ctx.get(dut.out))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return sent
+
+
+@pytest.mark.parametrize("operand,latency,seed", [(BF16, 3, 1), (BF16, 6, 2), (FP8_E4M3, 2, 3)])
+def test_pe_rtl_equals_model(operand, latency, seed):
+    pe_args = {"operand": operand, "weight_words": 16, "act_words": 16, "acc_regs": 8,
+               "latency": latency}
+    program = Program(np.random.default_rng(seed), weight_words=16, act_words=16, acc_regs=8,
+                      latency=latency, length=2500)
+    expected = ref(program, pe_args)
+    assert len(expected) > 100
+    got = rtl(program, pe_args)
+    assert got == expected
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"weight_words": 0}, "weight_words must be a positive integer, not 0"),
+    ({"acc_regs": 2.5}, "acc_regs must be a positive integer, not 2.5"),
+    ({"mac_latency": 1}, "mac_latency must be at least 2, not 1"),
+])
+def test_bad_pe_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PE(BF16, **kwargs)
