@@ -193,7 +193,7 @@ class MacConfig(_Level):
         object.__setattr__(self, "operand", _check_format(self._path("operand"), self.operand))
         object.__setattr__(self, "accumulator",
                            _check_format(self._path("accumulator"), self.accumulator))
-        _check_int(self._path("latency"), self.latency, 0, 8)
+        _check_int(self._path("latency"), self.latency, 2, 8)
         _check_choice(self._path("dual"), self.dual, DUAL_POLICIES)
         _check_int(self._path("low_man_bits"), self.low_man_bits, 1, self.operand.man_bits,
                    hi_is=f"the mantissa bits of {self._path('operand')}")
@@ -218,7 +218,10 @@ class PEConfig(_Level):
     act_words : int
         32-bit words in the activation / gradient bank; a power of two, 2 to 2**20.
     acc_regs : int
-        Accumulator registers, 1 to 256.
+        Accumulator registers, 1 to 256. The core uses them as two groups (one computing
+        while the other is reduced), each at least ``mac.latency + 1`` long so that an
+        accumulator is never read before its last MAC has finished: so at least
+        ``2 * (mac.latency + 1)``.
     reuse_entries : int
         Entries of the reuse cache: 0 (no cache) or a power of two up to 4096.
     reuse_ways : int
@@ -240,7 +243,7 @@ class PEConfig(_Level):
 
     weight_words: int = 1024
     act_words: int = 1024
-    acc_regs: int = 4
+    acc_regs: int = 16
     reuse_entries: int = 0
     reuse_ways: int = 1
     reuse_scope: str = "pe"
@@ -476,6 +479,12 @@ class Config:
             value = getattr(self, level)
             if not isinstance(value, cls):
                 raise ConfigTypeError(f"{level} must be a {cls.__name__}, not {value!r}")
+        # Fields of different levels that must agree.
+        need = 2 * (self.mac.latency + 1)
+        if self.pe.acc_regs < need:
+            raise ConfigError(f"pe.acc_regs must be at least 2 * (mac.latency + 1) = {need} "
+                              f"(two groups of accumulators that hide the MAC latency), "
+                              f"not {self.pe.acc_regs!r}")
 
     # --- derived values ------------------------------------------------------------------
 
@@ -712,7 +721,7 @@ PRESETS = {
     "tiny": dataclasses.replace(
         _DEFAULT, name="tiny",
         mac=dataclasses.replace(_DEFAULT.mac, latency=2),
-        pe=dataclasses.replace(_DEFAULT.pe, weight_words=64, act_words=64),
+        pe=dataclasses.replace(_DEFAULT.pe, weight_words=64, act_words=64, acc_regs=8),
         core=dataclasses.replace(_DEFAULT.core, rows=2, cols=2, scratchpad_words=1024)),
     "default": _DEFAULT,
 }

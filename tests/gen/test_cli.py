@@ -217,9 +217,9 @@ def test_config_show_from_file(capsys):
     path = BUILD / "configs" / "show.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     with_overrides(PRESETS["tiny"], {"name": "mine"}).save(path)
-    assert main(["config", "show", "--config", str(path), "--set", "mac.latency=5"]) == 0
+    assert main(["config", "show", "--config", str(path), "--set", "mac.latency=3"]) == 0
     shown = Config.from_toml(capsys.readouterr().out)
-    assert (shown.name, shown.mac.latency, shown.core.rows) == ("mine", 5, 2)
+    assert (shown.name, shown.mac.latency, shown.core.rows) == ("mine", 3, 2)
 
 
 def test_config_presets(capsys):

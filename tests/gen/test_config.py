@@ -23,7 +23,7 @@ def test_defaults():
     assert c.name == "chrysalis"
     assert c.mac == MacConfig(operand=BF16, accumulator=FP32, latency=6, dual="single",
                               low_man_bits=3)
-    assert c.pe == PEConfig(weight_words=1024, act_words=1024, acc_regs=4, reuse_entries=0,
+    assert c.pe == PEConfig(weight_words=1024, act_words=1024, acc_regs=16, reuse_entries=0,
                             reuse_ways=1, reuse_scope="pe")
     assert c.core == CoreConfig(rows=4, cols=4, scratchpad_words=65536, reduction="bus")
     assert c.cluster == ClusterConfig(cores=1, link_width=32, hop_latency=1, ring="one-way")
@@ -169,7 +169,7 @@ ROUND_TRIP = [
     Config(),
     *PRESETS.values(),
     with_overrides(Config(), {
-        "name": "odd", "mac.operand": "e5m7", "mac.accumulator": "fp16", "mac.latency": 0,
+        "name": "odd", "mac.operand": "e5m7", "mac.accumulator": "fp16", "mac.latency": 2,
         "mac.dual": "value", "mac.low_man_bits": 2, "pe.reuse_entries": 64,
         "pe.reuse_ways": 4, "pe.reuse_scope": "row", "core.rows": 3, "core.cols": 5,
         "core.reduction": "tree", "cluster.cores": 4, "cluster.ring": "bidirectional",
@@ -272,7 +272,7 @@ def test_hash_changes_with_every_field():
     assert len(base.config_hash()) == 64
     changed = {"name": "other", "mac.operand": "fp16", "mac.accumulator": "bf16",
                "mac.latency": 4, "mac.dual": "static", "mac.low_man_bits": 2,
-               "pe.weight_words": 512, "pe.act_words": 512, "pe.acc_regs": 8,
+               "pe.weight_words": 512, "pe.act_words": 512, "pe.acc_regs": 32,
                "pe.reuse_entries": 16, "pe.reuse_scope": "row", "core.rows": 8,
                "core.cols": 2, "core.scratchpad_words": 1024, "core.reduction": "tree",
                "cluster.cores": 2, "cluster.link_width": 64, "cluster.hop_latency": 2,
@@ -292,7 +292,7 @@ def test_overrides():
     assert (c.core.rows, c.core.cols, c.mac.operand, c.name) == (8, 2, FP16, "wide")
     assert base.core.rows == 2  # the original is untouched
     assert with_overrides(base, [("mac.accumulator", BF16)]).mac.accumulator == BF16
-    assert with_overrides(base, {"pe": {"acc_regs": 8, "reuse_entries": 4}}).pe.acc_regs == 8
+    assert with_overrides(base, {"pe": {"acc_regs": 32, "reuse_entries": 4}}).pe.acc_regs == 32
     assert with_overrides(base, {}) == base
     # Overrides apply together, so dependent fields can change in one step.
     c = with_overrides(Config(), {"mac.operand": "fp8_e5m2", "mac.low_man_bits": 1})
@@ -374,3 +374,10 @@ def test_config_module_is_pure_python():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=REPO).stdout
     assert out.strip() == "[]"
+
+
+def test_accumulators_must_hide_the_mac_latency():
+    with pytest.raises(ConfigError, match=r"^pe.acc_regs must be at least 2 \* \(mac.latency \+ 1\) "
+                                          r"= 14 .*, not 8$"):
+        with_overrides(Config(), {"pe.acc_regs": 8})
+    assert with_overrides(Config(), {"pe.acc_regs": 8, "mac.latency": 3}).pe.acc_regs == 8
