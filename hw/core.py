@@ -1,0 +1,596 @@
+"""The training core: an R x C array of PEs with row and column buses, edge reducers, a
+banked scratchpad and a sequencer that expands core operations into micro-ops.
+
+Data layout (``docs/architecture.md``): weight ``W[i][j]`` of a layer lives in
+``PE(i mod R, j mod C)`` at weight-bank address ``wbase + (i div R) * NT + (j div C)``
+with ``NT = ceil(N / C)``; an input ``X[j][b]`` is in the activation bank of every PE of
+column ``j mod C`` at ``abase + (j div C) * B + b``; a gradient ``dY[i][b]`` in every PE
+of row ``i mod R`` at ``abase + (i div R) * B + b``. Matrices in the scratchpad are
+column-major (``hw.scratchpad``).
+
+Operations (one command each):
+
+``LOAD_COL`` / ``LOAD_ROW``
+    A scratchpad matrix (``n`` elements per column, ``batch`` columns) into the activation
+    banks over the column buses (inputs X) or the row buses (gradients dY); elements past
+    ``n`` load as ``+0``.
+``LOAD_W`` / ``STORE_W``
+    An ``m x n`` weight matrix between the scratchpad (``n`` columns of ``m``) and the weight
+    banks, over the row buses, one PE column at a time.
+``FORWARD``
+    ``Y = W X`` (the bias is a column of W with a row of ones in X), ReLU optional. Each PE
+    accumulates its partial sums in a group of accumulators; the group's partial sums are
+    then sent over the row buses to the row-end reducers, column 0 first, while the other
+    group accumulates.
+``BACKWARD``
+    ``dX = W^T dY`` with the roles of the buses swapped; partial sums go over the column
+    buses to the column-end reducers, row 0 first; the ReLU derivative of the layer below is
+    applied from its stored activations (optional).
+``WGRAD``
+    ``dW = dY X^T`` accumulated in place over the batch, then ``W += q(dW) * q(scalar)``
+    with ``scalar = -lr`` (the update), in the PE that holds ``W[i][j]``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.formats import FP32
+
+from .fadd import FloatAdder
+from .pe import PE, ComputeOp, TransferOp
+from .scratchpad import Scratchpad, bank_count
+
+__all__ = ["CoreOp", "command_layout", "Core"]
+
+
+class CoreOp(enum.Enum, shape=4):
+    NONE = 0
+    LOAD_COL = 1
+    LOAD_ROW = 2
+    LOAD_W = 3
+    STORE_W = 4
+    FORWARD = 5
+    BACKWARD = 6
+    WGRAD = 7
+
+
+def command_layout(weight_addr_bits, act_addr_bits, line_bits):
+    """Fields of a core command (see the module docstring for their use per operation)."""
+    return data.StructLayout({
+        "op": CoreOp,
+        "m": 16,            # output features (rows of W); elements per column for LOAD_ROW
+        "n": 16,            # input features (columns of W); elements per column for LOAD_COL
+        "batch": 16,
+        "wbase": weight_addr_bits,
+        "abase": act_addr_bits,     # X (FORWARD, WGRAD), dY (BACKWARD), load target
+        "abase2": act_addr_bits,    # dY (WGRAD)
+        "sp_base": line_bits,       # scratchpad matrix: first line
+        "sp_lpc": line_bits,        # scratchpad matrix: lines per column
+        "sp2_base": line_bits,      # BACKWARD: activations of the layer below (ReLU mask)
+        "sp2_lpc": line_bits,
+        "flag": 1,                  # FORWARD: ReLU; BACKWARD: apply the ReLU mask
+        "scalar": 32,               # WGRAD: -lr (fp32)
+    })
+
+
+class Core(wiring.Component):
+    """An R x C training core.
+
+    Parameters
+    ----------
+    config : gen.config.Config
+        Uses ``core.rows``, ``core.cols``, ``core.scratchpad_words``, ``pe.*`` and ``mac.*``.
+
+    Members
+    -------
+    cmd : In(command_layout(...))
+    cmd_valid : In(1)
+        A command is taken in a cycle where ``cmd_valid`` and ``cmd_ready``.
+    cmd_ready : Out(1)
+        The core is idle.
+    host_addr, host_wdata, host_we, host_re, host_rdata :
+        Word access to the scratchpad (use only while idle); read data one cycle later.
+    mac_slots, update_slots, busy_cycles, stall_cycles, bus_words : Out(48)
+        Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy,
+        cycles the compute engine waited for the reducers, words moved over the buses.
+    """
+
+    COUNTER_BITS = 48
+
+    def __init__(self, config):
+        from gen.config import Config
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a Config, not {config!r}")
+        if config.core.reduction != "bus":
+            raise ValueError("core.reduction 'tree' is not implemented in the RTL yet; "
+                             f"use 'bus', not {config.core.reduction!r}")
+        self.config = config
+        self.rows, self.cols = config.core.rows, config.core.cols
+        self.banks = bank_count(self.rows, self.cols)
+        self.latency = config.mac.latency
+        self.group = config.pe.acc_regs // 2
+        self.pe_args = dict(weight_words=config.pe.weight_words, act_words=config.pe.act_words,
+                            acc_regs=config.pe.acc_regs, mac_latency=config.mac.latency)
+        probe = PE(config.mac.operand, **self.pe_args)
+        self.uop_layout = probe.layout
+        probe._MustUse__silence = True
+        self.sp_words = config.core.scratchpad_words
+        line_bits = max(1, (self.sp_words // self.banks - 1).bit_length())
+        self.line_bits = line_bits
+        self.layout = command_layout((config.pe.weight_words - 1).bit_length() or 1,
+                                     (config.pe.act_words - 1).bit_length() or 1, line_bits)
+        addr_bits = max(1, (self.sp_words - 1).bit_length())
+        counters = {name: Out(self.COUNTER_BITS) for name in
+                    ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words")}
+        super().__init__({
+            "cmd": In(self.layout),
+            "cmd_valid": In(1),
+            "cmd_ready": Out(1),
+            "host_addr": In(addr_bits),
+            "host_wdata": In(32),
+            "host_we": In(1),
+            "host_re": In(1),
+            "host_rdata": Out(32),
+            **counters,
+        })
+
+    # The elaboration is split by concern: datapath (PEs, buses, reducers, scratchpad) and
+    # sequencer (engines); they meet in the `issue` signals below.
+    def elaborate(self, platform):
+        m = Module()
+        R, C, S, G, L = self.rows, self.cols, self.banks, self.group, self.latency
+        lanes = max(R, C)
+        cfg = self.config
+
+        m.submodules.scratchpad = sp = Scratchpad(words=self.sp_words, banks=S, lanes=lanes)
+        m.d.comb += [sp.host_addr.eq(self.host_addr), sp.host_wdata.eq(self.host_wdata),
+                     sp.host_we.eq(self.host_we), sp.host_re.eq(self.host_re),
+                     self.host_rdata.eq(sp.host_rdata)]
+
+        pes = [[PE(cfg.mac.operand, **self.pe_args) for c in range(C)] for r in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # --- issue signals: what the sequencer asks for in this cycle ----------------------
+        uop = Signal(self.uop_layout, name="issue_uop")
+        sel_col = Signal(range(C), name="issue_sel_col")     # PE column taking/sending
+        sel_row = Signal(range(R), name="issue_sel_row")
+        sel_all = Signal(name="issue_sel_all")               # every PE takes the transfer
+        bus_from = Signal(2, name="issue_bus_from")          # 0 none, 1 scratchpad->row, 2 ->col
+        rd = dict(en=Signal(name="issue_rd_en"), e0=Signal(16, name="issue_rd_e0"),
+                  line=Signal(self.line_bits, name="issue_rd_line"),
+                  lanes=Signal(lanes, name="issue_rd_lanes"))
+        scalar = Signal(32, name="scalar")
+        # Reducer control, issued with the SEND micro-op.
+        red_layout = data.StructLayout({
+            "on": 1, "cols": 1, "first": 1, "last": 1, "k": range(G),
+            "e0": 16, "line": self.line_bits, "lanes": lanes, "relu": 1, "mask": 1,
+            "mask_line": self.line_bits, "store_w": 1,
+        })
+        red = Signal(red_layout, name="issue_red")
+
+        # --- broadcast stage (+1): micro-op and scratchpad words reach the PEs --------------
+        b_uop = Signal(self.uop_layout)
+        b_sel_col = Signal.like(sel_col)
+        b_sel_row = Signal.like(sel_row)
+        b_sel_all = Signal()
+        b_bus_from = Signal(2)
+        b_red = Signal(red_layout)
+        m.d.sync += [b_uop.eq(uop), b_sel_col.eq(sel_col), b_sel_row.eq(sel_row),
+                     b_sel_all.eq(sel_all), b_bus_from.eq(bus_from), b_red.eq(red)]
+        m.d.comb += [sp.rd_en.eq(rd["en"]), sp.rd_e0.eq(rd["e0"]), sp.rd_line.eq(rd["line"]),
+                     sp.rd_lanes.eq(rd["lanes"])]
+        for r in range(R):
+            for c in range(C):
+                pe = pes[r][c]
+                m.d.comb += [
+                    pe.uop.eq(b_uop),
+                    pe.scalar.eq(scalar),
+                    pe.select.eq(b_sel_all | (b_sel_col == c)),
+                    pe.row_in.eq(Mux(b_bus_from == 1, sp.rd_data[r], 0)),
+                    pe.col_in.eq(Mux(b_bus_from == 2, sp.rd_data[c], 0)),
+                ]
+
+        # --- send stage (+2): partial sums or weights on the buses, into the reducers ------
+        s_sel_col = Signal.like(sel_col)
+        s_sel_row = Signal.like(sel_row)
+        s_red = Signal(red_layout)
+        m.d.sync += [s_sel_col.eq(b_sel_col), s_sel_row.eq(b_sel_row), s_red.eq(b_red)]
+        row_bus = [Signal(32, name=f"row_bus{r}") for r in range(R)]
+        col_bus = [Signal(32, name=f"col_bus{c}") for c in range(C)]
+        for r in range(R):
+            with m.Switch(s_sel_col):
+                for c in range(C):
+                    with m.Case(c):
+                        m.d.comb += row_bus[r].eq(pes[r][c].out)
+        for c in range(C):
+            with m.Switch(s_sel_row):
+                for r in range(R):
+                    with m.Case(r):
+                        m.d.comb += col_bus[c].eq(pes[r][c].out)
+
+        # Reducers: lane l reduces row bus l (rows) or column bus l (columns).
+        ew_latency = L - PE.MULTIPLY_LATENCY
+        sums = [[Signal(32, name=f"sum{l}_{k}") for k in range(G)] for l in range(lanes)]
+        adders = []
+        for l in range(lanes):
+            adder = FloatAdder(FP32, FP32, FP32, latency=ew_latency)
+            m.submodules[f"reducer{l}"] = adder
+            adders.append(adder)
+            bus_word = Signal(32, name=f"reducer{l}_in")
+            if l < R and l < C:
+                m.d.comb += bus_word.eq(Mux(s_red.cols, col_bus[l], row_bus[l]))
+            elif l < R:
+                m.d.comb += bus_word.eq(row_bus[l])
+            else:
+                m.d.comb += bus_word.eq(col_bus[l])
+            running = Signal(32, name=f"reducer{l}_running")
+            with m.Switch(s_red.k):
+                for k in range(G):
+                    with m.Case(k):
+                        m.d.comb += running.eq(sums[l][k])
+            m.d.comb += [adder.a.eq(Mux(s_red.first, 0, running)), adder.b.eq(bus_word),
+                         adder.i_valid.eq(s_red.on & ~s_red.store_w)]
+        # The control travels beside the reducer adders.
+        o_red = s_red
+        for index in range(ew_latency):
+            nxt = Signal(red_layout, name=f"red_d{index}")
+            m.d.sync += nxt.eq(o_red)
+            o_red = nxt
+        # Mask words for BACKWARD are read one cycle before the reducers' results come out.
+        pre_red = s_red if ew_latency == 1 else Signal(red_layout)
+        if ew_latency > 1:
+            chain = s_red
+            for index in range(ew_latency - 1):
+                nxt = Signal(red_layout, name=f"mask_d{index}")
+                m.d.sync += nxt.eq(chain)
+                chain = nxt
+            m.d.comb += pre_red.eq(chain)
+
+        results = [Signal(32, name=f"reduced{l}") for l in range(lanes)]
+        for l in range(lanes):
+            adder = adders[l]
+            with m.If(adder.o_valid & o_red.on):
+                with m.Switch(o_red.k):
+                    for k in range(G):
+                        with m.Case(k):
+                            m.d.sync += sums[l][k].eq(adder.result)
+            value = adder.result
+            positive = ~value[31] & (value[23:31] != 0)
+            mask_positive = ~sp.rd_data[l][31] & (sp.rd_data[l][23:31] != 0)
+            m.d.comb += results[l].eq(
+                Mux(o_red.relu & ~positive, 0, Mux(o_red.mask & ~mask_positive, 0, value)))
+
+        # STORE_W: the sent weights go straight from the row buses to the scratchpad.
+        writing_red = o_red.on & o_red.last & ~o_red.store_w
+        with m.If(s_red.on & s_red.store_w):
+            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(s_red.e0), sp.wr_line.eq(s_red.line),
+                         sp.wr_lanes.eq(s_red.lanes)]
+            for r in range(R):
+                m.d.comb += sp.wr_data[r].eq(row_bus[r])
+        with m.Elif(writing_red):
+            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(o_red.e0), sp.wr_line.eq(o_red.line),
+                         sp.wr_lanes.eq(o_red.lanes)]
+            for l in range(lanes):
+                m.d.comb += sp.wr_data[l].eq(results[l])
+
+        self._sequencer(m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalar, red,
+                        pre_red)
+        return m
+
+    def _sequencer(self, m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalar, red,
+                   pre_red):
+        """Engines that turn commands into micro-ops, scratchpad accesses and reducer steps."""
+        R, C, G, L = self.rows, self.cols, self.group, self.latency
+        lanes = max(R, C)
+        cmd = Signal(self.layout, name="command")
+        busy = Signal()
+        m.d.comb += self.cmd_ready.eq(~busy)
+        with m.If(self.cmd_valid & ~busy):
+            m.d.sync += [cmd.eq(self.cmd), busy.eq(1)]
+        m.d.comb += scalar.eq(cmd.scalar)
+
+        # Tile counts of the current command.
+        mt = Signal(16, name="mt")     # ceil(m / R)
+        nt = Signal(16, name="nt")     # ceil(n / C)
+        m.d.comb += [mt.eq((cmd.m + (R - 1)) // R if R > 1 else cmd.m),
+                     nt.eq((cmd.n + (C - 1)) // C if C > 1 else cmd.n)]
+        op = cmd.op
+
+        # Counters.
+        with m.If(busy):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        with m.If(uop.c_op == ComputeOp.MAC):
+            m.d.sync += self.mac_slots.eq(self.mac_slots + 1)
+        with m.If(uop.c_op == ComputeOp.UPDATE):
+            m.d.sync += self.update_slots.eq(self.update_slots + 1)
+
+        def popcount(value):
+            return sum((value[i] for i in range(len(value))), Const(0, 8))
+
+        # Lane enables: element e0 + l exists (below `limit`) and l is a real lane.
+        def lane_mask(e0, limit, count):
+            return Cat(*[(e0 + l < limit) if l < count else Const(0, 1) for l in range(lanes)])
+
+        # ============ mover: LOAD_COL, LOAD_ROW, LOAD_W, STORE_W ==========================
+        # Loop counters shared by the mover: t (tile), b (column / inner tile), c (PE column).
+        t = Signal(16, name="mv_t")
+        b = Signal(16, name="mv_b")
+        c_sel = Signal(range(C), name="mv_c")
+        running = Signal(name="mv_running")
+        finishing = Signal(8, name="finishing")   # pipeline drain countdown
+        is_mover = (op == CoreOp.LOAD_COL) | (op == CoreOp.LOAD_ROW) | \
+            (op == CoreOp.LOAD_W) | (op == CoreOp.STORE_W)
+        is_compute = (op == CoreOp.FORWARD) | (op == CoreOp.BACKWARD) | (op == CoreOp.WGRAD)
+
+        # --- command start / finish ---
+        with m.If(self.cmd_valid & ~busy):
+            m.d.sync += [t.eq(0), b.eq(0), c_sel.eq(0), running.eq(1), finishing.eq(0)]
+
+        def finish():
+            m.d.sync += [running.eq(0), finishing.eq(2 * L + 8)]
+
+        with m.If(busy & ~running & (finishing != 0)):
+            m.d.sync += finishing.eq(finishing - 1)
+            with m.If(finishing == 1):
+                m.d.sync += busy.eq(0)
+
+        # A load is issued one cycle after the mover computes it, with its scratchpad read,
+        # so that the word read and the micro-op that takes it meet in the broadcast stage.
+        mv_rd = dict(e0=Signal(16, name="mv_rd_e0"), line=Signal(self.line_bits, name="mv_rd_line"),
+                     lanes=Signal(lanes, name="mv_rd_lanes"))
+        ld_rd = dict(e0=Signal(16, name="ld_rd_e0"), line=Signal(self.line_bits, name="ld_rd_line"),
+                     lanes=Signal(lanes, name="ld_rd_lanes"))
+        load_uop = Signal(self.uop_layout, name="load_uop")
+        load_from = Signal(2, name="load_from")
+        load_valid = Signal(name="load_valid")
+        m.d.sync += [load_valid.eq(0), load_from.eq(0), load_uop.eq(0)]
+        m.d.sync += [ld_rd[key].eq(mv_rd[key]) for key in ld_rd]
+
+        # --- LOAD_COL / LOAD_ROW: t over tiles, b over columns; t_addr = abase + t*B + b ---
+        line_of = Signal(self.line_bits, name="mv_line")
+        m.d.comb += line_of.eq(cmd.sp_base + b * cmd.sp_lpc)
+        with m.If(busy & running & ((op == CoreOp.LOAD_COL) | (op == CoreOp.LOAD_ROW))):
+            cols = op == CoreOp.LOAD_COL
+            count = Mux(cols, C, R)
+            limit = Mux(cols, cmd.n, cmd.m)
+            tiles = Mux(cols, nt, mt)
+            e0 = t * count
+            mask = Mux(cols, lane_mask(e0, cmd.n, C), lane_mask(e0, cmd.m, R))
+            m.d.comb += [mv_rd["e0"].eq(e0), mv_rd["line"].eq(line_of), mv_rd["lanes"].eq(mask)]
+        with m.If(busy & running & ((op == CoreOp.LOAD_COL) | (op == CoreOp.LOAD_ROW))):
+            cols = op == CoreOp.LOAD_COL
+            tiles = Mux(cols, nt, mt)
+            m.d.sync += [load_valid.eq(1), load_from.eq(Mux(cols, 2, 1)),
+                         load_uop.t_op.eq(Mux(cols, TransferOp.ACT_FROM_COL,
+                                              TransferOp.ACT_FROM_ROW)),
+                         load_uop.t_addr.eq(cmd.abase + t * cmd.batch + b)]
+            m.d.sync += self.bus_words.eq(self.bus_words + popcount(mv_rd["lanes"]))
+            with m.If(b + 1 == cmd.batch):
+                m.d.sync += b.eq(0)
+                with m.If(t + 1 == tiles):
+                    finish()
+                with m.Else():
+                    m.d.sync += t.eq(t + 1)
+            with m.Else():
+                m.d.sync += b.eq(b + 1)
+
+        # --- LOAD_W / STORE_W: t = ti, b = tj, c_sel = PE column ---
+        w_line = Signal(self.line_bits, name="w_line")
+        j = Signal(16, name="w_j")
+        m.d.comb += [j.eq(c_sel + b * C), w_line.eq(cmd.sp_base + j * cmd.sp_lpc)]
+        w_mask = Signal(lanes, name="w_mask")
+        m.d.comb += w_mask.eq(Mux(j < cmd.n, lane_mask(t * R, cmd.m, R), 0))
+        with m.If(busy & running & (op == CoreOp.LOAD_W)):
+            m.d.comb += [mv_rd["e0"].eq(t * R), mv_rd["line"].eq(w_line), mv_rd["lanes"].eq(w_mask)]
+            m.d.sync += [load_valid.eq(1), load_from.eq(1),
+                         load_uop.t_op.eq(TransferOp.W_FROM_ROW),
+                         load_uop.t_addr.eq(cmd.wbase + t * nt + b)]
+        store_uop_valid = Signal()
+        with m.If(busy & running & ((op == CoreOp.LOAD_W) | (op == CoreOp.STORE_W))):
+            with m.If(c_sel + 1 == C):
+                m.d.sync += c_sel.eq(0)
+                with m.If(b + 1 == nt):
+                    m.d.sync += b.eq(0)
+                    with m.If(t + 1 == mt):
+                        finish()
+                    with m.Else():
+                        m.d.sync += t.eq(t + 1)
+                with m.Else():
+                    m.d.sync += b.eq(b + 1)
+            with m.Else():
+                m.d.sync += c_sel.eq(c_sel + 1)
+            m.d.sync += self.bus_words.eq(self.bus_words + popcount(w_mask))
+        load_sel_col = Signal(range(C), name="load_sel_col")
+        m.d.sync += load_sel_col.eq(c_sel)
+
+        # The issue mux: a load's registered micro-op, or the engines' micro-ops below.
+        with m.If(load_valid):
+            m.d.comb += [uop.eq(load_uop), bus_from.eq(load_from), sel_col.eq(load_sel_col),
+                         sel_all.eq(load_uop.t_op != TransferOp.W_FROM_ROW),
+                         rd["en"].eq(1), rd["e0"].eq(ld_rd["e0"]), rd["line"].eq(ld_rd["line"]),
+                         rd["lanes"].eq(ld_rd["lanes"])]
+
+        with m.If(busy & running & (op == CoreOp.STORE_W)):
+            m.d.comb += [uop.t_op.eq(TransferOp.SEND_W), uop.t_addr.eq(cmd.wbase + t * nt + b),
+                         sel_col.eq(c_sel), sel_all.eq(0),
+                         red.on.eq(1), red.store_w.eq(1), red.e0.eq(t * R), red.line.eq(w_line),
+                         red.lanes.eq(w_mask)]
+
+        # ============ compute and drain engines: FORWARD, BACKWARD, WGRAD ==================
+        self._compute_engines(m, cmd, busy, running, op, mt, nt, uop, sel_col, sel_row, red,
+                              rd, pre_red, finish, lane_mask, popcount)
+
+    def _compute_engines(self, m, cmd, busy, running, op, mt, nt, uop, sel_col, sel_row, red,
+                         rd, pre_red, finish, lane_mask, popcount):
+        R, C, G, L = self.rows, self.cols, self.group, self.latency
+        lanes = max(R, C)
+        fwd = op == CoreOp.FORWARD
+        bwd = op == CoreOp.BACKWARD
+        wgr = op == CoreOp.WGRAD
+        active = busy & running & (fwd | bwd | wgr)
+
+        # Outputs per PE, steps per output, and the wrap of the (p1, p2) position counter.
+        outputs = Signal(32, name="outputs")
+        steps = Signal(16, name="steps")
+        wrap = Signal(16, name="wrap")
+        m.d.comb += [
+            outputs.eq(Mux(fwd, mt * cmd.batch, Mux(bwd, nt * cmd.batch, mt * nt))),
+            steps.eq(Mux(fwd, nt, Mux(bwd, mt, cmd.batch))),
+            wrap.eq(Mux(wgr, nt, cmd.batch)),
+        ]
+
+        # --- compute engine -------------------------------------------------------------
+        g = Signal(16, name="ce_group")           # group index
+        s = Signal(16, name="ce_step")
+        k = Signal(range(G + 1), name="ce_k")
+        upd = Signal(name="ce_updating")          # WGRAD: the update pass of a group
+        o = Signal(32, name="ce_output")          # g * G + k
+        p1 = Signal(16, name="ce_p1")
+        p2 = Signal(16, name="ce_p2")
+        g_p1 = Signal(16, name="ce_group_p1")     # position at the group's first output
+        g_p2 = Signal(16, name="ce_group_p2")
+        ce_done = Signal(name="ce_done")
+        buf = Signal(name="ce_buffer")
+        free = Signal(2, name="buffer_free", init=0b11)
+
+        # --- drain engine (FORWARD, BACKWARD) -------------------------------------------------
+        pending = Signal(2, name="dr_pending")    # groups waiting to be drained (count)
+        dr_group = Signal(16, name="dr_group")
+        dr_lane = Signal(range(max(R, C) + 1), name="dr_lane")
+        dr_k = Signal(range(G + 1), name="dr_k")
+        dr_wait = Signal(8, name="dr_wait")
+        dr_running = Signal(name="dr_running")
+        dr_p1 = Signal(16, name="dr_p1")
+        dr_p2 = Signal(16, name="dr_p2")
+        dr_g_p1 = Signal(16, name="dr_group_p1")
+        dr_g_p2 = Signal(16, name="dr_group_p2")
+        dr_buf = Signal(name="dr_buffer")
+        groups = Signal(16, name="groups")
+        m.d.comb += groups.eq((outputs + (G - 1)) // G if G > 1 else outputs)
+
+        with m.If(self.cmd_valid & ~busy):
+            m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), o.eq(0), p1.eq(0), p2.eq(0),
+                         g_p1.eq(0), g_p2.eq(0), ce_done.eq(0), buf.eq(0), free.eq(0b11),
+                         pending.eq(0), dr_group.eq(0), dr_lane.eq(0), dr_k.eq(0),
+                         dr_running.eq(0), dr_wait.eq(0), dr_p1.eq(0), dr_p2.eq(0),
+                         dr_g_p1.eq(0), dr_g_p2.eq(0), dr_buf.eq(0)]
+
+        valid_o = o < outputs
+        acc_index = (buf * G + k)[:len(uop.c_acc)]
+        can_start = free.bit_select(buf, 1) | (s != 0) | (k != 0) | upd | wgr
+        group_done_signal = Signal(name="ce_group_done")
+        drain_done_signal = Signal(name="dr_group_done")
+        claim = Signal(2, name="buffer_claim")
+        release = Signal(2, name="buffer_release")
+        with m.If(active):
+            m.d.sync += free.eq((free & ~claim) | release)
+
+        with m.If(active & ~ce_done):
+            with m.If(~can_start):
+                m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+            with m.Else():
+                with m.If((fwd | bwd) & (s == 0) & (k == 0)):
+                    m.d.comb += claim.eq(Mux(buf, 0b10, 0b01))
+                # The compute slot of this cycle.
+                with m.If(valid_o):
+                    with m.If(upd):
+                        m.d.comb += [uop.c_op.eq(ComputeOp.UPDATE), uop.c_acc.eq(acc_index),
+                                     uop.waddr.eq(cmd.wbase + p1 * nt + p2)]
+                    with m.Else():
+                        m.d.comb += [uop.c_op.eq(ComputeOp.MAC), uop.c_acc.eq(acc_index),
+                                     uop.c_clear.eq(s == 0)]
+                        with m.If(fwd):
+                            m.d.comb += [uop.waddr.eq(cmd.wbase + p1 * nt + s),
+                                         uop.aaddr.eq(cmd.abase + s * cmd.batch + p2)]
+                        with m.If(bwd):
+                            m.d.comb += [uop.waddr.eq(cmd.wbase + s * nt + p1),
+                                         uop.aaddr.eq(cmd.abase + s * cmd.batch + p2)]
+                        with m.If(wgr):
+                            m.d.comb += [uop.a_act.eq(1),
+                                         uop.aaddr2.eq(cmd.abase2 + p1 * cmd.batch + s),
+                                         uop.aaddr.eq(cmd.abase + p2 * cmd.batch + s)]
+                # Advance k (and the position), then s, then the group.
+                with m.If(k + 1 == G):
+                    m.d.sync += [k.eq(0), o.eq(o - (G - 1)), p1.eq(g_p1), p2.eq(g_p2)]
+                    last_step = Mux(wgr, upd, s + 1 == steps)
+                    with m.If(wgr & ~upd & (s + 1 == steps)):
+                        m.d.sync += [upd.eq(1), s.eq(0)]
+                    with m.Elif(last_step):
+                        m.d.sync += [s.eq(0), upd.eq(0), g.eq(g + 1), o.eq(o + 1),
+                                     p1.eq(Mux(p2 + 1 == wrap, p1 + 1, p1)),
+                                     p2.eq(Mux(p2 + 1 == wrap, 0, p2 + 1)),
+                                     g_p1.eq(Mux(p2 + 1 == wrap, p1 + 1, p1)),
+                                     g_p2.eq(Mux(p2 + 1 == wrap, 0, p2 + 1))]
+                        m.d.comb += group_done_signal.eq(~wgr)
+                        with m.If(~wgr):
+                            m.d.sync += buf.eq(~buf)
+                        with m.If(g + 1 == groups):
+                            m.d.sync += ce_done.eq(1)
+                    with m.Else():
+                        m.d.sync += s.eq(s + 1)
+                with m.Else():
+                    m.d.sync += [k.eq(k + 1), o.eq(o + 1),
+                                 p1.eq(Mux(p2 + 1 == wrap, p1 + 1, p1)),
+                                 p2.eq(Mux(p2 + 1 == wrap, 0, p2 + 1))]
+
+        # --- drain engine ---------------------------------------------------------------
+        lanes_count = Mux(fwd, C, R)     # partial sums per output (PEs along the bus)
+        with m.If(group_done_signal & ~drain_done_signal):
+            m.d.sync += pending.eq(pending + 1)
+        with m.If(~group_done_signal & drain_done_signal):
+            m.d.sync += pending.eq(pending - 1)
+
+        dr_o = Signal(32, name="dr_output")
+        m.d.comb += dr_o.eq(dr_group * G + dr_k)
+        with m.If(active & (fwd | bwd)):
+            with m.If(~dr_running & (pending != 0)):
+                m.d.sync += [dr_running.eq(1), dr_wait.eq(L + 3), dr_lane.eq(0), dr_k.eq(0)]
+            with m.If(dr_running & (dr_wait != 0)):
+                m.d.sync += dr_wait.eq(dr_wait - 1)
+            with m.If(dr_running & (dr_wait == 0)):
+                m.d.comb += [uop.t_op.eq(TransferOp.SEND_ACC),
+                             uop.t_acc.eq((dr_buf * G + dr_k)[:len(uop.t_acc)]),
+                             sel_col.eq(Mux(fwd, dr_lane, 0)), sel_row.eq(Mux(bwd, dr_lane, 0)),
+                             red.on.eq(dr_o < outputs), red.cols.eq(bwd),
+                             red.first.eq(dr_lane == 0), red.last.eq(dr_lane + 1 == lanes_count),
+                             red.k.eq(dr_k), red.relu.eq(fwd & cmd.flag),
+                             red.mask.eq(bwd & cmd.flag)]
+                # Where the reduced outputs go: FORWARD: Y[R*p1 + r][p2]; BACKWARD:
+                # dX[C*p1 + c][p2] (p1 = tile, p2 = batch column).
+                with m.If(fwd):
+                    m.d.comb += [red.e0.eq(dr_p1 * R), red.lanes.eq(lane_mask(dr_p1 * R, cmd.m, R))]
+                with m.Else():
+                    m.d.comb += [red.e0.eq(dr_p1 * C), red.lanes.eq(lane_mask(dr_p1 * C, cmd.n, C))]
+                m.d.comb += [red.line.eq(cmd.sp_base + dr_p2 * cmd.sp_lpc),
+                             red.mask_line.eq(cmd.sp2_base + dr_p2 * cmd.sp2_lpc)]
+                m.d.sync += self.bus_words.eq(self.bus_words + Mux(fwd, R, C))
+                with m.If(dr_k + 1 == G):
+                    m.d.sync += [dr_k.eq(0), dr_p1.eq(dr_g_p1), dr_p2.eq(dr_g_p2)]
+                    with m.If(dr_lane + 1 == lanes_count):
+                        # The group is drained: its buffer may be reused.
+                        m.d.comb += [drain_done_signal.eq(1),
+                                     release.eq(Mux(dr_buf, 0b10, 0b01))]
+                        m.d.sync += [dr_lane.eq(0), dr_running.eq(0), dr_buf.eq(~dr_buf),
+                                     dr_group.eq(dr_group + 1),
+                                     dr_p1.eq(Mux(dr_p2 + 1 == cmd.batch, dr_p1 + 1, dr_p1)),
+                                     dr_p2.eq(Mux(dr_p2 + 1 == cmd.batch, 0, dr_p2 + 1)),
+                                     dr_g_p1.eq(Mux(dr_p2 + 1 == cmd.batch, dr_p1 + 1, dr_p1)),
+                                     dr_g_p2.eq(Mux(dr_p2 + 1 == cmd.batch, 0, dr_p2 + 1))]
+                    with m.Else():
+                        m.d.sync += dr_lane.eq(dr_lane + 1)
+                with m.Else():
+                    m.d.sync += [dr_k.eq(dr_k + 1),
+                                 dr_p1.eq(Mux(dr_p2 + 1 == cmd.batch, dr_p1 + 1, dr_p1)),
+                                 dr_p2.eq(Mux(dr_p2 + 1 == cmd.batch, 0, dr_p2 + 1))]
+
+        # Mask words: read in the cycle before the reducers' results come out.
+        with m.If(pre_red.on & pre_red.last & pre_red.mask):
+            m.d.comb += [rd["en"].eq(1), rd["e0"].eq(pre_red.e0), rd["line"].eq(pre_red.mask_line),
+                         rd["lanes"].eq(pre_red.lanes)]
+
+        # The command ends when the compute engine is done and every group is drained.
+        with m.If(active & ce_done & ((wgr) | (dr_group == groups))):
+            finish()
