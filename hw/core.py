@@ -330,7 +330,9 @@ class Core(wiring.Component):
             m.d.sync += [t.eq(0), b.eq(0), c_sel.eq(0), running.eq(1), finishing.eq(0)]
 
         def finish():
-            m.d.sync += [running.eq(0), finishing.eq(2 * L + 8)]
+            # The last micro-op's results land within L + 3 cycles (an UPDATE's write-back, a
+            # reducer's scratchpad write): stay busy until then.
+            m.d.sync += [running.eq(0), finishing.eq(L + 4)]
 
         with m.If(busy & ~running & (finishing != 0)):
             m.d.sync += finishing.eq(finishing - 1)
@@ -547,7 +549,11 @@ class Core(wiring.Component):
         m.d.comb += dr_o.eq(dr_group * G + dr_k)
         with m.If(active & (fwd | bwd)):
             with m.If(~dr_running & (pending != 0)):
-                m.d.sync += [dr_running.eq(1), dr_wait.eq(L + 3), dr_lane.eq(0), dr_k.eq(0)]
+                # The first send (accumulator 0) reads L + 2 cycles after its last MAC at the
+                # earliest; that MAC was issued G - 1 cycles before the group ended, and the
+                # drain starts 2 cycles after that, so it waits only if G < L + 1.
+                m.d.sync += [dr_running.eq(1), dr_wait.eq(max(0, L + 1 - G)), dr_lane.eq(0),
+                             dr_k.eq(0)]
             with m.If(dr_running & (dr_wait != 0)):
                 m.d.sync += dr_wait.eq(dr_wait - 1)
             with m.If(dr_running & (dr_wait == 0)):

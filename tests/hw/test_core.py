@@ -8,12 +8,12 @@ Shapes are random and include sizes that are not multiples of R or C.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from gen.config import PRESETS, with_overrides
-from hw.core import Core, CoreOp
+from hw.core import CoreOp
 from sim import core_model as cm
 from sim import numerics as nx
+from sim.core_sim import CoreRunner
 from sim.layout import Allocator, bank_count, tiles
 
 CONFIGS = {
@@ -25,72 +25,6 @@ CONFIGS = {
 
 def _f32(values):
     return nx.from_float32(np.asarray(values, dtype=np.float32))
-
-
-class CoreRunner:
-    """Drives a Core in Amaranth's simulator: scratchpad words in and out, commands."""
-
-    def __init__(self, config):
-        self.config = config
-        self.dut = Core(config)
-        self.banks = bank_count(config.core.rows, config.core.cols)
-        self.actions = []
-
-    def write(self, matrix, values):
-        self.actions.append(("write", matrix, np.asarray(values, dtype=np.uint64)))
-
-    def command(self, **fields):
-        self.actions.append(("cmd", fields))
-
-    def read(self, matrix):
-        self.actions.append(("read", matrix))
-
-    def run(self):
-        dut = self.dut
-        outputs = []
-        cycles = []
-
-        async def testbench(ctx):
-            for action in self.actions:
-                if action[0] == "write":
-                    _, matrix, values = action
-                    for (e, b), addr in np.ndenumerate(matrix.addresses()):
-                        ctx.set(dut.host_addr, int(addr))
-                        ctx.set(dut.host_wdata, int(values[e, b]))
-                        ctx.set(dut.host_we, 1)
-                        await ctx.tick()
-                    ctx.set(dut.host_we, 0)
-                elif action[0] == "read":
-                    matrix = action[1]
-                    out = np.zeros((matrix.n, matrix.batch), dtype=np.uint64)
-                    for (e, b), addr in np.ndenumerate(matrix.addresses()):
-                        ctx.set(dut.host_addr, int(addr))
-                        ctx.set(dut.host_re, 1)
-                        await ctx.tick()
-                        out[e, b] = ctx.get(dut.host_rdata)
-                    ctx.set(dut.host_re, 0)
-                    outputs.append(out)
-                else:
-                    fields = {"op": CoreOp.NONE, **action[1]}
-                    full = {name: 0 for name in dut.layout.members}
-                    full.update(fields)
-                    ctx.set(dut.cmd, dut.layout.const(full))
-                    ctx.set(dut.cmd_valid, 1)
-                    await ctx.tick()
-                    ctx.set(dut.cmd_valid, 0)
-                    count = 1
-                    while not ctx.get(dut.cmd_ready):
-                        await ctx.tick()
-                        count += 1
-                        assert count < 200_000, "command did not finish"
-                    cycles.append(count)
-
-        sim = Simulator(dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(testbench)
-        sim.run()
-        self.cycles = cycles
-        return outputs
 
 
 def _case(rng, config, m, n, batch):
