@@ -29,6 +29,9 @@ Operations (one command each):
 ``WGRAD``
     ``dW = dY X^T`` accumulated in place over the batch, then ``W += q(dW) * q(scalar)``
     with ``scalar = -lr`` (the update), in the PE that holds ``W[i][j]``.
+``LOSS_GRAD``
+    ``dY = (softmax(Y) - onehot) / B`` for an ``m x batch`` matrix ``Y`` (``sp_*``) into
+    ``dY`` (``sp2_*``) with the labels (``sp3_*``) and ``scalar = 1/B`` (``hw.loss``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -38,6 +41,7 @@ from amaranth.lib.wiring import In, Out
 from gen.formats import FP32
 
 from .fadd import FloatAdder
+from .loss import LossGradient
 from .pe import PE, ComputeOp, TransferOp
 from .scratchpad import Scratchpad, bank_count
 
@@ -53,6 +57,7 @@ class CoreOp(enum.Enum, shape=4):
     FORWARD = 5
     BACKWARD = 6
     WGRAD = 7
+    LOSS_GRAD = 8
 
 
 def command_layout(weight_addr_bits, act_addr_bits, line_bits):
@@ -69,8 +74,10 @@ def command_layout(weight_addr_bits, act_addr_bits, line_bits):
         "sp_lpc": line_bits,        # scratchpad matrix: lines per column
         "sp2_base": line_bits,      # BACKWARD: activations of the layer below (ReLU mask)
         "sp2_lpc": line_bits,
+        "sp3_base": line_bits,      # LOSS_GRAD: the labels (one integer word per column)
+        "sp3_lpc": line_bits,
         "flag": 1,                  # FORWARD: ReLU; BACKWARD: apply the ReLU mask
-        "scalar": 32,               # WGRAD: -lr (fp32)
+        "scalar": 32,               # WGRAD: -lr; LOSS_GRAD: 1/B (fp32)
     })
 
 
@@ -263,6 +270,7 @@ class Core(wiring.Component):
             m.d.comb += results[l].eq(
                 Mux(o_red.relu & ~positive, 0, Mux(o_red.mask & ~mask_positive, 0, value)))
 
+        m.submodules.loss = loss = LossGradient(line_bits=self.line_bits, mac_latency=L)
         # STORE_W: the sent weights go straight from the row buses to the scratchpad.
         writing_red = o_red.on & o_red.last & ~o_red.store_w
         with m.If(s_red.on & s_red.store_w):
@@ -275,6 +283,11 @@ class Core(wiring.Component):
                          sp.wr_lanes.eq(o_red.lanes)]
             for l in range(lanes):
                 m.d.comb += sp.wr_data[l].eq(results[l])
+        with m.Elif(loss.wr_en):
+            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(loss.wr_e0), sp.wr_line.eq(loss.wr_line),
+                         sp.wr_lanes.eq(1), sp.wr_data[0].eq(loss.wr_data)]
+        m.d.comb += loss.rd_data.eq(sp.rd_data[0])
+        self.loss = loss
 
         self._sequencer(m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalar, red,
                         pre_red)
@@ -596,6 +609,24 @@ class Core(wiring.Component):
         with m.If(pre_red.on & pre_red.last & pre_red.mask):
             m.d.comb += [rd["en"].eq(1), rd["e0"].eq(pre_red.e0), rd["line"].eq(pre_red.mask_line),
                          rd["lanes"].eq(pre_red.lanes)]
+
+        # LOSS_GRAD: the loss-gradient unit runs the command and uses lane 0 of the scratchpad.
+        loss = self.loss
+        loss_started = Signal(name="loss_started")
+        with m.If(self.cmd_valid & ~busy):
+            m.d.sync += loss_started.eq(0)
+        with m.If(busy & running & (op == CoreOp.LOSS_GRAD)):
+            m.d.comb += [loss.start.eq(~loss_started), loss.m.eq(cmd.m), loss.batch.eq(cmd.batch),
+                         loss.y_base.eq(cmd.sp_base), loss.y_lpc.eq(cmd.sp_lpc),
+                         loss.dy_base.eq(cmd.sp2_base), loss.dy_lpc.eq(cmd.sp2_lpc),
+                         loss.label_base.eq(cmd.sp3_base), loss.label_lpc.eq(cmd.sp3_lpc),
+                         loss.inv_batch.eq(cmd.scalar)]
+            m.d.sync += loss_started.eq(1)
+            with m.If(loss.rd_en):
+                m.d.comb += [rd["en"].eq(1), rd["e0"].eq(loss.rd_e0), rd["line"].eq(loss.rd_line),
+                             rd["lanes"].eq(1)]
+            with m.If(loss.done):
+                finish()
 
         # The command ends when the compute engine is done and every group is drained.
         with m.If(active & ce_done & ((wgr) | (dr_group == groups))):

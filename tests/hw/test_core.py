@@ -89,3 +89,25 @@ def test_core_operations_equal_golden(name, m, n, batch):
     assert np.array_equal(dx, cm.relu_mask(num, cm.backward_dx(num, w, dy), x)), "BACKWARD"
     expected_w, _ = cm.update(num, w, cm.weight_gradient(num, dy, x), int(lr))
     assert np.array_equal(w_new, expected_w), "WGRAD"
+
+
+@pytest.mark.parametrize("classes,batch", [(3, 2), (10, 4)])
+def test_loss_gradient_equals_golden(classes, batch):
+    config = CONFIGS["2x2"]
+    num = cm.CoreNumerics.from_config(config)
+    rng = np.random.default_rng(classes + batch)
+    y = _f32(rng.standard_normal((classes, batch)) * 3)
+    labels = rng.integers(0, classes, batch)
+    inv_batch = _f32([1.0 / batch])[0]
+    alloc = Allocator(config.core.scratchpad_words, bank_count(2, 2))
+    my, mdy, mlab = alloc.matrix(classes, batch), alloc.matrix(classes, batch), alloc.matrix(1, batch)
+    core = CoreRunner(config)
+    core.write(my, y)
+    core.write(mlab, labels[None, :].astype(np.uint64))
+    core.command(op=CoreOp.LOSS_GRAD, m=classes, batch=batch, scalar=int(inv_batch),
+                 sp_base=my.base, sp_lpc=my.lines_per_column, sp2_base=mdy.base,
+                 sp2_lpc=mdy.lines_per_column, sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
+    core.read(mdy)
+    (dy,) = core.run()
+    expected, _ = cm.softmax_xent_gradient(num, y, labels, int(inv_batch))
+    assert np.array_equal(dy, expected)
