@@ -98,6 +98,9 @@ class Core(wiring.Component):
         The core is idle.
     host_addr, host_wdata, host_we, host_re, host_rdata :
         Word access to the scratchpad (use only while idle); read data one cycle later.
+    error : Out(1)
+        The last command was malformed (an unknown operation, or a size of zero that the
+        operation needs): it did nothing, and the core is ready for the next one.
     mac_slots, update_slots, busy_cycles, stall_cycles, bus_words : Out(48)
         Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy,
         cycles the compute engine waited for the reducers, words moved over the buses.
@@ -134,6 +137,7 @@ class Core(wiring.Component):
             "cmd": In(self.layout),
             "cmd_valid": In(1),
             "cmd_ready": Out(1),
+            "error": Out(1),
             "host_addr": In(addr_bits),
             "host_wdata": In(32),
             "host_we": In(1),
@@ -301,8 +305,23 @@ class Core(wiring.Component):
         cmd = Signal(self.layout, name="command")
         busy = Signal()
         m.d.comb += self.cmd_ready.eq(~busy)
+        # A malformed command is refused at once: it never starts an engine, so it cannot
+        # leave the core waiting for a loop end that never comes.
+        c = self.cmd
+        needs = {CoreOp.LOAD_COL: [c.n, c.batch], CoreOp.LOAD_ROW: [c.m, c.batch],
+                 CoreOp.LOAD_W: [c.m, c.n], CoreOp.STORE_W: [c.m, c.n],
+                 CoreOp.FORWARD: [c.m, c.n, c.batch], CoreOp.BACKWARD: [c.m, c.n, c.batch],
+                 CoreOp.WGRAD: [c.m, c.n, c.batch], CoreOp.LOSS_GRAD: [c.m, c.batch]}
+        malformed = self._malformed = Signal(name="malformed")
+        m.d.comb += malformed.eq(1)
+        with m.Switch(c.op):
+            for known, sizes in needs.items():
+                with m.Case(known):
+                    m.d.comb += malformed.eq(sum((size == 0 for size in sizes), Const(0, 4)) != 0)
         with m.If(self.cmd_valid & ~busy):
-            m.d.sync += [cmd.eq(self.cmd), busy.eq(1)]
+            m.d.sync += self.error.eq(malformed)
+            with m.If(~malformed):
+                m.d.sync += [cmd.eq(self.cmd), busy.eq(1)]
         m.d.comb += scalar.eq(cmd.scalar)
 
         # Tile counts of the current command.
@@ -339,7 +358,7 @@ class Core(wiring.Component):
         is_compute = (op == CoreOp.FORWARD) | (op == CoreOp.BACKWARD) | (op == CoreOp.WGRAD)
 
         # --- command start / finish ---
-        with m.If(self.cmd_valid & ~busy):
+        with m.If(self.cmd_valid & ~busy & ~malformed):
             m.d.sync += [t.eq(0), b.eq(0), c_sel.eq(0), running.eq(1), finishing.eq(0)]
 
         def finish():
@@ -486,7 +505,7 @@ class Core(wiring.Component):
         groups = Signal(16, name="groups")
         m.d.comb += groups.eq((outputs + (G - 1)) // G if G > 1 else outputs)
 
-        with m.If(self.cmd_valid & ~busy):
+        with m.If(self.cmd_valid & ~busy & ~self._malformed):
             m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), o.eq(0), p1.eq(0), p2.eq(0),
                          g_p1.eq(0), g_p2.eq(0), ce_done.eq(0), buf.eq(0), free.eq(0b11),
                          pending.eq(0), dr_group.eq(0), dr_lane.eq(0), dr_k.eq(0),
@@ -585,7 +604,8 @@ class Core(wiring.Component):
                     m.d.comb += [red.e0.eq(dr_p1 * C), red.lanes.eq(lane_mask(dr_p1 * C, cmd.n, C))]
                 m.d.comb += [red.line.eq(cmd.sp_base + dr_p2 * cmd.sp_lpc),
                              red.mask_line.eq(cmd.sp2_base + dr_p2 * cmd.sp2_lpc)]
-                m.d.sync += self.bus_words.eq(self.bus_words + Mux(fwd, R, C))
+                with m.If(red.on):
+                    m.d.sync += self.bus_words.eq(self.bus_words + popcount(red.lanes))
                 with m.If(dr_k + 1 == G):
                     m.d.sync += [dr_k.eq(0), dr_p1.eq(dr_g_p1), dr_p2.eq(dr_g_p2)]
                     with m.If(dr_lane + 1 == lanes_count):
@@ -613,7 +633,7 @@ class Core(wiring.Component):
         # LOSS_GRAD: the loss-gradient unit runs the command and uses lane 0 of the scratchpad.
         loss = self.loss
         loss_started = Signal(name="loss_started")
-        with m.If(self.cmd_valid & ~busy):
+        with m.If(self.cmd_valid & ~busy & ~self._malformed):
             m.d.sync += loss_started.eq(0)
         with m.If(busy & running & (op == CoreOp.LOSS_GRAD)):
             m.d.comb += [loss.start.eq(~loss_started), loss.m.eq(cmd.m), loss.batch.eq(cmd.batch),

@@ -15,8 +15,8 @@ __all__ = ["CoreRunner"]
 
 class CoreRunner:
     """Drives a Core in Amaranth's simulator: queue writes, commands and reads, then
-    :meth:`run` them in order; it returns the matrices read, and sets ``cycles`` (per
-    command) and ``counters`` (the core's counters at the end)."""
+    :meth:`run` them in order; it returns the matrices read, and sets ``cycles`` and
+    ``errors`` (per command) and ``counters`` (the core's counters at the end)."""
 
     def __init__(self, config):
         self.config = config
@@ -38,6 +38,7 @@ class CoreRunner:
         outputs = []
         cycles = []
         counters = {}
+        errors = []
 
         async def testbench(ctx):
             for action in self.actions:
@@ -73,6 +74,7 @@ class CoreRunner:
                         count += 1
                         assert count < 200_000, "command did not finish"
                     cycles.append(count)
+                    errors.append(ctx.get(dut.error))
             for name in ("mac_slots", "update_slots", "busy_cycles", "stall_cycles",
                          "bus_words"):
                 counters[name] = ctx.get(getattr(dut, name))
@@ -83,4 +85,5 @@ class CoreRunner:
         sim.run()
         self.cycles = cycles
         self.counters = counters
+        self.errors = errors
         return outputs

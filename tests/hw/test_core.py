@@ -111,3 +111,19 @@ def test_loss_gradient_equals_golden(classes, batch):
     (dy,) = core.run()
     expected, _ = cm.softmax_xent_gradient(num, y, labels, int(inv_batch))
     assert np.array_equal(dy, expected)
+
+
+@pytest.mark.parametrize("fields", [
+    {"op": CoreOp.NONE},
+    {"op": CoreOp.FORWARD, "m": 0, "n": 3, "batch": 2},
+    {"op": CoreOp.LOAD_COL, "n": 3, "batch": 0},
+    {"op": CoreOp.WGRAD, "m": 2, "n": 0, "batch": 1},
+])
+def test_malformed_command_is_refused_without_hanging(fields):
+    config = CONFIGS["2x2"]
+    core = CoreRunner(config)
+    core.command(**fields)
+    core.command(op=CoreOp.LOAD_COL, n=2, batch=1)     # and the core still works after it
+    core.run()
+    assert core.cycles[0] <= 2
+    assert core.errors == [1, 0]
