@@ -26,7 +26,7 @@ from sim import core_model as cm
 from sim import numerics as nx
 from sim.layout import Allocator, Matrix, bank_count, tiles
 
-__all__ = ["MlpProgram", "compile_mlp", "augment", "golden_step"]
+__all__ = ["MlpProgram", "compile_mlp", "augment", "golden_step", "MlpCase", "mlp_case"]
 
 ONE = 0x3F80_0000
 
@@ -150,8 +150,9 @@ def augment(x):
     return np.vstack([x, np.full((1, x.shape[1]), ONE, dtype=np.uint64)])
 
 
-def golden_step(num, weights, x, labels, lr):
-    """One SGD step on the golden model; returns the new weights and the softmax output.
+def golden_step(num, weights, x, labels, lr, with_gradient=False):
+    """One SGD step on the golden model; returns the new weights and the softmax output
+    (and the loss gradient at the output, with ``with_gradient``).
 
     ``weights`` are the augmented fp32 matrices (bias in the last column), ``x`` the
     ``(sizes[0], batch)`` input bits, ``labels`` integers. Every value follows the order the
@@ -167,6 +168,7 @@ def golden_step(num, weights, x, labels, lr):
         else:
             acts.append(y)
     grad, probs = cm.softmax_xent_gradient(num, acts[-1], labels, _bits32(1.0 / batch))
+    output_grad = grad
     new_weights = list(weights)
     for l in reversed(range(layers)):
         w = weights[l]
@@ -176,4 +178,27 @@ def golden_step(num, weights, x, labels, lr):
         new_weights[l], _ = cm.update(num, w, cm.weight_gradient(num, grad, acts[l]),
                                       _bits32(lr))
         grad = below
+    if with_gradient:
+        return new_weights, probs, output_grad
     return new_weights, probs
+
+
+@dataclass
+class MlpCase:
+    """Seeded random weights, inputs and labels for testing training steps."""
+
+    weights: list
+    inputs: list
+    labels: list
+    lr: float = 0.25
+
+
+def mlp_case(sizes, batch, steps, seed):
+    """Weights scaled by 1/sqrt(fan-in), inputs uniform in [0, 1), labels uniform."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda v: nx.from_float32(np.asarray(v, dtype=np.float32))
+    weights = [f32(rng.standard_normal((sizes[l + 1], sizes[l] + 1)) / np.sqrt(sizes[l]))
+               for l in range(len(sizes) - 1)]
+    inputs = [f32(rng.random((sizes[0], batch))) for _ in range(steps)]
+    labels = [rng.integers(0, sizes[-1], batch) for _ in range(steps)]
+    return MlpCase(weights, inputs, labels)

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""One complete training step of a small MLP on a 4x4 core: forward, loss gradient,
-backward, weight gradient and update, every word bit-exact with the golden model."""
+"""Complete training steps of small MLPs on a 4x4 core in Amaranth's simulator: forward,
+loss gradient, backward, weight gradient and update, bit-exact with the golden model."""
 
 import numpy as np
 import pytest
@@ -8,71 +8,54 @@ import pytest
 from gen.config import PRESETS, with_overrides
 from hw.core import CoreOp
 from sim import core_model as cm
-from sim import numerics as nx
-from sim.compiler import augment, compile_mlp, golden_step
+from sim.compiler import augment, compile_mlp, golden_step, mlp_case
 from sim.core_sim import CoreRunner
 
 CORE_4X4 = with_overrides(PRESETS["default"], {"pe.weight_words": 256, "pe.act_words": 256,
                                                "core.scratchpad_words": 4096})
 
 
-def _f32(values):
-    return nx.from_float32(np.asarray(values, dtype=np.float32))
-
-
-def run_step(config, sizes, batch, seed, steps=1):
-    rng = np.random.default_rng(seed)
-    weights = [_f32(rng.standard_normal((sizes[l + 1], sizes[l] + 1)) / np.sqrt(sizes[l]))
-               for l in range(len(sizes) - 1)]
-    xs = [_f32(rng.random((sizes[0], batch))) for _ in range(steps)]
-    labels = [rng.integers(0, sizes[-1], batch) for _ in range(steps)]
-    lr = 0.25
-    prog = compile_mlp(config, sizes, batch, lr)
-
-    core = CoreRunner(config)
-    for matrix, w in zip(prog.weights, weights):
+@pytest.mark.parametrize("sizes,batch,steps", [([12, 8, 5], 4, 2), ([9, 6, 7, 3], 2, 1)])
+def test_training_steps_equal_golden(sizes, batch, steps):
+    case = mlp_case(sizes, batch, steps, seed=sum(sizes))
+    prog = compile_mlp(CORE_4X4, sizes, batch, case.lr)
+    core = CoreRunner(CORE_4X4)
+    run = lambda command: core.command(**{**command, "op": CoreOp[command["op"]]})
+    for matrix, w in zip(prog.weights, case.weights):
         core.write(matrix, w)
     for command in prog.load_weights:
-        core.command(**{**command, "op": CoreOp[command["op"]]})
-    for act in prog.acts[1:-1]:               # the rows of ones of the hidden layers
+        run(command)
+    for act in prog.acts[1:-1]:                 # the rows of ones of the hidden layers
         ones = np.zeros((act.n, batch), dtype=np.uint64)
         ones[-1] = 0x3F80_0000
         core.write(act, ones)
-    for x, label in zip(xs, labels):
+    for x, labels in zip(case.inputs, case.labels):
         core.write(prog.acts[0], augment(x))
-        core.write(prog.labels, label[None, :].astype(np.uint64))
+        core.write(prog.labels, labels[None, :].astype(np.uint64))
         for command in prog.step:
-            core.command(**{**command, "op": CoreOp[command["op"]]})
+            run(command)
         core.read(prog.grads[-1])
     for command in prog.store_weights:
-        core.command(**{**command, "op": CoreOp[command["op"]]})
+        run(command)
     for matrix in prog.weights:
         core.read(matrix)
-    return weights, xs, labels, lr, core
-
-
-@pytest.mark.parametrize("sizes,batch,steps", [([12, 8, 5], 4, 2), ([9, 6, 7, 3], 2, 1)])
-def test_training_steps_equal_golden(sizes, batch, steps):
-    weights, xs, labels, lr, core = run_step(CORE_4X4, sizes, batch, seed=sum(sizes), steps=steps)
     outputs = core.run()
+
     num = cm.CoreNumerics.from_config(CORE_4X4)
-    expected = weights
-    for step, (x, label) in enumerate(zip(xs, labels)):
-        new, probs = golden_step(num, expected, x, label, lr)
-        # The output-layer gradient of this step, as the core left it in the scratchpad.
-        grad, _ = cm.softmax_xent_gradient(
-            num, cm.forward(num, expected[-1], _hidden(num, expected, x)), label,
-            int(nx.from_float32(np.float32(1.0 / len(label)))))
+    weights = case.weights
+    for step, (x, labels) in enumerate(zip(case.inputs, case.labels)):
+        weights, _, grad = golden_step(num, weights, x, labels, case.lr, with_gradient=True)
         assert np.array_equal(outputs[step][:-1], grad), f"loss gradient of step {step}"
-        expected = new
-    for layer, (got, want) in enumerate(zip(outputs[steps:], expected)):
-        assert np.array_equal(got, want), f"weights of layer {layer} after {steps} step(s)"
-        assert not np.array_equal(got, weights[layer]), "the update changed nothing"
+    for layer, got in enumerate(outputs[steps:]):
+        assert np.array_equal(got, weights[layer]), f"weights of layer {layer}"
+        assert not np.array_equal(got, case.weights[layer]), "the update changed nothing"
 
 
-def _hidden(num, weights, x):
-    """The input of the last layer (with its row of ones)."""
-    act = augment(x)
-    for w in weights[:-1]:
-        act = augment(cm.relu(num, cm.forward(num, w, act)))
-    return act
+def test_a_network_that_does_not_fit_is_refused_clearly():
+    roomy = with_overrides(CORE_4X4, {"core.scratchpad_words": 65536})
+    with pytest.raises(ValueError, match=r"^the weights need 1275 words per PE, more than "
+                                         r"pe.weight_words = 256$"):
+        compile_mlp(roomy, [200, 100, 10], 4, 0.1)
+    with pytest.raises(ValueError, match=r"^weights of layer 0 of 100 x 201 needs 5025 "
+                                         r"scratchpad lines; only 584 of 1024 are left$"):
+        compile_mlp(CORE_4X4, [200, 100, 10], 4, 0.1)
