@@ -53,7 +53,7 @@ def test_training_steps_equal_golden(sizes, batch, steps):
 
 def test_a_network_that_does_not_fit_is_refused_clearly():
     roomy = with_overrides(CORE_4X4, {"core.scratchpad_words": 65536})
-    with pytest.raises(ValueError, match=r"^the weights need 1275 words per PE, more than "
+    with pytest.raises(ValueError, match=r"^the weights need 1353 words per PE, more than "
                                          r"pe.weight_words = 256$"):
         compile_mlp(roomy, [200, 100, 10], 4, 0.1)
     with pytest.raises(ValueError, match=r"^weights of layer 0 of 100 x 201 needs 5025 "
