@@ -5,11 +5,16 @@ every hidden layer, softmax cross-entropy at the output, SGD with learning rate 
 Biases are folded into the weights: layer ``l`` has an ``sizes[l+1] x (sizes[l] + 1)``
 matrix whose last column is the bias, and its input carries a row of ones (written once).
 
-Layout: every layer's weights stay in the PEs' weight banks (loaded once with ``LOAD_W``);
-each layer's input and output-gradient tiles have their own place in the activation banks,
-so the weight gradient finds them after the backward pass; the scratchpad holds the
-activations, gradients and labels of the minibatch. A network that does not fit raises a
-``ValueError`` that says what does not fit and by how much.
+Layout: when every layer's weights fit in the PEs' weight banks they stay there (loaded once
+with ``LOAD_W``). When they do not, the weights live in the scratchpad and are *streamed*:
+each layer is tiled into chunks of output rows (for ``FORWARD`` and ``WGRAD``, whose chunk is
+stored back after its update) and of input columns (for ``BACKWARD``), each chunk small
+enough for the weight bank. A chunk holds whole rows (or columns), so tiling changes no
+accumulation order and no value. Each layer's input and output-gradient tiles have their own
+place in the activation banks, so the weight gradient finds them after the backward pass;
+the scratchpad holds the activations, gradients, labels and (streamed) weights. A network
+that does not fit even so raises a ``ValueError`` that says what does not fit and by how
+much.
 
 Command order of a step: for each layer, ``LOAD_COL`` its input and ``FORWARD`` (ReLU on
 hidden layers); ``LOSS_GRAD``; then from the last layer down: ``LOAD_ROW`` its output
@@ -54,8 +59,12 @@ class MlpProgram:
         ``grads[l]`` is the gradient at the output of layer ``l`` (pre-activation).
     labels : Matrix
         One integer word per sample.
+    streamed : bool
+        The weights do not all fit in the PEs: they stay in the scratchpad and each step
+        loads and stores them in chunks.
     load_weights, step, store_weights : list of dict
-        Core commands (fields of ``hw.core.command_layout``; ``op`` as a name).
+        Core commands (fields of ``hw.core.command_layout``; ``op`` as a name). With
+        streamed weights, ``load_weights`` and ``store_weights`` are empty.
     """
 
     sizes: list
@@ -68,6 +77,7 @@ class MlpProgram:
     load_weights: list = field(default_factory=list)
     step: list = field(default_factory=list)
     store_weights: list = field(default_factory=list)
+    streamed: bool = False
 
 
 def _lines(matrix, prefix="sp"):
@@ -95,53 +105,102 @@ def compile_mlp(config, sizes, batch, lr):
     for l in range(layers):
         prog.weights.append(alloc.matrix(sizes[l + 1], sizes[l] + 1, f"weights of layer {l}"))
 
-    weight_next, act_next = 0, 0
-    act_x, act_dy = [], []
+    act_next = 0
+    act_x, act_dy, shapes = [], [], []
     for l in range(layers):
         m, n = sizes[l + 1], sizes[l] + 1
-        mt, nt = tiles(m, R), tiles(n, C)
-        prog.wbase.append(weight_next)
-        weight_next += mt * nt
+        shapes.append((m, n, tiles(m, R), tiles(n, C)))
         act_x.append(act_next)
-        act_next += nt * batch
+        act_next += tiles(n, C) * batch
         act_dy.append(act_next)
-        act_next += mt * batch
-    if weight_next > config.pe.weight_words:
-        raise ValueError(f"the weights need {weight_next} words per PE, more than "
-                         f"pe.weight_words = {config.pe.weight_words}")
+        act_next += tiles(m, R) * batch
     if act_next > config.pe.act_words:
         raise ValueError(f"inputs and gradients need {act_next} words per PE, more than "
                          f"pe.act_words = {config.pe.act_words}")
+    resident = sum(mt * nt for m, n, mt, nt in shapes)
+    prog.streamed = resident > config.pe.weight_words
+    if prog.streamed:
+        chunks = [_chunks(config, l, *shape, banks) for l, shape in enumerate(shapes)]
+        prog.wbase = [0] * layers
+    else:
+        chunks = [([(0, m)], [(0, n)]) for m, n, mt, nt in shapes]
+        base = 0
+        for m, n, mt, nt in shapes:
+            prog.wbase.append(base)
+            base += mt * nt
 
     neg_lr = _bits32(-lr)
     inv_batch = _bits32(1.0 / batch)
-    for l in range(layers):
-        m, n = sizes[l + 1], sizes[l] + 1
-        prog.load_weights.append(dict(op="LOAD_W", m=m, n=n, wbase=prog.wbase[l],
-                                      **_lines(prog.weights[l])))
-        prog.store_weights.append(dict(op="STORE_W", m=m, n=n, wbase=prog.wbase[l],
-                                       **_lines(prog.weights[l])))
-    for l in range(layers):
-        m, n = sizes[l + 1], sizes[l] + 1
+
+    def load(l, rows, cols, op="LOAD_W"):
+        (m0, m1), (n0, n1) = rows, cols
+        view = _view(prog.weights[l], m0, n0)
+        return dict(op=op, m=m1 - m0, n=n1 - n0, wbase=prog.wbase[l], **_lines(view))
+
+    if not prog.streamed:
+        for l, (m, n, mt, nt) in enumerate(shapes):
+            prog.load_weights.append(load(l, (0, m), (0, n)))
+            prog.store_weights.append(load(l, (0, m), (0, n), "STORE_W"))
+    for l, (m, n, mt, nt) in enumerate(shapes):
         prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
                               **_lines(prog.acts[l])))
-        prog.step.append(dict(op="FORWARD", m=m, n=n, batch=batch, wbase=prog.wbase[l],
-                              abase=act_x[l], flag=int(l < layers - 1),
-                              **_lines(prog.acts[l + 1])))
+        for m0, m1 in chunks[l][0]:
+            if prog.streamed:
+                prog.step.append(load(l, (m0, m1), (0, n)))
+            prog.step.append(dict(op="FORWARD", m=m1 - m0, n=n, batch=batch,
+                                  wbase=prog.wbase[l], abase=act_x[l], flag=int(l < layers - 1),
+                                  **_lines(_view(prog.acts[l + 1], m0, 0))))
     prog.step.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=batch, scalar=inv_batch,
                           **_lines(prog.acts[-1]), **_lines(prog.grads[-1], "sp2"),
                           **_lines(prog.labels, "sp3")))
     for l in reversed(range(layers)):
-        m, n = sizes[l + 1], sizes[l] + 1
+        m, n, mt, nt = shapes[l]
         prog.step.append(dict(op="LOAD_ROW", m=m, batch=batch, abase=act_dy[l],
                               **_lines(prog.grads[l])))
         if l > 0:
-            prog.step.append(dict(op="BACKWARD", m=m, n=n, batch=batch, wbase=prog.wbase[l],
-                                  abase=act_dy[l], flag=1, **_lines(prog.grads[l - 1]),
-                                  **_lines(prog.acts[l], "sp2")))
-        prog.step.append(dict(op="WGRAD", m=m, n=n, batch=batch, wbase=prog.wbase[l],
-                              abase=act_x[l], abase2=act_dy[l], scalar=neg_lr))
+            for n0, n1 in chunks[l][1]:
+                if prog.streamed:
+                    prog.step.append(load(l, (0, m), (n0, n1)))
+                prog.step.append(dict(op="BACKWARD", m=m, n=n1 - n0, batch=batch,
+                                      wbase=prog.wbase[l], abase=act_dy[l], flag=1,
+                                      **_lines(_view(prog.grads[l - 1], n0, 0)),
+                                      **_lines(_view(prog.acts[l], n0, 0), "sp2")))
+        for m0, m1 in chunks[l][0]:
+            if prog.streamed:
+                prog.step.append(load(l, (m0, m1), (0, n)))
+            prog.step.append(dict(op="WGRAD", m=m1 - m0, n=n, batch=batch, wbase=prog.wbase[l],
+                                  abase=act_x[l], abase2=act_dy[l] + (m0 // R) * batch,
+                                  scalar=neg_lr))
+            if prog.streamed:
+                prog.step.append(load(l, (m0, m1), (0, n), "STORE_W"))
     return prog
+
+
+def _view(matrix, row0, col0):
+    """The part of ``matrix`` from element ``row0`` (a multiple of the bank count) and
+    column ``col0`` on, as a matrix with the same lines per column."""
+    assert row0 % matrix.banks == 0
+    return Matrix(matrix.base + col0 * matrix.lines_per_column + row0 // matrix.banks,
+                  matrix.n - row0, matrix.batch - col0, matrix.banks, matrix.lines_per_column)
+
+
+def _chunks(config, layer, m, n, mt, nt, banks):
+    """Row chunks (for FORWARD and WGRAD) and column chunks (for BACKWARD) of a layer whose
+    weights are streamed: the largest that fit the weight bank, each starting at a multiple
+    of the rows (or columns) of the array and of the bank count."""
+    R, C = config.core.rows, config.core.cols
+    words = config.pe.weight_words
+    row_unit, col_unit = np.lcm(R, banks), np.lcm(C, banks)
+    rows = (words // nt) * R // row_unit * row_unit
+    cols = (words // mt) * C // col_unit * col_unit
+    if rows < 1 or cols < 1:
+        unit, what, need = ((row_unit, "rows", tiles(row_unit, R) * nt) if rows < 1 else
+                            (col_unit, "columns", mt * tiles(col_unit, C)))
+        raise ValueError(f"layer {layer} ({m} x {n}) cannot fit even tiled: a tile of "
+                         f"{unit} {what} needs {need} words per PE, more than "
+                         f"pe.weight_words = {words}")
+    split = lambda total, size: [(a, min(total, a + size)) for a in range(0, total, size)]
+    return split(m, int(rows)), split(n, int(cols))
 
 
 def augment(x):

@@ -33,10 +33,13 @@ class Matrix:
     n: int
     batch: int
     banks: int
+    #: Lines per column; by default just enough for ``n`` (a view of part of a larger
+    #: matrix keeps the larger one's).
+    lpc: int = None
 
     @property
     def lines_per_column(self):
-        return tiles(self.n, self.banks)
+        return tiles(self.n, self.banks) if self.lpc is None else self.lpc
 
     @property
     def lines(self):

@@ -15,11 +15,19 @@ CORE_4X4 = with_overrides(PRESETS["default"], {"pe.weight_words": 256, "pe.act_w
                                                "core.scratchpad_words": 4096})
 
 
-@pytest.mark.parametrize("sizes,batch,steps", [([12, 8, 5], 4, 2), ([9, 6, 7, 3], 2, 1)])
-def test_training_steps_equal_golden(sizes, batch, steps):
+#: A core whose weight banks hold 4 words: the 12-8-5 network's weights are streamed from
+#: the scratchpad in chunks of rows and columns every step.
+STREAMING_4X4 = with_overrides(CORE_4X4, {"pe.weight_words": 4, "pe.act_words": 64})
+
+
+@pytest.mark.parametrize("config,sizes,batch,steps", [
+    (CORE_4X4, [12, 8, 5], 4, 2), (CORE_4X4, [9, 6, 7, 3], 2, 1),
+    (STREAMING_4X4, [12, 8, 5], 4, 2)], ids=["resident", "four-layers", "streamed"])
+def test_training_steps_equal_golden(config, sizes, batch, steps):
     case = mlp_case(sizes, batch, steps, seed=sum(sizes))
-    prog = compile_mlp(CORE_4X4, sizes, batch, case.lr)
-    core = CoreRunner(CORE_4X4)
+    prog = compile_mlp(config, sizes, batch, case.lr)
+    assert prog.streamed == (config is STREAMING_4X4)
+    core = CoreRunner(config)
     run = lambda command: core.command(**{**command, "op": CoreOp[command["op"]]})
     for matrix, w in zip(prog.weights, case.weights):
         core.write(matrix, w)
@@ -41,7 +49,7 @@ def test_training_steps_equal_golden(sizes, batch, steps):
         core.read(matrix)
     outputs = core.run()
 
-    num = cm.CoreNumerics.from_config(CORE_4X4)
+    num = cm.CoreNumerics.from_config(config)
     weights = case.weights
     for step, (x, labels) in enumerate(zip(case.inputs, case.labels)):
         weights, _, grad = golden_step(num, weights, x, labels, case.lr, with_gradient=True)
@@ -52,10 +60,12 @@ def test_training_steps_equal_golden(sizes, batch, steps):
 
 
 def test_a_network_that_does_not_fit_is_refused_clearly():
-    roomy = with_overrides(CORE_4X4, {"core.scratchpad_words": 65536})
-    with pytest.raises(ValueError, match=r"^the weights need 1353 words per PE, more than "
-                                         r"pe.weight_words = 256$"):
-        compile_mlp(roomy, [200, 100, 10], 4, 0.1)
+    tight = with_overrides(CORE_4X4, {"core.scratchpad_words": 65536, "pe.weight_words": 16,
+                                      "pe.act_words": 512})
+    with pytest.raises(ValueError, match=r"^layer 0 \(100 x 201\) cannot fit even tiled: a tile "
+                                         r"of 4 rows needs 51 words per PE, more than "
+                                         r"pe.weight_words = 16$"):
+        compile_mlp(tight, [200, 100, 10], 4, 0.1)
     with pytest.raises(ValueError, match=r"^weights of layer 0 of 100 x 201 needs 5025 "
                                          r"scratchpad lines; only 584 of 1024 are left$"):
         compile_mlp(CORE_4X4, [200, 100, 10], 4, 0.1)
