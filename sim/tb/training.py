@@ -3,19 +3,23 @@ model after every step.
 
 The case comes from the environment (set by ``tests/sim/test_cocotb_training.py``):
 ``CHRYSALIS_CONFIG`` (TOML text), ``CHRYSALIS_SIZES`` (``12,8,5``), ``CHRYSALIS_BATCH``,
-``CHRYSALIS_STEPS`` and ``CHRYSALIS_SEED``. The weights and inputs are random (seeded), the
-compiler (``sim.compiler``) places the network and lists the commands, and after every step
-the loss gradient at the output and, at the end, every weight are compared with
-``sim.compiler.golden_step``.
+``CHRYSALIS_STEPS`` and ``CHRYSALIS_SEED``; ``CHRYSALIS_DATA=digits`` trains on
+scikit-learn's digits instead of random inputs, and ``CHRYSALIS_REPORT`` names a JSON file for
+the cycles of every command, the counters and the loss. The compiler (``sim.compiler``)
+places the network and lists the commands, and after every step the loss gradient at the
+output and, at the end, every weight are compared with ``sim.compiler.golden_step``.
 """
 
+import json
 import os
 
 import cocotb
 import numpy as np
 
+from gen.formats import FP32
 from hw.core import CoreOp
 from sim import core_model as cm
+from sim import numerics as nx
 from sim.compiler import augment, compile_mlp, golden_step, mlp_case
 from sim.tb.core import TB, _mismatch
 from sim.tb.core_data import config_from_env
@@ -27,15 +31,23 @@ async def training_steps_equal_golden(dut):
     sizes = [int(s) for s in os.environ["CHRYSALIS_SIZES"].split(",")]
     batch = int(os.environ["CHRYSALIS_BATCH"])
     steps = int(os.environ["CHRYSALIS_STEPS"])
-    case = mlp_case(sizes, batch, steps, seed=int(os.environ["CHRYSALIS_SEED"]))
+    seed = int(os.environ["CHRYSALIS_SEED"])
+    if os.environ.get("CHRYSALIS_DATA") == "digits":
+        from sim.data import digits_case
+        case = digits_case(sizes, batch, steps, seed)
+    else:
+        case = mlp_case(sizes, batch, steps, seed)
     num = cm.CoreNumerics.from_config(config)
     prog = compile_mlp(config, sizes, batch, case.lr)
 
     tb = TB(dut, config)
     await tb.reset()
 
+    report = {"commands": [], "losses": []}
+
     async def run(command):
-        await tb.command(**{**command, "op": CoreOp[command["op"]]})
+        cycles = await tb.command(**{**command, "op": CoreOp[command["op"]]})
+        report["commands"].append({"op": command["op"], "cycles": cycles})
 
     for matrix, w in zip(prog.weights, case.weights):
         await tb.write_matrix(matrix, w)
@@ -51,11 +63,19 @@ async def training_steps_equal_golden(dut):
     for step, (x, labels) in enumerate(zip(case.inputs, case.labels)):
         await tb.write_matrix(prog.acts[0], augment(x))
         await tb.write_matrix(prog.labels, labels[None, :].astype(np.uint64))
+        before = await tb.counters()
+        first = len(report["commands"])
         for command in prog.step:
             await run(command)
+        after = await tb.counters()
+        report.setdefault("steps", []).append({
+            "cycles": sum(c["cycles"] for c in report["commands"][first:]),
+            "counters": {name: after[name] - before[name] for name in after}})
         grad = (await tb.read_matrix(prog.grads[-1]))[:-1]
-        weights, _, expected_grad = golden_step(num, weights, x, labels, case.lr,
-                                                with_gradient=True)
+        weights, probs, expected_grad = golden_step(num, weights, x, labels, case.lr,
+                                                    with_gradient=True)
+        p = nx.to_float(probs, FP32)[labels, np.arange(batch)]
+        report["losses"].append(float(-np.mean(np.log(np.maximum(p, 1e-30)))))
         problem = _mismatch(f"step {step}: loss gradient", grad, expected_grad)
         if problem:
             failures.append(problem)
@@ -67,4 +87,13 @@ async def training_steps_equal_golden(dut):
                             await tb.read_matrix(matrix), expected)
         if problem:
             failures.append(problem)
+    report["failures"] = failures
+    # Useful MACs of a step: forward, weight gradient and update of every layer, and the
+    # backward pass of every layer but the first (nothing below it needs its dX).
+    weights_count = [sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1)]
+    report["macs_per_step"] = sum((2 * batch + 1) * w for w in weights_count) + \
+        sum(batch * w for w in weights_count[1:])
+    if os.environ.get("CHRYSALIS_REPORT"):
+        with open(os.environ["CHRYSALIS_REPORT"], "w") as f:
+            json.dump(report, f, indent=1)
     assert not failures, "\n".join(failures)
