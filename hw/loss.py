@@ -1,26 +1,32 @@
 """The loss-gradient unit: ``dY = (softmax(Y) - onehot) / B`` at the output layer, on chip.
 
-It works column by column of ``Y`` (one sample of the minibatch) with one fp32 FMA unit and
-the special-function unit (``hw.sfu``), reading and writing the scratchpad one word at a time
-(lane 0 of the scratchpad's lane ports). The order of every operation is that of the golden
-model, ``sim.core_model.softmax_xent_gradient``:
+It works on a chunk of up to ``columns`` samples (columns of ``Y``) at a time with one fp32
+FMA unit and the special-function unit (``hw.sfu``), reading and writing the scratchpad one
+word per cycle (lane 0 of its lane ports), in passes over the chunk. Every pass goes over
+the classes ``i`` and, inside, over the chunk's columns, so that consecutive operations on
+one column's running values are a chunk apart: the chunk has at least ``mac_latency + 1``
+slots (unused slots issue nothing), which hides the FMA's latency.
 
-1. the label of the column (an integer word of the label vector);
-2. ``m = max_i Y[i]`` (the first largest, by value);
-3. for each ``i`` in increasing order: ``e_i = exp(Y[i] - m)``, kept in ``dY[i]`` for now,
-   and ``s = s + e_i`` from ``s = +0``;
-4. ``r = 1 / s``;
-5. for each ``i``: ``p = e_i * r``; ``g = p - 1`` at the label, else ``p``; ``dY[i] = g *
-   inv_batch``.
+The passes, each in the golden model's order for every column
+(``sim.core_model.softmax_xent_gradient``):
 
-Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is exact)
-or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden model's.
-Elements are processed one at a time (no overlap): about ``12 * mac_latency`` cycles per
-element plus a reciprocal per column.
+1. ``LABEL``: the label of each column (an integer word of the label vector);
+2. ``MAX``: ``m = max_i Y[i]`` (the first largest, by value);
+3. ``SUB``: ``z_i = Y[i] - m``, kept in ``dY[i]``;
+4. ``EXP``: ``e_i = exp(z_i)`` through the special-function unit, in order, into ``dY[i]``;
+5. ``SUM``: ``s = s + e_i`` from ``s = +0``, ``i`` increasing;
+6. ``RECIP``: ``r = 1 / s``;
+7. ``MUL``: ``p_i = e_i * r`` into ``dY[i]``;
+8. ``LABEL_SUB``: ``p - 1`` at the label;
+9. ``SCALE``: ``dY[i] = g_i * inv_batch``.
+
+Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
+exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
+model's. Between passes the unit waits for the FMA's last write.
 """
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from gen.formats import FP32
@@ -34,6 +40,20 @@ ONE = 0x3F80_0000
 MINUS_ONE = 0xBF80_0000
 
 
+class Pass(enum.Enum, shape=4):
+    IDLE = 0
+    LABEL = 1
+    MAX = 2
+    SUB = 3
+    EXP = 4
+    SUM = 5
+    RECIP = 6
+    MUL = 7
+    LABEL_SUB = 8
+    SCALE = 9
+    NEXT = 10
+
+
 def _greater(a, b):
     """``a > b`` for fp32 bit patterns read as values (zero of either sign is 0)."""
     a_zero = a[23:31] == 0
@@ -42,8 +62,7 @@ def _greater(a, b):
     b_neg = b[31] & ~b_zero
     a_mag = Mux(a_zero, 0, a[:31])
     b_mag = Mux(b_zero, 0, b[:31])
-    return Mux(a_neg != b_neg, b_neg,
-               Mux(a_neg, a_mag < b_mag, a_mag > b_mag))
+    return Mux(a_neg != b_neg, b_neg, Mux(a_neg, a_mag < b_mag, a_mag > b_mag))
 
 
 class LossGradient(wiring.Component):
@@ -54,7 +73,10 @@ class LossGradient(wiring.Component):
     line_bits : int
         Width of a scratchpad line number.
     mac_latency : int
-        Latency of the FMA and of the special-function unit's FMA.
+        Latency of the FMA (and of the special-function unit's FMA).
+    columns : int
+        Most samples in a chunk (registers per sample: maximum, sum, reciprocal, label);
+        at least ``mac_latency + 1``.
 
     Members
     -------
@@ -73,8 +95,13 @@ class LossGradient(wiring.Component):
     rd_data : In(32); wr_data : Out(32)
     """
 
-    def __init__(self, *, line_bits, mac_latency=6):
+    def __init__(self, *, line_bits, mac_latency=6, columns=16):
+        if columns < mac_latency + 1:
+            raise ValueError(f"columns must be at least mac_latency + 1 = {mac_latency + 1}, "
+                             f"not {columns!r}")
         self.mac_latency = mac_latency
+        self.columns = columns
+        self.line_bits = line_bits
         super().__init__({
             "start": In(1), "m": In(16), "batch": In(16),
             "y_base": In(line_bits), "y_lpc": In(line_bits),
@@ -88,126 +115,242 @@ class LossGradient(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        L = self.mac_latency
+        L, CH = self.mac_latency, self.columns
         m.submodules.fma = fma = FloatMAC(FP32, FP32, latency=L)
         m.submodules.sfu = sfu = SpecialFunctionUnit(mac_latency=L)
 
-        b = Signal(16)          # column
-        i = Signal(16)          # element
-        label = Signal(32)
-        top = Signal(32)        # the maximum
-        total = Signal(32)      # sum of exponentials
-        recip = Signal(32)
-        value = Signal(32)      # the element being worked on
-        y_line = Signal.like(self.y_base)
-        dy_line = Signal.like(self.dy_base)
-        m.d.comb += [y_line.eq(self.y_base + b * self.y_lpc),
-                     dy_line.eq(self.dy_base + b * self.dy_lpc)]
+        top = [Signal(32, name=f"max{c}") for c in range(CH)]
+        total = [Signal(32, name=f"sum{c}") for c in range(CH)]
+        recip = [Signal(32, name=f"recip{c}") for c in range(CH)]
+        label = [Signal(16, name=f"label{c}") for c in range(CH)]
 
-        def fma_issue(c, a, mult):
-            m.d.comb += [fma.c.eq(c), fma.a.eq(a), fma.b.eq(mult), fma.i_valid.eq(1)]
+        def pick(regs, index, name):
+            value = Signal(len(regs[0]), name=name)
+            with m.Switch(index):
+                for c, reg in enumerate(regs):
+                    with m.Case(c):
+                        m.d.comb += value.eq(reg)
+            return value
 
-        with m.FSM(name="loss"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += b.eq(0)
-                    m.next = "LABEL"
-            with m.State("LABEL"):
-                with m.If(b == self.batch):
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
+        stage = Signal(Pass)
+        b0 = Signal(16)                    # first column of the chunk
+        valid_cols = Signal(range(CH + 1))   # columns of the chunk that exist
+        slots = Signal(range(CH + 1))        # slots per class (at least L + 1)
+        i = Signal(16)
+        slot = Signal(range(CH))
+        wait = Signal(range(L + 4))          # drain countdown between passes
+        issuing = Signal()                   # the pass still has elements to issue
+
+        col = b0 + slot
+        def line(base, lpc, column):
+            return base + column * lpc
+
+        # The element read in the previous cycle (reads have one cycle of latency).
+        r_valid = Signal()
+        r_i = Signal(16)
+        r_slot = Signal(range(CH))
+        m.d.sync += [r_valid.eq(0), r_i.eq(i), r_slot.eq(slot)]
+        # FMA results and where they go, L cycles after issue.
+        tag = data.StructLayout({"to_sum": 1, "i": 16, "slot": range(CH)})
+        issued = Signal(tag)
+        tags = [Signal(tag, name=f"fma_tag{k}") for k in range(L)]
+        m.d.sync += tags[0].eq(issued)
+        for prev, nxt in zip(tags, tags[1:]):
+            m.d.sync += nxt.eq(prev)
+        done_tag = tags[-1]
+
+        r_col = b0 + r_slot
+        r_top = pick(top, r_slot, "r_top")
+        r_total = pick(total, r_slot, "r_total")
+        r_recip = pick(recip, r_slot, "r_recip")
+        r_label = pick(label, r_slot, "r_label")
+        dy_line_of = lambda column: line(self.dy_base, self.dy_lpc, column)
+
+        # FMA write-back: into dY (most passes) or a column's running sum.
+        with m.If(fma.o_valid):
+            with m.If(done_tag.to_sum):
+                for c in range(CH):
+                    with m.If(done_tag.slot == c):
+                        m.d.sync += total[c].eq(fma.result)
+            with m.Else():
+                m.d.comb += [self.wr_en.eq(1), self.wr_e0.eq(done_tag.i),
+                             self.wr_line.eq(dy_line_of(b0 + done_tag.slot)),
+                             self.wr_data.eq(fma.result)]
+
+        def advance(last_i):
+            """Next (i, slot) of a pass over `last_i` classes; clears `issuing` at the end."""
+            with m.If(slot + 1 == slots):
+                m.d.sync += slot.eq(0)
+                with m.If(i + 1 == last_i):
+                    m.d.sync += issuing.eq(0)
                 with m.Else():
-                    m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(0),
-                                 self.rd_line.eq(self.label_base + b * self.label_lpc)]
-                    m.next = "LABEL_DATA"
-            with m.State("LABEL_DATA"):
-                m.d.sync += [label.eq(self.rd_data), i.eq(0)]
-                m.next = "MAX_READ"
-            # --- m = max_i Y[i]
-            with m.State("MAX_READ"):
-                m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i), self.rd_line.eq(y_line)]
-                m.next = "MAX_DATA"
-            with m.State("MAX_DATA"):
-                with m.If((i == 0) | _greater(self.rd_data, top)):
-                    m.d.sync += top.eq(self.rd_data)
-                m.d.sync += i.eq(i + 1)
-                with m.If(i + 1 == self.m):
-                    m.d.sync += [i.eq(0), total.eq(0)]
-                    m.next = "EXP_READ"
-                with m.Else():
-                    m.next = "MAX_READ"
-            # --- e_i = exp(Y[i] - m); s += e_i
-            with m.State("EXP_READ"):
-                m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i), self.rd_line.eq(y_line)]
-                m.next = "EXP_SUB"
-            with m.State("EXP_SUB"):
-                fma_issue(self.rd_data, top ^ 0x8000_0000, ONE)
-                m.next = "EXP_SUB_WAIT"
-            with m.State("EXP_SUB_WAIT"):
-                with m.If(fma.o_valid):
-                    m.d.sync += value.eq(fma.result)
-                    m.next = "EXP_SFU"
-            with m.State("EXP_SFU"):
-                m.d.comb += [sfu.op.eq(0), sfu.x.eq(value), sfu.i_valid.eq(1)]
-                with m.If(sfu.i_ready):
-                    m.next = "EXP_SFU_WAIT"
-            with m.State("EXP_SFU_WAIT"):
-                with m.If(sfu.o_valid):
-                    m.d.sync += value.eq(sfu.y)
-                    m.next = "EXP_SUM"
-            with m.State("EXP_SUM"):
-                m.d.comb += [self.wr_en.eq(1), self.wr_e0.eq(i), self.wr_line.eq(dy_line),
-                             self.wr_data.eq(value)]
-                fma_issue(total, value, ONE)
-                m.next = "EXP_SUM_WAIT"
-            with m.State("EXP_SUM_WAIT"):
-                with m.If(fma.o_valid):
-                    m.d.sync += [total.eq(fma.result), i.eq(i + 1)]
-                    with m.If(i + 1 == self.m):
-                        m.next = "RECIP"
-                    with m.Else():
-                        m.next = "EXP_READ"
-            # --- r = 1 / s
-            with m.State("RECIP"):
-                m.d.comb += [sfu.op.eq(1), sfu.x.eq(total), sfu.i_valid.eq(1)]
-                with m.If(sfu.i_ready):
-                    m.next = "RECIP_WAIT"
-            with m.State("RECIP_WAIT"):
-                with m.If(sfu.o_valid):
-                    m.d.sync += [recip.eq(sfu.y), i.eq(0)]
-                    m.next = "OUT_READ"
-            # --- dY[i] = (e_i * r - [i == label]) * inv_batch
-            with m.State("OUT_READ"):
-                m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i), self.rd_line.eq(dy_line)]
-                m.next = "OUT_MUL"
-            with m.State("OUT_MUL"):
-                fma_issue(0, self.rd_data, recip)
-                m.next = "OUT_MUL_WAIT"
-            with m.State("OUT_MUL_WAIT"):
-                with m.If(fma.o_valid):
-                    m.d.sync += value.eq(fma.result)
-                    with m.If(i == label):
-                        m.next = "OUT_LABEL"
-                    with m.Else():
-                        m.next = "OUT_SCALE"
-            with m.State("OUT_LABEL"):
-                fma_issue(value, MINUS_ONE, ONE)
-                m.next = "OUT_LABEL_WAIT"
-            with m.State("OUT_LABEL_WAIT"):
-                with m.If(fma.o_valid):
-                    m.d.sync += value.eq(fma.result)
-                    m.next = "OUT_SCALE"
-            with m.State("OUT_SCALE"):
-                fma_issue(0, value, self.inv_batch)
-                m.next = "OUT_SCALE_WAIT"
-            with m.State("OUT_SCALE_WAIT"):
-                with m.If(fma.o_valid):
-                    m.d.comb += [self.wr_en.eq(1), self.wr_e0.eq(i), self.wr_line.eq(dy_line),
-                                 self.wr_data.eq(fma.result)]
                     m.d.sync += i.eq(i + 1)
-                    with m.If(i + 1 == self.m):
-                        m.d.sync += b.eq(b + 1)
-                        m.next = "LABEL"
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+
+        def next_pass(after):
+            """When the pass has issued everything and the FMA has drained, go on."""
+            with m.If(~issuing & ~r_valid):
+                with m.If(wait == 0):
+                    m.d.sync += [stage.eq(after), i.eq(0), slot.eq(0), issuing.eq(1),
+                                 wait.eq(L + 2)]
+                with m.Else():
+                    m.d.sync += wait.eq(wait - 1)
+
+        # The SFU takes elements in order and returns them in order.
+        sfu_out_i = Signal(16)
+        sfu_out_slot = Signal(range(CH))
+        sfu_pending = Signal(16)             # elements given to the SFU, not yet back
+        held = Signal()                      # an element read and waiting for the SFU
+        held_x = Signal(32)
+
+        with m.Switch(stage):
+            with m.Case(Pass.IDLE):
+                with m.If(self.start):
+                    m.d.sync += [stage.eq(Pass.NEXT), b0.eq(0), wait.eq(0)]
+            with m.Case(Pass.NEXT):
+                # A new chunk, or the end.
+                with m.If(b0 >= self.batch):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += stage.eq(Pass.IDLE)
+                with m.Else():
+                    remaining = self.batch - b0
+                    cols = Mux(remaining > CH, CH, remaining)
+                    m.d.sync += [valid_cols.eq(cols), slots.eq(Mux(cols > L + 1, cols, L + 1)),
+                                 stage.eq(Pass.LABEL), i.eq(0), slot.eq(0), issuing.eq(1),
+                                 wait.eq(0)]
+            with m.Case(Pass.LABEL):
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(0),
+                                     self.rd_line.eq(line(self.label_base, self.label_lpc, col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(1)
+                with m.If(r_valid):
+                    for c in range(CH):
+                        with m.If(r_slot == c):
+                            m.d.sync += label[c].eq(self.rd_data)
+                next_pass(Pass.MAX)
+            with m.Case(Pass.MAX):
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
+                                     self.rd_line.eq(line(self.y_base, self.y_lpc, col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(self.m)
+                with m.If(r_valid & ((r_i == 0) | _greater(self.rd_data, r_top))):
+                    for c in range(CH):
+                        with m.If(r_slot == c):
+                            m.d.sync += top[c].eq(self.rd_data)
+                next_pass(Pass.SUB)
+            with m.Case(Pass.SUB):
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
+                                     self.rd_line.eq(line(self.y_base, self.y_lpc, col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(self.m)
+                with m.If(r_valid):
+                    m.d.comb += [fma.c.eq(self.rd_data), fma.a.eq(r_top ^ 0x8000_0000),
+                                 fma.b.eq(ONE), fma.i_valid.eq(1),
+                                 issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                next_pass(Pass.EXP)
+            with m.Case(Pass.EXP):
+                # Read an element, hold it until the SFU takes it, write results in order.
+                with m.If(issuing & ~held & ~r_valid):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
+                                     self.rd_line.eq(dy_line_of(col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(self.m)
+                with m.If(r_valid):
+                    m.d.sync += [held.eq(1), held_x.eq(self.rd_data)]
+                with m.If(held):
+                    m.d.comb += [sfu.op.eq(0), sfu.x.eq(held_x), sfu.i_valid.eq(1)]
+                    with m.If(sfu.i_ready):
+                        m.d.sync += held.eq(0)
+                taken = held & sfu.i_ready
+                m.d.sync += sfu_pending.eq(sfu_pending + taken - sfu.o_valid)
+                with m.If(sfu.o_valid):
+                    m.d.comb += [self.wr_en.eq(1), self.wr_e0.eq(sfu_out_i),
+                                 self.wr_line.eq(dy_line_of(b0 + sfu_out_slot)),
+                                 self.wr_data.eq(sfu.y)]
+                    with m.If(sfu_out_slot + 1 == valid_cols):
+                        m.d.sync += [sfu_out_slot.eq(0), sfu_out_i.eq(sfu_out_i + 1)]
                     with m.Else():
-                        m.next = "OUT_READ"
+                        m.d.sync += sfu_out_slot.eq(sfu_out_slot + 1)
+                with m.If(~issuing & ~r_valid & ~held & (sfu_pending == 0) & ~sfu.o_valid):
+                    m.d.sync += [stage.eq(Pass.SUM), i.eq(0), slot.eq(0), issuing.eq(1),
+                                 wait.eq(L + 2), sfu_out_i.eq(0), sfu_out_slot.eq(0)]
+            with m.Case(Pass.SUM):
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
+                                     self.rd_line.eq(dy_line_of(col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(self.m)
+                with m.If(r_valid):
+                    m.d.comb += [fma.c.eq(Mux(r_i == 0, 0, r_total)), fma.a.eq(self.rd_data),
+                                 fma.b.eq(ONE), fma.i_valid.eq(1), issued.to_sum.eq(1),
+                                 issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                next_pass(Pass.RECIP)
+            with m.Case(Pass.RECIP):
+                # One reciprocal per column, through the SFU in order.
+                with m.If(issuing):
+                    m.d.comb += [sfu.op.eq(1), sfu.x.eq(pick(total, slot, "recip_in")),
+                                 sfu.i_valid.eq(1)]
+                    with m.If(sfu.i_ready):
+                        with m.If(slot + 1 == valid_cols):
+                            m.d.sync += [issuing.eq(0), slot.eq(0)]
+                        with m.Else():
+                            m.d.sync += slot.eq(slot + 1)
+                taken = issuing & sfu.i_ready
+                m.d.sync += sfu_pending.eq(sfu_pending + taken - sfu.o_valid)
+                with m.If(sfu.o_valid):
+                    for c in range(CH):
+                        with m.If(sfu_out_slot == c):
+                            m.d.sync += recip[c].eq(sfu.y)
+                    m.d.sync += sfu_out_slot.eq(sfu_out_slot + 1)
+                with m.If(~issuing & (sfu_pending == 0) & ~sfu.o_valid):
+                    m.d.sync += [stage.eq(Pass.MUL), i.eq(0), slot.eq(0), issuing.eq(1),
+                                 sfu_out_slot.eq(0)]
+            with m.Case(Pass.MUL):
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
+                                     self.rd_line.eq(dy_line_of(col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(self.m)
+                with m.If(r_valid):
+                    m.d.comb += [fma.c.eq(0), fma.a.eq(self.rd_data), fma.b.eq(r_recip),
+                                 fma.i_valid.eq(1), issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                next_pass(Pass.LABEL_SUB)
+            with m.Case(Pass.LABEL_SUB):
+                # One element per column: its label's. (A pass of one "class".)
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1),
+                                     self.rd_e0.eq(pick(label, slot, "label_of_slot")),
+                                     self.rd_line.eq(dy_line_of(col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(1)
+                with m.If(r_valid):
+                    m.d.comb += [fma.c.eq(self.rd_data), fma.a.eq(MINUS_ONE), fma.b.eq(ONE),
+                                 fma.i_valid.eq(1), issued.i.eq(r_label), issued.slot.eq(r_slot)]
+                next_pass(Pass.SCALE)
+            with m.Case(Pass.SCALE):
+                with m.If(issuing):
+                    with m.If(slot < valid_cols):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
+                                     self.rd_line.eq(dy_line_of(col))]
+                        m.d.sync += r_valid.eq(1)
+                    advance(self.m)
+                with m.If(r_valid):
+                    m.d.comb += [fma.c.eq(0), fma.a.eq(self.rd_data), fma.b.eq(self.inv_batch),
+                                 fma.i_valid.eq(1), issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                with m.If(~issuing & ~r_valid):
+                    with m.If(wait == 0):
+                        m.d.sync += [stage.eq(Pass.NEXT), b0.eq(b0 + valid_cols)]
+                    with m.Else():
+                        m.d.sync += wait.eq(wait - 1)
         return m
