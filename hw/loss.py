@@ -17,7 +17,7 @@ The passes, each in the golden model's order for every column
 5. ``SUM``: ``s = s + e_i`` from ``s = +0``, ``i`` increasing;
 6. ``RECIP``: ``r = 1 / s``;
 7. ``MUL``: ``p_i = e_i * r`` into ``dY[i]``;
-8. ``LABEL_SUB``: ``p - 1`` at the label;
+8. ``LABEL_SUB``: ``p - 1`` at the label (a label that is not below ``m`` marks no class);
 9. ``SCALE``: ``dY[i] = g_i * inv_batch``.
 
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
@@ -164,6 +164,7 @@ class LossGradient(wiring.Component):
         r_total = pick(total, r_slot, "r_total")
         r_recip = pick(recip, r_slot, "r_recip")
         r_label = pick(label, r_slot, "r_label")
+        slot_label = pick(label, slot, "slot_label")
         dy_line_of = lambda column: line(self.dy_base, self.dy_lpc, column)
 
         # FMA write-back: into dY (most passes) or a column's running sum.
@@ -326,11 +327,11 @@ class LossGradient(wiring.Component):
                                  fma.i_valid.eq(1), issued.i.eq(r_i), issued.slot.eq(r_slot)]
                 next_pass(Pass.LABEL_SUB)
             with m.Case(Pass.LABEL_SUB):
-                # One element per column: its label's. (A pass of one "class".)
+                # One element per column: its label's (a pass of one "class"). A label that
+                # is not a class index (>= m) marks no class: nothing is subtracted.
                 with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1),
-                                     self.rd_e0.eq(pick(label, slot, "label_of_slot")),
+                    with m.If((slot < valid_cols) & (slot_label < self.m)):
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(slot_label),
                                      self.rd_line.eq(dy_line_of(col))]
                         m.d.sync += r_valid.eq(1)
                     advance(1)

@@ -237,8 +237,8 @@ def softmax_xent_gradient(num, y, labels, inv_batch_bits):
     r = sfu.reciprocal(s)
     p = nx.fmac(zeros(y.shape), e, np.broadcast_to(r, y.shape), FP32, FP32)
     one = nx.from_float32(np.float32(-1.0))
-    onehot = np.zeros(y.shape, dtype=bool)
-    onehot[np.asarray(labels), np.arange(batch)] = True
+    labels = np.asarray(labels, dtype=np.int64)
+    onehot = np.arange(m_out)[:, None] == labels[None, :]
     g = np.where(onehot, num.add(p, np.full(y.shape, one)), p)
     dy = nx.fmac(zeros(y.shape), g, np.full(y.shape, _U(int(inv_batch_bits))), FP32, FP32)
     return dy, p

@@ -15,6 +15,7 @@ from sim import core_model as cm
 from sim import numerics as nx
 from sim.core_sim import CoreRunner
 from sim.layout import Allocator, bank_count, tiles
+from gen.formats import FP32
 
 CONFIGS = {
     "2x2": PRESETS["tiny"],
@@ -127,3 +128,26 @@ def test_malformed_command_is_refused_without_hanging(fields):
     core.run()
     assert core.cycles[0] <= 2
     assert core.errors == [1, 0]
+
+
+def test_loss_gradient_with_a_label_that_is_no_class():
+    config = CONFIGS["2x3"]
+    num = cm.CoreNumerics.from_config(config)
+    rng = np.random.default_rng(3)
+    y = _f32(rng.standard_normal((4, 3)))
+    labels = np.array([2, 7, 0])                 # 7 is not one of the 4 classes
+    alloc = Allocator(config.core.scratchpad_words, bank_count(2, 3))
+    my, mdy, mlab = alloc.matrix(4, 3), alloc.matrix(4, 3), alloc.matrix(1, 3)
+    core = CoreRunner(config)
+    core.write(my, y)
+    core.write(mlab, labels[None, :].astype(np.uint64))
+    inv = int(_f32([1 / 3])[0])
+    core.command(op=CoreOp.LOSS_GRAD, m=4, batch=3, scalar=inv, sp_base=my.base,
+                 sp_lpc=my.lines_per_column, sp2_base=mdy.base, sp2_lpc=mdy.lines_per_column,
+                 sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
+    core.read(mdy)
+    (dy,) = core.run()
+    expected, probs = cm.softmax_xent_gradient(num, y, labels, inv)
+    assert np.array_equal(dy, expected)
+    # The column without a class is the softmax itself, scaled by 1/B.
+    assert np.array_equal(expected[:, 1], nx.fmac(cm.zeros(4), probs[:, 1], np.full(4, inv), FP32, FP32))
