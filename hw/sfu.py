@@ -1,7 +1,12 @@
-"""The special-function unit: fp32 ``exp`` and reciprocal on one fused multiply-add."""
+"""The special-function unit: fp32 ``exp`` and reciprocal on one fused multiply-add.
+
+A barrel engine: up to ``threads`` elements share one pipelined FMA, each issuing one FMA
+every ``threads`` cycles, and the results leave in the order the elements came in.
+"""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from gen.formats import FP32
@@ -9,19 +14,22 @@ from sim import sfu as golden
 
 from .mac import FloatMAC
 
-__all__ = ["SpecialFunctionUnit", "EXP_PROGRAM", "RECIP_PROGRAM"]
+__all__ = ["SpecialFunctionUnit", "EXP_PROGRAM", "RECIP_PROGRAM", "MAX_THREADS"]
 
 #: The microprograms: one ``(c, a, b, capture)`` row per FMA ``c + a*b``, in issue order.
-#: An operand is an fp32 constant (int bit pattern) or a source: ``"x"`` the prepared input
-#: (exp: ``x`` clamped to +-128; reciprocal: ``-m``, the negated significand), ``"res"`` the
-#: result of the previous FMA, ``"hold"`` the hold register, ``"k"`` the fp32 value of the
-#: integer k. ``capture`` names the register that takes the previous FMA's result when the
-#: row issues (``"k"``: k is extracted from it); a row reads the value it captures.
+#: An operand is an fp32 constant (int bit pattern) or a source of the element's thread:
+#: ``"x"`` the prepared input (exp: ``x`` clamped to +-128; reciprocal: ``-m``, the negated
+#: significand), ``"res"`` the result of the thread's previous FMA, ``"hold"`` the thread's
+#: hold register. ``capture`` says what the hold register takes when the row issues:
+#: ``"hold"`` the previous result; ``"k"`` the exact fp32 ``kf`` of the integer ``k``
+#: extracted from the previous result (``k`` itself is kept for the final scaling). A row
+#: reads the value it captures. The hold register holds: exp ``kf`` (FMAs 2-3), then ``r``
+#: (FMAs 4-9); reciprocal ``y0`` (the seed, FMAs 1-2), then ``y1`` (FMAs 3-4).
 #: They are ``sim.sfu.exp`` and ``sim.sfu.reciprocal``, FMA for FMA.
 EXP_PROGRAM = (
     (golden.EXP_SHIFTER, "x", golden.LOG2E, None),   # t  = SHIFTER + x*LOG2E
-    ("x", "k", golden.NEG_LN2_HI, "k"),              # r1 = x - k*LN2_HI       (k from t)
-    ("res", "k", golden.NEG_LN2_LO, None),           # r  = r1 - k*LN2_LO
+    ("x", "hold", golden.NEG_LN2_HI, "k"),           # r1 = x - kf*LN2_HI     (kf, k from t)
+    ("res", "hold", golden.NEG_LN2_LO, None),        # r  = r1 - kf*LN2_LO
     (golden.EXP_POLY[4], golden.EXP_POLY[5], "res", "hold"),  # q = P5 + P6*r  (hold = r)
     (golden.EXP_POLY[3], "res", "hold", None),       # q = P4 + q*r
     (golden.EXP_POLY[2], "res", "hold", None),       # q = P3 + q*r
@@ -37,6 +45,17 @@ RECIP_PROGRAM = (
 )
 assert len(EXP_PROGRAM) == golden.EXP_FMAS and len(RECIP_PROGRAM) == golden.RECIP_FMAS
 
+_PROGRAMS = (EXP_PROGRAM, RECIP_PROGRAM)
+
+#: The largest number of threads (elements in flight).
+MAX_THREADS = 32
+
+
+def _check_op(op):
+    if op not in (0, 1) or isinstance(op, bool):
+        raise ValueError(f"op must be 0 (exp) or 1 (reciprocal), not {op!r}")
+    return op
+
 
 class SpecialFunctionUnit(wiring.Component):
     """fp32 ``exp(x)`` and ``1/x`` for the softmax cross-entropy gradient.
@@ -45,20 +64,56 @@ class SpecialFunctionUnit(wiring.Component):
     (:data:`EXP_PROGRAM`, 9 FMAs; :data:`RECIP_PROGRAM`, 4 FMAs); small combinational logic
     clamps the input, extracts the integer ``k`` of the exp range reduction, looks up the
     reciprocal seed and scales the result by a power of two. Bit-exact golden model:
-    ``sim.sfu.exp`` and ``sim.sfu.reciprocal``; algorithms, constants and errors:
+    ``sim.sfu.exp`` and ``sim.sfu.reciprocal``; algorithms, constants, errors and timing:
     ``docs/special_functions.md``.
 
-    One element is in flight at a time and every FMA waits for the one before, so the unit
-    accepts an element every ``9 * mac_latency`` cycles for exp and ``4 * mac_latency`` for
-    the reciprocal (:meth:`cycles`); its result appears one cycle after the last FMA, that
-    is ``cycles(op) + 1`` cycles after ``x`` was accepted, in the cycle in which the unit is
-    ready to accept again.
+    **Barrel.** ``E = threads`` thread slots take turns, one per cycle (slot ``t`` in the
+    cycles ``c`` with ``c mod E = t``, counting from reset). In its turn a slot holding an
+    element issues the element's next FMA, so each element issues one FMA every ``E``
+    cycles, and its previous result is back when it does (``E >= mac_latency``). exp and
+    reciprocal elements mix freely, each with its own program. A slot whose element issued
+    its last FMA ``E`` cycles ago scales the result in its turn and is free again: it can
+    take a new element in the same cycle.
+
+    **Handshake.** ``i_ready`` is high in a cycle when the slot whose turn it is can take an
+    element (it is empty, or its element finishes in this cycle) and fewer than
+    :attr:`rob_depth` elements are accepted and not yet output. It depends on the unit's
+    state only. An element (``op``, ``x``) is accepted in a cycle where ``i_valid`` and
+    ``i_ready`` are both high; its first FMA issues in that cycle.
+
+    **Order.** Results come out in the order the elements were accepted, one per cycle at
+    most. A result that finishes before an older one (a reciprocal after an exp) waits in a
+    reorder buffer of :attr:`rob_depth` entries, and its slot takes new elements meanwhile.
+    A result comes ``latency(op) = FMAs * E + 1`` cycles after its element's acceptance
+    (:meth:`latency`), or in the cycle after the previous result if that is later. There is
+    no back-pressure: a result is presented once, for one cycle.
+
+    **Throughput.** Every cycle issues at most one FMA, so a full unit takes ``FMAs`` cycles
+    per element on average: 9 for exp and 4 for the reciprocal (:meth:`interval`), the sum of
+    the FMAs for a mix. A long stream of one function reaches it exactly once ``E`` elements
+    are in flight; :meth:`schedule` gives the exact cycles of any stream.
 
     Parameters
     ----------
     mac_latency : int
         Register stages of the FMA, 1 to 8 (see :class:`~hw.mac.FloatMAC`). The FMA's
         result feeds its own inputs through a multiplexer, so at least one stage is needed.
+    threads : int or None
+        ``E``, the elements in flight and the cycles between two FMAs of one element:
+        ``mac_latency`` to :data:`MAX_THREADS`. ``None`` (the default) is
+        ``mac_latency + 1``: one more register after the FMA, so the previous result, and
+        ``k`` derived from it, come from a register into the next FMA's inputs.
+        ``threads = mac_latency`` uses the result in the cycle it appears (the latency of
+        the one-element sequencer of before, a longer combinational path); more threads
+        only add latency.
+
+    Attributes
+    ----------
+    threads : int
+        ``E``.
+    rob_depth : int
+        Accepted elements not yet output, at most: the reorder buffer's size, the smallest
+        power of two ``>= 2 E``.
 
     Members
     -------
@@ -69,12 +124,13 @@ class SpecialFunctionUnit(wiring.Component):
     i_valid : In(1)
         ``op`` and ``x`` hold an element; it is accepted in a cycle where ``i_ready`` is high.
     i_ready : Out(1)
-        The unit can accept an element in this cycle (idle, or finishing its last FMA).
+        A slot can take an element in this cycle (see above). Independent of ``i_valid``,
+        ``op`` and ``x``.
     y : Out(32)
         The fp32 result; holds its value until the next result.
     o_valid : Out(1)
-        High for one cycle when ``y`` holds a new result. There is no back-pressure: a result
-        is presented once.
+        High for one cycle when ``y`` holds a new result, in acceptance order. There is no
+        back-pressure: a result is presented once.
     """
 
     op: In(1)
@@ -84,35 +140,154 @@ class SpecialFunctionUnit(wiring.Component):
     y: Out(32)
     o_valid: Out(1)
 
-    def __init__(self, *, mac_latency=6):
+    def __init__(self, *, mac_latency=6, threads=None):
         if (not isinstance(mac_latency, int) or isinstance(mac_latency, bool)
                 or not 1 <= mac_latency <= 8):
             raise ValueError(f"mac_latency must be an integer from 1 to 8, not {mac_latency!r}")
+        if threads is None:
+            threads = mac_latency + 1
+        elif (not isinstance(threads, int) or isinstance(threads, bool)
+                or not mac_latency <= threads <= MAX_THREADS):
+            raise ValueError(f"threads must be an integer from mac_latency ({mac_latency}) "
+                             f"to {MAX_THREADS}, not {threads!r}")
         self.mac_latency = mac_latency
+        self.threads = threads
+        self.rob_depth = 1 << (2 * threads - 1).bit_length()
         super().__init__()
 
-    def cycles(self, op):
-        """Cycles between accepted elements of function ``op`` (0 exp, 1 reciprocal)."""
-        if op not in (0, 1):
-            raise ValueError(f"op must be 0 (exp) or 1 (reciprocal), not {op!r}")
-        return len(RECIP_PROGRAM if op else EXP_PROGRAM) * self.mac_latency
+    def interval(self, op):
+        """Cycles per element of function ``op`` (0 exp, 1 reciprocal) in a full unit: its
+        FMAs, 9 or 4."""
+        return len(_PROGRAMS[_check_op(op)])
+
+    def latency(self, op):
+        """Cycles from the acceptance of an element of function ``op`` to its result
+        (``o_valid``) when no older result is still pending: ``FMAs * threads + 1``."""
+        return self.interval(op) * self.threads + 1
+
+    def schedule(self, ops, gaps=None):
+        """The exact cycles of a stream: a cycle-by-cycle model of the handshake.
+
+        Element ``i`` (function ``ops[i]``) is offered (``i_valid``) from ``gaps[i]`` cycles
+        after the cycle that follows the acceptance of element ``i - 1`` (element 0: from
+        cycle ``gaps[0]`` after reset), until it is accepted. ``gaps`` defaults to zeros:
+        ``i_valid`` always high. Returns two lists: per element the cycle it was accepted,
+        and the cycle ``o_valid`` is high with its result (cycle 0 is the first after reset).
+        """
+        ops = [_check_op(int(op)) for op in ops]
+        count = len(ops)
+        gaps = [0] * count if gaps is None else [int(gap) for gap in gaps]
+        if len(gaps) != count or any(gap < 0 for gap in gaps):
+            raise ValueError(f"gaps must be {count} non-negative integers, not {gaps!r}")
+        rows = [len(program) for program in _PROGRAMS]
+        threads = self.threads
+        slots = [None] * threads      # per slot: [element, FMAs issued] or None
+        parked = set()                # finished, waiting for an older result
+        accepted, produced = [None] * count, [None] * count
+        nxt = out = cycle = 0
+        offer_at = gaps[0] if count else 0
+        while out < count:
+            slot = slots[cycle % threads]
+            finishing = slot is not None and slot[1] == rows[ops[slot[0]]]
+            ready = (slot is None or finishing) and nxt - out < self.rob_depth
+            if finishing:
+                slots[cycle % threads] = None
+                if slot[0] != out:
+                    parked.add(slot[0])
+            elif slot is not None:
+                slot[1] += 1
+            if (finishing and slot[0] == out) or out in parked:
+                parked.discard(out)
+                produced[out] = cycle + 1
+                out += 1
+            if ready and nxt < count and cycle >= offer_at:
+                accepted[nxt] = cycle
+                slots[cycle % threads] = [nxt, 1]
+                nxt += 1
+                if nxt < count:
+                    offer_at = cycle + 1 + gaps[nxt]
+            cycle += 1
+        return accepted, produced
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mac = mac = FloatMAC(FP32, FP32, latency=self.mac_latency)
-        res = mac.result
+        L, E, R = self.mac_latency, self.threads, self.rob_depth
+        tag_bits = R.bit_length() - 1
+        m.submodules.mac = mac = FloatMAC(FP32, FP32, latency=L)
 
-        busy = Signal()
-        op = Signal()
-        step = Signal(range(len(EXP_PROGRAM) + 1))
-        x_reg = Signal(32)          # exp: clamped x; reciprocal: -m
-        hold = Signal(32)           # exp: r; reciprocal: y0, then y1
-        k_reg = Signal(signed(10))
-        kf_reg = Signal(32)
-        sign = Signal()
-        field = Signal(8)           # reciprocal: the biased exponent of x
+        # --- The result of the FMA and k derived from it, delayed to the issuing slot's
+        # next turn: E - L registers (none when E == L).
+        # k: the shifter's result has 0x400000 + k in its low 23 bits and |k| <= 185, so its
+        # low ten bits are k in two's complement. kf is k as an exact fp32 (+0 for 0).
+        raw_k = Signal(signed(10))
+        raw_k_mag = Signal(9)
+        raw_kf = Signal(32)
+        m.d.comb += [raw_k.eq(mac.result[:10]),
+                     raw_k_mag.eq(Mux(raw_k < 0, -raw_k, raw_k))]
+        for pos in range(9):   # the highest set bit wins: the last assignment
+            with m.If(raw_k_mag[pos]):
+                m.d.comb += raw_kf.eq(Cat((raw_k_mag << (23 - pos))[:23], Const(127 + pos, 8),
+                                          raw_k < 0))
+        res, k_res, kf_res = mac.result, raw_k, raw_kf
+        for stage in range(E - L):
+            res_d = Signal(32, name=f"res_d{stage}")
+            k_d = Signal(signed(10), name=f"k_d{stage}")
+            kf_d = Signal(32, name=f"kf_d{stage}")
+            m.d.sync += [res_d.eq(res), k_d.eq(k_res), kf_d.eq(kf_res)]
+            res, k_res, kf_res = res_d, k_d, kf_d
 
-        # Input preparation, from the ports (used in the cycle an element is accepted).
+        # --- The slots: whose turn it is, which are busy, and their context in a memory of
+        # E words (read in the slot's turn, written back at its end).
+        slot = Signal(range(E))
+        m.d.sync += slot.eq(Mux(slot == E - 1, 0, slot + 1))
+        busy = Signal(E)
+        context = data.StructLayout({
+            "op": 1,
+            "step": range(len(EXP_PROGRAM) + 1),   # FMAs issued
+            "tag": tag_bits,                        # acceptance number mod rob_depth
+            "x": 32,                                # exp: clamped x; reciprocal: -m
+            "hold": 32,                             # see EXP_PROGRAM
+            "n": signed(10),                        # scale by 2**n: exp k; recip 127 - field
+            "sign": 1,                              # of the result
+            "zero": 1,                              # reciprocal of a zero pattern
+        })
+        m.submodules.contexts = contexts = Memory(shape=context, depth=E, init=[])
+        ctx_rd = contexts.read_port(domain="comb")
+        ctx_wr = contexts.write_port()
+        ctx = ctx_rd.data
+        m.d.comb += [ctx_rd.addr.eq(slot), ctx_wr.addr.eq(slot)]
+        head_busy = Signal()
+        m.d.comb += head_busy.eq(busy.bit_select(slot, 1))
+
+        # --- Reorder: results that finish before an older one wait in a buffer indexed by
+        # their tag; counters of accepted and output elements (one more bit than a tag).
+        in_count = Signal(tag_bits + 1)
+        out_count = Signal(tag_bits + 1)
+        pending = Signal(tag_bits + 1)
+        m.d.comb += pending.eq(in_count - out_count)
+        m.submodules.rob = rob = Memory(shape=32, depth=R, init=[])
+        rob_rd = rob.read_port(domain="comb")
+        rob_wr = rob.write_port()
+        rob_valid = Signal(R)
+        m.d.comb += rob_rd.addr.eq(out_count[:tag_bits])
+
+        # --- Control of the slot whose turn it is.
+        rows = Mux(ctx.op, len(RECIP_PROGRAM), len(EXP_PROGRAM))
+        finishing = Signal()     # its last FMA's result is here
+        issue = Signal()         # it issues its next FMA
+        direct = Signal()        # its result is the next to go out
+        from_rob = Signal()      # the next result to go out waits in the buffer
+        accept = Signal()
+        m.d.comb += [
+            finishing.eq(head_busy & (ctx.step == rows)),
+            issue.eq(head_busy & (ctx.step != rows)),
+            direct.eq(finishing & (ctx.tag == out_count[:tag_bits])),
+            from_rob.eq(~direct & rob_valid.bit_select(out_count[:tag_bits], 1)),
+            self.i_ready.eq((~head_busy | finishing) & ~pending[tag_bits]),
+            accept.eq(self.i_valid & self.i_ready),
+        ]
+
+        # --- Input preparation, from the ports (used in the cycle an element is accepted).
         x_sign, x_mag, x_field = self.x[31], self.x[:31], self.x[23:31]
         clamped = Cat(Mux(x_mag > golden.EXP_CLAMP, golden.EXP_CLAMP, x_mag)[:31], x_sign)
         neg_m = Cat(self.x[:23], Const(0b1_01111111, 9))
@@ -121,50 +296,24 @@ class SpecialFunctionUnit(wiring.Component):
         x_prep = Signal(32)
         m.d.comb += x_prep.eq(Mux(self.op, neg_m, clamped))
 
-        # k from the shifter's result: its low 23 bits are 0x400000 + k and |k| <= 185, so
-        # the low ten bits are k in two's complement. kf is k as an exact fp32.
-        k_res = Signal(signed(10))
-        m.d.comb += k_res.eq(res[:10])
-        k_mag = Signal(9)
-        kf_res = Signal(32)
-        m.d.comb += k_mag.eq(Mux(k_res < 0, -k_res, k_res))
-        for pos in range(9):   # the highest set bit wins: the last assignment
-            with m.If(k_mag[pos]):
-                m.d.comb += kf_res.eq(Cat((k_mag << (23 - pos))[:23], Const(127 + pos, 8),
-                                          k_res < 0))
-
-        accept = Signal()
-        issue = Signal()
-        last = Signal()
-        finish = Signal()
-        n_steps = Mux(op, len(RECIP_PROGRAM), len(EXP_PROGRAM))
-        m.d.comb += [
-            last.eq(step == n_steps),
-            finish.eq(busy & mac.o_valid & last),
-            self.i_ready.eq(~busy | finish),
-            accept.eq(self.i_valid & self.i_ready),
-        ]
-
-        # Operand sources, with write-through captures (a row reads what it captures).
+        # --- Operand sources, with write-through captures (a row reads what it captures).
         capture_hold = Signal()
         capture_k = Signal()
         hold_now = Signal(32)
-        kf_now = Signal(32)
         x_now = Signal(32)
         m.d.comb += [
-            hold_now.eq(Mux(accept, seed, Mux(capture_hold, res, hold))),
-            kf_now.eq(Mux(capture_k, kf_res, kf_reg)),
-            x_now.eq(Mux(accept, x_prep, x_reg)),
+            hold_now.eq(Mux(accept, seed,
+                            Mux(capture_hold, res, Mux(capture_k, kf_res, ctx.hold)))),
+            x_now.eq(Mux(accept, x_prep, ctx.x)),
         ]
-        sources = {"x": x_now, "res": res, "hold": hold_now, "k": kf_now}
+        sources = {"x": x_now, "res": res, "hold": hold_now}
 
         def operand(spec):
             return Const(spec, 32) if isinstance(spec, int) else sources[spec]
 
         def drive_row(row):
             c, a, b, capture = row
-            m.d.comb += [mac.c.eq(operand(c)), mac.a.eq(operand(a)), mac.b.eq(operand(b)),
-                         issue.eq(1)]
+            m.d.comb += [mac.c.eq(operand(c)), mac.a.eq(operand(a)), mac.b.eq(operand(b))]
             if capture == "hold":
                 m.d.comb += capture_hold.eq(1)
             elif capture == "k":
@@ -175,41 +324,63 @@ class SpecialFunctionUnit(wiring.Component):
                 drive_row(RECIP_PROGRAM[0])
             with m.Else():
                 drive_row(EXP_PROGRAM[0])
-        with m.Elif(busy & mac.o_valid & ~last):
-            with m.Switch(Cat(step, op)):
-                for code, program in enumerate((EXP_PROGRAM, RECIP_PROGRAM)):
+        with m.Elif(issue):
+            with m.Switch(Cat(ctx.step, ctx.op)):
+                for code, program in enumerate(_PROGRAMS):
                     for index, row in enumerate(program[1:], start=1):
-                        with m.Case(index | (code << len(step))):
+                        with m.Case(index | (code << len(ctx.step))):
                             drive_row(row)
-        m.d.comb += mac.i_valid.eq(issue)
+        m.d.comb += mac.i_valid.eq(accept | issue)
 
-        with m.If(issue & ~accept):
-            m.d.sync += step.eq(step + 1)
-        with m.If(capture_hold):
-            m.d.sync += hold.eq(res)
-        with m.If(capture_k):
-            m.d.sync += [k_reg.eq(k_res), kf_reg.eq(kf_res)]
-
-        # Scale the last result by 2**n: n = k (exp) or 127 - field(x) (reciprocal).
-        res_field = Signal(signed(11))
-        m.d.comb += res_field.eq(res[23:31] + Mux(op, Const(127, signed(10)) - field, k_reg))
-        out_sign = Mux(op, sign, 0)
-        scaled = Signal(32)
-        with m.If(op & (field == 0)):
-            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), sign))
-        with m.Elif(res_field < 1):
-            m.d.comb += scaled.eq(Cat(Const(0, 31), out_sign))
-        with m.Elif(res_field > 255):
-            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), out_sign))
-        with m.Else():
-            m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], out_sign))
-
-        m.d.sync += self.o_valid.eq(finish)
-        with m.If(finish):
-            m.d.sync += [self.y.eq(scaled), busy.eq(0)]
+        # --- The slot's context, written back.
+        wr = ctx_wr.data
+        m.d.comb += ctx_wr.en.eq(accept | issue)
         with m.If(accept):
-            m.d.sync += [busy.eq(1), step.eq(1), op.eq(self.op), x_reg.eq(x_prep),
-                         sign.eq(x_sign), field.eq(x_field)]
-            with m.If(self.op):
-                m.d.sync += hold.eq(seed)
+            m.d.comb += [wr.op.eq(self.op), wr.step.eq(1), wr.tag.eq(in_count[:tag_bits]),
+                         wr.x.eq(x_prep), wr.hold.eq(seed),
+                         wr.n.eq(Const(127, signed(10)) - x_field),
+                         wr.sign.eq(self.op & x_sign), wr.zero.eq(self.op & (x_field == 0))]
+        with m.Else():
+            m.d.comb += [wr.eq(ctx), wr.step.eq(ctx.step + 1), wr.hold.eq(hold_now)]
+            with m.If(capture_k):
+                m.d.comb += wr.n.eq(k_res)
+        for index in range(E):
+            with m.If(slot == index):
+                with m.If(accept):
+                    m.d.sync += busy[index].eq(1)
+                with m.Elif(finishing):
+                    m.d.sync += busy[index].eq(0)
+
+        # --- Scale the last result by 2**n, with the sign; a zero pattern's reciprocal
+        # saturates.
+        res_field = Signal(signed(11))
+        m.d.comb += res_field.eq(res[23:31] + ctx.n)
+        scaled = Signal(32)
+        with m.If(ctx.zero):
+            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+        with m.Elif(res_field < 1):
+            m.d.comb += scaled.eq(Cat(Const(0, 31), ctx.sign))
+        with m.Elif(res_field > 255):
+            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+        with m.Else():
+            m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], ctx.sign))
+
+        # --- Output in acceptance order: the finishing result if it is next, else the next
+        # one from the buffer; a finishing result that is not next goes into the buffer.
+        m.d.comb += [rob_wr.addr.eq(ctx.tag), rob_wr.data.eq(scaled),
+                     rob_wr.en.eq(finishing & ~direct)]
+        for index in range(R):
+            with m.If(finishing & ~direct & (ctx.tag == index)):
+                m.d.sync += rob_valid[index].eq(1)
+            with m.If(from_rob & (out_count[:tag_bits] == index)):
+                m.d.sync += rob_valid[index].eq(0)
+        m.d.sync += self.o_valid.eq(direct | from_rob)
+        with m.If(direct):
+            m.d.sync += self.y.eq(scaled)
+        with m.Elif(from_rob):
+            m.d.sync += self.y.eq(rob_rd.data)
+        with m.If(direct | from_rob):
+            m.d.sync += out_count.eq(out_count + 1)
+        with m.If(accept):
+            m.d.sync += in_count.eq(in_count + 1)
         return m

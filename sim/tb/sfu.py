@@ -3,11 +3,16 @@
 Runs inside the simulator (Icarus or Verilator) on ``hw.sfu.SpecialFunctionUnit``. The
 parameters come from the environment, set by ``tests/sim/test_cocotb_sfu.py``:
 
-``CHRYSALIS_MAC_LATENCY``
-    The unit's ``mac_latency`` (needed to check its timing).
+``CHRYSALIS_MAC_LATENCY``, ``CHRYSALIS_THREADS``
+    The unit's ``mac_latency`` and ``threads`` (empty or absent: the default,
+    ``mac_latency + 1``), needed to check its timing.
 ``CHRYSALIS_VECTORS``, ``CHRYSALIS_SEED``
     How many elements per function (exp and reciprocal, interleaved at random) and the
     seed that picks them (``sim.sfu.random_inputs``, edge cases first).
+
+The elements are offered back to back (``i_valid`` held high). Every result must equal the
+golden model's, in acceptance order, and every acceptance and result must fall in exactly
+the cycle that ``hw.sfu.SpecialFunctionUnit.schedule`` predicts.
 """
 
 import os
@@ -17,6 +22,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
+from hw.sfu import SpecialFunctionUnit
 from sim import sfu
 
 __all__ = ["TB"]
@@ -75,8 +81,12 @@ class TB:
 
 @cocotb.test()
 async def rtl_equals_golden(dut):
-    """Every result equals the golden model's bit pattern, on the documented schedule."""
+    """Every result equals the golden model's bit pattern, in order, on the documented
+    schedule."""
     latency = int(os.environ.get("CHRYSALIS_MAC_LATENCY", "2"))
+    threads = os.environ.get("CHRYSALIS_THREADS") or None
+    unit = SpecialFunctionUnit(mac_latency=latency,
+                               threads=None if threads is None else int(threads))
     count = int(os.environ.get("CHRYSALIS_VECTORS", "200"))
     seed = int(os.environ.get("CHRYSALIS_SEED", "1"))
     rng = np.random.default_rng(seed)
@@ -85,18 +95,19 @@ async def rtl_equals_golden(dut):
     xs[ops == 0] = sfu.random_inputs(0, count, seed)
     xs[ops == 1] = sfu.random_inputs(1, count, seed + 1)
     expected = np.where(ops == 1, sfu.reciprocal(xs), sfu.exp(xs))
-    fmas = np.where(ops == 1, sfu.RECIP_FMAS, sfu.EXP_FMAS)
+    want_accepted, want_produced = unit.schedule(ops)
 
     tb = TB(dut)
     await tb.reset()
-    got, accepted, produced = await tb.run(ops, xs, limit_cycles=int(fmas.sum()) * latency + 64)
+    got, accepted, produced = await tb.run(ops, xs, limit_cycles=want_produced[-1] + 8)
     bad = np.flatnonzero(got != expected)
     if bad.size:
         i = bad[0]
         raise AssertionError(f"{bad.size} of {len(expected)} results differ; first op {ops[i]} "
                              f"x {int(xs[i]):#010x}: rtl {int(got[i]):#010x}, "
                              f"golden {int(expected[i]):#010x}")
-    # One element every fmas * latency cycles; its result one cycle after the last FMA.
-    np.testing.assert_array_equal(produced - accepted, fmas * latency + 1)
-    np.testing.assert_array_equal(np.diff(accepted), (fmas * latency)[:-1])
-    dut._log.info("%d elements bit-exact in %d cycles", len(expected), int(produced[-1]))
+    np.testing.assert_array_equal(accepted, want_accepted)
+    np.testing.assert_array_equal(produced, want_produced)
+    fmas = int(np.where(ops == 1, sfu.RECIP_FMAS, sfu.EXP_FMAS).sum())
+    dut._log.info("%d elements (%d FMAs) bit-exact and in order in %d cycles, %d threads",
+                  len(expected), fmas, int(produced[-1]), unit.threads)

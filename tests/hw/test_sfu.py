@@ -1,10 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """The special-function unit's RTL == its golden model (``sim.sfu``), bit for bit.
 
-Runs ``hw.sfu.SpecialFunctionUnit`` in Amaranth's simulator over seeded vectors of
-``sim.sfu.random_inputs`` (every edge case of ``sim.sfu.edge_inputs`` first), and checks
-the handshake timing: one element every ``cycles(op)`` cycles, its result one cycle after
-the last FMA.
+Runs the barrel ``hw.sfu.SpecialFunctionUnit`` in Amaranth's simulator over seeded vectors
+of ``sim.sfu.random_inputs`` (every edge case of ``sim.sfu.edge_inputs`` first), exp and
+reciprocal mixed, with and without idle gaps. Every result must equal the golden model's,
+come out in acceptance order, and every acceptance and result must fall in exactly the
+cycle that ``SpecialFunctionUnit.schedule`` (the documented handshake) predicts; a long
+back-to-back stream checks the throughput: 9 cycles per exp and 4 per reciprocal.
 """
 
 import numpy as np
@@ -12,24 +14,25 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from hw.sfu import EXP_PROGRAM, RECIP_PROGRAM, SpecialFunctionUnit
+from hw.sfu import EXP_PROGRAM, MAX_THREADS, RECIP_PROGRAM, SpecialFunctionUnit
 from sim import sfu
 
 
 def run(dut, ops, xs, *, gaps=None):
-    """Offer ``(op, x)`` pairs to ``dut`` (``gaps[i]`` idle cycles before pair ``i``).
+    """Offer ``(op, x)`` pairs to ``dut``, ``gaps[i]`` idle cycles after the cycle that
+    follows the acceptance of pair ``i - 1`` (the convention of ``dut.schedule``).
 
     Returns the results and, per element, the cycle it was accepted and the cycle its
-    result appeared (``o_valid`` high).
+    result appeared (``o_valid`` high); cycle 0 is the first after reset.
     """
     ops = [int(v) for v in ops]
     xs = [int(v) for v in xs]
     gaps = [0] * len(xs) if gaps is None else [int(v) for v in gaps]
     results, accepted, produced = [], [], []
+    limit = max(dut.schedule(ops, gaps)[1], default=0) + 10
 
     async def testbench(ctx):
         index, idle, cycle = 0, 0, 0
-        limit = sum(dut.cycles(op) + 2 + gap for op, gap in zip(ops, gaps)) + 10
         while len(results) < len(xs):
             offer = index < len(xs) and idle >= gaps[index]
             if offer:
@@ -48,6 +51,9 @@ def run(dut, ops, xs, *, gaps=None):
                 results.append(ctx.get(dut.y))
                 produced.append(cycle)
             assert cycle <= limit, f"{len(results)} of {len(xs)} results after {cycle} cycles"
+        for _ in range(2 * dut.latency(0)):     # nothing more comes out
+            await ctx.tick()
+            assert not ctx.get(dut.o_valid)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -62,6 +68,7 @@ def golden(ops, xs):
 
 
 def assert_equal(got, ref, ops, xs):
+    assert len(got) == len(ref)
     bad = np.flatnonzero(got != ref)
     if bad.size:
         i = bad[0]
@@ -70,36 +77,116 @@ def assert_equal(got, ref, ops, xs):
                              f"golden {int(ref[i]):#010x}")
 
 
-@pytest.mark.parametrize("op,count", [(0, 2000), (1, 2500)], ids=["exp", "reciprocal"])
-def test_rtl_equals_golden(op, count):
-    xs = sfu.random_inputs(op, count, seed=40 + op)
-    ops = np.full(count, op)
-    got, accepted, produced = run(SpecialFunctionUnit(mac_latency=1), ops, xs)
-    assert_equal(got, golden(ops, xs), ops, xs)
-
-
-@pytest.mark.parametrize("mac_latency", [2, 6])
-def test_mixed_functions_and_timing(mac_latency):
-    rng = np.random.default_rng(42 + mac_latency)
-    count = 160
-    ops = rng.integers(0, 2, count)
-    xs = np.where(ops == 1, sfu.random_inputs(1, count, seed=43), sfu.random_inputs(0, count, 44))
-    gaps = np.where(rng.random(count) < 0.2, rng.integers(1, 5, count), 0)
-    dut = SpecialFunctionUnit(mac_latency=mac_latency)
+def check(dut, ops, xs, gaps=None):
+    """Run, compare with the golden model (in order) and with ``dut.schedule``, exactly."""
     got, accepted, produced = run(dut, ops, xs, gaps=gaps)
     assert_equal(got, golden(ops, xs), ops, xs)
-    cycles = np.array([dut.cycles(op) for op in ops])
-    # The result comes one cycle after the last FMA; the next element is accepted as soon as
-    # it is offered, at the earliest in the cycle of the last FMA's result.
-    np.testing.assert_array_equal(produced - accepted, cycles + 1)
-    np.testing.assert_array_equal(accepted[1:], np.maximum(accepted[:-1] + cycles[:-1],
-                                                           accepted[:-1] + 1 + gaps[1:]))
+    want_accepted, want_produced = dut.schedule(ops, gaps)
+    np.testing.assert_array_equal(accepted, want_accepted)
+    np.testing.assert_array_equal(produced, want_produced)
+    # The documented rule: a result comes ``latency(op)`` cycles after its acceptance, or
+    # in the cycle after the previous result if that is later.
+    due = accepted + np.array([dut.latency(int(op)) for op in ops])
+    np.testing.assert_array_equal(produced[0], due[0])
+    np.testing.assert_array_equal(produced[1:], np.maximum(due[1:], produced[:-1] + 1))
+    return accepted, produced
 
 
-def test_cycles_per_element():
+def mixed_inputs(count, seed):
+    rng = np.random.default_rng(seed)
+    ops = rng.integers(0, 2, count)
+    xs = np.where(ops == 1, sfu.random_inputs(1, count, seed + 1),
+                  sfu.random_inputs(0, count, seed + 2))
+    return ops, xs
+
+
+@pytest.mark.parametrize("op,count,mac_latency", [(0, 1500, 1), (1, 2000, 2)],
+                         ids=["exp", "reciprocal"])
+def test_rtl_equals_golden(op, count, mac_latency):
+    """Every edge case and many random ones, back to back: one function per element
+    every 9 (exp) or 4 (reciprocal) cycles once the unit is full."""
+    xs = sfu.random_inputs(op, count, seed=40 + op)
+    ops = np.full(count, op)
+    dut = SpecialFunctionUnit(mac_latency=mac_latency)
+    accepted, produced = check(dut, ops, xs)
+    threads, fmas = dut.threads, dut.interval(op)
+    index = np.arange(count)
+    np.testing.assert_array_equal(accepted, index % threads + fmas * threads * (index // threads))
+    np.testing.assert_array_equal(produced - accepted, dut.latency(op))
+
+
+@pytest.mark.parametrize("mac_latency,threads", [(2, None), (6, None), (3, 3), (2, 4)])
+def test_mixed_functions_and_timing(mac_latency, threads):
+    """exp and reciprocal interleaved at random with idle gaps, at both ends of the
+    thread count (``threads == mac_latency``: the result goes straight back into the MAC;
+    more: one or two registers after it)."""
+    ops, xs = mixed_inputs(160, seed=42 + mac_latency)
+    rng = np.random.default_rng(7 + mac_latency)
+    gaps = np.where(rng.random(len(ops)) < 0.2, rng.integers(1, 12, len(ops)), 0)
+    check(SpecialFunctionUnit(mac_latency=mac_latency, threads=threads), ops, xs, gaps)
+
+
+def test_stream_throughput():
+    """A long stream with ``i_valid`` held high, at the config default ``mac_latency = 6``
+    (7 threads): exps, reciprocals, an exp followed by reciprocals that overtake it until
+    the reorder buffer is full, and a random mix. Results in order, the cycles exact."""
     dut = SpecialFunctionUnit(mac_latency=6)
-    assert (dut.cycles(0), dut.cycles(1)) == (54, 24)
+    E, R = dut.threads, dut.rob_depth
+    n_exp, n_recip, n_over = 10 * E, 10 * E, 3 * R
+    rng = np.random.default_rng(5)
+    ops = np.concatenate([np.zeros(n_exp, int), np.ones(n_recip, int),
+                          [0], np.ones(n_over, int), rng.integers(0, 2, 20 * E)])
+    xs = np.empty(len(ops), dtype=np.uint64)
+    xs[ops == 0] = sfu.random_inputs(0, int((ops == 0).sum()), 61)
+    xs[ops == 1] = sfu.random_inputs(1, int((ops == 1).sum()), 62)
+    accepted, produced = check(dut, ops, xs)
+
+    # exps: element j + E enters the slot that element j left, 9 E cycles later, so once the
+    # E slots are full one exp is accepted (and produced) every 9 cycles on average.
+    a = accepted[:n_exp]
+    np.testing.assert_array_equal(a[E:] - a[:-E], 9 * E)
+    np.testing.assert_array_equal(a[:E], np.arange(E))
+    assert a[-1] - a[E - 1] == 9 * (n_exp - E)
+    np.testing.assert_array_equal(produced[:n_exp] - a, dut.latency(0))
+    # reciprocals after them: 4 cycles per element once the last exps have left.
+    r = accepted[n_exp:n_exp + n_recip]
+    np.testing.assert_array_equal(r[2 * E:] - r[E:-E], 4 * E)
+    p = produced[n_exp:n_exp + n_recip]
+    assert p[-1] - p[E - 1] == 4 * (n_recip - E)
+    # An exp and reciprocals behind it: they finish first and wait; the unit stops taking
+    # elements when R are pending, and outputs them one per cycle once the exp is out.
+    start = n_exp + n_recip
+    over = produced[start:start + 1 + n_over]
+    assert np.any(np.diff(over) == 1)
+    pending = np.array([np.sum(accepted < c) - np.sum(produced <= c)    # in the cycle c
+                        for c in range(int(produced[-1]) + 1)])
+    assert pending.max() == R
+    # The random mix: its results take the cycles of its FMAs (one FMA per cycle), within
+    # 2% (the exact cycles are the schedule's, checked above).
+    mix = slice(start + 1 + n_over, None)
+    fmas = sum(dut.interval(int(op)) for op in ops[mix])
+    span = produced[mix][-1] - produced[mix][0] + dut.interval(int(ops[mix][0]))
+    assert fmas - 9 * E <= span <= 1.02 * fmas
+
+
+def test_latency_and_interval():
+    dut = SpecialFunctionUnit(mac_latency=6)
+    assert dut.threads == 7 and dut.rob_depth == 16
+    assert (dut.interval(0), dut.interval(1)) == (9, 4)
+    assert (dut.latency(0), dut.latency(1)) == (64, 29)
+    lean = SpecialFunctionUnit(mac_latency=6, threads=6)       # the former sequencer's
+    assert (lean.latency(0), lean.latency(1), lean.rob_depth) == (55, 25, 16)
+    assert SpecialFunctionUnit(mac_latency=1, threads=1).rob_depth == 2
     assert (len(EXP_PROGRAM), len(RECIP_PROGRAM)) == (sfu.EXP_FMAS, sfu.RECIP_FMAS)
+
+
+def test_one_thread():
+    """``threads = mac_latency = 1``: one element at a time, as the former sequencer."""
+    ops, xs = mixed_inputs(60, seed=9)
+    dut = SpecialFunctionUnit(mac_latency=1, threads=1)
+    accepted, produced = check(dut, ops, xs)
+    fmas = np.array([dut.interval(int(op)) for op in ops])
+    np.testing.assert_array_equal(np.diff(accepted), fmas[:-1])
 
 
 @pytest.mark.parametrize("value", [0, 9, -1, True, 2.0, "3"])
@@ -108,9 +195,18 @@ def test_bad_latency(value):
         SpecialFunctionUnit(mac_latency=value)
 
 
+@pytest.mark.parametrize("value", [2, 0, MAX_THREADS + 1, True, 4.0, "4"])
+def test_bad_threads(value):
+    with pytest.raises(ValueError, match=rf"threads .*, not {value!r}$"):
+        SpecialFunctionUnit(mac_latency=3, threads=value)
+
+
 def test_bad_op():
+    dut = SpecialFunctionUnit(mac_latency=1)
     with pytest.raises(ValueError, match=r", not 2$"):
-        SpecialFunctionUnit(mac_latency=1).cycles(2)
+        dut.latency(2)
+    with pytest.raises(ValueError, match=r", not 2$"):
+        dut.schedule([0, 2])
 
 
 def test_verilog_is_deterministic():

@@ -1,9 +1,10 @@
 """The special-function unit's RTL == its golden model, bit for bit, under Icarus and Verilator.
 
-The cocotb testbench (``sim/tb/sfu.py``) interleaves exp and reciprocal elements (the edge
-cases of ``sim.sfu.edge_inputs`` among them), checks every result against ``sim.sfu`` and
-checks the schedule: one element every ``9 * mac_latency`` (exp) or ``4 * mac_latency``
-(reciprocal) cycles. Fewer vectors than in Amaranth's simulator (``tests/hw/test_sfu.py``).
+The cocotb testbench (``sim/tb/sfu.py``) streams exp and reciprocal elements back to back,
+interleaved at random (the edge cases of ``sim.sfu.edge_inputs`` among them), checks every
+result against ``sim.sfu``, in acceptance order, and checks every acceptance and result
+cycle against ``SpecialFunctionUnit.schedule``. Fewer vectors than in Amaranth's simulator
+(``tests/hw/test_sfu.py``).
 """
 
 from amaranth.back import verilog
@@ -11,7 +12,7 @@ from amaranth.back import verilog
 from hw.sfu import SpecialFunctionUnit
 from sim.runner import run_testbench
 
-MAC_LATENCY = 2
+MAC_LATENCY = 2        # and the default threads = 3
 VECTORS = 300          # per function
 
 
