@@ -122,7 +122,7 @@ class LossGradient(wiring.Component):
         top = [Signal(32, name=f"max{c}") for c in range(CH)]
         total = [Signal(32, name=f"sum{c}") for c in range(CH)]
         recip = [Signal(32, name=f"recip{c}") for c in range(CH)]
-        label = [Signal(16, name=f"label{c}") for c in range(CH)]
+        label = [Signal(32, name=f"label{c}") for c in range(CH)]
 
         def pick(regs, index, name):
             value = Signal(len(regs[0]), name=name)
@@ -208,6 +208,9 @@ class LossGradient(wiring.Component):
         with m.Switch(stage):
             with m.Case(Pass.IDLE):
                 with m.If(self.start):
+                    # The SFU is empty: restart its turns, so that every command has the
+                    # same schedule whatever cycle it starts in (sim/core_counts.py).
+                    m.d.comb += sfu.restart.eq(1)
                     m.d.sync += [stage.eq(Pass.NEXT), b0.eq(0), wait.eq(0)]
             with m.Case(Pass.NEXT):
                 # A new chunk, or the end.
@@ -331,13 +334,14 @@ class LossGradient(wiring.Component):
                 # is not a class index (>= m) marks no class: nothing is subtracted.
                 with m.If(issuing):
                     with m.If((slot < valid_cols) & (slot_label < self.m)):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(slot_label),
+                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(slot_label[:16]),
                                      self.rd_line.eq(dy_line_of(col))]
                         m.d.sync += r_valid.eq(1)
                     advance(1)
                 with m.If(r_valid):
                     m.d.comb += [fma.c.eq(self.rd_data), fma.a.eq(MINUS_ONE), fma.b.eq(ONE),
-                                 fma.i_valid.eq(1), issued.i.eq(r_label), issued.slot.eq(r_slot)]
+                                 fma.i_valid.eq(1), issued.i.eq(r_label[:16]),
+                                 issued.slot.eq(r_slot)]
                 next_pass(Pass.SCALE)
             with m.Case(Pass.SCALE):
                 with m.If(issuing):

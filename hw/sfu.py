@@ -117,6 +117,10 @@ class SpecialFunctionUnit(wiring.Component):
 
     Members
     -------
+    restart : In(1)
+        Restart the turns: the cycle after one where ``restart`` is high is slot 0's turn,
+        as the first cycle after reset is. Only while the unit is empty (no element in
+        flight); it lets a user start a stream with the same schedule every time.
     op : In(1)
         Function: 0 = ``exp``, 1 = reciprocal. Sampled with ``x``.
     x : In(32)
@@ -133,6 +137,7 @@ class SpecialFunctionUnit(wiring.Component):
         back-pressure: a result is presented once.
     """
 
+    restart: In(1)
     op: In(1)
     x: In(32)
     i_valid: In(1)
@@ -239,7 +244,7 @@ class SpecialFunctionUnit(wiring.Component):
         # --- The slots: whose turn it is, which are busy, and their context in a memory of
         # E words (read in the slot's turn, written back at its end).
         slot = Signal(range(E))
-        m.d.sync += slot.eq(Mux(slot == E - 1, 0, slot + 1))
+        m.d.sync += slot.eq(Mux(self.restart | (slot == E - 1), 0, slot + 1))
         busy = Signal(E)
         context = data.StructLayout({
             "op": 1,

@@ -151,3 +151,23 @@ def test_loss_gradient_with_a_label_that_is_no_class():
     assert np.array_equal(dy, expected)
     # The column without a class is the softmax itself, scaled by 1/B.
     assert np.array_equal(expected[:, 1], nx.fmac(cm.zeros(4), probs[:, 1], np.full(4, inv), FP32, FP32))
+
+
+def test_loss_gradient_over_more_samples_than_a_chunk():
+    config = CONFIGS["2x2"]
+    num = cm.CoreNumerics.from_config(config)
+    rng = np.random.default_rng(5)
+    y = _f32(rng.standard_normal((3, 19)) * 2)
+    labels = rng.integers(0, 3, 19)
+    alloc = Allocator(config.core.scratchpad_words, bank_count(2, 2))
+    my, mdy, mlab = alloc.matrix(3, 19), alloc.matrix(3, 19), alloc.matrix(1, 19)
+    core = CoreRunner(config)
+    core.write(my, y)
+    core.write(mlab, labels[None, :].astype(np.uint64))
+    inv = int(_f32([1 / 19])[0])
+    core.command(op=CoreOp.LOSS_GRAD, m=3, batch=19, scalar=inv, sp_base=my.base,
+                 sp_lpc=my.lines_per_column, sp2_base=mdy.base, sp2_lpc=mdy.lines_per_column,
+                 sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
+    core.read(mdy)
+    (dy,) = core.run()
+    assert np.array_equal(dy, cm.softmax_xent_gradient(num, y, labels, inv)[0])
