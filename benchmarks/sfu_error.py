@@ -44,28 +44,11 @@ sys.path.insert(0, str(ROOT))
 from gen.formats import FP32  # noqa: E402
 from sim import sfu  # noqa: E402
 from sim.numerics import to_float  # noqa: E402
+from sim.reference import round_fp32  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CHUNK = 1 << 21
 _U = np.uint64
-
-
-def round_fp32(values):
-    """float64 -> fp32 bits by NumPy's float32 rounding, then flush and saturate.
-
-    The magnitude is scaled by an exact power of two so that NumPy rounds on the normal
-    grid (no subnormals here, and the top binade is ordinary), then scaled back.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    a = np.abs(v)
-    shift = np.where(a < 2.0 ** -100, 64, np.where(a >= 2.0 ** 100, -64, 0))
-    with np.errstate(over="ignore"):
-        b = np.ldexp(a, shift).astype(np.float32).view(np.uint32).astype(np.int64)
-    field = (b >> 23) - shift
-    bits = (np.clip(field, 0, 255) << 23) | (b & 0x7FFFFF)
-    bits = np.where(field < 1, 0, np.where(field > 255, 0x7FFFFFFF, bits))
-    bits = np.where(a == 0, 0, bits)
-    return bits.astype(_U) | (np.signbit(v).astype(_U) << _U(31))
 
 
 def _stats(xs, got, exact):

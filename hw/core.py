@@ -512,6 +512,13 @@ class Core(wiring.Component):
                          dr_running.eq(0), dr_wait.eq(0), dr_p1.eq(0), dr_p2.eq(0),
                          dr_g_p1.eq(0), dr_g_p2.eq(0), dr_buf.eq(0)]
 
+        def next_position(hi, lo, limit):
+            """The position after ``(hi, lo)``: ``lo`` counts to ``limit``, then ``hi``."""
+            wraps = lo + 1 == limit
+            return Mux(wraps, hi + 1, hi), Mux(wraps, 0, lo + 1)
+
+        next_p1, next_p2 = next_position(p1, p2, wrap)
+        dr_next_p1, dr_next_p2 = next_position(dr_p1, dr_p2, cmd.batch)
         valid_o = o < outputs
         acc_index = (buf * G + k)[:len(uop.c_acc)]
         can_start = free.bit_select(buf, 1) | (s != 0) | (k != 0) | upd | wgr
@@ -554,10 +561,8 @@ class Core(wiring.Component):
                         m.d.sync += [upd.eq(1), s.eq(0)]
                     with m.Elif(last_step):
                         m.d.sync += [s.eq(0), upd.eq(0), g.eq(g + 1), o.eq(o + 1),
-                                     p1.eq(Mux(p2 + 1 == wrap, p1 + 1, p1)),
-                                     p2.eq(Mux(p2 + 1 == wrap, 0, p2 + 1)),
-                                     g_p1.eq(Mux(p2 + 1 == wrap, p1 + 1, p1)),
-                                     g_p2.eq(Mux(p2 + 1 == wrap, 0, p2 + 1))]
+                                     p1.eq(next_p1), p2.eq(next_p2),
+                                     g_p1.eq(next_p1), g_p2.eq(next_p2)]
                         m.d.comb += group_done_signal.eq(~wgr)
                         with m.If(~wgr):
                             m.d.sync += buf.eq(~buf)
@@ -567,8 +572,7 @@ class Core(wiring.Component):
                         m.d.sync += s.eq(s + 1)
                 with m.Else():
                     m.d.sync += [k.eq(k + 1), o.eq(o + 1),
-                                 p1.eq(Mux(p2 + 1 == wrap, p1 + 1, p1)),
-                                 p2.eq(Mux(p2 + 1 == wrap, 0, p2 + 1))]
+                                 p1.eq(next_p1), p2.eq(next_p2)]
 
         # --- drain engine ---------------------------------------------------------------
         lanes_count = Mux(fwd, C, R)     # partial sums per output (PEs along the bus)
@@ -614,16 +618,13 @@ class Core(wiring.Component):
                                      release.eq(Mux(dr_buf, 0b10, 0b01))]
                         m.d.sync += [dr_lane.eq(0), dr_running.eq(0), dr_buf.eq(~dr_buf),
                                      dr_group.eq(dr_group + 1),
-                                     dr_p1.eq(Mux(dr_p2 + 1 == cmd.batch, dr_p1 + 1, dr_p1)),
-                                     dr_p2.eq(Mux(dr_p2 + 1 == cmd.batch, 0, dr_p2 + 1)),
-                                     dr_g_p1.eq(Mux(dr_p2 + 1 == cmd.batch, dr_p1 + 1, dr_p1)),
-                                     dr_g_p2.eq(Mux(dr_p2 + 1 == cmd.batch, 0, dr_p2 + 1))]
+                                     dr_p1.eq(dr_next_p1), dr_p2.eq(dr_next_p2),
+                                     dr_g_p1.eq(dr_next_p1), dr_g_p2.eq(dr_next_p2)]
                     with m.Else():
                         m.d.sync += dr_lane.eq(dr_lane + 1)
                 with m.Else():
                     m.d.sync += [dr_k.eq(dr_k + 1),
-                                 dr_p1.eq(Mux(dr_p2 + 1 == cmd.batch, dr_p1 + 1, dr_p1)),
-                                 dr_p2.eq(Mux(dr_p2 + 1 == cmd.batch, 0, dr_p2 + 1))]
+                                 dr_p1.eq(dr_next_p1), dr_p2.eq(dr_next_p2)]
 
         # Mask words: read in the cycle before the reducers' results come out.
         with m.If(pre_red.on & pre_red.last & pre_red.mask):

@@ -198,6 +198,29 @@ class LossGradient(wiring.Component):
                 with m.Else():
                     m.d.sync += wait.eq(wait - 1)
 
+        def read_pass(e0, line_of_column, last_i, when=1):
+            """Issue the pass's reads: element ``e0`` of column ``b0 + slot`` for every
+            existing column (and ``when``), over ``last_i`` classes."""
+            with m.If(issuing):
+                with m.If((slot < valid_cols) & when):
+                    m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(e0),
+                                 self.rd_line.eq(line_of_column(col))]
+                    m.d.sync += r_valid.eq(1)
+                advance(last_i)
+
+        def store(regs, value):
+            """``regs[r_slot] = value``: the register of the column just read."""
+            for c in range(CH):
+                with m.If(r_slot == c):
+                    m.d.sync += regs[c].eq(value)
+
+        def fma_issue(c, a, b, to_sum=0, i=None):
+            m.d.comb += [fma.c.eq(c), fma.a.eq(a), fma.b.eq(b), fma.i_valid.eq(1),
+                         issued.to_sum.eq(to_sum), issued.i.eq(r_i if i is None else i),
+                         issued.slot.eq(r_slot)]
+
+        y_of = lambda column: line(self.y_base, self.y_lpc, column)
+
         # The SFU takes elements in order and returns them in order.
         sfu_out_i = Signal(16)
         sfu_out_slot = Signal(range(CH))
@@ -224,49 +247,24 @@ class LossGradient(wiring.Component):
                                  stage.eq(Pass.LABEL), i.eq(0), slot.eq(0), issuing.eq(1),
                                  wait.eq(0)]
             with m.Case(Pass.LABEL):
-                with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(0),
-                                     self.rd_line.eq(line(self.label_base, self.label_lpc, col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(1)
+                read_pass(0, lambda column: line(self.label_base, self.label_lpc, column), 1)
                 with m.If(r_valid):
-                    for c in range(CH):
-                        with m.If(r_slot == c):
-                            m.d.sync += label[c].eq(self.rd_data)
+                    store(label, self.rd_data)
                 next_pass(Pass.MAX)
             with m.Case(Pass.MAX):
-                with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
-                                     self.rd_line.eq(line(self.y_base, self.y_lpc, col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(self.m)
+                read_pass(i, y_of, self.m)
                 with m.If(r_valid & ((r_i == 0) | _greater(self.rd_data, r_top))):
-                    for c in range(CH):
-                        with m.If(r_slot == c):
-                            m.d.sync += top[c].eq(self.rd_data)
+                    store(top, self.rd_data)
                 next_pass(Pass.SUB)
             with m.Case(Pass.SUB):
-                with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
-                                     self.rd_line.eq(line(self.y_base, self.y_lpc, col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(self.m)
+                read_pass(i, y_of, self.m)
                 with m.If(r_valid):
-                    m.d.comb += [fma.c.eq(self.rd_data), fma.a.eq(r_top ^ 0x8000_0000),
-                                 fma.b.eq(ONE), fma.i_valid.eq(1),
-                                 issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                    fma_issue(self.rd_data, r_top ^ 0x8000_0000, ONE)
                 next_pass(Pass.EXP)
             with m.Case(Pass.EXP):
                 # Read an element, hold it until the SFU takes it, write results in order.
-                with m.If(issuing & ~held & ~r_valid):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
-                                     self.rd_line.eq(dy_line_of(col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(self.m)
+                with m.If(~held & ~r_valid):
+                    read_pass(i, dy_line_of, self.m)
                 with m.If(r_valid):
                     m.d.sync += [held.eq(1), held_x.eq(self.rd_data)]
                 with m.If(held):
@@ -287,16 +285,9 @@ class LossGradient(wiring.Component):
                     m.d.sync += [stage.eq(Pass.SUM), i.eq(0), slot.eq(0), issuing.eq(1),
                                  wait.eq(L + 2), sfu_out_i.eq(0), sfu_out_slot.eq(0)]
             with m.Case(Pass.SUM):
-                with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
-                                     self.rd_line.eq(dy_line_of(col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(self.m)
+                read_pass(i, dy_line_of, self.m)
                 with m.If(r_valid):
-                    m.d.comb += [fma.c.eq(Mux(r_i == 0, 0, r_total)), fma.a.eq(self.rd_data),
-                                 fma.b.eq(ONE), fma.i_valid.eq(1), issued.to_sum.eq(1),
-                                 issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                    fma_issue(Mux(r_i == 0, 0, r_total), self.rd_data, ONE, to_sum=1)
                 next_pass(Pass.RECIP)
             with m.Case(Pass.RECIP):
                 # One reciprocal per column, through the SFU in order.
@@ -319,40 +310,21 @@ class LossGradient(wiring.Component):
                     m.d.sync += [stage.eq(Pass.MUL), i.eq(0), slot.eq(0), issuing.eq(1),
                                  sfu_out_slot.eq(0)]
             with m.Case(Pass.MUL):
-                with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
-                                     self.rd_line.eq(dy_line_of(col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(self.m)
+                read_pass(i, dy_line_of, self.m)
                 with m.If(r_valid):
-                    m.d.comb += [fma.c.eq(0), fma.a.eq(self.rd_data), fma.b.eq(r_recip),
-                                 fma.i_valid.eq(1), issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                    fma_issue(0, self.rd_data, r_recip)
                 next_pass(Pass.LABEL_SUB)
             with m.Case(Pass.LABEL_SUB):
                 # One element per column: its label's (a pass of one "class"). A label that
                 # is not a class index (>= m) marks no class: nothing is subtracted.
-                with m.If(issuing):
-                    with m.If((slot < valid_cols) & (slot_label < self.m)):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(slot_label[:16]),
-                                     self.rd_line.eq(dy_line_of(col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(1)
+                read_pass(slot_label[:16], dy_line_of, 1, when=slot_label < self.m)
                 with m.If(r_valid):
-                    m.d.comb += [fma.c.eq(self.rd_data), fma.a.eq(MINUS_ONE), fma.b.eq(ONE),
-                                 fma.i_valid.eq(1), issued.i.eq(r_label[:16]),
-                                 issued.slot.eq(r_slot)]
+                    fma_issue(self.rd_data, MINUS_ONE, ONE, i=r_label[:16])
                 next_pass(Pass.SCALE)
             with m.Case(Pass.SCALE):
-                with m.If(issuing):
-                    with m.If(slot < valid_cols):
-                        m.d.comb += [self.rd_en.eq(1), self.rd_e0.eq(i),
-                                     self.rd_line.eq(dy_line_of(col))]
-                        m.d.sync += r_valid.eq(1)
-                    advance(self.m)
+                read_pass(i, dy_line_of, self.m)
                 with m.If(r_valid):
-                    m.d.comb += [fma.c.eq(0), fma.a.eq(self.rd_data), fma.b.eq(self.inv_batch),
-                                 fma.i_valid.eq(1), issued.i.eq(r_i), issued.slot.eq(r_slot)]
+                    fma_issue(0, self.rd_data, self.inv_batch)
                 with m.If(~issuing & ~r_valid):
                     with m.If(wait == 0):
                         m.d.sync += [stage.eq(Pass.NEXT), b0.eq(b0 + valid_cols)]

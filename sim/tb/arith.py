@@ -18,30 +18,20 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from gen.formats import parse_format
 from sim import numerics as nx
 from sim import vectors
+from sim.tb.clocked import ClockedTB
 
 __all__ = ["TB"]
 
 
-class TB:
+class TB(ClockedTB):
     """Owns the clock and reset of a fixed-latency unit and streams vectors through it."""
 
-    def __init__(self, dut, period_ns=10):
-        self.dut = dut
-        cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        self.dut.i_valid.value = 0
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+    IDLE = {"i_valid": 0}
 
     async def stream(self, inputs, limit_cycles):
         """Drive one vector per cycle; collect ``result`` whenever ``o_valid`` is high.

@@ -19,31 +19,19 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
 from hw.sfu import SpecialFunctionUnit
 from sim import sfu
+from sim.tb.clocked import ClockedTB
 
 __all__ = ["TB"]
 
 
-class TB:
+class TB(ClockedTB):
     """Owns the clock and reset of the unit and streams ``(op, x)`` elements through it."""
 
-    def __init__(self, dut, period_ns=10):
-        self.dut = dut
-        cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
-
-    async def reset(self):
-        self.dut.rst.value = 1
-        self.dut.i_valid.value = 0
-        self.dut.op.value = 0
-        self.dut.x.value = 0
-        for _ in range(2):
-            await RisingEdge(self.dut.clk)
-        self.dut.rst.value = 0
-        await RisingEdge(self.dut.clk)
+    IDLE = {"restart": 0, "i_valid": 0, "op": 0, "x": 0}
 
     async def run(self, ops, xs, limit_cycles):
         """Offer every element as soon as the unit is ready; collect the results.

@@ -92,26 +92,42 @@ def test_core_operations_equal_golden(name, m, n, batch):
     assert np.array_equal(w_new, expected_w), "WGRAD"
 
 
-@pytest.mark.parametrize("classes,batch", [(3, 2), (10, 4)])
-def test_loss_gradient_equals_golden(classes, batch):
-    config = CONFIGS["2x2"]
-    num = cm.CoreNumerics.from_config(config)
-    rng = np.random.default_rng(classes + batch)
-    y = _f32(rng.standard_normal((classes, batch)) * 3)
-    labels = rng.integers(0, classes, batch)
-    inv_batch = _f32([1.0 / batch])[0]
-    alloc = Allocator(config.core.scratchpad_words, bank_count(2, 2))
+def run_loss(config, y, labels):
+    """LOSS_GRAD on the RTL: returns ``dY`` and the golden ``(dY, p)``."""
+    classes, batch = y.shape
+    inv = int(_f32([1.0 / batch])[0])
+    alloc = Allocator(config.core.scratchpad_words, bank_count(config.core.rows, config.core.cols))
     my, mdy, mlab = alloc.matrix(classes, batch), alloc.matrix(classes, batch), alloc.matrix(1, batch)
     core = CoreRunner(config)
     core.write(my, y)
-    core.write(mlab, labels[None, :].astype(np.uint64))
-    core.command(op=CoreOp.LOSS_GRAD, m=classes, batch=batch, scalar=int(inv_batch),
-                 sp_base=my.base, sp_lpc=my.lines_per_column, sp2_base=mdy.base,
-                 sp2_lpc=mdy.lines_per_column, sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
+    core.write(mlab, np.asarray(labels)[None, :].astype(np.uint64))
+    core.command(op=CoreOp.LOSS_GRAD, m=classes, batch=batch, scalar=inv, sp_base=my.base,
+                 sp_lpc=my.lines_per_column, sp2_base=mdy.base, sp2_lpc=mdy.lines_per_column,
+                 sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
     core.read(mdy)
     (dy,) = core.run()
-    expected, _ = cm.softmax_xent_gradient(num, y, labels, int(inv_batch))
+    num = cm.CoreNumerics.from_config(config)
+    return dy, cm.softmax_xent_gradient(num, y, labels, inv)
+
+
+@pytest.mark.parametrize("classes,batch", [(3, 2), (10, 4), (3, 19)])
+def test_loss_gradient_equals_golden(classes, batch):
+    """19 samples: a chunk of 16 and one of 3."""
+    rng = np.random.default_rng(classes + batch)
+    y = _f32(rng.standard_normal((classes, batch)) * 3)
+    dy, (expected, _) = run_loss(CONFIGS["2x2"], y, rng.integers(0, classes, batch))
     assert np.array_equal(dy, expected)
+
+
+def test_loss_gradient_with_a_label_that_is_no_class():
+    rng = np.random.default_rng(3)
+    y = _f32(rng.standard_normal((4, 3)))
+    dy, (expected, probs) = run_loss(CONFIGS["2x3"], y, np.array([2, 7, 0]))  # 7: no class
+    assert np.array_equal(dy, expected)
+    # The column without a class is the softmax itself, scaled by 1/B.
+    inv = int(_f32([1 / 3])[0])
+    assert np.array_equal(expected[:, 1], nx.fmac(cm.zeros(4), probs[:, 1], np.full(4, inv),
+                                                  FP32, FP32))
 
 
 @pytest.mark.parametrize("fields", [
@@ -128,46 +144,3 @@ def test_malformed_command_is_refused_without_hanging(fields):
     core.run()
     assert core.cycles[0] <= 2
     assert core.errors == [1, 0]
-
-
-def test_loss_gradient_with_a_label_that_is_no_class():
-    config = CONFIGS["2x3"]
-    num = cm.CoreNumerics.from_config(config)
-    rng = np.random.default_rng(3)
-    y = _f32(rng.standard_normal((4, 3)))
-    labels = np.array([2, 7, 0])                 # 7 is not one of the 4 classes
-    alloc = Allocator(config.core.scratchpad_words, bank_count(2, 3))
-    my, mdy, mlab = alloc.matrix(4, 3), alloc.matrix(4, 3), alloc.matrix(1, 3)
-    core = CoreRunner(config)
-    core.write(my, y)
-    core.write(mlab, labels[None, :].astype(np.uint64))
-    inv = int(_f32([1 / 3])[0])
-    core.command(op=CoreOp.LOSS_GRAD, m=4, batch=3, scalar=inv, sp_base=my.base,
-                 sp_lpc=my.lines_per_column, sp2_base=mdy.base, sp2_lpc=mdy.lines_per_column,
-                 sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
-    core.read(mdy)
-    (dy,) = core.run()
-    expected, probs = cm.softmax_xent_gradient(num, y, labels, inv)
-    assert np.array_equal(dy, expected)
-    # The column without a class is the softmax itself, scaled by 1/B.
-    assert np.array_equal(expected[:, 1], nx.fmac(cm.zeros(4), probs[:, 1], np.full(4, inv), FP32, FP32))
-
-
-def test_loss_gradient_over_more_samples_than_a_chunk():
-    config = CONFIGS["2x2"]
-    num = cm.CoreNumerics.from_config(config)
-    rng = np.random.default_rng(5)
-    y = _f32(rng.standard_normal((3, 19)) * 2)
-    labels = rng.integers(0, 3, 19)
-    alloc = Allocator(config.core.scratchpad_words, bank_count(2, 2))
-    my, mdy, mlab = alloc.matrix(3, 19), alloc.matrix(3, 19), alloc.matrix(1, 19)
-    core = CoreRunner(config)
-    core.write(my, y)
-    core.write(mlab, labels[None, :].astype(np.uint64))
-    inv = int(_f32([1 / 19])[0])
-    core.command(op=CoreOp.LOSS_GRAD, m=3, batch=19, scalar=inv, sp_base=my.base,
-                 sp_lpc=my.lines_per_column, sp2_base=mdy.base, sp2_lpc=mdy.lines_per_column,
-                 sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
-    core.read(mdy)
-    (dy,) = core.run()
-    assert np.array_equal(dy, cm.softmax_xent_gradient(num, y, labels, inv)[0])

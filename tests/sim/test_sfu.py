@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sim import sfu
+from sim.reference import round_fp32
 from sim.numerics import to_float
 from gen.formats import FP32
 
@@ -28,26 +29,6 @@ _U = np.uint64
 
 def f32_bits(values):
     return np.asarray(values, dtype=np.float32).view(np.uint32).astype(_U)
-
-
-def round_fp32(values):
-    """float64 values rounded to fp32 bits by NumPy, then flushed or saturated.
-
-    NumPy rounds to nearest even; the value is first scaled by an exact power of two so
-    that NumPy rounds on the normal grid (this project has no subnormals and an ordinary
-    top binade), and the exponent is put back afterwards: below ``2**-126`` the result is
-    a signed zero, above the largest value it saturates.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    a = np.abs(v)
-    shift = np.where(a < 2.0 ** -100, 64, np.where(a >= 2.0 ** 100, -64, 0))
-    with np.errstate(over="ignore"):
-        b = np.ldexp(a, shift).astype(np.float32).view(np.uint32).astype(np.int64)
-    field = (b >> 23) - shift
-    bits = (np.clip(field, 0, 255) << 23) | (b & 0x7FFFFF)
-    bits = np.where(field < 1, 0, np.where(field > 255, 0x7FFFFFFF, bits))
-    bits = np.where(a == 0, 0, bits)
-    return bits.astype(_U) | (np.signbit(v).astype(_U) << _U(31))
 
 
 def ulp_distance(got, ref):
