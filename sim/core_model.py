@@ -9,12 +9,13 @@ values are added is part of the semantics and follows the hardware's dataflow
 * Forward ``Y = W X + b``: each PE accumulates, from ``+0`` and in increasing ``j``, the
   products of its weights and the inputs broadcast on its column bus; the partial sums of a
   row of PEs are then reduced over the row bus (``reduction="bus"``: a chain, column 0 first;
-  ``"tree"``: pairwise over neighbour links), and the bias is added last.
+  ``"tree"``: pairwise over neighbour links). There is no separate bias: the compiler makes it
+  the last column of ``W`` and gives ``X`` a row of ones, so it is one more product.
 * Backward ``dX = W^T dY``: the same with the roles of rows and columns swapped (the
   transpose is free): PEs accumulate in increasing ``i``, partial sums are reduced over the
   column bus, row 0 first.
 * Weight gradient ``dW = dY X^T``: accumulated in place, in the PE that holds ``W[i][j]``,
-  from ``+0`` over the batch in increasing ``b``; the bias gradient likewise in fp32 adds.
+  from ``+0`` over the batch in increasing ``b`` (the bias's gradient is that of its column).
 * Update ``W <- W - lr dW`` (optionally with momentum) on the fp32 master weights, in place.
 
 Multiplicands are the operand-format copies of fp32 values, made by round-to-nearest-even
@@ -31,7 +32,7 @@ from gen.formats import BF16, FP32, FloatFormat
 from sim import numerics as nx
 
 __all__ = ["CoreNumerics", "reduce_partials", "forward", "relu", "relu_mask", "backward_dx",
-           "weight_gradient", "bias_gradient", "update", "softmax_xent_gradient", "zeros"]
+           "weight_gradient", "update", "softmax_xent_gradient", "zeros"]
 
 _U = np.uint64
 
@@ -137,14 +138,11 @@ def _partials(num, a, b, lanes, contract):
     return acc
 
 
-def forward(num, w, x, bias=None):
-    """``Y = W X + b``: ``w`` is ``(M, N)``, ``x`` is ``(N, B)``, ``bias`` is ``(M,)``."""
+def forward(num, w, x):
+    """``Y = W X``: ``w`` is ``(M, N)``, ``x`` is ``(N, B)``."""
     w, x = _as_bits(w), _as_bits(x)
     partials = _partials(num, w, x, num.cols, contract="j")
-    y = reduce_partials(num, partials, axis=1)
-    if bias is not None:
-        y = num.add(y, _as_bits(bias)[:, None])
-    return y
+    return reduce_partials(num, partials, axis=1)
 
 
 def relu(num, y):
@@ -186,15 +184,6 @@ def weight_gradient(num, dy, x):
     for b in range(batch):
         acc = num.mac(acc, np.broadcast_to(dy[:, b:b + 1], (m, n)),
                       np.broadcast_to(x[None, :, b], (m, n)))
-    return acc
-
-
-def bias_gradient(num, dy):
-    """``db = sum_b dY[:, b]`` in fp32 adds from ``+0``, ``b`` increasing."""
-    dy = _as_bits(dy)
-    acc = zeros(dy.shape[0])
-    for b in range(dy.shape[1]):
-        acc = num.add(acc, dy[:, b])
     return acc
 
 

@@ -14,14 +14,22 @@ CORE_4X4 = with_overrides(PRESETS["default"], {"name": "core4x4", "pe.weight_wor
                                                "core.scratchpad_words": 4096})
 
 
-@pytest.mark.parametrize("sizes,batch,steps", [((12, 8, 5), 4, 2)])
-def test_training_steps_rtl_equal_golden(sizes, batch, steps, simulator, build_root):
-    source = build_root / "core4x4.v"
-    source.write_text(verilog.convert(Core(CORE_4X4), name="core4x4", emit_src=False))
+#: A tiny non-square core: the loss gradient (and everything else) on a 2x3 array too.
+CORE_2X3 = with_overrides(PRESETS["tiny"], {"name": "core2x3", "core.cols": 3,
+                                            "mac.latency": 3})
+CONFIGS = {"core4x4": CORE_4X4, "core2x3": CORE_2X3}
+
+
+@pytest.mark.parametrize("name,sizes,batch,steps", [("core4x4", (12, 8, 5), 4, 2),
+                                                    ("core2x3", (7, 5, 3), 3, 1)])
+def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, simulator, build_root):
+    config = CONFIGS[name]
+    source = build_root / f"{name}.v"
+    source.write_text(verilog.convert(Core(config), name=name, emit_src=False))
     result = run_testbench(
-        sources=[source], toplevel="core4x4", module="sim.tb.training", simulator=simulator,
+        sources=[source], toplevel=name, module="sim.tb.training", simulator=simulator,
         build_dir=build_root, timeout_s=900,
-        extra_env={"CHRYSALIS_CONFIG": CORE_4X4.to_toml(),
+        extra_env={"CHRYSALIS_CONFIG": config.to_toml(),
                    "CHRYSALIS_SIZES": ",".join(map(str, sizes)), "CHRYSALIS_BATCH": batch,
                    "CHRYSALIS_STEPS": steps, "CHRYSALIS_SEED": 3})
     assert result["tests"] == 1
