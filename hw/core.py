@@ -112,16 +112,15 @@ class Core(wiring.Component):
         from gen.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
-        if config.core.reduction != "bus":
-            raise ValueError("core.reduction 'tree' is not implemented in the RTL yet; "
-                             f"use 'bus', not {config.core.reduction!r}")
         self.config = config
+        self.tree = config.core.reduction == "tree"
         self.rows, self.cols = config.core.rows, config.core.cols
         self.banks = bank_count(self.rows, self.cols)
         self.latency = config.mac.latency
         self.group = config.pe.acc_regs // 2
         self.pe_args = dict(weight_words=config.pe.weight_words, act_words=config.pe.act_words,
-                            acc_regs=config.pe.acc_regs, mac_latency=config.mac.latency)
+                            acc_regs=config.pe.acc_regs, mac_latency=config.mac.latency,
+                            tree=self.tree)
         probe = PE(config.mac.operand, **self.pe_args)
         self.uop_layout = probe.layout
         probe._MustUse__silence = True
@@ -181,6 +180,12 @@ class Core(wiring.Component):
             "mask_line": self.line_bits, "store_w": 1,
         })
         red = Signal(red_layout, name="issue_red")
+        # Neighbour-link reduction (``core.reduction = "tree"``): the level of this cycle's
+        # REDUCE_ACC (0: none) and its direction (down the columns for BACKWARD).
+        levels = max(1, (max(R, C) - 1).bit_length())
+        tree_level = Signal(range(levels + 1), name="issue_tree_level")
+        tree_cols = Signal(name="issue_tree_cols")
+        self._tree_signals = (tree_level, tree_cols)
 
         # --- broadcast stage (+1): micro-op and scratchpad words reach the PEs --------------
         b_uop = Signal(self.uop_layout)
@@ -189,17 +194,34 @@ class Core(wiring.Component):
         b_sel_all = Signal()
         b_bus_from = Signal(2)
         b_red = Signal(red_layout)
+        b_level, b_tcols = Signal.like(tree_level), Signal()
+        s_level, s_tcols = Signal.like(tree_level), Signal()
+        m.d.sync += [b_level.eq(tree_level), b_tcols.eq(tree_cols),
+                     s_level.eq(b_level), s_tcols.eq(b_tcols)]
         m.d.sync += [b_uop.eq(uop), b_sel_col.eq(sel_col), b_sel_row.eq(sel_row),
                      b_sel_all.eq(sel_all), b_bus_from.eq(bus_from), b_red.eq(red)]
         m.d.comb += [sp.rd_en.eq(rd["en"]), sp.rd_e0.eq(rd["e0"]), sp.rd_line.eq(rd["line"]),
                      sp.rd_lanes.eq(rd["lanes"])]
+        # At level l, a PE at a multiple of 2**l along the reduction adds the partial sum of
+        # the PE 2**(l-1) further along (if there is one): pairs, then pairs of pairs, an
+        # odd one carried up -- the golden model's tree order.
+        def receives(pos, count, level):
+            return pos % (1 << level) == 0 and pos + (1 << (level - 1)) < count
+        receiving = [[Signal(name=f"receiving_{r}_{c}") for c in range(C)] for r in range(R)]
+        for r in range(R):
+            for c in range(C):
+                with m.Switch(b_level):
+                    for level in range(1, levels + 1):
+                        with m.Case(level):
+                            m.d.comb += receiving[r][c].eq(
+                                Mux(b_tcols, receives(r, R, level), receives(c, C, level)))
         for r in range(R):
             for c in range(C):
                 pe = pes[r][c]
                 m.d.comb += [
                     pe.uop.eq(b_uop),
                     pe.scalar.eq(scalar),
-                    pe.select.eq(b_sel_all | (b_sel_col == c)),
+                    pe.select.eq(b_sel_all | (b_sel_col == c) | receiving[r][c]),
                     pe.row_in.eq(Mux(b_bus_from == 1, sp.rd_data[r], 0)),
                     pe.col_in.eq(Mux(b_bus_from == 2, sp.rd_data[c], 0)),
                 ]
@@ -221,6 +243,18 @@ class Core(wiring.Component):
                 for r in range(R):
                     with m.Case(r):
                         m.d.comb += col_bus[c].eq(pes[r][c].out)
+
+        # Neighbour links: the partial sum of the PE 2**(level-1) further along arrives in
+        # the cycle after the REDUCE_ACC micro-op (the send stage).
+        for r in range(R):
+            for c in range(C):
+                with m.Switch(s_level):
+                    for level in range(1, levels + 1):
+                        d = 1 << (level - 1)
+                        along_row = pes[r][c + d].out if c + d < C else 0
+                        along_col = pes[r + d][c].out if r + d < R else 0
+                        with m.Case(level):
+                            m.d.comb += pes[r][c].nbr_in.eq(Mux(s_tcols, along_col, along_row))
 
         # Reducers: lane l reduces row bus l (rows) or column bus l (columns).
         ew_latency = L - PE.MULTIPLY_LATENCY
@@ -576,6 +610,17 @@ class Core(wiring.Component):
 
         # --- drain engine ---------------------------------------------------------------
         lanes_count = Mux(fwd, C, R)     # partial sums per output (PEs along the bus)
+        # Passes of the drain over a group: one per PE along the bus (a chain of adds at the
+        # edge), or with the tree one per level of neighbour-link adds and one bus pass.
+        if self.tree:
+            tree_levels = Mux(fwd, (C - 1).bit_length(), (R - 1).bit_length())
+            passes_count = tree_levels + 1
+            reducing_pass = dr_lane < tree_levels
+            send_lane = Const(0, 1)
+        else:
+            passes_count = lanes_count
+            reducing_pass = Const(0, 1)
+            send_lane = dr_lane
         with m.If(group_done_signal & ~drain_done_signal):
             m.d.sync += pending.eq(pending + 1)
         with m.If(~group_done_signal & drain_done_signal):
@@ -592,14 +637,24 @@ class Core(wiring.Component):
                              dr_k.eq(0)]
             with m.If(dr_running & (dr_wait != 0)):
                 m.d.sync += dr_wait.eq(dr_wait - 1)
-            with m.If(dr_running & (dr_wait == 0)):
+            with m.If(dr_running & (dr_wait == 0) & reducing_pass):
+                # Tree: a level of neighbour-link additions; nothing crosses a bus.
+                tree_level, tree_cols = self._tree_signals
+                m.d.comb += [uop.t_op.eq(TransferOp.REDUCE_ACC),
+                             uop.t_acc.eq((dr_buf * G + dr_k)[:len(uop.t_acc)]),
+                             tree_level.eq(dr_lane + 1), tree_cols.eq(bwd)]
+            with m.If(dr_running & (dr_wait == 0) & ~reducing_pass):
+                # Bus: the partial sums of PE `send_lane` to the edge reducers (tree: the
+                # finished sums of PE 0, which the reducer passes through: +0 + S is S).
                 m.d.comb += [uop.t_op.eq(TransferOp.SEND_ACC),
                              uop.t_acc.eq((dr_buf * G + dr_k)[:len(uop.t_acc)]),
-                             sel_col.eq(Mux(fwd, dr_lane, 0)), sel_row.eq(Mux(bwd, dr_lane, 0)),
+                             sel_col.eq(Mux(fwd, send_lane, 0)), sel_row.eq(Mux(bwd, send_lane, 0)),
                              red.on.eq(dr_o < outputs), red.cols.eq(bwd),
-                             red.first.eq(dr_lane == 0), red.last.eq(dr_lane + 1 == lanes_count),
+                             red.first.eq(send_lane == 0),
+                             red.last.eq(dr_lane + 1 == passes_count),
                              red.k.eq(dr_k), red.relu.eq(fwd & cmd.flag),
                              red.mask.eq(bwd & cmd.flag)]
+            with m.If(dr_running & (dr_wait == 0)):
                 # Where the reduced outputs go: FORWARD: Y[R*p1 + r][p2]; BACKWARD:
                 # dX[C*p1 + c][p2] (p1 = tile, p2 = batch column).
                 with m.If(fwd):
@@ -612,7 +667,7 @@ class Core(wiring.Component):
                     m.d.sync += self.bus_words.eq(self.bus_words + popcount(red.lanes))
                 with m.If(dr_k + 1 == G):
                     m.d.sync += [dr_k.eq(0), dr_p1.eq(dr_g_p1), dr_p2.eq(dr_g_p2)]
-                    with m.If(dr_lane + 1 == lanes_count):
+                    with m.If(dr_lane + 1 == passes_count):
                         # The group is drained: its buffer may be reused.
                         m.d.comb += [drain_done_signal.eq(1),
                                      release.eq(Mux(dr_buf, 0b10, 0b01))]

@@ -55,6 +55,10 @@ class TransferOp(enum.Enum, shape=3):
     ACT_FROM_COL = 4
     #: ``weight[t_addr] = row_in``.
     W_FROM_ROW = 5
+    #: Neighbour-link reduction (PEs built with ``tree=True``): ``out = acc[t_acc]`` as for
+    #: ``SEND_ACC``, and where ``select``, ``acc[t_acc] = acc[t_acc] + nbr_in`` with the
+    #: neighbour's word, which arrives the next cycle.
+    REDUCE_ACC = 6
 
 
 def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits):
@@ -164,7 +168,7 @@ class PE(wiring.Component):
     MULTIPLY_LATENCY = 1
 
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
-                 acc_regs=16, mac_latency=3):
+                 acc_regs=16, mac_latency=3, tree=False):
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
         if accumulator != FP32:
@@ -177,6 +181,7 @@ class PE(wiring.Component):
         self.act_words = act_words
         self.acc_regs = acc_regs
         self.mac_latency = check_latency(mac_latency)
+        self.tree = bool(tree)
         if mac_latency < self.MULTIPLY_LATENCY + 1:
             raise ValueError(f"mac_latency must be at least {self.MULTIPLY_LATENCY + 1}, "
                              f"not {mac_latency!r}")
@@ -189,6 +194,7 @@ class PE(wiring.Component):
             "row_in": In(32),
             "col_in": In(32),
             "scalar": In(32),
+            "nbr_in": In(32),
             "out": Out(32),
         })
 
@@ -229,6 +235,11 @@ class PE(wiring.Component):
         sent_acc = Signal(32)
         sending_w = Signal()
         m.d.sync += [sent_acc.eq(acc_view[uop.t_acc]), sending_w.eq(send_w)]
+        # A reduction adds the neighbour's word (here the cycle after) to the captured one.
+        reducing = Signal()
+        reduce_acc = Signal.like(uop.t_acc)
+        m.d.sync += [reducing.eq((uop.t_op == TransferOp.REDUCE_ACC) & take),
+                     reduce_acc.eq(uop.t_acc)]
         m.d.comb += self.out.eq(Mux(sending_w, w_rd.data, sent_acc))
 
         # --- cycle t+1: operands into the MAC ----------------------------------------------
@@ -277,6 +288,21 @@ class PE(wiring.Component):
             m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(mac.result), w_wr.en.eq(1)]
         with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
             m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
+
+        if self.tree:
+            # Neighbour-link reduction: a second fp32 adder, so that the reduction of one
+            # accumulator group overlaps the accumulation of the other.
+            m.submodules.reduce = red = FloatAdder(FP32, FP32, FP32, latency=self.mac_latency - 1)
+            m.d.comb += [red.a.eq(sent_acc), red.b.eq(self.nbr_in), red.i_valid.eq(reducing)]
+            red_tags = [Signal.like(reduce_acc, name=f"reduce_tag{i}")
+                        for i in range(self.mac_latency - 1)]
+            m.d.sync += red_tags[0].eq(reduce_acc)
+            for prev, nxt in zip(red_tags, red_tags[1:]):
+                m.d.sync += nxt.eq(prev)
+            with m.If(red.o_valid):
+                for k in range(self.acc_regs):
+                    with m.If(red_tags[-1] == k):
+                        m.d.sync += acc[k].eq(red.result)
         return m
 
 

@@ -21,6 +21,13 @@ CONFIGS = {
     "2x2": PRESETS["tiny"],
     "2x3": with_overrides(PRESETS["tiny"], {"core.cols": 3, "mac.latency": 3}),
     "3x2": with_overrides(PRESETS["tiny"], {"core.rows": 3, "mac.latency": 3}),
+    # The log-depth reduction over neighbour links, with odd counts of PEs along a bus.
+    "2x3-tree": with_overrides(PRESETS["tiny"], {"core.cols": 3, "mac.latency": 3,
+                                                 "core.reduction": "tree"}),
+    "3x2-tree": with_overrides(PRESETS["tiny"], {"core.rows": 3, "mac.latency": 3,
+                                                 "core.reduction": "tree"}),
+    "4x4-tree": with_overrides(PRESETS["tiny"], {"core.rows": 4, "core.cols": 4,
+                                                 "core.reduction": "tree"}),
 }
 
 
@@ -144,3 +151,33 @@ def test_malformed_command_is_refused_without_hanging(fields):
     core.run()
     assert core.cycles[0] <= 2
     assert core.errors == [1, 0]
+
+
+def test_tree_reduction_follows_the_tree_order_not_the_chain():
+    """A case where pairwise and chained sums of the partial sums differ in the last bit,
+    so the RTL can only match by adding in the tree's order."""
+    import dataclasses
+    config = CONFIGS["4x4-tree"]
+    tree = cm.CoreNumerics.from_config(config)
+    chain = dataclasses.replace(tree, reduction="bus")
+    m, n, batch = 13, 22, 2
+    rng = np.random.default_rng(m * 100 + n * 10 + batch)
+    w, x, dy = _case(rng, config, m, n, batch)
+    assert not np.array_equal(cm.forward(tree, w, x), cm.forward(chain, w, x))
+    assert not np.array_equal(cm.backward_dx(tree, w, dy), cm.backward_dx(chain, w, dy))
+    mats, act = _layout(config, m, n, batch)
+    lines = lambda mat: dict(sp_base=mat.base, sp_lpc=mat.lines_per_column)
+    core = CoreRunner(config)
+    core.write(mats["w"], w)
+    core.write(mats["x"], x)
+    core.write(mats["dy"], dy)
+    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
+    core.command(op=CoreOp.FORWARD, m=m, n=n, batch=batch, abase=act["x"], **lines(mats["y"]))
+    core.read(mats["y"])
+    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(op=CoreOp.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], **lines(mats["dx"]))
+    core.read(mats["dx"])
+    y, dx = core.run()
+    assert np.array_equal(y, cm.forward(tree, w, x))
+    assert np.array_equal(dx, cm.backward_dx(tree, w, dy))
