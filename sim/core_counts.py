@@ -39,9 +39,10 @@ after the taking edge) in which the command calls ``finish()``:
   ceil(outputs / G)`` groups; the compute engine spends ``P = G * steps`` cycles on a group
   (``steps = nt``, resp. ``mt``). The drain engine starts a finished group one cycle after
   it is done (or after the previous drain ends), spends one cycle starting, ``w = max(0, L +
-  1 - G)`` waiting and ``G * lanes`` sending (``lanes = C``, resp. ``R``: one partial sum per
+  1 - G)`` waiting and ``G * passes`` sending (``passes = lanes``; with the neighbour-link
+  tree ``ceil(log2 lanes) + 1``) (``lanes = C``, resp. ``R``: one partial sum per
   PE along the bus, for each of the G accumulators): ``D + 1`` cycles with ``D = w + G *
-  lanes``. Two accumulator buffers: the compute engine may start group ``g + 2`` only in
+  passes``. Two accumulator buffers: the compute engine may start group ``g + 2`` only in
   the cycle after group ``g``'s drain ended. The two-stage pipeline gives, exactly::
 
       last drain ends  f = P + 1 + D + (groups - 1) * max(P, D + 1)
@@ -87,6 +88,14 @@ EXP_FMAS, RECIP_FMAS = 9, 4
 
 def _ceil(a, b):
     return -(-a // b)
+
+
+def _drain_passes(config, lanes):
+    """Passes of the drain over a group: one per PE along the bus (``reduction = "bus"``),
+    or one per level of the neighbour-link tree plus one bus pass (``"tree"``)."""
+    if config.core.reduction == "tree":
+        return (lanes - 1).bit_length() + 1
+    return lanes
 
 
 def _params(config):
@@ -177,12 +186,15 @@ def predict(config, command, labels=None):
         outputs = (mt if fwd else nt) * batch
         steps = nt if fwd else mt
         lanes = C if fwd else R
+        passes = _drain_passes(config, lanes)
         groups = _ceil(outputs, G)
         P = G * steps
-        D = max(0, L + 1 - G) + G * lanes
+        D = max(0, L + 1 - G) + G * _drain_passes(config, lanes)
         drained = P + 1 + D + (groups - 1) * max(P, D + 1)
         stall = max(0, groups - 2) * max(0, D + 1 - P)
-        bus = (C * m if fwd else R * n) * batch
+        # Every pass crosses the bus with a chain; with the tree only the last one does.
+        on_bus = 1 if config.core.reduction == "tree" else (C if fwd else R)
+        bus = on_bus * (m if fwd else n) * batch
         return _result(drained + 1 + end, mac=outputs * steps, stall=stall, bus=bus)
     if op == "LOSS_GRAD":
         # The special-function unit's reorder and turn-taking make a closed form long; the
@@ -230,7 +242,8 @@ def trace(config, command, labels=None):
     if op in ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W"):
         x = _trace_mover(op, R, C, m, n, batch, mt, nt, counts)
     elif op in ("FORWARD", "BACKWARD", "WGRAD"):
-        x = _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts)
+        x = _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts,
+                           tree=config.core.reduction == "tree")
     else:
         x = _trace_loss(L, m, batch, labels)
     cycles = x + L + FINISH_EXTRA
@@ -276,7 +289,7 @@ def _trace_mover(op, R, C, m, n, batch, mt, nt, counts):
                 c_sel += 1
 
 
-def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts):
+def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False):
     """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``."""
     fwd, bwd, wgr = op == "FORWARD", op == "BACKWARD", op == "WGRAD"
     outputs = mt * batch if fwd else nt * batch if bwd else mt * nt
@@ -284,6 +297,9 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts):
     wrap = nt if wgr else batch
     groups = _ceil(outputs, G)
     lanes_count = C if fwd else R
+    # Drain passes per group, and (tree) how many of them are neighbour-link levels.
+    levels = (lanes_count - 1).bit_length() if tree else 0
+    passes = levels + 1 if tree else lanes_count
     # Compute engine.
     g = s = k = o = p1 = p2 = g_p1 = g_p2 = 0
     upd = ce_done = False
@@ -338,14 +354,14 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts):
             if dr_running and dr_wait != 0:
                 nxt["dr_wait"] = dr_wait - 1
             if dr_running and dr_wait == 0:
-                if dr_group * G + dr_k < outputs:
+                if dr_group * G + dr_k < outputs and dr_lane >= levels:
                     counts["bus_words"] += (_lane_count(dr_p1 * R, m, R) if fwd
                                             else _lane_count(dr_p1 * C, n, C))
                 wrapped = dr_p2 + 1 == batch
                 np1, np2 = (dr_p1 + 1, 0) if wrapped else (dr_p1, dr_p2 + 1)
                 if dr_k + 1 == G:
                     nxt.update(dr_k=0, dr_p1=dr_g_p1, dr_p2=dr_g_p2)
-                    if dr_lane + 1 == lanes_count:
+                    if dr_lane + 1 == passes:
                         drain_done = True
                         release = 1 << dr_buf
                         nxt.update(dr_lane=0, dr_running=False, dr_buf=dr_buf ^ 1,

@@ -35,6 +35,9 @@ CONFIGS = {
     "3x2": with_overrides(PRESETS["tiny"], {**SMALL, "core.rows": 3, "mac.latency": 3}),
     "4x4": with_overrides(PRESETS["tiny"], {**SMALL, "core.rows": 4, "core.cols": 4,
                                             "mac.latency": 6, "pe.acc_regs": 16}),
+    # The neighbour-link tree: its drain passes are levels, not PEs along the bus.
+    "4x3-tree": with_overrides(PRESETS["tiny"], {**SMALL, "core.rows": 4, "core.cols": 3,
+                                                 "mac.latency": 3, "core.reduction": "tree"}),
 }
 OPS = ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W", "FORWARD", "BACKWARD", "WGRAD",
        "LOSS_GRAD")
@@ -184,8 +187,9 @@ LOSS_CASES = {      # (classes, batch, labels or None = zeros in the scratchpad)
     "2x3": [(1, 2, None), (5, 2, [0, 5])],
     "3x2": [(3, 1, None), (2, 2, [1, 7])],
     "4x4": [(3, 2, [2, 3]), (10, 1, None)],
+    "4x3-tree": [(3, 2, None)],
 }
-SHAPE_COUNT = {"2x2": 8, "2x3": 6, "3x2": 6, "4x4": 4}
+SHAPE_COUNT = {"2x2": 8, "2x3": 6, "3x2": 6, "4x4": 4, "4x3-tree": 5}
 
 
 def _sequence(name):
@@ -245,9 +249,11 @@ def _random_configs():
     rng = random.Random(7)
     for R, C, L in itertools.product((1, 2, 3, 4, 5), (1, 2, 3, 5), (2, 3, 6, 8)):
         for acc in sorted({2 * (L + 1), 2 * (L + 1) + 1, 20, 32}):
+            reduction = rng.choice(("bus", "tree"))
             yield rng, with_overrides(PRESETS["tiny"], {"core.rows": R, "core.cols": C,
                                                         "mac.latency": L,
-                                                        "pe.acc_regs": acc})
+                                                        "pe.acc_regs": acc,
+                                                        "core.reduction": reduction})
 
 
 def test_closed_forms_equal_cycle_model():
@@ -290,9 +296,11 @@ def test_counter_relations():
         assert results["LOAD_COL"]["bus_words"] == n * batch
         assert results["LOAD_ROW"]["bus_words"] == m * batch
         assert results["LOAD_W"]["bus_words"] == results["STORE_W"]["bus_words"] == m * n
-        # Every output's partial sums cross the bus once per PE along it.
-        assert results["FORWARD"]["bus_words"] == C * m * batch
-        assert results["BACKWARD"]["bus_words"] == R * n * batch
+        # Every output's partial sums cross the bus once per PE along it (with the tree,
+        # only the finished sum crosses it).
+        tree = config.core.reduction == "tree"
+        assert results["FORWARD"]["bus_words"] == (1 if tree else C) * m * batch
+        assert results["BACKWARD"]["bus_words"] == (1 if tree else R) * n * batch
         for op in ("FORWARD", "BACKWARD", "WGRAD"):
             # PE MACs = mac_slots x R x C, the layer's MACs plus padding.
             pe_macs = results[op]["mac_slots"] * R * C
