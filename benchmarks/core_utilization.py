@@ -130,19 +130,27 @@ def table(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="default")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="PATH=VALUE", help="override a config field, e.g. "
+                        "core.reduction=tree (repeatable)")
+    parser.add_argument("--name", default="core_utilization",
+                        help="stem of the result files (default core_utilization)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--batches", type=int, nargs="+", default=None,
                         help="batch sizes (default: 1 and the array's row count)")
     args = parser.parse_args(argv)
     config = get_preset(args.preset)
+    if args.overrides:
+        from gen.config import parse_override
+        config = with_overrides(config, [parse_override(text) for text in args.overrides])
     batches = args.batches or [1, config.core.rows]
     print(f"core {config.core.rows}x{config.core.cols}, MAC latency {config.mac.latency}, "
-          f"{config.pe.acc_regs} accumulators per PE")
+          f"{config.pe.acc_regs} accumulators per PE, reduction {config.core.reduction!r}")
     rows = measure(config, args.scales, batches)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "core_utilization.json").write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
     text = table(rows)
-    (RESULTS / "core_utilization.md").write_text(text)
+    (RESULTS / f"{args.name}.md").write_text(text)
     print(text)
     return 0 if all(r["cycles"]["bit_exact"] for r in rows) else 1
 

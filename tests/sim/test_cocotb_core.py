@@ -24,6 +24,9 @@ CASES = {
     "tiny_2x2": (PRESETS["tiny"], [(5, 3, 2), (3, 7, 3), (7, 6, 3), (1, 1, 1)]),
     "tiny_2x3_l3": (with_overrides(PRESETS["tiny"], {"core.cols": 3, "mac.latency": 3}),
                     [(5, 3, 2), (3, 7, 3), (4, 6, 1), (7, 5, 6)]),
+    # The neighbour-link tree reduction (core.reduction = "tree") on a 4x2 core.
+    "tiny_4x2_tree": (with_overrides(PRESETS["tiny"], {"core.rows": 4, "core.reduction": "tree"}),
+                      [(5, 3, 2), (3, 9, 3)]),
 }
 
 SEED = 7
