@@ -28,7 +28,9 @@ Operations (one command each):
     applied from its stored activations (optional).
 ``WGRAD``
     ``dW = dY X^T`` accumulated in place over the batch, then ``W += q(dW) * q(scalar)``
-    with ``scalar = -lr`` (the update), in the PE that holds ``W[i][j]``.
+    with ``scalar = -lr`` (the update), in the PE that holds ``W[i][j]``. With ``flag``
+    (momentum), first ``v = dW + q(v) * q(scalar2)`` with ``scalar2 = mu`` and the velocity
+    ``v`` kept in the weight bank at ``wbase2``, then ``W += q(v) * q(scalar)``.
 ``LOSS_GRAD``
     ``dY = (softmax(Y) - onehot) / B`` for an ``m x batch`` matrix ``Y`` (``sp_*``) into
     ``dY`` (``sp2_*``) with the labels (``sp3_*``) and ``scalar = 1/B`` (``hw.loss``).
@@ -78,6 +80,8 @@ def command_layout(weight_addr_bits, act_addr_bits, line_bits):
         "sp3_lpc": line_bits,
         "flag": 1,                  # FORWARD: ReLU; BACKWARD: apply the ReLU mask
         "scalar": 32,               # WGRAD: -lr; LOSS_GRAD: 1/B (fp32)
+        "scalar2": 32,              # WGRAD with momentum (flag): mu (fp32)
+        "wbase2": weight_addr_bits, # WGRAD with momentum: the velocities' weight-bank base
     })
 
 
@@ -173,6 +177,8 @@ class Core(wiring.Component):
                   line=Signal(self.line_bits, name="issue_rd_line"),
                   lanes=Signal(lanes, name="issue_rd_lanes"))
         scalar = Signal(32, name="scalar")
+        scalar2 = Signal(32, name="scalar2")
+        self._scalar2 = scalar2
         # Reducer control, issued with the SEND micro-op.
         red_layout = data.StructLayout({
             "on": 1, "cols": 1, "first": 1, "last": 1, "k": range(G),
@@ -221,6 +227,7 @@ class Core(wiring.Component):
                 m.d.comb += [
                     pe.uop.eq(b_uop),
                     pe.scalar.eq(scalar),
+                    pe.scalar2.eq(scalar2),
                     pe.select.eq(b_sel_all | (b_sel_col == c) | receiving[r][c]),
                     pe.row_in.eq(Mux(b_bus_from == 1, sp.rd_data[r], 0)),
                     pe.col_in.eq(Mux(b_bus_from == 2, sp.rd_data[c], 0)),
@@ -356,7 +363,7 @@ class Core(wiring.Component):
             m.d.sync += self.error.eq(malformed)
             with m.If(~malformed):
                 m.d.sync += [cmd.eq(self.cmd), busy.eq(1)]
-        m.d.comb += scalar.eq(cmd.scalar)
+        m.d.comb += [scalar.eq(cmd.scalar), self._scalar2.eq(cmd.scalar2)]
 
         # Tile counts of the current command.
         mt = Signal(16, name="mt")     # ceil(m / R)
@@ -370,7 +377,7 @@ class Core(wiring.Component):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.If(uop.c_op == ComputeOp.MAC):
             m.d.sync += self.mac_slots.eq(self.mac_slots + 1)
-        with m.If(uop.c_op == ComputeOp.UPDATE):
+        with m.If((uop.c_op == ComputeOp.UPDATE) | (uop.c_op == ComputeOp.UPDATE_V)):
             m.d.sync += self.update_slots.eq(self.update_slots + 1)
 
         def popcount(value):
@@ -515,6 +522,7 @@ class Core(wiring.Component):
         s = Signal(16, name="ce_step")
         k = Signal(range(G + 1), name="ce_k")
         upd = Signal(name="ce_updating")          # WGRAD: the update pass of a group
+        vel = Signal(name="ce_velocity")          # WGRAD with momentum: the velocity pass
         o = Signal(32, name="ce_output")          # g * G + k
         p1 = Signal(16, name="ce_p1")
         p2 = Signal(16, name="ce_p2")
@@ -540,7 +548,8 @@ class Core(wiring.Component):
         m.d.comb += groups.eq((outputs + (G - 1)) // G if G > 1 else outputs)
 
         with m.If(self.cmd_valid & ~busy & ~self._malformed):
-            m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), o.eq(0), p1.eq(0), p2.eq(0),
+            m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0), o.eq(0), p1.eq(0),
+                         p2.eq(0),
                          g_p1.eq(0), g_p2.eq(0), ce_done.eq(0), buf.eq(0), free.eq(0b11),
                          pending.eq(0), dr_group.eq(0), dr_lane.eq(0), dr_k.eq(0),
                          dr_running.eq(0), dr_wait.eq(0), dr_p1.eq(0), dr_p2.eq(0),
@@ -555,7 +564,7 @@ class Core(wiring.Component):
         dr_next_p1, dr_next_p2 = next_position(dr_p1, dr_p2, cmd.batch)
         valid_o = o < outputs
         acc_index = (buf * G + k)[:len(uop.c_acc)]
-        can_start = free.bit_select(buf, 1) | (s != 0) | (k != 0) | upd | wgr
+        can_start = free.bit_select(buf, 1) | (s != 0) | (k != 0) | upd | vel | wgr
         group_done_signal = Signal(name="ce_group_done")
         drain_done_signal = Signal(name="dr_group_done")
         claim = Signal(2, name="buffer_claim")
@@ -571,7 +580,10 @@ class Core(wiring.Component):
                     m.d.comb += claim.eq(Mux(buf, 0b10, 0b01))
                 # The compute slot of this cycle.
                 with m.If(valid_o):
-                    with m.If(upd):
+                    with m.If(vel):
+                        m.d.comb += [uop.c_op.eq(ComputeOp.UPDATE_V), uop.c_acc.eq(acc_index),
+                                     uop.waddr.eq(cmd.wbase2 + p1 * nt + p2)]
+                    with m.Elif(upd):
                         m.d.comb += [uop.c_op.eq(ComputeOp.UPDATE), uop.c_acc.eq(acc_index),
                                      uop.waddr.eq(cmd.wbase + p1 * nt + p2)]
                     with m.Else():
@@ -591,8 +603,11 @@ class Core(wiring.Component):
                 with m.If(k + 1 == G):
                     m.d.sync += [k.eq(0), o.eq(o - (G - 1)), p1.eq(g_p1), p2.eq(g_p2)]
                     last_step = Mux(wgr, upd, s + 1 == steps)
-                    with m.If(wgr & ~upd & (s + 1 == steps)):
-                        m.d.sync += [upd.eq(1), s.eq(0)]
+                    with m.If(wgr & ~upd & ~vel & (s + 1 == steps)):
+                        # The batch is accumulated: the velocity pass (momentum), the update.
+                        m.d.sync += [vel.eq(cmd.flag), upd.eq(~cmd.flag), s.eq(0)]
+                    with m.Elif(vel):
+                        m.d.sync += [vel.eq(0), upd.eq(1)]
                     with m.Elif(last_step):
                         m.d.sync += [s.eq(0), upd.eq(0), g.eq(g + 1), o.eq(o + 1),
                                      p1.eq(next_p1), p2.eq(next_p2),

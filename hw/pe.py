@@ -40,6 +40,10 @@ class ComputeOp(enum.Enum, shape=2):
     MAC = 1
     #: ``weight[waddr] = weight[waddr] + q(acc[k]) * q(scalar)``.
     UPDATE = 2
+    #: Momentum: ``v = acc[k] + q(weight[waddr]) * q(scalar2)``, written to both
+    #: ``weight[waddr]`` (the velocity, kept beside the weights) and ``acc[k]`` (for the
+    #: ``UPDATE`` that follows).
+    UPDATE_V = 3
 
 
 class TransferOp(enum.Enum, shape=3):
@@ -160,6 +164,8 @@ class PE(wiring.Component):
         The words on this PE's row bus and column bus.
     scalar : In(32)
         The fp32 scalar of ``UPDATE`` (``-lr``).
+    scalar2 : In(32)
+        The fp32 scalar of ``UPDATE_V`` (the momentum ``mu``).
     out : Out(32)
         The word this PE sends, one cycle after ``SEND_ACC`` or ``SEND_W``.
     """
@@ -194,6 +200,7 @@ class PE(wiring.Component):
             "row_in": In(32),
             "col_in": In(32),
             "scalar": In(32),
+            "scalar2": In(32),
             "nbr_in": In(32),
             "out": Out(32),
         })
@@ -247,10 +254,11 @@ class PE(wiring.Component):
         m.d.sync += s1.eq(uop)
         is_mac = s1.c_op == ComputeOp.MAC
         is_update = s1.c_op == ComputeOp.UPDATE
+        is_velocity = s1.c_op == ComputeOp.UPDATE_V
         acc_k = acc_view[s1.c_acc]
         a32 = Mux(is_update, acc_k, Mux(s1.a_act, a_rd2.data, w_rd.data))
-        b32 = Mux(is_update, self.scalar, a_rd.data)
-        c32 = Mux(is_update, w_rd.data, Mux(s1.c_clear, 0, acc_k))
+        b32 = Mux(is_update, self.scalar, Mux(is_velocity, self.scalar2, a_rd.data))
+        c32 = Mux(is_update, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
         ew = fp.exponent_width(FP32, op)
         qa = fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew)
         qb = fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew)
@@ -262,7 +270,8 @@ class PE(wiring.Component):
         m.submodules.multiply = mul = MultiplyPath(op, latency=self.MULTIPLY_LATENCY)
         m.submodules.accumulate = add = FloatAdder(
             FP32, pf, FP32, latency=self.mac_latency - self.MULTIPLY_LATENCY)
-        m.d.comb += [mul.a.eq(qa), mul.b.eq(qb), mul.i_valid.eq(is_mac | is_update)]
+        m.d.comb += [mul.a.eq(qa), mul.b.eq(qb),
+                     mul.i_valid.eq(is_mac | is_update | is_velocity)]
         addend = c32
         for index in range(self.MULTIPLY_LATENCY):
             delayed = Signal(32, name=f"addend_d{index}")
@@ -272,9 +281,10 @@ class PE(wiring.Component):
         mac = add
 
         # The destination of each result travels beside the MAC pipeline.
-        tag = data.StructLayout({"update": 1, "acc": len(s1.c_acc), "waddr": len(s1.waddr)})
+        tag = data.StructLayout({"update": 1, "velocity": 1, "acc": len(s1.c_acc),
+                                 "waddr": len(s1.waddr)})
         stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
-        m.d.sync += stages[0].eq(Cat(is_update, s1.c_acc, s1.waddr))
+        m.d.sync += stages[0].eq(Cat(is_update, is_velocity, s1.c_acc, s1.waddr))
         for prev, nxt in zip(stages, stages[1:]):
             m.d.sync += nxt.eq(prev)
         done = stages[-1]
@@ -284,7 +294,7 @@ class PE(wiring.Component):
             for k in range(self.acc_regs):
                 with m.If(done.acc == k):
                     m.d.sync += acc[k].eq(mac.result)
-        with m.If(mac.o_valid & done.update):
+        with m.If(mac.o_valid & (done.update | done.velocity)):
             m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(mac.result), w_wr.en.eq(1)]
         with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
             m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]

@@ -59,6 +59,11 @@ class MlpProgram:
         ``grads[l]`` is the gradient at the output of layer ``l`` (pre-activation).
     labels : Matrix
         One integer word per sample.
+    velocities : list of Matrix
+        With momentum: scratchpad matrices of the velocities (write zeros before the first
+        step; ``load_weights`` and ``store_weights`` move them with the weights).
+    vbase : list of int
+        With momentum: weight-bank base of each layer's velocities.
     streamed : bool
         The weights do not all fit in the PEs: they stay in the scratchpad and each step
         loads and stores them in chunks.
@@ -78,14 +83,21 @@ class MlpProgram:
     step: list = field(default_factory=list)
     store_weights: list = field(default_factory=list)
     streamed: bool = False
+    velocities: list = field(default_factory=list)
+    vbase: list = field(default_factory=list)
 
 
 def _lines(matrix, prefix="sp"):
     return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
 
 
-def compile_mlp(config, sizes, batch, lr):
-    """Place an MLP on ``config``'s core and list the commands of one SGD step."""
+def compile_mlp(config, sizes, batch, lr, momentum=None):
+    """Place an MLP on ``config``'s core and list the commands of one SGD step.
+
+    With ``momentum`` (``mu``), every weight has a velocity beside it in the weight bank
+    (``v = dW + mu * v``, then ``W -= lr * v``), loaded from ``velocities`` (zeros to start)
+    and stored back with the weights. Momentum needs the weights resident in the PEs.
+    """
     if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
         raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
     if not isinstance(batch, int) or batch < 1:
@@ -104,6 +116,10 @@ def compile_mlp(config, sizes, batch, lr):
     prog.labels = alloc.matrix(1, batch, "labels")
     for l in range(layers):
         prog.weights.append(alloc.matrix(sizes[l + 1], sizes[l] + 1, f"weights of layer {l}"))
+    if momentum is not None:
+        for l in range(layers):
+            prog.velocities.append(alloc.matrix(sizes[l + 1], sizes[l] + 1,
+                                                f"velocities of layer {l}"))
 
     act_next = 0
     act_x, act_dy, shapes = [], [], []
@@ -118,7 +134,12 @@ def compile_mlp(config, sizes, batch, lr):
         raise ValueError(f"inputs and gradients need {act_next} words per PE, more than "
                          f"pe.act_words = {config.pe.act_words}")
     resident = sum(mt * nt for m, n, mt, nt in shapes)
-    prog.streamed = resident > config.pe.weight_words
+    copies = 1 if momentum is None else 2          # weights, and velocities with momentum
+    prog.streamed = copies * resident > config.pe.weight_words
+    if prog.streamed and momentum is not None:
+        raise ValueError(f"momentum keeps a velocity beside every weight, so the weights must "
+                         f"stay in the PEs: they need {copies * resident} words per PE, more "
+                         f"than pe.weight_words = {config.pe.weight_words}")
     if prog.streamed:
         chunks = [_chunks(config, l, *shape, banks) for l, shape in enumerate(shapes)]
         prog.wbase = [0] * layers
@@ -127,6 +148,9 @@ def compile_mlp(config, sizes, batch, lr):
         base = 0
         for m, n, mt, nt in shapes:
             prog.wbase.append(base)
+            base += mt * nt
+        for m, n, mt, nt in shapes if momentum is not None else ():
+            prog.vbase.append(base)
             base += mt * nt
 
     neg_lr = _bits32(-lr)
@@ -141,6 +165,11 @@ def compile_mlp(config, sizes, batch, lr):
         for l, (m, n, mt, nt) in enumerate(shapes):
             prog.load_weights.append(load(l, (0, m), (0, n)))
             prog.store_weights.append(load(l, (0, m), (0, n), "STORE_W"))
+        for l, (m, n, mt, nt) in enumerate(shapes if momentum is not None else ()):
+            velocity = dict(op="LOAD_W", m=m, n=n, wbase=prog.vbase[l],
+                            **_lines(prog.velocities[l]))
+            prog.load_weights.append(velocity)
+            prog.store_weights.append({**velocity, "op": "STORE_W"})
     for l, (m, n, mt, nt) in enumerate(shapes):
         prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
                               **_lines(prog.acts[l])))
@@ -168,9 +197,11 @@ def compile_mlp(config, sizes, batch, lr):
         for m0, m1 in chunks[l][0]:
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n)))
+            with_momentum = {} if momentum is None else dict(
+                flag=1, scalar2=_bits32(momentum), wbase2=prog.vbase[l])
             prog.step.append(dict(op="WGRAD", m=m1 - m0, n=n, batch=batch, wbase=prog.wbase[l],
                                   abase=act_x[l], abase2=act_dy[l] + (m0 // R) * batch,
-                                  scalar=neg_lr))
+                                  scalar=neg_lr, **with_momentum))
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n), "STORE_W"))
     return prog
@@ -209,9 +240,11 @@ def augment(x):
     return np.vstack([x, np.full((1, x.shape[1]), ONE, dtype=np.uint64)])
 
 
-def golden_step(num, weights, x, labels, lr, with_gradient=False):
+def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
+                velocities=None):
     """One SGD step on the golden model; returns the new weights and the softmax output
-    (and the loss gradient at the output, with ``with_gradient``).
+    (and the loss gradient at the output, with ``with_gradient``). With ``momentum``, the
+    ``velocities`` (one per layer) are updated in place in that list.
 
     ``weights`` are the augmented fp32 matrices (bias in the last column), ``x`` the
     ``(sizes[0], batch)`` input bits, ``labels`` integers. Every value follows the order the
@@ -234,8 +267,13 @@ def golden_step(num, weights, x, labels, lr, with_gradient=False):
         below = None
         if l > 0:
             below = cm.relu_mask(num, cm.backward_dx(num, w, grad), acts[l])[:-1]
-        new_weights[l], _ = cm.update(num, w, cm.weight_gradient(num, grad, acts[l]),
-                                      _bits32(lr))
+        if momentum is None:
+            new_weights[l], _ = cm.update(num, w, cm.weight_gradient(num, grad, acts[l]),
+                                          _bits32(lr))
+        else:
+            new_weights[l], velocities[l] = cm.update(
+                num, w, cm.weight_gradient(num, grad, acts[l]), _bits32(lr),
+                velocity=velocities[l], momentum_bits=_bits32(momentum))
         grad = below
     if with_gradient:
         return new_weights, probs, output_grad

@@ -14,7 +14,7 @@ What is counted, per command, as ``sim.core_sim.CoreRunner`` and the core count 
 ``busy_cycles``
     Edges at which the core was busy: always ``cycles - 1`` (the core is idle in the cycle
     the command is presented in, and busy from the next edge until it is ready again).
-``mac_slots``, ``update_slots``
+``mac_slots``, ``update_slots`` (``UPDATE`` and, with momentum, ``UPDATE_V``)
     Cycles whose micro-op issued a ``MAC`` (an ``UPDATE``) to every PE: the PEs perform
     ``mac_slots * R * C`` MACs (``update_slots * R * C`` updates), padding included.
 ``stall_cycles``
@@ -33,6 +33,7 @@ after the taking edge) in which the command calls ``finish()``:
   iterations, ``LOAD_ROW``: ``mt * batch``, ``LOAD_W`` / ``STORE_W``: ``mt * nt * C`` (one PE
   column per cycle, padded columns included). Bus words: ``n*batch``, ``m*batch``, ``m*n``.
 * ``WGRAD``: ``groups = ceil(mt*nt / G)`` groups of ``G`` outputs, each ``G * (batch + 1)``
+  (``G * (batch + 2)`` with momentum, whose velocity pass comes before the update)
   compute slots (``batch`` MAC passes, one UPDATE pass), never stalling; ``finish()`` one
   cycle after the last slot.
 * ``FORWARD`` / ``BACKWARD``: ``outputs = mt*batch`` (``nt*batch``) outputs in ``groups =
@@ -152,7 +153,8 @@ def predict(config, command, labels=None):
     command : dict
         Command fields (``hw.core.command_layout``), ``op`` as a name such as ``"FORWARD"``
         (as ``sim.compiler`` produces them; a ``CoreOp`` member also works). Missing sizes
-        are 0. Only ``op``, ``m``, ``n`` and ``batch`` matter.
+        are 0. Only ``op``, ``m``, ``n``, ``batch`` and (``WGRAD``: momentum) ``flag``
+        matter.
     labels : sequence of int, optional
         ``LOSS_GRAD`` only: the label word of each column. By default every label is taken
         to be a class index in ``[0, m)``; a label outside it saves ``L + 1`` cycles.
@@ -178,9 +180,11 @@ def predict(config, command, labels=None):
     if op in ("LOAD_W", "STORE_W"):
         return _result(mt * nt * C + end, bus=m * n)
     if op == "WGRAD":
+        # One pass of updates per group, two with momentum (the velocity, then the weight).
+        passes = 2 if command.get("flag") else 1
         groups = _ceil(mt * nt, G)
-        return _result(groups * G * (batch + 1) + 1 + end,
-                       mac=mt * nt * batch, update=mt * nt)
+        return _result(groups * G * (batch + passes) + 1 + end,
+                       mac=mt * nt * batch, update=passes * mt * nt)
     if op in ("FORWARD", "BACKWARD"):
         fwd = op == "FORWARD"
         outputs = (mt if fwd else nt) * batch
@@ -243,7 +247,8 @@ def trace(config, command, labels=None):
         x = _trace_mover(op, R, C, m, n, batch, mt, nt, counts)
     elif op in ("FORWARD", "BACKWARD", "WGRAD"):
         x = _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts,
-                           tree=config.core.reduction == "tree")
+                           tree=config.core.reduction == "tree",
+                           momentum=bool(command.get("flag")) and op == "WGRAD")
     else:
         x = _trace_loss(L, m, batch, labels)
     cycles = x + L + FINISH_EXTRA
@@ -289,7 +294,7 @@ def _trace_mover(op, R, C, m, n, batch, mt, nt, counts):
                 c_sel += 1
 
 
-def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False):
+def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, momentum=False):
     """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``."""
     fwd, bwd, wgr = op == "FORWARD", op == "BACKWARD", op == "WGRAD"
     outputs = mt * batch if fwd else nt * batch if bwd else mt * nt
@@ -302,7 +307,7 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False):
     passes = levels + 1 if tree else lanes_count
     # Compute engine.
     g = s = k = o = p1 = p2 = g_p1 = g_p2 = 0
-    upd = ce_done = False
+    upd = vel = ce_done = False
     buf = 0
     free = 0b11
     # Drain engine.
@@ -318,19 +323,21 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False):
         group_done = drain_done = False
         # --- compute engine ---
         if not ce_done:
-            can_start = (free >> buf) & 1 or s != 0 or k != 0 or upd or wgr
+            can_start = (free >> buf) & 1 or s != 0 or k != 0 or upd or vel or wgr
             if not can_start:
                 counts["stall_cycles"] += 1
             else:
                 if (fwd or bwd) and s == 0 and k == 0:
                     claim = 1 << buf
                 if o < outputs:
-                    counts["update_slots" if upd else "mac_slots"] += 1
+                    counts["update_slots" if upd or vel else "mac_slots"] += 1
                 if k + 1 == G:
                     nxt.update(k=0, o=o - (G - 1), p1=g_p1, p2=g_p2)
                     last_step = upd if wgr else s + 1 == steps
-                    if wgr and not upd and s + 1 == steps:
-                        nxt.update(upd=True, s=0)
+                    if wgr and not upd and not vel and s + 1 == steps:
+                        nxt.update(vel=momentum, upd=not momentum, s=0)
+                    elif vel:
+                        nxt.update(vel=False, upd=True)
                     elif last_step:
                         wrapped = p2 + 1 == wrap
                         np1, np2 = (p1 + 1, 0) if wrapped else (p1, p2 + 1)
@@ -378,6 +385,7 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False):
         # --- clock edge ---
         g = nxt.get("g", g); s = nxt.get("s", s); k = nxt.get("k", k)           # noqa: E702
         o = nxt.get("o", o); upd = nxt.get("upd", upd)                           # noqa: E702
+        vel = nxt.get("vel", vel)
         p1 = nxt.get("p1", p1); p2 = nxt.get("p2", p2)                           # noqa: E702
         g_p1 = nxt.get("g_p1", g_p1); g_p2 = nxt.get("g_p2", g_p2)               # noqa: E702
         ce_done = nxt.get("ce_done", ce_done); buf = nxt.get("buf", buf)         # noqa: E702

@@ -36,7 +36,7 @@ class PEModel:
         q = lambda v: nx.fconvert(np.array([v], dtype=np.uint64), FP32, self.operand)
         return int(nx.fmac(np.array([c], dtype=np.uint64), q(a), q(b), self.operand, FP32)[0])
 
-    def step(self, uop, select=True, row_in=0, col_in=0, scalar=0):
+    def step(self, uop, select=True, row_in=0, col_in=0, scalar=0, scalar2=0):
         """Execute one micro-op; ``select`` gates the transfer slot as in the RTL."""
         # Transfer-slot reads see the state before this micro-op's compute result.
         t_op = uop.get("t_op", "NONE")
@@ -53,6 +53,10 @@ class PEModel:
         elif c_op == "UPDATE":
             w = uop["waddr"]
             self.weight[w] = self._mac(int(self.weight[w]), int(self.acc[uop["c_acc"]]), scalar)
+        elif c_op == "UPDATE_V":
+            w, k = uop["waddr"], uop["c_acc"]
+            self.weight[w] = self.acc[k] = self._mac(int(self.acc[k]), int(self.weight[w]),
+                                                     scalar2)
         if select and t_op == "ACT_FROM_ROW":
             self.act[uop["t_addr"]] = row_in
         elif select and t_op == "ACT_FROM_COL":

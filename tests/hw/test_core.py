@@ -6,6 +6,8 @@ commands, reads the result back; ``ref(case)`` computes it with ``sim.core_model
 Shapes are random and include sizes that are not multiples of R or C.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,49 @@ def test_tree_reduction_follows_the_tree_order_not_the_chain():
     y, dx = core.run()
     assert np.array_equal(y, cm.forward(tree, w, x))
     assert np.array_equal(dx, cm.backward_dx(tree, w, dy))
+
+
+@pytest.mark.parametrize("name", ["2x3", "4x4-tree"])
+def test_weight_gradient_with_momentum(name):
+    """Two WGRAD steps with momentum: the velocity lives beside the weights in the PEs."""
+    config = CONFIGS[name]
+    num = cm.CoreNumerics.from_config(config)
+    m, n, batch = 7, 5, 3
+    rng = np.random.default_rng(11)
+    w, x, dy = _case(rng, config, m, n, batch)
+    dy2 = _f32(rng.standard_normal((m, batch)))
+    mats, act = _layout(config, m, n, batch)
+    lr, mu = _f32([0.125])[0], _f32([0.75])[0]
+    R, C = config.core.rows, config.core.cols
+    vbase = tiles(m, R) * tiles(n, C)
+    lines = lambda mat: dict(sp_base=mat.base, sp_lpc=mat.lines_per_column)
+    core = CoreRunner(config)
+    core.write(mats["w"], w)
+    core.write(mats["x"], x)
+    core.write(mats["dy"], dy)
+    core.write(mats["dx"], np.zeros((n, batch), dtype=np.uint64))
+    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    # The velocities start at +0: load a zero matrix (dX's place, all zeros) at wbase2.
+    zeros = dataclasses.replace(mats["w"], base=mats["w_out"].base)
+    core.write(zeros, np.zeros((m, n), dtype=np.uint64))
+    core.command(op=CoreOp.LOAD_W, m=m, n=n, wbase=vbase, **lines(zeros))
+    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
+    step = dict(op=CoreOp.WGRAD, m=m, n=n, batch=batch, abase=act["x"], abase2=act["dy"],
+                scalar=int(lr) ^ (1 << 31), scalar2=int(mu), wbase2=vbase, flag=1)
+    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(**step)
+    core.write(mats["dy"], dy2)
+    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(**step)
+    core.command(op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    core.read(mats["w_out"])
+    core.command(op=CoreOp.STORE_W, m=m, n=n, wbase=vbase, **lines(mats["w_out"]))
+    core.read(mats["w_out"])
+    w_new, v_new = core.run()
+    velocity = cm.zeros((m, n))
+    expected = w
+    for grad in (dy, dy2):
+        expected, velocity = cm.update(num, expected, cm.weight_gradient(num, grad, x), int(lr),
+                                       velocity=velocity, momentum_bits=int(mu))
+    assert np.array_equal(v_new, velocity)
+    assert np.array_equal(w_new, expected)

@@ -76,7 +76,8 @@ def _monitored(recorder):
                             dict(zip(cc.COUNTERS, counters), pe_macs=recorder.pe_work[0],
                                  pe_updates=recorder.pe_work[1]))
                     recorder.pe_work[0] += sum(op == ComputeOp.MAC for op in ops)
-                    recorder.pe_work[1] += sum(op == ComputeOp.UPDATE for op in ops)
+                    recorder.pe_work[1] += sum(op in (ComputeOp.UPDATE, ComputeOp.UPDATE_V)
+                                               for op in ops)
 
             self.add_process(monitor)
 
@@ -161,6 +162,11 @@ def _layer_commands(config, m, n, batch, rng):
         dict(op="BACKWARD", **size, abase=act_dy, flag=rng.randint(0, 1), **lines(dx),
              **lines(x, "sp2")),
         dict(op="WGRAD", **size, abase=act_x, abase2=act_dy, scalar=0xBE00_0000),
+        # With momentum: the velocities somewhere in the weight bank (their values do not
+        # matter for the counts).
+        dict(op="WGRAD", **size, abase=act_x, abase2=act_dy, scalar=0xBE00_0000,
+             scalar2=0x3F00_0000, flag=1,
+             wbase2=rng.randint(0, config.pe.weight_words - tiles(m, R) * tiles(n, C))),
     ]
 
 
@@ -262,7 +268,7 @@ def test_closed_forms_equal_cycle_model():
         for _ in range(12):
             op = rng.choice(OPS)
             command = dict(op=op, m=rng.randint(1, 24), n=rng.randint(1, 24),
-                           batch=rng.randint(1, 7))
+                           batch=rng.randint(1, 7), flag=rng.randint(0, 1))
             lab = None
             if op == "LOSS_GRAD" and rng.random() < 0.5:
                 lab = [rng.randint(0, command["m"] + 2) for _ in range(command["batch"])]

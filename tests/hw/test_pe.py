@@ -26,6 +26,7 @@ class Program:
     def __init__(self, rng, *, weight_words, act_words, acc_regs, latency, length):
         self.steps = []          # (uop dict, row_in, col_in)
         self.scalar = int(_f32([-0.125])[0])
+        self.scalar2 = int(_f32([0.875])[0])
         quiet = latency + 2
         acc_ready = [0] * acc_regs        # first cycle an accumulator may be read again
         w_ready = [0] * weight_words
@@ -41,7 +42,7 @@ class Program:
         for _ in range(length):
             t = len(self.steps)
             uop = {}
-            kind = rng.choice(["MAC", "MAC", "MAC", "UPDATE", "NONE"])
+            kind = rng.choice(["MAC", "MAC", "MAC", "UPDATE", "UPDATE_V", "NONE"])
             k = int(rng.integers(acc_regs))
             w = int(rng.integers(weight_words))
             if kind == "MAC":
@@ -53,11 +54,14 @@ class Program:
                                "waddr": w, "aaddr": int(rng.integers(act_words)),
                                "aaddr2": int(rng.integers(act_words))}
                         acc_ready[k] = t + latency + 1
-            elif kind == "UPDATE" and acc_ready[k] <= t and w_ready[w] <= t:
-                uop = {"c_op": "UPDATE", "c_acc": k, "waddr": w}
+            elif kind in ("UPDATE", "UPDATE_V") and acc_ready[k] <= t and w_ready[w] <= t \
+                    and t + 1 + latency not in w_port_busy:
+                uop = {"c_op": kind, "c_acc": k, "waddr": w}
                 w_ready[w] = t + quiet
                 w_port_busy.add(t + 1 + latency)
-            reads_weight = uop.get("c_op") == "UPDATE" or (uop.get("c_op") == "MAC"
+                if kind == "UPDATE_V":
+                    acc_ready[k] = t + latency + 1
+            reads_weight = uop.get("c_op") in ("UPDATE", "UPDATE_V") or (uop.get("c_op") == "MAC"
                                                            and not uop.get("a_act"))
             transfer = rng.choice(["SEND_ACC", "SEND_W", "ACT", "W", "NONE"])
             row_in = int(values[int(rng.integers(len(values)))])
@@ -86,7 +90,8 @@ def ref(program, pe_args):
     model = PEModel(pe_args["operand"], pe_args["weight_words"], pe_args["act_words"],
                     pe_args["acc_regs"])
     for uop, row_in, col_in in program.steps:
-        model.step(uop, row_in=row_in, col_in=col_in, scalar=program.scalar)
+        model.step(uop, row_in=row_in, col_in=col_in, scalar=program.scalar,
+                   scalar2=program.scalar2)
     return model.sent
 
 
@@ -112,6 +117,7 @@ def rtl(program, pe_args):
 
     async def testbench(ctx):
         ctx.set(dut.scalar, program.scalar)
+        ctx.set(dut.scalar2, program.scalar2)
         ctx.set(dut.select, 1)
         for uop, row_in, col_in in program.steps:
             ctx.set(dut.uop, encode(uop))

@@ -69,3 +69,42 @@ def test_a_network_that_does_not_fit_is_refused_clearly():
     with pytest.raises(ValueError, match=r"^weights of layer 0 of 100 x 201 needs 5025 "
                                          r"scratchpad lines; only 584 of 1024 are left$"):
         compile_mlp(CORE_4X4, [200, 100, 10], 4, 0.1)
+
+
+def test_training_steps_with_momentum_equal_golden():
+    sizes, batch, steps, mu = [10, 7, 4], 3, 2, 0.875
+    case = mlp_case(sizes, batch, steps, seed=5)
+    prog = compile_mlp(CORE_4X4, sizes, batch, case.lr, momentum=mu)
+    core = CoreRunner(CORE_4X4)
+    run = lambda command: core.command(**{**command, "op": CoreOp[command["op"]]})
+    for matrix, w in zip(prog.weights, case.weights):
+        core.write(matrix, w)
+    for matrix in prog.velocities:
+        core.write(matrix, np.zeros((matrix.n, matrix.batch), dtype=np.uint64))
+    for command in prog.load_weights:
+        run(command)
+    for act in prog.acts[1:-1]:
+        ones = np.zeros((act.n, batch), dtype=np.uint64)
+        ones[-1] = 0x3F80_0000
+        core.write(act, ones)
+    for x, labels in zip(case.inputs, case.labels):
+        core.write(prog.acts[0], augment(x))
+        core.write(prog.labels, labels[None, :].astype(np.uint64))
+        for command in prog.step:
+            run(command)
+    for command in prog.store_weights:
+        run(command)
+    for matrix in prog.weights + prog.velocities:
+        core.read(matrix)
+    outputs = core.run()
+
+    num = cm.CoreNumerics.from_config(CORE_4X4)
+    weights = case.weights
+    velocities = [cm.zeros(w.shape) for w in weights]
+    for x, labels in zip(case.inputs, case.labels):
+        weights, _ = golden_step(num, weights, x, labels, case.lr, momentum=mu,
+                                 velocities=velocities)
+    for got, want in zip(outputs, weights + velocities):
+        assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match=r"^momentum keeps a velocity beside every weight"):
+        compile_mlp(STREAMING_4X4, [12, 8, 5], 4, 0.1, momentum=0.9)
