@@ -424,6 +424,19 @@ class Core(wiring.Component):
         m.d.sync += [load_valid.eq(0), load_from.eq(0), load_uop.eq(0)]
         m.d.sync += [ld_rd[key].eq(mv_rd[key]) for key in ld_rd]
 
+        def nested_loop(levels):
+            """One step of nested counters, innermost first: ``[(counter, limit), ...]``;
+            the command finishes after the last step of the outermost."""
+            (counter, limit), outer = levels[0], levels[1:]
+            with m.If(counter + 1 == limit):
+                m.d.sync += counter.eq(0)
+                if outer:
+                    nested_loop(outer)
+                else:
+                    finish()
+            with m.Else():
+                m.d.sync += counter.eq(counter + 1)
+
         # --- LOAD_COL / LOAD_ROW: t over tiles, b over columns; t_addr = abase + t*B + b ---
         line_of = Signal(self.line_bits, name="mv_line")
         m.d.comb += line_of.eq(cmd.sp_base + b * cmd.sp_lpc)
@@ -443,14 +456,7 @@ class Core(wiring.Component):
                                               TransferOp.ACT_FROM_ROW)),
                          load_uop.t_addr.eq(cmd.abase + t * cmd.batch + b)]
             m.d.sync += self.bus_words.eq(self.bus_words + popcount(mv_rd["lanes"]))
-            with m.If(b + 1 == cmd.batch):
-                m.d.sync += b.eq(0)
-                with m.If(t + 1 == tiles):
-                    finish()
-                with m.Else():
-                    m.d.sync += t.eq(t + 1)
-            with m.Else():
-                m.d.sync += b.eq(b + 1)
+            nested_loop([(b, cmd.batch), (t, tiles)])
 
         # --- LOAD_W / STORE_W: t = ti, b = tj, c_sel = PE column ---
         w_line = Signal(self.line_bits, name="w_line")
@@ -463,20 +469,8 @@ class Core(wiring.Component):
             m.d.sync += [load_valid.eq(1), load_from.eq(1),
                          load_uop.t_op.eq(TransferOp.W_FROM_ROW),
                          load_uop.t_addr.eq(cmd.wbase + t * nt + b)]
-        store_uop_valid = Signal()
         with m.If(busy & running & ((op == CoreOp.LOAD_W) | (op == CoreOp.STORE_W))):
-            with m.If(c_sel + 1 == C):
-                m.d.sync += c_sel.eq(0)
-                with m.If(b + 1 == nt):
-                    m.d.sync += b.eq(0)
-                    with m.If(t + 1 == mt):
-                        finish()
-                    with m.Else():
-                        m.d.sync += t.eq(t + 1)
-                with m.Else():
-                    m.d.sync += b.eq(b + 1)
-            with m.Else():
-                m.d.sync += c_sel.eq(c_sel + 1)
+            nested_loop([(c_sel, C), (b, nt), (t, mt)])
             m.d.sync += self.bus_words.eq(self.bus_words + popcount(w_mask))
         load_sel_col = Signal(range(C), name="load_sel_col")
         m.d.sync += load_sel_col.eq(c_sel)

@@ -20,17 +20,16 @@ CORE_4X4 = with_overrides(PRESETS["default"], {"pe.weight_words": 256, "pe.act_w
 STREAMING_4X4 = with_overrides(CORE_4X4, {"pe.weight_words": 4, "pe.act_words": 64})
 
 
-@pytest.mark.parametrize("config,sizes,batch,steps", [
-    (CORE_4X4, [12, 8, 5], 4, 2), (CORE_4X4, [9, 6, 7, 3], 2, 1),
-    (STREAMING_4X4, [12, 8, 5], 4, 2)], ids=["resident", "four-layers", "streamed"])
-def test_training_steps_equal_golden(config, sizes, batch, steps):
-    case = mlp_case(sizes, batch, steps, seed=sum(sizes))
-    prog = compile_mlp(config, sizes, batch, case.lr)
-    assert prog.streamed == (config is STREAMING_4X4)
+def run_training(config, prog, case, read_gradients=True):
+    """The steps of ``case`` on the RTL: the output gradient after every step (if asked),
+    then the weights and velocities, as read back from the scratchpad."""
+    batch = prog.batch
     core = CoreRunner(config)
     run = lambda command: core.command(**{**command, "op": CoreOp[command["op"]]})
     for matrix, w in zip(prog.weights, case.weights):
         core.write(matrix, w)
+    for matrix in prog.velocities:               # momentum starts from zero velocities
+        core.write(matrix, np.zeros((matrix.n, matrix.batch), dtype=np.uint64))
     for command in prog.load_weights:
         run(command)
     for act in prog.acts[1:-1]:                 # the rows of ones of the hidden layers
@@ -42,12 +41,23 @@ def test_training_steps_equal_golden(config, sizes, batch, steps):
         core.write(prog.labels, labels[None, :].astype(np.uint64))
         for command in prog.step:
             run(command)
-        core.read(prog.grads[-1])
+        if read_gradients:
+            core.read(prog.grads[-1])
     for command in prog.store_weights:
         run(command)
-    for matrix in prog.weights:
+    for matrix in prog.weights + prog.velocities:
         core.read(matrix)
-    outputs = core.run()
+    return core.run()
+
+
+@pytest.mark.parametrize("config,sizes,batch,steps", [
+    (CORE_4X4, [12, 8, 5], 4, 2), (CORE_4X4, [9, 6, 7, 3], 2, 1),
+    (STREAMING_4X4, [12, 8, 5], 4, 2)], ids=["resident", "four-layers", "streamed"])
+def test_training_steps_equal_golden(config, sizes, batch, steps):
+    case = mlp_case(sizes, batch, steps, seed=sum(sizes))
+    prog = compile_mlp(config, sizes, batch, case.lr)
+    assert prog.streamed == (config is STREAMING_4X4)
+    outputs = run_training(config, prog, case)
 
     num = cm.CoreNumerics.from_config(config)
     weights = case.weights
@@ -75,28 +85,7 @@ def test_training_steps_with_momentum_equal_golden():
     sizes, batch, steps, mu = [10, 7, 4], 3, 2, 0.875
     case = mlp_case(sizes, batch, steps, seed=5)
     prog = compile_mlp(CORE_4X4, sizes, batch, case.lr, momentum=mu)
-    core = CoreRunner(CORE_4X4)
-    run = lambda command: core.command(**{**command, "op": CoreOp[command["op"]]})
-    for matrix, w in zip(prog.weights, case.weights):
-        core.write(matrix, w)
-    for matrix in prog.velocities:
-        core.write(matrix, np.zeros((matrix.n, matrix.batch), dtype=np.uint64))
-    for command in prog.load_weights:
-        run(command)
-    for act in prog.acts[1:-1]:
-        ones = np.zeros((act.n, batch), dtype=np.uint64)
-        ones[-1] = 0x3F80_0000
-        core.write(act, ones)
-    for x, labels in zip(case.inputs, case.labels):
-        core.write(prog.acts[0], augment(x))
-        core.write(prog.labels, labels[None, :].astype(np.uint64))
-        for command in prog.step:
-            run(command)
-    for command in prog.store_weights:
-        run(command)
-    for matrix in prog.weights + prog.velocities:
-        core.read(matrix)
-    outputs = core.run()
+    outputs = run_training(CORE_4X4, prog, case, read_gradients=False)
 
     num = cm.CoreNumerics.from_config(CORE_4X4)
     weights = case.weights
