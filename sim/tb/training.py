@@ -3,7 +3,8 @@ model after every step.
 
 The case comes from the environment (set by ``tests/sim/test_cocotb_training.py``):
 ``CHRYSALIS_CONFIG`` (TOML text), ``CHRYSALIS_SIZES`` (``12,8,5``), ``CHRYSALIS_BATCH``,
-``CHRYSALIS_STEPS`` and ``CHRYSALIS_SEED``; ``CHRYSALIS_DATA=digits`` trains on
+``CHRYSALIS_STEPS`` and ``CHRYSALIS_SEED``; ``CHRYSALIS_MOMENTUM`` turns on SGD with
+momentum; ``CHRYSALIS_DATA=digits`` trains on
 scikit-learn's digits instead of random inputs, and ``CHRYSALIS_REPORT`` names a JSON file for
 the cycles of every command, the counters and the loss. The compiler (``sim.compiler``)
 places the network and lists the commands, and after every step the loss gradient at the
@@ -38,7 +39,10 @@ async def training_steps_equal_golden(dut):
     else:
         case = mlp_case(sizes, batch, steps, seed)
     num = cm.CoreNumerics.from_config(config)
-    prog = compile_mlp(config, sizes, batch, case.lr)
+    momentum = float(os.environ["CHRYSALIS_MOMENTUM"]) if os.environ.get("CHRYSALIS_MOMENTUM") \
+        else None
+    prog = compile_mlp(config, sizes, batch, case.lr, momentum=momentum)
+    velocities = [cm.zeros(w.shape) for w in case.weights]
 
     tb = TB(dut, config)
     await tb.reset()
@@ -51,6 +55,8 @@ async def training_steps_equal_golden(dut):
 
     for matrix, w in zip(prog.weights, case.weights):
         await tb.write_matrix(matrix, w)
+    for matrix in prog.velocities:              # momentum starts from zero velocities
+        await tb.write_matrix(matrix, np.zeros((matrix.n, matrix.batch), dtype=np.uint64))
     for command in prog.load_weights:
         await run(command)
     for act in prog.acts[1:-1]:                 # the rows of ones of the hidden layers
@@ -73,7 +79,8 @@ async def training_steps_equal_golden(dut):
             "counters": {name: after[name] - before[name] for name in after}})
         grad = (await tb.read_matrix(prog.grads[-1]))[:-1]
         weights, probs, expected_grad = golden_step(num, weights, x, labels, case.lr,
-                                                    with_gradient=True)
+                                                    with_gradient=True, momentum=momentum,
+                                                    velocities=velocities)
         p = nx.to_float(probs, FP32)[labels, np.arange(batch)]
         report["losses"].append(float(-np.mean(np.log(np.maximum(p, 1e-30)))))
         problem = _mismatch(f"step {step}: loss gradient", grad, expected_grad)
@@ -85,6 +92,11 @@ async def training_steps_equal_golden(dut):
     for layer, (matrix, expected) in enumerate(zip(prog.weights, weights)):
         problem = _mismatch(f"weights of layer {layer} after {steps} steps",
                             await tb.read_matrix(matrix), expected)
+        if problem:
+            failures.append(problem)
+    for layer, matrix in enumerate(prog.velocities):
+        problem = _mismatch(f"velocities of layer {layer} after {steps} steps",
+                            await tb.read_matrix(matrix), velocities[layer])
         if problem:
             failures.append(problem)
     report["failures"] = failures
