@@ -178,7 +178,6 @@ class Core(wiring.Component):
                   lanes=Signal(lanes, name="issue_rd_lanes"))
         scalar = Signal(32, name="scalar")
         scalar2 = Signal(32, name="scalar2")
-        self._scalar2 = scalar2
         # Reducer control, issued with the SEND micro-op.
         red_layout = data.StructLayout({
             "on": 1, "cols": 1, "first": 1, "last": 1, "k": range(G),
@@ -191,7 +190,7 @@ class Core(wiring.Component):
         levels = max(1, (max(R, C) - 1).bit_length())
         tree_level = Signal(range(levels + 1), name="issue_tree_level")
         tree_cols = Signal(name="issue_tree_cols")
-        self._tree_signals = (tree_level, tree_cols)
+
 
         # --- broadcast stage (+1): micro-op and scratchpad words reach the PEs --------------
         b_uop = Signal(self.uop_layout)
@@ -332,13 +331,14 @@ class Core(wiring.Component):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(loss.wr_e0), sp.wr_line.eq(loss.wr_line),
                          sp.wr_lanes.eq(1), sp.wr_data[0].eq(loss.wr_data)]
         m.d.comb += loss.rd_data.eq(sp.rd_data[0])
-        self.loss = loss
 
-        self._sequencer(m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalar, red,
+        self._sequencer(m, uop, sel_col, sel_row, sel_all, bus_from, rd, (scalar, scalar2),
+                        (tree_level, tree_cols), loss, red,
                         pre_red)
         return m
 
-    def _sequencer(self, m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalar, red,
+    def _sequencer(self, m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalars, tree, loss,
+                   red,
                    pre_red):
         """Engines that turn commands into micro-ops, scratchpad accesses and reducer steps."""
         R, C, G, L = self.rows, self.cols, self.group, self.latency
@@ -353,17 +353,20 @@ class Core(wiring.Component):
                  CoreOp.LOAD_W: [c.m, c.n], CoreOp.STORE_W: [c.m, c.n],
                  CoreOp.FORWARD: [c.m, c.n, c.batch], CoreOp.BACKWARD: [c.m, c.n, c.batch],
                  CoreOp.WGRAD: [c.m, c.n, c.batch], CoreOp.LOSS_GRAD: [c.m, c.batch]}
-        malformed = self._malformed = Signal(name="malformed")
+        malformed = Signal(name="malformed")
         m.d.comb += malformed.eq(1)
         with m.Switch(c.op):
             for known, sizes in needs.items():
                 with m.Case(known):
                     m.d.comb += malformed.eq(sum((size == 0 for size in sizes), Const(0, 4)) != 0)
+        # A command starts in the cycle it is taken, unless it is malformed.
+        start = Signal(name="start")
+        m.d.comb += start.eq(self.cmd_valid & ~busy & ~malformed)
         with m.If(self.cmd_valid & ~busy):
             m.d.sync += self.error.eq(malformed)
             with m.If(~malformed):
                 m.d.sync += [cmd.eq(self.cmd), busy.eq(1)]
-        m.d.comb += [scalar.eq(cmd.scalar), self._scalar2.eq(cmd.scalar2)]
+        m.d.comb += [scalars[0].eq(cmd.scalar), scalars[1].eq(cmd.scalar2)]
 
         # Tile counts of the current command.
         mt = Signal(16, name="mt")     # ceil(m / R)
@@ -399,7 +402,7 @@ class Core(wiring.Component):
         is_compute = (op == CoreOp.FORWARD) | (op == CoreOp.BACKWARD) | (op == CoreOp.WGRAD)
 
         # --- command start / finish ---
-        with m.If(self.cmd_valid & ~busy & ~malformed):
+        with m.If(start):
             m.d.sync += [t.eq(0), b.eq(0), c_sel.eq(0), running.eq(1), finishing.eq(0)]
 
         def finish():
@@ -442,15 +445,10 @@ class Core(wiring.Component):
         m.d.comb += line_of.eq(cmd.sp_base + b * cmd.sp_lpc)
         with m.If(busy & running & ((op == CoreOp.LOAD_COL) | (op == CoreOp.LOAD_ROW))):
             cols = op == CoreOp.LOAD_COL
-            count = Mux(cols, C, R)
-            limit = Mux(cols, cmd.n, cmd.m)
             tiles = Mux(cols, nt, mt)
-            e0 = t * count
+            e0 = t * Mux(cols, C, R)
             mask = Mux(cols, lane_mask(e0, cmd.n, C), lane_mask(e0, cmd.m, R))
             m.d.comb += [mv_rd["e0"].eq(e0), mv_rd["line"].eq(line_of), mv_rd["lanes"].eq(mask)]
-        with m.If(busy & running & ((op == CoreOp.LOAD_COL) | (op == CoreOp.LOAD_ROW))):
-            cols = op == CoreOp.LOAD_COL
-            tiles = Mux(cols, nt, mt)
             m.d.sync += [load_valid.eq(1), load_from.eq(Mux(cols, 2, 1)),
                          load_uop.t_op.eq(Mux(cols, TransferOp.ACT_FROM_COL,
                                               TransferOp.ACT_FROM_ROW)),
@@ -489,11 +487,11 @@ class Core(wiring.Component):
                          red.lanes.eq(w_mask)]
 
         # ============ compute and drain engines: FORWARD, BACKWARD, WGRAD ==================
-        self._compute_engines(m, cmd, busy, running, op, mt, nt, uop, sel_col, sel_row, red,
-                              rd, pre_red, finish, lane_mask, popcount)
+        self._compute_engines(m, cmd, busy, running, start, op, mt, nt, uop, sel_col, sel_row,
+                              red, tree, loss, rd, pre_red, finish, lane_mask, popcount)
 
-    def _compute_engines(self, m, cmd, busy, running, op, mt, nt, uop, sel_col, sel_row, red,
-                         rd, pre_red, finish, lane_mask, popcount):
+    def _compute_engines(self, m, cmd, busy, running, start, op, mt, nt, uop, sel_col, sel_row,
+                         red, tree, loss, rd, pre_red, finish, lane_mask, popcount):
         R, C, G, L = self.rows, self.cols, self.group, self.latency
         lanes = max(R, C)
         fwd = op == CoreOp.FORWARD
@@ -541,7 +539,7 @@ class Core(wiring.Component):
         groups = Signal(16, name="groups")
         m.d.comb += groups.eq((outputs + (G - 1)) // G if G > 1 else outputs)
 
-        with m.If(self.cmd_valid & ~busy & ~self._malformed):
+        with m.If(start):
             m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0), o.eq(0), p1.eq(0),
                          p2.eq(0),
                          g_p1.eq(0), g_p2.eq(0), ce_done.eq(0), buf.eq(0), free.eq(0b11),
@@ -648,7 +646,7 @@ class Core(wiring.Component):
                 m.d.sync += dr_wait.eq(dr_wait - 1)
             with m.If(dr_running & (dr_wait == 0) & reducing_pass):
                 # Tree: a level of neighbour-link additions; nothing crosses a bus.
-                tree_level, tree_cols = self._tree_signals
+                tree_level, tree_cols = tree
                 m.d.comb += [uop.t_op.eq(TransferOp.REDUCE_ACC),
                              uop.t_acc.eq((dr_buf * G + dr_k)[:len(uop.t_acc)]),
                              tree_level.eq(dr_lane + 1), tree_cols.eq(bwd)]
@@ -696,9 +694,8 @@ class Core(wiring.Component):
                          rd["lanes"].eq(pre_red.lanes)]
 
         # LOSS_GRAD: the loss-gradient unit runs the command and uses lane 0 of the scratchpad.
-        loss = self.loss
         loss_started = Signal(name="loss_started")
-        with m.If(self.cmd_valid & ~busy & ~self._malformed):
+        with m.If(start):
             m.d.sync += loss_started.eq(0)
         with m.If(busy & running & (op == CoreOp.LOSS_GRAD)):
             m.d.comb += [loss.start.eq(~loss_started), loss.m.eq(cmd.m), loss.batch.eq(cmd.batch),

@@ -28,7 +28,7 @@ from gen.formats import FP32, product_format
 from . import fp_datapath as fp
 from ._unit import check_format, check_latency
 
-__all__ = ["ComputeOp", "TransferOp", "MicroOp", "MultiplyPath", "PE"]
+__all__ = ["ComputeOp", "TransferOp", "micro_op_layout", "MultiplyPath", "PE"]
 
 
 class ComputeOp(enum.Enum, shape=2):
@@ -80,9 +80,6 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits):
         "t_acc": acc_bits,
         "t_addr": t_addr_bits,
     })
-
-
-MicroOp = micro_op_layout   # the layout depends on the PE's sizes: build it with this
 
 
 class MultiplyPath(wiring.Component):

@@ -159,7 +159,6 @@ def _add_unpacked(x, y, window, out_fmt):
     # Normalize: leading one to bit W+G (the top of a W+G+1 bit field).
     width = window + g + 1
     zero = r == 0
-    lead = np.zeros_like(r)
     nz = np.where(zero, 1, r)
     lead = np.floor(np.log2(nz.astype(np.float64))).astype(_I)
     # float64 log2 can be off by one near powers of two for 53+ bit values: fix it exactly.
