@@ -485,6 +485,17 @@ class Config:
             raise ConfigError(f"pe.acc_regs must be at least 2 * (mac.latency + 1) = {need} "
                               f"(two groups of accumulators that hide the MAC latency), "
                               f"not {self.pe.acc_regs!r}")
+        # A DMA beat is one lane access of the scratchpad: its words must sit in different
+        # banks (hw/dma.py).
+        banks = 1
+        while banks < max(self.core.rows, self.core.cols):
+            banks *= 2
+        words = self.host.axi_data_width // 32
+        if words > banks:
+            raise ConfigError(f"host.axi_data_width carries {words} words per beat, more than "
+                              f"the {banks} scratchpad banks of a {self.core.rows}x"
+                              f"{self.core.cols} core; it must be at most {32 * banks}, "
+                              f"not {self.host.axi_data_width!r}")
 
     # --- derived values ------------------------------------------------------------------
 

@@ -441,6 +441,14 @@ class Register:
     doc: str
     reset: int = 0
 
+    @property
+    def readable(self):
+        return self.access != "w"
+
+    @property
+    def writable(self):
+        return self.access != "r"
+
 
 #: The counters, each a 64-bit value in two registers (``_LO``, ``_HI``). They count from
 #: reset; read them while the accelerator is idle (they do not change then).

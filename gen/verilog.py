@@ -4,6 +4,8 @@ For a config called ``name``, :func:`emit` writes into one directory:
 
 - ``name.v``: the Verilog of ``hw.top.build_top(config)``, module ``name``;
 - ``name.h``: the C header of the config (:meth:`gen.config.Config.c_header`);
+- ``chrysalis_isa.h``: the C header of the command set and the register map
+  (:func:`gen.isa.c_header`; the same for every config);
 - ``name.f``: the Verilog file list for simulators and synthesis (``-f name.f``);
 - ``name.json``: the sidecar: config, hash, ports, tool versions and the files with their
   SHA-256.
@@ -21,9 +23,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from . import isa
 from .config import Config
 
-__all__ = ["SIDECAR_FORMAT", "emit", "tool_versions", "verilog_ports"]
+__all__ = ["SIDECAR_FORMAT", "emit", "time_zero_initializers", "tool_versions", "verilog_ports"]
 
 #: Version of the sidecar's layout; bumped when a key changes meaning.
 SIDECAR_FORMAT = 1
@@ -53,30 +56,47 @@ def emit(config, out_dir):
     import hw.top
 
     top = hw.top.build_top(config)
-    text = verilog.convert(top, name=config.name, emit_src=False)
+    text = time_zero_initializers(verilog.convert(top, name=config.name, emit_src=False))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     name = config.name
-    names = {"verilog": f"{name}.v", "header": f"{name}.h", "filelist": f"{name}.f",
-             "sidecar": f"{name}.json"}
+    names = {"verilog": f"{name}.v", "header": f"{name}.h", "isa_header": "chrysalis_isa.h",
+             "filelist": f"{name}.f", "sidecar": f"{name}.json"}
     contents = {
         "verilog": text,
         "header": config.c_header(),
+        "isa_header": isa.c_header(),
         # Paths relative to out_dir: the directory can be moved or archived as a whole.
         "filelist": f"{names['verilog']}\n",
     }
     contents["sidecar"] = _sidecar(config, top, text, names, contents)
     # The sidecar goes last: its presence means the others are complete.
-    for kind in ("verilog", "header", "filelist", "sidecar"):
+    for kind in ("verilog", "header", "isa_header", "filelist", "sidecar"):
         _write_atomic(out_dir / names[kind], contents[kind])
     return {kind: out_dir / names[kind] for kind in names}
+
+
+# Yosys gives each module a register with a declaration initializer that every combinational
+# block reads, so that simulators run the blocks at time 0. Icarus 11 applies declaration
+# initializers before time 0 without an event, so a block whose inputs never change (an idle
+# FSM's outputs) would hold X forever; an ``initial`` assignment is an event at time 0. For
+# synthesis both forms are the same initial value.
+_DUMP_MODULE = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) +"
+                          r"= 0;$", re.M)
+
+
+def time_zero_initializers(text):
+    """Yosys's time-0 trigger registers of ``text`` set by ``initial`` blocks instead of
+    declaration initializers, so that Icarus runs every combinational block at time 0."""
+    # An escaped identifier ends at white space, hence the space before ";" and "=".
+    return _DUMP_MODULE.sub(r"\1reg \2 ;\n\1initial \2 = 1'h0;", text)
 
 
 def _sidecar(config, top, text, names, contents):
     """The sidecar JSON text: sorted keys, indent 2, trailing newline."""
     files = {kind: {"path": names[kind], "sha256": _sha256(contents[kind])}
-             for kind in ("verilog", "header", "filelist")}
+             for kind in ("verilog", "header", "isa_header", "filelist")}
     files["sidecar"] = {"path": names["sidecar"]}
     data = {
         "format": SIDECAR_FORMAT,

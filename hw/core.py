@@ -102,6 +102,9 @@ class Core(wiring.Component):
         The core is idle.
     host_addr, host_wdata, host_we, host_re, host_rdata :
         Word access to the scratchpad (use only while idle); read data one cycle later.
+    dma_we, dma_re, dma_e0, dma_line, dma_lanes, dma_wdata, dma_rdata :
+        Lane access to the scratchpad for the DMA engine (``hw.dma``), ``K`` lanes with
+        ``K = host.axi_data_width / 32`` (use only while idle; read data one cycle later).
     error : Out(1)
         The last command was malformed (an unknown operation, or a size of zero that the
         operation needs): it did nothing, and the core is ready for the next one.
@@ -131,6 +134,7 @@ class Core(wiring.Component):
         self.sp_words = config.core.scratchpad_words
         line_bits = max(1, (self.sp_words // self.banks - 1).bit_length())
         self.line_bits = line_bits
+        self.dma_words = config.host.axi_data_width // 32
         self.layout = command_layout((config.pe.weight_words - 1).bit_length() or 1,
                                      (config.pe.act_words - 1).bit_length() or 1, line_bits)
         addr_bits = max(1, (self.sp_words - 1).bit_length())
@@ -146,6 +150,9 @@ class Core(wiring.Component):
             "host_we": In(1),
             "host_re": In(1),
             "host_rdata": Out(32),
+            "dma_we": In(1), "dma_re": In(1), "dma_e0": In(16), "dma_line": In(line_bits),
+            "dma_lanes": In(self.dma_words), "dma_wdata": In(32).array(self.dma_words),
+            "dma_rdata": Out(32).array(self.dma_words),
             **counters,
         })
 
@@ -157,7 +164,8 @@ class Core(wiring.Component):
         lanes = max(R, C)
         cfg = self.config
 
-        m.submodules.scratchpad = sp = Scratchpad(words=self.sp_words, banks=S, lanes=lanes)
+        m.submodules.scratchpad = sp = Scratchpad(words=self.sp_words, banks=S,
+                                                  lanes=max(lanes, self.dma_words))
         m.d.comb += [sp.host_addr.eq(self.host_addr), sp.host_wdata.eq(self.host_wdata),
                      sp.host_we.eq(self.host_we), sp.host_re.eq(self.host_re),
                      self.host_rdata.eq(sp.host_rdata)]
@@ -335,6 +343,17 @@ class Core(wiring.Component):
         self._sequencer(m, uop, sel_col, sel_row, sel_all, bus_from, rd, (scalar, scalar2),
                         (tree_level, tree_cols), loss, red,
                         pre_red)
+
+        # The DMA's lane port: used only while the core is idle, so it overrides the engines.
+        K = self.dma_words
+        with m.If(self.dma_we):
+            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(self.dma_e0), sp.wr_line.eq(self.dma_line),
+                         sp.wr_lanes.eq(self.dma_lanes)]
+            m.d.comb += [sp.wr_data[l].eq(self.dma_wdata[l]) for l in range(K)]
+        with m.If(self.dma_re):
+            m.d.comb += [sp.rd_en.eq(1), sp.rd_e0.eq(self.dma_e0), sp.rd_line.eq(self.dma_line),
+                         sp.rd_lanes.eq(self.dma_lanes)]
+        m.d.comb += [self.dma_rdata[l].eq(sp.rd_data[l]) for l in range(K)]
         return m
 
     def _sequencer(self, m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalars, tree, loss,

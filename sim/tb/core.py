@@ -79,6 +79,11 @@ class TB:
         dut.host_re.value = 0
         dut.host_addr.value = 0
         dut.host_wdata.value = 0
+        # The DMA's lane port (driven by hw.accelerator's DMA engine; idle here).
+        for name in dir(dut):
+            if name.startswith(("dma_we", "dma_re", "dma_e0", "dma_line", "dma_lanes",
+                                "dma_wdata")):
+                getattr(dut, name).value = 0
 
     async def reset(self, cycles=2):
         """Hold ``rst`` for ``cycles`` clock edges (registers, not the memories, reset)."""

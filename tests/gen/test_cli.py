@@ -52,10 +52,10 @@ def test_verilog_is_byte_identical():
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         written = result.stdout.splitlines()
-        assert [Path(line).name for line in written] == ["tiny.v", "tiny.h", "tiny.f",
-                                                         "tiny.json"]
+        assert [Path(line).name for line in written] == ["tiny.v", "tiny.h", "chrysalis_isa.h",
+                                                         "tiny.f", "tiny.json"]
     first, second = (_files(out) for out in outs)
-    assert sorted(first) == ["tiny.f", "tiny.h", "tiny.json", "tiny.v"]  # no temporaries
+    assert sorted(first) == ["chrysalis_isa.h", "tiny.f", "tiny.h", "tiny.json", "tiny.v"]  # no temporaries
     assert first == second
     # Nothing that depends on where or when it ran.
     for name, data in first.items():
@@ -75,16 +75,19 @@ def test_sidecar_describes_the_output():
     assert set(sidecar["tools"]) == {"chrysalis", "amaranth", "yosys", "python"}
     assert "Yosys" in sidecar["tools"]["yosys"]
     ports = {port["name"]: (port["dir"], port["width"]) for port in sidecar["ports"]}
-    # The top level is the training core: the Verilog's ports are those its metadata declares.
+    # The top level is the accelerator: the Verilog's ports are those its metadata declares.
     members = sidecar["metadata"]["interface"]["members"]
     declared = {name: (member["dir"], member["width"]) for name, member in members.items()}
     assert ports == {"clk": ("in", 1), "rst": ("in", 1), **declared}
-    assert ports["cmd_ready"] == ("out", 1) and ports["host_wdata"] == ("in", 32)
+    assert ports["s_axil_awaddr"] == ("in", 12) and ports["irq"] == ("out", 1)
+    assert ports["m_axi_wdata"] == ("out", config.host.axi_data_width)
     assert set(sidecar["metadata"]["interface"]["members"]) == set(ports) - {"clk", "rst"}
     assert (out / "tiny.f").read_text() == "tiny.v\n"
     assert (out / "tiny.h").read_text() == config.c_header()
+    from gen import isa
+    assert (out / "chrysalis_isa.h").read_text() == isa.c_header()
     import hashlib
-    for kind in ("verilog", "header", "filelist"):
+    for kind in ("verilog", "header", "isa_header", "filelist"):
         entry = sidecar["files"][kind]
         assert hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
     assert "module tiny(" in (out / "tiny.v").read_text()
@@ -114,7 +117,8 @@ def test_emit_with_stand_in(monkeypatch, capsys):
     assert main(["verilog", "--preset", "tiny", "--set", "core.rows=5", "--set", "name=probe",
                  "-o", str(out)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        str(out / name) for name in ("probe.v", "probe.h", "probe.f", "probe.json")]
+        str(out / name) for name in ("probe.v", "probe.h", "chrysalis_isa.h", "probe.f",
+                                     "probe.json")]
     sidecar = json.loads((out / "probe.json").read_text())
     assert sidecar["config"]["core"]["rows"] == 5
     assert sidecar["ports"] == [

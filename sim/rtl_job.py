@@ -1,0 +1,146 @@
+"""Run command streams on the accelerator's RTL under Icarus or Verilator.
+
+A :class:`Job` is a memory image and a list of :class:`Run` s (each: memory patches the host
+writes first, the DMA window, the command buffer, a cycle bound). :func:`run_job` emits the
+Verilog of the config, runs the cocotb testbench ``sim.tb.accelerator`` (AxiLiteMaster as
+the host, AxiRam as the memory) and returns what the host saw after each run: status,
+error code and index, counters, cycles and the whole memory image. The same job runs on the
+golden machine model (``sim.machine``) for comparison (:func:`run_job_golden`).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gen import isa
+
+__all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "GOLDEN_COUNTERS"]
+
+#: Counters the golden machine model predicts exactly (the others depend on memory timing).
+GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
+                   "core_cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words")
+
+
+@dataclass
+class Run:
+    """One doorbell: patches, window, command buffer, bound.
+
+    Members
+    -------
+    cmd_base, cmd_count : int
+    writes : list of (int, array)
+        ``(byte address, uint32 words)`` the host writes into memory before the doorbell.
+    dma_base, dma_last : int
+        The DMA window (``dma_last=None``: the top of the address space).
+    max_cycles : int
+        Cycles to wait for the interrupt before the run counts as hung.
+    dump : bool
+        Read the whole memory image back after the run.
+    """
+    cmd_base: int
+    cmd_count: int
+    writes: list = field(default_factory=list)
+    dma_base: int = 0
+    dma_last: int = None
+    max_cycles: int = 2_000_000
+    dump: bool = True
+
+
+@dataclass
+class RunOutput:
+    """What the host reads after a run."""
+    status: int
+    error: isa.ErrorCode
+    index: int
+    cycles: int
+    wall_s: float
+    counters: dict
+    image: np.ndarray = None
+
+
+@dataclass
+class Job:
+    """A memory image (``uint32`` words at byte ``mem_base``) and the runs on it."""
+    image: np.ndarray
+    runs: list = field(default_factory=list)
+    mem_base: int = 0
+
+    @property
+    def mem_bytes(self):
+        end = self.mem_base + 4 * len(self.image)
+        return max(4096, -(-end // 4096) * 4096)
+
+
+def _window(config, run):
+    last = (1 << config.host.axi_addr_width) - 1 if run.dma_last is None else run.dma_last
+    return run.dma_base, last
+
+
+def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None):
+    """Run ``job`` on the RTL of ``config`` under ``simulator``; a list of :class:`RunOutput`.
+
+    The Verilog and the simulator build go under ``build_dir``; a build of the same Verilog
+    is reused.
+    """
+    from gen.verilog import emit
+    from sim.runner import run_testbench
+
+    build_dir = Path(build_dir).resolve()
+    paths = emit(config, build_dir / "rtl")
+    arrays = {"image": np.asarray(job.image, dtype=np.uint32)}
+    runs = []
+    for i, run in enumerate(job.runs):
+        base, last = _window(config, run)
+        entry = {"cmd_base": int(run.cmd_base), "cmd_count": int(run.cmd_count),
+                 "dma_base": int(base), "dma_last": int(last),
+                 "max_cycles": int(run.max_cycles), "dump": bool(run.dump), "writes": []}
+        for j, (addr, words) in enumerate(run.writes):
+            entry["writes"].append(int(addr))
+            arrays[f"write_{i}_{j}"] = np.asarray(words, dtype=np.uint32)
+        runs.append(entry)
+    meta = {"mem_base": job.mem_base, "mem_bytes": job.mem_bytes, "runs": runs}
+    arrays["meta"] = np.array(json.dumps(meta))
+    job_dir = build_dir / "job"
+    job_dir.mkdir(parents=True, exist_ok=True)
+    spec, out = job_dir / "job.npz", job_dir / "result.npz"
+    np.savez(spec, **arrays)
+    out.unlink(missing_ok=True)
+    run_testbench(sources=[paths["verilog"]], toplevel=config.name,
+                  module="sim.tb.accelerator", simulator=simulator, build_dir=build_dir,
+                  testcase="job", waves=waves, timeout_s=timeout_s,
+                  extra_env={"CHRYSALIS_JOB": spec, "CHRYSALIS_JOB_OUT": out,
+                             "CHRYSALIS_CONFIG": config.to_toml()})
+    result = np.load(out)
+    outputs = []
+    for i in range(len(job.runs)):
+        status, code, index, cycles = (int(v) for v in result[f"result_{i}"])
+        counters = dict(zip((name.lower() for name, _ in isa.COUNTERS),
+                            (int(v) for v in result[f"counters_{i}"])))
+        image = result[f"image_{i}"] if f"image_{i}" in result else None
+        outputs.append(RunOutput(status, isa.ErrorCode(code), index, cycles,
+                                 float(result[f"wall_{i}"]), counters, image))
+    return outputs
+
+
+def run_job_golden(config, job, machine=None):
+    """Run ``job`` on the golden machine model; :class:`RunOutput` s with the counters of
+    :data:`GOLDEN_COUNTERS` (cumulative, as the registers) and no cycles."""
+    from sim.machine import Machine
+
+    machine = Machine(config) if machine is None else machine
+    image = np.array(job.image, dtype=np.uint32)
+    outputs = []
+    for run in job.runs:
+        for addr, words in run.writes:
+            start = (addr - job.mem_base) // 4
+            image[start:start + len(words)] = words
+        machine.dma_base, machine.dma_last = _window(config, run)
+        result = machine.run(image, run.cmd_base, run.cmd_count, mem_base=job.mem_base)
+        ok = result.error == isa.ErrorCode.NONE
+        status = 0b010 if ok else 0b100
+        counters = {key: machine.counters[key] for key in GOLDEN_COUNTERS}
+        outputs.append(RunOutput(status, result.error, 0 if ok else result.index, 0, 0.0,
+                                 counters, image.copy() if run.dump else None))
+    return outputs
