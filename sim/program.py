@@ -180,6 +180,10 @@ class TrainingProgram:
         Minibatch slots in memory: one run can execute up to ``slots`` consecutive steps.
     mem_base : int
         Byte address of the image: a multiple of 64.
+    store_every_step : bool
+        Every step ends by storing the weights (and velocities) back to the image, so the
+        image is always current. Without it the weights stay on chip and the host runs
+        :attr:`checkpoint` when it wants them (a step is then that much shorter).
 
     Members
     -------
@@ -193,6 +197,8 @@ class TrainingProgram:
         Every command of the image, in memory order (``op`` as a name).
     prologue : Run
         Loads the weights (and velocities) and the hidden activations' rows of ones.
+    checkpoint : Run
+        Stores the weights (and velocities) from the chip into the image.
     step_commands : int
         Commands of one step.
     image_words, image_bytes : int
@@ -205,7 +211,8 @@ class TrainingProgram:
         an image that does not fit the address space.
     """
 
-    def __init__(self, config, sizes, batch, lr, momentum=None, slots=1, mem_base=0):
+    def __init__(self, config, sizes, batch, lr, momentum=None, slots=1, mem_base=0,
+                 store_every_step=True):
         from gen.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
@@ -231,10 +238,13 @@ class TrainingProgram:
         # regions are placed: the command region comes first and everything else after it.
         core_prologue = list(prog.load_weights)
         dma_prologue = layers * (1 if momentum is None else 2) + (layers - 1)
-        step_core = list(prog.step) + list(prog.store_weights)
-        self.step_commands = 2 + len(step_core) + len(prog.weights) + len(prog.velocities) + 1
+        self.store_every_step = bool(store_every_step)
+        store = list(prog.store_weights)
+        stores = len(store) + len(prog.weights) + len(prog.velocities)
+        step_core = list(prog.step) + (store if self.store_every_step else [])
+        self.step_commands = 2 + len(prog.step) + 1 + (stores if self.store_every_step else 0)
         prologue_count = dma_prologue + len(core_prologue)
-        total = prologue_count + self.slots * self.step_commands
+        total = prologue_count + self.slots * self.step_commands + stores
 
         # Every region starts at a multiple of both the command size and the beat.
         self._align = math.lcm(isa.COMMAND_BYTES, self.beat_bytes)
@@ -272,10 +282,16 @@ class TrainingProgram:
             step = [self._dma("DMA_LOAD", f"inputs[{s}]", prog.acts[0]),
                     self._dma("DMA_LOAD", f"labels[{s}]", prog.labels)]
             step += step_core
-            step += [self._dma("DMA_STORE", f"{kind}[{l}]", m) for kind, l, m in weights]
+            if self.store_every_step:
+                step += [self._dma("DMA_STORE", f"{kind}[{l}]", m) for kind, l, m in weights]
             step.append(self._dma("DMA_STORE", f"logits[{s}]", prog.acts[-1]))
             assert len(step) == self.step_commands
             self.commands += step
+        checkpoint = store + [self._dma("DMA_STORE", f"{kind}[{l}]", m)
+                              for kind, l, m in weights]
+        self.checkpoint = Run(self.regions["commands"].addr +
+                              len(self.commands) * isa.COMMAND_BYTES, len(checkpoint))
+        self.commands += checkpoint
         # Encoding now turns a field that does not fit (a layer or a batch beyond the 16
         # bits of n, m or batch) into an error at construction, not at the first image.
         self._words = np.array(isa.encode_stream(self.commands), dtype=np.uint32)

@@ -16,7 +16,8 @@ import numpy as np
 
 from gen import isa
 
-__all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "GOLDEN_COUNTERS"]
+__all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "training_job", "useful_macs",
+           "GOLDEN_COUNTERS"]
 
 #: Counters the golden machine model predicts exactly (the others depend on memory timing).
 GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
@@ -78,11 +79,14 @@ def _window(config, run):
     return run.dma_base, last
 
 
-def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None):
+def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_dir=None,
+            fast_build=True):
     """Run ``job`` on the RTL of ``config`` under ``simulator``; a list of :class:`RunOutput`.
 
     The Verilog and the simulator build go under ``build_dir``; a build of the same Verilog
-    is reused.
+    is reused (also by concurrent callers). The job's files go to ``job_dir`` (default
+    ``build_dir/job``): give each concurrent caller its own. ``fast_build=False`` compiles
+    Verilator's model optimised (a slower build, a faster simulation).
     """
     from gen.verilog import emit
     from sim.runner import run_testbench
@@ -102,14 +106,14 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None):
         runs.append(entry)
     meta = {"mem_base": job.mem_base, "mem_bytes": job.mem_bytes, "runs": runs}
     arrays["meta"] = np.array(json.dumps(meta))
-    job_dir = build_dir / "job"
+    job_dir = build_dir / "job" if job_dir is None else Path(job_dir).resolve()
     job_dir.mkdir(parents=True, exist_ok=True)
     spec, out = job_dir / "job.npz", job_dir / "result.npz"
     np.savez(spec, **arrays)
     out.unlink(missing_ok=True)
     run_testbench(sources=[paths["verilog"]], toplevel=config.name,
                   module="sim.tb.accelerator", simulator=simulator, build_dir=build_dir,
-                  testcase="job", waves=waves, timeout_s=timeout_s,
+                  testcase="job", waves=waves, timeout_s=timeout_s, fast_build=fast_build,
                   extra_env={"CHRYSALIS_JOB": spec, "CHRYSALIS_JOB_OUT": out,
                              "CHRYSALIS_CONFIG": config.to_toml()})
     result = np.load(out)
@@ -144,3 +148,53 @@ def run_job_golden(config, job, machine=None):
         outputs.append(RunOutput(status, result.error, 0 if ok else result.index, 0, 0.0,
                                  counters, image.copy() if run.dump else None))
     return outputs
+
+
+def training_job(program, weights, minibatches, velocities=None, slot=0, max_cycles=5_000_000):
+    """The job of a training run: the prologue, then one run (doorbell) per minibatch.
+
+    Parameters
+    ----------
+    program : sim.program.TrainingProgram
+    weights : list of arrays
+        Initial weights (fp32 bit patterns, bias as the last column).
+    minibatches : sequence of (x_bits, labels)
+        ``x_bits`` is ``(sizes[0], batch)`` fp32 bit patterns without the row of ones.
+    slot : int
+        The minibatch slot every step uses; the host rewrites it before each doorbell.
+
+    Returns
+    -------
+    Job
+        ``runs[0]`` is the prologue, ``runs[1 + s]`` step ``s`` (its ``writes`` carry the
+        minibatch's input and label regions); when the program does not store the weights
+        every step, a last run is its checkpoint (the weights into the image).
+    """
+    image = program.initial_image(weights, velocities)
+    job = Job(image, mem_base=program.mem_base)
+    job.runs.append(Run(program.prologue.cmd_base, program.prologue.cmd_count,
+                        max_cycles=max_cycles))
+    step = program.step_run(1, slot)
+    regions = [program.regions[f"inputs[{slot}]"], program.regions[f"labels[{slot}]"]]
+    scratch = image.copy()
+    for x_bits, labels in minibatches:
+        program.write_batch(scratch, slot, x_bits, labels)
+        writes = []
+        for region in regions:
+            lo = (region.addr - program.mem_base) // 4
+            hi = (region.end - program.mem_base) // 4
+            writes.append((region.addr, scratch[lo:hi].copy()))
+        job.runs.append(Run(step.cmd_base, step.cmd_count, writes=writes,
+                            max_cycles=max_cycles))
+    if not program.store_every_step:
+        job.runs.append(Run(program.checkpoint.cmd_base, program.checkpoint.cmd_count,
+                            max_cycles=max_cycles))
+    return job
+
+
+def useful_macs(sizes, batch):
+    """Multiply-accumulates a training step of an MLP needs: the forward pass, weight
+    gradient and update of every layer (the bias as a weight column), and the backward
+    pass of every layer but the first (nothing below it needs its input gradient)."""
+    weights = [sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1)]
+    return sum((2 * batch + 1) * w for w in weights) + sum(batch * w for w in weights[1:])

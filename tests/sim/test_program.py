@@ -231,7 +231,11 @@ def test_every_command_passes_its_check_and_round_trips(name):
     limits = isa.Limits.from_config(prog.config)
     image = prog.initial_image(initial_weights(prog.sizes, 0))
     run = prog.step_run(SLOTS, with_prologue=True)
-    assert run == Run(prog.regions["commands"].addr, len(prog.commands))
+    # The checkpoint's commands follow the last step's.
+    assert run == Run(prog.regions["commands"].addr,
+                      len(prog.commands) - prog.checkpoint.cmd_count)
+    assert prog.checkpoint.cmd_base == run.cmd_base + run.cmd_count * isa.COMMAND_BYTES
+    run = Run(run.cmd_base, len(prog.commands))
     decoded = _commands_in_image(prog, image, run)
     assert len(decoded) == len(prog.commands)
     for index, (fields, command) in enumerate(zip(decoded, prog.commands)):
@@ -343,7 +347,37 @@ def test_runs_are_contiguous_slices_of_one_stream():
     assert prog.step_run(4) == Run(base + P * 64, 4 * T)
     assert prog.step_run(2, 1) == Run(base + (P + T) * 64, 2 * T)
     assert prog.step_run(4, with_prologue=True) == Run(base, P + 4 * T)
-    assert len(prog.commands) == P + 4 * T
+    assert prog.checkpoint == Run(base + (P + 4 * T) * 64, prog.checkpoint.cmd_count)
+    assert len(prog.commands) == P + 4 * T + prog.checkpoint.cmd_count
+
+
+def test_checkpoint_instead_of_storing_every_step():
+    """Without ``store_every_step`` a step leaves the weights on chip; the checkpoint run
+    stores them, and then the image holds what storing every step would have."""
+    from sim.data import digits
+    from sim.machine import Machine
+    config = DIGITS_RESIDENT
+    x, y, _, _ = digits(0)
+    images = []
+    for every in (True, False):
+        prog = TrainingProgram(config, [64, 32, 10], 8, 0.25, store_every_step=every)
+        image = prog.initial_image(initial_weights(prog.sizes, 0))
+        machine = Machine(config)
+        assert machine.run(image, prog.prologue.cmd_base, prog.prologue.cmd_count).ok
+        for step in range(2):
+            batch = slice(8 * step, 8 * step + 8)
+            prog.write_batch(image, 0, nx.from_float32(x[batch].T), y[batch])
+            run = prog.step_run(1, 0)
+            assert machine.run(image, run.cmd_base, run.cmd_count).ok
+        if not every:
+            assert np.array_equal(prog.read_weights(image)[0],
+                                  initial_weights(prog.sizes, 0)[0])
+            assert prog.step_commands < \
+                TrainingProgram(config, [64, 32, 10], 8, 0.25).step_commands
+            assert machine.run(image, prog.checkpoint.cmd_base, prog.checkpoint.cmd_count).ok
+        images.append(prog.read_weights(image))
+    for a, b in zip(*images):
+        assert np.array_equal(a, b)
 
 
 # --- the host side ----------------------------------------------------------------------
