@@ -150,7 +150,8 @@ def run_job_golden(config, job, machine=None):
     return outputs
 
 
-def training_job(program, weights, minibatches, velocities=None, slot=0, max_cycles=5_000_000):
+def training_job(program, weights, minibatches, velocities=None, slot=0, max_cycles=5_000_000,
+                 image=None):
     """The job of a training run: the prologue, then one run (doorbell) per minibatch.
 
     Parameters
@@ -162,6 +163,9 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
         ``x_bits`` is ``(sizes[0], batch)`` fp32 bit patterns without the row of ones.
     slot : int
         The minibatch slot every step uses; the host rewrites it before each doorbell.
+    image : numpy.ndarray, optional
+        Start from this image of the program (for example where an earlier job left it)
+        instead of ``program.initial_image(weights, velocities)``.
 
     Returns
     -------
@@ -170,7 +174,9 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
         minibatch's input and label regions); when the program does not store the weights
         every step, a last run is its checkpoint (the weights into the image).
     """
-    image = program.initial_image(weights, velocities)
+    if image is None:
+        image = program.initial_image(weights, velocities)
+    image = np.array(image, dtype=np.uint32)
     job = Job(image, mem_base=program.mem_base)
     job.runs.append(Run(program.prologue.cmd_base, program.prologue.cmd_count,
                         max_cycles=max_cycles))
