@@ -98,6 +98,8 @@ class DmaEngine(wiring.Component):
         blen = Signal(9)                  # beats of the current burst
         error = Signal()
 
+        # The flag itself: valid in the cycle of ``done`` and after it, cleared at a start.
+        m.d.comb += self.bus_error.eq(error)
         m.d.comb += [
             col_beats.eq((self.n + (K - 1)) >> (K.bit_length() - 1)),
             bus.arid.eq(0), bus.awid.eq(0), bus.arsize.eq(log_bb), bus.awsize.eq(log_bb),
@@ -203,7 +205,6 @@ class DmaEngine(wiring.Component):
                 last_col = col + 1 == Mux(fetch, 1, self.batch)
                 with m.If(error | ((beat == col_beats) & last_col)):
                     m.d.comb += self.done.eq(1)
-                    m.d.sync += self.bus_error.eq(error)
                     m.next = "IDLE"
                 with m.Elif(beat == col_beats):
                     next_col = Signal(aw)

@@ -256,10 +256,12 @@ def _random_configs():
     for R, C, L in itertools.product((1, 2, 3, 4, 5), (1, 2, 3, 5), (2, 3, 6, 8)):
         for acc in sorted({2 * (L + 1), 2 * (L + 1) + 1, 20, 32}):
             reduction = rng.choice(("bus", "tree"))
+            # A 1x1 core has one scratchpad bank: a DMA beat carries one word.
             yield rng, with_overrides(PRESETS["tiny"], {"core.rows": R, "core.cols": C,
                                                         "mac.latency": L,
                                                         "pe.acc_regs": acc,
-                                                        "core.reduction": reduction})
+                                                        "core.reduction": reduction,
+                                                        "host.axi_data_width": 32})
 
 
 def test_closed_forms_equal_cycle_model():
