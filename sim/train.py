@@ -592,7 +592,11 @@ def _rtl_chunk(config, program, image, start, stop, batch_of, simulator, build_d
     job = rtl_job.training_job(program, None, minibatches, image=image)
 
     t0 = time.perf_counter()
-    outputs = rtl_job.run_job(config, job, simulator, build_dir, waves=waves)
+    # Verilator's optimised model build takes about 90 s longer than the -O0 one and then
+    # simulates about 4x faster (benchmarks/sim_speed.py): worth it past about 50 steps.
+    fast_build = stop - start <= OPTIMISED_BUILD_STEPS
+    outputs = rtl_job.run_job(config, job, simulator, build_dir, waves=waves,
+                              fast_build=fast_build)
     result.accel_s += time.perf_counter() - t0
     for k, out in enumerate(outputs):
         if out.error != ErrorCode.NONE:
@@ -619,6 +623,10 @@ def _rtl_chunk(config, program, image, start, stop, batch_of, simulator, build_d
                 f"machine model's")
             break
     return outputs[-1].image.astype(np.uint32), losses, dict(outputs[-1].counters)
+
+
+#: Simulations of more steps than this build Verilator's model optimised.
+OPTIMISED_BUILD_STEPS = 50
 
 
 def _run_name(k, steps, start):
