@@ -636,7 +636,9 @@ def markdown():
             "",
             "## Registers (AXI4-Lite)", "",
             "32-bit registers at byte offsets. A read or write of an offset that holds no "
-            "register, and a write to a read-only register, answer SLVERR. `irq` is the "
+            "register, and a write to a read-only register, answer SLVERR. While a run is "
+            "going, writes to `DOORBELL`, `CMD_*` and `DMA_*` answer SLVERR and change "
+            "nothing (the run was checked against them at the doorbell). `irq` is the "
             "interrupt output.", "",
             "| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]
     for r in REGISTERS:

@@ -141,8 +141,12 @@ class Accelerator(wiring.Component):
                              ("reuse_strength", reuse, slice(0, isa.REUSE_STRENGTH_BITS))):
             with m.If(getattr(regs, f"w_{key}")):
                 m.d.sync += sig[sl].eq(wd)
-        # Ringing the doorbell while running is refused (SLVERR).
-        m.d.comb += regs.w_err_doorbell.eq(running)
+        # Ringing the doorbell while running is refused (SLVERR), and so are writes to the
+        # registers a run depends on: the command buffer was checked against the window at
+        # the doorbell, and every later fetch relies on that.
+        for key in ("doorbell", "cmd_base_lo", "cmd_base_hi", "cmd_count", "dma_base_lo",
+                    "dma_base_hi", "dma_last_lo", "dma_last_hi"):
+            m.d.comb += getattr(regs, f"w_err_{key}").eq(running)
         ring = regs.w_doorbell & wd[0]
 
         # --- the command being run ----------------------------------------------------------
@@ -264,17 +268,22 @@ class Accelerator(wiring.Component):
             m.d.sync += counters["dma_cycles"].eq(counters["dma_cycles"] + 1)
 
         # --- the controller -------------------------------------------------------------------
-        with m.If(regs.w_irq_status):
-            m.d.sync += irq_status.eq(irq_status & ~wd[:2])
+        # IRQ_STATUS: the host's write-one-to-clear and the controller's sets in one next
+        # value, so that neither is lost when they meet (a set wins for its bit).
+        irq_set = Signal(2, name="irq_set")
+        irq_clear = Mux(regs.w_irq_status, wd[:2], 0)
+        m.d.sync += irq_status.eq((irq_status & ~irq_clear) | irq_set)
 
         def halt(error):
             m.d.sync += [running.eq(0), failed.eq(1), error_code.eq(error),
-                         error_index.eq(index), irq_status.eq(irq_status | 0b10)]
+                         error_index.eq(index)]
+            m.d.comb += irq_set.eq(0b10)
             m.next = "IDLE"
 
         def next_command():
             with m.If(index + 1 == cmd_count):
-                m.d.sync += [running.eq(0), done.eq(1), irq_status.eq(irq_status | 0b01)]
+                m.d.sync += [running.eq(0), done.eq(1)]
+                m.d.comb += irq_set.eq(0b01)
                 m.next = "IDLE"
             with m.Else():
                 m.d.sync += fetch_addr.eq(fetch_addr + isa.COMMAND_BYTES)
@@ -291,7 +300,8 @@ class Accelerator(wiring.Component):
                     m.next = "START"
             with m.State("START"):
                 with m.If(cmd_count == 0):
-                    m.d.sync += [running.eq(0), done.eq(1), irq_status.eq(irq_status | 0b01)]
+                    m.d.sync += [running.eq(0), done.eq(1)]
+                    m.d.comb += irq_set.eq(0b01)
                     m.next = "IDLE"
                 with m.Elif((cmd_base[:6] != 0) | (cmd_base < dma_base) | (fetch_last > dma_last)):
                     halt(E.FETCH_RANGE)

@@ -113,9 +113,9 @@ class AXI4LiteRegisters(wiring.Component):
     """An AXI4-Lite subordinate over a map of 32-bit registers.
 
     One read and one write are handled at a time. A write is taken when its address and
-    data are both valid; the register's ``w_stb`` pulses for one cycle with ``w_data`` (the
-    byte strobes are honoured only as a whole: a write with ``wstrb != 0b1111`` writes the
-    bytes given over the register's current read value). An offset that holds no register
+    data are both valid; the register's ``w_<name>`` pulses for one cycle with ``w_data``: the
+    bytes strobed, and the others from the register's current read value (zeros for a
+    write-one-to-clear register, so that they clear nothing). An offset that holds no register
     (reads and writes), a write to a read-only register, and a write that the register
     refuses (``w_err``) answer SLVERR and change nothing.
 
@@ -182,7 +182,10 @@ class AXI4LiteRegisters(wiring.Component):
                     if not r.writable:
                         continue
                     with m.Case(r.offset >> 2):
-                        old = getattr(self, f"r_{r.name.lower()}") if r.readable else 0
+                        # Unstrobed bytes keep the register's value, except in a
+                        # write-one-to-clear register, where they must clear nothing.
+                        keep = r.readable and r.access != "w1c"
+                        old = getattr(self, f"r_{r.name.lower()}") if keep else 0
                         merged = Signal(32, name=f"merged_{r.name.lower()}")
                         for byte in range(4):
                             sl = slice(8 * byte, 8 * byte + 8)
