@@ -485,6 +485,12 @@ class Config:
             raise ConfigError(f"pe.acc_regs must be at least 2 * (mac.latency + 1) = {need} "
                               f"(two groups of accumulators that hide the MAC latency), "
                               f"not {self.pe.acc_regs!r}")
+        # The two streams of a dual-precision PE are two outputs of one accumulator group
+        # (docs/dual_precision.md): a group must hold whole pairs.
+        if self.mac.dual != "single" and (self.pe.acc_regs // 2) % 2:
+            raise ConfigError(f"pe.acc_regs must give accumulator groups of an even size "
+                              f"(acc_regs // 2) when mac.dual is {self.mac.dual!r}, not "
+                              f"{self.pe.acc_regs!r}")
         # A DMA beat is one lane access of the scratchpad: its words must sit in different
         # banks (hw/dma.py).
         banks = 1
