@@ -1,0 +1,190 @@
+"""Area and Fmax of the dual-precision multiply path on ECP5 (Yosys synth_ecp5 + nextpnr-ecp5).
+
+For bf16 operands, a low-precision multiplier of 3 mantissa bits and latency 2, this script
+emits ``hw.dual.DualMultiplyPath`` for every policy (``single``, ``dual-full``, ``value``,
+``static``, ``random``) behind input registers and in front of output registers (so every
+timed path, the output steering muxes included, is register to register), synthesizes it
+for ECP5, places and routes it on an LFE5U-85F, and writes the LUT4/FF/DSP counts, the Fmax
+and the ratios to ``single`` to ``benchmarks/results/dual_area.json`` and ``dual_area.md``.
+
+    .venv/bin/python benchmarks/dual_area.py [-j 2]
+
+Latency 2 registers both boundaries of ``hw.fmul.FloatMultiplier`` (after the multiplier
+and at the output): the same split as the multiply stage of the MAC that
+``benchmarks/arith.py`` measures at its default latency (its ``product`` boundary registered,
+the product's normalization in the next stage).
+
+Each point runs in its own directory under ``build/bench/dual_area/``. A point that fails is
+reported with its log and the others go on.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen.config import DUAL_POLICIES  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "build" / "bench" / "dual_area"
+
+OPERAND = "bf16"
+LOW_MAN_BITS = 3
+LATENCY = 2
+POLICIES = ("single", "dual-full", "value", "static", "random")
+assert set(POLICIES) == set(DUAL_POLICIES), DUAL_POLICIES
+
+NOTE = (
+    "The multiply path of one dual-precision slot alone (`hw.dual.DualMultiplyPath`): "
+    f"{OPERAND} operands, low-precision multiplier of {LOW_MAN_BITS} mantissa bits, latency "
+    f"{LATENCY} (both boundaries of the multiplier registered, as the multiply stage of the "
+    "MAC in `arith.md`), with its multipliers, the operand rounding to the low format, the "
+    "controller, the steering muxes and the class and bypass logic. It does not cover the "
+    "PE's second accumulator adder, the accumulator registers or the core's changes (operand "
+    "pairing, wider feeds), which come with the PE integration; so the ratios to `single` "
+    "are of the multiply path only, not of a PE or the core. Yosys maps the low multiplier's "
+    f"{LOW_MAN_BITS + 1}x{LOW_MAN_BITS + 1}-bit significand product to a DSP block too, hence "
+    "two DSPs for every two-multiplier policy. In `value`, `static` and `random` the "
+    "controller, the steering muxes and the rounding converters sit in the same stage as the "
+    "multipliers (the multiplier has only two register boundaries, so a larger latency only "
+    "delays the output); the critical path runs through them into the low multiplier. "
+    "The unit is synthesized behind "
+    "input and output registers (so the output steering muxes are timed register to "
+    "register); the wrapper's flip-flops (those fed straight by an input port or driving an "
+    "output port; the ones Yosys removes as unused or constant are not there to count) are "
+    "subtracted from FF. Yosys `synth_ecp5` + nextpnr-ecp5 on an LFE5U-85F, 100 MHz target, "
+    "seed 1; a CCU2C counts as two LUT4s; DSP counts MULT18X18D and ALU54B blocks."
+)
+
+
+def _wrap(unit):
+    """``unit`` behind registers on every input port and every output port."""
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import Flow
+
+    from hw.harness import InputRegisters
+
+    class OutputRegisters(wiring.Component):
+        def __init__(self, inner):
+            self.inner = inner
+            super().__init__(dict(inner.signature.members.items()))
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.inner = self.inner
+            for name, member in self.signature.members.items():
+                outer, inner = getattr(self, name), getattr(self.inner, name)
+                if member.flow == Flow.In:
+                    m.d.comb += inner.eq(outer)
+                else:
+                    m.d.sync += outer.eq(inner)
+            return m
+
+    return OutputRegisters(InputRegisters(unit))
+
+
+def wrapper_ffs(netlist, top):
+    """Flip-flops of the wrapper in a synthesized netlist: those whose data input is a bit of
+    an input port (clock and reset aside) or whose output drives a bit of an output port."""
+    module = json.loads(Path(netlist).read_text())["modules"][top]
+    in_bits, out_bits = set(), set()
+    for name, port in module["ports"].items():
+        if name in ("clk", "rst"):
+            continue
+        (in_bits if port["direction"] == "input" else out_bits).update(
+            b for b in port["bits"] if isinstance(b, int))
+    count = 0
+    for cell in module["cells"].values():
+        if cell["type"] != "TRELLIS_FF":
+            continue
+        conns = cell["connections"]
+        if set(conns.get("DI", [])) & in_bits or set(conns.get("Q", [])) & out_bits:
+            count += 1
+    return count
+
+
+def run_point(policy):
+    """Synthesize and place one policy's multiply path; return its figures."""
+    from amaranth.back import verilog
+
+    from gen.formats import FORMATS
+    from gen.pnr import pnr_ecp5
+    from gen.synth import SynthError, synth_ecp5
+    from hw.dual import DualMultiplyPath
+
+    name = f"dual_{OPERAND}_m{LOW_MAN_BITS}_{policy.replace('-', '_')}_l{LATENCY}"
+    workdir = WORK / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    top = _wrap(DualMultiplyPath(FORMATS[OPERAND], LOW_MAN_BITS, policy, latency=LATENCY))
+    (workdir / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False))
+    row = {"policy": policy, "operand": OPERAND, "low_man_bits": LOW_MAN_BITS,
+           "latency": LATENCY}
+    try:
+        synth = synth_ecp5(workdir / f"{name}.v", name, workdir)
+        pnr = pnr_ecp5(synth["netlist"], workdir, device="85k", freq_mhz=100)
+    except SynthError as error:
+        return {**row, "error": str(error), "log": error.log}
+    wrapper_ff = wrapper_ffs(synth["netlist"], name)
+    return {**row, "lut4": synth["lut4"], "ff": synth["ff"] - wrapper_ff,
+            "wrapper_ff": wrapper_ff, "dsp": synth["dsp"], "cells": synth["cells"],
+            "fmax_mhz": min(pnr["fmax_mhz"].values()), "critical_path": pnr["critical_path"]}
+
+
+def add_ratios(rows):
+    """LUT4 and DSP ratios to the ``single`` row (None where undefined)."""
+    base = next((r for r in rows if r["policy"] == "single" and "error" not in r), None)
+    for r in rows:
+        if "error" in r or base is None:
+            continue
+        r["lut_ratio"] = round(r["lut4"] / base["lut4"], 3) if base["lut4"] else None
+        r["dsp_ratio"] = round(r["dsp"] / base["dsp"], 3) if base["dsp"] else None
+    return rows
+
+
+def _ratio(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def table(rows):
+    lines = ["| policy | LUT4 | FF | DSP (MULT18X18D) | Fmax on ECP5-85 (MHz) | "
+             "LUT4 / single | DSP / single |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| `{r['policy']}` | failed: {r['error']} | | | | | |")
+        else:
+            lines.append(f"| `{r['policy']}` | {r['lut4']} | {r['ff']} | {r['dsp']} | "
+                         f"{r['fmax_mhz']:.1f} | {_ratio(r.get('lut_ratio'))} | "
+                         f"{_ratio(r.get('dsp_ratio'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel points (default 2)")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_point, p): p for p in POLICIES}
+        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
+                           desc="synth + pnr", unit="point"):
+            rows[futures[future]] = future.result()
+    ordered = add_ratios([rows[p] for p in POLICIES])
+    (RESULTS / "dual_area.json").write_text(
+        json.dumps({"note": NOTE, "rows": ordered}, indent=2, sort_keys=True) + "\n")
+    text = table(ordered)
+    (RESULTS / "dual_area.md").write_text(NOTE + "\n\n" + text)
+    print(text)
+    return 1 if any("error" in r for r in ordered) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
