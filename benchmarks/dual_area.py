@@ -39,6 +39,10 @@ LOW_MAN_BITS = 3
 LATENCY = 2
 POLICIES = ("single", "dual-full", "value", "static", "random")
 assert set(POLICIES) == set(DUAL_POLICIES), DUAL_POLICIES
+#: The measured points: every policy at LATENCY, and the mixed policies one stage longer,
+#: where the steering stage comes on top of multipliers as deep as single's.
+POINTS = tuple((p, LATENCY) for p in POLICIES) + \
+    tuple((p, LATENCY + 1) for p in ("value", "static", "random"))
 
 NOTE = (
     "The multiply path of one dual-precision slot alone (`hw.dual.DualMultiplyPath`): "
@@ -50,10 +54,10 @@ NOTE = (
     "pairing, wider feeds), which come with the PE integration; so the ratios to `single` "
     "are of the multiply path only, not of a PE or the core. Yosys maps the low multiplier's "
     f"{LOW_MAN_BITS + 1}x{LOW_MAN_BITS + 1}-bit significand product to a DSP block too, hence "
-    "two DSPs for every two-multiplier policy. In `value`, `static` and `random` the "
-    "controller, the steering muxes and the rounding converters sit in the same stage as the "
-    "multipliers (the multiplier has only two register boundaries, so a larger latency only "
-    "delays the output); the critical path runs through them into the low multiplier. "
+    "two DSPs for every two-multiplier policy. In `value`, `static` and `random` at 2 or more "
+    "stages the controller, the steering muxes and the rounding converters have a stage of "
+    "their own and the multipliers the rest: at latency 2 the multipliers have one stage, "
+    f"at latency {LATENCY + 1} two, as in `single` at {LATENCY}. "
     "The unit is synthesized behind "
     "input and output registers (so the output steering muxes are timed register to "
     "register); the wrapper's flip-flops (those fed straight by an input port or driving an "
@@ -110,8 +114,9 @@ def wrapper_ffs(netlist, top):
     return count
 
 
-def run_point(policy):
-    """Synthesize and place one policy's multiply path; return its figures."""
+def run_point(point):
+    """Synthesize and place one ``(policy, latency)`` multiply path; return its figures."""
+    policy, latency = point
     from amaranth.back import verilog
 
     from gen.formats import FORMATS
@@ -119,13 +124,13 @@ def run_point(policy):
     from gen.synth import SynthError, synth_ecp5
     from hw.dual import DualMultiplyPath
 
-    name = f"dual_{OPERAND}_m{LOW_MAN_BITS}_{policy.replace('-', '_')}_l{LATENCY}"
+    name = f"dual_{OPERAND}_m{LOW_MAN_BITS}_{policy.replace('-', '_')}_l{latency}"
     workdir = WORK / name
     workdir.mkdir(parents=True, exist_ok=True)
-    top = _wrap(DualMultiplyPath(FORMATS[OPERAND], LOW_MAN_BITS, policy, latency=LATENCY))
+    top = _wrap(DualMultiplyPath(FORMATS[OPERAND], LOW_MAN_BITS, policy, latency=latency))
     (workdir / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False))
     row = {"policy": policy, "operand": OPERAND, "low_man_bits": LOW_MAN_BITS,
-           "latency": LATENCY}
+           "latency": latency}
     try:
         synth = synth_ecp5(workdir / f"{name}.v", name, workdir)
         pnr = pnr_ecp5(synth["netlist"], workdir, device="85k", freq_mhz=100)
@@ -153,14 +158,14 @@ def _ratio(value):
 
 
 def table(rows):
-    lines = ["| policy | LUT4 | FF | DSP (MULT18X18D) | Fmax on ECP5-85 (MHz) | "
+    lines = ["| policy | latency | LUT4 | FF | DSP (MULT18X18D) | Fmax on ECP5-85 (MHz) | "
              "LUT4 / single | DSP / single |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| `{r['policy']}` | failed: {r['error']} | | | | | |")
+            lines.append(f"| `{r['policy']}` | {r['latency']} | failed: {r['error']} | | | | | |")
         else:
-            lines.append(f"| `{r['policy']}` | {r['lut4']} | {r['ff']} | {r['dsp']} | "
+            lines.append(f"| `{r['policy']}` | {r['latency']} | {r['lut4']} | {r['ff']} | {r['dsp']} | "
                          f"{r['fmax_mhz']:.1f} | {_ratio(r.get('lut_ratio'))} | "
                          f"{_ratio(r.get('dsp_ratio'))} |")
     return "\n".join(lines) + "\n"
@@ -173,11 +178,11 @@ def main(argv=None):
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_point, p): p for p in POLICIES}
+        futures = {pool.submit(run_point, p): p for p in POINTS}
         for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                            desc="synth + pnr", unit="point"):
             rows[futures[future]] = future.result()
-    ordered = add_ratios([rows[p] for p in POLICIES])
+    ordered = add_ratios([rows[p] for p in POINTS])
     (RESULTS / "dual_area.json").write_text(
         json.dumps({"note": NOTE, "rows": ordered}, indent=2, sort_keys=True) + "\n")
     text = table(ordered)

@@ -58,8 +58,9 @@ class DualMultiplyPath(wiring.Component):
     policy : str
         One of ``gen.config.DUAL_POLICIES``.
     latency : int
-        Register stages from the inputs to the outputs, at least 1 (those of the
-        multipliers; the classes and the steering are delayed alike).
+        Register stages from the inputs to the outputs, at least 1. With ``value``,
+        ``static`` and ``random`` at 2 or more, the first stage registers the steered and
+        rounded operands and the multipliers have the rest; the classes are delayed alike.
 
     Members
     -------
@@ -171,23 +172,32 @@ class DualMultiplyPath(wiring.Component):
         m.d.comb += one_high.eq(wants & self.pair1)   # an unpaired pair 0 keeps it
 
         # Steering: the high pair to the high multiplier, the other one, rounded, to the
-        # low multiplier.
-        m.submodules.high = high = FloatMultiplier(fmt, latency=self.latency)
-        m.submodules.low = low = FloatMultiplier(self.low, latency=self.latency)
+        # low multiplier. With two or more stages the steering and the rounding get a stage
+        # of their own: in the multipliers' stage they would set the clock
+        # (benchmarks/dual_area.py).
+        steer = 1 if self.latency >= 2 else 0
+        m.submodules.high = high = FloatMultiplier(fmt, latency=self.latency - steer)
+        m.submodules.low = low = FloatMultiplier(self.low, latency=self.latency - steer)
         m.submodules.round_a = round_a = FloatConverter(fmt, self.low, latency=0)
         m.submodules.round_b = round_b = FloatConverter(fmt, self.low, latency=0)
         m.d.comb += [
-            high.a.eq(Mux(one_high, self.a1, self.a0)),
-            high.b.eq(Mux(one_high, self.b1, self.b0)),
-            high.i_valid.eq(self.i_valid),
             round_a.a.eq(Mux(one_high, self.a0, self.a1)),
             round_b.a.eq(Mux(one_high, self.b0, self.b1)),
             round_a.i_valid.eq(self.i_valid),
             round_b.i_valid.eq(self.i_valid),
-            low.a.eq(round_a.result),
-            low.b.eq(round_b.result),
-            low.i_valid.eq(self.i_valid),
         ]
+        steered = [("high_a", high.a, Mux(one_high, self.a1, self.a0)),
+                   ("high_b", high.b, Mux(one_high, self.b1, self.b0)),
+                   ("high_valid", high.i_valid, self.i_valid),
+                   ("low_a", low.a, round_a.result), ("low_b", low.b, round_b.result),
+                   ("low_valid", low.i_valid, self.i_valid)]
+        for name, target, value in steered:
+            if steer:
+                stage = Signal(len(target), name=f"steered_{name}")
+                m.d.sync += stage.eq(value)
+                m.d.comb += target.eq(stage)
+            else:
+                m.d.comb += target.eq(value)
         # The low product widened exactly: same exponent field and bias, more mantissa.
         pad = self.product.man_bits - product_format(self.low).man_bits
         low_product = Cat(Const(0, pad), low.product) if pad else low.product
