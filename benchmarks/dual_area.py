@@ -67,33 +67,6 @@ NOTE = (
 )
 
 
-def _wrap(unit):
-    """``unit`` behind registers on every input port and every output port."""
-    from amaranth.hdl import Module
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import Flow
-
-    from hw.harness import InputRegisters
-
-    class OutputRegisters(wiring.Component):
-        def __init__(self, inner):
-            self.inner = inner
-            super().__init__(dict(inner.signature.members.items()))
-
-        def elaborate(self, platform):
-            m = Module()
-            m.submodules.inner = self.inner
-            for name, member in self.signature.members.items():
-                outer, inner = getattr(self, name), getattr(self.inner, name)
-                if member.flow == Flow.In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.sync += outer.eq(inner)
-            return m
-
-    return OutputRegisters(InputRegisters(unit))
-
-
 def wrapper_ffs(netlist, top):
     """Flip-flops of the wrapper in a synthesized netlist: those whose data input is a bit of
     an input port (clock and reset aside) or whose output drives a bit of an output port."""
@@ -123,11 +96,15 @@ def run_point(point):
     from gen.pnr import pnr_ecp5
     from gen.synth import SynthError, synth_ecp5
     from hw.dual import DualMultiplyPath
+    from hw.harness import InputRegisters
 
     name = f"dual_{OPERAND}_m{LOW_MAN_BITS}_{policy.replace('-', '_')}_l{latency}"
     workdir = WORK / name
     workdir.mkdir(parents=True, exist_ok=True)
-    top = _wrap(DualMultiplyPath(FORMATS[OPERAND], LOW_MAN_BITS, policy, latency=latency))
+    # Registers on the outputs too: the steering muxes after the unit's last register are
+    # then timed register to register.
+    unit = DualMultiplyPath(FORMATS[OPERAND], LOW_MAN_BITS, policy, latency=latency)
+    top = InputRegisters(unit, outputs=True)
     (workdir / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False))
     row = {"policy": policy, "operand": OPERAND, "low_man_bits": LOW_MAN_BITS,
            "latency": latency}

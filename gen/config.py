@@ -291,6 +291,8 @@ class CoreConfig(_Level):
     -------
     pes : int
         PEs in the core, ``rows * cols``.
+    banks : int
+        Scratchpad banks: the smallest power of two at least ``max(rows, cols)``.
     scratchpad_bytes : int
         Bytes in the scratchpad.
     scratchpad_addr_bits : int
@@ -298,7 +300,7 @@ class CoreConfig(_Level):
     """
 
     LEVEL: ClassVar[str] = "core"
-    DERIVED: ClassVar[tuple] = ("pes", "scratchpad_bytes", "scratchpad_addr_bits")
+    DERIVED: ClassVar[tuple] = ("pes", "banks", "scratchpad_bytes", "scratchpad_addr_bits")
 
     rows: int = 4
     cols: int = 4
@@ -315,6 +317,10 @@ class CoreConfig(_Level):
     @property
     def pes(self):
         return self.rows * self.cols
+
+    @property
+    def banks(self):
+        return 1 << (max(self.rows, self.cols) - 1).bit_length()
 
     @property
     def scratchpad_bytes(self):
@@ -493,9 +499,7 @@ class Config:
                               f"{self.pe.acc_regs!r}")
         # A DMA beat is one lane access of the scratchpad: its words must sit in different
         # banks (hw/dma.py).
-        banks = 1
-        while banks < max(self.core.rows, self.core.cols):
-            banks *= 2
+        banks = self.core.banks
         words = self.host.axi_data_width // 32
         if words > banks:
             raise ConfigError(f"host.axi_data_width carries {words} words per beat, more than "

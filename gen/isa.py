@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ISA_VERSION", "COMMAND_WORDS", "COMMAND_BYTES", "Opcode", "ErrorCode", "Field", "FIELDS",
-    "FIELD", "OP_FIELDS", "Limits", "encode", "encode_stream", "decode", "decode_stream",
+    "FIELD", "OP_FIELDS", "NEEDS", "Limits", "encode", "encode_stream", "decode", "decode_stream",
     "check", "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "c_header",
     "markdown",
 ]
@@ -325,10 +325,7 @@ class Limits:
     def from_config(cls, config, dma_base=0, dma_last=None):
         """The limits of ``config``'s machine; by default the window is the whole address
         space (the registers' reset values)."""
-        rows, cols = config.core.rows, config.core.cols
-        banks = 1
-        while banks < max(rows, cols):
-            banks *= 2
+        rows, cols, banks = config.core.rows, config.core.cols, config.core.banks
         if dma_last is None:
             dma_last = (1 << config.host.axi_addr_width) - 1
         return cls(rows, cols, banks, config.pe.weight_words, config.pe.act_words,

@@ -40,6 +40,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from gen import isa
 from gen.formats import FP32
 
 from .fadd import FloatAdder
@@ -51,6 +52,8 @@ __all__ = ["CoreOp", "command_layout", "Core"]
 
 
 class CoreOp(enum.Enum, shape=4):
+    """The core's operations, numbered as ``gen.isa.Opcode`` (``tests/gen/test_isa.py``
+    holds them equal); ``NONE`` is no operation."""
     NONE = 0
     LOAD_COL = 1
     LOAD_ROW = 2
@@ -368,10 +371,9 @@ class Core(wiring.Component):
         # A malformed command is refused at once: it never starts an engine, so it cannot
         # leave the core waiting for a loop end that never comes.
         c = self.cmd
-        needs = {CoreOp.LOAD_COL: [c.n, c.batch], CoreOp.LOAD_ROW: [c.m, c.batch],
-                 CoreOp.LOAD_W: [c.m, c.n], CoreOp.STORE_W: [c.m, c.n],
-                 CoreOp.FORWARD: [c.m, c.n, c.batch], CoreOp.BACKWARD: [c.m, c.n, c.batch],
-                 CoreOp.WGRAD: [c.m, c.n, c.batch], CoreOp.LOSS_GRAD: [c.m, c.batch]}
+        # The sizes each operation needs: gen.isa's rule (the core keeps its numbering).
+        needs = {op: [getattr(c, size) for size in isa.NEEDS[isa.Opcode[op.name]]]
+                 for op in CoreOp if op != CoreOp.NONE}
         malformed = Signal(name="malformed")
         m.d.comb += malformed.eq(1)
         with m.Switch(c.op):

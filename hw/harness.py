@@ -1,5 +1,5 @@
-"""A wrapper that registers a unit's inputs, so timing analysis sees register-to-register
-paths only (a unit's outputs are registered by the unit itself)."""
+"""A wrapper that registers a unit's inputs (and, if asked, its outputs), so that timing
+analysis sees register-to-register paths only."""
 
 from amaranth.hdl import Module
 from amaranth.lib import wiring
@@ -15,13 +15,16 @@ class InputRegisters(wiring.Component):
     ----------
     unit : wiring.Component
         A component with a flat signature (plain ``In`` and ``Out`` ports).
+    outputs : bool
+        Register every output port too (for a unit whose outputs are not registered by the
+        unit itself).
 
     Members
     -------
     The same ports as ``unit``.
     """
 
-    def __init__(self, unit):
+    def __init__(self, unit, *, outputs=False):
         if not isinstance(unit, wiring.Component):
             raise TypeError(f"unit must be a wiring.Component, not {unit!r}")
         for name, member in unit.signature.members.items():
@@ -29,6 +32,7 @@ class InputRegisters(wiring.Component):
                 raise ValueError(f"unit must have a flat signature, not one with interface "
                                  f"{name!r}")
         self.unit = unit
+        self.outputs = bool(outputs)
         super().__init__(dict(unit.signature.members.items()))
 
     def elaborate(self, platform):
@@ -38,6 +42,8 @@ class InputRegisters(wiring.Component):
             outer, inner = getattr(self, name), getattr(self.unit, name)
             if member.flow == Flow.In:
                 m.d.sync += inner.eq(outer)
+            elif self.outputs:
+                m.d.sync += outer.eq(inner)
             else:
                 m.d.comb += outer.eq(inner)
         return m

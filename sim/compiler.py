@@ -241,20 +241,27 @@ def augment(x):
 
 
 def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
-                velocities=None):
+                velocities=None, phases=None):
     """One SGD step on the golden model; returns the new weights and the softmax output
     (and the loss gradient at the output, with ``with_gradient``). With ``momentum``, the
     ``velocities`` (one per layer) are updated in place in that list.
 
     ``weights`` are the augmented fp32 matrices (bias in the last column), ``x`` the
     ``(sizes[0], batch)`` input bits, ``labels`` integers. Every value follows the order the
-    core computes it in (``sim.core_model``).
+    core computes it in (``sim.core_model``). ``phases``, if given, replaces the matrix
+    products: ``(forward(w, x), backward_dx(w, dy), weight_gradient(dy, x))`` (the
+    dual-precision core's, ``sim.dual_model``); the loss gradient and the update stay.
     """
+    if phases is None:
+        phases = (lambda w, a: cm.forward(num, w, a),
+                  lambda w, dy: cm.backward_dx(num, w, dy),
+                  lambda dy, a: cm.weight_gradient(num, dy, a))
+    forward, backward_dx, weight_gradient = phases
     batch = x.shape[1]
     layers = len(weights)
     acts = [augment(x)]
     for l, w in enumerate(weights):
-        y = cm.forward(num, w, acts[-1])
+        y = forward(w, acts[-1])
         if l < layers - 1:
             acts.append(augment(cm.relu(num, y)))
         else:
@@ -266,13 +273,13 @@ def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
         w = weights[l]
         below = None
         if l > 0:
-            below = cm.relu_mask(num, cm.backward_dx(num, w, grad), acts[l])[:-1]
+            below = cm.relu_mask(num, backward_dx(w, grad), acts[l])[:-1]
+        dw = weight_gradient(grad, acts[l])
         if momentum is None:
-            new_weights[l], _ = cm.update(num, w, cm.weight_gradient(num, grad, acts[l]),
-                                          _bits32(lr))
+            new_weights[l], _ = cm.update(num, w, dw, _bits32(lr))
         else:
             new_weights[l], velocities[l] = cm.update(
-                num, w, cm.weight_gradient(num, grad, acts[l]), _bits32(lr),
+                num, w, dw, _bits32(lr),
                 velocity=velocities[l], momentum_bits=_bits32(momentum))
         grad = below
     if with_gradient:

@@ -64,6 +64,8 @@ A malformed command (unknown operation, or a size of zero that it needs) is refu
 once: one cycle, nothing counted.
 """
 
+from gen import isa
+
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
@@ -71,13 +73,10 @@ COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_wor
 #: Everything :func:`predict` returns: the command's cycles and the counters' growth.
 FIELDS = ("cycles",) + COUNTERS
 
-#: The sizes each operation needs (a zero makes the command malformed), as in ``hw.core``.
-_NEEDS = {
-    "LOAD_COL": ("n", "batch"), "LOAD_ROW": ("m", "batch"),
-    "LOAD_W": ("m", "n"), "STORE_W": ("m", "n"),
-    "FORWARD": ("m", "n", "batch"), "BACKWARD": ("m", "n", "batch"),
-    "WGRAD": ("m", "n", "batch"), "LOSS_GRAD": ("m", "batch"),
-}
+#: The sizes each core operation needs (a zero makes the command malformed): gen.isa's rule,
+#: the DMA operations aside (they never reach the core).
+_NEEDS = {op.name: sizes for op, sizes in isa.NEEDS.items()
+          if op not in (isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE)}
 
 #: Cycles of ``hw.core``'s ``finish()`` countdown after the cycle that calls it, plus the
 #: edge that clears ``busy``: ``cycles = X + L + FINISH_EXTRA``.

@@ -209,33 +209,9 @@ def golden_step(num, dual, weights, x, labels, lr, with_gradient=False, momentum
     """One SGD step as :func:`sim.compiler.golden_step`, with the forward pass, the backward
     pass and the weight gradient of a dual-precision core. The loss gradient and the update
     (whose MAC is single-stream) are :mod:`sim.core_model`'s."""
-    from sim.compiler import _bits32, augment
-    batch = x.shape[1]
-    layers = len(weights)
-    acts = [augment(x)]
-    for l, w in enumerate(weights):
-        y = forward(num, dual, w, acts[-1], seed, counters)
-        if l < layers - 1:
-            acts.append(augment(cm.relu(num, y)))
-        else:
-            acts.append(y)
-    grad, probs = cm.softmax_xent_gradient(num, acts[-1], labels, _bits32(1.0 / batch))
-    output_grad = grad
-    new_weights = list(weights)
-    for l in reversed(range(layers)):
-        w = weights[l]
-        below = None
-        if l > 0:
-            below = cm.relu_mask(num, backward_dx(num, dual, w, grad, seed, counters),
-                                 acts[l])[:-1]
-        dw = weight_gradient(num, dual, grad, acts[l], seed, counters)
-        if momentum is None:
-            new_weights[l], _ = cm.update(num, w, dw, _bits32(lr))
-        else:
-            new_weights[l], velocities[l] = cm.update(
-                num, w, dw, _bits32(lr), velocity=velocities[l],
-                momentum_bits=_bits32(momentum))
-        grad = below
-    if with_gradient:
-        return new_weights, probs, output_grad
-    return new_weights, probs
+    from sim import compiler
+    phases = (lambda w, a: forward(num, dual, w, a, seed, counters),
+              lambda w, dy: backward_dx(num, dual, w, dy, seed, counters),
+              lambda dy, a: weight_gradient(num, dual, dy, a, seed, counters))
+    return compiler.golden_step(num, weights, x, labels, lr, with_gradient=with_gradient,
+                                momentum=momentum, velocities=velocities, phases=phases)

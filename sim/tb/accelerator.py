@@ -252,7 +252,7 @@ async def registers(dut):
     words = []
     for _ in range(8):
         words.extend(isa.encode("DMA_LOAD", n=64, batch=4, mem_addr=0x8000,
-                                mem_stride=256, sp_base=0, sp_lpc=64 // _banks(config)))
+                                mem_stride=256, sp_base=0, sp_lpc=64 // config.core.banks))
     tb.write_memory(0x1000, words)
     await tb.write64("CMD_BASE", 0x1000)
     await tb.write("CMD_COUNT", 8)
@@ -265,9 +265,3 @@ async def registers(dut):
     assert await tb.read("STATUS") == 0b010
     assert await tb.read64("COMMANDS") == 8
 
-
-def _banks(config):
-    banks = 1
-    while banks < max(config.core.rows, config.core.cols):
-        banks *= 2
-    return banks

@@ -138,3 +138,11 @@ def test_c_header_compiles(tmp_path):
     words = [int(w) for w in subprocess.run([str(tmp_path / "use")], check=True,
                                             capture_output=True, text=True).stdout.split()]
     assert tuple(words) == isa.encode("DMA_LOAD", n=13, batch=3, mem_addr=0x123456789abc)
+
+
+def test_core_operations_keep_the_command_set_numbers():
+    from hw.core import CoreOp
+    core = {op.name: op.value for op in CoreOp if op.name != "NONE"}
+    assert core == {op.name: int(op) for op in isa.Opcode
+                    if op not in (isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE)}
+    assert CoreOp.NONE.value == 0 and 0 not in set(isa.Opcode)
