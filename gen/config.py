@@ -497,6 +497,13 @@ class Config:
             raise ConfigError(f"pe.acc_regs must give accumulator groups of an even size "
                               f"(acc_regs // 2) when mac.dual is {self.mac.dual!r}, not "
                               f"{self.pe.acc_regs!r}")
+        # Two outputs per slot: a group's pairs take (acc_regs // 2) / 2 slots per step, and
+        # that must still cover the MAC latency.
+        need = 4 * (self.mac.latency + 1)
+        if self.mac.dual != "single" and self.pe.acc_regs < need:
+            raise ConfigError(f"pe.acc_regs must be at least 4 * (mac.latency + 1) = {need} "
+                              f"when mac.dual is {self.mac.dual!r} (two groups of pairs that "
+                              f"hide the MAC latency), not {self.pe.acc_regs!r}")
         # A DMA beat is one lane access of the scratchpad: its words must sit in different
         # banks (hw/dma.py).
         banks = self.core.banks

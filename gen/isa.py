@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: (major, minor): a major change breaks existing command streams.
-ISA_VERSION = (1, 0)
+ISA_VERSION = (1, 1)
 COMMAND_WORDS = 16
 COMMAND_BYTES = 4 * COMMAND_WORDS
 #: Value of the ``ID`` register: "CHRS" in ASCII.
@@ -461,6 +461,12 @@ COUNTERS = (
     ("UPDATE_SLOTS", "compute slots that issued a weight update to every PE"),
     ("STALL_CYCLES", "cycles the core's compute engine waited for its reducers"),
     ("BUS_WORDS", "words moved over the core's row and column buses"),
+    ("HIGH_PRODUCTS", "products of MAC slots made by a high-precision multiplier, summed over "
+     "the PEs"),
+    ("LOW_PRODUCTS", "products of MAC slots made by the low-precision multiplier (dual "
+     "precision), summed over the PEs"),
+    ("BYPASS_PRODUCTS", "products of MAC slots with a zero operand, which need no multiplier, "
+     "summed over the PEs; the three product counters add up to the MACs done"),
 )
 
 _COUNTER_BASE = 0x100
@@ -501,6 +507,8 @@ def _registers():
                  "(reset: the top of the address space)", 0xFFFF_FFFF),
         Register("DMA_LAST_HI", 0x54, "rw", "bits 63:32 of DMA_LAST (reset: the top of the "
                  "address space)"),
+        Register("DUAL_SEED", 0x58, "rw", "seed of the `random` dual-precision policy "
+                 "(bits 15:0; `sim.dual.random_bits`); SLVERR while running"),
     ]
     for index, (name, doc) in enumerate(COUNTERS):
         offset = _COUNTER_BASE + 8 * index
@@ -513,6 +521,8 @@ REGISTERS = _registers()
 REGISTER = {r.name: r for r in REGISTERS}
 #: Width of the reuse-strength register.
 REUSE_STRENGTH_BITS = 5
+#: Width of the dual-precision seed register.
+DUAL_SEED_BITS = 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -634,8 +644,8 @@ def markdown():
             "## Registers (AXI4-Lite)", "",
             "32-bit registers at byte offsets. A read or write of an offset that holds no "
             "register, and a write to a read-only register, answer SLVERR. While a run is "
-            "going, writes to `DOORBELL`, `CMD_*` and `DMA_*` answer SLVERR and change "
-            "nothing (the run was checked against them at the doorbell). `irq` is the "
+            "going, writes to `DOORBELL`, `CMD_*`, `DMA_*` and `DUAL_SEED` answer SLVERR and "
+            "change nothing (the run was checked against them at the doorbell). `irq` is the "
             "interrupt output.", "",
             "| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]
     for r in REGISTERS:

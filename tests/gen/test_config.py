@@ -32,7 +32,8 @@ def test_defaults():
 
 def test_derived_values():
     c = with_overrides(Config(), {"core.rows": 2, "core.cols": 8, "cluster.cores": 3,
-                                  "mac.dual": "value", "pe.weight_words": 256})
+                                  "mac.dual": "value", "pe.weight_words": 256,
+                                  "pe.acc_regs": 32})
     assert c.core.pes == 16
     assert c.total_pes == 48
     assert c.pe.local_store_bytes == (256 + 1024) * 4
@@ -267,8 +268,8 @@ def test_hash_is_stable_across_processes():
 
 
 def test_hash_changes_with_every_field():
-    base = Config()
-    assert base.config_hash() == Config().config_hash()
+    base = with_overrides(Config(), {"pe.acc_regs": 28})
+    assert base.config_hash() == with_overrides(Config(), {"pe.acc_regs": 28}).config_hash()
     assert len(base.config_hash()) == 64
     changed = {"name": "other", "mac.operand": "fp16", "mac.accumulator": "bf16",
                "mac.latency": 4, "mac.dual": "static", "mac.low_man_bits": 2,
@@ -351,7 +352,8 @@ def test_c_header_contents():
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 def test_c_header_compiles():
-    c = with_overrides(PRESETS["tiny"], {"core.reduction": "tree", "mac.dual": "dual-full"})
+    c = with_overrides(PRESETS["tiny"], {"core.reduction": "tree", "mac.dual": "dual-full",
+                                              "pe.acc_regs": 12})
     out = BUILD / "c_header"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
