@@ -89,6 +89,7 @@ class Accelerator(wiring.Component):
         irq_enable = Signal(2, name="irq_enable")
         irq_status = Signal(2, name="irq_status")
         reuse = Signal(isa.REUSE_STRENGTH_BITS, name="reuse_strength")
+        dual_seed = Signal(isa.DUAL_SEED_BITS, name="dual_seed")
         running = Signal(name="running")
         done = Signal(name="done")
         failed = Signal(name="failed")
@@ -96,9 +97,10 @@ class Accelerator(wiring.Component):
         error_index = Signal(32, name="error_index")
         counters = {name.lower(): Signal(COUNTER_BITS, name=f"count_{name.lower()}")
                     for name, _ in isa.COUNTERS}
-        core_counters = {"core_cycles": core.busy_cycles, "mac_slots": core.mac_slots,
-                         "update_slots": core.update_slots, "stall_cycles": core.stall_cycles,
-                         "bus_words": core.bus_words}
+        core_counters = {"core_cycles": core.busy_cycles,
+                         **{name: getattr(core, name) for name in core.COUNTERS
+                            if name != "busy_cycles"}}
+        m.d.comb += core.dual_seed.eq(dual_seed)
         m.d.comb += self.irq.eq((irq_status & irq_enable) != 0)
 
         banks = core.banks
@@ -117,6 +119,7 @@ class Accelerator(wiring.Component):
             "error_code": error_code, "error_index": error_index,
             "irq_enable": irq_enable, "irq_status": irq_status,
             "reuse_strength": reuse,
+            "dual_seed": dual_seed,
             "dma_base_lo": dma_base[:32], "dma_base_hi": dma_base[32:],
             "dma_last_lo": dma_last[:32], "dma_last_hi": dma_last[32:],
         }
@@ -138,14 +141,16 @@ class Accelerator(wiring.Component):
                              ("dma_last_lo", dma_last, slice(0, 32)),
                              ("dma_last_hi", dma_last, slice(32, 64)),
                              ("irq_enable", irq_enable, slice(0, 2)),
-                             ("reuse_strength", reuse, slice(0, isa.REUSE_STRENGTH_BITS))):
+                             ("reuse_strength", reuse, slice(0, isa.REUSE_STRENGTH_BITS)),
+                             ("dual_seed", dual_seed, slice(0, isa.DUAL_SEED_BITS))):
             with m.If(getattr(regs, f"w_{key}")):
                 m.d.sync += sig[sl].eq(wd)
         # Ringing the doorbell while running is refused (SLVERR), and so are writes to the
         # registers a run depends on: the command buffer was checked against the window at
-        # the doorbell, and every later fetch relies on that.
+        # the doorbell, and every later fetch relies on that; a seed changed mid-run would
+        # make the results depend on when the write landed.
         for key in ("doorbell", "cmd_base_lo", "cmd_base_hi", "cmd_count", "dma_base_lo",
-                    "dma_base_hi", "dma_last_lo", "dma_last_hi"):
+                    "dma_base_hi", "dma_last_lo", "dma_last_hi", "dual_seed"):
             m.d.comb += getattr(regs, f"w_err_{key}").eq(running)
         ring = regs.w_doorbell & wd[0]
 

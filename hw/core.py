@@ -111,12 +111,20 @@ class Core(wiring.Component):
     error : Out(1)
         The last command was malformed (an unknown operation, or a size of zero that the
         operation needs): it did nothing, and the core is ready for the next one.
+    dual_seed : In(16)
+        Seed of the ``random`` dual-precision policy (``sim.dual.random_bits``).
     mac_slots, update_slots, busy_cycles, stall_cycles, bus_words : Out(48)
         Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy,
         cycles the compute engine waited for the reducers, words moved over the buses.
+    high_products, low_products, bypass_products : Out(48)
+        Counters: the products of MAC slots, summed over the PEs, by class
+        (``hw.dual``): made by a high-precision multiplier, by the low-precision one, or
+        bypassed (a zero operand). Their sum is the MACs done (padding included).
     """
 
     COUNTER_BITS = 48
+    COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words",
+                "high_products", "low_products", "bypass_products")
 
     def __init__(self, config):
         from gen.config import Config
@@ -130,7 +138,10 @@ class Core(wiring.Component):
         self.group = config.pe.acc_regs // 2
         self.pe_args = dict(weight_words=config.pe.weight_words, act_words=config.pe.act_words,
                             acc_regs=config.pe.acc_regs, mac_latency=config.mac.latency,
-                            tree=self.tree)
+                            tree=self.tree, dual=config.mac.dual,
+                            low_man_bits=config.mac.low_man_bits)
+        # Outputs per compute slot of a MAC pass (docs/dual_precision.md).
+        self.streams = config.mac.macs_per_cycle
         probe = PE(config.mac.operand, **self.pe_args)
         self.uop_layout = probe.layout
         probe._MustUse__silence = True
@@ -141,8 +152,7 @@ class Core(wiring.Component):
         self.layout = command_layout((config.pe.weight_words - 1).bit_length() or 1,
                                      (config.pe.act_words - 1).bit_length() or 1, line_bits)
         addr_bits = max(1, (self.sp_words - 1).bit_length())
-        counters = {name: Out(self.COUNTER_BITS) for name in
-                    ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words")}
+        counters = {name: Out(self.COUNTER_BITS) for name in self.COUNTERS}
         super().__init__({
             "cmd": In(self.layout),
             "cmd_valid": In(1),
@@ -156,6 +166,7 @@ class Core(wiring.Component):
             "dma_we": In(1), "dma_re": In(1), "dma_e0": In(16), "dma_line": In(line_bits),
             "dma_lanes": In(self.dma_words), "dma_wdata": In(32).array(self.dma_words),
             "dma_rdata": Out(32).array(self.dma_words),
+            "dual_seed": In(16),
             **counters,
         })
 
@@ -177,6 +188,7 @@ class Core(wiring.Component):
         for r in range(R):
             for c in range(C):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+        self._product_counters(m, [pe for row in pes for pe in row])
 
         # --- issue signals: what the sequencer asks for in this cycle ----------------------
         uop = Signal(self.uop_layout, name="issue_uop")
@@ -274,7 +286,7 @@ class Core(wiring.Component):
                             m.d.comb += pes[r][c].nbr_in.eq(Mux(s_tcols, along_col, along_row))
 
         # Reducers: lane l reduces row bus l (rows) or column bus l (columns).
-        ew_latency = L - PE.MULTIPLY_LATENCY
+        ew_latency = L - 1
         sums = [[Signal(32, name=f"sum{l}_{k}") for k in range(G)] for l in range(lanes)]
         adders = []
         for l in range(lanes):
@@ -358,6 +370,33 @@ class Core(wiring.Component):
                          sp.rd_lanes.eq(self.dma_lanes)]
         m.d.comb += [self.dma_rdata[l].eq(sp.rd_data[l]) for l in range(K)]
         return m
+
+    def _product_counters(self, m, pes):
+        """The high, low and bypass product counters: each cycle, the PEs' products of each
+        class are counted by an adder tree (registered every few levels, so that a large
+        array does not set the clock) and added to the counter a few cycles later."""
+        from .dual import BYPASS, HIGH, LOW
+        for name, cls in (("high_products", HIGH), ("low_products", LOW),
+                          ("bypass_products", BYPASS)):
+            flags = Signal(2 * len(pes), name=f"{name}_flags")
+            m.d.sync += flags.eq(Cat(*[Cat(pe.made[0] & (pe.class0 == cls),
+                                           pe.made[1] & (pe.class1 == cls)) for pe in pes]))
+            level = [flags[i] for i in range(len(flags))]
+            depth = 0
+            while len(level) > 1:
+                pairs = [level[i] + level[i + 1] if i + 1 < len(level) else level[i]
+                         for i in range(0, len(level), 2)]
+                depth += 1
+                if depth % 3 == 0:
+                    staged = []
+                    for index, value in enumerate(pairs):
+                        reg = Signal(len(value), name=f"{name}_sum{depth}_{index}")
+                        m.d.sync += reg.eq(value)
+                        staged.append(reg)
+                    pairs = staged
+                level = pairs
+            counter = getattr(self, name)
+            m.d.sync += counter.eq(counter + level[0])
 
     def _sequencer(self, m, uop, sel_col, sel_row, sel_all, bus_from, rd, scalars, tree, loss,
                    red,
@@ -574,6 +613,20 @@ class Core(wiring.Component):
             return Mux(wraps, hi + 1, hi), Mux(wraps, 0, lo + 1)
 
         next_p1, next_p2 = next_position(p1, p2, wrap)
+        # Dual precision: a MAC slot takes outputs o (pair 0) and o + 1 (pair 1, at the
+        # position after p), and the slot after starts two positions on; the update and
+        # velocity passes of WGRAD stay one output per slot (docs/dual_precision.md).
+        dual = self.streams == 2
+        if dual:
+            q1, q2 = next_p1, next_p2
+            after2_p1, after2_p2 = next_position(q1, q2, wrap)
+            one_output = upd | vel
+            inc = Mux(one_output, 1, 2)
+            after_p1 = Mux(one_output, next_p1, after2_p1)
+            after_p2 = Mux(one_output, next_p2, after2_p2)
+        else:
+            inc = 1
+            after_p1, after_p2 = next_p1, next_p2
         dr_next_p1, dr_next_p2 = next_position(dr_p1, dr_p2, cmd.batch)
         valid_o = o < outputs
         acc_index = (buf * G + k)[:len(uop.c_acc)]
@@ -612,9 +665,11 @@ class Core(wiring.Component):
                             m.d.comb += [uop.a_act.eq(1),
                                          uop.aaddr2.eq(cmd.abase2 + p1 * cmd.batch + s),
                                          uop.aaddr.eq(cmd.abase + p2 * cmd.batch + s)]
+                        if dual:
+                            self._pair1(m, cmd, uop, o, s, q1, q2, nt, outputs, fwd, bwd, wgr)
                 # Advance k (and the position), then s, then the group.
-                with m.If(k + 1 == G):
-                    m.d.sync += [k.eq(0), o.eq(o - (G - 1)), p1.eq(g_p1), p2.eq(g_p2)]
+                with m.If(k + inc == G):
+                    m.d.sync += [k.eq(0), o.eq(o - G + inc), p1.eq(g_p1), p2.eq(g_p2)]
                     last_step = Mux(wgr, upd, s + 1 == steps)
                     with m.If(wgr & ~upd & ~vel & (s + 1 == steps)):
                         # The batch is accumulated: the velocity pass (momentum), the update.
@@ -622,9 +677,9 @@ class Core(wiring.Component):
                     with m.Elif(vel):
                         m.d.sync += [vel.eq(0), upd.eq(1)]
                     with m.Elif(last_step):
-                        m.d.sync += [s.eq(0), upd.eq(0), g.eq(g + 1), o.eq(o + 1),
-                                     p1.eq(next_p1), p2.eq(next_p2),
-                                     g_p1.eq(next_p1), g_p2.eq(next_p2)]
+                        m.d.sync += [s.eq(0), upd.eq(0), g.eq(g + 1), o.eq(o + inc),
+                                     p1.eq(after_p1), p2.eq(after_p2),
+                                     g_p1.eq(after_p1), g_p2.eq(after_p2)]
                         m.d.comb += group_done_signal.eq(~wgr)
                         with m.If(~wgr):
                             m.d.sync += buf.eq(~buf)
@@ -633,8 +688,8 @@ class Core(wiring.Component):
                     with m.Else():
                         m.d.sync += s.eq(s + 1)
                 with m.Else():
-                    m.d.sync += [k.eq(k + 1), o.eq(o + 1),
-                                 p1.eq(next_p1), p2.eq(next_p2)]
+                    m.d.sync += [k.eq(k + inc), o.eq(o + inc),
+                                 p1.eq(after_p1), p2.eq(after_p2)]
 
         # --- drain engine ---------------------------------------------------------------
         lanes_count = Mux(fwd, C, R)     # partial sums per output (PEs along the bus)
@@ -659,10 +714,11 @@ class Core(wiring.Component):
         with m.If(active & (fwd | bwd)):
             with m.If(~dr_running & (pending != 0)):
                 # The first send (accumulator 0) reads L + 2 cycles after its last MAC at the
-                # earliest; that MAC was issued G - 1 cycles before the group ended, and the
-                # drain starts 2 cycles after that, so it waits only if G < L + 1.
-                m.d.sync += [dr_running.eq(1), dr_wait.eq(max(0, L + 1 - G)), dr_lane.eq(0),
-                             dr_k.eq(0)]
+                # earliest; that MAC was issued P - 1 cycles before the group ended (P =
+                # G / streams slots per step), and the drain starts 2 cycles after that, so
+                # it waits only if P < L + 1.
+                m.d.sync += [dr_running.eq(1), dr_wait.eq(max(0, L + 1 - G // self.streams)),
+                             dr_lane.eq(0), dr_k.eq(0)]
             with m.If(dr_running & (dr_wait != 0)):
                 m.d.sync += dr_wait.eq(dr_wait - 1)
             with m.If(dr_running & (dr_wait == 0) & reducing_pass):
@@ -734,3 +790,25 @@ class Core(wiring.Component):
         # The command ends when the compute engine is done and every group is drained.
         with m.If(active & ce_done & ((wgr) | (dr_group == groups))):
             finish()
+
+    def _pair1(self, m, cmd, uop, o, s, q1, q2, nt, outputs, fwd, bwd, wgr):
+        """Pair 1 of a dual-precision MAC slot: output ``o + 1`` at position ``(q1, q2)``,
+        the same step ``s``; its addresses as pair 0's, and the ``random`` policy's bit."""
+        m.d.comb += uop.pair1.eq(o + 1 < outputs)
+        with m.If(fwd):
+            m.d.comb += [uop.waddr1.eq(cmd.wbase + q1 * nt + s),
+                         uop.aaddr1.eq(cmd.abase + s * cmd.batch + q2)]
+        with m.If(bwd):
+            m.d.comb += [uop.waddr1.eq(cmd.wbase + s * nt + q1),
+                         uop.aaddr1.eq(cmd.abase + s * cmd.batch + q2)]
+        with m.If(wgr):
+            m.d.comb += [uop.aaddr2_1.eq(cmd.abase2 + q1 * cmd.batch + s),
+                         uop.aaddr1.eq(cmd.abase + q2 * cmd.batch + s)]
+        if self.config.mac.dual == "random":
+            # sim.dual.random_bits(o, s, seed) in 16-bit arithmetic: a hash of the slot, so
+            # that the bit does not depend on the order in which slots are issued.
+            x = Signal(16, name="random_x")
+            y = Signal(16, name="random_y")
+            m.d.comb += [x.eq(o[:16] * 40503 + s * 10007 + self.dual_seed * 49297),
+                         y.eq(x * 25173 + 13849),
+                         uop.rand.eq(y[15])]

@@ -10,15 +10,13 @@ the same cycle:
   row or column bus, as the core selects), or a bus word into one of the banks.
 
 ``q`` is the round-to-nearest-even conversion of an fp32 value to the operand format: the
-banks hold fp32 words and the multiplicands are made when used. The multiply path is the
-place where the dual-precision MAC and the reuse cache plug in: it takes the two operand-format
-multiplicands and hands an exact product (``product_format(operand)``) to the accumulating
-adder; see :class:`MultiplyPath`.
+banks hold fp32 words and the multiplicands are made when used. The multiply path
+(:class:`hw.dual.DualMultiplyPath`: one multiplier, or the dual-precision pair of them) takes
+the operand-format multiplicands and hands exact products (``product_format(operand)``) to the
+accumulating adders; it is also where the reuse cache plugs in.
 """
 
-import enum as py_enum
-
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -28,7 +26,7 @@ from gen.formats import FP32, product_format
 from . import fp_datapath as fp
 from ._unit import check_format, check_latency
 
-__all__ = ["ComputeOp", "TransferOp", "micro_op_layout", "MultiplyPath", "PE"]
+__all__ = ["ComputeOp", "TransferOp", "micro_op_layout", "PE"]
 
 
 class ComputeOp(enum.Enum, shape=2):
@@ -65,10 +63,16 @@ class TransferOp(enum.Enum, shape=3):
     REDUCE_ACC = 6
 
 
-def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits):
-    """The micro-op of a PE with banks and accumulators of the given address widths."""
+def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False):
+    """The micro-op of a PE with banks and accumulators of the given address widths.
+
+    A dual-precision PE (``dual``) has the fields of a second operand pair: ``pair1`` (it
+    exists), its addresses ``waddr1``, ``aaddr1`` and ``aaddr2_1`` (read as ``waddr``,
+    ``aaddr`` and ``aaddr2`` are for pair 0) and ``rand``, the ``random`` policy's bit.
+    Pair 1 accumulates into ``acc[c_acc + 1]`` (``c_acc`` is even).
+    """
     t_addr_bits = max(weight_addr_bits, act_addr_bits)
-    return data.StructLayout({
+    fields = {
         "c_op": ComputeOp,
         "c_acc": acc_bits,
         "c_clear": 1,
@@ -79,44 +83,11 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits):
         "t_op": TransferOp,
         "t_acc": acc_bits,
         "t_addr": t_addr_bits,
-    })
-
-
-class MultiplyPath(wiring.Component):
-    """The multiply path of a PE: two multiplicands in, their exact product out.
-
-    This is the interface the dual-precision MAC and the reuse cache implement: any unit with
-    these ports and a fixed latency can replace the plain exact multiplier. The product is
-    in ``product_format(operand)``, which holds every product exactly.
-
-    Parameters
-    ----------
-    operand : FloatFormat
-        Format of ``a`` and ``b``.
-    latency : int
-        Register stages from ``a``/``b`` to ``product``.
-
-    Members
-    -------
-    a, b : In(operand.width)
-    i_valid : In(1)
-    product : Out(product_format(operand).width)
-    o_valid : Out(1)
-    """
-
-    def __init__(self, operand, *, latency=1):
-        from .fmul import FloatMultiplier
-        self.operand = check_format("Operand format", operand)
-        self.latency = check_latency(latency)
-        self._unit = FloatMultiplier(operand, latency=latency)
-        super().__init__(dict(self._unit.signature.members.items()))
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.multiplier = unit = self._unit
-        m.d.comb += [unit.a.eq(self.a), unit.b.eq(self.b), unit.i_valid.eq(self.i_valid),
-                     self.product.eq(unit.product), self.o_valid.eq(unit.o_valid)]
-        return m
+    }
+    if dual:
+        fields.update({"pair1": 1, "rand": 1, "waddr1": weight_addr_bits,
+                       "aaddr1": act_addr_bits, "aaddr2_1": act_addr_bits})
+    return data.StructLayout(fields)
 
 
 class PE(wiring.Component):
@@ -137,6 +108,14 @@ class PE(wiring.Component):
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
       a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` write-back.
 
+    **Dual precision** (``dual`` other than ``"single"``, ``docs/dual_precision.md``): a
+    ``MAC`` takes two operand pairs, pair 1 read from ``waddr1``/``aaddr1``/``aaddr2_1``
+    through a second read port of each bank and accumulated into ``acc[c_acc + 1]`` by a
+    second accumulating adder, in the same cycle and with the same latency as pair 0. The
+    multiply path is :class:`hw.dual.DualMultiplyPath` (for ``"single"`` too, where it is one
+    multiplier). ``UPDATE`` and ``UPDATE_V`` use pair 0 alone, which then always gets the
+    high-precision multiplier.
+
     Parameters
     ----------
     operand, accumulator : FloatFormat
@@ -144,11 +123,17 @@ class PE(wiring.Component):
     weight_words, act_words : int
         Depth of the weight bank (fp32 master weights) and of the activation bank
         (activations and gradients; it has two read ports, so that the weight gradient can
-        read an activation and a gradient in one cycle).
+        read an activation and a gradient in one cycle; four with dual precision).
     acc_regs : int
         Number of fp32 accumulator registers.
     mac_latency : int
         Register stages of the MAC (multiply path plus accumulating adder).
+    tree : bool
+        Add the neighbour-link reduction adder (``REDUCE_ACC``).
+    dual : str
+        Precision policy, one of ``gen.config.DUAL_POLICIES``.
+    low_man_bits : int
+        Mantissa bits of the low-precision multiplier (the policies that round).
 
     Members
     -------
@@ -163,15 +148,20 @@ class PE(wiring.Component):
         The fp32 scalar of ``UPDATE`` (``-lr``).
     scalar2 : In(32)
         The fp32 scalar of ``UPDATE_V`` (the momentum ``mu``).
+    nbr_in : In(32)
+        The neighbour's word of a ``REDUCE_ACC``.
     out : Out(32)
         The word this PE sends, one cycle after ``SEND_ACC`` or ``SEND_W``.
+    made : Out(2)
+        Bit ``i``: pair ``i`` of a ``MAC`` left the multiply path in this cycle (what the
+        product counters count).
+    class0, class1 : Out(2)
+        Their classes (``hw.dual.HIGH``, ``LOW``, ``BYPASS``).
     """
 
-    #: Register stages of the multiply path; the adder gets the rest of ``mac_latency``.
-    MULTIPLY_LATENCY = 1
-
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
-                 acc_regs=16, mac_latency=3, tree=False):
+                 acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3):
+        from gen.config import DUAL_POLICIES
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
         if accumulator != FP32:
@@ -180,17 +170,23 @@ class PE(wiring.Component):
                             ("acc_regs", acc_regs)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(dual, str) or dual not in DUAL_POLICIES:
+            raise ValueError(f"dual must be one of {', '.join(DUAL_POLICIES)}, not {dual!r}")
+        if dual != "single" and acc_regs % 2:
+            raise ValueError(f"acc_regs must be even for a dual policy, not {acc_regs!r}")
         self.weight_words = weight_words
         self.act_words = act_words
         self.acc_regs = acc_regs
         self.mac_latency = check_latency(mac_latency)
         self.tree = bool(tree)
-        if mac_latency < self.MULTIPLY_LATENCY + 1:
-            raise ValueError(f"mac_latency must be at least {self.MULTIPLY_LATENCY + 1}, "
-                             f"not {mac_latency!r}")
+        self.dual = dual
+        self.low_man_bits = low_man_bits
+        if mac_latency < 2:
+            raise ValueError(f"mac_latency must be at least 2, not {mac_latency!r}")
         self.layout = micro_op_layout((weight_words - 1).bit_length() or 1,
                                       (act_words - 1).bit_length() or 1,
-                                      (acc_regs - 1).bit_length() or 1)
+                                      (acc_regs - 1).bit_length() or 1,
+                                      dual=self.is_dual)
         super().__init__({
             "uop": In(self.layout),
             "select": In(1),
@@ -200,13 +196,35 @@ class PE(wiring.Component):
             "scalar2": In(32),
             "nbr_in": In(32),
             "out": Out(32),
+            "made": Out(2),
+            "class0": Out(2),
+            "class1": Out(2),
         })
 
+    @property
+    def is_dual(self):
+        """Two operand pairs per ``MAC``."""
+        return self.dual != "single"
+
+    @property
+    def multiply_latency(self):
+        """Register stages of the multiply path; the accumulating adder gets the rest of
+        ``mac_latency``. A policy that rounds one pair to the low format gives the steering
+        and the rounding a stage of their own when the MAC has the stages to spare
+        (``hw.dual``); otherwise one stage."""
+        if self.dual in ("value", "static", "random") and self.mac_latency >= 3:
+            return 2
+        return 1
+
     def elaborate(self, platform):
+        from .dual import DualMultiplyPath
+        from .fadd import FloatAdder
         m = Module()
         op = self.operand
         pf = product_format(op)
         uop = self.uop
+        dual = self.is_dual
+        ML = self.multiply_latency
 
         m.submodules.weight_bank = wbank = Memory(shape=32, depth=self.weight_words, init=[])
         m.submodules.act_bank = abank = Memory(shape=32, depth=self.act_words, init=[])
@@ -215,6 +233,11 @@ class PE(wiring.Component):
         a_rd = abank.read_port()
         a_rd2 = abank.read_port()
         a_wr = abank.write_port()
+        if dual:
+            # Pair 1's operands: one more read port per operand.
+            w_rd_1 = wbank.read_port()
+            a_rd_1 = abank.read_port()
+            a_rd2_1 = abank.read_port()
         acc = [Signal(32, name=f"acc{k}") for k in range(self.acc_regs)]
         acc_array = data.ArrayLayout(32, self.acc_regs)
         acc_view = Signal(acc_array)
@@ -227,6 +250,9 @@ class PE(wiring.Component):
             a_rd.addr.eq(uop.aaddr),
             a_rd2.addr.eq(uop.aaddr2),
         ]
+        if dual:
+            m.d.comb += [w_rd_1.addr.eq(uop.waddr1), a_rd_1.addr.eq(uop.aaddr1),
+                         a_rd2_1.addr.eq(uop.aaddr2_1)]
         take = self.select
         with m.Switch(uop.t_op):
             with m.Case(TransferOp.ACT_FROM_ROW):
@@ -260,39 +286,65 @@ class PE(wiring.Component):
         qa = fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew)
         qb = fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew)
 
-        # The MAC is the multiply path (pluggable: see MultiplyPath) and the accumulating
-        # adder, which rounds the exact product and the addend once: the same result as
-        # the fused FloatMAC, bit for bit.
-        from .fadd import FloatAdder
-        m.submodules.multiply = mul = MultiplyPath(op, latency=self.MULTIPLY_LATENCY)
-        m.submodules.accumulate = add = FloatAdder(
-            FP32, pf, FP32, latency=self.mac_latency - self.MULTIPLY_LATENCY)
-        m.d.comb += [mul.a.eq(qa), mul.b.eq(qb),
+        # The MAC is the multiply path and the accumulating adder, which rounds the exact
+        # product and the addend once: the same result as the fused FloatMAC, bit for bit.
+        m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
+                                                       latency=ML)
+        m.d.comb += [mul.a0.eq(qa), mul.b0.eq(qb),
                      mul.i_valid.eq(is_mac | is_update | is_velocity)]
-        addend = c32
-        for index in range(self.MULTIPLY_LATENCY):
-            delayed = Signal(32, name=f"addend_d{index}")
-            m.d.sync += delayed.eq(addend)
-            addend = delayed
-        m.d.comb += [add.a.eq(addend), add.b.eq(mul.product), add.i_valid.eq(mul.o_valid)]
-        mac = add
+        pair1 = Signal(name="pair1")
+        if dual:
+            acc_k1 = acc_view[s1.c_acc | 1]
+            a1_32 = Mux(s1.a_act, a_rd2_1.data, w_rd_1.data)
+            qa1 = fp.round_pack(m, *_unpack_args(m, a1_32, ew, "qa1"), op, ew)
+            qb1 = fp.round_pack(m, *_unpack_args(m, a_rd_1.data, ew, "qb1"), op, ew)
+            m.d.comb += [pair1.eq(is_mac & s1.pair1), mul.a1.eq(qa1), mul.b1.eq(qb1),
+                         mul.pair1.eq(pair1), mul.random_bit.eq(s1.rand)]
+
+        def delayed(value, stages, name):
+            for index in range(stages):
+                nxt = Signal(len(value), name=f"{name}_d{index}")
+                m.d.sync += nxt.eq(value)
+                value = nxt
+            return value
+
+        # What the product counters count: the MAC pairs, as they leave the multiply path.
+        m.d.comb += [self.made.eq(delayed(Cat(is_mac, pair1), ML, "made")),
+                     self.class0.eq(mul.c0), self.class1.eq(mul.c1)]
+
+        m.submodules.accumulate = add = FloatAdder(FP32, pf, FP32,
+                                                   latency=self.mac_latency - ML)
+        m.d.comb += [add.a.eq(delayed(c32, ML, "addend")), add.b.eq(mul.p0),
+                     add.i_valid.eq(mul.o_valid)]
+        if dual:
+            # Pair 1's accumulating adder: the same latency, so both results land together.
+            m.submodules.accumulate1 = add1 = FloatAdder(FP32, pf, FP32,
+                                                         latency=self.mac_latency - ML)
+            c1_32 = Mux(s1.c_clear, 0, acc_k1)
+            m.d.comb += [add1.a.eq(delayed(c1_32, ML, "addend1")), add1.b.eq(mul.p1),
+                         add1.i_valid.eq(mul.o_valid)]
 
         # The destination of each result travels beside the MAC pipeline.
-        tag = data.StructLayout({"update": 1, "velocity": 1, "acc": len(s1.c_acc),
+        tag = data.StructLayout({"update": 1, "velocity": 1, "pair1": 1, "acc": len(s1.c_acc),
                                  "waddr": len(s1.waddr)})
         stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
-        m.d.sync += stages[0].eq(Cat(is_update, is_velocity, s1.c_acc, s1.waddr))
+        m.d.sync += stages[0].eq(Cat(is_update, is_velocity, pair1, s1.c_acc, s1.waddr))
         for prev, nxt in zip(stages, stages[1:]):
             m.d.sync += nxt.eq(prev)
         done = stages[-1]
 
         # --- cycle t+1+L: write-back -----------------------------------------------------
-        with m.If(mac.o_valid & ~done.update):
+        with m.If(add.o_valid & ~done.update):
             for k in range(self.acc_regs):
                 with m.If(done.acc == k):
-                    m.d.sync += acc[k].eq(mac.result)
-        with m.If(mac.o_valid & (done.update | done.velocity)):
-            m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(mac.result), w_wr.en.eq(1)]
+                    m.d.sync += acc[k].eq(add.result)
+        if dual:
+            with m.If(add1.o_valid & done.pair1):
+                for k in range(1, self.acc_regs, 2):
+                    with m.If((done.acc | 1) == k):
+                        m.d.sync += acc[k].eq(add1.result)
+        with m.If(add.o_valid & (done.update | done.velocity)):
+            m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(add.result), w_wr.en.eq(1)]
         with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
             m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
 

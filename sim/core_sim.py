@@ -23,6 +23,8 @@ class CoreRunner:
         self.dut = Core(config)
         self.banks = bank_count(config.core.rows, config.core.cols)
         self.actions = []
+        #: The ``random`` dual-precision policy's seed (``Core.dual_seed``).
+        self.dual_seed = 0
 
     def write(self, matrix, values):
         self.actions.append(("write", matrix, np.asarray(values, dtype=np.uint64)))
@@ -41,6 +43,7 @@ class CoreRunner:
         errors = []
 
         async def testbench(ctx):
+            ctx.set(dut.dual_seed, self.dual_seed)
             for action in self.actions:
                 if action[0] == "write":
                     _, matrix, values = action
@@ -75,8 +78,7 @@ class CoreRunner:
                         assert count < 200_000, "command did not finish"
                     cycles.append(count)
                     errors.append(ctx.get(dut.error))
-            for name in ("mac_slots", "update_slots", "busy_cycles", "stall_cycles",
-                         "bus_words"):
+            for name in Core.COUNTERS:
                 counters[name] = ctx.get(getattr(dut, name))
 
         sim = Simulator(dut)

@@ -3,7 +3,7 @@ one high-precision and one low-precision multiplier, and a controller that assig
 
 Two *streams* share a PE: in every compute slot the PE multiplies pair 0 ``(a0, b0)`` and
 pair 1 ``(a1, b1)``. Both products leave in ``product_format(operand)`` and are accumulated
-in fp32 like any product (``hw.pe.MultiplyPath``). Each pair is one of:
+in fp32 like any product (``hw.pe.PE``, ``hw.dual.DualMultiplyPath``). Each pair is one of:
 
 ``HIGH``
     multiplied exactly in the operand format (the high-precision multiplier);

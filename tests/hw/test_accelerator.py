@@ -598,9 +598,10 @@ def reset_values(config):
 
 
 #: Bits a read-write register keeps (the others keep all 32).
-RW_BITS = {"IRQ_ENABLE": 2, "REUSE_STRENGTH": isa.REUSE_STRENGTH_BITS}
+RW_BITS = {"IRQ_ENABLE": 2, "REUSE_STRENGTH": isa.REUSE_STRENGTH_BITS,
+           "DUAL_SEED": isa.DUAL_SEED_BITS}
 BY_OFFSET = {r.offset: r for r in isa.REGISTERS}
-UNMAPPED = [o for o in (0x058, 0x05C, 0x0FC, 0x100 + 8 * len(isa.COUNTERS), 0x800, 0xFFC)
+UNMAPPED = [o for o in (0x058, 0x05C, 0x060, 0x0FC, 0x100 + 8 * len(isa.COUNTERS), 0x800, 0xFFC)
             if o not in BY_OFFSET]
 
 
@@ -862,8 +863,8 @@ def test_w1c_unstrobed_bytes_clear_nothing():
 def test_fetch_stays_in_the_window_when_cmd_count_changes():
     """The DMA window bounds every bus access, the command fetch included (DMA_BASE: "first
     byte address the DMA and the command fetch may touch"): with the window ending at the
-    end of a 4-command buffer, writes to CMD_COUNT, CMD_BASE and the window while command 2
-    runs answer SLVERR and change nothing, and the run fetches nothing past the buffer."""
+    end of a 4-command buffer, writes to CMD_COUNT, CMD_BASE and the window (and DUAL_SEED)
+    while command 2 runs answer SLVERR and change nothing, and the run fetches nothing past the buffer."""
     stream = [dict(op="DMA_LOAD", n=2, batch=1, mem_addr=0x100 + 0x10 * i, sp_base=i, sp_lpc=1)
               for i in range(4)]
     last = CMD_BASE + len(stream) * COMMAND_BYTES - 1
@@ -874,10 +875,11 @@ def test_fetch_stays_in_the_window_when_cmd_count_changes():
         while await bench.get64("COMMANDS") < 2:
             pass
         refused = [await bench.write(REG[name].offset, 1) for name in
-                   ("CMD_COUNT", "CMD_BASE_LO", "DMA_LAST_LO", "DMA_BASE_LO")]
+                   ("CMD_COUNT", "CMD_BASE_LO", "DMA_LAST_LO", "DMA_BASE_LO", "DUAL_SEED")]
         await bench.finish()
         outside = [b for b in bench.sub.bursts if b[1] + b[2] * BB - 1 > last]  # DMA_BASE 0
-        return refused, outside, await bench.get64("COMMANDS"), await bench.get("CMD_COUNT")
+        return (refused, outside, await bench.get64("COMMANDS"), await bench.get("CMD_COUNT"),
+                await bench.get("DUAL_SEED"))
 
     got, _ = simulate(body, image=image_of(stream), seed=3)
-    assert got == ([Resp.SLVERR] * 4, [], len(stream), len(stream))
+    assert got == ([Resp.SLVERR] * 5, [], len(stream), len(stream), 0)
