@@ -55,7 +55,9 @@ def run(policy, seed, epochs, lr, batch, slot_seed):
     if policy == REFERENCE:
         ref = [nx.to_float32(w).copy() for w in weights]
     else:
-        config = with_overrides(get_preset(PRESET), {"mac.dual": policy})
+        # 28 accumulators: what a dual policy needs at the default latency (the numerics
+        # do not depend on it).
+        config = with_overrides(get_preset(PRESET), {"mac.dual": policy, "pe.acc_regs": 28})
         num, dual = dm.from_config(config)
     history = []
     start = time.perf_counter()

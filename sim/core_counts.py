@@ -15,8 +15,13 @@ What is counted, per command, as ``sim.core_sim.CoreRunner`` and the core count 
     Edges at which the core was busy: always ``cycles - 1`` (the core is idle in the cycle
     the command is presented in, and busy from the next edge until it is ready again).
 ``mac_slots``, ``update_slots`` (``UPDATE`` and, with momentum, ``UPDATE_V``)
-    Cycles whose micro-op issued a ``MAC`` (an ``UPDATE``) to every PE: the PEs perform
-    ``mac_slots * R * C`` MACs (``update_slots * R * C`` updates), padding included.
+    Cycles whose micro-op issued a ``MAC`` (an ``UPDATE``) to every PE. With one stream
+    (``mac.dual = "single"``) the PEs perform ``mac_slots * R * C`` MACs (``update_slots *
+    R * C`` updates), padding included. With a dual policy a MAC slot carries two outputs
+    (pair 1 only where output ``o + 1`` exists), so ``mac_slots = ceil(outputs / 2) *
+    steps`` and the MACs done are still ``R * C * outputs * steps``; the product counters
+    that split them by multiplier (``HIGH_PRODUCTS`` ...) depend on the data and are not
+    predicted here (``sim.machine`` counts them).
 ``stall_cycles``
     Cycles in which the compute engine waited for an accumulator buffer still being drained.
 ``bus_words``
@@ -25,26 +30,31 @@ What is counted, per command, as ``sim.core_sim.CoreRunner`` and the core count 
     ``C`` (``R``) partial sums are, even from PEs that hold only padding inputs.
 
 The schedule (``hw/core.py``), with ``L = mac.latency``, ``G = pe.acc_regs // 2``,
-``mt = ceil(m/R)``, ``nt = ceil(n/C)``; every command ends with ``finish()``, a countdown of
+``mt = ceil(m/R)``, ``nt = ceil(n/C)``, and ``streams`` the outputs per MAC slot (1 for
+``mac.dual = "single"``, 2 for a dual policy: outputs ``o`` and ``o + 1`` of a group at the
+same step, ``docs/dual_precision.md``); every command ends with ``finish()``, a countdown of
 ``L + 4`` cycles, so ``cycles = X + L + 5`` where ``X`` is the cycle (1 = the first cycle
 after the taking edge) in which the command calls ``finish()``:
 
 * Movers: one iteration per cycle, ``finish()`` in the last one. ``LOAD_COL``: ``nt * batch``
   iterations, ``LOAD_ROW``: ``mt * batch``, ``LOAD_W`` / ``STORE_W``: ``mt * nt * C`` (one PE
   column per cycle, padded columns included). Bus words: ``n*batch``, ``m*batch``, ``m*n``.
-* ``WGRAD``: ``groups = ceil(mt*nt / G)`` groups of ``G`` outputs, each ``G * (batch + 1)``
-  (``G * (batch + 2)`` with momentum, whose velocity pass comes before the update)
-  compute slots (``batch`` MAC passes, one UPDATE pass), never stalling; ``finish()`` one
-  cycle after the last slot.
+* ``WGRAD``: ``groups = ceil(mt*nt / G)`` groups of ``G`` outputs, each ``G/streams * batch
+  + G * passes`` compute slots (``batch`` MAC passes of ``G/streams`` slots; ``passes = 1``
+  UPDATE pass, or 2 with momentum, whose velocity pass comes before the update: these are
+  one output per slot whatever the policy), never stalling; ``finish()`` one cycle after
+  the last slot.
 * ``FORWARD`` / ``BACKWARD``: ``outputs = mt*batch`` (``nt*batch``) outputs in ``groups =
-  ceil(outputs / G)`` groups; the compute engine spends ``P = G * steps`` cycles on a group
-  (``steps = nt``, resp. ``mt``). The drain engine starts a finished group one cycle after
-  it is done (or after the previous drain ends), spends one cycle starting, ``w = max(0, L +
-  1 - G)`` waiting and ``G * passes`` sending (``passes = lanes``; with the neighbour-link
-  tree ``ceil(log2 lanes) + 1``) (``lanes = C``, resp. ``R``: one partial sum per
-  PE along the bus, for each of the G accumulators): ``D + 1`` cycles with ``D = w + G *
-  passes``. Two accumulator buffers: the compute engine may start group ``g + 2`` only in
-  the cycle after group ``g``'s drain ended. The two-stage pipeline gives, exactly::
+  ceil(outputs / G)`` groups; the compute engine spends ``P = G/streams * steps`` cycles on a
+  group (``steps = nt``, resp. ``mt``). The drain engine (one output per send whatever the
+  policy) starts a finished group one cycle after it is done (or after the previous drain
+  ends), spends one cycle starting, ``w = max(0, L + 1 - G/streams)`` waiting (the last MAC
+  of the group's first accumulator was issued ``G/streams - 1`` cycles before the group
+  ended) and ``G * passes`` sending (``passes = lanes``; with the neighbour-link tree
+  ``ceil(log2 lanes) + 1``) (``lanes = C``, resp. ``R``: one partial sum per PE along the
+  bus, for each of the G accumulators): ``D + 1`` cycles with ``D = w + G * passes``. Two
+  accumulator buffers: the compute engine may start group ``g + 2`` only in the cycle after
+  group ``g``'s drain ended. The two-stage pipeline gives, exactly::
 
       last drain ends  f = P + 1 + D + (groups - 1) * max(P, D + 1)
       finish() at      X = f + 1
@@ -99,12 +109,18 @@ def _drain_passes(config, lanes):
 
 
 def _params(config):
+    """``(R, C, L, G, streams)``: ``streams`` is the outputs a MAC slot carries."""
     R, C = config.core.rows, config.core.cols
     L = config.mac.latency
     G = config.pe.acc_regs // 2
     if G < 1:
         raise ValueError(f"pe.acc_regs must be at least 2, not {config.pe.acc_regs!r}")
-    return R, C, L, G
+    streams = config.mac.macs_per_cycle
+    if G % streams:
+        # gen.config refuses such configs; a group must hold whole pairs.
+        raise ValueError(f"pe.acc_regs // 2 must be even for mac.dual = "
+                         f"{config.mac.dual!r}, not {G}")
+    return R, C, L, G, streams
 
 
 def _command(command):
@@ -164,13 +180,15 @@ def predict(config, command, labels=None):
         ``cycles`` (as ``CoreRunner`` counts them) and the growth of every counter
         (:data:`FIELDS`).
     """
-    R, C, L, G = _params(config)
+    R, C, L, G, streams = _params(config)
     op, sizes = _command(command)
     if _malformed(op, sizes):
         return _result(1)
     m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
     mt, nt = _ceil(m, R), _ceil(n, C)
     end = L + FINISH_EXTRA
+    # Slots of a MAC pass over a group: each carries `streams` outputs of the group.
+    slots = G // streams
 
     if op == "LOAD_COL":
         return _result(nt * batch + end, bus=n * batch)
@@ -182,23 +200,23 @@ def predict(config, command, labels=None):
         # One pass of updates per group, two with momentum (the velocity, then the weight).
         passes = 2 if command.get("flag") else 1
         groups = _ceil(mt * nt, G)
-        return _result(groups * G * (batch + passes) + 1 + end,
-                       mac=mt * nt * batch, update=passes * mt * nt)
+        return _result(groups * (slots * batch + G * passes) + 1 + end,
+                       mac=_ceil(mt * nt, streams) * batch, update=passes * mt * nt)
     if op in ("FORWARD", "BACKWARD"):
         fwd = op == "FORWARD"
         outputs = (mt if fwd else nt) * batch
         steps = nt if fwd else mt
         lanes = C if fwd else R
-        passes = _drain_passes(config, lanes)
         groups = _ceil(outputs, G)
-        P = G * steps
-        D = max(0, L + 1 - G) + G * _drain_passes(config, lanes)
+        P = slots * steps
+        D = max(0, L + 1 - slots) + G * _drain_passes(config, lanes)
         drained = P + 1 + D + (groups - 1) * max(P, D + 1)
         stall = max(0, groups - 2) * max(0, D + 1 - P)
         # Every pass crosses the bus with a chain; with the tree only the last one does.
         on_bus = 1 if config.core.reduction == "tree" else (C if fwd else R)
         bus = on_bus * (m if fwd else n) * batch
-        return _result(drained + 1 + end, mac=outputs * steps, stall=stall, bus=bus)
+        return _result(drained + 1 + end, mac=_ceil(outputs, streams) * steps, stall=stall,
+                       bus=bus)
     if op == "LOSS_GRAD":
         # The special-function unit's reorder and turn-taking make a closed form long; the
         # loss unit's passes are short loops, so they are stepped (still exact).
@@ -234,7 +252,7 @@ def trace(config, command, labels=None):
     stepped one clock cycle at a time with the same registers, conditions and counters.
     Slower than :func:`predict`; it is the reference the closed forms are checked against.
     """
-    R, C, L, G = _params(config)
+    R, C, L, G, streams = _params(config)
     op, sizes = _command(command)
     if _malformed(op, sizes):
         return _result(1)
@@ -247,7 +265,8 @@ def trace(config, command, labels=None):
     elif op in ("FORWARD", "BACKWARD", "WGRAD"):
         x = _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts,
                            tree=config.core.reduction == "tree",
-                           momentum=bool(command.get("flag")) and op == "WGRAD")
+                           momentum=bool(command.get("flag")) and op == "WGRAD",
+                           streams=streams)
     else:
         x = _trace_loss(L, m, batch, labels)
     cycles = x + L + FINISH_EXTRA
@@ -293,8 +312,14 @@ def _trace_mover(op, R, C, m, n, batch, mt, nt, counts):
                 c_sel += 1
 
 
-def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, momentum=False):
-    """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``."""
+def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, momentum=False,
+                   streams=1):
+    """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``.
+
+    With ``streams = 2`` (a dual policy) a MAC slot issues outputs ``o`` (pair 0) and
+    ``o + 1`` (pair 1, where it exists) at the same step: ``k`` and ``o`` advance by 2 in
+    a MAC pass, by 1 in WGRAD's velocity and update passes (one output per slot).
+    """
     fwd, bwd, wgr = op == "FORWARD", op == "BACKWARD", op == "WGRAD"
     outputs = mt * batch if fwd else nt * batch if bwd else mt * nt
     steps = nt if fwd else mt if bwd else batch
@@ -304,6 +329,13 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
     # Drain passes per group, and (tree) how many of them are neighbour-link levels.
     levels = (lanes_count - 1).bit_length() if tree else 0
     passes = levels + 1 if tree else lanes_count
+
+    def advance(hi, lo, times):
+        """The position ``times`` outputs after ``(hi, lo)`` (``lo`` counts to ``wrap``)."""
+        for _ in range(times):
+            hi, lo = (hi + 1, 0) if lo + 1 == wrap else (hi, lo + 1)
+        return hi, lo
+
     # Compute engine.
     g = s = k = o = p1 = p2 = g_p1 = g_p2 = 0
     upd = vel = ce_done = False
@@ -330,17 +362,18 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
                     claim = 1 << buf
                 if o < outputs:
                     counts["update_slots" if upd or vel else "mac_slots"] += 1
-                if k + 1 == G:
-                    nxt.update(k=0, o=o - (G - 1), p1=g_p1, p2=g_p2)
+                # Outputs this slot issues: pair 0 at (p1, p2), pair 1 at the next position.
+                stride = 1 if upd or vel else streams
+                if k + stride == G:
+                    nxt.update(k=0, o=o - (G - stride), p1=g_p1, p2=g_p2)
                     last_step = upd if wgr else s + 1 == steps
                     if wgr and not upd and not vel and s + 1 == steps:
                         nxt.update(vel=momentum, upd=not momentum, s=0)
                     elif vel:
                         nxt.update(vel=False, upd=True)
                     elif last_step:
-                        wrapped = p2 + 1 == wrap
-                        np1, np2 = (p1 + 1, 0) if wrapped else (p1, p2 + 1)
-                        nxt.update(s=0, upd=False, g=g + 1, o=o + 1, p1=np1, p2=np2,
+                        np1, np2 = advance(p1, p2, stride)
+                        nxt.update(s=0, upd=False, g=g + 1, o=o + stride, p1=np1, p2=np2,
                                    g_p1=np1, g_p2=np2)
                         group_done = not wgr
                         if not wgr:
@@ -350,13 +383,13 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
                     else:
                         nxt["s"] = s + 1
                 else:
-                    wrapped = p2 + 1 == wrap
-                    nxt.update(k=k + 1, o=o + 1, p1=p1 + 1 if wrapped else p1,
-                               p2=0 if wrapped else p2 + 1)
+                    np1, np2 = advance(p1, p2, stride)
+                    nxt.update(k=k + stride, o=o + stride, p1=np1, p2=np2)
         # --- drain engine ---
         if fwd or bwd:
             if not dr_running and pending != 0:
-                nxt.update(dr_running=True, dr_wait=max(0, L + 1 - G), dr_lane=0, dr_k=0)
+                nxt.update(dr_running=True, dr_wait=max(0, L + 1 - G // streams), dr_lane=0,
+                           dr_k=0)
             if dr_running and dr_wait != 0:
                 nxt["dr_wait"] = dr_wait - 1
             if dr_running and dr_wait == 0:

@@ -16,6 +16,12 @@ still come out as the RTL's. The order of every addition and rounding is the RTL
 * MAC chains start from ``+0`` (``c_clear``) and add ``q(a) * q(b)`` in increasing step
   order, rounded once to fp32 (``sim.numerics.fmac``; ``q`` is the RNE conversion to the
   MAC operand format);
+* with a dual-precision policy (``mac.dual`` other than ``"single"``,
+  ``docs/dual_precision.md``) a MAC slot multiplies outputs ``o`` and ``o + 1`` (``o``
+  even, numbered from 0 per command as the compute engine numbers them) at the same step:
+  the pair's products come from ``sim.dual.DualPath`` (the ``random`` policy's bit is
+  ``random_bits(o, s, dual_seed)``), and each output still accumulates its own products as
+  above. WGRAD's velocity and update passes are one output per slot and always exact;
 * the edge reducers add the partial sums of the PEs along a bus, PE 0 first, starting from
   ``+0``: ``((+0 + p0) + p1) + ...`` (``core.reduction = "bus"``); with the neighbour-link
   tree the PEs add pairwise (``sim.core_model.reduce_partials``) and the final sum passes
@@ -25,7 +31,11 @@ still come out as the RTL's. The order of every addition and rounding is the RTL
 
 The accumulators are not state: every output's chain clears its accumulator first, so no
 value survives a command. Timing is not modeled; the core's counters come from the exact
-closed forms of ``sim.core_counts``. This module must not import Amaranth.
+closed forms of ``sim.core_counts``, but for the product counters (``high_products``,
+``low_products``, ``bypass_products``), which depend on the operands: every product of a
+MAC slot in every PE, padding included, by the multiplier that made it (a product with a
+zero operand -- exponent field 0 after ``q`` -- is ``bypass``); they add up to the MACs
+done, ``R * C * outputs * steps``. This module must not import Amaranth.
 """
 
 from dataclasses import dataclass
@@ -38,6 +48,7 @@ from gen.isa import COMMAND_BYTES, COMMAND_WORDS, ErrorCode, Limits, Opcode
 from sim import core_counts
 from sim import core_model as cm
 from sim import numerics as nx
+from sim.dual import BYPASS, HIGH, LOW, DualPath, random_bits
 from sim.layout import bank_count, tiles
 
 __all__ = ["Machine", "RunResult", "COUNTER_NAMES"]
@@ -58,6 +69,9 @@ _FIELD_NAMES = tuple(f.name for f in isa.FIELDS)
 
 #: Products made at once by the MAC chains (bounds their temporaries to some 100 MB).
 _CHUNK_ELEMENTS = 1 << 20
+
+#: Product classes of ``sim.dual`` -> the counters of the products of MAC slots.
+_PRODUCT_COUNTERS = {HIGH: "high_products", LOW: "low_products", BYPASS: "bypass_products"}
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,9 @@ class Machine:
         Activation bank of PE ``(r, c)``.
     dma_base, dma_last : int
         The DMA window registers (reset: the whole address space).
+    dual_seed : int
+        The ``DUAL_SEED`` register (16 bits, reset 0): the seed of the ``random``
+        dual-precision policy (``sim.dual.random_bits``); read when a command runs.
     counters : dict
         :data:`COUNTER_NAMES` to int, counting from construction (or
         :meth:`reset_counters`).
@@ -169,6 +186,9 @@ class Machine:
         self.act = np.zeros((self.rows, self.cols, config.pe.act_words), dtype=_U)
         self.dma_base = 0
         self.dma_last = (1 << config.host.axi_addr_width) - 1
+        self.dual_seed = 0
+        # The multiply path of a dual policy; None: one exact product per slot.
+        self._dual = None if config.mac.dual == "single" else DualPath.from_config(config)
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._counts_cache = {}
         self._execute_op = {
@@ -360,23 +380,74 @@ class Machine:
         """MAC chains from ``+0``: ``acc = acc + qa[s] * qb[s]`` for ``s`` in increasing order.
 
         ``qa`` and ``qb`` are quantized operands with the step ``s`` as their first axis,
-        broadcastable to each other; the chains are vectorized over the other axes.
+        broadcastable to each other; the chains are vectorized over the other axes. The last
+        two axes of the chains are the position ``(p1, p2)`` of the output, so that output
+        ``o = p1 * p2_count + p2`` is numbered as the compute engine numbers it: with a dual
+        policy outputs ``o`` and ``o + 1`` (``o`` even) share the slots (:meth:`_dual_products`).
+        Adds the products to the product counters.
         """
         pf = product_format(self.operand)
         steps = max(qa.shape[0], qb.shape[0])
         shape = np.broadcast_shapes(qa.shape[1:], qb.shape[1:])
         acc = np.zeros(shape, dtype=_U)
+        classes = np.zeros(3, dtype=np.int64)         # products per class, HIGH LOW BYPASS
         # The products do not depend on the chain: make them for many steps at once (fewer,
         # larger NumPy calls), in chunks that keep the temporaries small.
         chunk = max(1, _CHUNK_ELEMENTS // max(1, acc.size))
         for s0 in range(0, steps, chunk):
             s1 = min(steps, s0 + chunk)
-            products = nx.fmul(qa[s0:s1] if qa.shape[0] > 1 else qa,
-                               qb[s0:s1] if qb.shape[0] > 1 else qb, self.operand)
-            products = np.broadcast_to(products, (s1 - s0,) + shape)
-            for product in products:
+            a = qa[s0:s1] if qa.shape[0] > 1 else qa
+            b = qb[s0:s1] if qb.shape[0] > 1 else qb
+            full = (s1 - s0,) + shape
+            if self._dual is None:
+                products = nx.fmul(a, b, self.operand)
+                # One exact product per slot: HIGH, or BYPASS with a zero operand.
+                bypass = np.count_nonzero(np.broadcast_to(self._zero(a) | self._zero(b), full))
+                classes += (int(np.prod(full)) - bypass, 0, bypass)
+            else:
+                products = self._dual_products(a, b, s0, full, classes)
+            for product in np.broadcast_to(products, full):
                 acc = nx.fadd(acc, FP32, product, pf, FP32)
+        for cls, name in _PRODUCT_COUNTERS.items():
+            self.counters[name] += int(classes[cls])
         return acc
+
+    def _zero(self, q):
+        """Operand-format words that are zero for the multiplier: exponent field 0."""
+        exp = (q >> _U(self.operand.man_bits)) & _U((1 << self.operand.exp_bits) - 1)
+        return exp == 0
+
+    def _dual_products(self, a, b, s0, full, classes):
+        """The products of a dual-precision MAC chunk: steps ``s0, s0 + 1, ...`` of the
+        chains of shape ``full[1:]`` (:meth:`_mac_chain`), operands ``a`` and ``b``
+        broadcastable to ``full``.
+
+        Output ``o`` (even) is pair 0 of its slot and ``o + 1`` pair 1, if it is an output:
+        the pairs run along the flattened last two axes. Returns the products (``full``,
+        ``product_format(operand)``) and adds the class counts of the products made (pair 1
+        only where it exists) into ``classes``.
+        """
+        steps, outputs = full[0], full[-2] * full[-1]
+        flat = full[:-2] + (outputs,)
+        a = np.broadcast_to(a, full).reshape(flat)
+        b = np.broadcast_to(b, full).reshape(flat)
+        if outputs % 2:
+            # The last output has no partner: pad pair 1 (pair1 is false there).
+            pad = [(0, 0)] * (len(flat) - 1) + [(0, 1)]
+            a, b = np.pad(a, pad), np.pad(b, pad)
+        even = np.arange(0, outputs, 2)
+        pair1 = even + 1 < outputs
+        bit = 0
+        if self._dual.policy == "random":
+            step = np.arange(s0, s0 + steps).reshape((steps,) + (1,) * (len(flat) - 1))
+            bit = random_bits(even, step, self.dual_seed)
+        p0, p1, c0, c1 = self._dual.products(a[..., 0::2], b[..., 0::2], a[..., 1::2],
+                                            b[..., 1::2], pair1, bit)
+        classes += np.bincount(c0.ravel(), minlength=3)
+        classes += np.bincount(c1[..., pair1].ravel(), minlength=3)
+        products = np.empty(a.shape, dtype=_U)
+        products[..., 0::2], products[..., 1::2] = p0, p1
+        return products[..., :outputs].reshape(full)
 
     def _reduce(self, partials, axis):
         """The edge reducers' sum of the partial sums along ``axis`` (see the module

@@ -38,6 +38,12 @@ CONFIGS = {
     # The neighbour-link tree: its drain passes are levels, not PEs along the bus.
     "4x3-tree": with_overrides(PRESETS["tiny"], {**SMALL, "core.rows": 4, "core.cols": 3,
                                                  "mac.latency": 3, "core.reduction": "tree"}),
+    # Dual precision: two outputs per MAC slot (docs/dual_precision.md).
+    "2x3-value": with_overrides(PRESETS["tiny"], {**SMALL, "core.cols": 3, "mac.latency": 3,
+                                                  "mac.dual": "value", "pe.acc_regs": 16}),
+    "3x2-tree-dual-full": with_overrides(PRESETS["tiny"], {
+        **SMALL, "core.rows": 3, "mac.dual": "dual-full", "pe.acc_regs": 12,
+        "core.reduction": "tree"}),
 }
 OPS = ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W", "FORWARD", "BACKWARD", "WGRAD",
        "LOSS_GRAD")
@@ -115,7 +121,9 @@ def _run(monkeypatch, config, actions):
     results = []
     for index, cycles in enumerate(runner.cycles):
         after = snaps[index + 1] if index + 1 < len(snaps) else final
-        delta = {name: after[name] - snaps[index][name] for name in after}
+        # The product counters depend on the data: sim.core_counts does not predict them.
+        delta = {name: after[name] - snaps[index][name]
+                 for name in cc.COUNTERS + ("pe_macs", "pe_updates")}
         results.append(dict(cycles=cycles, **delta, error=runner.errors[index]))
     return results, {name: final[name] for name in cc.COUNTERS}
 
@@ -194,8 +202,11 @@ LOSS_CASES = {      # (classes, batch, labels or None = zeros in the scratchpad)
     "3x2": [(3, 1, None), (2, 2, [1, 7])],
     "4x4": [(3, 2, [2, 3]), (10, 1, None)],
     "4x3-tree": [(3, 2, None)],
+    "2x3-value": [(3, 2, None)],
+    "3x2-tree-dual-full": [(2, 2, None)],
 }
-SHAPE_COUNT = {"2x2": 8, "2x3": 6, "3x2": 6, "4x4": 4, "4x3-tree": 5}
+SHAPE_COUNT = {"2x2": 8, "2x3": 6, "3x2": 6, "4x4": 4, "4x3-tree": 5, "2x3-value": 6,
+               "3x2-tree-dual-full": 5}
 
 
 def _sequence(name):

@@ -100,7 +100,7 @@ def test_bad_parameters(args, message):
 
 def test_dual_policies_need_groups_of_pairs():
     from gen.config import ConfigError, PRESETS, with_overrides
-    assert with_overrides(PRESETS["tiny"], {"mac.dual": "value"}).mac.macs_per_cycle == 2
+    assert with_overrides(PRESETS["tiny"], {"mac.dual": "value", "pe.acc_regs": 12}).mac.macs_per_cycle == 2
     with pytest.raises(ConfigError, match="pe.acc_regs must give accumulator groups of an "
                                           "even size .* not 10"):
         with_overrides(PRESETS["tiny"], {"mac.dual": "value", "pe.acc_regs": 10})

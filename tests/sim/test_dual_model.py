@@ -169,7 +169,7 @@ def test_counters_add_up(policy, rows, cols):
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_golden_step_deterministic_and_single_is_compiler(policy):
-    config = with_overrides(get_preset("default"), {"mac.dual": policy})
+    config = with_overrides(get_preset("default"), {"mac.dual": policy, "pe.acc_regs": 28})
     num, dual = dm.from_config(config)
     case = compiler.mlp_case([64, 32, 10], 8, 2, 0)
     runs = []
@@ -235,7 +235,7 @@ def test_operand_mismatch_is_refused():
 
 def test_step_is_fast():
     import time
-    config = with_overrides(get_preset("default"), {"mac.dual": "value"})
+    config = with_overrides(get_preset("default"), {"mac.dual": "value", "pe.acc_regs": 28})
     num, dual = dm.from_config(config)
     case = compiler.mlp_case([64, 32, 10], 8, 1, 0)
     dm.golden_step(num, dual, case.weights, case.inputs[0], case.labels[0], 0.1)

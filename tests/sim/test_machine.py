@@ -36,9 +36,20 @@ CONFIGS = {
     "4x4-tree": with_overrides(TINY, {"core.rows": 4, "core.cols": 4,
                                       "core.reduction": "tree"}),
 }
+#: Dual-precision configs (``docs/dual_precision.md``): the dual rule needs
+#: ``acc_regs >= 4 * (latency + 1)`` and ``acc_regs // 2`` even.
+DUAL_CONFIGS = {
+    f"{shape}-{policy}": with_overrides(TINY, {"core.rows": int(shape[0]),
+                                               "core.cols": int(shape[2]), "mac.latency": 3,
+                                               "pe.acc_regs": 16, "mac.dual": policy})
+    for shape, policy in (("2x2", "value"), ("2x3", "random"), ("3x2", "static"),
+                          ("2x2", "dual-full"))
+}
 CORE_COUNTERS = {"mac_slots": "mac_slots", "update_slots": "update_slots",
                  "busy_cycles": "core_cycles", "stall_cycles": "stall_cycles",
                  "bus_words": "bus_words"}
+#: The product counters: the machine counts them from the operands, the core with its PEs.
+PRODUCT_COUNTERS = ("high_products", "low_products", "bypass_products")
 
 
 def _f32(values):
@@ -573,7 +584,7 @@ def rtl(config, scratchpad, commands):
             runner.read(whole)
     runner.read(_dump(config)[0])
     sp, weights = runner.run()
-    counters = {CORE_COUNTERS[k]: v for k, v in runner.counters.items()}
+    counters = {CORE_COUNTERS.get(k, k): v for k, v in runner.counters.items()}
     return sp.T.reshape(-1), weights, counters, runner.errors
 
 
@@ -587,19 +598,27 @@ def ref(config, scratchpad, commands):
     dump, command = _dump(config)
     assert machine.execute(command) == ErrorCode.NONE
     weights = machine.read_matrix(dump.base, dump.lines_per_column, dump.n, dump.batch)
-    counters = {k: machine.counters[k] for k in CORE_COUNTERS.values()}
+    counters = {k: machine.counters[k] for k in (*CORE_COUNTERS.values(), *PRODUCT_COUNTERS)}
     return sp, weights, counters, [0] * (len(commands) + 1)
 
 
-def _compare(config, seed, length):
+def _compare(config, seed, length, products=False):
     rng = np.random.default_rng(seed)
     scratchpad = _initial_scratchpad(rng, config)
-    _compare_sequence(config, scratchpad, _random_sequence(rng, config, length))
+    _compare_sequence(config, scratchpad, _random_sequence(rng, config, length), products)
 
 
-def _compare_sequence(config, scratchpad, commands):
+def _compare_sequence(config, scratchpad, commands, products=False):
+    """The model's results equal the RTL's; the product counters too if ``products`` (else
+    only where ``CoreRunner`` reports them)."""
     expected = ref(config, scratchpad, commands)
     got = rtl(config, scratchpad, commands)
+    if products:
+        assert set(PRODUCT_COUNTERS) <= set(got[2]), "CoreRunner reports no product counters"
+    # The model counts what the RTL may not report (the product counters of a CoreRunner
+    # that reads only the schedule's counters).
+    expected = expected[:2] + ({k: v for k, v in expected[2].items() if k in got[2]},) + \
+        expected[3:]
     for what, e, g in zip(("scratchpad", "weight banks", "counters", "errors"), expected, got):
         if isinstance(e, np.ndarray):
             bad = np.argwhere(e != g)
@@ -621,6 +640,14 @@ def test_machine_equals_rtl_core_on_random_sequences(name, seed):
                                        for s in range(2)])
 def test_machine_equals_rtl_core_on_longer_random_sequences(name, seed):
     _compare(CONFIGS[name], seed, length=12)
+
+
+@pytest.mark.parametrize("name,seed", [(name, seed) for name in sorted(DUAL_CONFIGS)
+                                       for seed in range(2)])
+def test_machine_equals_rtl_dual_core_on_random_sequences(name, seed):
+    """The dual-precision core (two outputs per MAC slot, ``DUAL_SEED`` at its reset value
+    0) against the model, product counters included."""
+    _compare(DUAL_CONFIGS[name], seed, length=5, products=True)
 
 
 @pytest.mark.parametrize("name", ["2x2", "2x3", "4x2-tree"])
