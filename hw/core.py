@@ -34,6 +34,11 @@ Operations (one command each):
 ``LOSS_GRAD``
     ``dY = (softmax(Y) - onehot) / B`` for an ``m x batch`` matrix ``Y`` (``sp_*``) into
     ``dY`` (``sp2_*``) with the labels (``sp3_*``) and ``scalar = 1/B`` (``hw.loss``).
+
+With dual precision (``mac.dual``, ``docs/dual_precision.md``) every MAC slot of FORWARD,
+BACKWARD and WGRAD computes two outputs of the accumulator group, ``o`` and ``o + 1``, at the
+same step: a group's step takes half the slots. WGRAD's velocity and update passes stay one
+output per slot.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
