@@ -21,7 +21,8 @@ __all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "training_job
 
 #: Counters the golden machine model predicts exactly (the others depend on memory timing).
 GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
-                   "core_cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words")
+                   "core_cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words",
+                   "high_products", "low_products", "bypass_products")
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Run:
         Cycles to wait for the interrupt before the run counts as hung.
     dump : bool
         Read the whole memory image back after the run.
+    dual_seed : int
+        The DUAL_SEED register (the ``random`` dual-precision policy's seed).
     """
     cmd_base: int
     cmd_count: int
@@ -47,6 +50,7 @@ class Run:
     dma_last: int = None
     max_cycles: int = 2_000_000
     dump: bool = True
+    dual_seed: int = 0
 
 
 @dataclass
@@ -99,7 +103,8 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
         base, last = _window(config, run)
         entry = {"cmd_base": int(run.cmd_base), "cmd_count": int(run.cmd_count),
                  "dma_base": int(base), "dma_last": int(last),
-                 "max_cycles": int(run.max_cycles), "dump": bool(run.dump), "writes": []}
+                 "max_cycles": int(run.max_cycles), "dump": bool(run.dump),
+                 "dual_seed": int(run.dual_seed), "writes": []}
         for j, (addr, words) in enumerate(run.writes):
             entry["writes"].append(int(addr))
             arrays[f"write_{i}_{j}"] = np.asarray(words, dtype=np.uint32)
@@ -141,6 +146,7 @@ def run_job_golden(config, job, machine=None):
             start = (addr - job.mem_base) // 4
             image[start:start + len(words)] = words
         machine.dma_base, machine.dma_last = _window(config, run)
+        machine.dual_seed = run.dual_seed
         result = machine.run(image, run.cmd_base, run.cmd_count, mem_base=job.mem_base)
         ok = result.error == isa.ErrorCode.NONE
         status = 0b010 if ok else 0b100
@@ -151,7 +157,7 @@ def run_job_golden(config, job, machine=None):
 
 
 def training_job(program, weights, minibatches, velocities=None, slot=0, max_cycles=5_000_000,
-                 image=None):
+                 image=None, dual_seed=0):
     """The job of a training run: the prologue, then one run (doorbell) per minibatch.
 
     Parameters
@@ -166,6 +172,8 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
     image : numpy.ndarray, optional
         Start from this image of the program (for example where an earlier job left it)
         instead of ``program.initial_image(weights, velocities)``.
+    dual_seed : int
+        The DUAL_SEED register of every run.
 
     Returns
     -------
@@ -179,7 +187,7 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
     image = np.array(image, dtype=np.uint32)
     job = Job(image, mem_base=program.mem_base)
     job.runs.append(Run(program.prologue.cmd_base, program.prologue.cmd_count,
-                        max_cycles=max_cycles))
+                        max_cycles=max_cycles, dual_seed=dual_seed))
     step = program.step_run(1, slot)
     regions = [program.regions[f"inputs[{slot}]"], program.regions[f"labels[{slot}]"]]
     scratch = image.copy()
@@ -191,10 +199,10 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
             hi = (region.end - program.mem_base) // 4
             writes.append((region.addr, scratch[lo:hi].copy()))
         job.runs.append(Run(step.cmd_base, step.cmd_count, writes=writes,
-                            max_cycles=max_cycles))
+                            max_cycles=max_cycles, dual_seed=dual_seed))
     if not program.store_every_step:
         job.runs.append(Run(program.checkpoint.cmd_base, program.checkpoint.cmd_count,
-                            max_cycles=max_cycles))
+                            max_cycles=max_cycles, dual_seed=dual_seed))
     return job
 
 

@@ -141,6 +141,7 @@ async def job(dut):
             tb.write_memory(addr, spec[f"write_{i}_{j}"])
         await tb.write64("DMA_BASE", run["dma_base"])
         await tb.write64("DMA_LAST", run["dma_last"])
+        await tb.write("DUAL_SEED", run.get("dual_seed", 0))
         status, code, index, cycles, wall = await tb.run(run["cmd_base"], run["cmd_count"],
                                                          run["max_cycles"])
         out[f"result_{i}"] = np.array([status, code, index, cycles], dtype=np.uint64)

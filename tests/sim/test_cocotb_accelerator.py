@@ -141,7 +141,13 @@ SMALL = with_overrides(TINY, {"name": "small_core", "core.scratchpad_words": 409
                               "pe.act_words": 1024, "pe.weight_words": 1024})
 
 
-def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10)):
+#: SMALL with the value-based dual-precision MAC (the dual rules: latency 3 needs 16
+#: accumulators).
+SMALL_VALUE = with_overrides(SMALL, {"name": "small_value", "mac.dual": "value",
+                                     "mac.latency": 3, "pe.acc_regs": 16})
+
+
+def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10), dual_seed=0):
     """Prologue plus ``steps`` SGD steps (one doorbell each) on real digits minibatches."""
     from sim import numerics as nx
     from sim.data import digits
@@ -150,7 +156,8 @@ def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10)):
     x_train, y_train, _, _ = digits(seed)
     batches = [(nx.from_float32(x_train[s * batch:(s + 1) * batch].T.astype(np.float32)),
                 y_train[s * batch:(s + 1) * batch]) for s in range(steps)]
-    return program, training_job(program, initial_weights(list(sizes), seed), batches)
+    return program, training_job(program, initial_weights(list(sizes), seed), batches,
+                                 dual_seed=dual_seed)
 
 
 def test_training_steps_equal_golden_machine(simulator, build_root):
@@ -167,6 +174,27 @@ def test_training_steps_equal_golden_machine(simulator, build_root):
                                   f"{4 * differ[0]:#x}")
         assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
     # The steps changed the weights (the comparison above is not of two idle machines).
+    assert not np.array_equal(program.read_weights(outs[-1].image)[0],
+                              program.read_weights(outs[0].image)[0])
+
+
+def test_dual_value_training_steps_equal_golden_machine(simulator, build_root):
+    """Two SGD steps of a 64-32-10 MLP on digits on a dual-precision core with the ``value``
+    policy: after the prologue, every step and the checkpoint the whole memory image and the
+    counters (the high, low and bypass products among them) equal the golden machine's."""
+    program, job = digits_training_job(SMALL_VALUE, steps=2)
+    outs = rtl(SMALL_VALUE, job, simulator, build_root)
+    golden = run_job_golden(SMALL_VALUE, job)
+    for i, (r, g) in enumerate(zip(outs, golden)):
+        assert (r.status, r.error) == (g.status, g.error) == (0b010, isa.ErrorCode.NONE), \
+            f"run {i}"
+        differ = np.flatnonzero(r.image != g.image)
+        assert differ.size == 0, (f"run {i}: {differ.size} words differ, the first at byte "
+                                  f"{4 * differ[0]:#x}")
+        assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
+    # Both multipliers were used, and the steps trained.
+    last = outs[-1].counters
+    assert last["low_products"] > 0 and last["high_products"] > last["low_products"]
     assert not np.array_equal(program.read_weights(outs[-1].image)[0],
                               program.read_weights(outs[0].image)[0])
 
