@@ -216,6 +216,13 @@ class PE(wiring.Component):
             return 2
         return 1
 
+    @property
+    def quantize_stage(self):
+        """1 if the multiplicands (the bank words converted to the operand format) are
+        registered before the multiply path: when ``mac_latency`` leaves the accumulating
+        adder at least one stage after it and the multiply path."""
+        return 1 if self.mac_latency - self.multiply_latency >= 2 else 0
+
     def elaborate(self, platform):
         from .dual import DualMultiplyPath
         from .fadd import FloatAdder
@@ -286,21 +293,6 @@ class PE(wiring.Component):
         qa = fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew)
         qb = fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew)
 
-        # The MAC is the multiply path and the accumulating adder, which rounds the exact
-        # product and the addend once: the same result as the fused FloatMAC, bit for bit.
-        m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
-                                                       latency=ML)
-        m.d.comb += [mul.a0.eq(qa), mul.b0.eq(qb),
-                     mul.i_valid.eq(is_mac | is_update | is_velocity)]
-        pair1 = Signal(name="pair1")
-        if dual:
-            acc_k1 = acc_view[s1.c_acc | 1]
-            a1_32 = Mux(s1.a_act, a_rd2_1.data, w_rd_1.data)
-            qa1 = fp.round_pack(m, *_unpack_args(m, a1_32, ew, "qa1"), op, ew)
-            qb1 = fp.round_pack(m, *_unpack_args(m, a_rd_1.data, ew, "qb1"), op, ew)
-            m.d.comb += [pair1.eq(is_mac & s1.pair1), mul.a1.eq(qa1), mul.b1.eq(qb1),
-                         mul.pair1.eq(pair1), mul.random_bit.eq(s1.rand)]
-
         def delayed(value, stages, name):
             for index in range(stages):
                 nxt = Signal(len(value), name=f"{name}_d{index}")
@@ -308,20 +300,41 @@ class PE(wiring.Component):
                 value = nxt
             return value
 
+        # The multiplicands get a register of their own (QS = 1) when the MAC has the
+        # stages: a bank read, the conversion and a multiplier in one cycle would set the
+        # clock (benchmarks/results/dual_pe_area.md).
+        QS = self.quantize_stage
+        AL = self.mac_latency - QS - ML          # the accumulating adder's stages
+
+        # The MAC is the multiply path and the accumulating adder, which rounds the exact
+        # product and the addend once: the same result as the fused FloatMAC, bit for bit.
+        m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
+                                                       latency=ML)
+        m.d.comb += [mul.a0.eq(delayed(qa, QS, "qa")), mul.b0.eq(delayed(qb, QS, "qb")),
+                     mul.i_valid.eq(delayed(is_mac | is_update | is_velocity, QS, "valid"))]
+        pair1 = Signal(name="pair1")
+        if dual:
+            acc_k1 = acc_view[s1.c_acc | 1]
+            a1_32 = Mux(s1.a_act, a_rd2_1.data, w_rd_1.data)
+            qa1 = fp.round_pack(m, *_unpack_args(m, a1_32, ew, "qa1"), op, ew)
+            qb1 = fp.round_pack(m, *_unpack_args(m, a_rd_1.data, ew, "qb1"), op, ew)
+            m.d.comb += [pair1.eq(is_mac & s1.pair1),
+                         mul.a1.eq(delayed(qa1, QS, "qa1")), mul.b1.eq(delayed(qb1, QS, "qb1")),
+                         mul.pair1.eq(delayed(pair1, QS, "pair1")),
+                         mul.random_bit.eq(delayed(s1.rand, QS, "rand"))]
+
         # What the product counters count: the MAC pairs, as they leave the multiply path.
-        m.d.comb += [self.made.eq(delayed(Cat(is_mac, pair1), ML, "made")),
+        m.d.comb += [self.made.eq(delayed(Cat(is_mac, pair1), QS + ML, "made")),
                      self.class0.eq(mul.c0), self.class1.eq(mul.c1)]
 
-        m.submodules.accumulate = add = FloatAdder(FP32, pf, FP32,
-                                                   latency=self.mac_latency - ML)
-        m.d.comb += [add.a.eq(delayed(c32, ML, "addend")), add.b.eq(mul.p0),
+        m.submodules.accumulate = add = FloatAdder(FP32, pf, FP32, latency=AL)
+        m.d.comb += [add.a.eq(delayed(c32, QS + ML, "addend")), add.b.eq(mul.p0),
                      add.i_valid.eq(mul.o_valid)]
         if dual:
             # Pair 1's accumulating adder: the same latency, so both results land together.
-            m.submodules.accumulate1 = add1 = FloatAdder(FP32, pf, FP32,
-                                                         latency=self.mac_latency - ML)
+            m.submodules.accumulate1 = add1 = FloatAdder(FP32, pf, FP32, latency=AL)
             c1_32 = Mux(s1.c_clear, 0, acc_k1)
-            m.d.comb += [add1.a.eq(delayed(c1_32, ML, "addend1")), add1.b.eq(mul.p1),
+            m.d.comb += [add1.a.eq(delayed(c1_32, QS + ML, "addend1")), add1.b.eq(mul.p1),
                          add1.i_valid.eq(mul.o_valid)]
 
         # The destination of each result travels beside the MAC pipeline.
