@@ -67,26 +67,6 @@ NOTE = (
 )
 
 
-def wrapper_ffs(netlist, top):
-    """Flip-flops of the wrapper in a synthesized netlist: those whose data input is a bit of
-    an input port (clock and reset aside) or whose output drives a bit of an output port."""
-    module = json.loads(Path(netlist).read_text())["modules"][top]
-    in_bits, out_bits = set(), set()
-    for name, port in module["ports"].items():
-        if name in ("clk", "rst"):
-            continue
-        (in_bits if port["direction"] == "input" else out_bits).update(
-            b for b in port["bits"] if isinstance(b, int))
-    count = 0
-    for cell in module["cells"].values():
-        if cell["type"] != "TRELLIS_FF":
-            continue
-        conns = cell["connections"]
-        if set(conns.get("DI", [])) & in_bits or set(conns.get("Q", [])) & out_bits:
-            count += 1
-    return count
-
-
 def run_point(point):
     """Synthesize and place one ``(policy, latency)`` multiply path; return its figures."""
     policy, latency = point
@@ -94,7 +74,7 @@ def run_point(point):
 
     from gen.formats import FORMATS
     from gen.pnr import pnr_ecp5
-    from gen.synth import SynthError, synth_ecp5
+    from gen.synth import SynthError, synth_ecp5, wrapper_ffs
     from hw.dual import DualMultiplyPath
     from hw.harness import InputRegisters
 

@@ -14,7 +14,7 @@ class InputRegisters(wiring.Component):
     Parameters
     ----------
     unit : wiring.Component
-        A component with a flat signature (plain ``In`` and ``Out`` ports).
+        A component with a flat signature (``In`` and ``Out`` ports, arrays of them too).
     outputs : bool
         Register every output port too (for a unit whose outputs are not registered by the
         unit itself).
@@ -39,11 +39,22 @@ class InputRegisters(wiring.Component):
         m = Module()
         m.submodules.unit = self.unit
         for name, member in self.signature.members.items():
-            outer, inner = getattr(self, name), getattr(self.unit, name)
-            if member.flow == Flow.In:
-                m.d.sync += inner.eq(outer)
-            elif self.outputs:
-                m.d.sync += outer.eq(inner)
-            else:
-                m.d.comb += outer.eq(inner)
+            for outer, inner in zip(_leaves(getattr(self, name), member.dimensions),
+                                    _leaves(getattr(self.unit, name), member.dimensions)):
+                self._connect(m, member, outer, inner)
         return m
+
+    def _connect(self, m, member, outer, inner):
+        if member.flow == Flow.In:
+            m.d.sync += inner.eq(outer)
+        elif self.outputs:
+            m.d.sync += outer.eq(inner)
+        else:
+            m.d.comb += outer.eq(inner)
+
+
+def _leaves(value, dimensions):
+    """The signals of a port member: ``value`` itself, or the elements of an array port."""
+    if not dimensions:
+        return [value]
+    return [leaf for item in value for leaf in _leaves(item, dimensions[1:])]

@@ -565,7 +565,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     if core_cycles:
         result.core_utilization = result.useful_macs / (pes * core_cycles)
     result.wall_s = time.perf_counter() - start_time
-    for line in _summary(result):
+    for line in _summary(result, config.mac.macs_per_cycle):
         say(line)
     return result
 
@@ -651,20 +651,27 @@ def _keep_waves(build_dir, config, simulator, start, stop):
     return target.resolve()
 
 
-def _summary(result):
+def _summary(result, peak=1):
     final = result.final
     lines = [f"final test accuracy {final.acc:.2%}; float32 reference {final.ref_acc:.2%}; "
              f"gap {final.gap:+.2f} points ({result.steps} steps, {result.backend})"]
     if result.backend == "golden":
         lines.append(f"golden machine model: {result.step_s * 1e3:.1f} ms per step, "
                      f"core utilization {result.core_utilization:.1%} (useful MACs / "
-                     f"(PEs x core cycles))")
+                     f"(PEs x core cycles){_peak_note(peak)})")
     else:
         lines.append(f"{result.backend}: {result.cycles} cycles, utilization "
                      f"{result.utilization:.1%} over all cycles, "
-                     f"{result.core_utilization:.1%} over core-busy cycles; wall time "
+                     f"{result.core_utilization:.1%} over core-busy cycles"
+                     f"{_peak_note(peak)}; wall time "
                      f"{result.accel_s:.1f} s ({result.sim_s:.1f} s simulating)")
         lines.append("the RTL's memory images equal the golden machine model's"
                      if result.golden_match else
                      "the RTL's memory images DIFFER from the golden machine model's")
     return lines
+
+
+def _peak_note(peak):
+    """Utilization counts MACs per PE per cycle: a dual-precision PE's peak is 2 (100% is
+    then half of it)."""
+    return "" if peak == 1 else f"; a dual-precision PE makes up to {peak} MACs per cycle"
