@@ -11,6 +11,7 @@ reports the final test accuracy per policy (mean, spread over the seeds), the ga
 (overall and per phase), to ``benchmarks/results/dual_precision.json`` and ``.md``.
 
     .venv/bin/python benchmarks/dual_precision.py [--seeds 0 1 2 3 4] [--epochs 12] [-j 2]
+        [--low-man-bits 3]
 
 The ``random`` policy's bit uses the slot seed 0 (``--slot-seed``). A run (one policy, one
 seed, 12 epochs) takes about 40 s; the whole study about 9 minutes with ``-j 2``. The test set
@@ -43,7 +44,7 @@ POLICIES = ("single", "dual-full", "value", "static", "random")
 REFERENCE = "float32"
 
 
-def run(policy, seed, epochs, lr, batch, slot_seed):
+def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits):
     """Train one (policy, seed); test accuracy after every epoch, and the counters."""
     from sim.data import digits
     from sim.program import initial_weights
@@ -57,7 +58,8 @@ def run(policy, seed, epochs, lr, batch, slot_seed):
     else:
         # 28 accumulators: what a dual policy needs at the default latency (the numerics
         # do not depend on it).
-        config = with_overrides(get_preset(PRESET), {"mac.dual": policy, "pe.acc_regs": 28})
+        config = with_overrides(get_preset(PRESET), {"mac.dual": policy, "pe.acc_regs": 28,
+                                                     "mac.low_man_bits": low_man_bits})
         num, dual = dm.from_config(config)
     history = []
     start = time.perf_counter()
@@ -164,8 +166,15 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=tr.DEFAULT_BATCH)
     parser.add_argument("--slot-seed", type=int, default=0,
                         help="seed of the random policy's bits (default 0)")
+    parser.add_argument("--low-man-bits", type=int, default=get_preset(PRESET).mac.low_man_bits,
+                        help="mantissa bits of the low-precision multiplier (default "
+                             f"{get_preset(PRESET).mac.low_man_bits}; other values write "
+                             "dual_precision_m<bits>.*)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel runs (default 2)")
     args = parser.parse_args(argv)
+    bits = args.low_man_bits
+    stem = "dual_precision" + ("" if bits == get_preset(PRESET).mac.low_man_bits
+                               else f"_m{bits}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -173,7 +182,7 @@ def main(argv=None):
     rows = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run, policy, seed, args.epochs, args.lr, args.batch,
-                               args.slot_seed): (policy, seed) for policy, seed in jobs}
+                               args.slot_seed, bits): (policy, seed) for policy, seed in jobs}
         for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                            desc="dual precision (digits)", unit="run"):
             rows[futures[future]] = future.result()
@@ -181,13 +190,13 @@ def main(argv=None):
     by = summarize(rows, args.seeds)
     settings = {"preset": PRESET, "sizes": list(tr.DIGITS_SIZES), "batch": args.batch,
                 "lr": args.lr, "momentum": None, "epochs": args.epochs, "seeds": args.seeds,
-                "low_man_bits": get_preset(PRESET).mac.low_man_bits,
+                "low_man_bits": bits,
                 "operand": str(get_preset(PRESET).mac.operand), "slot_seed": args.slot_seed,
                 "model": "sim.dual_model.golden_step", "jobs": args.jobs,
                 "wall_s": round(wall, 1), "load_average_at_start": round(load, 2),
                 "machine": platform.machine(), "python": platform.python_version()}
     runs = [rows[(policy, s)] for s in args.seeds for policy in POLICIES + (REFERENCE,)]
-    (RESULTS / "dual_precision.json").write_text(
+    (RESULTS / f"{stem}.json").write_text(
         json.dumps({"settings": settings, "policies": by, "runs": runs}, indent=1,
                    sort_keys=True) + "\n")
     same = all(rows[("single", s)]["history"] == rows[("dual-full", s)]["history"]
@@ -197,7 +206,7 @@ def main(argv=None):
                  f" (rather than `sim.train`'s {tr.DEFAULT_EPOCHS}, for time)")
     text = (f"{'-'.join(map(str, tr.DIGITS_SIZES))} MLP on digits, `{PRESET}` preset (4x4, "
             f"bf16 operands, fp32 accumulation) with `mac.dual` per policy, low multiplier "
-            f"{get_preset(PRESET).mac.low_man_bits} mantissa bits; matrix-level golden model "
+            f"{bits} mantissa bits; matrix-level golden model "
             f"`sim.dual_model`; batch {args.batch}, lr {args.lr}, plain SGD, {args.epochs} "
             f"epochs{shortened}, "
             f"seeds {', '.join(map(str, args.seeds))} (initial weights and minibatch order as "
@@ -210,7 +219,7 @@ def main(argv=None):
             "Per phase:\n\n" + phase_table(by) +
             f"\n{step_ms:.1f} ms per step of the model (mean, {args.jobs} runs in parallel, "
             f"load average {load:.1f} at the start); {wall:.0f} s in all.\n")
-    (RESULTS / "dual_precision.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
     return 0
 
