@@ -221,7 +221,8 @@ class PEConfig(_Level):
         Accumulator registers, 1 to 256. The core uses them as two groups (one computing
         while the other is reduced), each at least ``mac.latency + 1`` long so that an
         accumulator is never read before its last MAC has finished: so at least
-        ``2 * (mac.latency + 1)``.
+        ``2 * (mac.latency + 1)``. A dual policy works on two outputs of a group per slot:
+        at least ``4 * (mac.latency + 1)``, and ``acc_regs // 2`` even.
     reuse_entries : int
         Entries of the reuse cache: 0 (no cache) or a power of two up to 4096.
     reuse_ways : int
