@@ -467,6 +467,11 @@ COUNTERS = (
      "precision), summed over the PEs"),
     ("BYPASS_PRODUCTS", "products of MAC slots with a zero operand, which need no multiplier, "
      "summed over the PEs; the three product counters add up to the MACs done"),
+    ("REUSE_LOOKUPS", "reuse-cache lookups, summed over the PEs (docs/reuse.md)"),
+    ("REUSE_HITS", "reuse-cache hits, summed over the PEs: products taken from the cache, "
+     "not counted by the three product counters"),
+    ("MULTIPLIES_AVOIDED", "reuse-cache hits of pairs with no zero operand: multiplies no "
+     "multiplier made"),
 )
 
 _COUNTER_BASE = 0x100
@@ -498,8 +503,9 @@ def _registers():
         Register("IRQ_ENABLE", 0x3C, "rw", "bit 0: interrupt on done; bit 1: on error"),
         Register("IRQ_STATUS", 0x40, "w1c", "bit 0: done; bit 1: error; `irq` is high while "
                  "`IRQ_STATUS & IRQ_ENABLE` is not zero"),
-        Register("REUSE_STRENGTH", 0x44, "rw", "reuse strength k of the reuse cache (0: off; "
-                 "bits 4:0)"),
+        Register("REUSE_STRENGTH", 0x44, "rw", "reuse strength of the reuse cache (bits 4:0; "
+                 "0: off; s: the key drops the s - 1 lowest mantissa bits, docs/reuse.md); "
+                 "SLVERR while running"),
         Register("DMA_BASE_LO", 0x48, "rw", "first byte address the DMA and the command fetch "
                  "may touch, bits 31:0"),
         Register("DMA_BASE_HI", 0x4C, "rw", "bits 63:32 of DMA_BASE"),
@@ -644,7 +650,8 @@ def markdown():
             "## Registers (AXI4-Lite)", "",
             "32-bit registers at byte offsets. A read or write of an offset that holds no "
             "register, and a write to a read-only register, answer SLVERR. While a run is "
-            "going, writes to `DOORBELL`, `CMD_*`, `DMA_*` and `DUAL_SEED` answer SLVERR and "
+            "going, writes to `DOORBELL`, `CMD_*`, `DMA_*`, `REUSE_STRENGTH` and `DUAL_SEED` answer "
+            "SLVERR and "
             "change nothing (the run was checked against them at the doorbell). `irq` is the "
             "interrupt output.", "",
             "| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]

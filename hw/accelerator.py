@@ -147,10 +147,11 @@ class Accelerator(wiring.Component):
                 m.d.sync += sig[sl].eq(wd)
         # Ringing the doorbell while running is refused (SLVERR), and so are writes to the
         # registers a run depends on: the command buffer was checked against the window at
-        # the doorbell, and every later fetch relies on that; a seed changed mid-run would
-        # make the results depend on when the write landed.
+        # the doorbell, and every later fetch relies on that; a seed or a reuse strength
+        # changed mid-run would make the results depend on when the write landed.
         for key in ("doorbell", "cmd_base_lo", "cmd_base_hi", "cmd_count", "dma_base_lo",
-                    "dma_base_hi", "dma_last_lo", "dma_last_hi", "dual_seed"):
+                    "dma_base_hi", "dma_last_lo", "dma_last_hi", "dual_seed",
+                    "reuse_strength"):
             m.d.comb += getattr(regs, f"w_err_{key}").eq(running)
         ring = regs.w_doorbell & wd[0]
 

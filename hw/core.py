@@ -135,6 +135,10 @@ class Core(wiring.Component):
         from gen.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
+        if config.pe.reuse_entries:
+            raise ValueError(f"pe.reuse_entries must be 0: the reuse cache is in the golden "
+                             f"model (docs/reuse.md) but not yet in the RTL, not "
+                             f"{config.pe.reuse_entries!r}")
         self.config = config
         self.tree = config.core.reduction == "tree"
         self.rows, self.cols = config.core.rows, config.core.cols

@@ -863,8 +863,8 @@ def test_w1c_unstrobed_bytes_clear_nothing():
 def test_fetch_stays_in_the_window_when_cmd_count_changes():
     """The DMA window bounds every bus access, the command fetch included (DMA_BASE: "first
     byte address the DMA and the command fetch may touch"): with the window ending at the
-    end of a 4-command buffer, writes to CMD_COUNT, CMD_BASE and the window (and DUAL_SEED)
-    while command 2 runs answer SLVERR and change nothing, and the run fetches nothing past the buffer."""
+    end of a 4-command buffer, writes to CMD_COUNT, CMD_BASE and the window (and DUAL_SEED,
+    REUSE_STRENGTH) while command 2 runs answer SLVERR and change nothing, and the run fetches nothing past the buffer."""
     stream = [dict(op="DMA_LOAD", n=2, batch=1, mem_addr=0x100 + 0x10 * i, sp_base=i, sp_lpc=1)
               for i in range(4)]
     last = CMD_BASE + len(stream) * COMMAND_BYTES - 1
@@ -875,11 +875,12 @@ def test_fetch_stays_in_the_window_when_cmd_count_changes():
         while await bench.get64("COMMANDS") < 2:
             pass
         refused = [await bench.write(REG[name].offset, 1) for name in
-                   ("CMD_COUNT", "CMD_BASE_LO", "DMA_LAST_LO", "DMA_BASE_LO", "DUAL_SEED")]
+                   ("CMD_COUNT", "CMD_BASE_LO", "DMA_LAST_LO", "DMA_BASE_LO", "DUAL_SEED",
+                    "REUSE_STRENGTH")]
         await bench.finish()
         outside = [b for b in bench.sub.bursts if b[1] + b[2] * BB - 1 > last]  # DMA_BASE 0
         return (refused, outside, await bench.get64("COMMANDS"), await bench.get("CMD_COUNT"),
-                await bench.get("DUAL_SEED"))
+                await bench.get("DUAL_SEED"), await bench.get("REUSE_STRENGTH"))
 
     got, _ = simulate(body, image=image_of(stream), seed=3)
-    assert got == ([Resp.SLVERR] * 5, [], len(stream), len(stream), 0)
+    assert got == ([Resp.SLVERR] * 6, [], len(stream), len(stream), 0, 0)

@@ -229,3 +229,11 @@ def test_weight_gradient_with_momentum(name):
                                        velocity=velocity, momentum_bits=int(mu))
     assert np.array_equal(v_new, velocity)
     assert np.array_equal(w_new, expected)
+
+
+def test_reuse_cache_config_is_refused_until_the_rtl_has_one():
+    """A config with a reuse cache elaborates no RTL that silently ignores it."""
+    from hw.core import Core
+    config = with_overrides(PRESETS["tiny"], {"pe.reuse_entries": 8})
+    with pytest.raises(ValueError, match=r"^pe\.reuse_entries must be 0: .*, not 8$"):
+        Core(config)
