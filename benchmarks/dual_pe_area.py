@@ -110,8 +110,9 @@ def point_name(point):
     return f"{level}_{policy.replace('-', '_')}_acc{acc_regs}"
 
 
-def run_point(point, lut_mapper="abc"):
-    """Synthesize and place one ``(level, policy, acc_regs)`` point; return its figures."""
+def run_point(point, lut_mapper="abc", place=True):
+    """Synthesize and place one ``(level, policy, acc_regs)`` point; return its figures.
+    ``place=False`` stops after synthesis (no Fmax)."""
     from amaranth.back import verilog
 
     from gen.pnr import pnr_ecp5
@@ -131,14 +132,16 @@ def run_point(point, lut_mapper="abc"):
         modules = synth_ecp5_modules(workdir / f"{name}.v", name, workdir,
                                      lut_mapper=lut_mapper)
         pnr = pnr_ecp5(synth["netlist"], workdir, device=DEVICE, freq_mhz=FREQ_MHZ,
-                       out_of_context=True)
+                       out_of_context=True) if place else None
     except SynthError as error:
         return {**row, "error": str(error), "log": error.log}
     return {**row, "lut4": synth["lut4"], "ff": synth["ff"] - wrapper_ff,
             "ff_total": synth["ff"], "wrapper_ff": wrapper_ff, "dsp": synth["dsp"],
             "bram": synth["bram"], "cells": synth["cells"],
-            "fmax_mhz": min(pnr["fmax_mhz"].values()), "critical_path": pnr["critical_path"],
-            "utilization": pnr["utilization"], "modules": breakdown(modules, name)}
+            "fmax_mhz": min(pnr["fmax_mhz"].values()) if pnr else None,
+            "critical_path": pnr["critical_path"] if pnr else None,
+            "utilization": pnr["utilization"] if pnr else None,
+            "modules": breakdown(modules, name)}
 
 
 def breakdown(modules, top):
@@ -172,7 +175,8 @@ def add_ratios(rows):
             if base is None:
                 continue
             r[f"ratio_single{acc}"] = {
-                key: (round(r[key] / base[key], 3) if base[key] else None)
+                key: (round(r[key] / base[key], 3) if base[key] and r[key] is not None
+                      else None)
                 for key in ("lut4", "ff", "dsp", "bram", "fmax_mhz")}
     return rows
 
@@ -194,7 +198,7 @@ def table(rows):
             continue
         s16, s28 = r.get("ratio_single16"), r.get("ratio_single28")
         lines.append(head + f"| {r['lut4']} | {r['ff']} | {r['wrapper_ff']} | {r['dsp']} | "
-                     f"{r['bram']} | {r['fmax_mhz']:.1f} | {_ratio(s16, 'lut4')} | "
+                     f"{r['bram']} | {_fmax(r)} | {_ratio(s16, 'lut4')} | "
                      f"{_ratio(s28, 'lut4')} | {_ratio(s16, 'dsp')} | {_ratio(s16, 'ff')} | "
                      f"{_ratio(s28, 'ff')} | {_ratio(s16, 'bram')} |")
     return "\n".join(lines) + "\n"
@@ -218,6 +222,10 @@ def breakdown_table(rows, level):
     return "\n".join(lines) + "\n"
 
 
+def _fmax(row):
+    return "not placed" if row["fmax_mhz"] is None else f"{row['fmax_mhz']:.1f}"
+
+
 def critical_paths(rows):
     lines = ["Critical paths (nextpnr, worst clock-to-clock path):", ""]
     for r in rows:
@@ -238,6 +246,9 @@ def main(argv=None):
                         help="Yosys LUT mapper (default abc, the classic one, which maps "
                              "every point; results of 'abc9', synth_ecp5's own, go to "
                              "dual_pe_area_abc9.*)")
+    parser.add_argument("--no-pnr", action="store_true",
+                        help="synthesis only (no nextpnr, no Fmax): nextpnr-ecp5 takes more "
+                             "than 40 minutes per 4x4 core on 2 cores")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the tables from the existing JSON, run nothing")
     args = parser.parse_args(argv)
@@ -252,7 +263,8 @@ def main(argv=None):
             previous[(r["level"], r["policy"], r["acc_regs"])] = r
     rows = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_point, p, args.lut_mapper): p for p in points}
+        futures = {pool.submit(run_point, p, args.lut_mapper, not args.no_pnr): p
+                   for p in points}
         for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                            desc="synth + pnr", unit="point"):
             point = futures[future]
