@@ -26,6 +26,11 @@ still come out as the RTL's. The order of every addition and rounding is the RTL
   ``+0``: ``((+0 + p0) + p1) + ...`` (``core.reduction = "bus"``); with the neighbour-link
   tree the PEs add pairwise (``sim.core_model.reduce_partials``) and the final sum passes
   the reducer as ``+0 + S``;
+* with a reuse cache (``pe.reuse_entries > 0``) and ``REUSE_STRENGTH`` not 0
+  (``docs/reuse.md``), FORWARD, BACKWARD and WGRAD run their MAC slots in the compute
+  engine's order through ``sim.reuse.ReuseCache`` (one per PE, reset at the start of each
+  command): a hit takes the cached product instead of the multiplier's, and each output
+  still accumulates one product per step as above;
 * ReLU (FORWARD) and the ReLU mask (BACKWARD) keep a value only where it (the mask
   element) is positive: sign 0 and a non-zero exponent field.
 
@@ -35,7 +40,10 @@ closed forms of ``sim.core_counts``, but for the product counters (``high_produc
 ``low_products``, ``bypass_products``), which depend on the operands: every product of a
 MAC slot in every PE, padding included, by the multiplier that made it (a product with a
 zero operand -- exponent field 0 after ``q`` -- is ``bypass``); they add up to the MACs
-done, ``R * C * outputs * steps``. This module must not import Amaranth.
+done, ``R * C * outputs * steps``, less the reuse hits (``reuse_hits``: products taken from
+the reuse cache are in none of the three). The reuse counters (``reuse_lookups``,
+``reuse_hits``, ``multiplies_avoided``: hits with no zero operand) also depend on the
+operands. This module must not import Amaranth.
 """
 
 from dataclasses import dataclass
@@ -50,6 +58,7 @@ from sim import core_model as cm
 from sim import numerics as nx
 from sim.dual import BYPASS, HIGH, LOW, DualPath, random_bits
 from sim.layout import bank_count, tiles
+from sim.reuse import ReuseCache, reuse_classes
 
 __all__ = ["Machine", "RunResult", "COUNTER_NAMES"]
 
@@ -72,6 +81,12 @@ _CHUNK_ELEMENTS = 1 << 20
 
 #: Product classes of ``sim.dual`` -> the counters of the products of MAC slots.
 _PRODUCT_COUNTERS = {HIGH: "high_products", LOW: "low_products", BYPASS: "bypass_products"}
+
+#: Width of the ``REUSE_STRENGTH`` register.
+_REUSE_STRENGTH_BITS = getattr(isa, "REUSE_STRENGTH_BITS", 5)
+
+#: Cache state (lanes x entries) simulated at once by the reuse path.
+_REUSE_CHUNK = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -166,6 +181,10 @@ class Machine:
     dual_seed : int
         The ``DUAL_SEED`` register (16 bits, reset 0): the seed of the ``random``
         dual-precision policy (``sim.dual.random_bits``); read when a command runs.
+    reuse_strength : int
+        The ``REUSE_STRENGTH`` register (5 bits, reset 0): the key of the reuse cache
+        (``docs/reuse.md``; 0: off); read when a command runs. Without a cache
+        (``pe.reuse_entries = 0``) it changes nothing.
     counters : dict
         :data:`COUNTER_NAMES` to int, counting from construction (or
         :meth:`reset_counters`).
@@ -187,6 +206,7 @@ class Machine:
         self.dma_base = 0
         self.dma_last = (1 << config.host.axi_addr_width) - 1
         self.dual_seed = 0
+        self.reuse_strength = 0
         # The multiply path of a dual policy; None: one exact product per slot.
         self._dual = None if config.mac.dual == "single" else DualPath.from_config(config)
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
@@ -376,7 +396,7 @@ class Machine:
         """Operand-format copies of fp32 words, as the PEs make them for the multiplier."""
         return nx.fconvert(bits, FP32, self.operand)
 
-    def _mac_chain(self, qa, qb):
+    def _mac_chain(self, qa, qb, stationary=None):
         """MAC chains from ``+0``: ``acc = acc + qa[s] * qb[s]`` for ``s`` in increasing order.
 
         ``qa`` and ``qb`` are quantized operands with the step ``s`` as their first axis,
@@ -385,7 +405,13 @@ class Machine:
         ``o = p1 * p2_count + p2`` is numbered as the compute engine numbers it: with a dual
         policy outputs ``o`` and ``o + 1`` (``o`` even) share the slots (:meth:`_dual_products`).
         Adds the products to the product counters.
+
+        ``qa`` is the stationary operand and ``stationary`` (``(steps, p1_count)`` ints) its
+        bank address at step ``s`` for outputs of row ``p1``: with the reuse cache on, the
+        chains run through it (:meth:`_reuse_chain`).
         """
+        if stationary is not None and self._reuse_strength():
+            return self._reuse_chain(qa, qb, stationary)
         pf = product_format(self.operand)
         steps = max(qa.shape[0], qb.shape[0])
         shape = np.broadcast_shapes(qa.shape[1:], qb.shape[1:])
@@ -449,6 +475,132 @@ class Machine:
         products[..., 0::2], products[..., 1::2] = p0, p1
         return products[..., :outputs].reshape(full)
 
+    def _reuse_strength(self):
+        """The reuse strength a command runs with: 0 without a cache."""
+        if self.config.pe.reuse_entries == 0:
+            return 0
+        return int(self.reuse_strength) & ((1 << _REUSE_STRENGTH_BITS) - 1)
+
+    def _reuse_chain(self, qa, qb, stationary):
+        """:meth:`_mac_chain` through the reuse cache (``docs/reuse.md``).
+
+        ``qa`` (the stationary operand) and ``qb`` (the streaming one) are broadcastable to
+        ``(steps, R, C, P1, P2)``; ``stationary[s, p1]`` is the bank address of ``qa``'s
+        word. The MAC slots are those of the compute engine (``hw.core``): for each group
+        ``g`` of ``G = acc_regs / 2`` outputs, for each step ``s``, outputs
+        ``o = g*G + k`` for ``k = 0, streams, ...`` (pair 0; pair 1 is ``o + 1``), ``o`` at
+        position ``(o div P2, o mod P2)``.
+
+        The cache starts empty with the command and is emptied whenever pair 0's stationary
+        address changes, so every maximal run of slots with one stationary address is an
+        independent *episode*: the slots are simulated position by position, vectorized over
+        the episodes and the PEs. The cache holds the index of each miss's product; the
+        products (which a hit can change through the multiplier assignment of its partner)
+        are made afterwards for all slots at once.
+        """
+        R, C = self.rows, self.cols
+        steps = max(qa.shape[0], qb.shape[0])
+        P1, P2 = np.broadcast_shapes(qa.shape[1:], qb.shape[1:])[-2:]
+        full = (steps, R, C, P1, P2)
+        outputs, lanes = P1 * P2, R * C
+        a = np.broadcast_to(qa, full).reshape(steps, lanes, outputs)
+        b = np.broadcast_to(qb, full).reshape(steps, lanes, outputs)
+        # One more output of zeros: pair 1 of an unpaired last slot indexes it.
+        a = np.concatenate([a, np.zeros((steps, lanes, 1), dtype=_U)], axis=2)
+        b = np.concatenate([b, np.zeros((steps, lanes, 1), dtype=_U)], axis=2)
+
+        # The MAC slots in the compute engine's order.
+        streams = self.config.mac.macs_per_cycle
+        G = self.config.pe.acc_regs // 2
+        groups = -(-outputs // G)
+        g, s, k = np.meshgrid(np.arange(groups), np.arange(steps), np.arange(0, G, streams),
+                              indexing="ij")
+        o = (g * G + k).ravel()
+        s = s.ravel()
+        keep = o < outputs
+        o, s = o[keep], s[keep]
+        slots = len(o)
+        o1 = o + 1
+        pair1 = (streams == 2) & (o1 < outputs)
+        stationary = np.asarray(stationary, dtype=np.int64)
+        s0 = stationary[s, o // P2]
+        s1 = stationary[s, np.minimum(o1, outputs - 1) // P2]
+        a0, b0 = a[s, :, o], b[s, :, o]             # (slots, lanes)
+        a1, b1 = a[s, :, o1], b[s, :, o1]
+
+        # The episodes: runs of slots with one stationary address for pair 0.
+        start = np.flatnonzero(np.r_[True, s0[1:] != s0[:-1]])
+        length = np.diff(np.r_[start, slots])
+        hit0 = np.zeros((slots, lanes), dtype=bool)
+        hit1 = np.zeros((slots, lanes), dtype=bool)
+        look1 = np.zeros((slots, lanes), dtype=bool)
+        src0 = np.zeros((slots, lanes), dtype=_U)
+        src1 = np.zeros((slots, lanes), dtype=_U)
+        # The value a miss inserts: the index of its product in (slots, 2, lanes).
+        ids = np.arange(slots * 2 * lanes, dtype=_U).reshape(slots, 2, lanes)
+        strength = self._reuse_strength()
+        per_chunk = max(1, _REUSE_CHUNK // (lanes * self.config.pe.reuse_entries))
+        for e0 in range(0, len(start), per_chunk):
+            first, count = start[e0:e0 + per_chunk], length[e0:e0 + per_chunk]
+            cache = ReuseCache.from_config(self.config, len(first) * lanes, strength)
+            for j in range(int(count.max())):
+                active = j < count
+                i = first + np.minimum(j, count - 1)     # (episodes,): the slot of each
+                act = np.repeat(active, lanes)
+                r = cache.slot(np.repeat(s0[i], lanes), b0[i].ravel(),
+                               np.repeat(s1[i], lanes), b1[i].ravel(),
+                               pair1=np.repeat(pair1[i], lanes), active=act,
+                               products=(ids[i, 0].ravel(), ids[i, 1].ravel()))
+                ia = i[active]
+                shape = (len(first), lanes)
+                hit0[ia] = r.hit0.reshape(shape)[active]
+                hit1[ia] = r.hit1.reshape(shape)[active]
+                look1[ia] = r.look1.reshape(shape)[active]
+                src0[ia] = r.value0.reshape(shape)[active]
+                src1[ia] = r.value1.reshape(shape)[active]
+
+        # The products: the multiply path's for the misses, the cached one for the hits.
+        path = self._dual if self._dual is not None else DualPath.from_config(self.config)
+        p1 = pair1[:, None]
+        bit = 0
+        if path.policy == "random":
+            bit = random_bits(o, s, self.dual_seed)[:, None]
+        c0, c1 = path.classes(a0, b0, a1, b1, p1, bit)
+        c0, c1 = reuse_classes(c0, c1, hit0, hit1, p1)
+        made = np.empty((slots, 2, lanes), dtype=_U)
+        for pair, (x, y, cls) in enumerate(((a0, b0, c0), (a1, b1, c1))):
+            made[:, pair] = path.high_product(x, y)
+            low = cls == LOW
+            if low.any():
+                made[:, pair][low] = path.low_product(x[low], y[low])
+        # A hit's source is a miss, whose product is final.
+        flat = made.reshape(-1)
+        product0 = np.where(hit0, flat[src0.astype(np.int64)], made[:, 0])
+        product1 = np.where(hit1, flat[src1.astype(np.int64)], made[:, 1])
+
+        products = np.empty((steps, lanes, outputs + 1), dtype=_U)
+        products[s, :, o] = product0
+        products[s[pair1], :, o1[pair1]] = product1[pair1]
+        pf = product_format(self.operand)
+        acc = np.zeros((lanes, outputs), dtype=_U)
+        for step in range(steps):
+            acc = nx.fadd(acc, FP32, products[step, :, :outputs], pf, FP32)
+
+        # The counters.
+        exists = np.broadcast_to(p1, c1.shape)
+        for cls, name in _PRODUCT_COUNTERS.items():
+            self.counters[name] += int(np.count_nonzero(c0 == cls)
+                                       + np.count_nonzero((c1 == cls) & exists))
+        zero0, zero1 = self._zero(a0) | self._zero(b0), self._zero(a1) | self._zero(b1)
+        reuse = {"reuse_lookups": slots * lanes + np.count_nonzero(look1),
+                 "reuse_hits": np.count_nonzero(hit0) + np.count_nonzero(hit1),
+                 "multiplies_avoided": (np.count_nonzero(hit0 & ~zero0)
+                                        + np.count_nonzero(hit1 & ~zero1))}
+        for name, value in reuse.items():
+            if name in self.counters:
+                self.counters[name] += int(value)
+        return acc.reshape(R, C, P1, P2)
+
     def _reduce(self, partials, axis):
         """The edge reducers' sum of the partial sums along ``axis`` (see the module
         docstring): the reducer always starts from ``+0``."""
@@ -506,8 +658,11 @@ class Machine:
         mt, nt = tiles(m, R), tiles(n, C)
         qw = self._q(self.weight[:, :, c["wbase"]:c["wbase"] + mt * nt]).reshape(R, C, mt, nt)
         qx = self._q(self.act[:, :, c["abase"]:c["abase"] + nt * batch]).reshape(R, C, nt, batch)
+        # The stationary operand W(wbase + p1*nt + s): its address per (s, p1).
+        address = c["wbase"] + np.arange(mt)[None, :] * nt + np.arange(nt)[:, None]
         acc = self._mac_chain(qw.transpose(3, 0, 1, 2)[..., None],     # (nt, R, C, mt, 1)
-                              qx.transpose(2, 0, 1, 3)[:, :, :, None])  # (nt, R, C, 1, B)
+                              qx.transpose(2, 0, 1, 3)[:, :, :, None],  # (nt, R, C, 1, B)
+                              address)
         y = self._reduce(acc, axis=1)                          # (R, mt, B)
         if c["flag"]:
             y = np.where(_positive(y), y, _U(0))
@@ -522,8 +677,11 @@ class Machine:
         mt, nt = tiles(m, R), tiles(n, C)
         qw = self._q(self.weight[:, :, c["wbase"]:c["wbase"] + mt * nt]).reshape(R, C, mt, nt)
         qd = self._q(self.act[:, :, c["abase"]:c["abase"] + mt * batch]).reshape(R, C, mt, batch)
+        # The stationary operand W(wbase + s*nt + p1): its address per (s, p1).
+        address = c["wbase"] + np.arange(mt)[:, None] * nt + np.arange(nt)[None, :]
         acc = self._mac_chain(qw.transpose(2, 0, 1, 3)[..., None],     # (mt, R, C, nt, 1)
-                              qd.transpose(2, 0, 1, 3)[:, :, :, None])  # (mt, R, C, 1, B)
+                              qd.transpose(2, 0, 1, 3)[:, :, :, None],  # (mt, R, C, 1, B)
+                              address)
         dx = self._reduce(acc, axis=0)                         # (C, nt, B)
         dx = dx.transpose(1, 0, 2).reshape(nt * C, batch)[:n]
         if c["flag"]:
@@ -539,8 +697,11 @@ class Machine:
         mt, nt = tiles(m, R), tiles(n, C)
         qd = self._q(self.act[:, :, c["abase2"]:c["abase2"] + mt * batch]).reshape(R, C, mt, batch)
         qx = self._q(self.act[:, :, c["abase"]:c["abase"] + nt * batch]).reshape(R, C, nt, batch)
+        # The stationary operand dY(abase2 + p1*B + s): its address per (s, p1).
+        address = c["abase2"] + np.arange(mt)[None, :] * batch + np.arange(batch)[:, None]
         acc = self._mac_chain(qd.transpose(3, 0, 1, 2)[..., None],     # (B, R, C, mt, 1)
-                              qx.transpose(3, 0, 1, 2)[:, :, :, None])  # (B, R, C, 1, nt)
+                              qx.transpose(3, 0, 1, 2)[:, :, :, None],  # (B, R, C, 1, nt)
+                              address)
         acc = acc.reshape(R, C, mt * nt)
         if c["flag"]:
             # UPDATE_V: v = acc + q(v) * q(mu), into the velocity and the accumulator.
