@@ -186,16 +186,21 @@ def _read_toml(path):
         raise EnergyError(f"{path}: invalid TOML: {error}") from None
 
 
+def _check_keys(mapping, valid, what, prefix=""):
+    """EnergyError naming the first key of ``mapping`` that is not in ``valid``."""
+    for key, value in mapping.items():
+        if key not in valid:
+            raise EnergyError(f"{prefix}{key} is not {what} (valid: {', '.join(valid)}), "
+                              f"not {value!r}")
+
+
 def _entry(path, raw, unit):
     """A checked entry ``{"value", "unit", "source", "derivation"}`` from a number or table."""
     if _is_number(raw):
         raw = {"value": raw}
     if not isinstance(raw, Mapping):
         raise EnergyError(f"{path} must be a number or a table with a value, not {raw!r}")
-    for key, value in raw.items():
-        if key not in _ENTRY_KEYS:
-            raise EnergyError(f"{path}.{key} is not an entry field (valid: "
-                              f"{', '.join(_ENTRY_KEYS)}), not {value!r}")
+    _check_keys(raw, _ENTRY_KEYS, "an entry field", prefix=f"{path}.")
     if "value" not in raw:
         raise EnergyError(f"{path} needs a value, not {dict(raw)!r}")
     value = _check_energy(f"{path}.value", raw["value"], positive=(unit == "mm"))
@@ -211,10 +216,7 @@ def _entry(path, raw, unit):
 
 def _parse(data, origin):
     """``(technology, references, events)`` of one TOML document, each checked."""
-    for key, value in data.items():
-        if key not in _TOP_KEYS:
-            raise EnergyError(f"{key} is not an energy-table field (valid: "
-                              f"{', '.join(_TOP_KEYS)}), not {value!r}")
+    _check_keys(data, _TOP_KEYS, "an energy-table field")
     technology = data.get("technology")
     if technology is not None and not isinstance(technology, str):
         raise EnergyError(f"technology must be a string, not {technology!r}")
@@ -224,10 +226,8 @@ def _parse(data, origin):
         table = data.get(section, {})
         if not isinstance(table, Mapping):
             raise EnergyError(f"{section} must be a table, not {table!r}")
+        _check_keys(table, valid, "an energy-table field", prefix=f"{section}.")
         for name, raw in table.items():
-            if name not in valid:
-                raise EnergyError(f"{section}.{name} is not an energy-table field (valid: "
-                                  f"{', '.join(valid)}), not {raw!r}")
             entry = _entry(f"{section}.{name}", raw, valid[name])
             if not entry["source"]:
                 entry["source"] = f"user override ({origin})"

@@ -663,19 +663,12 @@ class Core(wiring.Component):
                                      uop.waddr.eq(cmd.wbase + p1 * nt + p2)]
                     with m.Else():
                         m.d.comb += [uop.c_op.eq(ComputeOp.MAC), uop.c_acc.eq(acc_index),
-                                     uop.c_clear.eq(s == 0)]
-                        with m.If(fwd):
-                            m.d.comb += [uop.waddr.eq(cmd.wbase + p1 * nt + s),
-                                         uop.aaddr.eq(cmd.abase + s * cmd.batch + p2)]
-                        with m.If(bwd):
-                            m.d.comb += [uop.waddr.eq(cmd.wbase + s * nt + p1),
-                                         uop.aaddr.eq(cmd.abase + s * cmd.batch + p2)]
-                        with m.If(wgr):
-                            m.d.comb += [uop.a_act.eq(1),
-                                         uop.aaddr2.eq(cmd.abase2 + p1 * cmd.batch + s),
-                                         uop.aaddr.eq(cmd.abase + p2 * cmd.batch + s)]
+                                     uop.c_clear.eq(s == 0), uop.a_act.eq(wgr)]
+                        phases = (fwd, bwd, wgr)
+                        self._mac_addresses(m, cmd, s, p1, p2, nt, phases,
+                                            uop.waddr, uop.aaddr, uop.aaddr2)
                         if dual:
-                            self._pair1(m, cmd, uop, o, s, q1, q2, nt, outputs, fwd, bwd, wgr)
+                            self._pair1(m, cmd, uop, o, s, q1, q2, nt, outputs, phases)
                 # Advance k (and the position), then s, then the group.
                 with m.If(k + inc == G):
                     m.d.sync += [k.eq(0), o.eq(o - G + inc), p1.eq(g_p1), p2.eq(g_p2)]
@@ -800,19 +793,27 @@ class Core(wiring.Component):
         with m.If(active & ce_done & ((wgr) | (dr_group == groups))):
             finish()
 
-    def _pair1(self, m, cmd, uop, o, s, q1, q2, nt, outputs, fwd, bwd, wgr):
+    @staticmethod
+    def _mac_addresses(m, cmd, s, p1, p2, nt, phases, waddr, aaddr, aaddr2):
+        """The bank addresses of the MAC of output ``(p1, p2)`` at step ``s``: the weight
+        (FORWARD, BACKWARD) or the gradient (WGRAD, ``aaddr2``) and the activation."""
+        fwd, bwd, wgr = phases
+        with m.If(fwd):
+            m.d.comb += [waddr.eq(cmd.wbase + p1 * nt + s),
+                         aaddr.eq(cmd.abase + s * cmd.batch + p2)]
+        with m.If(bwd):
+            m.d.comb += [waddr.eq(cmd.wbase + s * nt + p1),
+                         aaddr.eq(cmd.abase + s * cmd.batch + p2)]
+        with m.If(wgr):
+            m.d.comb += [aaddr2.eq(cmd.abase2 + p1 * cmd.batch + s),
+                         aaddr.eq(cmd.abase + p2 * cmd.batch + s)]
+
+    def _pair1(self, m, cmd, uop, o, s, q1, q2, nt, outputs, phases):
         """Pair 1 of a dual-precision MAC slot: output ``o + 1`` at position ``(q1, q2)``,
         the same step ``s``; its addresses as pair 0's, and the ``random`` policy's bit."""
         m.d.comb += uop.pair1.eq(o + 1 < outputs)
-        with m.If(fwd):
-            m.d.comb += [uop.waddr1.eq(cmd.wbase + q1 * nt + s),
-                         uop.aaddr1.eq(cmd.abase + s * cmd.batch + q2)]
-        with m.If(bwd):
-            m.d.comb += [uop.waddr1.eq(cmd.wbase + s * nt + q1),
-                         uop.aaddr1.eq(cmd.abase + s * cmd.batch + q2)]
-        with m.If(wgr):
-            m.d.comb += [uop.aaddr2_1.eq(cmd.abase2 + q1 * cmd.batch + s),
-                         uop.aaddr1.eq(cmd.abase + q2 * cmd.batch + s)]
+        self._mac_addresses(m, cmd, s, q1, q2, nt, phases, uop.waddr1, uop.aaddr1,
+                            uop.aaddr2_1)
         if self.config.mac.dual == "random":
             # sim.dual.random_bits(o, s, seed) in 16-bit arithmetic: a hash of the slot, so
             # that the bit does not depend on the order in which slots are issued.
