@@ -100,7 +100,7 @@ class Accelerator(wiring.Component):
         core_counters = {"core_cycles": core.busy_cycles,
                          **{name: getattr(core, name) for name in core.COUNTERS
                             if name != "busy_cycles"}}
-        m.d.comb += core.dual_seed.eq(dual_seed)
+        m.d.comb += [core.dual_seed.eq(dual_seed), core.reuse_strength.eq(reuse)]
         m.d.comb += self.irq.eq((irq_status & irq_enable) != 0)
 
         banks = core.banks

@@ -124,21 +124,29 @@ class Core(wiring.Component):
     high_products, low_products, bypass_products : Out(48)
         Counters: the products of MAC slots, summed over the PEs, by class
         (``hw.dual``): made by a high-precision multiplier, by the low-precision one, or
-        bypassed (a zero operand). Their sum is the MACs done (padding included).
+        bypassed (a zero operand). With the reuse hits, their sum is the MACs done (padding
+        included).
+    reuse_strength : In(5)
+        The ``REUSE_STRENGTH`` register (``docs/reuse.md``; 0: off).
+    reuse_lookups, reuse_hits, multiplies_avoided : Out(48)
+        Counters of the reuse caches, summed over the PEs (zero without a cache).
     """
 
     COUNTER_BITS = 48
     COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words",
-                "high_products", "low_products", "bypass_products")
+                "high_products", "low_products", "bypass_products",
+                "reuse_lookups", "reuse_hits", "multiplies_avoided")
 
     def __init__(self, config):
         from gen.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
-        if config.pe.reuse_entries:
-            raise ValueError(f"pe.reuse_entries must be 0: the reuse cache is in the golden "
-                             f"model (docs/reuse.md) but not yet in the RTL, not "
-                             f"{config.pe.reuse_entries!r}")
+        if config.pe.reuse_entries and config.pe.reuse_scope != "pe":
+            # The golden model gives "row" the same results as "pe" (docs/reuse.md); the
+            # RTL builds one cache per PE only, and says so rather than ignore the field.
+            raise ValueError(f"pe.reuse_scope must be 'pe' in the RTL (a cache per PE; "
+                             f"tags shared along a row are in the golden model only), not "
+                             f"{config.pe.reuse_scope!r}")
         self.config = config
         self.tree = config.core.reduction == "tree"
         self.rows, self.cols = config.core.rows, config.core.cols
@@ -148,7 +156,10 @@ class Core(wiring.Component):
         self.pe_args = dict(weight_words=config.pe.weight_words, act_words=config.pe.act_words,
                             acc_regs=config.pe.acc_regs, mac_latency=config.mac.latency,
                             tree=self.tree, dual=config.mac.dual,
-                            low_man_bits=config.mac.low_man_bits)
+                            low_man_bits=config.mac.low_man_bits,
+                            reuse_entries=config.pe.reuse_entries,
+                            reuse_ways=config.pe.reuse_ways)
+        self.reuse = config.pe.reuse_entries > 0
         # Outputs per compute slot of a MAC pass (docs/dual_precision.md).
         self.streams = config.mac.macs_per_cycle
         probe = PE(config.mac.operand, **self.pe_args)
@@ -176,6 +187,7 @@ class Core(wiring.Component):
             "dma_lanes": In(self.dma_words), "dma_wdata": In(32).array(self.dma_words),
             "dma_rdata": Out(32).array(self.dma_words),
             "dual_seed": In(16),
+            "reuse_strength": In(5),
             **counters,
         })
 
@@ -197,6 +209,7 @@ class Core(wiring.Component):
         for r in range(R):
             for c in range(C):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+                m.d.comb += pes[r][c].reuse_strength.eq(self.reuse_strength)
         self._product_counters(m, [pe for row in pes for pe in row])
 
         # --- issue signals: what the sequencer asks for in this cycle ----------------------
@@ -381,15 +394,25 @@ class Core(wiring.Component):
         return m
 
     def _product_counters(self, m, pes):
-        """The high, low and bypass product counters: each cycle, the PEs' products of each
-        class are counted by an adder tree (registered every few levels, so that a large
-        array does not set the clock) and added to the counter a few cycles later."""
+        """The product and reuse counters: each cycle, the PEs' products of each class (and
+        their reuse lookups, hits and multiplies avoided) are counted by an adder tree
+        (registered every few levels, so that a large array does not set the clock) and
+        added to the counter a few cycles later."""
         from .dual import BYPASS, HIGH, LOW
-        for name, cls in (("high_products", HIGH), ("low_products", LOW),
-                          ("bypass_products", BYPASS)):
+
+        def of_class(cls):
+            return lambda pe: Cat(pe.made[0] & (pe.class0 == cls),
+                                  pe.made[1] & (pe.class1 == cls))
+
+        events = {"high_products": of_class(HIGH), "low_products": of_class(LOW),
+                  "bypass_products": of_class(BYPASS)}
+        if self.reuse:
+            events.update({"reuse_lookups": lambda pe: pe.reuse_look,
+                           "reuse_hits": lambda pe: pe.reuse_hit,
+                           "multiplies_avoided": lambda pe: pe.reuse_avoided})
+        for name, flags_of in events.items():
             flags = Signal(2 * len(pes), name=f"{name}_flags")
-            m.d.sync += flags.eq(Cat(*[Cat(pe.made[0] & (pe.class0 == cls),
-                                           pe.made[1] & (pe.class1 == cls)) for pe in pes]))
+            m.d.sync += flags.eq(Cat(*[flags_of(pe) for pe in pes]))
             level = [flags[i] for i in range(len(flags))]
             depth = 0
             while len(level) > 1:
@@ -608,6 +631,9 @@ class Core(wiring.Component):
         groups = Signal(16, name="groups")
         m.d.comb += groups.eq((outputs + (G - 1)) // G if G > 1 else outputs)
 
+        fresh = Signal(name="ce_fresh")            # no MAC issued yet in this command
+        with m.If(start):
+            m.d.sync += fresh.eq(1)
         with m.If(start):
             m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0), o.eq(0), p1.eq(0),
                          p2.eq(0),
@@ -664,6 +690,10 @@ class Core(wiring.Component):
                     with m.Else():
                         m.d.comb += [uop.c_op.eq(ComputeOp.MAC), uop.c_acc.eq(acc_index),
                                      uop.c_clear.eq(s == 0), uop.a_act.eq(wgr)]
+                        if self.reuse:
+                            # The first MAC of a command starts the reuse caches afresh.
+                            m.d.comb += uop.c_fresh.eq(fresh)
+                            m.d.sync += fresh.eq(0)
                         phases = (fwd, bwd, wgr)
                         self._mac_addresses(m, cmd, s, p1, p2, nt, phases,
                                             uop.waddr, uop.aaddr, uop.aaddr2)

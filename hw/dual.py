@@ -36,10 +36,11 @@ from ._unit import check_format
 from .fconv import FloatConverter
 from .fmul import FloatMultiplier
 
-__all__ = ["HIGH", "LOW", "BYPASS", "DualMultiplyPath"]
+__all__ = ["HIGH", "LOW", "BYPASS", "HIT", "DualMultiplyPath"]
 
-#: Classes of a pair, as in ``sim.dual``.
-HIGH, LOW, BYPASS = 0, 1, 2
+#: Classes of a pair, as in ``sim.dual`` and ``sim.reuse`` (``HIT``: the product comes from
+#: the reuse cache, ``hw.reuse``; the multiplier's output for that pair is not used).
+HIGH, LOW, BYPASS, HIT = 0, 1, 2, 3
 
 
 class DualMultiplyPath(wiring.Component):
@@ -71,11 +72,15 @@ class DualMultiplyPath(wiring.Component):
     random_bit : In(1)
         The ``random`` policy's bit (``sim.dual.random_bits``): 1 gives pair 1 the
         high-precision multiplier. Unused by the other policies.
+    hit0, hit1 : In(1)
+        The pair's product comes from the reuse cache (``hw.reuse``): it is classed ``HIT``
+        and its partner, if it needs a multiplier, gets the high-precision one
+        (``sim.reuse.reuse_classes``). The pair's own output is then not used.
     i_valid : In(1)
     p0, p1 : Out(product_format(operand).width)
         The products of pair 0 and pair 1.
     c0, c1 : Out(2)
-        Their classes: ``HIGH``, ``LOW`` or ``BYPASS``.
+        Their classes: ``HIGH``, ``LOW``, ``BYPASS`` or ``HIT``.
     o_valid : Out(1)
     """
 
@@ -101,6 +106,7 @@ class DualMultiplyPath(wiring.Component):
             "a0": In(width), "b0": In(width), "a1": In(width), "b1": In(width),
             "pair1": In(1),
             "random_bit": In(1),
+            "hit0": In(1), "hit1": In(1),
             "i_valid": In(1),
             "p0": Out(self.product.width), "p1": Out(self.product.width),
             "c0": Out(2), "c1": Out(2),
@@ -149,8 +155,8 @@ class DualMultiplyPath(wiring.Component):
                              self.p1.eq(high1.product)]
             else:
                 m.d.comb += self.p1.eq(0)
-            c0 = Mux(zero0, BYPASS, HIGH)
-            c1 = Mux(zero1, BYPASS, HIGH)
+            c0 = Mux(self.hit0, HIT, Mux(zero0, BYPASS, HIGH))
+            c1 = Mux(self.hit1, HIT, Mux(zero1, BYPASS, HIGH))
             m.d.comb += [self.c0.eq(self._delay(m, c0, "c0")),
                          self.c1.eq(self._delay(m, c1, "c1")),
                          self.o_valid.eq(high0.o_valid)]
@@ -169,7 +175,9 @@ class DualMultiplyPath(wiring.Component):
             wants = Const(0, 1)
         else:
             wants = self.random_bit
-        m.d.comb += one_high.eq(wants & self.pair1)   # an unpaired pair 0 keeps it
+        # A pair that hits in the reuse cache needs no multiplier: its partner gets the high
+        # one (docs/reuse.md). An unpaired pair 0 keeps it.
+        m.d.comb += one_high.eq((self.hit0 | (~self.hit1 & wants)) & self.pair1)
 
         # Steering: the high pair to the high multiplier, the other one, rounded, to the
         # low multiplier. With two or more stages the steering and the rounding get a stage
@@ -203,17 +211,19 @@ class DualMultiplyPath(wiring.Component):
         low_product = Cat(Const(0, pad), low.product) if pad else low.product
 
         # Classes and bypasses, delayed alongside the multipliers.
-        c0 = Mux(zero0, BYPASS, Mux(one_high, LOW, HIGH))
-        c1 = Mux(zero1, BYPASS, Mux(one_high, HIGH, LOW))
+        c0 = Mux(self.hit0, HIT, Mux(zero0, BYPASS, Mux(one_high, LOW, HIGH)))
+        c1 = Mux(self.hit1, HIT, Mux(zero1, BYPASS, Mux(one_high, HIGH, LOW)))
         c0_out = self._delay(m, c0, "c0")
         c1_out = self._delay(m, c1, "c1")
         one_high_out = self._delay(m, one_high, "one_high")
+        zero0_out = self._delay(m, zero0, "zero0")
+        zero1_out = self._delay(m, zero1, "zero1")
         sign0_out = self._delay(m, self._sign(self.a0) ^ self._sign(self.b0), "sign0")
         sign1_out = self._delay(m, self._sign(self.a1) ^ self._sign(self.b1), "sign1")
         m.d.comb += [
-            self.p0.eq(Mux(c0_out == BYPASS, signed_zero(sign0_out),
+            self.p0.eq(Mux(zero0_out, signed_zero(sign0_out),
                            Mux(one_high_out, low_product, high.product))),
-            self.p1.eq(Mux(c1_out == BYPASS, signed_zero(sign1_out),
+            self.p1.eq(Mux(zero1_out, signed_zero(sign1_out),
                            Mux(one_high_out, high.product, low_product))),
             self.c0.eq(c0_out),
             self.c1.eq(c1_out),

@@ -63,13 +63,16 @@ class TransferOp(enum.Enum, shape=3):
     REDUCE_ACC = 6
 
 
-def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False):
+def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse=False):
     """The micro-op of a PE with banks and accumulators of the given address widths.
 
     A dual-precision PE (``dual``) has the fields of a second operand pair: ``pair1`` (it
     exists), its addresses ``waddr1``, ``aaddr1`` and ``aaddr2_1`` (read as ``waddr``,
     ``aaddr`` and ``aaddr2`` are for pair 0) and ``rand``, the ``random`` policy's bit.
     Pair 1 accumulates into ``acc[c_acc + 1]`` (``c_acc`` is even).
+
+    A PE with a reuse cache (``reuse``) has ``c_fresh``: the ``MAC`` is the first of a
+    command (the cache starts empty with each command, ``docs/reuse.md``).
     """
     t_addr_bits = max(weight_addr_bits, act_addr_bits)
     fields = {
@@ -87,6 +90,8 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False):
     if dual:
         fields.update({"pair1": 1, "rand": 1, "waddr1": weight_addr_bits,
                        "aaddr1": act_addr_bits, "aaddr2_1": act_addr_bits})
+    if reuse:
+        fields["c_fresh"] = 1
     return data.StructLayout(fields)
 
 
@@ -107,6 +112,13 @@ class PE(wiring.Component):
       ``t + mac_latency + 2``;
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
       a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` write-back.
+
+    **Reuse cache** (``reuse_entries`` > 0, ``docs/reuse.md``): the multiplicands of a
+    ``MAC`` look up their streaming operand (``b``, the activation bank's word at ``aaddr``)
+    in the cycle they enter the multiply path (:class:`hw.reuse.ReuseTags`); the stationary
+    operand ``a`` is identified by its bank address (``waddr``, or ``aaddr2`` with
+    ``a_act``). A hit takes the remembered product when the others leave the multiply path
+    (:class:`hw.reuse.ReuseValues`); the timing does not change.
 
     **Dual precision** (``dual`` other than ``"single"``, ``docs/dual_precision.md``): a
     ``MAC`` takes two operand pairs, pair 1 read from ``waddr1``/``aaddr1``/``aaddr2_1``
@@ -134,6 +146,10 @@ class PE(wiring.Component):
         Precision policy, one of ``gen.config.DUAL_POLICIES``.
     low_man_bits : int
         Mantissa bits of the low-precision multiplier (the policies that round).
+    reuse_entries : int
+        Entries of the reuse cache (0: none; else a power of two).
+    reuse_ways : int
+        Its associativity (a power of two, at most ``reuse_entries``).
 
     Members
     -------
@@ -156,11 +172,17 @@ class PE(wiring.Component):
         Bit ``i``: pair ``i`` of a ``MAC`` left the multiply path in this cycle (what the
         product counters count).
     class0, class1 : Out(2)
-        Their classes (``hw.dual.HIGH``, ``LOW``, ``BYPASS``).
+        Their classes (``hw.dual.HIGH``, ``LOW``, ``BYPASS``, ``HIT``).
+    reuse_strength : In(5)
+        The ``REUSE_STRENGTH`` register (with a reuse cache; 0: off).
+    reuse_look, reuse_hit, reuse_avoided : Out(2)
+        With a reuse cache, bit ``i``: pair ``i`` looked up its key in this cycle, hit, and
+        hit with no zero operand (a multiply avoided).
     """
 
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
-                 acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3):
+                 acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3,
+                 reuse_entries=0, reuse_ways=1):
         from gen.config import DUAL_POLICIES
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
@@ -183,10 +205,18 @@ class PE(wiring.Component):
         self.low_man_bits = low_man_bits
         if mac_latency < 2:
             raise ValueError(f"mac_latency must be at least 2, not {mac_latency!r}")
+        for name, value in (("reuse_entries", reuse_entries), ("reuse_ways", reuse_ways)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 \
+                    or value & (value - 1):
+                raise ValueError(f"{name} must be 0 or a power of two, not {value!r}")
+        if reuse_entries and not 1 <= reuse_ways <= reuse_entries:
+            raise ValueError(f"reuse_ways must be from 1 to reuse_entries ({reuse_entries}), "
+                             f"not {reuse_ways!r}")
+        self.reuse_entries, self.reuse_ways = reuse_entries, reuse_ways
         self.layout = micro_op_layout((weight_words - 1).bit_length() or 1,
                                       (act_words - 1).bit_length() or 1,
                                       (acc_regs - 1).bit_length() or 1,
-                                      dual=self.is_dual)
+                                      dual=self.is_dual, reuse=self.has_reuse)
         super().__init__({
             "uop": In(self.layout),
             "select": In(1),
@@ -199,7 +229,16 @@ class PE(wiring.Component):
             "made": Out(2),
             "class0": Out(2),
             "class1": Out(2),
+            "reuse_strength": In(5),
+            "reuse_look": Out(2),
+            "reuse_hit": Out(2),
+            "reuse_avoided": Out(2),
         })
+
+    @property
+    def has_reuse(self):
+        """The PE has a reuse cache."""
+        return self.reuse_entries > 0
 
     @property
     def is_dual(self):
@@ -327,14 +366,18 @@ class PE(wiring.Component):
         m.d.comb += [self.made.eq(delayed(Cat(is_mac, pair1), QS + ML, "made")),
                      self.class0.eq(mul.c0), self.class1.eq(mul.c1)]
 
+        product0, product1 = mul.p0, mul.p1
+        if self.has_reuse:
+            product0, product1 = self._reuse(m, s1, is_mac, pair1, delayed, mul)
+
         m.submodules.accumulate = add = FloatAdder(FP32, pf, FP32, latency=AL)
-        m.d.comb += [add.a.eq(delayed(c32, QS + ML, "addend")), add.b.eq(mul.p0),
+        m.d.comb += [add.a.eq(delayed(c32, QS + ML, "addend")), add.b.eq(product0),
                      add.i_valid.eq(mul.o_valid)]
         if dual:
             # Pair 1's accumulating adder: the same latency, so both results land together.
             m.submodules.accumulate1 = add1 = FloatAdder(FP32, pf, FP32, latency=AL)
             c1_32 = Mux(s1.c_clear, 0, acc_k1)
-            m.d.comb += [add1.a.eq(delayed(c1_32, QS + ML, "addend1")), add1.b.eq(mul.p1),
+            m.d.comb += [add1.a.eq(delayed(c1_32, QS + ML, "addend1")), add1.b.eq(product1),
                          add1.i_valid.eq(mul.o_valid)]
 
         # The destination of each result travels beside the MAC pipeline.
@@ -376,6 +419,46 @@ class PE(wiring.Component):
                     with m.If(red_tags[-1] == k):
                         m.d.sync += acc[k].eq(red.result)
         return m
+
+    def _reuse(self, m, s1, is_mac, pair1, delayed, mul):
+        """The reuse cache, beside the multiply path: the lookups in the cycle the
+        multiplicands enter it, the products as they leave it. Returns the products of the
+        two pairs."""
+        from .reuse import ReuseTags, ReuseValues
+        op, QS = self.operand, self.quantize_stage
+        # The stationary operand is `a`: a weight, or with `a_act` the activation bank word.
+        addr_bits = max(len(s1.waddr), len(s1.aaddr2))
+        m.submodules.reuse_tags = tags = ReuseTags(op, self.reuse_entries, self.reuse_ways,
+                                                   addr_bits)
+        m.submodules.reuse_values = values = ReuseValues(product_format(op).width,
+                                                         self.reuse_entries, self.multiply_latency)
+        stationary0 = Mux(s1.a_act, s1.aaddr2, s1.waddr)
+        m.d.comb += [
+            tags.strength.eq(self.reuse_strength),
+            tags.valid.eq(delayed(is_mac, QS, "reuse_valid")),
+            tags.fresh.eq(delayed(s1.c_fresh, QS, "reuse_fresh")),
+            tags.stationary0.eq(delayed(stationary0, QS, "stationary0")),
+            tags.b0.eq(mul.b0),
+        ]
+        if self.is_dual:
+            stationary1 = Mux(s1.a_act, s1.aaddr2_1, s1.waddr1)
+            m.d.comb += [tags.pair1.eq(mul.pair1), tags.b1.eq(mul.b1),
+                         tags.stationary1.eq(delayed(stationary1, QS, "stationary1"))]
+        m.d.comb += [mul.hit0.eq(tags.hit0), mul.hit1.eq(tags.hit1)]
+        for name in ("hit0", "hit1", "insert0", "insert1",
+                     "hit_index0", "hit_index1", "insert_index0", "insert_index1"):
+            m.d.comb += getattr(values, name).eq(getattr(tags, name))
+        m.d.comb += [values.p0.eq(mul.p0), values.p1.eq(mul.p1)]
+
+        def zero(bits):
+            return bits[op.man_bits:op.man_bits + op.exp_bits] == 0
+
+        zero0 = zero(mul.a0) | zero(mul.b0)
+        zero1 = zero(mul.a1) | zero(mul.b1)
+        m.d.comb += [self.reuse_look.eq(Cat(tags.look0, tags.look1)),
+                     self.reuse_hit.eq(Cat(tags.hit0, tags.hit1)),
+                     self.reuse_avoided.eq(Cat(tags.hit0 & ~zero0, tags.hit1 & ~zero1))]
+        return values.q0, values.q1
 
 
 def _unpack_args(m, bits, ew, name):

@@ -25,6 +25,8 @@ class CoreRunner:
         self.actions = []
         #: The ``random`` dual-precision policy's seed (``Core.dual_seed``).
         self.dual_seed = 0
+        #: The ``REUSE_STRENGTH`` register (``Core.reuse_strength``; 0: off).
+        self.reuse_strength = 0
 
     def write(self, matrix, values):
         self.actions.append(("write", matrix, np.asarray(values, dtype=np.uint64)))
@@ -44,6 +46,7 @@ class CoreRunner:
 
         async def testbench(ctx):
             ctx.set(dut.dual_seed, self.dual_seed)
+            ctx.set(dut.reuse_strength, self.reuse_strength)
             for action in self.actions:
                 if action[0] == "write":
                     _, matrix, values = action

@@ -22,7 +22,8 @@ __all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "training_job
 #: Counters the golden machine model predicts exactly (the others depend on memory timing).
 GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
                    "core_cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words",
-                   "high_products", "low_products", "bypass_products")
+                   "high_products", "low_products", "bypass_products",
+                   "reuse_lookups", "reuse_hits", "multiplies_avoided")
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Run:
         Read the whole memory image back after the run.
     dual_seed : int
         The DUAL_SEED register (the ``random`` dual-precision policy's seed).
+    reuse_strength : int
+        The REUSE_STRENGTH register (the reuse cache's key, ``docs/reuse.md``; 0: off).
     """
     cmd_base: int
     cmd_count: int
@@ -51,6 +54,7 @@ class Run:
     max_cycles: int = 2_000_000
     dump: bool = True
     dual_seed: int = 0
+    reuse_strength: int = 0
 
 
 @dataclass
@@ -104,7 +108,8 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
         entry = {"cmd_base": int(run.cmd_base), "cmd_count": int(run.cmd_count),
                  "dma_base": int(base), "dma_last": int(last),
                  "max_cycles": int(run.max_cycles), "dump": bool(run.dump),
-                 "dual_seed": int(run.dual_seed), "writes": []}
+                 "dual_seed": int(run.dual_seed),
+                 "reuse_strength": int(run.reuse_strength), "writes": []}
         for j, (addr, words) in enumerate(run.writes):
             entry["writes"].append(int(addr))
             arrays[f"write_{i}_{j}"] = np.asarray(words, dtype=np.uint32)
@@ -147,6 +152,7 @@ def run_job_golden(config, job, machine=None):
             image[start:start + len(words)] = words
         machine.dma_base, machine.dma_last = _window(config, run)
         machine.dual_seed = run.dual_seed
+        machine.reuse_strength = run.reuse_strength
         result = machine.run(image, run.cmd_base, run.cmd_count, mem_base=job.mem_base)
         ok = result.error == isa.ErrorCode.NONE
         status = 0b010 if ok else 0b100
@@ -157,7 +163,7 @@ def run_job_golden(config, job, machine=None):
 
 
 def training_job(program, weights, minibatches, velocities=None, slot=0, max_cycles=5_000_000,
-                 image=None, dual_seed=0):
+                 image=None, dual_seed=0, reuse_strength=0):
     """The job of a training run: the prologue, then one run (doorbell) per minibatch.
 
     Parameters
@@ -174,6 +180,9 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
         instead of ``program.initial_image(weights, velocities)``.
     dual_seed : int
         The DUAL_SEED register of every run.
+    reuse_strength : int or sequence of int
+        The REUSE_STRENGTH register: of every run, or one value per minibatch (the
+        prologue and the checkpoint, which make no products, take the first and the last).
 
     Returns
     -------
@@ -186,12 +195,21 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
         image = program.initial_image(weights, velocities)
     image = np.array(image, dtype=np.uint32)
     job = Job(image, mem_base=program.mem_base)
+    minibatches = list(minibatches)
+    if np.ndim(reuse_strength) == 0:
+        strengths = [int(reuse_strength)] * max(1, len(minibatches))
+    else:
+        strengths = [int(k) for k in reuse_strength]
+        if len(strengths) != len(minibatches) or not strengths:
+            raise ValueError(f"reuse_strength must be one value or one per minibatch "
+                             f"({len(minibatches)}), not {list(reuse_strength)!r}")
     job.runs.append(Run(program.prologue.cmd_base, program.prologue.cmd_count,
-                        max_cycles=max_cycles, dual_seed=dual_seed))
+                        max_cycles=max_cycles, dual_seed=dual_seed,
+                        reuse_strength=strengths[0]))
     step = program.step_run(1, slot)
     regions = [program.regions[f"inputs[{slot}]"], program.regions[f"labels[{slot}]"]]
     scratch = image.copy()
-    for x_bits, labels in minibatches:
+    for (x_bits, labels), strength in zip(minibatches, strengths):
         program.write_batch(scratch, slot, x_bits, labels)
         writes = []
         for region in regions:
@@ -199,10 +217,12 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
             hi = (region.end - program.mem_base) // 4
             writes.append((region.addr, scratch[lo:hi].copy()))
         job.runs.append(Run(step.cmd_base, step.cmd_count, writes=writes,
-                            max_cycles=max_cycles, dual_seed=dual_seed))
+                            max_cycles=max_cycles, dual_seed=dual_seed,
+                            reuse_strength=strength))
     if not program.store_every_step:
         job.runs.append(Run(program.checkpoint.cmd_base, program.checkpoint.cmd_count,
-                            max_cycles=max_cycles, dual_seed=dual_seed))
+                            max_cycles=max_cycles, dual_seed=dual_seed,
+                            reuse_strength=strengths[-1]))
     return job
 
 

@@ -142,6 +142,7 @@ async def job(dut):
         await tb.write64("DMA_BASE", run["dma_base"])
         await tb.write64("DMA_LAST", run["dma_last"])
         await tb.write("DUAL_SEED", run.get("dual_seed", 0))
+        await tb.write("REUSE_STRENGTH", run.get("reuse_strength", 0))
         status, code, index, cycles, wall = await tb.run(run["cmd_base"], run["cmd_count"],
                                                          run["max_cycles"])
         out[f"result_{i}"] = np.array([status, code, index, cycles], dtype=np.uint64)

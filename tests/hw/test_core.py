@@ -231,9 +231,11 @@ def test_weight_gradient_with_momentum(name):
     assert np.array_equal(w_new, expected)
 
 
-def test_reuse_cache_config_is_refused_until_the_rtl_has_one():
-    """A config with a reuse cache elaborates no RTL that silently ignores it."""
+def test_row_shared_reuse_cache_is_refused_by_the_rtl():
+    """``pe.reuse_scope = "row"`` elaborates no RTL that silently builds per-PE caches."""
     from hw.core import Core
-    config = with_overrides(PRESETS["tiny"], {"pe.reuse_entries": 8})
-    with pytest.raises(ValueError, match=r"^pe\.reuse_entries must be 0: .*, not 8$"):
+    config = with_overrides(PRESETS["tiny"], {"pe.reuse_entries": 8,
+                                              "pe.reuse_scope": "row"})
+    with pytest.raises(ValueError, match=r"^pe\.reuse_scope must be 'pe' in the RTL .*, "
+                                         r"not 'row'$"):
         Core(config)

@@ -147,7 +147,13 @@ SMALL_VALUE = with_overrides(SMALL, {"name": "small_value", "mac.dual": "value",
                                      "mac.latency": 3, "pe.acc_regs": 16})
 
 
-def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10), dual_seed=0):
+#: SMALL_VALUE with a reuse cache of 8 entries in 2 ways per PE (docs/reuse.md).
+SMALL_REUSE = with_overrides(SMALL_VALUE, {"name": "small_reuse", "pe.reuse_entries": 8,
+                                           "pe.reuse_ways": 2})
+
+
+def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10), dual_seed=0,
+                        reuse_strength=0):
     """Prologue plus ``steps`` SGD steps (one doorbell each) on real digits minibatches."""
     from sim import numerics as nx
     from sim.data import digits
@@ -157,7 +163,7 @@ def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10), dual
     batches = [(nx.from_float32(x_train[s * batch:(s + 1) * batch].T.astype(np.float32)),
                 y_train[s * batch:(s + 1) * batch]) for s in range(steps)]
     return program, training_job(program, initial_weights(list(sizes), seed), batches,
-                                 dual_seed=dual_seed)
+                                 dual_seed=dual_seed, reuse_strength=reuse_strength)
 
 
 def test_training_steps_equal_golden_machine(simulator, build_root):
@@ -176,6 +182,27 @@ def test_training_steps_equal_golden_machine(simulator, build_root):
     # The steps changed the weights (the comparison above is not of two idle machines).
     assert not np.array_equal(program.read_weights(outs[-1].image)[0],
                               program.read_weights(outs[0].image)[0])
+
+
+def test_reuse_training_steps_equal_golden_machine(simulator, build_root):
+    """Two SGD steps on a ``value`` dual-precision core with a reuse cache per PE, the first
+    at reuse strength 6 and the second at 3 (REUSE_STRENGTH written before each doorbell):
+    after every run the whole memory image and every counter (the reuse lookups, hits and
+    multiplies avoided among them) equal the golden machine's."""
+    program, job = digits_training_job(SMALL_REUSE, steps=2, reuse_strength=[6, 3])
+    outs = rtl(SMALL_REUSE, job, simulator, build_root)
+    golden = run_job_golden(SMALL_REUSE, job)
+    for i, (r, g) in enumerate(zip(outs, golden)):
+        assert (r.status, r.error) == (g.status, g.error) == (0b010, isa.ErrorCode.NONE), \
+            f"run {i}"
+        differ = np.flatnonzero(r.image != g.image)
+        assert differ.size == 0, (f"run {i}: {differ.size} words differ, the first at byte "
+                                  f"{4 * differ[0]:#x}")
+        assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
+    # The cache worked: non-zero products taken from it in each step, fewer at strength 3.
+    grown = [outs[i].counters["multiplies_avoided"] - outs[i - 1].counters["multiplies_avoided"]
+             for i in (1, 2)]
+    assert grown[0] > grown[1] > 0, grown
 
 
 def test_dual_value_training_steps_equal_golden_machine(simulator, build_root):

@@ -50,6 +50,8 @@ CORE_COUNTERS = {"mac_slots": "mac_slots", "update_slots": "update_slots",
                  "bus_words": "bus_words"}
 #: The product counters: the machine counts them from the operands, the core with its PEs.
 PRODUCT_COUNTERS = ("high_products", "low_products", "bypass_products")
+#: The reuse counters (``docs/reuse.md``), counted by the PEs with a reuse cache.
+REUSE_COUNTERS = ("reuse_lookups", "reuse_hits", "multiplies_avoided")
 
 
 def _f32(values):
@@ -566,12 +568,13 @@ def _dump(config):
                                     sp_lpc=tiles(m, S))
 
 
-def rtl(config, scratchpad, commands):
+def rtl(config, scratchpad, commands, reuse_strength=0):
     """The RTL core: the scratchpad after the commands, then the weight banks (dumped with
     STORE_W), the counters, and whether it refused a command."""
     from hw.core import CoreOp
     from sim.core_sim import CoreRunner
     runner = CoreRunner(config)
+    runner.reuse_strength = reuse_strength
     S = runner.banks
     lines = len(scratchpad) // S
     whole = Matrix(0, S, lines, S, lpc=1)            # every word: (e, b) is word b*S + e
@@ -588,9 +591,10 @@ def rtl(config, scratchpad, commands):
     return sp.T.reshape(-1), weights, counters, runner.errors
 
 
-def ref(config, scratchpad, commands):
+def ref(config, scratchpad, commands, reuse_strength=0):
     """The machine model: the same results as :func:`rtl`."""
     machine = Machine(config)
+    machine.reuse_strength = reuse_strength
     machine.scratchpad[:] = scratchpad
     for command in commands:
         assert machine.execute(command) == ErrorCode.NONE, command
@@ -598,7 +602,8 @@ def ref(config, scratchpad, commands):
     dump, command = _dump(config)
     assert machine.execute(command) == ErrorCode.NONE
     weights = machine.read_matrix(dump.base, dump.lines_per_column, dump.n, dump.batch)
-    counters = {k: machine.counters[k] for k in (*CORE_COUNTERS.values(), *PRODUCT_COUNTERS)}
+    counters = {k: machine.counters[k]
+                for k in (*CORE_COUNTERS.values(), *PRODUCT_COUNTERS, *REUSE_COUNTERS)}
     return sp, weights, counters, [0] * (len(commands) + 1)
 
 
@@ -608,13 +613,14 @@ def _compare(config, seed, length, products=False):
     _compare_sequence(config, scratchpad, _random_sequence(rng, config, length), products)
 
 
-def _compare_sequence(config, scratchpad, commands, products=False):
-    """The model's results equal the RTL's; the product counters too if ``products`` (else
-    only where ``CoreRunner`` reports them)."""
-    expected = ref(config, scratchpad, commands)
-    got = rtl(config, scratchpad, commands)
+def _compare_sequence(config, scratchpad, commands, products=False, reuse_strength=0):
+    """The model's results equal the RTL's; the product and reuse counters too if
+    ``products`` (else only where ``CoreRunner`` reports them). Returns the counters."""
+    expected = ref(config, scratchpad, commands, reuse_strength)
+    got = rtl(config, scratchpad, commands, reuse_strength)
     if products:
-        assert set(PRODUCT_COUNTERS) <= set(got[2]), "CoreRunner reports no product counters"
+        assert set(PRODUCT_COUNTERS + REUSE_COUNTERS) <= set(got[2]), \
+            "CoreRunner reports no product or reuse counters"
     # The model counts what the RTL may not report (the product counters of a CoreRunner
     # that reads only the schedule's counters).
     expected = expected[:2] + ({k: v for k, v in expected[2].items() if k in got[2]},) + \
@@ -627,6 +633,7 @@ def _compare_sequence(config, scratchpad, commands, products=False):
                                   f"RTL {int(g[tuple(bad[0])]):#010x}; commands {commands}")
         else:
             assert e == g, f"{what}: model {e}, RTL {g}; commands {commands}"
+    return got[2]
 
 
 @pytest.mark.parametrize("name,seed", [(name, seed) for name in ("2x2", "2x3", "4x2-tree")
