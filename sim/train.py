@@ -90,6 +90,8 @@ class EpochStats:
         accelerator and on the float32 reference.
     acc, ref_acc : float
         Test accuracy in [0, 1] of the accelerator's weights and of the reference's.
+    reuse_strength : int
+        The ``REUSE_STRENGTH`` these steps ran with (0: the reuse cache off, or none).
     """
 
     epoch: float
@@ -98,6 +100,7 @@ class EpochStats:
     ref_loss: float
     acc: float
     ref_acc: float
+    reuse_strength: int = 0
 
     @property
     def gap(self):
@@ -107,7 +110,7 @@ class EpochStats:
     def to_dict(self):
         return {"epoch": self.epoch, "steps": self.steps, "loss": self.loss,
                 "ref_loss": self.ref_loss, "acc": self.acc, "ref_acc": self.ref_acc,
-                "gap_points": self.gap}
+                "gap_points": self.gap, "reuse_strength": self.reuse_strength}
 
 
 @dataclass
@@ -160,6 +163,8 @@ class TrainResult:
         RTL backends: the memory image after every run equals the golden machine model's.
     waves : list of str
         RTL backends with ``waves``: the waveform file of each chunk.
+    reuse : str
+        The reuse-strength schedule (``sim.reuse_schedule``), described.
     """
 
     backend: str
@@ -185,6 +190,7 @@ class TrainResult:
     sim_s: float = None
     golden_match: bool = None
     waves: list = field(default_factory=list)
+    reuse: str = "fixed k=0"
 
     @property
     def final(self):
@@ -209,6 +215,7 @@ class TrainResult:
             "accel_s": round(self.accel_s, 3), "step_s": round(self.step_s, 6),
             "sim_s": None if self.sim_s is None else round(self.sim_s, 3),
             "golden_match": self.golden_match, "waves": list(self.waves),
+            "reuse": self.reuse,
         }
         if weights:
             out["weights_bits"] = [w.astype(np.uint32).tolist() for w in self.weights]
@@ -378,7 +385,7 @@ class _Order:
 
 def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, momentum=None,
           steps=None, epochs=None, seed=0, backend="golden", build_dir="build/train",
-          waves=False, progress=True, log=print, data_seed=DATA_SEED):
+          waves=False, progress=True, log=print, data_seed=DATA_SEED, reuse=None):
     """Train an MLP on the digits on the accelerator and on a float32 reference.
 
     Parameters
@@ -408,6 +415,12 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
         Called with each line of the per-epoch report and the summary (``None``: quiet).
     data_seed : int
         The train/test split.
+    reuse : None, int, "adaptive" or sim.reuse_schedule.ReuseSchedule
+        The reuse cache's strength (``REUSE_STRENGTH``, ``docs/reuse.md``) over the
+        training: off (None or 0), a fixed ``k``, or a schedule that sets ``k`` per epoch
+        from the training loss (``"adaptive"``: :class:`sim.reuse_schedule.
+        AdaptiveStrength` with its defaults). Needs a config with ``pe.reuse_entries > 0``
+        unless off. With ``steps`` the run is one window: the first strength holds.
 
     Returns
     -------
@@ -424,11 +437,17 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     from gen.config import Config
     from sim.data import digits
     from sim.program import TrainingProgram, initial_weights
+    from sim.reuse_schedule import FixedStrength, schedule_of
     from sim.rtl_job import useful_macs  # NumPy and gen.isa only
 
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
     _check_arguments(sizes, batch, lr, momentum, steps, epochs, seed, backend)
+    schedule = schedule_of(reuse)
+    if config.pe.reuse_entries == 0 and not (isinstance(schedule, FixedStrength)
+                                             and schedule.strength == 0):
+        raise ValueError(f"reuse needs a reuse cache (pe.reuse_entries > 0 in config "
+                         f"{config.name!r}), not reuse={reuse!r}")
     sizes = tuple(int(s) for s in sizes)
     batch, seed = int(batch), int(seed)
     start_time = time.perf_counter()
@@ -463,7 +482,8 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     x_test_t = x_test.T.copy()
 
     result = TrainResult(backend, config.name, sizes, batch, float(lr),
-                         None if momentum is None else float(momentum), seed)
+                         None if momentum is None else float(momentum), seed,
+                         reuse=schedule.describe())
     result.useful_macs = total * useful_macs(sizes, batch)
     pes = config.core.rows * config.core.cols
     bar = tqdm(total=total, unit="step", desc=f"train ({backend})", disable=not progress,
@@ -496,6 +516,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     try:
         for start, stop in chunks:
             losses, ref_losses = [], []
+            strength = schedule.strength
 
             def reference(step, x32, labels):
                 logits = reference_step(ref_weights, x32, labels, lr, momentum, ref_velocities)
@@ -503,6 +524,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
 
             if backend == "golden":
                 step_run = program.step_run(1, 0)
+                machine.reuse_strength = strength
                 for step in range(start, stop):
                     x_bits, labels, x32 = batch_of(step)
                     t0 = time.perf_counter()
@@ -525,7 +547,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
                 bar.set_postfix_str(f"simulating steps {start}-{stop - 1}")
                 image, chunk_losses, counters = _rtl_chunk(
                     config, program, image, start, stop, batch_of, backend, build_dir, waves,
-                    result, say)
+                    result, say, strength)
                 losses.extend(chunk_losses)
                 for key, value in counters.items():
                     totals[key] = totals.get(key, 0) + value
@@ -539,7 +561,9 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
             stats = EpochStats(epoch=stop / order.per_epoch, steps=stop,
                                loss=float(np.mean(losses)), ref_loss=float(np.mean(ref_losses)),
                                acc=_accuracy(weights, x_test_t, y_test),
-                               ref_acc=_accuracy(ref_weights, x_test_t, y_test))
+                               ref_acc=_accuracy(ref_weights, x_test_t, y_test),
+                               reuse_strength=strength)
+            schedule.observe(stats.loss)
             result.history.append(stats)
             result.step_losses += losses
             result.ref_step_losses += ref_losses
@@ -547,7 +571,8 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
                      else f"steps {stats.steps} ({stats.epoch:.2f} epochs)")
             say(f"{label}: loss {stats.loss:.4f} (float32 {stats.ref_loss:.4f}), test "
                 f"accuracy {stats.acc:.2%} (float32 {stats.ref_acc:.2%}, gap "
-                f"{stats.gap:+.2f} points)")
+                f"{stats.gap:+.2f} points)"
+                + (f", reuse strength {strength}" if config.pe.reuse_entries else ""))
     finally:
         bar.close()
 
@@ -578,7 +603,7 @@ def _check_run(run_result, what, backend):
 
 
 def _rtl_chunk(config, program, image, start, stop, batch_of, simulator, build_dir, waves,
-               result, say):
+               result, say, reuse_strength=0):
     """Steps ``start`` to ``stop - 1`` in one simulation; returns the image after them, the
     loss of each step and the counters of the simulation (they count from its reset)."""
     from gen.isa import ErrorCode
@@ -589,7 +614,8 @@ def _rtl_chunk(config, program, image, start, stop, batch_of, simulator, build_d
     # run 0 is the prologue, which loads them (a simulation starts from reset), run 1 + k
     # step start + k, whose memory patches are its minibatch and labels.
     # The last run is the checkpoint: the next chunk starts from this image.
-    job = rtl_job.training_job(program, None, minibatches, image=image)
+    job = rtl_job.training_job(program, None, minibatches, image=image,
+                               reuse_strength=reuse_strength)
 
     t0 = time.perf_counter()
     # Verilator's optimised model build takes about 90 s longer than the -O0 one and then
