@@ -141,12 +141,6 @@ class Core(wiring.Component):
         from gen.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
-        if config.pe.reuse_entries and config.pe.reuse_scope != "pe":
-            # The golden model gives "row" the same results as "pe" (docs/reuse.md); the
-            # RTL builds one cache per PE only, and says so rather than ignore the field.
-            raise ValueError(f"pe.reuse_scope must be 'pe' in the RTL (a cache per PE; "
-                             f"tags shared along a row are in the golden model only), not "
-                             f"{config.pe.reuse_scope!r}")
         self.config = config
         self.tree = config.core.reduction == "tree"
         self.rows, self.cols = config.core.rows, config.core.cols
@@ -158,8 +152,10 @@ class Core(wiring.Component):
                             tree=self.tree, dual=config.mac.dual,
                             low_man_bits=config.mac.low_man_bits,
                             reuse_entries=config.pe.reuse_entries,
-                            reuse_ways=config.pe.reuse_ways)
+                            reuse_ways=config.pe.reuse_ways,
+                            reuse_scope=config.pe.reuse_scope)
         self.reuse = config.pe.reuse_entries > 0
+        self.reuse_shared = self.reuse and config.pe.reuse_scope == "row"
         # Outputs per compute slot of a MAC pass (docs/dual_precision.md).
         self.streams = config.mac.macs_per_cycle
         probe = PE(config.mac.operand, **self.pe_args)
@@ -210,6 +206,8 @@ class Core(wiring.Component):
             for c in range(C):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
                 m.d.comb += pes[r][c].reuse_strength.eq(self.reuse_strength)
+        if self.reuse_shared:
+            self._shared_tags(m, pes)
         self._product_counters(m, [pe for row in pes for pe in row])
 
         # --- issue signals: what the sequencer asks for in this cycle ----------------------
@@ -392,6 +390,35 @@ class Core(wiring.Component):
                          sp.rd_lanes.eq(self.dma_lanes)]
         m.d.comb += [self.dma_rdata[l].eq(sp.rd_data[l]) for l in range(K)]
         return m
+
+    def _shared_tags(self, m, pes):
+        """Reuse tags shared along lines of PEs (``pe.reuse_scope = "row"``): tag unit ``i``
+        serves column ``i`` in FORWARD and WGRAD and row ``i`` in BACKWARD, where the PEs of
+        the line see the same streaming operands and stationary addresses and therefore hit
+        and miss alike (docs/reuse.md); each PE keeps its own products."""
+        from .reuse import LOOKUP_FIELDS, RESULT_FIELDS, ReuseTags
+        R, C = self.rows, self.cols
+        first = pes[0][0]
+        rows = first.reuse_lookup.rows          # the same micro-op in every PE
+        units = []
+        for i in range(max(R, C)):
+            unit = ReuseTags(self.config.mac.operand, self.config.pe.reuse_entries,
+                             self.config.pe.reuse_ways, first.stationary_bits)
+            m.submodules[f"reuse_tags_{i}"] = unit
+            units.append(unit)
+            # The line's streaming operands: from its first PE (column i, or row i).
+            by_col = pes[0][min(i, C - 1)].reuse_lookup
+            by_row = pes[min(i, R - 1)][0].reuse_lookup
+            m.d.comb += unit.strength.eq(self.reuse_strength)
+            for name in LOOKUP_FIELDS:
+                m.d.comb += getattr(unit, name).eq(
+                    Mux(rows, getattr(by_row, name), getattr(by_col, name)))
+        for r in range(R):
+            for c in range(C):
+                result = pes[r][c].reuse_result
+                for name in RESULT_FIELDS:
+                    m.d.comb += getattr(result, name).eq(
+                        Mux(rows, getattr(units[r], name), getattr(units[c], name)))
 
     def _product_counters(self, m, pes):
         """The product and reuse counters: each cycle, the PEs' products of each class (and
@@ -694,6 +721,8 @@ class Core(wiring.Component):
                             # The first MAC of a command starts the reuse caches afresh.
                             m.d.comb += uop.c_fresh.eq(fresh)
                             m.d.sync += fresh.eq(0)
+                        if self.reuse_shared:
+                            m.d.comb += uop.c_rows.eq(bwd)
                         phases = (fwd, bwd, wgr)
                         self._mac_addresses(m, cmd, s, p1, p2, nt, phases,
                                             uop.waddr, uop.aaddr, uop.aaddr2)

@@ -63,7 +63,8 @@ class TransferOp(enum.Enum, shape=3):
     REDUCE_ACC = 6
 
 
-def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse=False):
+def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse=False,
+                    shared=False):
     """The micro-op of a PE with banks and accumulators of the given address widths.
 
     A dual-precision PE (``dual``) has the fields of a second operand pair: ``pair1`` (it
@@ -72,7 +73,8 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse
     Pair 1 accumulates into ``acc[c_acc + 1]`` (``c_acc`` is even).
 
     A PE with a reuse cache (``reuse``) has ``c_fresh``: the ``MAC`` is the first of a
-    command (the cache starts empty with each command, ``docs/reuse.md``).
+    command (the cache starts empty with each command, ``docs/reuse.md``); with tags shared
+    along a line of PEs (``shared``) also ``c_rows``: the lines are rows (BACKWARD).
     """
     t_addr_bits = max(weight_addr_bits, act_addr_bits)
     fields = {
@@ -92,6 +94,8 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse
                        "aaddr1": act_addr_bits, "aaddr2_1": act_addr_bits})
     if reuse:
         fields["c_fresh"] = 1
+    if shared:
+        fields["c_rows"] = 1
     return data.StructLayout(fields)
 
 
@@ -150,6 +154,10 @@ class PE(wiring.Component):
         Entries of the reuse cache (0: none; else a power of two).
     reuse_ways : int
         Its associativity (a power of two, at most ``reuse_entries``).
+    reuse_scope : str
+        ``"pe"``: the PE has the whole cache. ``"row"``: the PE keeps the products
+        (:class:`hw.reuse.ReuseValues`) and the tags live in a unit shared by a line of PEs
+        (``hw.core``), reached through ``reuse_lookup`` and ``reuse_result``.
 
     Members
     -------
@@ -178,11 +186,16 @@ class PE(wiring.Component):
     reuse_look, reuse_hit, reuse_avoided : Out(2)
         With a reuse cache, bit ``i``: pair ``i`` looked up its key in this cycle, hit, and
         hit with no zero operand (a multiply avoided).
+    reuse_lookup : Out(hw.reuse.lookup_signature(...))
+        With ``reuse_scope = "row"``: the slot entering the multiply path, for the line's
+        tag unit.
+    reuse_result : In(hw.reuse.result_signature(...))
+        With ``reuse_scope = "row"``: the tag unit's answer, in the same cycle.
     """
 
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
                  acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3,
-                 reuse_entries=0, reuse_ways=1):
+                 reuse_entries=0, reuse_ways=1, reuse_scope="pe"):
         from gen.config import DUAL_POLICIES
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
@@ -212,11 +225,20 @@ class PE(wiring.Component):
         if reuse_entries and not 1 <= reuse_ways <= reuse_entries:
             raise ValueError(f"reuse_ways must be from 1 to reuse_entries ({reuse_entries}), "
                              f"not {reuse_ways!r}")
+        if reuse_scope not in ("pe", "row"):
+            raise ValueError(f"reuse_scope must be 'pe' or 'row', not {reuse_scope!r}")
         self.reuse_entries, self.reuse_ways = reuse_entries, reuse_ways
+        self.reuse_shared = reuse_scope == "row" and reuse_entries > 0
         self.layout = micro_op_layout((weight_words - 1).bit_length() or 1,
                                       (act_words - 1).bit_length() or 1,
                                       (acc_regs - 1).bit_length() or 1,
-                                      dual=self.is_dual, reuse=self.has_reuse)
+                                      dual=self.is_dual, reuse=self.has_reuse,
+                                      shared=self.reuse_shared)
+        shared = {}
+        if self.reuse_shared:
+            from .reuse import lookup_signature, result_signature
+            shared = {"reuse_lookup": Out(lookup_signature(operand, self.stationary_bits)),
+                      "reuse_result": In(result_signature(reuse_entries))}
         super().__init__({
             "uop": In(self.layout),
             "select": In(1),
@@ -233,7 +255,13 @@ class PE(wiring.Component):
             "reuse_look": Out(2),
             "reuse_hit": Out(2),
             "reuse_avoided": Out(2),
+            **shared,
         })
+
+    @property
+    def stationary_bits(self):
+        """Width of a stationary operand's bank address (weight or activation bank)."""
+        return max(self.layout["waddr"].width, self.layout["aaddr2"].width)
 
     @property
     def has_reuse(self):
@@ -424,17 +452,23 @@ class PE(wiring.Component):
         """The reuse cache, beside the multiply path: the lookups in the cycle the
         multiplicands enter it, the products as they leave it. Returns the products of the
         two pairs."""
-        from .reuse import ReuseTags, ReuseValues
+        from .reuse import RESULT_FIELDS, ReuseTags, ReuseValues
         op, QS = self.operand, self.quantize_stage
         # The stationary operand is `a`: a weight, or with `a_act` the activation bank word.
-        addr_bits = max(len(s1.waddr), len(s1.aaddr2))
-        m.submodules.reuse_tags = tags = ReuseTags(op, self.reuse_entries, self.reuse_ways,
-                                                   addr_bits)
+        if self.reuse_shared:
+            # The tags are the line's (hw.core): send the slot, take the answer.
+            tags = self.reuse_lookup
+            result = self.reuse_result
+            m.d.comb += tags.rows.eq(delayed(s1.c_rows, QS, "reuse_rows"))
+        else:
+            m.submodules.reuse_tags = tags = ReuseTags(op, self.reuse_entries,
+                                                       self.reuse_ways, self.stationary_bits)
+            m.d.comb += tags.strength.eq(self.reuse_strength)
+            result = tags
         m.submodules.reuse_values = values = ReuseValues(product_format(op).width,
                                                          self.reuse_entries, self.multiply_latency)
         stationary0 = Mux(s1.a_act, s1.aaddr2, s1.waddr)
         m.d.comb += [
-            tags.strength.eq(self.reuse_strength),
             tags.valid.eq(delayed(is_mac, QS, "reuse_valid")),
             tags.fresh.eq(delayed(s1.c_fresh, QS, "reuse_fresh")),
             tags.stationary0.eq(delayed(stationary0, QS, "stationary0")),
@@ -444,10 +478,10 @@ class PE(wiring.Component):
             stationary1 = Mux(s1.a_act, s1.aaddr2_1, s1.waddr1)
             m.d.comb += [tags.pair1.eq(mul.pair1), tags.b1.eq(mul.b1),
                          tags.stationary1.eq(delayed(stationary1, QS, "stationary1"))]
-        m.d.comb += [mul.hit0.eq(tags.hit0), mul.hit1.eq(tags.hit1)]
-        for name in ("hit0", "hit1", "insert0", "insert1",
-                     "hit_index0", "hit_index1", "insert_index0", "insert_index1"):
-            m.d.comb += getattr(values, name).eq(getattr(tags, name))
+        m.d.comb += [mul.hit0.eq(result.hit0), mul.hit1.eq(result.hit1)]
+        for name in RESULT_FIELDS:
+            if hasattr(values, name):
+                m.d.comb += getattr(values, name).eq(getattr(result, name))
         m.d.comb += [values.p0.eq(mul.p0), values.p1.eq(mul.p1)]
 
         def zero(bits):
@@ -455,9 +489,9 @@ class PE(wiring.Component):
 
         zero0 = zero(mul.a0) | zero(mul.b0)
         zero1 = zero(mul.a1) | zero(mul.b1)
-        m.d.comb += [self.reuse_look.eq(Cat(tags.look0, tags.look1)),
-                     self.reuse_hit.eq(Cat(tags.hit0, tags.hit1)),
-                     self.reuse_avoided.eq(Cat(tags.hit0 & ~zero0, tags.hit1 & ~zero1))]
+        m.d.comb += [self.reuse_look.eq(Cat(result.look0, result.look1)),
+                     self.reuse_hit.eq(Cat(result.hit0, result.hit1)),
+                     self.reuse_avoided.eq(Cat(result.hit0 & ~zero0, result.hit1 & ~zero1))]
         return values.q0, values.q1
 
 

@@ -27,10 +27,36 @@ from amaranth.lib.wiring import In, Out
 
 from ._unit import check_format
 
-__all__ = ["ReuseTags", "ReuseValues", "STRENGTH_BITS"]
+__all__ = ["ReuseTags", "ReuseValues", "STRENGTH_BITS", "LOOKUP_FIELDS", "RESULT_FIELDS",
+           "lookup_signature", "result_signature"]
 
 #: Width of the reuse-strength input (the ``REUSE_STRENGTH`` register, ``gen.isa``).
 STRENGTH_BITS = 5
+
+
+#: The inputs of :class:`ReuseTags` that describe a slot (all but ``strength``).
+LOOKUP_FIELDS = ("valid", "fresh", "pair1", "stationary0", "stationary1", "b0", "b1")
+#: The outputs of :class:`ReuseTags`.
+RESULT_FIELDS = ("look0", "look1", "hit0", "hit1", "hit_index0", "hit_index1",
+                 "insert0", "insert1", "insert_index0", "insert_index1")
+
+
+def lookup_signature(operand, addr_bits):
+    """What a PE whose tags are shared (``pe.reuse_scope = "row"``) sends to the tag unit of
+    its line: a slot's :data:`LOOKUP_FIELDS`, and ``rows`` (the line is a row of PEs, as in
+    BACKWARD, rather than a column)."""
+    return wiring.Signature({
+        "valid": Out(1), "fresh": Out(1), "pair1": Out(1), "rows": Out(1),
+        "stationary0": Out(addr_bits), "stationary1": Out(addr_bits),
+        "b0": Out(operand.width), "b1": Out(operand.width),
+    })
+
+
+def result_signature(entries):
+    """What the tag unit of a line answers (:data:`RESULT_FIELDS`)."""
+    index = range(max(2, entries))
+    return wiring.Signature({
+        name: Out(index if "index" in name else 1) for name in RESULT_FIELDS})
 
 
 def _check_geometry(entries, ways):

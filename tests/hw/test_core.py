@@ -230,12 +230,3 @@ def test_weight_gradient_with_momentum(name):
     assert np.array_equal(v_new, velocity)
     assert np.array_equal(w_new, expected)
 
-
-def test_row_shared_reuse_cache_is_refused_by_the_rtl():
-    """``pe.reuse_scope = "row"`` elaborates no RTL that silently builds per-PE caches."""
-    from hw.core import Core
-    config = with_overrides(PRESETS["tiny"], {"pe.reuse_entries": 8,
-                                              "pe.reuse_scope": "row"})
-    with pytest.raises(ValueError, match=r"^pe\.reuse_scope must be 'pe' in the RTL .*, "
-                                         r"not 'row'$"):
-        Core(config)

@@ -43,10 +43,12 @@ class Case:
     ways: int
     strength: int
     seed: int = 0
+    scope: str = "pe"
 
     @property
     def config(self):
-        return config_of(self.policy, self.rows, self.cols, self.entries, self.ways)
+        return config_of(self.policy, self.rows, self.cols, self.entries, self.ways,
+                         self.scope)
 
 
 def _words(rng, shape):
@@ -93,12 +95,17 @@ CASES = [
     Case("static", 2, 3, 9, 4, 6, 2, 2, 20, seed=4),
     Case("random", 2, 2, 4, 1, 13, 16, 4, 3, seed=5),
     Case("dual-full", 2, 2, 7, 6, 3, 8, 8, 1, seed=6),
+    # Tags shared along the lines of PEs: columns in FORWARD and WGRAD, rows in BACKWARD
+    # (non-square arrays, so that some tag units serve only one direction).
+    Case("single", 2, 3, 7, 6, 3, 8, 2, 6, seed=7, scope="row"),
+    Case("value", 3, 2, 5, 7, 4, 4, 2, 5, seed=8, scope="row"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: (f"{c.policy}-{c.rows}x{c.cols}-"
                                                         f"{c.m}x{c.n}x{c.batch}-"
-                                                        f"e{c.entries}w{c.ways}-s{c.strength}"))
+                                                        f"e{c.entries}w{c.ways}-s{c.strength}"
+                                                        f"-{c.scope}"))
 def test_core_with_reuse_equals_golden_machine(case):
     scratchpad, commands = layer(case)
     counters = _compare_sequence(case.config, scratchpad, commands, products=True,

@@ -184,14 +184,18 @@ def test_training_steps_equal_golden_machine(simulator, build_root):
                               program.read_weights(outs[0].image)[0])
 
 
-def test_reuse_training_steps_equal_golden_machine(simulator, build_root):
-    """Two SGD steps on a ``value`` dual-precision core with a reuse cache per PE, the first
-    at reuse strength 6 and the second at 3 (REUSE_STRENGTH written before each doorbell):
-    after every run the whole memory image and every counter (the reuse lookups, hits and
-    multiplies avoided among them) equal the golden machine's."""
-    program, job = digits_training_job(SMALL_REUSE, steps=2, reuse_strength=[6, 3])
-    outs = rtl(SMALL_REUSE, job, simulator, build_root)
-    golden = run_job_golden(SMALL_REUSE, job)
+@pytest.mark.parametrize("scope", ["pe", "row"])
+def test_reuse_training_steps_equal_golden_machine(simulator, build_root, scope):
+    """Two SGD steps on a ``value`` dual-precision core with a reuse cache (per PE, or tags
+    shared along the lines of PEs), the first at reuse strength 6 and the second at 3
+    (REUSE_STRENGTH written before each doorbell): after every run the whole memory image and
+    every counter (the reuse lookups, hits and multiplies avoided among them) equal the
+    golden machine's."""
+    config = with_overrides(SMALL_REUSE, {"name": f"small_reuse_{scope}",
+                                          "pe.reuse_scope": scope})
+    program, job = digits_training_job(config, steps=2, reuse_strength=[6, 3])
+    outs = rtl(config, job, simulator, build_root)
+    golden = run_job_golden(config, job)
     for i, (r, g) in enumerate(zip(outs, golden)):
         assert (r.status, r.error) == (g.status, g.error) == (0b010, isa.ErrorCode.NONE), \
             f"run {i}"
