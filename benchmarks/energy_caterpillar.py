@@ -1,0 +1,133 @@
+"""Energy efficiency (GFLOPS/W) of training CATERPILLAR's MNIST-shaped MLPs, by the model.
+
+CATERPILLAR (Li & Pedram, ASAP 2017) reports 177 GFLOPS/W at over 80% utilization for SGD
+on small networks and 211 GFLOPS/W at over 90% for continuous propagation on large ones
+(45 nm, analytical). Here the same kind of machine -- 16x16 PEs per core, 16 KB of local
+store per PE (2048 + 2048 words), a 512 KB scratchpad (128 Ki words), fp16 operands -- is
+modelled (``gen.perf``: cycles from the closed forms validated against the RTL, energy from
+``gen.energy``'s 45 nm table; clusters are modelled, not in RTL) training the MLPs in SGD
+(batch 1, model parallel over the cores), minibatch (MBGD, model parallel) and continuous
+propagation (CP), with as many cores as the weights need to stay in the PE banks.
+
+    .venv/bin/python benchmarks/energy_caterpillar.py
+
+Writes ``benchmarks/results/energy_caterpillar.{json,md}``.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen.config import get_preset, with_overrides  # noqa: E402
+from gen.networks import get_network  # noqa: E402
+from gen.perf import energy_of, network_cost  # noqa: E402
+from gen.mapping import optimize  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+LAC = {"name": "caterpillar_like", "core.rows": 16, "core.cols": 16,
+       "pe.weight_words": 2048, "pe.act_words": 2048, "core.scratchpad_words": 131072,
+       "mac.operand": "fp16", "host.axi_data_width": 256, "cluster.link_width": 128}
+
+#: The PE local store: CATERPILLAR's 16 KB, and half of it (smaller banks cost less per
+#: access; more cores then hold the weights).
+STORES = {"16 KB/PE": {}, "8 KB/PE": {"pe.weight_words": 1024, "pe.act_words": 1024}}
+
+NETWORKS = ("mnist-500x3", "mnist-1000x3", "mnist-2000x3", "mnist-2500x4")
+#: (mode, batch)
+RUNS = (("sgd", 1), ("mbgd", 16), ("mbgd", 64), ("cp", 1))
+
+
+def cores_needed(config, network, mode):
+    """Fewest cores (a power of two, at most 64) whose PE weight banks hold each core's row
+    panels of the network; for CP one core per layer (None when a layer does not fit a
+    core)."""
+    R, C = config.core.rows, config.core.cols
+    words = sum(-(-l.m // R) * -(-l.n // C) for l in network.layers)
+    cores = 1
+    while cores < 64 and words > cores * config.pe.weight_words:
+        cores *= 2
+    if mode == "cp":
+        # One stage per layer: every layer must fit a core alone.
+        if any(-(-l.m // R) * -(-l.n // C) > config.pe.weight_words for l in network.layers):
+            return None
+        cores = len(network.layers)
+    return cores
+
+
+def measure():
+    rows = []
+    for store, overrides in STORES.items():
+        rows += _measure(store, with_overrides(get_preset("default"), {**LAC, **overrides}))
+    return rows
+
+
+def _measure(store, base):
+    rows = []
+    for name in NETWORKS:
+        network = get_network(name)
+        for mode, batch in RUNS:
+            cores = cores_needed(base, network, mode)
+            if cores is None:
+                print(f"  {name} {mode}: a layer does not fit a core's weight banks "
+                      f"(one stage per layer); skipped", flush=True)
+                continue
+            config = with_overrides(base, {"cluster.cores": cores})
+            try:
+                mappings, _ = optimize(config, network, batch, mode)
+            except ValueError:
+                mappings = None
+            result = network_cost(config, network, batch, mode, mappings)
+            energy = energy_of(config, result)
+            shares = {k: v / energy["total_pj"] for k, v in energy["per_event"].items() if v}
+            row = {"store": store, "network": name, "mode": mode, "batch": result["batch"],
+                   "cores": cores,
+                   "cycles": result["cycles"], "utilization": result["utilization"],
+                   "weights_resident": result["weights_resident"],
+                   "on_chip": result["on_chip"], "pj_per_mac": energy["pj_per_mac"],
+                   "gflops_per_watt": energy["gflops_per_watt"], "watts": energy["watts"],
+                   "energy_shares": shares}
+            rows.append(row)
+            print(f"  {store} {name} {mode} batch {row['batch']} on {cores} cores: utilization "
+                  f"{row['utilization']:.1%}, {row['gflops_per_watt']:.1f} GFLOPS/W "
+                  f"({row['pj_per_mac']:.2f} pJ/MAC)", flush=True)
+    return rows
+
+
+def table(rows):
+    lines = ["| local store | network | mode | batch | cores | utilization | weights in PEs | "
+             "GFLOPS/W | pJ/MAC | largest energy shares |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
+    for r in rows:
+        top = sorted(r["energy_shares"].items(), key=lambda kv: -kv[1])[:3]
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in top)
+        lines.append(f"| {r['store']} | {r['network']} | {r['mode']} | {r['batch']} | "
+                     f"{r['cores']} | "
+                     f"{r['utilization']:.1%} | {'yes' if r['weights_resident'] else 'no'} | "
+                     f"{r['gflops_per_watt']:.1f} | {r['pj_per_mac']:.2f} | {shares} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    print("CATERPILLAR-like machine: 16x16 PEs per core, 16 KB per PE, 512 KB scratchpad, "
+          "fp16 operands")
+    rows = measure()
+    text = table(rows)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "energy_caterpillar.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS / "energy_caterpillar.md").write_text(
+        "Modelled energy efficiency of training MNIST-shaped MLPs on a CATERPILLAR-like "
+        "machine (16x16 PEs per core, 16 KB per PE -- and 8 KB --, 512 KB scratchpad, fp16 "
+        "operands, fp32 accumulation; 45 nm table of `gen/energy_45nm.toml`, dynamic "
+        "energy only, 2 FLOPs per useful MAC); `benchmarks/energy_caterpillar.py`. CATERPILLAR reports 177 "
+        "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). Clusters are "
+        "modelled only (no RTL yet).\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

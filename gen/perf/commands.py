@@ -1,0 +1,332 @@
+"""Closed-form cost of one accelerator command: cycles, counters, memory traffic.
+
+Every formula here is a closed form in the command's sizes and the config (no stepping):
+the analytical model that :mod:`gen.perf` builds whole training steps, layers and clusters
+from. ``sim.core_counts`` is the exact, stepped reference of the core's schedule and the
+RTL's counters are the ground truth; ``benchmarks/perf_model_validation.py`` holds this
+model to both (``docs/perf_model.md``).
+
+What a command costs on the accelerator (``hw/accelerator.py``), in cycles of the
+``CYCLES`` counter, when it runs inside a command stream:
+
+``overhead``
+    The controller fetches the command (one DMA read burst of 64 bytes), checks it in three
+    registered steps and dispatches it: ``1 + fetch + 3`` cycles, with ``fetch`` the
+    cycles of that burst (:func:`dma_burst_cycles`).
+core command
+    The core's own cycles (``sim.core_counts``' ``cycles``: busy cycles plus the cycle it
+    was presented in), in closed form (:func:`core_command`).
+DMA command
+    The DMA engine's cycles: every column is cut into bursts (at most 256 beats, never
+    across 4 KiB), each costing its beats plus the memory's latency
+    (:class:`MemoryTiming`).
+
+A run (one doorbell) adds one cycle (``START``) to the sum over its commands.
+
+This module is pure Python.
+"""
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["MemoryTiming", "TESTBENCH_MEMORY", "CORE_OPS", "DMA_OPS", "PHASES", "phase_of",
+           "core_command", "loss_grad_cycles", "dma_burst_cycles", "dma_command",
+           "dma_command_at", "command_overhead", "command_cost", "RUN_START", "COST_FIELDS"]
+
+#: Core operations and DMA operations (``gen.isa.Opcode`` names).
+CORE_OPS = ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W", "FORWARD", "BACKWARD", "WGRAD",
+            "LOSS_GRAD")
+DMA_OPS = ("DMA_LOAD", "DMA_STORE")
+
+#: Phases of a training step, and the operations each is made of. ``load`` is the movers
+#: (scratchpad <-> PE banks), ``dma`` the transfers between memory and the scratchpad.
+PHASES = {
+    "forward": ("FORWARD",),
+    "loss": ("LOSS_GRAD",),
+    "backward": ("BACKWARD",),
+    "wgrad_update": ("WGRAD",),
+    "load": ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W"),
+    "dma": DMA_OPS,
+}
+_PHASE_OF = {op: phase for phase, ops in PHASES.items() for op in ops}
+
+#: Cycles a run (doorbell) spends in the controller's ``START`` state before its first fetch.
+RUN_START = 1
+#: Cycles of ``hw.core``'s ``finish()`` countdown after the cycle that calls it (plus one).
+_FINISH = 5
+#: FMAs of the special-function unit's exp and reciprocal (``hw.sfu``).
+_EXP_FMAS, _RECIP_FMAS = 9, 4
+#: Samples the loss unit takes at a time (``hw.loss``).
+_LOSS_COLUMNS = 16
+
+
+@dataclass(frozen=True)
+class MemoryTiming:
+    """How the memory behind the AXI4 master answers a burst.
+
+    Parameters
+    ----------
+    read_latency : float
+        Cycles a read burst costs beyond its beats (address, first data, the engine's
+        bookkeeping).
+    write_latency : float
+        The same for a write burst (the write response included); a write burst also
+        loses a cycle every three beats after its first, in the DMA engine itself.
+
+    The defaults (:data:`TESTBENCH_MEMORY`) are those of the memory the RTL is simulated
+    with (cocotbext-axi's ``AxiRam``), measured from the ``DMA_CYCLES`` counter
+    (``docs/perf_model.md``); a real DRAM has longer latencies: pass its own figures.
+    """
+
+    read_latency: float = 4
+    write_latency: float = 8
+
+    def __post_init__(self):
+        for name in ("read_latency", "write_latency"):
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not math.isfinite(value) or value < 0):
+                raise ValueError(f"{name} must be a non-negative number, not {value!r}")
+
+
+#: The timing of the simulated memory (cocotbext-axi ``AxiRam``) the RTL counters come from.
+TESTBENCH_MEMORY = MemoryTiming()
+
+
+def phase_of(op):
+    """The phase (a key of :data:`PHASES`) of operation ``op`` (a name)."""
+    try:
+        return _PHASE_OF[op]
+    except KeyError:
+        raise ValueError(f"op must be one of {', '.join(_PHASE_OF)}, not {op!r}") from None
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _result(cycles, mac_slots=0, update_slots=0, stall_cycles=0, bus_words=0, products=0,
+            update_cycles=0):
+    return {"cycles": cycles, "mac_slots": mac_slots, "update_slots": update_slots,
+            "stall_cycles": stall_cycles, "bus_words": bus_words, "products": products,
+            "update_cycles": update_cycles}
+
+
+def loss_grad_cycles(latency, m, batch):
+    """Cycles of ``LOSS_GRAD`` (``m`` classes, ``batch`` samples) on a core whose MAC
+    latency is ``latency``, in closed form.
+
+    Per chunk of ``cols <= 16`` samples the loss unit makes its passes over ``slots =
+    max(cols, E)`` slots per class, ``E = latency + 1`` (the special-function unit's
+    threads): the label pass, five FMA passes (max, subtract, sum, multiply, scale) of
+    ``m * slots`` slots and an ``L + 3`` drain each, the label subtraction, and two passes
+    through the special-function unit: ``m * cols`` exponentials (9 FMAs each, ``E``
+    threads, so one per 9 cycles once the threads are full, or one per ``slots / cols + 2``
+    cycles when the issue is slower) and ``cols`` reciprocals (4 FMAs, ``E`` at a time).
+    Within 3.1% of the stepped schedule (``sim.core_counts``) for 1 to 1000 classes, 1 to
+    64 samples and latencies 2 to 8; within 1.5% from 10 classes up.
+    """
+    E = latency + 1
+    total = 2
+    for b0 in range(0, batch, _LOSS_COLUMNS):
+        cols = min(_LOSS_COLUMNS, batch - b0)
+        slots = max(cols, E)
+        full = 1 if cols >= E else 0        # every slot of a pass holds a sample
+        k = m * cols
+        rounds = _ceil(k, E)
+        last = k - E * (rounds - 1)
+        sfu_bound = _EXP_FMAS * E * rounds + last * (slots + 2 * cols) / cols + 2
+        issue_bound = m * slots + 2 * k + _EXP_FMAS * E - 5
+        recip_rounds = _ceil(cols, E)
+        recip = _RECIP_FMAS * E * recip_rounds + cols - E * (recip_rounds - 1) + 2
+        total += (1 + (slots + 1 + full) + 5 * (m * slots + latency + 3 + full)
+                  + max(sfu_bound, issue_bound) + recip + (slots + 1 + full + latency + 2))
+    return total
+
+
+def _drain_passes(config, lanes):
+    if config.core.reduction == "tree":
+        return (lanes - 1).bit_length() + 1
+    return lanes
+
+
+def core_command(config, op, m=0, n=0, batch=0, momentum=False):
+    """Cycles and counter growth of one core command, in closed form.
+
+    Parameters
+    ----------
+    config : gen.config.Config
+    op : str
+        A core operation (:data:`CORE_OPS`).
+    m, n, batch : int
+        The command's sizes (those the operation uses must be positive).
+    momentum : bool
+        ``WGRAD`` only: the momentum flag (a second update pass).
+
+    Returns
+    -------
+    dict
+        ``cycles`` (as ``sim.core_counts`` counts them: busy cycles plus one), ``mac_slots``,
+        ``update_slots``, ``stall_cycles``, ``bus_words``, ``products`` (multiplies the
+        PEs do in MAC slots, padding included: ``mac_slots * R * C`` with one stream,
+        ``R * C * outputs * steps`` with two) and ``update_cycles`` (``WGRAD``: the cycles
+        of its update passes, the rest being the weight gradient's).
+    """
+    if op not in CORE_OPS:
+        raise ValueError(f"op must be one of {', '.join(CORE_OPS)}, not {op!r}")
+    R, C = config.core.rows, config.core.cols
+    L = config.mac.latency
+    G = config.pe.acc_regs // 2
+    streams = config.mac.macs_per_cycle
+    slots = G // streams
+    mt, nt = _ceil(m, R), _ceil(n, C)
+    end = L + _FINISH
+    if op == "LOAD_COL":
+        return _result(nt * batch + end, bus_words=n * batch)
+    if op == "LOAD_ROW":
+        return _result(mt * batch + end, bus_words=m * batch)
+    if op in ("LOAD_W", "STORE_W"):
+        return _result(mt * nt * C + end, bus_words=m * n)
+    if op == "WGRAD":
+        passes = 2 if momentum else 1
+        groups = _ceil(mt * nt, G)
+        return _result(groups * (slots * batch + G * passes) + 1 + end,
+                       mac_slots=_ceil(mt * nt, streams) * batch,
+                       update_slots=passes * mt * nt, products=R * C * mt * nt * batch,
+                       update_cycles=groups * G * passes)
+    if op in ("FORWARD", "BACKWARD"):
+        fwd = op == "FORWARD"
+        outputs = (mt if fwd else nt) * batch
+        steps = nt if fwd else mt
+        lanes = C if fwd else R
+        groups = _ceil(outputs, G)
+        # The compute engine spends P cycles on a group, the drain engine D + 1; with two
+        # accumulator buffers the slower of the two sets the pace after the first group.
+        P = slots * steps
+        D = max(0, L + 1 - slots) + G * _drain_passes(config, lanes)
+        drained = P + 1 + D + (groups - 1) * max(P, D + 1)
+        on_bus = 1 if config.core.reduction == "tree" else lanes
+        return _result(drained + 1 + end, mac_slots=_ceil(outputs, streams) * steps,
+                       stall_cycles=max(0, groups - 2) * max(0, D + 1 - P),
+                       bus_words=on_bus * (m if fwd else n) * batch,
+                       products=R * C * outputs * steps)
+    # LOSS_GRAD
+    return _result(loss_grad_cycles(L, m, batch) + end)
+
+
+def dma_burst_cycles(config, column_bytes, write, timing=TESTBENCH_MEMORY, aligned=False):
+    """Cycles the DMA engine spends on one column of ``column_bytes`` bytes (whole beats):
+    its beats plus the memory's latency per burst. A column is cut into bursts of at most
+    256 beats that do not cross 4 KiB; where a column starts inside a 4 KiB page is not
+    known to the model, so a boundary is crossed with its probability,
+    ``(column_bytes - beat) / 4096`` per page the column spans (exact for a single beat).
+    ``aligned``: the column starts at a multiple of its size (a command fetch), so it never
+    crosses a page it does not fill."""
+    beat = config.host.axi_data_width // 8
+    beats = _ceil(column_bytes, beat)
+    nbytes = beats * beat
+    bursts = max(_ceil(beats, 256), _ceil(nbytes, 4096))
+    crossing = 0.0
+    if not aligned and nbytes > beat:
+        crossing = max(0.0, (nbytes - beat) / 4096 - (bursts - 1))
+    if write:
+        # The engine reads the scratchpad ahead of the W channel through a short FIFO: it
+        # sends three beats of every four cycles after the first (measured on the RTL).
+        return (beats + bursts * ((_ceil(beats, bursts) - 1) // 3 + timing.write_latency)
+                + crossing * timing.write_latency)
+    return beats + (bursts + crossing) * timing.read_latency
+
+
+def dma_command(config, op, n, batch, timing=TESTBENCH_MEMORY):
+    """Cycles and beats of ``DMA_LOAD`` / ``DMA_STORE`` of ``batch`` columns of ``n`` words.
+
+    Returns ``{"cycles", "dma_read_beats", "dma_write_beats"}`` (``cycles`` as the
+    ``DMA_CYCLES`` counter counts them)."""
+    if op not in DMA_OPS:
+        raise ValueError(f"op must be one of {', '.join(DMA_OPS)}, not {op!r}")
+    beat = config.host.axi_data_width // 8
+    column = _ceil(4 * n, beat) * beat
+    write = op == "DMA_STORE"
+    beats = _ceil(column, beat) * batch
+    return {"cycles": batch * dma_burst_cycles(config, column, write, timing),
+            "dma_read_beats": 0 if write else beats, "dma_write_beats": beats if write else 0}
+
+
+def dma_command_at(config, op, n, batch, mem_addr, mem_stride, timing=TESTBENCH_MEMORY):
+    """:func:`dma_command` of a command whose addresses are known: each column cut into
+    bursts exactly as the engine cuts it (the rest of the column, at most 256 beats, up to
+    the next 4 KiB boundary)."""
+    beat = config.host.axi_data_width // 8
+    beats = _ceil(4 * n, beat)
+    write = op == "DMA_STORE"
+    cycles = 0
+    for b in range(batch):
+        addr, left = mem_addr + b * mem_stride, beats
+        while left:
+            length = min(left, 256, (4096 - addr % 4096) // beat)
+            cycles += length + ((length - 1) // 3 + timing.write_latency if write
+                                else timing.read_latency)
+            addr += length * beat
+            left -= length
+    total = beats * batch
+    return {"cycles": cycles, "dma_read_beats": 0 if write else total,
+            "dma_write_beats": total if write else 0}
+
+
+def command_overhead(config, timing=TESTBENCH_MEMORY):
+    """Cycles the controller spends on a command besides executing it: ``FETCH``, the fetch
+    burst of 64 bytes, and the three check steps. Returns ``(cycles, fetch_beats)``."""
+    beat = config.host.axi_data_width // 8
+    return 1 + dma_burst_cycles(config, 64, False, timing, aligned=True) + 3, _ceil(64, beat)
+
+
+_EMPTY = {"cycles": 0, "core_cycles": 0, "dma_cycles": 0, "overhead_cycles": 0,
+          "commands": 0, "fetch_beats": 0, "dma_read_beats": 0, "dma_write_beats": 0,
+          "mac_slots": 0, "update_slots": 0, "stall_cycles": 0, "bus_words": 0, "products": 0,
+          "update_cycles": 0}
+#: The fields of :func:`command_cost`.
+COST_FIELDS = tuple(_EMPTY)
+
+
+def command_cost(config, command, timing=TESTBENCH_MEMORY):
+    """Everything one command of a stream costs: cycles (overhead included) and counters.
+
+    Parameters
+    ----------
+    config : gen.config.Config
+    command : dict
+        ``op`` (a name) and the sizes it uses (``m``, ``n``, ``batch``; ``flag`` for
+        ``WGRAD``'s momentum), as ``sim.compiler`` and ``sim.program`` produce them. A DMA
+        command with ``mem_addr`` and ``mem_stride`` is cut into bursts exactly
+        (:func:`dma_command_at`); without them, the expected page crossings are used.
+    timing : MemoryTiming
+
+    Returns
+    -------
+    dict
+        ``cycles`` (the ``CYCLES`` counter's growth, in a stream), ``core_cycles`` (busy
+        cycles, the ``CORE_CYCLES`` counter), ``dma_cycles``, ``overhead_cycles``,
+        ``commands`` (1) and the counters ``fetch_beats``, ``dma_read_beats``,
+        ``dma_write_beats``, ``mac_slots``, ``update_slots``, ``stall_cycles``,
+        ``bus_words`` and ``products``.
+    """
+    op = command.get("op")
+    op = getattr(op, "name", op)
+    if not isinstance(op, str):
+        raise TypeError(f"op must be an operation name such as 'FORWARD', not {op!r}")
+    op = op.upper()
+    size = {key: int(command.get(key, 0)) for key in ("m", "n", "batch")}
+    overhead, fetch = command_overhead(config, timing)
+    out = dict(_EMPTY, commands=1, fetch_beats=fetch, overhead_cycles=overhead)
+    if op in DMA_OPS:
+        if "mem_addr" in command and "mem_stride" in command:
+            dma = dma_command_at(config, op, size["n"], size["batch"],
+                                 int(command["mem_addr"]), int(command["mem_stride"]), timing)
+        else:
+            dma = dma_command(config, op, size["n"], size["batch"], timing)
+        out.update(dma, dma_cycles=dma["cycles"], cycles=overhead + dma["cycles"])
+        return out
+    core = core_command(config, op, momentum=bool(command.get("flag")) and op == "WGRAD",
+                        **size)
+    out.update(core, core_cycles=core["cycles"] - 1, cycles=overhead + core["cycles"])
+    return out

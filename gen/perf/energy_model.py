@@ -1,0 +1,72 @@
+"""Energy of a modelled run: the model's counters priced by ``gen.energy``'s table.
+
+The model predicts the counters the RTL counts (``gen.isa.COUNTERS``); ``gen.energy.events``
+turns them into priced events and ``gen.energy.estimate`` prices them, so the model and a
+measured run are costed by one table. What the RTL cannot count yet is set here:
+
+* dual precision: which multiplier makes a product depends on the data; the model takes
+  a fraction ``low_fraction`` of the products to the low-precision multiplier (the value
+  policy sends the smaller product of each pair there: about half);
+* reuse: a hit rate ``reuse_hit_rate`` of the lookups (one per product);
+* ring words (clusters, not in RTL): each priced as a bus word, an estimate
+  (``docs/perf_model.md``).
+"""
+
+from gen import energy
+
+__all__ = ["model_counters", "energy_of", "DEFAULT_CLOCK_HZ"]
+
+#: The clock the GFLOPS/W figures assume (cancels out without static power).
+DEFAULT_CLOCK_HZ = 1e9
+
+
+def model_counters(config, phases, copies=1, low_fraction=0.5, reuse_hit_rate=0.0):
+    """``gen.isa.COUNTERS`` names -> counts (integers), from the model's summed phases."""
+    total = {}
+    for entry in phases.values():
+        for key, value in entry.items():
+            total[key] = total.get(key, 0) + value
+    products = total.get("products", 0) * copies
+    lookups = products if config.pe.reuse_entries else 0
+    hits = lookups * reuse_hit_rate
+    multiplied = products - hits
+    low = multiplied * low_fraction if config.mac.dual not in ("single",) else 0.0
+    counters = {
+        "HIGH_PRODUCTS": multiplied - low, "LOW_PRODUCTS": low, "BYPASS_PRODUCTS": 0,
+        "UPDATE_SLOTS": total.get("update_slots", 0) * copies,
+        "BUS_WORDS": total.get("bus_words", 0) * copies,
+        "DMA_READ_BEATS": total.get("dma_read_beats", 0) * copies,
+        "DMA_WRITE_BEATS": total.get("dma_write_beats", 0) * copies,
+        "FETCH_BEATS": total.get("fetch_beats", 0) * copies,
+        "REUSE_LOOKUPS": lookups, "REUSE_HITS": hits,
+    }
+    return {key: int(round(value)) for key, value in counters.items()}
+
+
+def energy_of(config, result, table=None, low_fraction=0.5, reuse_hit_rate=0.0,
+              clock_hz=DEFAULT_CLOCK_HZ):
+    """Energy and efficiency of a modelled step (a ``network_cost`` or ``mlp_step``-like
+    dict with ``phases``, ``cycles``, ``useful_macs``; ``core_copies`` and ``ring_words``
+    if a cluster).
+
+    Returns
+    -------
+    dict
+        ``per_event`` (pJ, ``ring_word`` included), ``total_pj``, ``pj_per_mac``,
+        ``gflops_per_watt`` (2 FLOPs per useful MAC, dynamic energy only), ``watts`` at
+        ``clock_hz``.
+    """
+    table = energy.load(config=config) if table is None else table
+    counters = model_counters(config, result["phases"], result.get("core_copies", 1),
+                              low_fraction, reuse_hit_rate)
+    est = energy.estimate(table, energy.events(config, counters))
+    per_event = dict(est.per_event)
+    per_event["ring_word"] = result.get("ring_words", 0) * table.bus_word
+    total = sum(per_event.values())
+    macs = result["useful_macs"]
+    cycles = result["cycles"]
+    return {"per_event": per_event, "total_pj": total,
+            "pj_per_mac": total / macs if macs else 0.0,
+            "gflops_per_watt": energy.gflops_per_watt(total, macs, cycles, clock_hz),
+            "watts": total * 1e-12 * clock_hz / cycles if cycles else 0.0,
+            "counters": counters}

@@ -1,0 +1,291 @@
+"""Cost of training one layer on one core, for any size, under a mapping.
+
+A layer (``gen.networks.Layer``) is the product of ``W`` (``M x N``) with ``Bc = batch *
+columns`` activation columns. A :class:`Mapping` cuts it into tiles of ``tm`` rows, ``tn``
+columns and ``tb`` activation columns, with one of two loop orders, and every tile becomes
+the core commands that the compiler (``sim.compiler``) would issue for it: ``LOAD_W`` /
+``LOAD_COL`` / ``LOAD_ROW`` to bring the tile into the PE banks, ``FORWARD``,
+``BACKWARD``, ``WGRAD``, and the DMA transfers between memory and the scratchpad when the
+layer does not stay on chip. Each command is costed by the closed forms of
+:mod:`gen.perf.commands`, so the model needs no command list and works for VGG-16.
+
+What the RTL does not have (reported in ``extensions``, costed as documented here):
+
+``reduction split``
+    ``tn < N`` (``tm < M`` for BACKWARD): an output accumulates over several tiles; the
+    model assumes the edge reducers add the partial sum already in the scratchpad as they
+    write (no extra cycles, one extra scratchpad read per output word).
+``batch split``
+    ``tb < Bc``: the weight gradient accumulates over several tiles in a buffer beside the
+    weights (as the momentum velocity is), then updates: one extra update pass per tile
+    group, like ``WGRAD`` with momentum, and twice the weight-bank words.
+
+This module is pure Python.
+"""
+
+from dataclasses import dataclass
+
+from .commands import COST_FIELDS, TESTBENCH_MEMORY, command_cost
+
+__all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "layer_cost", "fits", "fit_mapping",
+           "FIELD_LIMIT"]
+
+#: Loop orders: ``weights`` keeps a weight tile in the PEs while activation tiles stream
+#: past it; ``inputs`` keeps an activation tile while weight tiles stream.
+ORDERS = ("weights", "inputs")
+#: Phases of a layer's cost.
+PHASE_NAMES = ("forward", "loss", "backward", "wgrad_update", "load", "dma")
+#: The command fields m, n and batch are 16 bits (``gen.isa``).
+FIELD_LIMIT = 0xFFFF
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Tiling of a layer on a core.
+
+    Parameters
+    ----------
+    tm : int
+        Rows of ``W`` per tile (output features); clipped to the layer.
+    tn : int
+        Columns of ``W`` per tile (inputs per output); clipped to the layer.
+    tb : int
+        Activation columns per tile (samples times output pixels); clipped to the layer.
+    order : str
+        One of :data:`ORDERS`.
+    """
+
+    tm: int
+    tn: int
+    tb: int
+    order: str = "weights"
+
+    def __post_init__(self):
+        for name in ("tm", "tn", "tb"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"mapping {name} must be a positive integer, not {value!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"mapping order must be one of {', '.join(ORDERS)}, "
+                             f"not {self.order!r}")
+
+    def clip(self, layer, batch):
+        """This mapping with tiles no larger than the layer."""
+        return Mapping(min(self.tm, layer.m), min(self.tn, layer.n),
+                       min(self.tb, layer.columns * batch), self.order)
+
+
+def _splits(total, tile):
+    """``[(size, count)]``: ``total`` cut into tiles of ``tile`` (the last one shorter)."""
+    full, rest = divmod(total, tile)
+    out = [(tile, full)] if full else []
+    if rest:
+        out.append((rest, 1))
+    return out
+
+
+def fits(config, layer, batch, mapping):
+    """Why ``mapping`` does not fit ``config``'s core (a string), or ``None`` if it does."""
+    mp = mapping.clip(layer, batch)
+    R, C = config.core.rows, config.core.cols
+    mt, nt = _ceil(mp.tm, R), _ceil(mp.tn, C)
+    copies = 2 if mp.tb < layer.columns * batch else 1
+    if copies * mt * nt > config.pe.weight_words:
+        return (f"a {mp.tm} x {mp.tn} weight tile needs {copies * mt * nt} words per PE, "
+                f"more than pe.weight_words = {config.pe.weight_words}")
+    if (mt + nt) * mp.tb > config.pe.act_words:
+        return (f"activation tiles of {mp.tb} columns need {(mt + nt) * mp.tb} words per "
+                f"PE, more than pe.act_words = {config.pe.act_words}")
+    if max(mp.tm, mp.tn, mp.tb) > FIELD_LIMIT:
+        return f"a tile side exceeds the 16-bit command fields ({FIELD_LIMIT})"
+    return None
+
+
+def fit_mapping(config, layer, batch):
+    """The compiler's way (``sim.compiler``): whole columns of activations if they fit,
+    whole rows of ``W`` per tile, as many rows as the weight bank holds; halving ``tn``
+    and then ``tb`` until the tile fits. Weight-stationary order."""
+    R, C = config.core.rows, config.core.cols
+    tb = min(layer.columns * batch, FIELD_LIMIT)
+    tn = min(layer.n, FIELD_LIMIT)
+    while True:
+        nt = _ceil(tn, C)
+        copies = 2 if tb < layer.columns * batch else 1
+        rows = (config.pe.weight_words // (copies * nt)) * R
+        tm = min(layer.m, rows, FIELD_LIMIT // R * R)
+        if tm >= 1:
+            mapping = Mapping(tm, tn, tb, "weights")
+            if fits(config, layer, batch, mapping) is None:
+                return mapping
+        if tn > C and (tm < 1 or (_ceil(min(tm, R), R) + nt) * tb <= config.pe.act_words):
+            tn = max(C, _ceil(tn, 2 * C) * C)
+        elif tb > 1:
+            tb = _ceil(tb, 2)
+        elif tn > C:
+            tn = max(C, _ceil(tn, 2 * C) * C)
+        else:
+            raise ValueError(f"layer {layer.name} cannot be tiled on this core: even a "
+                             f"{R} x {C} tile of one column does not fit")
+
+
+class _Acc:
+    """Accumulates command costs per phase."""
+
+    def __init__(self, config, timing):
+        self.config, self.timing = config, timing
+        self.phases = {name: dict.fromkeys(COST_FIELDS, 0) for name in PHASE_NAMES}
+        self._cache = {}
+
+    def add(self, phase, times, op, **sizes):
+        if times <= 0:
+            return
+        key = (op, tuple(sorted(sizes.items())))
+        cost = self._cache.get(key)
+        if cost is None:
+            cost = self._cache[key] = command_cost(self.config, dict(op=op, **sizes),
+                                                   self.timing)
+        entry = self.phases[phase]
+        for field, value in cost.items():
+            entry[field] += value * times
+
+    def add_delta(self, phase, times, op, plus, minus):
+        """Add ``times`` x (cost of ``plus`` - cost of ``minus``) of the same op."""
+        a = command_cost(self.config, dict(op=op, **plus), self.timing)
+        b = command_cost(self.config, dict(op=op, **minus), self.timing)
+        entry = self.phases[phase]
+        for field in a:
+            if field in ("commands", "fetch_beats", "overhead_cycles"):
+                continue
+            entry[field] += (a[field] - b[field]) * times
+
+
+def layer_cost(config, layer, batch, mapping=None, first=False, last=False, classes=None,
+               weights_resident=False, on_chip=False, timing=TESTBENCH_MEMORY):
+    """Cost of one training step of ``layer`` on one core.
+
+    Parameters
+    ----------
+    config : gen.config.Config
+    layer : gen.networks.Layer
+    batch : int
+        Samples of the minibatch.
+    mapping : Mapping, optional
+        The tiling (:func:`fit_mapping` by default).
+    first : bool
+        The network's first layer: no input gradient.
+    last : bool
+        The network's last layer: the loss gradient (``classes`` classes) is computed here.
+    weights_resident : bool
+        Every layer's weights stay in the PE banks between steps (no ``LOAD_W`` /
+        ``STORE_W``); needs one tile per layer.
+    on_chip : bool
+        The whole network (weights and activations) stays in the scratchpad between steps:
+        no DMA but the minibatch in and the logits out. Otherwise every operand crosses
+        the DMA once per use (the weights not at all when they are resident), times the
+        re-reads the loop order makes when the layer does not fit the scratchpad.
+    timing : gen.perf.commands.MemoryTiming
+
+    Returns
+    -------
+    dict
+        ``phases`` (phase -> summed command-cost fields), ``cycles``, ``useful_macs``,
+        ``mapping`` (the clipped mapping), ``extensions`` (what the RTL does not have).
+    """
+    mapping = fit_mapping(config, layer, batch) if mapping is None else mapping
+    why = fits(config, layer, batch, mapping)
+    if why is not None:
+        raise ValueError(f"layer {layer.name}: {why}")
+    mp = mapping.clip(layer, batch)
+    R, C = config.core.rows, config.core.cols
+    M, N, Bc = layer.m, layer.n, layer.columns * batch
+    sm, sn, sb = _splits(M, mp.tm), _splits(N, mp.tn), _splits(Bc, mp.tb)
+    nM, nN, nB = (sum(c for _, c in s) for s in (sm, sn, sb))
+    acc = _Acc(config, timing)
+    extensions = []
+    if nN > 1 or (nM > 1 and not first):
+        extensions.append("reduction split")
+    if nB > 1:
+        extensions.append("batch split")
+    if weights_resident and (nM > 1 or nN > 1):
+        raise ValueError(f"layer {layer.name}: resident weights need one tile per layer")
+    weights_move = not weights_resident
+    # Whole activation matrices fit the activation bank: each is loaded once per step and
+    # the weight gradient finds them there (as the compiler places them).
+    act_resident = nB == 1 and (_ceil(N, C) + _ceil(M, R)) * Bc <= config.pe.act_words
+    w_outer = mp.order == "weights"
+
+    for mi, cm in sm:
+        for nj, cn in sn:
+            for bk, cb in sb:
+                t = cm * cn * cb
+                acc.add("forward", t, "FORWARD", m=mi, n=nj, batch=bk)
+                if not first:
+                    acc.add("backward", t, "BACKWARD", m=mi, n=nj, batch=bk)
+                acc.add("wgrad_update", t, "WGRAD", m=mi, n=nj, batch=bk)
+                if not act_resident:
+                    # forward's X tile and backward's dY tile: once per tile visit with the
+                    # weights outer, once per activation tile with the activations outer;
+                    # the weight gradient loads both for every tile.
+                    acc.add("load", t if w_outer else t / nM, "LOAD_COL", n=nj, batch=bk)
+                    if not first:
+                        acc.add("load", t if w_outer else t / nN, "LOAD_ROW", m=mi,
+                                batch=bk)
+                    acc.add("load", t, "LOAD_COL", n=nj, batch=bk)
+                    acc.add("load", t, "LOAD_ROW", m=mi, batch=bk)
+            if nB > 1:
+                # The last batch tile also applies the accumulated gradient: one more pass.
+                bk = sb[-1][0]
+                acc.add_delta("wgrad_update", cm * cn, "WGRAD",
+                              dict(m=mi, n=nj, batch=bk, flag=1), dict(m=mi, n=nj, batch=bk))
+            if weights_move:
+                w_loads = cm * cn * (1 if w_outer else nB)
+                passes = 3 if not first else 2          # forward, backward, weight gradient
+                acc.add("load", w_loads * passes, "LOAD_W", m=mi, n=nj)
+                acc.add("load", cm * cn, "STORE_W", m=mi, n=nj)
+    if act_resident:
+        acc.add("load", 1, "LOAD_COL", n=N, batch=Bc)
+        acc.add("load", 1, "LOAD_ROW", m=M, batch=Bc)
+    if last:
+        acc.add("loss", 1, "LOSS_GRAD", m=classes or M, batch=batch)
+
+    # --- DMA between memory and the scratchpad -----------------------------------------
+    if on_chip:
+        if first:
+            acc.add("dma", 1, "DMA_LOAD", n=layer.input_words, batch=batch)
+        if last:
+            acc.add("dma", 1, "DMA_LOAD", n=1, batch=batch)             # labels
+            acc.add("dma", 1, "DMA_STORE", n=M, batch=batch)            # logits
+    else:
+        sp = config.core.scratchpad_words
+        fits_sp = M * N + (N + 2 * M) * mp.tb <= sp
+        w_reads = 1 if (fits_sp or w_outer) else nB
+        a_reads = 1 if (fits_sp or not w_outer) else nM
+        phases = 2 if first else 3
+        for mi, cm in sm:
+            for nj, cn in sn:
+                if weights_resident:
+                    break               # the weights stay in the PEs between steps
+                acc.add("dma", cm * cn * w_reads * phases, "DMA_LOAD", n=mi, batch=nj)
+                acc.add("dma", cm * cn, "DMA_STORE", n=mi, batch=nj)
+        for nj, cn in sn:
+            for bk, cb in sb:
+                # X for forward and the weight gradient (and the ReLU mask of dX).
+                acc.add("dma", cn * cb * (a_reads + 1 + (0 if first else 1)), "DMA_LOAD",
+                        n=nj, batch=bk)
+                if not first:
+                    acc.add("dma", cn * cb, "DMA_STORE", n=nj, batch=bk)        # dX
+        for mi, cm in sm:
+            for bk, cb in sb:
+                acc.add("dma", cm * cb, "DMA_STORE", n=mi, batch=bk)            # Y
+                acc.add("dma", cm * cb * (1 + (0 if first else a_reads)), "DMA_LOAD",
+                        n=mi, batch=bk)                                          # dY
+        if last:
+            acc.add("dma", 1, "DMA_LOAD", n=1, batch=batch)
+    cycles = sum(p["cycles"] for p in acc.phases.values())
+    return {"phases": acc.phases, "cycles": cycles,
+            "useful_macs": layer.macs(batch, first=first), "mapping": mp,
+            "extensions": extensions}
