@@ -694,6 +694,15 @@ def _summary(result, peak=1):
         lines.append("the RTL's memory images equal the golden machine model's"
                      if result.golden_match else
                      "the RTL's memory images DIFFER from the golden machine model's")
+    c = result.counters
+    if c.get("reuse_lookups"):
+        # Multiplies the run needed: the products made by a multiplier, and those the cache
+        # gave instead (zero products need no multiplier either way).
+        needed = c["high_products"] + c["low_products"] + c["multiplies_avoided"]
+        lines.append(f"reuse cache ({result.reuse}): {c['reuse_hits'] / c['reuse_lookups']:.1%}"
+                     f" of {c['reuse_lookups']} lookups hit; {c['multiplies_avoided']} "
+                     f"multiplies avoided, {c['multiplies_avoided'] / max(1, needed):.1%} of "
+                     f"the {needed} needed")
     return lines
 
 
