@@ -26,7 +26,7 @@ __all__ = ["Command", "COMMANDS", "COMMAND_MODULES", "register", "add_config_arg
            "config_from_args", "build_parser", "main"]
 
 #: Modules that register further subcommands when imported (``"gen.cli_synth"``, ...).
-COMMAND_MODULES = ()
+COMMAND_MODULES = ("gen.cli_board", "gen.cli_flows", "gen.cli_sweep", "gen.cli_perf")
 
 #: Registered subcommands by name, in registration order (the order of ``--help``).
 COMMANDS = {}
@@ -287,6 +287,20 @@ def _configure_train(parser):
                         help="write the result (history, counters, final weights) as JSON")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (the per-epoch lines are still printed)")
+    parser.add_argument("--reuse", type=_reuse_strength, metavar="K|adaptive",
+                        help="the reuse cache's strength (needs pe.reuse_entries > 0): a "
+                             "fixed REUSE_STRENGTH K (0: off, 1: exact hits, larger: "
+                             "coarser keys), or 'adaptive': start coarse and back off when "
+                             "the epoch loss stops falling (docs/reuse.md; default: off)")
+
+
+def _reuse_strength(text):
+    if text == "adaptive":
+        return text
+    if text.isdigit() and int(text) <= 31:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be 'adaptive' or a strength from 0 to 31, "
+                                     f"not {text!r}")
 
 
 def _run_train(args):
@@ -303,7 +317,7 @@ def _run_train(args):
                        momentum=args.momentum, steps=args.steps, epochs=epochs,
                        seed=args.seed, backend=args.backend, build_dir=args.build_dir,
                        waves=args.waves, progress=not args.quiet,
-                       log=lambda line: print(line, flush=True))
+                       log=lambda line: print(line, flush=True), reuse=args.reuse)
     except ValueError as error:
         # Arguments the user can fix, a network that does not fit the config among them.
         raise ConfigError(str(error)) from None
@@ -338,7 +352,9 @@ register(Command(
            "12 epochs\n"
            "  chrysalis train --epochs 3 --lr 0.05 --momentum 0.5 --json build/train.json\n"
            "  chrysalis train --backend verilator --steps 20\n"
-           "  chrysalis train --backend icarus --steps 2 --waves",
+           "  chrysalis train --backend icarus --steps 2 --waves\n"
+           "  chrysalis train --set pe.reuse_entries=16 --set pe.reuse_ways=4 --reuse "
+           "adaptive",
     configure=_configure_train,
     run=_run_train,
 ))

@@ -5,10 +5,49 @@ from pathlib import Path
 
 from .synth import SynthError, run_tool, tool
 
-__all__ = ["ECP5_DEVICES", "pnr_ecp5"]
+__all__ = ["ECP5_DEVICES", "ECP5_CAPACITY", "pick_device", "pnr_ecp5"]
 
 #: nextpnr-ecp5 device flags and the package used for each.
-ECP5_DEVICES = {"25k": "CABGA381", "45k": "CABGA381", "85k": "CABGA381"}
+ECP5_DEVICES = {"12k": "CABGA381", "25k": "CABGA381", "45k": "CABGA381", "85k": "CABGA381"}
+
+#: What each ECP5 (LFE5U) holds: LUT4s, 18x18 multipliers, DP16KD block RAMs (Lattice
+#: ECP5 family data sheet, table 1.1), smallest first.
+ECP5_CAPACITY = {
+    "12k": {"lut4": 12288, "dsp": 28, "bram": 32},
+    "25k": {"lut4": 24288, "dsp": 28, "bram": 56},
+    "45k": {"lut4": 43848, "dsp": 72, "bram": 108},
+    "85k": {"lut4": 83640, "dsp": 156, "bram": 208},
+}
+
+
+def pick_device(resources, *, fill=0.9):
+    """The smallest ECP5 whose LUT4s, multipliers and block RAMs hold ``resources``.
+
+    Parameters
+    ----------
+    resources : dict
+        ``lut4``, ``dsp`` and ``bram`` counts after synthesis (:func:`gen.synth.synth_ecp5`).
+    fill : float
+        Largest fraction of a device's LUT4s to use (0 < fill <= 1): the placer needs room
+        (LUTs share slices with carry chains and flip-flops).
+
+    Raises
+    ------
+    ValueError
+        Nothing fits; the message names the resource that does not.
+    """
+    if not 0 < fill <= 1:
+        raise ValueError(f"fill must be in (0, 1], not {fill!r}")
+    for device, capacity in ECP5_CAPACITY.items():
+        if (resources.get("lut4", 0) <= fill * capacity["lut4"]
+                and resources.get("dsp", 0) <= capacity["dsp"]
+                and resources.get("bram", 0) <= capacity["bram"]):
+            return device
+    largest = ECP5_CAPACITY["85k"]
+    over = [f"{key} {resources.get(key, 0)} > {int(largest[key] * (fill if key == 'lut4' else 1))}"
+            for key in ("lut4", "dsp", "bram")
+            if resources.get(key, 0) > largest[key] * (fill if key == "lut4" else 1)]
+    raise ValueError(f"the design does not fit the largest ECP5 (85k): {', '.join(over)}")
 
 
 def pnr_ecp5(netlist, workdir, *, device="85k", freq_mhz=100.0, seed=1, out_of_context=False):

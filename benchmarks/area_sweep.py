@@ -1,0 +1,146 @@
+"""Area of the training core against array size, operand format and dual precision (ECP5).
+
+Runs the sweep of ``sweeps/area.toml`` through :mod:`gen.sweep` (resumable: results in
+``build/sweeps/area/results.jsonl``, each point recorded as it finishes, so running this
+again only runs what is missing), then writes the tables and the plot: LUT4, FF, DSP and
+BRAM of every point (Yosys ``synth_ecp5``, flattened, classic ``abc -lut 4`` mapping),
+LUT4 per PE, the ratios dual / single and fp8 / bf16, and the exponent ``b`` of
+``LUT4 = a * PEs^b`` fitted per series.
+
+    .venv/bin/python benchmarks/area_sweep.py [-j 2] [--report-only]
+
+Writes ``benchmarks/results/area_sweep.{json,md,png}`` (and the full report of
+``chrysalis report`` under ``build/sweeps/area/report``).
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gen.report import fit_exponent, markdown_table, rows, write_report  # noqa: E402
+from gen.sweep import load_results, load_sweep, run_sweep  # noqa: E402
+
+SWEEP = ROOT / "sweeps" / "area.toml"
+WORK = ROOT / "build" / "sweeps" / "area"
+RESULTS = ROOT / "benchmarks" / "results"
+
+NOTE = """\
+What is measured: the whole accelerator of the `default` preset (one training core behind
+the AXI4-Lite registers and the AXI4 DMA; MAC latency 6, fp32 accumulators, 1024-word
+weight and activation banks per PE), scratchpad reduced to 4096 words for every point, with
+R x R PEs, operands bf16 or fp8 (e4m3), and dual precision off (`single`, 16 accumulators,
+the default) or on (`value`, 28 accumulators, its minimum at latency 6; low-precision
+multiplier of 3 mantissa bits for bf16 and 1 for fp8). Yosys `synth_ecp5` (YoWASP, flattened,
+classic `abc -lut 4` LUT mapping); LUT4 counts a CCU2C as two, DSP counts MULT18X18D and
+ALU54B, BRAM counts DP16KD. Synthesis only: nextpnr-ecp5 takes over 40 minutes per 4x4
+core on this machine. The exponent b is fitted by least squares to log LUT4 = log a +
+b log PEs over the sizes of each series; the core's fixed part (sequencer, loss unit,
+reducers, host interface) makes b < 1 at small sizes. Reproduce:
+`.venv/bin/python benchmarks/area_sweep.py` (or `chrysalis sweep sweeps/area.toml -j 2`
+then `chrysalis report build/sweeps/area`)."""
+
+
+def series_label(row):
+    return f"{row['mac.operand']} {row['mac.dual']}"
+
+
+def summarize(table):
+    """Rows of the result table and the fits per series, sorted by series then size."""
+    done = [r for r in table if r.get("lut4") is not None]
+    series = {}
+    for r in done:
+        series.setdefault(series_label(r), []).append(r)
+    fits, lines = {}, {}
+    for label, group in series.items():
+        group.sort(key=lambda r: r["pes"])
+        b = fit_exponent([r["pes"] for r in group], [r["lut4"] for r in group])
+        fits[label] = None if b is None else round(b, 3)
+        lines[label] = fit_line([r["pes"] for r in group], [r["lut4"] for r in group])
+    out = []
+    for r in sorted(done, key=lambda r: (r["mac.operand"], r["mac.dual"], r["pes"])):
+        single = next((s for s in done if s["pes"] == r["pes"] and s["mac.dual"] == "single"
+                       and s["mac.operand"] == r["mac.operand"]), None)
+        bf16 = next((s for s in done if s["pes"] == r["pes"] and s["mac.dual"] == r["mac.dual"]
+                     and s["mac.operand"] == "bf16"), None)
+        out.append({
+            "rows": r["core.rows"], "cols": r["core.cols"], "pes": r["pes"],
+            "operand": r["mac.operand"], "dual": r["mac.dual"], "acc_regs": r["_config"]["pe"]["acc_regs"],
+            "lut4": r["lut4"], "ff": r["ff"], "dsp": r["dsp"], "bram": r["bram"],
+            "lut4_per_pe": round(r["lut4"] / r["pes"], 1),
+            "lut4_dual_over_single": round(r["lut4"] / single["lut4"], 3) if single else None,
+            "lut4_over_bf16": round(r["lut4"] / bf16["lut4"], 3) if bf16 else None,
+        })
+    return out, fits, lines
+
+
+def fit_line(xs, ys):
+    """``(fixed, per_pe)`` of ``y = fixed + per_pe * x`` by least squares; None with fewer
+    than two distinct ``x``."""
+    if len(set(xs)) < 2:
+        return None
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = (sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+             / sum((x - mx) ** 2 for x in xs))
+    return round(my - slope * mx), round(slope)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel points (default 2)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the tables from the results so far, run nothing")
+    args = parser.parse_args(argv)
+    sweep = load_sweep(SWEEP)
+    if not args.report_only:
+        counts = run_sweep(sweep, WORK, jobs=args.jobs)
+        print(counts)
+    records = load_results(WORK)
+    keys = {p.key for p in sweep.points}
+    records = [r for r in records if r["key"] in keys]
+    failed = [r for r in records if r["status"] != "ok"]
+    written = write_report(records, WORK / "report", title="Area sweep")
+    _, table = rows(records)
+    summary, fits, lines = summarize(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if "area_plot" in written:
+        shutil.copyfile(written["area_plot"], RESULTS / "area_sweep.png")
+    pending = len(sweep.points) - len(records)
+    (RESULTS / "area_sweep.json").write_text(json.dumps({
+        "note": NOTE, "rows": summary, "fits_lut4_vs_pes": fits,
+        "linear_fits_lut4_fixed_per_pe": lines,
+        "failed": [{"overrides": r["overrides"], "error": r["error"]} for r in failed],
+        "points": len(sweep.points), "pending": pending,
+        "seconds": {r["key"][:12]: r.get("seconds") for r in records},
+    }, indent=2, sort_keys=True) + "\n")
+    text = [NOTE, "", markdown_table(
+        ("array", "PEs", "operand", "dual", "acc regs", "LUT4", "FF", "DSP", "BRAM",
+         "LUT4 / PE", "LUT4 dual / single", "LUT4 / bf16"),
+        [(f"{r['rows']}x{r['cols']}", r["pes"], r["operand"], r["dual"], r["acc_regs"],
+          r["lut4"], r["ff"], r["dsp"], r["bram"], r["lut4_per_pe"],
+          r["lut4_dual_over_single"], r["lut4_over_bf16"]) for r in summary]),
+        "Fitted per series: the exponent b of LUT4 = a * PEs^b, and the straight line "
+        "LUT4 = fixed + per PE * PEs (least squares):", "",
+        markdown_table(("series", "b", "fixed LUT4", "LUT4 per PE", "sizes"),
+                       [(label, b, (lines[label] or (None, None))[0],
+                         (lines[label] or (None, None))[1],
+                         ", ".join(f"{r['rows']}x{r['cols']}" for r in summary
+                                   if f"{r['operand']} {r['dual']}" == label))
+                        for label, b in fits.items()])]
+    if failed:
+        text += ["Failed points:", ""] + [f"- {r['overrides']}: {r['error']}" for r in failed]
+    if pending:
+        text += ["", f"{pending} of {len(sweep.points)} points not run yet."]
+    text += ["", "Plot: `benchmarks/results/area_sweep.png`."]
+    (RESULTS / "area_sweep.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
