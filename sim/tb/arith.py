@@ -5,8 +5,8 @@ environment, set by the caller (``tests/sim/test_cocotb_arith.py`` or ``sim.demo
 
 ``CHRYSALIS_UNIT``
     ``mac`` (ports ``a``, ``b``, ``c`` -> ``result``), ``convert`` (``a`` -> ``result``) or
-    ``dual`` (``hw.dual.DualMultiplyPath``: ``a0, b0, a1, b1, pair1, random_bit`` ->
-    ``p0, p1, c0, c1``).
+    ``dual`` (``hw.dual.DualMultiplyPath``: ``a0, b0, a1, b1, pair1, random_bit`` and
+    ``hit0, hit1`` held at 0 -> ``p0, p1, c0, c1``).
 ``CHRYSALIS_FORMATS``
     ``op,acc`` for ``mac``, ``src,dst`` for ``convert``: format names (``gen.formats``);
     ``dual``: the operand format.
@@ -102,7 +102,10 @@ def _dual_case(operand, count, seed):
     ops[2, tie], ops[3, tie] = ops[0, tie], ops[1, tie]
     inputs = {"a0": ops[0], "b0": ops[1], "a1": ops[2], "b1": ops[3],
               "pair1": (rng.random(count) < 0.75).astype(np.uint64),
-              "random_bit": rng.integers(0, 2, count, dtype=np.uint64)}
+              "random_bit": rng.integers(0, 2, count, dtype=np.uint64),
+              # No reuse-cache hits here (tests/hw/test_core_reuse.py has them); driven,
+              # since Icarus leaves an undriven input X.
+              "hit0": np.zeros(count, dtype=np.uint64), "hit1": np.zeros(count, dtype=np.uint64)}
     path = DualPath(operand, low, policy)
     p0, p1, c0, c1 = path.products(ops[0], ops[1], ops[2], ops[3],
                                    inputs["pair1"].astype(bool), inputs["random_bit"])

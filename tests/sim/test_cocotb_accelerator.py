@@ -166,12 +166,9 @@ def digits_training_job(config, steps, seed=0, batch=8, sizes=(64, 32, 10), dual
                                  dual_seed=dual_seed, reuse_strength=reuse_strength)
 
 
-def test_training_steps_equal_golden_machine(simulator, build_root):
-    """Three consecutive SGD steps of a 64-32-10 MLP on digits: after the prologue and after
-    every step the whole memory image and the counters equal the golden machine's."""
-    program, job = digits_training_job(SMALL, steps=3)
-    outs = rtl(SMALL, job, simulator, build_root)
-    golden = run_job_golden(SMALL, job)
+def assert_runs_equal_golden(outs, golden):
+    """Every run ended well, and left the golden machine's memory image and counters."""
+    assert len(outs) == len(golden)
     for i, (r, g) in enumerate(zip(outs, golden)):
         assert (r.status, r.error, r.index) == (g.status, g.error, g.index) == \
             (0b010, isa.ErrorCode.NONE, 0), f"run {i}"
@@ -179,6 +176,15 @@ def test_training_steps_equal_golden_machine(simulator, build_root):
         assert differ.size == 0, (f"run {i}: {differ.size} words differ, the first at byte "
                                   f"{4 * differ[0]:#x}")
         assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
+
+
+def test_training_steps_equal_golden_machine(simulator, build_root):
+    """Three consecutive SGD steps of a 64-32-10 MLP on digits: after the prologue and after
+    every step the whole memory image and the counters equal the golden machine's."""
+    program, job = digits_training_job(SMALL, steps=3)
+    outs = rtl(SMALL, job, simulator, build_root)
+    golden = run_job_golden(SMALL, job)
+    assert_runs_equal_golden(outs, golden)
     # The steps changed the weights (the comparison above is not of two idle machines).
     assert not np.array_equal(program.read_weights(outs[-1].image)[0],
                               program.read_weights(outs[0].image)[0])
@@ -196,13 +202,7 @@ def test_reuse_training_steps_equal_golden_machine(simulator, build_root, scope)
     program, job = digits_training_job(config, steps=2, reuse_strength=[6, 3])
     outs = rtl(config, job, simulator, build_root)
     golden = run_job_golden(config, job)
-    for i, (r, g) in enumerate(zip(outs, golden)):
-        assert (r.status, r.error) == (g.status, g.error) == (0b010, isa.ErrorCode.NONE), \
-            f"run {i}"
-        differ = np.flatnonzero(r.image != g.image)
-        assert differ.size == 0, (f"run {i}: {differ.size} words differ, the first at byte "
-                                  f"{4 * differ[0]:#x}")
-        assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
+    assert_runs_equal_golden(outs, golden)
     # The cache worked: non-zero products taken from it in each step, fewer at strength 3.
     grown = [outs[i].counters["multiplies_avoided"] - outs[i - 1].counters["multiplies_avoided"]
              for i in (1, 2)]
@@ -216,13 +216,7 @@ def test_dual_value_training_steps_equal_golden_machine(simulator, build_root):
     program, job = digits_training_job(SMALL_VALUE, steps=2)
     outs = rtl(SMALL_VALUE, job, simulator, build_root)
     golden = run_job_golden(SMALL_VALUE, job)
-    for i, (r, g) in enumerate(zip(outs, golden)):
-        assert (r.status, r.error) == (g.status, g.error) == (0b010, isa.ErrorCode.NONE), \
-            f"run {i}"
-        differ = np.flatnonzero(r.image != g.image)
-        assert differ.size == 0, (f"run {i}: {differ.size} words differ, the first at byte "
-                                  f"{4 * differ[0]:#x}")
-        assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
+    assert_runs_equal_golden(outs, golden)
     # Both multipliers were used, and the steps trained.
     last = outs[-1].counters
     assert last["low_products"] > 0 and last["high_products"] > last["low_products"]
