@@ -184,9 +184,7 @@ def energy_rows(runs):
     for run in runs:
         config = config_for(run["entries"], run["ways"], run["acc_regs"])
         table = energy.load(config=config)
-        counters = {k: v for k, v in run["counters"].items()
-                    if k.upper() in energy._KNOWN_COUNTERS}
-        total = energy.estimate(table, energy.events(config, counters)).total_pj
+        total = energy.estimate(table, energy.events(config, run["counters"])).total_pj
         rows.setdefault(str(run["reuse"]), []).append(total / run["steps"])
     out = {key: sum(v) / len(v) for key, v in rows.items()}
     base = out.get("0")
@@ -206,10 +204,9 @@ def frontier_check(rows):
     x = a["avoided_of_needed"]
     best = None
     for (x0, y0), (x1, y1) in zip(fixed, fixed[1:]):
-        for (u0, v0), (u1, v1) in (((x0, y0), (x1, y1)),):
-            if u0 <= x <= u1 and u1 > u0:
-                y = v0 + (v1 - v0) * (x - u0) / (u1 - u0)
-                best = y if best is None else max(best, y)
+        if x0 <= x <= x1 and x1 > x0:
+            y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            best = y if best is None else max(best, y)
     # Any fixed point that avoids at least as much and is at least as accurate dominates.
     dominated = any(fx >= x and fy > a["acc"] for fx, fy in fixed)
     if best is None:                     # outside the fixed range: compare with the ends

@@ -660,9 +660,7 @@ class Core(wiring.Component):
 
         fresh = Signal(name="ce_fresh")            # no MAC issued yet in this command
         with m.If(start):
-            m.d.sync += fresh.eq(1)
-        with m.If(start):
-            m.d.sync += [g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0), o.eq(0), p1.eq(0),
+            m.d.sync += [fresh.eq(1), g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0), o.eq(0), p1.eq(0),
                          p2.eq(0),
                          g_p1.eq(0), g_p2.eq(0), ce_done.eq(0), buf.eq(0), free.eq(0b11),
                          pending.eq(0), dr_group.eq(0), dr_lane.eq(0), dr_k.eq(0),

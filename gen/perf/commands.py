@@ -15,7 +15,9 @@ What a command costs on the accelerator (``hw/accelerator.py``), in cycles of th
     cycles of that burst (:func:`dma_burst_cycles`).
 core command
     The core's own cycles (``sim.core_counts``' ``cycles``: busy cycles plus the cycle it
-    was presented in), in closed form (:func:`core_command`).
+    was presented in), in closed form (:func:`core_command`): ``sim.core_counts.predict``'s
+    closed forms of the movers and the compute commands, and for ``LOSS_GRAD``, which
+    ``sim.core_counts`` steps, a closed form of its own (:func:`loss_grad_cycles`).
 DMA command
     The DMA engine's cycles: every column is cut into bursts (at most 256 beats, never
     across 4 KiB), each costing its beats plus the memory's latency
@@ -23,11 +25,13 @@ DMA command
 
 A run (one doorbell) adds one cycle (``START``) to the sum over its commands.
 
-This module is pure Python.
+This module needs no Amaranth.
 """
 
 import math
 from dataclasses import dataclass
+
+from sim import core_counts
 
 __all__ = ["MemoryTiming", "TESTBENCH_MEMORY", "CORE_OPS", "DMA_OPS", "PHASES", "phase_of",
            "core_command", "loss_grad_cycles", "dma_burst_cycles", "dma_command",
@@ -52,8 +56,6 @@ _PHASE_OF = {op: phase for phase, ops in PHASES.items() for op in ops}
 
 #: Cycles a run (doorbell) spends in the controller's ``START`` state before its first fetch.
 RUN_START = 1
-#: Cycles of ``hw.core``'s ``finish()`` countdown after the cycle that calls it (plus one).
-_FINISH = 5
 #: FMAs of the special-function unit's exp and reciprocal (``hw.sfu``).
 _EXP_FMAS, _RECIP_FMAS = 9, 4
 #: Samples the loss unit takes at a time (``hw.loss``).
@@ -144,12 +146,6 @@ def loss_grad_cycles(latency, m, batch):
     return total
 
 
-def _drain_passes(config, lanes):
-    if config.core.reduction == "tree":
-        return (lanes - 1).bit_length() + 1
-    return lanes
-
-
 def core_command(config, op, m=0, n=0, batch=0, momentum=False):
     """Cycles and counter growth of one core command, in closed form.
 
@@ -176,42 +172,23 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False):
         raise ValueError(f"op must be one of {', '.join(CORE_OPS)}, not {op!r}")
     R, C = config.core.rows, config.core.cols
     L = config.mac.latency
-    G = config.pe.acc_regs // 2
-    streams = config.mac.macs_per_cycle
-    slots = G // streams
+    if op == "LOSS_GRAD":
+        return _result(loss_grad_cycles(L, m, batch) + L + core_counts.FINISH_EXTRA)
+    # The movers and the compute commands: the core's schedule in closed form, exact.
+    exact = core_counts.predict(config, {"op": op, "m": m, "n": n, "batch": batch,
+                                         "flag": int(momentum)})
+    counts = {key: exact[key] for key in ("mac_slots", "update_slots", "stall_cycles",
+                                          "bus_words")}
     mt, nt = _ceil(m, R), _ceil(n, C)
-    end = L + _FINISH
-    if op == "LOAD_COL":
-        return _result(nt * batch + end, bus_words=n * batch)
-    if op == "LOAD_ROW":
-        return _result(mt * batch + end, bus_words=m * batch)
-    if op in ("LOAD_W", "STORE_W"):
-        return _result(mt * nt * C + end, bus_words=m * n)
     if op == "WGRAD":
+        G = config.pe.acc_regs // 2
         passes = 2 if momentum else 1
-        groups = _ceil(mt * nt, G)
-        return _result(groups * (slots * batch + G * passes) + 1 + end,
-                       mac_slots=_ceil(mt * nt, streams) * batch,
-                       update_slots=passes * mt * nt, products=R * C * mt * nt * batch,
-                       update_cycles=groups * G * passes)
-    if op in ("FORWARD", "BACKWARD"):
-        fwd = op == "FORWARD"
-        outputs = (mt if fwd else nt) * batch
-        steps = nt if fwd else mt
-        lanes = C if fwd else R
-        groups = _ceil(outputs, G)
-        # The compute engine spends P cycles on a group, the drain engine D + 1; with two
-        # accumulator buffers the slower of the two sets the pace after the first group.
-        P = slots * steps
-        D = max(0, L + 1 - slots) + G * _drain_passes(config, lanes)
-        drained = P + 1 + D + (groups - 1) * max(P, D + 1)
-        on_bus = 1 if config.core.reduction == "tree" else lanes
-        return _result(drained + 1 + end, mac_slots=_ceil(outputs, streams) * steps,
-                       stall_cycles=max(0, groups - 2) * max(0, D + 1 - P),
-                       bus_words=on_bus * (m if fwd else n) * batch,
-                       products=R * C * outputs * steps)
-    # LOSS_GRAD
-    return _result(loss_grad_cycles(L, m, batch) + end)
+        counts.update(products=R * C * mt * nt * batch,
+                      update_cycles=_ceil(mt * nt, G) * G * passes)
+    elif op in ("FORWARD", "BACKWARD"):
+        outputs, steps = (mt * batch, nt) if op == "FORWARD" else (nt * batch, mt)
+        counts["products"] = R * C * outputs * steps
+    return _result(exact["cycles"], **counts)
 
 
 def dma_burst_cycles(config, column_bytes, write, timing=TESTBENCH_MEMORY, aligned=False):
