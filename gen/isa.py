@@ -22,12 +22,12 @@ from dataclasses import dataclass
 __all__ = [
     "ISA_VERSION", "COMMAND_WORDS", "COMMAND_BYTES", "Opcode", "ErrorCode", "Field", "FIELDS",
     "FIELD", "OP_FIELDS", "NEEDS", "Limits", "encode", "encode_stream", "decode", "decode_stream",
-    "check", "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "c_header",
+    "check", "core_mask", "core_error", "COLLECTIVES", "MAX_CORES", "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "c_header",
     "markdown",
 ]
 
 #: (major, minor): a major change breaks existing command streams.
-ISA_VERSION = (1, 1)
+ISA_VERSION = (1, 2)
 COMMAND_WORDS = 16
 COMMAND_BYTES = 4 * COMMAND_WORDS
 #: Value of the ``ID`` register: "CHRS" in ASCII.
@@ -47,6 +47,20 @@ class Opcode(enum.IntEnum):
     LOSS_GRAD = 8
     DMA_LOAD = 9
     DMA_STORE = 10
+    BROADCAST = 11
+    REDUCE = 12
+    ALL_GATHER = 13
+    REDUCE_SCATTER = 14
+    ALL_REDUCE = 15
+    SEND = 16
+
+
+#: The collective operations: they run on the ring of a cluster (``cluster.cores >= 2``),
+#: every core taking part; ``sim/ring.py`` defines their schedules, values and cycles.
+COLLECTIVES = frozenset({Opcode.BROADCAST, Opcode.REDUCE, Opcode.ALL_GATHER,
+                         Opcode.REDUCE_SCATTER, Opcode.ALL_REDUCE, Opcode.SEND})
+#: Largest cluster the ``cores`` mask addresses.
+MAX_CORES = 16
 
 
 #: One line per operation, for the reference.
@@ -77,6 +91,22 @@ OP_DOC = {
     Opcode.DMA_STORE: "Scratchpad matrix `sp` (`n` x `batch`) into memory, laid out as for "
                       "DMA_LOAD; only the `n` words of each column are written (byte "
                       "strobes).",
+    Opcode.BROADCAST: "Core `root`'s matrix `sp` (`n` x `batch`) into matrix `sp2` of every "
+                      "other core, along the ring from `root`.",
+    Opcode.REDUCE: "The sum over the cores of matrix `sp` (`n` x `batch`) into core `root`'s "
+                   "matrix `sp2`, added along the ring from core `root + 1` to `root`.",
+    Opcode.ALL_GATHER: "Every core's matrix `sp` (`n` x `batch`) into rows `k*n` to "
+                       "`k*n + n - 1` (core `k`'s) of matrix `sp2` (`cores*n` x `batch`) "
+                       "of every core.",
+    Opcode.REDUCE_SCATTER: "The sum over the cores of rows `k*n` to `k*n + n - 1` of matrix "
+                           "`sp` (`cores*n` x `batch`) into matrix `sp2` (`n` x `batch`) of "
+                           "core `k`; chunk `k` is added along the ring from core `k + 1` "
+                           "to `k`.",
+    Opcode.ALL_REDUCE: "The sum over the cores of matrix `sp` (`n` x `batch`) into matrix "
+                       "`sp2` of every core: a reduce-scatter of chunks of `ceil(n/cores)` "
+                       "rows, then an all-gather of the chunks.",
+    Opcode.SEND: "Core `root`'s matrix `sp` (`n` x `batch`) into core `peer`'s matrix `sp2`, "
+                 "along the ring.",
 }
 
 
@@ -109,6 +139,10 @@ class ErrorCode(enum.IntEnum):
     BUS_ERROR = 10
     #: The core refused a command that passed the checks (never expected).
     CORE_ERROR = 11
+    #: A core number or mask names a core the machine does not have: a ``cores`` bit or a
+    #: ``root`` / ``peer`` past the last core, ``root == peer`` for ``SEND``, a collective
+    #: on a machine of one core, or ``DMA_STORE`` from more than one core.
+    BAD_CORE = 12
 
 
 @dataclass(frozen=True)
@@ -136,10 +170,15 @@ class Field:
 FIELDS = (
     Field("op", 0, 0, 8, "operation (`Opcode`)"),
     Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum"),
+    Field("root", 0, 16, 8, "collectives: the root core (BROADCAST, REDUCE) or the sending "
+                            "core (SEND)"),
+    Field("peer", 0, 24, 8, "SEND: the receiving core"),
     Field("m", 1, 0, 16, "rows of W (output features); LOAD_ROW: elements per column"),
     Field("n", 1, 16, 16, "columns of W (input features); LOAD_COL, DMA: elements per "
                           "column"),
     Field("batch", 2, 0, 16, "columns of the activation matrices (samples); DMA: columns"),
+    Field("cores", 2, 16, 16, "core and DMA operations: the cores that run it, a bit mask "
+                              "(0: every core); DMA_STORE: exactly one core"),
     Field("wbase", 3, 0, 20, "weight-bank word address of W"),
     Field("wbase2", 4, 0, 20, "WGRAD with momentum: weight-bank word address of the "
                               "velocities"),
@@ -176,7 +215,17 @@ OP_FIELDS = {
     Opcode.LOSS_GRAD: ("m", "batch", "scalar") + _SP + _SP2 + _SP3,
     Opcode.DMA_LOAD: ("n", "batch", "mem_addr", "mem_stride") + _SP,
     Opcode.DMA_STORE: ("n", "batch", "mem_addr", "mem_stride") + _SP,
+    Opcode.BROADCAST: ("root", "n", "batch") + _SP + _SP2,
+    Opcode.REDUCE: ("root", "n", "batch") + _SP + _SP2,
+    Opcode.ALL_GATHER: ("n", "batch") + _SP + _SP2,
+    Opcode.REDUCE_SCATTER: ("n", "batch") + _SP + _SP2,
+    Opcode.ALL_REDUCE: ("n", "batch") + _SP + _SP2,
+    Opcode.SEND: ("root", "peer", "n", "batch") + _SP + _SP2,
 }
+# Core and DMA operations name the cores that run them.
+for _op in Opcode:
+    if _op not in COLLECTIVES:
+        OP_FIELDS[_op] = OP_FIELDS[_op] + ("cores",)
 
 #: Sizes each operation needs to be non-zero.
 NEEDS = {
@@ -185,6 +234,7 @@ NEEDS = {
     Opcode.FORWARD: ("m", "n", "batch"), Opcode.BACKWARD: ("m", "n", "batch"),
     Opcode.WGRAD: ("m", "n", "batch"), Opcode.LOSS_GRAD: ("m", "batch"),
     Opcode.DMA_LOAD: ("n", "batch"), Opcode.DMA_STORE: ("n", "batch"),
+    **{op: ("n", "batch") for op in COLLECTIVES},
 }
 
 
@@ -310,6 +360,8 @@ class Limits:
         Bytes per AXI beat.
     dma_base, dma_last : int
         The DMA window: byte addresses ``dma_base`` to ``dma_last`` inclusive.
+    cores : int
+        Cores of the cluster.
     """
     rows: int
     cols: int
@@ -320,6 +372,7 @@ class Limits:
     beat_bytes: int
     dma_base: int = 0
     dma_last: int = (1 << 32) - 1
+    cores: int = 1
 
     @classmethod
     def from_config(cls, config, dma_base=0, dma_last=None):
@@ -330,14 +383,14 @@ class Limits:
             dma_last = (1 << config.host.axi_addr_width) - 1
         return cls(rows, cols, banks, config.pe.weight_words, config.pe.act_words,
                    config.core.scratchpad_words // banks, config.host.axi_data_width // 8,
-                   dma_base, dma_last)
+                   dma_base, dma_last, config.cluster.cores)
 
 
 def _ceil(a, b):
     return -(-a // b)
 
 
-def _matrices(op, c):
+def _matrices(op, c, cores=1):
     """The scratchpad matrices an operation touches: ``(base, lpc, rows, columns)``."""
     m, n, batch = c["m"], c["n"], c["batch"]
     sp = (c["sp_base"], c["sp_lpc"])
@@ -353,6 +406,10 @@ def _matrices(op, c):
         return [sp + (n, batch)] + ([sp2 + (n, batch)] if c["flag"] else [])
     if op == Opcode.LOSS_GRAD:
         return [sp + (m, batch), sp2 + (m, batch), sp3 + (1, batch)]
+    if op in COLLECTIVES:
+        rows = n * cores
+        return [sp + (rows if op == Opcode.REDUCE_SCATTER else n, batch),
+                sp2 + (rows if op == Opcode.ALL_GATHER else n, batch)]
     return []
 
 
@@ -399,8 +456,10 @@ def check(fields, limits):
         return ErrorCode.WEIGHT_RANGE
     if any(base + words > limits.act_words for base, words in acts):
         return ErrorCode.ACT_RANGE
-    for base, lpc, rows, columns in _matrices(op, c):
-        if lpc * limits.banks < rows or base + columns * lpc > limits.sp_lines:
+    for base, lpc, rows, columns in _matrices(op, c, limits.cores):
+        # A lane access addresses at most 2**16 elements of a column.
+        if (lpc * limits.banks < rows or base + columns * lpc > limits.sp_lines
+                or rows > 0xFFFF):
             return ErrorCode.SCRATCHPAD_RANGE
     if op in (Opcode.DMA_LOAD, Opcode.DMA_STORE):
         if c["mem_addr"] % limits.beat_bytes or c["mem_stride"] % limits.beat_bytes:
@@ -408,7 +467,26 @@ def check(fields, limits):
         first, last = dma_region(c, limits.beat_bytes)
         if first < limits.dma_base or last > limits.dma_last:
             return ErrorCode.DMA_RANGE
+    if core_error(op, c, limits.cores):
+        return ErrorCode.BAD_CORE
     return ErrorCode.NONE
+
+
+def core_mask(c, cores):
+    """The cores a core or DMA command runs on, as a bit mask (``cores = 0``: all)."""
+    return c["cores"] or (1 << cores) - 1
+
+
+def core_error(op, c, cores):
+    """Whether a command names cores the machine lacks (:attr:`ErrorCode.BAD_CORE`)."""
+    if op in COLLECTIVES:
+        if cores < 2 or c["root"] >= cores:
+            return True
+        return op == Opcode.SEND and (c["peer"] >= cores or c["peer"] == c["root"])
+    if c["cores"] >> cores:
+        return True
+    mask = core_mask(c, cores)
+    return op == Opcode.DMA_STORE and mask & (mask - 1) != 0
 
 
 def check_fetch(cmd_base, cmd_count, limits):
@@ -472,6 +550,9 @@ COUNTERS = (
      "not counted by the three product counters"),
     ("MULTIPLIES_AVOIDED", "reuse-cache hits of pairs with no zero operand: multiplies no "
      "multiplier made"),
+    ("RING_WORDS", "32-bit words moved over the ring's links by collectives, summed over "
+     "the links"),
+    ("RING_CYCLES", "cycles spent in collectives"),
 )
 
 _COUNTER_BASE = 0x100
@@ -515,6 +596,8 @@ def _registers():
                  "address space)"),
         Register("DUAL_SEED", 0x58, "rw", "seed of the `random` dual-precision policy "
                  "(bits 15:0; `sim.dual.random_bits`); SLVERR while running"),
+        Register("CLUSTER", 0x5C, "r", "cores on the ring (7:0), 32-bit words per link and "
+                 "cycle (15:8), cycles per hop (23:16)"),
     ]
     for index, (name, doc) in enumerate(COUNTERS):
         offset = _COUNTER_BASE + 8 * index
@@ -646,6 +729,16 @@ def markdown():
             "`abase2 + mt*batch` | |",
             "| `LOSS_GRAD` | | | `sp` and `sp2` (m x batch), `sp3` (1 x batch) |",
             "| `DMA_LOAD`, `DMA_STORE` | | | `sp` (n x batch); memory window |",
+            "| `BROADCAST`, `REDUCE`, `ALL_REDUCE`, `SEND` | | | `sp` and `sp2` (n x batch) |",
+            "| `ALL_GATHER` | | | `sp` (n x batch), `sp2` (cores*n x batch) |",
+            "| `REDUCE_SCATTER` | | | `sp` (cores*n x batch), `sp2` (n x batch) |",
+            "",
+            "On a cluster (`cluster.cores >= 2`) the controller hands a core command to the "
+            "cores of its `cores` mask and goes on to the next command; a command waits "
+            "until every core it touches has finished the commands before it, and a "
+            "collective waits for every core. Commands on different cores therefore "
+            "overlap, and every result is that of the stream run in order "
+            "(`docs/cluster.md`).",
             "",
             "## Registers (AXI4-Lite)", "",
             "32-bit registers at byte offsets. A read or write of an offset that holds no "
@@ -680,6 +773,9 @@ _ERROR_DOC = {
     ErrorCode.BUS_ERROR: "the memory answered SLVERR or DECERR (the command may be partly "
                          "done)",
     ErrorCode.CORE_ERROR: "the core refused a checked command (not expected)",
+    ErrorCode.BAD_CORE: "a `cores` bit, `root` or `peer` names a core the machine lacks, "
+                        "`root == peer` for `SEND`, a collective runs on one core, or a "
+                        "`DMA_STORE` names more than one core",
 }
 
 

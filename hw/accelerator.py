@@ -122,6 +122,8 @@ class Accelerator(wiring.Component):
             "dual_seed": dual_seed,
             "dma_base_lo": dma_base[:32], "dma_base_hi": dma_base[32:],
             "dma_last_lo": dma_last[:32], "dma_last_hi": dma_last[32:],
+            "cluster": (cfg.cluster.cores | (cfg.cluster.link_width // 32) << 8
+                        | cfg.cluster.hop_latency << 16),
         }
         for name, _ in isa.COUNTERS:
             key = name.lower()

@@ -194,6 +194,10 @@ class Machine:
         from gen.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
+        if config.cluster.cores > 1:
+            raise ValueError(f"a Machine is one core, and cluster.cores is "
+                             f"{config.cluster.cores}: a cluster's golden model is "
+                             f"sim.cluster_machine.ClusterMachine, not {config!r}")
         self.config = config
         self.rows, self.cols = config.core.rows, config.core.cols
         self.banks = bank_count(self.rows, self.cols)
@@ -342,12 +346,18 @@ class Machine:
             if error != ErrorCode.NONE:
                 return error
         else:
-            labels = self._execute_op[op](c)
-            counts = self._core_counts(op, c, labels)
-            for source, target in _CORE_COUNTERS.items():
-                self.counters[target] += counts[source]
+            self.core_op(op, c)
         self.counters["commands"] += 1
         return ErrorCode.NONE
+
+    def core_op(self, op, c):
+        """Execute core operation ``op`` with the checked fields ``c`` (no check, no
+        command count): the core's part of a command, which a cluster hands to each of
+        the cores of its mask (``sim.cluster_machine``)."""
+        labels = self._execute_op[op](c)
+        counts = self._core_counts(op, c, labels)
+        for source, target in _CORE_COUNTERS.items():
+            self.counters[target] += counts[source]
 
     def _core_counts(self, op, c, labels):
         """``sim.core_counts.predict`` of a core command, remembered: a training run repeats

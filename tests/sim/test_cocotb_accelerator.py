@@ -230,7 +230,7 @@ def _random_command(rng, config, limits, sp_lines):
     R, C = config.core.rows, config.core.cols
     roll = rng.random()
     if roll < 0.01:
-        words = [int(rng.integers(11, 256))] + [0] * (isa.COMMAND_WORDS - 1)
+        words = [int(rng.integers(17, 256))] + [0] * (isa.COMMAND_WORDS - 1)
         return words
     op = isa.Opcode(int(rng.integers(1, 11)))
     m, n, batch = (int(v) for v in rng.integers(1, 7, 3))
