@@ -311,11 +311,11 @@ def _execute_phase(phase, sources, destinations):
         upstream = (k - 1) % c
         incoming = outgoing[upstream] if phase.roles[upstream].send else None
         data = {"local": local, "incoming": incoming}
-        if "sum" in (role.send, role.write):
+        if "sum" in (role.send, role.write) and role.rows:
             data["sum"] = fadd(incoming, FP32, local, FP32, FP32).astype(_U)
         if role.send:
-            outgoing[k] = data[role.send]
-        if role.write:
+            outgoing[k] = data.get(role.send)
+        if role.write and role.write_rows:
             writes.append((k, role.write_row, role.write, data))
     # An all-gather step's incoming words are the upstream's own reads of this phase: fill
     # them now that every core has read.

@@ -164,3 +164,11 @@ def test_schedule_refuses_bad_input():
         ring.schedule(O.FORWARD, 2, 4)
     with pytest.raises(ValueError, match="at least 2 cores, not 1"):
         ring.schedule(O.ALL_REDUCE, 1, 4)
+
+
+def test_empty_collectives_change_nothing():
+    """n = 0 (which the command check refuses anyway) moves no word."""
+    for op in COLLECTIVES:
+        destinations = [np.full((0, 2), 7, dtype=np.uint64) for _ in range(3)]
+        ring.execute(op, [np.zeros((0, 2), dtype=np.uint64)] * 3, destinations, 0, peer=1)
+        assert all(d.shape == (0, 2) for d in destinations)
