@@ -64,10 +64,14 @@ operation                 phases                       cycles
 ========================  ===========================  ==============================
 ``BROADCAST``, ``REDUCE`` one chain over every core    ``P(c - 1)``
 ``SEND``                  one chain of ``d`` hops      ``P(d)``, ``d = (peer - root) mod c``
-``ALL_GATHER``            ``c - 1`` one-hop steps      ``(c - 1) * P(1)``
+``ALL_GATHER``            own chunk, ``c - 1`` steps   ``P(0) + (c - 1) * P(1)``
 ``REDUCE_SCATTER``        ``c`` chains                 ``c * P(c - 1)``
-``ALL_REDUCE``            both                         ``c * P(c - 1) + (c - 1) * P(1)``
+``ALL_REDUCE``            both                         ``sum_j P_j(c - 1) + (c - 1) * P(1)``
 ========================  ===========================  ==============================
+
+``P_j`` is ``P`` with the beats of chunk ``j`` (the last chunks of ``ALL_REDUCE`` may be
+shorter; an empty one has no chain). An all-gather first writes each core's own chunk into
+place (one write port: the steps write what arrives).
 
 ``ALL_GATHER``'s ``(c - 1) * L`` beats are the ring all-gather's
 ``(n*b*c - n*b*c/c) / nr`` of CATERPILLAR for a gathered matrix of ``n*c`` rows.
