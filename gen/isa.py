@@ -756,7 +756,7 @@ def markdown():
 
 
 _CONFIG_REGS = {"CONFIG_HASH", "ARRAY", "SCRATCHPAD_WORDS", "WEIGHT_WORDS", "ACT_WORDS", "BUS",
-                "DMA_LAST_HI"}
+                "CLUSTER", "DMA_LAST_HI"}
 
 _ERROR_DOC = {
     ErrorCode.NONE: "no error",

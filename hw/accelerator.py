@@ -1,4 +1,5 @@
-"""The accelerator: a training core behind an AXI4-Lite register slave and an AXI4 DMA master.
+"""The accelerator: ``cluster.cores`` training cores behind an AXI4-Lite register slave and an
+AXI4 DMA master, on a ring when there are two or more.
 
 The host writes a command stream (``gen.isa``) into memory, programs ``CMD_BASE`` and
 ``CMD_COUNT`` and writes the doorbell. The controller then, for each command in order:
@@ -7,8 +8,18 @@ The host writes a command stream (``gen.isa``) into memory, programs ``CMD_BASE`
 2. checks it in three registered steps -- tile counts, region sizes, comparisons -- with the
    rules of :func:`gen.isa.check`; a command that fails halts the run with its error code
    and index before anything of it happens;
-3. runs it: a core operation on the core (``hw.core``), ``DMA_LOAD`` / ``DMA_STORE`` on the
-   DMA engine (``hw.dma``);
+3. runs it: a core operation on the cores of its ``cores`` mask (``hw.core``),
+   ``DMA_LOAD`` / ``DMA_STORE`` on the DMA engine (``hw.dma``), a collective on the ring
+   engine (``hw.ring``).
+
+With one core every command waits for the one before it to end (a DMA and the core never
+overlap). A cluster keeps a scoreboard instead: a core command is handed to its cores as
+soon as each of them is idle, and the controller goes on to fetch the next command while
+they run; a DMA command waits for its cores to be idle (``DMA_LOAD`` reads memory once and
+writes the same beats into the scratchpad of every core of its mask, ``DMA_STORE`` reads its
+one core); a collective waits for every core and for its own end. A command touches only
+the state of its own cores, so every result is that of the stream run in order
+(``sim.cluster_machine``). The run ends -- done or halted -- once every core is idle.
 
 and at the end sets ``STATUS.done`` and ``IRQ_STATUS.done`` (or, on an error,
 ``STATUS.error`` and ``IRQ_STATUS.error``). ``irq`` is high while an enabled interrupt
@@ -35,11 +46,12 @@ COUNTER_BITS = 64
 
 
 class Accelerator(wiring.Component):
-    """A training core with its AXI host interface.
+    """Training cores with their AXI host interface.
 
     Parameters
     ----------
     config : gen.config.Config
+        ``cluster.cores`` from 1 to ``gen.isa.MAX_CORES``.
 
     Members
     -------
@@ -53,7 +65,11 @@ class Accelerator(wiring.Component):
     def __init__(self, config):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
+        if not 1 <= config.cluster.cores <= isa.MAX_CORES:
+            raise ValueError(f"cluster.cores must be between 1 and {isa.MAX_CORES} (the "
+                             f"command's cores mask), not {config.cluster.cores!r}")
         self.config = config
+        self.cores = config.cluster.cores
         self.addr_width = config.host.axi_addr_width
         self.data_width = config.host.axi_data_width
         members = {}
@@ -62,23 +78,30 @@ class Accelerator(wiring.Component):
         members["irq"] = Out(1)
         super().__init__(members)
 
+    def _ring_engine(self, line_bits):
+        """The ring engine of a cluster (``hw.ring``)."""
+        from .ring import RingEngine
+        return RingEngine(self.config, line_bits)
+
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         aw = self.addr_width
-        m.submodules.core = core = Core(cfg)
+        count = self.cores
+        cluster = count > 1
+        if cluster:
+            cores = [Core(cfg) for _ in range(count)]
+            for k, c in enumerate(cores):
+                m.submodules[f"core_{k}"] = c
+        else:
+            m.submodules.core = core = Core(cfg)
+            cores = [core]
+        core = cores[0]
         m.submodules.dma = dma = DmaEngine(addr_width=aw, data_width=self.data_width,
                                            line_bits=core.line_bits)
         m.submodules.regs = regs = AXI4LiteRegisters(isa.REGISTERS, REG_ADDR_WIDTH)
         connect_flat(m, self, "s_axil", regs.bus)
         connect_flat(m, self, "m_axi", dma.bus)
-
-        # The DMA engine's scratchpad port is the core's DMA port.
-        m.d.comb += [core.dma_we.eq(dma.sp_we), core.dma_re.eq(dma.sp_re),
-                     core.dma_e0.eq(dma.sp_e0), core.dma_line.eq(dma.sp_line),
-                     core.dma_lanes.eq(dma.sp_lanes)]
-        m.d.comb += [core.dma_wdata[l].eq(dma.sp_wdata[l]) for l in range(dma.words)]
-        m.d.comb += [dma.sp_rdata[l].eq(core.dma_rdata[l]) for l in range(dma.words)]
 
         # --- registers -------------------------------------------------------------------
         top = (1 << aw) - 1
@@ -97,10 +120,20 @@ class Accelerator(wiring.Component):
         error_index = Signal(32, name="error_index")
         counters = {name.lower(): Signal(COUNTER_BITS, name=f"count_{name.lower()}")
                     for name, _ in isa.COUNTERS}
-        core_counters = {"core_cycles": core.busy_cycles,
-                         **{name: getattr(core, name) for name in core.COUNTERS
-                            if name != "busy_cycles"}}
-        m.d.comb += [core.dual_seed.eq(dual_seed), core.reuse_strength.eq(reuse)]
+        names = {"core_cycles": "busy_cycles",
+                 **{name: name for name in core.COUNTERS if name != "busy_cycles"}}
+        if cluster:
+            # The core counters of the cluster: summed over the cores (registered; they are
+            # read while the run is over and the cores are idle).
+            core_counters = {}
+            for key, name in names.items():
+                total = Signal(COUNTER_BITS, name=f"sum_{key}")
+                m.d.sync += total.eq(sum(getattr(c, name) for c in cores))
+                core_counters[key] = total
+        else:
+            core_counters = {key: getattr(core, name) for key, name in names.items()}
+        for c in cores:
+            m.d.comb += [c.dual_seed.eq(dual_seed), c.reuse_strength.eq(reuse)]
         m.d.comb += self.irq.eq((irq_status & irq_enable) != 0)
 
         banks = core.banks
@@ -125,9 +158,14 @@ class Accelerator(wiring.Component):
             "cluster": (cfg.cluster.cores | (cfg.cluster.link_width // 32) << 8
                         | cfg.cluster.hop_latency << 16),
         }
+        if cluster:
+            m.submodules.ring = ring = self._ring_engine(core.line_bits)
+            core_counters["ring_words"] = ring.ring_words
+            core_counters["ring_cycles"] = ring.ring_cycles
         for name, _ in isa.COUNTERS:
             key = name.lower()
-            value = core_counters.get(key, counters[key])
+            value = Signal(COUNTER_BITS, name=f"read_{key}")
+            m.d.comb += value.eq(core_counters.get(key, counters[key]))
             read[f"{key}_lo"] = value[:32]
             read[f"{key}_hi"] = value[32:]
         for reg in isa.REGISTERS:
@@ -155,7 +193,7 @@ class Accelerator(wiring.Component):
                     "dma_base_hi", "dma_last_lo", "dma_last_hi", "dual_seed",
                     "reuse_strength"):
             m.d.comb += getattr(regs, f"w_err_{key}").eq(running)
-        ring = regs.w_doorbell & wd[0]
+        doorbell = regs.w_doorbell & wd[0]
 
         # --- the command being run ----------------------------------------------------------
         index = Signal(32, name="cmd_index")
@@ -177,14 +215,40 @@ class Accelerator(wiring.Component):
 
         O = isa.Opcode
         is_dma = any_op(O.DMA_LOAD, O.DMA_STORE)
+        is_collective = any_op(*sorted(isa.COLLECTIVES))
+
+        # The cores a core or DMA command runs on (gen.isa.core_mask).
+        everyone = (1 << count) - 1
+        mask = Signal(count, name="core_mask")
+        m.d.comb += mask.eq(Mux(f["cores"] == 0, everyone, f["cores"][:count]))
 
         # The core command: the checked fields, narrowed to the core's layout.
         core_fields = {name: f[name] for name in core.layout.members}
-        cmd_value = core.cmd.as_value()
-        for name, value in core_fields.items():
-            fl = core.layout[name]
-            width = fl.width
-            m.d.comb += cmd_value[fl.offset:fl.offset + width].eq(value[:width])
+        for c in cores:
+            cmd_value = c.cmd.as_value()
+            for name, value in core_fields.items():
+                fl = core.layout[name]
+                width = fl.width
+                m.d.comb += cmd_value[fl.offset:fl.offset + width].eq(value[:width])
+
+        # The DMA engine's scratchpad port: the core's DMA port; on a cluster a load writes
+        # every core of the mask and a store reads its one core.
+        if cluster:
+            for k, c in enumerate(cores):
+                on = mask[k] & ~fetching
+                m.d.comb += [c.dma_we.eq(dma.sp_we & on), c.dma_re.eq(dma.sp_re & on),
+                             c.dma_e0.eq(dma.sp_e0), c.dma_line.eq(dma.sp_line),
+                             c.dma_lanes.eq(dma.sp_lanes)]
+                m.d.comb += [c.dma_wdata[l].eq(dma.sp_wdata[l]) for l in range(dma.words)]
+            for l in range(dma.words):
+                m.d.comb += dma.sp_rdata[l].eq(
+                    _or_all([Mux(mask[k], c.dma_rdata[l], 0) for k, c in enumerate(cores)]))
+        else:
+            m.d.comb += [core.dma_we.eq(dma.sp_we), core.dma_re.eq(dma.sp_re),
+                         core.dma_e0.eq(dma.sp_e0), core.dma_line.eq(dma.sp_line),
+                         core.dma_lanes.eq(dma.sp_lanes)]
+            m.d.comb += [core.dma_wdata[l].eq(dma.sp_wdata[l]) for l in range(dma.words)]
+            m.d.comb += [dma.sp_rdata[l].eq(core.dma_rdata[l]) for l in range(dma.words)]
 
         # The DMA engine's transfer: a fetch or the command's.
         m.d.comb += [
@@ -197,6 +261,24 @@ class Accelerator(wiring.Component):
             dma.sp_lpc.eq(f["sp_lpc"][:core.line_bits]),
         ]
 
+        # The ring engine: the command's fields (held until its end), and the cores' ring
+        # ports.
+        if cluster:
+            m.d.comb += [ring.op.eq(op), ring.root.eq(f["root"]), ring.peer.eq(f["peer"]),
+                         ring.n.eq(f["n"]), ring.batch.eq(f["batch"]),
+                         ring.sp_base.eq(f["sp_base"]), ring.sp_lpc.eq(f["sp_lpc"]),
+                         ring.sp2_base.eq(f["sp2_base"]), ring.sp2_lpc.eq(f["sp2_lpc"])]
+            for k, c in enumerate(cores):
+                port = ring.ports[k]
+                m.d.comb += [c.ring_rd_en.eq(port.rd_en), c.ring_rd_e0.eq(port.rd_e0),
+                             c.ring_rd_line.eq(port.rd_line), c.ring_rd_lanes.eq(port.rd_lanes),
+                             c.ring_wr_en.eq(port.wr_en), c.ring_wr_e0.eq(port.wr_e0),
+                             c.ring_wr_line.eq(port.wr_line), c.ring_wr_lanes.eq(port.wr_lanes)]
+                m.d.comb += [c.ring_wr_data[l].eq(port.wr_data[l])
+                             for l in range(core.ring_words)]
+                m.d.comb += [port.rd_data[l].eq(c.ring_rd_data[l])
+                             for l in range(core.ring_words)]
+
         # --- checks (gen.isa.check), three registered steps ----------------------------------
         R, C = cfg.core.rows, cfg.core.cols
         K = dma.words
@@ -205,18 +287,28 @@ class Accelerator(wiring.Component):
         mt = Signal(16, name="chk_mt")
         nt = Signal(16, name="chk_nt")
         batch = f["batch"]
+        # A collective's matrix of every core's chunks has cores * n rows, which may exceed
+        # the 2**16 elements a lane access addresses (a SCRATCHPAD_RANGE).
+        rows_bits = 16 + (count - 1).bit_length()
+        n_all = f["n"] * count
         # Step 1: tile counts and the scratchpad matrices each operation touches.
         matrices = []
         for prefix, rows_cols in (
                 ("sp", [(any_op(O.LOAD_COL, O.DMA_LOAD, O.DMA_STORE), f["n"], batch),
                         (any_op(O.LOAD_ROW, O.FORWARD, O.LOSS_GRAD), f["m"], batch),
                         (any_op(O.LOAD_W, O.STORE_W), f["m"], f["n"]),
-                        (is_op[O.BACKWARD], f["n"], batch)]),
+                        (is_op[O.BACKWARD], f["n"], batch),
+                        (any_op(O.BROADCAST, O.REDUCE, O.ALL_GATHER, O.ALL_REDUCE, O.SEND),
+                         f["n"], batch),
+                        (is_op[O.REDUCE_SCATTER], n_all, batch)]),
                 ("sp2", [(is_op[O.BACKWARD] & f["flag"], f["n"], batch),
-                         (is_op[O.LOSS_GRAD], f["m"], batch)]),
+                         (is_op[O.LOSS_GRAD], f["m"], batch),
+                         (any_op(O.BROADCAST, O.REDUCE, O.REDUCE_SCATTER, O.ALL_REDUCE, O.SEND),
+                          f["n"], batch),
+                         (is_op[O.ALL_GATHER], n_all, batch)]),
                 ("sp3", [(is_op[O.LOSS_GRAD], Const(1, 16), batch)])):
             used = Signal(name=f"chk_{prefix}_used")
-            rows = Signal(16, name=f"chk_{prefix}_rows")
+            rows = Signal(rows_bits, name=f"chk_{prefix}_rows")
             cols = Signal(16, name=f"chk_{prefix}_cols")
             for cond, r_, c_ in rows_cols:      # the conditions exclude each other
                 with m.If(cond):
@@ -235,7 +327,10 @@ class Accelerator(wiring.Component):
             base, lpc = f[f"{prefix}_base"], f[f"{prefix}_lpc"]
             short = Signal(name=f"chk_{prefix}_short")
             end = Signal(48, name=f"chk_{prefix}_end")
-            m.d.sync += [short.eq((lpc << log_banks) < rows), end.eq(base + cols * lpc)]
+            too_long = (lpc << log_banks) < rows
+            if rows_bits > 16:
+                too_long = too_long | (rows > 0xFFFF)
+            m.d.sync += [short.eq(too_long), end.eq(base + cols * lpc)]
             sp_bad.append(used & (short | (end > core.sp_words // banks)))
         dma_span = Signal(66, name="chk_dma_span")
         col_bytes = ((f["n"] + (K - 1)) >> (K.bit_length() - 1)) << log_bb
@@ -251,6 +346,18 @@ class Accelerator(wiring.Component):
         align_bad = is_dma & ((f["mem_addr"][:log_bb] != 0) | (f["mem_stride"][:log_bb] != 0))
         range_bad = is_dma & ((f["mem_addr"] < dma_base) |
                               (f["mem_addr"] + dma_span - 1 > dma_last))
+        # gen.isa.core_error: cores the machine lacks.
+        core_bad = Signal(name="chk_core_bad")
+        if cluster:
+            send = is_op[O.SEND]
+            collective_bad = ((f["root"] >= count) |
+                              (send & ((f["peer"] >= count) | (f["peer"] == f["root"]))))
+        else:
+            collective_bad = Const(1, 1)        # a collective needs two cores
+        absent = (f["cores"][count:] != 0) if count < 16 else Const(0, 1)
+        several = (mask & (mask - 1)[:count]) != 0
+        m.d.comb += core_bad.eq(Mux(is_collective, collective_bad,
+                                    absent | (is_op[O.DMA_STORE] & several)))
         needs = {o: [f[s] == 0 for s in isa.NEEDS[o]] for o in isa.Opcode}
         zero_bad = Cat(*[is_op[o] & Cat(*needs[o]).any() for o in isa.Opcode]).any()
         known = Cat(*is_op.values()).any()
@@ -260,8 +367,8 @@ class Accelerator(wiring.Component):
             Mux(~known, E.BAD_OPCODE, Mux(reserved, E.RESERVED_BITS, Mux(
                 zero_bad, E.ZERO_SIZE, Mux(weight_bad, E.WEIGHT_RANGE, Mux(
                     act_bad, E.ACT_RANGE, Mux(Cat(*sp_bad).any(), E.SCRATCHPAD_RANGE, Mux(
-                        align_bad, E.DMA_ALIGN, Mux(range_bad, E.DMA_RANGE,
-                                                    E.NONE)))))))))
+                        align_bad, E.DMA_ALIGN, Mux(range_bad, E.DMA_RANGE, Mux(
+                            core_bad, E.BAD_CORE, E.NONE))))))))))
 
         # --- counters ---------------------------------------------------------------------
         with m.If(running):
@@ -282,35 +389,77 @@ class Accelerator(wiring.Component):
         irq_clear = Mux(regs.w_irq_status, wd[:2], 0)
         m.d.sync += irq_status.eq((irq_status & ~irq_clear) | irq_set)
 
+        # The cores' state for the scoreboard (a cluster).
+        idle = Signal(count, name="cores_idle")
+        m.d.comb += idle.eq(Cat(*[c.cmd_ready for c in cores]))
+        all_idle = idle == everyone
+        mask_idle = (mask & ~idle) == 0
+        halted = Signal(name="halted")          # the run ends with an error (a cluster)
+
         def halt(error):
-            m.d.sync += [running.eq(0), failed.eq(1), error_code.eq(error),
-                         error_index.eq(index)]
-            m.d.comb += irq_set.eq(0b10)
+            m.d.sync += [error_code.eq(error), error_index.eq(index)]
+            if cluster:
+                # The commands before this one may still be running: the run ends when
+                # they have.
+                m.d.sync += halted.eq(1)
+                m.next = "DRAIN"
+            else:
+                m.d.sync += [running.eq(0), failed.eq(1)]
+                m.d.comb += irq_set.eq(0b10)
+                m.next = "IDLE"
+
+        def finish_run():
+            m.d.sync += [running.eq(0), done.eq(1)]
+            m.d.comb += irq_set.eq(0b01)
             m.next = "IDLE"
 
         def next_command():
             with m.If(index + 1 == cmd_count):
-                m.d.sync += [running.eq(0), done.eq(1)]
-                m.d.comb += irq_set.eq(0b01)
-                m.next = "IDLE"
+                if cluster:
+                    m.d.sync += halted.eq(0)
+                    m.next = "DRAIN"
+                else:
+                    finish_run()
             with m.Else():
                 m.d.sync += fetch_addr.eq(fetch_addr + isa.COMMAND_BYTES)
                 m.next = "FETCH"
             m.d.sync += [index.eq(index + 1), counters["commands"].eq(counters["commands"] + 1)]
 
+        sent = Signal(count, name="cores_sent")     # the cores the last core command went to
+
+        def dispatch():
+            """Start a checked command once the cores it needs are idle (a cluster)."""
+            with m.If(is_dma):
+                with m.If(mask_idle):
+                    m.d.comb += dma.start.eq(1)
+                    m.next = "DMA_WAIT"
+                with m.Else():
+                    m.next = "DISPATCH"
+            with m.Elif(is_collective):
+                with m.If(all_idle):
+                    m.d.comb += ring.start.eq(1)
+                    m.next = "RING_WAIT"
+                with m.Else():
+                    m.next = "DISPATCH"
+            with m.Else():
+                with m.If(mask_idle):
+                    m.d.comb += [c.cmd_valid.eq(mask[k]) for k, c in enumerate(cores)]
+                    m.d.sync += sent.eq(mask)
+                    m.next = "CORE_SENT"
+                with m.Else():
+                    m.next = "DISPATCH"
+
         fetch_last = Signal(72, name="fetch_last")
         m.d.comb += fetch_last.eq(cmd_base + (cmd_count << 6) - 1)
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
-                with m.If(ring):
+                with m.If(doorbell):
                     m.d.sync += [running.eq(1), done.eq(0), failed.eq(0), error_code.eq(0),
                                  error_index.eq(0), index.eq(0), fetch_addr.eq(cmd_base)]
                     m.next = "START"
             with m.State("START"):
                 with m.If(cmd_count == 0):
-                    m.d.sync += [running.eq(0), done.eq(1)]
-                    m.d.comb += irq_set.eq(0b01)
-                    m.next = "IDLE"
+                    finish_run()
                 with m.Elif((cmd_base[:6] != 0) | (cmd_base < dma_base) | (fetch_last > dma_last)):
                     halt(E.FETCH_RANGE)
                 with m.Else():
@@ -332,21 +481,51 @@ class Accelerator(wiring.Component):
             with m.State("CHECK3"):
                 with m.If(code != E.NONE):
                     halt(code)
-                with m.Elif(is_dma):
-                    m.d.comb += dma.start.eq(1)
-                    m.next = "DMA_WAIT"
-                with m.Else():
-                    m.d.comb += core.cmd_valid.eq(1)
-                    m.next = "CORE_WAIT"
+                if cluster:
+                    with m.Else():
+                        dispatch()
+                else:
+                    with m.Elif(is_dma):
+                        m.d.comb += dma.start.eq(1)
+                        m.next = "DMA_WAIT"
+                    with m.Else():
+                        m.d.comb += core.cmd_valid.eq(1)
+                        m.next = "CORE_WAIT"
             with m.State("DMA_WAIT"):
                 with m.If(dma.done):
                     with m.If(dma.bus_error):
                         halt(E.BUS_ERROR)
                     with m.Else():
                         next_command()
-            with m.State("CORE_WAIT"):
-                with m.If(core.error):
-                    halt(E.CORE_ERROR)
-                with m.Elif(core.cmd_ready):
-                    next_command()
+            if cluster:
+                with m.State("DISPATCH"):
+                    dispatch()
+                with m.State("CORE_SENT"):
+                    # A core's error flag is valid the cycle after it took the command.
+                    with m.If((Cat(*[c.error for c in cores]) & sent) != 0):
+                        halt(E.CORE_ERROR)
+                    with m.Else():
+                        next_command()
+                with m.State("RING_WAIT"):
+                    with m.If(ring.done):
+                        next_command()
+                with m.State("DRAIN"):
+                    with m.If(all_idle):
+                        m.d.sync += [running.eq(0), done.eq(~halted), failed.eq(halted)]
+                        m.d.comb += irq_set.eq(Mux(halted, 0b10, 0b01))
+                        m.next = "IDLE"
+            else:
+                with m.State("CORE_WAIT"):
+                    with m.If(core.error):
+                        halt(E.CORE_ERROR)
+                    with m.Elif(core.cmd_ready):
+                        next_command()
         return m
+
+
+def _or_all(values):
+    """The bitwise OR of ``values``."""
+    result = values[0]
+    for value in values[1:]:
+        result = result | value
+    return result

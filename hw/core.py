@@ -130,6 +130,12 @@ class Core(wiring.Component):
         The ``REUSE_STRENGTH`` register (``docs/reuse.md``; 0: off).
     reuse_lookups, reuse_hits, multiplies_avoided : Out(48)
         Counters of the reuse caches, summed over the PEs (zero without a cache).
+    ring_rd_en, ring_rd_e0, ring_rd_line, ring_rd_lanes, ring_rd_data, ring_wr_en, ring_wr_e0,
+    ring_wr_line, ring_wr_lanes, ring_wr_data :
+        Only on a cluster (``cluster.cores > 1``): the ring engine's lane access to the
+        scratchpad (``hw.ring``), ``nr = sim.ring.link_words(config)`` lanes, with separate
+        read and write addresses in the same cycle (use only while idle; read data one cycle
+        later).
     """
 
     COUNTER_BITS = 48
@@ -165,10 +171,25 @@ class Core(wiring.Component):
         line_bits = max(1, (self.sp_words // self.banks - 1).bit_length())
         self.line_bits = line_bits
         self.dma_words = config.host.axi_data_width // 32
+        # The ring engine's lanes (a cluster only): a link beat is one lane access.
+        self.ring_words = (max(1, config.cluster.link_width // 32)
+                           if config.cluster.cores > 1 else 0)
+        if self.ring_words > self.banks:
+            raise ValueError(f"cluster.link_width carries {self.ring_words} words per cycle, "
+                             f"more than the {self.banks} scratchpad banks of a "
+                             f"{self.rows}x{self.cols} core; it must be at most "
+                             f"{32 * self.banks}, not {config.cluster.link_width!r}")
         self.layout = command_layout((config.pe.weight_words - 1).bit_length() or 1,
                                      (config.pe.act_words - 1).bit_length() or 1, line_bits)
         addr_bits = max(1, (self.sp_words - 1).bit_length())
         counters = {name: Out(self.COUNTER_BITS) for name in self.COUNTERS}
+        ring = {}
+        if self.ring_words:
+            nr = self.ring_words
+            ring = {"ring_rd_en": In(1), "ring_rd_e0": In(16), "ring_rd_line": In(line_bits),
+                    "ring_rd_lanes": In(nr), "ring_rd_data": Out(32).array(nr),
+                    "ring_wr_en": In(1), "ring_wr_e0": In(16), "ring_wr_line": In(line_bits),
+                    "ring_wr_lanes": In(nr), "ring_wr_data": In(32).array(nr)}
         super().__init__({
             "cmd": In(self.layout),
             "cmd_valid": In(1),
@@ -185,6 +206,7 @@ class Core(wiring.Component):
             "dual_seed": In(16),
             "reuse_strength": In(5),
             **counters,
+            **ring,
         })
 
     # The elaboration is split by concern: datapath (PEs, buses, reducers, scratchpad) and
@@ -196,7 +218,8 @@ class Core(wiring.Component):
         cfg = self.config
 
         m.submodules.scratchpad = sp = Scratchpad(words=self.sp_words, banks=S,
-                                                  lanes=max(lanes, self.dma_words))
+                                                  lanes=max(lanes, self.dma_words,
+                                                            self.ring_words))
         m.d.comb += [sp.host_addr.eq(self.host_addr), sp.host_wdata.eq(self.host_wdata),
                      sp.host_we.eq(self.host_we), sp.host_re.eq(self.host_re),
                      self.host_rdata.eq(sp.host_rdata)]
@@ -389,6 +412,18 @@ class Core(wiring.Component):
             m.d.comb += [sp.rd_en.eq(1), sp.rd_e0.eq(self.dma_e0), sp.rd_line.eq(self.dma_line),
                          sp.rd_lanes.eq(self.dma_lanes)]
         m.d.comb += [self.dma_rdata[l].eq(sp.rd_data[l]) for l in range(K)]
+        if self.ring_words:
+            # The ring engine's lane port: also used only while the core is idle (a
+            # collective waits for every core), with its own read and write addresses.
+            nr = self.ring_words
+            with m.If(self.ring_wr_en):
+                m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(self.ring_wr_e0),
+                             sp.wr_line.eq(self.ring_wr_line), sp.wr_lanes.eq(self.ring_wr_lanes)]
+                m.d.comb += [sp.wr_data[l].eq(self.ring_wr_data[l]) for l in range(nr)]
+            with m.If(self.ring_rd_en):
+                m.d.comb += [sp.rd_en.eq(1), sp.rd_e0.eq(self.ring_rd_e0),
+                             sp.rd_line.eq(self.ring_rd_line), sp.rd_lanes.eq(self.ring_rd_lanes)]
+            m.d.comb += [self.ring_rd_data[l].eq(sp.rd_data[l]) for l in range(nr)]
         return m
 
     def _shared_tags(self, m, pes):

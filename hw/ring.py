@@ -357,7 +357,10 @@ class RingEngine(wiring.Component):
             write_row = Signal(16, name=f"write_row{k}")
             write_rows = Signal(16, name=f"write_rows{k}")
             d = Signal(range(c), name=f"chain_position{k}")
-            m.d.comb += d.eq(Mux(chain_start > k, k + c - chain_start, k - chain_start))
+            if k == c - 1:      # no chain starts past the last core
+                m.d.comb += d.eq(k - chain_start)
+            else:
+                m.d.comb += d.eq(Mux(chain_start > k, k + c - chain_start, k - chain_start))
             with m.If(kind == _Kind.CHAIN):
                 in_chain = d <= chain_hops
                 head = d == 0

@@ -5,7 +5,8 @@ writes first, the DMA window, the command buffer, a cycle bound). :func:`run_job
 Verilog of the config, runs the cocotb testbench ``sim.tb.accelerator`` (AxiLiteMaster as
 the host, AxiRam as the memory) and returns what the host saw after each run: status,
 error code and index, counters, cycles and the whole memory image. The same job runs on the
-golden machine model (``sim.machine``) for comparison (:func:`run_job_golden`).
+golden machine model (``sim.machine``, or ``sim.cluster_machine`` for a cluster) for
+comparison (:func:`run_job_golden`).
 """
 
 import json
@@ -23,7 +24,8 @@ __all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "training_job
 GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
                    "core_cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words",
                    "high_products", "low_products", "bypass_products",
-                   "reuse_lookups", "reuse_hits", "multiplies_avoided")
+                   "reuse_lookups", "reuse_hits", "multiplies_avoided", "ring_words",
+                   "ring_cycles")
 
 
 @dataclass
@@ -88,13 +90,14 @@ def _window(config, run):
 
 
 def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_dir=None,
-            fast_build=True):
+            fast_build=True, build_args=()):
     """Run ``job`` on the RTL of ``config`` under ``simulator``; a list of :class:`RunOutput`.
 
     The Verilog and the simulator build go under ``build_dir``; a build of the same Verilog
     is reused (also by concurrent callers). The job's files go to ``job_dir`` (default
     ``build_dir/job``): give each concurrent caller its own. ``fast_build=False`` compiles
-    Verilator's model optimised (a slower build, a faster simulation).
+    Verilator's model optimised (a slower build, a faster simulation); ``build_args`` go to
+    the simulator's build (``sim.runner.run_testbench``).
     """
     from gen.verilog import emit
     from sim.runner import run_testbench
@@ -124,6 +127,7 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
     run_testbench(sources=[paths["verilog"]], toplevel=config.name,
                   module="sim.tb.accelerator", simulator=simulator, build_dir=build_dir,
                   testcase="job", waves=waves, timeout_s=timeout_s, fast_build=fast_build,
+                  build_args=build_args,
                   extra_env={"CHRYSALIS_JOB": spec, "CHRYSALIS_JOB_OUT": out,
                              "CHRYSALIS_CONFIG": config.to_toml()})
     result = np.load(out)
@@ -139,11 +143,12 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
 
 
 def run_job_golden(config, job, machine=None):
-    """Run ``job`` on the golden machine model; :class:`RunOutput` s with the counters of
+    """Run ``job`` on the golden machine model (``sim.cluster_machine.machine_for``: a
+    cluster's for ``cluster.cores > 1``); :class:`RunOutput` s with the counters of
     :data:`GOLDEN_COUNTERS` (cumulative, as the registers) and no cycles."""
-    from sim.machine import Machine
+    from sim.cluster_machine import machine_for
 
-    machine = Machine(config) if machine is None else machine
+    machine = machine_for(config) if machine is None else machine
     image = np.array(job.image, dtype=np.uint32)
     outputs = []
     for run in job.runs:

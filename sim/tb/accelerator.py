@@ -1,5 +1,5 @@
-"""cocotb testbench of the accelerator (``hw.accelerator``): cocotbext-axi's AxiLiteMaster is
-the host and AxiRam the memory.
+"""cocotb testbench of the accelerator (``hw.accelerator``, one core or a cluster: the same
+ports): cocotbext-axi's AxiLiteMaster is the host and AxiRam the memory.
 
 Two tests:
 
@@ -204,6 +204,9 @@ async def registers(dut):
     assert await tb.read("WEIGHT_WORDS") == config.pe.weight_words
     assert await tb.read("ACT_WORDS") == config.pe.act_words
     assert await tb.read("BUS") == config.host.axi_data_width | config.host.axi_addr_width << 16
+    assert await tb.read("CLUSTER") == (config.cluster.cores
+                                        | (config.cluster.link_width // 32) << 8
+                                        | config.cluster.hop_latency << 16)
     assert await tb.read64("DMA_LAST") == (1 << config.host.axi_addr_width) - 1
     assert await tb.read("STATUS") == 0
 

@@ -592,6 +592,8 @@ def reset_values(config):
         "BUS": config.host.axi_data_width | config.host.axi_addr_width << 16,
         "DMA_LAST_LO": top & 0xFFFF_FFFF,
         "DMA_LAST_HI": top >> 32,
+        "CLUSTER": (config.cluster.cores | (config.cluster.link_width // 32) << 8
+                    | config.cluster.hop_latency << 16),
     }
     assert isa._CONFIG_REGS <= set(from_config)
     return {r.name: from_config.get(r.name, r.reset) for r in isa.REGISTERS}
@@ -884,3 +886,32 @@ def test_fetch_stays_in_the_window_when_cmd_count_changes():
 
     got, _ = simulate(body, image=image_of(stream), seed=3)
     assert got == ([Resp.SLVERR] * 6, [], len(stream), len(stream), 0, 0)
+
+
+def test_collective_on_one_core_is_bad_core():
+    """On one core a collective is BAD_CORE (the last check) and never reaches the core:
+    the run halts at its index with the core never busy; so does a ``cores`` bit past bit
+    0, while bit 0 (or 0: every core) runs."""
+    fields = dict(n=2, batch=1, sp_base=0, sp_lpc=1, sp2_base=4, sp2_lpc=1)
+    load = dict(op="DMA_LOAD", n=2, batch=1, mem_addr=0x4000, sp_base=0, sp_lpc=1)
+    fwd = dict(op="FORWARD", m=2, n=2, batch=1, wbase=0, abase=0, sp_base=8, sp_lpc=1)
+    streams = [[load, dict(fields, op=op.name, **({"peer": 1} if op == Opcode.SEND else {}))]
+               for op in sorted(isa.COLLECTIVES)]
+    streams += [[load, dict(fwd, cores=0b10)], [dict(fwd, cores=0b1), dict(fwd, cores=0)]]
+    image, runs = {}, []
+    for k, stream in enumerate(streams):
+        image.update(image_of(stream, CMD_BASE + 0x400 * k))
+        runs.append((CMD_BASE + 0x400 * k, len(stream)))
+
+    async def body(bench):
+        outs = []
+        for cmd_base, count in runs:
+            out, _ = await bench.run(cmd_base, count)
+            outs.append((out["status"], out["error_code"], out["error_index"],
+                         out["counters"]["CORE_CYCLES"]))
+        return outs
+
+    got, _ = simulate(body, image=image, seed=2)
+    bad = [(STATUS_ERROR, ErrorCode.BAD_CORE, 1, 0)] * (len(streams) - 1)
+    assert got[:-1] == bad
+    assert got[-1][:3] == (STATUS_DONE, 0, 0) and got[-1][3] > 0

@@ -104,7 +104,7 @@ def bad_input_case(config):
                 words.extend([0xEE] + [0] * (isa.COMMAND_WORDS - 1))
             elif command == "reserved":
                 w = list(isa.encode(**load))
-                w[0] |= 1 << 20
+                w[0] |= 1 << 12
                 words.extend(w)
             else:
                 words.extend(isa.encode(**command))
