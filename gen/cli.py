@@ -207,6 +207,10 @@ _TRAIN_BATCH = 8
 _TRAIN_EPOCHS = 12
 _TRAIN_SIZES = (64, 32, 10)
 _TRAIN_BACKENDS = ("golden", "icarus", "verilator")
+# sim.cluster_train.MODES and sim.cp_program's defaults, checked as above.
+_TRAIN_MODES = ("data", "model", "cp")
+_TRAIN_CP_LR = 0.02
+_TRAIN_CP_EPOCHS = 8
 
 
 def _positive_int(text):
@@ -263,14 +267,15 @@ def _configure_train(parser):
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=_positive_int, metavar="N",
                         help=f"train N epochs, measuring after each (default: "
-                             f"{_TRAIN_EPOCHS})")
+                             f"{_TRAIN_EPOCHS}; --mode cp: {_TRAIN_CP_EPOCHS})")
     length.add_argument("--steps", type=_positive_int, metavar="N",
                         help="train N SGD steps, measuring at the end")
-    parser.add_argument("--batch", type=_positive_int, default=_TRAIN_BATCH, metavar="B",
+    parser.add_argument("--batch", type=_positive_int, metavar="B",
                         help=f"samples per minibatch; the remainder of each epoch is dropped "
-                             f"(default: {_TRAIN_BATCH})")
-    parser.add_argument("--lr", type=lambda t: _number(t, True), default=_TRAIN_LR,
-                        metavar="LR", help=f"learning rate (default: {_TRAIN_LR})")
+                             f"(default: {_TRAIN_BATCH}; --mode cp: 1)")
+    parser.add_argument("--lr", type=lambda t: _number(t, True), metavar="LR",
+                        help=f"learning rate (default: {_TRAIN_LR}; --mode cp: "
+                             f"{_TRAIN_CP_LR})")
     parser.add_argument("--momentum", type=lambda t: _number(t, False), metavar="MU",
                         help="SGD with momentum MU (default: plain SGD)")
     parser.add_argument("--sizes", type=_layer_sizes, default=_TRAIN_SIZES, metavar="N,..,N",
@@ -287,6 +292,11 @@ def _configure_train(parser):
                         help="write the result (history, counters, final weights) as JSON")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (the per-epoch lines are still printed)")
+    parser.add_argument("--mode", choices=_TRAIN_MODES,
+                        help="train on a cluster (cluster.cores >= 2, docs/cluster.md): "
+                             "'data' parallel, 'model' parallel or 'cp' (continuous "
+                             "propagation, layers pipelined over the cores, batch 1 and "
+                             f"lr {_TRAIN_CP_LR} by default); a cluster needs one")
     parser.add_argument("--reuse", type=_reuse_strength, metavar="K|adaptive",
                         help="the reuse cache's strength (needs pe.reuse_entries > 0): a "
                              "fixed REUSE_STRENGTH K (0: off, 1: exact hits, larger: "
@@ -309,6 +319,10 @@ def _run_train(args):
         raise ConfigError("--waves needs an RTL backend (--backend icarus or verilator), "
                           "not golden")
     config = config_from_args(args)
+    if args.mode is not None or config.cluster.cores > 1:
+        return _run_cluster_train(args, config)
+    args.batch = _TRAIN_BATCH if args.batch is None else args.batch
+    args.lr = _TRAIN_LR if args.lr is None else args.lr
     epochs = args.epochs if args.steps is None and args.epochs is not None else None
     if args.steps is None and epochs is None:
         epochs = _TRAIN_EPOCHS
@@ -334,6 +348,58 @@ def _run_train(args):
     return 0 if result.golden_match in (None, True) else 1
 
 
+def _run_cluster_train(args, config):
+    """``chrysalis train`` on a cluster: a mode's epochs on the golden cluster, or its first
+    steps on the RTL checked against the golden cluster (``sim.cluster_train``)."""
+    from sim import cluster_train
+    if args.mode is None:
+        raise ConfigError(f"config {config.name!r} has cluster.cores = "
+                          f"{config.cluster.cores}: say how to train on it with --mode "
+                          f"{', '.join(_TRAIN_MODES)}")
+    for flag, value in (("--momentum", args.momentum), ("--reuse", args.reuse),
+                        ("--waves", args.waves or None)):
+        if value is not None:
+            raise ConfigError(f"{flag} is not supported with --mode {args.mode}, "
+                              f"not {value!r}")
+    log = (lambda line: print(line, flush=True))
+    try:
+        if args.backend == "golden":
+            if args.steps is not None:
+                raise ConfigError("--steps with --mode runs the RTL against the golden "
+                                  "cluster (--backend icarus or verilator); the golden "
+                                  "backend trains whole epochs (--epochs)")
+            result = cluster_train.train_cluster(
+                config, args.mode, sizes=args.sizes, batch=args.batch, lr=args.lr,
+                epochs=args.epochs, seed=args.seed, progress=not args.quiet, log=log)
+            history = result.history
+            last = history[-1]
+            print(f"{args.mode} on {config.cluster.cores} cores: test accuracy "
+                  f"{100 * last.acc:.2f}% after {len(history)} epochs")
+            ok = True
+        else:
+            if args.epochs is not None:
+                raise ConfigError(f"--mode with --backend {args.backend} runs --steps N, "
+                                  f"not --epochs {args.epochs}")
+            result = cluster_train.run_cluster_rtl(
+                config, args.mode, steps=args.steps or 2, simulator=args.backend,
+                build_dir=args.build_dir, sizes=args.sizes, batch=args.batch, lr=args.lr,
+                seed=args.seed, log=log)
+            ok = result.golden_match
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    except RuntimeError as error:
+        return _fail(error, 1)
+    if args.json is not None:
+        import json
+        from pathlib import Path
+        path = Path(args.json)
+        if path.parent != Path():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        print(f"result written to {path}")
+    return 0 if ok else 1
+
+
 register(Command(
     name="train",
     help="train an MLP on scikit-learn's digits on the accelerator",
@@ -354,7 +420,9 @@ register(Command(
            "  chrysalis train --backend verilator --steps 20\n"
            "  chrysalis train --backend icarus --steps 2 --waves\n"
            "  chrysalis train --set pe.reuse_entries=16 --set pe.reuse_ways=4 --reuse "
-           "adaptive",
+           "adaptive\n"
+           "  chrysalis train --set cluster.cores=2 --mode data --epochs 12\n"
+           "  chrysalis train --set cluster.cores=2 --mode cp --backend verilator --steps 4",
     configure=_configure_train,
     run=_run_train,
 ))

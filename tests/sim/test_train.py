@@ -206,9 +206,15 @@ def test_a_network_that_does_not_fit_says_so():
 def test_cli_defaults_are_the_drivers():
     parser = cli.build_parser()
     args = parser.parse_args(["train"])
-    assert (args.lr, args.batch, args.sizes) == (tr.DEFAULT_LR, tr.DEFAULT_BATCH,
-                                                 tr.DIGITS_SIZES)
+    # --lr and --batch default per mode (None on the command line).
+    assert (cli._TRAIN_LR, cli._TRAIN_BATCH, args.sizes) == (tr.DEFAULT_LR, tr.DEFAULT_BATCH,
+                                                             tr.DIGITS_SIZES)
+    assert args.lr is None and args.batch is None and args.mode is None
     assert cli._TRAIN_EPOCHS == tr.DEFAULT_EPOCHS
+    from sim import cluster_train, cp_program
+    assert cli._TRAIN_MODES == cluster_train.MODES
+    assert (cli._TRAIN_CP_LR, cli._TRAIN_CP_EPOCHS) == (cp_program.DEFAULT_CP_LR,
+                                                        cp_program.DEFAULT_CP_EPOCHS)
     assert cli._TRAIN_BACKENDS == tr.BACKENDS
     assert (args.backend, args.seed, args.build_dir) == ("golden", 0, "build/train")
 
