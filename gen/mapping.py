@@ -176,12 +176,16 @@ def _partition_layer_cost(config, network, index, batch, split, timing):
                             classes=network.classes, on_chip=chip,
                             **({} if timing is None else {"timing": timing}))["cycles"]
         best = cycles if best is None or cycles < best else best
+    # The collectives as the cluster's programs issue them (sim.ring's schedules): matrices
+    # of the layer's rows by its activation columns, and the weight gradient rows x columns.
+    columns = layer.columns * batch
     if split == "model":
-        best += ring_collective(config, layer.m * layer.columns * batch, "all-gather")
+        best += ring_collective(config, layer.m * columns, "all-gather", columns=columns)
         if not first:
-            best += ring_collective(config, layer.n * layer.columns * batch, "reduce-scatter")
+            best += ring_collective(config, layer.n * columns, "reduce-scatter",
+                                    columns=columns)
     else:
-        best += ring_collective(config, layer.weights, "all-reduce")
+        best += ring_collective(config, layer.weights, "all-reduce", columns=layer.n)
     return best
 
 
@@ -215,7 +219,8 @@ def partition(config, network, batch, timing=None):
     def switch(i, before, after):
         if before == "data" and after == "model":
             layer = network.layers[i]
-            return ring_collective(config, layer.input_words * batch, "all-gather")
+            return ring_collective(config, layer.input_words * batch, "all-gather",
+                                   columns=batch)
         return 0.0
 
     best = {s: (costs[0][s], [s]) for s in splits}

@@ -5,33 +5,53 @@ One core (:func:`network_cost`, modes ``sgd`` and ``mbgd``): every layer by
 commands in order). Whether the weights stay in the PE banks, and whether the network stays
 in the scratchpad, is decided here for the whole network, as the compiler does.
 
-A cluster (``cluster.cores > 1``; the RTL has no cluster yet, so these figures are the
-model's only, after CATERPILLAR's analysis): cores on a ring whose links carry
-``cluster.link_width`` bits per cycle with ``cluster.hop_latency`` cycles per hop. The
-collectives (:func:`ring_collective`) cost, for ``w`` words in all spread over ``c`` cores,
-``(c - 1) * (w / c) / k + (c - 1) * hop`` cycles (all-gather or reduce-scatter; ``k`` words
-per link per cycle), twice that for an all-reduce: CATERPILLAR's ``(n b - n b / c) / nr``.
+A cluster (``cluster.cores > 1``, ``docs/cluster.md``): cores on a one-way ring whose links
+carry ``cluster.link_width`` bits per cycle with ``cluster.hop_latency`` cycles per hop. A
+collective (:func:`ring_collective`) costs what the RTL's schedule costs,
+``sim.ring.cycles`` of the command a program issues for the matrix (its rows and columns:
+:func:`collective_shape`): for example a reduce-scatter is ``c`` chains of one scratchpad
+read per cycle, ``c * (L + (c - 1) * hop + 4)`` with ``L`` the beats of a chunk and ``hop =
+hop_latency + 2``, not the textbook ``(c - 1) * L``; ``formula="textbook"`` gives
+CATERPILLAR's ``(c - 1) * (w / c) / k + (c - 1) * hop_latency``. A stream of commands on a
+cluster is priced as its controller dispatches it (:func:`cluster_stream_cost`: in order, a
+core command handed to its cores once they are idle, the fetch of the next overlapping it).
+The modes follow the programs the RTL runs:
 
-``data``
-    Data parallel: every core trains ``batch / cores`` samples on a full copy of the
-    weights; the weight gradients are all-reduced over the ring before the update.
-``model`` (and ``mbgd`` / ``sgd`` with several cores)
-    Model parallel (CATERPILLAR's MBGD): every core holds ``1/cores`` of each layer's rows
-    of ``W``; the forward pass all-gathers each layer's output, the backward pass
-    reduce-scatters each layer's input gradient. ``sgd`` is batch 1.
-``cp``
-    Continuous propagation: the layers are cut into ``cores`` contiguous pipeline stages
-    (the cut that minimises the slowest stage); samples stream one at a time (batch 1), the
-    forward pass of sample ``t + 1`` overlapping the backward pass of sample ``t``, so a
-    sample costs the slowest stage plus the transfer of its activations to the next core.
+``data`` (``sim.parallel_program``)
+    Data parallel: every core trains ``batch / cores`` samples on a copy of the weights.
+    Per layer the weight gradient is exchanged as the program does it: ``WGRAD`` with
+    ``mu = +0`` and ``lr = +0`` (its velocity pass writes the gradient into a region beside
+    the weights) in place of the plain ``WGRAD``, ``STORE_W`` of it, ``ALL_REDUCE`` (the
+    layer's rows by its columns), ``LOAD_W`` of the sum and ``WGRAD`` of batch 1 with
+    ``mu = 1`` and ``-lr`` (the update). One DMA engine serves every core: the weights
+    cross it once (a load fans out), the samples' data once per core.
+``model`` (and ``mbgd`` / ``sgd`` with several cores; ``sim.parallel_program``)
+    Model parallel (CATERPILLAR's MBGD): every hidden layer in ``cores`` row panels, the
+    output layer on every core (the softmax needs every class); the forward pass
+    all-gathers each hidden layer's output panels, the backward pass reduce-scatters the
+    input gradient below every split layer but the first. ``sgd`` is batch 1.
+``cp`` (``sim.cp_program``)
+    Continuous propagation: the layers cut into ``cores`` contiguous stages with the
+    fewest MACs per sample in the largest (``sim.cp_program.assign_stages``' rule); a
+    sample costs a steady tick: the input and label DMAs, every stage's commands core
+    after core as the program streams them, then the ``SEND`` s, each a barrier (an
+    activation forward one hop, a gradient back ``cores - 1`` hops round the one-way
+    ring), dispatched by :func:`cluster_stream_cost`. The controller hands a core's
+    command only once the core is idle and does not look past it, so a core's work starts
+    when the previous core's last command starts: the cores overlap little.
+    ``pipelined_cycles`` is the tick if they overlapped fully (the slowest stage plus the
+    sends, ``sim.cp_program.CpProgram.tick_profile``'s estimate).
 """
 
+import functools
 import math
 
 from .commands import COST_FIELDS, TESTBENCH_MEMORY
 from .layer import PHASE_NAMES, layer_cost
 
-__all__ = ["MODES", "network_cost", "ring_collective", "weights_resident", "on_chip", "per_core"]
+__all__ = ["MODES", "COLLECTIVE_KINDS", "FORMULAS", "network_cost", "ring_collective",
+           "collective_cost", "collective_shape", "cluster_stream_cost", "weights_resident",
+           "on_chip", "per_core"]
 
 MODES = ("sgd", "mbgd", "cp", "data", "model")
 
@@ -40,15 +60,16 @@ def _ceil(a, b):
     return -(-a // b)
 
 
-def weights_resident(config, layers, mappings=None):
-    """Every layer's weights fit the PE weight banks at once, each as one tile."""
+def weights_resident(config, layers, mappings=None, copies=1):
+    """Every layer's weights (``copies`` times: 2 with a gradient region beside them, as
+    data parallel keeps) fit the PE weight banks at once, each as one tile."""
     R, C = config.core.rows, config.core.cols
     words = 0
     for layer, mp in zip(layers, mappings or [None] * len(layers)):
         if mp is not None and (mp.tm < layer.m or mp.tn < layer.n):
             return False
         words += _ceil(layer.m, R) * _ceil(layer.n, C)
-    return words <= config.pe.weight_words
+    return words * copies <= config.pe.weight_words
 
 
 def on_chip(config, layers, batch, resident=False):
@@ -62,8 +83,10 @@ def on_chip(config, layers, batch, resident=False):
 
 def per_core(config, network, batch, mode):
     """What one core trains: ``(layers, batch)``. Model parallel (``sgd``, ``mbgd``,
-    ``model``) gives each core ``1/cores`` of every layer's rows; data parallel
-    ``batch/cores`` samples; ``cp`` one sample of whole layers (its stage's)."""
+    ``model``) gives each core ``1/cores`` of every hidden layer's rows and the whole output
+    layer (replicated, as ``sim.parallel_program`` does: the softmax needs every class);
+    data parallel ``batch/cores`` samples; ``cp`` one sample of whole layers (its
+    stage's)."""
     cores = config.cluster.cores
     if mode in ("sgd", "cp"):
         batch = 1
@@ -71,27 +94,215 @@ def per_core(config, network, batch, mode):
         return list(network.layers), max(1, batch // cores)
     if mode == "cp" or cores == 1:
         return list(network.layers), batch
-    return [_shard(layer, cores) for layer in network.layers], batch
+    last = len(network.layers) - 1
+    return [layer if i == last else _shard(layer, cores)
+            for i, layer in enumerate(network.layers)], batch
 
 
-def ring_collective(config, words, kind="all-gather", cores=None):
-    """Cycles of a ring collective over ``words`` words in all (see the module docstring).
-    ``kind``: ``all-gather``, ``reduce-scatter``, ``all-reduce`` or ``send`` (``words``
-    to the next core)."""
-    c = config.cluster.cores if cores is None else cores
-    per_cycle = config.cluster.link_width / 32
-    hop = config.cluster.hop_latency
-    if kind == "send":
-        return words / per_cycle + hop
-    if c <= 1:
-        return 0.0
-    one = (c - 1) * (words / c) / per_cycle + (c - 1) * hop
+#: Collective kinds of :func:`ring_collective` and the command each is.
+COLLECTIVE_KINDS = {"broadcast": "BROADCAST", "reduce": "REDUCE", "all-gather": "ALL_GATHER",
+                    "reduce-scatter": "REDUCE_SCATTER", "all-reduce": "ALL_REDUCE",
+                    "send": "SEND"}
+#: How :func:`ring_collective` prices a collective.
+FORMULAS = ("rtl", "textbook")
+
+
+def collective_shape(words, kind, cores, columns=1):
+    """The ``(n, batch)`` fields of the collective command that moves a matrix of ``words``
+    words in ``columns`` columns (``ceil(words / columns)`` rows), as the cluster's
+    programs (``sim.parallel_program``, ``sim.cp_program``) issue it: ``n`` is each core's
+    chunk of rows for an all-gather (``words``: the gathered matrix) and a reduce-scatter
+    (``words``: each core's source), the whole matrix's rows otherwise."""
+    columns = max(1, int(columns))
+    rows = _ceil(int(math.ceil(words)), columns)
     if kind in ("all-gather", "reduce-scatter"):
-        return one
-    if kind == "all-reduce":
-        return 2 * one
-    raise ValueError(f"kind must be all-gather, reduce-scatter, all-reduce or send, "
-                     f"not {kind!r}")
+        rows = _ceil(rows, cores)
+    return rows, columns
+
+
+@functools.lru_cache(maxsize=8192)
+def _rtl_collective(op, config, n, batch, peer):
+    from gen.isa import Opcode
+    from sim import ring
+    op = Opcode[op]
+    return (ring.cycles(op, config, n, batch, root=0, peer=peer),
+            ring.link_words_moved(op, config, n, batch, root=0, peer=peer))
+
+
+def collective_cost(config, words, kind="all-gather", cores=None, *, columns=1, hops=1,
+                    formula="rtl"):
+    """Cycles and link words of one ring collective (see :func:`ring_collective`).
+
+    Returns
+    -------
+    dict
+        ``cycles``, ``ring_words`` (32-bit words sent over all the links) and the command's
+        ``n`` and ``batch`` (:func:`collective_shape`; ``None`` with ``formula="textbook"``).
+    """
+    if kind not in COLLECTIVE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(COLLECTIVE_KINDS)}, not {kind!r}")
+    if formula not in FORMULAS:
+        raise ValueError(f"formula must be one of {', '.join(FORMULAS)}, not {formula!r}")
+    if not isinstance(columns, int) or isinstance(columns, bool) or columns < 1:
+        raise ValueError(f"columns must be a positive integer, not {columns!r}")
+    c = config.cluster.cores if cores is None else cores
+    if c <= 1 or words <= 0:
+        return {"cycles": 0, "ring_words": 0, "n": None, "batch": None}
+    if not isinstance(hops, int) or isinstance(hops, bool) or not 1 <= hops < c:
+        raise ValueError(f"hops must be an integer from 1 to {c - 1}, not {hops!r}")
+    if config.cluster.ring == "bidirectional":
+        hops = min(hops, c - hops)          # the shorter way round
+    if formula == "textbook":
+        per_cycle = config.cluster.link_width / 32
+        hop = config.cluster.hop_latency
+        if kind == "send":
+            return {"cycles": words / per_cycle + hops * hop, "ring_words": hops * words,
+                    "n": None, "batch": None}
+        if kind in ("broadcast", "reduce"):
+            return {"cycles": words / per_cycle + (c - 1) * hop,
+                    "ring_words": (c - 1) * words, "n": None, "batch": None}
+        one = (c - 1) * (words / c) / per_cycle + (c - 1) * hop
+        times = 2 if kind == "all-reduce" else 1
+        return {"cycles": times * one, "ring_words": times * (c - 1) * words,
+                "n": None, "batch": None}
+    n, batch = collective_shape(words, kind, c, columns)
+    if n > 0xFFFF or batch > 0xFFFF:
+        # Past the 16-bit fields a program issues several commands: the cycles add up per
+        # column block (each pays its own phase overheads).
+        parts = _ceil(batch, 0xFFFF) if batch > 0xFFFF else 1
+        rows_parts = _ceil(n, 0xFFFF) if n > 0xFFFF else 1
+        one = collective_cost(config, _ceil(n, rows_parts) * _ceil(batch, parts)
+                              * (c if kind in ("all-gather", "reduce-scatter") else 1),
+                              kind, c, columns=_ceil(batch, parts), hops=hops)
+        return {"cycles": one["cycles"] * parts * rows_parts,
+                "ring_words": one["ring_words"] * parts * rows_parts, "n": n, "batch": batch}
+    if c != config.cluster.cores:
+        from gen.config import with_overrides
+        config = with_overrides(config, {"cluster.cores": c})
+    cycles, moved = _rtl_collective(COLLECTIVE_KINDS[kind], config, n, batch,
+                                    hops % c if kind == "send" else 0)
+    return {"cycles": cycles, "ring_words": moved, "n": n, "batch": batch}
+
+
+def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, hops=1,
+                    formula="rtl"):
+    """Cycles of a ring collective over a matrix of ``words`` words in ``columns`` columns.
+
+    Parameters
+    ----------
+    config : gen.config.Config
+        The ring: ``cluster.cores``, ``link_width``, ``hop_latency``, ``ring``.
+    words : int or float
+        The matrix: the gathered matrix of an ``all-gather``, each core's source of a
+        ``reduce-scatter`` (``cores`` chunks), the matrix otherwise.
+    kind : str
+        ``broadcast``, ``reduce``, ``all-gather``, ``reduce-scatter``, ``all-reduce`` or
+        ``send``.
+    cores : int, optional
+        Cores on the ring (default ``cluster.cores``).
+    columns : int
+        Columns of the matrix (``batch`` of the command): a chunk is whole rows of every
+        column, and a link beat carries up to ``link_width / 32`` words of one column.
+    hops : int
+        ``send``: links from the sender to the receiver (1: the next core; ``cores - 1``:
+        the previous core, the long way round the one-way ring).
+    formula : str
+        ``"rtl"`` (default): the cycles of the RTL's schedule, ``sim.ring.cycles`` of the
+        command (:func:`collective_shape`) -- for example ``c`` chains for a reduce-scatter,
+        ``c * (L + (c - 1) * hop + 4)`` with ``hop = hop_latency + 2``. ``"textbook"``:
+        CATERPILLAR's pipelined ring, ``(c - 1) * (w / c) / k + (c - 1) * hop_latency`` for an
+        all-gather or a reduce-scatter (``k`` words per link per cycle), twice that for an
+        all-reduce, ``w / k + (c - 1) * hop_latency`` for a broadcast or a reduce and
+        ``w / k + hops * hop_latency`` for a send.
+
+    A ``bidirectional`` ring (which the RTL does not build) sends the shorter way round;
+    its other collectives are priced as the one-way ring's.
+    """
+    return collective_cost(config, words, kind, cores, columns=columns, hops=hops,
+                           formula=formula)["cycles"]
+
+
+def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
+    """Cycles of a cluster's command stream as its controller dispatches it.
+
+    The controller takes the commands in order: it fetches and checks one (the overhead of
+    :func:`gen.perf.commands.command_cost`, through the DMA engine), then hands a core
+    command to the cores of its ``cores`` mask (0: every core) as soon as they are all idle
+    and goes on to the next command while they run; a DMA waits for its cores and occupies
+    the DMA engine (so the next fetch waits for it); a collective waits for every core and
+    runs ``sim.ring.cycles``. A run ends when every core is idle. With one core nothing
+    overlaps, and the cycles are :func:`gen.perf.stream.stream_cost`'s.
+
+    Parameters
+    ----------
+    config : gen.config.Config
+    commands : list of dict
+        As ``sim.parallel_program`` and ``sim.cp_program`` make them (``op`` a name).
+    timing : gen.perf.commands.MemoryTiming
+    runs : int
+        Doorbells the commands are run as (each has a ``START`` cycle).
+
+    Returns
+    -------
+    dict
+        ``cycles``, ``ring_cycles``, ``ring_words``, ``busy`` (per core: cycles of core
+        commands) and ``dma_cycles``.
+    """
+    from gen.isa import Opcode, COLLECTIVES
+    from sim import ring
+    from .commands import RUN_START, command_cost
+    c = config.cluster.cores
+    everyone = (1 << c) - 1
+    free = [0] * c
+    t = 0
+    out = {"ring_cycles": 0, "ring_words": 0, "busy": [0] * c, "dma_cycles": 0}
+    collectives = {op.name for op in COLLECTIVES}
+    overhead = None
+    for cmd in commands:
+        op = str(getattr(cmd.get("op"), "name", cmd.get("op"))).upper()
+        mask = int(cmd.get("cores", 0)) or everyone
+        mine = [k for k in range(c) if mask >> k & 1]
+        if op in collectives:
+            if overhead is None:
+                from .commands import command_overhead
+                overhead = command_overhead(config, timing)[0]
+            t += overhead
+            t = max([t] + free)
+            cyc = ring.cycles(Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
+                              root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
+            out["ring_cycles"] += cyc
+            out["ring_words"] += ring.link_words_moved(
+                Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
+                root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
+            t += cyc
+            free = [t] * c
+            continue
+        if op == "_BUSY":
+            # A block of work the model does not spell out as commands (a tiled layer):
+            # its overhead serialised in the controller, its cycles on its cores.
+            t += cmd["overhead"]
+            t = max([t] + [free[k] for k in mine])
+            for k in mine:
+                free[k] = t + cmd["busy"]
+                out["busy"][k] += cmd["busy"]
+            if c == 1:
+                t += cmd["busy"]
+            continue
+        cost = command_cost(config, cmd, timing)
+        t += cost["overhead_cycles"]
+        t = max([t] + [free[k] for k in mine])
+        if op.startswith("DMA"):
+            t += cost["dma_cycles"]
+            out["dma_cycles"] += cost["dma_cycles"]
+            continue
+        busy = cost["cycles"] - cost["overhead_cycles"]
+        for k in mine:
+            free[k] = t + busy
+            out["busy"][k] += busy
+        if c == 1:
+            t += busy
+    out["cycles"] = max([t] + free) + RUN_START * runs
+    return out
 
 
 def _zero_phases():
@@ -141,6 +352,153 @@ def _stages(costs, cores):
     return list(reversed(bounds))
 
 
+def _macs_stages(layers, cores):
+    """``sim.cp_program.assign_stages``' cut for any layers: contiguous stages minimising
+    the useful MACs per sample of the largest (ties: the earlier boundaries)."""
+    return _stages([layer.macs(1, first=i == 0) for i, layer in enumerate(layers)], cores)
+
+
+def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing):
+    """The commands of stage ``k`` (layers ``a .. b-1``) in a steady tick, in the order
+    ``sim.cp_program`` issues them. A layer that is not one resident tile is one block of
+    its layer cost (``_BUSY``)."""
+    mask = 1 << k
+    # The RTL's program keeps every weight in the PEs and each layer's input and gradient
+    # tiles in the activation banks; otherwise a layer is its layer cost as one block.
+    spelled = resident and all((_ceil(l.n, config.core.cols) + _ceil(l.m, config.core.rows))
+                               * l.columns <= config.pe.act_words for l in layers[a:b])
+
+    def block(i):
+        cost = costs[i - a]
+        overhead = sum(p["overhead_cycles"] for p in cost["phases"].values())
+        return [dict(op="_BUSY", cores=mask, busy=cost["cycles"] - overhead,
+                     overhead=overhead)]
+
+    def fwd(i):
+        if not spelled:
+            return []
+        l = layers[i]
+        return [dict(op="LOAD_COL", n=l.n, batch=l.columns, cores=mask),
+                dict(op="FORWARD", m=l.m, n=l.n, batch=l.columns, cores=mask)]
+
+    def bwd(i, reload):
+        if not spelled:
+            return block(i)
+        l = layers[i]
+        cmds = [dict(op="LOAD_ROW", m=l.m, batch=l.columns, cores=mask)]
+        if i > 0:
+            cmds.append(dict(op="BACKWARD", m=l.m, n=l.n, batch=l.columns, cores=mask))
+        if reload:
+            cmds.append(dict(op="LOAD_COL", n=l.n, batch=l.columns, cores=mask))
+        cmds.append(dict(op="WGRAD", m=l.m, n=l.n, batch=l.columns, cores=mask))
+        return cmds
+
+    cmds = []
+    if last_stage:
+        for i in range(a, b):
+            cmds += fwd(i)
+        top = layers[b - 1]
+        if spelled:
+            cmds.append(dict(op="LOSS_GRAD", m=classes or top.m, batch=1, cores=mask))
+            cmds.append(dict(op="DMA_STORE", n=top.m, batch=top.columns, cores=mask))
+        for i in reversed(range(a, b)):
+            cmds += bwd(i, reload=False)
+    else:
+        for i in reversed(range(a, b)):
+            cmds += bwd(i, reload=True)
+        for i in range(a, b):
+            cmds += fwd(i)
+    return cmds
+
+
+def _cp_cost(config, network, layers, mappings, timing):
+    """A steady tick of continuous propagation (a sample per tick), as ``sim.cp_program``
+    streams it: the input and label DMAs, the stages' commands core after core, then the
+    ``SEND`` s (each a barrier). Returns ``(tick, per-layer costs, resident, on chip,
+    pipelined)``; ``pipelined`` is the tick if the cores' commands overlapped fully: the
+    slowest stage plus the sends."""
+    cores = config.cluster.cores
+    total = len(layers)
+    stages = _macs_stages(layers, cores)
+    one_way = config.cluster.ring != "bidirectional"
+    costs_all, resident_all, chip_all, cmds, sends, stage_cycles = [], True, True, [], [], []
+    first = layers[0]
+    cmds.append(dict(op="DMA_LOAD", n=first.input_words or first.n, batch=1, cores=1))
+    cmds.append(dict(op="DMA_LOAD", n=1, batch=1, cores=1 << (len(stages) - 1)))
+    for k, (a, b) in enumerate(stages):
+        costs, res, on = _layers_cost(config, layers[a:b], 1, mappings[a:b], timing, a, total,
+                                      network.classes)
+        costs_all += costs
+        resident_all, chip_all = resident_all and res, chip_all and on
+        last = k == len(stages) - 1
+        stage = _cp_stage_commands(config, layers, a, b, k, last, costs, res,
+                                   network.classes, timing)
+        cmds += stage
+        stage_cycles.append(cluster_stream_cost(config, stage, timing)["busy"][k])
+        if not last:
+            out = layers[b - 1]
+            sends.append(dict(op="SEND", root=k, peer=k + 1, n=out.m, batch=out.columns))
+        if k > 0:
+            below = layers[a - 1]
+            # The gradient goes to the previous core: the long way round a one-way ring.
+            sends.append(dict(op="SEND", root=k, peer=k - 1, n=below.m, batch=below.columns))
+    sends.sort(key=lambda cmd: cmd["peer"] < cmd["root"])      # forward sends first
+    if not one_way:
+        # The model's bidirectional ring sends the gradient back one hop.
+        sends = [dict(cmd, peer=(cmd["root"] + 1) % cores) if cmd["peer"] < cmd["root"]
+                 else cmd for cmd in sends]
+    run = cluster_stream_cost(config, cmds + sends, timing)
+    ring_cycles = run["ring_cycles"]
+    pipelined = max(stage_cycles) + ring_cycles
+    return run["cycles"], costs_all, resident_all, chip_all, ring_cycles, run["ring_words"], \
+        pipelined, stages
+
+
+def _weight_dma(config, layer, batch, mapping, first, resident, chip, timing):
+    """The part of :func:`gen.perf.layer.layer_cost`'s DMA phase that moves the weights (as
+    it counts them: per tile, per pass, re-read per batch tile when neither the layer fits
+    the scratchpad nor the weights are the outer loop)."""
+    from .layer import _Acc, _splits
+    acc = _Acc(config, timing)
+    if resident or chip:
+        return acc.phases["dma"]
+    mp = mapping.clip(layer, batch)
+    sm, sn = _splits(layer.m, mp.tm), _splits(layer.n, mp.tn)
+    nB = sum(c for _, c in _splits(layer.columns * batch, mp.tb))
+    fits_sp = layer.m * layer.n + (layer.n + 2 * layer.m) * mp.tb <= config.core.scratchpad_words
+    w_reads = 1 if (fits_sp or mp.order == "weights") else nB
+    for mi, cm in sm:
+        for nj, cn in sn:
+            acc.add("dma", cm * cn * w_reads * (2 if first else 3), "DMA_LOAD", n=mi, batch=nj)
+            acc.add("dma", cm * cn, "DMA_STORE", n=mi, batch=nj)
+    return acc.phases["dma"]
+
+
+def _data_exchange(config, layer, batch, mapping, timing):
+    """The weight-gradient exchange of data parallel for one layer, as
+    ``sim.parallel_program`` issues it per weight tile: the local gradient into a region G
+    beside the weights (``WGRAD`` with ``mu = +0``, ``lr = +0``: its velocity pass is the
+    gradient) in place of the plain ``WGRAD``, ``STORE_W`` of G, ``LOAD_W`` of the sum back,
+    and the update (``WGRAD`` of batch 1 with ``mu = 1``, ``-lr``). Returns the phase
+    deltas (``wgrad_update``, ``load``)."""
+    from .layer import _Acc, _splits
+    mp = mapping.clip(layer, batch)
+    Bc = layer.columns * batch
+    acc = _Acc(config, timing)
+    sb = _splits(Bc, mp.tb)
+    for mi, cm in _splits(layer.m, mp.tm):
+        for nj, cn in _splits(layer.n, mp.tn):
+            t = cm * cn
+            if len(sb) == 1 and sb[0][1] == 1:
+                acc.add_delta("wgrad_update", t, "WGRAD", dict(m=mi, n=nj, batch=sb[0][0],
+                                                                flag=1),
+                              dict(m=mi, n=nj, batch=sb[0][0]))
+            acc.add("wgrad_update", t, "WGRAD", m=mi, n=nj, batch=1, flag=1)
+            acc.add("load", t, "STORE_W", m=mi, n=nj)
+            acc.add("load", t, "LOAD_W", m=mi, n=nj)
+    return acc.phases
+
+
 def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY):
     """Cycles, utilization and counters of one training step of ``network``.
 
@@ -164,10 +522,13 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
         ``layers``: per layer ``{"name", "cycles", "phases", "useful_macs", "mapping",
         "extensions"}`` (one core's share); ``phases``: summed over the layers (one
         core's; ``cp``: every stage's); ``collective_cycles`` (the ring's, on the critical
-        path: nothing overlaps them); ``cycles`` (per step), ``samples`` (per step),
-        ``useful_macs`` (whole step, all cores), ``utilization`` (useful MACs / (peak MACs
-        per cycle x cycles)), ``weights_resident``, ``on_chip``, ``ring_words``,
-        ``core_copies`` (how many cores do the work the counters in ``phases`` count).
+        path: nothing overlaps them); ``cycles`` (per step; ``cp``: per sample, a steady
+        tick), ``samples`` (per step), ``useful_macs`` (whole step, all cores),
+        ``utilization`` (useful MACs / (peak MACs per cycle x cycles)),
+        ``weights_resident``, ``on_chip``, ``ring_words``, ``core_copies`` (how many cores
+        do the work the counters in ``phases`` count); ``cp`` adds ``stages`` (the layers'
+        ``(first, end)`` per core) and ``pipelined_cycles`` (the tick if the cores'
+        commands overlapped fully: the slowest stage plus the sends).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -181,53 +542,74 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
     if len(mappings) != len(network.layers):
         raise ValueError(f"mappings must have one entry per layer ({len(network.layers)}), "
                          f"not {len(mappings)}")
-    ring_words = 0.0
-    collective = 0.0
+    ring_words = 0
+    collective = 0
     layers, core_batch = per_core(config, network, batch, mode)
     total = len(layers)
     if mode == "data" and batch % cores:
         raise ValueError(f"data parallel needs batch to be a multiple of cluster.cores "
                          f"({cores}), not {batch!r}")
-    if mode == "cp":
-        # Stages from the layers' costs each alone on a core, then each stage costed as
-        # the core that holds just its layers (their weights may then stay in the PEs).
-        alone = [_layers_cost(config, [l], 1, [mp], timing, i, total, network.classes)[0][0]
-                 for i, (l, mp) in enumerate(zip(layers, mappings))]
-        stages = _stages([c["cycles"] for c in alone], cores)
-        per_core_costs, stage_cycles, resident, chip = [], [], True, True
-        for a, b in stages:
-            costs, res, on = _layers_cost(config, layers[a:b], 1, mappings[a:b], timing, a,
-                                          total, network.classes)
-            per_core_costs += costs
-            resident, chip = resident and res, chip and on
-            send = 0.0
-            if b < total:
-                boundary = layers[b - 1]
-                # This sample's activations forward and its gradient coming back.
-                send = 2 * ring_collective(config, boundary.m * boundary.columns, "send")
-                ring_words += 2 * boundary.m * boundary.columns
-            stage_cycles.append(sum(c["cycles"] for c in costs) + send)
-        cycles = max(stage_cycles)
-        slowest = stage_cycles.index(cycles)
-        a, b = stages[slowest]
-        collective = cycles - sum(c["cycles"] for c in per_core_costs[a:b])
+    extra = {}
+    collectives = 0
+    if mode == "cp" and cores > 1:
+        cycles, per_core_costs, resident, chip, collective, ring_words, pipelined, stages = \
+            _cp_cost(config, network, layers, mappings, timing)
+        extra = {"pipelined_cycles": pipelined, "stages": stages}
     else:
         per_core_costs, resident, chip = _layers_cost(config, layers, core_batch, mappings,
                                                       timing, 0, total, network.classes)
         if cores > 1 and mode == "data":
-            for layer in network.layers:
-                collective += ring_collective(config, layer.weights, "all-reduce")
-                ring_words += 2 * (cores - 1) * layer.weights
+            resident = resident and weights_resident(config, layers, mappings, copies=2)
+            for i, (layer, cost) in enumerate(zip(layers, per_core_costs)):
+                delta = _data_exchange(config, layer, core_batch, cost["mapping"], timing)
+                for name, entry in delta.items():
+                    for key, value in entry.items():
+                        cost["phases"][name][key] += value
+                # One DMA engine serves the cores: the weights cross it once for all (a
+                # DMA_LOAD fans out), what depends on the samples once per core.
+                dma = cost["phases"]["dma"]
+                weights = _weight_dma(config, layer, core_batch, cost["mapping"], i == 0,
+                                      resident, chip, timing)
+                whole = {k: weights[k] + cores * (dma[k] - weights[k]) for k in dma}
+                cost["phases"]["dma"] = dict(whole)
+                cost["cycles"] = sum(p["cycles"] for p in cost["phases"].values())
+                # The weight gradient (rows x columns of W) summed over the ring.
+                one = collective_cost(config, layer.m * layer.n, "all-reduce",
+                                      columns=layer.n)
+                collective += one["cycles"]
+                ring_words += one["ring_words"]
+                collectives += 1
         elif cores > 1:
-            for i, layer in enumerate(network.layers):
-                out_words = layer.m * layer.columns * core_batch
-                collective += ring_collective(config, out_words, "all-gather")
-                ring_words += (cores - 1) * out_words
+            hidden = total - 1
+            for i, layer in enumerate(network.layers[:hidden]):
+                # Forward: the cores' row panels of the output into every core.
+                one = collective_cost(config, _ceil(layer.m, cores) * cores * layer.columns
+                                      * core_batch, "all-gather",
+                                      columns=layer.columns * core_batch)
+                collective += one["cycles"]
+                ring_words += one["ring_words"]
+                collectives += 1
                 if i > 0:
-                    in_words = layer.n * layer.columns * core_batch
-                    collective += ring_collective(config, in_words, "reduce-scatter")
-                    ring_words += (cores - 1) * in_words
+                    # Backward: the partial input gradients summed, each core its panel.
+                    below = network.layers[i - 1]
+                    one = collective_cost(config, _ceil(below.m, cores) * cores
+                                          * below.columns * core_batch, "reduce-scatter",
+                                          columns=below.columns * core_batch)
+                    collective += one["cycles"]
+                    ring_words += one["ring_words"]
+                    collectives += 1
         cycles = sum(c["cycles"] for c in per_core_costs) + collective
+        if cores > 1:
+            # A cluster's controller fetches the next command while the cores run one: the
+            # fetch after a core command is hidden (cluster_stream_cost in closed form),
+            # except that of the core command after a collective (which the model counts
+            # without its own fetch) and of the step's first one, after the DMA.
+            from .commands import command_overhead
+            core_commands = sum(c["phases"][name]["commands"] for c in per_core_costs
+                                for name in ("forward", "loss", "backward", "wgrad_update",
+                                             "load"))
+            hidden = max(0, core_commands - collectives - 1)
+            cycles -= hidden * command_overhead(config, timing)[0]
     phases = _zero_phases()
     for c in per_core_costs:
         for name, entry in c["phases"].items():
@@ -247,4 +629,4 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
             "weights_resident": resident, "on_chip": chip, "ring_words": ring_words,
             # Counters are of one core; the cluster does `cores` times the work (cp: each
             # core its stage, so the per-core counters summed are the whole pipeline's).
-            "core_copies": 1 if mode == "cp" else cores}
+            "core_copies": 1 if mode == "cp" else cores, **extra}

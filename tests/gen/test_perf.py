@@ -13,9 +13,10 @@ from gen.perf import (Mapping, MemoryTiming, command_cost, core_command, evaluat
                       layer_cost, network_cost)
 from gen.perf import commands as pc
 from gen.perf import validate
-from gen.perf.network import ring_collective
+from gen.isa import Opcode
+from gen.perf.network import cluster_stream_cost, collective_cost, ring_collective
 from gen.perf.stream import mlp_program, mlp_step
-from sim import core_counts
+from sim import core_counts, ring
 
 TINY = PRESETS["tiny"]
 SMALL = with_overrides(TINY, {"name": "small_core", "core.scratchpad_words": 4096,
@@ -175,13 +176,103 @@ def test_tiling_costs_more_than_one_tile_and_reports_extensions():
         layer_cost(TINY, layer, 4, Mapping(64, 65, 4))
 
 
+def test_ring_collectives_are_priced_by_the_rtl_schedule():
+    """``ring_collective`` is ``sim.ring.cycles`` of the command a program would issue for
+    the matrix (the RTL's schedule), and ``formula="textbook"`` CATERPILLAR's ring."""
+    config = with_overrides(PRESETS["default"], {"cluster.cores": 4,
+                                                 "cluster.link_width": 64})
+    c = 4
+    # An all-gather of a 4000-word matrix in 4 columns: each core's chunk is 250 rows.
+    assert ring_collective(config, 4000, "all-gather", columns=4) == \
+        ring.cycles(Opcode.ALL_GATHER, config, 250, 4)
+    # A reduce-scatter of each core's 4000 words (one column): c chains of 1000 rows.
+    assert ring_collective(config, 4000, "reduce-scatter") == \
+        ring.cycles(Opcode.REDUCE_SCATTER, config, 1000, 1)
+    assert ring_collective(config, 4000, "all-reduce", columns=40) == \
+        ring.cycles(Opcode.ALL_REDUCE, config, 100, 40)
+    for kind, op in (("broadcast", Opcode.BROADCAST), ("reduce", Opcode.REDUCE)):
+        assert ring_collective(config, 300, kind, columns=3) == ring.cycles(op, config, 100, 3)
+    # A send back to the previous core goes c - 1 hops round the one-way ring.
+    back = ring_collective(config, 64, "send", hops=c - 1)
+    assert back == ring.cycles(Opcode.SEND, config, 64, 1, root=0, peer=c - 1)
+    assert back > ring_collective(config, 64, "send")
+    two_way = with_overrides(config, {"cluster.ring": "bidirectional"})
+    assert ring_collective(two_way, 64, "send", hops=c - 1) == ring_collective(config, 64, "send")
+    cost = collective_cost(config, 4000, "all-gather", columns=4)
+    assert cost["ring_words"] == ring.link_words_moved(Opcode.ALL_GATHER, config, 250, 4)
+    assert (cost["n"], cost["batch"]) == (250, 4)
+    # The textbook ring: (c - 1) (w / c) / k + (c - 1) hop, twice for an all-reduce. The
+    # RTL's reduce-scatter (c chains of one read per cycle) costs more than it.
+    assert ring_collective(config, 4000, "all-gather", formula="textbook") == 3 * 1000 / 2 + 3
+    assert ring_collective(config, 4000, "all-reduce", formula="textbook") == \
+        2 * (3 * 1000 / 2 + 3)
+    assert ring_collective(config, 4000, "reduce-scatter") > \
+        ring_collective(config, 4000, "reduce-scatter", formula="textbook")
+    assert ring_collective(with_overrides(config, {"cluster.cores": 1}), 4000) == 0
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ring_collective(config, 10, "gather")
+    with pytest.raises(ValueError, match="formula must be one of"):
+        ring_collective(config, 10, formula="exact")
+    with pytest.raises(ValueError, match="hops must be an integer from 1 to 3"):
+        ring_collective(config, 10, "send", hops=4)
+
+
+def _program_stream(program, run):
+    first = (run.cmd_base - program.regions["commands"].addr) // 64
+    return program.commands[first:first + run.cmd_count]
+
+
+def test_cluster_stream_cost_dispatches_like_the_controller():
+    """One core: the stream model's cycles. A CP tick: its ring cycles are the sends'
+    (``sim.cp_program``'s tick profile), and a core's commands wait for the core only."""
+    from sim.cp_program import CpProgram
+    config = PRESETS["default"]
+    step = mlp_step(config, [64, 32, 10], 8)
+    assert cluster_stream_cost(config, step["commands"])["cycles"] == step["total"]["cycles"]
+    cluster = with_overrides(config, {"cluster.cores": 2})
+    program = CpProgram(cluster, [64, 32, 32, 10], 0.05, 6)
+    tick = program.steady_tick()
+    cost = cluster_stream_cost(cluster, _program_stream(program, program.tick_run(tick, 1)))
+    profile = program.tick_profile(tick)
+    assert cost["ring_cycles"] == profile["ring_cycles"]
+    # (The loss gradient's closed form is within a few cycles of sim.core_counts' steps.)
+    assert cost["busy"] == pytest.approx([c["core_cycles"] for c in profile["cores"]],
+                                         rel=0.01)
+    # The controller hands core 1 its commands once core 0's are all handed out: the cores
+    # overlap only partly, so the tick lies between the slowest core and both in turn.
+    assert profile["estimate_cycles"] < cost["cycles"]
+    assert cost["cycles"] < sum(cost["busy"]) + cost["ring_cycles"] + 2000
+
+
+def test_network_modes_follow_the_cluster_programs():
+    """The layer model of each mode against the stream model of the program the RTL runs
+    (``sim.cp_program``, ``sim.parallel_program``) for the same MLP."""
+    from sim.cp_program import CpProgram
+    from sim.parallel_program import ParallelProgram
+    sizes = [64, 32, 32, 32, 10]
+    network = mlp(sizes)
+    for cores in (2, 4):
+        config = with_overrides(PRESETS["default"], {"cluster.cores": cores})
+        cp = CpProgram(config, sizes, 0.05, 2 * cores)
+        tick = cp.steady_tick()
+        stream = cluster_stream_cost(config, _program_stream(cp, cp.tick_run(tick, 1)))
+        model = network_cost(config, network, 1, "cp")
+        assert model["stages"] == [(ls[0], ls[-1] + 1) for ls in cp.stages]
+        assert model["collective_cycles"] == stream["ring_cycles"]
+        assert model["cycles"] == pytest.approx(stream["cycles"], rel=0.01)
+        for mode in ("data", "model"):
+            program = ParallelProgram(config, sizes, 8, 0.05, mode)
+            stream = cluster_stream_cost(config, _program_stream(program,
+                                                                 program.step_run(1, 0)))
+            model = network_cost(config, network, 8, mode)
+            assert model["collective_cycles"] == stream["ring_cycles"], (mode, cores)
+            assert model["cycles"] == pytest.approx(stream["cycles"], rel=0.02), (mode, cores)
+
+
 def test_network_modes_and_ring_costs():
     config = with_overrides(PRESETS["default"], {"cluster.cores": 4,
                                                  "cluster.link_width": 64})
     network = get_network("mnist-500x3")
-    # All-gather of 4000 words over 4 cores, 2 words per cycle, 1 cycle per hop.
-    assert ring_collective(config, 4000, "all-gather") == 3 * 1000 / 2 + 3
-    assert ring_collective(config, 4000, "all-reduce") == 2 * (3 * 1000 / 2 + 3)
     one = network_cost(with_overrides(config, {"cluster.cores": 1}), network, 16)
     results = {mode: network_cost(config, network, 16, mode)
                for mode in ("mbgd", "data", "model", "sgd", "cp")}
@@ -192,6 +283,9 @@ def test_network_modes_and_ring_costs():
     assert results["model"]["collective_cycles"] > 0
     assert results["mbgd"]["cycles"] < one["cycles"]       # four cores help
     assert results["sgd"]["samples"] == results["cp"]["samples"] == 1
+    # Model parallel: the output layer (10 classes) is on every core, the others in panels.
+    assert results["model"]["layers"][-1]["useful_macs"] == network.layers[-1].macs(16)
+    assert results["cp"]["pipelined_cycles"] <= results["cp"]["cycles"]
     with pytest.raises(ValueError, match="mode must be one of"):
         network_cost(config, network, 16, "pipeline")
     with pytest.raises(ValueError, match="multiple of cluster.cores"):
