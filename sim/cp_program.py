@@ -42,9 +42,11 @@ Order inside a tick, on stage ``k``:
 * ``k = c - 1``: the forward pass of ``s = t - k``, ``LOSS_GRAD``, ``DMA_STORE`` of the
   logits, then the backward pass of the same ``s`` (its inputs are still in the PEs).
 
-A tick's stream is: the ``DMA_LOAD`` of micro-batch ``t``'s input into core 0 and of the
-labels of micro-batch ``t - c + 1`` into core ``c - 1``; the commands of core 0, then core
-1, ... (each with its ``cores`` mask, so the RTL overlaps them); then the ``SEND`` s that end
+A tick's stream is: each core's commands -- core 0's starting with the ``DMA_LOAD`` of
+micro-batch ``t``'s input, core ``c - 1``'s with that of the labels of micro-batch
+``t - c + 1`` -- interleaved round robin (:func:`interleave`; each with its ``cores``
+mask, so the controller, which dispatches in order and holds a command until its cores
+are idle, starts every core's next command while the others run); then the ``SEND`` s that end
 the tick: stage ``k``'s output activations (without the row of ones) to stage ``k + 1``,
 and stage ``k``'s masked input gradient to stage ``k - 1``. A ``SEND`` waits for every core,
 so the sends are the barrier between ticks. On the one-way ring a forward send is one hop;
@@ -129,7 +131,7 @@ from sim.layout import Allocator, Matrix, bank_count, tiles
 from sim.program import Region, Run
 
 __all__ = ["assign_stages", "forward_version", "staleness", "CpProgram", "cp_reference",
-           "cp_job", "CpEpoch", "CpResult", "train_cp", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
+           "cp_job", "CpEpoch", "CpResult", "train_cp", "interleave", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
 
 _WORD = 4
 #: Batch-1 CP of the digits MLP (64-32-10 on 2 cores, the default preset) at these settings:
@@ -177,6 +179,18 @@ def _check_cores(cores, layers):
     if cores > layers:
         raise ConfigError(f"cluster.cores must be at most the {layers} layers of the network "
                           f"(a stage is at least one layer), not {cores!r}")
+
+
+def interleave(streams):
+    """One stream from per-core command lists, round robin: each core's commands keep
+    their order, and the controller, which dispatches in stream order and holds a command
+    until its cores are idle, can start every core's next command while the others run.
+    Commands of different cores touch different state (and disjoint memory), so the order
+    between them changes no result."""
+    out = []
+    for i in range(max((len(s) for s in streams), default=0)):
+        out += [s[i] for s in streams if i < len(s)]
+    return out
 
 
 def assign_stages(sizes, cores):
@@ -522,16 +536,18 @@ class CpProgram:
     def _tick(self, t):
         sizes, b, c = self.sizes, self.batch, self.cores
         work = self.tick_work(t)
-        cmds = []
+        # Each core's commands in its own list; the stream interleaves them (below).
+        per_core = [[] for _ in range(c)]
         first, last = self.stage[0], self.stage[-1]
         if self._valid(t):
-            cmds.append(self._dma("DMA_LOAD", "inputs", self._slot(first, 0, t), 0,
-                                  first=t * b))
-            cmds[-1]["n"] = sizes[0]            # the row of ones stays
+            per_core[0].append(self._dma("DMA_LOAD", "inputs", self._slot(first, 0, t), 0,
+                                         first=t * b))
+            per_core[0][-1]["n"] = sizes[0]            # the row of ones stays
         if work[-1][1] is not None:
-            cmds.append(self._dma("DMA_LOAD", "labels", last.labels, c - 1,
-                                  first=work[-1][1] * b))
+            per_core[c - 1].append(self._dma("DMA_LOAD", "labels", last.labels, c - 1,
+                                             first=work[-1][1] * b))
         for st, (sb, sf) in zip(self.stage, work):
+            cmds = per_core[st.core]
             if st.core < c - 1:
                 if sb is not None:
                     cmds += self._backward(st, sb, reload=True)
@@ -545,6 +561,7 @@ class CpProgram:
                 cmds.append(self._dma("DMA_STORE", "logits", st.logits, st.core,
                                       first=sf * b))
                 cmds += self._backward(st, sf, reload=False)
+        cmds = interleave(per_core)
         for st, (sb, sf) in zip(self.stage[:-1], work[:-1]):
             if sf is not None:
                 up = self.stage[st.core + 1]

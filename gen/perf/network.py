@@ -46,6 +46,8 @@ The modes follow the programs the RTL runs:
 import functools
 import math
 
+from sim.cp_program import interleave
+
 from .commands import COST_FIELDS, TESTBENCH_MEMORY
 from .layer import PHASE_NAMES, layer_cost
 
@@ -413,7 +415,8 @@ def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, cla
 
 def _cp_cost(config, network, layers, mappings, timing):
     """A steady tick of continuous propagation (a sample per tick), as ``sim.cp_program``
-    streams it: the input and label DMAs, the stages' commands core after core, then the
+    streams it: the stages' commands (core 0's after its input DMA, the last core's after its
+    label DMA) interleaved round robin (``sim.cp_program.interleave``), then the
     ``SEND`` s (each a barrier). Returns ``(tick, per-layer costs, resident, on chip,
     pipelined)``; ``pipelined`` is the tick if the cores' commands overlapped fully: the
     slowest stage plus the sends."""
@@ -421,10 +424,11 @@ def _cp_cost(config, network, layers, mappings, timing):
     total = len(layers)
     stages = _macs_stages(layers, cores)
     one_way = config.cluster.ring != "bidirectional"
-    costs_all, resident_all, chip_all, cmds, sends, stage_cycles = [], True, True, [], [], []
+    costs_all, resident_all, chip_all, sends, stage_cycles = [], True, True, [], []
     first = layers[0]
-    cmds.append(dict(op="DMA_LOAD", n=first.input_words or first.n, batch=1, cores=1))
-    cmds.append(dict(op="DMA_LOAD", n=1, batch=1, cores=1 << (len(stages) - 1)))
+    per_core = [[] for _ in stages]
+    per_core[0].append(dict(op="DMA_LOAD", n=first.input_words or first.n, batch=1, cores=1))
+    per_core[-1].append(dict(op="DMA_LOAD", n=1, batch=1, cores=1 << (len(stages) - 1)))
     for k, (a, b) in enumerate(stages):
         costs, res, on = _layers_cost(config, layers[a:b], 1, mappings[a:b], timing, a, total,
                                       network.classes)
@@ -433,7 +437,7 @@ def _cp_cost(config, network, layers, mappings, timing):
         last = k == len(stages) - 1
         stage = _cp_stage_commands(config, layers, a, b, k, last, costs, res,
                                    network.classes, timing)
-        cmds += stage
+        per_core[k] += stage
         stage_cycles.append(cluster_stream_cost(config, stage, timing)["busy"][k])
         if not last:
             out = layers[b - 1]
@@ -447,7 +451,7 @@ def _cp_cost(config, network, layers, mappings, timing):
         # The model's bidirectional ring sends the gradient back one hop.
         sends = [dict(cmd, peer=(cmd["root"] + 1) % cores) if cmd["peer"] < cmd["root"]
                  else cmd for cmd in sends]
-    run = cluster_stream_cost(config, cmds + sends, timing)
+    run = cluster_stream_cost(config, interleave(per_core) + sends, timing)
     ring_cycles = run["ring_cycles"]
     pipelined = max(stage_cycles) + ring_cycles
     return run["cycles"], costs_all, resident_all, chip_all, ring_cycles, run["ring_words"], \
