@@ -313,6 +313,16 @@ def _reuse_strength(text):
                                      f"not {text!r}")
 
 
+def _write_json(name, result):
+    import json
+    from pathlib import Path
+    path = Path(name)
+    if path.parent != Path():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    print(f"result written to {path}")
+
+
 def _run_train(args):
     from sim.train import train  # NumPy and tqdm: only when training
     if args.waves and args.backend == "golden":
@@ -338,13 +348,7 @@ def _run_train(args):
     except RuntimeError as error:
         return _fail(error, 1)
     if args.json is not None:
-        import json
-        from pathlib import Path
-        path = Path(args.json)
-        if path.parent != Path():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        print(f"result written to {path}")
+        _write_json(args.json, result)
     return 0 if result.golden_match in (None, True) else 1
 
 
@@ -390,13 +394,7 @@ def _run_cluster_train(args, config):
     except RuntimeError as error:
         return _fail(error, 1)
     if args.json is not None:
-        import json
-        from pathlib import Path
-        path = Path(args.json)
-        if path.parent != Path():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        print(f"result written to {path}")
+        _write_json(args.json, result)
     return 0 if ok else 1
 
 

@@ -19,10 +19,10 @@ import dataclasses
 import numpy as np
 
 from gen import isa
-from gen.isa import COLLECTIVES, COMMAND_BYTES, COMMAND_WORDS, ErrorCode, Limits, Opcode
+from gen.isa import COLLECTIVES, ErrorCode, Limits, Opcode
 from sim import ring
 from sim.layout import tiles
-from sim.machine import COUNTER_NAMES, Machine, RunResult, _normalize
+from sim.machine import COUNTER_NAMES, Machine, _normalize, run_stream
 
 __all__ = ["ClusterMachine", "machine_for"]
 
@@ -97,21 +97,7 @@ class ClusterMachine:
 
     def run(self, memory, cmd_base, cmd_count, mem_base=0):
         """As :meth:`sim.machine.Machine.run`, on the cluster."""
-        memory = Machine._check_memory(memory)
-        error = isa.check_fetch(cmd_base, cmd_count, self.limits())
-        if error != ErrorCode.NONE:
-            return RunResult(error, 0, 0)
-        for index in range(cmd_count):
-            address = cmd_base + index * COMMAND_BYTES
-            self._own["fetch_beats"] += COMMAND_BYTES // self.beat_bytes
-            if not Machine._in_image(memory, mem_base, address, COMMAND_BYTES):
-                return RunResult(ErrorCode.BUS_ERROR, index, index)
-            word = (address - mem_base) // 4
-            fields = isa.decode(memory[word:word + COMMAND_WORDS])
-            error = self._execute(fields, memory, mem_base)
-            if error != ErrorCode.NONE:
-                return RunResult(error, index, index)
-        return RunResult(ErrorCode.NONE, cmd_count, cmd_count)
+        return run_stream(self, self._own, memory, cmd_base, cmd_count, mem_base)
 
     def execute(self, command, memory=None, mem_base=0):
         """As :meth:`sim.machine.Machine.execute`, on the cluster."""

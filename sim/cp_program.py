@@ -128,7 +128,7 @@ from sim import core_model as cm
 from sim import numerics as nx
 from sim.compiler import ONE, augment
 from sim.layout import Allocator, Matrix, bank_count, tiles
-from sim.program import Region, Run
+from sim.program import Region, Run, _bits, memory_map_table
 
 __all__ = ["assign_stages", "forward_version", "staleness", "CpProgram", "cp_reference",
            "cp_job", "CpEpoch", "CpResult", "train_cp", "interleave", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
@@ -691,11 +691,7 @@ class CpProgram:
 
     def memory_map(self):
         """The memory map as a Markdown table."""
-        lines = ["| region | first byte | end | columns | words per column | stride (bytes) |",
-                 "|---|---|---|---|---|---|"]
-        lines += [f"| {r.name} | {r.addr:#x} | {r.end:#x} | {r.cols} | {r.rows} | {r.stride} |"
-                  for r in self.regions.values()]
-        return "\n".join(lines)
+        return memory_map_table(self.regions.values())
 
     def _check_image(self, image):
         if (not isinstance(image, np.ndarray) or image.dtype != np.uint32
@@ -767,16 +763,6 @@ class CpProgram:
 def _span(layers):
     return f"{layers[0]}" if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
 
-
-def _bits(name, values, shape):
-    array = np.asarray(values)
-    if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, not {array.shape}")
-    if array.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integer fp32 bit patterns, not {array.dtype} values")
-    if array.size and (int(array.min()) < 0 or int(array.max()) > 0xFFFF_FFFF):
-        raise ValueError(f"{name} must hold 32-bit patterns in [0, 0xFFFFFFFF]")
-    return array.astype(np.uint32)
 
 
 # ---------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ from sim.dual import BYPASS, HIGH, LOW, DualPath, random_bits
 from sim.layout import bank_count, tiles
 from sim.reuse import ReuseCache, reuse_classes
 
-__all__ = ["Machine", "RunResult", "COUNTER_NAMES"]
+__all__ = ["Machine", "RunResult", "COUNTER_NAMES", "run_stream"]
 
 _U = np.uint64
 
@@ -159,6 +159,28 @@ def _normalize(command):
                                  f"not {value}")
         fields[name] = value
     return fields
+
+
+def run_stream(machine, counters, memory, cmd_base, cmd_count, mem_base):
+    """The fetch, check and execute loop of :meth:`Machine.run` for ``machine`` (anything
+    with ``limits()``, ``beat_bytes`` and ``_execute(fields, memory, mem_base)``), counting
+    the fetch beats in ``counters``."""
+    memory = Machine._check_memory(memory)
+    error = isa.check_fetch(cmd_base, cmd_count, machine.limits())
+    if error != ErrorCode.NONE:
+        return RunResult(error, 0, 0)
+    for index in range(cmd_count):
+        address = cmd_base + index * COMMAND_BYTES
+        # A command is fetched in whole beats whether or not it then fails.
+        counters["fetch_beats"] += COMMAND_BYTES // machine.beat_bytes
+        if not Machine._in_image(memory, mem_base, address, COMMAND_BYTES):
+            return RunResult(ErrorCode.BUS_ERROR, index, index)
+        word = (address - mem_base) // 4
+        fields = isa.decode(memory[word:word + COMMAND_WORDS])
+        error = machine._execute(fields, memory, mem_base)
+        if error != ErrorCode.NONE:
+            return RunResult(error, index, index)
+    return RunResult(ErrorCode.NONE, cmd_count, cmd_count)
 
 
 class Machine:
@@ -286,22 +308,7 @@ class Machine:
             command runs, so such a command also changes nothing here (the RTL may have done
             part of it) and its DMA beats are not counted.
         """
-        memory = self._check_memory(memory)
-        error = isa.check_fetch(cmd_base, cmd_count, self.limits())
-        if error != ErrorCode.NONE:
-            return RunResult(error, 0, 0)
-        for index in range(cmd_count):
-            address = cmd_base + index * COMMAND_BYTES
-            # A command is fetched in whole beats whether or not it then fails.
-            self.counters["fetch_beats"] += COMMAND_BYTES // self.beat_bytes
-            if not self._in_image(memory, mem_base, address, COMMAND_BYTES):
-                return RunResult(ErrorCode.BUS_ERROR, index, index)
-            word = (address - mem_base) // 4
-            fields = isa.decode(memory[word:word + COMMAND_WORDS])
-            error = self._execute(fields, memory, mem_base)
-            if error != ErrorCode.NONE:
-                return RunResult(error, index, index)
-        return RunResult(ErrorCode.NONE, cmd_count, cmd_count)
+        return run_stream(self, self.counters, memory, cmd_base, cmd_count, mem_base)
 
     def execute(self, command, memory=None, mem_base=0):
         """Check and execute one command given as fields.

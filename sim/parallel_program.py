@@ -106,7 +106,7 @@ from sim import numerics as nx
 from sim import ring
 from sim.compiler import ONE, augment
 from sim.layout import Allocator, Matrix, bank_count, tiles
-from sim.program import Run, TrainingProgram
+from sim.program import Run, TrainingProgram, _bits, check_run_arguments
 
 __all__ = ["MODES", "ParallelProgram", "split_rows", "join_rows", "golden_parallel_step",
            "parallel_job", "ParallelTrainResult", "train_parallel"]
@@ -124,11 +124,6 @@ def _bits32(value):
 
 def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, (bool, np.bool_))
 
 
 def _lines(matrix, prefix="sp"):
@@ -240,20 +235,11 @@ class ParallelProgram(TrainingProgram):
         sizes = [int(s) for s in sizes]
         if not _is_int(batch) or batch < 1:
             raise ValueError(f"batch must be a positive integer, not {batch!r}")
-        if not _is_real(lr) or not 0 < lr < math.inf:
-            raise ValueError(f"lr must be a positive number, not {lr!r}")
+        check_run_arguments(lr, momentum, slots, mem_base)
         if momentum is not None and mode == "data":
             raise ValueError(f"data parallel is plain SGD: the update of the all-reduced "
                              f"gradient leaves no place for a velocity, so momentum must be "
                              f"None, not {momentum!r}")
-        if momentum is not None and (not _is_real(momentum) or not 0 <= momentum < math.inf):
-            raise ValueError(f"momentum must be None or a non-negative number, not "
-                             f"{momentum!r}")
-        if not _is_int(slots) or slots < 1:
-            raise ValueError(f"slots must be a positive integer, not {slots!r}")
-        if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
-            raise ValueError(f"mem_base must be a non-negative multiple of "
-                             f"{isa.COMMAND_BYTES}, not {mem_base!r}")
         self.config, self.mode, self.cores = config, mode, c
         self.sizes, self.batch, self.lr, self.momentum = sizes, int(batch), lr, momentum
         self.slots, self.mem_base = int(slots), int(mem_base)
@@ -639,17 +625,6 @@ class ParallelProgram(TrainingProgram):
             raise ValueError("this program has no velocities: momentum is None")
         return self._get_whole("velocities", image)
 
-
-def _bits(name, values, shape):
-    """``values`` as ``uint32`` words of ``shape``: 32-bit patterns, checked."""
-    array = np.asarray(values)
-    if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, not {array.shape}")
-    if array.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be integer fp32 bit patterns, not {array.dtype} values")
-    if array.size and (int(array.min()) < 0 or int(array.max()) > 0xFFFF_FFFF):
-        raise ValueError(f"{name} must hold 32-bit patterns in [0, 0xFFFFFFFF]")
-    return array.astype(np.uint32)
 
 
 # ---------------------------------------------------------------------------------------

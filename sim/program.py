@@ -217,16 +217,7 @@ class TrainingProgram:
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
         sizes = _check_sizes(sizes)
-        if not _is_real(lr) or not 0 < lr < math.inf:
-            raise ValueError(f"lr must be a positive number, not {lr!r}")
-        if momentum is not None and (not _is_real(momentum) or not 0 <= momentum < math.inf):
-            raise ValueError(f"momentum must be None or a non-negative number, not "
-                             f"{momentum!r}")
-        if not _is_int(slots) or slots < 1:
-            raise ValueError(f"slots must be a positive integer, not {slots!r}")
-        if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
-            raise ValueError(f"mem_base must be a non-negative multiple of "
-                             f"{isa.COMMAND_BYTES}, not {mem_base!r}")
+        check_run_arguments(lr, momentum, slots, mem_base)
         self.compiled = prog = compile_mlp(config, sizes, batch, lr, momentum=momentum)
         self.config = config
         self.sizes, self.batch, self.lr, self.momentum = sizes, batch, lr, momentum
@@ -455,11 +446,7 @@ class TrainingProgram:
 
     def memory_map(self):
         """The memory map as a Markdown table (addresses in bytes, ``mem_base`` included)."""
-        lines = ["| region | first byte | end | columns | words per column | stride (bytes) |",
-                 "|---|---|---|---|---|---|"]
-        lines += [f"| {r.name} | {r.addr:#x} | {r.end:#x} | {r.cols} | {r.rows} | {r.stride} |"
-                  for r in self.regions.values()]
-        return "\n".join(lines)
+        return memory_map_table(self.regions.values())
 
     # --- image helpers -----------------------------------------------------------------
 
@@ -504,6 +491,30 @@ def _describe(value):
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
     return repr(value)
+
+
+def check_run_arguments(lr, momentum, slots, mem_base):
+    """The checks of a training program's ``lr``, ``momentum``, ``slots`` and ``mem_base``
+    (``ValueError`` naming the bad one)."""
+    if not _is_real(lr) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a positive number, not {lr!r}")
+    if momentum is not None and (not _is_real(momentum) or not 0 <= momentum < math.inf):
+        raise ValueError(f"momentum must be None or a non-negative number, not "
+                         f"{momentum!r}")
+    if not _is_int(slots) or slots < 1:
+        raise ValueError(f"slots must be a positive integer, not {slots!r}")
+    if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
+        raise ValueError(f"mem_base must be a non-negative multiple of "
+                         f"{isa.COMMAND_BYTES}, not {mem_base!r}")
+
+
+def memory_map_table(regions):
+    """A memory map as a Markdown table: one row per :class:`Region`."""
+    lines = ["| region | first byte | end | columns | words per column | stride (bytes) |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.addr:#x} | {r.end:#x} | {r.cols} | {r.rows} | {r.stride} |"
+              for r in regions]
+    return "\n".join(lines)
 
 
 def _bits(name, values, shape):
