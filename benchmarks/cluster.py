@@ -28,8 +28,8 @@ Parts (``--parts``, default all):
 
 ``--no-rtl`` takes the golden cluster model (``sim.rtl_job.run_job_golden``: exact counters
 and ring cycles, no total cycles) in place of the RTL. Writes
-``benchmarks/results/cluster.{json,md}`` (with ``--parts`` or ``--no-rtl``:
-``cluster_partial.{json,md}``).
+``benchmarks/results/cluster.{json,md}`` (with ``--no-rtl``: ``cluster_partial.{json,md}``);
+with ``--parts``, the parts not run keep their figures from the JSON.
 """
 
 import argparse
