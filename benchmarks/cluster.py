@@ -500,8 +500,9 @@ def caterpillar_markdown(rows):
                "every core; in data parallel the all-reduce of every weight gradient over "
                "32-bit links (the `ring cycles` of the modes table) and the exchange's "
                "extra `WGRAD`, `STORE_W` and `LOAD_W`; in CP the controller's in-order "
-               "dispatch (a core's commands start when the previous core's last one does, "
-               "so the stages hardly overlap: compare `CP overlapped`) and the `SEND` s, "
+               "dispatch (no per-core queues: a command that waits for its core holds up "
+               "the other cores' commands behind it, so the interleaved stages overlap only "
+               "in part: compare `CP overlapped`) and the `SEND` s, "
                "each a barrier, the gradient going `c - 1` hops round the one-way ring. "
                "CATERPILLAR's figures are analytical, for its own machine; the model rows "
                "here are this project's model of a machine like it."]
