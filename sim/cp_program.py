@@ -128,7 +128,7 @@ from sim import core_model as cm
 from sim import numerics as nx
 from sim.compiler import ONE, augment
 from sim.layout import Allocator, Matrix, bank_count, tiles
-from sim.program import Region, Run, _bits, memory_map_table
+from sim.program import Region, Run, _bits, memory_map_table, region_view
 
 __all__ = ["assign_stages", "forward_version", "staleness", "CpProgram", "cp_reference",
            "cp_job", "CpEpoch", "CpResult", "train_cp", "interleave", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
@@ -701,10 +701,7 @@ class CpProgram:
                              f"{getattr(image, 'shape', '')}")
 
     def _view(self, image, region):
-        first = (region.addr - self.mem_base) // _WORD
-        per_column = region.stride // _WORD
-        block = image[first:first + region.cols * per_column]
-        return block.reshape(region.cols, per_column)[:, :region.rows].T
+        return region_view(image, region, self.mem_base)
 
     def _get(self, image, region):
         self._check_image(image)

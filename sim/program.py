@@ -464,10 +464,7 @@ class TrainingProgram:
 
     def _view(self, image, region):
         """A writable ``(rows, cols)`` view of ``region`` in ``image``."""
-        first = (region.addr - self.mem_base) // _WORD
-        per_column = region.stride // _WORD
-        block = image[first:first + region.cols * per_column]
-        return block.reshape(region.cols, per_column)[:, :region.rows].T
+        return region_view(image, region, self.mem_base)
 
     def _get(self, image, region):
         self._check_image(image)
@@ -506,6 +503,15 @@ def check_run_arguments(lr, momentum, slots, mem_base):
     if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
         raise ValueError(f"mem_base must be a non-negative multiple of "
                          f"{isa.COMMAND_BYTES}, not {mem_base!r}")
+
+
+def region_view(image, region, mem_base):
+    """A writable ``(rows, cols)`` view of :class:`Region` ``region`` in ``image`` (words
+    from byte ``mem_base``)."""
+    first = (region.addr - mem_base) // _WORD
+    per_column = region.stride // _WORD
+    block = image[first:first + region.cols * per_column]
+    return block.reshape(region.cols, per_column)[:, :region.rows].T
 
 
 def memory_map_table(regions):
