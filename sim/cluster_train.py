@@ -151,7 +151,7 @@ def run_cluster_rtl(config, mode, *, steps, simulator="verilator", build_dir="bu
     the golden cluster; compare every memory image and counter. Returns
     :class:`ClusterRtlResult`; raises ``RuntimeError`` if the RTL halts with an error."""
     from gen.isa import ErrorCode
-    from sim.rtl_job import GOLDEN_COUNTERS, run_job, run_job_golden, useful_macs
+    from sim.rtl_job import golden_mismatches, run_job, run_job_golden, useful_macs
 
     job, training_runs, batch = cluster_job(config, mode, steps=steps, sizes=sizes,
                                             batch=batch, lr=lr, seed=seed)
@@ -160,22 +160,16 @@ def run_cluster_rtl(config, mode, *, steps, simulator="verilator", build_dir="bu
     golden = run_job_golden(config, job)
     result = ClusterRtlResult(mode, simulator, config.cluster.cores, steps, batch,
                               wall_s=time.perf_counter() - start)
-    for k, (out, gold) in enumerate(zip(outputs, golden)):
+    for k, out in enumerate(outputs):
         if out.error != ErrorCode.NONE:
             raise RuntimeError(f"run {k}: the {simulator} cluster halted with "
                                f"{out.error.name} at command {out.index}")
-        if not np.array_equal(out.image.astype(np.uint32), gold.image):
-            result.mismatches.append(f"run {k}: memory image")
-        for key in GOLDEN_COUNTERS:
-            if out.counters[key] != gold.counters[key]:
-                result.mismatches.append(f"run {k}: {key} {out.counters[key]} != golden "
-                                         f"{gold.counters[key]}")
+    result.mismatches = golden_mismatches(outputs, golden)
     result.golden_match = not result.mismatches
     result.counters = dict(outputs[-1].counters)
     result.cycles = sum(outputs[k].cycles for k in training_runs)
-    samples = steps * batch
     # cp updates per micro-batch: the MACs of one step of batch `batch` per micro-batch.
-    result.useful_macs = steps * useful_macs(list(sizes), batch) if samples else 0
+    result.useful_macs = steps * useful_macs(list(sizes), batch)
     pes = config.core.rows * config.core.cols * config.cluster.cores
     result.utilization = result.useful_macs / (pes * result.cycles) if result.cycles else 0.0
     if log is not None:

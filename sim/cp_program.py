@@ -128,7 +128,7 @@ from sim import core_model as cm
 from sim import numerics as nx
 from sim.compiler import ONE, augment
 from sim.layout import Allocator, Matrix, bank_count, tiles
-from sim.program import Region, Run, _bits, memory_map_table, region_view
+from sim.program import MemoryImage, Run, _bits
 
 __all__ = ["assign_stages", "forward_version", "staleness", "CpProgram", "cp_reference",
            "cp_job", "CpEpoch", "CpResult", "train_cp", "interleave", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
@@ -288,7 +288,7 @@ class _Stage:
         return 1 << self.core
 
 
-class CpProgram:
+class CpProgram(MemoryImage):
     """A continuous-propagation training session of an MLP on a cluster, as a memory image
     and command streams (the module's docstring has the semantics and the memory map).
 
@@ -470,14 +470,6 @@ class CpProgram:
                              f"{self._next - 1:#x}, beyond the "
                              f"{self.config.host.axi_addr_width}-bit address space "
                              f"(host.axi_addr_width); samples = {N}")
-
-    def _region(self, name, rows, cols, stride):
-        region = Region(name, self._next, rows, cols, stride)
-        self.regions[name] = region
-        self._next += _ceil(region.size, self._align) * self._align
-
-    def _matrix_region(self, name, rows, cols):
-        self._region(name, rows, cols, _ceil(_WORD * rows, self.beat_bytes) * self.beat_bytes)
 
     def _dma(self, op, name, matrix, core, first=0, count=None):
         """A DMA of columns ``first ..`` of region ``name`` to or from ``matrix``."""
@@ -688,24 +680,6 @@ class CpProgram:
         """Every sample's network output, ``(sizes[-1], samples)`` fp32 bits (``uint64``):
         column ``i`` from sample ``i``'s forward pass."""
         return self._get(image, self.regions["logits"])
-
-    def memory_map(self):
-        """The memory map as a Markdown table."""
-        return memory_map_table(self.regions.values())
-
-    def _check_image(self, image):
-        if (not isinstance(image, np.ndarray) or image.dtype != np.uint32
-                or image.shape != (self.image_words,)):
-            raise ValueError(f"image must be a uint32 array of shape ({self.image_words},), "
-                             f"not {getattr(image, 'dtype', type(image).__name__)} "
-                             f"{getattr(image, 'shape', '')}")
-
-    def _view(self, image, region):
-        return region_view(image, region, self.mem_base)
-
-    def _get(self, image, region):
-        self._check_image(image)
-        return self._view(image, region).astype(np.uint64)
 
     # --- figures -----------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ from gen import isa
 from sim import numerics as nx
 from sim.compiler import ONE, compile_mlp
 
-__all__ = ["Run", "Region", "TrainingProgram", "initial_weights"]
+__all__ = ["Run", "Region", "MemoryImage", "TrainingProgram", "initial_weights"]
 
 _WORD = 4
 
@@ -160,7 +160,49 @@ def initial_weights(sizes, seed):
     return weights
 
 
-class TrainingProgram:
+class MemoryImage:
+    """The regions of a program's memory image: laid out one after the other from
+    ``mem_base``, each at a multiple of ``_align`` bytes, matrices column-major with each
+    column padded to whole beats. A program sets ``regions`` (a dict), ``_next`` (the
+    next free byte), ``_align``, ``beat_bytes``, ``mem_base`` and ``image_words``."""
+
+    def _region(self, name, rows, cols, stride):
+        region = Region(name, self._next, rows, cols, stride)
+        self.regions[name] = region
+        self._next += _ceil(region.size, self._align) * self._align
+
+    def _matrix_region(self, name, rows, cols):
+        self._region(name, rows, cols, _ceil(_WORD * rows, self.beat_bytes) * self.beat_bytes)
+
+    def memory_map(self):
+        """The memory map as a Markdown table (addresses in bytes, ``mem_base`` included)."""
+        lines = ["| region | first byte | end | columns | words per column | stride (bytes) |",
+                 "|---|---|---|---|---|---|"]
+        lines += [f"| {r.name} | {r.addr:#x} | {r.end:#x} | {r.cols} | {r.rows} | {r.stride} |"
+                  for r in self.regions.values()]
+        return "\n".join(lines)
+
+    def _check_image(self, image):
+        if (not isinstance(image, np.ndarray) or image.dtype != np.uint32
+                or image.shape != (self.image_words,)):
+            what = (f"a {image.dtype} array of shape {image.shape}"
+                    if isinstance(image, np.ndarray) else repr(type(image).__name__))
+            raise ValueError(f"image must be a uint32 array of shape ({self.image_words},), "
+                             f"not {what}")
+
+    def _view(self, image, region):
+        """A writable ``(rows, cols)`` view of ``region`` in ``image``."""
+        first = (region.addr - self.mem_base) // _WORD
+        per_column = region.stride // _WORD
+        block = image[first:first + region.cols * per_column]
+        return block.reshape(region.cols, per_column)[:, :region.rows].T
+
+    def _get(self, image, region):
+        self._check_image(image)
+        return self._view(image, region).astype(np.uint64)
+
+
+class TrainingProgram(MemoryImage):
     """An MLP training run as a memory image and command streams.
 
     Parameters
@@ -290,14 +332,6 @@ class TrainingProgram:
         self.prologue = Run(self.regions["commands"].addr, prologue_count)
 
     # --- construction helpers ----------------------------------------------------------
-
-    def _region(self, name, rows, cols, stride):
-        region = Region(name, self._next, rows, cols, stride)
-        self.regions[name] = region
-        self._next += _ceil(region.size, self._align) * self._align
-
-    def _matrix_region(self, name, rows, cols):
-        self._region(name, rows, cols, _ceil(_WORD * rows, self.beat_bytes) * self.beat_bytes)
 
     def _dma(self, op, name, matrix):
         region = self.regions[name]
@@ -444,31 +478,11 @@ class TrainingProgram:
         self._check_slot(slot)
         return self._get(image, self.regions[f"inputs[{slot}]"])
 
-    def memory_map(self):
-        """The memory map as a Markdown table (addresses in bytes, ``mem_base`` included)."""
-        return memory_map_table(self.regions.values())
-
     # --- image helpers -----------------------------------------------------------------
-
-    def _check_image(self, image):
-        if (not isinstance(image, np.ndarray) or image.dtype != np.uint32
-                or image.shape != (self.image_words,)):
-            what = (f"a {image.dtype} array of shape {image.shape}"
-                    if isinstance(image, np.ndarray) else repr(type(image).__name__))
-            raise ValueError(f"image must be a uint32 array of shape ({self.image_words},), "
-                             f"not {what}")
 
     def _check_slot(self, slot):
         if not _is_int(slot) or not 0 <= slot < self.slots:
             raise ValueError(f"slot must be in [0, {self.slots}), not {slot!r}")
-
-    def _view(self, image, region):
-        """A writable ``(rows, cols)`` view of ``region`` in ``image``."""
-        return region_view(image, region, self.mem_base)
-
-    def _get(self, image, region):
-        self._check_image(image)
-        return self._view(image, region).astype(np.uint64)
 
     def _put_layers(self, image, kind, arrays):
         matrices = self.compiled.weights
@@ -503,24 +517,6 @@ def check_run_arguments(lr, momentum, slots, mem_base):
     if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
         raise ValueError(f"mem_base must be a non-negative multiple of "
                          f"{isa.COMMAND_BYTES}, not {mem_base!r}")
-
-
-def region_view(image, region, mem_base):
-    """A writable ``(rows, cols)`` view of :class:`Region` ``region`` in ``image`` (words
-    from byte ``mem_base``)."""
-    first = (region.addr - mem_base) // _WORD
-    per_column = region.stride // _WORD
-    block = image[first:first + region.cols * per_column]
-    return block.reshape(region.cols, per_column)[:, :region.rows].T
-
-
-def memory_map_table(regions):
-    """A memory map as a Markdown table: one row per :class:`Region`."""
-    lines = ["| region | first byte | end | columns | words per column | stride (bytes) |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.addr:#x} | {r.end:#x} | {r.cols} | {r.rows} | {r.stride} |"
-              for r in regions]
-    return "\n".join(lines)
 
 
 def _bits(name, values, shape):

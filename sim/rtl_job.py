@@ -17,8 +17,8 @@ import numpy as np
 
 from gen import isa
 
-__all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "training_job", "useful_macs",
-           "GOLDEN_COUNTERS"]
+__all__ = ["Run", "Job", "RunOutput", "run_job", "run_job_golden", "golden_mismatches",
+           "training_job", "useful_macs", "GOLDEN_COUNTERS"]
 
 #: Counters the golden machine model predicts exactly (the others depend on memory timing).
 GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
@@ -165,6 +165,31 @@ def run_job_golden(config, job, machine=None):
         outputs.append(RunOutput(status, result.error, 0 if ok else result.index, 0, 0.0,
                                  counters, image.copy() if run.dump else None))
     return outputs
+
+
+def golden_mismatches(outputs, golden):
+    """How the RTL's runs (``run_job``) differ from the golden machine's (``run_job_golden``)
+    on the same job: one line per run whose outcome is not a clean end (status done, no
+    error) in both, or whose memory image or counters of :data:`GOLDEN_COUNTERS` differ.
+    An empty list: equal in every bit."""
+    if len(outputs) != len(golden):
+        return [f"{len(outputs)} runs, the golden machine {len(golden)}"]
+    lines = []
+    for i, (r, g) in enumerate(zip(outputs, golden)):
+        outcome = (r.status, r.error, r.index)
+        if outcome != (g.status, g.error, g.index) or outcome != (0b010, isa.ErrorCode.NONE, 0):
+            lines.append(f"run {i}: {r.error.name} at command {r.index} (status {r.status:#05b}), "
+                         f"the golden machine {g.error.name} at {g.index}")
+            continue
+        differ = np.flatnonzero(np.asarray(r.image, dtype=np.uint32) != g.image)
+        if differ.size:
+            lines.append(f"run {i}: {differ.size} words of the memory image differ, the first "
+                         f"at byte {4 * differ[0]:#x}")
+        counters = [f"{k} {r.counters[k]} != {g.counters[k]}" for k in GOLDEN_COUNTERS
+                    if r.counters[k] != g.counters[k]]
+        if counters:
+            lines.append(f"run {i}: " + ", ".join(counters))
+    return lines
 
 
 def training_job(program, weights, minibatches, velocities=None, slot=0, max_cycles=5_000_000,

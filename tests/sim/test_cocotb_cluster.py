@@ -17,7 +17,7 @@ import pytest
 from gen import isa
 from gen.config import PRESETS, with_overrides
 from gen.isa import Opcode
-from sim.rtl_job import GOLDEN_COUNTERS, Job, Run, run_job, run_job_golden
+from sim.rtl_job import Job, Run, golden_mismatches, run_job, run_job_golden
 
 #: Builds shared by the tests of a config (the runner keys them by the Verilog's hash).
 SHARED = Path(__file__).resolve().parents[2] / "build" / "tests" / "cluster"
@@ -111,14 +111,7 @@ def collective_job(config, ops=COLLECTIVES, *, seed=0, n=5, batch=3):
 
 def assert_equal_golden(outs, golden):
     """Every run ended well, and left the golden model's memory image and counters."""
-    assert len(outs) == len(golden)
-    for i, (r, g) in enumerate(zip(outs, golden)):
-        assert (r.status, r.error, r.index) == (g.status, g.error, g.index) == \
-            (0b010, isa.ErrorCode.NONE, 0), f"run {i}: {r.error!r} at {r.index}"
-        differ = np.flatnonzero(r.image != g.image)
-        assert differ.size == 0, (f"run {i}: {differ.size} words differ, the first at byte "
-                                  f"{4 * differ[0]:#x}")
-        assert {k: r.counters[k] for k in GOLDEN_COUNTERS} == g.counters, f"run {i}"
+    assert golden_mismatches(outs, golden) == []
 
 
 def run_collectives(cores, simulator, build_root, seed):
