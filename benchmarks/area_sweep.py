@@ -1,19 +1,24 @@
-"""Area of the training core against array size, operand format and dual precision (ECP5).
+"""Area of the training core against array size, operand format, dual precision and the
+reuse cache (ECP5).
 
 Runs the sweep of ``sweeps/area.toml`` through :mod:`gen.sweep` (resumable: results in
 ``build/sweeps/area/results.jsonl``, each point recorded as it finishes, so running this
 again only runs what is missing), then writes the tables and the plot: LUT4, FF, DSP and
 BRAM of every point (Yosys ``synth_ecp5``, flattened, classic ``abc -lut 4`` mapping),
-LUT4 per PE, the ratios dual / single and fp8 / bf16, and the exponent ``b`` of
-``LUT4 = a * PEs^b`` fitted per series.
+LUT4 per PE, the ratios dual / single, fp8 / bf16 and reuse / no reuse, and the exponent
+``b`` of ``LUT4 = a * PEs^b`` fitted per series.
 
-    .venv/bin/python benchmarks/area_sweep.py [-j 2] [--report-only]
+    .venv/bin/python benchmarks/area_sweep.py [-j 2] [--max-pes 16] [--report-only]
+
+``--max-pes`` runs only the points with at most that many PEs (an 8x8 point synthesizes for
+over an hour here); the others stay pending and are reported as such.
 
 Writes ``benchmarks/results/area_sweep.{json,md,png}`` (and the full report of
 ``chrysalis report`` under ``build/sweeps/area/report``).
 """
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -33,9 +38,10 @@ NOTE = """\
 What is measured: the whole accelerator of the `default` preset (one training core behind
 the AXI4-Lite registers and the AXI4 DMA; MAC latency 6, fp32 accumulators, 1024-word
 weight and activation banks per PE), scratchpad reduced to 4096 words for every point, with
-R x R PEs, operands bf16 or fp8 (e4m3), and dual precision off (`single`, 16 accumulators,
+R x R PEs, operands bf16 or fp8 (e4m3), dual precision off (`single`, 16 accumulators,
 the default) or on (`value`, 28 accumulators, its minimum at latency 6; low-precision
-multiplier of 3 mantissa bits for bf16 and 1 for fp8). Yosys `synth_ecp5` (YoWASP, flattened,
+multiplier of 3 mantissa bits for bf16 and 1 for fp8), and the reuse cache off (0 entries,
+the default) or on (16 entries, 4 ways per PE; bf16 `single` only). Yosys `synth_ecp5` (YoWASP, flattened,
 classic `abc -lut 4` LUT mapping); LUT4 counts a CCU2C as two, DSP counts MULT18X18D and
 ALU54B, BRAM counts DP16KD. Synthesis only: nextpnr-ecp5 takes over 40 minutes per 4x4
 core on this machine. The exponent b is fitted by least squares to log LUT4 = log a +
@@ -45,8 +51,13 @@ reducers, host interface) makes b < 1 at small sizes. Reproduce:
 then `chrysalis report build/sweeps/area`)."""
 
 
+def reuse_entries(row):
+    return row["_config"]["pe"]["reuse_entries"]
+
+
 def series_label(row):
-    return f"{row['mac.operand']} {row['mac.dual']}"
+    reuse = reuse_entries(row)
+    return f"{row['mac.operand']} {row['mac.dual']}" + (f" reuse {reuse}" if reuse else "")
 
 
 def summarize(table):
@@ -62,20 +73,35 @@ def summarize(table):
         fits[label] = None if b is None else round(b, 3)
         lines[label] = fit_line([r["pes"] for r in group], [r["lut4"] for r in group])
     out = []
-    for r in sorted(done, key=lambda r: (r["mac.operand"], r["mac.dual"], r["pes"])):
-        single = next((s for s in done if s["pes"] == r["pes"] and s["mac.dual"] == "single"
-                       and s["mac.operand"] == r["mac.operand"]), None)
-        bf16 = next((s for s in done if s["pes"] == r["pes"] and s["mac.dual"] == r["mac.dual"]
-                     and s["mac.operand"] == "bf16"), None)
+    # Each ratio is against the point that differs in that one knob only.
+    def twin(r, **knobs):
+        want = {"pes": r["pes"], "mac.operand": r["mac.operand"], "mac.dual": r["mac.dual"],
+                "reuse": reuse_entries(r), **knobs}
+        return next((s for s in done if all(
+            (reuse_entries(s) if k == "reuse" else s[k]) == v for k, v in want.items())), None)
+
+    for r in sorted(done, key=lambda r: (r["mac.operand"], r["mac.dual"], reuse_entries(r),
+                                         r["pes"])):
+        single = twin(r, **{"mac.dual": "single"})
+        bf16 = twin(r, **{"mac.operand": "bf16"})
+        plain = twin(r, reuse=0)
         out.append({
             "rows": r["core.rows"], "cols": r["core.cols"], "pes": r["pes"],
-            "operand": r["mac.operand"], "dual": r["mac.dual"], "acc_regs": r["_config"]["pe"]["acc_regs"],
+            "operand": r["mac.operand"], "dual": r["mac.dual"],
+            "acc_regs": r["_config"]["pe"]["acc_regs"], "reuse_entries": reuse_entries(r),
             "lut4": r["lut4"], "ff": r["ff"], "dsp": r["dsp"], "bram": r["bram"],
             "lut4_per_pe": round(r["lut4"] / r["pes"], 1),
             "lut4_dual_over_single": round(r["lut4"] / single["lut4"], 3) if single else None,
             "lut4_over_bf16": round(r["lut4"] / bf16["lut4"], 3) if bf16 else None,
+            "lut4_reuse_over_none": round(r["lut4"] / plain["lut4"], 3) if plain else None,
         })
     return out, fits, lines
+
+
+def row_label(row):
+    """:func:`series_label` of a summary row."""
+    reuse = row["reuse_entries"]
+    return f"{row['operand']} {row['dual']}" + (f" reuse {reuse}" if reuse else "")
 
 
 def fit_line(xs, ys):
@@ -93,12 +119,21 @@ def fit_line(xs, ys):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel points (default 2)")
+    parser.add_argument("--max-pes", type=int, metavar="N",
+                        help="run only the points with at most N PEs (the rest stay pending)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the tables from the results so far, run nothing")
     args = parser.parse_args(argv)
+    if args.max_pes is not None and args.max_pes < 1:
+        parser.error(f"--max-pes must be a positive integer, not {args.max_pes!r}")
     sweep = load_sweep(SWEEP)
     if not args.report_only:
-        counts = run_sweep(sweep, WORK, jobs=args.jobs)
+        chosen = sweep
+        if args.max_pes is not None:
+            chosen = dataclasses.replace(sweep, points=tuple(
+                p for p in sweep.points
+                if p.config.core.rows * p.config.core.cols <= args.max_pes))
+        counts = run_sweep(chosen, WORK, jobs=args.jobs)
         print(counts)
     records = load_results(WORK)
     keys = {p.key for p in sweep.points}
@@ -119,18 +154,19 @@ def main(argv=None):
         "seconds": {r["key"][:12]: r.get("seconds") for r in records},
     }, indent=2, sort_keys=True) + "\n")
     text = [NOTE, "", markdown_table(
-        ("array", "PEs", "operand", "dual", "acc regs", "LUT4", "FF", "DSP", "BRAM",
-         "LUT4 / PE", "LUT4 dual / single", "LUT4 / bf16"),
+        ("array", "PEs", "operand", "dual", "acc regs", "reuse", "LUT4", "FF", "DSP", "BRAM",
+         "LUT4 / PE", "LUT4 dual / single", "LUT4 / bf16", "LUT4 reuse / none"),
         [(f"{r['rows']}x{r['cols']}", r["pes"], r["operand"], r["dual"], r["acc_regs"],
-          r["lut4"], r["ff"], r["dsp"], r["bram"], r["lut4_per_pe"],
-          r["lut4_dual_over_single"], r["lut4_over_bf16"]) for r in summary]),
+          r["reuse_entries"] or "off", r["lut4"], r["ff"], r["dsp"], r["bram"],
+          r["lut4_per_pe"], r["lut4_dual_over_single"], r["lut4_over_bf16"],
+          r["lut4_reuse_over_none"]) for r in summary]),
         "Fitted per series: the exponent b of LUT4 = a * PEs^b, and the straight line "
         "LUT4 = fixed + per PE * PEs (least squares):", "",
         markdown_table(("series", "b", "fixed LUT4", "LUT4 per PE", "sizes"),
                        [(label, b, (lines[label] or (None, None))[0],
                          (lines[label] or (None, None))[1],
                          ", ".join(f"{r['rows']}x{r['cols']}" for r in summary
-                                   if f"{r['operand']} {r['dual']}" == label))
+                                   if row_label(r) == label))
                         for label, b in fits.items()])]
     if failed:
         text += ["Failed points:", ""] + [f"- {r['overrides']}: {r['error']}" for r in failed]
