@@ -552,7 +552,7 @@ class BoardTop(wiring.Component):
 
     The ``sync`` domain runs from the 25 MHz board clock, or from an ``EHXPLLL`` at
     ``pll_mhz``; its reset is the ``button_fire`` 0 button (and the PLL's lock), through a
-    reset synchronizer. The LEDs show :data:`LEDS`.
+    reset synchronizer and a global buffer (``DCCA``). The LEDs show :data:`LEDS`.
 
     Parameters
     ----------
@@ -608,8 +608,18 @@ class BoardTop(wiring.Component):
                 i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
                 i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=lock)
             m.d.comb += [sync.clk.eq(clk), locked.eq(lock)]
+            # nextpnr also derives this constraint from the PLL's dividers (and warns that
+            # the net `pll_clk`, merged into the domain's clock, is not in its netlist).
             platform.add_clock_constraint(clk, p["achieved_mhz"] * 1e6)
-        m.submodules.reset_sync = ResetSynchronizer(button | ~locked, domain="sync")
+        # The synchronized reset reaches every flip-flop of the accelerator that has an
+        # initial value: about 19000 on the 4x4 core, in every corner of the chip. Left on
+        # the fabric it is the net that keeps nextpnr's router from converging; a DCCA puts
+        # it on one of the ECP5's global networks, which reach the slices' LSR inputs.
+        m.domains.reset_in = reset_in = ClockDomain("reset_in")
+        m.d.comb += reset_in.clk.eq(sync.clk)
+        m.submodules.reset_sync = ResetSynchronizer(button | ~locked, domain="reset_in")
+        m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset_in.rst, i_CE=Const(1),
+                                             o_CLKO=sync.rst)
         m.submodules.selftest = test = SelfTest(self.selftest,
                                                 timeout_cycles=self.timeout_cycles)
 

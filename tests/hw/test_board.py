@@ -176,6 +176,8 @@ def test_board_build_plan_with_a_pll(stored):
     plan = ULX3S_85F_Platform(toolchain="Trellis").build(top, do_build=False)
     rtlil = plan.files["top.il"]
     assert "EHXPLLL" in rtlil
+    # The reset reaches the flip-flops through a global buffer.
+    assert "cell \\DCCA " in rtlil
     for name in ("CLKI_DIV", "CLKFB_DIV", "CLKOP_DIV"):
         assert f"parameter \\{name} {p[name.lower()]}\n" in rtlil, name
     lpf = plan.files["top.lpf"]
