@@ -12,6 +12,7 @@ The YoWASP tools see a private ``/tmp``: the build script runs in the output dir
 names every file relative to it.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -201,6 +202,7 @@ def _step_seconds(out, name):
 def _result(config, spec, out, name, selftest, clock_mhz, pll_mhz, nextpnr_seed, elaborate_s):
     """The result of a build (see :func:`build_board`), written as ``<name>.board.json``."""
     report = parse_nextpnr_report(out / f"{name}.pnr.json")
+    bitstream = out / f"{name}.bit"
     fmax = report["fmax_mhz"]
     achieved = min(fmax.values()) if fmax else None
     steps = _step_seconds(out, name)
@@ -229,6 +231,10 @@ def _result(config, spec, out, name, selftest, clock_mhz, pll_mhz, nextpnr_seed,
                      "image_bytes": 4 * selftest.words,
                      "golden": [f"{g:#018x}" for g in selftest.golden]},
         "bitstream": str(out / f"{name}.bit"),
+        # What was built, to compare a rebuild with (the toolchain is deterministic for a
+        # given seed).
+        "bitstream_bytes": bitstream.stat().st_size,
+        "bitstream_sha256": hashlib.sha256(bitstream.read_bytes()).hexdigest(),
         "seconds": seconds,
         "nextpnr_seed": nextpnr_seed,
     }

@@ -1,6 +1,7 @@
 """``chrysalis board``: argument parsing, error messages, the nextpnr report parser, and (slow)
 a real bitstream build of a tiny config."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -215,6 +216,8 @@ def test_collect_a_finished_build(tmp_path):
     assert (result["operand"], result["array"], result["scratchpad_words"]) == ("bf16", "2x2",
                                                                                 2048)
     assert len(result["selftest"]["golden"]) == 2
+    assert (result["bitstream_bytes"], result["bitstream_sha256"]) == (
+        len("top.bit"), hashlib.sha256(b"top.bit").hexdigest())
     assert json.loads((tmp_path / "top.board.json").read_text()) == result
     with pytest.raises(board_flow.ConfigError, match="board must be one of"):
         board_flow.collect_board(config, tmp_path, board="de10")
