@@ -9,7 +9,7 @@ import argparse
 from .cli import Command, _fail, _positive_int, add_config_arguments, config_from_args, register
 from .config import ConfigError
 
-__all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT"]
+__all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT", "DEFAULT_PLL_MHZ"]
 
 #: The boards of :data:`gen.board.BOARDS`, spelled out so that ``--help`` imports nothing
 #: heavy; tests/gen/test_board_cli.py checks they agree.
@@ -32,15 +32,25 @@ def _sizes(text):
     return sizes
 
 
+#: The PLL frequency without ``--pll``: the default 4x4 core routes at 25.8 MHz on the
+#: ULX3S-85F and the 2x2 ``tiny`` one at 19.0 MHz (docs/board.md), too close to or under
+#: the 25 MHz board clock; 10 MHz leaves both a margin, and the self-test's step takes
+#: 1.6 ms at it.
+DEFAULT_PLL_MHZ = 10.0
+
+
 def _mhz(text):
     import math
+    if text == "off":
+        return None
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not 3.125 <= value <= 400:
         raise argparse.ArgumentTypeError(
-            f"must be a frequency from 3.125 to 400 MHz (the ECP5 PLL's range), not {text!r}")
+            f"must be a frequency from 3.125 to 400 MHz (the ECP5 PLL's range) or off, "
+            f"not {text!r}")
     return value
 
 
@@ -58,9 +68,10 @@ def _configure(parser):
     add_config_arguments(parser, required=False)
     parser.add_argument("--out", metavar="DIR",
                         help=f"build directory (default: {DEFAULT_OUT}/<board>-<config name>)")
-    parser.add_argument("--pll", type=_mhz, metavar="MHZ",
-                        help="clock the design from the ECP5 PLL at MHZ (default: the 25 MHz "
-                             "board clock, no PLL)")
+    parser.add_argument("--pll", type=_mhz, default=DEFAULT_PLL_MHZ, metavar="MHZ",
+                        help=f"clock the design from the ECP5 PLL at MHZ (default: "
+                             f"{DEFAULT_PLL_MHZ:g}, which the default 4x4 core meets; off: "
+                             f"the 25 MHz board clock, no PLL)")
     parser.add_argument("--sizes", type=_sizes, default=(64, 32, 10), metavar="N,..,N",
                         help="layer sizes of the stored digits step (default: 64,32,10)")
     parser.add_argument("--batch", type=_positive_int, default=8, metavar="B",
@@ -139,7 +150,7 @@ BOARD_COMMAND = register(Command(
            "  chrysalis board --board ulx3s_85f --set core.scratchpad_words=32768\n"
            "  chrysalis board --board ulx3s_85f --preset tiny --sizes 64,8,10 --batch 2 "
            "--set core.scratchpad_words=2048 --out build/board/tiny\n"
-           "  chrysalis board --board ulx3s_85f --config my.toml --pll 40",
+           "  chrysalis board --board ulx3s_85f --config my.toml --pll off",
     configure=_configure,
     run=_run,
 ))

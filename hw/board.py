@@ -612,9 +612,10 @@ class BoardTop(wiring.Component):
             # the net `pll_clk`, merged into the domain's clock, is not in its netlist).
             platform.add_clock_constraint(clk, p["achieved_mhz"] * 1e6)
         # The synchronized reset reaches every flip-flop of the accelerator that has an
-        # initial value: about 19000 on the 4x4 core, in every corner of the chip. Left on
-        # the fabric it is the net that keeps nextpnr's router from converging; a DCCA puts
-        # it on one of the ECP5's global networks, which reach the slices' LSR inputs.
+        # initial value: 19075 on the 4x4 core, in every corner of the chip. Left on the
+        # fabric it kept nextpnr's router from finishing the 4x4 core; a DCCA puts it on one
+        # of the ECP5's global networks, which reach the slices' LSR inputs, and the core
+        # routes (docs/board.md).
         m.domains.reset_in = reset_in = ClockDomain("reset_in")
         m.d.comb += reset_in.clk.eq(sync.clk)
         m.submodules.reset_sync = ResetSynchronizer(button | ~locked, domain="reset_in")

@@ -125,6 +125,29 @@ def test_arguments_reach_the_flow_and_the_result_is_printed(capsys, monkeypatch,
     assert "time:      elaborate 2.0 s, synthesis 3.0 s, toolchain 5.0 s" in printed
 
 
+@pytest.mark.parametrize("args, pll_mhz", [
+    ([], cli_board.DEFAULT_PLL_MHZ),
+    (["--pll", "off"], None),
+    (["--pll", "12.5"], 12.5),
+])
+def test_the_clock_is_a_pll_at_10_mhz_unless_told(monkeypatch, tmp_path, args, pll_mhz):
+    """Without --pll the design runs from the PLL at a frequency the default core meets;
+    `--pll off` is the board clock."""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_build(config, out, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(board_flow, "build_board", fake_build)
+    with pytest.raises(Stop):
+        main(["board", "--board", "ulx3s_85f", *TINY_BOARD, "--out", str(tmp_path), *args])
+    assert seen["pll_mhz"] == pll_mhz
+
+
 def write_report(directory):
     """A nextpnr report in the layout of nextpnr-ecp5 0.11's ``--report``."""
     step = lambda kind, cell_from, cell_to, delay, net=None, sources=(): {
