@@ -10,8 +10,8 @@ LUT4 per PE, the ratios dual / single, fp8 / bf16 and reuse / no reuse, and the 
 
     .venv/bin/python benchmarks/area_sweep.py [-j 2] [--max-pes 16] [--report-only]
 
-``--max-pes`` runs only the points with at most that many PEs (an 8x8 point synthesizes for
-over an hour here); the others stay pending and are reported as such.
+``--max-pes`` runs only the points with at most that many PEs (an 8x8 point synthesizes in
+12 to 24 minutes here); the others stay pending and are reported as such.
 
 Writes ``benchmarks/results/area_sweep.{json,md,png}`` (and the full report of
 ``chrysalis report`` under ``build/sweeps/area/report``).
@@ -41,8 +41,8 @@ weight and activation banks per PE), scratchpad reduced to 4096 words for every 
 R x R PEs, operands bf16 or fp8 (e4m3), dual precision off (`single`, 16 accumulators,
 the default) or on (`value`, 28 accumulators, its minimum at latency 6; low-precision
 multiplier of 3 mantissa bits for bf16 and 1 for fp8), and the reuse cache off (0 entries,
-the default) or on (16 entries, 4 ways per PE; bf16 `single` only). Yosys `synth_ecp5` (YoWASP, flattened,
-classic `abc -lut 4` LUT mapping); LUT4 counts a CCU2C as two, DSP counts MULT18X18D and
+the default) or on (16 entries, 4 ways per PE; bf16 `single` only). Yosys `synth_ecp5`
+(YoWASP, flattened, classic `abc -lut 4` LUT mapping); LUT4 counts a CCU2C as two, DSP counts MULT18X18D and
 ALU54B, BRAM counts DP16KD. Synthesis only: nextpnr-ecp5 takes over 40 minutes per 4x4
 core on this machine. The exponent b is fitted by least squares to log LUT4 = log a +
 b log PEs over the sizes of each series; the core's fixed part (sequencer, loss unit,
@@ -51,13 +51,19 @@ reducers, host interface) makes b < 1 at small sizes. Reproduce:
 then `chrysalis report build/sweeps/area`)."""
 
 
-def reuse_entries(row):
-    return row["_config"]["pe"]["reuse_entries"]
+def knobs(row):
+    """What a sweep row varies besides the array: its operand, dual policy and reuse cache."""
+    return {"operand": row["mac.operand"], "dual": row["mac.dual"],
+            "reuse": row["_config"]["pe"]["reuse_entries"]}
+
+
+def label(operand, dual, reuse):
+    """The name of a series: a point's knobs other than its size."""
+    return f"{operand} {dual}" + (f" reuse {reuse}" if reuse else "")
 
 
 def series_label(row):
-    reuse = reuse_entries(row)
-    return f"{row['mac.operand']} {row['mac.dual']}" + (f" reuse {reuse}" if reuse else "")
+    return label(**knobs(row))
 
 
 def summarize(table):
@@ -67,28 +73,25 @@ def summarize(table):
     for r in done:
         series.setdefault(series_label(r), []).append(r)
     fits, lines = {}, {}
-    for label, group in series.items():
+    for name, group in series.items():
         group.sort(key=lambda r: r["pes"])
         b = fit_exponent([r["pes"] for r in group], [r["lut4"] for r in group])
-        fits[label] = None if b is None else round(b, 3)
-        lines[label] = fit_line([r["pes"] for r in group], [r["lut4"] for r in group])
+        fits[name] = None if b is None else round(b, 3)
+        lines[name] = fit_line([r["pes"] for r in group], [r["lut4"] for r in group])
     out = []
     # Each ratio is against the point that differs in that one knob only.
-    def twin(r, **knobs):
-        want = {"pes": r["pes"], "mac.operand": r["mac.operand"], "mac.dual": r["mac.dual"],
-                "reuse": reuse_entries(r), **knobs}
-        return next((s for s in done if all(
-            (reuse_entries(s) if k == "reuse" else s[k]) == v for k, v in want.items())), None)
+    def twin(r, **change):
+        want = {**knobs(r), **change, "pes": r["pes"]}
+        return next((s for s in done if {**knobs(s), "pes": s["pes"]} == want), None)
 
-    for r in sorted(done, key=lambda r: (r["mac.operand"], r["mac.dual"], reuse_entries(r),
-                                         r["pes"])):
-        single = twin(r, **{"mac.dual": "single"})
-        bf16 = twin(r, **{"mac.operand": "bf16"})
+    for r in sorted(done, key=lambda r: (*knobs(r).values(), r["pes"])):
+        single = twin(r, dual="single")
+        bf16 = twin(r, operand="bf16")
         plain = twin(r, reuse=0)
         out.append({
             "rows": r["core.rows"], "cols": r["core.cols"], "pes": r["pes"],
             "operand": r["mac.operand"], "dual": r["mac.dual"],
-            "acc_regs": r["_config"]["pe"]["acc_regs"], "reuse_entries": reuse_entries(r),
+            "acc_regs": r["_config"]["pe"]["acc_regs"], "reuse_entries": knobs(r)["reuse"],
             "lut4": r["lut4"], "ff": r["ff"], "dsp": r["dsp"], "bram": r["bram"],
             "lut4_per_pe": round(r["lut4"] / r["pes"], 1),
             "lut4_dual_over_single": round(r["lut4"] / single["lut4"], 3) if single else None,
@@ -96,12 +99,6 @@ def summarize(table):
             "lut4_reuse_over_none": round(r["lut4"] / plain["lut4"], 3) if plain else None,
         })
     return out, fits, lines
-
-
-def row_label(row):
-    """:func:`series_label` of a summary row."""
-    reuse = row["reuse_entries"]
-    return f"{row['operand']} {row['dual']}" + (f" reuse {reuse}" if reuse else "")
 
 
 def fit_line(xs, ys):
@@ -163,11 +160,12 @@ def main(argv=None):
         "Fitted per series: the exponent b of LUT4 = a * PEs^b, and the straight line "
         "LUT4 = fixed + per PE * PEs (least squares):", "",
         markdown_table(("series", "b", "fixed LUT4", "LUT4 per PE", "sizes"),
-                       [(label, b, (lines[label] or (None, None))[0],
-                         (lines[label] or (None, None))[1],
+                       [(series, b, (lines[series] or (None, None))[0],
+                         (lines[series] or (None, None))[1],
                          ", ".join(f"{r['rows']}x{r['cols']}" for r in summary
-                                   if row_label(r) == label))
-                        for label, b in fits.items()])]
+                                   if label(r["operand"], r["dual"], r["reuse_entries"])
+                                   == series))
+                        for series, b in fits.items()])]
     if failed:
         text += ["Failed points:", ""] + [f"- {r['overrides']}: {r['error']}" for r in failed]
     if pending:

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gen.cli_board import DEFAULT_PLL_MHZ  # noqa: E402
+from gen.cli_board import DEFAULT_PLL_MHZ, pll_mhz  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_SETS = ("core.scratchpad_words=32768",)
@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--set", action="append", dest="overrides", metavar="PATH=VALUE",
                         help=f"config override (default: {' '.join(DEFAULT_SETS)})")
     parser.add_argument("--board", default="ulx3s_85f")
-    parser.add_argument("--pll", default=str(DEFAULT_PLL_MHZ), metavar="MHZ",
+    parser.add_argument("--pll", type=pll_mhz, default=DEFAULT_PLL_MHZ, metavar="MHZ",
                         help=f"clock from the PLL at MHZ (default: {DEFAULT_PLL_MHZ:g}, as "
                              f"`chrysalis board`); off: the 25 MHz board clock")
     parser.add_argument("--out", default="build/board/bench", help="build directory")
@@ -51,7 +51,6 @@ def main(argv=None):
                              "its outcome and cycles")
     parser.add_argument("--results", default=str(RESULTS), help="where the results go")
     args = parser.parse_args(argv)
-    args.pll = None if args.pll == "off" else float(args.pll)
 
     if args.from_build:
         result = json.loads(Path(args.from_build).read_text())

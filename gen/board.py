@@ -230,7 +230,7 @@ def _result(config, spec, out, name, selftest, clock_mhz, pll_mhz, nextpnr_seed,
                      "seed": selftest.seed, "commands": selftest.cmd_count,
                      "image_bytes": 4 * selftest.words,
                      "golden": [f"{g:#018x}" for g in selftest.golden]},
-        "bitstream": str(out / f"{name}.bit"),
+        "bitstream": str(bitstream),
         # What was built, to compare a rebuild with (the toolchain is deterministic for a
         # given seed).
         "bitstream_bytes": bitstream.stat().st_size,

@@ -9,7 +9,7 @@ import argparse
 from .cli import Command, _fail, _positive_int, add_config_arguments, config_from_args, register
 from .config import ConfigError
 
-__all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT", "DEFAULT_PLL_MHZ"]
+__all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT", "DEFAULT_PLL_MHZ", "pll_mhz"]
 
 #: The boards of :data:`gen.board.BOARDS`, spelled out so that ``--help`` imports nothing
 #: heavy; tests/gen/test_board_cli.py checks they agree.
@@ -39,7 +39,8 @@ def _sizes(text):
 DEFAULT_PLL_MHZ = 10.0
 
 
-def _mhz(text):
+def pll_mhz(text):
+    """``--pll``'s value: a PLL frequency in MHz, or None for ``off`` (the board clock)."""
     import math
     if text == "off":
         return None
@@ -68,7 +69,7 @@ def _configure(parser):
     add_config_arguments(parser, required=False)
     parser.add_argument("--out", metavar="DIR",
                         help=f"build directory (default: {DEFAULT_OUT}/<board>-<config name>)")
-    parser.add_argument("--pll", type=_mhz, default=DEFAULT_PLL_MHZ, metavar="MHZ",
+    parser.add_argument("--pll", type=pll_mhz, default=DEFAULT_PLL_MHZ, metavar="MHZ",
                         help=f"clock the design from the ECP5 PLL at MHZ (default: "
                              f"{DEFAULT_PLL_MHZ:g}, which the default 4x4 core meets; off: "
                              f"the 25 MHz board clock, no PLL)")
