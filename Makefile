@@ -1,15 +1,16 @@
 # Chrysalis: set up the toolchain, run the tests, the demo and the benchmarks.
 #
 #   make setup       system packages (apt, only when missing) + .venv with the project
-#   make test        fast tests (not marked `slow`), 2 workers
+#   make test        the layer contract (lint-imports), then the fast tests (not `slow`), 2 workers
+#   make lint-imports  the layer contract alone (pyproject.toml [tool.importlinter])
 #   make test-slow   every test, `slow` ones included
-#   make demo        python -m sim.demo
+#   make demo        python -m gen.cli.demo
 #   make bench-arith benchmarks/arith.py
 #   make clean       build products and caches (keeps .venv); distclean also removes .venv
 #
 # Variables: PYTHON (interpreter that creates .venv, >= 3.11), JOBS (pytest workers),
 # PYTEST_ARGS (extra pytest arguments), DEMO_ARGS, BENCH_ARGS.
-# Toolchain facts and traps behind these recipes: /work/shared/TOOLCHAIN.md.
+# Toolchain facts and traps behind these recipes: docs/toolchain.md.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -31,7 +32,7 @@ BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help setup system-deps test test-slow demo bench-arith clean distclean
+.PHONY: help setup system-deps lint-imports test test-slow demo bench-arith clean distclean
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -99,14 +100,23 @@ $(STAMP): pyproject.toml | system-deps
 	fi
 	touch $@
 
-test: setup
+# import-linter walks packages on disk, but the editable install maps `chrysalis.hw` etc. to
+# the top-level folders through an import hook it cannot walk: a tree of links under build/
+# shows it the installed layout (chrysalis/hw -> hw, ...).
+LINT_TREE := build/lint
+lint-imports: setup
+	@mkdir -p $(LINT_TREE)/chrysalis
+	@for d in hw gen sim; do ln -sfn ../../../$$d $(LINT_TREE)/chrysalis/$$d; done
+	PYTHONPATH=$(LINT_TREE) $(VENV)/bin/lint-imports
+
+test: setup lint-imports
 	$(PY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
 
-test-slow: setup
+test-slow: setup lint-imports
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m sim.demo $(DEMO_ARGS)
+	$(PY) -m gen.cli.demo $(DEMO_ARGS)
 
 bench-arith: setup
 	$(PY) benchmarks/arith.py $(BENCH_ARGS)

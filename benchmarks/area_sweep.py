@@ -1,7 +1,7 @@
 """Area of the training core against array size, operand format, dual precision and the
 reuse cache (ECP5).
 
-Runs the sweep of ``sweeps/area.toml`` through :mod:`gen.sweep` (resumable: results in
+Runs the sweep of ``sweeps/area.toml`` through :mod:`gen.flows.sweep` (resumable: results in
 ``build/sweeps/area/results.jsonl``, each point recorded as it finishes, so running this
 again only runs what is missing), then writes the tables and the plot: LUT4, FF, DSP and
 BRAM of every point (Yosys ``synth_ecp5``, flattened, classic ``abc -lut 4`` mapping),
@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.report import fit_exponent, markdown_table, rows, write_report  # noqa: E402
-from gen.sweep import load_results, load_sweep, run_sweep  # noqa: E402
+from chrysalis.gen.flows.report import fit_exponent, markdown_table, rows, write_report  # noqa: E402
+from chrysalis.gen.flows.sweep import load_results, load_sweep, run_sweep  # noqa: E402
 
 SWEEP = ROOT / "sweeps" / "area.toml"
 WORK = ROOT / "build" / "sweeps" / "area"

@@ -23,7 +23,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.formats import FORMATS, FP32  # noqa: E402
+from chrysalis.gen.spec.formats import FORMATS, FP32  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "build" / "bench" / "arith"
@@ -37,10 +37,10 @@ def run_point(point):
     """Synthesize and place one (operand format, latency) MAC; return its figures."""
     from amaranth.back import verilog
 
-    from gen.pnr import pnr_ecp5
-    from gen.synth import SynthError, synth_ecp5
-    from hw.harness import InputRegisters
-    from hw.mac import FloatMAC
+    from chrysalis.gen.flows.pnr import pnr_ecp5
+    from chrysalis.gen.flows.synth import SynthError, synth_ecp5
+    from chrysalis.hw.harness import InputRegisters
+    from chrysalis.hw.mac import FloatMAC
 
     op_name, latency = point
     name = f"mac_{op_name}_fp32_l{latency}"

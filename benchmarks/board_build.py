@@ -1,5 +1,5 @@
 """The board build of a config on the ULX3S-85F: utilization, Fmax against the 100 MHz target
-and the critical path, from a real Yosys + nextpnr-ecp5 + ecppack run (``gen.board``).
+and the critical path, from a real Yosys + nextpnr-ecp5 + ecppack run (``gen.flows.board``).
 
 Writes ``benchmarks/results/board_build.json`` and ``.md`` and prints the Markdown. The
 build of the default 4x4 core takes most of an hour on two cores; the bitstream and every
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gen.cli_board import DEFAULT_PLL_MHZ, pll_mhz  # noqa: E402
+from chrysalis.gen.cli.board import DEFAULT_PLL_MHZ, pll_mhz  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_SETS = ("core.scratchpad_words=32768",)
@@ -56,8 +56,8 @@ def main(argv=None):
         result = json.loads(Path(args.from_build).read_text())
         overrides = result.get("overrides", [])
     else:
-        from gen.board import build_board, collect_board
-        from gen.config import get_preset, parse_override, with_overrides
+        from chrysalis.gen.flows.board import build_board, collect_board
+        from chrysalis.gen.spec.config import get_preset, parse_override, with_overrides
         overrides = list(args.overrides) if args.overrides else list(DEFAULT_SETS)
         config = with_overrides(get_preset(args.preset),
                                 [parse_override(text) for text in overrides])
@@ -88,8 +88,9 @@ def simulate(preset, overrides):
     simulator: its outcome, the cycles from the doorbell to the interrupt and in all."""
     import time
     from amaranth.sim import Simulator
-    from gen.config import get_preset, parse_override, with_overrides
-    from hw.board import SelfTest, selftest_image
+    from chrysalis.gen.spec.config import get_preset, parse_override, with_overrides
+    from chrysalis.hw.board import SelfTest
+    from chrysalis.sim.compile.selftest import selftest_image
     config = with_overrides(get_preset(preset), [parse_override(text) for text in overrides])
     started = time.monotonic()
     stored = selftest_image(config)

@@ -7,13 +7,13 @@ Parts (``--parts``, default all):
     Every collective on 2, 3 and 4 cores of the ``tiny`` preset (1 word per link per cycle,
     1 cycle per hop) for a few shapes (``n`` rows, ``batch`` columns): the RTL's
     ``RING_CYCLES`` and ``RING_WORDS`` of the command (one doorbell each), beside
-    ``sim.ring.cycles`` / ``link_words_moved`` (which the RTL must equal) and CATERPILLAR's
+    ``sim.golden.ring.cycles`` / ``link_words_moved`` (which the RTL must equal) and CATERPILLAR's
     textbook ring cost (``gen.perf.network.ring_collective(..., formula="textbook")``).
 ``modes``
     Data parallel, model parallel and continuous propagation (CP) of an MLP on 1, 2 and 4
     cores of the ``default`` preset (4 x 4 PEs per core): cycles per step (per sample for
     CP) and utilization = useful MACs / (PEs per core x cores x cycles), measured on the RTL
-    (``sim.parallel_program``, ``sim.cp_program``, ``sim.program`` for one core), then the
+    (``sim.compile.parallel_program``, ``sim.compile.cp_program``, ``sim.compile.program`` for one core), then the
     performance model (``gen.perf.network_cost``) for 1 to 16 cores on the same network and
     on larger ones.
 ``caterpillar``
@@ -26,7 +26,7 @@ Parts (``--parts``, default all):
     .venv/bin/python benchmarks/cluster.py --parts modes caterpillar --reuse-rtl
                                        # the models again beside the RTL figures kept
 
-``--no-rtl`` takes the golden cluster model (``sim.rtl_job.run_job_golden``: exact counters
+``--no-rtl`` takes the golden cluster model (``sim.verify.rtl_job.run_job_golden``: exact counters
 and ring cycles, no total cycles) in place of the RTL. Writes
 ``benchmarks/results/cluster.{json,md}`` (with ``--no-rtl``: ``cluster_partial.{json,md}``);
 with ``--parts``, the parts not run keep their figures from the JSON.
@@ -43,12 +43,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen import isa  # noqa: E402
-from gen.config import PRESETS, with_overrides  # noqa: E402
-from gen.isa import Opcode  # noqa: E402
-from gen.perf.network import ring_collective  # noqa: E402
-from sim import ring  # noqa: E402
-from sim.rtl_job import Job, Run, run_job, run_job_golden  # noqa: E402
+from chrysalis.gen.spec import isa  # noqa: E402
+from chrysalis.gen.spec.config import PRESETS, with_overrides  # noqa: E402
+from chrysalis.gen.spec.isa import Opcode  # noqa: E402
+from chrysalis.gen.perf.network import ring_collective  # noqa: E402
+from chrysalis.sim.golden import ring  # noqa: E402
+from chrysalis.sim.compile.job import Job, Run, run_job_golden
+from chrysalis.sim.verify.rtl_job import run_job  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUILD = ROOT / "build" / "benchmarks" / "cluster"
@@ -190,8 +191,8 @@ def _words(op, cores, n, batch):
 
 
 def collectives_table(rows):
-    lines = ["| cores | collective | n | batch | RING_CYCLES | sim.ring.cycles | equal | "
-             "textbook ring | RING_WORDS | sim.ring words | source |",
+    lines = ["| cores | collective | n | batch | RING_CYCLES | sim.golden.ring.cycles | equal | "
+             "textbook ring | RING_WORDS | sim.golden.ring words | source |",
              "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['cores']} | {r['op']} | {r['n']} | {r['batch']} | "
@@ -199,7 +200,7 @@ def collectives_table(rows):
                      f"{'yes' if r['equal'] else '**no**'} | {r['textbook']:.1f} | "
                      f"{r['ring_words']} | {r['sim_ring_words']} | {r['source']} |")
     equal = sum(r["equal"] and r["ring_words"] == r["sim_ring_words"] for r in rows)
-    lines += ["", f"{equal} of {len(rows)} collectives moved exactly `sim.ring`'s words in "
+    lines += ["", f"{equal} of {len(rows)} collectives moved exactly `sim.golden.ring`'s words in "
               f"exactly its cycles."]
     return "\n".join(lines) + "\n"
 
@@ -217,8 +218,8 @@ LR = 0.05
 
 def _digits(samples, seed=0):
     """``samples`` digits (fp32 bits, ``(64, samples)``) and their labels."""
-    from sim import numerics as nx
-    from sim.data import digits
+    from chrysalis.sim.golden import numerics as nx
+    from chrysalis.sim.compile.data import digits
     x, y, _, _ = digits(0)
     idx = np.random.default_rng(seed).permutation(len(x))[:samples]
     return nx.from_float32(x[idx].T.astype(np.float32)), y[idx]
@@ -232,24 +233,24 @@ def _stream(program, run):
 def mode_program(mode, cores, sizes=SIZES, batch=BATCH):
     """``(config, program, job, runs measured, samples per measured run, streams)`` of one
     mode: ``data`` / ``model`` (two steps; the second measured), ``one`` (one core's
-    ``sim.program`` step), ``cp`` (a session with one tick per doorbell; the steady ticks
+    ``sim.compile.program`` step), ``cp`` (a session with one tick per doorbell; the steady ticks
     measured, a sample each)."""
-    from sim.program import initial_weights
-    from sim.rtl_job import training_job
+    from chrysalis.sim.compile.program import initial_weights
+    from chrysalis.sim.compile.job import training_job
     config = default_cluster(cores)
     weights = initial_weights(list(sizes), 0)
     if mode in ("data", "model", "one"):
         if mode == "one":
-            from sim.program import TrainingProgram
+            from chrysalis.sim.compile.program import TrainingProgram
             program = TrainingProgram(config, list(sizes), batch, LR, store_every_step=False)
         else:
-            from sim.parallel_program import ParallelProgram
+            from chrysalis.sim.compile.parallel_program import ParallelProgram
             program = ParallelProgram(config, list(sizes), batch, LR, mode)
         batches = [_digits(batch, seed) for seed in (1, 2)]
         job = training_job(program, weights, batches)
         step = program.step_run(1, 0)
         return config, program, job, [2], batch, [_stream(program, step)]
-    from sim.cp_program import CpProgram, cp_job
+    from chrysalis.sim.compile.cp_program import CpProgram, cp_job
     fill = 2 * cores - 2
     samples = fill + 4
     program = CpProgram(config, list(sizes), LR, samples, batch=1)
@@ -268,9 +269,9 @@ def measure_mode(mode, cores, rtl, sizes=SIZES, batch=BATCH, reuse=None):
     """Cycles per step (per sample for CP) of ``mode`` on ``cores`` cores: the RTL's
     ``CYCLES`` of the measured runs and ``gen.perf.network.cluster_stream_cost`` of their
     commands; utilization = useful MACs / (PEs x cores x cycles)."""
-    from gen.perf.network import cluster_stream_cost
-    from sim.cluster_machine import machine_for
-    from sim.rtl_job import useful_macs
+    from chrysalis.gen.perf.network import cluster_stream_cost
+    from chrysalis.sim.golden.cluster_machine import machine_for
+    from chrysalis.sim.compile.job import useful_macs
     config, program, job, measured, samples, streams = mode_program(mode, cores, sizes, batch)
     golden = run_job_golden(config, job, machine_for(config))
     for i, g in enumerate(golden):
@@ -322,8 +323,8 @@ def _network_mode(mode):
 def layer_model(mode, cores, sizes, batch, config=None, network=None, mappings=None):
     """``gen.perf.network_cost`` of ``mode`` on ``cores`` cores of the default preset (or
     ``config``) for an MLP of ``sizes`` (or ``network``)."""
-    from gen.networks import mlp
-    from gen.perf import network_cost
+    from chrysalis.gen.spec.networks import mlp
+    from chrysalis.gen.perf import network_cost
     base = default_cluster(1) if config is None else config
     config = with_overrides(base, {"cluster.cores": cores})
     network = mlp(list(sizes)) if network is None else network
@@ -347,7 +348,7 @@ def run_modes(rtl, previous=None, log=print):
             f"{r['stream_model_cycles']:.0f} stream model, {lm['cycles']:.0f} layer model",
             flush=True)
     sweep = []
-    from gen.networks import get_network
+    from chrysalis.gen.spec.networks import get_network
     for name, sizes, network in (("64-32-32-32-10", SIZES, None),
                                  ("mnist-500x3", None, get_network("mnist-500x3"))):
         for mode in ("data", "model", "cp"):
@@ -371,8 +372,8 @@ def modes_markdown(rows, sweep):
     out = ["## Modes\n",
            f"The MLP {'-'.join(map(str, SIZES))} on the `default` preset (4 x 4 PEs per core, "
            "32-bit ring links, hop latency 1): data and model parallel with a minibatch of "
-           f"{BATCH} (`sim.parallel_program`; one core: `sim.program`), continuous "
-           "propagation one sample per tick (`sim.cp_program`, a steady tick). Cycles are "
+           f"{BATCH} (`sim.compile.parallel_program`; one core: `sim.compile.program`), continuous "
+           "propagation one sample per tick (`sim.compile.cp_program`, a steady tick). Cycles are "
            "per step (CP: per sample); utilization = useful MACs / (16 PEs x cores x "
            "cycles). `stream model` is `gen.perf.network.cluster_stream_cost` of the very "
            "commands the RTL ran (the controller's in-order dispatch); `layer model` is "
@@ -417,9 +418,9 @@ CATERPILLAR_RUNS = (("sgd", 1), ("mbgd", 16), ("mbgd", 64), ("cp", 1))
 
 
 def run_caterpillar(rtl, modes=None, previous=None, log=print):
-    from gen.mapping import optimize
-    from gen.networks import get_network
-    from gen.perf import network_cost
+    from chrysalis.gen.perf.mapping import optimize
+    from chrysalis.gen.spec.networks import get_network
+    from chrysalis.gen.perf import network_cost
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from energy_caterpillar import LAC, cores_needed
 
@@ -484,10 +485,10 @@ def caterpillar_markdown(rows):
     out = ["## Against CATERPILLAR\n",
            "CATERPILLAR (Li & Pedram, ASAP 2017) reports 81% utilization for SGD (batch 1), "
            "94% for minibatch (MBGD) and 98% for continuous propagation (CP). Rows marked "
-           "RTL are Verilator runs of the programs (`sim.program`, `sim.parallel_program`, "
-           "`sim.cp_program`) on the `default` preset; rows marked model are "
-           "`gen.perf.network_cost` (collectives priced by `sim.ring.cycles`, CP by the "
-           "controller's dispatch of `sim.cp_program`'s tick) on a CATERPILLAR-like "
+           "RTL are Verilator runs of the programs (`sim.compile.program`, `sim.compile.parallel_program`, "
+           "`sim.compile.cp_program`) on the `default` preset; rows marked model are "
+           "`gen.perf.network_cost` (collectives priced by `sim.golden.ring.cycles`, CP by the "
+           "controller's dispatch of `sim.compile.cp_program`'s tick) on a CATERPILLAR-like "
            "machine with as many cores as hold the weights in the PEs (CP: a core per "
            "layer). `overlapped` is CP with the cores' commands fully overlapped.\n",
            "| | CATERPILLAR | network | machine | what | cores | batch | cycles per step "
@@ -523,8 +524,8 @@ def caterpillar_markdown(rows):
 
 def markdown(results):
     out = ["# The cluster: collectives, parallel modes, CATERPILLAR\n",
-           "`benchmarks/cluster.py`; RTL: Verilator through `sim.rtl_job.run_job`; "
-           "model: `gen.perf.network_cost` (whose collectives are `sim.ring.cycles`).\n"]
+           "`benchmarks/cluster.py`; RTL: Verilator through `sim.verify.rtl_job.run_job`; "
+           "model: `gen.perf.network_cost` (whose collectives are `sim.golden.ring.cycles`).\n"]
     if "collectives" in results:
         out += ["## Collectives\n",
                 "Each collective is one doorbell on the `tiny` preset with `c` cores (32-bit "

@@ -1,7 +1,7 @@
 """Test accuracy of the digits MLP trained in each cluster mode on the golden cluster.
 
-Data parallel and model parallel (``sim.parallel_program``) and continuous propagation
-(``sim.cp_program``), through ``sim.cluster_train.train_cluster`` with each mode's
+Data parallel and model parallel (``sim.compile.parallel_program``) and continuous propagation
+(``sim.compile.cp_program``), through ``sim.train.cluster.train_cluster`` with each mode's
 defaults (data, model: batch 8, lr 0.1, 12 epochs; cp: batch 1, lr 0.02, 8 epochs), next
 to the float32 reference each driver trains on the same samples (data and model: one
 core's step in float32 on the same minibatches; cp: plain SGD without the pipeline).
@@ -42,8 +42,8 @@ def main(argv=None):
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args(argv)
 
-    from gen.config import get_preset, with_overrides
-    from sim.cluster_train import train_cluster
+    from chrysalis.gen.spec.config import get_preset, with_overrides
+    from chrysalis.sim.train.cluster import train_cluster
 
     rows = []
     for text in args.runs:

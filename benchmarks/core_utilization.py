@@ -28,12 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import get_preset, with_overrides  # noqa: E402
-from hw.core import CoreOp  # noqa: E402
-from sim import core_model as cm  # noqa: E402
-from sim import numerics as nx  # noqa: E402
-from sim.core_sim import CoreRunner  # noqa: E402
-from sim.layout import Allocator, bank_count, tiles  # noqa: E402
+from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
+from chrysalis.hw.core import CoreOp  # noqa: E402
+from chrysalis.sim.golden import core_model as cm  # noqa: E402
+from chrysalis.sim.golden import numerics as nx  # noqa: E402
+from chrysalis.sim.verify.core_sim import CoreRunner  # noqa: E402
+from chrysalis.gen.spec.layout import Allocator, bank_count, tiles  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -141,7 +141,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = get_preset(args.preset)
     if args.overrides:
-        from gen.config import parse_override
+        from chrysalis.gen.spec.config import parse_override
         config = with_overrides(config, [parse_override(text) for text in args.overrides])
     batches = args.batches or [1, config.core.rows]
     print(f"core {config.core.rows}x{config.core.cols}, MAC latency {config.mac.latency}, "

@@ -29,7 +29,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import DUAL_POLICIES  # noqa: E402
+from chrysalis.gen.spec.config import DUAL_POLICIES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "build" / "bench" / "dual_area"
@@ -72,11 +72,11 @@ def run_point(point):
     policy, latency = point
     from amaranth.back import verilog
 
-    from gen.formats import FORMATS
-    from gen.pnr import pnr_ecp5
-    from gen.synth import SynthError, synth_ecp5, wrapper_ffs
-    from hw.dual import DualMultiplyPath
-    from hw.harness import InputRegisters
+    from chrysalis.gen.spec.formats import FORMATS
+    from chrysalis.gen.flows.pnr import pnr_ecp5
+    from chrysalis.gen.flows.synth import SynthError, synth_ecp5, wrapper_ffs
+    from chrysalis.hw.dual import DualMultiplyPath
+    from chrysalis.hw.harness import InputRegisters
 
     name = f"dual_{OPERAND}_m{LOW_MAN_BITS}_{policy.replace('-', '_')}_l{latency}"
     workdir = WORK / name

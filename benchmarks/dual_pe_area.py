@@ -86,7 +86,7 @@ MAPPER_NOTE = {
 
 
 def config_for(policy, acc_regs, level):
-    from gen.config import PRESETS, with_overrides
+    from chrysalis.gen.spec.config import PRESETS, with_overrides
     overrides = {"mac.dual": policy, "pe.acc_regs": acc_regs}
     if level == "core":
         overrides.update(CORE_OVERRIDES)
@@ -95,8 +95,8 @@ def config_for(policy, acc_regs, level):
 
 def build_unit(level, policy, acc_regs):
     """The unit of one point (a PE or a core), not yet wrapped."""
-    from hw.core import Core
-    from hw.pe import PE
+    from chrysalis.hw.core import Core
+    from chrysalis.hw.pe import PE
     config = config_for(policy, acc_regs, level)
     core = Core(config)
     if level == "core":
@@ -115,9 +115,10 @@ def run_point(point, lut_mapper="abc", place=True):
     ``place=False`` stops after synthesis (no Fmax)."""
     from amaranth.back import verilog
 
-    from gen.pnr import pnr_ecp5
-    from gen.synth import SynthError, synth_ecp5, synth_ecp5_modules, wrapper_ffs
-    from hw.harness import InputRegisters
+    from chrysalis.gen.flows.pnr import pnr_ecp5
+    from chrysalis.gen.flows.synth import (
+        SynthError, synth_ecp5, synth_ecp5_modules, wrapper_ffs)
+    from chrysalis.hw.harness import InputRegisters
 
     level, policy, acc_regs = point
     name = point_name(point)

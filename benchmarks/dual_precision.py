@@ -1,11 +1,11 @@
 """Accuracy of training with dual precision: the policies of ``mac.dual`` on the digits.
 
 For each policy (``single``, ``dual-full``, ``value``, ``static``, ``random``) and seed this
-script trains ``sim.train``'s digits network (a 64-32-10 MLP, batch 8, lr 0.1, plain SGD) on
-the matrix-level golden model of a dual-precision core (``sim.dual_model.golden_step``: the
+script trains ``sim.train.single``'s digits network (a 64-32-10 MLP, batch 8, lr 0.1, plain SGD) on
+the matrix-level golden model of a dual-precision core (``sim.golden.dual_model.golden_step``: the
 default preset with ``mac.dual`` set, ``low_man_bits`` 3), next to the float32 NumPy
-reference (``sim.train.reference_step``), from the same initial weights
-(``sim.program.initial_weights``) on the same minibatches (``sim.train``'s order). It
+reference (``sim.train.single.reference_step``), from the same initial weights
+(``sim.compile.program.initial_weights``) on the same minibatches (``sim.train.single``'s order). It
 reports the final test accuracy per policy (mean, spread over the seeds), the gap to
 ``dual-full`` and to float32, and the fraction of products that were LOW and BYPASS
 (overall and per phase), to ``benchmarks/results/dual_precision.json`` and ``.md``.
@@ -33,10 +33,10 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import get_preset, with_overrides  # noqa: E402
-from sim import dual_model as dm  # noqa: E402
-from sim import numerics as nx  # noqa: E402
-from sim import train as tr  # noqa: E402
+from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
+from chrysalis.sim.golden import dual_model as dm  # noqa: E402
+from chrysalis.sim.golden import numerics as nx  # noqa: E402
+from chrysalis.sim.train import single as tr  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PRESET = "default"
@@ -46,8 +46,8 @@ REFERENCE = "float32"
 
 def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits):
     """Train one (policy, seed); test accuracy after every epoch, and the counters."""
-    from sim.data import digits
-    from sim.program import initial_weights
+    from chrysalis.sim.compile.data import digits
+    from chrysalis.sim.compile.program import initial_weights
     x_train, y_train, x_test, y_test = digits(tr.DATA_SEED)
     order = tr._Order(len(x_train), batch, seed)
     x_test_t = x_test.T.copy()
@@ -192,7 +192,7 @@ def main(argv=None):
                 "lr": args.lr, "momentum": None, "epochs": args.epochs, "seeds": args.seeds,
                 "low_man_bits": bits,
                 "operand": str(get_preset(PRESET).mac.operand), "slot_seed": args.slot_seed,
-                "model": "sim.dual_model.golden_step", "jobs": args.jobs,
+                "model": "chrysalis.sim.golden.dual_model.golden_step", "jobs": args.jobs,
                 "wall_s": round(wall, 1), "load_average_at_start": round(load, 2),
                 "machine": platform.machine(), "python": platform.python_version()}
     runs = [rows[(policy, s)] for s in args.seeds for policy in POLICIES + (REFERENCE,)]
@@ -203,14 +203,14 @@ def main(argv=None):
                for s in args.seeds)
     step_ms = np.mean([by[p]["step_ms"] for p in POLICIES])
     shortened = ("" if args.epochs == tr.DEFAULT_EPOCHS else
-                 f" (rather than `sim.train`'s {tr.DEFAULT_EPOCHS}, for time)")
+                 f" (rather than `sim.train.single`'s {tr.DEFAULT_EPOCHS}, for time)")
     text = (f"{'-'.join(map(str, tr.DIGITS_SIZES))} MLP on digits, `{PRESET}` preset (4x4, "
             f"bf16 operands, fp32 accumulation) with `mac.dual` per policy, low multiplier "
             f"{bits} mantissa bits; matrix-level golden model "
-            f"`sim.dual_model`; batch {args.batch}, lr {args.lr}, plain SGD, {args.epochs} "
+            f"`sim.golden.dual_model`; batch {args.batch}, lr {args.lr}, plain SGD, {args.epochs} "
             f"epochs{shortened}, "
             f"seeds {', '.join(map(str, args.seeds))} (initial weights and minibatch order as "
-            f"`sim.train`). Gaps are per seed (same weights and minibatches), mean ± std over "
+            f"`sim.train.single`). Gaps are per seed (same weights and minibatches), mean ± std over "
             f"the seeds. Fractions are of every product the array computes in the forward, "
             f"backward and weight-gradient phases (padding included; it bypasses), summed "
             f"over the seeds; the update's MACs are single-stream and not counted.\n\n"

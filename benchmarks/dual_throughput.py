@@ -34,11 +34,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import PRESETS, with_overrides  # noqa: E402
-from sim import numerics as nx  # noqa: E402
-from sim.data import digits  # noqa: E402
-from sim.program import TrainingProgram, initial_weights  # noqa: E402
-from sim.rtl_job import GOLDEN_COUNTERS, run_job, run_job_golden, training_job  # noqa: E402
+from chrysalis.gen.spec.config import PRESETS, with_overrides  # noqa: E402
+from chrysalis.sim.golden import numerics as nx  # noqa: E402
+from chrysalis.sim.compile.data import digits  # noqa: E402
+from chrysalis.sim.compile.program import TrainingProgram, initial_weights  # noqa: E402
+from chrysalis.sim.compile.job import GOLDEN_COUNTERS, run_job_golden, training_job
+from chrysalis.sim.verify.rtl_job import run_job  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "build" / "bench" / "dual_throughput"

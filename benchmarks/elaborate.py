@@ -2,7 +2,7 @@
 
 For each array size, a fresh Python process emits the Verilog of the default config (bf16
 operands, fp32 accumulators) with ``core.rows = core.cols = N`` through
-:func:`gen.verilog.emit`, which elaborates the Amaranth design and converts it with Yosys
+:func:`gen.emit.verilog.emit`, which elaborates the Amaranth design and converts it with Yosys
 (``amaranth.back.verilog``). Each run reports its wall time, split into elaboration
 (``hw.top.build_top`` and Amaranth's ``Fragment.get``, Python) and the rest of ``emit``
 (RTLIL generation, Yosys, the sidecar files), the peak memory of the process and the size of
@@ -33,9 +33,9 @@ def run_one(size, scratchpad_words):
     """Emit one N x N core in this process; print its figures as one JSON line."""
     from amaranth.hdl import Fragment
 
-    from gen.config import get_preset, with_overrides
-    from gen.verilog import emit
-    import hw.top
+    from chrysalis.gen.spec.config import get_preset, with_overrides
+    from chrysalis.gen.emit.verilog import emit
+    from chrysalis.hw import top as hw_top
 
     overrides = {"core.rows": size, "core.cols": size, "name": f"core{size}x{size}"}
     if scratchpad_words:
@@ -43,7 +43,7 @@ def run_one(size, scratchpad_words):
     config = with_overrides(get_preset("default"), overrides)
     start = time.perf_counter()
     # Elaboration alone (a throwaway design: emit elaborates its own).
-    Fragment.get(hw.top.build_top(config), None)
+    Fragment.get(hw_top.build_top(config), None)
     elaborate = time.perf_counter() - start
     start = time.perf_counter()
     files = emit(config, WORK / f"{size}x{size}")
@@ -87,7 +87,7 @@ def measure(sizes, scratchpad_words, done=None):
 
 
 def markdown(rows, fits, note):
-    from gen.report import markdown_table
+    from chrysalis.gen.flows.report import markdown_table
     table = markdown_table(
         ("array", "PEs", "elaborate (s)", "emit (s)", "whole process (s)", "load",
          "peak RSS (MB)", "Verilog lines", "Verilog (MB)"),
@@ -123,7 +123,7 @@ def main(argv=None):
             "N x N PEs, each in a fresh process on a 2-core machine shared with other work "
             "(`load` is the 1-minute load average when the run started: the times are wall "
             "times and grow with it). `elaborate` is `hw.top.build_top` plus Amaranth's "
-            "`Fragment.get` (Python); `emit` is the whole `gen.verilog.emit` (elaboration "
+            "`Fragment.get` (Python); `emit` is the whole `gen.emit.verilog.emit` (elaboration "
             "again, RTLIL, Yosys' Verilog backend in Amaranth's built-in WebAssembly Yosys, "
             "the sidecar files); `whole process` adds the imports. Reproduce: "
             "`.venv/bin/python benchmarks/elaborate.py` (sizes not run keep their previous "
@@ -143,7 +143,7 @@ def main(argv=None):
         (RESULTS / "elaborate.md").write_text(text)
         return text
 
-    from gen.report import fit_exponent
+    from chrysalis.gen.flows.report import fit_exponent
     rows = measure(args.sizes, args.scratchpad_words, done=write)
     print(write(rows))
     return 1 if any("error" in r for r in rows) else 0

@@ -5,7 +5,7 @@ on small networks and 211 GFLOPS/W at over 90% for continuous propagation on lar
 (45 nm, analytical). Here the same kind of machine -- 16x16 PEs per core, 16 KB of local
 store per PE (2048 + 2048 words), a 512 KB scratchpad (128 Ki words), fp16 operands -- is
 modelled (``gen.perf``: cycles from the closed forms validated against the RTL, energy from
-``gen.energy``'s 45 nm table; clusters are modelled, not in RTL) training the MLPs in SGD
+``gen.perf.energy``'s 45 nm table; clusters are modelled, not in RTL) training the MLPs in SGD
 (batch 1, model parallel over the cores), minibatch (MBGD, model parallel) and continuous
 propagation (CP), with as many cores as the weights need to stay in the PE banks.
 
@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import get_preset, with_overrides  # noqa: E402
-from gen.networks import get_network  # noqa: E402
-from gen.perf import energy_of, network_cost  # noqa: E402
-from gen.mapping import optimize  # noqa: E402
+from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
+from chrysalis.gen.spec.networks import get_network  # noqa: E402
+from chrysalis.gen.perf import energy_of, network_cost  # noqa: E402
+from chrysalis.gen.perf.mapping import optimize  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -122,7 +122,7 @@ def main():
     (RESULTS / "energy_caterpillar.md").write_text(
         "Modelled energy efficiency of training MNIST-shaped MLPs on a CATERPILLAR-like "
         "machine (16x16 PEs per core, 16 KB per PE -- and 8 KB --, 512 KB scratchpad, fp16 "
-        "operands, fp32 accumulation; 45 nm table of `gen/energy_45nm.toml`, dynamic "
+        "operands, fp32 accumulation; 45 nm table of `gen/perf/energy_45nm.toml`, dynamic "
         "energy only, 2 FLOPs per useful MAC); `benchmarks/energy_caterpillar.py`. CATERPILLAR reports 177 "
         "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). Clusters are "
         "modelled only (no RTL yet).\n\n" + text)

@@ -3,10 +3,10 @@
 For each network and config, one training step (batch 16, one core) is modelled
 (``gen.perf``) with three tilings:
 
-* **per layer**: each layer's best tiling and loop order (``gen.mapping.optimize``);
+* **per layer**: each layer's best tiling and loop order (``gen.perf.mapping.optimize``);
 * **best uniform**: the single tiling, clipped to each layer, that is best for the whole
-  network (``gen.mapping.uniform_mapping``): the strongest uniform baseline;
-* **compiler**: the tiling rule of ``sim.compiler`` extended to any size
+  network (``gen.perf.mapping.uniform_mapping``): the strongest uniform baseline;
+* **compiler**: the tiling rule of ``sim.compile.compiler`` extended to any size
   (``gen.perf.layer.fit_mapping``: whole rows of W as far as the weight bank holds,
   whole activation columns if they fit).
 
@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import get_preset, with_overrides  # noqa: E402
-from gen.mapping import mapping_gain, partition  # noqa: E402
-from gen.networks import get_network  # noqa: E402
+from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
+from chrysalis.gen.perf.mapping import mapping_gain, partition  # noqa: E402
+from chrysalis.gen.spec.networks import get_network  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = {
@@ -93,10 +93,10 @@ def main():
                                                      indent=1) + "\n")
     (RESULTS / "mapping.md").write_text(
         f"Per-layer mapping vs one uniform mapping, one training step, batch {BATCH}, one "
-        "core, modelled (`gen.perf`, `gen.mapping`); `benchmarks/mapping.py`. Layers larger "
+        "core, modelled (`gen.perf`, `gen.perf.mapping`); `benchmarks/mapping.py`. Layers larger "
         "than the local stores use the modelled reduction and batch splits "
         "(docs/perf_model.md).\n\n" + text + "\nSplit of each layer across 4 cores of the "
-        "default config on a 128-bit ring (`gen.mapping.partition`, modelled: no cluster "
+        "default config on a 128-bit ring (`gen.perf.mapping.partition`, modelled: no cluster "
         "in RTL), against every layer split the same way:\n\n" + ptext)
     return 0
 

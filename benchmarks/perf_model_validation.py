@@ -6,7 +6,7 @@ value-based dual-precision MAC, weights streamed through the scratchpad, momentu
 core), one SGD step of an MLP runs on the RTL under Verilator one command per doorbell
 (``gen.perf.validate.rtl_reference``), and the model's cycles (``gen.perf``: closed forms
 per command, the controller's fetch and checks, the DMA's bursts) are set beside the
-``CYCLES`` counter's, phase by phase, and beside ``sim.core_counts`` (the exact stepped
+``CYCLES`` counter's, phase by phase, and beside ``sim.golden.core_counts`` (the exact stepped
 schedule of the core).
 
     .venv/bin/python benchmarks/perf_model_validation.py [--only NAME ...] [--no-rtl]
@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import PRESETS, with_overrides  # noqa: E402
-from gen.perf import validate  # noqa: E402
-from gen.perf.stream import mlp_program  # noqa: E402
+from chrysalis.gen.spec.config import PRESETS, with_overrides  # noqa: E402
+from chrysalis.gen.perf import validate  # noqa: E402
+from chrysalis.gen.perf.stream import mlp_program  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUILD = ROOT / "build" / "perf_model_validation"
@@ -128,7 +128,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=sorted(CASES), default=None)
     parser.add_argument("--no-rtl", action="store_true",
-                        help="compare with sim.core_counts only (no simulator)")
+                        help="compare with sim.golden.core_counts only (no simulator)")
     args = parser.parse_args(argv)
     names = args.only or list(CASES)
     results = []
@@ -150,7 +150,7 @@ def main(argv=None):
     (RESULTS / f"perf_model_validation{suffix}.json").write_text(
         json.dumps(results, indent=1) + "\n")
     (RESULTS / f"perf_model_validation{suffix}.md").write_text(
-        "Performance model vs RTL counters (Verilator) and `sim.core_counts`, per phase of "
+        "Performance model vs RTL counters (Verilator) and `sim.golden.core_counts`, per phase of "
         "one SGD step; `benchmarks/perf_model_validation.py`. RTL cycles are the `CYCLES` "
         "counter over one doorbell per command, less the doorbell's `START` cycle; "
         "core_counts compares the core's own cycles (no controller).\n\n" + text

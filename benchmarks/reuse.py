@@ -1,7 +1,7 @@
 """The reuse cache on digits training: hits, multiplies avoided, accuracy, area and energy.
 
-Every training run is ``sim.train.train`` on the golden machine model (bit-exact with the
-RTL, hits included: ``tests/hw/test_core_reuse.py``, ``tests/sim/test_cocotb_accelerator.py``)
+Every training run is ``sim.train.single.train`` on the golden machine model (bit-exact with the
+RTL, hits included: ``tests/hw/test_core_reuse.py``, ``tests/sim/verify/test_cocotb_accelerator.py``)
 of the default preset with a reuse cache per PE, training the 64-32-10 MLP on the digits
 next to the float32 NumPy reference from the same initial weights on the same minibatches.
 
@@ -13,7 +13,7 @@ Parts (``--parts``, default all):
     a cache (products with no zero operand) and of all MACs.
 ``accuracy``
     full training (``--epochs``, ``--seeds``) with a fixed k (``--strengths``, 0 = off) and
-    with the adaptive schedule (``sim.reuse_schedule.AdaptiveStrength``): the final test
+    with the adaptive schedule (``sim.golden.reuse_schedule.AdaptiveStrength``): the final test
     accuracy against the float32 reference and against the cache off, and the multiplies
     avoided over the whole training. The fixed-k runs make a frontier (accuracy against
     multiplies avoided); the adaptive run is on or above it when no fixed-k interpolation
@@ -23,7 +23,7 @@ Parts (``--parts``, default all):
     PE without and with caches of several sizes: LUT4 and FF, and the cache's own modules
     (``reuse_tags``, ``reuse_values``).
 ``energy``
-    the per-event energy table (``gen.energy``, 45 nm) times the counters of the accuracy
+    the per-event energy table (``gen.perf.energy``, 45 nm) times the counters of the accuracy
     runs: energy per training step with the cache against without it.
 
 A reuse hit changes no cycle count (the MAC keeps its timing), so no speed-up is claimed.
@@ -59,7 +59,7 @@ AREA_POINTS = (0, 4, 16, 64)
 
 
 def config_for(entries, ways, acc_regs=None):
-    from gen.config import get_preset, with_overrides
+    from chrysalis.gen.spec.config import get_preset, with_overrides
     overrides = {"pe.reuse_entries": entries, "pe.reuse_ways": min(ways, entries) if entries else 1}
     if acc_regs:
         overrides["pe.acc_regs"] = acc_regs
@@ -82,8 +82,8 @@ def _fractions(counters):
 
 def train_run(entries, ways, reuse, seed, epochs, batch, acc_regs):
     """One training run; its accuracy, the schedule's strengths and the counters."""
-    from sim.reuse_schedule import AdaptiveStrength
-    from sim.train import train
+    from chrysalis.sim.golden.reuse_schedule import AdaptiveStrength
+    from chrysalis.sim.train.single import train
     config = config_for(entries, ways, acc_regs)
     schedule = AdaptiveStrength() if reuse == ADAPTIVE else reuse
     t0 = time.perf_counter()
@@ -104,11 +104,12 @@ def area_point(entries, ways, policy="single"):
     """ECP5 synthesis of one PE (inputs and outputs registered, ``hw.harness``)."""
     from amaranth.back import verilog
 
-    from gen.config import with_overrides
-    from gen.synth import SynthError, synth_ecp5, synth_ecp5_modules, wrapper_ffs
-    from hw.core import Core
-    from hw.harness import InputRegisters
-    from hw.pe import PE
+    from chrysalis.gen.spec.config import with_overrides
+    from chrysalis.gen.flows.synth import (
+        SynthError, synth_ecp5, synth_ecp5_modules, wrapper_ffs)
+    from chrysalis.hw.core import Core
+    from chrysalis.hw.harness import InputRegisters
+    from chrysalis.hw.pe import PE
 
     overrides = {}
     if policy != "single":
@@ -146,9 +147,9 @@ def core_area_point(entries, ways, scope):
     of the tags per PE against tags per line."""
     from amaranth.back import verilog
 
-    from gen.config import with_overrides
-    from gen.synth import SynthError, synth_ecp5_modules
-    from hw.core import Core
+    from chrysalis.gen.spec.config import with_overrides
+    from chrysalis.gen.flows.synth import SynthError, synth_ecp5_modules
+    from chrysalis.hw.core import Core
 
     config = with_overrides(config_for(entries, ways), {**CORE_OVERRIDES,
                                                          "pe.reuse_scope": scope})
@@ -179,7 +180,7 @@ def core_area_point(entries, ways, scope):
 def energy_rows(runs):
     """pJ per training step from the accuracy runs' counters, per schedule (mean over
     seeds), against the cache off."""
-    from gen import energy
+    from chrysalis.gen.perf import energy
     rows = {}
     for run in runs:
         config = config_for(run["entries"], run["ways"], run["acc_regs"])
@@ -336,7 +337,7 @@ def markdown(result):
                          f"{r['ff']} | {r['cache_lut4']} | {r['cache_ff']} |")
         lines.append("")
     if "energy" in result:
-        lines += ["## Estimated energy per training step (gen.energy, 45 nm)", "",
+        lines += ["## Estimated energy per training step (gen.perf.energy, 45 nm)", "",
                   "| reuse | pJ per step | saved vs off |", "|---|---|---|"]
         for r in result["energy"]:
             saved = "" if r["saved"] is None else f"{r['saved']:+.1%}"

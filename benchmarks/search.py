@@ -1,10 +1,10 @@
 """Architecture search (WHAM-style critical path) against exhaustive search, and the designs
 found for CATERPILLAR's area budgets.
 
-1. On ``gen.search.SPACES["small"]`` (648 designs: array rows and columns 4/8/16, 1-8
+1. On ``gen.perf.search.SPACES["small"]`` (648 designs: array rows and columns 4/8/16, 1-8
    cores, 1-4 Ki words per PE bank, AXI 64-256 bits, bus or tree reduction), for an
    MNIST-shaped MLP trained with minibatches, under CATERPILLAR's smaller budget
-   (103.2 mm² at 45 nm, ``gen.area_model``): the heuristic's best design and evaluations
+   (103.2 mm² at 45 nm, ``gen.perf.area_model``): the heuristic's best design and evaluations
    against the optimum of an exhaustive search, for throughput and for throughput per watt.
 2. For the budgets of CATERPILLAR's two chips (103.2 and 178.9 mm²), the design the
    heuristic finds on the large space, next to CATERPILLAR-like machines (16x16 PEs with
@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.networks import get_network  # noqa: E402
-from gen.search import (SPACES, evaluate_design, exhaustive, format_design,  # noqa: E402
-                        heuristic)
+from chrysalis.gen.spec.networks import get_network  # noqa: E402
+from chrysalis.gen.perf.search import (
+    SPACES, evaluate_design, exhaustive, format_design, heuristic)
 
 RESULTS = ROOT / "benchmarks" / "results"
 NETWORK, BATCH, MODE = "mnist-500x3", 16, "mbgd"
@@ -117,7 +117,7 @@ def main(argv=None):
     (RESULTS / "search.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     (RESULTS / "search.md").write_text(
         f"Architecture search, {NETWORK} trained with batch {BATCH} ({MODE}), modelled "
-        "(`gen.perf`, `gen.area_model` at 45 nm, 1 GHz); `benchmarks/search.py`.\n\n"
+        "(`gen.perf`, `gen.perf.area_model` at 45 nm, 1 GHz); `benchmarks/search.py`.\n\n"
         f"Heuristic (critical path, top-1 and top-2) vs exhaustive on the small space "
         f"({BUDGETS[0]} mm²):\n\n" + text
         + "\nCATERPILLAR's budgets (large space for the search):\n\n" + btext)

@@ -1,4 +1,4 @@
-"""Error of the special functions (``sim.sfu.exp``, ``sim.sfu.reciprocal``) vs float64.
+"""Error of the special functions (``sim.golden.sfu.exp``, ``sim.golden.sfu.reciprocal``) vs float64.
 
 The golden model is bit-exact with the RTL (``hw/sfu.py``), so its error is the hardware's.
 The reference is NumPy's float64 ``np.exp`` and ``1 / x``; for every argument the script
@@ -41,10 +41,10 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.formats import FP32  # noqa: E402
-from sim import sfu  # noqa: E402
-from sim.numerics import to_float  # noqa: E402
-from sim.reference import round_fp32  # noqa: E402
+from chrysalis.gen.spec.formats import FP32  # noqa: E402
+from chrysalis.sim.golden import sfu  # noqa: E402
+from chrysalis.sim.golden.numerics import to_float  # noqa: E402
+from chrysalis.sim.golden.reference import round_fp32  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CHUNK = 1 << 21

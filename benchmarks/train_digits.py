@@ -1,6 +1,6 @@
 """Digits to 95% test accuracy on the golden machine model, over several seeds.
 
-For each seed this script runs ``chrysalis train``'s defaults (``sim.train``: a 64-32-10 MLP,
+For each seed this script runs ``chrysalis train``'s defaults (``sim.train.single``: a 64-32-10 MLP,
 batch 8, lr 0.1, plain SGD, 12 epochs) on the default preset with the golden backend, which
 is bit-exact with the RTL, next to the float32 NumPy reference trained from the same
 initial weights on the same minibatches. It writes, per seed, the epoch at which the
@@ -29,8 +29,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gen.config import get_preset  # noqa: E402
-from sim import train as tr  # noqa: E402
+from chrysalis.gen.spec.config import get_preset  # noqa: E402
+from chrysalis.sim.train import single as tr  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET = 0.95

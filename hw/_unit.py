@@ -1,6 +1,6 @@
 """Parameter checks shared by the floating-point units."""
 
-from gen.formats import FloatFormat
+from chrysalis.gen.spec.formats import FloatFormat
 
 __all__ = ["check_format", "check_latency"]
 

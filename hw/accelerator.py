@@ -1,12 +1,12 @@
 """The accelerator: ``cluster.cores`` training cores behind an AXI4-Lite register slave and an
 AXI4 DMA master, on a ring when there are two or more.
 
-The host writes a command stream (``gen.isa``) into memory, programs ``CMD_BASE`` and
+The host writes a command stream (``gen.spec.isa``) into memory, programs ``CMD_BASE`` and
 ``CMD_COUNT`` and writes the doorbell. The controller then, for each command in order:
 
-1. fetches it (one burst of ``gen.isa.COMMAND_BYTES``) through the DMA engine;
+1. fetches it (one burst of ``gen.spec.isa.COMMAND_BYTES``) through the DMA engine;
 2. checks it in three registered steps -- tile counts, region sizes, comparisons -- with the
-   rules of :func:`gen.isa.check`; a command that fails halts the run with its error code
+   rules of :func:`gen.spec.isa.check`; a command that fails halts the run with its error code
    and index before anything of it happens;
 3. runs it: a core operation on the cores of its ``cores`` mask (``hw.core``),
    ``DMA_LOAD`` / ``DMA_STORE`` on the DMA engine (``hw.dma``), a collective on the ring
@@ -19,11 +19,11 @@ they run; a DMA command waits for its cores to be idle (``DMA_LOAD`` reads memor
 writes the same beats into the scratchpad of every core of its mask, ``DMA_STORE`` reads its
 one core); a collective waits for every core and for its own end. A command touches only
 the state of its own cores, so every result is that of the stream run in order
-(``sim.cluster_machine``). The run ends -- done or halted -- once every core is idle.
+(``sim.golden.cluster_machine``). The run ends -- done or halted -- once every core is idle.
 
 and at the end sets ``STATUS.done`` and ``IRQ_STATUS.done`` (or, on an error,
 ``STATUS.error`` and ``IRQ_STATUS.error``). ``irq`` is high while an enabled interrupt
-status bit is set. The register map is :data:`gen.isa.REGISTERS`; ``docs/commands.md`` is
+status bit is set. The register map is :data:`gen.spec.isa.REGISTERS`; ``docs/commands.md`` is
 its reference.
 """
 
@@ -31,8 +31,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from gen import isa
-from gen.config import Config
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.config import Config
 
 from .axi import AXI4LiteRegisters, AXI4LiteSignature, AXI4Signature, connect_flat, flat_members
 from .core import Core
@@ -50,8 +50,8 @@ class Accelerator(wiring.Component):
 
     Parameters
     ----------
-    config : gen.config.Config
-        ``cluster.cores`` from 1 to ``gen.isa.MAX_CORES``.
+    config : gen.spec.config.Config
+        ``cluster.cores`` from 1 to ``gen.spec.isa.MAX_CORES``.
 
     Members
     -------
@@ -217,7 +217,7 @@ class Accelerator(wiring.Component):
         is_dma = any_op(O.DMA_LOAD, O.DMA_STORE)
         is_collective = any_op(*sorted(isa.COLLECTIVES))
 
-        # The cores a core or DMA command runs on (gen.isa.core_mask).
+        # The cores a core or DMA command runs on (gen.spec.isa.core_mask).
         everyone = (1 << count) - 1
         mask = Signal(count, name="core_mask")
         m.d.comb += mask.eq(Mux(f["cores"] == 0, everyone, f["cores"][:count]))
@@ -279,7 +279,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += [port.rd_data[l].eq(c.ring_rd_data[l])
                              for l in range(core.ring_words)]
 
-        # --- checks (gen.isa.check), three registered steps ----------------------------------
+        # --- checks (gen.spec.isa.check), three registered steps ----------------------------------
         R, C = cfg.core.rows, cfg.core.cols
         K = dma.words
         log_banks = banks.bit_length() - 1
@@ -346,7 +346,7 @@ class Accelerator(wiring.Component):
         align_bad = is_dma & ((f["mem_addr"][:log_bb] != 0) | (f["mem_stride"][:log_bb] != 0))
         range_bad = is_dma & ((f["mem_addr"] < dma_base) |
                               (f["mem_addr"] + dma_span - 1 > dma_last))
-        # gen.isa.core_error: cores the machine lacks.
+        # gen.spec.isa.core_error: cores the machine lacks.
         core_bad = Signal(name="chk_core_bad")
         if cluster:
             send = is_op[O.SEND]

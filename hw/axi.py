@@ -121,7 +121,7 @@ class AXI4LiteRegisters(wiring.Component):
 
     Parameters
     ----------
-    registers : sequence of ``gen.isa.Register``
+    registers : sequence of ``gen.spec.isa.Register``
     addr_width : int
         Width of the bus address; offsets are taken modulo ``2**addr_width``.
 

@@ -5,13 +5,13 @@ A bitstream of the bare accelerator would mean nothing on a board: its AXI ports
 host and no memory. :class:`SelfTest` gives it both on chip:
 
 * :class:`AXI4Memory`, an AXI4 subordinate over block RAM, initialised with the memory
-  image of one compiled digits training step (:func:`selftest_image`: the command stream,
-  the initial weights and one minibatch, laid out by :class:`sim.program.TrainingProgram`);
+  image of one compiled digits training step (:func:`chrysalis.sim.compile.selftest.selftest_image`: the command stream,
+  the initial weights and one minibatch, laid out by :class:`sim.compile.program.TrainingProgram`);
 * a host state machine on the AXI4-Lite registers: it sets the DMA window to the image,
   programs ``CMD_BASE`` and ``CMD_COUNT`` with the prologue and the step, enables the
   interrupts, rings the doorbell, waits for ``irq`` (or a time-out), reads ``STATUS`` and
   ``ERROR_CODE``, then walks the whole image and compares its :func:`checksum` with the
-  golden machine model's (``sim.machine``, computed when the design is elaborated).
+  golden machine model's (``sim.golden.machine``, computed when the design is elaborated).
 
 Each run starts from what the previous one left in memory (the weights it trained), so the
 host keeps the golden checksums of ``runs`` consecutive runs and a run counter that a reset
@@ -21,7 +21,7 @@ against the next checksum. When the table is used up it stops with
 
 :class:`BoardTop` puts the self-test on a board from ``amaranth-boards`` (the ULX3S): the
 25 MHz board clock (or a PLL, :func:`ecp5_pll_params`), a reset button and the LEDs. The
-flow that builds it is :mod:`gen.board`; ``docs/board.md`` documents both.
+flow that builds it is :mod:`gen.flows.board`; ``docs/board.md`` documents both.
 """
 
 import enum
@@ -34,12 +34,12 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, Flow
 
-from gen import isa
-from gen.config import Config
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.config import Config
 
 from .axi import AXI4Signature, Burst
 
-__all__ = ["checksum", "SelfTestImage", "selftest_image", "Reason", "AXI4Memory", "SelfTest",
+__all__ = ["checksum", "SelfTestImage", "Reason", "AXI4Memory", "SelfTest",
            "ecp5_pll_params", "board_clock_mhz", "BoardTop", "LEDS"]
 
 _MASK32 = 0xFFFF_FFFF
@@ -80,7 +80,7 @@ class SelfTestImage:
 
     Members
     -------
-    config : gen.config.Config
+    config : gen.spec.config.Config
     sizes : tuple of int
         Layer sizes of the MLP (64 inputs, 10 classes).
     batch : int
@@ -130,65 +130,6 @@ class SelfTestImage:
         return SelfTestImage(self.config, self.sizes, self.batch, self.seed, image,
                              self.cmd_base, self.cmd_count, self.dma_last, self.golden,
                              self.golden_image, self.regions)
-
-
-def selftest_image(config, sizes=(64, 32, 10), batch=8, seed=0, runs=4, lr=0.25):
-    """Compile one digits training step for ``config`` and run it on the golden machine.
-
-    Parameters
-    ----------
-    config : gen.config.Config
-    sizes : sequence of int
-        MLP layer sizes: 64 inputs (the 8x8 digits) to 10 classes.
-    batch : int
-        Samples in the minibatch.
-    seed : int
-        Seed of the initial weights (``sim.program.initial_weights``) and of the split.
-    runs : int
-        Consecutive runs (resets) the board can check: golden checksums kept.
-    lr : float
-        Learning rate of the step.
-
-    Returns
-    -------
-    SelfTestImage
-
-    Raises
-    ------
-    ValueError
-        A bad argument, or a network that does not fit the config (the compiler's message).
-    """
-    if not isinstance(config, Config):
-        raise TypeError(f"config must be a Config, not {config!r}")
-    if not isinstance(runs, int) or isinstance(runs, bool) or not 1 <= runs <= 255:
-        raise ValueError(f"runs must be an integer from 1 to 255, not {runs!r}")
-    sizes = tuple(sizes)
-    if len(sizes) < 2 or sizes[0] != 64 or sizes[-1] != 10:
-        raise ValueError(f"sizes must run from 64 inputs to 10 classes for digits, "
-                         f"not {sizes!r}")
-    from sim import numerics as nx
-    from sim.data import digits
-    from sim.program import TrainingProgram, initial_weights
-    from sim.rtl_job import Job, Run, run_job_golden
-
-    program = TrainingProgram(config, list(sizes), batch, lr)
-    x_train, y_train, _, _ = digits(seed)
-    image = program.initial_image(initial_weights(list(sizes), seed))
-    program.write_batch(image, 0, nx.from_float32(x_train[:batch].T.astype(np.float32)),
-                        y_train[:batch])
-    run = program.step_run(1, 0, with_prologue=True)
-    dma_last = program.mem_base + program.image_bytes - 1
-    job = Job(image, [Run(run.cmd_base, run.cmd_count, dma_base=0, dma_last=dma_last)
-                      for _ in range(runs)], mem_base=program.mem_base)
-    outputs = run_job_golden(config, job)
-    for i, out in enumerate(outputs):
-        if out.error != isa.ErrorCode.NONE:
-            raise ValueError(f"the golden machine stopped run {i} with {out.error.name} at "
-                             f"command {out.index}")
-    regions = {name: (r.addr, r.end) for name, r in program.regions.items()}
-    return SelfTestImage(config, sizes, batch, seed, image.copy(), run.cmd_base,
-                         run.cmd_count, dma_last, tuple(checksum(o.image) for o in outputs),
-                         outputs[0].image.copy(), regions)
 
 
 class Reason(enum.IntEnum):

@@ -45,8 +45,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen import isa
-from gen.formats import FP32
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.formats import FP32
 
 from .fadd import FloatAdder
 from .loss import LossGradient
@@ -57,7 +57,7 @@ __all__ = ["CoreOp", "command_layout", "Core"]
 
 
 class CoreOp(enum.Enum, shape=4):
-    """The core's operations, numbered as ``gen.isa.Opcode`` (``tests/gen/test_isa.py``
+    """The core's operations, numbered as ``gen.spec.isa.Opcode`` (``tests/gen/spec/test_isa.py``
     holds them equal); ``NONE`` is no operation."""
     NONE = 0
     LOAD_COL = 1
@@ -98,7 +98,7 @@ class Core(wiring.Component):
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
         Uses ``core.rows``, ``core.cols``, ``core.scratchpad_words``, ``pe.*`` and ``mac.*``.
 
     Members
@@ -117,7 +117,7 @@ class Core(wiring.Component):
         The last command was malformed (an unknown operation, or a size of zero that the
         operation needs): it did nothing, and the core is ready for the next one.
     dual_seed : In(16)
-        Seed of the ``random`` dual-precision policy (``sim.dual.random_bits``).
+        Seed of the ``random`` dual-precision policy (``sim.golden.dual.random_bits``).
     mac_slots, update_slots, busy_cycles, stall_cycles, bus_words : Out(48)
         Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy,
         cycles the compute engine waited for the reducers, words moved over the buses.
@@ -133,7 +133,7 @@ class Core(wiring.Component):
     ring_rd_en, ring_rd_e0, ring_rd_line, ring_rd_lanes, ring_rd_data, ring_wr_en, ring_wr_e0,
     ring_wr_line, ring_wr_lanes, ring_wr_data :
         Only on a cluster (``cluster.cores > 1``): the ring engine's lane access to the
-        scratchpad (``hw.ring``), ``nr = sim.ring.link_words(config)`` lanes, with separate
+        scratchpad (``hw.ring``), ``nr = gen.spec.ring.link_words(config)`` lanes, with separate
         read and write addresses in the same cycle (use only while idle; read data one cycle
         later).
     """
@@ -144,7 +144,7 @@ class Core(wiring.Component):
                 "reuse_lookups", "reuse_hits", "multiplies_avoided")
 
     def __init__(self, config):
-        from gen.config import Config
+        from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
         self.config = config
@@ -504,7 +504,7 @@ class Core(wiring.Component):
         # A malformed command is refused at once: it never starts an engine, so it cannot
         # leave the core waiting for a loop end that never comes.
         c = self.cmd
-        # The sizes each operation needs: gen.isa's rule (the core keeps its numbering).
+        # The sizes each operation needs: gen.spec.isa's rule (the core keeps its numbering).
         needs = {op: [getattr(c, size) for size in isa.NEEDS[isa.Opcode[op.name]]]
                  for op in CoreOp if op != CoreOp.NONE}
         malformed = Signal(name="malformed")
@@ -907,7 +907,7 @@ class Core(wiring.Component):
         self._mac_addresses(m, cmd, s, q1, q2, nt, phases, uop.waddr1, uop.aaddr1,
                             uop.aaddr2_1)
         if self.config.mac.dual == "random":
-            # sim.dual.random_bits(o, s, seed) in 16-bit arithmetic: a hash of the slot, so
+            # sim.golden.dual.random_bits(o, s, seed) in 16-bit arithmetic: a hash of the slot, so
             # that the bit does not depend on the order in which slots are issued.
             x = Signal(16, name="random_x")
             y = Signal(16, name="random_y")

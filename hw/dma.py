@@ -8,9 +8,9 @@ so one beat is one lane access of the scratchpad. Each column is cut into INCR b
 most 256 beats that do not cross a 4 KiB boundary; one burst is in flight at a time (the
 transfers are column-sized, and the simple order makes the counters exact). Stores write
 whole beats with byte strobes for the words past ``n``. A fetch reads one command
-(``gen.isa.COMMAND_BYTES``) into :attr:`command` instead of the scratchpad.
+(``gen.spec.isa.COMMAND_BYTES``) into :attr:`command` instead of the scratchpad.
 
-The addresses must be aligned to the beat (``gen.isa.check`` refuses other commands
+The addresses must be aligned to the beat (``gen.spec.isa.check`` refuses other commands
 before they get here). An error response (SLVERR, DECERR) does not stop the burst -- the
 protocol is completed -- but ends the transfer after it with ``bus_error``.
 """
@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from gen.isa import COMMAND_BYTES
+from chrysalis.gen.spec.isa import COMMAND_BYTES
 
 from .axi import AXI4Signature, Burst
 

@@ -1,6 +1,6 @@
 """The dual-precision multiply path (after DAA): two operand pairs per slot.
 
-The RTL of one slot of ``sim.dual.DualPath`` (golden model; the policies and the classes of
+The RTL of one slot of ``sim.golden.dual.DualPath`` (golden model; the policies and the classes of
 a pair are described there and in ``docs/dual_precision.md``). Pair 0 ``(a0, b0)`` and pair 1
 ``(a1, b1)`` enter together and leave, ``latency`` cycles later, as two exact products in
 ``product_format(operand)`` (``p0``, ``p1``) with their classes (``c0``, ``c1``).
@@ -22,15 +22,15 @@ The hardware of each policy:
     the products are steered back to their own streams.
 
 A **bypassed** pair (an operand is zero) uses no multiplier: its product is the signed zero
-``sign(a) ^ sign(b)``, exactly what a multiplier would give (``sim.numerics.fmul``).
+``sign(a) ^ sign(b)``, exactly what a multiplier would give (``sim.golden.numerics.fmul``).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.config import DUAL_POLICIES
-from gen.formats import FloatFormat, product_format
+from chrysalis.gen.spec.config import DUAL_POLICIES
+from chrysalis.gen.spec.formats import FloatFormat, product_format
 
 from ._unit import check_format
 from .fconv import FloatConverter
@@ -38,7 +38,7 @@ from .fmul import FloatMultiplier
 
 __all__ = ["HIGH", "LOW", "BYPASS", "HIT", "DualMultiplyPath"]
 
-#: Classes of a pair, as in ``sim.dual`` and ``sim.reuse`` (``HIT``: the product comes from
+#: Classes of a pair, as in ``sim.golden.dual`` and ``sim.golden.reuse`` (``HIT``: the product comes from
 #: the reuse cache, ``hw.reuse``; the multiplier's output for that pair is not used).
 HIGH, LOW, BYPASS, HIT = 0, 1, 2, 3
 
@@ -47,7 +47,7 @@ class DualMultiplyPath(wiring.Component):
     """The multiply path of a dual-precision PE: two operand pairs in, two exact products
     and their classes out, after a fixed latency.
 
-    Golden model: ``sim.dual.DualPath(operand, low_man_bits, policy).products``. The
+    Golden model: ``sim.golden.dual.DualPath(operand, low_man_bits, policy).products``. The
     ``single`` policy has no pair 1: ``p1`` is zero (``c1`` still follows the golden model).
 
     Parameters
@@ -57,7 +57,7 @@ class DualMultiplyPath(wiring.Component):
     low_man_bits : int
         Mantissa bits of the low-precision multiplier, 1 to ``operand.man_bits``.
     policy : str
-        One of ``gen.config.DUAL_POLICIES``.
+        One of ``gen.spec.config.DUAL_POLICIES``.
     latency : int
         Register stages from the inputs to the outputs, at least 1. With ``value``,
         ``static`` and ``random`` at 2 or more, the first stage registers the steered and
@@ -70,12 +70,12 @@ class DualMultiplyPath(wiring.Component):
     pair1 : In(1)
         Pair 1 exists (else pair 0 keeps the high-precision multiplier).
     random_bit : In(1)
-        The ``random`` policy's bit (``sim.dual.random_bits``): 1 gives pair 1 the
+        The ``random`` policy's bit (``sim.golden.dual.random_bits``): 1 gives pair 1 the
         high-precision multiplier. Unused by the other policies.
     hit0, hit1 : In(1)
         The pair's product comes from the reuse cache (``hw.reuse``): it is classed ``HIT``
         and its partner, if it needs a multiplier, gets the high-precision one
-        (``sim.reuse.reuse_classes``). The pair's own output is then not used.
+        (``sim.golden.reuse.reuse_classes``). The pair's own output is then not used.
     i_valid : In(1)
     p0, p1 : Out(product_format(operand).width)
         The products of pair 0 and pair 1.

@@ -15,7 +15,7 @@ class FloatAdder(wiring.Component):
 
     The operands may be of different formats (an fp32 accumulator plus a bf16 value, say);
     the sum is computed as if exactly and rounded once. Semantics: ``docs/numerics.md``;
-    golden model: ``sim.numerics.fadd``.
+    golden model: ``sim.golden.numerics.fadd``.
 
     Parameters
     ----------

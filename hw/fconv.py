@@ -15,7 +15,7 @@ class FloatConverter(wiring.Component):
 
     A narrowing conversion (fp32 to bf16, say) rounds to nearest even, flushes results below
     the target's smallest normal to zero and saturates beyond its largest value.
-    Golden model: ``sim.numerics.fconvert``.
+    Golden model: ``sim.golden.numerics.fconvert``.
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.formats import product_format
+from chrysalis.gen.spec.formats import product_format
 
 from . import fp_datapath as fp
 from ._unit import check_format, check_latency
@@ -17,7 +17,7 @@ class FloatMultiplier(wiring.Component):
 
     The product format has two more exponent bits and ``2*man_bits + 1`` mantissa bits, so
     it holds every product of two ``fmt`` values with no rounding, underflow or overflow.
-    Golden model: ``sim.numerics.fmul``.
+    Golden model: ``sim.golden.numerics.fmul``.
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ Each function adds combinational logic to a module and returns the Values of its
 The units in ``hw.fmul``, ``hw.fadd``, ``hw.mac`` and ``hw.fconv`` chain these blocks and
 place pipeline registers between them with :class:`Pipeline`.
 
-The steps mirror ``sim.numerics`` one for one (alignment window, three guard bits, the sticky
+The steps mirror ``sim.golden.numerics`` one for one (alignment window, three guard bits, the sticky
 jammed into the least significant bit, normalization, one round to nearest even, flush to
 zero, saturation), so the two can be read side by side. ``docs/numerics.md`` gives the
 semantics they both implement.
@@ -41,7 +41,7 @@ def exponent_width(*formats):
 
 
 def adder_window(a_fmt, b_fmt, out_fmt):
-    """Width to which the adder left-aligns both significands (see ``sim.numerics``)."""
+    """Width to which the adder left-aligns both significands (see ``sim.golden.numerics``)."""
     return max(a_fmt.precision, b_fmt.precision, out_fmt.precision)
 
 

@@ -8,7 +8,7 @@ one column's running values are a chunk apart: the chunk has at least ``mac_late
 slots (unused slots issue nothing), which hides the FMA's latency.
 
 The passes, each in the golden model's order for every column
-(``sim.core_model.softmax_xent_gradient``):
+(``sim.golden.core_model.softmax_xent_gradient``):
 
 1. ``LABEL``: the label of each column (an integer word of the label vector);
 2. ``MAX``: ``m = max_i Y[i]`` (the first largest, by value);
@@ -29,7 +29,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.formats import FP32
+from chrysalis.gen.spec.formats import FP32
 
 from .mac import FloatMAC
 from .sfu import SpecialFunctionUnit
@@ -232,7 +232,7 @@ class LossGradient(wiring.Component):
             with m.Case(Pass.IDLE):
                 with m.If(self.start):
                     # The SFU is empty: restart its turns, so that every command has the
-                    # same schedule whatever cycle it starts in (sim/core_counts.py).
+                    # same schedule whatever cycle it starts in (sim/golden/core_counts.py).
                     m.d.comb += sfu.restart.eq(1)
                     m.d.sync += [stage.eq(Pass.NEXT), b0.eq(0), wait.eq(0)]
             with m.Case(Pass.NEXT):

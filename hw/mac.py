@@ -4,7 +4,7 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.formats import product_format
+from chrysalis.gen.spec.formats import product_format
 
 from . import fp_datapath as fp
 from ._unit import check_format, check_latency
@@ -18,7 +18,7 @@ class FloatMAC(wiring.Component):
     Operands ``a`` and ``b`` are in the operand format, the addend ``c`` and the result in
     the accumulator format. The unit accepts a new set of operands every cycle and returns
     the result ``latency`` cycles later; ``o_valid`` follows ``i_valid`` with the same delay.
-    Semantics: ``docs/numerics.md``; golden model: ``sim.numerics.fmac``.
+    Semantics: ``docs/numerics.md``; golden model: ``sim.golden.numerics.fmac``.
 
     Parameters
     ----------

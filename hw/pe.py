@@ -21,7 +21,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.formats import FP32, product_format
+from chrysalis.gen.spec.formats import FP32, product_format
 
 from . import fp_datapath as fp
 from ._unit import check_format, check_latency
@@ -147,7 +147,7 @@ class PE(wiring.Component):
     tree : bool
         Add the neighbour-link reduction adder (``REDUCE_ACC``).
     dual : str
-        Precision policy, one of ``gen.config.DUAL_POLICIES``.
+        Precision policy, one of ``gen.spec.config.DUAL_POLICIES``.
     low_man_bits : int
         Mantissa bits of the low-precision multiplier (the policies that round).
     reuse_entries : int
@@ -196,7 +196,7 @@ class PE(wiring.Component):
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
                  acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3,
                  reuse_entries=0, reuse_ways=1, reuse_scope="pe"):
-        from gen.config import DUAL_POLICIES
+        from chrysalis.gen.spec.config import DUAL_POLICIES
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
         if accumulator != FP32:

@@ -17,7 +17,7 @@ of multiplying. The cache is split in two parts with one job each:
     before the hit reads it; and an entry evicted after the hit is rewritten only by a later
     slot, at least one cycle after the hit read it.
 
-Golden model: ``sim.reuse.ReuseCache`` (``slot``), run by ``sim.machine`` in the compute
+Golden model: ``sim.golden.reuse.ReuseCache`` (``slot``), run by ``sim.golden.machine`` in the compute
 engine's order.
 """
 
@@ -30,7 +30,7 @@ from ._unit import check_format
 __all__ = ["ReuseTags", "ReuseValues", "STRENGTH_BITS", "LOOKUP_FIELDS", "RESULT_FIELDS",
            "lookup_signature", "result_signature"]
 
-#: Width of the reuse-strength input (the ``REUSE_STRENGTH`` register, ``gen.isa``).
+#: Width of the reuse-strength input (the ``REUSE_STRENGTH`` register, ``gen.spec.isa``).
 STRENGTH_BITS = 5
 
 
@@ -73,7 +73,7 @@ class ReuseTags(wiring.Component):
     """Lookups and replacement of a reuse cache: one slot (up to two pairs) per cycle.
 
     Everything an input slot does is decided in its own cycle (combinationally) and takes
-    effect on the state at the end of it, as ``sim.reuse.ReuseCache.slot`` describes:
+    effect on the state at the end of it, as ``sim.golden.reuse.ReuseCache.slot`` describes:
 
     1. a slot whose pair 0 has another stationary address than the current one (or that
        starts a command, ``fresh``) empties the cache and makes that address current;

@@ -1,7 +1,7 @@
 """The ring engine of a cluster: the collective operations over the cores' scratchpads.
 
-The engine runs one collective (``gen.isa`` opcodes ``BROADCAST`` to ``SEND``) as
-``sim.ring.schedule`` defines it: the phases one after the other, and in each phase every
+The engine runs one collective (``gen.spec.isa`` opcodes ``BROADCAST`` to ``SEND``) as
+``sim.golden.ring.schedule`` defines it: the phases one after the other, and in each phase every
 core's role (what it reads, sends and writes). Core ``k``'s link goes to core
 ``(k + 1) mod c``; it carries ``nr = cluster.link_width / 32`` fp32 words per cycle (a
 *beat*: up to ``nr`` consecutive elements of one column) through ``cluster.hop_latency``
@@ -21,19 +21,19 @@ Timing
 ------
 Phase cycle 0 is the phase's start; the core at position ``p`` reads beat ``w`` at phase
 cycle ``1 + p * hop + w`` (``hop = hop_latency + RING_ADD_LATENCY``) and a role writing
-from position ``q`` (``sim.ring.Role.write_position``) writes beat ``w`` at phase cycle
+from position ``q`` (``sim.golden.ring.Role.write_position``) writes beat ``w`` at phase cycle
 ``2 + q * hop + w + RING_ADD_LATENCY``. The phase ends with the cycle of its last possible
-write, so it takes ``sim.ring.phase_cycles`` cycles, and the next phase reads only after
-the last write has landed. ``busy`` is high for exactly ``sim.ring.cycles`` cycles.
+write, so it takes ``sim.golden.ring.phase_cycles`` cycles, and the next phase reads only after
+the last write has landed. ``busy`` is high for exactly ``sim.golden.ring.cycles`` cycles.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen import isa
-from gen.formats import FP32
-from sim.ring import RING_ADD_LATENCY, hop_cycles, link_words
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.formats import FP32
+from chrysalis.gen.spec.ring import RING_ADD_LATENCY, hop_cycles, link_words
 
 from .fadd import FloatAdder
 
@@ -85,7 +85,7 @@ class ScratchpadPort(wiring.Signature):
 
 
 class _Kind(enum.Enum, shape=2):
-    """The kinds of phase: a chain (``sim.ring._chain``), the all-gather's copy of the own
+    """The kinds of phase: a chain (``sim.golden.ring._chain``), the all-gather's copy of the own
     chunk, and a ring all-gather step."""
     CHAIN = 0
     COPY = 1
@@ -93,7 +93,7 @@ class _Kind(enum.Enum, shape=2):
 
 
 class _Data(enum.Enum, shape=2):
-    """What a role sends or writes (``sim.ring.Role.send`` / ``write``)."""
+    """What a role sends or writes (``sim.golden.ring.Role.send`` / ``write``)."""
     NONE = 0
     LOCAL = 1
     INCOMING = 2
@@ -134,7 +134,7 @@ class RingEngine(wiring.Component):
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
         Uses ``cluster.cores``, ``cluster.link_width``, ``cluster.hop_latency`` and
         ``cluster.ring``.
     line_bits : int
@@ -146,7 +146,7 @@ class RingEngine(wiring.Component):
         Starts a command (a one-cycle pulse while idle); the fields below are valid in that
         cycle and held until ``done``.
     op, root, peer, n, batch : In
-        The command (``gen.isa``); ``root`` and ``peer`` below ``cluster.cores`` (the
+        The command (``gen.spec.isa``); ``root`` and ``peer`` below ``cluster.cores`` (the
         controller checks them). An ``op`` that is not a collective does nothing: ``done``
         follows in the next cycle, and no cycle is counted.
     sp_base, sp_lpc, sp2_base, sp2_lpc : In(24)
@@ -157,9 +157,9 @@ class RingEngine(wiring.Component):
     done : Out(1)
         One-cycle pulse in the cycle after the last busy cycle.
     ring_words : Out(48)
-        32-bit words sent over the links since reset (``sim.ring.link_words_moved``).
+        32-bit words sent over the links since reset (``sim.golden.ring.link_words_moved``).
     ring_cycles : Out(48)
-        Busy cycles since reset (``sim.ring.cycles``).
+        Busy cycles since reset (``sim.golden.ring.cycles``).
     ports : Out(ScratchpadPort(nr, line_bits)) x cores
         Core ``k``'s scratchpad lane ports: requests are combinational outputs, read data
         is expected one cycle after the request; both are idle (``rd_en = wr_en = 0``)
@@ -257,7 +257,7 @@ class RingEngine(wiring.Component):
         with m.If(kind == _Kind.COPY):
             m.d.comb += [rows_max.eq(n), depth.eq(0)]
         with m.Elif(kind == _Kind.GATHER):
-            # Steps of empty chunks write nothing: depth 0 (sim.ring.Phase.depth).
+            # Steps of empty chunks write nothing: depth 0 (sim.golden.ring.Phase.depth).
             m.d.comb += rows_max.eq(Mux(is_op[Op.ALL_REDUCE], q, n))
             m.d.comb += depth.eq(rows_max != 0)
         log_nr = nr.bit_length() - 1
@@ -276,7 +276,7 @@ class RingEngine(wiring.Component):
                              q.eq((n + (c - 1)) // c),
                              kind.eq(Mux(self.op == Op.ALL_GATHER.value, _Kind.COPY,
                                          _Kind.CHAIN))]
-                # ALL_REDUCE of no rows has no chain (sim.ring skips empty chunks).
+                # ALL_REDUCE of no rows has no chain (sim.golden.ring skips empty chunks).
                 with m.If(is_op[Op.ALL_REDUCE] & (n == 0)):
                     m.d.sync += kind.eq(_Kind.GATHER)
                     m.d.comb += gather_init.eq(1)
@@ -345,7 +345,7 @@ class RingEngine(wiring.Component):
         words = []
         for k in range(c):
             port = self.ports[k]
-            # The role (sim.ring.Role) of core k in the current phase.
+            # The role (sim.golden.ring.Role) of core k in the current phase.
             position = Signal(range(c), name=f"position{k}")
             write_position = Signal(range(c), name=f"write_position{k}")
             reads = Signal(name=f"reads{k}")

@@ -9,8 +9,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.formats import FP32
-from sim import sfu as golden
+from chrysalis.gen.spec.formats import FP32
+from chrysalis.gen.spec import sfu as golden
 
 from .mac import FloatMAC
 
@@ -25,7 +25,7 @@ __all__ = ["SpecialFunctionUnit", "EXP_PROGRAM", "RECIP_PROGRAM", "MAX_THREADS"]
 #: extracted from the previous result (``k`` itself is kept for the final scaling). A row
 #: reads the value it captures. The hold register holds: exp ``kf`` (FMAs 2-3), then ``r``
 #: (FMAs 4-9); reciprocal ``y0`` (the seed, FMAs 1-2), then ``y1`` (FMAs 3-4).
-#: They are ``sim.sfu.exp`` and ``sim.sfu.reciprocal``, FMA for FMA.
+#: They are ``sim.golden.sfu.exp`` and ``sim.golden.sfu.reciprocal``, FMA for FMA.
 EXP_PROGRAM = (
     (golden.EXP_SHIFTER, "x", golden.LOG2E, None),   # t  = SHIFTER + x*LOG2E
     ("x", "hold", golden.NEG_LN2_HI, "k"),           # r1 = x - kf*LN2_HI     (kf, k from t)
@@ -64,7 +64,7 @@ class SpecialFunctionUnit(wiring.Component):
     (:data:`EXP_PROGRAM`, 9 FMAs; :data:`RECIP_PROGRAM`, 4 FMAs); small combinational logic
     clamps the input, extracts the integer ``k`` of the exp range reduction, looks up the
     reciprocal seed and scales the result by a power of two. Bit-exact golden model:
-    ``sim.sfu.exp`` and ``sim.sfu.reciprocal``; algorithms, constants, errors and timing:
+    ``sim.golden.sfu.exp`` and ``sim.golden.sfu.reciprocal``; algorithms, constants, errors and timing:
     ``docs/special_functions.md``.
 
     **Barrel.** ``E = threads`` thread slots take turns, one per cycle (slot ``t`` in the

@@ -1,6 +1,6 @@
 """The top-level component that ``chrysalis verilog`` emits for a config."""
 
-from gen.config import Config
+from chrysalis.gen.spec.config import Config
 
 __all__ = ["build_top"]
 
@@ -10,5 +10,5 @@ def build_top(config):
     training core behind an AXI4-Lite register slave and an AXI4 DMA master."""
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
-    from hw.accelerator import Accelerator
+    from chrysalis.hw.accelerator import Accelerator
     return Accelerator(config)

@@ -1,14 +1,14 @@
 """Shared pytest fixtures: run cocotb tests under every simulator, in per-test build dirs.
 
 ``simulator``
-    Parametrized over :data:`sim.runner.SIMULATORS` and marked ``cocotb``, so a test that
+    Parametrized over :data:`sim.verify.runner.SIMULATORS` and marked ``cocotb``, so a test that
     takes it runs once under Icarus and once under Verilator. A simulator missing from
     this machine skips its half, unless ``CHRYSALIS_REQUIRE_SIMULATORS=1`` (set by
     ``.ci/run``) turns that into a failure, so CI cannot pass by skipping.
 ``build_root``
     ``<repo>/build/tests/<test node id>``: deterministic, inside the repository (YoWASP tools
     cannot see ``/tmp``, so not ``tmp_path``) and kept between sessions, so Verilator builds
-    are reused (``sim.runner`` names each build after a hash of its sources, so a stale
+    are reused (``sim.verify.runner`` names each build after a hash of its sources, so a stale
     one is never picked up). ``make clean`` removes them.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.runner import SIMULATORS, available_simulators
+from chrysalis.sim.verify.runner import SIMULATORS, available_simulators
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_TESTS = REPO_ROOT / "build" / "tests"

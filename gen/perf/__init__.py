@@ -7,8 +7,8 @@ Layers, from the bottom:
 * :mod:`gen.perf.layer`: a layer of any size on one core under a tiling (:class:`Mapping`);
 * :mod:`gen.perf.network`: a whole network on one core or a cluster (SGD, MBGD, CP, data
   and model parallel);
-* :mod:`gen.perf.energy_model`: the counters priced by ``gen.energy``'s table;
-* :mod:`gen.perf.validate`: the model against ``sim.core_counts`` and the RTL counters.
+* :mod:`gen.perf.energy_model`: the counters priced by ``gen.perf.energy``'s table;
+* :mod:`gen.perf.validate`: the model against ``sim.golden.core_counts`` and the RTL counters.
 
 :func:`evaluate` is the one-call summary a sweep uses.
 """
@@ -31,14 +31,14 @@ DEFAULT_BATCH = 8
 def evaluate(config, sizes=DEFAULT_NETWORK, batch=DEFAULT_BATCH, timing=TESTBENCH_MEMORY):
     """Cycles, utilization and energy of one SGD step of an MLP on ``config`` (one core).
 
-    When the compiler can place the MLP on one core (``sim.compiler``), the step is the
+    When the compiler can place the MLP on one core (``sim.compile.compiler``), the step is the
     command stream the RTL runs on one core (weights stored back to memory every step, as
     ``chrysalis train``); otherwise the layer model (:func:`network_cost`, minibatch mode,
     on ``cluster.cores`` cores) with its tiling.
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
     sizes : sequence of int
         The MLP (default 64-32-10).
     batch : int
@@ -54,7 +54,7 @@ def evaluate(config, sizes=DEFAULT_NETWORK, batch=DEFAULT_BATCH, timing=TESTBENC
         ``gflops_per_watt``, ``phase_cycles`` (phase -> cycles) and ``source``
         (``"command stream"`` or ``"layer model"``).
     """
-    from gen.networks import mlp
+    from chrysalis.gen.spec.networks import mlp
     try:
         result = mlp_step(config, list(sizes), batch, timing)
         result["cycles"] = result["total"]["cycles"]

@@ -2,7 +2,7 @@
 
 Every formula here is a closed form in the command's sizes and the config (no stepping):
 the analytical model that :mod:`gen.perf` builds whole training steps, layers and clusters
-from. ``sim.core_counts`` is the exact, stepped reference of the core's schedule and the
+from. ``sim.golden.core_counts`` is the exact, stepped reference of the core's schedule and the
 RTL's counters are the ground truth; ``benchmarks/perf_model_validation.py`` holds this
 model to both (``docs/perf_model.md``).
 
@@ -14,10 +14,10 @@ What a command costs on the accelerator (``hw/accelerator.py``), in cycles of th
     registered steps and dispatches it: ``1 + fetch + 3`` cycles, with ``fetch`` the
     cycles of that burst (:func:`dma_burst_cycles`).
 core command
-    The core's own cycles (``sim.core_counts``' ``cycles``: busy cycles plus the cycle it
-    was presented in), in closed form (:func:`core_command`): ``sim.core_counts.predict``'s
+    The core's own cycles (``sim.golden.core_counts``' ``cycles``: busy cycles plus the cycle it
+    was presented in), in closed form (:func:`core_command`): ``sim.golden.core_counts.predict``'s
     closed forms of the movers and the compute commands, and for ``LOSS_GRAD``, which
-    ``sim.core_counts`` steps, a closed form of its own (:func:`loss_grad_cycles`).
+    ``sim.golden.core_counts`` steps, a closed form of its own (:func:`loss_grad_cycles`).
 DMA command
     The DMA engine's cycles: every column is cut into bursts (at most 256 beats, never
     across 4 KiB), each costing its beats plus the memory's latency
@@ -31,13 +31,13 @@ This module needs no Amaranth.
 import math
 from dataclasses import dataclass
 
-from sim import core_counts
+from chrysalis.sim.golden import core_counts
 
 __all__ = ["MemoryTiming", "TESTBENCH_MEMORY", "CORE_OPS", "DMA_OPS", "PHASES", "phase_of",
            "core_command", "loss_grad_cycles", "dma_burst_cycles", "dma_command",
            "dma_command_at", "command_overhead", "command_cost", "RUN_START", "COST_FIELDS"]
 
-#: Core operations and DMA operations (``gen.isa.Opcode`` names).
+#: Core operations and DMA operations (``gen.spec.isa.Opcode`` names).
 CORE_OPS = ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W", "FORWARD", "BACKWARD", "WGRAD",
             "LOSS_GRAD")
 DMA_OPS = ("DMA_LOAD", "DMA_STORE")
@@ -125,7 +125,7 @@ def loss_grad_cycles(latency, m, batch):
     through the special-function unit: ``m * cols`` exponentials (9 FMAs each, ``E``
     threads, so one per 9 cycles once the threads are full, or one per ``slots / cols + 2``
     cycles when the issue is slower) and ``cols`` reciprocals (4 FMAs, ``E`` at a time).
-    Within 3.1% of the stepped schedule (``sim.core_counts``) for 1 to 1000 classes, 1 to
+    Within 3.1% of the stepped schedule (``sim.golden.core_counts``) for 1 to 1000 classes, 1 to
     64 samples and latencies 2 to 8; within 1.5% from 10 classes up.
     """
     E = latency + 1
@@ -151,7 +151,7 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False):
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
     op : str
         A core operation (:data:`CORE_OPS`).
     m, n, batch : int
@@ -162,7 +162,7 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False):
     Returns
     -------
     dict
-        ``cycles`` (as ``sim.core_counts`` counts them: busy cycles plus one), ``mac_slots``,
+        ``cycles`` (as ``sim.golden.core_counts`` counts them: busy cycles plus one), ``mac_slots``,
         ``update_slots``, ``stall_cycles``, ``bus_words``, ``products`` (multiplies the
         PEs do in MAC slots, padding included: ``mac_slots * R * C`` with one stream,
         ``R * C * outputs * steps`` with two) and ``update_cycles`` (``WGRAD``: the cycles
@@ -270,10 +270,10 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
     command : dict
         ``op`` (a name) and the sizes it uses (``m``, ``n``, ``batch``; ``flag`` for
-        ``WGRAD``'s momentum), as ``sim.compiler`` and ``sim.program`` produce them. A DMA
+        ``WGRAD``'s momentum), as ``sim.compile.compiler`` and ``sim.compile.program`` produce them. A DMA
         command with ``mem_addr`` and ``mem_stride`` is cut into bursts exactly
         (:func:`dma_command_at`); without them, the expected page crossings are used.
     timing : MemoryTiming

@@ -1,7 +1,7 @@
-"""Energy of a modelled run: the model's counters priced by ``gen.energy``'s table.
+"""Energy of a modelled run: the model's counters priced by ``gen.perf.energy``'s table.
 
-The model predicts the counters the RTL counts (``gen.isa.COUNTERS``); ``gen.energy.events``
-turns them into priced events and ``gen.energy.estimate`` prices them, so the model and a
+The model predicts the counters the RTL counts (``gen.spec.isa.COUNTERS``); ``gen.perf.energy.events``
+turns them into priced events and ``gen.perf.energy.estimate`` prices them, so the model and a
 measured run are costed by one table. What the RTL cannot count yet is set here:
 
 * dual precision: which multiplier makes a product depends on the data; the model takes
@@ -12,7 +12,7 @@ measured run are costed by one table. What the RTL cannot count yet is set here:
   (``docs/perf_model.md``).
 """
 
-from gen import energy
+from chrysalis.gen.perf import energy
 
 __all__ = ["model_counters", "energy_of", "DEFAULT_CLOCK_HZ"]
 
@@ -21,7 +21,7 @@ DEFAULT_CLOCK_HZ = 1e9
 
 
 def model_counters(config, phases, copies=1, low_fraction=0.5, reuse_hit_rate=0.0):
-    """``gen.isa.COUNTERS`` names -> counts (integers), from the model's summed phases."""
+    """``gen.spec.isa.COUNTERS`` names -> counts (integers), from the model's summed phases."""
     total = {}
     for entry in phases.values():
         for key, value in entry.items():

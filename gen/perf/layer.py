@@ -1,9 +1,9 @@
 """Cost of training one layer on one core, for any size, under a mapping.
 
-A layer (``gen.networks.Layer``) is the product of ``W`` (``M x N``) with ``Bc = batch *
+A layer (``gen.spec.networks.Layer``) is the product of ``W`` (``M x N``) with ``Bc = batch *
 columns`` activation columns. A :class:`Mapping` cuts it into tiles of ``tm`` rows, ``tn``
 columns and ``tb`` activation columns, with one of two loop orders, and every tile becomes
-the core commands that the compiler (``sim.compiler``) would issue for it: ``LOAD_W`` /
+the core commands that the compiler (``sim.compile.compiler``) would issue for it: ``LOAD_W`` /
 ``LOAD_COL`` / ``LOAD_ROW`` to bring the tile into the PE banks, ``FORWARD``,
 ``BACKWARD``, ``WGRAD``, and the DMA transfers between memory and the scratchpad when the
 layer does not stay on chip. Each command is costed by the closed forms of
@@ -35,7 +35,7 @@ __all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "layer_cost", "fits", "fit_mappin
 ORDERS = ("weights", "inputs")
 #: Phases of a layer's cost.
 PHASE_NAMES = ("forward", "loss", "backward", "wgrad_update", "load", "dma")
-#: The command fields m, n and batch are 16 bits (``gen.isa``).
+#: The command fields m, n and batch are 16 bits (``gen.spec.isa``).
 FIELD_LIMIT = 0xFFFF
 
 
@@ -106,7 +106,7 @@ def fits(config, layer, batch, mapping):
 
 
 def fit_mapping(config, layer, batch):
-    """The compiler's way (``sim.compiler``): whole columns of activations if they fit,
+    """The compiler's way (``sim.compile.compiler``): whole columns of activations if they fit,
     whole rows of ``W`` per tile, as many rows as the weight bank holds; halving ``tn``
     and then ``tb`` until the tile fits. Weight-stationary order."""
     R, C = config.core.rows, config.core.cols
@@ -169,8 +169,8 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
 
     Parameters
     ----------
-    config : gen.config.Config
-    layer : gen.networks.Layer
+    config : gen.spec.config.Config
+    layer : gen.spec.networks.Layer
     batch : int
         Samples of the minibatch.
     mapping : Mapping, optional

@@ -8,7 +8,7 @@ in the scratchpad, is decided here for the whole network, as the compiler does.
 A cluster (``cluster.cores > 1``, ``docs/cluster.md``): cores on a one-way ring whose links
 carry ``cluster.link_width`` bits per cycle with ``cluster.hop_latency`` cycles per hop. A
 collective (:func:`ring_collective`) costs what the RTL's schedule costs,
-``sim.ring.cycles`` of the command a program issues for the matrix (its rows and columns:
+``sim.golden.ring.cycles`` of the command a program issues for the matrix (its rows and columns:
 :func:`collective_shape`): for example a reduce-scatter is ``c`` chains of one scratchpad
 read per cycle, ``c * (L + (c - 1) * hop + 4)`` with ``L`` the beats of a chunk and ``hop =
 hop_latency + 2``, not the textbook ``(c - 1) * L``; ``formula="textbook"`` gives
@@ -17,7 +17,7 @@ cluster is priced as its controller dispatches it (:func:`cluster_stream_cost`: 
 core command handed to its cores once they are idle, the fetch of the next overlapping it).
 The modes follow the programs the RTL runs:
 
-``data`` (``sim.parallel_program``)
+``data`` (``sim.compile.parallel_program``)
     Data parallel: every core trains ``batch / cores`` samples on a copy of the weights.
     Per layer the weight gradient is exchanged as the program does it: ``WGRAD`` with
     ``mu = +0`` and ``lr = +0`` (its velocity pass writes the gradient into a region beside
@@ -25,14 +25,14 @@ The modes follow the programs the RTL runs:
     layer's rows by its columns), ``LOAD_W`` of the sum and ``WGRAD`` of batch 1 with
     ``mu = 1`` and ``-lr`` (the update). One DMA engine serves every core: the weights
     cross it once (a load fans out), the samples' data once per core.
-``model`` (and ``mbgd`` / ``sgd`` with several cores; ``sim.parallel_program``)
+``model`` (and ``mbgd`` / ``sgd`` with several cores; ``sim.compile.parallel_program``)
     Model parallel (CATERPILLAR's MBGD): every hidden layer in ``cores`` row panels, the
     output layer on every core (the softmax needs every class); the forward pass
     all-gathers each hidden layer's output panels, the backward pass reduce-scatters the
     input gradient below every split layer but the first. ``sgd`` is batch 1.
-``cp`` (``sim.cp_program``)
+``cp`` (``sim.compile.cp_program``)
     Continuous propagation: the layers cut into ``cores`` contiguous stages with the
-    fewest MACs per sample in the largest (``sim.cp_program.assign_stages``' rule); a
+    fewest MACs per sample in the largest (``sim.compile.cp_program.assign_stages``' rule); a
     sample costs a steady tick: the input and label DMAs, every stage's commands core
     after core as the program streams them, then the ``SEND`` s, each a barrier (an
     activation forward one hop, a gradient back ``cores - 1`` hops round the one-way
@@ -40,13 +40,13 @@ The modes follow the programs the RTL runs:
     command only once the core is idle and does not look past it, so a core's work starts
     when the previous core's last command starts: the cores overlap little.
     ``pipelined_cycles`` is the tick if they overlapped fully (the slowest stage plus the
-    sends, ``sim.cp_program.CpProgram.tick_profile``'s estimate).
+    sends, ``sim.compile.cp_program.CpProgram.tick_profile``'s estimate).
 """
 
 import functools
 import math
 
-from sim.cp_program import interleave
+from chrysalis.sim.compile.cp_program import interleave
 
 from .commands import COST_FIELDS, TESTBENCH_MEMORY
 from .layer import PHASE_NAMES, layer_cost
@@ -86,7 +86,7 @@ def on_chip(config, layers, batch, resident=False):
 def per_core(config, network, batch, mode):
     """What one core trains: ``(layers, batch)``. Model parallel (``sgd``, ``mbgd``,
     ``model``) gives each core ``1/cores`` of every hidden layer's rows and the whole output
-    layer (replicated, as ``sim.parallel_program`` does: the softmax needs every class);
+    layer (replicated, as ``sim.compile.parallel_program`` does: the softmax needs every class);
     data parallel ``batch/cores`` samples; ``cp`` one sample of whole layers (its
     stage's)."""
     cores = config.cluster.cores
@@ -112,7 +112,7 @@ FORMULAS = ("rtl", "textbook")
 def collective_shape(words, kind, cores, columns=1):
     """The ``(n, batch)`` fields of the collective command that moves a matrix of ``words``
     words in ``columns`` columns (``ceil(words / columns)`` rows), as the cluster's
-    programs (``sim.parallel_program``, ``sim.cp_program``) issue it: ``n`` is each core's
+    programs (``sim.compile.parallel_program``, ``sim.compile.cp_program``) issue it: ``n`` is each core's
     chunk of rows for an all-gather (``words``: the gathered matrix) and a reduce-scatter
     (``words``: each core's source), the whole matrix's rows otherwise."""
     columns = max(1, int(columns))
@@ -124,8 +124,8 @@ def collective_shape(words, kind, cores, columns=1):
 
 @functools.lru_cache(maxsize=8192)
 def _rtl_collective(op, config, n, batch, peer):
-    from gen.isa import Opcode
-    from sim import ring
+    from chrysalis.gen.spec.isa import Opcode
+    from chrysalis.sim.golden import ring
     op = Opcode[op]
     return (ring.cycles(op, config, n, batch, root=0, peer=peer),
             ring.link_words_moved(op, config, n, batch, root=0, peer=peer))
@@ -179,7 +179,7 @@ def collective_cost(config, words, kind="all-gather", cores=None, *, columns=1, 
         return {"cycles": one["cycles"] * parts * rows_parts,
                 "ring_words": one["ring_words"] * parts * rows_parts, "n": n, "batch": batch}
     if c != config.cluster.cores:
-        from gen.config import with_overrides
+        from chrysalis.gen.spec.config import with_overrides
         config = with_overrides(config, {"cluster.cores": c})
     cycles, moved = _rtl_collective(COLLECTIVE_KINDS[kind], config, n, batch,
                                     hops % c if kind == "send" else 0)
@@ -192,7 +192,7 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
         The ring: ``cluster.cores``, ``link_width``, ``hop_latency``, ``ring``.
     words : int or float
         The matrix: the gathered matrix of an ``all-gather``, each core's source of a
@@ -209,7 +209,7 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
         ``send``: links from the sender to the receiver (1: the next core; ``cores - 1``:
         the previous core, the long way round the one-way ring).
     formula : str
-        ``"rtl"`` (default): the cycles of the RTL's schedule, ``sim.ring.cycles`` of the
+        ``"rtl"`` (default): the cycles of the RTL's schedule, ``sim.golden.ring.cycles`` of the
         command (:func:`collective_shape`) -- for example ``c`` chains for a reduce-scatter,
         ``c * (L + (c - 1) * hop + 4)`` with ``hop = hop_latency + 2``. ``"textbook"``:
         CATERPILLAR's pipelined ring, ``(c - 1) * (w / c) / k + (c - 1) * hop_latency`` for an
@@ -232,14 +232,14 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
     command to the cores of its ``cores`` mask (0: every core) as soon as they are all idle
     and goes on to the next command while they run; a DMA waits for its cores and occupies
     the DMA engine (so the next fetch waits for it); a collective waits for every core and
-    runs ``sim.ring.cycles``. A run ends when every core is idle. With one core nothing
+    runs ``sim.golden.ring.cycles``. A run ends when every core is idle. With one core nothing
     overlaps, and the cycles are :func:`gen.perf.stream.stream_cost`'s.
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
     commands : list of dict
-        As ``sim.parallel_program`` and ``sim.cp_program`` make them (``op`` a name).
+        As ``sim.compile.parallel_program`` and ``sim.compile.cp_program`` make them (``op`` a name).
     timing : gen.perf.commands.MemoryTiming
     runs : int
         Doorbells the commands are run as (each has a ``START`` cycle).
@@ -250,8 +250,8 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
         ``cycles``, ``ring_cycles``, ``ring_words``, ``busy`` (per core: cycles of core
         commands) and ``dma_cycles``.
     """
-    from gen.isa import Opcode, COLLECTIVES
-    from sim import ring
+    from chrysalis.gen.spec.isa import Opcode, COLLECTIVES
+    from chrysalis.sim.golden import ring
     from .commands import RUN_START, command_cost
     c = config.cluster.cores
     everyone = (1 << c) - 1
@@ -313,7 +313,7 @@ def _zero_phases():
 
 def _shard(layer, parts):
     """The layer with ``1/parts`` of its rows (model parallel)."""
-    from gen.networks import Layer
+    from chrysalis.gen.spec.networks import Layer
     return Layer(layer.name, _ceil(layer.m, parts), layer.n, layer.columns, layer.kind,
                  layer.input_words)
 
@@ -355,14 +355,14 @@ def _stages(costs, cores):
 
 
 def _macs_stages(layers, cores):
-    """``sim.cp_program.assign_stages``' cut for any layers: contiguous stages minimising
+    """``sim.compile.cp_program.assign_stages``' cut for any layers: contiguous stages minimising
     the useful MACs per sample of the largest (ties: the earlier boundaries)."""
     return _stages([layer.macs(1, first=i == 0) for i, layer in enumerate(layers)], cores)
 
 
 def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing):
     """The commands of stage ``k`` (layers ``a .. b-1``) in a steady tick, in the order
-    ``sim.cp_program`` issues them. A layer that is not one resident tile is one block of
+    ``sim.compile.cp_program`` issues them. A layer that is not one resident tile is one block of
     its layer cost (``_BUSY``)."""
     mask = 1 << k
     # The RTL's program keeps every weight in the PEs and each layer's input and gradient
@@ -414,9 +414,9 @@ def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, cla
 
 
 def _cp_cost(config, network, layers, mappings, timing):
-    """A steady tick of continuous propagation (a sample per tick), as ``sim.cp_program``
+    """A steady tick of continuous propagation (a sample per tick), as ``sim.compile.cp_program``
     streams it: the stages' commands (core 0's after its input DMA, the last core's after its
-    label DMA) interleaved round robin (``sim.cp_program.interleave``), then the
+    label DMA) interleaved round robin (``sim.compile.cp_program.interleave``), then the
     ``SEND`` s (each a barrier). Returns ``(tick, per-layer costs, resident, on chip,
     pipelined)``; ``pipelined`` is the tick if the cores' commands overlapped fully: the
     slowest stage plus the sends."""
@@ -480,7 +480,7 @@ def _weight_dma(config, layer, batch, mapping, first, resident, chip, timing):
 
 def _data_exchange(config, layer, batch, mapping, timing):
     """The weight-gradient exchange of data parallel for one layer, as
-    ``sim.parallel_program`` issues it per weight tile: the local gradient into a region G
+    ``sim.compile.parallel_program`` issues it per weight tile: the local gradient into a region G
     beside the weights (``WGRAD`` with ``mu = +0``, ``lr = +0``: its velocity pass is the
     gradient) in place of the plain ``WGRAD``, ``STORE_W`` of G, ``LOAD_W`` of the sum back,
     and the update (``WGRAD`` of batch 1 with ``mu = 1``, ``-lr``). Returns the phase
@@ -508,10 +508,10 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
 
     Parameters
     ----------
-    config : gen.config.Config
+    config : gen.spec.config.Config
         ``cluster.cores`` cores (modes ``data``, ``model``, ``cp``, and ``sgd`` / ``mbgd``
         with more than one core, which are model parallel).
-    network : gen.networks.Network
+    network : gen.spec.networks.Network
     batch : int
         Samples per step (``sgd`` and ``cp`` use 1).
     mode : str

@@ -2,7 +2,7 @@
 
 :func:`stream_cost` sums :func:`gen.perf.commands.command_cost` over a stream, split by
 phase (:data:`gen.perf.commands.PHASES`); :func:`mlp_step` does it for the stream that
-``sim.program.TrainingProgram`` runs for one SGD step of an MLP: the stream the RTL
+``sim.compile.program.TrainingProgram`` runs for one SGD step of an MLP: the stream the RTL
 executes, so its figures can be held to the RTL counters one phase at a time
 (``benchmarks/perf_model_validation.py``).
 """
@@ -40,9 +40,9 @@ def stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
 
 
 def mlp_program(config, sizes, batch, lr=0.25, store_every_step=True, momentum=None):
-    """The ``sim.program.TrainingProgram`` of an MLP step (weights stored back every step,
+    """The ``sim.compile.program.TrainingProgram`` of an MLP step (weights stored back every step,
     as ``chrysalis train`` runs it; SGD with ``momentum`` if given)."""
-    from sim.program import TrainingProgram
+    from chrysalis.sim.compile.program import TrainingProgram
     return TrainingProgram(config, list(sizes), batch, lr, momentum=momentum,
                            store_every_step=store_every_step)
 
@@ -51,9 +51,9 @@ def mlp_step(config, sizes, batch, timing=TESTBENCH_MEMORY, store_every_step=Tru
     """Model cost of one SGD step of an MLP as the accelerator runs it (one doorbell).
 
     Returns :func:`stream_cost`'s dict plus ``commands`` (the step's command list) and
-    ``useful_macs`` (the multiply-accumulates the step needs, ``sim.rtl_job.useful_macs``).
+    ``useful_macs`` (the multiply-accumulates the step needs, ``sim.verify.rtl_job.useful_macs``).
     """
-    from sim.rtl_job import useful_macs
+    from chrysalis.sim.compile.job import useful_macs
     program = mlp_program(config, sizes, batch, store_every_step=store_every_step)
     run = program.step_run(1, 0)
     first = (run.cmd_base - program.regions["commands"].addr) // 64

@@ -1,9 +1,9 @@
 """Hold the analytical model to the RTL's counters and to the exact core schedule.
 
-Two references, per phase of an MLP training step (the stream ``sim.program`` builds, the
+Two references, per phase of an MLP training step (the stream ``sim.compile.program`` builds, the
 one ``chrysalis train --backend verilator`` runs):
 
-* :func:`core_reference`: ``sim.core_counts.predict`` (the core's schedule stepped exactly;
+* :func:`core_reference`: ``sim.golden.core_counts.predict`` (the core's schedule stepped exactly;
   itself held to the RTL by ``tests/hw/test_core_counts.py``). Cheap: no simulator.
 * :func:`rtl_reference`: the accelerator's RTL under a simulator. The step's commands run
   one doorbell each, so the counters' growth over each doorbell is the cost of one command
@@ -52,10 +52,10 @@ def model_phases(config, commands, timing=TESTBENCH_MEMORY):
 
 
 def core_reference(config, commands):
-    """Phase -> ``{"cycles": ...}`` of the core commands by ``sim.core_counts.predict``
+    """Phase -> ``{"cycles": ...}`` of the core commands by ``sim.golden.core_counts.predict``
     (the core's own cycles, no controller), for comparison with the model's
     ``core_cycles + 1`` per command."""
-    from sim import core_counts
+    from chrysalis.sim.golden import core_counts
     phases = {}
     for command in commands:
         op = _op(command)
@@ -80,9 +80,10 @@ def rtl_reference(config, sizes, batch, build_dir, simulator="verilator", seed=0
         ``phases``: those summed per phase; ``step``: the growth over a doorbell that runs
         the whole step.
     """
-    from sim import numerics as nx
-    from sim.program import initial_weights
-    from sim.rtl_job import Job, Run, run_job
+    from chrysalis.sim.golden import numerics as nx
+    from chrysalis.sim.compile.program import initial_weights
+    from chrysalis.sim.compile.job import Job, Run
+    from chrysalis.sim.verify.rtl_job import run_job
 
     program = mlp_program(config, sizes, batch, momentum=momentum)
     commands, step = step_commands(program)

@@ -1,5 +1,5 @@
 """The accelerator top level (``hw.accelerator.Accelerator``) in Amaranth's simulator: the
-host-visible behaviour the cocotb tests (``sim/tb/accelerator.py``, AxiRam without errors)
+host-visible behaviour the cocotb tests (``sim/verify/tb/accelerator.py``, AxiRam without errors)
 cannot reach.
 
 The ``tiny`` preset runs behind two per-cycle Python models:
@@ -14,7 +14,7 @@ The ``tiny`` preset runs behind two per-cycle Python models:
   until taken).
 
 Each test builds plain data twice: from the RTL (:func:`simulate` with a testbench body) and
-from a reference written from ``gen.isa``'s semantics (:class:`RefMachine` for command
+from a reference written from ``gen.spec.isa``'s semantics (:class:`RefMachine` for command
 streams of DMA_LOAD/DMA_STORE, :class:`RefRegisters` for the register file), and compares
 them. Every simulation has a cycle bound (:class:`Bench`), so a hang fails.
 
@@ -32,11 +32,11 @@ import pytest
 from amaranth.hdl import Signal
 from amaranth.sim import Simulator
 
-from gen import isa
-from gen.config import get_preset
-from gen.isa import COMMAND_BYTES, ErrorCode, Opcode
-from hw.accelerator import Accelerator
-from hw.axi import AXI4Signature, Burst, Resp
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.config import get_preset
+from chrysalis.gen.spec.isa import COMMAND_BYTES, ErrorCode, Opcode
+from chrysalis.hw.accelerator import Accelerator
+from chrysalis.hw.axi import AXI4Signature, Burst, Resp
 from tests.hw.test_dma import Case, Memory, Subordinate, Transfer, _mem_init, plan
 
 CONFIG = get_preset("tiny")
@@ -99,7 +99,7 @@ class _Memory(Memory):
 
 
 def image_of(commands, base=CMD_BASE):
-    """Memory bytes of a command stream (dicts for ``gen.isa.encode_stream``) at ``base``."""
+    """Memory bytes of a command stream (dicts for ``gen.spec.isa.encode_stream``) at ``base``."""
     words = isa.encode_stream(commands)
     return {base + 4 * i + b: w >> 8 * b & 0xFF for i, w in enumerate(words) for b in range(4)}
 
@@ -330,11 +330,11 @@ def simulate(body, *, image=None, seed=1, stall=0.0, host_stall=0.0, limit=30_00
                                 sp_writes=sub.sp_writes)
 
 
-# --- the reference: gen.isa semantics of runs of DMA commands ----------------------------------
+# --- the reference: gen.spec.isa semantics of runs of DMA commands ----------------------------------
 
 class RefMachine:
-    """A run as ``gen.isa`` defines it, for streams of DMA_LOAD and DMA_STORE: fetch, check
-    (:func:`gen.isa.check`), execute, in order; the first error halts the run with its code
+    """A run as ``gen.spec.isa`` defines it, for streams of DMA_LOAD and DMA_STORE: fetch, check
+    (:func:`gen.spec.isa.check`), execute, in order; the first error halts the run with its code
     and index. A burst that answers an error is completed (a load writes all its beats to
     the scratchpad, a store all its bytes to memory) and ends the run (BUS_ERROR) before any
     further burst. The scratchpad starts zeroed; word ``line * banks + e``."""
@@ -578,7 +578,7 @@ def test_doorbell():
 # --- 4. the register file ---------------------------------------------------------------------
 
 def reset_values(config):
-    """Every register's value after reset: ``gen.isa.REGISTERS``' reset, and the
+    """Every register's value after reset: ``gen.spec.isa.REGISTERS``' reset, and the
     config-dependent ones as ``hw/accelerator.py`` documents them."""
     limits = isa.Limits.from_config(config)
     top = (1 << config.host.axi_addr_width) - 1
@@ -608,7 +608,7 @@ UNMAPPED = [o for o in (0x058, 0x05C, 0x060, 0x0FC, 0x100 + 8 * len(isa.COUNTERS
 
 
 class RefRegisters:
-    """The register file as ``gen.isa`` documents it, while idle: reads of readable
+    """The register file as ``gen.spec.isa`` documents it, while idle: reads of readable
     registers answer their value, of write-only ones 0; an unmapped offset answers SLVERR
     (reads 0); a write to a read-only register answers SLVERR and changes nothing; strobed
     bytes only are written; IRQ_STATUS clears the bits written as 1; the doorbell with bit

@@ -8,13 +8,13 @@ the golden model, and the test asserts they are equal over generated cases.
 import numpy as np
 import pytest
 
-from gen.formats import BF16, FP16, FP32, FP8_E4M3, FP8_E5M2, FloatFormat
-from hw.fadd import FloatAdder
-from hw.fconv import FloatConverter
-from hw.fmul import FloatMultiplier
-from hw.mac import FloatMAC
-from sim import numerics as nx
-from sim import vectors
+from chrysalis.gen.spec.formats import BF16, FP16, FP32, FP8_E4M3, FP8_E5M2, FloatFormat
+from chrysalis.hw.fadd import FloatAdder
+from chrysalis.hw.fconv import FloatConverter
+from chrysalis.hw.fmul import FloatMultiplier
+from chrysalis.hw.mac import FloatMAC
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.sim.golden import vectors
 
 from .streaming import stream
 

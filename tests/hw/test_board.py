@@ -8,10 +8,10 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from gen.config import PRESETS, with_overrides
-from gen.isa import ErrorCode
-from hw.board import (AXI4Memory, BoardTop, Reason, SelfTest, checksum, ecp5_pll_params,
-                      selftest_image)
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.gen.spec.isa import ErrorCode
+from chrysalis.hw.board import AXI4Memory, BoardTop, Reason, SelfTest, checksum, ecp5_pll_params
+from chrysalis.sim.compile.selftest import selftest_image
 
 #: A 2x2 core with room for a 64-8-10 MLP at batch 2 (its weights resident in the PEs).
 BOARD_TINY = with_overrides(PRESETS["tiny"], {"name": "board_tiny",

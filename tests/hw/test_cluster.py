@@ -1,5 +1,5 @@
 """A cluster's accelerator (``hw.accelerator.Accelerator`` with ``cluster.cores`` cores) in
-Amaranth's simulator, against the golden models (``sim.cluster_machine.machine_for``).
+Amaranth's simulator, against the golden models (``sim.golden.cluster_machine.machine_for``).
 
 The memory and the host are those of ``tests/hw/test_accelerator.py``: test_dma's AXI4
 subordinate (seeded stalls, the protocol checked every cycle) and the AXI4-Lite
@@ -8,7 +8,7 @@ doorbell each) on the RTL and on the golden model of the same config over the sa
 image, and compares each run's status, error code and index and counters, and the memory
 the RTL wrote; the tests then check what they are about on top of that:
 
-* the ``cores`` mask and ``BAD_CORE`` (every case of ``gen.isa.core_error``, also on one
+* the ``cores`` mask and ``BAD_CORE`` (every case of ``gen.spec.isa.core_error``, also on one
   core, where a collective or a ``cores`` bit other than bit 0 is refused);
 * ``DMA_LOAD`` fanned out to the cores of its mask, ``DMA_STORE`` from each core;
 * core commands on different cores overlap, and the run ends only once every core is idle;
@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen import isa
-from gen.config import get_preset, with_overrides
-from gen.isa import ErrorCode, Opcode
-from hw.accelerator import Accelerator
-from sim.cluster_machine import machine_for
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.config import get_preset, with_overrides
+from chrysalis.gen.spec.isa import ErrorCode, Opcode
+from chrysalis.hw.accelerator import Accelerator
+from chrysalis.sim.golden.cluster_machine import machine_for
 from tests.hw.test_accelerator import (CMD_BASE, EXACT_COUNTERS, STATUS_DONE, STATUS_ERROR, WIDTH,
                                        Bench, Host, _DmaView, _Memory, image_of)
 from tests.hw.test_dma import Case, Subordinate, _mem_init
-from tests.sim.test_cocotb_cluster import collective_job, random_words
+from tests.sim.verify.test_cocotb_cluster import collective_job, random_words
 
 TINY = get_preset("tiny")
 #: Memory the golden model sees (the tests keep every access below it).
@@ -152,7 +152,7 @@ def _load(**fields):
 
 def bad_core_cases(cores):
     """Commands that each follow a good DMA_LOAD in a run of their own: ``(command, code
-    expected)``. Every case of ``gen.isa.core_error``, commands it lets through, and the
+    expected)``. Every case of ``gen.spec.isa.core_error``, commands it lets through, and the
     checks that come before it."""
     B, N = ErrorCode.BAD_CORE, ErrorCode.NONE
     cluster_only = N if cores > 1 else B
@@ -197,7 +197,7 @@ def bad_core_cases(cores):
 
 @pytest.mark.parametrize("cores", [1, 2])
 def test_bad_core(cores):
-    """Each case halts at its command with the code of ``gen.isa.check`` (BAD_CORE where a
+    """Each case halts at its command with the code of ``gen.spec.isa.check`` (BAD_CORE where a
     core is missing, the earlier checks first) and nothing of it happens, or runs as the
     golden model's; a good run afterwards works."""
     config = cluster(cores)

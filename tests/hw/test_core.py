@@ -2,7 +2,7 @@
 """Every core operation, RTL == golden model bit for bit, in Amaranth's simulator.
 
 ``rtl(case)`` writes the operands into the scratchpad through the host port, runs the
-commands, reads the result back; ``ref(case)`` computes it with ``sim.core_model``.
+commands, reads the result back; ``ref(case)`` computes it with ``sim.golden.core_model``.
 Shapes are random and include sizes that are not multiples of R or C.
 """
 
@@ -11,13 +11,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gen.config import PRESETS, with_overrides
-from hw.core import CoreOp
-from sim import core_model as cm
-from sim import numerics as nx
-from sim.core_sim import CoreRunner
-from sim.layout import Allocator, bank_count, tiles
-from gen.formats import FP32
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.hw.core import CoreOp
+from chrysalis.sim.golden import core_model as cm
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.sim.verify.core_sim import CoreRunner
+from chrysalis.gen.spec.layout import Allocator, bank_count, tiles
+from chrysalis.gen.spec.formats import FP32
 
 CONFIGS = {
     "2x2": PRESETS["tiny"],

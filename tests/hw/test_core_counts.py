@@ -1,13 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""The core's cycles and counters equal ``sim.core_counts``'s prediction, exactly.
+"""The core's cycles and counters equal ``sim.golden.core_counts``'s prediction, exactly.
 
 For each config a random sequence of commands (every operation; shapes that are and are not
 multiples of R and C; batch 1 and larger; LOSS_GRAD with a few class counts and labels in
 and out of range; malformed commands) runs on the RTL with ``CoreRunner``. A monitor
 process samples the counters at every edge that takes a command, so each command's counter
 growth is known, and counts the MACs and UPDATEs the PEs actually receive. Every field of
-:func:`sim.core_counts.predict` must equal the RTL's, command by command, and the totals
-:func:`~sim.core_counts.predict_many`. Data values do not change counts, so the operands
+:func:`sim.golden.core_counts.predict` must equal the RTL's, command by command, and the totals
+:func:`~sim.golden.core_counts.predict_many`. Data values do not change counts, so the operands
 are whatever the scratchpad holds (zeros at first).
 """
 
@@ -19,14 +19,14 @@ import sys
 import numpy as np
 import pytest
 
-import hw.core
-from gen.config import PRESETS, with_overrides
-from hw.core import CoreOp
-from hw.pe import ComputeOp
-from sim import core_counts as cc
-from sim import core_sim
-from sim.core_sim import CoreRunner
-from sim.layout import Allocator, bank_count, tiles
+from chrysalis.hw import core as hw_core
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.hw.core import CoreOp
+from chrysalis.hw.pe import ComputeOp
+from chrysalis.sim.golden import core_counts as cc
+from chrysalis.sim.verify import core_sim
+from chrysalis.sim.verify.core_sim import CoreRunner
+from chrysalis.gen.spec.layout import Allocator, bank_count, tiles
 
 SMALL = {"pe.weight_words": 32, "pe.act_words": 64, "core.scratchpad_words": 512}
 CONFIGS = {
@@ -61,7 +61,7 @@ class _Recorder:
 
 
 def _monitored(recorder):
-    """A Simulator class that also runs a monitor process (patched into ``sim.core_sim``)."""
+    """A Simulator class that also runs a monitor process (patched into ``sim.verify.core_sim``)."""
     base = core_sim.Simulator
 
     class MonitoredSimulator(base):
@@ -98,14 +98,14 @@ def _run(monkeypatch, config, actions):
     takes the next one (or the end: the last cycles of a command are its ``finish()``
     countdown, with no compute micro-op)."""
     recorder = _Recorder()
-    pe_class = hw.core.PE
+    pe_class = hw_core.PE
 
     class RecordingPE(pe_class):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             recorder.pes.append(self)
 
-    monkeypatch.setattr(hw.core, "PE", RecordingPE)
+    monkeypatch.setattr(hw_core, "PE", RecordingPE)
     monkeypatch.setattr(core_sim, "Simulator", _monitored(recorder))
     runner = CoreRunner(config)
     for action in actions:
@@ -121,7 +121,7 @@ def _run(monkeypatch, config, actions):
     results = []
     for index, cycles in enumerate(runner.cycles):
         after = snaps[index + 1] if index + 1 < len(snaps) else final
-        # The product counters depend on the data: sim.core_counts does not predict them.
+        # The product counters depend on the data: sim.golden.core_counts does not predict them.
         delta = {name: after[name] - snaps[index][name]
                  for name in cc.COUNTERS + ("pe_macs", "pe_updates")}
         results.append(dict(cycles=cycles, **delta, error=runner.errors[index]))
@@ -345,8 +345,8 @@ def test_predict_many_and_malformed_commands():
 
 
 def test_rtl_compiled_training_step_equals_prediction(monkeypatch):
-    """The commands ``sim.compiler`` emits (op names), as a whole training step."""
-    from sim.compiler import compile_mlp
+    """The commands ``sim.compile.compiler`` emits (op names), as a whole training step."""
+    from chrysalis.sim.compile.compiler import compile_mlp
     config = CONFIGS["2x3"]
     prog = compile_mlp(config, [4, 6, 3], 3, 0.1)
     commands = prog.load_weights + prog.step + prog.store_weights
@@ -361,7 +361,7 @@ def test_rtl_compiled_training_step_equals_prediction(monkeypatch):
 
 
 def test_no_amaranth_import():
-    code = ("import sys, sim.core_counts; "
+    code = ("import sys, sim.golden.core_counts; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('amaranth', 'cocotb')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,8 +3,8 @@
 
 ``rtl(case)`` runs FORWARD, BACKWARD and WGRAD (with and without momentum) on the core
 through ``CoreRunner`` and returns the results and the product counters; ``ref(case)``
-computes them with ``sim.dual_model`` (the pairing of ``docs/dual_precision.md``) and
-``sim.core_model`` (the update). Every policy, on shapes that are not multiples of the array,
+computes them with ``sim.golden.dual_model`` (the pairing of ``docs/dual_precision.md``) and
+``sim.golden.core_model`` (the update). Every policy, on shapes that are not multiples of the array,
 with odd and even output counts.
 """
 
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from gen.config import PRESETS, with_overrides
-from hw.core import CoreOp
-from sim import core_model as cm
-from sim import dual_model as dm
-from sim import numerics as nx
-from sim.core_sim import CoreRunner
-from sim.layout import Allocator, bank_count, tiles
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.hw.core import CoreOp
+from chrysalis.sim.golden import core_model as cm
+from chrysalis.sim.golden import dual_model as dm
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.sim.verify.core_sim import CoreRunner
+from chrysalis.gen.spec.layout import Allocator, bank_count, tiles
 
 POLICIES = ("dual-full", "value", "static", "random")
 

@@ -3,8 +3,8 @@
 Each case loads a layer (W, X, dY) into a core with a reuse cache, runs FORWARD, BACKWARD and
 WGRAD at a reuse strength, and compares the whole scratchpad, every weight bank and every
 counter (the product classes and the reuse lookups, hits and multiplies avoided included) of
-the RTL core in Amaranth's simulator with ``sim.machine.Machine``
-(``tests/sim/test_machine.py``'s ``ref`` and ``rtl``). The data come from a few values with
+the RTL core in Amaranth's simulator with ``sim.golden.machine.Machine``
+(``tests/sim/golden/test_machine.py``'s ``ref`` and ``rtl``). The data come from a few values with
 jitter in the low mantissa bits, so that a coarse key hits on values a fine key tells apart.
 """
 
@@ -13,11 +13,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gen.config import PRESETS, with_overrides
-from sim import numerics as nx
-from sim.layout import Matrix, bank_count, tiles
-from sim.machine import Machine
-from tests.sim.test_machine import _compare_sequence, _random_sequence, _initial_scratchpad
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.gen.spec.layout import Matrix, bank_count, tiles
+from chrysalis.sim.golden.machine import Machine
+from tests.sim.golden.test_machine import _compare_sequence, _random_sequence, _initial_scratchpad
 
 TINY = PRESETS["tiny"]
 LEVELS = (0.5, 1.0, -1.5, 3.0)

@@ -29,9 +29,9 @@ import pytest
 from amaranth.hdl import Cat
 from amaranth.sim import Simulator
 
-from gen.isa import COMMAND_BYTES
-from hw.axi import Burst, Resp
-from hw.dma import DmaEngine
+from chrysalis.gen.spec.isa import COMMAND_BYTES
+from chrysalis.hw.axi import Burst, Resp
+from chrysalis.hw.dma import DmaEngine
 
 ADDR_WIDTH = 32
 LINE_BITS = 16

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The dual-precision multiply path's RTL against its golden model ``sim.dual.DualPath``.
+"""The dual-precision multiply path's RTL against its golden model ``sim.golden.dual.DualPath``.
 
 ``ref(case)`` runs the golden model and ``rtl(case)`` runs ``hw.dual.DualMultiplyPath`` in
 Amaranth's simulator; both return one ``(p0, p1, c0, c1)`` tuple per vector, which must be
@@ -12,11 +12,11 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from gen.config import DUAL_POLICIES
-from gen.formats import BF16, FP8_E4M3, FloatFormat
-from hw.dual import BYPASS, HIGH, LOW, DualMultiplyPath
-from hw.fmul import FloatMultiplier
-from sim import dual as sim_dual
+from chrysalis.gen.spec.config import DUAL_POLICIES
+from chrysalis.gen.spec.formats import BF16, FP8_E4M3, FloatFormat
+from chrysalis.hw.dual import BYPASS, HIGH, LOW, DualMultiplyPath
+from chrysalis.hw.fmul import FloatMultiplier
+from chrysalis.sim.golden import dual as sim_dual
 
 
 class Case:

@@ -8,7 +8,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hw.harness import InputRegisters
+from chrysalis.hw.harness import InputRegisters
 
 
 class _Unit(wiring.Component):

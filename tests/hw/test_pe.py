@@ -2,7 +2,7 @@
 """The PE's RTL against its transaction-level golden model on random hazard-free programs.
 
 ``rtl(program)`` runs the pipelined PE in Amaranth's simulator and ``ref(program)`` runs
-``sim.pe_model.PEModel``; both return the words sent (partial sums and weights) and the
+``sim.golden.pe_model.PEModel``; both return the words sent (partial sums and weights) and the
 final accumulators and weights, which must be equal bit for bit.
 """
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.formats import BF16, FP8_E4M3
-from hw.pe import PE, ComputeOp, TransferOp
-from sim import numerics as nx
-from sim.pe_model import PEModel
+from chrysalis.gen.spec.formats import BF16, FP8_E4M3
+from chrysalis.hw.pe import PE, ComputeOp, TransferOp
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.sim.golden.pe_model import PEModel
 
 
 def _f32(values):

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The reuse cache's RTL (``hw.reuse``) against its golden model ``sim.reuse.ReuseCache``.
+"""The reuse cache's RTL (``hw.reuse``) against its golden model ``sim.golden.reuse.ReuseCache``.
 
 A case is a stream of slots (stationary addresses, streaming operands, pair 1, a command
 start now and then, idle cycles) drawn from small spaces, so that keys repeat, sets collide,
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.formats import BF16, FP8_E4M3
-from hw.reuse import ReuseTags, ReuseValues
-from sim.reuse import ReuseCache
+from chrysalis.gen.spec.formats import BF16, FP8_E4M3
+from chrysalis.hw.reuse import ReuseTags, ReuseValues
+from chrysalis.sim.golden.reuse import ReuseCache
 
 
 @dataclasses.dataclass

@@ -1,11 +1,11 @@
 # amaranth: UnusedElaboratable=no
-"""The ring engine: every collective, RTL == ``sim.ring`` bit for bit and cycle for cycle.
+"""The ring engine: every collective, RTL == ``sim.golden.ring`` bit for bit and cycle for cycle.
 
 ``rtl(...)`` wires ``c`` scratchpads to a ``hw.ring.RingEngine``, fills them with random
 fp32 words through the host ports, runs the commands back to back and reads every word of
-every scratchpad after each; ``ref(...)`` applies ``sim.ring.execute`` to the same images.
-The counters' growth per command is checked against ``sim.ring.cycles`` and
-``sim.ring.link_words_moved``.
+every scratchpad after each; ``ref(...)`` applies ``sim.golden.ring.execute`` to the same images.
+The counters' growth per command is checked against ``sim.golden.ring.cycles`` and
+``sim.golden.ring.link_words_moved``.
 """
 
 import itertools
@@ -15,12 +15,13 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.sim import Simulator
 
-from gen.config import get_preset, with_overrides
-from gen.isa import Opcode
-from hw.ring import RingEngine, ScratchpadPort
-from hw.scratchpad import Scratchpad
-from sim import numerics as nx
-from sim import ring
+from chrysalis.gen.spec.config import get_preset, with_overrides
+from chrysalis.gen.spec.isa import Opcode
+from chrysalis.hw.ring import RingEngine, ScratchpadPort
+from chrysalis.hw.scratchpad import Scratchpad
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.gen.spec.ring import link_words
+from chrysalis.sim.golden import ring
 
 OPS = (Opcode.BROADCAST, Opcode.REDUCE, Opcode.ALL_GATHER, Opcode.REDUCE_SCATTER,
        Opcode.ALL_REDUCE, Opcode.SEND)
@@ -82,7 +83,7 @@ def _addresses(base, lpc, rows, batch, banks):
 
 
 def ref(images, commands, cores, banks):
-    """The images after each command, by ``sim.ring.execute``."""
+    """The images after each command, by ``sim.golden.ring.execute``."""
     images = [image.copy() for image in images]
     out = []
     for cmd in commands:
@@ -106,7 +107,7 @@ class _Cluster(Elaboratable):
     """A ring engine and the cores' scratchpads on its ports."""
 
     def __init__(self, config, words, banks):
-        nr = ring.link_words(config)
+        nr = link_words(config)
         self.scratchpads = [Scratchpad(words=words, banks=banks, lanes=nr)
                             for _ in range(config.cluster.cores)]
         self.engine = RingEngine(config, self.scratchpads[0].line_bits)
@@ -233,7 +234,7 @@ def test_collectives_equal_golden(cores, link_width, hop_latency):
 def test_edge_sizes(cores):
     """Chunks of ALL_REDUCE that are short or empty (n < cores, n = cores + 1), beats
     that fill every lane or one, a lone column; and sizes of zero, which move nothing but
-    still take ``sim.ring.cycles``."""
+    still take ``sim.golden.ring.cycles``."""
     config = _config(cores, 64, 1)
     banks = 4
     rng = np.random.default_rng(cores)

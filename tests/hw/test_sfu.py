@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""The special-function unit's RTL == its golden model (``sim.sfu``), bit for bit.
+"""The special-function unit's RTL == its golden model (``sim.golden.sfu``), bit for bit.
 
 Runs the barrel ``hw.sfu.SpecialFunctionUnit`` in Amaranth's simulator over seeded vectors
-of ``sim.sfu.random_inputs`` (every edge case of ``sim.sfu.edge_inputs`` first), exp and
+of ``sim.golden.sfu.random_inputs`` (every edge case of ``sim.golden.sfu.edge_inputs`` first), exp and
 reciprocal mixed, with and without idle gaps. Every result must equal the golden model's,
 come out in acceptance order, and every acceptance and result must fall in exactly the
 cycle that ``SpecialFunctionUnit.schedule`` (the documented handshake) predicts; a long
@@ -14,8 +14,8 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from hw.sfu import EXP_PROGRAM, MAX_THREADS, RECIP_PROGRAM, SpecialFunctionUnit
-from sim import sfu
+from chrysalis.hw.sfu import EXP_PROGRAM, MAX_THREADS, RECIP_PROGRAM, SpecialFunctionUnit
+from chrysalis.sim.golden import sfu
 
 
 def run(dut, ops, xs, *, gaps=None):

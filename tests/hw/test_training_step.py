@@ -5,11 +5,12 @@ loss gradient, backward, weight gradient and update, bit-exact with the golden m
 import numpy as np
 import pytest
 
-from gen.config import PRESETS, with_overrides
-from hw.core import CoreOp
-from sim import core_model as cm
-from sim.compiler import augment, compile_mlp, golden_step, mlp_case
-from sim.core_sim import CoreRunner
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.hw.core import CoreOp
+from chrysalis.sim.golden import core_model as cm
+from chrysalis.sim.golden.mlp import augment, golden_step, mlp_case
+from chrysalis.sim.compile.compiler import compile_mlp
+from chrysalis.sim.verify.core_sim import CoreRunner
 
 CORE_4X4 = with_overrides(PRESETS["default"], {"pe.weight_words": 256, "pe.act_words": 256,
                                                "core.scratchpad_words": 4096})

@@ -1,0 +1,269 @@
+"""``chrysalis perf`` and ``chrysalis search``: the performance model on the command line.
+
+``perf`` prints, for one training step of a network on a config, every layer's cycles per
+phase, utilization and energy (``gen.perf``), with the tiling of the compiler or the
+per-layer best (``gen.perf.mapping``). ``search`` looks for the architecture with the best
+throughput (or throughput per watt) under area and power budgets (``gen.perf.search``).
+"""
+
+import json
+
+from . import Command, add_config_arguments, config_from_args, register
+from chrysalis.gen.spec.config import ConfigError
+
+__all__ = ["PERF", "SEARCH"]
+
+_PHASES = ("forward", "loss", "backward", "wgrad", "update", "load", "dma")
+
+
+def _phase_cycles(phases):
+    """Cycles per printed phase: the model's ``wgrad_update`` split into the weight
+    gradient and the update passes (``update_cycles``)."""
+    out = {p: phases[p]["cycles"] for p in ("forward", "loss", "backward", "load", "dma")}
+    update = phases["wgrad_update"]["update_cycles"]
+    out["wgrad"] = phases["wgrad_update"]["cycles"] - update
+    out["update"] = update
+    return {p: out[p] for p in _PHASES}
+
+
+def _configure_perf(parser):
+    add_config_arguments(parser, required=False)
+    parser.add_argument("--network", required=True, metavar="NAME",
+                        help="a built-in network (digits-mlp, mnist-500x3, vgg16, "
+                             "vgg16-cifar10, resnet18, resnet18-cifar10, ...) or MLP sizes "
+                             "such as 784-500-10")
+    parser.add_argument("--batch", type=int, default=16, metavar="N",
+                        help="samples per step (default 16; sgd and cp use 1)")
+    parser.add_argument("--mode", default="mbgd",
+                        choices=("sgd", "mbgd", "cp", "data", "model"),
+                        help="training mode (default mbgd); several cores: model parallel "
+                             "for sgd/mbgd/model, data parallel, or continuous propagation")
+    parser.add_argument("--cores", type=int, default=None, metavar="N",
+                        help="cores on the ring (overrides cluster.cores)")
+    parser.add_argument("--mapping", default="best", choices=("best", "default"),
+                        help="per-layer best tiling (gen.perf.mapping, default) or the "
+                             "compiler's tiling")
+    parser.add_argument("--energy", metavar="FILE", default=None,
+                        help="a TOML file overriding the energy table (docs/energy.md)")
+    parser.add_argument("--reuse-hit-rate", type=float, default=0.0, metavar="H",
+                        help="reuse-cache hits per lookup (a config with a reuse cache; "
+                             "default 0)")
+    parser.add_argument("--low-fraction", type=float, default=0.5, metavar="F",
+                        help="share of the products a dual-precision PE makes in its "
+                             "low-precision multiplier (default 0.5)")
+    parser.add_argument("--clock-mhz", type=float, default=1000.0,
+                        help="clock for time and power figures (default 1000)")
+    parser.add_argument("--json", metavar="OUT", default=None,
+                        help="also write every figure to this JSON file")
+
+
+def _config(args):
+    from chrysalis.gen.spec.config import with_overrides
+    config = config_from_args(args)
+    if args.cores is not None:
+        config = with_overrides(config, {"cluster.cores": args.cores})
+    return config
+
+
+def _check_batch(batch):
+    if batch < 1:
+        raise ConfigError(f"--batch must be a positive integer, not {batch!r}")
+
+
+def _layer_energy(config, table, layer, copies, rates):
+    from chrysalis.gen.perf.energy_model import energy_of
+    return energy_of(config, {"phases": layer["phases"], "cycles": layer["cycles"],
+                              "useful_macs": max(1, layer["useful_macs"]),
+                              "core_copies": copies}, table, **rates)["total_pj"]
+
+
+def perf_report(config, network, batch, mode, mapping="best", energy_path=None,
+                clock_hz=1e9, reuse_hit_rate=0.0, low_fraction=0.5):
+    """Everything ``chrysalis perf`` prints, as a dict (the JSON it writes)."""
+    for name, value in (("--reuse-hit-rate", reuse_hit_rate),
+                        ("--low-fraction", low_fraction)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be in [0, 1], not {value!r}")
+    if not clock_hz > 0:
+        raise ConfigError(f"--clock-mhz must be positive, not {clock_hz / 1e6!r}")
+    rates = {"reuse_hit_rate": reuse_hit_rate, "low_fraction": low_fraction}
+    from chrysalis.gen.perf import energy
+    from chrysalis.gen.perf.mapping import optimize
+    from chrysalis.gen.perf import energy_of, network_cost
+    mappings = None
+    if mapping == "best":
+        mappings, _ = optimize(config, network, batch, mode)
+    result = network_cost(config, network, batch, mode, mappings)
+    table = energy.load(energy_path, config)
+    total = energy_of(config, result, table, clock_hz=clock_hz, **rates)
+    peak = config.core.pes * config.mac.macs_per_cycle
+    layers = []
+    for layer in result["layers"]:
+        mp = layer["mapping"]
+        layers.append({
+            "name": layer["name"], "cycles": layer["cycles"],
+            "phase_cycles": _phase_cycles(layer["phases"]),
+            "utilization": layer["useful_macs"] / (peak * layer["cycles"]),
+            "energy_pj": _layer_energy(config, table, layer, result["core_copies"], rates),
+            "mapping": {"tm": mp.tm, "tn": mp.tn, "tb": mp.tb, "order": mp.order},
+            "extensions": layer["extensions"]})
+    return {"network": network.name, "config": config.name, "mode": mode,
+            "cores": config.cluster.cores, "batch": result["batch"], "mapping": mapping,
+            "cycles_per_step": result["cycles"],
+            "seconds_per_step": result["cycles"] / clock_hz,
+            "samples_per_second": result["samples"] * clock_hz / result["cycles"],
+            "utilization": result["utilization"], "useful_macs": result["useful_macs"],
+            "collective_cycles": result["collective_cycles"],
+            "phase_cycles": _phase_cycles(result["phases"]),
+            "energy_pj": total["total_pj"], "gflops_per_watt": total["gflops_per_watt"],
+            "watts": total["watts"], "energy_per_event_pj": total["per_event"],
+            "weights_resident": result["weights_resident"], "on_chip": result["on_chip"],
+            "layers": layers}
+
+
+def _fmt(value):
+    return f"{value:.3g}" if value >= 1e5 else f"{value:.0f}"
+
+
+def format_perf(report):
+    """The report as the text ``chrysalis perf`` prints."""
+    head = ["layer", "tile tm x tn x tb", *_PHASES, "total", "util", "energy (uJ)"]
+    lines = [f"{report['network']} on {report['config']}: mode {report['mode']}, "
+             f"{report['cores']} core(s), batch {report['batch']}, {report['mapping']} "
+             f"mapping",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for layer in report["layers"]:
+        mp = layer["mapping"]
+        tile = f"{mp['tm']} x {mp['tn']} x {mp['tb']} ({mp['order']})"
+        cells = [layer["name"], tile] + [_fmt(layer["phase_cycles"][p]) for p in _PHASES]
+        cells += [_fmt(layer["cycles"]), f"{layer['utilization']:.1%}",
+                  f"{layer['energy_pj'] / 1e6:.4g}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["**step**", ""] + [_fmt(report["phase_cycles"][p]) for p in _PHASES]
+    cells += [_fmt(report["cycles_per_step"]), f"{report['utilization']:.1%}",
+              f"{report['energy_pj'] / 1e6:.4g}"]
+    lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"cycles/step {_fmt(report['cycles_per_step'])} "
+                 f"(ring collectives {_fmt(report['collective_cycles'])}), "
+                 f"{report['samples_per_second']:.4g} samples/s, utilization "
+                 f"{report['utilization']:.1%}, {report['energy_pj'] / 1e6:.4g} uJ/step, "
+                 f"{report['gflops_per_watt']:.1f} GFLOPS/W, {report['watts']:.3g} W")
+    extensions = sorted({e for layer in report["layers"] for e in layer["extensions"]})
+    if extensions:
+        lines.append(f"modelled beyond the RTL: {', '.join(extensions)} "
+                     f"(docs/perf_model.md)")
+    return "\n".join(lines)
+
+
+def _run_perf(args):
+    from chrysalis.gen.spec.networks import get_network
+    _check_batch(args.batch)
+    config = _config(args)
+    try:
+        network = get_network(args.network)
+    except ValueError as error:
+        raise ConfigError(f"--network: {error}") from None
+    try:
+        report = perf_report(config, network, args.batch, args.mode, args.mapping,
+                             args.energy, args.clock_mhz * 1e6, args.reuse_hit_rate,
+                             args.low_fraction)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    print(format_perf(report))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=1)
+            handle.write("\n")
+    return 0
+
+
+PERF = register(Command(
+    name="perf",
+    help="model cycles, utilization and energy of training a network",
+    description="Model one training step of a network on a config: per layer and per phase "
+                "(forward, loss, backward, weight gradient and update, loads into the PEs, "
+                "DMA) the cycles, the utilization and the energy (gen.perf, gen.perf.energy). "
+                "The single-core model is validated against the RTL counters "
+                "(benchmarks/perf_model_validation.py); clusters are modelled only.",
+    epilog="examples:\n"
+           "  chrysalis perf --network vgg16 --preset default\n"
+           "  chrysalis perf --network resnet18-cifar10 --config my.toml --batch 32\n"
+           "  chrysalis perf --network mnist-500x3 --mode cp --cores 4 --json cp.json",
+    configure=_configure_perf,
+    run=_run_perf,
+))
+
+
+def _configure_search(parser):
+    parser.add_argument("--network", default="mnist-500x3", metavar="NAME",
+                        help="the workload (default mnist-500x3)")
+    parser.add_argument("--batch", type=int, default=16, metavar="N")
+    parser.add_argument("--mode", default="mbgd", choices=("sgd", "mbgd", "cp", "data",
+                                                           "model"))
+    parser.add_argument("--area-mm2", type=float, default=103.2,
+                        help="area budget at 45 nm (default 103.2, CATERPILLAR's smaller "
+                             "chip)")
+    parser.add_argument("--power-w", type=float, default=None,
+                        help="power budget in watts (default none)")
+    parser.add_argument("--objective", default="throughput",
+                        choices=("throughput", "perf_per_watt"))
+    parser.add_argument("--space", default="small", choices=("small", "large"),
+                        help="the design space (gen.perf.search.SPACES)")
+    parser.add_argument("--top-k", type=int, default=1,
+                        help="designs kept per round (default 1)")
+    parser.add_argument("--exhaustive", action="store_true",
+                        help="also search the whole space, for comparison")
+    parser.add_argument("--json", metavar="OUT", default=None)
+
+
+def _run_search(args):
+    from chrysalis.gen.spec.networks import get_network
+    from chrysalis.gen.perf.search import SPACES, exhaustive, format_design, heuristic
+    _check_batch(args.batch)
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be a positive integer, not {args.top_k!r}")
+    if not args.area_mm2 > 0 or (args.power_w is not None and not args.power_w > 0):
+        bad = args.area_mm2 if not args.area_mm2 > 0 else args.power_w
+        raise ConfigError(f"budgets must be positive, not {bad!r}")
+    try:
+        network = get_network(args.network)
+    except ValueError as error:
+        raise ConfigError(f"--network: {error}") from None
+    budget = {"area_mm2": args.area_mm2, "power_w": args.power_w}
+    space = SPACES[args.space]
+    found = heuristic(network, args.batch, args.mode, space, budget, args.objective,
+                      top_k=args.top_k)
+    out = {"heuristic": found}
+    print(f"critical-path search: {found['evaluations']} evaluations")
+    print(format_design(found["best"]))
+    if args.exhaustive:
+        full = exhaustive(network, args.batch, args.mode, space, budget, args.objective)
+        out["exhaustive"] = full
+        gap = 1 - found["best"]["score"] / full["best"]["score"]
+        print(f"exhaustive: {full['evaluations']} evaluations; the search is "
+              f"{gap:.2%} from the optimum with {full['evaluations'] / found['evaluations']:.1f}x "
+              f"fewer evaluations")
+        print(format_design(full["best"]))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(out, handle, indent=1, default=str)
+            handle.write("\n")
+    return 0
+
+
+SEARCH = register(Command(
+    name="search",
+    help="search the architecture for a network under area and power budgets",
+    description="WHAM-style architecture search: evaluate a design with the performance "
+                "model, find the resource on its critical path (compute, reduction drain, "
+                "loads, DMA, ring) and grow it, keeping the top-k designs per step, under "
+                "an area budget (gen.perf.area_model, 45 nm) and a power budget; optionally an "
+                "exhaustive search of the same space for comparison.",
+    epilog="examples:\n"
+           "  chrysalis search --network mnist-500x3 --area-mm2 103.2\n"
+           "  chrysalis search --network vgg16-cifar10 --objective perf_per_watt "
+           "--exhaustive",
+    configure=_configure_search,
+    run=_run_search,
+))

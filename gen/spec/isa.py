@@ -1,0 +1,793 @@
+"""The accelerator's command set and register map, defined once.
+
+Everything that hardware and software must agree on about commands and registers lives
+here: the RTL decoder and register file (``hw/``), the compiler and the golden machine
+model (``sim/``), the C header that ``chrysalis verilog`` writes (:func:`c_header`) and the
+reference in ``docs/commands.md`` (:func:`markdown`, checked up to date by the tests).
+
+A **command** is :data:`COMMAND_WORDS` little-endian 32-bit words (:data:`COMMAND_BYTES`
+bytes) in memory. The host writes a stream of them, sets ``CMD_BASE`` and ``CMD_COUNT`` and
+writes the doorbell; the accelerator fetches, checks and executes them in order. A command
+that fails its check (:func:`check`) is not executed at all: the accelerator halts with its
+error code and index and changes nothing else. Fields an operation does not use are ignored
+(write zeros); bits outside every field are reserved and must be zero.
+
+This module is pure Python: the golden model and the tools import it without Amaranth.
+"""
+
+import enum
+import sys
+from dataclasses import dataclass
+
+__all__ = [
+    "ISA_VERSION", "COMMAND_WORDS", "COMMAND_BYTES", "Opcode", "ErrorCode", "Field", "FIELDS",
+    "FIELD", "OP_FIELDS", "NEEDS", "Limits", "encode", "encode_stream", "decode", "decode_stream",
+    "check", "core_mask", "core_error", "COLLECTIVES", "MAX_CORES", "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "c_header",
+    "markdown",
+]
+
+#: (major, minor): a major change breaks existing command streams.
+ISA_VERSION = (1, 2)
+COMMAND_WORDS = 16
+COMMAND_BYTES = 4 * COMMAND_WORDS
+#: Value of the ``ID`` register: "CHRS" in ASCII.
+ID_MAGIC = 0x4348_5253
+
+
+class Opcode(enum.IntEnum):
+    """Operations. The core operations keep the numbers of ``hw.core.CoreOp``; 0 is not an
+    operation, so that running into zeroed memory halts at once."""
+    LOAD_COL = 1
+    LOAD_ROW = 2
+    LOAD_W = 3
+    STORE_W = 4
+    FORWARD = 5
+    BACKWARD = 6
+    WGRAD = 7
+    LOSS_GRAD = 8
+    DMA_LOAD = 9
+    DMA_STORE = 10
+    BROADCAST = 11
+    REDUCE = 12
+    ALL_GATHER = 13
+    REDUCE_SCATTER = 14
+    ALL_REDUCE = 15
+    SEND = 16
+
+
+#: The collective operations: they run on the ring of a cluster (``cluster.cores >= 2``),
+#: every core taking part; ``sim/golden/ring.py`` defines their schedules, values and cycles.
+COLLECTIVES = frozenset({Opcode.BROADCAST, Opcode.REDUCE, Opcode.ALL_GATHER,
+                         Opcode.REDUCE_SCATTER, Opcode.ALL_REDUCE, Opcode.SEND})
+#: Largest cluster the ``cores`` mask addresses.
+MAX_CORES = 16
+
+
+#: One line per operation, for the reference.
+OP_DOC = {
+    Opcode.LOAD_COL: "Scratchpad matrix `sp` (`n` x `batch`) into the activation banks over "
+                     "the column buses: `X[j][b]` to every PE of column `j mod C` at "
+                     "`abase + (j div C) * batch + b`; padding elements load as +0.",
+    Opcode.LOAD_ROW: "Scratchpad matrix `sp` (`m` x `batch`) into the activation banks over "
+                     "the row buses: `dY[i][b]` to every PE of row `i mod R` at "
+                     "`abase + (i div R) * batch + b`.",
+    Opcode.LOAD_W: "Weights `W` (`m` x `n`, scratchpad matrix `sp` with `n` columns of `m`) "
+                   "into the weight banks: `W[i][j]` to PE `(i mod R, j mod C)` at "
+                   "`wbase + (i div R) * ceil(n/C) + (j div C)`; the padding of the last "
+                   "tiles loads as +0.",
+    Opcode.STORE_W: "The weight banks back into scratchpad matrix `sp` (the inverse of "
+                    "LOAD_W).",
+    Opcode.FORWARD: "`Y = W X` into scratchpad matrix `sp` (`m` x `batch`); `flag`: ReLU.",
+    Opcode.BACKWARD: "`dX = W^T dY` into scratchpad matrix `sp` (`n` x `batch`); `flag`: "
+                     "multiply by the ReLU derivative of the activations in `sp2`.",
+    Opcode.WGRAD: "`dW = dY X^T` (dY at `abase2`, X at `abase`), then `W += q(dW) * "
+                  "q(scalar)` with `scalar = -lr`; `flag`: momentum, `v = dW + q(v) * "
+                  "q(scalar2)` with the velocities at `wbase2`, then `W += q(v) * q(scalar)`.",
+    Opcode.LOSS_GRAD: "`dY = (softmax(Y) - onehot(labels)) * scalar` for `Y` in `sp` "
+                      "(`m` x `batch`), into `sp2`; the labels are integer words, element 0 "
+                      "of each column of `sp3`; `scalar = 1/batch`.",
+    Opcode.DMA_LOAD: "Memory into scratchpad matrix `sp` (`n` x `batch`): column `b` is `n` "
+                     "consecutive 32-bit words at byte address `mem_addr + b * mem_stride`.",
+    Opcode.DMA_STORE: "Scratchpad matrix `sp` (`n` x `batch`) into memory, laid out as for "
+                      "DMA_LOAD; only the `n` words of each column are written (byte "
+                      "strobes).",
+    Opcode.BROADCAST: "Core `root`'s matrix `sp` (`n` x `batch`) into matrix `sp2` of every "
+                      "other core, along the ring from `root`.",
+    Opcode.REDUCE: "The sum over the cores of matrix `sp` (`n` x `batch`) into core `root`'s "
+                   "matrix `sp2`, added along the ring from core `root + 1` to `root`.",
+    Opcode.ALL_GATHER: "Every core's matrix `sp` (`n` x `batch`) into rows `k*n` to "
+                       "`k*n + n - 1` (core `k`'s) of matrix `sp2` (`cores*n` x `batch`) "
+                       "of every core.",
+    Opcode.REDUCE_SCATTER: "The sum over the cores of rows `k*n` to `k*n + n - 1` of matrix "
+                           "`sp` (`cores*n` x `batch`) into matrix `sp2` (`n` x `batch`) of "
+                           "core `k`; chunk `k` is added along the ring from core `k + 1` "
+                           "to `k`.",
+    Opcode.ALL_REDUCE: "The sum over the cores of matrix `sp` (`n` x `batch`) into matrix "
+                       "`sp2` of every core: a reduce-scatter of chunks of `ceil(n/cores)` "
+                       "rows, then an all-gather of the chunks.",
+    Opcode.SEND: "Core `root`'s matrix `sp` (`n` x `batch`) into core `peer`'s matrix `sp2`, "
+                 "along the ring.",
+}
+
+
+class ErrorCode(enum.IntEnum):
+    """The ``ERROR_CODE`` register. A command is checked in this order; the first failing
+    check gives the code (:func:`check`)."""
+    NONE = 0
+    #: The operation field holds no operation.
+    BAD_OPCODE = 1
+    #: A reserved bit is set.
+    RESERVED_BITS = 2
+    #: A size the operation needs (``m``, ``n``, ``batch``) is zero.
+    ZERO_SIZE = 3
+    #: A weight-bank region (``wbase``, ``wbase2``) runs past the weight bank.
+    WEIGHT_RANGE = 4
+    #: An activation-bank region (``abase``, ``abase2``) runs past the activation bank.
+    ACT_RANGE = 5
+    #: A scratchpad matrix runs past the scratchpad, or its columns are shorter than its
+    #: rows need (``lpc * banks < rows``).
+    SCRATCHPAD_RANGE = 6
+    #: ``mem_addr`` or ``mem_stride`` is not a multiple of the bus width in bytes.
+    DMA_ALIGN = 7
+    #: The memory region of a DMA runs outside the window ``[DMA_BASE, DMA_LAST]``.
+    DMA_RANGE = 8
+    #: The command buffer is not aligned to :data:`COMMAND_BYTES` or runs outside the
+    #: window (checked at the doorbell; index 0).
+    FETCH_RANGE = 9
+    #: The memory answered a burst with SLVERR or DECERR. The command may have been
+    #: partly executed.
+    BUS_ERROR = 10
+    #: The core refused a command that passed the checks (never expected).
+    CORE_ERROR = 11
+    #: A core number or mask names a core the machine does not have: a ``cores`` bit or a
+    #: ``root`` / ``peer`` past the last core, ``root == peer`` for ``SEND``, a collective
+    #: on a machine of one core, or ``DMA_STORE`` from more than one core.
+    BAD_CORE = 12
+
+
+@dataclass(frozen=True)
+class Field:
+    """A field of a command: ``width`` bits from bit ``lsb`` of word ``word`` (a field
+    wider than 32 bits continues in the next words)."""
+    name: str
+    word: int
+    lsb: int
+    width: int
+    doc: str
+
+    @property
+    def bit(self):
+        """Position of the field's least significant bit in the whole command."""
+        return 32 * self.word + self.lsb
+
+    @property
+    def mask(self):
+        return (1 << self.width) - 1
+
+
+#: Every field. ``mem_addr`` and ``mem_stride`` share their words with ``scalar``,
+#: ``scalar2`` and ``pad`` (no operation uses both).
+FIELDS = (
+    Field("op", 0, 0, 8, "operation (`Opcode`)"),
+    Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum"),
+    Field("root", 0, 16, 8, "collectives: the root core (BROADCAST, REDUCE) or the sending "
+                            "core (SEND)"),
+    Field("peer", 0, 24, 8, "SEND: the receiving core"),
+    Field("m", 1, 0, 16, "rows of W (output features); LOAD_ROW: elements per column"),
+    Field("n", 1, 16, 16, "columns of W (input features); LOAD_COL, DMA: elements per "
+                          "column"),
+    Field("batch", 2, 0, 16, "columns of the activation matrices (samples); DMA: columns"),
+    Field("cores", 2, 16, 16, "core and DMA operations: the cores that run it, a bit mask "
+                              "(0: every core); DMA_STORE: exactly one core"),
+    Field("wbase", 3, 0, 20, "weight-bank word address of W"),
+    Field("wbase2", 4, 0, 20, "WGRAD with momentum: weight-bank word address of the "
+                              "velocities"),
+    Field("abase", 5, 0, 20, "activation-bank word address: the loaded matrix; X "
+                             "(FORWARD, WGRAD); dY (BACKWARD)"),
+    Field("abase2", 6, 0, 20, "WGRAD: activation-bank word address of dY"),
+    Field("sp_base", 7, 0, 24, "scratchpad matrix: first line"),
+    Field("sp_lpc", 8, 0, 24, "scratchpad matrix: lines per column"),
+    Field("sp2_base", 9, 0, 24, "second scratchpad matrix (BACKWARD: activations; "
+                                "LOSS_GRAD: dY): first line"),
+    Field("sp2_lpc", 10, 0, 24, "second scratchpad matrix: lines per column"),
+    Field("sp3_base", 11, 0, 24, "third scratchpad matrix (LOSS_GRAD: labels): first line"),
+    Field("sp3_lpc", 12, 0, 24, "third scratchpad matrix: lines per column"),
+    Field("scalar", 13, 0, 32, "fp32: WGRAD `-lr`; LOSS_GRAD `1/batch`"),
+    Field("scalar2", 14, 0, 32, "fp32: WGRAD with momentum `mu`"),
+    Field("mem_addr", 13, 0, 64, "DMA: byte address of column 0 in memory (words 13-14)"),
+    Field("mem_stride", 15, 0, 32, "DMA: bytes from one column to the next in memory"),
+)
+FIELD = {f.name: f for f in FIELDS}
+
+_SP = ("sp_base", "sp_lpc")
+_SP2 = ("sp2_base", "sp2_lpc")
+_SP3 = ("sp3_base", "sp3_lpc")
+#: The fields each operation uses (``op`` aside).
+OP_FIELDS = {
+    Opcode.LOAD_COL: ("n", "batch", "abase") + _SP,
+    Opcode.LOAD_ROW: ("m", "batch", "abase") + _SP,
+    Opcode.LOAD_W: ("m", "n", "wbase") + _SP,
+    Opcode.STORE_W: ("m", "n", "wbase") + _SP,
+    Opcode.FORWARD: ("flag", "m", "n", "batch", "wbase", "abase") + _SP,
+    Opcode.BACKWARD: ("flag", "m", "n", "batch", "wbase", "abase") + _SP + _SP2,
+    Opcode.WGRAD: ("flag", "m", "n", "batch", "wbase", "wbase2", "abase", "abase2",
+                   "scalar", "scalar2"),
+    Opcode.LOSS_GRAD: ("m", "batch", "scalar") + _SP + _SP2 + _SP3,
+    Opcode.DMA_LOAD: ("n", "batch", "mem_addr", "mem_stride") + _SP,
+    Opcode.DMA_STORE: ("n", "batch", "mem_addr", "mem_stride") + _SP,
+    Opcode.BROADCAST: ("root", "n", "batch") + _SP + _SP2,
+    Opcode.REDUCE: ("root", "n", "batch") + _SP + _SP2,
+    Opcode.ALL_GATHER: ("n", "batch") + _SP + _SP2,
+    Opcode.REDUCE_SCATTER: ("n", "batch") + _SP + _SP2,
+    Opcode.ALL_REDUCE: ("n", "batch") + _SP + _SP2,
+    Opcode.SEND: ("root", "peer", "n", "batch") + _SP + _SP2,
+}
+# Core and DMA operations name the cores that run them.
+for _op in Opcode:
+    if _op not in COLLECTIVES:
+        OP_FIELDS[_op] = OP_FIELDS[_op] + ("cores",)
+
+#: Sizes each operation needs to be non-zero.
+NEEDS = {
+    Opcode.LOAD_COL: ("n", "batch"), Opcode.LOAD_ROW: ("m", "batch"),
+    Opcode.LOAD_W: ("m", "n"), Opcode.STORE_W: ("m", "n"),
+    Opcode.FORWARD: ("m", "n", "batch"), Opcode.BACKWARD: ("m", "n", "batch"),
+    Opcode.WGRAD: ("m", "n", "batch"), Opcode.LOSS_GRAD: ("m", "batch"),
+    Opcode.DMA_LOAD: ("n", "batch"), Opcode.DMA_STORE: ("n", "batch"),
+    **{op: ("n", "batch") for op in COLLECTIVES},
+}
+
+
+def _reserved_mask():
+    """Per word, the bits outside every field."""
+    used = [0] * COMMAND_WORDS
+    for f in FIELDS:
+        value = f.mask << f.bit
+        for w in range(COMMAND_WORDS):
+            used[w] |= (value >> (32 * w)) & 0xFFFF_FFFF
+    return tuple(~u & 0xFFFF_FFFF for u in used)
+
+
+#: Reserved bits of each word (must be zero).
+RESERVED = _reserved_mask()
+
+
+def _op_name(op):
+    try:
+        return Opcode(op).name
+    except ValueError:
+        return str(op)
+
+
+def encode(op, **fields):
+    """The words of one command.
+
+    Parameters
+    ----------
+    op : Opcode, int or str
+        The operation (``"FORWARD"``, ``Opcode.FORWARD`` or its number).
+    **fields : int
+        Values of the fields ``op`` uses (others are refused); missing fields are zero.
+        Negative values and values wider than the field are refused.
+
+    Returns
+    -------
+    tuple of int
+        :data:`COMMAND_WORDS` 32-bit words.
+    """
+    if isinstance(op, str):
+        try:
+            op = Opcode[op.upper()]
+        except KeyError:
+            raise ValueError(f"op must be one of {', '.join(o.name for o in Opcode)}, "
+                             f"not {op!r}") from None
+    else:
+        try:
+            op = Opcode(op)
+        except ValueError:
+            raise ValueError(f"op must be an Opcode, not {op!r}") from None
+    value = int(op)
+    for name, v in fields.items():
+        if name not in FIELD or name == "op":
+            raise ValueError(f"{name!r} is not a command field; the fields are "
+                             f"{', '.join(f.name for f in FIELDS[1:])}")
+        if name not in OP_FIELDS[op]:
+            if v:
+                raise ValueError(f"field {name} is not used by {op.name}, so it must be 0, "
+                                 f"not {v!r}")
+            continue
+        f = FIELD[name]
+        if not isinstance(v, int) or isinstance(v, bool) and f.width != 1:
+            try:
+                v = int(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"field {name} must be an integer, not {v!r}") from None
+        if not 0 <= v <= f.mask:
+            raise ValueError(f"field {name} of {op.name} must be in [0, {f.mask}], not {v!r}")
+        value |= int(v) << f.bit
+    return tuple((value >> (32 * w)) & 0xFFFF_FFFF for w in range(COMMAND_WORDS))
+
+
+def encode_stream(commands):
+    """Words of a list of commands, each a dict with ``op`` and its fields (a flat list)."""
+    words = []
+    for index, command in enumerate(commands):
+        command = dict(command)
+        try:
+            words.extend(encode(command.pop("op"), **command))
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"command {index}: {exc}") from None
+    return words
+
+
+def decode(words):
+    """Every field of one command (``op`` as an int, it may hold no :class:`Opcode`), plus
+    ``reserved``: the reserved bits that are set (0 for a well-formed command)."""
+    words = [int(w) & 0xFFFF_FFFF for w in words]
+    if len(words) != COMMAND_WORDS:
+        raise ValueError(f"a command is {COMMAND_WORDS} words, not {len(words)}")
+    value = sum(w << (32 * i) for i, w in enumerate(words))
+    fields = {f.name: (value >> f.bit) & f.mask for f in FIELDS}
+    fields["reserved"] = sum((w & r) << (32 * i) for i, (w, r) in
+                             enumerate(zip(words, RESERVED)))
+    return fields
+
+
+def decode_stream(words):
+    """:func:`decode` of every command in a flat list of words."""
+    words = list(words)
+    if len(words) % COMMAND_WORDS:
+        raise ValueError(f"a command stream is a multiple of {COMMAND_WORDS} words, "
+                         f"not {len(words)}")
+    return [decode(words[i:i + COMMAND_WORDS]) for i in range(0, len(words), COMMAND_WORDS)]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a command is checked against: the machine's sizes and the DMA window.
+
+    Members
+    -------
+    rows, cols : int
+        The PE array.
+    banks : int
+        Scratchpad banks (words per line).
+    weight_words, act_words : int
+        Depth of each PE's weight and activation banks.
+    sp_lines : int
+        Scratchpad lines.
+    beat_bytes : int
+        Bytes per AXI beat.
+    dma_base, dma_last : int
+        The DMA window: byte addresses ``dma_base`` to ``dma_last`` inclusive.
+    cores : int
+        Cores of the cluster.
+    """
+    rows: int
+    cols: int
+    banks: int
+    weight_words: int
+    act_words: int
+    sp_lines: int
+    beat_bytes: int
+    dma_base: int = 0
+    dma_last: int = (1 << 32) - 1
+    cores: int = 1
+
+    @classmethod
+    def from_config(cls, config, dma_base=0, dma_last=None):
+        """The limits of ``config``'s machine; by default the window is the whole address
+        space (the registers' reset values)."""
+        rows, cols, banks = config.core.rows, config.core.cols, config.core.banks
+        if dma_last is None:
+            dma_last = (1 << config.host.axi_addr_width) - 1
+        return cls(rows, cols, banks, config.pe.weight_words, config.pe.act_words,
+                   config.core.scratchpad_words // banks, config.host.axi_data_width // 8,
+                   dma_base, dma_last, config.cluster.cores)
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _matrices(op, c, cores=1):
+    """The scratchpad matrices an operation touches: ``(base, lpc, rows, columns)``."""
+    m, n, batch = c["m"], c["n"], c["batch"]
+    sp = (c["sp_base"], c["sp_lpc"])
+    sp2 = (c["sp2_base"], c["sp2_lpc"])
+    sp3 = (c["sp3_base"], c["sp3_lpc"])
+    if op == Opcode.LOAD_COL or op in (Opcode.DMA_LOAD, Opcode.DMA_STORE):
+        return [sp + (n, batch)]
+    if op in (Opcode.LOAD_ROW, Opcode.FORWARD):
+        return [sp + (m, batch)]
+    if op in (Opcode.LOAD_W, Opcode.STORE_W):
+        return [sp + (m, n)]
+    if op == Opcode.BACKWARD:
+        return [sp + (n, batch)] + ([sp2 + (n, batch)] if c["flag"] else [])
+    if op == Opcode.LOSS_GRAD:
+        return [sp + (m, batch), sp2 + (m, batch), sp3 + (1, batch)]
+    if op in COLLECTIVES:
+        rows = n * cores
+        return [sp + (rows if op == Opcode.REDUCE_SCATTER else n, batch),
+                sp2 + (rows if op == Opcode.ALL_GATHER else n, batch)]
+    return []
+
+
+def _bank_regions(op, c, mt, nt):
+    """``(weight regions, activation regions)``: ``(base, words)`` pairs."""
+    batch = c["batch"]
+    w, a = [], []
+    if op in (Opcode.LOAD_W, Opcode.STORE_W, Opcode.FORWARD, Opcode.BACKWARD, Opcode.WGRAD):
+        w.append((c["wbase"], mt * nt))
+    if op == Opcode.WGRAD and c["flag"]:
+        w.append((c["wbase2"], mt * nt))
+    if op in (Opcode.LOAD_COL, Opcode.FORWARD, Opcode.WGRAD):
+        a.append((c["abase"], nt * batch))
+    if op in (Opcode.LOAD_ROW, Opcode.BACKWARD):
+        a.append((c["abase"], mt * batch))
+    if op == Opcode.WGRAD:
+        a.append((c["abase2"], mt * batch))
+    return w, a
+
+
+def dma_region(c, beat_bytes):
+    """First and last byte address a DMA command touches (whole beats)."""
+    column = _ceil(4 * c["n"], beat_bytes) * beat_bytes
+    first = c["mem_addr"]
+    return first, first + (c["batch"] - 1) * c["mem_stride"] + column - 1
+
+
+def check(fields, limits):
+    """The error code of a decoded command (:func:`decode`) on a machine with ``limits``:
+    :attr:`ErrorCode.NONE` if it may run. The checks run in the order of :class:`ErrorCode`.
+    """
+    c = fields
+    try:
+        op = Opcode(c["op"])
+    except ValueError:
+        return ErrorCode.BAD_OPCODE
+    if c.get("reserved", 0):
+        return ErrorCode.RESERVED_BITS
+    if any(c[size] == 0 for size in NEEDS[op]):
+        return ErrorCode.ZERO_SIZE
+    mt, nt = _ceil(c["m"], limits.rows), _ceil(c["n"], limits.cols)
+    weights, acts = _bank_regions(op, c, mt, nt)
+    if any(base + words > limits.weight_words for base, words in weights):
+        return ErrorCode.WEIGHT_RANGE
+    if any(base + words > limits.act_words for base, words in acts):
+        return ErrorCode.ACT_RANGE
+    for base, lpc, rows, columns in _matrices(op, c, limits.cores):
+        # A lane access addresses at most 2**16 elements of a column.
+        if (lpc * limits.banks < rows or base + columns * lpc > limits.sp_lines
+                or rows > 0xFFFF):
+            return ErrorCode.SCRATCHPAD_RANGE
+    if op in (Opcode.DMA_LOAD, Opcode.DMA_STORE):
+        if c["mem_addr"] % limits.beat_bytes or c["mem_stride"] % limits.beat_bytes:
+            return ErrorCode.DMA_ALIGN
+        first, last = dma_region(c, limits.beat_bytes)
+        if first < limits.dma_base or last > limits.dma_last:
+            return ErrorCode.DMA_RANGE
+    if core_error(op, c, limits.cores):
+        return ErrorCode.BAD_CORE
+    return ErrorCode.NONE
+
+
+def core_mask(c, cores):
+    """The cores a core or DMA command runs on, as a bit mask (``cores = 0``: all)."""
+    return c["cores"] or (1 << cores) - 1
+
+
+def core_error(op, c, cores):
+    """Whether a command names cores the machine lacks (:attr:`ErrorCode.BAD_CORE`)."""
+    if op in COLLECTIVES:
+        if cores < 2 or c["root"] >= cores:
+            return True
+        return op == Opcode.SEND and (c["peer"] >= cores or c["peer"] == c["root"])
+    if c["cores"] >> cores:
+        return True
+    mask = core_mask(c, cores)
+    return op == Opcode.DMA_STORE and mask & (mask - 1) != 0
+
+
+def check_fetch(cmd_base, cmd_count, limits):
+    """The error code of starting a run of ``cmd_count`` commands at byte ``cmd_base``."""
+    if cmd_count == 0:
+        return ErrorCode.NONE
+    last = cmd_base + cmd_count * COMMAND_BYTES - 1
+    if cmd_base % COMMAND_BYTES or cmd_base < limits.dma_base or last > limits.dma_last:
+        return ErrorCode.FETCH_RANGE
+    return ErrorCode.NONE
+
+
+# ---------------------------------------------------------------------------------------
+# Registers
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Register:
+    """A 32-bit register of the AXI4-Lite slave at byte ``offset``.
+
+    ``access``: ``"r"`` (read-only; a write answers SLVERR), ``"rw"``, ``"w1c"`` (write
+    ones to clear) or ``"w"`` (write-only; reads as 0).
+    """
+    name: str
+    offset: int
+    access: str
+    doc: str
+    reset: int = 0
+
+    @property
+    def readable(self):
+        return self.access != "w"
+
+    @property
+    def writable(self):
+        return self.access != "r"
+
+
+#: The counters, each a 64-bit value in two registers (``_LO``, ``_HI``). They count from
+#: reset; read them while the accelerator is idle (they do not change then).
+COUNTERS = (
+    ("CYCLES", "cycles the accelerator was running (doorbell to done)"),
+    ("COMMANDS", "commands executed (a command that failed its check is not counted)"),
+    ("FETCH_BEATS", "AXI read beats of command fetch"),
+    ("DMA_READ_BEATS", "AXI read beats of DMA_LOAD"),
+    ("DMA_WRITE_BEATS", "AXI write beats of DMA_STORE"),
+    ("DMA_CYCLES", "cycles spent in DMA commands"),
+    ("CORE_CYCLES", "cycles the core was busy"),
+    ("MAC_SLOTS", "compute slots that issued a MAC to every PE"),
+    ("UPDATE_SLOTS", "compute slots that issued a weight update to every PE"),
+    ("STALL_CYCLES", "cycles the core's compute engine waited for its reducers"),
+    ("BUS_WORDS", "words moved over the core's row and column buses"),
+    ("HIGH_PRODUCTS", "products of MAC slots made by a high-precision multiplier, summed over "
+     "the PEs"),
+    ("LOW_PRODUCTS", "products of MAC slots made by the low-precision multiplier (dual "
+     "precision), summed over the PEs"),
+    ("BYPASS_PRODUCTS", "products of MAC slots with a zero operand, which need no multiplier, "
+     "summed over the PEs; the three product counters add up to the MACs done"),
+    ("REUSE_LOOKUPS", "reuse-cache lookups, summed over the PEs (docs/reuse.md)"),
+    ("REUSE_HITS", "reuse-cache hits, summed over the PEs: products taken from the cache, "
+     "not counted by the three product counters"),
+    ("MULTIPLIES_AVOIDED", "reuse-cache hits of pairs with no zero operand: multiplies no "
+     "multiplier made"),
+    ("RING_WORDS", "32-bit words moved over the ring's links by collectives, summed over "
+     "the links"),
+    ("RING_CYCLES", "cycles spent in collectives"),
+)
+
+_COUNTER_BASE = 0x100
+
+
+def _registers():
+    regs = [
+        Register("ID", 0x00, "r", "`0x43485253`, \"CHRS\"", ID_MAGIC),
+        Register("VERSION", 0x04, "r", "command-set version: major in bits 31:16, minor in "
+                 "15:0", (ISA_VERSION[0] << 16) | ISA_VERSION[1]),
+        Register("CONFIG_HASH", 0x08, "r", "the first 8 hex digits of the config hash"),
+        Register("ARRAY", 0x0C, "r", "PE rows (7:0), PE columns (15:8), scratchpad banks "
+                 "(23:16), MAC latency (31:24)"),
+        Register("SCRATCHPAD_WORDS", 0x10, "r", "scratchpad capacity in words"),
+        Register("WEIGHT_WORDS", 0x14, "r", "weight-bank depth of a PE in words"),
+        Register("ACT_WORDS", 0x18, "r", "activation-bank depth of a PE in words"),
+        Register("BUS", 0x1C, "r", "AXI4 master data width in bits (15:0), address width "
+                 "(23:16)"),
+        Register("CMD_BASE_LO", 0x20, "rw", "byte address of the command buffer, bits 31:0 "
+                 "(a multiple of 64)"),
+        Register("CMD_BASE_HI", 0x24, "rw", "byte address of the command buffer, bits 63:32"),
+        Register("CMD_COUNT", 0x28, "rw", "commands in the buffer"),
+        Register("DOORBELL", 0x2C, "w", "write 1 to run the command buffer; SLVERR while "
+                 "running"),
+        Register("STATUS", 0x30, "r", "bit 0: running; bit 1: done (the last run finished "
+                 "every command); bit 2: error (the last run halted)"),
+        Register("ERROR_CODE", 0x34, "r", "`ErrorCode` of the last run (0: none)"),
+        Register("ERROR_INDEX", 0x38, "r", "index of the command that failed"),
+        Register("IRQ_ENABLE", 0x3C, "rw", "bit 0: interrupt on done; bit 1: on error"),
+        Register("IRQ_STATUS", 0x40, "w1c", "bit 0: done; bit 1: error; `irq` is high while "
+                 "`IRQ_STATUS & IRQ_ENABLE` is not zero"),
+        Register("REUSE_STRENGTH", 0x44, "rw", "reuse strength of the reuse cache (bits 4:0; "
+                 "0: off; s: the key drops the s - 1 lowest mantissa bits, docs/reuse.md); "
+                 "SLVERR while running"),
+        Register("DMA_BASE_LO", 0x48, "rw", "first byte address the DMA and the command fetch "
+                 "may touch, bits 31:0"),
+        Register("DMA_BASE_HI", 0x4C, "rw", "bits 63:32 of DMA_BASE"),
+        Register("DMA_LAST_LO", 0x50, "rw", "last byte address the DMA may touch, bits 31:0 "
+                 "(reset: the top of the address space)", 0xFFFF_FFFF),
+        Register("DMA_LAST_HI", 0x54, "rw", "bits 63:32 of DMA_LAST (reset: the top of the "
+                 "address space)"),
+        Register("DUAL_SEED", 0x58, "rw", "seed of the `random` dual-precision policy "
+                 "(bits 15:0; `sim.golden.dual.random_bits`); SLVERR while running"),
+        Register("CLUSTER", 0x5C, "r", "cores on the ring (7:0), 32-bit words per link and "
+                 "cycle (15:8), cycles per hop (23:16)"),
+    ]
+    for index, (name, doc) in enumerate(COUNTERS):
+        offset = _COUNTER_BASE + 8 * index
+        regs.append(Register(f"{name}_LO", offset, "r", f"{doc}, bits 31:0"))
+        regs.append(Register(f"{name}_HI", offset + 4, "r", f"{doc}, bits 63:32"))
+    return tuple(regs)
+
+
+REGISTERS = _registers()
+REGISTER = {r.name: r for r in REGISTERS}
+#: Width of the reuse-strength register.
+REUSE_STRENGTH_BITS = 5
+#: Width of the dual-precision seed register.
+DUAL_SEED_BITS = 16
+
+
+# ---------------------------------------------------------------------------------------
+# Generated documents
+# ---------------------------------------------------------------------------------------
+
+def c_header():
+    """The C header of the command set and the register map."""
+    major, minor = ISA_VERSION
+    lines = [
+        "/* Chrysalis command set and register map: generated by gen/spec/isa.py, do not edit. */",
+        "#ifndef CHRYSALIS_ISA_H",
+        "#define CHRYSALIS_ISA_H",
+        "",
+        "#include <stdint.h>",
+        "",
+        f"#define CHRYSALIS_ISA_VERSION_MAJOR {major}",
+        f"#define CHRYSALIS_ISA_VERSION_MINOR {minor}",
+        f"#define CHRYSALIS_ID 0x{ID_MAGIC:08X}u",
+        f"#define CHRYSALIS_CMD_WORDS {COMMAND_WORDS}",
+        f"#define CHRYSALIS_CMD_BYTES {COMMAND_BYTES}",
+        "",
+        "/* operations */",
+    ]
+    lines += [f"#define CHRYSALIS_OP_{op.name} {int(op)}" for op in Opcode]
+    lines += ["", "/* error codes (ERROR_CODE) */"]
+    lines += [f"#define CHRYSALIS_ERR_{e.name} {int(e)}" for e in ErrorCode]
+    lines += ["", "/* command fields: word, first bit, width (a 64-bit field spans two words) */"]
+    for f in FIELDS:
+        name = f.name.upper()
+        lines += [f"#define CHRYSALIS_CMD_{name}_WORD {f.word}",
+                  f"#define CHRYSALIS_CMD_{name}_SHIFT {f.lsb}",
+                  f"#define CHRYSALIS_CMD_{name}_WIDTH {f.width}"]
+    lines += ["", "/* register byte offsets */"]
+    lines += [f"#define CHRYSALIS_REG_{r.name} 0x{r.offset:03X}u" for r in REGISTERS]
+    lines += [
+        "",
+        "/* Set a field of at most 32 bits in a command (an array of CHRYSALIS_CMD_WORDS). */",
+        "#define CHRYSALIS_CMD_SET(cmd, FIELD, value) \\",
+        "    ((cmd)[CHRYSALIS_CMD_##FIELD##_WORD] = ((cmd)[CHRYSALIS_CMD_##FIELD##_WORD] & \\",
+        "        ~(uint32_t)(((1ull << CHRYSALIS_CMD_##FIELD##_WIDTH) - 1u) << "
+        "CHRYSALIS_CMD_##FIELD##_SHIFT)) | \\",
+        "        (((uint32_t)(value) & (uint32_t)((1ull << CHRYSALIS_CMD_##FIELD##_WIDTH) - 1u)) "
+        "<< CHRYSALIS_CMD_##FIELD##_SHIFT))",
+        "",
+        "/* Set the 64-bit DMA address of a command. */",
+        "static inline void chrysalis_cmd_set_mem_addr(uint32_t *cmd, uint64_t addr)",
+        "{",
+        "    cmd[CHRYSALIS_CMD_MEM_ADDR_WORD] = (uint32_t)addr;",
+        "    cmd[CHRYSALIS_CMD_MEM_ADDR_WORD + 1] = (uint32_t)(addr >> 32);",
+        "}",
+        "",
+        "#endif /* CHRYSALIS_ISA_H */",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def markdown():
+    """The reference of the command set and the register map (``docs/commands.md``)."""
+    major, minor = ISA_VERSION
+    out = [
+        "# Command set and registers",
+        "",
+        "<!-- Generated by `python -m gen.spec.isa docs/commands.md` from gen/spec/isa.py; do not edit. -->",
+        "",
+        f"Version {major}.{minor}. A command is {COMMAND_WORDS} little-endian 32-bit words "
+        f"({COMMAND_BYTES} bytes). The host writes a stream of commands to memory, sets "
+        "`CMD_BASE` and `CMD_COUNT`, and writes 1 to `DOORBELL`; the accelerator fetches, "
+        "checks and executes the commands in order, then sets `STATUS.done` and "
+        "`IRQ_STATUS.done`. A command that fails its check is not executed at all: the "
+        "accelerator halts with `STATUS.error`, `ERROR_CODE` and `ERROR_INDEX`, and keeps "
+        "every other state (the scratchpad, the banks, memory) as it was.",
+        "",
+        "Fields an operation does not use are ignored (write zeros); bits outside every "
+        "field are reserved and must be zero. A command whose source and destination "
+        "scratchpad regions overlap has an undefined result (like `memcpy`). The core's "
+        "data layout is in `docs/architecture.md`; `R x C` is the PE array, `S` the "
+        "scratchpad banks, `mt = ceil(m/R)`, `nt = ceil(n/C)`.",
+        "",
+        "## Operations",
+        "",
+        "| code | operation | fields | what it does |",
+        "|---|---|---|---|",
+    ]
+    for op in Opcode:
+        fields = ", ".join(f"`{f}`" for f in OP_FIELDS[op])
+        out.append(f"| {int(op)} | `{op.name}` | {fields} | {OP_DOC[op]} |")
+    out += ["", "## Fields", "", "| field | word | bits | meaning |", "|---|---|---|---|"]
+    for f in FIELDS:
+        if f.width > 32:
+            bits = f"{f.word}-{f.word + (f.lsb + f.width - 1) // 32} (64 bits)"
+            out.append(f"| `{f.name}` | {bits} | {f.lsb + f.width - 1 - 32}:{f.lsb} of the "
+                       f"next | {f.doc} |")
+            continue
+        out.append(f"| `{f.name}` | {f.word} | {f.lsb + f.width - 1}:{f.lsb} | {f.doc} |")
+    out += ["", "## Checks and error codes", "",
+            "Before a command runs it is checked in this order; the first failing check "
+            "gives the error code. Scratchpad matrices are `(base, lpc, rows, columns)`; one "
+            "is in range when `lpc * S >= rows` and `base + columns * lpc <= lines`. A DMA "
+            "moves whole beats: column `b` covers `ceil(4n / beat) * beat` bytes from "
+            "`mem_addr + b * mem_stride`.", "",
+            "| code | name | meaning |", "|---|---|---|"]
+    for e in ErrorCode:
+        out.append(f"| {int(e)} | `{e.name}` | {_ERROR_DOC[e]} |")
+    out += ["", "Regions checked per operation:", "",
+            "| operation | weight bank | activation bank | scratchpad |", "|---|---|---|---|",
+            "| `LOAD_COL` | | `abase + nt*batch` | `sp` (n x batch) |",
+            "| `LOAD_ROW` | | `abase + mt*batch` | `sp` (m x batch) |",
+            "| `LOAD_W`, `STORE_W` | `wbase + mt*nt` | | `sp` (m x n) |",
+            "| `FORWARD` | `wbase + mt*nt` | `abase + nt*batch` | `sp` (m x batch) |",
+            "| `BACKWARD` | `wbase + mt*nt` | `abase + mt*batch` | `sp` (n x batch), "
+            "with `flag` `sp2` (n x batch) |",
+            "| `WGRAD` | `wbase + mt*nt`, with `flag` `wbase2 + mt*nt` | `abase + nt*batch`, "
+            "`abase2 + mt*batch` | |",
+            "| `LOSS_GRAD` | | | `sp` and `sp2` (m x batch), `sp3` (1 x batch) |",
+            "| `DMA_LOAD`, `DMA_STORE` | | | `sp` (n x batch); memory window |",
+            "| `BROADCAST`, `REDUCE`, `ALL_REDUCE`, `SEND` | | | `sp` and `sp2` (n x batch) |",
+            "| `ALL_GATHER` | | | `sp` (n x batch), `sp2` (cores*n x batch) |",
+            "| `REDUCE_SCATTER` | | | `sp` (cores*n x batch), `sp2` (n x batch) |",
+            "",
+            "On a cluster (`cluster.cores >= 2`) the controller hands a core command to the "
+            "cores of its `cores` mask and goes on to the next command; a command waits "
+            "until every core it touches has finished the commands before it, and a "
+            "collective waits for every core. Commands on different cores therefore "
+            "overlap, and every result is that of the stream run in order "
+            "(`docs/cluster.md`).",
+            "",
+            "## Registers (AXI4-Lite)", "",
+            "32-bit registers at byte offsets. A read or write of an offset that holds no "
+            "register, and a write to a read-only register, answer SLVERR. While a run is "
+            "going, writes to `DOORBELL`, `CMD_*`, `DMA_*`, `REUSE_STRENGTH` and `DUAL_SEED` answer "
+            "SLVERR and "
+            "change nothing (the run was checked against them at the doorbell). `irq` is the "
+            "interrupt output.", "",
+            "| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]
+    for r in REGISTERS:
+        reset = "config" if r.name in _CONFIG_REGS else f"0x{r.reset:X}"
+        out.append(f"| 0x{r.offset:03X} | `{r.name}` | {r.access} | {reset} | {r.doc} |")
+    out.append("")
+    return "\n".join(out)
+
+
+_CONFIG_REGS = {"CONFIG_HASH", "ARRAY", "SCRATCHPAD_WORDS", "WEIGHT_WORDS", "ACT_WORDS", "BUS",
+                "CLUSTER", "DMA_LAST_HI"}
+
+_ERROR_DOC = {
+    ErrorCode.NONE: "no error",
+    ErrorCode.BAD_OPCODE: "`op` holds no operation",
+    ErrorCode.RESERVED_BITS: "a reserved bit is set",
+    ErrorCode.ZERO_SIZE: "a size the operation needs (`m`, `n`, `batch`) is zero",
+    ErrorCode.WEIGHT_RANGE: "a weight-bank region runs past the weight bank",
+    ErrorCode.ACT_RANGE: "an activation-bank region runs past the activation bank",
+    ErrorCode.SCRATCHPAD_RANGE: "a scratchpad matrix is out of range",
+    ErrorCode.DMA_ALIGN: "`mem_addr` or `mem_stride` is not a multiple of the beat bytes",
+    ErrorCode.DMA_RANGE: "the DMA's memory region leaves `[DMA_BASE, DMA_LAST]`",
+    ErrorCode.FETCH_RANGE: "the command buffer is not 64-byte aligned or leaves the window "
+                           "(checked at the doorbell)",
+    ErrorCode.BUS_ERROR: "the memory answered SLVERR or DECERR (the command may be partly "
+                         "done)",
+    ErrorCode.CORE_ERROR: "the core refused a checked command (not expected)",
+    ErrorCode.BAD_CORE: "a `cores` bit, `root` or `peer` names a core the machine lacks, "
+                        "`root == peer` for `SEND`, a collective runs on one core, or a "
+                        "`DMA_STORE` names more than one core",
+}
+
+
+def _main(argv):
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m gen.spec.isa OUTPUT.md|OUTPUT.h", file=sys.stderr)
+        return 2
+    text = c_header() if argv[0].endswith(".h") else markdown()
+    with open(argv[0], "w") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""The compiler: networks and configs to command streams and memory images, one core or a cluster."""

@@ -1,0 +1,229 @@
+"""Compile one training step of an MLP into core commands (its golden reference is
+:func:`chrysalis.sim.golden.mlp.golden_step`).
+
+The network: fully connected layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``, ReLU after
+every hidden layer, softmax cross-entropy at the output, SGD with learning rate ``lr``.
+Biases are folded into the weights: layer ``l`` has an ``sizes[l+1] x (sizes[l] + 1)``
+matrix whose last column is the bias, and its input carries a row of ones (written once).
+
+Layout: when every layer's weights fit in the PEs' weight banks they stay there (loaded once
+with ``LOAD_W``). When they do not, the weights live in the scratchpad and are *streamed*:
+each layer is tiled into chunks of output rows (for ``FORWARD`` and ``WGRAD``, whose chunk is
+stored back after its update) and of input columns (for ``BACKWARD``), each chunk small
+enough for the weight bank. A chunk holds whole rows (or columns), so tiling changes no
+accumulation order and no value. Each layer's input and output-gradient tiles have their own
+place in the activation banks, so the weight gradient finds them after the backward pass;
+the scratchpad holds the activations, gradients, labels and (streamed) weights. A network
+that does not fit even so raises a ``ValueError`` that says what does not fit and by how
+much.
+
+Command order of a step: for each layer, ``LOAD_COL`` its input and ``FORWARD`` (ReLU on
+hidden layers); ``LOSS_GRAD``; then from the last layer down: ``LOAD_ROW`` its output
+gradient, ``BACKWARD`` (not for the first layer; ReLU mask from the stored activations) and
+``WGRAD`` (gradient and update in place).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chrysalis.gen.spec.formats import FP32
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
+from chrysalis.sim.golden.mlp import ONE
+
+__all__ = ["MlpProgram", "compile_mlp"]
+
+
+@dataclass
+class MlpProgram:
+    """The placement of an MLP on a core and the commands of one training step.
+
+    Members
+    -------
+    sizes : list of int
+    batch : int
+    weights : list of Matrix
+        Scratchpad matrices to load the weights from (and store them back to).
+    wbase : list of int
+        Weight-bank base of each layer.
+    acts : list of Matrix
+        ``acts[0]`` is the input minibatch (with its row of ones), ``acts[l]`` the output of
+        layer ``l - 1`` (after ReLU, with a row of ones except for the last).
+    grads : list of Matrix
+        ``grads[l]`` is the gradient at the output of layer ``l`` (pre-activation).
+    labels : Matrix
+        One integer word per sample.
+    velocities : list of Matrix
+        With momentum: scratchpad matrices of the velocities (write zeros before the first
+        step; ``load_weights`` and ``store_weights`` move them with the weights).
+    vbase : list of int
+        With momentum: weight-bank base of each layer's velocities.
+    streamed : bool
+        The weights do not all fit in the PEs: they stay in the scratchpad and each step
+        loads and stores them in chunks.
+    load_weights, step, store_weights : list of dict
+        Core commands (fields of ``hw.core.command_layout``; ``op`` as a name). With
+        streamed weights, ``load_weights`` and ``store_weights`` are empty.
+    """
+
+    sizes: list
+    batch: int
+    weights: list = field(default_factory=list)
+    wbase: list = field(default_factory=list)
+    acts: list = field(default_factory=list)
+    grads: list = field(default_factory=list)
+    labels: Matrix = None
+    load_weights: list = field(default_factory=list)
+    step: list = field(default_factory=list)
+    store_weights: list = field(default_factory=list)
+    streamed: bool = False
+    velocities: list = field(default_factory=list)
+    vbase: list = field(default_factory=list)
+
+
+def _lines(matrix, prefix="sp"):
+    return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
+
+
+def compile_mlp(config, sizes, batch, lr, momentum=None):
+    """Place an MLP on ``config``'s core and list the commands of one SGD step.
+
+    With ``momentum`` (``mu``), every weight has a velocity beside it in the weight bank
+    (``v = dW + mu * v``, then ``W -= lr * v``), loaded from ``velocities`` (zeros to start)
+    and stored back with the weights. Momentum needs the weights resident in the PEs.
+    """
+    if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, not {batch!r}")
+    R, C = config.core.rows, config.core.cols
+    banks = bank_count(R, C)
+    alloc = Allocator(config.core.scratchpad_words, banks)
+    prog = MlpProgram(list(sizes), batch)
+    layers = len(sizes) - 1
+    # Inputs and activations carry a row of ones (the bias input), except the network output.
+    for l in range(layers + 1):
+        rows = sizes[l] + (1 if l < layers else 0)
+        prog.acts.append(alloc.matrix(rows, batch, f"activations of layer {l}"))
+    for l in range(layers):
+        prog.grads.append(alloc.matrix(sizes[l + 1] + 1, batch, f"gradient of layer {l}"))
+    prog.labels = alloc.matrix(1, batch, "labels")
+    for l in range(layers):
+        prog.weights.append(alloc.matrix(sizes[l + 1], sizes[l] + 1, f"weights of layer {l}"))
+    if momentum is not None:
+        for l in range(layers):
+            prog.velocities.append(alloc.matrix(sizes[l + 1], sizes[l] + 1,
+                                                f"velocities of layer {l}"))
+
+    act_next = 0
+    act_x, act_dy, shapes = [], [], []
+    for l in range(layers):
+        m, n = sizes[l + 1], sizes[l] + 1
+        shapes.append((m, n, tiles(m, R), tiles(n, C)))
+        act_x.append(act_next)
+        act_next += tiles(n, C) * batch
+        act_dy.append(act_next)
+        act_next += tiles(m, R) * batch
+    if act_next > config.pe.act_words:
+        raise ValueError(f"inputs and gradients need {act_next} words per PE, more than "
+                         f"pe.act_words = {config.pe.act_words}")
+    resident = sum(mt * nt for m, n, mt, nt in shapes)
+    copies = 1 if momentum is None else 2          # weights, and velocities with momentum
+    prog.streamed = copies * resident > config.pe.weight_words
+    if prog.streamed and momentum is not None:
+        raise ValueError(f"momentum keeps a velocity beside every weight, so the weights must "
+                         f"stay in the PEs: they need {copies * resident} words per PE, more "
+                         f"than pe.weight_words = {config.pe.weight_words}")
+    if prog.streamed:
+        chunks = [_chunks(config, l, *shape, banks) for l, shape in enumerate(shapes)]
+        prog.wbase = [0] * layers
+    else:
+        chunks = [([(0, m)], [(0, n)]) for m, n, mt, nt in shapes]
+        base = 0
+        for m, n, mt, nt in shapes:
+            prog.wbase.append(base)
+            base += mt * nt
+        for m, n, mt, nt in shapes if momentum is not None else ():
+            prog.vbase.append(base)
+            base += mt * nt
+
+    neg_lr = nx.fp32_bits(-lr)
+    inv_batch = nx.fp32_bits(1.0 / batch)
+
+    def load(l, rows, cols, op="LOAD_W"):
+        (m0, m1), (n0, n1) = rows, cols
+        view = _view(prog.weights[l], m0, n0)
+        return dict(op=op, m=m1 - m0, n=n1 - n0, wbase=prog.wbase[l], **_lines(view))
+
+    if not prog.streamed:
+        for l, (m, n, mt, nt) in enumerate(shapes):
+            prog.load_weights.append(load(l, (0, m), (0, n)))
+            prog.store_weights.append(load(l, (0, m), (0, n), "STORE_W"))
+        for l, (m, n, mt, nt) in enumerate(shapes if momentum is not None else ()):
+            velocity = dict(op="LOAD_W", m=m, n=n, wbase=prog.vbase[l],
+                            **_lines(prog.velocities[l]))
+            prog.load_weights.append(velocity)
+            prog.store_weights.append({**velocity, "op": "STORE_W"})
+    for l, (m, n, mt, nt) in enumerate(shapes):
+        prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
+                              **_lines(prog.acts[l])))
+        for m0, m1 in chunks[l][0]:
+            if prog.streamed:
+                prog.step.append(load(l, (m0, m1), (0, n)))
+            prog.step.append(dict(op="FORWARD", m=m1 - m0, n=n, batch=batch,
+                                  wbase=prog.wbase[l], abase=act_x[l], flag=int(l < layers - 1),
+                                  **_lines(_view(prog.acts[l + 1], m0, 0))))
+    prog.step.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=batch, scalar=inv_batch,
+                          **_lines(prog.acts[-1]), **_lines(prog.grads[-1], "sp2"),
+                          **_lines(prog.labels, "sp3")))
+    for l in reversed(range(layers)):
+        m, n, mt, nt = shapes[l]
+        prog.step.append(dict(op="LOAD_ROW", m=m, batch=batch, abase=act_dy[l],
+                              **_lines(prog.grads[l])))
+        if l > 0:
+            for n0, n1 in chunks[l][1]:
+                if prog.streamed:
+                    prog.step.append(load(l, (0, m), (n0, n1)))
+                prog.step.append(dict(op="BACKWARD", m=m, n=n1 - n0, batch=batch,
+                                      wbase=prog.wbase[l], abase=act_dy[l], flag=1,
+                                      **_lines(_view(prog.grads[l - 1], n0, 0)),
+                                      **_lines(_view(prog.acts[l], n0, 0), "sp2")))
+        for m0, m1 in chunks[l][0]:
+            if prog.streamed:
+                prog.step.append(load(l, (m0, m1), (0, n)))
+            with_momentum = {} if momentum is None else dict(
+                flag=1, scalar2=nx.fp32_bits(momentum), wbase2=prog.vbase[l])
+            prog.step.append(dict(op="WGRAD", m=m1 - m0, n=n, batch=batch, wbase=prog.wbase[l],
+                                  abase=act_x[l], abase2=act_dy[l] + (m0 // R) * batch,
+                                  scalar=neg_lr, **with_momentum))
+            if prog.streamed:
+                prog.step.append(load(l, (m0, m1), (0, n), "STORE_W"))
+    return prog
+
+
+def _view(matrix, row0, col0):
+    """The part of ``matrix`` from element ``row0`` (a multiple of the bank count) and
+    column ``col0`` on, as a matrix with the same lines per column."""
+    assert row0 % matrix.banks == 0
+    return Matrix(matrix.base + col0 * matrix.lines_per_column + row0 // matrix.banks,
+                  matrix.n - row0, matrix.batch - col0, matrix.banks, matrix.lines_per_column)
+
+
+def _chunks(config, layer, m, n, mt, nt, banks):
+    """Row chunks (for FORWARD and WGRAD) and column chunks (for BACKWARD) of a layer whose
+    weights are streamed: the largest that fit the weight bank, each starting at a multiple
+    of the rows (or columns) of the array and of the bank count."""
+    R, C = config.core.rows, config.core.cols
+    words = config.pe.weight_words
+    row_unit, col_unit = np.lcm(R, banks), np.lcm(C, banks)
+    rows = (words // nt) * R // row_unit * row_unit
+    cols = (words // mt) * C // col_unit * col_unit
+    if rows < 1 or cols < 1:
+        unit, what, need = ((row_unit, "rows", tiles(row_unit, R) * nt) if rows < 1 else
+                            (col_unit, "columns", mt * tiles(col_unit, C)))
+        raise ValueError(f"layer {layer} ({m} x {n}) cannot fit even tiled: a tile of "
+                         f"{unit} {what} needs {need} words per PE, more than "
+                         f"pe.weight_words = {words}")
+    split = lambda total, size: [(a, min(total, a + size)) for a in range(0, total, size)]
+    return split(m, int(rows)), split(n, int(cols))

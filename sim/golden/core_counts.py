@@ -1,0 +1,578 @@
+"""Cycles and counters of the training core's commands, predicted exactly.
+
+The core's schedule does not depend on the data (except one detail of ``LOSS_GRAD``, see
+below), so for every command the number of cycles and the growth of each counter of
+``hw.core.Core`` follow from the command's sizes and the config alone. This module gives
+them in closed form (:func:`predict`), and as a cycle-by-cycle model of the core's engines
+(:func:`trace`) that the closed forms were derived from. Pure Python: no Amaranth here.
+
+What is counted, per command, as ``sim.verify.core_sim.CoreRunner`` and the core count it:
+
+``cycles``
+    From the clock edge that takes the command to the first edge after which ``cmd_ready``
+    is high (so the cycle in which the command was presented counts as one).
+``busy_cycles``
+    Edges at which the core was busy: always ``cycles - 1`` (the core is idle in the cycle
+    the command is presented in, and busy from the next edge until it is ready again).
+``mac_slots``, ``update_slots`` (``UPDATE`` and, with momentum, ``UPDATE_V``)
+    Cycles whose micro-op issued a ``MAC`` (an ``UPDATE``) to every PE. With one stream
+    (``mac.dual = "single"``) the PEs perform ``mac_slots * R * C`` MACs (``update_slots *
+    R * C`` updates), padding included. With a dual policy a MAC slot carries two outputs
+    (pair 1 only where output ``o + 1`` exists), so ``mac_slots = ceil(outputs / 2) *
+    steps`` and the MACs done are still ``R * C * outputs * steps``; the product counters
+    that split them by multiplier (``HIGH_PRODUCTS`` ...) depend on the data and are not
+    predicted here (``sim.golden.machine`` counts them).
+``stall_cycles``
+    Cycles in which the compute engine waited for an accumulator buffer still being drained.
+``bus_words``
+    Words moved over the row and column buses: enabled lanes only, so elements past ``m``
+    (``n``) and the padding outputs of a last group are not counted, but every output's
+    ``C`` (``R``) partial sums are, even from PEs that hold only padding inputs.
+
+The schedule (``hw/core.py``), with ``L = mac.latency``, ``G = pe.acc_regs // 2``,
+``mt = ceil(m/R)``, ``nt = ceil(n/C)``, and ``streams`` the outputs per MAC slot (1 for
+``mac.dual = "single"``, 2 for a dual policy: outputs ``o`` and ``o + 1`` of a group at the
+same step, ``docs/dual_precision.md``); every command ends with ``finish()``, a countdown of
+``L + 4`` cycles, so ``cycles = X + L + 5`` where ``X`` is the cycle (1 = the first cycle
+after the taking edge) in which the command calls ``finish()``:
+
+* Movers: one iteration per cycle, ``finish()`` in the last one. ``LOAD_COL``: ``nt * batch``
+  iterations, ``LOAD_ROW``: ``mt * batch``, ``LOAD_W`` / ``STORE_W``: ``mt * nt * C`` (one PE
+  column per cycle, padded columns included). Bus words: ``n*batch``, ``m*batch``, ``m*n``.
+* ``WGRAD``: ``groups = ceil(mt*nt / G)`` groups of ``G`` outputs, each ``G/streams * batch
+  + G * passes`` compute slots (``batch`` MAC passes of ``G/streams`` slots; ``passes = 1``
+  UPDATE pass, or 2 with momentum, whose velocity pass comes before the update: these are
+  one output per slot whatever the policy), never stalling; ``finish()`` one cycle after
+  the last slot.
+* ``FORWARD`` / ``BACKWARD``: ``outputs = mt*batch`` (``nt*batch``) outputs in ``groups =
+  ceil(outputs / G)`` groups; the compute engine spends ``P = G/streams * steps`` cycles on a
+  group (``steps = nt``, resp. ``mt``). The drain engine (one output per send whatever the
+  policy) starts a finished group one cycle after it is done (or after the previous drain
+  ends), spends one cycle starting, ``w = max(0, L + 1 - G/streams)`` waiting (the last MAC
+  of the group's first accumulator was issued ``G/streams - 1`` cycles before the group
+  ended) and ``G * passes`` sending (``passes = lanes``; with the neighbour-link tree
+  ``ceil(log2 lanes) + 1``) (``lanes = C``, resp. ``R``: one partial sum per PE along the
+  bus, for each of the G accumulators): ``D + 1`` cycles with ``D = w + G * passes``. Two
+  accumulator buffers: the compute engine may start group ``g + 2`` only in the cycle after
+  group ``g``'s drain ended. The two-stage pipeline gives, exactly::
+
+      last drain ends  f = P + 1 + D + (groups - 1) * max(P, D + 1)
+      finish() at      X = f + 1
+      stall_cycles     = max(0, groups - 2) * max(0, D + 1 - P)
+
+* ``LOSS_GRAD`` (``hw/loss.py``): its passes over chunks of up to 16 samples (labels,
+  maximum, subtract, exp, sum, reciprocal, multiply, label, scale), each a loop over the
+  classes and the chunk's slots with an ``L + 2`` drain between FMA passes, and the
+  special-function unit's handshake (``hw.sfu``: ``L + 1`` threads taking turns, results in
+  order through a reorder buffer; the loss unit restarts the turns when it starts, so the
+  schedule does not depend on the cycle a command starts in). These are stepped cycle by
+  cycle (:func:`_trace_loss`), which is exact. The only data dependence of the whole
+  schedule: a label outside ``[0, m)`` skips its ``- 1`` (pass ``labels`` to
+  :func:`predict`; the default assumes every label is a class index).
+
+A malformed command (unknown operation, or a size of zero that it needs) is refused at
+once: one cycle, nothing counted.
+"""
+
+from chrysalis.gen.spec import isa
+
+__all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed"]
+
+#: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
+COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words")
+#: Everything :func:`predict` returns: the command's cycles and the counters' growth.
+FIELDS = ("cycles",) + COUNTERS
+
+#: The sizes each core operation needs (a zero makes the command malformed): gen.spec.isa's rule,
+#: the DMA operations aside (they never reach the core).
+_NEEDS = {op.name: sizes for op, sizes in isa.NEEDS.items()
+          if op not in (isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE)}
+
+#: Cycles of ``hw.core``'s ``finish()`` countdown after the cycle that calls it, plus the
+#: edge that clears ``busy``: ``cycles = X + L + FINISH_EXTRA``.
+FINISH_EXTRA = 5
+
+#: FMAs of the special-function unit's microprograms (``hw.sfu``): exp, reciprocal.
+EXP_FMAS, RECIP_FMAS = 9, 4
+
+
+def _ceil(a, b):
+    return -(-a // b)
+
+
+def _drain_passes(config, lanes):
+    """Passes of the drain over a group: one per PE along the bus (``reduction = "bus"``),
+    or one per level of the neighbour-link tree plus one bus pass (``"tree"``)."""
+    if config.core.reduction == "tree":
+        return (lanes - 1).bit_length() + 1
+    return lanes
+
+
+def _params(config):
+    """``(R, C, L, G, streams)``: ``streams`` is the outputs a MAC slot carries."""
+    R, C = config.core.rows, config.core.cols
+    L = config.mac.latency
+    G = config.pe.acc_regs // 2
+    if G < 1:
+        raise ValueError(f"pe.acc_regs must be at least 2, not {config.pe.acc_regs!r}")
+    streams = config.mac.macs_per_cycle
+    if G % streams:
+        # gen.spec.config refuses such configs; a group must hold whole pairs.
+        raise ValueError(f"pe.acc_regs // 2 must be even for mac.dual = "
+                         f"{config.mac.dual!r}, not {G}")
+    return R, C, L, G, streams
+
+
+def _command(command):
+    """Operation name (str) and integer sizes of a command dict."""
+    op = command.get("op", "NONE")
+    op = getattr(op, "name", op)        # a hw.core.CoreOp member is accepted too
+    if not isinstance(op, str):
+        raise TypeError(f"op must be an operation name such as 'FORWARD', not {op!r}")
+    sizes = {key: int(command.get(key, 0)) for key in ("m", "n", "batch")}
+    return op.upper(), sizes
+
+
+def _malformed(op, sizes):
+    return op not in _NEEDS or any(sizes[key] == 0 for key in _NEEDS[op])
+
+
+def is_malformed(command):
+    """Whether the core refuses ``command`` (unknown operation, or a needed size of zero):
+    it then takes one cycle, counts nothing and raises ``error``."""
+    return _malformed(*_command(command))
+
+
+def _result(cycles, mac=0, update=0, stall=0, bus=0):
+    return {"cycles": cycles, "mac_slots": mac, "update_slots": update,
+            "busy_cycles": cycles - 1, "stall_cycles": stall, "bus_words": bus}
+
+
+def _labels_in_range(labels, m, batch):
+    """Columns whose label is a class index (``0 <= label < m``), as the loss unit sees it."""
+    if labels is None:
+        return batch
+    labels = [int(v) for v in labels]
+    if len(labels) != batch:
+        raise ValueError(f"labels must have one entry per column ({batch}), not {len(labels)}")
+    # The unit compares the 32-bit label word with its 16-bit element counter.
+    return sum(1 for v in labels if 0 <= (v & 0xFFFF_FFFF) < m)
+
+
+def predict(config, command, labels=None):
+    """Cycles and counter growth of one command, in closed form (exact).
+
+    Parameters
+    ----------
+    config : gen.spec.config.Config
+    command : dict
+        Command fields (``hw.core.command_layout``), ``op`` as a name such as ``"FORWARD"``
+        (as ``sim.compile.compiler`` produces them; a ``CoreOp`` member also works). Missing sizes
+        are 0. Only ``op``, ``m``, ``n``, ``batch`` and (``WGRAD``: momentum) ``flag``
+        matter.
+    labels : sequence of int, optional
+        ``LOSS_GRAD`` only: the label word of each column. By default every label is taken
+        to be a class index in ``[0, m)``; a label outside it saves ``L + 1`` cycles.
+
+    Returns
+    -------
+    dict
+        ``cycles`` (as ``CoreRunner`` counts them) and the growth of every counter
+        (:data:`FIELDS`).
+    """
+    R, C, L, G, streams = _params(config)
+    op, sizes = _command(command)
+    if _malformed(op, sizes):
+        return _result(1)
+    m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
+    mt, nt = _ceil(m, R), _ceil(n, C)
+    end = L + FINISH_EXTRA
+    # Slots of a MAC pass over a group: each carries `streams` outputs of the group.
+    slots = G // streams
+
+    if op == "LOAD_COL":
+        return _result(nt * batch + end, bus=n * batch)
+    if op == "LOAD_ROW":
+        return _result(mt * batch + end, bus=m * batch)
+    if op in ("LOAD_W", "STORE_W"):
+        return _result(mt * nt * C + end, bus=m * n)
+    if op == "WGRAD":
+        # One pass of updates per group, two with momentum (the velocity, then the weight).
+        passes = 2 if command.get("flag") else 1
+        groups = _ceil(mt * nt, G)
+        return _result(groups * (slots * batch + G * passes) + 1 + end,
+                       mac=_ceil(mt * nt, streams) * batch, update=passes * mt * nt)
+    if op in ("FORWARD", "BACKWARD"):
+        fwd = op == "FORWARD"
+        outputs = (mt if fwd else nt) * batch
+        steps = nt if fwd else mt
+        lanes = C if fwd else R
+        groups = _ceil(outputs, G)
+        P = slots * steps
+        D = max(0, L + 1 - slots) + G * _drain_passes(config, lanes)
+        drained = P + 1 + D + (groups - 1) * max(P, D + 1)
+        stall = max(0, groups - 2) * max(0, D + 1 - P)
+        # Every pass crosses the bus with a chain; with the tree only the last one does.
+        on_bus = 1 if config.core.reduction == "tree" else (C if fwd else R)
+        bus = on_bus * (m if fwd else n) * batch
+        return _result(drained + 1 + end, mac=_ceil(outputs, streams) * steps, stall=stall,
+                       bus=bus)
+    if op == "LOSS_GRAD":
+        # The special-function unit's reorder and turn-taking make a closed form long; the
+        # loss unit's passes are short loops, so they are stepped (still exact).
+        return _result(_trace_loss(L, m, batch, labels) + end)
+    raise AssertionError(op)     # _malformed covers every other name
+
+
+def predict_many(config, commands, labels=None):
+    """The sums of :func:`predict` over ``commands`` run back to back.
+
+    The counters accumulate in the core, so these are the counters' growth over the whole
+    sequence; ``cycles`` is the sum of the commands' cycles, and ``busy_cycles`` is
+    ``cycles - len(commands)`` (the cycle each command is presented in is not busy).
+    ``labels``, if given, is a list with an entry (or None) per command.
+    """
+    commands = list(commands)
+    if labels is None:
+        labels = [None] * len(commands)
+    if len(labels) != len(commands):
+        raise ValueError("labels must have one entry per command")
+    total = dict.fromkeys(FIELDS, 0)
+    for command, lab in zip(commands, labels):
+        for key, value in predict(config, command, labels=lab).items():
+            total[key] += value
+    return total
+
+
+def trace(config, command, labels=None):
+    """The same numbers as :func:`predict`, from a cycle-by-cycle model of the sequencer.
+
+    The state machines of ``hw.core`` (mover loops; compute engine, drain engine and the
+    accumulator buffers' ``free`` bits; the ``finish()`` countdown) and of ``hw.loss`` are
+    stepped one clock cycle at a time with the same registers, conditions and counters.
+    Slower than :func:`predict`; it is the reference the closed forms are checked against.
+    """
+    R, C, L, G, streams = _params(config)
+    op, sizes = _command(command)
+    if _malformed(op, sizes):
+        return _result(1)
+    m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
+    mt, nt = _ceil(m, R), _ceil(n, C)
+    counts = dict.fromkeys(COUNTERS, 0)
+
+    if op in ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W"):
+        x = _trace_mover(op, R, C, m, n, batch, mt, nt, counts)
+    elif op in ("FORWARD", "BACKWARD", "WGRAD"):
+        x = _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts,
+                           tree=config.core.reduction == "tree",
+                           momentum=bool(command.get("flag")) and op == "WGRAD",
+                           streams=streams)
+    else:
+        x = _trace_loss(L, m, batch, labels)
+    cycles = x + L + FINISH_EXTRA
+    counts["busy_cycles"] = cycles - 1
+    return {"cycles": cycles, **counts}
+
+
+def _lane_count(e0, limit, count):
+    """popcount of ``hw.core``'s ``lane_mask(e0, limit, count)``."""
+    return max(0, min(count, limit - e0))
+
+
+def _trace_mover(op, R, C, m, n, batch, mt, nt, counts):
+    """Cycle of ``finish()``; adds the bus words to ``counts``."""
+    t = b = c_sel = 0
+    cycle = 0
+    while True:
+        cycle += 1
+        if op in ("LOAD_COL", "LOAD_ROW"):
+            cols = op == "LOAD_COL"
+            counts["bus_words"] += (_lane_count(t * C, n, C) if cols
+                                    else _lane_count(t * R, m, R))
+            if b + 1 == batch:
+                b = 0
+                if t + 1 == (nt if cols else mt):
+                    return cycle
+                t += 1
+            else:
+                b += 1
+        else:
+            j = c_sel + b * C
+            counts["bus_words"] += _lane_count(t * R, m, R) if j < n else 0
+            if c_sel + 1 == C:
+                c_sel = 0
+                if b + 1 == nt:
+                    b = 0
+                    if t + 1 == mt:
+                        return cycle
+                    t += 1
+                else:
+                    b += 1
+            else:
+                c_sel += 1
+
+
+def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, momentum=False,
+                   streams=1):
+    """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``.
+
+    With ``streams = 2`` (a dual policy) a MAC slot issues outputs ``o`` (pair 0) and
+    ``o + 1`` (pair 1, where it exists) at the same step: ``k`` and ``o`` advance by 2 in
+    a MAC pass, by 1 in WGRAD's velocity and update passes (one output per slot).
+    """
+    fwd, bwd, wgr = op == "FORWARD", op == "BACKWARD", op == "WGRAD"
+    outputs = mt * batch if fwd else nt * batch if bwd else mt * nt
+    steps = nt if fwd else mt if bwd else batch
+    wrap = nt if wgr else batch
+    groups = _ceil(outputs, G)
+    lanes_count = C if fwd else R
+    # Drain passes per group, and (tree) how many of them are neighbour-link levels.
+    levels = (lanes_count - 1).bit_length() if tree else 0
+    passes = levels + 1 if tree else lanes_count
+
+    def advance(hi, lo, times):
+        """The position ``times`` outputs after ``(hi, lo)`` (``lo`` counts to ``wrap``)."""
+        for _ in range(times):
+            hi, lo = (hi + 1, 0) if lo + 1 == wrap else (hi, lo + 1)
+        return hi, lo
+
+    # Compute engine.
+    g = s = k = o = p1 = p2 = g_p1 = g_p2 = 0
+    upd = vel = ce_done = False
+    buf = 0
+    free = 0b11
+    # Drain engine.
+    pending = dr_group = dr_lane = dr_k = dr_wait = 0
+    dr_running = False
+    dr_p1 = dr_p2 = dr_g_p1 = dr_g_p2 = 0
+    dr_buf = 0
+    cycle = 0
+    while True:
+        cycle += 1
+        nxt = {}
+        claim = release = 0
+        group_done = drain_done = False
+        # --- compute engine ---
+        if not ce_done:
+            can_start = (free >> buf) & 1 or s != 0 or k != 0 or upd or vel or wgr
+            if not can_start:
+                counts["stall_cycles"] += 1
+            else:
+                if (fwd or bwd) and s == 0 and k == 0:
+                    claim = 1 << buf
+                if o < outputs:
+                    counts["update_slots" if upd or vel else "mac_slots"] += 1
+                # Outputs this slot issues: pair 0 at (p1, p2), pair 1 at the next position.
+                stride = 1 if upd or vel else streams
+                if k + stride == G:
+                    nxt.update(k=0, o=o - (G - stride), p1=g_p1, p2=g_p2)
+                    last_step = upd if wgr else s + 1 == steps
+                    if wgr and not upd and not vel and s + 1 == steps:
+                        nxt.update(vel=momentum, upd=not momentum, s=0)
+                    elif vel:
+                        nxt.update(vel=False, upd=True)
+                    elif last_step:
+                        np1, np2 = advance(p1, p2, stride)
+                        nxt.update(s=0, upd=False, g=g + 1, o=o + stride, p1=np1, p2=np2,
+                                   g_p1=np1, g_p2=np2)
+                        group_done = not wgr
+                        if not wgr:
+                            nxt["buf"] = buf ^ 1
+                        if g + 1 == groups:
+                            nxt["ce_done"] = True
+                    else:
+                        nxt["s"] = s + 1
+                else:
+                    np1, np2 = advance(p1, p2, stride)
+                    nxt.update(k=k + stride, o=o + stride, p1=np1, p2=np2)
+        # --- drain engine ---
+        if fwd or bwd:
+            if not dr_running and pending != 0:
+                nxt.update(dr_running=True, dr_wait=max(0, L + 1 - G // streams), dr_lane=0,
+                           dr_k=0)
+            if dr_running and dr_wait != 0:
+                nxt["dr_wait"] = dr_wait - 1
+            if dr_running and dr_wait == 0:
+                if dr_group * G + dr_k < outputs and dr_lane >= levels:
+                    counts["bus_words"] += (_lane_count(dr_p1 * R, m, R) if fwd
+                                            else _lane_count(dr_p1 * C, n, C))
+                wrapped = dr_p2 + 1 == batch
+                np1, np2 = (dr_p1 + 1, 0) if wrapped else (dr_p1, dr_p2 + 1)
+                if dr_k + 1 == G:
+                    nxt.update(dr_k=0, dr_p1=dr_g_p1, dr_p2=dr_g_p2)
+                    if dr_lane + 1 == passes:
+                        drain_done = True
+                        release = 1 << dr_buf
+                        nxt.update(dr_lane=0, dr_running=False, dr_buf=dr_buf ^ 1,
+                                   dr_group=dr_group + 1, dr_p1=np1, dr_p2=np2,
+                                   dr_g_p1=np1, dr_g_p2=np2)
+                    else:
+                        nxt["dr_lane"] = dr_lane + 1
+                else:
+                    nxt.update(dr_k=dr_k + 1, dr_p1=np1, dr_p2=np2)
+        nxt["pending"] = pending + (group_done and not drain_done) - (drain_done and not group_done)
+        nxt["free"] = (free & ~claim) | release
+        if ce_done and (wgr or dr_group == groups):
+            return cycle
+        # --- clock edge ---
+        g = nxt.get("g", g); s = nxt.get("s", s); k = nxt.get("k", k)           # noqa: E702
+        o = nxt.get("o", o); upd = nxt.get("upd", upd)                           # noqa: E702
+        vel = nxt.get("vel", vel)
+        p1 = nxt.get("p1", p1); p2 = nxt.get("p2", p2)                           # noqa: E702
+        g_p1 = nxt.get("g_p1", g_p1); g_p2 = nxt.get("g_p2", g_p2)               # noqa: E702
+        ce_done = nxt.get("ce_done", ce_done); buf = nxt.get("buf", buf)         # noqa: E702
+        free = nxt["free"]; pending = nxt["pending"]                             # noqa: E702
+        dr_group = nxt.get("dr_group", dr_group); dr_lane = nxt.get("dr_lane", dr_lane)  # noqa
+        dr_k = nxt.get("dr_k", dr_k); dr_wait = nxt.get("dr_wait", dr_wait)     # noqa: E702
+        dr_running = nxt.get("dr_running", dr_running)
+        dr_p1 = nxt.get("dr_p1", dr_p1); dr_p2 = nxt.get("dr_p2", dr_p2)         # noqa: E702
+        dr_g_p1 = nxt.get("dr_g_p1", dr_g_p1); dr_g_p2 = nxt.get("dr_g_p2", dr_g_p2)  # noqa
+        dr_buf = nxt.get("dr_buf", dr_buf)
+
+
+class _SfuTiming:
+    """The handshake of ``hw.sfu.SpecialFunctionUnit`` (barrel of ``E`` threads, reorder
+    buffer of ``rob`` results), stepped one cycle at a time: the timing of its ``schedule``,
+    driven online by the loss unit's ``i_valid``."""
+
+    def __init__(self, L):
+        self.E = L + 1
+        self.rob = 1 << (2 * self.E - 1).bit_length()
+        self.slots = [None] * self.E       # per slot: [element, FMAs issued, FMAs needed]
+        self.parked = set()
+        self.accepted = self.produced = 0
+        self.turn = 0
+        self.o_valid = False                # high in the current cycle
+
+    def restart(self):
+        self.turn = -1                      # the next cycle is slot 0's turn
+
+    def ready(self):
+        slot = self.slots[self.turn % self.E]
+        finishing = slot is not None and slot[1] == slot[2]
+        return (slot is None or finishing) and self.accepted - self.produced < self.rob
+
+    def step(self, offer_op):
+        """End of a cycle in which ``offer_op`` (None, "exp" or "recip") is offered."""
+        index = self.turn % self.E
+        slot = self.slots[index]
+        ready = self.ready()
+        finishing = slot is not None and slot[1] == slot[2]
+        produce = False
+        if finishing:
+            self.slots[index] = None
+            if slot[0] != self.produced:
+                self.parked.add(slot[0])
+        elif slot is not None:
+            slot[1] += 1
+        if (finishing and slot[0] == self.produced) or self.produced in self.parked:
+            self.parked.discard(self.produced)
+            self.produced += 1
+            produce = True
+        taken = ready and offer_op is not None
+        if taken:
+            self.slots[index] = [self.accepted, 1, EXP_FMAS if offer_op == "exp" else RECIP_FMAS]
+            self.accepted += 1
+        self.turn += 1
+        self.o_valid = produce
+        return taken
+
+
+def _trace_loss(L, m, batch, labels, columns=16):
+    """Cycle of ``finish()`` of LOSS_GRAD: ``hw.loss.LossGradient``'s passes stepped one
+    cycle at a time, with the special-function unit's handshake (:class:`_SfuTiming`)."""
+    _labels_in_range(labels, m, batch)            # checks their number
+    label_of = (lambda b: 0) if labels is None else (lambda b: int(labels[b]) & 0xFFFF_FFFF)
+    sfu = _SfuTiming(L)
+    stage, b0, cols, slots, i, slot, wait, issuing = "IDLE", 0, 0, 0, 0, 0, 0, False
+    r_valid = held = False
+    pending = 0
+    passes = ["LABEL", "MAX", "SUB", "EXP", "SUM", "RECIP", "MUL", "LABEL_SUB", "SCALE"]
+    cycle = 0
+    while True:
+        cycle += 1
+        offer = None
+        nxt = {}
+        o_valid = sfu.o_valid
+
+        def advance(last_i):
+            if slot + 1 == slots:
+                nxt["slot"] = 0
+                if i + 1 == last_i:
+                    nxt["issuing"] = False
+                else:
+                    nxt["i"] = i + 1
+            else:
+                nxt["slot"] = slot + 1
+
+        def next_pass(after):
+            if not issuing and not r_valid:
+                if wait == 0:
+                    nxt.update(stage=after, i=0, slot=0, issuing=True, wait=L + 2)
+                else:
+                    nxt["wait"] = wait - 1
+
+        if stage == "IDLE":
+            sfu.restart()
+            nxt.update(stage="NEXT", b0=0, wait=0)
+        elif stage == "NEXT":
+            if b0 >= batch:
+                return cycle
+            cols = min(batch - b0, columns)
+            nxt.update(cols=cols, slots=max(cols, L + 1), stage="LABEL", i=0, slot=0,
+                       issuing=True, wait=0)
+        elif stage in ("LABEL", "MAX", "SUB", "SUM", "MUL", "SCALE", "LABEL_SUB"):
+            if issuing:
+                reads = slot < cols
+                if stage == "LABEL_SUB":
+                    reads = reads and label_of(b0 + slot) < m
+                if reads:
+                    nxt["r_valid"] = True
+                advance(1 if stage in ("LABEL", "LABEL_SUB") else m)
+            if stage == "SCALE":
+                if not issuing and not r_valid:
+                    if wait == 0:
+                        nxt.update(stage="NEXT", b0=b0 + cols)
+                    else:
+                        nxt["wait"] = wait - 1
+            else:
+                next_pass(passes[passes.index(stage) + 1])
+        elif stage == "EXP":
+            if issuing and not held and not r_valid:
+                if slot < cols:
+                    nxt["r_valid"] = True
+                advance(m)
+            if r_valid:
+                nxt["held"] = True
+            if held:
+                offer = "exp"
+        elif stage == "RECIP":
+            if issuing:
+                offer = "recip"
+        ready = sfu.ready()
+        taken = sfu.step(offer)
+        if stage == "EXP":
+            if held and ready:
+                nxt["held"] = False
+            pending += taken - o_valid
+            if not issuing and not r_valid and not held and pending == 0 and not o_valid:
+                nxt.update(stage="SUM", i=0, slot=0, issuing=True, wait=L + 2)
+        elif stage == "RECIP":
+            if issuing and ready:
+                if slot + 1 == cols:
+                    nxt.update(issuing=False, slot=0)
+                else:
+                    nxt["slot"] = slot + 1
+            pending += taken - o_valid
+            if not issuing and pending == 0 and not o_valid:
+                nxt.update(stage="MUL", i=0, slot=0, issuing=True)
+        r_valid = nxt.get("r_valid", False)
+        held = nxt.get("held", held)
+        stage = nxt.get("stage", stage)
+        b0 = nxt.get("b0", b0)
+        cols = nxt.get("cols", cols)
+        slots = nxt.get("slots", slots)
+        i = nxt.get("i", i)
+        slot = nxt.get("slot", slot)
+        wait = nxt.get("wait", wait)
+        issuing = nxt.get("issuing", issuing)

@@ -1,0 +1,94 @@
+"""Drive a training core (``hw.core.Core``) in Amaranth's simulator.
+
+Scratchpad words go in and out through the host port and commands run to completion; the
+cycles of each command are recorded. Used by the tests and the utilization benchmark.
+"""
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from chrysalis.hw.core import Core, CoreOp
+from chrysalis.gen.spec.layout import bank_count
+
+__all__ = ["CoreRunner"]
+
+
+class CoreRunner:
+    """Drives a Core in Amaranth's simulator: queue writes, commands and reads, then
+    :meth:`run` them in order; it returns the matrices read, and sets ``cycles`` and
+    ``errors`` (per command) and ``counters`` (the core's counters at the end)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.dut = Core(config)
+        self.banks = bank_count(config.core.rows, config.core.cols)
+        self.actions = []
+        #: The ``random`` dual-precision policy's seed (``Core.dual_seed``).
+        self.dual_seed = 0
+        #: The ``REUSE_STRENGTH`` register (``Core.reuse_strength``; 0: off).
+        self.reuse_strength = 0
+
+    def write(self, matrix, values):
+        self.actions.append(("write", matrix, np.asarray(values, dtype=np.uint64)))
+
+    def command(self, **fields):
+        self.actions.append(("cmd", fields))
+
+    def read(self, matrix):
+        self.actions.append(("read", matrix))
+
+    def run(self):
+        dut = self.dut
+        outputs = []
+        cycles = []
+        counters = {}
+        errors = []
+
+        async def testbench(ctx):
+            ctx.set(dut.dual_seed, self.dual_seed)
+            ctx.set(dut.reuse_strength, self.reuse_strength)
+            for action in self.actions:
+                if action[0] == "write":
+                    _, matrix, values = action
+                    for (e, b), addr in np.ndenumerate(matrix.addresses()):
+                        ctx.set(dut.host_addr, int(addr))
+                        ctx.set(dut.host_wdata, int(values[e, b]))
+                        ctx.set(dut.host_we, 1)
+                        await ctx.tick()
+                    ctx.set(dut.host_we, 0)
+                elif action[0] == "read":
+                    matrix = action[1]
+                    out = np.zeros((matrix.n, matrix.batch), dtype=np.uint64)
+                    for (e, b), addr in np.ndenumerate(matrix.addresses()):
+                        ctx.set(dut.host_addr, int(addr))
+                        ctx.set(dut.host_re, 1)
+                        await ctx.tick()
+                        out[e, b] = ctx.get(dut.host_rdata)
+                    ctx.set(dut.host_re, 0)
+                    outputs.append(out)
+                else:
+                    fields = {"op": CoreOp.NONE, **action[1]}
+                    full = {name: 0 for name in dut.layout.members}
+                    full.update(fields)
+                    ctx.set(dut.cmd, dut.layout.const(full))
+                    ctx.set(dut.cmd_valid, 1)
+                    await ctx.tick()
+                    ctx.set(dut.cmd_valid, 0)
+                    count = 1
+                    while not ctx.get(dut.cmd_ready):
+                        await ctx.tick()
+                        count += 1
+                        assert count < 200_000, "command did not finish"
+                    cycles.append(count)
+                    errors.append(ctx.get(dut.error))
+            for name in Core.COUNTERS:
+                counters[name] = ctx.get(getattr(dut, name))
+
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(testbench)
+        sim.run()
+        self.cycles = cycles
+        self.counters = counters
+        self.errors = errors
+        return outputs

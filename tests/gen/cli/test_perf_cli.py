@@ -1,0 +1,80 @@
+"""``chrysalis perf`` and ``chrysalis search`` (gen.cli.perf)."""
+
+import json
+
+import pytest
+
+import chrysalis.gen.cli.perf  # noqa: F401  (registers the subcommands)
+from chrysalis.gen.cli import main
+
+
+def test_perf_prints_layers_phases_utilization_and_energy(capsys, tmp_path):
+    out_json = tmp_path / "perf.json"
+    assert main(["perf", "--network", "vgg16-cifar10", "--preset", "default", "--batch", "4",
+                 "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    for word in ("conv1", "conv13", "fc14", "forward", "backward", "wgrad", "update", "dma",
+                 "util", "energy", "GFLOPS/W", "**step**"):
+        assert word in text, word
+    report = json.loads(out_json.read_text())
+    assert len(report["layers"]) == 14
+    assert 0 < report["utilization"] <= 1
+    total = sum(l["cycles"] for l in report["layers"])
+    assert report["cycles_per_step"] == pytest.approx(total)
+    assert report["energy_pj"] == pytest.approx(sum(l["energy_pj"] for l in report["layers"]),
+                                                rel=1e-6)
+
+
+def test_perf_cluster_modes(capsys):
+    for mode in ("cp", "data", "model"):
+        assert main(["perf", "--network", "mnist-500x3", "--preset", "default", "--mode",
+                     mode, "--cores", "4", "--mapping", "default"]) == 0
+        assert f"mode {mode}, 4 core(s)" in capsys.readouterr().out
+
+
+def test_perf_errors_name_the_bad_value(capsys):
+    assert main(["perf", "--network", "alexnet", "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chrysalis: error: --network: network must be one of") and \
+        "'alexnet'" in err
+    assert main(["perf", "--network", "digits-mlp", "--preset", "tiny", "--batch", "0"]) == 2
+    assert "--batch must be a positive integer, not 0" in capsys.readouterr().err
+    assert main(["perf", "--network", "digits-mlp", "--preset", "tiny", "--mode", "data",
+                 "--cores", "3", "--batch", "4"]) == 2
+    assert "multiple of cluster.cores" in capsys.readouterr().err
+
+
+def test_search_command(capsys, tmp_path):
+    out_json = tmp_path / "search.json"
+    assert main(["search", "--network", "digits-mlp", "--batch", "8", "--area-mm2", "20",
+                 "--top-k", "1", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "critical-path search:" in text and "samples/s" in text
+    assert json.loads(out_json.read_text())["heuristic"]["best"]["feasible"]
+    assert main(["search", "--network", "digits-mlp", "--top-k", "0"]) == 2
+    assert "--top-k must be a positive integer, not 0" in capsys.readouterr().err
+    assert main(["search", "--network", "digits-mlp", "--area-mm2", "-1"]) == 2
+    assert "budgets must be positive, not -1.0" in capsys.readouterr().err
+
+
+def test_perf_reads_a_config_file(capsys, tmp_path):
+    from chrysalis.gen.spec.config import PRESETS, with_overrides
+    path = tmp_path / "wide.toml"
+    with_overrides(PRESETS["default"], {"name": "wide", "core.cols": 8}).save(path)
+    assert main(["perf", "--network", "resnet18-cifar10", "--config", str(path), "--batch",
+                 "2", "--mapping", "default"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("resnet18-cifar10 on wide: mode mbgd, 1 core(s), batch 2")
+
+
+def test_perf_reuse_hit_rate_lowers_the_energy(capsys, tmp_path):
+    base = ["perf", "--network", "digits-mlp", "--preset", "default", "--batch", "8",
+            "--set", "pe.reuse_entries=16", "--mapping", "default", "--json"]
+    assert main(base + [str(tmp_path / "a.json")]) == 0
+    assert main(base + [str(tmp_path / "b.json"), "--reuse-hit-rate", "0.5"]) == 0
+    a = json.loads((tmp_path / "a.json").read_text())
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert b["energy_pj"] < a["energy_pj"] and b["cycles_per_step"] == a["cycles_per_step"]
+    capsys.readouterr()
+    assert main(base + [str(tmp_path / "c.json"), "--reuse-hit-rate", "2"]) == 2
+    assert "--reuse-hit-rate must be in [0, 1], not 2.0" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""Training on a cluster through one entry point (``sim.train.cluster``) and
+``chrysalis train --mode``: the jobs of every mode run on the golden cluster, and bad
+combinations are refused with a message that names what to change."""
+
+import pytest
+
+from chrysalis.gen import cli
+from chrysalis.gen.spec.config import ConfigError, get_preset, with_overrides
+from chrysalis.sim.train import cluster as cluster_train
+from chrysalis.sim.compile.job import run_job_golden
+
+CLUSTER = with_overrides(get_preset("default"), {"cluster.cores": 2})
+
+
+@pytest.mark.parametrize("mode", cluster_train.MODES)
+def test_each_mode_makes_a_job_the_golden_cluster_runs(mode):
+    job, runs, batch = cluster_train.cluster_job(CLUSTER, mode, steps=2)
+    outputs = run_job_golden(CLUSTER, job)
+    assert all(out.error == 0 for out in outputs)
+    assert runs and all(0 < k < len(job.runs) for k in runs)
+    assert batch == (1 if mode == "cp" else 8)
+    # The training runs did the work: products were made on both cores.
+    assert outputs[runs[-1]].counters["mac_slots"] > outputs[0].counters["mac_slots"]
+
+
+def test_modes_need_a_cluster_and_a_known_mode():
+    with pytest.raises(ConfigError, match="cluster.cores must be at least 2, not 1"):
+        cluster_train.cluster_job(get_preset("default"), "data", steps=1)
+    with pytest.raises(ValueError, match="mode must be one of data, model, cp, not 'pipe'"):
+        cluster_train.cluster_job(CLUSTER, "pipe", steps=1)
+    with pytest.raises(ValueError, match="steps must be a positive integer, not 0"):
+        cluster_train.cluster_job(CLUSTER, "cp", steps=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--set", "cluster.cores=2"], "say how to train on it with --mode"),
+    (["train", "--mode", "data"], "cluster.cores must be at least 2"),
+    (["train", "--set", "cluster.cores=2", "--mode", "cp", "--momentum", "0.5"],
+     "--momentum is not supported with --mode cp"),
+    (["train", "--set", "cluster.cores=2", "--mode", "data", "--steps", "3"],
+     "the golden backend trains whole epochs"),
+    (["train", "--set", "cluster.cores=2", "--mode", "model", "--backend", "icarus",
+      "--epochs", "1"], "runs --steps N, not --epochs 1"),
+])
+def test_cli_refuses_what_a_cluster_cannot_do(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err

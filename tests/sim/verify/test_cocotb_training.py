@@ -1,0 +1,38 @@
+"""Consecutive training steps of small MLPs under Icarus and Verilator: forward, loss
+gradient, backward, weight gradient and update (with momentum on the 2x3 core) on chip, and
+after every step the loss gradient (and at the end every weight and velocity) equal to the
+golden model's, bit for bit."""
+
+import pytest
+from amaranth.back import verilog
+
+from chrysalis.gen.spec.config import PRESETS, with_overrides
+from chrysalis.hw.core import Core
+from chrysalis.sim.verify.runner import run_testbench
+
+CORE_4X4 = with_overrides(PRESETS["default"], {"name": "core4x4", "pe.weight_words": 256,
+                                               "pe.act_words": 256,
+                                               "core.scratchpad_words": 4096})
+
+
+#: A tiny non-square core: the loss gradient (and everything else) on a 2x3 array too.
+CORE_2X3 = with_overrides(PRESETS["tiny"], {"name": "core2x3", "core.cols": 3,
+                                            "mac.latency": 3})
+CONFIGS = {"core4x4": CORE_4X4, "core2x3": CORE_2X3}
+
+
+@pytest.mark.parametrize("name,sizes,batch,steps,momentum", [
+    ("core4x4", (12, 8, 5), 4, 2, None), ("core2x3", (7, 5, 3), 3, 2, 0.875)])
+def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, simulator,
+                                         build_root):
+    config = CONFIGS[name]
+    source = build_root / f"{name}.v"
+    source.write_text(verilog.convert(Core(config), name=name, emit_src=False))
+    result = run_testbench(
+        sources=[source], toplevel=name, module="chrysalis.sim.verify.tb.training", simulator=simulator,
+        build_dir=build_root, timeout_s=900,
+        extra_env={"CHRYSALIS_CONFIG": config.to_toml(),
+                   "CHRYSALIS_SIZES": ",".join(map(str, sizes)), "CHRYSALIS_BATCH": batch,
+                   "CHRYSALIS_STEPS": steps, "CHRYSALIS_SEED": 3,
+                   "CHRYSALIS_MOMENTUM": "" if momentum is None else momentum})
+    assert result["tests"] == 1
