@@ -20,8 +20,11 @@ values are added is part of the semantics and follows the hardware's dataflow
 
 Multiplicands are the operand-format copies of fp32 values, made by round-to-nearest-even
 conversion when used (``q`` below); accumulation is in the accumulator format. Padding
-(layers that are not a multiple of R or C) never changes a value: a padded product is ``+0``
-and no accumulator is ever ``-0`` (it starts at ``+0``), so adding it is exact.
+(layers that are not a multiple of R or C): every PE runs every step of its chain, and a
+padded step adds the product ``+0 * +0 = +0``. That changes no value but the sign of a zero:
+an accumulator can be ``-0`` (``2**-70 * -2**-70`` flushes to ``-0``, and ``+0 + -0`` rounds
+to ``-0`` only when both are ``-0``), and ``-0 + +0`` is ``+0``. The edge reducers start
+from ``+0`` too (:func:`edge_reduce`), so a sum over the bus is never ``-0``.
 """
 
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ import numpy as np
 from chrysalis.gen.spec.formats import BF16, FP32, FloatFormat
 from chrysalis.sim.golden import numerics as nx
 
-__all__ = ["CoreNumerics", "reduce_partials", "forward", "relu", "relu_mask", "backward_dx",
+__all__ = ["CoreNumerics", "reduce_partials", "edge_reduce", "forward", "relu", "relu_mask", "backward_dx",
            "weight_gradient", "update", "softmax_xent_gradient", "zeros"]
 
 _U = np.uint64
@@ -116,25 +119,41 @@ def reduce_partials(num, partials, axis):
     return parts[0]
 
 
+def edge_reduce(num, partials, axis):
+    """The edge reducer's sum of the partial sums along ``axis``: it starts from ``+0``.
+
+    ``bus``: ``((+0 + p0) + p1) + ...``, PE 0 first. ``tree``: the PEs add pairwise over the
+    neighbour links (:func:`reduce_partials`) and the sum passes the reducer as ``+0 + S``.
+    """
+    zero = zeros(np.take(partials, 0, axis=axis).shape)
+    if num.reduction == "tree":
+        return num.add(zero, reduce_partials(num, partials, axis))
+    total = zero
+    for k in range(partials.shape[axis]):
+        total = num.add(total, np.take(partials, k, axis=axis))
+    return total
+
+
 def _partials(num, a, b, lanes, contract):
     """Partial dot products of the PEs along one array dimension.
 
     ``a`` is ``(out, K)``, ``b`` is ``(K, batch)``; the contraction index ``k`` goes to lane
-    ``k mod lanes``, and each lane accumulates its ``k`` in increasing order from ``+0``.
+    ``k mod lanes``, and each lane accumulates its ``k`` in increasing order from ``+0``,
+    for ``ceil(K / lanes)`` steps: past ``K`` both operands are padded with ``+0``.
     Returns ``(out, lanes, batch)``.
     """
     out, k_total = a.shape
     batch = b.shape[1]
     steps = -(-k_total // lanes)
+    padded = steps * lanes
+    a = np.concatenate([a, zeros((out, padded - k_total))], axis=1)
+    b = np.concatenate([b, zeros((padded - k_total, batch))], axis=0)
     acc = zeros((out, lanes, batch))
     for step in range(steps):
         ks = step * lanes + np.arange(lanes)
-        valid = ks < k_total
-        ks = np.minimum(ks, k_total - 1)
         prod_a = a[:, ks][:, :, None]                       # (out, lanes, 1)
         prod_b = b[ks, :][None, :, :]                       # (1, lanes, batch)
-        new = num.mac(acc, np.broadcast_to(prod_a, acc.shape), np.broadcast_to(prod_b, acc.shape))
-        acc = np.where(valid[None, :, None], new, acc)
+        acc = num.mac(acc, np.broadcast_to(prod_a, acc.shape), np.broadcast_to(prod_b, acc.shape))
     return acc
 
 
@@ -142,7 +161,7 @@ def forward(num, w, x):
     """``Y = W X``: ``w`` is ``(M, N)``, ``x`` is ``(N, B)``."""
     w, x = _as_bits(w), _as_bits(x)
     partials = _partials(num, w, x, num.cols, contract="j")
-    return reduce_partials(num, partials, axis=1)
+    return edge_reduce(num, partials, axis=1)
 
 
 def relu(num, y):
@@ -172,7 +191,7 @@ def backward_dx(num, w, dy):
     """
     w, dy = _as_bits(w), _as_bits(dy)
     partials = _partials(num, w.T, dy, num.rows, contract="i")
-    return reduce_partials(num, partials, axis=1)
+    return edge_reduce(num, partials, axis=1)
 
 
 def weight_gradient(num, dy, x):

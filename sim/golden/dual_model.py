@@ -152,7 +152,7 @@ def forward(num, dual, w, x, seed=0, counters=None):
     acc = _slots(num, dual, a, b, valid, seed, counters, "forward")
     # (o, r, c) -> partials (i, c, b)
     partials = acc.reshape(mt, batch, R, C).transpose(0, 2, 3, 1).reshape(mt * R, C, batch)
-    return cm.reduce_partials(num, partials[:m], axis=1)
+    return cm.edge_reduce(num, partials[:m], axis=1)
 
 
 def backward_dx(num, dual, w, dy, seed=0, counters=None):
@@ -176,7 +176,7 @@ def backward_dx(num, dual, w, dy, seed=0, counters=None):
     acc = _slots(num, dual, a, b, valid, seed, counters, "backward")
     # (o, r, c) -> partials (j, r, b)
     partials = acc.reshape(nt, batch, R, C).transpose(0, 3, 2, 1).reshape(nt * C, R, batch)
-    return cm.reduce_partials(num, partials[:n], axis=1)
+    return cm.edge_reduce(num, partials[:n], axis=1)
 
 
 def weight_gradient(num, dual, dy, x, seed=0, counters=None):

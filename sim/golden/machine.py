@@ -82,9 +82,6 @@ _CHUNK_ELEMENTS = 1 << 20
 #: Product classes of ``sim.golden.dual`` -> the counters of the products of MAC slots.
 _PRODUCT_COUNTERS = {HIGH: "high_products", LOW: "low_products", BYPASS: "bypass_products"}
 
-#: Width of the ``REUSE_STRENGTH`` register.
-_REUSE_STRENGTH_BITS = getattr(isa, "REUSE_STRENGTH_BITS", 5)
-
 #: Cache state (lanes x entries) simulated at once by the reuse path.
 _REUSE_CHUNK = 1 << 21
 
@@ -496,7 +493,7 @@ class Machine:
         """The reuse strength a command runs with: 0 without a cache."""
         if self.config.pe.reuse_entries == 0:
             return 0
-        return int(self.reuse_strength) & ((1 << _REUSE_STRENGTH_BITS) - 1)
+        return int(self.reuse_strength) & ((1 << isa.REUSE_STRENGTH_BITS) - 1)
 
     def _reuse_chain(self, qa, qb, stationary):
         """:meth:`_mac_chain` through the reuse cache (``docs/reuse.md``).
@@ -621,14 +618,7 @@ class Machine:
     def _reduce(self, partials, axis):
         """The edge reducers' sum of the partial sums along ``axis`` (see the module
         docstring): the reducer always starts from ``+0``."""
-        zero = np.zeros(np.take(partials, 0, axis=axis).shape, dtype=_U)
-        if self.num.reduction == "tree":
-            # The neighbour links leave the sum in PE 0, which sends it through the reducer.
-            return self.num.add(zero, cm.reduce_partials(self.num, partials, axis))
-        total = self.num.add(zero, np.take(partials, 0, axis=axis))
-        for k in range(1, partials.shape[axis]):
-            total = self.num.add(total, np.take(partials, k, axis=axis))
-        return total
+        return cm.edge_reduce(self.num, partials, axis)
 
     def _padded(self, base, lpc, rows, cols, tile_rows):
         """A scratchpad matrix read as the lane reads see it: ``rows`` padded with ``+0`` up

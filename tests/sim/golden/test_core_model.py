@@ -35,15 +35,16 @@ def _scalar_add(num, a, b):
 
 
 def _scalar_reduce(num, parts):
+    """The edge reducer, from +0: a chain over the bus, or the tree's sum passed through."""
     if num.reduction == "bus":
-        total = parts[0]
-        for part in parts[1:]:
+        total = 0
+        for part in parts:
             total = _scalar_add(num, total, part)
         return total
     while len(parts) > 1:
         nxt = [_scalar_add(num, parts[k], parts[k + 1]) for k in range(0, len(parts) - 1, 2)]
         parts = nxt + ([parts[-1]] if len(parts) % 2 else [])
-    return parts[0]
+    return _scalar_add(num, 0, parts[0])
 
 
 def scalar_forward(num, w, x):
@@ -54,8 +55,9 @@ def scalar_forward(num, w, x):
             parts = []
             for c in range(num.cols):                 # PE (i mod R, c) of row i mod R
                 acc = 0
-                for j in range(c, n, num.cols):       # its weights, j increasing
-                    acc = _scalar_mac(num, acc, int(w[i, j]), int(x[j, b]))
+                for j in range(c, -(-n // num.cols) * num.cols, num.cols):   # j increasing,
+                    wj, xj = (int(w[i, j]), int(x[j, b])) if j < n else (0, 0)  # padded: +0
+                    acc = _scalar_mac(num, acc, wj, xj)
                 parts.append(acc)
             y[i, b] = _scalar_reduce(num, parts)
     return y
@@ -69,8 +71,9 @@ def scalar_backward(num, w, dy):
             parts = []
             for r in range(num.rows):
                 acc = 0
-                for i in range(r, m, num.rows):
-                    acc = _scalar_mac(num, acc, int(w[i, j]), int(dy[i, b]))
+                for i in range(r, -(-m // num.rows) * num.rows, num.rows):
+                    wi, dyi = (int(w[i, j]), int(dy[i, b])) if i < m else (0, 0)
+                    acc = _scalar_mac(num, acc, wi, dyi)
                 parts.append(acc)
             dx[j, b] = _scalar_reduce(num, parts)
     return dx
@@ -89,6 +92,26 @@ def test_forward_and_backward_follow_the_documented_order(rows, cols, m, n, batc
     assert np.array_equal(cm.forward(num, w, x), scalar_forward(num, w, x))
     dy = _random(rng, (m, batch))
     assert np.array_equal(cm.backward_dx(num, w, dy), scalar_backward(num, w, dy))
+
+
+NEG_ZERO = 0x8000_0000
+
+
+@pytest.mark.parametrize("reduction", ["bus", "tree"])
+@pytest.mark.parametrize("rows,cols,m,n", [(2, 2, 3, 4), (2, 2, 3, 3), (4, 4, 2, 5), (1, 3, 2, 1)])
+def test_products_that_flush_to_minus_zero_sum_to_plus_zero(rows, cols, m, n, reduction):
+    # 2**-70 * -2**-70 flushes to -0, so every PE's chain can end at -0; the reducer starts
+    # from +0 (and padded steps add +0), as the RTL does, so no output is -0.
+    num = cm.CoreNumerics(rows=rows, cols=cols, reduction=reduction)
+    tiny = int(_f32(2.0 ** -70)[()])
+    w = np.full((m, n), tiny, np.uint64)
+    x = np.full((n, 2), tiny | NEG_ZERO, np.uint64)
+    assert cm.forward(num, w, x).tolist() == [[0, 0]] * m
+    dy = np.full((m, 2), tiny | NEG_ZERO, np.uint64)
+    assert cm.backward_dx(num, w, dy).tolist() == [[0, 0]] * n
+    parts = np.full((3, 4), NEG_ZERO, np.uint64)
+    assert cm.reduce_partials(num, parts, axis=1).tolist() == [NEG_ZERO] * 3
+    assert cm.edge_reduce(num, parts, axis=1).tolist() == [0] * 3
 
 
 def test_weight_gradient_follows_the_documented_order():
