@@ -4,7 +4,7 @@
 #   make test        the layer contract (lint-imports), then the fast tests (not `slow`), 2 workers
 #   make lint-imports  the layer contract alone (pyproject.toml [tool.importlinter])
 #   make test-slow   every test, `slow` ones included
-#   make demo        python -m gen.cli.demo
+#   make demo        chrysalis demo (the main job on the default config)
 #   make bench-arith benchmarks/arith.py
 #   make clean       build products and caches (keeps .venv); distclean also removes .venv
 #
@@ -116,7 +116,7 @@ test-slow: setup lint-imports
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m gen.cli.demo $(DEMO_ARGS)
+	$(VENV)/bin/chrysalis demo $(DEMO_ARGS)
 
 bench-arith: setup
 	$(PY) benchmarks/arith.py $(BENCH_ARGS)

@@ -6,8 +6,10 @@ result. Heavy imports (Amaranth, NumPy) happen in ``run`` only.
 
 import argparse
 
-from . import Command, _fail, _positive_int, add_config_arguments, config_from_args, register
 from chrysalis.gen.spec.config import ConfigError
+
+from .app import (
+    Command, add_config_arguments, config_from_args, fail, positive_int, register)
 
 __all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT", "DEFAULT_PLL_MHZ", "pll_mhz"]
 
@@ -56,7 +58,7 @@ def pll_mhz(text):
 
 
 def _runs(text):
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 255:
         raise argparse.ArgumentTypeError(f"must be from 1 to 255, not {text!r}")
     return value
@@ -75,7 +77,7 @@ def _configure(parser):
                              f"the 25 MHz board clock, no PLL)")
     parser.add_argument("--sizes", type=_sizes, default=(64, 32, 10), metavar="N,..,N",
                         help="layer sizes of the stored digits step (default: 64,32,10)")
-    parser.add_argument("--batch", type=_positive_int, default=8, metavar="B",
+    parser.add_argument("--batch", type=positive_int, default=8, metavar="B",
                         help="samples in the stored minibatch (default: 8)")
     parser.add_argument("--seed", type=int, default=0,
                         help="initial weights and digits split (default: 0)")
@@ -93,7 +95,7 @@ def _run(args):
         raise ConfigError(f"--board must be one of {', '.join(BOARDS)}, not {args.board!r}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, not {args.seed!r}")
-    config = config_from_args(args)
+    config = config_from_args(args, buildable=True)
     out = args.out if args.out is not None else f"{DEFAULT_OUT}/{args.board}-{config.name}"
     try:
         result = build_board(config, out, board=args.board, sizes=args.sizes,
@@ -101,7 +103,7 @@ def _run(args):
                              pll_mhz=args.pll, nextpnr_seed=args.nextpnr_seed,
                              progress=not args.quiet, log=lambda line: print(line, flush=True))
     except BoardError as error:
-        return _fail(error, 1)
+        return fail(error, 1)
     _print(result, out)
     return 0
 

@@ -33,22 +33,15 @@ REPO = Path(__file__).resolve().parents[2]
 SIZES = (64, 32, 10)
 
 
-def cross_entropy(logits_bits, labels):
-    """Mean softmax cross-entropy (float64, on the host) of fp32 logits ``(classes, batch)``."""
-    z = np.asarray(logits_bits, dtype=np.uint32).view(np.float32).astype(np.float64)
-    z = z - z.max(axis=0, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
-    return float(-log_p[labels, np.arange(len(labels))].mean())
-
-
 def run(config, out_dir, batch, steps, seed, simulators):
     """Emit, compile, simulate and compare; returns the rows of the summary."""
     from chrysalis.gen.emit.verilog import emit
-    from chrysalis.sim.golden import numerics as nx
+    from chrysalis.gen.spec.networks import mlp
     from chrysalis.sim.compile.data import digits
+    from chrysalis.sim.compile.job import GOLDEN_COUNTERS, run_job_golden, training_job
     from chrysalis.sim.compile.program import TrainingProgram, initial_weights
-    from chrysalis.sim.compile.job import (
-        GOLDEN_COUNTERS, run_job_golden, training_job, useful_macs)
+    from chrysalis.sim.golden import numerics as nx
+    from chrysalis.sim.train.reference import softmax_xent
     from chrysalis.sim.verify.rtl_job import run_job
 
     print(f"[1/4] emitting the Verilog of config {config.name!r} "
@@ -69,7 +62,7 @@ def run(config, out_dir, batch, steps, seed, simulators):
     golden = run_job_golden(config, job)
     rows, failures = [], []
     pes = config.core.rows * config.core.cols
-    macs = useful_macs(SIZES, batch)
+    macs = mlp(list(SIZES)).macs(batch)
     for index, simulator in enumerate(simulators, 1):
         print(f"[4/4] ({index}/{len(simulators)}) {simulator}: the prologue and {steps} SGD "
               f"step(s) on digits", flush=True)
@@ -87,8 +80,9 @@ def run(config, out_dir, batch, steps, seed, simulators):
             previous = outs[i - 1].counters if i else dict.fromkeys(r.counters, 0)
             cycles = r.counters["cycles"] - previous["cycles"]
             step = 0 < i <= steps
-            loss = cross_entropy(program.read_logits(r.image, 0), minibatches[i - 1][1]) \
-                if step else None
+            # The mean softmax cross-entropy of the step's logits, in float64 on the host.
+            loss = softmax_xent(nx.to_float32(program.read_logits(r.image, 0)),
+                                minibatches[i - 1][1]) if step else None
             rows.append(dict(simulator=simulator, run=what, cycles=cycles,
                              core=r.counters["core_cycles"] - previous["core_cycles"],
                              dma=r.counters["dma_cycles"] - previous["dma_cycles"],

@@ -8,8 +8,9 @@ throughput (or throughput per watt) under area and power budgets (``gen.perf.sea
 
 import json
 
-from . import Command, add_config_arguments, config_from_args, register
 from chrysalis.gen.spec.config import ConfigError
+
+from .app import Command, add_config_arguments, config_from_args, register
 
 __all__ = ["PERF", "SEARCH"]
 

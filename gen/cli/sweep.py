@@ -5,28 +5,18 @@ recording every finished point as it finishes; ``report`` turns the results into
 plots (:mod:`gen.flows.report`).
 """
 
-import argparse
 from pathlib import Path
 
-from . import Command, register
 from chrysalis.gen.spec.config import ConfigError
+
+from .app import Command, positive_int, register
 
 __all__ = ["SWEEP", "REPORT"]
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
-
-
 def _configure_sweep(parser):
     parser.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file (docs/flows.md)")
-    parser.add_argument("-j", "--jobs", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N",
                         help="points run at once in local processes (default 1)")
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="results (results.jsonl) and each point's files "

@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from chrysalis.gen.spec import isa
-from chrysalis.gen.spec.config import Config
+from chrysalis.gen.spec.config import Config, check_buildable
 
 __all__ = ["SIDECAR_FORMAT", "emit", "time_zero_initializers", "tool_versions", "verilog_ports"]
 
@@ -47,9 +47,16 @@ def emit(config, out_dir):
     dict of str to Path
         The written files by kind: ``"verilog"``, ``"header"``, ``"filelist"``, ``"sidecar"``
         (each ``out_dir / <file name>``).
+
+    Raises
+    ------
+    gen.spec.config.ConfigError
+        A config that the RTL cannot build (:func:`gen.spec.config.check_buildable`);
+        nothing is written then.
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
+    check_buildable(config)
     # Import here so that the command line's help and config commands need no Amaranth.
     from amaranth.back import verilog
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chrysalis.gen.spec.config import Config, ConfigError
+from chrysalis.gen.spec.config import Config, ConfigError, check_buildable
 
 __all__ = ["Board", "BOARDS", "BoardError", "build_board", "collect_board", "parse_nextpnr_report",
            "critical_path_summary", "TARGET_MHZ"]
@@ -128,12 +128,14 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
     Raises
     ------
     gen.spec.config.ConfigError
-        A bad board name, or a stored step that does not fit the config.
+        A config the RTL cannot build, a bad board name, or a stored step that does not
+        fit the config.
     BoardError
         A toolchain step failed (the message names the step and the log).
     """
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
+    check_buildable(config)
     if board not in BOARDS:
         raise ConfigError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     spec = BOARDS[board]

@@ -62,7 +62,8 @@ from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 
-from chrysalis.gen.spec.config import Config, ConfigError, get_preset, with_overrides
+from chrysalis.gen.spec.config import (
+    Config, ConfigError, check_buildable, get_preset, with_overrides)
 
 __all__ = ["FLOWS", "Point", "Sweep", "load_sweep", "point_key", "run_point", "ResultStore",
            "run_sweep"]
@@ -79,6 +80,10 @@ FLOW_DEFAULTS = {
     "cycles": {"sizes": [8, 8, 4], "batch": 2, "lr": 0.1},
     "perf": {},
 }
+
+#: The flows that build the RTL: their points must be configs the RTL builds
+#: (:func:`gen.spec.config.check_buildable`), refused when the sweep file is read.
+RTL_FLOWS = ("verilog", "synth", "pnr")
 
 _SWEEP_KEYS = ("name", "base", "config", "flows", "set", "grid", "points")
 
@@ -227,6 +232,8 @@ def parse_sweep(data, *, base_dir=".", default_name="sweep", source=""):
             overrides = {**fixed, **dict(combo), **extra}
             try:
                 config = with_overrides(base, overrides)
+                if any(flow in RTL_FLOWS for flow in flows):
+                    check_buildable(config)
             except ConfigError as error:
                 raise ConfigError(f"point {_describe(overrides)}: {error}") from None
             for flow in flows:

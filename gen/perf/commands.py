@@ -31,6 +31,7 @@ This module needs no Amaranth.
 import math
 from dataclasses import dataclass
 
+from chrysalis.gen.spec.checks import ceil_div
 from chrysalis.sim.golden import core_counts
 
 __all__ = ["MemoryTiming", "TESTBENCH_MEMORY", "CORE_OPS", "DMA_OPS", "PHASES", "phase_of",
@@ -103,10 +104,6 @@ def phase_of(op):
         raise ValueError(f"op must be one of {', '.join(_PHASE_OF)}, not {op!r}") from None
 
 
-def _ceil(a, b):
-    return -(-a // b)
-
-
 def _result(cycles, mac_slots=0, update_slots=0, stall_cycles=0, bus_words=0, products=0,
             update_cycles=0):
     return {"cycles": cycles, "mac_slots": mac_slots, "update_slots": update_slots,
@@ -135,11 +132,11 @@ def loss_grad_cycles(latency, m, batch):
         slots = max(cols, E)
         full = 1 if cols >= E else 0        # every slot of a pass holds a sample
         k = m * cols
-        rounds = _ceil(k, E)
+        rounds = ceil_div(k, E)
         last = k - E * (rounds - 1)
         sfu_bound = _EXP_FMAS * E * rounds + last * (slots + 2 * cols) / cols + 2
         issue_bound = m * slots + 2 * k + _EXP_FMAS * E - 5
-        recip_rounds = _ceil(cols, E)
+        recip_rounds = ceil_div(cols, E)
         recip = _RECIP_FMAS * E * recip_rounds + cols - E * (recip_rounds - 1) + 2
         total += (1 + (slots + 1 + full) + 5 * (m * slots + latency + 3 + full)
                   + max(sfu_bound, issue_bound) + recip + (slots + 1 + full + latency + 2))
@@ -179,12 +176,12 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False):
                                          "flag": int(momentum)})
     counts = {key: exact[key] for key in ("mac_slots", "update_slots", "stall_cycles",
                                           "bus_words")}
-    mt, nt = _ceil(m, R), _ceil(n, C)
+    mt, nt = ceil_div(m, R), ceil_div(n, C)
     if op == "WGRAD":
         G = config.pe.acc_regs // 2
         passes = 2 if momentum else 1
         counts.update(products=R * C * mt * nt * batch,
-                      update_cycles=_ceil(mt * nt, G) * G * passes)
+                      update_cycles=ceil_div(mt * nt, G) * G * passes)
     elif op in ("FORWARD", "BACKWARD"):
         outputs, steps = (mt * batch, nt) if op == "FORWARD" else (nt * batch, mt)
         counts["products"] = R * C * outputs * steps
@@ -200,16 +197,16 @@ def dma_burst_cycles(config, column_bytes, write, timing=TESTBENCH_MEMORY, align
     ``aligned``: the column starts at a multiple of its size (a command fetch), so it never
     crosses a page it does not fill."""
     beat = config.host.axi_data_width // 8
-    beats = _ceil(column_bytes, beat)
+    beats = ceil_div(column_bytes, beat)
     nbytes = beats * beat
-    bursts = max(_ceil(beats, 256), _ceil(nbytes, 4096))
+    bursts = max(ceil_div(beats, 256), ceil_div(nbytes, 4096))
     crossing = 0.0
     if not aligned and nbytes > beat:
         crossing = max(0.0, (nbytes - beat) / 4096 - (bursts - 1))
     if write:
         # The engine reads the scratchpad ahead of the W channel through a short FIFO: it
         # sends three beats of every four cycles after the first (measured on the RTL).
-        return (beats + bursts * ((_ceil(beats, bursts) - 1) // 3 + timing.write_latency)
+        return (beats + bursts * ((ceil_div(beats, bursts) - 1) // 3 + timing.write_latency)
                 + crossing * timing.write_latency)
     return beats + (bursts + crossing) * timing.read_latency
 
@@ -222,9 +219,9 @@ def dma_command(config, op, n, batch, timing=TESTBENCH_MEMORY):
     if op not in DMA_OPS:
         raise ValueError(f"op must be one of {', '.join(DMA_OPS)}, not {op!r}")
     beat = config.host.axi_data_width // 8
-    column = _ceil(4 * n, beat) * beat
+    column = ceil_div(4 * n, beat) * beat
     write = op == "DMA_STORE"
-    beats = _ceil(column, beat) * batch
+    beats = ceil_div(column, beat) * batch
     return {"cycles": batch * dma_burst_cycles(config, column, write, timing),
             "dma_read_beats": 0 if write else beats, "dma_write_beats": beats if write else 0}
 
@@ -234,7 +231,7 @@ def dma_command_at(config, op, n, batch, mem_addr, mem_stride, timing=TESTBENCH_
     bursts exactly as the engine cuts it (the rest of the column, at most 256 beats, up to
     the next 4 KiB boundary)."""
     beat = config.host.axi_data_width // 8
-    beats = _ceil(4 * n, beat)
+    beats = ceil_div(4 * n, beat)
     write = op == "DMA_STORE"
     cycles = 0
     for b in range(batch):
@@ -254,7 +251,7 @@ def command_overhead(config, timing=TESTBENCH_MEMORY):
     """Cycles the controller spends on a command besides executing it: ``FETCH``, the fetch
     burst of 64 bytes, and the three check steps. Returns ``(cycles, fetch_beats)``."""
     beat = config.host.axi_data_width // 8
-    return 1 + dma_burst_cycles(config, 64, False, timing, aligned=True) + 3, _ceil(64, beat)
+    return 1 + dma_burst_cycles(config, 64, False, timing, aligned=True) + 3, ceil_div(64, beat)
 
 
 _EMPTY = {"cycles": 0, "core_cycles": 0, "dma_cycles": 0, "overhead_cycles": 0,
@@ -273,8 +270,9 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
     config : gen.spec.config.Config
     command : dict
         ``op`` (a name) and the sizes it uses (``m``, ``n``, ``batch``; ``flag`` for
-        ``WGRAD``'s momentum), as ``sim.compile.compiler`` and ``sim.compile.program`` produce them. A DMA
-        command with ``mem_addr`` and ``mem_stride`` is cut into bursts exactly
+        ``WGRAD``'s momentum), as ``sim.compile.compiler`` and ``sim.compile.program``
+        produce them. A DMA command with ``mem_addr`` and ``mem_stride`` is cut into bursts
+        exactly
         (:func:`dma_command_at`); without them, the expected page crossings are used.
     timing : MemoryTiming
 

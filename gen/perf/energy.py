@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.checks import is_real
 from chrysalis.gen.spec.config import Config
 from chrysalis.gen.spec.formats import FP16, product_format
 
@@ -158,12 +159,8 @@ class Estimate:
         return self.total_pj * 1e-12
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _check_energy(path, value, *, positive=False):
-    if not _is_number(value) or not math.isfinite(value) or value < 0 or (positive and
+    if not is_real(value) or not math.isfinite(value) or value < 0 or (positive and
                                                                             value == 0):
         what = "a positive number" if positive else "a non-negative number"
         raise EnergyError(f"{path} must be {what}, not {value!r}")
@@ -196,7 +193,7 @@ def _check_keys(mapping, valid, what, prefix=""):
 
 def _entry(path, raw, unit):
     """A checked entry ``{"value", "unit", "source", "derivation"}`` from a number or table."""
-    if _is_number(raw):
+    if is_real(raw):
         raw = {"value": raw}
     if not isinstance(raw, Mapping):
         raise EnergyError(f"{path} must be a number or a table with a value, not {raw!r}")
@@ -375,7 +372,7 @@ def _derive(config, refs):
         ways = config.pe.reuse_ways
         sets = entries // ways
         key_bits = mac.operand.width
-        tag_bits = key_bits - (sets.bit_length() - 1)
+        tag_bits = key_bits - (sets.bit_length() - 1)      # log2(sets): no Amaranth here
         prod_bits = product_format(mac.operand).width
         tag_bytes = entries * (1 + tag_bits) / 8
         prod_bytes = entries * prod_bits / 8
@@ -545,7 +542,7 @@ def estimate(table, event_counts):
         if name not in _EVENT_NAMES:
             raise ValueError(f"{name!r} is not an event (valid: {', '.join(_EVENT_NAMES)}), "
                              f"not {count!r}")
-        if not _is_number(count) or count < 0:
+        if not is_real(count) or count < 0:
             raise ValueError(f"event count {name} must be a non-negative number, "
                              f"not {count!r}")
     per_event = {name: getattr(table, name) * event_counts.get(name, 0)
@@ -580,9 +577,9 @@ def gflops_per_watt(total_pj, macs, cycles, clock_hz, static_watts=0.0):
     """
     for name, value in (("total_pj", total_pj), ("macs", macs), ("cycles", cycles),
                         ("static_watts", static_watts)):
-        if not _is_number(value) or value < 0:
+        if not is_real(value) or value < 0:
             raise ValueError(f"{name} must be a non-negative number, not {value!r}")
-    if not _is_number(clock_hz) or clock_hz <= 0:
+    if not is_real(clock_hz) or clock_hz <= 0:
         raise ValueError(f"clock_hz must be a positive number, not {clock_hz!r}")
     joules = total_pj * 1e-12 + static_watts * cycles / clock_hz
     if joules <= 0:

@@ -25,10 +25,12 @@ This module is pure Python.
 
 from dataclasses import dataclass
 
+from chrysalis.gen.spec.checks import ceil_div
+
 from .commands import COST_FIELDS, TESTBENCH_MEMORY, command_cost
 
 __all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "layer_cost", "fits", "fit_mapping",
-           "FIELD_LIMIT"]
+           "FIELD_LIMIT", "PhaseCosts", "tile_splits"]
 
 #: Loop orders: ``weights`` keeps a weight tile in the PEs while activation tiles stream
 #: past it; ``inputs`` keeps an activation tile while weight tiles stream.
@@ -37,10 +39,6 @@ ORDERS = ("weights", "inputs")
 PHASE_NAMES = ("forward", "loss", "backward", "wgrad_update", "load", "dma")
 #: The command fields m, n and batch are 16 bits (``gen.spec.isa``).
 FIELD_LIMIT = 0xFFFF
-
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ class Mapping:
                        min(self.tb, layer.columns * batch), self.order)
 
 
-def _splits(total, tile):
+def tile_splits(total, tile):
     """``[(size, count)]``: ``total`` cut into tiles of ``tile`` (the last one shorter)."""
     full, rest = divmod(total, tile)
     out = [(tile, full)] if full else []
@@ -92,7 +90,7 @@ def fits(config, layer, batch, mapping):
     """Why ``mapping`` does not fit ``config``'s core (a string), or ``None`` if it does."""
     mp = mapping.clip(layer, batch)
     R, C = config.core.rows, config.core.cols
-    mt, nt = _ceil(mp.tm, R), _ceil(mp.tn, C)
+    mt, nt = ceil_div(mp.tm, R), ceil_div(mp.tn, C)
     copies = 2 if mp.tb < layer.columns * batch else 1
     if copies * mt * nt > config.pe.weight_words:
         return (f"a {mp.tm} x {mp.tn} weight tile needs {copies * mt * nt} words per PE, "
@@ -113,7 +111,7 @@ def fit_mapping(config, layer, batch):
     tb = min(layer.columns * batch, FIELD_LIMIT)
     tn = min(layer.n, FIELD_LIMIT)
     while True:
-        nt = _ceil(tn, C)
+        nt = ceil_div(tn, C)
         copies = 2 if tb < layer.columns * batch else 1
         rows = (config.pe.weight_words // (copies * nt)) * R
         tm = min(layer.m, rows, FIELD_LIMIT // R * R)
@@ -121,19 +119,19 @@ def fit_mapping(config, layer, batch):
             mapping = Mapping(tm, tn, tb, "weights")
             if fits(config, layer, batch, mapping) is None:
                 return mapping
-        if tn > C and (tm < 1 or (_ceil(min(tm, R), R) + nt) * tb <= config.pe.act_words):
-            tn = max(C, _ceil(tn, 2 * C) * C)
+        if tn > C and (tm < 1 or (ceil_div(min(tm, R), R) + nt) * tb <= config.pe.act_words):
+            tn = max(C, ceil_div(tn, 2 * C) * C)
         elif tb > 1:
-            tb = _ceil(tb, 2)
+            tb = ceil_div(tb, 2)
         elif tn > C:
-            tn = max(C, _ceil(tn, 2 * C) * C)
+            tn = max(C, ceil_div(tn, 2 * C) * C)
         else:
             raise ValueError(f"layer {layer.name} cannot be tiled on this core: even a "
                              f"{R} x {C} tile of one column does not fit")
 
 
-class _Acc:
-    """Accumulates command costs per phase."""
+class PhaseCosts:
+    """Accumulates command costs per phase (``phases``: phase name -> cost fields)."""
 
     def __init__(self, config, timing):
         self.config, self.timing = config, timing
@@ -202,9 +200,9 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     mp = mapping.clip(layer, batch)
     R, C = config.core.rows, config.core.cols
     M, N, Bc = layer.m, layer.n, layer.columns * batch
-    sm, sn, sb = _splits(M, mp.tm), _splits(N, mp.tn), _splits(Bc, mp.tb)
+    sm, sn, sb = tile_splits(M, mp.tm), tile_splits(N, mp.tn), tile_splits(Bc, mp.tb)
     nM, nN, nB = (sum(c for _, c in s) for s in (sm, sn, sb))
-    acc = _Acc(config, timing)
+    acc = PhaseCosts(config, timing)
     extensions = []
     if nN > 1 or (nM > 1 and not first):
         extensions.append("reduction split")
@@ -215,7 +213,7 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     weights_move = not weights_resident
     # Whole activation matrices fit the activation bank: each is loaded once per step and
     # the weight gradient finds them there (as the compiler places them).
-    act_resident = nB == 1 and (_ceil(N, C) + _ceil(M, R)) * Bc <= config.pe.act_words
+    act_resident = nB == 1 and (ceil_div(N, C) + ceil_div(M, R)) * Bc <= config.pe.act_words
     w_outer = mp.order == "weights"
 
     for mi, cm in sm:

@@ -14,15 +14,13 @@ the largest power of two (or the whole layer) that fits, and half of it.
 """
 
 from chrysalis.gen.perf.layer import FIELD_LIMIT, ORDERS, Mapping, fits, layer_cost
+from chrysalis.gen.perf.network import (
+    network_cost, on_chip, per_core, ring_collective, shard_rows)
+from chrysalis.gen.spec.checks import ceil_div
 from chrysalis.gen.spec.networks import Network
-from chrysalis.gen.perf.network import network_cost, on_chip, per_core
 
 __all__ = ["candidates", "best_mapping", "optimize", "uniform_mapping", "mapping_gain",
            "partition"]
-
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 def _powers(unit, limit):
@@ -41,13 +39,13 @@ def candidates(config, layer, batch):
     out = []
     for tm in _powers(R, min(layer.m, FIELD_LIMIT)):
         for tn in _powers(C, min(layer.n, FIELD_LIMIT)):
-            mt, nt = _ceil(tm, R), _ceil(tn, C)
+            mt, nt = ceil_div(tm, R), ceil_div(tn, C)
             room = config.pe.act_words // (mt + nt)
             if room < 1:
                 continue
             tb = min(columns, room, FIELD_LIMIT)
             if tb < columns:
-                tb = 1 << (tb.bit_length() - 1)
+                tb = 1 << (tb.bit_length() - 1)      # the largest power of two <= tb
             for b in {tb, max(1, tb // 2)}:
                 for order in ORDERS:
                     mapping = Mapping(tm, tn, b, order)
@@ -84,7 +82,7 @@ def best_mapping(config, network, index, batch, resident=False, chip=None, timin
 
 def _fits_whole(config, layers):
     R, C = config.core.rows, config.core.cols
-    return sum(_ceil(l.m, R) * _ceil(l.n, C) for l in layers) <= config.pe.weight_words
+    return sum(ceil_div(l.m, R) * ceil_div(l.n, C) for l in layers) <= config.pe.weight_words
 
 
 def optimize(config, network, batch, mode="mbgd", timing=None):
@@ -161,12 +159,11 @@ def _partition_layer_cost(config, network, index, batch, split, timing):
     ``1/cores`` of its rows, all-gather of its output and reduce-scatter of its input
     gradient; ``"data"``: ``batch/cores`` samples, all-reduce of its weight gradient),
     under the layer's best tiling for that share."""
-    from chrysalis.gen.perf.network import _shard, ring_collective
     cores = config.cluster.cores
     layer = network.layers[index]
     first, last = index == 0, index == len(network.layers) - 1
     if split == "model":
-        mine, samples = _shard(layer, cores), batch
+        mine, samples = shard_rows(layer, cores), batch
     else:
         mine, samples = layer, batch // cores
     chip = on_chip(config, [mine], samples, False)
@@ -205,7 +202,6 @@ def partition(config, network, batch, timing=None):
         and ``data_cycles`` (every layer split the same way), ``gain`` (over the better
         uniform choice).
     """
-    from chrysalis.gen.perf.network import ring_collective
     cores = config.cluster.cores
     if cores < 2:
         raise ValueError(f"partitioning needs cluster.cores >= 2, not {cores!r}")

@@ -32,7 +32,7 @@ The modes follow the programs the RTL runs:
     input gradient below every split layer but the first. ``sgd`` is batch 1.
 ``cp`` (``sim.compile.cp_program``)
     Continuous propagation: the layers cut into ``cores`` contiguous stages with the
-    fewest MACs per sample in the largest (``sim.compile.cp_program.assign_stages``' rule); a
+    fewest MACs per sample in the largest (``sim.compile.cp_stages.assign_stages``' rule); a
     sample costs a steady tick: the input and label DMAs, every stage's commands core
     after core as the program streams them, then the ``SEND`` s, each a barrier (an
     activation forward one hop, a gradient back ``cores - 1`` hops round the one-way
@@ -46,20 +46,18 @@ The modes follow the programs the RTL runs:
 import functools
 import math
 
+from chrysalis.gen.spec.checks import ceil_div
 from chrysalis.sim.compile.cp_program import interleave
+from chrysalis.sim.compile.cp_stages import balanced_cut
 
 from .commands import COST_FIELDS, TESTBENCH_MEMORY
-from .layer import PHASE_NAMES, layer_cost
+from .layer import PHASE_NAMES, PhaseCosts, layer_cost, tile_splits
 
 __all__ = ["MODES", "COLLECTIVE_KINDS", "FORMULAS", "network_cost", "ring_collective",
            "collective_cost", "collective_shape", "cluster_stream_cost", "weights_resident",
-           "on_chip", "per_core"]
+           "on_chip", "per_core", "shard_rows"]
 
 MODES = ("sgd", "mbgd", "cp", "data", "model")
-
-
-def _ceil(a, b):
-    return -(-a // b)
 
 
 def weights_resident(config, layers, mappings=None, copies=1):
@@ -70,7 +68,7 @@ def weights_resident(config, layers, mappings=None, copies=1):
     for layer, mp in zip(layers, mappings or [None] * len(layers)):
         if mp is not None and (mp.tm < layer.m or mp.tn < layer.n):
             return False
-        words += _ceil(layer.m, R) * _ceil(layer.n, C)
+        words += ceil_div(layer.m, R) * ceil_div(layer.n, C)
     return words * copies <= config.pe.weight_words
 
 
@@ -97,7 +95,7 @@ def per_core(config, network, batch, mode):
     if mode == "cp" or cores == 1:
         return list(network.layers), batch
     last = len(network.layers) - 1
-    return [layer if i == last else _shard(layer, cores)
+    return [layer if i == last else shard_rows(layer, cores)
             for i, layer in enumerate(network.layers)], batch
 
 
@@ -112,13 +110,13 @@ FORMULAS = ("rtl", "textbook")
 def collective_shape(words, kind, cores, columns=1):
     """The ``(n, batch)`` fields of the collective command that moves a matrix of ``words``
     words in ``columns`` columns (``ceil(words / columns)`` rows), as the cluster's
-    programs (``sim.compile.parallel_program``, ``sim.compile.cp_program``) issue it: ``n`` is each core's
-    chunk of rows for an all-gather (``words``: the gathered matrix) and a reduce-scatter
+    programs (``sim.compile.parallel_program``, ``sim.compile.cp_program``) issue it: ``n``
+    is each core's chunk of rows for an all-gather (``words``: the gathered matrix) and a reduce-scatter
     (``words``: each core's source), the whole matrix's rows otherwise."""
     columns = max(1, int(columns))
-    rows = _ceil(int(math.ceil(words)), columns)
+    rows = ceil_div(int(math.ceil(words)), columns)
     if kind in ("all-gather", "reduce-scatter"):
-        rows = _ceil(rows, cores)
+        rows = ceil_div(rows, cores)
     return rows, columns
 
 
@@ -171,11 +169,11 @@ def collective_cost(config, words, kind="all-gather", cores=None, *, columns=1, 
     if n > 0xFFFF or batch > 0xFFFF:
         # Past the 16-bit fields a program issues several commands: the cycles add up per
         # column block (each pays its own phase overheads).
-        parts = _ceil(batch, 0xFFFF) if batch > 0xFFFF else 1
-        rows_parts = _ceil(n, 0xFFFF) if n > 0xFFFF else 1
-        one = collective_cost(config, _ceil(n, rows_parts) * _ceil(batch, parts)
+        parts = ceil_div(batch, 0xFFFF) if batch > 0xFFFF else 1
+        rows_parts = ceil_div(n, 0xFFFF) if n > 0xFFFF else 1
+        one = collective_cost(config, ceil_div(n, rows_parts) * ceil_div(batch, parts)
                               * (c if kind in ("all-gather", "reduce-scatter") else 1),
-                              kind, c, columns=_ceil(batch, parts), hops=hops)
+                              kind, c, columns=ceil_div(batch, parts), hops=hops)
         return {"cycles": one["cycles"] * parts * rows_parts,
                 "ring_words": one["ring_words"] * parts * rows_parts, "n": n, "batch": batch}
     if c != config.cluster.cores:
@@ -239,7 +237,8 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
     ----------
     config : gen.spec.config.Config
     commands : list of dict
-        As ``sim.compile.parallel_program`` and ``sim.compile.cp_program`` make them (``op`` a name).
+        As ``sim.compile.parallel_program`` and ``sim.compile.cp_program`` make them (``op`` a
+        name).
     timing : gen.perf.commands.MemoryTiming
     runs : int
         Doorbells the commands are run as (each has a ``START`` cycle).
@@ -311,10 +310,10 @@ def _zero_phases():
     return {name: dict.fromkeys(COST_FIELDS, 0) for name in PHASE_NAMES}
 
 
-def _shard(layer, parts):
+def shard_rows(layer, parts):
     """The layer with ``1/parts`` of its rows (model parallel)."""
     from chrysalis.gen.spec.networks import Layer
-    return Layer(layer.name, _ceil(layer.m, parts), layer.n, layer.columns, layer.kind,
+    return Layer(layer.name, ceil_div(layer.m, parts), layer.n, layer.columns, layer.kind,
                  layer.input_words)
 
 
@@ -331,33 +330,12 @@ def _layers_cost(config, layers, batch, mappings, timing, offset, total, classes
     return out, resident, chip
 
 
-def _stages(costs, cores):
-    """Contiguous cut of per-layer costs into ``cores`` stages minimising the largest."""
-    n = len(costs)
-    cores = min(cores, n)
-    prefix = [0.0]
-    for c in costs:
-        prefix.append(prefix[-1] + c)
-    best = [[math.inf] * (n + 1) for _ in range(cores + 1)]
-    cut = [[0] * (n + 1) for _ in range(cores + 1)]
-    best[0][0] = 0.0
-    for k in range(1, cores + 1):
-        for j in range(1, n + 1):
-            for i in range(k - 1, j):
-                value = max(best[k - 1][i], prefix[j] - prefix[i])
-                if value < best[k][j]:
-                    best[k][j], cut[k][j] = value, i
-    bounds, j = [], n
-    for k in range(cores, 0, -1):
-        bounds.append((cut[k][j], j))
-        j = cut[k][j]
-    return list(reversed(bounds))
-
-
 def _macs_stages(layers, cores):
-    """``sim.compile.cp_program.assign_stages``' cut for any layers: contiguous stages minimising
-    the useful MACs per sample of the largest (ties: the earlier boundaries)."""
-    return _stages([layer.macs(1, first=i == 0) for i, layer in enumerate(layers)], cores)
+    """``sim.compile.cp_stages.assign_stages``' cut for any layers (the same
+    ``balanced_cut``): contiguous stages minimising the useful MACs per sample of the largest
+    (ties: the earlier boundaries); more cores than layers leave the extra cores idle."""
+    costs = [layer.macs(1, first=i == 0) for i, layer in enumerate(layers)]
+    return balanced_cut(costs, min(cores, len(costs)))
 
 
 def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing):
@@ -367,8 +345,9 @@ def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, cla
     mask = 1 << k
     # The RTL's program keeps every weight in the PEs and each layer's input and gradient
     # tiles in the activation banks; otherwise a layer is its layer cost as one block.
-    spelled = resident and all((_ceil(l.n, config.core.cols) + _ceil(l.m, config.core.rows))
-                               * l.columns <= config.pe.act_words for l in layers[a:b])
+    spelled = resident and all(
+        (ceil_div(l.n, config.core.cols) + ceil_div(l.m, config.core.rows)) * l.columns
+        <= config.pe.act_words for l in layers[a:b])
 
     def block(i):
         cost = costs[i - a]
@@ -462,13 +441,12 @@ def _weight_dma(config, layer, batch, mapping, first, resident, chip, timing):
     """The part of :func:`gen.perf.layer.layer_cost`'s DMA phase that moves the weights (as
     it counts them: per tile, per pass, re-read per batch tile when neither the layer fits
     the scratchpad nor the weights are the outer loop)."""
-    from .layer import _Acc, _splits
-    acc = _Acc(config, timing)
+    acc = PhaseCosts(config, timing)
     if resident or chip:
         return acc.phases["dma"]
     mp = mapping.clip(layer, batch)
-    sm, sn = _splits(layer.m, mp.tm), _splits(layer.n, mp.tn)
-    nB = sum(c for _, c in _splits(layer.columns * batch, mp.tb))
+    sm, sn = tile_splits(layer.m, mp.tm), tile_splits(layer.n, mp.tn)
+    nB = sum(c for _, c in tile_splits(layer.columns * batch, mp.tb))
     fits_sp = layer.m * layer.n + (layer.n + 2 * layer.m) * mp.tb <= config.core.scratchpad_words
     w_reads = 1 if (fits_sp or mp.order == "weights") else nB
     for mi, cm in sm:
@@ -485,13 +463,12 @@ def _data_exchange(config, layer, batch, mapping, timing):
     gradient) in place of the plain ``WGRAD``, ``STORE_W`` of G, ``LOAD_W`` of the sum back,
     and the update (``WGRAD`` of batch 1 with ``mu = 1``, ``-lr``). Returns the phase
     deltas (``wgrad_update``, ``load``)."""
-    from .layer import _Acc, _splits
     mp = mapping.clip(layer, batch)
     Bc = layer.columns * batch
-    acc = _Acc(config, timing)
-    sb = _splits(Bc, mp.tb)
-    for mi, cm in _splits(layer.m, mp.tm):
-        for nj, cn in _splits(layer.n, mp.tn):
+    acc = PhaseCosts(config, timing)
+    sb = tile_splits(Bc, mp.tb)
+    for mi, cm in tile_splits(layer.m, mp.tm):
+        for nj, cn in tile_splits(layer.n, mp.tn):
             t = cm * cn
             if len(sb) == 1 and sb[0][1] == 1:
                 acc.add_delta("wgrad_update", t, "WGRAD", dict(m=mi, n=nj, batch=sb[0][0],
@@ -587,7 +564,7 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
             hidden = total - 1
             for i, layer in enumerate(network.layers[:hidden]):
                 # Forward: the cores' row panels of the output into every core.
-                one = collective_cost(config, _ceil(layer.m, cores) * cores * layer.columns
+                one = collective_cost(config, ceil_div(layer.m, cores) * cores * layer.columns
                                       * core_batch, "all-gather",
                                       columns=layer.columns * core_batch)
                 collective += one["cycles"]
@@ -596,7 +573,7 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                 if i > 0:
                     # Backward: the partial input gradients summed, each core its panel.
                     below = network.layers[i - 1]
-                    one = collective_cost(config, _ceil(below.m, cores) * cores
+                    one = collective_cost(config, ceil_div(below.m, cores) * cores
                                           * below.columns * core_batch, "reduce-scatter",
                                           columns=below.columns * core_batch)
                     collective += one["cycles"]

@@ -20,6 +20,8 @@ evaluates every point.
 
 import itertools
 
+from amaranth.utils import ceil_log2
+
 from chrysalis.gen.spec.config import ConfigError, get_preset, with_overrides
 
 __all__ = ["SPACES", "CLOCK_HZ", "design_config", "evaluate_design", "critical_resource",
@@ -71,7 +73,7 @@ def design_config(design):
         else:
             overrides[key] = value
     pes = design.get("core.rows", 4) * design.get("core.cols", 4)
-    overrides["core.scratchpad_words"] = max(65536, 1 << (64 * pes - 1).bit_length())
+    overrides["core.scratchpad_words"] = max(65536, 1 << ceil_log2(64 * pes))
     return with_overrides(get_preset("default"), overrides)
 
 

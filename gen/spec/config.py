@@ -21,13 +21,17 @@ from typing import ClassVar
 
 import tomli_w
 
+from .checks import is_int
 from .formats import BF16, FP32, FloatFormat, parse_format
+from .isa import MAX_CORES
+from .layout import bank_count
 
 __all__ = [
     "ConfigError", "ConfigTypeError",
     "MacConfig", "PEConfig", "CoreConfig", "ClusterConfig", "HostConfig", "Config",
     "LEVELS", "DUAL_POLICIES", "REUSE_SCOPES", "REDUCTIONS", "RING_KINDS", "AXI_DATA_WIDTHS",
     "PRESETS", "PRESET_DIR", "get_preset", "with_overrides", "parse_override",
+    "check_buildable",
 ]
 
 #: Precision policies of the MAC (``mac.dual``). "single" is one multiplier, "dual-full" two
@@ -67,14 +71,15 @@ class ConfigTypeError(ConfigError, TypeError):
 # --- field checks ------------------------------------------------------------------------
 # Each returns the checked value, or raises with a message "<path> must ..., not <value>".
 
-def _is_int(value):
-    # A bool is an int to Python, never to a config: `rows = true` is a mistake.
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_toml_int(value):
+    # A config holds TOML values: a Python int, never a bool (`rows = true` is a mistake,
+    # which is_int says) nor a NumPy integer (which TOML and JSON cannot write).
+    return is_int(value) and isinstance(value, int)
 
 
 def _check_int(path, value, lo, hi=None, *, power_of_two=False, hi_is=None):
     # hi_is names where an upper bound that depends on another field comes from.
-    if not _is_int(value):
+    if not _is_toml_int(value):
         raise ConfigTypeError(f"{path} must be an integer, not {value!r}")
     if value < lo:
         phrase = {0: "a non-negative integer", 1: "a positive integer"}.get(lo, f"at least {lo}")
@@ -161,7 +166,8 @@ class MacConfig(_Level):
         name or ``"eEmM"`` string is accepted and parsed. At most 8 exponent and 23 mantissa
         bits.
     accumulator : FloatFormat
-        Format of the addend and the result (accumulators and master weights). Same limits.
+        Format of the addend and the result (accumulators and master weights). Same limits;
+        the RTL builds fp32 only (:func:`check_buildable`).
     latency : int
         Pipeline register stages from inputs to result, 0 to 8. The default, 6, is what a
         bf16 MAC needs for 100 MHz on ECP5 (``benchmarks/arith.py``).
@@ -321,7 +327,7 @@ class CoreConfig(_Level):
 
     @property
     def banks(self):
-        return 1 << (max(self.rows, self.cols) - 1).bit_length()
+        return bank_count(self.rows, self.cols)
 
     @property
     def scratchpad_bytes(self):
@@ -339,13 +345,16 @@ class ClusterConfig(_Level):
     Parameters
     ----------
     cores : int
-        Cores on the ring, 1 to 64.
+        Cores on the ring, 1 to 64; the RTL builds at most :data:`gen.spec.isa.MAX_CORES`
+        (:func:`check_buildable`).
     link_width : int
-        Bits per ring link per cycle; a power of two, 8 to 1024.
+        Bits per ring link per cycle; a power of two, 8 to 1024 (on a cluster the RTL needs
+        32 to 32 times the scratchpad banks).
     hop_latency : int
         Cycles per ring hop, 1 to 16.
     ring : str
-        Ring topology, one of :data:`RING_KINDS`.
+        Ring topology, one of :data:`RING_KINDS` (on a cluster the RTL builds
+        ``"one-way"`` only).
     """
 
     LEVEL: ClassVar[str] = "cluster"
@@ -387,7 +396,7 @@ class HostConfig(_Level):
     axi_addr_width: int = 32
 
     def __post_init__(self):
-        if not _is_int(self.axi_data_width):
+        if not _is_toml_int(self.axi_data_width):
             raise ConfigTypeError(f"{self._path('axi_data_width')} must be an integer, "
                                   f"not {self.axi_data_width!r}")
         _check_choice(self._path("axi_data_width"), self.axi_data_width, AXI_DATA_WIDTHS)
@@ -673,6 +682,75 @@ def _level_defines(level, config):
     lines += [_define(_c_name(f"{level}_{name}"), getattr(config, name))
               for name in config.DERIVED]
     return lines
+
+
+# --- what the RTL builds ------------------------------------------------------------------
+
+def check_buildable(config):
+    """Refuse a config that the RTL generator (``hw.top.build_top``) cannot build.
+
+    A :class:`Config` holds every design that the models (golden, performance, area) can
+    study; the gateware builds a subset: up to :data:`gen.spec.isa.MAX_CORES` cores, fp32
+    accumulators, a one-way ring of whole-word links. Every tool that builds hardware calls
+    this first, so a config it cannot build is one :class:`ConfigError` naming the field and
+    the value, never an exception from inside the gateware (whose own checks stay as a second
+    guard).
+
+    Parameters
+    ----------
+    config : Config
+
+    Returns
+    -------
+    Config
+        ``config`` itself.
+
+    Raises
+    ------
+    ConfigError
+        A field the RTL cannot build; the message names its dotted path and value.
+    """
+    if not isinstance(config, Config):
+        raise ConfigTypeError(f"config must be a Config, not {config!r}")
+    mac, pe, core, cluster = config.mac, config.pe, config.core, config.cluster
+    # A command names the cores that run it by a bit mask of MAX_CORES bits (gen.spec.isa).
+    if cluster.cores > MAX_CORES:
+        raise ConfigError(f"cluster.cores must be at most {MAX_CORES} (the cores mask of a "
+                          f"command) to build the RTL, not {cluster.cores!r}")
+    # The PE's adders, accumulators and master weights are fp32 (hw.pe).
+    if mac.accumulator != FP32:
+        raise ConfigError(f"mac.accumulator must be 'fp32' (the PE's accumulators and master "
+                          f"weights) to build the RTL, not {mac.accumulator.name!r}")
+    # A dual-precision PE splits its accumulators into pairs of outputs (hw.pe).
+    if mac.dual != "single" and pe.acc_regs % 2:
+        raise ConfigError(f"pe.acc_regs must be even when mac.dual is {mac.dual!r} to build "
+                          f"the RTL, not {pe.acc_regs!r}")
+    # Every scratchpad bank holds at least one word of a line (hw.scratchpad).
+    if core.scratchpad_words < core.banks:
+        raise ConfigError(f"core.scratchpad_words must be at least the {core.banks} scratchpad "
+                          f"banks of a {core.rows}x{core.cols} core to build the RTL, not "
+                          f"{core.scratchpad_words!r}")
+    if cluster.cores > 1:
+        _check_buildable_ring(config)
+    return config
+
+
+def _check_buildable_ring(config):
+    """The ring engine's rules (hw.ring, hw.core): one way, whole fp32 words per link beat,
+    and a beat is one lane access of the scratchpad."""
+    cluster, core = config.cluster, config.core
+    if cluster.ring != "one-way":
+        raise ConfigError(f"cluster.ring must be 'one-way' (the only ring the RTL builds) on "
+                          f"a cluster, not {cluster.ring!r}")
+    if cluster.link_width < 32:
+        raise ConfigError(f"cluster.link_width must be at least 32 (a link beat carries whole "
+                          f"fp32 words) on a cluster, not {cluster.link_width!r}")
+    words = cluster.link_width // 32
+    if words > core.banks:
+        raise ConfigError(f"cluster.link_width carries {words} words per cycle, more than the "
+                          f"{core.banks} scratchpad banks of a {core.rows}x{core.cols} core; "
+                          f"it must be at most {32 * core.banks} on a cluster, not "
+                          f"{cluster.link_width!r}")
 
 
 # --- overrides -------------------------------------------------------------------------------

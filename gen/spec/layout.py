@@ -6,7 +6,7 @@ that hardware and software agree on one layout.
 
 from dataclasses import dataclass
 
-import numpy as np
+from .checks import ceil_div
 
 __all__ = ["bank_count", "Matrix", "Allocator", "tiles"]
 
@@ -21,7 +21,7 @@ def bank_count(rows, cols):
 
 def tiles(count, lanes):
     """``ceil(count / lanes)``: tiles of ``lanes`` PEs that ``count`` elements need."""
-    return -(-count // lanes)
+    return ceil_div(count, lanes)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class Matrix:
 
     def addresses(self):
         """Word addresses of every element, as an ``(n, batch)`` array."""
+        # NumPy is imported here: the config (gen.spec.config) uses bank_count and must stay
+        # importable without NumPy.
+        import numpy as np
         e = np.arange(self.n)[:, None]
         b = np.arange(self.batch)[None, :]
         return (self.base + b * self.lines_per_column) * self.banks + e

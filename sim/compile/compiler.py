@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chrysalis.gen.spec.formats import FP32
+from chrysalis.gen.spec.checks import is_int
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
 from chrysalis.sim.golden.mlp import ONE
 
-__all__ = ["MlpProgram", "compile_mlp"]
+__all__ = ["MlpProgram", "compile_mlp", "check_sizes", "sp_fields"]
 
 
 @dataclass
@@ -82,7 +82,19 @@ class MlpProgram:
     vbase: list = field(default_factory=list)
 
 
-def _lines(matrix, prefix="sp"):
+def check_sizes(sizes):
+    """``sizes`` (a list or tuple of at least two positive integers: an MLP's layer sizes,
+    inputs first) as a list of ``int``; a ``ValueError`` naming them otherwise."""
+    if (not isinstance(sizes, (list, tuple)) or len(sizes) < 2
+            or any(not is_int(s) or s < 1 for s in sizes)):
+        raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
+    return [int(s) for s in sizes]
+
+
+def sp_fields(matrix, prefix="sp"):
+    """The command fields that name scratchpad matrix ``matrix``: its first line and its
+    lines per column (``sp_base``, ``sp_lpc``; ``prefix`` ``"sp2"``, ``"sp3"`` for a
+    command's second and third matrices)."""
     return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
 
 
@@ -93,9 +105,8 @@ def compile_mlp(config, sizes, batch, lr, momentum=None):
     (``v = dW + mu * v``, then ``W -= lr * v``), loaded from ``velocities`` (zeros to start)
     and stored back with the weights. Momentum needs the weights resident in the PEs.
     """
-    if len(sizes) < 2 or any(not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
-    if not isinstance(batch, int) or batch < 1:
+    sizes = check_sizes(sizes)
+    if not is_int(batch) or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
     R, C = config.core.rows, config.core.cols
     banks = bank_count(R, C)
@@ -154,7 +165,7 @@ def compile_mlp(config, sizes, batch, lr, momentum=None):
     def load(l, rows, cols, op="LOAD_W"):
         (m0, m1), (n0, n1) = rows, cols
         view = _view(prog.weights[l], m0, n0)
-        return dict(op=op, m=m1 - m0, n=n1 - n0, wbase=prog.wbase[l], **_lines(view))
+        return dict(op=op, m=m1 - m0, n=n1 - n0, wbase=prog.wbase[l], **sp_fields(view))
 
     if not prog.streamed:
         for l, (m, n, mt, nt) in enumerate(shapes):
@@ -162,33 +173,33 @@ def compile_mlp(config, sizes, batch, lr, momentum=None):
             prog.store_weights.append(load(l, (0, m), (0, n), "STORE_W"))
         for l, (m, n, mt, nt) in enumerate(shapes if momentum is not None else ()):
             velocity = dict(op="LOAD_W", m=m, n=n, wbase=prog.vbase[l],
-                            **_lines(prog.velocities[l]))
+                            **sp_fields(prog.velocities[l]))
             prog.load_weights.append(velocity)
             prog.store_weights.append({**velocity, "op": "STORE_W"})
     for l, (m, n, mt, nt) in enumerate(shapes):
         prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
-                              **_lines(prog.acts[l])))
+                              **sp_fields(prog.acts[l])))
         for m0, m1 in chunks[l][0]:
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n)))
             prog.step.append(dict(op="FORWARD", m=m1 - m0, n=n, batch=batch,
                                   wbase=prog.wbase[l], abase=act_x[l], flag=int(l < layers - 1),
-                                  **_lines(_view(prog.acts[l + 1], m0, 0))))
+                                  **sp_fields(_view(prog.acts[l + 1], m0, 0))))
     prog.step.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=batch, scalar=inv_batch,
-                          **_lines(prog.acts[-1]), **_lines(prog.grads[-1], "sp2"),
-                          **_lines(prog.labels, "sp3")))
+                          **sp_fields(prog.acts[-1]), **sp_fields(prog.grads[-1], "sp2"),
+                          **sp_fields(prog.labels, "sp3")))
     for l in reversed(range(layers)):
         m, n, mt, nt = shapes[l]
         prog.step.append(dict(op="LOAD_ROW", m=m, batch=batch, abase=act_dy[l],
-                              **_lines(prog.grads[l])))
+                              **sp_fields(prog.grads[l])))
         if l > 0:
             for n0, n1 in chunks[l][1]:
                 if prog.streamed:
                     prog.step.append(load(l, (0, m), (n0, n1)))
                 prog.step.append(dict(op="BACKWARD", m=m, n=n1 - n0, batch=batch,
                                       wbase=prog.wbase[l], abase=act_dy[l], flag=1,
-                                      **_lines(_view(prog.grads[l - 1], n0, 0)),
-                                      **_lines(_view(prog.acts[l], n0, 0), "sp2")))
+                                      **sp_fields(_view(prog.grads[l - 1], n0, 0)),
+                                      **sp_fields(_view(prog.acts[l], n0, 0), "sp2")))
         for m0, m1 in chunks[l][0]:
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n)))

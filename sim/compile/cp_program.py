@@ -7,15 +7,15 @@ different sample: the forward pass of a later sample on an earlier stage overlap
 backward pass of an earlier sample on a later stage, and every layer is updated once per
 sample (batch 1, or a micro-batch of ``batch`` samples, which then plays the part of a
 sample below). :class:`CpProgram` makes the memory image and the command streams
-(``gen/spec/isa.py``) of such a run; :func:`cp_reference` is the same training rule written
-directly on ``sim.golden.core_model``, without commands; :func:`train_cp` trains the digits MLP on
+(``gen/spec/isa.py``) of such a run; :func:`sim.compile.cp_reference.cp_reference` is the same training rule written
+directly on ``sim.golden.core_model``, without commands; :func:`sim.train.cp.train_cp` trains the digits MLP on
 the golden cluster machine (``sim.golden.cluster_machine``).
 
 Stages
 ------
 Layer ``l`` maps ``sizes[l]`` inputs to ``sizes[l+1]`` outputs. With ``c`` equal to the
 number of layers ``L``, layer ``l`` is stage ``l`` on core ``l``. With ``c < L`` the layers
-are cut into ``c`` runs of consecutive layers (:func:`assign_stages`) so that the largest
+are cut into ``c`` runs of consecutive layers (:func:`sim.compile.cp_stages.assign_stages`) so that the largest
 stage has as few multiply-accumulates per sample as possible (ties: the earlier cut), since
 the slowest stage sets the tick. ``c > L`` leaves cores with nothing to do and is refused.
 
@@ -61,7 +61,7 @@ turns ``W_l^s`` into ``W_l^{s+1}``. For micro-batch ``s`` at layer ``l`` of stag
 
 * its **forward** pass uses ``W_l^{v}`` with ``v = max(0, s - sigma_k)``, where the
   staleness is ``sigma_k = 2 (c - 1 - k) - 1`` for ``k < c - 1`` and ``sigma_{c-1} = 0``
-  (:func:`forward_version`); with ``c = 2``: stage 0 forwards with the weights one update
+  (:func:`sim.compile.cp_stages.forward_version`); with ``c = 2``: stage 0 forwards with the weights one update
   old, stage 1 with the current ones;
 * its **backward** pass (``dX = W^T dY``, into the layer below) uses ``W_l^s``: every
   earlier micro-batch's update, not its own;
@@ -75,7 +75,7 @@ No weights are stashed: a sample's backward pass uses newer weights than its for
 did (by ``sigma_k``). With one micro-batch in flight (``samples = batch``, a session per
 micro-batch) every version is the current one and CP is plain SGD (``sim.compile.compiler.
 golden_step``). The golden machine reproduces these semantics because it runs the stream;
-:func:`cp_reference` computes them from the rule above, and the tests hold the two equal
+:func:`sim.compile.cp_reference.cp_reference` computes them from the rule above, and the tests hold the two equal
 bit for bit.
 
 Storage
@@ -89,6 +89,8 @@ Besides: a buffer for the stage's output (sent up), one for the gradient that co
 one for the input gradient sent down, and on the last stage the logits, their gradient and
 the labels. A network whose weights, activation tiles or buffers do not fit a core is
 refused with an error that names the config field and its value.
+
+The placement of each stage on its core is :mod:`sim.compile.cp_placement`'s.
 
 Memory map
 ----------
@@ -118,61 +120,27 @@ copies them into the image).
 """
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from chrysalis.gen.spec import isa
-from chrysalis.sim.golden import core_model as cm
+from chrysalis.gen.spec.checks import is_int, is_real
+from chrysalis.gen.spec.layout import Matrix
 from chrysalis.sim.golden import numerics as nx
-from chrysalis.sim.golden.mlp import ONE, augment
-from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
-from chrysalis.sim.compile.program import MemoryImage, Run, _bits
+from chrysalis.sim.golden.mlp import ONE
 
-__all__ = ["assign_stages", "forward_version", "staleness", "CpProgram", "cp_reference", "cp_job", "interleave", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
+from .compiler import check_sizes, sp_fields
+from .cp_placement import place_stages
+from .cp_stages import assign_stages
+from .program import MemoryImage, Run, fp32_words
+
+__all__ = ["CpProgram", "cp_job", "interleave", "DEFAULT_CP_LR", "DEFAULT_CP_EPOCHS"]
 
 _WORD = 4
 #: Batch-1 CP of the digits MLP (64-32-10 on 2 cores, the default preset) at these settings:
 #: 97.1% test accuracy after the 8 epochs with seed 0 (95.6% after epoch 3), ``train_cp``.
 DEFAULT_CP_LR = 0.02
 DEFAULT_CP_EPOCHS = 8
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, (bool, np.bool_))
-
-
-def _ceil(a, b):
-    return -(-a // b)
-
-
-def _check_sizes(sizes):
-    if (not isinstance(sizes, (list, tuple)) or len(sizes) < 2
-            or any(not _is_int(s) or s < 1 for s in sizes)):
-        raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
-    return [int(s) for s in sizes]
-
-
-def _layer_macs(sizes, l, batch=1):
-    """Useful MACs of layer ``l`` per micro-batch: forward, weight gradient and update,
-    and the backward pass unless it is layer 0 (as ``sim.verify.rtl_job.useful_macs``)."""
-    w = sizes[l + 1] * (sizes[l] + 1)
-    return (2 * batch + 1) * w + (batch * w if l > 0 else 0)
-
-
-def _check_cores(cores, layers):
-    from chrysalis.gen.spec.config import ConfigError
-    if not _is_int(cores) or cores < 2:
-        raise ConfigError(f"cluster.cores must be at least 2 for a layer pipeline, not "
-                          f"{cores!r}")
-    if cores > layers:
-        raise ConfigError(f"cluster.cores must be at most the {layers} layers of the network "
-                          f"(a stage is at least one layer), not {cores!r}")
 
 
 def interleave(streams):
@@ -187,99 +155,10 @@ def interleave(streams):
     return out
 
 
-def assign_stages(sizes, cores):
-    """The layers of each stage: ``cores`` runs of consecutive layers.
-
-    With as many cores as layers, layer ``l`` is stage ``l``. Otherwise the cut minimizes
-    the useful MACs per sample of the largest stage (the tick is as long as the slowest
-    stage); among equal cuts the one with the earliest boundaries is taken.
-
-    Parameters
-    ----------
-    sizes : sequence of int
-        Layer sizes, inputs first.
-    cores : int
-        From 2 to ``len(sizes) - 1``.
-
-    Returns
-    -------
-    list of tuple of int
-        Stage ``k``'s layers, in order.
-
-    Raises
-    ------
-    gen.spec.config.ConfigError
-        ``cores`` below 2 or above the number of layers (names ``cluster.cores``).
-    """
-    sizes = _check_sizes(sizes)
-    layers = len(sizes) - 1
-    _check_cores(cores, layers)
-    cost = [_layer_macs(sizes, l) for l in range(layers)]
-    prefix = np.concatenate([[0], np.cumsum(cost)])
-    # best[k][j]: the least largest-stage cost of the first j layers in k stages.
-    inf = math.inf
-    best = [[inf] * (layers + 1) for _ in range(cores + 1)]
-    cut = [[0] * (layers + 1) for _ in range(cores + 1)]
-    best[0][0] = 0
-    for k in range(1, cores + 1):
-        for j in range(k, layers + 1):
-            for i in range(k - 1, j):
-                value = max(best[k - 1][i], prefix[j] - prefix[i])
-                if value < best[k][j]:
-                    best[k][j], cut[k][j] = value, i
-    bounds, j = [], layers
-    for k in range(cores, 0, -1):
-        i = cut[k][j]
-        bounds.append((i, j))
-        j = i
-    return [tuple(range(i, j)) for i, j in reversed(bounds)]
-
-
-def staleness(stage, cores):
-    """``sigma_k``: how many updates older than the current ones the weights of stage
-    ``stage``'s forward pass are (``2 (c - 1 - k) - 1``, and 0 on the last stage)."""
-    return 0 if stage == cores - 1 else 2 * (cores - 1 - stage) - 1
-
-
-def forward_version(sample, stage, cores):
-    """The version ``v`` of the weights (``W^v``: after ``v`` updates) that micro-batch
-    ``sample``'s forward pass uses on stage ``stage``: ``max(0, sample - sigma_k)``."""
-    return max(0, sample - staleness(stage, cores))
-
-
-def _lines(matrix, prefix="sp"):
-    return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
-
-
 def _columns(matrix, first, count):
     """Columns ``first .. first + count - 1`` of a scratchpad matrix, as a matrix."""
     return Matrix(matrix.base + first * matrix.lines_per_column, matrix.n, count,
                   matrix.banks, matrix.lines_per_column)
-
-
-@dataclass
-class _Stage:
-    """The placement of one stage on its core (scratchpad matrices, bank addresses)."""
-    core: int
-    layers: tuple
-    depth: int                    # slots of the input ring buffers
-    delay: int                    # d_k: ticks from forward to backward
-    weights: dict = field(default_factory=dict)     # l -> Matrix (m x n)
-    wbase: dict = field(default_factory=dict)
-    ring: dict = field(default_factory=dict)        # l -> Matrix (sizes[l]+1 x depth*batch)
-    grads: dict = field(default_factory=dict)       # l -> Matrix: dX of layer l (l > first)
-    act_x: dict = field(default_factory=dict)
-    act_dy: dict = field(default_factory=dict)
-    out: Matrix = None            # stage output, sent up (k < c-1)
-    dy_in: Matrix = None          # gradient that comes down (k < c-1)
-    dx_out: Matrix = None         # input gradient sent down (k > 0)
-    logits: Matrix = None         # last stage
-    dlogits: Matrix = None
-    labels: Matrix = None
-
-    @property
-    def mask(self):
-        return 1 << self.core
 
 
 class CpProgram(MemoryImage):
@@ -305,7 +184,7 @@ class CpProgram(MemoryImage):
     Members
     -------
     stages : list of tuple of int
-        The layers of each core (:func:`assign_stages`).
+        The layers of each core (:func:`sim.compile.cp_stages.assign_stages`).
     micro_batches : int
         ``G = samples / batch``.
     ticks : int
@@ -338,15 +217,15 @@ class CpProgram(MemoryImage):
         from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
-        sizes = _check_sizes(sizes)
-        if not _is_real(lr) or not 0 < lr < math.inf:
+        sizes = check_sizes(sizes)
+        if not is_real(lr) or not 0 < lr < math.inf:
             raise ValueError(f"lr must be a positive number, not {lr!r}")
-        if not _is_int(batch) or batch < 1:
+        if not is_int(batch) or batch < 1:
             raise ValueError(f"batch must be a positive integer, not {batch!r}")
-        if not _is_int(samples) or samples < 1 or samples % batch:
+        if not is_int(samples) or samples < 1 or samples % batch:
             raise ValueError(f"samples must be a positive multiple of batch = {batch}, not "
                              f"{samples!r}")
-        if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
+        if not is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
             raise ValueError(f"mem_base must be a non-negative multiple of "
                              f"{isa.COMMAND_BYTES}, not {mem_base!r}")
         c = config.cluster.cores
@@ -365,7 +244,7 @@ class CpProgram(MemoryImage):
         self.depths = [2 * (c - 1 - k) + 1 for k in range(c)]
         self.beat_bytes = config.host.axi_data_width // 8
         self.stage_of = {l: k for k, ls in enumerate(self.stages) for l in ls}
-        self._place()
+        self.stage = place_stages(config, sizes, self.stages, self.batch)
         self._neg_lr = nx.fp32_bits(-lr)
         self._inv_batch = nx.fp32_bits(1.0 / self.batch)
 
@@ -386,60 +265,7 @@ class CpProgram(MemoryImage):
         self.checkpoint = Run(base + int(self._tick_first[-1]) * isa.COMMAND_BYTES,
                               len(checkpoint))
 
-    # --- placement ---------------------------------------------------------------------
-
-    def _place(self):
-        config, sizes, b = self.config, self.sizes, self.batch
-        R, C = config.core.rows, config.core.cols
-        banks = bank_count(R, C)
-        self.stage = []
-        c = self.cores
-        for k, layers in enumerate(self.stages):
-            st = _Stage(k, layers, self.depths[k], 2 * (c - 1 - k))
-            alloc = Allocator(config.core.scratchpad_words, banks)
-
-            def matrix(n, cols, what):
-                try:
-                    return alloc.matrix(n, cols, what)
-                except ValueError as error:
-                    raise ValueError(f"stage {k} (layers {_span(layers)}) does not fit core "
-                                     f"{k}'s scratchpad, core.scratchpad_words = "
-                                     f"{config.core.scratchpad_words}: {error}") from None
-
-            first, top = layers[0], layers[-1]
-            for l in layers:
-                st.ring[l] = matrix(sizes[l] + 1, st.depth * b, f"the inputs of layer {l}")
-            for l in layers[1:]:
-                st.grads[l] = matrix(sizes[l] + 1, b, f"the input gradient of layer {l}")
-            if k > 0:
-                st.dx_out = matrix(sizes[first] + 1, b, f"the input gradient of layer {first}")
-            if k < c - 1:
-                st.out = matrix(sizes[top + 1], b, f"the output of layer {top}")
-                st.dy_in = matrix(sizes[top + 1], b, f"the output gradient of layer {top}")
-            else:
-                st.logits = matrix(sizes[-1], b, "the logits")
-                st.dlogits = matrix(sizes[-1], b, "the gradient of the logits")
-                st.labels = matrix(1, b, "the labels")
-            for l in layers:
-                st.weights[l] = matrix(sizes[l + 1], sizes[l] + 1, f"the weights of layer {l}")
-            wnext = anext = 0
-            for l in layers:
-                m, n = sizes[l + 1], sizes[l] + 1
-                st.wbase[l] = wnext
-                wnext += tiles(m, R) * tiles(n, C)
-                st.act_x[l] = anext
-                anext += tiles(n, C) * b
-                st.act_dy[l] = anext
-                anext += tiles(m, R) * b
-            if wnext > config.pe.weight_words:
-                raise ValueError(f"stage {k} (layers {_span(layers)}) needs {wnext} weight "
-                                 f"words per PE, more than pe.weight_words = "
-                                 f"{config.pe.weight_words}")
-            if anext > config.pe.act_words:
-                raise ValueError(f"stage {k} (layers {_span(layers)}) needs {anext} "
-                                 f"activation words per PE for batch {b}, more than "
-                                 f"pe.act_words = {config.pe.act_words}")
-            self.stage.append(st)
+    # --- the memory map ----------------------------------------------------------------
 
     def _layout(self, dry, commands=0):
         self.regions = {}
@@ -473,7 +299,7 @@ class CpProgram(MemoryImage):
         if region is not None:
             addr, stride = region.addr + first * region.stride, region.stride
         return dict(op=op, n=matrix.n, batch=count, mem_addr=addr, mem_stride=stride,
-                    cores=1 << core, **_lines(matrix))
+                    cores=1 << core, **sp_fields(matrix))
 
     # --- the streams -------------------------------------------------------------------
 
@@ -485,7 +311,7 @@ class CpProgram(MemoryImage):
                 prologue.append(self._dma("DMA_LOAD", f"weights[{l}]", w, st.core))
                 prologue.append(self._dma("DMA_LOAD", f"init[{l}]", st.ring[l], st.core))
                 prologue.append(dict(op="LOAD_W", m=w.n, n=w.batch, wbase=st.wbase[l],
-                                     cores=st.mask, **_lines(w)))
+                                     cores=st.mask, **sp_fields(w)))
                 checkpoint.append({**prologue[-1], "op": "STORE_W"})
                 checkpoint.append(self._dma("DMA_STORE", f"weights[{l}]", w, st.core))
         ticks = [self._tick(t) for t in range(self.ticks)]
@@ -500,7 +326,7 @@ class CpProgram(MemoryImage):
     def tick_work(self, t):
         """What each stage does in tick ``t``: a list of ``(backward, forward)`` micro-batch
         numbers per core (``None``: no such work in this tick)."""
-        if not _is_int(t) or not 0 <= t < self.ticks:
+        if not is_int(t) or not 0 <= t < self.ticks:
             raise ValueError(f"t must be in [0, {self.ticks}), not {t!r}")
         work = []
         for st in self.stage:
@@ -513,7 +339,7 @@ class CpProgram(MemoryImage):
         """The version of each layer's weights after tick ``t`` (``-1``: after the
         prologue): the updates made so far, ``min(G, max(0, t - k - d_k + 1))`` on stage
         ``k``."""
-        if not _is_int(t) or not -1 <= t < self.ticks:
+        if not is_int(t) or not -1 <= t < self.ticks:
             raise ValueError(f"t must be in [-1, {self.ticks}), not {t!r}")
         return [min(self.micro_batches,
                     max(0, t - self.stage_of[l] - self.stage[self.stage_of[l]].delay + 1))
@@ -542,8 +368,8 @@ class CpProgram(MemoryImage):
             elif sf is not None:
                 cmds += self._forward(st, sf)
                 cmds.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=b, scalar=self._inv_batch,
-                                 cores=st.mask, **_lines(st.logits),
-                                 **_lines(st.dlogits, "sp2"), **_lines(st.labels, "sp3")))
+                                 cores=st.mask, **sp_fields(st.logits),
+                                 **sp_fields(st.dlogits, "sp2"), **sp_fields(st.labels, "sp3")))
                 cmds.append(self._dma("DMA_STORE", "logits", st.logits, st.core,
                                       first=sf * b))
                 cmds += self._backward(st, sf, reload=False)
@@ -553,14 +379,14 @@ class CpProgram(MemoryImage):
                 up = self.stage[st.core + 1]
                 dest = self._slot(up, up.layers[0], sf)
                 cmds.append(dict(op="SEND", root=st.core, peer=up.core, n=st.out.n, batch=b,
-                                 **_lines(st.out), **_lines(dest, "sp2")))
+                                 **sp_fields(st.out), **sp_fields(dest, "sp2")))
         for st, (sb, sf) in zip(self.stage[1:], work[1:]):
             s = sf if st.core == c - 1 else sb
             if s is not None:
                 down = self.stage[st.core - 1]
                 cmds.append(dict(op="SEND", root=st.core, peer=down.core,
-                                 n=sizes[st.layers[0]], batch=b, **_lines(st.dx_out),
-                                 **_lines(down.dy_in, "sp2")))
+                                 n=sizes[st.layers[0]], batch=b, **sp_fields(st.dx_out),
+                                 **sp_fields(down.dy_in, "sp2")))
         return cmds
 
     def _forward(self, st, s):
@@ -575,10 +401,10 @@ class CpProgram(MemoryImage):
             else:
                 y = self._slot(st, l + 1, s)
             cmds.append(dict(op="LOAD_COL", n=sizes[l] + 1, batch=b, abase=st.act_x[l],
-                             cores=st.mask, **_lines(x)))
+                             cores=st.mask, **sp_fields(x)))
             cmds.append(dict(op="FORWARD", m=sizes[l + 1], n=sizes[l] + 1, batch=b,
                              wbase=st.wbase[l], abase=st.act_x[l],
-                             flag=int(l < self.layers - 1), cores=st.mask, **_lines(y)))
+                             flag=int(l < self.layers - 1), cores=st.mask, **sp_fields(y)))
         return cmds
 
     def _backward(self, st, s, reload):
@@ -589,16 +415,16 @@ class CpProgram(MemoryImage):
             m, n = sizes[l + 1], sizes[l] + 1
             x = self._slot(st, l, s)
             cmds.append(dict(op="LOAD_ROW", m=m, batch=b, abase=st.act_dy[l], cores=st.mask,
-                             **_lines(dy)))
+                             **sp_fields(dy)))
             dx = None
             if l > 0:
                 dx = st.dx_out if l == st.layers[0] else st.grads[l]
                 cmds.append(dict(op="BACKWARD", m=m, n=n, batch=b, wbase=st.wbase[l],
-                                 abase=st.act_dy[l], flag=1, cores=st.mask, **_lines(dx),
-                                 **_lines(x, "sp2")))
+                                 abase=st.act_dy[l], flag=1, cores=st.mask, **sp_fields(dx),
+                                 **sp_fields(x, "sp2")))
             if reload:
                 cmds.append(dict(op="LOAD_COL", n=n, batch=b, abase=st.act_x[l],
-                                 cores=st.mask, **_lines(x)))
+                                 cores=st.mask, **sp_fields(x)))
             cmds.append(dict(op="WGRAD", m=m, n=n, batch=b, wbase=st.wbase[l],
                              abase=st.act_x[l], abase2=st.act_dy[l], scalar=self._neg_lr,
                              cores=st.mask))
@@ -615,9 +441,9 @@ class CpProgram(MemoryImage):
         -------
         sim.compile.program.Run
         """
-        if not _is_int(first) or not 0 <= first < self.ticks:
+        if not is_int(first) or not 0 <= first < self.ticks:
             raise ValueError(f"first must be in [0, {self.ticks}), not {first!r}")
-        if not _is_int(count) or not 1 <= count <= self.ticks - first:
+        if not is_int(count) or not 1 <= count <= self.ticks - first:
             raise ValueError(f"count must be in [1, {self.ticks - first}] (ticks = "
                              f"{self.ticks}, first = {first}), not {count!r}")
         if with_prologue and first:
@@ -644,7 +470,7 @@ class CpProgram(MemoryImage):
                              f"not {type(weights).__name__}")
         for l, w in enumerate(weights):
             shape = (self.sizes[l + 1], self.sizes[l] + 1)
-            self._view(image, self.regions[f"weights[{l}]"])[:] = _bits(f"weights[{l}]", w,
+            self._view(image, self.regions[f"weights[{l}]"])[:] = fp32_words(f"weights[{l}]", w,
                                                                          shape)
             self._view(image, self.regions[f"init[{l}]"])[-1] = ONE
         return image
@@ -654,7 +480,7 @@ class CpProgram(MemoryImage):
         samples)`` fp32 bit patterns, sample ``i`` in column ``i``; ``labels`` ``samples``
         classes."""
         self._check_image(image)
-        x = _bits("x_bits", x_bits, (self.sizes[0], self.samples))
+        x = fp32_words("x_bits", x_bits, (self.sizes[0], self.samples))
         labels = np.asarray(labels)
         if labels.shape != (self.samples,) or labels.dtype.kind not in "iu":
             raise ValueError(f"labels must be {self.samples} integers, not an array of "
@@ -685,7 +511,7 @@ class CpProgram(MemoryImage):
 
     def tick_profile(self, t):
         """Figures of tick ``t`` from its commands, per core: ``useful_macs`` (the
-        network's multiply-accumulates, as ``sim.verify.rtl_job.useful_macs``), ``pe_macs`` (MAC
+        network's multiply-accumulates, as ``gen.spec.networks.Network.macs`` counts them), ``pe_macs`` (MAC
         and update slots times PEs, padding included) and ``core_cycles`` (the core
         commands' cycles, ``sim.golden.core_counts.predict``); and for the tick ``ring_cycles``
         (its ``SEND`` s, ``sim.golden.ring.cycles``) and ``estimate_cycles``: the slowest core plus
@@ -696,7 +522,7 @@ class CpProgram(MemoryImage):
         dict
         """
         from chrysalis.sim.golden import core_counts, ring
-        if not _is_int(t) or not 0 <= t < self.ticks:
+        if not is_int(t) or not 0 <= t < self.ticks:
             raise ValueError(f"t must be in [0, {self.ticks}), not {t!r}")
         first = int(self._tick_first[t])
         cmds = self.commands[first:first + self.tick_counts[t]]
@@ -725,89 +551,16 @@ class CpProgram(MemoryImage):
                     estimate_cycles=slowest + ring_cycles)
 
 
-def _span(layers):
-    return f"{layers[0]}" if len(layers) == 1 else f"{layers[0]}-{layers[-1]}"
-
-
-
 # ---------------------------------------------------------------------------------------
-# The rule, without commands
-# ---------------------------------------------------------------------------------------
-
-def cp_reference(config, sizes, weights, x_bits, labels, lr, batch=1, stages=None):
-    """Continuous propagation computed from its staleness rule on ``sim.golden.core_model``.
-
-    Micro-batch by micro-batch: the forward pass of ``s`` through layer ``l`` (stage
-    ``k``) with ``W_l^{forward_version(s, k, c)}``, the loss gradient, then from the top
-    layer down the input gradient through ``W_l^s``, masked by the stored activations, and
-    the update of ``W_l^s`` by ``q(dY X^T) q(-lr)``.
-
-    Parameters
-    ----------
-    config : gen.spec.config.Config
-        The core numerics and ``cluster.cores``.
-    sizes : sequence of int
-    weights : list of array
-        Initial weights, fp32 bit patterns, bias last.
-    x_bits : array
-        ``(sizes[0], samples)`` fp32 bits.
-    labels : array of int
-    lr : float
-    batch : int
-    stages : list of tuple, optional
-        The stages (default :func:`assign_stages`).
-
-    Returns
-    -------
-    (list of ndarray, ndarray)
-        The weights after every update, and the logits of every sample's forward pass
-        (``(sizes[-1], samples)`` bits).
-    """
-    sizes = _check_sizes(sizes)
-    num = cm.CoreNumerics.from_config(config)
-    c = config.cluster.cores
-    stages = assign_stages(sizes, c) if stages is None else stages
-    stage_of = {l: k for k, ls in enumerate(stages) for l in ls}
-    layers = len(sizes) - 1
-    x_bits = np.asarray(x_bits, dtype=np.uint64)
-    labels = np.asarray(labels)
-    # history[l][v] is W_l^v; only the versions a later forward pass can ask for are kept.
-    history = [{0: np.asarray(w, dtype=np.uint64)} for w in weights]
-    keep = max(staleness(k, c) for k in range(c))
-    lr_bits, inv_batch = nx.fp32_bits(lr), nx.fp32_bits(1.0 / batch)
-    logits = []
-    for s in range(x_bits.shape[1] // batch):
-        cols = slice(s * batch, (s + 1) * batch)
-        acts = [augment(x_bits[:, cols])]
-        for l in range(layers):
-            w = history[l][forward_version(s, stage_of[l], c)]
-            y = cm.forward(num, w, acts[-1])
-            acts.append(augment(cm.relu(num, y)) if l < layers - 1 else y)
-        logits.append(acts[-1])
-        grad, _ = cm.softmax_xent_gradient(num, acts[-1], labels[cols], inv_batch)
-        for l in reversed(range(layers)):
-            w = history[l][s]
-            below = None
-            if l > 0:
-                below = cm.relu_mask(num, cm.backward_dx(num, w, grad), acts[l])[:-1]
-            dw = cm.weight_gradient(num, grad, acts[l])
-            history[l][s + 1] = cm.update(num, w, dw, lr_bits)[0]
-            history[l].pop(s - keep, None)
-            grad = below
-    final = len(logits)
-    return [h[final] for h in history], np.concatenate(logits, axis=1)
-
-
-# ---------------------------------------------------------------------------------------
-# Jobs and the training driver
+# Jobs
 # ---------------------------------------------------------------------------------------
 
 def cp_job(program, weights, x_bits, labels, ticks_per_run=None, max_cycles=5_000_000,
            image=None):
-    """The job of one session (``sim.verify.rtl_job.Job``): the prologue, the ticks in runs of
+    """The job of one session (``sim.compile.job.Job``): the prologue, the ticks in runs of
     ``ticks_per_run`` (default: all in one), and the checkpoint. The samples are written
     into the image. Run it on the RTL (``sim.verify.rtl_job.run_job``) or on the golden cluster
-    (``sim.verify.rtl_job.run_job_golden(config, job, sim.golden.cluster_machine.ClusterMachine(config))``).
+    (``sim.compile.job.run_job_golden(config, job, sim.golden.cluster_machine.ClusterMachine(config))``).
     """
     from chrysalis.sim.compile.job import Job, Run as JobRun
     if image is None:

@@ -201,8 +201,10 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
 
 
 def useful_macs(sizes, batch):
-    """Multiply-accumulates a training step of an MLP needs: the forward pass, weight
-    gradient and update of every layer (the bias as a weight column), and the backward
-    pass of every layer but the first (nothing below it needs its input gradient)."""
-    weights = [sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1)]
-    return sum((2 * batch + 1) * w for w in weights) + sum(batch * w for w in weights[1:])
+    """Multiply-accumulates a training step of the MLP ``sizes`` needs, as
+    :meth:`chrysalis.gen.spec.networks.Network.macs` counts them (the one definition): the
+    forward pass, weight gradient and update of every layer (the bias as a weight column),
+    and the backward pass of every layer but the first (nothing below it needs its input
+    gradient)."""
+    from chrysalis.gen.spec.networks import mlp
+    return mlp([int(s) for s in sizes]).macs(batch)

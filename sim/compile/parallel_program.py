@@ -87,9 +87,11 @@ minibatch, and last the commands: the prologue, the steps of the slots, the chec
 step's logits are stored by every core for its samples (data) or by core 0 (model);
 :meth:`ParallelProgram.read_weights` joins the panels into whole matrices.
 
-:func:`train_parallel` trains the digits MLP with these programs on the golden cluster
-model; :func:`parallel_job` makes the same run a :class:`sim.verify.rtl_job.Job` for the RTL;
-:func:`golden_parallel_step` is the NumPy (``sim.golden.core_model``) value of a step.
+:func:`sim.train.parallel.train_parallel` trains the digits MLP with these programs on the
+golden cluster model; :func:`parallel_job` makes the same run a :class:`sim.compile.job.Job`
+for the RTL; :func:`sim.compile.parallel_reference.golden_parallel_step` is the NumPy
+(``sim.golden.core_model``) value of a step; :mod:`sim.compile.parallel_panels` splits a
+layer into row panels.
 """
 
 import math
@@ -97,54 +99,21 @@ import math
 import numpy as np
 
 from chrysalis.gen.spec import isa
-from chrysalis.gen.spec.isa import Opcode
-from chrysalis.sim.golden import core_model as cm
-from chrysalis.sim.golden import numerics as nx
-from chrysalis.sim.golden import ring
-from chrysalis.sim.golden.mlp import ONE, augment
+from chrysalis.gen.spec.checks import is_int
 from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
-from chrysalis.sim.compile.program import Run, TrainingProgram, _bits, check_run_arguments
+from chrysalis.sim.golden import numerics as nx
+from chrysalis.sim.golden.mlp import ONE
 
-__all__ = ["MODES", "ParallelProgram", "split_rows", "join_rows", "golden_parallel_step", "parallel_job"]
+from .compiler import check_sizes, sp_fields
+from .parallel_panels import join_rows, rows_of, split_rows
+from .program import Run, TrainingProgram, check_run_arguments, fp32_words
+
+__all__ = ["MODES", "ParallelProgram", "parallel_job"]
 
 #: The ways to train on a cluster.
 MODES = ("data", "model")
 
 _WORD = 4
-_U = np.uint64
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _lines(matrix, prefix="sp"):
-    return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
-
-
-def _rows_of(matrix, row0, rows):
-    """Rows ``row0`` to ``row0 + rows - 1`` (``row0`` a multiple of the bank count) of
-    ``matrix`` as a matrix with the same lines per column."""
-    assert row0 % matrix.banks == 0 and row0 + rows <= matrix.n
-    return Matrix(matrix.base + row0 // matrix.banks, rows, matrix.batch, matrix.banks,
-                  matrix.lines_per_column)
-
-
-def split_rows(matrix, cores):
-    """The ``cores`` row panels of ``matrix`` (``(M, N)``, ``M`` a multiple of ``cores``):
-    panel ``k`` is rows ``k M/cores`` to ``(k + 1) M/cores - 1``, with every column (the
-    bias included)."""
-    matrix = np.asarray(matrix)
-    if matrix.ndim != 2 or matrix.shape[0] % cores:
-        raise ValueError(f"a matrix split into {cores} row panels needs a multiple of "
-                         f"{cores} rows, not shape {matrix.shape}")
-    rows = matrix.shape[0] // cores
-    return [matrix[k * rows:(k + 1) * rows].copy() for k in range(cores)]
-
-
-def join_rows(panels):
-    """The inverse of :func:`split_rows`: the panels stacked, core 0's on top."""
-    return np.vstack(list(panels))
 
 
 class ParallelProgram(TrainingProgram):
@@ -221,11 +190,8 @@ class ParallelProgram(TrainingProgram):
                              f"between 2 and {isa.MAX_CORES}, not {c!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, not {mode!r}")
-        if (not isinstance(sizes, (list, tuple)) or len(sizes) < 2
-                or any(not _is_int(s) or s < 1 for s in sizes)):
-            raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
-        sizes = [int(s) for s in sizes]
-        if not _is_int(batch) or batch < 1:
+        sizes = check_sizes(sizes)
+        if not is_int(batch) or batch < 1:
             raise ValueError(f"batch must be a positive integer, not {batch!r}")
         check_run_arguments(lr, momentum, slots, mem_base)
         if momentum is not None and mode == "data":
@@ -379,7 +345,7 @@ class ParallelProgram(TrainingProgram):
         assert region.rows == matrix.n and col0 + matrix.batch <= region.cols, name
         return dict(op=op, n=matrix.n, batch=matrix.batch,
                     mem_addr=region.addr + col0 * region.stride, mem_stride=region.stride,
-                    cores=cores, **_lines(matrix))
+                    cores=cores, **sp_fields(matrix))
 
     def _build_streams(self, layers):
         c, bl = self.cores, self.local_batch
@@ -389,7 +355,7 @@ class ParallelProgram(TrainingProgram):
         def load_w(l, op="LOAD_W", wbase=None, cores=0):
             m, n, mt, nt = self._shapes[l]
             return dict(op=op, m=m, n=n, wbase=self.wbase[l] if wbase is None else wbase,
-                        cores=cores, **_lines(W[l]))
+                        cores=cores, **sp_fields(W[l]))
 
         def move(op, kind, l):
             """DMA of layer ``l``'s weights (or velocities): each core its panel."""
@@ -405,7 +371,7 @@ class ParallelProgram(TrainingProgram):
         if data:
             prologue.append(self._dma("DMA_LOAD", "zeros", self.zeros_sp))
             prologue.append(dict(op="LOAD_ROW", m=self.zero_rows, batch=1, abase=self.act_zero,
-                                 **_lines(self.zeros_sp)))
+                                 **sp_fields(self.zeros_sp)))
         prologue += [load_w(l) for l in range(layers)]
         if data:
             # Step a reads G as a velocity times +0: any finite value does; start from W.
@@ -478,39 +444,39 @@ class ParallelProgram(TrainingProgram):
             m, n, mt, nt = self._shapes[l]
             hidden = l < layers - 1
             cmds.append(dict(op="LOAD_COL", n=n, batch=bl, abase=self.act_x[l],
-                             **_lines(acts[l])))
+                             **sp_fields(acts[l])))
             if self.split[l]:
-                panel = _rows_of(self.panel_sp, 0, m)
+                panel = rows_of(self.panel_sp, 0, m)
                 cmds.append(dict(op="FORWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],
-                                 abase=self.act_x[l], flag=1, **_lines(panel)))
+                                 abase=self.act_x[l], flag=1, **sp_fields(panel)))
                 # The panels into rows k*m.. of the next input; its row of ones stays.
-                cmds.append(dict(op="ALL_GATHER", n=m, batch=bl, **_lines(panel),
-                                 **_lines(acts[l + 1], "sp2")))
+                cmds.append(dict(op="ALL_GATHER", n=m, batch=bl, **sp_fields(panel),
+                                 **sp_fields(acts[l + 1], "sp2")))
             else:
                 cmds.append(dict(op="FORWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],
-                                 abase=self.act_x[l], flag=int(hidden), **_lines(acts[l + 1])))
+                                 abase=self.act_x[l], flag=int(hidden), **sp_fields(acts[l + 1])))
         cmds.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=bl,
-                         scalar=nx.fp32_bits(1.0 / self.batch), **_lines(acts[-1]),
-                         **_lines(grads[-1], "sp2"), **_lines(self.labels_sp, "sp3")))
+                         scalar=nx.fp32_bits(1.0 / self.batch), **sp_fields(acts[-1]),
+                         **sp_fields(grads[-1], "sp2"), **sp_fields(self.labels_sp, "sp3")))
         for l in reversed(range(layers)):
             m, n, mt, nt = self._shapes[l]
             if self.split[l] and l == layers - 2:
                 # Each core's panel of the output layer's whole dX.
                 cmds += [dict(op="LOAD_ROW", m=m, batch=bl, abase=self.act_dy[l], cores=1 << k,
-                              **_lines(_rows_of(grads[l], k * m, m))) for k in range(c)]
+                              **sp_fields(rows_of(grads[l], k * m, m))) for k in range(c)]
             else:
                 cmds.append(dict(op="LOAD_ROW", m=m, batch=bl, abase=self.act_dy[l],
-                                 **_lines(grads[l])))
+                                 **sp_fields(grads[l])))
             if l > 0:
                 below_split = self.split[l - 1] and self.split[l]
                 target = self.partial_sp if below_split else grads[l - 1]
                 cmds.append(dict(op="BACKWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],
-                                 abase=self.act_dy[l], flag=1, **_lines(target),
-                                 **_lines(acts[l], "sp2")))
+                                 abase=self.act_dy[l], flag=1, **sp_fields(target),
+                                 **sp_fields(acts[l], "sp2")))
                 if below_split:
                     # The partial sums of every core: core k keeps its panel of the sum.
                     cmds.append(dict(op="REDUCE_SCATTER", n=self.local_rows[l - 1], batch=bl,
-                                     **_lines(target), **_lines(grads[l - 1], "sp2")))
+                                     **sp_fields(target), **sp_fields(grads[l - 1], "sp2")))
             if data:
                 cmds += self._allreduce_update(l)
             else:
@@ -532,9 +498,9 @@ class ParallelProgram(TrainingProgram):
                  wbase2=self.gbase[l], abase=self.act_x[l], abase2=self.act_dy[l],
                  scalar=0, scalar2=0),
             # b-d. G to the scratchpad, summed over the cores, back into G.
-            dict(op="STORE_W", m=m, n=n, wbase=self.gbase[l], **_lines(src)),
-            dict(op="ALL_REDUCE", n=m, batch=n, **_lines(src), **_lines(dst, "sp2")),
-            dict(op="LOAD_W", m=m, n=n, wbase=self.gbase[l], **_lines(dst)),
+            dict(op="STORE_W", m=m, n=n, wbase=self.gbase[l], **sp_fields(src)),
+            dict(op="ALL_REDUCE", n=m, batch=n, **sp_fields(src), **sp_fields(dst, "sp2")),
+            dict(op="LOAD_W", m=m, n=n, wbase=self.gbase[l], **sp_fields(dst)),
             # e. zero inputs: acc = +0, v = +0 + q(G) * 1, W += q(v) * q(-lr).
             dict(op="WGRAD", flag=1, m=m, n=n, batch=1, wbase=self.wbase[l],
                  wbase2=self.gbase[l], abase=self.act_zero, abase2=self.act_zero,
@@ -588,7 +554,7 @@ class ParallelProgram(TrainingProgram):
             raise ValueError(f"{kind} must be a list of {layers} arrays, one per layer, "
                              f"not {arrays!r:.60}")
         for l, values in enumerate(arrays):
-            full = _bits(f"{kind}[{l}]", values, (self.sizes[l + 1], self.sizes[l] + 1))
+            full = fp32_words(f"{kind}[{l}]", values, (self.sizes[l + 1], self.sizes[l] + 1))
             if self.split[l]:
                 for k, panel in enumerate(split_rows(full, self.cores)):
                     self._view(image, self.regions[f"{kind}[{l}][{k}]"])[:] = panel
@@ -620,143 +586,16 @@ class ParallelProgram(TrainingProgram):
 
 
 # ---------------------------------------------------------------------------------------
-# The value of a step, from sim.golden.core_model
-# ---------------------------------------------------------------------------------------
-
-def _all_reduced(num, parts):
-    """The sum over the cores of ``parts`` (one ``(rows, cols)`` array per core) as
-    ``ALL_REDUCE`` adds it: every chunk of rows along its chain (``sim.golden.ring.chain_order``)."""
-    out = np.zeros(parts[0].shape, dtype=_U)
-    for end, row, rows, order in ring.chain_order(Opcode.ALL_REDUCE, len(parts),
-                                                  parts[0].shape[0]):
-        total = parts[order[0]][row:row + rows]
-        for k in order[1:]:
-            total = num.add(total, parts[k][row:row + rows])
-        out[row:row + rows] = total
-    return out
-
-
-def golden_parallel_step(config, weights, x, labels, lr, mode, momentum=None,
-                         velocities=None):
-    """One step of a :class:`ParallelProgram`, computed with ``sim.golden.core_model``.
-
-    Parameters
-    ----------
-    config : gen.spec.config.Config
-        The cluster (``cluster.cores``, the core's numerics).
-    weights : list of array_like
-        The whole network's fp32 bits (bias last).
-    x : array_like
-        ``(sizes[0], batch)`` fp32 bits, without the row of ones.
-    labels : array_like of int
-    lr : float
-    mode : {"data", "model"}
-    momentum : float, optional
-        Model parallel: SGD with momentum; ``velocities`` (the whole network's, one per
-        layer) are then updated in place in that list.
-
-    Returns
-    -------
-    (list of numpy.ndarray, numpy.ndarray)
-        The new weights and the logits of the forward pass (``(classes, batch)``).
-    """
-    num = cm.CoreNumerics.from_config(config)
-    c = config.cluster.cores
-    x = np.asarray(x, dtype=_U)
-    labels = np.asarray(labels)
-    batch = x.shape[1]
-    inv_batch, lr_bits = nx.fp32_bits(1.0 / batch), nx.fp32_bits(lr)
-    weights = [np.asarray(w, dtype=_U) for w in weights]
-    layers = len(weights)
-    if mode == "data" and momentum is not None:
-        raise ValueError(f"data parallel is plain SGD, so momentum must be None, not "
-                         f"{momentum!r}")
-    if mode == "data":
-        shard = batch // c
-        grads, logits = [], []
-        for k in range(c):
-            cols = slice(k * shard, (k + 1) * shard)
-            acts = [augment(x[:, cols])]
-            for l, w in enumerate(weights):
-                y = cm.forward(num, w, acts[-1])
-                acts.append(augment(cm.relu(num, y)) if l < layers - 1 else y)
-            logits.append(acts[-1])
-            dy, _ = cm.softmax_xent_gradient(num, acts[-1], labels[cols], inv_batch)
-            per_layer = [None] * layers
-            for l in reversed(range(layers)):
-                per_layer[l] = cm.weight_gradient(num, dy, acts[l])
-                if l > 0:
-                    dy = cm.relu_mask(num, cm.backward_dx(num, weights[l], dy), acts[l])[:-1]
-            grads.append(per_layer)
-        new = []
-        for l, w in enumerate(weights):
-            total = _all_reduced(num, [g[l] for g in grads])
-            new.append(cm.update(num, w, total, lr_bits)[0])
-        return new, np.hstack(logits)
-    if mode != "model":
-        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, not {mode!r}")
-
-    def update(l, w, dw, rows):
-        """The update of layer ``l``'s rows ``rows`` (a panel, or every row)."""
-        if momentum is None:
-            return cm.update(num, w, dw, lr_bits)[0]
-        new_w, new_v = cm.update(num, w, dw, lr_bits, velocity=velocities[l][rows],
-                                 momentum_bits=nx.fp32_bits(momentum))
-        velocities[l][rows] = new_v
-        return new_w
-
-    panels = [split_rows(w, c) if l < layers - 1 else None for l, w in enumerate(weights)]
-    acts = [augment(x)]
-    for l, w in enumerate(weights):
-        if l < layers - 1:
-            y = join_rows(cm.relu(num, cm.forward(num, p, acts[-1])) for p in panels[l])
-            acts.append(augment(y))
-        else:
-            acts.append(cm.forward(num, w, acts[-1]))
-    dy, _ = cm.softmax_xent_gradient(num, acts[-1], labels, inv_batch)
-    new = list(weights)
-    top = layers - 1
-    if momentum is not None:
-        velocities[:] = [np.array(v, dtype=_U) for v in velocities]
-    new[top] = update(top, weights[top], cm.weight_gradient(num, dy, acts[top]), slice(None))
-    grad = cm.relu_mask(num, cm.backward_dx(num, weights[top], dy), acts[top])[:-1]
-    for l in reversed(range(top)):
-        rows = weights[l].shape[0] // c
-        dys = [grad[k * rows:(k + 1) * rows] for k in range(c)]
-        new[l] = join_rows(update(l, p, cm.weight_gradient(num, d, acts[l]),
-                                  slice(k * rows, (k + 1) * rows))
-                           for k, (p, d) in enumerate(zip(panels[l], dys)))
-        if l > 0:
-            partials = [cm.relu_mask(num, cm.backward_dx(num, p, d), acts[l])
-                        for p, d in zip(panels[l], dys)]
-            # Core k's chunk of the reduce-scatter is its panel; stacked, the gradient.
-            grad = _scattered(num, partials, weights[l - 1].shape[0] // c)
-    return new, acts[-1]
-
-
-def _scattered(num, partials, n):
-    """The whole of a reduce-scatter's result: core ``k``'s ``n`` rows, stacked."""
-    c = len(partials)
-    out = []
-    for end, row, rows, order in sorted(ring.chain_order(Opcode.REDUCE_SCATTER, c, n)):
-        total = partials[order[0]][end * n:end * n + rows]
-        for k in order[1:]:
-            total = num.add(total, partials[k][end * n:end * n + rows])
-        out.append(total)
-    return np.vstack(out)
-
-
-# ---------------------------------------------------------------------------------------
-# Jobs and the training loop
+# Jobs
 # ---------------------------------------------------------------------------------------
 
 def parallel_job(program, weights, minibatches, slot=0, max_cycles=5_000_000, image=None):
-    """The :class:`sim.verify.rtl_job.Job` of a training run of ``program``: the prologue, one
+    """The :class:`sim.compile.job.Job` of a training run of ``program``: the prologue, one
     run per minibatch (its ``writes`` carry the whole minibatch's input and label regions),
     and the checkpoint unless the program stores the weights every step.
 
     ``weights`` are the whole network's (split into panels by the image); run it on the
-    golden model with ``sim.verify.rtl_job.run_job_golden(config, job,
+    golden model with ``sim.compile.job.run_job_golden(config, job,
     machine=ClusterMachine(config))``.
     """
     from chrysalis.sim.compile.job import training_job

@@ -55,11 +55,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.checks import ceil_div, is_int, is_real
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.mlp import ONE
-from chrysalis.sim.compile.compiler import compile_mlp
 
-__all__ = ["Run", "Region", "MemoryImage", "TrainingProgram", "initial_weights"]
+from .compiler import check_sizes, compile_mlp
+
+__all__ = ["Run", "Region", "MemoryImage", "TrainingProgram", "initial_weights",
+           "check_run_arguments", "fp32_words"]
 
 _WORD = 4
 
@@ -107,26 +110,6 @@ class Region:
         return self.addr + self.size
 
 
-def _ceil(a, b):
-    return -(-a // b)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, (bool, np.bool_))
-
-
-def _check_sizes(sizes):
-    if (not isinstance(sizes, (list, tuple)) or len(sizes) < 2
-            or any(not _is_int(s) or s < 1 for s in sizes)):
-        raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
-    return [int(s) for s in sizes]
-
-
 def initial_weights(sizes, seed):
     """Seeded initial weights of an MLP, as fp32 bit patterns.
 
@@ -146,8 +129,8 @@ def initial_weights(sizes, seed):
     list of numpy.ndarray
         Layer ``l`` of shape ``(sizes[l+1], sizes[l] + 1)``, ``uint64`` fp32 bit patterns.
     """
-    sizes = _check_sizes(sizes)
-    if not _is_int(seed):
+    sizes = check_sizes(sizes)
+    if not is_int(seed):
         raise ValueError(f"seed must be an integer, not {seed!r}")
     rng = np.random.default_rng(int(seed))
     weights = []
@@ -170,10 +153,10 @@ class MemoryImage:
     def _region(self, name, rows, cols, stride):
         region = Region(name, self._next, rows, cols, stride)
         self.regions[name] = region
-        self._next += _ceil(region.size, self._align) * self._align
+        self._next += ceil_div(region.size, self._align) * self._align
 
     def _matrix_region(self, name, rows, cols):
-        self._region(name, rows, cols, _ceil(_WORD * rows, self.beat_bytes) * self.beat_bytes)
+        self._region(name, rows, cols, ceil_div(_WORD * rows, self.beat_bytes) * self.beat_bytes)
 
     def memory_map(self):
         """The memory map as a Markdown table (addresses in bytes, ``mem_base`` included)."""
@@ -259,7 +242,7 @@ class TrainingProgram(MemoryImage):
         from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
-        sizes = _check_sizes(sizes)
+        sizes = check_sizes(sizes)
         check_run_arguments(lr, momentum, slots, mem_base)
         self.compiled = prog = compile_mlp(config, sizes, batch, lr, momentum=momentum)
         self.config = config
@@ -361,9 +344,9 @@ class TrainingProgram(MemoryImage):
         -------
         Run
         """
-        if not _is_int(first_slot) or not 0 <= first_slot < self.slots:
+        if not is_int(first_slot) or not 0 <= first_slot < self.slots:
             raise ValueError(f"first_slot must be in [0, {self.slots}), not {first_slot!r}")
-        if not _is_int(steps) or not 1 <= steps <= self.slots - first_slot:
+        if not is_int(steps) or not 1 <= steps <= self.slots - first_slot:
             raise ValueError(f"steps must be in [1, {self.slots - first_slot}] (slots = "
                              f"{self.slots}, first_slot = {first_slot}), not {steps!r}")
         if with_prologue and first_slot:
@@ -429,7 +412,7 @@ class TrainingProgram(MemoryImage):
         """
         self._check_image(image)
         self._check_slot(slot)
-        x = _bits("x_bits", x_bits, (self.sizes[0], self.batch))
+        x = fp32_words("x_bits", x_bits, (self.sizes[0], self.batch))
         labels = np.asarray(labels)
         if labels.shape != (self.batch,):
             raise ValueError(f"labels must have shape ({self.batch},), not {labels.shape}")
@@ -482,7 +465,7 @@ class TrainingProgram(MemoryImage):
     # --- image helpers -----------------------------------------------------------------
 
     def _check_slot(self, slot):
-        if not _is_int(slot) or not 0 <= slot < self.slots:
+        if not is_int(slot) or not 0 <= slot < self.slots:
             raise ValueError(f"slot must be in [0, {self.slots}), not {slot!r}")
 
     def _put_layers(self, image, kind, arrays):
@@ -491,7 +474,7 @@ class TrainingProgram(MemoryImage):
             raise ValueError(f"{kind} must be a list of {len(matrices)} arrays, one per layer, "
                              f"not {_describe(arrays)}")
         for l, (matrix, values) in enumerate(zip(matrices, arrays)):
-            self._view(image, self.regions[f"{kind}[{l}]"])[:] = _bits(
+            self._view(image, self.regions[f"{kind}[{l}]"])[:] = fp32_words(
                 f"{kind}[{l}]", values, (matrix.n, matrix.batch))
 
     def _get_layers(self, image, kind):
@@ -508,19 +491,19 @@ def _describe(value):
 def check_run_arguments(lr, momentum, slots, mem_base):
     """The checks of a training program's ``lr``, ``momentum``, ``slots`` and ``mem_base``
     (``ValueError`` naming the bad one)."""
-    if not _is_real(lr) or not 0 < lr < math.inf:
+    if not is_real(lr) or not 0 < lr < math.inf:
         raise ValueError(f"lr must be a positive number, not {lr!r}")
-    if momentum is not None and (not _is_real(momentum) or not 0 <= momentum < math.inf):
+    if momentum is not None and (not is_real(momentum) or not 0 <= momentum < math.inf):
         raise ValueError(f"momentum must be None or a non-negative number, not "
                          f"{momentum!r}")
-    if not _is_int(slots) or slots < 1:
+    if not is_int(slots) or slots < 1:
         raise ValueError(f"slots must be a positive integer, not {slots!r}")
-    if not _is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
+    if not is_int(mem_base) or mem_base < 0 or mem_base % isa.COMMAND_BYTES:
         raise ValueError(f"mem_base must be a non-negative multiple of "
                          f"{isa.COMMAND_BYTES}, not {mem_base!r}")
 
 
-def _bits(name, values, shape):
+def fp32_words(name, values, shape):
     """``values`` as ``uint32`` words of ``shape``: 32-bit patterns, checked."""
     array = np.asarray(values)
     if array.shape != shape:

@@ -26,6 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from chrysalis.gen.spec.checks import is_int
+from chrysalis.sim.golden import numerics as nx
+
+from .dataset import DATA_SEED, DigitsTask
+from .settings import DEFAULT_BATCH, DEFAULT_LR
+
 __all__ = ["MODES", "ClusterRtlResult", "train_cluster", "run_cluster_rtl", "cluster_job"]
 
 MODES = ("data", "model", "cp")
@@ -44,7 +50,7 @@ def train_cluster(config, mode, *, sizes=(64, 32, 10), batch=None, lr=None, epoc
                   seed=0, progress=True, log=print):
     """Train the digits MLP in ``mode`` on the golden cluster of ``config``.
 
-    ``batch`` and ``lr`` default to each mode's: the minibatch of ``sim.train.single`` for
+    ``batch`` and ``lr`` default to each mode's: the minibatch of ``sim.train.settings`` for
     ``data`` and ``model``, one sample per update for ``cp`` (``batch`` is then the
     micro-batch). Returns the mode's result (:class:`sim.compile.parallel_program.
     ParallelTrainResult` or :class:`sim.compile.cp_program.CpResult`), whose ``history`` holds
@@ -77,13 +83,14 @@ class ClusterRtlResult:
     cycles : int
         Accelerator cycles of the training runs (the prologue and checkpoint not counted).
     useful_macs : int
-        MACs the training needs (``sim.verify.rtl_job.useful_macs`` per minibatch or sample).
+        MACs the training needs (``gen.spec.networks.Network.macs`` per minibatch or
+        micro-batch).
     utilization : float
         ``useful_macs / (PEs per core * cores * cycles)``.
     counters : dict
         The RTL's counters after the last run (cumulative).
     golden_match : bool
-        Every memory image and every counter of ``sim.verify.rtl_job.GOLDEN_COUNTERS`` equal the
+        Every memory image and every counter of ``sim.compile.job.GOLDEN_COUNTERS`` equal the
         golden cluster's, after every run.
     mismatches : list of str
     wall_s : float
@@ -114,33 +121,31 @@ def cluster_job(config, mode, *, steps, sizes=(64, 32, 10), batch=None, lr=None,
                 data_seed=None):
     """The job of the first ``steps`` steps of :func:`train_cluster`'s training and the
     indices of its training runs: ``(job, runs, batch)``."""
-    from chrysalis.sim.golden import numerics as nx
-    from chrysalis.sim.compile.data import digits
     from chrysalis.sim.compile.program import initial_weights
-    from chrysalis.sim.train.single import DATA_SEED, DEFAULT_BATCH, DEFAULT_LR, _Order
 
     _check_mode(config, mode)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be a positive integer, not {steps!r}")
     sizes = [int(s) for s in sizes]
-    x_train, y_train, _, _ = digits(DATA_SEED if data_seed is None else data_seed)
+    data_seed = DATA_SEED if data_seed is None else data_seed
     weights = initial_weights(sizes, seed)
     if mode == "cp":
         from chrysalis.sim.compile.cp_program import DEFAULT_CP_LR, CpProgram, cp_job
         batch = 1 if batch is None else int(batch)
-        order = _Order(len(x_train), batch, seed)
-        idx = np.concatenate([order.indices(s) for s in range(steps)])
+        task = DigitsTask(batch, seed, data_seed)
+        minibatches = [task.minibatch(s) for s in range(steps)]
         program = CpProgram(config, sizes, DEFAULT_CP_LR if lr is None else lr,
                             steps * batch, batch=batch)
-        job = cp_job(program, weights, nx.from_float32(x_train[idx].T), y_train[idx])
+        job = cp_job(program, weights,
+                     nx.from_float32(np.concatenate([b.x32 for b in minibatches], axis=1)),
+                     np.concatenate([b.labels for b in minibatches]))
         return job, list(range(1, len(job.runs) - 1)), batch
     from chrysalis.sim.compile.parallel_program import ParallelProgram, parallel_job
     batch = DEFAULT_BATCH if batch is None else int(batch)
-    order = _Order(len(x_train), batch, seed)
+    task = DigitsTask(batch, seed, data_seed)
     program = ParallelProgram(config, sizes, batch, DEFAULT_LR if lr is None else lr,
                               mode=mode)
-    minibatches = [(nx.from_float32(x_train[order.indices(s)].T), y_train[order.indices(s)])
-                   for s in range(steps)]
+    minibatches = [(b.x_bits, b.labels) for b in map(task.minibatch, range(steps))]
     job = parallel_job(program, weights, minibatches)
     return job, list(range(1, 1 + steps)), batch
 
@@ -151,7 +156,8 @@ def run_cluster_rtl(config, mode, *, steps, simulator="verilator", build_dir="bu
     the golden cluster; compare every memory image and counter. Returns
     :class:`ClusterRtlResult`; raises ``RuntimeError`` if the RTL halts with an error."""
     from chrysalis.gen.spec.isa import ErrorCode
-    from chrysalis.sim.compile.job import golden_mismatches, run_job_golden, useful_macs
+    from chrysalis.gen.spec.networks import mlp
+    from chrysalis.sim.compile.job import golden_mismatches, run_job_golden
     from chrysalis.sim.verify.rtl_job import run_job
 
     job, training_runs, batch = cluster_job(config, mode, steps=steps, sizes=sizes,
@@ -170,7 +176,7 @@ def run_cluster_rtl(config, mode, *, steps, simulator="verilator", build_dir="bu
     result.counters = dict(outputs[-1].counters)
     result.cycles = sum(outputs[k].cycles for k in training_runs)
     # cp updates per micro-batch: the MACs of one step of batch `batch` per micro-batch.
-    result.useful_macs = steps * useful_macs(list(sizes), batch)
+    result.useful_macs = steps * mlp([int(s) for s in sizes]).macs(batch)
     pes = config.core.rows * config.core.cols * config.cluster.cores
     result.utilization = result.useful_macs / (pes * result.cycles) if result.cycles else 0.0
     if log is not None:

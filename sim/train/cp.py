@@ -1,17 +1,27 @@
 """Continuous propagation on a cluster: the digits MLP trained one sample per tick, the
-layers pipelined over the cores (the program: :mod:`chrysalis.sim.compile.cp_program`)."""
+layers pipelined over the cores (the program: :mod:`chrysalis.sim.compile.cp_program`).
+
+:class:`CpSessions` is the strategy of the epoch loop (:func:`chrysalis.sim.train.loop.
+run_epochs`): an epoch is one session of the pipeline, its ticks run on the golden cluster
+in runs of ``ticks_per_run`` ticks.
+"""
 
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.checks import is_int
+from chrysalis.sim.compile.cp_program import DEFAULT_CP_EPOCHS, DEFAULT_CP_LR, CpProgram
+from chrysalis.sim.compile.compiler import check_sizes
 from chrysalis.sim.golden import numerics as nx
-from chrysalis.sim.compile.cp_program import (
-    DEFAULT_CP_EPOCHS, DEFAULT_CP_LR, CpProgram, _check_sizes, _is_int)
 
-__all__ = ["CpEpoch", "CpResult", "train_cp"]
+from .dataset import DigitsTask
+from .golden import check_run
+from .loop import ChunkOutcome, epoch_chunks, reporter, run_epochs
+from .reference import Float32Reference, softmax_xent
+
+__all__ = ["CpEpoch", "CpResult", "CpSessions", "train_cp"]
 
 
 @dataclass
@@ -26,7 +36,7 @@ class CpEpoch:
     acc : float
         Test accuracy of the weights after the epoch (float32 forward pass on the host).
     ref_acc : float
-        The same for plain batch-``batch`` SGD in float32 (``sim.train.single.reference_step``)
+        The same for plain batch-``batch`` SGD in float32 (``sim.train.reference.reference_step``)
         on the same samples in the same order: no pipeline, no staleness.
     """
     epoch: int
@@ -65,13 +75,76 @@ class CpResult:
         return [h.acc for h in self.history]
 
 
+class CpSessions:
+    """Continuous-propagation sessions of a :class:`~chrysalis.sim.compile.cp_program.
+    CpProgram` on the golden cluster, a session per chunk (a :class:`Strategy
+    <chrysalis.sim.train.loop.Strategy>`).
+
+    Parameters
+    ----------
+    program : chrysalis.sim.compile.cp_program.CpProgram
+    image : numpy.ndarray
+        The program's initial image.
+    machine : chrysalis.sim.golden.cluster_machine.ClusterMachine
+    ticks_per_run : int
+        Ticks per doorbell.
+
+    Members
+    -------
+    accel_s : float
+        Wall time spent in the machine.
+    commands : int
+        Commands executed.
+    """
+
+    unit = "tick"
+    description = "train (CP, golden)"
+
+    def __init__(self, program, image, machine, ticks_per_run):
+        self.program, self.image, self.machine = program, image, machine
+        self.ticks_per_run = ticks_per_run
+        self.accel_s, self.commands = 0.0, 0
+        self._doorbell(program.prologue, "the prologue")
+
+    def work(self, chunk):
+        return self.program.ticks
+
+    def run(self, chunk, minibatches, strength, progress):
+        program = self.program
+        x32 = np.concatenate([b.x32 for b in minibatches], axis=1)
+        labels = np.concatenate([b.labels for b in minibatches])
+        program.write_samples(self.image, nx.from_float32(x32), labels)
+        epoch = chunk.epoch - 1
+        for t in range(0, program.ticks, self.ticks_per_run):
+            count = min(self.ticks_per_run, program.ticks - t)
+            self._doorbell(program.tick_run(t, count),
+                           f"epoch {epoch}, ticks {t}-{t + count - 1}")
+            progress.advance(count)
+        self._doorbell(program.checkpoint, "the checkpoint")
+        # The loss of the session: every sample's logits from its forward pass.
+        logits = nx.to_float32(program.read_logits(self.image))
+        return ChunkOutcome(softmax_xent(logits, labels))
+
+    def read_weights(self):
+        return self.program.read_weights(self.image)
+
+    def _doorbell(self, run, what):
+        start = time.perf_counter()
+        outcome = self.machine.run(self.image, run.cmd_base, run.cmd_count,
+                                   mem_base=self.program.mem_base)
+        self.accel_s += time.perf_counter() - start
+        check_run(outcome, what, "the golden cluster")
+        self.commands += run.cmd_count
+
+
 def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_EPOCHS,
              seed=0, batch=1, ticks_per_run=256, progress=True, log=print, data_seed=0):
     """Train an MLP on the digits with continuous propagation on the golden cluster.
 
-    The split and the test accuracy are ``sim.train.single``'s (``sim.compile.data.digits(data_seed)``,
-    float32 forward pass), the initial weights ``sim.compile.program.initial_weights(sizes,
-    seed)``, the order of each epoch ``sim.train.single``'s seeded permutations. An epoch is one
+    The split, the test accuracy and the order of each epoch are ``sim.train.dataset``'s
+    (``sim.compile.data.digits(data_seed)``, float32 forward pass, seeded permutations), the
+    initial weights ``sim.compile.program.initial_weights(sizes, seed)``, the epoch loop
+    ``sim.train.loop.run_epochs``. An epoch is one
     session: ``G = 1347 // batch`` micro-batches through the pipeline, filled and drained
     once. The machine runs ``ticks_per_run`` ticks per call.
 
@@ -79,76 +152,38 @@ def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_
     -------
     CpResult
     """
-    from tqdm import tqdm
-
-    from chrysalis.sim.golden.cluster_machine import ClusterMachine
-    from chrysalis.sim.compile.data import digits
     from chrysalis.sim.compile.program import initial_weights
-    from chrysalis.sim.train.single import _Order, forward32, reference_step, softmax_xent
+    from chrysalis.sim.golden.cluster_machine import ClusterMachine
 
-    if not _is_int(epochs) or epochs < 1:
+    if not is_int(epochs) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-    if not _is_int(ticks_per_run) or ticks_per_run < 1:
+    if not is_int(ticks_per_run) or ticks_per_run < 1:
         raise ValueError(f"ticks_per_run must be a positive integer, not {ticks_per_run!r}")
-    sizes = tuple(_check_sizes(sizes))
+    sizes = tuple(check_sizes(sizes))
     start = time.perf_counter()
-    x_train, y_train, x_test, y_test = digits(data_seed)
-    order = _Order(len(x_train), batch, seed)
-    samples = order.per_epoch * batch
-    program = CpProgram(config, list(sizes), lr, samples, batch=batch)
+    task = DigitsTask(batch, seed, data_seed)
+    program = CpProgram(config, list(sizes), lr, task.per_epoch * batch, batch=batch)
     weights0 = initial_weights(list(sizes), seed)
-    image = program.initial_image(weights0)
-    machine = ClusterMachine(config)
     result = CpResult(sizes, float(lr), batch, seed, program.cores, program.stages,
                       ticks=epochs * program.ticks)
     steady = program.steady_tick()
     result.profile = None if steady is None else program.tick_profile(steady)
-    ref = [nx.to_float32(w).copy() for w in weights0]
-    x_test_t = x_test.T.copy()
+    strategy = CpSessions(program, program.initial_image(weights0), ClusterMachine(config),
+                          ticks_per_run)
+    # Plain batch-`batch` SGD in float32 on the same samples: no pipeline, no staleness.
+    reference = Float32Reference(weights0, lr)
+    say = reporter(log)
 
-    def run(r, what):
-        t0 = time.perf_counter()
-        out = machine.run(image, r.cmd_base, r.cmd_count, mem_base=program.mem_base)
-        result.accel_s += time.perf_counter() - t0
-        if out.error != isa.ErrorCode.NONE:
-            raise RuntimeError(f"{what}: the golden cluster halted with {out.error.name} at "
-                               f"command {out.index}")
-        result.commands += r.cmd_count
+    def describe(stats):
+        return (f"epoch {stats.epoch}: loss {stats.loss:.4f}, test accuracy {stats.acc:.2%} "
+                f"(float32 SGD without the pipeline {stats.ref_acc:.2%})")
 
-    def say(line):
-        if log is not None:
-            with tqdm.external_write_mode():
-                log(line)
-
-    run(program.prologue, "the prologue")
-    bar = tqdm(total=epochs * program.ticks, unit="tick", desc="train (CP, golden)",
-               disable=not progress, dynamic_ncols=True)
-    try:
-        for epoch in range(epochs):
-            idx = np.concatenate([order.indices(epoch * order.per_epoch + g)
-                                  for g in range(order.per_epoch)])
-            x32, labels = x_train[idx].T, y_train[idx]
-            program.write_samples(image, nx.from_float32(x32), labels)
-            for t in range(0, program.ticks, ticks_per_run):
-                count = min(ticks_per_run, program.ticks - t)
-                run(program.tick_run(t, count), f"epoch {epoch}, ticks {t}-{t + count - 1}")
-                bar.update(count)
-            run(program.checkpoint, "the checkpoint")
-            for g in range(order.per_epoch):
-                cols = slice(g * batch, (g + 1) * batch)
-                reference_step(ref, x32[:, cols], labels[cols], lr)
-            logits = nx.to_float32(program.read_logits(image))
-            weights = [nx.to_float32(w) for w in program.read_weights(image)]
-            acc = float(np.mean(forward32(weights, x_test_t).argmax(axis=0) == y_test))
-            ref_acc = float(np.mean(forward32(ref, x_test_t).argmax(axis=0) == y_test))
-            stats = CpEpoch(epoch + 1, softmax_xent(logits, labels), acc, ref_acc)
-            result.history.append(stats)
-            say(f"epoch {stats.epoch}: loss {stats.loss:.4f}, test accuracy {acc:.2%} "
-                f"(float32 SGD without the pipeline {ref_acc:.2%})")
-    finally:
-        bar.close()
-    result.weights = program.read_weights(image)
-    result.counters = dict(machine.counters)
+    history = run_epochs(strategy, epoch_chunks(task.per_epoch, epochs, fractional=False),
+                         task, reference, progress=progress, say=say, describe=describe)
+    result.history = [CpEpoch(s.epoch, s.loss, s.acc, s.ref_acc) for s in history.epochs]
+    result.weights = strategy.read_weights()
+    result.counters = dict(strategy.machine.counters)
+    result.commands, result.accel_s = strategy.commands, strategy.accel_s
     result.wall_s = time.perf_counter() - start
     say(f"final test accuracy {result.history[-1].acc:.2%} after {epochs} epochs of "
         f"{program.ticks} ticks on {program.cores} cores (stages {program.stages}); golden "

@@ -1,15 +1,16 @@
 """Data- and model-parallel training on a cluster: the digits MLP on the golden cluster (the
-program: :mod:`chrysalis.sim.compile.parallel_program`)."""
+program: :mod:`chrysalis.sim.compile.parallel_program`; the strategy of the epoch loop:
+:class:`chrysalis.sim.train.golden.GoldenSteps` on a
+:class:`~chrysalis.sim.golden.cluster_machine.ClusterMachine`)."""
 
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-from tqdm import tqdm
-
-from chrysalis.gen.spec import isa
-from chrysalis.sim.golden import numerics as nx
-from chrysalis.sim.compile.parallel_program import ParallelProgram
+from .dataset import DATA_SEED, DigitsTask
+from .golden import GoldenSteps
+from .loop import epoch_chunks, reporter, run_epochs
+from .reference import Float32Reference
+from .settings import DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR, DIGITS_SIZES, check_arguments
 
 __all__ = ["ParallelTrainResult", "train_parallel"]
 
@@ -27,7 +28,7 @@ class ParallelTrainResult:
     lr : float
     seed : int
     momentum : float or None
-    history : list of sim.train.single.EpochStats
+    history : list of sim.train.loop.EpochStats
         After every epoch: the training loss and test accuracy of the cluster and of the
         float32 reference (one core's step in float32 on the same minibatches).
     weights, ref_weights : list of numpy.ndarray
@@ -74,7 +75,8 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
 
     The data, the split, the minibatch order, the initial weights
     (:func:`sim.compile.program.initial_weights`), the float32 reference and the accuracy measure
-    are those of :func:`sim.train.single.train`; each step is one doorbell of a
+    are those of :func:`sim.train.single.train`, and so is the epoch loop
+    (:func:`sim.train.loop.run_epochs`); each step is one doorbell of a
     :class:`ParallelProgram` on :class:`sim.golden.cluster_machine.ClusterMachine`, and the
     checkpoint after every epoch brings the weights into the image for the test.
 
@@ -84,9 +86,9 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
         A cluster (``cluster.cores >= 2``).
     mode : {"data", "model"}
     sizes, batch, lr, epochs :
-        As :func:`sim.train.single.train` (defaults :data:`sim.train.single.DIGITS_SIZES`,
-        :data:`~sim.train.single.DEFAULT_BATCH`, :data:`~sim.train.single.DEFAULT_LR`,
-        :data:`~sim.train.single.DEFAULT_EPOCHS`).
+        As :func:`sim.train.single.train` (defaults :data:`sim.train.settings.DIGITS_SIZES`,
+        :data:`~sim.train.settings.DEFAULT_BATCH`, :data:`~sim.train.settings.DEFAULT_LR`,
+        :data:`~sim.train.settings.DEFAULT_EPOCHS`).
     momentum : float, optional
         SGD with momentum (model parallel only).
     seed : int
@@ -96,26 +98,25 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
     log : callable or None
         Called with a line per epoch.
     data_seed : int, optional
-        The train/test split (default :data:`sim.train.single.DATA_SEED`).
+        The train/test split (default :data:`sim.train.dataset.DATA_SEED`).
 
     Returns
     -------
     ParallelTrainResult
     """
     from chrysalis.gen.spec.config import Config
-    from chrysalis.sim.train import single as tr
-    from chrysalis.sim.golden.cluster_machine import ClusterMachine
-    from chrysalis.sim.compile.data import digits
+    from chrysalis.sim.compile.parallel_program import ParallelProgram
     from chrysalis.sim.compile.program import initial_weights
+    from chrysalis.sim.golden.cluster_machine import ClusterMachine
 
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
-    sizes = tr.DIGITS_SIZES if sizes is None else sizes
-    batch = tr.DEFAULT_BATCH if batch is None else batch
-    lr = tr.DEFAULT_LR if lr is None else lr
-    epochs = tr.DEFAULT_EPOCHS if epochs is None else epochs
-    data_seed = tr.DATA_SEED if data_seed is None else data_seed
-    tr._check_arguments(sizes, batch, lr, momentum, None, epochs, seed, "golden")
+    sizes = DIGITS_SIZES if sizes is None else sizes
+    batch = DEFAULT_BATCH if batch is None else batch
+    lr = DEFAULT_LR if lr is None else lr
+    epochs = DEFAULT_EPOCHS if epochs is None else epochs
+    data_seed = DATA_SEED if data_seed is None else data_seed
+    check_arguments(sizes, batch, lr, momentum, None, epochs, seed, "golden")
     sizes = tuple(int(s) for s in sizes)
     batch, seed, epochs = int(batch), int(seed), int(epochs)
     start_time = time.perf_counter()
@@ -124,63 +125,27 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
     except ValueError as error:
         raise ValueError(f"a {'-'.join(map(str, sizes))} MLP with batch {batch} cannot train "
                          f"{mode} parallel on config {config.name!r}: {error}") from None
-    x_train, y_train, x_test, y_test = digits(data_seed)
-    order = tr._Order(len(x_train), batch, seed)
-    if order.per_epoch == 0:
-        raise ValueError(f"batch must be at most the {len(x_train)} training samples, "
-                         f"not {batch!r}")
+    task = DigitsTask(batch, seed, data_seed)
+    task.check_batch()
     weights0 = initial_weights(list(sizes), seed)
-    image = program.initial_image(weights0)
-    ref_weights = [nx.to_float32(w).copy() for w in weights0]
-    ref_velocities = None if momentum is None else [np.zeros_like(w) for w in ref_weights]
-    x_test_t = x_test.T.copy()
-    machine = ClusterMachine(config)
+    reference = Float32Reference(weights0, lr, momentum)
     result = ParallelTrainResult(mode, config.cluster.cores, sizes, batch, float(lr), seed,
                                  None if momentum is None else float(momentum))
+    strategy = GoldenSteps(program, program.initial_image(weights0), ClusterMachine(config),
+                           "the golden cluster",
+                           f"train ({mode} parallel, {result.cores} cores)")
 
-    def run(which, what):
-        outcome = machine.run(image, which.cmd_base, which.cmd_count, mem_base=program.mem_base)
-        if outcome.error != isa.ErrorCode.NONE:
-            raise RuntimeError(f"{what}: the golden cluster halted with {outcome.error.name} "
-                               f"at command {outcome.index}")
+    def describe(stats):
+        return (f"epoch {stats.epoch}: loss {stats.loss:.4f} (float32 {stats.ref_loss:.4f}), "
+                f"test accuracy {stats.acc:.2%} (float32 {stats.ref_acc:.2%})")
 
-    run(program.prologue, "the prologue")
-    step_run = program.step_run(1, 0)
-    total = epochs * order.per_epoch
-    bar = tqdm(total=total, unit="step", desc=f"train ({mode} parallel, {result.cores} cores)",
-               disable=not progress, dynamic_ncols=True)
-    try:
-        for epoch in range(epochs):
-            losses, ref_losses = [], []
-            for step in range(epoch * order.per_epoch, (epoch + 1) * order.per_epoch):
-                idx = order.indices(step)
-                x32, labels = x_train[idx].T, y_train[idx]
-                program.write_batch(image, 0, nx.from_float32(x32), labels)
-                run(step_run, f"step {step}")
-                losses.append(tr.softmax_xent(nx.to_float32(program.read_logits(image, 0)),
-                                              labels))
-                ref_logits = tr.reference_step(ref_weights, x32, labels, lr, momentum,
-                                               ref_velocities)
-                ref_losses.append(tr.softmax_xent(ref_logits, labels))
-                bar.update(1)
-            run(program.checkpoint, "the checkpoint")
-            weights = [nx.to_float32(w) for w in program.read_weights(image)]
-            stats = tr.EpochStats(epoch=epoch + 1, steps=(epoch + 1) * order.per_epoch,
-                                  loss=float(np.mean(losses)),
-                                  ref_loss=float(np.mean(ref_losses)),
-                                  acc=tr._accuracy(weights, x_test_t, y_test),
-                                  ref_acc=tr._accuracy(ref_weights, x_test_t, y_test))
-            result.history.append(stats)
-            if log is not None:
-                with tqdm.external_write_mode():
-                    log(f"epoch {epoch + 1}: loss {stats.loss:.4f} (float32 "
-                        f"{stats.ref_loss:.4f}), test accuracy {stats.acc:.2%} (float32 "
-                        f"{stats.ref_acc:.2%})")
-    finally:
-        bar.close()
-    result.steps = total
-    result.weights = program.read_weights(image)
-    result.ref_weights = ref_weights
-    result.counters = dict(machine.counters)
+    chunks = epoch_chunks(task.per_epoch, epochs, fractional=False)
+    history = run_epochs(strategy, chunks, task, reference, progress=progress,
+                         say=reporter(log), describe=describe)
+    result.history = history.epochs
+    result.steps = chunks[-1].stop
+    result.weights = strategy.read_weights()
+    result.ref_weights = reference.weights
+    result.counters = strategy.counters
     result.wall_s = time.perf_counter() - start_time
     return result

@@ -3,15 +3,16 @@
 :func:`train` compiles the network with :class:`sim.compile.program.TrainingProgram`, writes every
 minibatch into the memory image as a host would (:meth:`~sim.compile.program.TrainingProgram.
 write_batch`) and rings the doorbell once per SGD step (:meth:`~sim.compile.program.TrainingProgram.
-step_run`). The accelerator is one of three backends:
+step_run`), in the epoch loop of :func:`sim.train.loop.run_epochs`. The accelerator is one of
+three backends, each a strategy of that loop:
 
 ``"golden"``
-    The golden machine model (:class:`sim.golden.machine.Machine`), called once per step. It is
-    bit-exact with the RTL, so it gives the RTL's accuracy without simulating it.
+    The golden machine model (:class:`sim.golden.machine.Machine`), called once per step
+    (:class:`sim.train.golden.GoldenSteps`). It is bit-exact with the RTL, so it gives the RTL's accuracy without simulating it.
 ``"icarus"``, ``"verilator"``
     The accelerator's Verilog under that simulator, through cocotb (:func:`sim.verify.rtl_job.
-    run_job`). One simulation runs a *chunk* of steps (an epoch, or all of ``steps``): one
-    :class:`sim.verify.rtl_job.Run` per step, whose memory patches are that step's minibatch and
+    run_job`; :class:`sim.train.rtl.RtlSteps`). One simulation runs a *chunk* of steps (an epoch, or all of ``steps``): one
+    :class:`sim.compile.job.Run` per step, whose memory patches are that step's minibatch and
     labels. Each simulation starts from reset, so the first run of a chunk starts with the
     prologue, which loads the weights the previous chunk left in the image. The same job
     also runs on the golden machine model, and the driver reports whether both left the same
@@ -21,13 +22,9 @@ Between steps the weights stay on chip: the prologue runs once per machine (once
 on the RTL). The host never changes the weights in the image, so it never needs to run the
 prologue again.
 
-Data and order: the digits are split once (``data_seed``, 1347 training and 450 test
-images, ``sim.compile.data.digits``: pixels scaled to [0, 1] and rounded to fp32). Each epoch
-visits the training set in a new seeded permutation, in minibatches of ``batch``; the last
-``1347 mod batch`` images of a permutation, too few for a minibatch, are left out of that
-epoch (a different few each epoch), so every step has the same batch size, the one the
-program was compiled for. ``steps`` runs that many steps through consecutive epochs'
-permutations.
+Data and order: :mod:`sim.train.dataset` (the digits split once by ``data_seed``, a seeded
+permutation per epoch cut into whole minibatches of the batch the program was compiled
+for). ``steps`` runs that many steps through consecutive epochs' permutations.
 
 Measurements, after every epoch (or once at the end with ``steps``):
 
@@ -36,7 +33,7 @@ Measurements, after every epoch (or once at the end with ``steps``):
   pass, before that step's update), in float64 on the host;
 * the test accuracy of the weights read back from the image, with a float32 forward pass
   on the host;
-* the same two for a float32 NumPy reference trained from the same initial weights on the
+* the same two for a float32 NumPy reference (:mod:`sim.train.reference`) trained from the same initial weights on the
   same minibatches with the same ``lr`` and momentum, and the gap in accuracy (accelerator
   minus reference, in points).
 
@@ -48,69 +45,24 @@ This module imports NumPy and tqdm only; :func:`train` loads the data with sciki
 and the RTL backends import Amaranth and cocotb when they run.
 """
 
+
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from chrysalis.sim.golden import numerics as nx
+from .dataset import DATA_SEED, DigitsTask
+from .golden import GoldenSteps
+from .loop import EpochStats, epoch_chunks, reporter, run_epochs
+from .reference import Float32Reference, forward32, reference_step, softmax_xent
+from .rtl import OPTIMISED_BUILD_STEPS, RtlSteps
+from .settings import (BACKENDS, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR, DIGITS_SIZES,
+                       check_arguments)
 
 __all__ = ["BACKENDS", "DIGITS_SIZES", "DEFAULT_LR", "DEFAULT_BATCH", "DEFAULT_EPOCHS",
-           "DATA_SEED", "EpochStats", "TrainResult", "train", "reference_step", "forward32",
-           "softmax_xent"]
-
-#: Where the accelerator runs: the golden machine model or the RTL under a simulator.
-BACKENDS = ("golden", "icarus", "verilator")
-#: The digits network: 64 pixels in, 10 classes out.
-DIGITS_SIZES = (64, 32, 10)
-#: Plain SGD at these settings reaches >= 95% test accuracy on the default preset within
-#: :data:`DEFAULT_EPOCHS` epochs (``benchmarks/train_digits.py`` measures it over seeds).
-DEFAULT_LR = 0.1
-DEFAULT_BATCH = 8
-DEFAULT_EPOCHS = 12
-#: The train/test split of the digits (fixed, so that seeds are compared on one test set).
-DATA_SEED = 0
-
-
-@dataclass
-class EpochStats:
-    """The measurements after one epoch (or after the ``steps`` of a steps-run).
-
-    Members
-    -------
-    epoch : float
-        Epochs completed (a fraction with ``steps`` that end inside an epoch).
-    steps : int
-        Steps completed.
-    loss, ref_loss : float
-        Mean softmax cross-entropy of the steps since the previous record, on the
-        accelerator and on the float32 reference.
-    acc, ref_acc : float
-        Test accuracy in [0, 1] of the accelerator's weights and of the reference's.
-    reuse_strength : int
-        The ``REUSE_STRENGTH`` these steps ran with (0: the reuse cache off, or none).
-    """
-
-    epoch: float
-    steps: int
-    loss: float
-    ref_loss: float
-    acc: float
-    ref_acc: float
-    reuse_strength: int = 0
-
-    @property
-    def gap(self):
-        """Accelerator minus reference test accuracy, in points."""
-        return 100.0 * (self.acc - self.ref_acc)
-
-    def to_dict(self):
-        return {"epoch": self.epoch, "steps": self.steps, "loss": self.loss,
-                "ref_loss": self.ref_loss, "acc": self.acc, "ref_acc": self.ref_acc,
-                "gap_points": self.gap, "reuse_strength": self.reuse_strength}
+           "DATA_SEED", "OPTIMISED_BUILD_STEPS", "EpochStats", "TrainResult", "train",
+           "reference_step", "forward32", "softmax_xent"]
 
 
 @dataclass
@@ -222,167 +174,6 @@ class TrainResult:
         return out
 
 
-# ---------------------------------------------------------------------------------------
-# Host-side arithmetic: the loss, the test forward pass and the float32 reference
-# ---------------------------------------------------------------------------------------
-
-def softmax_xent(logits, labels):
-    """Mean softmax cross-entropy in float64.
-
-    Parameters
-    ----------
-    logits : array_like
-        ``(classes, batch)`` values.
-    labels : array_like of int
-        ``batch`` classes.
-    """
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=0, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=0, keepdims=True))
-    labels = np.asarray(labels)
-    return float(-log_p[labels, np.arange(z.shape[1])].mean())
-
-
-def _augment32(x):
-    """``x`` (features x samples, float32) with a row of ones below: the bias input."""
-    return np.vstack([x, np.ones((1, x.shape[1]), dtype=np.float32)])
-
-
-def forward32(weights, x):
-    """Logits of a float32 forward pass: ReLU after every layer but the last.
-
-    Parameters
-    ----------
-    weights : list of numpy.ndarray
-        float32, layer ``l`` of shape ``(sizes[l+1], sizes[l] + 1)``, bias last.
-    x : numpy.ndarray
-        ``(sizes[0], samples)`` float32.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(sizes[-1], samples)`` float32.
-    """
-    a = np.asarray(x, dtype=np.float32)
-    for l, w in enumerate(weights):
-        a = w @ _augment32(a)
-        if l < len(weights) - 1:
-            a = np.maximum(a, np.float32(0))
-    return a
-
-
-def _accuracy(weights, x, y):
-    return float(np.mean(forward32(weights, x).argmax(axis=0) == y))
-
-
-def reference_step(weights, x, labels, lr, momentum=None, velocities=None):
-    """One SGD step in plain float32 NumPy, the same step the accelerator takes.
-
-    Forward with ReLU on the hidden layers, ``dY = (softmax(Y) - onehot) / B``, backward
-    through the old weights (the accelerator updates a layer after its backward pass), then
-    ``W -= lr * dW``, or with momentum ``v = dW + mu * v; W -= lr * v``.
-
-    Parameters
-    ----------
-    weights : list of numpy.ndarray
-        float32, updated in place.
-    x : numpy.ndarray
-        ``(sizes[0], batch)`` float32.
-    labels : numpy.ndarray of int
-    lr : float
-    momentum : float, optional
-    velocities : list of numpy.ndarray, optional
-        With momentum: float32 like ``weights``, updated in place.
-
-    Returns
-    -------
-    numpy.ndarray
-        The logits of the forward pass (before the update), ``(classes, batch)`` float32.
-    """
-    batch = x.shape[1]
-    layers = len(weights)
-    acts = [_augment32(np.asarray(x, dtype=np.float32))]
-    for l, w in enumerate(weights):
-        y = w @ acts[-1]
-        if l < layers - 1:
-            acts.append(_augment32(np.maximum(y, np.float32(0))))
-    logits = y
-    z = logits - logits.max(axis=0, keepdims=True)
-    e = np.exp(z)
-    grad = e / e.sum(axis=0, keepdims=True)
-    grad[labels, np.arange(batch)] -= np.float32(1)
-    grad /= np.float32(batch)
-    lr32 = np.float32(lr)
-    for l in reversed(range(layers)):
-        dw = grad @ acts[l].T
-        if l > 0:
-            # Through the weights before this step's update, masked by the ReLU.
-            grad = (weights[l][:, :-1].T @ grad) * (acts[l][:-1] > 0)
-        if momentum is None:
-            weights[l] -= lr32 * dw
-        else:
-            velocities[l][:] = dw + np.float32(momentum) * velocities[l]
-            weights[l] -= lr32 * velocities[l]
-    return logits
-
-
-# ---------------------------------------------------------------------------------------
-# The driver
-# ---------------------------------------------------------------------------------------
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_arguments(sizes, batch, lr, momentum, steps, epochs, seed, backend):
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if (not isinstance(sizes, (list, tuple)) or len(sizes) < 2
-            or any(not _is_int(s) or s < 1 for s in sizes)):
-        raise ValueError(f"sizes must be at least two positive layer sizes, not {sizes!r}")
-    if sizes[0] != DIGITS_SIZES[0] or sizes[-1] != DIGITS_SIZES[-1]:
-        raise ValueError(f"a digits network takes {DIGITS_SIZES[0]} inputs and gives "
-                         f"{DIGITS_SIZES[-1]} classes, so sizes must start with "
-                         f"{DIGITS_SIZES[0]} and end with {DIGITS_SIZES[-1]}, not "
-                         f"{tuple(int(s) for s in sizes)!r}")
-    if not _is_int(batch) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, not {batch!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) \
-            or not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a positive number, not {lr!r}")
-    if momentum is not None and (isinstance(momentum, bool)
-                                 or not isinstance(momentum, (int, float, np.number))
-                                 or not 0 <= momentum < math.inf):
-        raise ValueError(f"momentum must be None or a non-negative number, not {momentum!r}")
-    if steps is not None and epochs is not None:
-        raise ValueError(f"give steps or epochs, not both (steps={steps!r}, "
-                         f"epochs={epochs!r})")
-    if steps is not None and (not _is_int(steps) or steps < 1):
-        raise ValueError(f"steps must be a positive integer, not {steps!r}")
-    if epochs is not None and (not _is_int(epochs) or epochs < 1):
-        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-
-
-class _Order:
-    """The minibatch of every step: consecutive ``batch``-sized slices of a fresh seeded
-    permutation of the training set per epoch (the remainder of each is dropped)."""
-
-    def __init__(self, samples, batch, seed):
-        self.samples, self.batch = samples, batch
-        self.per_epoch = samples // batch
-        # Its own stream: initial_weights draws from default_rng(seed).
-        self._rng = np.random.default_rng([seed, 1])
-        self._perms = []
-
-    def indices(self, step):
-        epoch, k = divmod(step, self.per_epoch)
-        while len(self._perms) <= epoch:
-            self._perms.append(self._rng.permutation(self.samples))
-        return self._perms[epoch][k * self.batch:(k + 1) * self.batch]
-
-
 def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, momentum=None,
           steps=None, epochs=None, seed=0, backend="golden", build_dir="build/train",
           waves=False, progress=True, log=print, data_seed=DATA_SEED, reuse=None):
@@ -435,14 +226,13 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
         The accelerator halted with an error code, or a simulation failed.
     """
     from chrysalis.gen.spec.config import Config
-    from chrysalis.sim.compile.data import digits
-    from chrysalis.sim.compile.program import TrainingProgram, initial_weights
+    from chrysalis.gen.spec.networks import mlp
+    from chrysalis.sim.compile.program import initial_weights
     from chrysalis.sim.golden.reuse_schedule import FixedStrength, schedule_of
-    from chrysalis.sim.compile.job import useful_macs  # NumPy and gen.spec.isa only
 
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
-    _check_arguments(sizes, batch, lr, momentum, steps, epochs, seed, backend)
+    check_arguments(sizes, batch, lr, momentum, steps, epochs, seed, backend)
     schedule = schedule_of(reuse)
     if config.pe.reuse_entries == 0 and not (isinstance(schedule, FixedStrength)
                                              and schedule.strength == 0):
@@ -451,231 +241,78 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     sizes = tuple(int(s) for s in sizes)
     batch, seed = int(batch), int(seed)
     start_time = time.perf_counter()
-    # Construction compiles the network: a network that does not fit fails here, at once.
-    try:
-        # The weights stay on chip between steps; a checkpoint run stores them into the
-        # image when the host evaluates them (at the end of an epoch or of the run).
-        program = TrainingProgram(config, list(sizes), batch, lr, momentum=momentum, slots=1,
-                                  store_every_step=False)
-    except ValueError as error:
-        raise ValueError(f"a {'-'.join(map(str, sizes))} MLP with batch {batch} does not fit "
-                         f"config {config.name!r}: {error}") from None
-
-    x_train, y_train, x_test, y_test = digits(data_seed)
-    order = _Order(len(x_train), batch, seed)
-    if order.per_epoch == 0:
-        raise ValueError(f"batch must be at most the {len(x_train)} training samples, "
-                         f"not {batch!r}")
+    program = _compile(config, sizes, batch, lr, momentum)
+    task = DigitsTask(batch, seed, data_seed)
+    task.check_batch()
     if steps is None and epochs is None:
         epochs = DEFAULT_EPOCHS
-    if steps is not None:
-        total = int(steps)
-        chunks = [(0, total)]
-    else:
-        total = int(epochs) * order.per_epoch
-        chunks = [(e * order.per_epoch, (e + 1) * order.per_epoch) for e in range(epochs)]
-
+    chunks = epoch_chunks(task.per_epoch, None if epochs is None else int(epochs),
+                          None if steps is None else int(steps))
     weights0 = initial_weights(list(sizes), seed)
     image = program.initial_image(weights0)
-    ref_weights = [nx.to_float32(w).copy() for w in weights0]
-    ref_velocities = None if momentum is None else [np.zeros_like(w) for w in ref_weights]
-    x_test_t = x_test.T.copy()
-
+    reference = Float32Reference(weights0, lr, momentum)
     result = TrainResult(backend, config.name, sizes, batch, float(lr),
                          None if momentum is None else float(momentum), seed,
                          reuse=schedule.describe())
-    result.useful_macs = total * useful_macs(sizes, batch)
-    pes = config.core.rows * config.core.cols
-    bar = tqdm(total=total, unit="step", desc=f"train ({backend})", disable=not progress,
-               dynamic_ncols=True)
-
-    def say(line):
-        if log is None:
-            return
-        # Lines written while the bar is on screen would tear it: write above it.
-        with tqdm.external_write_mode():
-            log(line)
-
-    def batch_of(step):
-        idx = order.indices(step)
-        return nx.from_float32(x_train[idx].T), y_train[idx], x_train[idx].T
-
+    result.steps = chunks[-1].stop
+    result.useful_macs = result.steps * mlp(list(sizes)).macs(batch)
+    say = reporter(log)
     if backend == "golden":
         from chrysalis.sim.golden.machine import Machine
-        machine = Machine(config)
-        t0 = time.perf_counter()
-        _check_run(machine.run(image, program.prologue.cmd_base, program.prologue.cmd_count,
-                               mem_base=program.mem_base), "the prologue", backend)
-        result.accel_s += time.perf_counter() - t0
+        strategy = GoldenSteps(program, image, Machine(config), "the golden accelerator",
+                               "train (golden)")
     else:
-        build_dir = Path(build_dir)
-        result.sim_s = 0.0
-        result.golden_match = True
-        totals = {}
+        strategy = RtlSteps(config, program, image, backend, build_dir, waves, say)
 
-    try:
-        for start, stop in chunks:
-            losses, ref_losses = [], []
-            strength = schedule.strength
-
-            def reference(step, x32, labels):
-                logits = reference_step(ref_weights, x32, labels, lr, momentum, ref_velocities)
-                ref_losses.append(softmax_xent(logits, labels))
-
-            if backend == "golden":
-                step_run = program.step_run(1, 0)
-                machine.reuse_strength = strength
-                for step in range(start, stop):
-                    x_bits, labels, x32 = batch_of(step)
-                    t0 = time.perf_counter()
-                    program.write_batch(image, 0, x_bits, labels)
-                    _check_run(machine.run(image, step_run.cmd_base, step_run.cmd_count,
-                                           mem_base=program.mem_base),
-                               f"step {step}", backend)
-                    result.accel_s += time.perf_counter() - t0
-                    losses.append(softmax_xent(nx.to_float32(program.read_logits(image, 0)),
-                                               labels))
-                    reference(step, x32, labels)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-                t0 = time.perf_counter()
-                _check_run(machine.run(image, program.checkpoint.cmd_base,
-                                       program.checkpoint.cmd_count, mem_base=program.mem_base),
-                           "the checkpoint", backend)
-                result.accel_s += time.perf_counter() - t0
-            else:
-                bar.set_postfix_str(f"simulating steps {start}-{stop - 1}")
-                image, chunk_losses, counters = _rtl_chunk(
-                    config, program, image, start, stop, batch_of, backend, build_dir, waves,
-                    result, say, strength)
-                losses.extend(chunk_losses)
-                for key, value in counters.items():
-                    totals[key] = totals.get(key, 0) + value
-                for step in range(start, stop):
-                    _, labels, x32 = batch_of(step)
-                    reference(step, x32, labels)
-                bar.update(stop - start)
-                bar.set_postfix(loss=f"{np.mean(losses):.4f}", refresh=False)
-
-            weights = [nx.to_float32(w) for w in program.read_weights(image)]
-            stats = EpochStats(epoch=stop / order.per_epoch, steps=stop,
-                               loss=float(np.mean(losses)), ref_loss=float(np.mean(ref_losses)),
-                               acc=_accuracy(weights, x_test_t, y_test),
-                               ref_acc=_accuracy(ref_weights, x_test_t, y_test),
-                               reuse_strength=strength)
-            schedule.observe(stats.loss)
-            result.history.append(stats)
-            result.step_losses += losses
-            result.ref_step_losses += ref_losses
-            label = (f"epoch {stats.epoch:g}" if steps is None
-                     else f"steps {stats.steps} ({stats.epoch:.2f} epochs)")
-            say(f"{label}: loss {stats.loss:.4f} (float32 {stats.ref_loss:.4f}), test "
+    def describe(stats):
+        label = (f"epoch {stats.epoch:g}" if steps is None
+                 else f"steps {stats.steps} ({stats.epoch:.2f} epochs)")
+        return (f"{label}: loss {stats.loss:.4f} (float32 {stats.ref_loss:.4f}), test "
                 f"accuracy {stats.acc:.2%} (float32 {stats.ref_acc:.2%}, gap "
                 f"{stats.gap:+.2f} points)"
-                + (f", reuse strength {strength}" if config.pe.reuse_entries else ""))
-    finally:
-        bar.close()
+                + (f", reuse strength {stats.reuse_strength}" if config.pe.reuse_entries
+                   else ""))
 
-    result.steps = total
-    result.weights = program.read_weights(image)
-    result.ref_weights = ref_weights
-    if backend == "golden":
-        result.counters = dict(machine.counters)
-    else:
-        result.counters = totals
-        result.cycles = totals.get("cycles")
-        if result.cycles:
-            result.utilization = result.useful_macs / (pes * result.cycles)
-    core_cycles = result.counters.get("core_cycles")
-    if core_cycles:
-        result.core_utilization = result.useful_macs / (pes * core_cycles)
+    history = run_epochs(strategy, chunks, task, reference, schedule=schedule,
+                         progress=progress, say=say, describe=describe)
+    _record(result, strategy, history, reference, config.core.rows * config.core.cols)
     result.wall_s = time.perf_counter() - start_time
     for line in _summary(result, config.mac.macs_per_cycle):
         say(line)
     return result
 
 
-def _check_run(run_result, what, backend):
-    from chrysalis.gen.spec.isa import ErrorCode
-    if run_result.error != ErrorCode.NONE:
-        raise RuntimeError(f"{what}: the {backend} accelerator halted with "
-                           f"{run_result.error.name} at command {run_result.index}")
+def _compile(config, sizes, batch, lr, momentum):
+    """The program of the run; a network that does not fit fails here, at once."""
+    from chrysalis.sim.compile.program import TrainingProgram
+    try:
+        # The weights stay on chip between steps; a checkpoint run stores them into the
+        # image when the host evaluates them (at the end of an epoch or of the run).
+        return TrainingProgram(config, list(sizes), batch, lr, momentum=momentum, slots=1,
+                               store_every_step=False)
+    except ValueError as error:
+        raise ValueError(f"a {'-'.join(map(str, sizes))} MLP with batch {batch} does not fit "
+                         f"config {config.name!r}: {error}") from None
 
 
-def _rtl_chunk(config, program, image, start, stop, batch_of, simulator, build_dir, waves,
-               result, say, reuse_strength=0):
-    """Steps ``start`` to ``stop - 1`` in one simulation; returns the image after them, the
-    loss of each step and the counters of the simulation (they count from its reset)."""
-    from chrysalis.gen.spec.isa import ErrorCode
-    from chrysalis.sim.compile import job as jobs
-    from chrysalis.sim.verify import rtl_job
-
-    minibatches = [batch_of(step)[:2] for step in range(start, stop)]
-    # The image as the previous chunk left it, rebuilt from its weights (and velocities);
-    # run 0 is the prologue, which loads them (a simulation starts from reset), run 1 + k
-    # step start + k, whose memory patches are its minibatch and labels.
-    # The last run is the checkpoint: the next chunk starts from this image.
-    job = jobs.training_job(program, None, minibatches, image=image,
-                               reuse_strength=reuse_strength)
-
-    t0 = time.perf_counter()
-    # Verilator's optimised model build takes about 90 s longer than the -O0 one and then
-    # simulates about 4x faster (benchmarks/sim_speed.py): worth it past about 50 steps.
-    fast_build = stop - start <= OPTIMISED_BUILD_STEPS
-    outputs = rtl_job.run_job(config, job, simulator, build_dir, waves=waves,
-                              fast_build=fast_build)
-    result.accel_s += time.perf_counter() - t0
-    for k, out in enumerate(outputs):
-        if out.error != ErrorCode.NONE:
-            what = _run_name(k, stop - start, start)
-            raise RuntimeError(f"{what}: the {simulator} accelerator halted with "
-                               f"{out.error.name} at command {out.index}")
-        result.sim_s += out.wall_s
-    losses = [softmax_xent(nx.to_float32(program.read_logits(out.image.astype(np.uint32), 0)),
-                           labels)
-              for out, (_, labels) in zip(outputs[1:], minibatches)]
-    if waves:
-        path = _keep_waves(build_dir, config, simulator, start, stop)
-        if path is not None:
-            result.waves.append(str(path))
-            say(f"waveforms of steps {start}-{stop - 1}: {path}")
-
-    # The same job on the golden machine model: the RTL must leave the same images.
-    golden = jobs.run_job_golden(config, job)
-    for k, (out, gold) in enumerate(zip(outputs, golden)):
-        if not np.array_equal(out.image.astype(np.uint32), gold.image):
-            result.golden_match = False
-            what = _run_name(k, stop - start, start)
-            say(f"warning: after {what} the {simulator} memory image differs from the golden "
-                f"machine model's")
-            break
-    return outputs[-1].image.astype(np.uint32), losses, dict(outputs[-1].counters)
-
-
-#: Simulations of more steps than this build Verilator's model optimised.
-OPTIMISED_BUILD_STEPS = 50
-
-
-def _run_name(k, steps, start):
-    """What run ``k`` of a chunk's job is: the prologue, a step, or the checkpoint."""
-    if k == 0:
-        return "the prologue"
-    return f"step {start + k - 1}" if k <= steps else "the checkpoint"
-
-
-def _keep_waves(build_dir, config, simulator, start, stop):
-    """Move the waveform file of the simulation that just ended out of the build directory
-    (the next simulation would overwrite it); its new path, or ``None`` if there is none."""
-    names = (f"{config.name}.fst",) if simulator == "icarus" else ("dump.fst", "dump.vcd")
-    found = [p for d in build_dir.glob(f"{simulator}-{config.name}-*") for name in names
-             if (p := d / name).is_file()]
-    if not found:
-        return None
-    newest = max(found, key=lambda p: p.stat().st_mtime)
-    target = build_dir / "waves" / f"{simulator}-steps{start}-{stop - 1}{newest.suffix}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    newest.replace(target)
-    return target.resolve()
+def _record(result, strategy, history, reference, pes):
+    """What the run measured, into ``result``."""
+    result.history = history.epochs
+    result.step_losses = history.step_losses
+    result.ref_step_losses = history.ref_step_losses
+    result.weights = strategy.read_weights()
+    result.ref_weights = reference.weights
+    result.counters = strategy.counters
+    result.accel_s = strategy.accel_s
+    if isinstance(strategy, RtlSteps):
+        result.sim_s, result.golden_match = strategy.sim_s, strategy.golden_match
+        result.waves = strategy.waves
+        result.cycles = result.counters.get("cycles")
+        if result.cycles:
+            result.utilization = result.useful_macs / (pes * result.cycles)
+    core_cycles = result.counters.get("core_cycles")
+    if core_cycles:
+        result.core_utilization = result.useful_macs / (pes * core_cycles)
 
 
 def _summary(result, peak=1):

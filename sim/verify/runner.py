@@ -295,9 +295,7 @@ def run_testbench(
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
-
     # Imported here so importing this module (e.g. for SIMULATORS in a conftest) stays cheap.
-    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     source_paths = [Path(source).resolve() for source in sources]
@@ -308,13 +306,7 @@ def run_testbench(
     # WAVES=1 in the environment turns waves on, as with cocotb's own Makefiles, so a failing
     # test can be re-run with waveforms without editing it.
     waves = waves or os.environ.get("WAVES", "0").strip().lower() not in ("", "0", "false", "no")
-
-    args = list(build_args)
-    if simulator == "verilator":
-        args = [*VERILATOR_WAIVERS, *args]
-        if waves and _have_lz4_headers():
-            # FST rather than cocotb's default VCD: an order of magnitude smaller.
-            args.append("--trace-fst")
+    args = _build_args(simulator, waves, build_args)
     options = [f"waves={waves}", f"fast_build={fast_build and simulator == 'verilator'}",
                "timescale=" + "/".join(TIMESCALE), *args]
     config = _config_hash(source_paths, toplevel, simulator, options)
@@ -328,6 +320,43 @@ def run_testbench(
     results_xml = out_dir / f"results-{safe_names}.xml"
 
     test_env = {key: str(value) for key, value in (extra_env or {}).items()}
+    env = _run_env(simulator, fast_build, waves, timeout_s, test_env)
+    where = f"{simulator}, toplevel {toplevel!r}, module {module!r}"
+    with _locked(out_dir.with_suffix(".lock")), _patched_environ(env), _repo_on_sys_path():
+        # A stale file from an earlier run must not pass for this run's results.
+        results_xml.unlink(missing_ok=True)
+        runner = get_runner(simulator)
+        _build(runner, source_paths, toplevel, out_dir, args, waves, where)
+        sim_error = _test(runner, module, toplevel, out_dir, testcase, seed, test_env, waves,
+                          results_xml)
+
+    tests, failures, skipped = _judge(results_xml, sim_error, timeout_s, testcase, where,
+                                      out_dir)
+    return {
+        "tests": tests - skipped,
+        "failures": failures,
+        "skipped": skipped,
+        "results_xml": results_xml,
+        "build_dir": out_dir,
+        "waves_file": _waves_file(simulator, waves, out_dir, toplevel, args),
+        "simulator": simulator,
+    }
+
+
+def _build_args(simulator: str, waves: bool, build_args: Sequence[str]) -> list[str]:
+    """The simulator's build arguments: the waivers and the wave format, then the caller's."""
+    args = list(build_args)
+    if simulator == "verilator":
+        args = [*VERILATOR_WAIVERS, *args]
+        if waves and _have_lz4_headers():
+            # FST rather than cocotb's default VCD: an order of magnitude smaller.
+            args.append("--trace-fst")
+    return args
+
+
+def _run_env(simulator: str, fast_build: bool, waves: bool, timeout_s: float | None,
+             test_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of the build and the run, the testbench's variables included."""
     env = _simulator_env(simulator, fast_build)
     # cocotb re-reads WAVES from the environment; pin it so the build (and its hash) agree.
     env["WAVES"] = "1" if waves else "0"
@@ -339,43 +368,55 @@ def run_testbench(
     # cocotb's runner copies os.environ over extra_env, so the caller's environment would
     # silently win; putting the test's variables into os.environ as well makes them stick.
     env.update(test_env)
+    return env
 
-    where = f"{simulator}, toplevel {toplevel!r}, module {module!r}"
-    with _locked(out_dir.with_suffix(".lock")), _patched_environ(env), _repo_on_sys_path():
-        # A stale file from an earlier run must not pass for this run's results.
-        results_xml.unlink(missing_ok=True)
-        runner = get_runner(simulator)
-        try:
-            runner.build(
-                sources=source_paths,
-                hdl_toplevel=toplevel,
-                build_dir=out_dir,
-                build_args=args,
-                timescale=TIMESCALE,
-                waves=waves,
-                log_file=out_dir / "build.log",
-            )
-        except (RuntimeError, SystemExit) as exc:
-            raise RuntimeError(
-                f"{where}: build failed ({exc}); see {out_dir / 'build.log'}") from None
-        sim_error: BaseException | None = None
-        try:
-            runner.test(
-                test_module=module,
-                hdl_toplevel=toplevel,
-                build_dir=out_dir,
-                test_dir=out_dir,
-                testcase=testcase,
-                seed=seed,
-                extra_env=test_env,
-                waves=waves,
-                timescale=TIMESCALE,
-                results_xml=str(results_xml),
-            )
-        # The runner raises RuntimeError when the simulator exits non-zero and calls
-        # sys.exit when it finds failures under pytest; both are judged from the XML below.
-        except (RuntimeError, SystemExit) as exc:
-            sim_error = exc
+
+def _build(runner, sources: Sequence[Path], toplevel: str, out_dir: Path, args: list[str],
+           waves: bool, where: str) -> None:
+    """Build the simulation; a failed build is a :class:`RuntimeError` naming its log."""
+    try:
+        runner.build(
+            sources=sources,
+            hdl_toplevel=toplevel,
+            build_dir=out_dir,
+            build_args=args,
+            timescale=TIMESCALE,
+            waves=waves,
+            log_file=out_dir / "build.log",
+        )
+    except (RuntimeError, SystemExit) as exc:
+        raise RuntimeError(
+            f"{where}: build failed ({exc}); see {out_dir / 'build.log'}") from None
+
+
+def _test(runner, module: str, toplevel: str, out_dir: Path, testcase, seed: int | None,
+          test_env: Mapping[str, str], waves: bool, results_xml: Path) -> BaseException | None:
+    """Run the tests; the simulator's abnormal end, if any (judged with the results)."""
+    try:
+        runner.test(
+            test_module=module,
+            hdl_toplevel=toplevel,
+            build_dir=out_dir,
+            test_dir=out_dir,
+            testcase=testcase,
+            seed=seed,
+            extra_env=test_env,
+            waves=waves,
+            timescale=TIMESCALE,
+            results_xml=str(results_xml),
+        )
+    # The runner raises RuntimeError when the simulator exits non-zero and calls
+    # sys.exit when it finds failures under pytest; both are judged from the XML below.
+    except (RuntimeError, SystemExit) as exc:
+        return exc
+    return None
+
+
+def _judge(results_xml: Path, sim_error: BaseException | None, timeout_s: float | None,
+           testcase, where: str, out_dir: Path) -> tuple[int, int, int]:
+    """``(tests, failures, skipped)`` of the results file; a :class:`RuntimeError` unless
+    every test that ran passed and the simulator ended normally."""
+    from cocotb_tools.check_results import get_results
 
     # cocotb's runner reports a non-zero simulator exit as "return code: N"; coreutils'
     # timeout exits 124 (TERM) or 137 (KILL after the grace period).
@@ -403,19 +444,14 @@ def run_testbench(
     if sim_error is not None:
         raise RuntimeError(f"{where}: all {tests - skipped} test(s) passed but the simulation "
                            f"ended abnormally{why}; results in {results_xml}")
+    return tests, failures, skipped
 
+
+def _waves_file(simulator: str, waves: bool, out_dir: Path, toplevel: str,
+                args: Sequence[str]) -> Path | None:
+    """Where the simulator wrote the waveforms (``None`` without ``waves``)."""
     if not waves:
-        waves_file = None
-    elif simulator == "icarus":
-        waves_file = out_dir / f"{toplevel}.fst"
-    else:
-        waves_file = out_dir / ("dump.fst" if "--trace-fst" in args else "dump.vcd")
-    return {
-        "tests": tests - skipped,
-        "failures": failures,
-        "skipped": skipped,
-        "results_xml": results_xml,
-        "build_dir": out_dir,
-        "waves_file": waves_file,
-        "simulator": simulator,
-    }
+        return None
+    if simulator == "icarus":
+        return out_dir / f"{toplevel}.fst"
+    return out_dir / ("dump.fst" if "--trace-fst" in args else "dump.vcd")

@@ -259,7 +259,7 @@ def test_presets():
 # --- hash ----------------------------------------------------------------------------------
 
 def test_hash_is_stable_across_processes():
-    code = ("from gen.spec.config import PRESETS; "
+    code = ("from chrysalis.gen.spec.config import PRESETS; "
             "print(' '.join(c.config_hash() for c in PRESETS.values()))")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -370,7 +370,7 @@ def test_c_header_compiles():
 
 
 def test_config_module_is_pure_python():
-    code = ("import sys, gen.spec.config; "
+    code = ("import sys, chrysalis.gen.spec.config; "
             "bad = [m for m in ('amaranth', 'numpy', 'cocotb') if m in sys.modules]; "
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -13,9 +13,11 @@ from chrysalis.sim.golden import ring
 from chrysalis.sim.golden.cluster_machine import ClusterMachine
 from chrysalis.sim.golden.mlp import golden_step, mlp_case
 from chrysalis.sim.golden.core_model import CoreNumerics
-from chrysalis.sim.compile.cp_program import (
-    CpProgram, assign_stages, cp_job, cp_reference, forward_version, staleness)
-from chrysalis.sim.compile.job import run_job_golden, useful_macs
+from chrysalis.gen.spec.networks import mlp
+from chrysalis.sim.compile.cp_program import CpProgram, cp_job
+from chrysalis.sim.compile.cp_reference import cp_reference
+from chrysalis.sim.compile.cp_stages import assign_stages, forward_version, staleness
+from chrysalis.sim.compile.job import run_job_golden
 
 TINY = get_preset("tiny")
 LR = 0.25
@@ -141,7 +143,7 @@ def test_steady_tick_profile_counts_every_useful_mac_once():
     for cores, sizes, batch in [(2, [6, 5, 3], 1), (3, [6, 5, 4, 3], 2)]:
         program = CpProgram(_cluster(cores), sizes, LR, 8 * batch, batch=batch)
         profile = program.tick_profile(program.steady_tick())
-        assert sum(c["useful_macs"] for c in profile["cores"]) == useful_macs(sizes, batch)
+        assert sum(c["useful_macs"] for c in profile["cores"]) == mlp(sizes).macs(batch)
         assert all(c["pe_macs"] >= c["useful_macs"] > 0 for c in profile["cores"])
         assert profile["ring_cycles"] > 0
         assert profile["estimate_cycles"] >= max(c["core_cycles"] for c in profile["cores"])

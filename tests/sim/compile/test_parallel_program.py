@@ -15,8 +15,9 @@ from chrysalis.sim.golden import ring
 from chrysalis.sim.golden.cluster_machine import ClusterMachine
 from chrysalis.sim.golden.mlp import augment, mlp_case
 from chrysalis.sim.golden.machine import Machine
-from chrysalis.sim.compile.parallel_program import (
-    ParallelProgram, golden_parallel_step, join_rows, parallel_job, split_rows)
+from chrysalis.sim.compile.parallel_panels import join_rows, split_rows
+from chrysalis.sim.compile.parallel_program import ParallelProgram, parallel_job
+from chrysalis.sim.compile.parallel_reference import golden_parallel_step
 from chrysalis.sim.train.parallel import train_parallel
 from chrysalis.sim.compile.program import TrainingProgram
 from chrysalis.sim.compile.job import golden_mismatches, run_job_golden

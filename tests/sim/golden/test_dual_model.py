@@ -5,7 +5,7 @@ import pytest
 
 from chrysalis.gen.spec.config import get_preset, with_overrides
 from chrysalis.gen.spec.formats import BF16
-from chrysalis.sim.compile import compiler
+from chrysalis.sim.golden import mlp
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import dual_model as dm
 from chrysalis.sim.golden import numerics as nx
@@ -171,7 +171,7 @@ def test_counters_add_up(policy, rows, cols):
 def test_golden_step_deterministic_and_single_is_compiler(policy):
     config = with_overrides(get_preset("default"), {"mac.dual": policy, "pe.acc_regs": 28})
     num, dual = dm.from_config(config)
-    case = compiler.mlp_case([64, 32, 10], 8, 2, 0)
+    case = mlp.mlp_case([64, 32, 10], 8, 2, 0)
     runs = []
     for _ in range(2):
         weights, counters = case.weights, dm.new_counters()
@@ -184,7 +184,7 @@ def test_golden_step_deterministic_and_single_is_compiler(policy):
     assert runs[0][2] == runs[1][2]
     weights = case.weights
     for x, labels in zip(case.inputs, case.labels):
-        weights, probs = compiler.golden_step(num, weights, x, labels, 0.1)
+        weights, probs = mlp.golden_step(num, weights, x, labels, 0.1)
     same = all(np.array_equal(a, b) for a, b in zip(runs[0][0], weights))
     assert same == (policy in ("single", "dual-full"))
 
@@ -192,12 +192,12 @@ def test_golden_step_deterministic_and_single_is_compiler(policy):
 def test_golden_step_momentum_and_tiny_single():
     config = get_preset("tiny")
     num, dual = dm.from_config(config)
-    case = compiler.mlp_case([5, 7, 3], 3, 2, 1)
+    case = mlp.mlp_case([5, 7, 3], 3, 2, 1)
     w0, w1 = case.weights, case.weights
     v0 = [cm.zeros(w.shape) for w in w0]
     v1 = [cm.zeros(w.shape) for w in w1]
     for x, labels in zip(case.inputs, case.labels):
-        w0, p0, g0 = compiler.golden_step(num, w0, x, labels, 0.25, True, 0.5, v0)
+        w0, p0, g0 = mlp.golden_step(num, w0, x, labels, 0.25, True, 0.5, v0)
         w1, p1, g1 = dm.golden_step(num, dual, w1, x, labels, 0.25, True, 0.5, v1)
         np.testing.assert_array_equal(p0, p1)
         np.testing.assert_array_equal(g0, g1)
@@ -237,7 +237,7 @@ def test_step_is_fast():
     import time
     config = with_overrides(get_preset("default"), {"mac.dual": "value", "pe.acc_regs": 28})
     num, dual = dm.from_config(config)
-    case = compiler.mlp_case([64, 32, 10], 8, 1, 0)
+    case = mlp.mlp_case([64, 32, 10], 8, 1, 0)
     dm.golden_step(num, dual, case.weights, case.inputs[0], case.labels[0], 0.1)
     t = time.perf_counter()
     dm.golden_step(num, dual, case.weights, case.inputs[0], case.labels[0], 0.1)

@@ -16,6 +16,7 @@ from chrysalis.gen.spec.config import get_preset, with_overrides
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.train import single as tr
+from chrysalis.sim.train.dataset import MinibatchOrder
 from chrysalis.sim.golden.mlp import golden_step
 from chrysalis.sim.compile.data import digits
 from chrysalis.sim.compile.program import initial_weights
@@ -110,13 +111,13 @@ def test_epochs_record_one_entry_each():
 
 
 def test_the_order_drops_the_remainder_and_reshuffles_each_epoch():
-    order = tr._Order(10, 3, seed=7)
+    order = MinibatchOrder(10, 3, seed=7)
     assert order.per_epoch == 3
     first = np.concatenate([order.indices(k) for k in range(3)])
     second = np.concatenate([order.indices(k) for k in range(3, 6)])
     assert len(set(first)) == 9 and len(set(second)) == 9   # no sample twice in an epoch
     assert not np.array_equal(first, second)
-    assert np.array_equal(order.indices(1), tr._Order(10, 3, seed=7).indices(1))
+    assert np.array_equal(order.indices(1), MinibatchOrder(10, 3, seed=7).indices(1))
 
 
 def test_reference_step_follows_the_gradient_of_the_loss():

@@ -1,0 +1,229 @@
+"""The framework of the ``chrysalis`` command line: subcommands, shared options, ``main``.
+
+Every subcommand is a :class:`Command`: a name, help texts, a function that adds its
+arguments and a function that runs it. A subcommand lives in its own small module of
+``chrysalis.gen.cli``, which calls :func:`register` at import time and is listed in
+:data:`COMMAND_MODULES`. Modules should import heavy packages (Amaranth, NumPy) inside
+``run`` so ``--help`` stays fast.
+
+Errors a user can fix (a bad config value, an unknown key, unparseable TOML, a missing file,
+an unknown preset) print one line, ``chrysalis: error: <message>``, and exit with status 2;
+an operating-system error (say, an unwritable output directory) exits with status 1.
+"""
+
+import argparse
+import importlib
+import json
+import sys
+import textwrap
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from chrysalis.gen.spec.config import (
+    Config, ConfigError, PRESETS, check_buildable, get_preset, parse_override, with_overrides)
+
+__all__ = ["Command", "COMMANDS", "COMMAND_MODULES", "PROG", "register",
+           "add_config_arguments", "config_from_args", "positive_int", "non_negative_int",
+           "status", "write_json", "fail", "tool_errors_exit_1", "wrap", "build_parser", "main"]
+
+#: The modules of the subcommands, in the order of ``chrysalis --help``; each registers its
+#: subcommands when imported.
+COMMAND_MODULES = tuple(f"chrysalis.gen.cli.{name}" for name in (
+    "verilog", "config", "train", "board", "synth", "pnr", "sweep", "perf", "demo_command"))
+
+#: Registered subcommands by name, in registration order (the order of ``--help``).
+COMMANDS = {}
+
+PROG = "chrysalis"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand of ``chrysalis``.
+
+    Parameters
+    ----------
+    name : str
+        The subcommand (``chrysalis <name> ...``).
+    help : str
+        One line for the list of subcommands in ``chrysalis --help``.
+    description : str
+        The paragraph at the top of ``chrysalis <name> --help``.
+    epilog : str
+        Examples, shown at the end of ``chrysalis <name> --help`` as written.
+    configure : callable
+        ``configure(parser)`` adds the subcommand's arguments to its parser.
+    run : callable
+        ``run(args) -> int`` does the work and returns the exit status. It raises
+        :class:`~gen.spec.config.ConfigError` for problems the user can fix.
+    """
+
+    name: str
+    help: str
+    description: str
+    epilog: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def register(command):
+    """Add ``command`` to the command line; returns it (usable as ``X = register(...)``)."""
+    if command.name in COMMANDS:
+        raise ValueError(f"subcommand {command.name!r} is registered twice")
+    COMMANDS[command.name] = command
+    return command
+
+
+# --- shared arguments -------------------------------------------------------------------
+
+def add_config_arguments(parser, *, required=True):
+    """Add ``--config FILE | --preset NAME`` and ``--set PATH=VALUE`` to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    required : bool
+        Whether one of ``--config`` and ``--preset`` must be given; when not, the
+        ``default`` preset is used.
+    """
+    group = parser.add_argument_group("config")
+    source = group.add_mutually_exclusive_group(required=required)
+    source.add_argument("--config", metavar="FILE",
+                        help="a TOML config file (layout: docs/config.md)")
+    # Not `choices=`: an unknown preset must be one error line naming the valid ones.
+    source.add_argument("--preset", metavar="NAME",
+                        help=f"a preset config: {', '.join(sorted(PRESETS))}")
+    group.add_argument("--set", metavar="PATH=VALUE", action="append", default=[],
+                       dest="overrides",
+                       help="override a field by dotted path, e.g. core.rows=8 or "
+                            "mac.operand=fp16 (repeatable; values are TOML)")
+
+
+def config_from_args(args, *, buildable=False):
+    """The :class:`~gen.spec.config.Config` that :func:`add_config_arguments` options describe.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+    buildable : bool
+        For a command that builds the RTL: refuse a config the gateware cannot build
+        (:func:`~gen.spec.config.check_buildable`) before the command does anything.
+    """
+    if args.config is not None:
+        config = Config.load(args.config)
+    else:
+        config = get_preset(args.preset if args.preset is not None else "default")
+    overrides = [parse_override(text) for text in args.overrides]
+    config = with_overrides(config, overrides) if overrides else config
+    return check_buildable(config) if buildable else config
+
+
+# --- argument types and output shared by subcommands -----------------------------------------
+
+def positive_int(text):
+    """An ``argparse`` type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """An ``argparse`` type: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
+    return value
+
+
+def status(text):
+    """A progress line on stderr (stdout holds the results)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def write_json(path, data):
+    """Write ``data`` as sorted, indented JSON to ``path`` (parents created); returns the path."""
+    path = Path(path)
+    if path.parent != Path():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def tool_errors_exit_1(run):
+    """``run`` for a :class:`Command` whose tools may fail: a ``RuntimeError`` is not the
+    user's input, so it is one error line and exit status 1."""
+    def guarded(args):
+        try:
+            return run(args)
+        except RuntimeError as error:
+            return fail(error, 1)
+    return guarded
+
+
+# --- the parser and main -------------------------------------------------------------------
+
+def _load_command_modules():
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+
+
+def build_parser():
+    """The ``argparse`` parser of ``chrysalis`` with every registered subcommand."""
+    _load_command_modules()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Chrysalis: a generator of DNN-training accelerators.",
+        epilog=f"Run `{PROG} COMMAND --help` for the options and examples of a command.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS.values():
+        sub = commands.add_parser(command.name, help=command.help,
+                                  description=wrap(command.description),
+                                  epilog=command.epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.configure(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def wrap(text):
+    """A description paragraph wrapped for ``--help``."""
+    # Descriptions are paragraphs (wrapped here); epilogs are examples (kept as written),
+    # hence RawDescriptionHelpFormatter with descriptions wrapped by hand.
+    return textwrap.fill(text, width=88)
+
+
+def _version():
+    try:
+        return metadata.version("chrysalis")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def fail(message, exit_status):
+    """Print ``message`` as one error line on stderr; returns ``status``."""
+    # One line, whatever the message holds: scripts and people read the first line only.
+    print(f"{PROG}: error: {' '.join(str(message).splitlines())}", file=sys.stderr)
+    return exit_status
+
+
+def main(argv=None):
+    """Run ``chrysalis`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        return fail(error, 2)
+    except OSError as error:
+        return fail(error, 1)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)

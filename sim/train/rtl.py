@@ -1,0 +1,150 @@
+"""Training steps on the accelerator's RTL under Icarus or Verilator: the strategy of the
+single-core driver's RTL backends.
+
+One simulation runs a chunk of steps (an epoch, or all of a ``steps`` run) as one job
+(:func:`chrysalis.sim.compile.job.training_job`): run 0 is the prologue, which loads the
+weights the previous chunk left in the image (a simulation starts from reset), run ``1 + k``
+the chunk's step ``k``, whose memory patches are its minibatch and labels, and the last run
+the checkpoint, whose image the next chunk starts from. The same job also runs on the golden
+machine model, and the strategy records whether both left the same memory images.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from chrysalis.gen.spec.isa import ErrorCode
+from chrysalis.sim.golden import numerics as nx
+
+from .loop import ChunkOutcome
+from .reference import softmax_xent
+
+__all__ = ["RtlSteps", "OPTIMISED_BUILD_STEPS"]
+
+#: Simulations of more steps than this build Verilator's model optimised.
+OPTIMISED_BUILD_STEPS = 50
+
+
+class RtlSteps:
+    """Training steps of a :class:`chrysalis.sim.compile.program.TrainingProgram` on the RTL
+    (a :class:`Strategy <chrysalis.sim.train.loop.Strategy>`).
+
+    Parameters
+    ----------
+    config : chrysalis.gen.spec.config.Config
+    program : chrysalis.sim.compile.program.TrainingProgram
+    image : numpy.ndarray
+        The program's initial image.
+    simulator : {"icarus", "verilator"}
+    build_dir : path-like
+        The Verilog, the simulator builds and the waveforms go here.
+    waves : bool
+        Dump waveforms: one file per chunk, under ``build_dir/waves``.
+    say : callable
+        Takes the lines about waveform files and golden-model mismatches.
+
+    Members
+    -------
+    accel_s : float
+        Wall time of the simulations, builds included.
+    sim_s : float
+        Wall time inside the simulations, from doorbell to interrupt.
+    golden_match : bool
+        Every memory image so far equals the golden machine model's.
+    waves : list of str
+        The waveform file of each chunk.
+    counters : dict
+        The RTL's counters summed over the simulations.
+    """
+
+    unit = "step"
+
+    def __init__(self, config, program, image, simulator, build_dir, waves, say):
+        self.config, self.program, self.image = config, program, image
+        self.simulator, self.build_dir = simulator, Path(build_dir)
+        self.dump_waves, self.say = waves, say
+        self.description = f"train ({simulator})"
+        self.accel_s = self.sim_s = 0.0
+        self.golden_match = True
+        self.waves = []
+        self.counters = {}
+
+    def work(self, chunk):
+        return chunk.steps
+
+    def run(self, chunk, minibatches, strength, progress):
+        from chrysalis.sim.compile import job as jobs
+        progress.note(f"simulating steps {chunk.start}-{chunk.stop - 1}")
+        # The image as the previous chunk left it, rebuilt from its weights (and velocities).
+        job = jobs.training_job(self.program, None,
+                                [(b.x_bits, b.labels) for b in minibatches],
+                                image=self.image, reuse_strength=strength)
+        outputs = self._simulate(job, chunk)
+        losses = [softmax_xent(nx.to_float32(self.program.read_logits(
+                      out.image.astype(np.uint32), 0)), batch.labels)
+                  for out, batch in zip(outputs[1:], minibatches)]
+        if self.dump_waves:
+            self._keep_waves(chunk)
+        self._compare_with_golden(job, outputs, chunk)
+        self.image = outputs[-1].image.astype(np.uint32)
+        for key, value in outputs[-1].counters.items():
+            self.counters[key] = self.counters.get(key, 0) + value
+        progress.advance(chunk.steps, losses)
+        return ChunkOutcome.of_steps(losses)
+
+    def read_weights(self):
+        return self.program.read_weights(self.image)
+
+    def _simulate(self, job, chunk):
+        """The job's runs on the RTL; ``RuntimeError`` if one halted with an error code."""
+        from chrysalis.sim.verify import rtl_job
+        start = time.perf_counter()
+        # Verilator's optimised model build takes about 90 s longer than the -O0 one and then
+        # simulates about 4x faster (benchmarks/sim_speed.py): worth it past about 50 steps.
+        outputs = rtl_job.run_job(self.config, job, self.simulator, self.build_dir,
+                                  waves=self.dump_waves,
+                                  fast_build=chunk.steps <= OPTIMISED_BUILD_STEPS)
+        self.accel_s += time.perf_counter() - start
+        for k, out in enumerate(outputs):
+            if out.error != ErrorCode.NONE:
+                raise RuntimeError(f"{_run_name(k, chunk)}: the {self.simulator} accelerator "
+                                   f"halted with {out.error.name} at command {out.index}")
+            self.sim_s += out.wall_s
+        return outputs
+
+    def _compare_with_golden(self, job, outputs, chunk):
+        """The same job on the golden machine model: the RTL must leave the same images."""
+        from chrysalis.sim.compile.job import run_job_golden
+        golden = run_job_golden(self.config, job)
+        for k, (out, gold) in enumerate(zip(outputs, golden)):
+            if not np.array_equal(out.image.astype(np.uint32), gold.image):
+                self.golden_match = False
+                self.say(f"warning: after {_run_name(k, chunk)} the {self.simulator} memory "
+                         f"image differs from the golden machine model's")
+                break
+
+    def _keep_waves(self, chunk):
+        """Move the waveform file of the simulation that just ended out of the build
+        directory (the next simulation would overwrite it)."""
+        config, simulator = self.config, self.simulator
+        names = (f"{config.name}.fst",) if simulator == "icarus" else ("dump.fst", "dump.vcd")
+        found = [p for d in self.build_dir.glob(f"{simulator}-{config.name}-*")
+                 for name in names if (p := d / name).is_file()]
+        if not found:
+            return
+        newest = max(found, key=lambda p: p.stat().st_mtime)
+        target = (self.build_dir / "waves"
+                  / f"{simulator}-steps{chunk.start}-{chunk.stop - 1}{newest.suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        newest.replace(target)
+        path = target.resolve()
+        self.waves.append(str(path))
+        self.say(f"waveforms of steps {chunk.start}-{chunk.stop - 1}: {path}")
+
+
+def _run_name(k, chunk):
+    """What run ``k`` of a chunk's job is: the prologue, a step, or the checkpoint."""
+    if k == 0:
+        return "the prologue"
+    return f"step {chunk.start + k - 1}" if k <= chunk.steps else "the checkpoint"
