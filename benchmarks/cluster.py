@@ -271,7 +271,7 @@ def measure_mode(mode, cores, rtl, sizes=SIZES, batch=BATCH, reuse=None):
     commands; utilization = useful MACs / (PEs x cores x cycles)."""
     from chrysalis.gen.perf.network import cluster_stream_cost
     from chrysalis.sim.golden.cluster_machine import machine_for
-    from chrysalis.sim.compile.job import useful_macs
+    from chrysalis.gen.spec.networks import mlp
     config, program, job, measured, samples, streams = mode_program(mode, cores, sizes, batch)
     golden = run_job_golden(config, job, machine_for(config))
     for i, g in enumerate(golden):
@@ -280,7 +280,7 @@ def measure_mode(mode, cores, rtl, sizes=SIZES, batch=BATCH, reuse=None):
                                f"{g.error.name} on the golden model")
     model = [cluster_stream_cost(config, s) for s in streams]
     out = dict(mode=mode, cores=cores, sizes=list(sizes), batch=samples, runs=len(measured),
-               useful_macs=useful_macs(list(sizes), samples),
+               useful_macs=mlp(list(sizes)).macs(samples),
                pes=config.core.pes * config.mac.macs_per_cycle,
                stream_model_cycles=float(np.mean([m["cycles"] for m in model])),
                stream_model_ring_cycles=float(np.mean([m["ring_cycles"] for m in model])),

@@ -37,6 +37,8 @@ from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
 from chrysalis.sim.golden import dual_model as dm  # noqa: E402
 from chrysalis.sim.golden import numerics as nx  # noqa: E402
 from chrysalis.sim.train import single as tr  # noqa: E402
+from chrysalis.sim.train.dataset import MinibatchOrder  # noqa: E402
+from chrysalis.sim.train.reference import accuracy  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PRESET = "default"
@@ -49,7 +51,7 @@ def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits):
     from chrysalis.sim.compile.data import digits
     from chrysalis.sim.compile.program import initial_weights
     x_train, y_train, x_test, y_test = digits(tr.DATA_SEED)
-    order = tr._Order(len(x_train), batch, seed)
+    order = MinibatchOrder(len(x_train), batch, seed)
     x_test_t = x_test.T.copy()
     weights = initial_weights(list(tr.DIGITS_SIZES), seed)
     counters = dm.new_counters()
@@ -73,7 +75,7 @@ def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits):
                 weights, _ = dm.golden_step(num, dual, weights, nx.from_float32(x_train[idx].T),
                                             labels, lr, seed=slot_seed, counters=counters)
         current = ref if policy == REFERENCE else [nx.to_float32(w) for w in weights]
-        history.append(tr._accuracy(current, x_test_t, y_test))
+        history.append(accuracy(current, x_test_t, y_test))
     steps = epochs * order.per_epoch
     return {"policy": policy, "seed": seed, "epochs": epochs, "steps": steps,
             "acc": history[-1], "history": history,

@@ -124,8 +124,9 @@ def main():
         "machine (16x16 PEs per core, 16 KB per PE -- and 8 KB --, 512 KB scratchpad, fp16 "
         "operands, fp32 accumulation; 45 nm table of `gen/perf/energy_45nm.toml`, dynamic "
         "energy only, 2 FLOPs per useful MAC); `benchmarks/energy_caterpillar.py`. CATERPILLAR reports 177 "
-        "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). Clusters are "
-        "modelled only (no RTL yet).\n\n" + text)
+        "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). The machine is "
+        "modelled; the cluster model is held to Verilator runs of 2 to 4 small cores "
+        "(`benchmarks/cluster.py`).\n\n" + text)
     return 0
 
 

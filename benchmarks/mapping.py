@@ -96,8 +96,8 @@ def main():
         "core, modelled (`gen.perf`, `gen.perf.mapping`); `benchmarks/mapping.py`. Layers larger "
         "than the local stores use the modelled reduction and batch splits "
         "(docs/perf_model.md).\n\n" + text + "\nSplit of each layer across 4 cores of the "
-        "default config on a 128-bit ring (`gen.perf.mapping.partition`, modelled: no cluster "
-        "in RTL), against every layer split the same way:\n\n" + ptext)
+        "default config on a 128-bit ring (`gen.perf.mapping.partition`, modelled; the cluster "
+        "model is held to Verilator runs in `benchmarks/cluster.py`), against every layer split the same way:\n\n" + ptext)
     return 0
 
 

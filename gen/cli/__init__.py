@@ -17,17 +17,3 @@ from .app import (
 
 __all__ = ["Command", "COMMANDS", "COMMAND_MODULES", "register", "add_config_arguments",
            "config_from_args", "build_parser", "main"]
-
-# ``chrysalis train``'s defaults by their former names here, which
-# tests/sim/train/test_train.py reads: each maps to a public name of
-# chrysalis.gen.cli.train.
-_TRAIN_NAMES = {"_TRAIN_LR": "LR", "_TRAIN_BATCH": "BATCH", "_TRAIN_EPOCHS": "EPOCHS",
-                "_TRAIN_SIZES": "SIZES", "_TRAIN_BACKENDS": "BACKENDS", "_TRAIN_MODES": "MODES",
-                "_TRAIN_CP_LR": "CP_LR", "_TRAIN_CP_EPOCHS": "CP_EPOCHS"}
-
-
-def __getattr__(name):
-    if name in _TRAIN_NAMES:
-        from . import train
-        return getattr(train, _TRAIN_NAMES[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

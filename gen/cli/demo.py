@@ -13,7 +13,7 @@
    memory image and the counters after each run, bit for bit.
 5. Print the cycles, the utilization and the minibatch's loss.
 
-    python -m gen.cli.demo [--preset NAME | --config FILE] [--batch 8] [--steps 1]
+    chrysalis demo [--preset NAME | --config FILE] [--batch 8] [--steps 1]
 """
 
 import argparse
@@ -104,7 +104,7 @@ def summary(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m gen.cli.demo", description=__doc__.split("\n\n")[0],
+        prog="chrysalis demo", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     add_config_arguments(parser, required=False)
     parser.add_argument("--batch", type=int, default=8, help="minibatch size (default 8)")

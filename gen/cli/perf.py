@@ -186,7 +186,8 @@ PERF = register(Command(
                 "(forward, loss, backward, weight gradient and update, loads into the PEs, "
                 "DMA) the cycles, the utilization and the energy (gen.perf, gen.perf.energy). "
                 "The single-core model is validated against the RTL counters "
-                "(benchmarks/perf_model_validation.py); clusters are modelled only.",
+                "(benchmarks/perf_model_validation.py), and clusters against Verilator runs of "
+                "2 to 4 cores (benchmarks/cluster.py).",
     epilog="examples:\n"
            "  chrysalis perf --network vgg16 --preset default\n"
            "  chrysalis perf --network resnet18-cifar10 --config my.toml --batch 32\n"

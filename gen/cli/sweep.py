@@ -116,7 +116,7 @@ REPORT = register(Command(
                 "and report.json (the fits and the Pareto front).",
     epilog="examples:\n"
            "  chrysalis report build/sweeps/area\n"
-           "  chrysalis report build/sweeps/area/results.jsonl -o docs/area",
+           "  chrysalis report build/sweeps/area/results.jsonl -o build/sweeps/area/report",
     configure=_configure_report,
     run=_run_report,
 ))

@@ -278,15 +278,13 @@ def _flow_pnr(config, workdir, **options):
 
 
 def _flow_cycles(config, workdir, sizes, batch, lr):
+    from chrysalis.gen.spec.networks import mlp
     from chrysalis.sim.compile.compiler import compile_mlp
     from chrysalis.sim.golden.core_counts import predict_many
     program = compile_mlp(config, list(sizes), batch, lr)
     counts = predict_many(config, program.step)
-    # Useful MACs of a step: forward, dX (all layers but the first) and dW + update.
-    useful = 0
-    for layer, (n, m) in enumerate(zip(sizes[:-1], sizes[1:])):
-        macs = m * (n + 1) * batch
-        useful += macs + (macs if layer > 0 else 0) + macs + m * (n + 1)
+    # Useful MACs of a step, counted by the one definition (gen.spec.networks).
+    useful = mlp([int(s) for s in sizes]).macs(batch)
     return {**counts, "commands": len(program.step), "streamed": program.streamed,
             "useful_macs": useful,
             "utilization": round(useful / (config.total_pes * counts["cycles"]), 4)}

@@ -51,14 +51,15 @@ def mlp_step(config, sizes, batch, timing=TESTBENCH_MEMORY, store_every_step=Tru
     """Model cost of one SGD step of an MLP as the accelerator runs it (one doorbell).
 
     Returns :func:`stream_cost`'s dict plus ``commands`` (the step's command list) and
-    ``useful_macs`` (the multiply-accumulates the step needs, ``sim.verify.rtl_job.useful_macs``).
+    ``useful_macs`` (the multiply-accumulates the step needs,
+    :meth:`chrysalis.gen.spec.networks.Network.macs`).
     """
-    from chrysalis.sim.compile.job import useful_macs
+    from chrysalis.gen.spec.networks import mlp
     program = mlp_program(config, sizes, batch, store_every_step=store_every_step)
     run = program.step_run(1, 0)
     first = (run.cmd_base - program.regions["commands"].addr) // 64
     commands = program.commands[first:first + run.cmd_count]
     out = stream_cost(config, commands, timing)
     out["commands"] = commands
-    out["useful_macs"] = useful_macs(list(sizes), batch)
+    out["useful_macs"] = mlp([int(s) for s in sizes]).macs(batch)
     return out

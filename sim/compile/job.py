@@ -16,7 +16,7 @@ import numpy as np
 from chrysalis.gen.spec import isa
 
 __all__ = ["Run", "Job", "RunOutput", "dma_window", "run_job_golden", "golden_mismatches",
-           "training_job", "useful_macs", "GOLDEN_COUNTERS"]
+           "training_job", "GOLDEN_COUNTERS"]
 #: Counters the golden machine model predicts exactly (the others depend on memory timing).
 GOLDEN_COUNTERS = ("commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
                    "core_cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words",
@@ -198,13 +198,3 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
                             max_cycles=max_cycles, dual_seed=dual_seed,
                             reuse_strength=strengths[-1]))
     return job
-
-
-def useful_macs(sizes, batch):
-    """Multiply-accumulates a training step of the MLP ``sizes`` needs, as
-    :meth:`chrysalis.gen.spec.networks.Network.macs` counts them (the one definition): the
-    forward pass, weight gradient and update of every layer (the bias as a weight column),
-    and the backward pass of every layer but the first (nothing below it needs its input
-    gradient)."""
-    from chrysalis.gen.spec.networks import mlp
-    return mlp([int(s) for s in sizes]).macs(batch)

@@ -100,7 +100,7 @@ class TrainResult:
         MACs the network needs: per step, forward and weight gradient plus update of every
         layer and the backward pass of every layer but the first.
     utilization : float or None
-        ``useful_macs / (PEs * cycles)``: the README's definition over every cycle of the
+        ``useful_macs / (PEs * cycles)``: the definition of ``docs/results.md`` over every cycle of the
         runs, the DMA and the prologues included (RTL backends only).
     core_utilization : float or None
         ``useful_macs / (PEs * core_cycles)``: over the cycles the core was busy.

@@ -1,7 +1,7 @@
 """Build and run a cocotb testbench under Icarus Verilog or Verilator.
 
 A thin layer over :mod:`cocotb_tools.runner` (cocotb 2.1) that carries every workaround this
-project needs (see ``/work/shared/TOOLCHAIN.md``):
+project needs (see ``docs/toolchain.md``):
 
 * Icarus: Amaranth emits no `` `timescale``, so one is always passed to the build, or
   ``Clock`` fails with "Bad period".

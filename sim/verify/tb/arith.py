@@ -1,7 +1,7 @@
 """cocotb testbench: a floating-point unit's RTL against the golden model, bit for bit.
 
 Runs inside the simulator (Icarus or Verilator). The unit and its parameters come from the
-environment, set by the caller (``tests/sim/verify/test_cocotb_arith.py`` or ``gen.cli.demo``):
+environment, set by the caller (``tests/sim/verify/test_cocotb_arith.py`` or ``chrysalis demo``):
 
 ``CHRYSALIS_UNIT``
     ``mac`` (ports ``a``, ``b``, ``c`` -> ``result``), ``convert`` (``a`` -> ``result``) or

@@ -165,10 +165,10 @@ def write_report(directory):
             {"from": "posedge clk", "to": "posedge clk", "path": [
                 step("clk-to-q", "bank", "bank", 4.0),
                 step("routing", "bank", "conv", 7.5, "rdata[3]",
-                     ["/work/main/hw/pe.py:250", "/share/cells.v:10"]),
+                     ["/home/user/chrysalis/hw/pe.py:250", "/share/cells.v:10"]),
                 step("logic", "conv", "conv", 0.5),
                 step("routing", "conv", "mul", 2.0, "op[1]", ["hw/fconv.py:30",
-                                                             "/work/main/hw/pe.py:250"]),
+                                                             "/home/user/chrysalis/hw/pe.py:250"]),
                 step("setup", "mul", "mul", 0.1)]},
             {"from": "posedge clk", "to": "posedge clk", "path": [
                 step("routing", "a", "b", 1.0, "short", ["hw/core.py:5"])]},

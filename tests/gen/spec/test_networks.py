@@ -43,9 +43,8 @@ def test_layer_macs_count_every_phase():
     assert layer.macs(4) == 3 * product + 8 * 28
     assert layer.macs(4, first=True) == 2 * product + 8 * 28
     net = mlp([64, 32, 10])
-    # The same count as sim.compile.job.useful_macs.
-    from chrysalis.sim.compile.job import useful_macs
-    assert net.macs(8) == useful_macs([64, 32, 10], 8)
+    # Forward and dW + update for both layers (bias as a weight column), dX for the second.
+    assert net.macs(8) == 32 * 65 * (2 * 8 + 1) + 10 * 33 * (3 * 8 + 1)
 
 
 def test_names_and_errors():

@@ -205,19 +205,20 @@ def test_a_network_that_does_not_fit_says_so():
 # --- chrysalis train ----------------------------------------------------------------------
 
 def test_cli_defaults_are_the_drivers():
+    from chrysalis.gen.cli import train as train_cli
     parser = cli.build_parser()
     args = parser.parse_args(["train"])
     # --lr and --batch default per mode (None on the command line).
-    assert (cli._TRAIN_LR, cli._TRAIN_BATCH, args.sizes) == (tr.DEFAULT_LR, tr.DEFAULT_BATCH,
+    assert (train_cli.LR, train_cli.BATCH, args.sizes) == (tr.DEFAULT_LR, tr.DEFAULT_BATCH,
                                                              tr.DIGITS_SIZES)
     assert args.lr is None and args.batch is None and args.mode is None
-    assert cli._TRAIN_EPOCHS == tr.DEFAULT_EPOCHS
+    assert train_cli.EPOCHS == tr.DEFAULT_EPOCHS
     from chrysalis.sim.train import cluster as cluster_train
     from chrysalis.sim.compile import cp_program
-    assert cli._TRAIN_MODES == cluster_train.MODES
-    assert (cli._TRAIN_CP_LR, cli._TRAIN_CP_EPOCHS) == (cp_program.DEFAULT_CP_LR,
+    assert train_cli.MODES == cluster_train.MODES
+    assert (train_cli.CP_LR, train_cli.CP_EPOCHS) == (cp_program.DEFAULT_CP_LR,
                                                         cp_program.DEFAULT_CP_EPOCHS)
-    assert cli._TRAIN_BACKENDS == tr.BACKENDS
+    assert train_cli.BACKENDS == tr.BACKENDS
     assert (args.backend, args.seed, args.build_dir) == ("golden", 0, "build/train")
 
 

@@ -45,7 +45,7 @@ def test_failing_cocotb_test_raises(simulator, build_root):
 
 def test_failure_raises_outside_pytest(build_root, monkeypatch):
     # cocotb's runner only checks results itself when PYTEST_CURRENT_TEST is set; without it
-    # (a script, `python -m gen.cli.demo`) a failure must still raise.
+    # (a script, `chrysalis demo`) a failure must still raise.
     monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
     with pytest.raises(RuntimeError, match="1 of 1 cocotb test"):
         _run("icarus", build_root, testcase="must_fail_for_runner_check")
