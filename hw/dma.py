@@ -15,10 +15,11 @@ before they get here). An error response (SLVERR, DECERR) does not stop the burs
 protocol is completed -- but ends the transfer after it with ``bus_error``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from chrysalis.gen.spec.isa import COMMAND_BYTES
 
@@ -83,7 +84,7 @@ class DmaEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         K, bb = self.words, self.beat_bytes
-        log_bb = bb.bit_length() - 1
+        log_bb = exact_log2(bb)
         bus = self.bus
         aw = self.addr_width
 
@@ -101,7 +102,7 @@ class DmaEngine(wiring.Component):
         # The flag itself: valid in the cycle of ``done`` and after it, cleared at a start.
         m.d.comb += self.bus_error.eq(error)
         m.d.comb += [
-            col_beats.eq((self.n + (K - 1)) >> (K.bit_length() - 1)),
+            col_beats.eq((self.n + (K - 1)) >> exact_log2(K)),
             bus.arid.eq(0), bus.awid.eq(0), bus.arsize.eq(log_bb), bus.awsize.eq(log_bb),
             bus.arburst.eq(Burst.INCR), bus.awburst.eq(Burst.INCR),
             bus.arcache.eq(0b0011), bus.awcache.eq(0b0011),

@@ -16,14 +16,19 @@ This module is pure Python: the golden model and the tools import it without Ama
 """
 
 import enum
+import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from .checks import ceil_div
 
 __all__ = [
     "ISA_VERSION", "COMMAND_WORDS", "COMMAND_BYTES", "Opcode", "ErrorCode", "Field", "FIELDS",
     "FIELD", "OP_FIELDS", "NEEDS", "Limits", "encode", "encode_stream", "decode", "decode_stream",
-    "check", "core_mask", "core_error", "COLLECTIVES", "MAX_CORES", "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "c_header",
-    "markdown",
+    "check", "check_fetch", "core_mask", "core_error", "COLLECTIVES", "MAX_CORES", "Region",
+    "SIZE_TERMS", "MEMORIES", "OP_REGIONS", "DMA_OPS", "size_values", "dma_region", "BitField",
+    "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "REUSE_STRENGTH_BITS",
+    "DUAL_SEED_BITS", "c_header", "markdown",
 ]
 
 #: (major, minor): a major change breaks existing command streams.
@@ -35,8 +40,9 @@ ID_MAGIC = 0x4348_5253
 
 
 class Opcode(enum.IntEnum):
-    """Operations. The core operations keep the numbers of ``hw.core.CoreOp``; 0 is not an
-    operation, so that running into zeroed memory halts at once."""
+    """Operations. The cores run those that are neither DMA (:data:`DMA_OPS`) nor
+    collectives (:data:`COLLECTIVES`) by these numbers; 0 is not an operation, so that
+    running into zeroed memory halts at once."""
     LOAD_COL = 1
     LOAD_ROW = 2
     LOAD_W = 3
@@ -386,55 +392,129 @@ class Limits:
                    dma_base, dma_last, config.cluster.cores)
 
 
-def _ceil(a, b):
-    return -(-a // b)
+#: The terms a region's shape is made of (:class:`Region`).
+SIZE_TERMS = {
+    "m": "the field `m`",
+    "n": "the field `n`",
+    "batch": "the field `batch`",
+    "mt": "`ceil(m/R)`: the row tiles of `W` on the `R x C` PE array",
+    "nt": "`ceil(n/C)`: the column tiles of `W`",
+    "cores": "the cores of the cluster",
+}
+#: The memories a region is in: a PE's weight bank and activation bank (words), the
+#: scratchpad (a matrix) and memory (the bytes a DMA reads or writes).
+MEMORIES = ("weight", "act", "scratchpad", "memory")
 
 
-def _matrices(op, c, cores=1):
-    """The scratchpad matrices an operation touches: ``(base, lpc, rows, columns)``."""
-    m, n, batch = c["m"], c["n"], c["batch"]
-    sp = (c["sp_base"], c["sp_lpc"])
-    sp2 = (c["sp2_base"], c["sp2_lpc"])
-    sp3 = (c["sp3_base"], c["sp3_lpc"])
-    if op == Opcode.LOAD_COL or op in (Opcode.DMA_LOAD, Opcode.DMA_STORE):
-        return [sp + (n, batch)]
-    if op in (Opcode.LOAD_ROW, Opcode.FORWARD):
-        return [sp + (m, batch)]
-    if op in (Opcode.LOAD_W, Opcode.STORE_W):
-        return [sp + (m, n)]
-    if op == Opcode.BACKWARD:
-        return [sp + (n, batch)] + ([sp2 + (n, batch)] if c["flag"] else [])
-    if op == Opcode.LOSS_GRAD:
-        return [sp + (m, batch), sp2 + (m, batch), sp3 + (1, batch)]
-    if op in COLLECTIVES:
-        rows = n * cores
-        return [sp + (rows if op == Opcode.REDUCE_SCATTER else n, batch),
-                sp2 + (rows if op == Opcode.ALL_GATHER else n, batch)]
-    return []
+@dataclass(frozen=True)
+class Region:
+    """A region that an operation touches, checked before the command runs (:func:`check`).
+
+    Parameters
+    ----------
+    memory : str
+        One of :data:`MEMORIES`.
+    base : str
+        Where the region starts: a field (``wbase``, ``abase2``, ``mem_addr``); for a
+        scratchpad matrix the prefix of its two fields (``sp``: ``sp_base`` and ``sp_lpc``).
+    rows, cols : str
+        Its shape, each ``"1"`` or a product of :data:`SIZE_TERMS` joined by ``*``. A bank
+        region is ``rows * cols`` words from ``base``; a scratchpad matrix has ``cols``
+        columns of ``rows`` elements; a memory region has ``cols`` columns of ``rows``
+        32-bit words, ``mem_stride`` bytes apart.
+    when : str or None
+        A one-bit field that must be set for the operation to touch the region.
+    """
+    memory: str
+    base: str
+    rows: str
+    cols: str
+    when: str | None = None
+
+    def __post_init__(self):
+        if self.memory not in MEMORIES:
+            raise ValueError(f"memory must be one of {', '.join(MEMORIES)}, "
+                             f"not {self.memory!r}")
+        for expr in (self.rows, self.cols):
+            if expr != "1" and not set(expr.split("*")) <= set(SIZE_TERMS):
+                raise ValueError(f"a region's rows and cols must be 1 or products of "
+                                 f"{', '.join(SIZE_TERMS)}, not {expr!r}")
+        if self.when is not None and FIELD[self.when].width != 1:
+            raise ValueError(f"when must name a one-bit field, not {self.when!r}")
+
+    @property
+    def row_terms(self):
+        """The terms of ``rows`` (empty for 1)."""
+        return () if self.rows == "1" else tuple(self.rows.split("*"))
+
+    @property
+    def col_terms(self):
+        """The terms of ``cols`` (empty for 1)."""
+        return () if self.cols == "1" else tuple(self.cols.split("*"))
+
+    def shape(self, values):
+        """``(rows, cols)`` for the terms' ``values`` (a mapping)."""
+        return (math.prod(values[t] for t in self.row_terms),
+                math.prod(values[t] for t in self.col_terms))
+
+    def touched(self, fields):
+        """Whether a command with ``fields`` touches the region."""
+        return self.when is None or bool(fields[self.when])
 
 
-def _bank_regions(op, c, mt, nt):
-    """``(weight regions, activation regions)``: ``(base, words)`` pairs."""
-    batch = c["batch"]
-    w, a = [], []
-    if op in (Opcode.LOAD_W, Opcode.STORE_W, Opcode.FORWARD, Opcode.BACKWARD, Opcode.WGRAD):
-        w.append((c["wbase"], mt * nt))
-    if op == Opcode.WGRAD and c["flag"]:
-        w.append((c["wbase2"], mt * nt))
-    if op in (Opcode.LOAD_COL, Opcode.FORWARD, Opcode.WGRAD):
-        a.append((c["abase"], nt * batch))
-    if op in (Opcode.LOAD_ROW, Opcode.BACKWARD):
-        a.append((c["abase"], mt * batch))
-    if op == Opcode.WGRAD:
-        a.append((c["abase2"], mt * batch))
-    return w, a
+def _weights(base="wbase", when=None):
+    return Region("weight", base, "mt", "nt", when)
+
+
+def _matrix(prefix, rows, cols="batch", when=None):
+    return Region("scratchpad", prefix, rows, cols, when)
+
+
+_DMA_REGION = Region("memory", "mem_addr", "n", "batch")
+_COLLECTIVE_REGIONS = (_matrix("sp", "n"), _matrix("sp2", "n"))
+
+#: The regions each operation touches: the one definition that :func:`check`, the RTL's
+#: checker (``hw.command_check``) and the reference (:func:`markdown`) are made from.
+OP_REGIONS = {
+    Opcode.LOAD_COL: (Region("act", "abase", "nt", "batch"), _matrix("sp", "n")),
+    Opcode.LOAD_ROW: (Region("act", "abase", "mt", "batch"), _matrix("sp", "m")),
+    Opcode.LOAD_W: (_weights(), _matrix("sp", "m", "n")),
+    Opcode.STORE_W: (_weights(), _matrix("sp", "m", "n")),
+    Opcode.FORWARD: (_weights(), Region("act", "abase", "nt", "batch"), _matrix("sp", "m")),
+    Opcode.BACKWARD: (_weights(), Region("act", "abase", "mt", "batch"), _matrix("sp", "n"),
+                      _matrix("sp2", "n", when="flag")),
+    Opcode.WGRAD: (_weights(), _weights("wbase2", when="flag"),
+                   Region("act", "abase", "nt", "batch"), Region("act", "abase2", "mt", "batch")),
+    Opcode.LOSS_GRAD: (_matrix("sp", "m"), _matrix("sp2", "m"), _matrix("sp3", "1")),
+    Opcode.DMA_LOAD: (_matrix("sp", "n"), _DMA_REGION),
+    Opcode.DMA_STORE: (_matrix("sp", "n"), _DMA_REGION),
+    Opcode.BROADCAST: _COLLECTIVE_REGIONS,
+    Opcode.REDUCE: _COLLECTIVE_REGIONS,
+    Opcode.ALL_GATHER: (_matrix("sp", "n"), _matrix("sp2", "cores*n")),
+    Opcode.REDUCE_SCATTER: (_matrix("sp", "cores*n"), _matrix("sp2", "n")),
+    Opcode.ALL_REDUCE: _COLLECTIVE_REGIONS,
+    Opcode.SEND: _COLLECTIVE_REGIONS,
+}
+#: The operations that move data between memory and the scratchpad (they have a memory
+#: region).
+DMA_OPS = frozenset(op for op, regions in OP_REGIONS.items()
+                    if any(r.memory == "memory" for r in regions))
+
+
+def size_values(fields, limits):
+    """The values of :data:`SIZE_TERMS` for a command's ``fields`` on a machine of
+    ``limits``."""
+    return dict(m=fields["m"], n=fields["n"], batch=fields["batch"],
+                mt=ceil_div(fields["m"], limits.rows), nt=ceil_div(fields["n"], limits.cols),
+                cores=limits.cores)
 
 
 def dma_region(c, beat_bytes):
     """First and last byte address a DMA command touches (whole beats)."""
-    column = _ceil(4 * c["n"], beat_bytes) * beat_bytes
-    first = c["mem_addr"]
-    return first, first + (c["batch"] - 1) * c["mem_stride"] + column - 1
+    words, columns = _DMA_REGION.shape(c)
+    column = ceil_div(4 * words, beat_bytes) * beat_bytes
+    first = c[_DMA_REGION.base]
+    return first, first + (columns - 1) * c["mem_stride"] + column - 1
 
 
 def check(fields, limits):
@@ -450,18 +530,27 @@ def check(fields, limits):
         return ErrorCode.RESERVED_BITS
     if any(c[size] == 0 for size in NEEDS[op]):
         return ErrorCode.ZERO_SIZE
-    mt, nt = _ceil(c["m"], limits.rows), _ceil(c["n"], limits.cols)
-    weights, acts = _bank_regions(op, c, mt, nt)
-    if any(base + words > limits.weight_words for base, words in weights):
+    values = size_values(c, limits)
+    regions = [r for r in OP_REGIONS[op] if r.touched(c)]
+
+    def past(memory, words):
+        return any(c[r.base] + math.prod(r.shape(values)) > words
+                   for r in regions if r.memory == memory)
+
+    if past("weight", limits.weight_words):
         return ErrorCode.WEIGHT_RANGE
-    if any(base + words > limits.act_words for base, words in acts):
+    if past("act", limits.act_words):
         return ErrorCode.ACT_RANGE
-    for base, lpc, rows, columns in _matrices(op, c, limits.cores):
+    for r in regions:
+        if r.memory != "scratchpad":
+            continue
+        base, lpc = c[f"{r.base}_base"], c[f"{r.base}_lpc"]
+        rows, columns = r.shape(values)
         # A lane access addresses at most 2**16 elements of a column.
         if (lpc * limits.banks < rows or base + columns * lpc > limits.sp_lines
                 or rows > 0xFFFF):
             return ErrorCode.SCRATCHPAD_RANGE
-    if op in (Opcode.DMA_LOAD, Opcode.DMA_STORE):
+    if any(r.memory == "memory" for r in regions):
         if c["mem_addr"] % limits.beat_bytes or c["mem_stride"] % limits.beat_bytes:
             return ErrorCode.DMA_ALIGN
         first, last = dma_region(c, limits.beat_bytes)
@@ -504,17 +593,53 @@ def check_fetch(cmd_base, cmd_count, limits):
 # ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class BitField:
+    """A bit-field of a register: ``width`` bits from bit ``lsb``."""
+    name: str
+    lsb: int
+    width: int
+    doc: str
+
+    def __post_init__(self):
+        if not (0 <= self.lsb and 1 <= self.width and self.lsb + self.width <= 32):
+            raise ValueError(f"bit-field {self.name} must lie in bits 31:0, not "
+                             f"{self.lsb + self.width - 1}:{self.lsb}")
+
+    @property
+    def mask(self):
+        """The field's bits in place in the register."""
+        return ((1 << self.width) - 1) << self.lsb
+
+    @property
+    def bits(self):
+        """The field's bits as the reference writes them: ``"bits 7:0"``, ``"bit 2"``."""
+        msb = self.lsb + self.width - 1
+        return f"bits {msb}:{self.lsb}" if self.width > 1 else f"bit {self.lsb}"
+
+
+@dataclass(frozen=True)
 class Register:
     """A 32-bit register of the AXI4-Lite slave at byte ``offset``.
 
     ``access``: ``"r"`` (read-only; a write answers SLVERR), ``"rw"``, ``"w1c"`` (write
-    ones to clear) or ``"w"`` (write-only; reads as 0).
+    ones to clear) or ``"w"`` (write-only; reads as 0). ``fields``: the bit-fields of a
+    register that packs several values or holds fewer than 32 bits (:class:`BitField`, the
+    one definition of where each value sits); bits outside them read as 0. A register
+    without fields is one 32-bit value.
     """
     name: str
     offset: int
     access: str
     doc: str
     reset: int = 0
+    fields: tuple = ()
+
+    def __post_init__(self):
+        used = 0
+        for f in self.fields:
+            if used & f.mask:
+                raise ValueError(f"bit-field {f.name} of {self.name} overlaps another field")
+            used |= f.mask
 
     @property
     def readable(self):
@@ -523,6 +648,43 @@ class Register:
     @property
     def writable(self):
         return self.access != "r"
+
+    @property
+    def width(self):
+        """Bits the register holds: up to its highest field, or 32."""
+        if not self.fields:
+            return 32
+        return max(f.lsb + f.width for f in self.fields)
+
+    def field(self, name):
+        """The bit-field ``name``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no bit-field {name!r}; its fields are "
+                       f"{', '.join(f.name for f in self.fields) or 'none'}")
+
+    def pack(self, **values):
+        """The register's value from the values of its fields (missing fields are 0);
+        a value wider than its field is refused."""
+        word = 0
+        for name, value in values.items():
+            f = self.field(name)
+            if not 0 <= value < 1 << f.width:
+                raise ValueError(f"{self.name}.{name} must fit in {f.width} bits, "
+                                 f"not {value!r}")
+            word |= value << f.lsb
+        return word
+
+    def unpack(self, value):
+        """The values of the register's fields in ``value``."""
+        return {f.name: (value >> f.lsb) & ((1 << f.width) - 1) for f in self.fields}
+
+    @property
+    def description(self):
+        """The reference's text: the fields and their bits, then ``doc``."""
+        fields = "; ".join(f"`{f.name}`: {f.doc} ({f.bits})" for f in self.fields)
+        return "; ".join(part for part in (fields, self.doc) if part)
 
 
 #: The counters, each a 64-bit value in two registers (``_LO``, ``_HI``). They count from
@@ -558,35 +720,55 @@ COUNTERS = (
 _COUNTER_BASE = 0x100
 
 
+#: Width of the reuse-strength register.
+REUSE_STRENGTH_BITS = 5
+#: Width of the dual-precision seed register.
+DUAL_SEED_BITS = 16
+
+
 def _registers():
+    major, minor = ISA_VERSION
+    version = Register("VERSION", 0x04, "r", "", fields=(
+        BitField("minor", 0, 16, "command-set minor version"),
+        BitField("major", 16, 16, "major version, a change breaks command streams")))
+    version = replace(version, reset=version.pack(major=major, minor=minor))
     regs = [
         Register("ID", 0x00, "r", "`0x43485253`, \"CHRS\"", ID_MAGIC),
-        Register("VERSION", 0x04, "r", "command-set version: major in bits 31:16, minor in "
-                 "15:0", (ISA_VERSION[0] << 16) | ISA_VERSION[1]),
+        version,
         Register("CONFIG_HASH", 0x08, "r", "the first 8 hex digits of the config hash"),
-        Register("ARRAY", 0x0C, "r", "PE rows (7:0), PE columns (15:8), scratchpad banks "
-                 "(23:16), MAC latency (31:24)"),
+        Register("ARRAY", 0x0C, "r", "", fields=(
+            BitField("rows", 0, 8, "PE rows"), BitField("cols", 8, 8, "PE columns"),
+            BitField("banks", 16, 8, "scratchpad banks"),
+            BitField("mac_latency", 24, 8, "MAC latency"))),
         Register("SCRATCHPAD_WORDS", 0x10, "r", "scratchpad capacity in words"),
         Register("WEIGHT_WORDS", 0x14, "r", "weight-bank depth of a PE in words"),
         Register("ACT_WORDS", 0x18, "r", "activation-bank depth of a PE in words"),
-        Register("BUS", 0x1C, "r", "AXI4 master data width in bits (15:0), address width "
-                 "(23:16)"),
+        Register("BUS", 0x1C, "r", "", fields=(
+            BitField("data_width", 0, 16, "AXI4 master data width in bits"),
+            BitField("addr_width", 16, 8, "address width"))),
         Register("CMD_BASE_LO", 0x20, "rw", "byte address of the command buffer, bits 31:0 "
                  "(a multiple of 64)"),
         Register("CMD_BASE_HI", 0x24, "rw", "byte address of the command buffer, bits 63:32"),
         Register("CMD_COUNT", 0x28, "rw", "commands in the buffer"),
-        Register("DOORBELL", 0x2C, "w", "write 1 to run the command buffer; SLVERR while "
-                 "running"),
-        Register("STATUS", 0x30, "r", "bit 0: running; bit 1: done (the last run finished "
-                 "every command); bit 2: error (the last run halted)"),
-        Register("ERROR_CODE", 0x34, "r", "`ErrorCode` of the last run (0: none)"),
+        Register("DOORBELL", 0x2C, "w", "SLVERR while running", fields=(
+            BitField("run", 0, 1, "write 1 to run the command buffer"),)),
+        Register("STATUS", 0x30, "r", "", fields=(
+            BitField("running", 0, 1, "a run is going"),
+            BitField("done", 1, 1, "the last run finished every command"),
+            BitField("error", 2, 1, "the last run halted"))),
+        Register("ERROR_CODE", 0x34, "r", "", fields=(
+            BitField("code", 0, 8, "`ErrorCode` of the last run, 0: none"),)),
         Register("ERROR_INDEX", 0x38, "r", "index of the command that failed"),
-        Register("IRQ_ENABLE", 0x3C, "rw", "bit 0: interrupt on done; bit 1: on error"),
-        Register("IRQ_STATUS", 0x40, "w1c", "bit 0: done; bit 1: error; `irq` is high while "
-                 "`IRQ_STATUS & IRQ_ENABLE` is not zero"),
-        Register("REUSE_STRENGTH", 0x44, "rw", "reuse strength of the reuse cache (bits 4:0; "
-                 "0: off; s: the key drops the s - 1 lowest mantissa bits, docs/reuse.md); "
-                 "SLVERR while running"),
+        Register("IRQ_ENABLE", 0x3C, "rw", "", fields=(
+            BitField("done", 0, 1, "interrupt when a run is done"),
+            BitField("error", 1, 1, "interrupt when a run halts"))),
+        Register("IRQ_STATUS", 0x40, "w1c", "`irq` is high while `IRQ_STATUS & IRQ_ENABLE` "
+                 "is not zero", fields=(BitField("done", 0, 1, "a run was done"),
+                                        BitField("error", 1, 1, "a run halted"))),
+        Register("REUSE_STRENGTH", 0x44, "rw", "SLVERR while running", fields=(
+            BitField("strength", 0, REUSE_STRENGTH_BITS,
+                     "reuse strength of the reuse cache, 0: off, s: the key drops the s - 1 "
+                     "lowest mantissa bits, docs/reuse.md"),)),
         Register("DMA_BASE_LO", 0x48, "rw", "first byte address the DMA and the command fetch "
                  "may touch, bits 31:0"),
         Register("DMA_BASE_HI", 0x4C, "rw", "bits 63:32 of DMA_BASE"),
@@ -594,10 +776,13 @@ def _registers():
                  "(reset: the top of the address space)", 0xFFFF_FFFF),
         Register("DMA_LAST_HI", 0x54, "rw", "bits 63:32 of DMA_LAST (reset: the top of the "
                  "address space)"),
-        Register("DUAL_SEED", 0x58, "rw", "seed of the `random` dual-precision policy "
-                 "(bits 15:0; `sim.golden.dual.random_bits`); SLVERR while running"),
-        Register("CLUSTER", 0x5C, "r", "cores on the ring (7:0), 32-bit words per link and "
-                 "cycle (15:8), cycles per hop (23:16)"),
+        Register("DUAL_SEED", 0x58, "rw", "SLVERR while running", fields=(
+            BitField("seed", 0, DUAL_SEED_BITS, "seed of the `random` dual-precision policy, "
+                     "`sim.golden.dual.random_bits`"),)),
+        Register("CLUSTER", 0x5C, "r", "", fields=(
+            BitField("cores", 0, 8, "cores on the ring"),
+            BitField("link_words", 8, 8, "32-bit words per link and cycle"),
+            BitField("hop_latency", 16, 8, "cycles per hop"))),
     ]
     for index, (name, doc) in enumerate(COUNTERS):
         offset = _COUNTER_BASE + 8 * index
@@ -608,10 +793,6 @@ def _registers():
 
 REGISTERS = _registers()
 REGISTER = {r.name: r for r in REGISTERS}
-#: Width of the reuse-strength register.
-REUSE_STRENGTH_BITS = 5
-#: Width of the dual-precision seed register.
-DUAL_SEED_BITS = 16
 
 
 # ---------------------------------------------------------------------------------------
@@ -647,6 +828,11 @@ def c_header():
                   f"#define CHRYSALIS_CMD_{name}_WIDTH {f.width}"]
     lines += ["", "/* register byte offsets */"]
     lines += [f"#define CHRYSALIS_REG_{r.name} 0x{r.offset:03X}u" for r in REGISTERS]
+    lines += ["", "/* register bit-fields: (value & MASK) >> SHIFT */"]
+    for r in REGISTERS:
+        for f in r.fields:
+            name = f"CHRYSALIS_REG_{r.name}_{f.name.upper()}"
+            lines += [f"#define {name}_SHIFT {f.lsb}", f"#define {name}_MASK 0x{f.mask:08X}u"]
     lines += [
         "",
         "/* Set a field of at most 32 bits in a command (an array of CHRYSALIS_CMD_WORDS). */",
@@ -676,7 +862,7 @@ def markdown():
     out = [
         "# Command set and registers",
         "",
-        "<!-- Generated by `python -m gen.spec.isa docs/commands.md` from gen/spec/isa.py; do not edit. -->",
+        "<!-- Generated by `python -m chrysalis.gen.spec.isa docs/commands.md` from gen/spec/isa.py; do not edit. -->",
         "",
         f"Version {major}.{minor}. A command is {COMMAND_WORDS} little-endian 32-bit words "
         f"({COMMAND_BYTES} bytes). The host writes a stream of commands to memory, sets "
@@ -717,22 +903,10 @@ def markdown():
             "| code | name | meaning |", "|---|---|---|"]
     for e in ErrorCode:
         out.append(f"| {int(e)} | `{e.name}` | {_ERROR_DOC[e]} |")
-    out += ["", "Regions checked per operation:", "",
-            "| operation | weight bank | activation bank | scratchpad |", "|---|---|---|---|",
-            "| `LOAD_COL` | | `abase + nt*batch` | `sp` (n x batch) |",
-            "| `LOAD_ROW` | | `abase + mt*batch` | `sp` (m x batch) |",
-            "| `LOAD_W`, `STORE_W` | `wbase + mt*nt` | | `sp` (m x n) |",
-            "| `FORWARD` | `wbase + mt*nt` | `abase + nt*batch` | `sp` (m x batch) |",
-            "| `BACKWARD` | `wbase + mt*nt` | `abase + mt*batch` | `sp` (n x batch), "
-            "with `flag` `sp2` (n x batch) |",
-            "| `WGRAD` | `wbase + mt*nt`, with `flag` `wbase2 + mt*nt` | `abase + nt*batch`, "
-            "`abase2 + mt*batch` | |",
-            "| `LOSS_GRAD` | | | `sp` and `sp2` (m x batch), `sp3` (1 x batch) |",
-            "| `DMA_LOAD`, `DMA_STORE` | | | `sp` (n x batch); memory window |",
-            "| `BROADCAST`, `REDUCE`, `ALL_REDUCE`, `SEND` | | | `sp` and `sp2` (n x batch) |",
-            "| `ALL_GATHER` | | | `sp` (n x batch), `sp2` (cores*n x batch) |",
-            "| `REDUCE_SCATTER` | | | `sp` (cores*n x batch), `sp2` (n x batch) |",
-            "",
+    out += ["", "Regions checked per operation (`OP_REGIONS`; a bank region of `words` from "
+            "`base` is in range when `base + words` is at most the bank's depth):", ""]
+    out += _regions_markdown()
+    out += ["",
             "On a cluster (`cluster.cores >= 2`) the controller hands a core command to the "
             "cores of its `cores` mask and goes on to the next command; a command waits "
             "until every core it touches has finished the commands before it, and a "
@@ -750,9 +924,39 @@ def markdown():
             "| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]
     for r in REGISTERS:
         reset = "config" if r.name in _CONFIG_REGS else f"0x{r.reset:X}"
-        out.append(f"| 0x{r.offset:03X} | `{r.name}` | {r.access} | {reset} | {r.doc} |")
+        out.append(f"| 0x{r.offset:03X} | `{r.name}` | {r.access} | {reset} | "
+                   f"{r.description} |")
     out.append("")
     return "\n".join(out)
+
+
+def _region_markdown(r):
+    """One region as the reference writes it."""
+    shape = f"{r.rows} x {r.cols}"
+    if r.memory in ("weight", "act"):
+        words = "*".join(t for t in r.row_terms + r.col_terms)
+        text = f"`{r.base} + {words}`"
+    elif r.memory == "memory":
+        text = (f"`{r.base}`: {r.cols} columns of {r.rows} words, `mem_stride` bytes apart, "
+                f"in the DMA window")
+    else:
+        text = f"`{r.base}` ({shape})"
+    return f"with `{r.when}` {text}" if r.when else text
+
+
+def _regions_markdown():
+    """The table of :data:`OP_REGIONS`, operations with the same regions in one row."""
+    rows = {}
+    for op, regions in OP_REGIONS.items():
+        rows.setdefault(regions, []).append(op)
+    out = ["| operation | weight bank | activation bank | scratchpad | memory |",
+           "|---|---|---|---|---|"]
+    for regions, ops in rows.items():
+        cells = [", ".join(f"`{op.name}`" for op in ops)]
+        for memory in MEMORIES:
+            cells.append(", ".join(_region_markdown(r) for r in regions if r.memory == memory))
+        out.append("|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|")
+    return out
 
 
 _CONFIG_REGS = {"CONFIG_HASH", "ARRAY", "SCRATCHPAD_WORDS", "WEIGHT_WORDS", "ACT_WORDS", "BUS",
@@ -781,7 +985,7 @@ _ERROR_DOC = {
 
 def _main(argv):
     if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m gen.spec.isa OUTPUT.md|OUTPUT.h", file=sys.stderr)
+        print("usage: python -m chrysalis.gen.spec.isa OUTPUT.md|OUTPUT.h", file=sys.stderr)
         return 2
     text = c_header() if argv[0].endswith(".h") else markdown()
     with open(argv[0], "w") as f:

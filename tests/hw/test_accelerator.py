@@ -31,6 +31,7 @@ from types import SimpleNamespace
 import pytest
 from amaranth.hdl import Signal
 from amaranth.sim import Simulator
+from amaranth.utils import exact_log2
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import get_preset
@@ -44,7 +45,7 @@ LIMITS = isa.Limits.from_config(CONFIG)
 WIDTH = CONFIG.host.axi_data_width
 ADDR_WIDTH = CONFIG.host.axi_addr_width
 K, BB = WIDTH // 32, WIDTH // 8
-LOG_BB = BB.bit_length() - 1
+LOG_BB = exact_log2(BB)
 TOP = (1 << ADDR_WIDTH) - 1
 FETCH_BEATS = COMMAND_BYTES // BB
 REG = isa.REGISTER
@@ -584,16 +585,18 @@ def reset_values(config):
     top = (1 << config.host.axi_addr_width) - 1
     from_config = {
         "CONFIG_HASH": int(config.config_hash()[:8], 16),
-        "ARRAY": (config.core.rows | config.core.cols << 8 | limits.banks << 16
-                  | config.mac.latency << 24),
+        "ARRAY": REG["ARRAY"].pack(rows=config.core.rows, cols=config.core.cols,
+                                   banks=limits.banks, mac_latency=config.mac.latency),
         "SCRATCHPAD_WORDS": config.core.scratchpad_words,
         "WEIGHT_WORDS": config.pe.weight_words,
         "ACT_WORDS": config.pe.act_words,
-        "BUS": config.host.axi_data_width | config.host.axi_addr_width << 16,
+        "BUS": REG["BUS"].pack(data_width=config.host.axi_data_width,
+                               addr_width=config.host.axi_addr_width),
         "DMA_LAST_LO": top & 0xFFFF_FFFF,
         "DMA_LAST_HI": top >> 32,
-        "CLUSTER": (config.cluster.cores | (config.cluster.link_width // 32) << 8
-                    | config.cluster.hop_latency << 16),
+        "CLUSTER": REG["CLUSTER"].pack(cores=config.cluster.cores,
+                                       link_words=config.cluster.link_width // 32,
+                                       hop_latency=config.cluster.hop_latency),
     }
     assert isa._CONFIG_REGS <= set(from_config)
     return {r.name: from_config.get(r.name, r.reset) for r in isa.REGISTERS}
@@ -602,6 +605,7 @@ def reset_values(config):
 #: Bits a read-write register keeps (the others keep all 32).
 RW_BITS = {"IRQ_ENABLE": 2, "REUSE_STRENGTH": isa.REUSE_STRENGTH_BITS,
            "DUAL_SEED": isa.DUAL_SEED_BITS}
+assert all(REG[name].width == bits for name, bits in RW_BITS.items())
 BY_OFFSET = {r.offset: r for r in isa.REGISTERS}
 UNMAPPED = [o for o in (0x058, 0x05C, 0x060, 0x0FC, 0x100 + 8 * len(isa.COUNTERS), 0x800, 0xFFC)
             if o not in BY_OFFSET]
@@ -915,3 +919,71 @@ def test_collective_on_one_core_is_bad_core():
     bad = [(STATUS_ERROR, ErrorCode.BAD_CORE, 1, 0)] * (len(streams) - 1)
     assert got[:-1] == bad
     assert got[-1][:3] == (STATUS_DONE, 0, 0) and got[-1][3] > 0
+
+
+# --- the command checker against gen.spec.isa.check -------------------------------------------
+
+def _random_command(rng, limits):
+    """Command words near the edges of ``limits``: each field zero, small, at an edge or
+    random; now and then a reserved bit set."""
+    edges = {"wbase": limits.weight_words, "wbase2": limits.weight_words,
+             "abase": limits.act_words, "abase2": limits.act_words}
+    for p in ("sp", "sp2", "sp3"):
+        edges[f"{p}_base"] = limits.sp_lines
+    value = 0
+    for f in isa.FIELDS:
+        if f.name in ("scalar", "scalar2", "mem_addr", "mem_stride"):
+            continue
+        if f.name in edges:
+            v = rng.choice([0, 1, 3, edges[f.name] - 4, edges[f.name] - 1, edges[f.name]])
+        else:
+            v = rng.choice([0, 1, 2, 3, 5, 17, 1 << limits.cores, rng.randrange(f.mask + 1)])
+        value |= (v & f.mask) << f.bit
+    op = rng.randrange(len(isa.Opcode) + 2)
+    value = value & ~0xFF | op
+    if op in isa.DMA_OPS:
+        mem = isa.FIELD["mem_addr"]
+        addr = rng.choice([0x1000, 0x1004, 0x7FF0, 0xFFFF_FFF0, 1 << 32])
+        stride = rng.choice([0, 8, 0x44, 0x100])
+        value = (value & ~(mem.mask << mem.bit) | addr << mem.bit
+                 | stride << isa.FIELD["mem_stride"].bit)
+    words = [(value >> 32 * w) & 0xFFFF_FFFF for w in range(isa.COMMAND_WORDS)]
+    if rng.random() < 0.05:
+        words[rng.randrange(isa.COMMAND_WORDS)] |= 1 << rng.randrange(32)
+    return words
+
+
+@pytest.mark.parametrize("cores", [1, 3])
+def test_command_checker_follows_isa_check(cores):
+    """The RTL checker (``hw.command_check``, made from ``isa.OP_REGIONS`` and the other
+    tables) gives ``isa.check``'s error code and ``isa.core_mask``'s cores for random
+    commands near every limit, two clock edges after the command is set."""
+    from chrysalis.gen.spec.config import with_overrides
+    from chrysalis.hw.command_check import CommandChecker
+    config = CONFIG if cores == 1 else with_overrides(CONFIG, {"name": "tiny_c3",
+                                                               "cluster.cores": cores})
+    rng = random.Random(cores)
+    checker = CommandChecker(config)
+    got, want = [], []
+
+    async def testbench(ctx):
+        for _ in range(1500):
+            window = rng.choice([(0, TOP), (0x1000, 0x7FFF)])
+            limits = isa.Limits.from_config(config, *window)
+            words = _random_command(rng, limits)
+            ctx.set(checker.command.as_value(), sum(w << 32 * i for i, w in enumerate(words)))
+            ctx.set(checker.dma_base, window[0])
+            ctx.set(checker.dma_last, window[1])
+            await ctx.tick().repeat(2)
+            fields = isa.decode(words)
+            got.append((ctx.get(checker.code), ctx.get(checker.mask)))
+            want.append((int(isa.check(fields, limits)),
+                         isa.core_mask(fields, cores) & ((1 << cores) - 1)))
+
+    sim = Simulator(checker)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == want
+    codes = {code for code, _ in want}
+    assert codes >= {0, 1, 2, 3, 4, 5, 6, 7, 8, 12}, sorted(codes)

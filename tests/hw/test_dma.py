@@ -28,6 +28,7 @@ from collections import deque
 import pytest
 from amaranth.hdl import Cat
 from amaranth.sim import Simulator
+from amaranth.utils import exact_log2
 
 from chrysalis.gen.spec.isa import COMMAND_BYTES
 from chrysalis.hw.axi import Burst, Resp
@@ -127,7 +128,7 @@ def _bursts(t, width):
 
 def ref(case):
     K, bb = case.width // 32, case.width // 8
-    size = bb.bit_length() - 1
+    size = exact_log2(bb)
     mem, sp = Memory(case.seed), Scratch(case.seed)
     command = 0
     out = []
@@ -553,7 +554,7 @@ def _check_burst_rules(transfer, bursts, width):
     expect_kind = "w" if transfer.store and not transfer.fetch else "r"
     column, at = 0, transfer.mem_addr
     for kind, addr, beats, size, burst in bursts:
-        assert (kind, size, burst) == (expect_kind, bb.bit_length() - 1, Burst.INCR)
+        assert (kind, size, burst) == (expect_kind, exact_log2(bb), Burst.INCR)
         assert 1 <= beats <= 256
         assert addr // PAGE == (addr + beats * bb - 1) // PAGE, "burst crosses 4 KiB"
         assert addr == at, f"burst at {addr:#x}, expected {at:#x}"

@@ -33,6 +33,18 @@ from chrysalis.gen.spec.config import Config
 __all__ = ["TB", "RunTimeout"]
 
 
+def _field_mask(register, field):
+    """The bits of a register's bit-field (``gen.spec.isa.Register.fields``)."""
+    return isa.REGISTER[register].field(field).mask
+
+
+#: STATUS and IRQ bits (the ``irq`` causes are bits of IRQ_ENABLE and IRQ_STATUS alike).
+RUNNING = _field_mask("STATUS", "running")
+DONE = _field_mask("STATUS", "done")
+IRQ_DONE = _field_mask("IRQ_STATUS", "done")
+IRQ_BOTH = IRQ_DONE | _field_mask("IRQ_STATUS", "error")
+
+
 class RunTimeout(AssertionError):
     """A run did not raise ``irq`` within its cycle bound (the accelerator hung)."""
 
@@ -68,6 +80,15 @@ class TB:
         """Read register ``name`` (gen.spec.isa.REGISTERS); SLVERR raises."""
         return int.from_bytes((await self.host.read(isa.REGISTER[name].offset, 4)).data,
                               "little")
+
+    async def read_fields(self, name):
+        """Read register ``name`` and split it into its bit-fields
+        (``gen.spec.isa.Register.fields``); bits outside every field must be 0."""
+        reg = isa.REGISTER[name]
+        value = await self.read(name)
+        fields = reg.unpack(value)
+        assert value == reg.pack(**fields), f"{name} = {value:#x} sets bits outside its fields"
+        return fields
 
     async def read_resp(self, offset):
         """``(value, resp)`` of a read at byte ``offset`` (any offset)."""
@@ -106,8 +127,8 @@ class TB:
         (doorbell to done). Raises :class:`RunTimeout` after ``max_cycles``."""
         await self.write64("CMD_BASE", cmd_base)
         await self.write("CMD_COUNT", cmd_count)
-        await self.write("IRQ_ENABLE", 0b11)
-        await self.write("IRQ_STATUS", 0b11)
+        await self.write("IRQ_ENABLE", IRQ_BOTH)
+        await self.write("IRQ_STATUS", IRQ_BOTH)
         cycles_before = await self.read64("CYCLES")
         await self.write("DOORBELL", 1)
         start = time.monotonic()
@@ -122,7 +143,7 @@ class TB:
         status = await self.read("STATUS")
         code = await self.read("ERROR_CODE")
         index = await self.read("ERROR_INDEX")
-        await self.write("IRQ_STATUS", 0b11)
+        await self.write("IRQ_STATUS", IRQ_BOTH)
         cycles = await self.read64("CYCLES") - cycles_before
         return status, code, index, cycles, wall
 
@@ -195,18 +216,20 @@ async def registers(dut):
     await RisingEdge(dut.clk)
 
     assert await tb.read("ID") == isa.ID_MAGIC
-    assert await tb.read("VERSION") == (isa.ISA_VERSION[0] << 16) | isa.ISA_VERSION[1]
+    major, minor = isa.ISA_VERSION
+    assert await tb.read_fields("VERSION") == dict(major=major, minor=minor)
     assert await tb.read("CONFIG_HASH") == int(config.config_hash()[:8], 16)
-    array = await tb.read("ARRAY")
-    assert (array & 0xFF, array >> 8 & 0xFF, array >> 24) == (
-        config.core.rows, config.core.cols, config.mac.latency)
+    assert await tb.read_fields("ARRAY") == dict(
+        rows=config.core.rows, cols=config.core.cols, banks=config.core.banks,
+        mac_latency=config.mac.latency)
     assert await tb.read("SCRATCHPAD_WORDS") == config.core.scratchpad_words
     assert await tb.read("WEIGHT_WORDS") == config.pe.weight_words
     assert await tb.read("ACT_WORDS") == config.pe.act_words
-    assert await tb.read("BUS") == config.host.axi_data_width | config.host.axi_addr_width << 16
-    assert await tb.read("CLUSTER") == (config.cluster.cores
-                                        | (config.cluster.link_width // 32) << 8
-                                        | config.cluster.hop_latency << 16)
+    assert await tb.read_fields("BUS") == dict(data_width=config.host.axi_data_width,
+                                               addr_width=config.host.axi_addr_width)
+    assert await tb.read_fields("CLUSTER") == dict(
+        cores=config.cluster.cores, link_words=config.cluster.link_width // 32,
+        hop_latency=config.cluster.hop_latency)
     assert await tb.read64("DMA_LAST") == (1 << config.host.axi_addr_width) - 1
     assert await tb.read("STATUS") == 0
 
@@ -217,7 +240,7 @@ async def registers(dut):
     assert int(resp.resp) == 0
     assert await tb.read("CMD_COUNT") == 0x1234_AB78
     await tb.write("REUSE_STRENGTH", 0xFFFF_FFFF)
-    assert await tb.read("REUSE_STRENGTH") == (1 << isa.REUSE_STRENGTH_BITS) - 1
+    assert await tb.read("REUSE_STRENGTH") == _field_mask("REUSE_STRENGTH", "strength")
 
     # Unmapped offsets and read-only registers answer SLVERR and change nothing.
     mapped = {r.offset for r in isa.REGISTERS}
@@ -237,15 +260,15 @@ async def registers(dut):
     await tb.write("IRQ_ENABLE", 0)
     await tb.write("DOORBELL", 1)
     await ClockCycles(dut.clk, 4)
-    assert await tb.read("STATUS") == 0b010
-    assert await tb.read("IRQ_STATUS") == 0b01
+    assert await tb.read("STATUS") == DONE
+    assert await tb.read("IRQ_STATUS") == IRQ_DONE
     assert not dut.irq.value
-    await tb.write("IRQ_ENABLE", 0b01)
+    await tb.write("IRQ_ENABLE", IRQ_DONE)
     await RisingEdge(dut.clk)
     await ReadOnly()
     assert dut.irq.value
     await RisingEdge(dut.clk)
-    await tb.write("IRQ_STATUS", 0b01)      # write one to clear
+    await tb.write("IRQ_STATUS", IRQ_DONE)      # write one to clear
     assert await tb.read("IRQ_STATUS") == 0
     await RisingEdge(dut.clk)
     await ReadOnly()
@@ -262,11 +285,11 @@ async def registers(dut):
     await tb.write64("CMD_BASE", 0x1000)
     await tb.write("CMD_COUNT", 8)
     await tb.write("DOORBELL", 1)
-    assert (await tb.read("STATUS")) & 1
+    assert (await tb.read("STATUS")) & RUNNING
     assert await tb.write_offset(isa.REGISTER["DOORBELL"].offset, 1) == 2
     for _ in range(100_000):
-        if not (await tb.read("STATUS")) & 1:
+        if not (await tb.read("STATUS")) & RUNNING:
             break
-    assert await tb.read("STATUS") == 0b010
+    assert await tb.read("STATUS") == DONE
     assert await tb.read64("COMMANDS") == 8
 

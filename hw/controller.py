@@ -1,0 +1,278 @@
+"""The accelerator's controller: the state machine that runs a command buffer.
+
+At the doorbell it checks the buffer against the DMA window (``isa.check_fetch``), then for
+each command in order it fetches it through the DMA engine, waits the three steps of the
+command checker (``hw.command_check``), and either halts with the checker's error code or
+hands the command on: a core operation to the cores of its mask, ``DMA_LOAD`` /
+``DMA_STORE`` to the DMA engine, a collective to the ring engine.
+
+With one core every command waits for the one before it to end. A cluster keeps a
+scoreboard instead: a core command is handed to its cores as soon as each of them is idle,
+and the controller goes on to fetch the next command while they run; a DMA command waits
+for its cores to be idle; a collective waits for every core and for its own end. The run
+ends -- done or halted -- once every core is idle.
+"""
+
+from types import SimpleNamespace
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from chrysalis.gen.spec import isa
+
+from .command_check import COMMAND_LAYOUT
+from .registers import EventSignature, HostSignature
+
+__all__ = ["DmaRequestSignature", "Controller"]
+
+
+class DmaRequestSignature(wiring.Signature):
+    """A transfer asked of the DMA engine (``hw.dma.DmaEngine``, whose members of the same
+    names take it), from the asking side.
+
+    Parameters
+    ----------
+    addr_width : int
+    line_bits : int
+        Width of a scratchpad line address.
+    """
+
+    def __init__(self, addr_width, line_bits):
+        super().__init__({
+            "start": Out(1), "store": Out(1), "fetch": Out(1),
+            "mem_addr": Out(addr_width), "mem_stride": Out(32), "n": Out(16), "batch": Out(16),
+            "sp_base": Out(line_bits), "sp_lpc": Out(line_bits),
+            "busy": In(1), "done": In(1), "bus_error": In(1),
+            "read_beat": In(1), "write_beat": In(1),
+        })
+
+
+class Controller(wiring.Component):
+    """Fetch, check, dispatch: the run of a command buffer.
+
+    Parameters
+    ----------
+    cores : int
+        Cores of the cluster (1: no scoreboard, no ring).
+    addr_width : int
+        Width of the AXI4 addresses.
+    line_bits : int
+        Width of a scratchpad line address.
+
+    Members
+    -------
+    host : In(HostSignature())
+        The host's registers in, the run's state out (``STATUS``, ``ERROR_*``).
+    events : Out(EventSignature())
+        The counters' events.
+    command : In(COMMAND_LAYOUT)
+        The command fetched last (the DMA engine's).
+    code, mask : In(8), In(cores)
+        The command checker's error code and the command's cores.
+    dma : Out(DmaRequestSignature(addr_width, line_bits))
+        The DMA engine: command fetch and the DMA commands.
+    cmd_valid : Out(cores)
+        Hand the command to each core (its ``cmd_valid``).
+    cores_idle, cores_error : In(cores)
+        Each core's ``cmd_ready`` and ``error``.
+    ring_start : Out(1), ring_done : In(1)
+        The ring engine (a cluster only).
+    """
+
+    def __init__(self, *, cores, addr_width, line_bits):
+        if not isinstance(cores, int) or not 1 <= cores <= isa.MAX_CORES:
+            raise ValueError(f"cores must be an integer from 1 to {isa.MAX_CORES}, "
+                             f"not {cores!r}")
+        self.cores = cores
+        members = {
+            "host": In(HostSignature()),
+            "events": Out(EventSignature()),
+            "command": In(COMMAND_LAYOUT),
+            "code": In(8), "mask": In(cores),
+            "dma": Out(DmaRequestSignature(addr_width, line_bits)),
+            "cmd_valid": Out(cores), "cores_idle": In(cores), "cores_error": In(cores),
+        }
+        if cores > 1:
+            members.update({"ring_start": Out(1), "ring_done": In(1)})
+        super().__init__(members)
+
+    def _op_in(self, ops):
+        return Cat(*[self.command.op == int(o) for o in sorted(ops)]).any()
+
+    def elaborate(self, platform):
+        m = Module()
+        host, dma, f = self.host, self.dma, self.command
+        s = SimpleNamespace(
+            index=Signal(32, name="cmd_index"), fetch_addr=Signal(64, name="fetch_addr"),
+            fetching=Signal(name="fetching"), sent=Signal(self.cores, name="cores_sent"),
+            halted=Signal(name="halted"), is_dma=Signal(name="is_dma"),
+            is_collective=Signal(name="is_collective"))
+        m.d.comb += [s.is_dma.eq(self._op_in(isa.DMA_OPS)),
+                     s.is_collective.eq(self._op_in(isa.COLLECTIVES))]
+
+        # The DMA engine's transfer: a fetch or the command's.
+        line_bits = len(dma.sp_base)
+        m.d.comb += [
+            dma.fetch.eq(s.fetching), dma.store.eq(f.op == isa.Opcode.DMA_STORE),
+            dma.mem_addr.eq(Mux(s.fetching, s.fetch_addr, f.mem_addr)[:len(dma.mem_addr)]),
+            dma.mem_stride.eq(f.mem_stride),
+            dma.n.eq(Mux(s.fetching, isa.COMMAND_WORDS, f.n)),
+            dma.batch.eq(Mux(s.fetching, 1, f.batch)),
+            dma.sp_base.eq(f.sp_base[:line_bits]),
+            dma.sp_lpc.eq(f.sp_lpc[:line_bits]),
+        ]
+        ev = self.events
+        m.d.comb += [ev.cycles.eq(host.running),
+                     ev.fetch_beats.eq(dma.read_beat & s.fetching),
+                     ev.dma_read_beats.eq(dma.read_beat & ~s.fetching),
+                     ev.dma_write_beats.eq(dma.write_beat),
+                     ev.dma_cycles.eq(dma.busy & ~s.fetching)]
+        self._fsm(m, s)
+        return m
+
+    # --- the end of a command and of a run ------------------------------------------------
+
+    def _halt(self, m, s, error):
+        host = self.host
+        m.d.sync += [host.error_code.eq(error), host.error_index.eq(s.index)]
+        if self.cores > 1:
+            # The commands before this one may still be running: the run ends when they
+            # have.
+            m.d.sync += s.halted.eq(1)
+            m.next = "DRAIN"
+        else:
+            m.d.sync += [host.running.eq(0), host.failed.eq(1)]
+            m.d.comb += host.irq_set.eq(0b10)
+            m.next = "IDLE"
+
+    def _finish_run(self, m):
+        m.d.sync += [self.host.running.eq(0), self.host.done.eq(1)]
+        m.d.comb += self.host.irq_set.eq(0b01)
+        m.next = "IDLE"
+
+    def _next_command(self, m, s):
+        with m.If(s.index + 1 == self.host.cmd_count):
+            if self.cores > 1:
+                m.d.sync += s.halted.eq(0)
+                m.next = "DRAIN"
+            else:
+                self._finish_run(m)
+        with m.Else():
+            m.d.sync += s.fetch_addr.eq(s.fetch_addr + isa.COMMAND_BYTES)
+            m.next = "FETCH"
+        m.d.sync += s.index.eq(s.index + 1)
+        m.d.comb += self.events.commands.eq(1)
+
+    def _dispatch(self, m, s):
+        """Start a checked command once the cores it needs are idle (a cluster)."""
+        everyone = (1 << self.cores) - 1
+        mask_idle = (self.mask & ~self.cores_idle) == 0
+        with m.If(s.is_dma):
+            with m.If(mask_idle):
+                m.d.comb += self.dma.start.eq(1)
+                m.next = "DMA_WAIT"
+            with m.Else():
+                m.next = "DISPATCH"
+        with m.Elif(s.is_collective):
+            with m.If(self.cores_idle == everyone):
+                m.d.comb += self.ring_start.eq(1)
+                m.next = "RING_WAIT"
+            with m.Else():
+                m.next = "DISPATCH"
+        with m.Else():
+            with m.If(mask_idle):
+                m.d.comb += self.cmd_valid.eq(self.mask)
+                m.d.sync += s.sent.eq(self.mask)
+                m.next = "CORE_SENT"
+            with m.Else():
+                m.next = "DISPATCH"
+
+    # --- the state machine ------------------------------------------------------------------
+
+    def _fsm(self, m, s):
+        host, dma = self.host, self.dma
+        E = isa.ErrorCode
+        cluster = self.cores > 1
+        fetch_last = Signal(72, name="fetch_last")
+        m.d.comb += fetch_last.eq(host.cmd_base
+                                  + (host.cmd_count << exact_log2(isa.COMMAND_BYTES)) - 1)
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                with m.If(host.doorbell):
+                    m.d.sync += [host.running.eq(1), host.done.eq(0), host.failed.eq(0),
+                                 host.error_code.eq(0), host.error_index.eq(0), s.index.eq(0),
+                                 s.fetch_addr.eq(host.cmd_base)]
+                    m.next = "START"
+            with m.State("START"):
+                aligned = host.cmd_base[:exact_log2(isa.COMMAND_BYTES)] == 0
+                with m.If(host.cmd_count == 0):
+                    self._finish_run(m)
+                with m.Elif(~aligned | (host.cmd_base < host.dma_base)
+                            | (fetch_last > host.dma_last)):
+                    self._halt(m, s, E.FETCH_RANGE)
+                with m.Else():
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.comb += [s.fetching.eq(1), dma.start.eq(1)]
+                m.next = "FETCH_WAIT"
+            with m.State("FETCH_WAIT"):
+                m.d.comb += s.fetching.eq(1)
+                with m.If(dma.done):
+                    with m.If(dma.bus_error):
+                        self._halt(m, s, E.BUS_ERROR)
+                    with m.Else():
+                        m.next = "CHECK1"
+            # The checker's three steps.
+            with m.State("CHECK1"):
+                m.next = "CHECK2"
+            with m.State("CHECK2"):
+                m.next = "CHECK3"
+            with m.State("CHECK3"):
+                with m.If(self.code != E.NONE):
+                    self._halt(m, s, self.code)
+                if cluster:
+                    with m.Else():
+                        self._dispatch(m, s)
+                else:
+                    with m.Elif(s.is_dma):
+                        m.d.comb += dma.start.eq(1)
+                        m.next = "DMA_WAIT"
+                    with m.Else():
+                        m.d.comb += self.cmd_valid.eq(1)
+                        m.next = "CORE_WAIT"
+            with m.State("DMA_WAIT"):
+                with m.If(dma.done):
+                    with m.If(dma.bus_error):
+                        self._halt(m, s, E.BUS_ERROR)
+                    with m.Else():
+                        self._next_command(m, s)
+            if cluster:
+                self._cluster_states(m, s)
+            else:
+                with m.State("CORE_WAIT"):
+                    with m.If(self.cores_error[0]):
+                        self._halt(m, s, E.CORE_ERROR)
+                    with m.Elif(self.cores_idle[0]):
+                        self._next_command(m, s)
+
+    def _cluster_states(self, m, s):
+        host = self.host
+        with m.State("DISPATCH"):
+            self._dispatch(m, s)
+        with m.State("CORE_SENT"):
+            # A core's error flag is valid the cycle after it took the command.
+            with m.If((self.cores_error & s.sent) != 0):
+                self._halt(m, s, isa.ErrorCode.CORE_ERROR)
+            with m.Else():
+                self._next_command(m, s)
+        with m.State("RING_WAIT"):
+            with m.If(self.ring_done):
+                self._next_command(m, s)
+        with m.State("DRAIN"):
+            with m.If(self.cores_idle == (1 << self.cores) - 1):
+                m.d.sync += [host.running.eq(0), host.done.eq(~s.halted),
+                             host.failed.eq(s.halted)]
+                m.d.comb += host.irq_set.eq(Mux(s.halted, 0b10, 0b01))
+                m.next = "IDLE"
