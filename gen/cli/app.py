@@ -14,6 +14,7 @@ an operating-system error (say, an unwritable output directory) exits with statu
 import argparse
 import importlib
 import json
+import os
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from chrysalis.gen.spec.config import (
 
 __all__ = ["Command", "COMMANDS", "COMMAND_MODULES", "PROG", "register",
            "add_config_arguments", "config_from_args", "positive_int", "non_negative_int",
-           "status", "write_json", "fail", "tool_errors_exit_1", "wrap", "build_parser", "main"]
+           "status", "write_json", "check_writable", "fail", "tool_errors_exit_1", "wrap",
+           "build_parser", "main"]
 
 #: The modules of the subcommands, in the order of ``chrysalis --help``; each registers its
 #: subcommands when imported.
@@ -155,6 +157,30 @@ def write_json(path, data):
     if path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def check_writable(path, flag):
+    """Refuse, before any work, an output file that cannot be written: its folder is made
+    (as :func:`write_json` would) and must be writable, and so must the file if it exists.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``flag`` and ``path``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written: {error.strerror}, "
+                          f"not {str(path.parent)!r}") from None
+    if path.is_dir():
+        raise ConfigError(f"{flag} must name a file, not the folder {str(path)!r}")
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written (no write permission on "
+                          f"{str(target)!r})")
     return path
 
 

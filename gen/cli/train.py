@@ -9,11 +9,11 @@ import argparse
 from chrysalis.gen.spec.config import ConfigError
 
 from .app import (
-    Command, add_config_arguments, config_from_args, fail, non_negative_int, positive_int,
-    register)
+    Command, add_config_arguments, check_writable, config_from_args, fail, non_negative_int,
+    positive_int, register)
 
-__all__ = ["TRAIN", "LR", "BATCH", "EPOCHS", "SIZES", "BACKENDS", "MODES", "CP_LR",
-           "CP_EPOCHS"]
+__all__ = ["TRAIN", "LR", "BATCH", "EPOCHS", "SIZES", "BACKENDS", "HARNESSES", "MODES",
+           "CP_LR", "CP_EPOCHS"]
 
 # The defaults of sim.train.single (DEFAULT_LR, DEFAULT_BATCH, DEFAULT_EPOCHS, DIGITS_SIZES,
 # BACKENDS), spelled out so that `--help` does not import NumPy;
@@ -23,6 +23,8 @@ BATCH = 8
 EPOCHS = 12
 SIZES = (64, 32, 10)
 BACKENDS = ("golden", "icarus", "verilator")
+# sim.train.rtl.HARNESSES, checked as above.
+HARNESSES = ("native", "cocotb")
 # sim.train.cluster.MODES and sim.compile.cp_program's defaults, checked as above.
 MODES = ("data", "model", "cp")
 CP_LR = 0.02
@@ -79,6 +81,10 @@ def _configure_train(parser):
                              f"{','.join(map(str, SIZES))})")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="initial weights and minibatch order (default: 0)")
+    parser.add_argument("--harness", choices=HARNESSES, default=None,
+                        help="RTL backends: native (Verilator only: a C++ host and memory, "
+                             "no Python during a run; the default for verilator) or cocotb "
+                             "(cocotbext-axi; the default for icarus and with --waves)")
     parser.add_argument("--waves", action="store_true",
                         help="RTL backends: dump waveforms, one file per simulation")
     parser.add_argument("--build-dir", default="build/train", metavar="DIR",
@@ -124,6 +130,9 @@ def _run_train(args):
     if args.waves and args.backend == "golden":
         raise ConfigError("--waves needs an RTL backend (--backend icarus or verilator), "
                           "not golden")
+    if args.json is not None:
+        # Refused now, not after a training of minutes.
+        check_writable(args.json, "--json")
     # The RTL backends build the Verilog: refuse a config the gateware cannot build.
     config = config_from_args(args, buildable=args.backend != "golden")
     if args.mode is not None or config.cluster.cores > 1:
@@ -137,7 +146,7 @@ def _run_train(args):
         result = train(config, sizes=args.sizes, batch=args.batch, lr=args.lr,
                        momentum=args.momentum, steps=args.steps, epochs=epochs,
                        seed=args.seed, backend=args.backend, build_dir=args.build_dir,
-                       waves=args.waves, progress=not args.quiet,
+                       waves=args.waves, harness=args.harness, progress=not args.quiet,
                        log=lambda line: print(line, flush=True), reuse=args.reuse)
     except ValueError as error:
         # Arguments the user can fix, a network that does not fit the config among them.
@@ -158,7 +167,7 @@ def _run_cluster_train(args, config):
                           f"{config.cluster.cores}: say how to train on it with --mode "
                           f"{', '.join(MODES)}")
     for flag, value in (("--momentum", args.momentum), ("--reuse", args.reuse),
-                        ("--waves", args.waves or None)):
+                        ("--waves", args.waves or None), ("--harness", args.harness)):
         if value is not None:
             raise ConfigError(f"{flag} is not supported with --mode {args.mode}, "
                               f"not {value!r}")
@@ -204,15 +213,19 @@ TRAIN = register(Command(
                 "it prints the training loss and the test accuracy, next to those of a "
                 "float32 NumPy reference trained from the same weights on the same "
                 "minibatches. The RTL backends also report the simulated cycles and the "
-                "utilization, and check every memory image against the golden machine "
-                "model. A network that does not fit the config is refused with one line "
+                "utilization, and check every memory image and counter against the golden "
+                "machine model; Verilator runs in a native C++ harness (no Python during a "
+                "run, so a whole 12-epoch training takes minutes), --harness cocotb drives "
+                "it from cocotbext-axi instead. A network that does not fit the config is refused with one line "
                 "saying why (exit status 2). The defaults (batch 8, lr 0.1, 12 epochs) reach "
                 "at least 95% test accuracy on the default preset.",
     epilog="examples:\n"
            "  chrysalis train                                  # golden, default preset, "
            "12 epochs\n"
            "  chrysalis train --epochs 3 --lr 0.05 --momentum 0.5 --json build/train.json\n"
-           "  chrysalis train --backend verilator --steps 20\n"
+           "  chrysalis train --backend verilator --epochs 12   # the whole training on the "
+           "RTL\n"
+           "  chrysalis train --backend verilator --steps 20 --harness cocotb\n"
            "  chrysalis train --backend icarus --steps 2 --waves\n"
            "  chrysalis train --set pe.reuse_entries=16 --set pe.reuse_ways=4 --reuse "
            "adaptive\n"

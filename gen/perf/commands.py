@@ -31,6 +31,7 @@ This module needs no Amaranth.
 import math
 from dataclasses import dataclass
 
+from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div
 from chrysalis.sim.golden import core_counts
 
@@ -41,7 +42,7 @@ __all__ = ["MemoryTiming", "TESTBENCH_MEMORY", "CORE_OPS", "DMA_OPS", "PHASES", 
 #: Core operations and DMA operations (``gen.spec.isa.Opcode`` names).
 CORE_OPS = ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W", "FORWARD", "BACKWARD", "WGRAD",
             "LOSS_GRAD")
-DMA_OPS = ("DMA_LOAD", "DMA_STORE")
+DMA_OPS = tuple(op.name for op in sorted(isa.DMA_OPS))
 
 #: Phases of a training step, and the operations each is made of. ``load`` is the movers
 #: (scratchpad <-> PE banks), ``dma`` the transfers between memory and the scratchpad.

@@ -2,11 +2,15 @@
 single-core driver's RTL backends.
 
 One simulation runs a chunk of steps (an epoch, or all of a ``steps`` run) as one job
-(:func:`chrysalis.sim.compile.job.training_job`): run 0 is the prologue, which loads the
+(:func:`chrysalis.sim.compile.job.training_job`), in one of two harnesses: ``native``
+(Verilator only: :mod:`chrysalis.sim.verify.native_job`, the host and the memory in C++, no
+Python during the run) or ``cocotb`` (:func:`chrysalis.sim.verify.rtl_job.run_job`,
+cocotbext-axi as the host and the memory; Icarus or Verilator, and waveforms). run 0 is the prologue, which loads the
 weights the previous chunk left in the image (a simulation starts from reset), run ``1 + k``
 the chunk's step ``k``, whose memory patches are its minibatch and labels, and the last run
 the checkpoint, whose image the next chunk starts from. The same job also runs on the golden
-machine model, and the strategy records whether both left the same memory images.
+machine model, and the strategy records whether every run left the same memory image and
+the same counters (:func:`chrysalis.sim.compile.job.golden_mismatches`).
 """
 
 import time
@@ -20,7 +24,10 @@ from chrysalis.sim.golden import numerics as nx
 from .loop import ChunkOutcome
 from .reference import softmax_xent
 
-__all__ = ["RtlSteps", "OPTIMISED_BUILD_STEPS"]
+__all__ = ["RtlSteps", "HARNESSES", "OPTIMISED_BUILD_STEPS"]
+
+#: The harnesses a chunk can run in (module docstring).
+HARNESSES = ("native", "cocotb")
 
 #: Simulations of more steps than this build Verilator's model optimised.
 OPTIMISED_BUILD_STEPS = 50
@@ -37,6 +44,10 @@ class RtlSteps:
     image : numpy.ndarray
         The program's initial image.
     simulator : {"icarus", "verilator"}
+    harness : {"native", "cocotb"}
+        ``native`` needs Verilator and takes no waveforms.
+    quiet : bool
+        cocotb harness: the simulator's log lines go to a file, not stdout.
     build_dir : path-like
         The Verilog, the simulator builds and the waveforms go here.
     waves : bool
@@ -56,15 +67,26 @@ class RtlSteps:
         The waveform file of each chunk.
     counters : dict
         The RTL's counters summed over the simulations.
+    chunk_cycles : list of int
+        ``CYCLES`` of each chunk's simulation (prologue and checkpoint included).
     """
 
     unit = "step"
 
-    def __init__(self, config, program, image, simulator, build_dir, waves, say):
+    def __init__(self, config, program, image, simulator, build_dir, waves, say,
+                 harness="cocotb", quiet=False):
+        if harness not in HARNESSES:
+            raise ValueError(f"harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
+        if harness == "native" and (simulator != "verilator" or waves):
+            raise ValueError(f"the native harness runs Verilator without waveforms, not "
+                             f"{simulator!r}{' with waves' if waves else ''}")
         self.config, self.program, self.image = config, program, image
         self.simulator, self.build_dir = simulator, Path(build_dir)
+        self.harness, self.quiet = harness, quiet
         self.dump_waves, self.say = waves, say
-        self.description = f"train ({simulator})"
+        self.description = f"train ({simulator}, {harness})"
+        self.chunk_cycles = []
+        self.chunk_steps = []
         self.accel_s = self.sim_s = 0.0
         self.golden_match = True
         self.waves = []
@@ -90,6 +112,8 @@ class RtlSteps:
         self.image = outputs[-1].image.astype(np.uint32)
         for key, value in outputs[-1].counters.items():
             self.counters[key] = self.counters.get(key, 0) + value
+        self.chunk_cycles.append(outputs[-1].counters["cycles"])
+        self.chunk_steps.append(chunk.steps)
         progress.advance(chunk.steps, losses)
         return ChunkOutcome.of_steps(losses)
 
@@ -98,13 +122,18 @@ class RtlSteps:
 
     def _simulate(self, job, chunk):
         """The job's runs on the RTL; ``RuntimeError`` if one halted with an error code."""
-        from chrysalis.sim.verify import rtl_job
         start = time.perf_counter()
-        # Verilator's optimised model build takes about 90 s longer than the -O0 one and then
-        # simulates about 4x faster (benchmarks/sim_speed.py): worth it past about 50 steps.
-        outputs = rtl_job.run_job(self.config, job, self.simulator, self.build_dir,
-                                  waves=self.dump_waves,
-                                  fast_build=chunk.steps <= OPTIMISED_BUILD_STEPS)
+        if self.harness == "native":
+            from chrysalis.sim.verify import native_job
+            outputs = native_job.run_job(self.config, job, self.build_dir, log=self.say)
+        else:
+            from chrysalis.sim.verify import rtl_job
+            # Verilator's optimised model build takes about 90 s longer than the -O0 one and
+            # then simulates about 4x faster (benchmarks/sim_speed.py): worth it past about
+            # 50 steps.
+            outputs = rtl_job.run_job(self.config, job, self.simulator, self.build_dir,
+                                      waves=self.dump_waves, quiet=self.quiet,
+                                      fast_build=chunk.steps <= OPTIMISED_BUILD_STEPS)
         self.accel_s += time.perf_counter() - start
         for k, out in enumerate(outputs):
             if out.error != ErrorCode.NONE:
@@ -114,15 +143,15 @@ class RtlSteps:
         return outputs
 
     def _compare_with_golden(self, job, outputs, chunk):
-        """The same job on the golden machine model: the RTL must leave the same images."""
-        from chrysalis.sim.compile.job import run_job_golden
-        golden = run_job_golden(self.config, job)
-        for k, (out, gold) in enumerate(zip(outputs, golden)):
-            if not np.array_equal(out.image.astype(np.uint32), gold.image):
-                self.golden_match = False
-                self.say(f"warning: after {_run_name(k, chunk)} the {self.simulator} memory "
-                         f"image differs from the golden machine model's")
-                break
+        """The same job on the golden machine model: every run must leave the same memory
+        image and the same counters (those the golden machine predicts)."""
+        from chrysalis.sim.compile.job import golden_mismatches, run_job_golden
+        problems = golden_mismatches(outputs, run_job_golden(self.config, job))
+        if problems:
+            self.golden_match = False
+            self.say(f"warning: steps {chunk.start}-{chunk.stop - 1} on {self.simulator} "
+                     f"differ from the golden machine model: {problems[0]}"
+                     + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
 
     def _keep_waves(self, chunk):
         """Move the waveform file of the simulation that just ended out of the build

@@ -56,7 +56,7 @@ from .dataset import DATA_SEED, DigitsTask
 from .golden import GoldenSteps
 from .loop import EpochStats, epoch_chunks, reporter, run_epochs
 from .reference import Float32Reference, forward32, reference_step, softmax_xent
-from .rtl import OPTIMISED_BUILD_STEPS, RtlSteps
+from .rtl import HARNESSES, OPTIMISED_BUILD_STEPS, RtlSteps
 from .settings import (BACKENDS, DEFAULT_BATCH, DEFAULT_EPOCHS, DEFAULT_LR, DIGITS_SIZES,
                        check_arguments)
 
@@ -100,8 +100,8 @@ class TrainResult:
         MACs the network needs: per step, forward and weight gradient plus update of every
         layer and the backward pass of every layer but the first.
     utilization : float or None
-        ``useful_macs / (PEs * cycles)``: the definition of ``docs/results.md`` over every cycle of the
-        runs, the DMA and the prologues included (RTL backends only).
+        ``useful_macs / (PEs * cycles)``: the definition of ``docs/results.md`` over every
+        cycle of the runs, the DMA and the prologues included (RTL backends only).
     core_utilization : float or None
         ``useful_macs / (PEs * core_cycles)``: over the cycles the core was busy.
     wall_s : float
@@ -112,11 +112,17 @@ class TrainResult:
     sim_s : float or None
         RTL backends: wall time inside the simulations, from doorbell to interrupt.
     golden_match : bool or None
-        RTL backends: the memory image after every run equals the golden machine model's.
+        RTL backends: the memory image and the counters after every run equal the golden
+        machine model's.
     waves : list of str
         RTL backends with ``waves``: the waveform file of each chunk.
     reuse : str
         The reuse-strength schedule (``sim.golden.reuse_schedule``), described.
+    harness : str or None
+        RTL backends: ``"native"`` or ``"cocotb"`` (:mod:`sim.train.rtl`).
+    chunk_cycles : list of int
+        RTL backends: ``CYCLES`` of each simulation (an epoch, or the steps of a steps run,
+        with its prologue and checkpoint).
     """
 
     backend: str
@@ -143,6 +149,8 @@ class TrainResult:
     golden_match: bool = None
     waves: list = field(default_factory=list)
     reuse: str = "fixed k=0"
+    harness: str = None
+    chunk_cycles: list = field(default_factory=list)
 
     @property
     def final(self):
@@ -167,7 +175,8 @@ class TrainResult:
             "accel_s": round(self.accel_s, 3), "step_s": round(self.step_s, 6),
             "sim_s": None if self.sim_s is None else round(self.sim_s, 3),
             "golden_match": self.golden_match, "waves": list(self.waves),
-            "reuse": self.reuse,
+            "reuse": self.reuse, "harness": self.harness,
+            "chunk_cycles": list(self.chunk_cycles),
         }
         if weights:
             out["weights_bits"] = [w.astype(np.uint32).tolist() for w in self.weights]
@@ -176,7 +185,8 @@ class TrainResult:
 
 def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, momentum=None,
           steps=None, epochs=None, seed=0, backend="golden", build_dir="build/train",
-          waves=False, progress=True, log=print, data_seed=DATA_SEED, reuse=None):
+          waves=False, progress=True, log=print, data_seed=DATA_SEED, reuse=None,
+          harness=None):
     """Train an MLP on the digits on the accelerator and on a float32 reference.
 
     Parameters
@@ -200,6 +210,10 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
         RTL backends: the Verilog, the simulator builds and the waveforms go here.
     waves : bool
         RTL backends: dump waveforms (one file per chunk, under ``build_dir/waves``).
+    harness : {"native", "cocotb"}, optional
+        RTL backends: how the RTL is driven (:mod:`sim.train.rtl`). The default is
+        ``native`` for Verilator (a C++ host and memory, no Python during a run; about 20x
+        faster) and ``cocotb`` for Icarus or with ``waves``.
     progress : bool
         Show a progress bar over the steps (tqdm, on stderr).
     log : callable
@@ -233,6 +247,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
     check_arguments(sizes, batch, lr, momentum, steps, epochs, seed, backend)
+    harness = _harness(backend, harness, waves)
     schedule = schedule_of(reuse)
     if config.pe.reuse_entries == 0 and not (isinstance(schedule, FixedStrength)
                                              and schedule.strength == 0):
@@ -262,7 +277,9 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
         strategy = GoldenSteps(program, image, Machine(config), "the golden accelerator",
                                "train (golden)")
     else:
-        strategy = RtlSteps(config, program, image, backend, build_dir, waves, say)
+        strategy = RtlSteps(config, program, image, backend, build_dir, waves, say, harness,
+                            quiet=not progress)
+    pes = config.core.rows * config.core.cols
 
     def describe(stats):
         label = (f"epoch {stats.epoch:g}" if steps is None
@@ -271,7 +288,9 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
                 f"accuracy {stats.acc:.2%} (float32 {stats.ref_acc:.2%}, gap "
                 f"{stats.gap:+.2f} points)"
                 + (f", reuse strength {stats.reuse_strength}" if config.pe.reuse_entries
-                   else ""))
+                   else "")
+                + (_chunk_figures(strategy, stats, batch, sizes, pes)
+                   if isinstance(strategy, RtlSteps) else ""))
 
     history = run_epochs(strategy, chunks, task, reference, schedule=schedule,
                          progress=progress, say=say, describe=describe)
@@ -280,6 +299,35 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     for line in _summary(result, config.mac.macs_per_cycle):
         say(line)
     return result
+
+
+def _harness(backend, harness, waves):
+    """The harness of an RTL run (``None`` for the golden backend); ``ValueError`` for one
+    that cannot run it."""
+    if backend == "golden":
+        if harness is not None:
+            raise ValueError(f"harness is for the RTL backends, not backend 'golden' "
+                             f"(harness={harness!r})")
+        return None
+    if harness is None:
+        return "native" if backend == "verilator" and not waves else "cocotb"
+    if harness not in HARNESSES:
+        raise ValueError(f"harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
+    if harness == "native" and backend != "verilator":
+        raise ValueError(f"the native harness runs Verilator, not backend {backend!r}")
+    if harness == "native" and waves:
+        raise ValueError("waves need the cocotb harness, not harness 'native'")
+    return harness
+
+
+def _chunk_figures(strategy, stats, batch, sizes, pes):
+    """The RTL cycles and utilization of the chunk that just ended (its prologue and
+    checkpoint included) for the epoch line."""
+    from chrysalis.gen.spec.networks import mlp
+    cycles = strategy.chunk_cycles[-1]
+    steps = stats.steps - sum(strategy.chunk_steps[:-1])
+    utilization = steps * mlp(list(sizes)).macs(batch) / (pes * cycles)
+    return f"; {cycles} cycles, utilization {utilization:.1%}"
 
 
 def _compile(config, sizes, batch, lr, momentum):
@@ -307,6 +355,8 @@ def _record(result, strategy, history, reference, pes):
     if isinstance(strategy, RtlSteps):
         result.sim_s, result.golden_match = strategy.sim_s, strategy.golden_match
         result.waves = strategy.waves
+        result.harness = strategy.harness
+        result.chunk_cycles = list(strategy.chunk_cycles)
         result.cycles = result.counters.get("cycles")
         if result.cycles:
             result.utilization = result.useful_macs / (pes * result.cycles)
@@ -329,9 +379,11 @@ def _summary(result, peak=1):
                      f"{result.core_utilization:.1%} over core-busy cycles"
                      f"{_peak_note(peak)}; wall time "
                      f"{result.accel_s:.1f} s ({result.sim_s:.1f} s simulating)")
-        lines.append("the RTL's memory images equal the golden machine model's"
+        lines.append("the RTL's memory images and counters equal the golden machine "
+                     "model's"
                      if result.golden_match else
-                     "the RTL's memory images DIFFER from the golden machine model's")
+                     "the RTL's memory images or counters DIFFER from the golden machine "
+                     "model's")
     c = result.counters
     if c.get("reuse_lookups"):
         # Multiplies the run needed: the products made by a multiplier, and those the cache

@@ -20,14 +20,15 @@ __all__ = ["run_job"]
 
 
 def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_dir=None,
-            fast_build=True, build_args=()):
+            fast_build=True, build_args=(), quiet=False):
     """Run ``job`` on the RTL of ``config`` under ``simulator``; a list of :class:`RunOutput`.
 
     The Verilog and the simulator build go under ``build_dir``; a build of the same Verilog
     is reused (also by concurrent callers). The job's files go to ``job_dir`` (default
     ``build_dir/job``): give each concurrent caller its own. ``fast_build=False`` compiles
     Verilator's model optimised (a slower build, a faster simulation); ``build_args`` go to
-    the simulator's build (``sim.verify.runner.run_testbench``).
+    the simulator's build (``sim.verify.runner.run_testbench``); with ``quiet`` the
+    simulator's log lines go to a file in the build instead of stdout.
     """
     from chrysalis.gen.emit.verilog import emit
     from chrysalis.sim.verify.runner import run_testbench
@@ -57,7 +58,7 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
     run_testbench(sources=[paths["verilog"]], toplevel=config.name,
                   module="chrysalis.sim.verify.tb.accelerator", simulator=simulator, build_dir=build_dir,
                   testcase="job", waves=waves, timeout_s=timeout_s, fast_build=fast_build,
-                  build_args=build_args,
+                  build_args=build_args, quiet=quiet,
                   extra_env={"CHRYSALIS_JOB": spec, "CHRYSALIS_JOB_OUT": out,
                              "CHRYSALIS_CONFIG": config.to_toml()})
     result = np.load(out)

@@ -238,6 +238,7 @@ def run_testbench(
     seed: int | None = None,
     fast_build: bool = True,
     build_args: Sequence[str] = (),
+    quiet: bool = False,
 ) -> dict[str, object]:
     """Build ``sources`` and run the cocotb tests of ``module`` against ``toplevel``.
 
@@ -276,6 +277,9 @@ def run_testbench(
         Verilator only: compile the model at ``-O0`` (much faster builds, slower simulation).
     build_args : sequence of str, optional
         Extra arguments for ``iverilog`` or ``verilator``, after this module's defaults.
+    quiet : bool, default False
+        Send the simulator's output (cocotb's and cocotbext-axi's log lines) to
+        ``test.log`` in the build directory instead of stdout.
 
     Returns
     -------
@@ -328,7 +332,7 @@ def run_testbench(
         runner = get_runner(simulator)
         _build(runner, source_paths, toplevel, out_dir, args, waves, where)
         sim_error = _test(runner, module, toplevel, out_dir, testcase, seed, test_env, waves,
-                          results_xml)
+                          results_xml, out_dir / "test.log" if quiet else None)
 
     tests, failures, skipped = _judge(results_xml, sim_error, timeout_s, testcase, where,
                                       out_dir)
@@ -390,8 +394,10 @@ def _build(runner, sources: Sequence[Path], toplevel: str, out_dir: Path, args: 
 
 
 def _test(runner, module: str, toplevel: str, out_dir: Path, testcase, seed: int | None,
-          test_env: Mapping[str, str], waves: bool, results_xml: Path) -> BaseException | None:
-    """Run the tests; the simulator's abnormal end, if any (judged with the results)."""
+          test_env: Mapping[str, str], waves: bool, results_xml: Path,
+          log_file: Path | None = None) -> BaseException | None:
+    """Run the tests; the simulator's abnormal end, if any (judged with the results). With
+    ``log_file`` the simulator's output (cocotb's log lines) goes there, not to stdout."""
     try:
         runner.test(
             test_module=module,
@@ -404,6 +410,7 @@ def _test(runner, module: str, toplevel: str, out_dir: Path, testcase, seed: int
             waves=waves,
             timescale=TIMESCALE,
             results_xml=str(results_xml),
+            log_file=log_file,
         )
     # The runner raises RuntimeError when the simulator exits non-zero and calls
     # sys.exit when it finds failures under pytest; both are judged from the XML below.

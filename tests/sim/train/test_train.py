@@ -244,6 +244,15 @@ def test_cli_argument_errors_exit_2_naming_the_value(capsys, argv, bad):
     (["--sizes", "60,10", "--steps", "1"], "not (60, 10)"),
     (["--waves", "--steps", "1"], "--waves needs an RTL backend"),
     (["--preset", "huge"], "huge"),
+    # An output that cannot be written is refused before the training, not after it.
+    (["--steps", "1", "--json", "/proc/no-such-folder/result.json"],
+     "--json '/proc/no-such-folder/result.json' cannot be written"),
+    (["--steps", "1", "--json", "."], "--json must name a file"),
+    (["--backend", "icarus", "--harness", "native", "--steps", "1"],
+     "the native harness runs Verilator, not backend 'icarus'"),
+    (["--backend", "verilator", "--harness", "native", "--waves", "--steps", "1"],
+     "waves need the cocotb harness"),
+    (["--harness", "cocotb", "--steps", "1"], "harness is for the RTL backends"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(capsys, argv, message):
     assert cli.main(["train", "--quiet", *argv]) == 2
@@ -268,27 +277,40 @@ def test_cli_trains_and_writes_json(capsys, tmp_path):
 
 
 @pytest.mark.cocotb
-def test_cli_icarus_smoke(capsys, build_root):
-    """Two steps under Icarus through ``chrysalis train``: the RTL leaves the golden model's
-    memory images and weights, and reports cycles and utilization."""
+def _cli_rtl_run(capfd, build_root, backend, *extra):
+    """Two steps on the RTL through ``chrysalis train --quiet``: the RTL leaves the golden
+    model's memory images, counters and weights, reports cycles and utilization, and the
+    simulator prints nothing of its own (no cocotb log lines, no warnings)."""
     from chrysalis.sim.verify.runner import available_simulators
-    if "icarus" not in available_simulators():
-        pytest.skip("Icarus is not available on this machine")
+    if backend not in available_simulators():
+        pytest.skip(f"{backend} is not available on this machine")
     out = build_root / "result.json"
     # A small network keeps the simulation to a few seconds.
-    argv = ["train", "--backend", "icarus", "--preset", "tiny", *SET_ARGS, "--sizes",
+    argv = ["train", "--backend", backend, "--preset", "tiny", *SET_ARGS, "--sizes",
             "64,8,10", "--batch", "2", "--steps", "2", "--seed", "3", "--quiet",
-            "--build-dir", str(build_root), "--json", str(out)]
+            "--build-dir", str(build_root), "--json", str(out), *extra]
     assert cli.main(argv) == 0
     data = json.loads(out.read_text())
     assert data["golden_match"] is True
     assert data["cycles"] > data["counters"]["core_cycles"] > 0
+    assert data["chunk_cycles"] == [data["cycles"]]
     assert 0 < data["utilization"] < data["core_utilization"] < 1
     expected = _train(steps=2, sizes=(64, 8, 10), batch=2)
     for got, want in zip(data["weights_bits"], expected.weights):
         np.testing.assert_array_equal(np.array(got, dtype=np.uint64), want)
     assert data["step_losses"] == expected.step_losses
-    assert "cycles" in capsys.readouterr().out
+    printed = capfd.readouterr().out
+    assert "cycles, utilization" in printed
+    assert "INFO" not in printed and "Warning" not in printed, printed[:2000]
+    return data
+
+
+def test_cli_icarus_smoke(capfd, build_root):
+    assert _cli_rtl_run(capfd, build_root, "icarus")["harness"] == "cocotb"
+
+
+def test_cli_verilator_runs_natively(capfd, build_root):
+    assert _cli_rtl_run(capfd, build_root, "verilator")["harness"] == "native"
 
 
 @pytest.mark.slow
