@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
-from chrysalis.hw.core import CoreOp  # noqa: E402
+from chrysalis.gen.spec.isa import Opcode  # noqa: E402
 from chrysalis.sim.golden import core_model as cm  # noqa: E402
 from chrysalis.sim.golden import numerics as nx  # noqa: E402
 from chrysalis.sim.verify.core_sim import CoreRunner  # noqa: E402
@@ -74,15 +74,15 @@ def run_layer(config, m, n, batch, seed=1):
     core = CoreRunner(config)
     for mat, values in ((mw, w), (mx, x), (mdy, dy)):
         core.write(mat, values)
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mw))
-    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act_x, **lines(mx))
-    core.command(op=CoreOp.FORWARD, m=m, n=n, batch=batch, abase=act_x, flag=1, **lines(my))
+    core.command(op=Opcode.LOAD_W, m=m, n=n, **lines(mw))
+    core.command(op=Opcode.LOAD_COL, n=n, batch=batch, abase=act_x, **lines(mx))
+    core.command(op=Opcode.FORWARD, m=m, n=n, batch=batch, abase=act_x, flag=1, **lines(my))
     core.read(my)
-    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act_dy, **lines(mdy))
-    core.command(op=CoreOp.BACKWARD, m=m, n=n, batch=batch, abase=act_dy, flag=1,
+    core.command(op=Opcode.LOAD_ROW, m=m, batch=batch, abase=act_dy, **lines(mdy))
+    core.command(op=Opcode.BACKWARD, m=m, n=n, batch=batch, abase=act_dy, flag=1,
                  sp2_base=mx.base, sp2_lpc=mx.lines_per_column, **lines(mdx))
     core.read(mdx)
-    core.command(op=CoreOp.WGRAD, m=m, n=n, batch=batch, abase=act_x, abase2=act_dy,
+    core.command(op=Opcode.WGRAD, m=m, n=n, batch=batch, abase=act_x, abase2=act_dy,
                  scalar=int(_f32([-0.05])[0]))
     y, dx = core.run()
     exact = (np.array_equal(y, cm.relu(num, cm.forward(num, w, x)))

@@ -33,6 +33,7 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out, Flow
+from amaranth.utils import ceil_log2, exact_log2
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import Config
@@ -194,11 +195,11 @@ class AXI4Memory(wiring.Component):
         m = Module()
         bus = self.bus
         dw = self.data_width
-        log_beat = (dw // 8).bit_length() - 1
+        log_beat = exact_log2(dw // 8)
         m.submodules.ram = ram = Memory(shape=dw, depth=self.depth, init=self.init)
         rd = ram.read_port()
         wr = ram.write_port(granularity=8)
-        row_bits = max(1, (self.depth - 1).bit_length())
+        row_bits = max(1, ceil_log2(self.depth))
 
         row = Signal(row_bits, name="row")
         beats = Signal(8, name="beats_left")

@@ -12,7 +12,7 @@ semantics they both implement.
 
 from typing import NamedTuple
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window",
            "unpack", "multiply", "normalize_product", "order", "shift_right_jam", "add_magnitudes", "normalize",

@@ -20,6 +20,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from chrysalis.gen.spec.formats import FP32, product_format
 
@@ -229,9 +230,9 @@ class PE(wiring.Component):
             raise ValueError(f"reuse_scope must be 'pe' or 'row', not {reuse_scope!r}")
         self.reuse_entries, self.reuse_ways = reuse_entries, reuse_ways
         self.reuse_shared = reuse_scope == "row" and reuse_entries > 0
-        self.layout = micro_op_layout((weight_words - 1).bit_length() or 1,
-                                      (act_words - 1).bit_length() or 1,
-                                      (acc_regs - 1).bit_length() or 1,
+        self.layout = micro_op_layout(max(1, ceil_log2(weight_words)),
+                                      max(1, ceil_log2(act_words)),
+                                      max(1, ceil_log2(acc_regs)),
                                       dual=self.is_dual, reuse=self.has_reuse,
                                       shared=self.reuse_shared)
         shared = {}
@@ -433,20 +434,26 @@ class PE(wiring.Component):
             m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
 
         if self.tree:
-            # Neighbour-link reduction: a second fp32 adder, so that the reduction of one
-            # accumulator group overlaps the accumulation of the other.
-            m.submodules.reduce = red = FloatAdder(FP32, FP32, FP32, latency=self.mac_latency - 1)
-            m.d.comb += [red.a.eq(sent_acc), red.b.eq(self.nbr_in), red.i_valid.eq(reducing)]
-            red_tags = [Signal.like(reduce_acc, name=f"reduce_tag{i}")
-                        for i in range(self.mac_latency - 1)]
-            m.d.sync += red_tags[0].eq(reduce_acc)
-            for prev, nxt in zip(red_tags, red_tags[1:]):
-                m.d.sync += nxt.eq(prev)
-            with m.If(red.o_valid):
-                for k in range(self.acc_regs):
-                    with m.If(red_tags[-1] == k):
-                        m.d.sync += acc[k].eq(red.result)
+            self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
         return m
+
+    def _tree_reduction(self, m, acc, sent_acc, reducing, reduce_acc):
+        """Neighbour-link reduction: a second fp32 adder, so that the reduction of one
+        accumulator group overlaps the accumulation of the other. ``acc[t_acc]`` (sent in
+        the cycle of the micro-op) plus the neighbour's word (a cycle later) goes back into
+        ``acc[t_acc]``."""
+        from .fadd import FloatAdder
+        m.submodules.reduce = red = FloatAdder(FP32, FP32, FP32, latency=self.mac_latency - 1)
+        m.d.comb += [red.a.eq(sent_acc), red.b.eq(self.nbr_in), red.i_valid.eq(reducing)]
+        red_tags = [Signal.like(reduce_acc, name=f"reduce_tag{i}")
+                    for i in range(self.mac_latency - 1)]
+        m.d.sync += red_tags[0].eq(reduce_acc)
+        for prev, nxt in zip(red_tags, red_tags[1:]):
+            m.d.sync += nxt.eq(prev)
+        with m.If(red.o_valid):
+            for k in range(self.acc_regs):
+                with m.If(red_tags[-1] == k):
+                    m.d.sync += acc[k].eq(red.result)
 
     def _reuse(self, m, s1, is_mac, pair1, delayed, mul):
         """The reuse cache, beside the multiply path: the lookups in the cycle the

@@ -24,6 +24,7 @@ engine's order.
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
 from ._unit import check_format
 
@@ -123,7 +124,7 @@ class ReuseTags(wiring.Component):
             raise ValueError(f"addr_bits must be a positive integer, not {addr_bits!r}")
         self.entries, self.ways, self.addr_bits = entries, ways, addr_bits
         self.sets = entries // ways
-        self.set_bits = self.sets.bit_length() - 1
+        self.set_bits = exact_log2(self.sets)
         self.tag_bits = max(1, operand.width - self.set_bits)
         index = range(max(2, entries))
         super().__init__({
@@ -154,7 +155,7 @@ class ReuseTags(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         S, W, SB = self.sets, self.ways, self.set_bits
-        wb = max(1, (W - 1).bit_length())
+        wb = max(1, ceil_log2(W))
 
         valid = [[Signal(name=f"valid_{s}_{w}") for w in range(W)] for s in range(S)]
         tags = [[Signal(self.tag_bits, name=f"tag_{s}_{w}") for w in range(W)] for s in range(S)]

@@ -27,15 +27,19 @@ write, so it takes ``sim.golden.ring.phase_cycles`` cycles, and the next phase r
 the last write has landed. ``busy`` is high for exactly ``sim.golden.ring.cycles`` cycles.
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.formats import FP32
 from chrysalis.gen.spec.ring import RING_ADD_LATENCY, hop_cycles, link_words
 
 from .fadd import FloatAdder
+from .issue import SIZE_BITS
 
 __all__ = ["ScratchpadPort", "RingEngine"]
 
@@ -72,12 +76,12 @@ class ScratchpadPort(wiring.Signature):
         self.lanes, self.line_bits = lanes, line_bits
         super().__init__({
             "rd_en": Out(1),
-            "rd_e0": Out(16),
+            "rd_e0": Out(SIZE_BITS),
             "rd_line": Out(line_bits),
             "rd_lanes": Out(lanes),
             "rd_data": In(32).array(lanes),
             "wr_en": Out(1),
-            "wr_e0": Out(16),
+            "wr_e0": Out(SIZE_BITS),
             "wr_line": Out(line_bits),
             "wr_lanes": Out(lanes),
             "wr_data": Out(32).array(lanes),
@@ -108,8 +112,8 @@ class _Beats:
 
     def __init__(self, m, name, *, nr, line_bits, go, row, rows, batch, base, lpc):
         active = Signal(name=f"{name}_active")       # past the first beat
-        offset = Signal(16, name=f"{name}_offset")   # row of the next beat in the region
-        column = Signal(16, name=f"{name}_column")
+        offset = Signal(SIZE_BITS, name=f"{name}_offset")   # row of the next beat in the region
+        column = Signal(SIZE_BITS, name=f"{name}_column")
         line = Signal(line_bits, name=f"{name}_line")
         # The beat of this cycle: the first one in the cycle of go.
         cur_offset = Mux(active, offset, 0)
@@ -117,7 +121,7 @@ class _Beats:
         cur_line = Mux(active, line, base)
         self.issue = Signal(name=f"{name}_issue")
         m.d.comb += self.issue.eq(active | (go & (rows != 0) & (batch != 0)))
-        self.e0 = (row + cur_offset)[:16]
+        self.e0 = (row + cur_offset)[:SIZE_BITS]
         self.line = cur_line[:line_bits]
         self.lanes = Cat(*[(cur_offset + lane) < rows for lane in range(nr)])
         with m.If(self.issue):
@@ -149,7 +153,7 @@ class RingEngine(wiring.Component):
         The command (``gen.spec.isa``); ``root`` and ``peer`` below ``cluster.cores`` (the
         controller checks them). An ``op`` that is not a collective does nothing: ``done``
         follows in the next cycle, and no cycle is counted.
-    sp_base, sp_lpc, sp2_base, sp2_lpc : In(24)
+    sp_base, sp_lpc, sp2_base, sp2_lpc : In (their ``gen.spec.isa.FIELD`` widths)
         Source (``sp``) and destination (``sp2``) matrices: element ``(e, b)`` at line
         ``base + b * lpc``, element ``e``.
     busy : Out(1)
@@ -190,8 +194,9 @@ class RingEngine(wiring.Component):
         counter = self.COUNTER_BITS
         super().__init__({
             "start": In(1),
-            "op": In(8), "root": In(8), "peer": In(8), "n": In(16), "batch": In(16),
-            "sp_base": In(24), "sp_lpc": In(24), "sp2_base": In(24), "sp2_lpc": In(24),
+            **{name: In(isa.FIELD[name].width)
+               for name in ("op", "root", "peer", "n", "batch",
+                            "sp_base", "sp_lpc", "sp2_base", "sp2_lpc")},
             "busy": Out(1), "done": Out(1),
             "ring_words": Out(counter), "ring_cycles": Out(counter),
             "ports": Out(ScratchpadPort(self.nr, line_bits)).array(self.cores),
@@ -199,38 +204,65 @@ class RingEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        c, nr, hop, add = self.cores, self.nr, self.hop, RING_ADD_LATENCY
-        hops = self.config.cluster.hop_latency
-        Op = isa.Opcode
-        n, batch = self.n, self.batch
+        c = self.cores
+        phase = self._command(m)
+        self._chain(m, phase)
+        self._phase_length(m, phase)
+        self._sequencing(m, phase)
+        chunks = self._gather_chunks(m, phase)
 
-        # ---- Command state -------------------------------------------------------------
-        q = Signal(16)                   # ALL_REDUCE's chunk rows, ceil(n / c)
-        kind = Signal(_Kind)
-        index = Signal(range(c + 1))     # chain j, or all-gather step s
-        t = Signal(36)                   # cycle within the phase
-        last = Signal(36)                # the phase's last cycle
-        busy = Signal()
-        m.d.comb += self.busy.eq(busy)
+        links = []          # what each core puts on its link, after the adder stage
+        incoming = [[Signal(32, name=f"incoming{k}_{l}") for l in range(self.nr)]
+                    for k in range(c)]
+        words = []
+        for k in range(c):
+            role = self._role(m, phase, chunks, k)
+            send, sent = self._core(m, phase, role, incoming[k], k)
+            links.append(send)
+            words.append(sent)
+
+        # The links: hop_latency register stages from core k to core k + 1.
+        for k in range(c):
+            for l in range(self.nr):
+                word = self._delay(m, links[k][l], self.config.cluster.hop_latency,
+                                   f"link{k}_{l}")
+                m.d.comb += incoming[(k + 1) % c][l].eq(word)
+        m.d.sync += self.ring_words.eq(self.ring_words + sum(words))
+        return m
+
+    def _command(self, m):
+        """The command's state: the phase (its kind, index and cycle) and the operation."""
+        c = self.cores
+        phase = SimpleNamespace(
+            q=Signal(SIZE_BITS, name="q"),              # ALL_REDUCE's chunk rows, ceil(n / c)
+            kind=Signal(_Kind, name="kind"),
+            index=Signal(range(c + 1), name="index"),   # chain j, or all-gather step s
+            t=Signal(36, name="t"),                     # cycle within the phase
+            last=Signal(36, name="last"),               # the phase's last cycle
+            busy=Signal(name="running"),
+            is_op={op: self.op == op.value for op in isa.COLLECTIVES},
+        )
+        m.d.comb += self.busy.eq(phase.busy)
         m.d.sync += self.done.eq(0)
+        return phase
 
-        is_op = {op: self.op == op.value for op in isa.COLLECTIVES}
-        is_collective = Signal()
-        m.d.comb += is_collective.eq(sum(is_op.values()) != 0)
-
-        # ---- The chain of the current phase (when kind == CHAIN) -------------------------
-        chain_start = Signal(range(c))
-        chain_hops = Signal(range(c))
-        chain_add = Signal()
-        chain_all = Signal()             # every core after the first writes (BROADCAST)
-        chain_rows = Signal(16)
-        chain_read_row = Signal(16)
-        chain_write_row = Signal(16)
+    def _chain(self, m, phase):
+        """The chain of the current phase (when its kind is CHAIN): the core it starts at,
+        its hops, whether it adds (else it copies) and the rows it reads and writes."""
+        c, n, Op, is_op = self.cores, self.n, isa.Opcode, phase.is_op
+        index = phase.index
+        phase.chain_start = chain_start = Signal(range(c))
+        phase.chain_hops = chain_hops = Signal(range(c))
+        phase.chain_add = chain_add = Signal()
+        phase.chain_all = chain_all = Signal()      # every core after the first writes
+        phase.chain_rows = chain_rows = Signal(SIZE_BITS)
+        phase.chain_read_row = chain_read_row = Signal(SIZE_BITS)
+        phase.chain_write_row = chain_write_row = Signal(SIZE_BITS)
         root1 = Mux(self.root == c - 1, 0, self.root + 1)
         index1 = Mux(index == c - 1, 0, index + 1)
-        chunk_first = Signal(17)
-        chunk_end = Signal(17)
-        m.d.comb += [chunk_first.eq(index * q), chunk_end.eq(chunk_first + q)]
+        phase.chunk_first = chunk_first = Signal(SIZE_BITS + 1)
+        phase.chunk_end = chunk_end = Signal(SIZE_BITS + 1)
+        m.d.comb += [chunk_first.eq(index * phase.q), chunk_end.eq(chunk_first + phase.q)]
         first = Mux(chunk_first > n, n, chunk_first)
         end = Mux(chunk_end > n, n, chunk_end)
         m.d.comb += [chain_start.eq(index1), chain_hops.eq(c - 1), chain_add.eq(1),
@@ -250,30 +282,38 @@ class RingEngine(wiring.Component):
             m.d.comb += [chain_rows.eq(end - first), chain_read_row.eq(first),
                          chain_write_row.eq(first)]
 
-        # ---- The phase's length ---------------------------------------------------------
-        rows_max = Signal(16)
-        depth = Signal(range(c))
-        m.d.comb += [rows_max.eq(chain_rows), depth.eq(chain_hops)]
+    def _phase_length(self, m, phase):
+        """The phase's last cycle, set in its first cycle (``sim.golden.ring.phase_cycles``)."""
+        c, n, kind = self.cores, self.n, phase.kind
+        rows_max = Signal(SIZE_BITS, name="rows_max")
+        depth = Signal(range(c), name="depth")
+        m.d.comb += [rows_max.eq(phase.chain_rows), depth.eq(phase.chain_hops)]
         with m.If(kind == _Kind.COPY):
             m.d.comb += [rows_max.eq(n), depth.eq(0)]
         with m.Elif(kind == _Kind.GATHER):
             # Steps of empty chunks write nothing: depth 0 (sim.golden.ring.Phase.depth).
-            m.d.comb += rows_max.eq(Mux(is_op[Op.ALL_REDUCE], q, n))
+            m.d.comb += rows_max.eq(Mux(phase.is_op[isa.Opcode.ALL_REDUCE], phase.q, n))
             m.d.comb += depth.eq(rows_max != 0)
-        log_nr = nr.bit_length() - 1
-        column_beats = (rows_max + nr - 1) >> log_nr
-        with m.If(busy & (t == 0)):
-            m.d.sync += last.eq(batch * column_beats + depth * hop + add + 1)
+        column_beats = (rows_max + self.nr - 1) >> exact_log2(self.nr)
+        with m.If(phase.busy & (phase.t == 0)):
+            m.d.sync += phase.last.eq(self.batch * column_beats + depth * self.hop
+                                      + RING_ADD_LATENCY + 1)
 
-        # ---- Phase sequencing -------------------------------------------------------------
-        gather_init = Signal()           # entering all-gather step 0
-        gather_next = Signal()           # entering the next all-gather step
+    def _sequencing(self, m, phase):
+        """The phases one after the other: a chain per chunk (REDUCE_SCATTER, ALL_REDUCE),
+        the all-gather's copy then its steps, and the end of the command."""
+        c, n, Op, is_op = self.cores, self.n, isa.Opcode, phase.is_op
+        busy, t, kind, index = phase.busy, phase.t, phase.kind, phase.index
+        phase.gather_init = gather_init = Signal(name="gather_init")   # entering step 0
+        phase.gather_next = gather_next = Signal(name="gather_next")   # the next step
+        is_collective = Signal(name="is_collective")
+        m.d.comb += is_collective.eq(sum(is_op.values()) != 0)
         with m.If(~busy):
             with m.If(self.start & ~is_collective):
                 m.d.sync += self.done.eq(1)         # not a collective: nothing to do
             with m.Elif(self.start):
                 m.d.sync += [busy.eq(1), t.eq(0), index.eq(0),
-                             q.eq((n + (c - 1)) // c),
+                             phase.q.eq((n + (c - 1)) // c),
                              kind.eq(Mux(self.op == Op.ALL_GATHER.value, _Kind.COPY,
                                          _Kind.CHAIN))]
                 # ALL_REDUCE of no rows has no chain (sim.golden.ring skips empty chunks).
@@ -282,14 +322,14 @@ class RingEngine(wiring.Component):
                     m.d.comb += gather_init.eq(1)
         with m.Else():
             m.d.sync += t.eq(t + 1)
-            with m.If((t != 0) & (t == last)):
+            with m.If((t != 0) & (t == phase.last)):
                 m.d.sync += t.eq(0)
-                finish = Signal()
+                finish = Signal(name="finish")
                 with m.If(kind == _Kind.CHAIN):
                     with m.If(is_op[Op.REDUCE_SCATTER] & (index != c - 1)):
                         m.d.sync += index.eq(index + 1)
                     with m.Elif(is_op[Op.ALL_REDUCE]):
-                        with m.If((index != c - 1) & (chunk_end < n)):
+                        with m.If((index != c - 1) & (phase.chunk_end < n)):
                             m.d.sync += index.eq(index + 1)
                         with m.Else():
                             m.d.sync += [kind.eq(_Kind.GATHER), index.eq(0)]
@@ -307,14 +347,16 @@ class RingEngine(wiring.Component):
                         m.d.comb += finish.eq(1)
                 with m.If(finish):
                     m.d.sync += [busy.eq(0), self.done.eq(1)]
-
         m.d.sync += self.ring_cycles.eq(self.ring_cycles + busy)
 
-        # ---- All-gather chunks: core k sends chunk (k - s) mod c and receives chunk
-        # (k - 1 - s) mod c in step s; the next step sends what was received, and receives
-        # what the upstream core received.
-        gq = Mux(is_op[Op.ALL_REDUCE], q, n)             # chunk rows
-        gn = Mux(is_op[Op.ALL_REDUCE], n, n * c)         # rows of the gathered matrix
+    def _gather_chunks(self, m, phase):
+        """All-gather chunks: core k sends chunk (k - s) mod c and receives chunk
+        (k - 1 - s) mod c in step s; the next step sends what was received, and receives
+        what the upstream core received. Returns per core its send and receive rows."""
+        c, n = self.cores, self.n
+        reduce_all = phase.is_op[isa.Opcode.ALL_REDUCE]
+        gq = Mux(reduce_all, phase.q, n)             # chunk rows
+        gn = Mux(reduce_all, n, n * c)               # rows of the gathered matrix
 
         def chunk(j):
             lo = Signal(20, name=f"chunk{j}_lo")
@@ -325,135 +367,135 @@ class RingEngine(wiring.Component):
             return lo_c, hi_c - lo_c
 
         chunks = [chunk(j) for j in range(c)]
-        send_row = [Signal(16, name=f"send_row{k}") for k in range(c)]
-        send_rows = [Signal(16, name=f"send_rows{k}") for k in range(c)]
-        recv_row = [Signal(16, name=f"recv_row{k}") for k in range(c)]
-        recv_rows = [Signal(16, name=f"recv_rows{k}") for k in range(c)]
+        rows = SimpleNamespace(
+            send_row=[Signal(SIZE_BITS, name=f"send_row{k}") for k in range(c)],
+            send_rows=[Signal(SIZE_BITS, name=f"send_rows{k}") for k in range(c)],
+            recv_row=[Signal(SIZE_BITS, name=f"recv_row{k}") for k in range(c)],
+            recv_rows=[Signal(SIZE_BITS, name=f"recv_rows{k}") for k in range(c)])
         for k in range(c):
             up = (k - 1) % c
-            with m.If(gather_init):
-                m.d.sync += [send_row[k].eq(chunks[k][0]), send_rows[k].eq(chunks[k][1]),
-                             recv_row[k].eq(chunks[up][0]), recv_rows[k].eq(chunks[up][1])]
-            with m.Elif(gather_next):
-                m.d.sync += [send_row[k].eq(recv_row[k]), send_rows[k].eq(recv_rows[k]),
-                             recv_row[k].eq(recv_row[up]), recv_rows[k].eq(recv_rows[up])]
+            with m.If(phase.gather_init):
+                m.d.sync += [rows.send_row[k].eq(chunks[k][0]),
+                             rows.send_rows[k].eq(chunks[k][1]),
+                             rows.recv_row[k].eq(chunks[up][0]),
+                             rows.recv_rows[k].eq(chunks[up][1])]
+            with m.Elif(phase.gather_next):
+                m.d.sync += [rows.send_row[k].eq(rows.recv_row[k]),
+                             rows.send_rows[k].eq(rows.recv_rows[k]),
+                             rows.recv_row[k].eq(rows.recv_row[up]),
+                             rows.recv_rows[k].eq(rows.recv_rows[up])]
+        return rows
 
-        # ---- The cores ---------------------------------------------------------------------
-        links = []          # what each core puts on its link, after the adder stage
-        incoming = [[Signal(32, name=f"incoming{k}_{l}") for l in range(nr)]
-                    for k in range(c)]
-        words = []
-        for k in range(c):
-            port = self.ports[k]
-            # The role (sim.golden.ring.Role) of core k in the current phase.
-            position = Signal(range(c), name=f"position{k}")
-            write_position = Signal(range(c), name=f"write_position{k}")
-            reads = Signal(name=f"reads{k}")
-            read_sp2 = Signal(name=f"read_sp2_{k}")
-            read_row = Signal(16, name=f"read_row{k}")
-            rows = Signal(16, name=f"rows{k}")
-            send = Signal(_Data, name=f"send{k}")
-            write = Signal(_Data, name=f"write{k}")
-            write_row = Signal(16, name=f"write_row{k}")
-            write_rows = Signal(16, name=f"write_rows{k}")
-            d = Signal(range(c), name=f"chain_position{k}")
-            if k == c - 1:      # no chain starts past the last core
-                m.d.comb += d.eq(k - chain_start)
-            else:
-                m.d.comb += d.eq(Mux(chain_start > k, k + c - chain_start, k - chain_start))
-            with m.If(kind == _Kind.CHAIN):
-                in_chain = d <= chain_hops
-                head = d == 0
-                tail = d == chain_hops
-                m.d.comb += [position.eq(d), write_position.eq(d),
-                             read_row.eq(chain_read_row), write_row.eq(chain_write_row),
-                             write_rows.eq(chain_rows)]
-                with m.If(in_chain):
-                    with m.If(chain_add):
-                        m.d.comb += [reads.eq(1), rows.eq(chain_rows),
-                                     send.eq(Mux(head, _Data.LOCAL,
-                                                 Mux(tail, _Data.NONE, _Data.SUM))),
-                                     write.eq(Mux(tail, _Data.SUM, _Data.NONE))]
-                    with m.Elif(head):
-                        m.d.comb += [reads.eq(1), rows.eq(chain_rows), send.eq(_Data.LOCAL)]
-                    with m.Else():
-                        m.d.comb += [rows.eq(Mux(tail, 0, chain_rows)),
-                                     send.eq(Mux(tail, _Data.NONE, _Data.INCOMING)),
-                                     write.eq(Mux(tail | chain_all, _Data.INCOMING,
-                                                  _Data.NONE))]
-            with m.Elif(kind == _Kind.COPY):
-                m.d.comb += [reads.eq(1), rows.eq(n), write.eq(_Data.LOCAL),
-                             write_row.eq(n * k), write_rows.eq(n)]
-            with m.Else():
-                m.d.comb += [reads.eq(1), read_sp2.eq(1), read_row.eq(send_row[k]),
-                             rows.eq(send_rows[k]), send.eq(_Data.LOCAL),
-                             write.eq(Mux(recv_rows[k] != 0, _Data.INCOMING, _Data.NONE)),
-                             write_row.eq(recv_row[k]), write_rows.eq(recv_rows[k]),
-                             write_position.eq(1)]
+    def _role(self, m, phase, chunks, k):
+        """The role (``sim.golden.ring.Role``) of core ``k`` in the current phase."""
+        c, n = self.cores, self.n
+        role = SimpleNamespace(
+            position=Signal(range(c), name=f"position{k}"),
+            write_position=Signal(range(c), name=f"write_position{k}"),
+            reads=Signal(name=f"reads{k}"),
+            read_sp2=Signal(name=f"read_sp2_{k}"),
+            read_row=Signal(SIZE_BITS, name=f"read_row{k}"),
+            rows=Signal(SIZE_BITS, name=f"rows{k}"),
+            send=Signal(_Data, name=f"send{k}"),
+            write=Signal(_Data, name=f"write{k}"),
+            write_row=Signal(SIZE_BITS, name=f"write_row{k}"),
+            write_rows=Signal(SIZE_BITS, name=f"write_rows{k}"))
+        chain_start, chain_hops, chain_rows = phase.chain_start, phase.chain_hops, phase.chain_rows
+        d = Signal(range(c), name=f"chain_position{k}")
+        if k == c - 1:      # no chain starts past the last core
+            m.d.comb += d.eq(k - chain_start)
+        else:
+            m.d.comb += d.eq(Mux(chain_start > k, k + c - chain_start, k - chain_start))
+        with m.If(phase.kind == _Kind.CHAIN):
+            in_chain = d <= chain_hops
+            head = d == 0
+            tail = d == chain_hops
+            m.d.comb += [role.position.eq(d), role.write_position.eq(d),
+                         role.read_row.eq(phase.chain_read_row),
+                         role.write_row.eq(phase.chain_write_row),
+                         role.write_rows.eq(chain_rows)]
+            with m.If(in_chain):
+                with m.If(phase.chain_add):
+                    m.d.comb += [role.reads.eq(1), role.rows.eq(chain_rows),
+                                 role.send.eq(Mux(head, _Data.LOCAL,
+                                                  Mux(tail, _Data.NONE, _Data.SUM))),
+                                 role.write.eq(Mux(tail, _Data.SUM, _Data.NONE))]
+                with m.Elif(head):
+                    m.d.comb += [role.reads.eq(1), role.rows.eq(chain_rows),
+                                 role.send.eq(_Data.LOCAL)]
+                with m.Else():
+                    m.d.comb += [role.rows.eq(Mux(tail, 0, chain_rows)),
+                                 role.send.eq(Mux(tail, _Data.NONE, _Data.INCOMING)),
+                                 role.write.eq(Mux(tail | phase.chain_all, _Data.INCOMING,
+                                                   _Data.NONE))]
+        with m.Elif(phase.kind == _Kind.COPY):
+            m.d.comb += [role.reads.eq(1), role.rows.eq(n), role.write.eq(_Data.LOCAL),
+                         role.write_row.eq(n * k), role.write_rows.eq(n)]
+        with m.Else():
+            m.d.comb += [role.reads.eq(1), role.read_sp2.eq(1),
+                         role.read_row.eq(chunks.send_row[k]),
+                         role.rows.eq(chunks.send_rows[k]), role.send.eq(_Data.LOCAL),
+                         role.write.eq(Mux(chunks.recv_rows[k] != 0, _Data.INCOMING,
+                                           _Data.NONE)),
+                         role.write_row.eq(chunks.recv_row[k]),
+                         role.write_rows.eq(chunks.recv_rows[k]),
+                         role.write_position.eq(1)]
+        return role
 
-            # Reads (and, for a core that passes words on, the beats it sends).
-            rd = _Beats(m, f"rd{k}", nr=nr, line_bits=self.line_bits,
-                        go=busy & (t == 1 + position * hop), row=read_row, rows=rows,
-                        batch=batch, base=Mux(read_sp2, self.sp2_base, self.sp_base),
-                        lpc=Mux(read_sp2, self.sp2_lpc, self.sp_lpc))
-            m.d.comb += [port.rd_en.eq(rd.issue & reads), port.rd_e0.eq(rd.e0),
-                         port.rd_line.eq(rd.line), port.rd_lanes.eq(rd.lanes)]
-            sent = Signal(range(nr + 1), name=f"sent{k}")
-            with m.If(rd.issue & (send != _Data.NONE)):
-                m.d.comb += sent.eq(sum(rd.lanes[l] for l in range(nr)))
-            words.append(sent)
+    def _core(self, m, phase, role, incoming, k):
+        """Core ``k``'s reads, adder stage and writes in its ``role``. Returns the words it
+        puts on its link and the number of words it sends in this cycle."""
+        nr, hop, add = self.nr, self.hop, RING_ADD_LATENCY
+        port, busy, t = self.ports[k], phase.busy, phase.t
+        # Reads (and, for a core that passes words on, the beats it sends).
+        rd = _Beats(m, f"rd{k}", nr=nr, line_bits=self.line_bits,
+                    go=busy & (t == 1 + role.position * hop), row=role.read_row,
+                    rows=role.rows, batch=self.batch,
+                    base=Mux(role.read_sp2, self.sp2_base, self.sp_base),
+                    lpc=Mux(role.read_sp2, self.sp2_lpc, self.sp_lpc))
+        m.d.comb += [port.rd_en.eq(rd.issue & role.reads), port.rd_e0.eq(rd.e0),
+                     port.rd_line.eq(rd.line), port.rd_lanes.eq(rd.lanes)]
+        sent = Signal(range(nr + 1), name=f"sent{k}")
+        with m.If(rd.issue & (role.send != _Data.NONE)):
+            m.d.comb += sent.eq(sum(rd.lanes[l] for l in range(nr)))
 
-            # The adder stage: incoming + local, and both delayed as long.
-            local = port.rd_data
-            summed, local_d, incoming_d = [], [], []
+        # The adder stage: incoming + local, and both delayed as long.
+        local = port.rd_data
+        summed, local_d, incoming_d = [], [], []
+        for l in range(nr):
+            adder = FloatAdder(FP32, latency=add)
+            m.submodules[f"adder{k}_{l}"] = adder
+            m.d.comb += [adder.a.eq(incoming[l]), adder.b.eq(local[l]), adder.i_valid.eq(1)]
+            summed.append(adder.result)
+            local_d.append(self._delay(m, local[l], add, f"local{k}_{l}"))
+            incoming_d.append(self._delay(m, incoming[l], add, f"incoming{k}_{l}"))
+
+        def select(what, name):
+            out = []
             for l in range(nr):
-                adder = FloatAdder(FP32, latency=add)
-                m.submodules[f"adder{k}_{l}"] = adder
-                m.d.comb += [adder.a.eq(incoming[k][l]), adder.b.eq(local[l]),
-                             adder.i_valid.eq(1)]
-                summed.append(adder.result)
-                local_d.append(self._delay(m, local[l], add, f"local{k}_{l}"))
-                incoming_d.append(self._delay(m, incoming[k][l], add, f"incoming{k}_{l}"))
+                word = Signal(32, name=f"{name}{k}_{l}")
+                with m.Switch(what):
+                    with m.Case(_Data.LOCAL):
+                        m.d.comb += word.eq(local_d[l])
+                    with m.Case(_Data.INCOMING):
+                        m.d.comb += word.eq(incoming_d[l])
+                    with m.Case(_Data.SUM):
+                        m.d.comb += word.eq(summed[l])
+                out.append(word)
+            return out
 
-            def select(what, name):
-                out = []
-                for l in range(nr):
-                    word = Signal(32, name=f"{name}{k}_{l}")
-                    with m.Switch(what):
-                        with m.Case(_Data.LOCAL):
-                            m.d.comb += word.eq(local_d[l])
-                        with m.Case(_Data.INCOMING):
-                            m.d.comb += word.eq(incoming_d[l])
-                        with m.Case(_Data.SUM):
-                            m.d.comb += word.eq(summed[l])
-                    out.append(word)
-                return out
-
-            links.append(select(send, "send"))
-
-            # Writes, into sp2.
-            wr = _Beats(m, f"wr{k}", nr=nr, line_bits=self.line_bits,
-                        go=busy & (write != _Data.NONE)
-                        & (t == 2 + add + write_position * hop),
-                        row=write_row, rows=write_rows, batch=batch, base=self.sp2_base,
-                        lpc=self.sp2_lpc)
-            m.d.comb += [port.wr_en.eq(wr.issue), port.wr_e0.eq(wr.e0),
-                         port.wr_line.eq(wr.line), port.wr_lanes.eq(wr.lanes)]
-            for l, word in enumerate(select(write, "write")):
-                m.d.comb += port.wr_data[l].eq(word)
-
-        # ---- The links: hop_latency register stages from core k to core k + 1. -------------
-        for k in range(c):
-            for l in range(nr):
-                word = links[k][l]
-                for stage in range(hops):
-                    reg = Signal(32, name=f"link{k}_{l}_{stage}")
-                    m.d.sync += reg.eq(word)
-                    word = reg
-                m.d.comb += incoming[(k + 1) % c][l].eq(word)
-
-        m.d.sync += self.ring_words.eq(self.ring_words + sum(words))
-        return m
+        send = select(role.send, "send")
+        # Writes, into sp2.
+        wr = _Beats(m, f"wr{k}", nr=nr, line_bits=self.line_bits,
+                    go=busy & (role.write != _Data.NONE)
+                    & (t == 2 + add + role.write_position * hop),
+                    row=role.write_row, rows=role.write_rows, batch=self.batch,
+                    base=self.sp2_base, lpc=self.sp2_lpc)
+        m.d.comb += [port.wr_en.eq(wr.issue), port.wr_e0.eq(wr.e0),
+                     port.wr_line.eq(wr.line), port.wr_lanes.eq(wr.lanes)]
+        for l, word in enumerate(select(role.write, "write")):
+            m.d.comb += port.wr_data[l].eq(word)
+        return send, sent
 
     @staticmethod
     def _delay(m, value, cycles, name):

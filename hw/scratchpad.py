@@ -2,27 +2,23 @@
 gets one word per PE per cycle.
 
 A word address ``A`` lives in bank ``A mod S`` at line ``A div S``, with ``S`` banks (the
-smallest power of two at least ``max(R, C)``). A matrix is stored column-major with each
-column padded to whole lines: element ``(e, b)`` of a matrix at line ``base`` with ``lpc``
-lines per column has the word address ``(base + b * lpc) * S + e``. Any ``L <= S``
-consecutive elements of a column therefore sit in ``L`` different banks and are read or
-written in one cycle: a *lane access* (lane ``l`` is element ``e0 + l``).
+smallest power of two at least ``max(R, C)``: ``gen.spec.layout.bank_count``). A matrix is
+stored column-major with each column padded to whole lines: element ``(e, b)`` of a matrix
+at line ``base`` with ``lpc`` lines per column has the word address
+``(base + b * lpc) * S + e``. Any ``L <= S`` consecutive elements of a column therefore sit
+in ``L`` different banks and are read or written in one cycle: a *lane access* (lane ``l``
+is element ``e0 + l``).
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
-__all__ = ["bank_count", "Scratchpad"]
+from .issue import SIZE_BITS
 
-
-def bank_count(rows, cols):
-    """Banks of the scratchpad of an R x C core: a power of two, at least max(R, C)."""
-    banks = 1
-    while banks < max(rows, cols):
-        banks *= 2
-    return banks
+__all__ = ["Scratchpad"]
 
 
 class Scratchpad(wiring.Component):
@@ -44,8 +40,8 @@ class Scratchpad(wiring.Component):
     Members
     -------
     rd_en : In(1)
-    rd_e0 : In(range(2**16))
-        Element index of lane 0 (a column holds at most 2**16 elements).
+    rd_e0 : In(hw.issue.SIZE_BITS)
+        Element index of lane 0 (a column holds at most ``2**SIZE_BITS`` elements).
     rd_line : In(line bits)
         First line of the column accessed.
     rd_lanes : In(lanes)
@@ -56,7 +52,8 @@ class Scratchpad(wiring.Component):
     """
 
     def __init__(self, *, words, banks, lanes):
-        if banks & (banks - 1) or banks < 1:
+        if not isinstance(banks, int) or isinstance(banks, bool) or banks < 1 \
+                or banks & (banks - 1):
             raise ValueError(f"banks must be a power of two, not {banks!r}")
         if not isinstance(words, int) or words < banks or words % banks:
             raise ValueError(f"words must be a positive multiple of {banks}, not {words!r}")
@@ -64,17 +61,17 @@ class Scratchpad(wiring.Component):
             raise ValueError(f"lanes must be between 1 and {banks}, not {lanes!r}")
         self.words, self.banks, self.lanes = words, banks, lanes
         self.depth = words // banks
-        self.line_bits = max(1, (self.depth - 1).bit_length())
-        self.log_banks = banks.bit_length() - 1
+        self.line_bits = max(1, ceil_log2(self.depth))
+        self.log_banks = exact_log2(banks)
         members = {}
         for port in ("rd", "wr"):
             members[f"{port}_en"] = In(1)
-            members[f"{port}_e0"] = In(16)
+            members[f"{port}_e0"] = In(SIZE_BITS)
             members[f"{port}_line"] = In(self.line_bits)
             members[f"{port}_lanes"] = In(lanes)
         members["rd_data"] = Out(32).array(lanes)
         members["wr_data"] = In(32).array(lanes)
-        addr_bits = max(1, (words - 1).bit_length())
+        addr_bits = max(1, ceil_log2(words))
         members.update({"host_addr": In(addr_bits), "host_wdata": In(32), "host_we": In(1),
                         "host_re": In(1), "host_rdata": Out(32)})
         super().__init__(members)
@@ -98,7 +95,7 @@ class Scratchpad(wiring.Component):
         host_bank = self.host_addr[:self.log_banks] if self.log_banks else Const(0, 1)
         host_line = self.host_addr >> self.log_banks
         rd_data = []
-        rd_e0 = Signal(16)
+        rd_e0 = Signal(SIZE_BITS)
         rd_lanes = Signal(self.lanes)
         m.d.sync += [rd_e0.eq(self.rd_e0), rd_lanes.eq(Mux(self.rd_en, self.rd_lanes, 0))]
         host_rd_bank = Signal.like(host_bank)

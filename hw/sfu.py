@@ -8,6 +8,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
 from chrysalis.gen.spec.formats import FP32
 from chrysalis.gen.spec import sfu as golden
@@ -157,7 +158,7 @@ class SpecialFunctionUnit(wiring.Component):
                              f"to {MAX_THREADS}, not {threads!r}")
         self.mac_latency = mac_latency
         self.threads = threads
-        self.rob_depth = 1 << (2 * threads - 1).bit_length()
+        self.rob_depth = 1 << ceil_log2(2 * threads)
         super().__init__()
 
     def interval(self, op):
@@ -217,29 +218,10 @@ class SpecialFunctionUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, E, R = self.mac_latency, self.threads, self.rob_depth
-        tag_bits = R.bit_length() - 1
+        tag_bits = exact_log2(R)
         m.submodules.mac = mac = FloatMAC(FP32, FP32, latency=L)
 
-        # --- The result of the FMA and k derived from it, delayed to the issuing slot's
-        # next turn: E - L registers (none when E == L).
-        # k: the shifter's result has 0x400000 + k in its low 23 bits and |k| <= 185, so its
-        # low ten bits are k in two's complement. kf is k as an exact fp32 (+0 for 0).
-        raw_k = Signal(signed(10))
-        raw_k_mag = Signal(9)
-        raw_kf = Signal(32)
-        m.d.comb += [raw_k.eq(mac.result[:10]),
-                     raw_k_mag.eq(Mux(raw_k < 0, -raw_k, raw_k))]
-        for pos in range(9):   # the highest set bit wins: the last assignment
-            with m.If(raw_k_mag[pos]):
-                m.d.comb += raw_kf.eq(Cat((raw_k_mag << (23 - pos))[:23], Const(127 + pos, 8),
-                                          raw_k < 0))
-        res, k_res, kf_res = mac.result, raw_k, raw_kf
-        for stage in range(E - L):
-            res_d = Signal(32, name=f"res_d{stage}")
-            k_d = Signal(signed(10), name=f"k_d{stage}")
-            kf_d = Signal(32, name=f"kf_d{stage}")
-            m.d.sync += [res_d.eq(res), k_d.eq(k_res), kf_d.eq(kf_res)]
-            res, k_res, kf_res = res_d, k_d, kf_d
+        res, k_res, kf_res = self._result(m, mac)
 
         # --- The slots: whose turn it is, which are busy, and their context in a memory of
         # E words (read in the slot's turn, written back at its end).
@@ -356,19 +338,7 @@ class SpecialFunctionUnit(wiring.Component):
                 with m.Elif(finishing):
                     m.d.sync += busy[index].eq(0)
 
-        # --- Scale the last result by 2**n, with the sign; a zero pattern's reciprocal
-        # saturates.
-        res_field = Signal(signed(11))
-        m.d.comb += res_field.eq(res[23:31] + ctx.n)
-        scaled = Signal(32)
-        with m.If(ctx.zero):
-            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
-        with m.Elif(res_field < 1):
-            m.d.comb += scaled.eq(Cat(Const(0, 31), ctx.sign))
-        with m.Elif(res_field > 255):
-            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
-        with m.Else():
-            m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], ctx.sign))
+        scaled = self._scaled(m, res, ctx)
 
         # --- Output in acceptance order: the finishing result if it is next, else the next
         # one from the buffer; a finishing result that is not next goes into the buffer.
@@ -389,3 +359,43 @@ class SpecialFunctionUnit(wiring.Component):
         with m.If(accept):
             m.d.sync += in_count.eq(in_count + 1)
         return m
+
+    def _result(self, m, mac):
+        """The FMA's result and ``k`` derived from it (and ``kf``, ``k`` as an fp32),
+        delayed to the issuing slot's next turn: ``E - L`` registers (none when
+        ``E == L``)."""
+        # k: the shifter's result has 0x400000 + k in its low 23 bits and |k| <= 185, so its
+        # low ten bits are k in two's complement. kf is k as an exact fp32 (+0 for 0).
+        raw_k = Signal(signed(10))
+        raw_k_mag = Signal(9)
+        raw_kf = Signal(32)
+        m.d.comb += [raw_k.eq(mac.result[:10]),
+                     raw_k_mag.eq(Mux(raw_k < 0, -raw_k, raw_k))]
+        for pos in range(9):   # the highest set bit wins: the last assignment
+            with m.If(raw_k_mag[pos]):
+                m.d.comb += raw_kf.eq(Cat((raw_k_mag << (23 - pos))[:23], Const(127 + pos, 8),
+                                          raw_k < 0))
+        res, k_res, kf_res = mac.result, raw_k, raw_kf
+        for stage in range(self.threads - self.mac_latency):
+            res_d = Signal(32, name=f"res_d{stage}")
+            k_d = Signal(signed(10), name=f"k_d{stage}")
+            kf_d = Signal(32, name=f"kf_d{stage}")
+            m.d.sync += [res_d.eq(res), k_d.eq(k_res), kf_d.eq(kf_res)]
+            res, k_res, kf_res = res_d, k_d, kf_d
+        return res, k_res, kf_res
+
+    def _scaled(self, m, res, ctx):
+        """The last result of a slot scaled by ``2**n``, with the sign; a zero pattern's
+        reciprocal saturates."""
+        res_field = Signal(signed(11))
+        m.d.comb += res_field.eq(res[23:31] + ctx.n)
+        scaled = Signal(32)
+        with m.If(ctx.zero):
+            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+        with m.Elif(res_field < 1):
+            m.d.comb += scaled.eq(Cat(Const(0, 31), ctx.sign))
+        with m.Elif(res_field > 255):
+            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+        with m.Else():
+            m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], ctx.sign))
+        return scaled

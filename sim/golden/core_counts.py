@@ -126,7 +126,7 @@ def _params(config):
 def _command(command):
     """Operation name (str) and integer sizes of a command dict."""
     op = command.get("op", "NONE")
-    op = getattr(op, "name", op)        # a hw.core.CoreOp member is accepted too
+    op = getattr(op, "name", op)        # an isa.Opcode member is accepted too
     if not isinstance(op, str):
         raise TypeError(f"op must be an operation name such as 'FORWARD', not {op!r}")
     sizes = {key: int(command.get(key, 0)) for key in ("m", "n", "batch")}
@@ -167,7 +167,7 @@ def predict(config, command, labels=None):
     config : gen.spec.config.Config
     command : dict
         Command fields (``hw.core.command_layout``), ``op`` as a name such as ``"FORWARD"``
-        (as ``sim.compile.compiler`` produces them; a ``CoreOp`` member also works). Missing sizes
+        (as ``sim.compile.compiler`` produces them; an ``isa.Opcode`` member also works). Missing sizes
         are 0. Only ``op``, ``m``, ``n``, ``batch`` and (``WGRAD``: momentum) ``flag``
         matter.
     labels : sequence of int, optional

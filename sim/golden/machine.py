@@ -117,8 +117,8 @@ def _positive(bits):
 
 
 def _op_number(op):
-    """The opcode of ``op``: a name, an :class:`Opcode`, a ``hw.core.CoreOp`` (any enum
-    with a name) or an int (which may hold no operation)."""
+    """The opcode of ``op``: a name, an :class:`Opcode` (or any enum with a name) or an int
+    (which may hold no operation)."""
     if isinstance(op, str):
         try:
             return int(Opcode[op.upper()])
@@ -313,8 +313,8 @@ class Machine:
         Parameters
         ----------
         command : dict
-            ``op`` (a name such as ``"FORWARD"``, an :class:`gen.spec.isa.Opcode`, a
-            ``hw.core.CoreOp`` or an int) and any fields of :data:`gen.spec.isa.FIELDS` (missing
+            ``op`` (a name such as ``"FORWARD"``, an :class:`gen.spec.isa.Opcode` or an int)
+            and any fields of :data:`gen.spec.isa.FIELDS` (missing
             fields are 0; ``reserved`` as :func:`gen.spec.isa.decode` gives it). The core
             commands of ``sim.compile.compiler`` work as they are.
         memory, mem_base :

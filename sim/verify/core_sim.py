@@ -7,7 +7,7 @@ cycles of each command are recorded. Used by the tests and the utilization bench
 import numpy as np
 from amaranth.sim import Simulator
 
-from chrysalis.hw.core import Core, CoreOp
+from chrysalis.hw.core import Core
 from chrysalis.gen.spec.layout import bank_count
 
 __all__ = ["CoreRunner"]
@@ -67,7 +67,7 @@ class CoreRunner:
                     ctx.set(dut.host_re, 0)
                     outputs.append(out)
                 else:
-                    fields = {"op": CoreOp.NONE, **action[1]}
+                    fields = {"op": 0, **action[1]}
                     full = {name: 0 for name in dut.layout.members}
                     full.update(fields)
                     ctx.set(dut.cmd, dut.layout.const(full))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from chrysalis.gen.spec.config import PRESETS, with_overrides
-from chrysalis.hw.core import CoreOp
+from chrysalis.gen.spec.isa import Opcode
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.verify.core_sim import CoreRunner
@@ -76,21 +76,21 @@ def test_core_operations_equal_golden(name, m, n, batch):
     core.write(mats["w"], w)
     core.write(mats["x"], x)
     core.write(mats["dy"], dy)
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
-    core.command(op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    core.command(op=Opcode.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    core.command(op=Opcode.STORE_W, m=m, n=n, **lines(mats["w_out"]))
     core.read(mats["w_out"])
-    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
-    core.command(op=CoreOp.FORWARD, m=m, n=n, batch=batch, abase=act["x"], flag=1,
+    core.command(op=Opcode.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
+    core.command(op=Opcode.FORWARD, m=m, n=n, batch=batch, abase=act["x"], flag=1,
                  **lines(mats["y"]))
     core.read(mats["y"])
-    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
-    core.command(op=CoreOp.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], flag=1,
+    core.command(op=Opcode.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(op=Opcode.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], flag=1,
                  sp2_base=mats["x"].base, sp2_lpc=mats["x"].lines_per_column,
                  **lines(mats["dx"]))
     core.read(mats["dx"])
-    core.command(op=CoreOp.WGRAD, m=m, n=n, batch=batch, abase=act["x"], abase2=act["dy"],
+    core.command(op=Opcode.WGRAD, m=m, n=n, batch=batch, abase=act["x"], abase2=act["dy"],
                  scalar=neg_lr)
-    core.command(op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    core.command(op=Opcode.STORE_W, m=m, n=n, **lines(mats["w_out"]))
     core.read(mats["w_out"])
     w_back, y, dx, w_new = core.run()
 
@@ -110,7 +110,7 @@ def run_loss(config, y, labels):
     core = CoreRunner(config)
     core.write(my, y)
     core.write(mlab, np.asarray(labels)[None, :].astype(np.uint64))
-    core.command(op=CoreOp.LOSS_GRAD, m=classes, batch=batch, scalar=inv, sp_base=my.base,
+    core.command(op=Opcode.LOSS_GRAD, m=classes, batch=batch, scalar=inv, sp_base=my.base,
                  sp_lpc=my.lines_per_column, sp2_base=mdy.base, sp2_lpc=mdy.lines_per_column,
                  sp3_base=mlab.base, sp3_lpc=mlab.lines_per_column)
     core.read(mdy)
@@ -140,16 +140,16 @@ def test_loss_gradient_with_a_label_that_is_no_class():
 
 
 @pytest.mark.parametrize("fields", [
-    {"op": CoreOp.NONE},
-    {"op": CoreOp.FORWARD, "m": 0, "n": 3, "batch": 2},
-    {"op": CoreOp.LOAD_COL, "n": 3, "batch": 0},
-    {"op": CoreOp.WGRAD, "m": 2, "n": 0, "batch": 1},
+    {"op": 0},
+    {"op": Opcode.FORWARD, "m": 0, "n": 3, "batch": 2},
+    {"op": Opcode.LOAD_COL, "n": 3, "batch": 0},
+    {"op": Opcode.WGRAD, "m": 2, "n": 0, "batch": 1},
 ])
 def test_malformed_command_is_refused_without_hanging(fields):
     config = CONFIGS["2x2"]
     core = CoreRunner(config)
     core.command(**fields)
-    core.command(op=CoreOp.LOAD_COL, n=2, batch=1)     # and the core still works after it
+    core.command(op=Opcode.LOAD_COL, n=2, batch=1)     # and the core still works after it
     core.run()
     assert core.cycles[0] <= 2
     assert core.errors == [1, 0]
@@ -173,12 +173,12 @@ def test_tree_reduction_follows_the_tree_order_not_the_chain():
     core.write(mats["w"], w)
     core.write(mats["x"], x)
     core.write(mats["dy"], dy)
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
-    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
-    core.command(op=CoreOp.FORWARD, m=m, n=n, batch=batch, abase=act["x"], **lines(mats["y"]))
+    core.command(op=Opcode.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    core.command(op=Opcode.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
+    core.command(op=Opcode.FORWARD, m=m, n=n, batch=batch, abase=act["x"], **lines(mats["y"]))
     core.read(mats["y"])
-    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
-    core.command(op=CoreOp.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], **lines(mats["dx"]))
+    core.command(op=Opcode.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(op=Opcode.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], **lines(mats["dx"]))
     core.read(mats["dx"])
     y, dx = core.run()
     assert np.array_equal(y, cm.forward(tree, w, x))
@@ -204,22 +204,22 @@ def test_weight_gradient_with_momentum(name):
     core.write(mats["x"], x)
     core.write(mats["dy"], dy)
     core.write(mats["dx"], np.zeros((n, batch), dtype=np.uint64))
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    core.command(op=Opcode.LOAD_W, m=m, n=n, **lines(mats["w"]))
     # The velocities start at +0: load a zero matrix (dX's place, all zeros) at wbase2.
     zeros = dataclasses.replace(mats["w"], base=mats["w_out"].base)
     core.write(zeros, np.zeros((m, n), dtype=np.uint64))
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, wbase=vbase, **lines(zeros))
-    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
-    step = dict(op=CoreOp.WGRAD, m=m, n=n, batch=batch, abase=act["x"], abase2=act["dy"],
+    core.command(op=Opcode.LOAD_W, m=m, n=n, wbase=vbase, **lines(zeros))
+    core.command(op=Opcode.LOAD_COL, n=n, batch=batch, abase=act["x"], **lines(mats["x"]))
+    step = dict(op=Opcode.WGRAD, m=m, n=n, batch=batch, abase=act["x"], abase2=act["dy"],
                 scalar=int(lr) ^ (1 << 31), scalar2=int(mu), wbase2=vbase, flag=1)
-    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(op=Opcode.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
     core.command(**step)
     core.write(mats["dy"], dy2)
-    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
+    core.command(op=Opcode.LOAD_ROW, m=m, batch=batch, abase=act["dy"], **lines(mats["dy"]))
     core.command(**step)
-    core.command(op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    core.command(op=Opcode.STORE_W, m=m, n=n, **lines(mats["w_out"]))
     core.read(mats["w_out"])
-    core.command(op=CoreOp.STORE_W, m=m, n=n, wbase=vbase, **lines(mats["w_out"]))
+    core.command(op=Opcode.STORE_W, m=m, n=n, wbase=vbase, **lines(mats["w_out"]))
     core.read(mats["w_out"])
     w_new, v_new = core.run()
     velocity = cm.zeros((m, n))

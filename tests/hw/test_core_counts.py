@@ -21,7 +21,7 @@ import pytest
 
 from chrysalis.hw import core as hw_core
 from chrysalis.gen.spec.config import PRESETS, with_overrides
-from chrysalis.hw.core import CoreOp
+from chrysalis.gen.spec.isa import Opcode
 from chrysalis.hw.pe import ComputeOp
 from chrysalis.sim.golden import core_counts as cc
 from chrysalis.sim.verify import core_sim
@@ -112,7 +112,8 @@ def _run(monkeypatch, config, actions):
         if action[0] == "write":
             runner.write(action[1], action[2])
         else:
-            runner.command(**{**action[1], "op": CoreOp[action[1]["op"]]})
+            name = action[1]["op"]
+            runner.command(**{**action[1], "op": 0 if name == "NONE" else Opcode[name]})
     runner.run()
     snaps = recorder.snapshots
     commands = sum(1 for action in actions if action[0] == "cmd")
@@ -333,7 +334,7 @@ def test_predict_many_and_malformed_commands():
     config = CONFIGS["2x3"]
     commands = [dict(op="LOAD_COL", n=5, batch=2), dict(op="FORWARD", m=4, n=5, batch=2),
                 dict(op="NONE"), dict(op="WGRAD", m=4, n=0, batch=1),
-                dict(op=CoreOp.BACKWARD, m=4, n=5, batch=2)]
+                dict(op=Opcode.BACKWARD, m=4, n=5, batch=2)]
     total = cc.predict_many(config, commands)
     singles = [cc.predict(config, c) for c in commands]
     assert total == {key: sum(s[key] for s in singles) for key in cc.FIELDS}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from chrysalis.gen.spec.config import PRESETS, with_overrides
-from chrysalis.hw.core import CoreOp
+from chrysalis.gen.spec.isa import Opcode
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import dual_model as dm
 from chrysalis.sim.golden import numerics as nx
@@ -90,23 +90,23 @@ def rtl(case):
     core.dual_seed = case.seed
     for name, value in (("w", w), ("v", v), ("x", x), ("dy", dy)):
         core.write(mats[name], value)
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
-    core.command(op=CoreOp.LOAD_W, m=m, n=n, wbase=v_at, **lines(mats["v"]))
-    core.command(op=CoreOp.LOAD_COL, n=n, batch=batch, abase=x_at, **lines(mats["x"]))
-    core.command(op=CoreOp.FORWARD, m=m, n=n, batch=batch, abase=x_at, flag=1,
+    core.command(op=Opcode.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    core.command(op=Opcode.LOAD_W, m=m, n=n, wbase=v_at, **lines(mats["v"]))
+    core.command(op=Opcode.LOAD_COL, n=n, batch=batch, abase=x_at, **lines(mats["x"]))
+    core.command(op=Opcode.FORWARD, m=m, n=n, batch=batch, abase=x_at, flag=1,
                  **lines(mats["y"]))
     core.read(mats["y"])
-    core.command(op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=dy_at, **lines(mats["dy"]))
-    core.command(op=CoreOp.BACKWARD, m=m, n=n, batch=batch, abase=dy_at, flag=1,
+    core.command(op=Opcode.LOAD_ROW, m=m, batch=batch, abase=dy_at, **lines(mats["dy"]))
+    core.command(op=Opcode.BACKWARD, m=m, n=n, batch=batch, abase=dy_at, flag=1,
                  sp2_base=mats["x"].base, sp2_lpc=mats["x"].lines_per_column,
                  **lines(mats["dx"]))
     core.read(mats["dx"])
-    core.command(op=CoreOp.WGRAD, m=m, n=n, batch=batch, abase=x_at, abase2=dy_at,
+    core.command(op=Opcode.WGRAD, m=m, n=n, batch=batch, abase=x_at, abase2=dy_at,
                  scalar=int(LR) ^ (1 << 31), flag=int(case.momentum), scalar2=int(MU),
                  wbase2=v_at)
-    core.command(op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    core.command(op=Opcode.STORE_W, m=m, n=n, **lines(mats["w_out"]))
     core.read(mats["w_out"])
-    core.command(op=CoreOp.STORE_W, m=m, n=n, wbase=v_at, **lines(mats["v_out"]))
+    core.command(op=Opcode.STORE_W, m=m, n=n, wbase=v_at, **lines(mats["v_out"]))
     core.read(mats["v_out"])
     y, dx, w_new, v_new = core.run()
     assert not any(core.errors)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from chrysalis.gen.spec.config import PRESETS, with_overrides
-from chrysalis.hw.core import CoreOp
+from chrysalis.gen.spec.isa import Opcode
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden.mlp import augment, golden_step, mlp_case
 from chrysalis.sim.compile.compiler import compile_mlp
@@ -26,7 +26,7 @@ def run_training(config, prog, case, read_gradients=True):
     then the weights and velocities, as read back from the scratchpad."""
     batch = prog.batch
     core = CoreRunner(config)
-    run = lambda command: core.command(**{**command, "op": CoreOp[command["op"]]})
+    run = lambda command: core.command(**{**command, "op": Opcode[command["op"]]})
     for matrix, w in zip(prog.weights, case.weights):
         core.write(matrix, w)
     for matrix in prog.velocities:               # momentum starts from zero velocities

@@ -22,7 +22,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from chrysalis.hw.core import Core, CoreOp
+from chrysalis.gen.spec.isa import Opcode
+from chrysalis.hw.core import Core
 from chrysalis.sim.verify.tb.core_data import Case, config_from_env, shapes_from_env
 
 __all__ = ["TB", "CommandTimeout"]
@@ -145,9 +146,8 @@ class TB:
     # --- commands and counters ---------------------------------------------------------
 
     def pack(self, **fields):
-        """The ``cmd`` vector of a command: unnamed fields are 0, ``op`` defaults to NONE."""
+        """The ``cmd`` vector of a command: unnamed fields are 0 (``op`` 0: no operation)."""
         full = {name: 0 for name in self.layout.members}
-        full["op"] = CoreOp.NONE
         unknown = set(fields) - set(full)
         if unknown:
             raise ValueError(f"unknown command fields {sorted(unknown)}; the fields are "
@@ -177,11 +177,12 @@ class TB:
             The core is not ready to take the command.
         """
         dut = self.dut
-        op = fields.get("op", CoreOp.NONE)
+        op = fields.get("op", 0)
+        name = getattr(op, "name", op)
         packed = self.pack(**fields)
         await FallingEdge(dut.clk)
         if not int(dut.cmd_ready.value):
-            raise AssertionError(f"{op.name}: the core is not ready (cmd_ready low)")
+            raise AssertionError(f"{name}: the core is not ready (cmd_ready low)")
         dut.cmd.value = packed
         dut.cmd_valid.value = 1
         cycles = 0
@@ -195,7 +196,7 @@ class TB:
             if ready:
                 return cycles
             if cycles >= max_cycles:
-                raise CommandTimeout(f"{op.name} {fields}: cmd_ready still low after "
+                raise CommandTimeout(f"{name} {fields}: cmd_ready still low after "
                                      f"{cycles} cycles (the bound)")
 
 
@@ -298,28 +299,28 @@ async def core_operations_equal_golden(dut, shape):
         else:
             log.info("%s: %d elements bit-exact", what, np.size(expected))
 
-    await run("LOAD_W", op=CoreOp.LOAD_W, m=m, n=n, **lines(mats["w"]))
-    await run("STORE_W", op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    await run("LOAD_W", op=Opcode.LOAD_W, m=m, n=n, **lines(mats["w"]))
+    await run("STORE_W", op=Opcode.STORE_W, m=m, n=n, **lines(mats["w_out"]))
     # Matrices are stored column-major: W (m x n) as n columns of m, so element (e, b) of
     # a matrix is W[e][b], X[e][b] (input e of sample b), Y[e][b], dX[e][b], dY[e][b].
     check("LOAD_W/STORE_W round trip (W)", await tb.read_matrix(mats["w_out"]), w,
           ("i", "j"))
-    await run("LOAD_COL", op=CoreOp.LOAD_COL, n=n, batch=batch, abase=act["x"],
+    await run("LOAD_COL", op=Opcode.LOAD_COL, n=n, batch=batch, abase=act["x"],
               **lines(mats["x"]))
-    await run("FORWARD", op=CoreOp.FORWARD, m=m, n=n, batch=batch, abase=act["x"], flag=1,
+    await run("FORWARD", op=Opcode.FORWARD, m=m, n=n, batch=batch, abase=act["x"], flag=1,
               **lines(mats["y"]))
     check("FORWARD Y = relu(W X)", await tb.read_matrix(mats["y"]), golden["y"],
           ("i", "b"))
-    await run("LOAD_ROW", op=CoreOp.LOAD_ROW, m=m, batch=batch, abase=act["dy"],
+    await run("LOAD_ROW", op=Opcode.LOAD_ROW, m=m, batch=batch, abase=act["dy"],
               **lines(mats["dy"]))
-    await run("BACKWARD", op=CoreOp.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], flag=1,
+    await run("BACKWARD", op=Opcode.BACKWARD, m=m, n=n, batch=batch, abase=act["dy"], flag=1,
               sp2_base=mats["x"].base, sp2_lpc=mats["x"].lines_per_column,
               **lines(mats["dx"]))
     check("BACKWARD dX = mask(W^T dY)", await tb.read_matrix(mats["dx"]), golden["dx"],
           ("j", "b"))
-    await run("WGRAD", op=CoreOp.WGRAD, m=m, n=n, batch=batch, abase=act["x"],
+    await run("WGRAD", op=Opcode.WGRAD, m=m, n=n, batch=batch, abase=act["x"],
               abase2=act["dy"], scalar=case.lr_bits ^ (1 << 31))
-    await run("STORE_W'", op=CoreOp.STORE_W, m=m, n=n, **lines(mats["w_out"]))
+    await run("STORE_W'", op=Opcode.STORE_W, m=m, n=n, **lines(mats["w_out"]))
     check("WGRAD W - lr dY X^T", await tb.read_matrix(mats["w_out"]), golden["w_new"],
           ("i", "j"))
 

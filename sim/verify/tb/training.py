@@ -18,7 +18,7 @@ import cocotb
 import numpy as np
 
 from chrysalis.gen.spec.formats import FP32
-from chrysalis.hw.core import CoreOp
+from chrysalis.gen.spec.isa import Opcode
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.mlp import augment, golden_step, mlp_case
@@ -51,7 +51,7 @@ async def training_steps_equal_golden(dut):
     report = {"commands": [], "losses": []}
 
     async def run(command):
-        cycles = await tb.command(**{**command, "op": CoreOp[command["op"]]})
+        cycles = await tb.command(**{**command, "op": Opcode[command["op"]]})
         report["commands"].append({"op": command["op"], "cycles": cycles})
 
     for matrix, w in zip(prog.weights, case.weights):

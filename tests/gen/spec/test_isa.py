@@ -129,7 +129,9 @@ def test_c_header_compiles(tmp_path):
         "    CHRYSALIS_CMD_SET(cmd, BATCH, 3);\n"
         "    chrysalis_cmd_set_mem_addr(cmd, 0x123456789abcull);\n"
         "    for (int i = 0; i < CHRYSALIS_CMD_WORDS; i++) printf(\"%u\\n\", cmd[i]);\n"
-        "    return 0;\n}\n")
+        + "".join(f"    printf(\"%u\\n\", (0x{FIELD_WORD:08X}u & {name}_MASK) >> {name}_SHIFT);\n"
+                  for name in _field_macros())
+        + "    return 0;\n}\n")
     source = (tmp_path / "use.c").read_text().replace('#include "chrysalis_isa.h"\n',
                                                       '#include <stdio.h>\n#include "chrysalis_isa.h"\n')
     (tmp_path / "use.c").write_text(source)
@@ -137,13 +139,111 @@ def test_c_header_compiles(tmp_path):
                     str(tmp_path / "use.c")], check=True)
     words = [int(w) for w in subprocess.run([str(tmp_path / "use")], check=True,
                                             capture_output=True, text=True).stdout.split()]
-    assert tuple(words) == isa.encode("DMA_LOAD", n=13, batch=3, mem_addr=0x123456789abc)
+    n = isa.COMMAND_WORDS
+    assert tuple(words[:n]) == isa.encode("DMA_LOAD", n=13, batch=3, mem_addr=0x123456789abc)
+    # The bit-field macros split a register value as Register.unpack does.
+    assert words[n:] == [value for r in isa.REGISTERS
+                         for value in r.unpack(FIELD_WORD).values()]
 
 
-def test_core_operations_keep_the_command_set_numbers():
-    from chrysalis.hw.core import CoreOp
-    core = {op.name: op.value for op in CoreOp if op.name != "NONE"}
-    assert core == {op.name: int(op) for op in isa.Opcode
-                    if op not in (isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE)
-                    and op not in isa.COLLECTIVES}
-    assert CoreOp.NONE.value == 0 and 0 not in set(isa.Opcode)
+#: A register value to split with the C header's bit-field macros.
+FIELD_WORD = 0xA5C3_3C5A
+
+
+def _field_macros():
+    return [f"CHRYSALIS_REG_{r.name}_{f.name.upper()}" for r in isa.REGISTERS for f in r.fields]
+
+
+def test_the_core_runs_the_operations_that_are_neither_dma_nor_collective():
+    from chrysalis.hw.core import CORE_OPS
+    assert set(CORE_OPS) == {op for op in isa.Opcode
+                             if op not in isa.DMA_OPS and op not in isa.COLLECTIVES}
+    assert 0 not in set(isa.Opcode)
+
+
+def test_every_operation_has_its_regions():
+    assert set(isa.OP_REGIONS) == set(isa.Opcode)
+    assert isa.DMA_OPS == {isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE}
+    for op, regions in isa.OP_REGIONS.items():
+        matrices = [r.base for r in regions if r.memory == "scratchpad"]
+        assert len(set(matrices)) == len(matrices), f"{op.name} touches a matrix twice"
+        for r in regions:
+            base = (f"{r.base}_base", f"{r.base}_lpc") if r.memory == "scratchpad" else (r.base,)
+            assert set(base) <= set(isa.OP_FIELDS[op]), (op.name, r)
+            assert r.when is None or r.when in isa.OP_FIELDS[op], (op.name, r)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("bank", "wbase", "mt", "nt"), "memory must be one of weight, act, scratchpad, memory, "
+                                    "not 'bank'"),
+    (("weight", "wbase", "mt*k", "nt"), "not 'mt*k'"),
+    (("weight", "wbase", "mt", "nt", "m"), "when must name a one-bit field, not 'm'"),
+])
+def test_region_refuses_what_the_checks_cannot_read(args, message):
+    with pytest.raises(ValueError) as info:
+        isa.Region(*args)
+    assert message in str(info.value)
+
+
+def _valid(op):
+    """A command of ``op`` that passes the checks on ``LIMITS`` with two cores."""
+    fields = dict(m=3, n=3, batch=2, wbase=1, wbase2=30, abase=1, abase2=30, sp_base=0,
+                  sp_lpc=4, sp2_base=100, sp2_lpc=4, sp3_base=200, sp3_lpc=4, flag=1,
+                  mem_addr=0x1000, mem_stride=0x40, root=0, peer=1, cores=1)
+    return isa.decode(isa.encode(op, **{k: v for k, v in fields.items()
+                                        if k in isa.OP_FIELDS[op]}))
+
+
+@pytest.mark.parametrize("op", list(isa.Opcode))
+def test_each_region_is_checked(op):
+    """Moving one region of the table past its memory gives that memory's error code, and
+    a region with ``when`` is checked only with its flag set."""
+    limits = isa.Limits(**{**LIMITS.__dict__, "cores": 2})
+    command = _valid(op)
+    assert isa.check(command, limits) == isa.ErrorCode.NONE
+    past = {"weight": ("weight_words", isa.ErrorCode.WEIGHT_RANGE),
+            "act": ("act_words", isa.ErrorCode.ACT_RANGE),
+            "scratchpad": ("sp_lines", isa.ErrorCode.SCRATCHPAD_RANGE),
+            "memory": ("dma_last", isa.ErrorCode.DMA_RANGE)}
+    for r in isa.OP_REGIONS[op]:
+        depth, code = past[r.memory]
+        base = f"{r.base}_base" if r.memory == "scratchpad" else r.base
+        moved = {**command, base: getattr(limits, depth) - 1}
+        if r.memory == "memory":
+            moved[base] &= ~(limits.beat_bytes - 1)
+        assert isa.check(moved, limits) == code, (op.name, r)
+        if r.when:
+            assert isa.check({**moved, r.when: 0}, limits) == isa.ErrorCode.NONE, (op.name, r)
+
+
+def test_register_fields_pack_and_unpack():
+    for r in isa.REGISTERS:
+        values = {f.name: (0x5A5A_5A5A >> f.lsb) & ((1 << f.width) - 1) for f in r.fields}
+        word = r.pack(**values)
+        assert r.unpack(word) == values
+        assert word & ~sum(f.mask for f in r.fields) == 0
+    array = isa.REGISTER["ARRAY"]
+    assert array.pack(rows=4, cols=8, banks=8, mac_latency=3) == 0x0308_0804
+    assert isa.REGISTER["VERSION"].unpack(isa.REGISTER["VERSION"].reset) == dict(
+        major=isa.ISA_VERSION[0], minor=isa.ISA_VERSION[1])
+    with pytest.raises(ValueError, match="ARRAY.rows must fit in 8 bits, not 256"):
+        array.pack(rows=256)
+    with pytest.raises(KeyError, match="ARRAY has no bit-field 'depth'"):
+        array.pack(depth=1)
+    with pytest.raises(ValueError, match="bit-field b of X overlaps another field"):
+        isa.Register("X", 0, "r", "", fields=(isa.BitField("a", 0, 4, ""),
+                                              isa.BitField("b", 3, 2, "")))
+
+
+def test_c_header_names_are_distinct_and_keep_their_values():
+    defines = [line.split()[1:3] for line in isa.c_header().splitlines()
+               if line.startswith("#define ") and len(line.split()) == 3]
+    names = [name for name, _ in defines]
+    assert len(set(names)) == len(names)
+    values = dict(defines)
+    for r in isa.REGISTERS:
+        assert values[f"CHRYSALIS_REG_{r.name}"] == f"0x{r.offset:03X}u"
+        for f in r.fields:
+            name = f"CHRYSALIS_REG_{r.name}_{f.name.upper()}"
+            assert (values[f"{name}_SHIFT"], values[f"{name}_MASK"]) == (str(f.lsb),
+                                                                        f"0x{f.mask:08X}u")

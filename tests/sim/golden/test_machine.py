@@ -17,6 +17,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import get_preset, with_overrides
 from chrysalis.gen.spec.isa import ErrorCode, Limits
 from chrysalis.sim.compile import compiler as cp
+from chrysalis.sim.golden import mlp
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.gen.spec.layout import Matrix, bank_count, tiles
@@ -393,7 +394,7 @@ def test_padding_garbage_takes_part_as_in_the_simd_array():
 def _mlp_machine(config, sizes, batch, momentum=None, seed=1):
     """A machine with compile_mlp's placement of a seeded MLP, its weights loaded."""
     prog = cp.compile_mlp(config, sizes, batch, 0.25, momentum=momentum)
-    case = cp.mlp_case(sizes, batch, 2, seed)
+    case = mlp.mlp_case(sizes, batch, 2, seed)
     machine = Machine(config)
     for mat, w in zip(prog.weights, case.weights):
         machine.write_matrix(mat.base, mat.lines_per_column, w)
@@ -406,9 +407,9 @@ def _mlp_machine(config, sizes, batch, momentum=None, seed=1):
 
 def _mlp_step(prog, machine, x, labels):
     acts, lab = prog.acts[0], prog.labels
-    machine.write_matrix(acts.base, acts.lines_per_column, cp.augment(x))
+    machine.write_matrix(acts.base, acts.lines_per_column, mlp.augment(x))
     for hidden in prog.acts[1:-1]:            # the rows of ones (written once in a real run)
-        machine.scratchpad[hidden.addresses()[-1]] = cp.ONE
+        machine.scratchpad[hidden.addresses()[-1]] = mlp.ONE
     machine.write_matrix(lab.base, lab.lines_per_column, np.asarray(labels)[None, :])
     for command in prog.step:
         assert machine.execute(command) == ErrorCode.NONE, command
@@ -430,7 +431,7 @@ def test_mlp_steps_equal_golden_step(name, sizes, batch, momentum):
     velocities = [cm.zeros(w.shape) for w in weights]
     for x, labels in zip(case.inputs, case.labels):
         _mlp_step(prog, machine, x, labels)
-        weights, _ = cp.golden_step(num, weights, x, labels, 0.25, momentum=momentum,
+        weights, _ = mlp.golden_step(num, weights, x, labels, 0.25, momentum=momentum,
                                     velocities=velocities)
     for command in prog.store_weights:
         assert machine.execute(command) == ErrorCode.NONE
@@ -571,7 +572,7 @@ def _dump(config):
 def rtl(config, scratchpad, commands, reuse_strength=0):
     """The RTL core: the scratchpad after the commands, then the weight banks (dumped with
     STORE_W), the counters, and whether it refused a command."""
-    from chrysalis.hw.core import CoreOp
+    from chrysalis.gen.spec.isa import Opcode
     from chrysalis.sim.verify.core_sim import CoreRunner
     runner = CoreRunner(config)
     runner.reuse_strength = reuse_strength
@@ -582,7 +583,7 @@ def rtl(config, scratchpad, commands, reuse_strength=0):
     members = runner.dut.layout.members
     for command in commands + [_dump(config)[1]]:
         fields = {k: v for k, v in command.items() if k in members and k != "op"}
-        runner.command(op=CoreOp[command["op"]], **fields)
+        runner.command(op=0 if command["op"] == "NONE" else Opcode[command["op"]], **fields)
         if command is commands[-1]:
             runner.read(whole)
     runner.read(_dump(config)[0])
