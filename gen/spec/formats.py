@@ -142,6 +142,11 @@ def parse_format(value, field="format"):
         unknown = set(value) - {"exp_bits", "man_bits"}
         if unknown:
             raise ValueError(f"{field} has unknown keys {sorted(unknown)}, not {value!r}")
+        # A table names both widths: a missing one is a mistake, not a default.
+        missing = [key for key in ("exp_bits", "man_bits") if key not in value]
+        if missing:
+            raise ValueError(f"{field} must give both exp_bits and man_bits (missing "
+                             f"{' and '.join(missing)}), not {value!r}")
         try:
             return FloatFormat(**value)
         except (TypeError, ValueError) as error:

@@ -110,6 +110,10 @@ BAD_FIELDS = [
     ("name", "a$b", False),
     ("name", "", False),
     ("name", 7, True),
+    # A format table gives both widths: a missing one is never filled in.
+    ("mac.operand", {}, False),
+    ("mac.operand", {"exp_bits": 5}, False),
+    ("mac.operand", {"man_bits": 7}, False),
 ]
 
 
