@@ -28,12 +28,38 @@ BUILD_TESTS = REPO_ROOT / "build" / "tests"
 def simulator(request):
     """Name of the simulator (``"icarus"`` or ``"verilator"``) this test instance uses."""
     name = request.param
+    _require(name)
+    return name
+
+
+def _require(name):
+    """Skip (or, with ``CHRYSALIS_REQUIRE_SIMULATORS=1``, fail) without simulator ``name``."""
     if name not in available_simulators():
         message = f"simulator {name!r} is not available on this machine (run `make setup`)"
         if os.environ.get("CHRYSALIS_REQUIRE_SIMULATORS") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    return name
+
+
+#: How a test that is about a job's results, not the host interface, runs its job: the cocotb
+#: harness under Icarus, and the native harness under Verilator (the same images and
+#: counters, cycle for cycle, as the cocotb harness: tests/sim/verify/test_native_job.py).
+#: The cocotb harness under Verilator runs them too, behind the ``slow`` marker.
+RTL_HARNESSES = (
+    pytest.param(("icarus", "cocotb"), marks=pytest.mark.cocotb, id="icarus"),
+    pytest.param(("verilator", "native"), id="verilator-native"),
+    pytest.param(("verilator", "cocotb"), marks=(pytest.mark.cocotb, pytest.mark.slow),
+                 id="verilator"),
+)
+
+
+@pytest.fixture(params=RTL_HARNESSES)
+def rtl_harness(request):
+    """``(simulator, harness)`` this test instance runs its job with (:data:`RTL_HARNESSES`;
+    a test may parametrize it indirectly with another list)."""
+    simulator, harness = request.param
+    _require(simulator)
+    return simulator, harness
 
 
 def _node_dir(nodeid):

@@ -41,6 +41,7 @@ __all__ = [
     "VERILATOR_WAIVERS",
     "available_simulators",
     "verilator_root",
+    "file_lock",
     "run_testbench",
 ]
 
@@ -151,7 +152,7 @@ def _repo_on_sys_path() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed).
 
     Two pytest-xdist workers given the same ``build_dir`` and sources would otherwise run
@@ -326,7 +327,7 @@ def run_testbench(
     test_env = {key: str(value) for key, value in (extra_env or {}).items()}
     env = _run_env(simulator, fast_build, waves, timeout_s, test_env)
     where = f"{simulator}, toplevel {toplevel!r}, module {module!r}"
-    with _locked(out_dir.with_suffix(".lock")), _patched_environ(env), _repo_on_sys_path():
+    with file_lock(out_dir.with_suffix(".lock")), _patched_environ(env), _repo_on_sys_path():
         # A stale file from an earlier run must not pass for this run's results.
         results_xml.unlink(missing_ok=True)
         runner = get_runner(simulator)

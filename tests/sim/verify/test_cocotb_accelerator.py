@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import RTL_HARNESSES
+
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import PRESETS, with_overrides
 from chrysalis.sim.compile.job import (
@@ -20,9 +22,19 @@ SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "accelerator"
 
 
 def rtl(config, job, simulator, build_root):
-    """Run ``job`` on the shared build of ``config``; the job's files in ``build_root``."""
+    """Run ``job`` on the shared build of ``config``; the job's files in ``build_root``.
+    ``simulator`` is a name (the cocotb harness) or a ``(simulator, harness)`` pair."""
+    simulator, harness = (simulator, "cocotb") if isinstance(simulator, str) else simulator
+    if harness == "native":
+        from chrysalis.sim.verify import native_job
+        return native_job.run_job(config, job, SHARED / config.name, fast_build=True)
     return run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
                    job_dir=build_root)
+
+
+#: The reuse and dual-precision jobs: under Icarus (the cocotb harness) only with ``slow``.
+SLOW_ICARUS = [pytest.param(p.values[0], marks=(*p.marks, pytest.mark.slow), id=p.id)
+               if p.id == "icarus" else p for p in RTL_HARNESSES]
 
 
 def test_registers(simulator, build_root):
@@ -173,11 +185,11 @@ def assert_runs_equal_golden(outs, golden):
     assert golden_mismatches(outs, golden) == []
 
 
-def test_training_steps_equal_golden_machine(simulator, build_root):
+def test_training_steps_equal_golden_machine(rtl_harness, build_root):
     """Three consecutive SGD steps of a 64-32-10 MLP on digits: after the prologue and after
     every step the whole memory image and the counters equal the golden machine's."""
     program, job = digits_training_job(SMALL, steps=3)
-    outs = rtl(SMALL, job, simulator, build_root)
+    outs = rtl(SMALL, job, rtl_harness, build_root)
     golden = run_job_golden(SMALL, job)
     assert_runs_equal_golden(outs, golden)
     # The steps changed the weights (the comparison above is not of two idle machines).
@@ -185,8 +197,9 @@ def test_training_steps_equal_golden_machine(simulator, build_root):
                               program.read_weights(outs[0].image)[0])
 
 
+@pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
 @pytest.mark.parametrize("scope", ["pe", "row"])
-def test_reuse_training_steps_equal_golden_machine(simulator, build_root, scope):
+def test_reuse_training_steps_equal_golden_machine(rtl_harness, build_root, scope):
     """Two SGD steps on a ``value`` dual-precision core with a reuse cache (per PE, or tags
     shared along the lines of PEs), the first at reuse strength 6 and the second at 3
     (REUSE_STRENGTH written before each doorbell): after every run the whole memory image and
@@ -195,7 +208,7 @@ def test_reuse_training_steps_equal_golden_machine(simulator, build_root, scope)
     config = with_overrides(SMALL_REUSE, {"name": f"small_reuse_{scope}",
                                           "pe.reuse_scope": scope})
     program, job = digits_training_job(config, steps=2, reuse_strength=[6, 3])
-    outs = rtl(config, job, simulator, build_root)
+    outs = rtl(config, job, rtl_harness, build_root)
     golden = run_job_golden(config, job)
     assert_runs_equal_golden(outs, golden)
     # The cache worked: non-zero products taken from it in each step, fewer at strength 3.
@@ -204,12 +217,13 @@ def test_reuse_training_steps_equal_golden_machine(simulator, build_root, scope)
     assert grown[0] > grown[1] > 0, grown
 
 
-def test_dual_value_training_steps_equal_golden_machine(simulator, build_root):
+@pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
+def test_dual_value_training_steps_equal_golden_machine(rtl_harness, build_root):
     """Two SGD steps of a 64-32-10 MLP on digits on a dual-precision core with the ``value``
     policy: after the prologue, every step and the checkpoint the whole memory image and the
     counters (the high, low and bypass products among them) equal the golden machine's."""
     program, job = digits_training_job(SMALL_VALUE, steps=2)
-    outs = rtl(SMALL_VALUE, job, simulator, build_root)
+    outs = rtl(SMALL_VALUE, job, rtl_harness, build_root)
     golden = run_job_golden(SMALL_VALUE, job)
     assert_runs_equal_golden(outs, golden)
     # Both multipliers were used, and the steps trained.
@@ -296,7 +310,7 @@ def fuzz_case(config, seed, length=24):
                        Run(0x3000, 3, dma_last=0xFFFF, max_cycles=400_000)])
 
 
-def test_fuzz_rtl_equals_golden(simulator, build_root):
+def test_fuzz_rtl_equals_golden(rtl_harness, build_root):
     """Random command streams never hang the RTL (each run ends within its cycle bound) and
     the RTL and the golden machine agree on the error code and index, the counters and the
     whole memory image, with the scratchpad and weight banks dumped after each stream."""
@@ -306,7 +320,7 @@ def test_fuzz_rtl_equals_golden(simulator, build_root):
     for j in jobs:
         first, *rest = j.runs
         job.runs += [dataclasses.replace(first, writes=[(0, j.image)]), *rest]
-    outs = rtl(TINY, job, simulator, build_root)
+    outs = rtl(TINY, job, rtl_harness, build_root)
     golden = run_job_golden(TINY, job)
     errors = set()
     for i, (r, g) in enumerate(zip(outs, golden)):

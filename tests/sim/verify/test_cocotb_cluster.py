@@ -116,10 +116,16 @@ def assert_equal_golden(outs, golden):
 
 
 def run_collectives(cores, simulator, build_root, seed):
+    """``simulator``: a name (the cocotb harness) or a ``(simulator, harness)`` pair."""
     config = cluster_config(cores)
     job = collective_job(config, seed=seed)
-    outs = run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
-                   job_dir=build_root)
+    simulator, harness = (simulator, "cocotb") if isinstance(simulator, str) else simulator
+    if harness == "native":
+        from chrysalis.sim.verify import native_job
+        outs = native_job.run_job(config, job, SHARED / config.name, fast_build=True)
+    else:
+        outs = run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
+                       job_dir=build_root)
     golden = run_job_golden(config, job)
     assert_equal_golden(outs, golden)
     # The ring moved words in every run, and the collectives changed memory.
@@ -142,8 +148,8 @@ def test_registers_on_two_cores(simulator):
     assert result["tests"] == 1
 
 
-def test_collectives_on_two_cores(simulator, build_root):
-    run_collectives(2, simulator, build_root, seed=2)
+def test_collectives_on_two_cores(rtl_harness, build_root):
+    run_collectives(2, rtl_harness, build_root, seed=2)
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.skipif("verilator" not in available_simulators(),
 TINY = PRESETS["tiny"]
 SIZES, BATCH = [16, 8, 4], 2
 SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "native"
+#: The cocotb builds of test_cocotb_accelerator.py, shared with them.
+COCOTB_SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "accelerator"
 
 
 def _training_job(config, steps, seed=0):
@@ -35,10 +37,10 @@ def _training_job(config, steps, seed=0):
 
 def test_training_steps_equal_golden_and_cocotb(build_root):
     job = _training_job(TINY, steps=2)
-    native = native_job.run_job(TINY, job, SHARED / TINY.name)
+    native = native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
     assert golden_mismatches(native, run_job_golden(TINY, job)) == []
     from chrysalis.sim.verify.rtl_job import run_job
-    cocotb = run_job(TINY, job, "verilator", SHARED / f"{TINY.name}-cocotb",
+    cocotb = run_job(TINY, job, "verilator", COCOTB_SHARED / TINY.name,
                      job_dir=build_root, timeout_s=1800)
     assert [o.cycles for o in native] == [o.cycles for o in cocotb]
     assert [o.counters for o in native] == [o.counters for o in cocotb]
@@ -54,7 +56,7 @@ def test_a_malformed_command_halts_with_the_golden_error():
     bad[0] = (bad[0] & ~0xFF) | 0x3F            # an opcode the command set does not have
     words[len(good):2 * len(good)] = bad
     job = Job(words, [Run(0, 2)])
-    native = native_job.run_job(TINY, job, SHARED / TINY.name)
+    native = native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
     golden = run_job_golden(TINY, job)
     assert native[0].error == golden[0].error == isa.ErrorCode.BAD_OPCODE
     assert native[0].index == golden[0].index == 1
@@ -67,16 +69,18 @@ def test_a_hung_run_is_reported(tmp_path):
     job = _training_job(TINY, steps=0)
     job.runs = [Run(job.runs[0].cmd_base, job.runs[0].cmd_count, max_cycles=1)]
     with pytest.raises(RuntimeError, match="no interrupt within 1 cycles"):
-        native_job.run_job(TINY, job, SHARED / TINY.name)
+        native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
 
 
 def test_builds_are_cached_by_content(tmp_path):
     from chrysalis.gen.emit.verilog import emit
     paths = emit(TINY, SHARED / TINY.name / "rtl")
-    first = native_job.build(TINY, paths["verilog"])
-    again = native_job.build(TINY, paths["verilog"])
+    first = native_job.build(TINY, paths["verilog"], fast_build=True)
+    again = native_job.build(TINY, paths["verilog"], fast_build=True)
     assert again.executable == first.executable and again.seconds == 0.0
-    assert native_job.build_key(TINY, paths["verilog"]) == first.key
+    assert native_job.build_key(TINY, paths["verilog"], fast_build=True) == first.key
+    # The optimised build is another build.
+    assert native_job.build_key(TINY, paths["verilog"]) != first.key
     narrow = with_overrides(TINY, {"host.axi_data_width": 32})
     assert native_job.build_key(narrow, emit(narrow, tmp_path / "rtl")["verilog"]) != first.key
 
