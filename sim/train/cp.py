@@ -74,6 +74,15 @@ class CpResult:
     def accuracies(self):
         return [h.acc for h in self.history]
 
+    def to_dict(self):
+        """A JSON-ready dict (``chrysalis train --mode cp --json``)."""
+        return {"mode": "cp", "cores": self.cores, "sizes": list(self.sizes),
+                "batch": self.batch, "lr": self.lr, "seed": self.seed,
+                "stages": [list(s) for s in self.stages], "ticks": self.ticks,
+                "commands": self.commands, "history": [h.to_dict() for h in self.history],
+                "counters": dict(self.counters), "wall_s": round(self.wall_s, 3),
+                "accel_s": round(self.accel_s, 3)}
+
 
 class CpSessions:
     """Continuous-propagation sessions of a :class:`~chrysalis.sim.compile.cp_program.

@@ -45,3 +45,14 @@ def test_modes_need_a_cluster_and_a_known_mode():
 def test_cli_refuses_what_a_cluster_cannot_do(argv, message, capsys):
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_cp_writes_its_json(tmp_path, capsys):
+    out = tmp_path / "cp.json"
+    argv = ["train", "--set", "cluster.cores=2", "--mode", "cp", "--epochs", "1", "--quiet",
+            "--json", str(out)]
+    assert cli.main(argv) == 0
+    import json
+    data = json.loads(out.read_text())
+    assert data["mode"] == "cp" and data["cores"] == 2 and len(data["history"]) == 1
+    assert data["stages"] and data["ticks"] > 0 and 0 < data["history"][0]["acc"] <= 1
