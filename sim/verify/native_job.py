@@ -40,7 +40,7 @@ import numpy as np
 from chrysalis.gen.spec import isa
 from chrysalis.sim.compile.job import RunOutput, dma_window
 
-__all__ = ["OPTIMIZE", "QUICK", "cache_dir", "build_key", "build", "write_job", "read_result", "run_job",
+__all__ = ["OPTIMIZE", "QUICK", "cache_dir", "verilog_of", "build_key", "build", "write_job", "read_result", "run_job",
            "NativeBuild"]
 
 #: Verilator options of a native build: optimized for simulation speed, not build time.
@@ -265,7 +265,7 @@ def read_result(path, words):
 _EMITTED = {}
 
 
-def _verilog(config, folder):
+def verilog_of(config, folder):
     """The Verilog of ``config`` in ``folder``, emitted once per process."""
     from chrysalis.gen.emit.verilog import emit
     key = (config.config_hash(), str(folder))
@@ -286,7 +286,7 @@ def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fas
     does not raise ``irq`` within its ``max_cycles`` raises :class:`RuntimeError`.
     """
     build_dir = Path(build_dir).resolve()
-    verilog = _verilog(config, build_dir / "rtl")
+    verilog = verilog_of(config, build_dir / "rtl")
     native = build(config, verilog, cache=cache, log=log, fast_build=fast_build)
     work = build_dir / "native-job"
     work.mkdir(parents=True, exist_ok=True)
