@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from chrysalis.gen.spec import isa
-from chrysalis.gen.spec.checks import is_real
+from chrysalis.gen.spec.checks import exact_log2, is_real
 from chrysalis.gen.spec.config import Config
 from chrysalis.gen.spec.formats import FP16, product_format
 
@@ -372,7 +372,7 @@ def _derive(config, refs):
         ways = config.pe.reuse_ways
         sets = entries // ways
         key_bits = mac.operand.width
-        tag_bits = key_bits - (sets.bit_length() - 1)      # log2(sets): no Amaranth here
+        tag_bits = key_bits - exact_log2(sets)
         prod_bits = product_format(mac.operand).width
         tag_bytes = entries * (1 + tag_bits) / 8
         prod_bytes = entries * prod_bits / 8

@@ -6,7 +6,7 @@ One definition for the checks that configs, programs, compilers and models all m
 
 import numbers
 
-__all__ = ["is_int", "is_real", "ceil_div"]
+__all__ = ["is_int", "is_real", "ceil_div", "ceil_log2", "exact_log2"]
 
 
 def is_int(value):
@@ -24,3 +24,18 @@ def is_real(value):
 def ceil_div(a, b):
     """``ceil(a / b)`` for integers, exactly (no floating point)."""
     return -(-a // b)
+
+
+def ceil_log2(n):
+    """The bits that count ``n`` values (``ceil(log2(n))``, 0 for ``n = 1``), as
+    ``amaranth.utils.ceil_log2`` gives it; for the layers that do not import Amaranth."""
+    if not is_int(n) or n < 1:
+        raise ValueError(f"n must be a positive integer, not {n!r}")
+    return (n - 1).bit_length()
+
+
+def exact_log2(n):
+    """``log2(n)`` of a power of two ``n``, as ``amaranth.utils.exact_log2`` gives it."""
+    if not is_int(n) or n < 1 or n & (n - 1):
+        raise ValueError(f"n must be a power of two, not {n!r}")
+    return n.bit_length() - 1

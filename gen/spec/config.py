@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import tomli_w
 
-from .checks import is_int
+from .checks import ceil_log2, is_int
 from .formats import BF16, FP32, FloatFormat, parse_format
 from .isa import MAX_CORES
 from .layout import bank_count
@@ -273,11 +273,11 @@ class PEConfig(_Level):
 
     @property
     def weight_addr_bits(self):
-        return (self.weight_words - 1).bit_length()
+        return ceil_log2(self.weight_words)
 
     @property
     def act_addr_bits(self):
-        return (self.act_words - 1).bit_length()
+        return ceil_log2(self.act_words)
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,7 @@ class CoreConfig(_Level):
 
     @property
     def scratchpad_addr_bits(self):
-        return (self.scratchpad_words - 1).bit_length()
+        return ceil_log2(self.scratchpad_words)
 
 
 @dataclass(frozen=True)

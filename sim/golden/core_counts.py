@@ -75,6 +75,7 @@ once: one cycle, nothing counted.
 """
 
 from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed"]
 
@@ -96,15 +97,11 @@ FINISH_EXTRA = 5
 EXP_FMAS, RECIP_FMAS = 9, 4
 
 
-def _ceil(a, b):
-    return -(-a // b)
-
-
 def _drain_passes(config, lanes):
     """Passes of the drain over a group: one per PE along the bus (``reduction = "bus"``),
     or one per level of the neighbour-link tree plus one bus pass (``"tree"``)."""
     if config.core.reduction == "tree":
-        return (lanes - 1).bit_length() + 1
+        return ceil_log2(lanes) + 1
     return lanes
 
 
@@ -185,7 +182,7 @@ def predict(config, command, labels=None):
     if _malformed(op, sizes):
         return _result(1)
     m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
-    mt, nt = _ceil(m, R), _ceil(n, C)
+    mt, nt = ceil_div(m, R), ceil_div(n, C)
     end = L + FINISH_EXTRA
     # Slots of a MAC pass over a group: each carries `streams` outputs of the group.
     slots = G // streams
@@ -199,15 +196,15 @@ def predict(config, command, labels=None):
     if op == "WGRAD":
         # One pass of updates per group, two with momentum (the velocity, then the weight).
         passes = 2 if command.get("flag") else 1
-        groups = _ceil(mt * nt, G)
+        groups = ceil_div(mt * nt, G)
         return _result(groups * (slots * batch + G * passes) + 1 + end,
-                       mac=_ceil(mt * nt, streams) * batch, update=passes * mt * nt)
+                       mac=ceil_div(mt * nt, streams) * batch, update=passes * mt * nt)
     if op in ("FORWARD", "BACKWARD"):
         fwd = op == "FORWARD"
         outputs = (mt if fwd else nt) * batch
         steps = nt if fwd else mt
         lanes = C if fwd else R
-        groups = _ceil(outputs, G)
+        groups = ceil_div(outputs, G)
         P = slots * steps
         D = max(0, L + 1 - slots) + G * _drain_passes(config, lanes)
         drained = P + 1 + D + (groups - 1) * max(P, D + 1)
@@ -215,7 +212,7 @@ def predict(config, command, labels=None):
         # Every pass crosses the bus with a chain; with the tree only the last one does.
         on_bus = 1 if config.core.reduction == "tree" else (C if fwd else R)
         bus = on_bus * (m if fwd else n) * batch
-        return _result(drained + 1 + end, mac=_ceil(outputs, streams) * steps, stall=stall,
+        return _result(drained + 1 + end, mac=ceil_div(outputs, streams) * steps, stall=stall,
                        bus=bus)
     if op == "LOSS_GRAD":
         # The special-function unit's reorder and turn-taking make a closed form long; the
@@ -257,7 +254,7 @@ def trace(config, command, labels=None):
     if _malformed(op, sizes):
         return _result(1)
     m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
-    mt, nt = _ceil(m, R), _ceil(n, C)
+    mt, nt = ceil_div(m, R), ceil_div(n, C)
     counts = dict.fromkeys(COUNTERS, 0)
 
     if op in ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W"):
@@ -324,10 +321,10 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
     outputs = mt * batch if fwd else nt * batch if bwd else mt * nt
     steps = nt if fwd else mt if bwd else batch
     wrap = nt if wgr else batch
-    groups = _ceil(outputs, G)
+    groups = ceil_div(outputs, G)
     lanes_count = C if fwd else R
     # Drain passes per group, and (tree) how many of them are neighbour-link levels.
-    levels = (lanes_count - 1).bit_length() if tree else 0
+    levels = ceil_log2(lanes_count) if tree else 0
     passes = levels + 1 if tree else lanes_count
 
     def advance(hi, lo, times):
