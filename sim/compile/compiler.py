@@ -30,7 +30,6 @@ import numpy as np
 from chrysalis.gen.spec.checks import is_int
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
-from chrysalis.sim.golden.mlp import ONE
 
 __all__ = ["MlpProgram", "compile_mlp", "check_sizes", "sp_fields"]
 

@@ -17,7 +17,7 @@ from chrysalis.sim.compile.compiler import check_sizes
 from chrysalis.sim.golden import numerics as nx
 
 from .dataset import DigitsTask
-from .golden import check_run
+from .golden import GoldenSteps
 from .loop import ChunkOutcome, epoch_chunks, reporter, run_epochs
 from .reference import Float32Reference, softmax_xent
 
@@ -84,7 +84,7 @@ class CpResult:
                 "accel_s": round(self.accel_s, 3)}
 
 
-class CpSessions:
+class CpSessions(GoldenSteps):
     """Continuous-propagation sessions of a :class:`~chrysalis.sim.compile.cp_program.
     CpProgram` on the golden cluster, a session per chunk (a :class:`Strategy
     <chrysalis.sim.train.loop.Strategy>`).
@@ -104,16 +104,15 @@ class CpSessions:
         Wall time spent in the machine.
     commands : int
         Commands executed.
+
+    The doorbells and the weights are :class:`~chrysalis.sim.train.golden.GoldenSteps`'s.
     """
 
     unit = "tick"
-    description = "train (CP, golden)"
 
     def __init__(self, program, image, machine, ticks_per_run):
-        self.program, self.image, self.machine = program, image, machine
         self.ticks_per_run = ticks_per_run
-        self.accel_s, self.commands = 0.0, 0
-        self._doorbell(program.prologue, "the prologue")
+        super().__init__(program, image, machine, "the golden cluster", "train (CP, golden)")
 
     def work(self, chunk):
         return self.program.ticks
@@ -133,17 +132,6 @@ class CpSessions:
         # The loss of the session: every sample's logits from its forward pass.
         logits = nx.to_float32(program.read_logits(self.image))
         return ChunkOutcome(softmax_xent(logits, labels))
-
-    def read_weights(self):
-        return self.program.read_weights(self.image)
-
-    def _doorbell(self, run, what):
-        start = time.perf_counter()
-        outcome = self.machine.run(self.image, run.cmd_base, run.cmd_count,
-                                   mem_base=self.program.mem_base)
-        self.accel_s += time.perf_counter() - start
-        check_run(outcome, what, "the golden cluster")
-        self.commands += run.cmd_count
 
 
 def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_EPOCHS,

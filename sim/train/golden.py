@@ -46,6 +46,8 @@ class GoldenSteps:
     -------
     accel_s : float
         Wall time spent in the machine.
+    commands : int
+        Commands executed.
     """
 
     unit = "step"
@@ -53,7 +55,7 @@ class GoldenSteps:
     def __init__(self, program, image, machine, name, description):
         self.program, self.image, self.machine = program, image, machine
         self.name, self.description = name, description
-        self.accel_s = 0.0
+        self.accel_s, self.commands = 0.0, 0
         self._doorbell(program.prologue, "the prologue")
 
     @property
@@ -87,3 +89,4 @@ class GoldenSteps:
                                    mem_base=self.program.mem_base)
         self.accel_s += time.perf_counter() - start
         check_run(outcome, what, self.name)
+        self.commands += run.cmd_count

@@ -27,6 +27,7 @@ result
     ``u32[n]``.
 """
 
+import functools
 import hashlib
 import os
 import shutil
@@ -99,6 +100,7 @@ def _config_header(config):
             f"static const uint32_t COUNTER_LO[N_COUNTERS] = {{{counters}}};\n")
 
 
+@functools.lru_cache(maxsize=4)
 def _verilator_version(root):
     return subprocess.run([str(root / "bin" / "verilator"), "--version"], capture_output=True,
                           text=True, check=True).stdout.strip()
