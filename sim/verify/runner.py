@@ -352,7 +352,8 @@ def run_testbench(
 
     names = "all" if testcase is None else (
         testcase if isinstance(testcase, str) else ",".join(testcase))
-    safe_names = "".join(c if c.isalnum() or c in "-_" else "_" for c in names)[:80]
+    safe_names = "".join(c if c.isalnum() or c in "-_" else "_"
+                         for c in f"{module}-{names}")[:120]
     # An absolute path wins over cocotb's pytest-derived name, so the caller knows where it is.
     results_xml = out_dir / f"results-{safe_names}.xml"
 
@@ -366,9 +367,10 @@ def run_testbench(
         _build(runner, source_paths, toplevel, out_dir, args, waves, where)
         sim_error = _test(runner, module, toplevel, out_dir, testcase, seed, test_env, waves,
                           results_xml, out_dir / "test.log" if quiet else None)
-
-    tests, failures, skipped = _judge(results_xml, sim_error, timeout_s, testcase, where,
-                                      out_dir)
+        # Judged under the lock: another test sharing this build may run next and would
+        # start by removing the results file.
+        tests, failures, skipped = _judge(results_xml, sim_error, timeout_s, testcase, where,
+                                          out_dir)
     return {
         "tests": tests - skipped,
         "failures": failures,

@@ -12,12 +12,11 @@ of the array's rows or columns.
 import json
 
 import pytest
-from amaranth.back import verilog
 
 from chrysalis.gen.spec.config import PRESETS, with_overrides
-from chrysalis.hw.core import Core
 from chrysalis.sim.verify.runner import run_testbench
 from chrysalis.sim.verify.tb.core_data import case_env
+from tests.sim.verify.core_builds import core_verilog
 
 #: name -> (config, shapes (m, n, batch)).
 CASES = {
@@ -35,14 +34,12 @@ SEED = 7
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_core_rtl_equals_golden(case, simulator, build_root):
     config, shapes = CASES[case]
-    toplevel = f"core_{case}"
-    source = build_root / f"{toplevel}.v"
-    source.write_text(verilog.convert(Core(config), name=toplevel, emit_src=False))
+    source, toplevel, build_dir = core_verilog(config)
     report = build_root / "report.json"
     report.unlink(missing_ok=True)
     result = run_testbench(
-        sources=[source], toplevel=toplevel, module="chrysalis.sim.verify.tb.core", simulator=simulator,
-        build_dir=build_root, timeout_s=300,
+        sources=[source], toplevel=toplevel, module="chrysalis.sim.verify.tb.core",
+        simulator=simulator, build_dir=build_dir, timeout_s=300,
         extra_env=case_env(config, shapes, SEED, report=report))
     assert result["tests"] == len(shapes)
     # The testbench reports every command of every shape (cycles and counters).

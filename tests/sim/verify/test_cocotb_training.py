@@ -4,11 +4,10 @@ after every step the loss gradient (and at the end every weight and velocity) eq
 golden model's, bit for bit."""
 
 import pytest
-from amaranth.back import verilog
 
 from chrysalis.gen.spec.config import PRESETS, with_overrides
-from chrysalis.hw.core import Core
 from chrysalis.sim.verify.runner import run_testbench
+from tests.sim.verify.core_builds import core_verilog
 
 CORE_4X4 = with_overrides(PRESETS["default"], {"name": "core4x4", "pe.weight_words": 256,
                                                "pe.act_words": 256,
@@ -23,14 +22,13 @@ CONFIGS = {"core4x4": CORE_4X4, "core2x3": CORE_2X3}
 
 @pytest.mark.parametrize("name,sizes,batch,steps,momentum", [
     ("core4x4", (12, 8, 5), 4, 2, None), ("core2x3", (7, 5, 3), 3, 2, 0.875)])
-def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, simulator,
-                                         build_root):
+def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, simulator):
     config = CONFIGS[name]
-    source = build_root / f"{name}.v"
-    source.write_text(verilog.convert(Core(config), name=name, emit_src=False))
+    # The 2x3 core is test_cocotb_core.py's tiny_2x3_l3: one build serves both files.
+    source, toplevel, build_dir = core_verilog(config)
     result = run_testbench(
-        sources=[source], toplevel=name, module="chrysalis.sim.verify.tb.training", simulator=simulator,
-        build_dir=build_root, timeout_s=900,
+        sources=[source], toplevel=toplevel, module="chrysalis.sim.verify.tb.training",
+        simulator=simulator, build_dir=build_dir, timeout_s=900,
         extra_env={"CHRYSALIS_CONFIG": config.to_toml(),
                    "CHRYSALIS_SIZES": ",".join(map(str, sizes)), "CHRYSALIS_BATCH": batch,
                    "CHRYSALIS_STEPS": steps, "CHRYSALIS_SEED": 3,
