@@ -112,10 +112,10 @@ lint-imports: setup
 	PYTHONPATH=$(LINT_TREE) $(VENV)/bin/lint-imports
 
 test: setup lint-imports
-	$(PY) -m pytest -n $(JOBS) -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 test-slow: setup lint-imports
-	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/chrysalis demo $(DEMO_ARGS)

@@ -80,3 +80,21 @@ def build_root(request):
     path = BUILD_TESTS / _node_dir(request.node.nodeid)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _runs_rtl(item):
+    """Whether ``item`` builds and runs RTL under an external simulator (the long tests)."""
+    if item.get_closest_marker("cocotb") is not None:
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("rtl_harness", ("", ""))[1] == "native"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the simulator tests first, the rest after, each group in collection order.
+
+    With two workers stealing work from each other (``make test`` runs ``--dist
+    worksteal``), the long builds start at once and the many short tests fill the gaps at
+    the end, instead of one 50 s simulation starting last and running alone.
+    """
+    items.sort(key=lambda item: not _runs_rtl(item))
