@@ -594,6 +594,8 @@ class Config:
         ConfigError
             Unparseable TOML, an unknown table or key, or a bad value.
         """
+        if not isinstance(text, str):
+            raise ConfigTypeError(f"TOML text must be a string, not {text!r}")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
@@ -783,7 +785,11 @@ def _set_path(data, path, value):
     if not isinstance(path, str):
         raise ConfigTypeError(f"an override path must be a string, not {path!r}")
     keys = path.split(".")
-    if len(keys) == 1 and keys[0] in LEVELS and isinstance(value, Mapping):
+    if len(keys) == 1 and keys[0] in LEVELS:
+        # A level is a table of its fields (`core={rows=8}`); `core=3` is not "an unknown
+        # field": core is one, given a value of the wrong kind.
+        if not isinstance(value, Mapping):
+            raise ConfigTypeError(f"{path} must be a table, not {value!r}")
         for name, item in value.items():
             _set_path(data, f"{path}.{name}", item)
     elif len(keys) == 1 and keys[0] == "name":
@@ -802,6 +808,8 @@ def parse_override(text):
     A value that is not valid TOML is taken as a bare string, so ``mac.operand=fp16`` and
     ``mac.operand="fp16"`` mean the same.
     """
+    if not isinstance(text, str):
+        raise ConfigTypeError(f"an override must be a string PATH=VALUE, not {text!r}")
     path, sep, raw = text.partition("=")
     path, raw = path.strip(), raw.strip()
     if not sep or not path:

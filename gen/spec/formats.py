@@ -5,10 +5,16 @@ golden model are written down once, in ``docs/numerics.md``. This module is pure
 hardware (``hw``), the golden model (``sim``) and the tools (``gen``) all import it.
 """
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["FloatFormat", "FORMATS", "FP32", "BF16", "FP16", "FP8_E4M3", "FP8_E5M2",
-           "product_format", "parse_format"]
+           "EXP_BITS", "MAN_BITS", "product_format", "parse_format"]
+
+#: The widths a :class:`FloatFormat` may have, as ``(smallest, largest)``: exponent fields
+#: of 2 to 11 bits and stored mantissas of 1 to 52 bits (up to IEEE binary64's).
+EXP_BITS = (2, 11)
+MAN_BITS = (1, 52)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class FloatFormat:
     man_bits: int = 7
 
     def __post_init__(self):
-        for field, lo, hi in (("exp_bits", 2, 11), ("man_bits", 1, 52)):
+        for field, (lo, hi) in (("exp_bits", EXP_BITS), ("man_bits", MAN_BITS)):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{field} must be an integer, not {value!r}")
@@ -122,20 +128,24 @@ def product_format(fmt):
 def parse_format(value, field="format"):
     """A :class:`FloatFormat` from a preset name, ``"eEmM"``, a mapping, or a format.
 
-    Raises ``ValueError`` naming ``field`` and the value when it is none of those.
+    Raises ``ValueError`` naming ``field`` and the value when it is none of those or its
+    widths are out of range, and ``TypeError`` for a value of the wrong type (a number, or
+    a table whose widths are not integers).
     """
     if isinstance(value, FloatFormat):
         return value
     if isinstance(value, str):
         if value in FORMATS:
             return FORMATS[value]
-        import re
         match = re.fullmatch(r"e(\d+)m(\d+)", value)
         if match:
-            try:
-                return FloatFormat(int(match[1]), int(match[2]))
-            except ValueError as error:
-                raise ValueError(f"{field}: {error}") from None
+            # Said in the user's own spelling: "e12m3", not the FloatFormat field it sets.
+            for digits, what, (lo, hi) in ((match[1], "exponent", EXP_BITS),
+                                           (match[2], "mantissa", MAN_BITS)):
+                if not lo <= int(digits) <= hi:
+                    raise ValueError(f"{field} must have {lo} to {hi} {what} bits, "
+                                     f"not {value!r}")
+            return FloatFormat(int(match[1]), int(match[2]))
         names = ", ".join(FORMATS)
         raise ValueError(f"{field} must be one of {names} or 'eEmM', not {value!r}")
     if isinstance(value, dict):
@@ -150,5 +160,5 @@ def parse_format(value, field="format"):
         try:
             return FloatFormat(**value)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{field}.{error}") from None
+            raise type(error)(f"{field}.{error}") from None
     raise TypeError(f"{field} must be a format name or a table, not {value!r}")

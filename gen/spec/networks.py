@@ -25,8 +25,18 @@ This module is pure Python.
 
 from dataclasses import dataclass
 
+from .checks import is_int
+
 __all__ = ["Layer", "Network", "mlp", "conv", "fc", "vgg16", "resnet18", "NETWORKS",
            "get_network"]
+
+
+def _check_count(what, value, lo=1):
+    """``value`` if it is an integer of at least ``lo`` (1 or 0); ``ValueError`` otherwise."""
+    if not is_int(value) or value < lo:
+        kind = "a positive" if lo == 1 else "a non-negative"
+        raise ValueError(f"{what} must be {kind} integer, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -58,13 +68,12 @@ class Layer:
 
     def __post_init__(self):
         for field in ("m", "n", "columns"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"layer {self.name}: {field} must be a positive integer, "
-                                 f"not {value!r}")
+            _check_count(f"layer {self.name}: {field}", getattr(self, field))
         if self.kind not in ("fc", "conv"):
             raise ValueError(f"layer {self.name}: kind must be 'fc' or 'conv', not "
                              f"{self.kind!r}")
+        # 0 stands for "n * columns" (a layer whose input is not an image).
+        _check_count(f"layer {self.name}: input_words", self.input_words, 0)
         if self.input_words == 0:
             object.__setattr__(self, "input_words", self.n * self.columns)
 
@@ -103,6 +112,11 @@ class Network:
         if not self.layers:
             raise ValueError(f"network {self.name} has no layers")
         object.__setattr__(self, "layers", tuple(self.layers))
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"network {self.name}: layer {index} must be a Layer, "
+                                 f"not {layer!r}")
+        _check_count(f"network {self.name}: classes", self.classes)
 
     @property
     def weights(self):
@@ -124,12 +138,16 @@ class Network:
 
 def fc(name, inputs, outputs, bias=True):
     """A fully connected layer of ``inputs -> outputs``."""
+    # Checked here: with a bias, `n` would be 1 even for no inputs.
+    _check_count(f"layer {name}: inputs", inputs)
     return Layer(name, outputs, inputs + (1 if bias else 0), 1, "fc", inputs)
 
 
 def conv(name, cin, cout, k, size, stride=1, pad=None, bias=True):
     """A ``k x k`` convolution on a ``size x size`` input; returns ``(layer, out_size)``."""
-    pad = k // 2 if pad is None else pad
+    for what, value in (("cin", cin), ("k", k), ("size", size), ("stride", stride)):
+        _check_count(f"layer {name}: {what}", value)
+    pad = k // 2 if pad is None else _check_count(f"layer {name}: pad", pad, 0)
     out = (size + 2 * pad - k) // stride + 1
     if out < 1:
         raise ValueError(f"layer {name}: a {k}x{k} convolution of stride {stride} does not "
@@ -237,7 +255,11 @@ def get_network(name):
     if name in NETWORKS:
         return NETWORKS[name]()
     parts = name.split("-")
-    if len(parts) >= 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+    if all(p.isascii() and p.isdigit() for p in parts):
+        # Meant as MLP sizes: say what is wrong with them rather than list the names.
+        if len(parts) < 2 or any(int(p) == 0 for p in parts):
+            raise ValueError(f"network as MLP sizes must be at least two positive layer "
+                             f"sizes such as '784-500-10', not {name!r}")
         return mlp([int(p) for p in parts])
     raise ValueError(f"network must be one of {', '.join(NETWORKS)} or MLP sizes such as "
                      f"'784-500-10', not {name!r}")

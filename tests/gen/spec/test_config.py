@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -308,12 +309,19 @@ def test_overrides():
     ("core.rowz", r"^core\.rowz is not a config field \(valid: rows, cols, "),
     ("rows", r"^rows is not a config field \(valid: name, mac, "),
     ("core.rows.x", r"^core\.rows\.x is not a config field"),
-    ("core", r"^core is not a config field"),
     ("mac.operand.man_bits", r"^mac\.operand\.man_bits is not a config field"),
 ])
 def test_override_unknown_path(path, message):
     with pytest.raises(ConfigError, match=message):
         with_overrides(Config(), {path: 1})
+
+
+@pytest.mark.parametrize("value", [1, "fp16", [8]])
+def test_override_of_a_level_needs_a_table(value):
+    # A level is a config field whose value is a table: not "an unknown field".
+    message = rf"^core must be a table, not {re.escape(repr(value))}$"
+    with pytest.raises(ConfigTypeError, match=message):
+        with_overrides(Config(), {"core": value})
 
 
 @pytest.mark.parametrize("text, expected", [
