@@ -6,6 +6,12 @@ the reuse strength and the dual-precision seed) live here; the state of a run (`
 ``ERROR_CODE``, ``ERROR_INDEX``) is the controller's (``hw.controller``), which reads the
 host's registers and reports its state through :class:`HostSignature`. Packed registers
 are built from their bit-fields (``isa.Register.fields``).
+
+A write of 1 to ``COUNTER_CLEAR.clear`` sets every counter to 0. The counters of
+:data:`EVENTS` are counted here and simply cleared. The others come in as running totals
+from the cores and the ring, which keep counting from reset; for each of them the register
+file keeps the total at the last clear and reads the difference (modulo ``2**64``), so that
+a clear needs no wire into the cores.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -28,14 +34,6 @@ COUNTER_BITS = 64
 #: the others (the cores', the ring's) come in as totals.
 EVENTS = ("cycles", "commands", "fetch_beats", "dma_read_beats", "dma_write_beats",
           "dma_cycles")
-
-#: The registers the host may not write while a run is going (SLVERR): the command buffer
-#: was checked against the window at the doorbell, and every later fetch relies on that; a
-#: seed or a reuse strength changed mid-run would make the results depend on when the write
-#: landed.
-_LOCKED_WHILE_RUNNING = ("DOORBELL", "CMD_BASE_LO", "CMD_BASE_HI", "CMD_COUNT", "DMA_BASE_LO",
-                         "DMA_BASE_HI", "DMA_LAST_LO", "DMA_LAST_HI", "DUAL_SEED",
-                         "REUSE_STRENGTH")
 
 
 class HostSignature(wiring.Signature):
@@ -93,7 +91,8 @@ class RegisterFile(wiring.Component):
     host : Out(HostSignature())
     events : In(EventSignature())
     totals : In(StructLayout)
-        The value of each counter of ``totals``, ``COUNTER_BITS`` wide.
+        The running total since reset of each counter of ``totals``, ``COUNTER_BITS``
+        wide; its registers read it less its value at the last clear.
     reuse_strength, dual_seed : Out(isa.REUSE_STRENGTH_BITS), Out(isa.DUAL_SEED_BITS)
     irq : Out(1)
         High while ``IRQ_STATUS & IRQ_ENABLE`` is not zero.
@@ -145,31 +144,40 @@ class RegisterFile(wiring.Component):
                      self.dual_seed.eq(stored["dual_seed"]),
                      self.irq.eq((irq_status & stored["irq_enable"]) != 0)]
 
-        read = self._read_values(m, stored, irq_status)
+        # One cycle: the host wrote COUNTER_CLEAR.clear (refused while running).
+        clear = Signal(name="counter_clear")
+        read = self._read_values(m, stored, irq_status, clear)
         for reg in isa.REGISTERS:
             if reg.readable:
                 m.d.comb += getattr(slave, f"r_{reg.name.lower()}").eq(read[reg.name])
-        self._writes(m, slave, stored, irq_status)
+        self._writes(m, slave, stored, irq_status, clear)
         return m
 
-    def _counters(self, m):
-        """Every counter's value by lowercase name: the events counted here, the totals
-        given, 0 for the rest."""
+    def _counters(self, m, clear):
+        """Every counter's value by lowercase name since reset or the last ``clear``: the
+        events counted here, the totals given less their value at the clear, 0 for the
+        rest."""
         values = {}
         for name, _ in isa.COUNTERS:
             key = name.lower()
             if key in EVENTS:
                 count = Signal(COUNTER_BITS, name=f"count_{key}")
-                with m.If(getattr(self.events, key)):
+                with m.If(clear):
+                    m.d.sync += count.eq(0)
+                with m.Elif(getattr(self.events, key)):
                     m.d.sync += count.eq(count + 1)
                 values[key] = count
             elif key in self._totals:
-                values[key] = self.totals[key]
+                total = self.totals[key]
+                at_clear = Signal(COUNTER_BITS, name=f"cleared_{key}")
+                with m.If(clear):
+                    m.d.sync += at_clear.eq(total)
+                values[key] = (total - at_clear)[:COUNTER_BITS]
             else:
                 values[key] = Const(0, COUNTER_BITS)
         return values
 
-    def _read_values(self, m, stored, irq_status):
+    def _read_values(self, m, stored, irq_status, clear):
         """The read value of every readable register, by name."""
         cfg, host = self.config, self.host
         limits = isa.Limits.from_config(cfg)
@@ -200,15 +208,16 @@ class RegisterFile(wiring.Component):
         for name in ("CMD_BASE", "DMA_BASE", "DMA_LAST"):
             value = stored[name.lower()]
             read[f"{name}_LO"], read[f"{name}_HI"] = value[:32], value[32:]
-        for name, value in self._counters(m).items():
+        for name, value in self._counters(m, clear).items():
             read_value = Signal(COUNTER_BITS, name=f"read_{name}")
             m.d.comb += read_value.eq(value)
             read[f"{name.upper()}_LO"], read[f"{name.upper()}_HI"] = (read_value[:32],
                                                                       read_value[32:])
         return read
 
-    def _writes(self, m, slave, stored, irq_status):
-        """The host's writes, the refusals while running, and ``IRQ_STATUS``."""
+    def _writes(self, m, slave, stored, irq_status, clear):
+        """The host's writes, the refusals while running, ``IRQ_STATUS`` and the counters'
+        ``clear``."""
         host, wd = self.host, slave.w_data
         for name, value, sl in (("CMD_BASE_LO", stored["cmd_base"], slice(0, 32)),
                                 ("CMD_BASE_HI", stored["cmd_base"], slice(32, 64)),
@@ -222,10 +231,12 @@ class RegisterFile(wiring.Component):
                                 ("DUAL_SEED", stored["dual_seed"], slice(None))):
             with m.If(getattr(slave, f"w_{name.lower()}")):
                 m.d.sync += value[sl].eq(wd)
-        for name in _LOCKED_WHILE_RUNNING:
+        for name in isa.LOCKED_WHILE_RUNNING:
             m.d.comb += getattr(slave, f"w_err_{name.lower()}").eq(host.running)
         run = isa.REGISTER["DOORBELL"].field("run")
         m.d.comb += host.doorbell.eq(slave.w_doorbell & wd[run.lsb])
+        bit = isa.REGISTER["COUNTER_CLEAR"].field("clear")
+        m.d.comb += clear.eq(slave.w_counter_clear & wd[bit.lsb])
         # IRQ_STATUS: the host's write-one-to-clear and the controller's sets in one next
         # value, so that neither is lost when they meet (a set wins for its bit).
         irq_clear = Mux(slave.w_irq_status, wd[:len(irq_status)], 0)

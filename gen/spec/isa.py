@@ -2,8 +2,10 @@
 
 Everything that hardware and software must agree on about commands and registers lives
 here: the RTL decoder and register file (``hw/``), the compiler and the golden machine
-model (``sim/``), the C header that ``chrysalis verilog`` writes (:func:`c_header`) and the
-reference in ``docs/commands.md`` (:func:`markdown`, checked up to date by the tests).
+model (``sim/``), the C header that ``chrysalis verilog`` writes (:func:`c_header`), the
+reference in ``docs/commands.md`` (:func:`markdown`, checked up to date by the tests) and
+the register map as SystemRDL, with the C header, IP-XACT and Markdown that PeakRDL makes
+of it (``gen.emit.regmap``).
 
 A **command** is :data:`COMMAND_WORDS` little-endian 32-bit words (:data:`COMMAND_BYTES`
 bytes) in memory. The host writes a stream of them, sets ``CMD_BASE`` and ``CMD_COUNT`` and
@@ -27,12 +29,13 @@ __all__ = [
     "FIELD", "OP_FIELDS", "NEEDS", "Limits", "encode", "encode_stream", "decode", "decode_stream",
     "check", "check_fetch", "core_mask", "core_error", "COLLECTIVES", "MAX_CORES", "Region",
     "SIZE_TERMS", "MEMORIES", "OP_REGIONS", "DMA_OPS", "size_values", "dma_region", "BitField",
-    "Register", "REGISTERS", "REGISTER", "COUNTERS", "ID_MAGIC", "REUSE_STRENGTH_BITS",
-    "DUAL_SEED_BITS", "c_header", "markdown",
+    "Register", "REGISTERS", "REGISTER", "COUNTERS", "CONFIG_REGISTERS", "CONSTANT_REGISTERS",
+    "LOCKED_WHILE_RUNNING", "ID_MAGIC", "REUSE_STRENGTH_BITS", "DUAL_SEED_BITS",
+    "shared_fields", "register_notes", "c_header", "markdown",
 ]
 
 #: (major, minor): a major change breaks existing command streams.
-ISA_VERSION = (1, 2)
+ISA_VERSION = (1, 3)
 COMMAND_WORDS = 16
 COMMAND_BYTES = 4 * COMMAND_WORDS
 #: Value of the ``ID`` register: "CHRS" in ASCII.
@@ -93,7 +96,9 @@ OP_DOC = {
                       "(`m` x `batch`), into `sp2`; the labels are integer words, element 0 "
                       "of each column of `sp3`; `scalar = 1/batch`.",
     Opcode.DMA_LOAD: "Memory into scratchpad matrix `sp` (`n` x `batch`): column `b` is `n` "
-                     "consecutive 32-bit words at byte address `mem_addr + b * mem_stride`.",
+                     "consecutive 32-bit words at byte address `mem_addr + b * mem_stride`. "
+                     "Whole beats are read; the words of a column's last beat past `n` are "
+                     "dropped, and the scratchpad keeps what it held there.",
     Opcode.DMA_STORE: "Scratchpad matrix `sp` (`n` x `batch`) into memory, laid out as for "
                       "DMA_LOAD; only the `n` words of each column are written (byte "
                       "strobes).",
@@ -171,8 +176,8 @@ class Field:
         return (1 << self.width) - 1
 
 
-#: Every field. ``mem_addr`` and ``mem_stride`` share their words with ``scalar``,
-#: ``scalar2`` and ``pad`` (no operation uses both).
+#: Every field. ``mem_addr`` shares words 13 and 14 with ``scalar`` and ``scalar2`` (no
+#: operation uses both: :func:`shared_fields`).
 FIELDS = (
     Field("op", 0, 0, 8, "operation (`Opcode`)"),
     Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum"),
@@ -204,6 +209,20 @@ FIELDS = (
     Field("mem_stride", 15, 0, 32, "DMA: bytes from one column to the next in memory"),
 )
 FIELD = {f.name: f for f in FIELDS}
+
+
+def shared_fields():
+    """The pairs of command fields that share bits, as ``(first, second, words)``: two
+    field names in the order of :data:`FIELDS` and the words where they overlap. No
+    operation uses both fields of a pair (:data:`OP_FIELDS`)."""
+    pairs = []
+    for i, a in enumerate(FIELDS):
+        for b in FIELDS[i + 1:]:
+            lo, hi = max(a.bit, b.bit), min(a.bit + a.width, b.bit + b.width)
+            if lo < hi:
+                pairs.append((a.name, b.name, tuple(range(lo // 32, (hi - 1) // 32 + 1))))
+    return tuple(pairs)
+
 
 _SP = ("sp_base", "sp_lpc")
 _SP2 = ("sp2_base", "sp2_lpc")
@@ -681,16 +700,28 @@ class Register:
         return {f.name: (value >> f.lsb) & ((1 << f.width) - 1) for f in self.fields}
 
     @property
+    def bitfields(self):
+        """Every bit-field of the register, as the C header and the register description
+        (``gen.emit.regmap``) give them: :attr:`fields`, or for a register that is one
+        32-bit value a single field ``value`` over bits 31:0."""
+        if self.fields:
+            return self.fields
+        return (BitField("value", 0, 32, self.doc),)
+
+    @property
     def description(self):
         """The reference's text: the fields and their bits, then ``doc``."""
         fields = "; ".join(f"`{f.name}`: {f.doc} ({f.bits})" for f in self.fields)
         return "; ".join(part for part in (fields, self.doc) if part)
 
 
-#: The counters, each a 64-bit value in two registers (``_LO``, ``_HI``). They count from
-#: reset; read them while the accelerator is idle (they do not change then).
+#: The counters, each a 64-bit value in two registers (``_LO``, ``_HI``). They are
+#: cumulative: each counts over every run since reset or since the last write of 1 to
+#: ``COUNTER_CLEAR.clear``, whichever came later (a doorbell does not reset them). Read them
+#: while the accelerator is idle (they do not change then).
 COUNTERS = (
-    ("CYCLES", "cycles the accelerator was running (doorbell to done)"),
+    ("CYCLES", "cycles a run was going, from the doorbell to its end (done or halted), "
+     "summed over the runs"),
     ("COMMANDS", "commands executed (a command that failed its check is not counted)"),
     ("FETCH_BEATS", "AXI read beats of command fetch"),
     ("DMA_READ_BEATS", "AXI read beats of DMA_LOAD"),
@@ -783,6 +814,9 @@ def _registers():
             BitField("cores", 0, 8, "cores on the ring"),
             BitField("link_words", 8, 8, "32-bit words per link and cycle"),
             BitField("hop_latency", 16, 8, "cycles per hop"))),
+        Register("COUNTER_CLEAR", 0x60, "w", "SLVERR while running", fields=(
+            BitField("clear", 0, 1, f"write 1 to set every counter (offset "
+                     f"0x{_COUNTER_BASE:X} on) to 0"),)),
     ]
     for index, (name, doc) in enumerate(COUNTERS):
         offset = _COUNTER_BASE + 8 * index
@@ -793,6 +827,19 @@ def _registers():
 
 REGISTERS = _registers()
 REGISTER = {r.name: r for r in REGISTERS}
+#: The registers whose reset value depends on the config: the read-only ones that read the
+#: config back, and ``DMA_LAST_HI`` (the top of the config's address space).
+CONFIG_REGISTERS = frozenset({"CONFIG_HASH", "ARRAY", "SCRATCHPAD_WORDS", "WEIGHT_WORDS",
+                              "ACT_WORDS", "BUS", "CLUSTER", "DMA_LAST_HI"})
+#: The read-only registers whose value is their reset value, the same on every machine.
+CONSTANT_REGISTERS = frozenset({"ID", "VERSION"})
+#: The registers a write to which answers SLVERR and changes nothing while a run is going:
+#: the command buffer was checked against the window at the doorbell, and every later fetch
+#: relies on that; a seed or a reuse strength changed mid-run would make the results depend
+#: on when the write landed, and so would a clear of the counters.
+LOCKED_WHILE_RUNNING = ("DOORBELL", "CMD_BASE_LO", "CMD_BASE_HI", "CMD_COUNT", "DMA_BASE_LO",
+                        "DMA_BASE_HI", "DMA_LAST_LO", "DMA_LAST_HI", "REUSE_STRENGTH",
+                        "DUAL_SEED", "COUNTER_CLEAR")
 
 
 # ---------------------------------------------------------------------------------------
@@ -821,19 +868,32 @@ def c_header():
     lines += ["", "/* error codes (ERROR_CODE) */"]
     lines += [f"#define CHRYSALIS_ERR_{e.name} {int(e)}" for e in ErrorCode]
     lines += ["", "/* command fields: word, first bit, width (a 64-bit field spans two words) */"]
+    lines += [f"/* {a} and {b} share word{'s' if len(words) > 1 else ''} "
+              f"{', '.join(map(str, words))}: no operation uses both */"
+              for a, b, words in shared_fields()]
     for f in FIELDS:
         name = f.name.upper()
         lines += [f"#define CHRYSALIS_CMD_{name}_WORD {f.word}",
                   f"#define CHRYSALIS_CMD_{name}_SHIFT {f.lsb}",
                   f"#define CHRYSALIS_CMD_{name}_WIDTH {f.width}"]
-    lines += ["", "/* register byte offsets */"]
+    lines += ["", "/* register byte offsets; the counters (_LO, _HI) count since reset or the",
+              "   last write of 1 to COUNTER_CLEAR */"]
     lines += [f"#define CHRYSALIS_REG_{r.name} 0x{r.offset:03X}u" for r in REGISTERS]
-    lines += ["", "/* register bit-fields: (value & MASK) >> SHIFT */"]
+    lines += ["", "/* register bit-fields, every field of every register (a register that is one",
+              "   32-bit value has the field VALUE): (value & MASK) >> SHIFT */"]
     for r in REGISTERS:
-        for f in r.fields:
+        for f in r.bitfields:
             name = f"CHRYSALIS_REG_{r.name}_{f.name.upper()}"
             lines += [f"#define {name}_SHIFT {f.lsb}", f"#define {name}_MASK 0x{f.mask:08X}u"]
     lines += [
+        "",
+        "/* A field of a register value, and a value placed in a field: for example",
+        "   CHRYSALIS_REG_GET(STATUS_DONE, status),",
+        "   CHRYSALIS_REG_PUT(IRQ_ENABLE_DONE, 1) | CHRYSALIS_REG_PUT(IRQ_ENABLE_ERROR, 1). */",
+        "#define CHRYSALIS_REG_GET(FIELD, value) \\",
+        "    (((uint32_t)(value) & CHRYSALIS_REG_##FIELD##_MASK) >> CHRYSALIS_REG_##FIELD##_SHIFT)",
+        "#define CHRYSALIS_REG_PUT(FIELD, value) \\",
+        "    (((uint32_t)(value) << CHRYSALIS_REG_##FIELD##_SHIFT) & CHRYSALIS_REG_##FIELD##_MASK)",
         "",
         "/* Set a field of at most 32 bits in a command (an array of CHRYSALIS_CMD_WORDS). */",
         "#define CHRYSALIS_CMD_SET(cmd, FIELD, value) \\",
@@ -894,6 +954,10 @@ def markdown():
                        f"next | {f.doc} |")
             continue
         out.append(f"| `{f.name}` | {f.word} | {f.lsb + f.width - 1}:{f.lsb} | {f.doc} |")
+    shared = [f"`{a}` and `{b}` share word{'s' if len(words) > 1 else ''} "
+              f"{', '.join(map(str, words))}" for a, b, words in shared_fields()]
+    out += ["", f"Fields that share bits, which no operation uses together: "
+            f"{'; '.join(shared)}."]
     out += ["", "## Checks and error codes", "",
             "Before a command runs it is checked in this order; the first failing check "
             "gives the error code. Scratchpad matrices are `(base, lpc, rows, columns)`; one "
@@ -914,20 +978,44 @@ def markdown():
             "overlap, and every result is that of the stream run in order "
             "(`docs/cluster.md`).",
             "",
-            "## Registers (AXI4-Lite)", "",
-            "32-bit registers at byte offsets. A read or write of an offset that holds no "
-            "register, and a write to a read-only register, answer SLVERR. While a run is "
-            "going, writes to `DOORBELL`, `CMD_*`, `DMA_*`, `REUSE_STRENGTH` and `DUAL_SEED` answer "
-            "SLVERR and "
-            "change nothing (the run was checked against them at the doorbell). `irq` is the "
-            "interrupt output.", "",
-            "| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]
+            "## Registers (AXI4-Lite)", ""]
+    for paragraph in register_notes():
+        out += [paragraph, ""]
+    out += ["| offset | name | access | reset | meaning |", "|---|---|---|---|---|"]
     for r in REGISTERS:
-        reset = "config" if r.name in _CONFIG_REGS else f"0x{r.reset:X}"
+        reset = "config" if r.name in CONFIG_REGISTERS else f"0x{r.reset:X}"
         out.append(f"| 0x{r.offset:03X} | `{r.name}` | {r.access} | {reset} | "
                    f"{r.description} |")
     out.append("")
     return "\n".join(out)
+
+
+def register_notes():
+    """What holds for the registers as a whole, as paragraphs of Markdown: the reference
+    (:func:`markdown`) and the register description (``gen.emit.regmap``) both give them."""
+    return (
+        "32-bit registers at byte offsets. A read or write of an offset that holds no "
+        "register, and a write to a read-only register, answer SLVERR. While a run is "
+        f"going, writes to {_names(LOCKED_WHILE_RUNNING)} answer SLVERR and change "
+        "nothing (the run was checked against them at the doorbell, and a change mid-run "
+        "would make its results or its counts depend on when the write landed). `irq` is "
+        "the interrupt output. Access `w` is write-only (reads answer 0; a write of 1 to "
+        "one of its bits acts once), `w1c` write one to clear. A reset value `config` "
+        "depends on the config: the config's value for the registers that read it back, "
+        "the top of its address space for `DMA_LAST_HI`.",
+        f"The counters, from offset 0x{_COUNTER_BASE:X}, are 64-bit values in two "
+        "registers (`_LO`, bits 31:0, and `_HI`, bits 63:32). They are cumulative: each "
+        "counts over every run since reset or since the last write of 1 to "
+        "`COUNTER_CLEAR.clear`, whichever came later; a doorbell does not reset them. Read "
+        "them while the accelerator is idle, when they do not change (the two halves then "
+        "belong together); to measure one run, clear them before its doorbell.",
+    )
+
+
+def _names(names):
+    """``names`` as the reference lists them: "`A`, `B` and `C`"."""
+    quoted = [f"`{n}`" for n in names]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
 def _region_markdown(r):
@@ -958,9 +1046,6 @@ def _regions_markdown():
         out.append("|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|")
     return out
 
-
-_CONFIG_REGS = {"CONFIG_HASH", "ARRAY", "SCRATCHPAD_WORDS", "WEIGHT_WORDS", "ACT_WORDS", "BUS",
-                "CLUSTER", "DMA_LAST_HI"}
 
 _ERROR_DOC = {
     ErrorCode.NONE: "no error",

@@ -598,7 +598,7 @@ def reset_values(config):
                                        link_words=config.cluster.link_width // 32,
                                        hop_latency=config.cluster.hop_latency),
     }
-    assert isa._CONFIG_REGS <= set(from_config)
+    assert isa.CONFIG_REGISTERS <= set(from_config)
     return {r.name: from_config.get(r.name, r.reset) for r in isa.REGISTERS}
 
 
@@ -607,7 +607,8 @@ RW_BITS = {"IRQ_ENABLE": 2, "REUSE_STRENGTH": isa.REUSE_STRENGTH_BITS,
            "DUAL_SEED": isa.DUAL_SEED_BITS}
 assert all(REG[name].width == bits for name, bits in RW_BITS.items())
 BY_OFFSET = {r.offset: r for r in isa.REGISTERS}
-UNMAPPED = [o for o in (0x058, 0x05C, 0x060, 0x0FC, 0x100 + 8 * len(isa.COUNTERS), 0x800, 0xFFC)
+UNMAPPED = [o for o in (0x058, 0x05C, 0x060, 0x064, 0x0FC, 0x100 + 8 * len(isa.COUNTERS), 0x800,
+                        0xFFC)
             if o not in BY_OFFSET]
 
 
@@ -637,6 +638,8 @@ class RefRegisters:
             self.values[r.name] = old & ~(value & mask)
         elif r.name == "DOORBELL":
             assert not value & mask & 1, "the reference does not run commands"
+        elif r.name == "COUNTER_CLEAR":
+            assert not value & mask & 1, "the reference does not keep counters"
         else:
             keep = (1 << RW_BITS.get(r.name, 32)) - 1
             self.values[r.name] = (old & ~mask | value & mask) & keep
@@ -819,6 +822,93 @@ def test_irq_follows_status_and_enable():
     polls = [(IRQ_DONE, [(0, 0), (IRQ_DONE, 1)]), (IRQ_ERROR, [(0, 0), (IRQ_ERROR, 1)]),
              (IRQ_DONE, [(0, 0), (IRQ_ERROR, 0)]), (IRQ_ERROR, [(0, 0), (IRQ_DONE, 0)])]
     assert got == dict(table=table, polls=polls)
+
+
+# --- 6. the counters: cumulative, and cleared by COUNTER_CLEAR ----------------------------------
+
+#: A stream that moves the counters of a single core without dual precision or reuse:
+#: fetch, both DMA directions, core commands of both kinds of slot (MAC and update), and
+#: products with and without a zero operand (FORWARD's second sample is never loaded).
+COUNTED = [
+    dict(op="DMA_LOAD", n=2, batch=2, mem_addr=0x4000, mem_stride=0x40, sp_base=0, sp_lpc=1),
+    dict(op="LOAD_W", m=2, n=2, wbase=0, sp_base=0, sp_lpc=1),
+    dict(op="LOAD_COL", n=2, batch=1, abase=0, sp_base=0, sp_lpc=1),
+    dict(op="FORWARD", m=2, n=2, batch=2, wbase=0, abase=0, sp_base=8, sp_lpc=1),
+    dict(op="WGRAD", m=2, n=2, batch=1, wbase=0, abase=0, abase2=0, scalar=0),
+    dict(op="DMA_STORE", n=2, batch=1, mem_addr=0x5000, sp_base=8, sp_lpc=1),
+]
+#: The counters that stay 0: the tiny preset has no dual precision, no reuse and no ring,
+#: and commands this small never wait for the reducers.
+IDLE_COUNTERS = {"LOW_PRODUCTS", "REUSE_LOOKUPS", "REUSE_HITS", "MULTIPLIES_AVOIDED",
+                 "RING_WORDS", "RING_CYCLES", "STALL_CYCLES"}
+
+
+def test_counter_clear():
+    """The counters are cumulative over runs, and a write of 1 to COUNTER_CLEAR.clear sets
+    every one to 0 -- those the register file counts (CYCLES, COMMANDS, beats) and the
+    core's (CORE_CYCLES, slots, products) alike -- after which they count on from 0. A
+    write with bit 0 clear changes nothing; a clear while running answers SLVERR and changes
+    nothing. With a memory and a host that never stall, each run counts the same."""
+    clear = REG["COUNTER_CLEAR"].offset
+
+    async def body(bench):
+        async def counters():
+            return {name: await bench.get64(name) for name, _ in isa.COUNTERS}
+
+        await bench.ring(CMD_BASE, len(COUNTED))
+        await bench.finish()
+        first = await counters()
+        await bench.ring(CMD_BASE, len(COUNTED))
+        await bench.finish()
+        two = await counters()
+        kept = (await bench.write(clear, 0xFFFF_FFFE), await counters())
+        cleared = (await bench.write(clear, 1), await counters())
+        await bench.ring(CMD_BASE, len(COUNTED))
+        busy = await bench.write(clear, 1)
+        await bench.finish()
+        after = await counters()
+        status = await bench.get("STATUS")
+        return dict(first=first, two=two, kept=kept, cleared=cleared, busy=busy, after=after,
+                    status=status)
+
+    got, _ = simulate(body, image=image_of(COUNTED), seed=4)
+    first = got["first"]
+    assert got["status"] == STATUS_DONE and first["COMMANDS"] == len(COUNTED)
+    assert {name for name, value in first.items() if value == 0} == IDLE_COUNTERS
+    assert got["two"] == {name: 2 * value for name, value in first.items()}
+    assert got["kept"] == (Resp.OKAY, got["two"])
+    assert got["cleared"] == (Resp.OKAY, dict.fromkeys(first, 0))
+    # The run after the clear counts from 0, the refused clear in its middle did nothing.
+    assert (got["busy"], got["after"]) == (Resp.SLVERR, first)
+
+
+# --- 7. DMA_LOAD: the words of a column's last beat past n ---------------------------------------
+
+def test_dma_load_drops_the_words_past_n():
+    """A DMA_LOAD reads whole beats but writes only the column's ``n`` words into the
+    scratchpad: the words of its last beat past ``n`` are dropped and the scratchpad keeps
+    what it held there (docs/commands.md). A column of 4 words is loaded, then 3 words over
+    it (2 beats: the second beat carries word 3 of the new source too), and the 4 words
+    stored back: word 3 is still the first load's."""
+    assert K == 2
+    stream = [
+        dict(op="DMA_LOAD", n=4, batch=1, mem_addr=0x4000, sp_base=16, sp_lpc=2),
+        dict(op="DMA_LOAD", n=3, batch=1, mem_addr=0x6000, sp_base=16, sp_lpc=2),
+        dict(op="DMA_STORE", n=4, batch=1, mem_addr=0x8000, sp_base=16, sp_lpc=2),
+    ]
+    image = image_of(stream)
+    got, want = _runs([(CMD_BASE, len(stream), ())], seed=8, stall=0.3, host_stall=0.2,
+                      image=image)
+    _compare(got, want)
+    run, = got[0]
+    # The second load read its whole last beat: 2 beats, bytes 0x6000 to 0x600F.
+    assert ("r", 0x6000, 2, LOG_BB, Burst.INCR) in run["bursts"]
+    assert run["counters"]["DMA_READ_BEATS"] == 4
+    source = _Memory(8, image)
+    stored = [run["memory"][0x8000 + i] for i in range(16)]
+    assert stored == ([source.read(0x6000 + i, 1) for i in range(12)]
+                      + [source.read(0x400C + i, 1) for i in range(4)])
+    assert stored[12:] != [source.read(0x600C + i, 1) for i in range(4)]
 
 
 # --- bugs -------------------------------------------------------------------------------------

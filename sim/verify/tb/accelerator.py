@@ -14,7 +14,8 @@ Two tests:
 ``registers``
     The register map: ID, version and config readback; SLVERR for unmapped offsets, for
     writes to read-only registers and for the doorbell while running; the interrupt
-    enable and write-one-to-clear status; no X or Z on any output after reset.
+    enable and write-one-to-clear status; the counters' clear; no X or Z on any output
+    after reset.
 """
 
 import json
@@ -292,4 +293,9 @@ async def registers(dut):
             break
     assert await tb.read("STATUS") == DONE
     assert await tb.read64("COMMANDS") == 8
+
+    # COUNTER_CLEAR sets every counter to 0 (they are cumulative until then).
+    assert await tb.read64("CYCLES") > 0
+    await tb.write("COUNTER_CLEAR", 1)
+    assert await tb.counters() == {name.lower(): 0 for name, _ in isa.COUNTERS}
 

@@ -115,35 +115,48 @@ def test_reference_is_up_to_date():
     assert (REPO / "docs" / "commands.md").read_text() == isa.markdown()
 
 
+#: The strictest C the headers must compile under (``-Werror``: a warning fails).
+C_FLAGS = ["-Wall", "-Wextra", "-Werror", "-std=c99", "-pedantic"]
+
+
 def test_c_header_compiles(tmp_path):
-    compiler = shutil.which("cc") or shutil.which("gcc")
+    """chrysalis_isa.h under strict C99: the command macros build a command as ``encode``
+    does, and every field of every register splits a value as ``Register.bitfields`` does,
+    with the SHIFT/MASK macros and with CHRYSALIS_REG_GET; CHRYSALIS_REG_PUT places a value
+    in a field."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         pytest.skip("no C compiler on this machine (make setup installs one)")
     (tmp_path / "chrysalis_isa.h").write_text(isa.c_header())
     (tmp_path / "use.c").write_text(
+        "#include <stdio.h>\n"
         '#include "chrysalis_isa.h"\n'
         "int main(void) {\n"
         "    uint32_t cmd[CHRYSALIS_CMD_WORDS] = {0};\n"
+        "    int i;\n"
         "    CHRYSALIS_CMD_SET(cmd, OP, CHRYSALIS_OP_DMA_LOAD);\n"
         "    CHRYSALIS_CMD_SET(cmd, N, 13);\n"
         "    CHRYSALIS_CMD_SET(cmd, BATCH, 3);\n"
         "    chrysalis_cmd_set_mem_addr(cmd, 0x123456789abcull);\n"
-        "    for (int i = 0; i < CHRYSALIS_CMD_WORDS; i++) printf(\"%u\\n\", cmd[i]);\n"
-        + "".join(f"    printf(\"%u\\n\", (0x{FIELD_WORD:08X}u & {name}_MASK) >> {name}_SHIFT);\n"
-                  for name in _field_macros())
+        "    for (i = 0; i < CHRYSALIS_CMD_WORDS; i++) printf(\"%lu\\n\", (unsigned long)cmd[i]);\n"
+        + "".join(f"    printf(\"%lu %lu\\n\", (unsigned long)((0x{FIELD_WORD:08X}u & {name}_MASK)"
+                  f" >> {name}_SHIFT), (unsigned long)CHRYSALIS_REG_GET({field}, "
+                  f"0x{FIELD_WORD:08X}u));\n" for name, field in _field_macros())
+        + "    printf(\"%lu\\n\", (unsigned long)(CHRYSALIS_REG_PUT(IRQ_ENABLE_ERROR, 1) |\n"
+          "        CHRYSALIS_REG_PUT(ARRAY_COLS, 0x1FF) |\n"
+          "        CHRYSALIS_REG_PUT(COUNTER_CLEAR_CLEAR, 1)));\n"
         + "    return 0;\n}\n")
-    source = (tmp_path / "use.c").read_text().replace('#include "chrysalis_isa.h"\n',
-                                                      '#include <stdio.h>\n#include "chrysalis_isa.h"\n')
-    (tmp_path / "use.c").write_text(source)
-    subprocess.run([compiler, "-Wall", "-Werror", "-o", str(tmp_path / "use"),
-                    str(tmp_path / "use.c")], check=True)
+    subprocess.run([compiler, *C_FLAGS, "-o", str(tmp_path / "use"), str(tmp_path / "use.c")],
+                   check=True)
     words = [int(w) for w in subprocess.run([str(tmp_path / "use")], check=True,
                                             capture_output=True, text=True).stdout.split()]
     n = isa.COMMAND_WORDS
     assert tuple(words[:n]) == isa.encode("DMA_LOAD", n=13, batch=3, mem_addr=0x123456789abc)
-    # The bit-field macros split a register value as Register.unpack does.
-    assert words[n:] == [value for r in isa.REGISTERS
-                         for value in r.unpack(FIELD_WORD).values()]
+    # Every field of every register, the 32-bit VALUE of a register without fields too.
+    want = [value for r in isa.REGISTERS for f in r.bitfields
+            for value in 2 * [(FIELD_WORD >> f.lsb) & ((1 << f.width) - 1)]]
+    assert words[n:-1] == want
+    assert words[-1] == (0b10 | 0xFF << 8 | 1)      # a value wider than its field is cut
 
 
 #: A register value to split with the C header's bit-field macros.
@@ -151,7 +164,67 @@ FIELD_WORD = 0xA5C3_3C5A
 
 
 def _field_macros():
-    return [f"CHRYSALIS_REG_{r.name}_{f.name.upper()}" for r in isa.REGISTERS for f in r.fields]
+    """``(macro prefix, CHRYSALIS_REG_GET argument)`` of every field of every register."""
+    return [(f"CHRYSALIS_REG_{r.name}_{f.name.upper()}", f"{r.name}_{f.name.upper()}")
+            for r in isa.REGISTERS for f in r.bitfields]
+
+
+def test_every_register_has_bit_fields():
+    """``Register.bitfields``: a register's own fields, or one 32-bit ``value``; every
+    register that packs several values (STATUS, IRQ_*, ARRAY, BUS, CLUSTER, ...) has its
+    fields, and the fields of each register lie where the RTL's read value puts them."""
+    for r in isa.REGISTERS:
+        assert r.bitfields, r.name
+        if r.fields:
+            assert r.bitfields == r.fields
+        else:
+            assert [(f.name, f.lsb, f.width) for f in r.bitfields] == [("value", 0, 32)]
+    packed = {"STATUS": ["running", "done", "error"], "IRQ_ENABLE": ["done", "error"],
+              "IRQ_STATUS": ["done", "error"], "ARRAY": ["rows", "cols", "banks", "mac_latency"],
+              "BUS": ["data_width", "addr_width"], "CLUSTER": ["cores", "link_words",
+                                                               "hop_latency"],
+              "DOORBELL": ["run"], "COUNTER_CLEAR": ["clear"], "ERROR_CODE": ["code"]}
+    for name, fields in packed.items():
+        assert [f.name for f in isa.REGISTER[name].fields] == fields, name
+    assert isa.REGISTER["STATUS"].pack(running=1, done=1, error=1) == 0b111
+    assert isa.REGISTER["IRQ_STATUS"].pack(done=1, error=1) == 0b11
+
+
+def test_counter_clear_and_the_register_sets():
+    """COUNTER_CLEAR is a write-only pulse refused while running; the sets of registers
+    name registers of the map with the access they need."""
+    clear = isa.REGISTER["COUNTER_CLEAR"]
+    assert (clear.access, clear.pack(clear=1), clear.reset) == ("w", 1, 0)
+    assert clear.offset < 0x100 and clear.offset not in {r.offset for r in isa.REGISTERS
+                                                         if r is not clear}
+    assert set(isa.LOCKED_WHILE_RUNNING) <= {r.name for r in isa.REGISTERS if r.writable}
+    assert "COUNTER_CLEAR" in isa.LOCKED_WHILE_RUNNING and "IRQ_STATUS" not in \
+        isa.LOCKED_WHILE_RUNNING
+    assert isa.CONFIG_REGISTERS <= set(isa.REGISTER)
+    assert all(isa.REGISTER[name].access == "r" for name in isa.CONSTANT_REGISTERS)
+    assert not isa.CONSTANT_REGISTERS & isa.CONFIG_REGISTERS
+
+
+def test_shared_fields():
+    """The fields that share bits are found from their positions, no operation uses both,
+    and the reference and the C header say so."""
+    assert isa.shared_fields() == (("scalar", "mem_addr", (13,)), ("scalar2", "mem_addr", (14,)))
+    for a, b, _ in isa.shared_fields():
+        assert not any(a in names and b in names for names in isa.OP_FIELDS.values())
+    assert "`scalar` and `mem_addr` share word 13; `scalar2` and `mem_addr` share word 14" \
+        in isa.markdown()
+    assert "/* scalar and mem_addr share word 13: no operation uses both */" in isa.c_header()
+
+
+def test_reference_says_what_the_counters_count():
+    """The reference says the counters are cumulative, since reset or the last clear, and
+    what a DMA_LOAD does with the words past ``n`` in a column's last beat."""
+    text = isa.markdown()
+    assert ("They are cumulative: each counts over every run since reset or since the last "
+            "write of 1 to `COUNTER_CLEAR.clear`") in text
+    assert "| 0x060 | `COUNTER_CLEAR` | w | 0x0 | `clear`: write 1 to set every counter" in text
+    assert ("the words of a column's last beat past `n` are dropped, and the scratchpad "
+            "keeps what it held there") in text
 
 
 def test_the_core_runs_the_operations_that_are_neither_dma_nor_collective():
@@ -243,7 +316,7 @@ def test_c_header_names_are_distinct_and_keep_their_values():
     values = dict(defines)
     for r in isa.REGISTERS:
         assert values[f"CHRYSALIS_REG_{r.name}"] == f"0x{r.offset:03X}u"
-        for f in r.fields:
+        for f in r.bitfields:
             name = f"CHRYSALIS_REG_{r.name}_{f.name.upper()}"
             assert (values[f"{name}_SHIFT"], values[f"{name}_MASK"]) == (str(f.lsb),
                                                                         f"0x{f.mask:08X}u")
