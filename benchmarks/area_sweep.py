@@ -9,9 +9,12 @@ LUT4 per PE, the ratios dual / single, fp8 / bf16 and reuse / no reuse, and the 
 ``b`` of ``LUT4 = a * PEs^b`` fitted per series.
 
     .venv/bin/python benchmarks/area_sweep.py [-j 2] [--max-pes 16] [--report-only]
+    .venv/bin/python benchmarks/area_sweep.py --plot-only
 
 ``--max-pes`` runs only the points with at most that many PEs (an 8x8 point synthesizes in
-12 to 24 minutes here); the others stay pending and are reported as such.
+12 to 24 minutes here); the others stay pending and are reported as such. ``--plot-only``
+draws ``area_sweep.png`` again from the committed ``area_sweep.json``, without the sweep's
+results.
 
 Writes ``benchmarks/results/area_sweep.{json,md,png}`` (and the full report of
 ``chrysalis report`` under ``build/sweeps/area/report``).
@@ -20,14 +23,14 @@ Writes ``benchmarks/results/area_sweep.{json,md,png}`` (and the full report of
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chrysalis.gen.flows.report import fit_exponent, markdown_table, rows, write_report  # noqa: E402
+from chrysalis.gen.flows.report import (  # noqa: E402
+    area_figure, fit_exponent, markdown_table, rows, write_report)
 from chrysalis.gen.flows.sweep import load_results, load_sweep, run_sweep  # noqa: E402
 
 SWEEP = ROOT / "sweeps" / "area.toml"
@@ -113,6 +116,19 @@ def fit_line(xs, ys):
     return round(my - slope * mx), round(slope)
 
 
+def plot(summary, path):
+    """Draw LUT4 against PEs, one line per series with its fitted exponent, from the rows
+    of :func:`summarize` (or of ``area_sweep.json``) into ``path``."""
+    series = {}
+    for r in summary:
+        series.setdefault(label(r["operand"], r["dual"], r["reuse_entries"]), []).append(
+            (r["pes"], r["lut4"]))
+    fits = {name: (fit_exponent(*zip(*points)), len({p[0] for p in points}))
+            for name, points in series.items()}
+    # No "Software" stamp: the same rows give the same bytes.
+    area_figure(series, fits, "LUT4 (ECP5)").savefig(path, metadata={"Software": None})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel points (default 2)")
@@ -120,7 +136,14 @@ def main(argv=None):
                         help="run only the points with at most N PEs (the rest stay pending)")
     parser.add_argument("--report-only", action="store_true",
                         help="write the tables from the results so far, run nothing")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="draw area_sweep.png again from area_sweep.json, run nothing")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads((RESULTS / "area_sweep.json").read_text())["rows"],
+             RESULTS / "area_sweep.png")
+        print(RESULTS / "area_sweep.png")
+        return 0
     if args.max_pes is not None and args.max_pes < 1:
         parser.error(f"--max-pes must be a positive integer, not {args.max_pes!r}")
     sweep = load_sweep(SWEEP)
@@ -136,12 +159,12 @@ def main(argv=None):
     keys = {p.key for p in sweep.points}
     records = [r for r in records if r["key"] in keys]
     failed = [r for r in records if r["status"] != "ok"]
-    written = write_report(records, WORK / "report", title="Area sweep")
+    write_report(records, WORK / "report", title="Area sweep")
     _, table = rows(records)
     summary, fits, lines = summarize(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    if "area_plot" in written:
-        shutil.copyfile(written["area_plot"], RESULTS / "area_sweep.png")
+    if summary:
+        plot(summary, RESULTS / "area_sweep.png")
     pending = len(sweep.points) - len(records)
     (RESULTS / "area_sweep.json").write_text(json.dumps({
         "note": NOTE, "rows": summary, "fits_lut4_vs_pes": fits,

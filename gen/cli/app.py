@@ -7,14 +7,24 @@ arguments and a function that runs it. A subcommand lives in its own small modul
 ``run`` so ``--help`` stays fast.
 
 Errors a user can fix (a bad config value, an unknown key, unparseable TOML, a missing file,
-an unknown preset) print one line, ``chrysalis: error: <message>``, and exit with status 2;
-an operating-system error (say, an unwritable output directory) exits with status 1.
+an unknown preset, an output that cannot be written) print one line, ``chrysalis: error:
+<message>``, and exit with status 2, before the command has done or written anything; an
+operating-system error during the work (say, a full disk) is one line too, and exits with
+status 1. A reader of stdout that goes away early (``chrysalis config show | head``) ends
+the command quietly with status 141, as for any tool killed by ``SIGPIPE``.
+
+Outputs follow one rule: ``-o/--output DIR`` names the folder a command writes its files
+into (:func:`add_output_argument`, checked by :func:`check_output_dir`), and ``--json FILE``
+names one file (:func:`check_writable`); a missing folder is made. The spellings used
+before the rule (``--out``, ``--build-dir``) still work, hidden from ``--help``.
 """
 
 import argparse
 import importlib
 import json
 import os
+import select
+import signal
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -26,9 +36,9 @@ from chrysalis.gen.spec.config import (
     Config, ConfigError, PRESETS, check_buildable, get_preset, parse_override, with_overrides)
 
 __all__ = ["Command", "COMMANDS", "COMMAND_MODULES", "PROG", "register",
-           "add_config_arguments", "config_from_args", "positive_int", "non_negative_int",
-           "status", "write_json", "check_writable", "fail", "tool_errors_exit_1", "wrap",
-           "build_parser", "main"]
+           "add_config_arguments", "add_output_argument", "config_from_args", "positive_int",
+           "non_negative_int", "status", "write_json", "check_writable", "check_output_dir",
+           "fail", "tool_errors_exit_1", "wrap", "build_parser", "main"]
 
 #: The modules of the subcommands, in the order of ``chrysalis --help``; each registers its
 #: subcommands when imported.
@@ -103,6 +113,33 @@ def add_config_arguments(parser, *, required=True):
                             "mac.operand=fp16 (repeatable; values are TOML)")
 
 
+def add_output_argument(parser, *, help, default=None, dest="output", old=(), **kwargs):
+    """Add ``-o/--output DIR`` to ``parser``: the folder the command writes its files into.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    help : str
+        The option's line in ``--help``.
+    default : optional
+        The value without the option.
+    dest : str
+        The attribute of the parsed arguments (``output`` unless a command's code and its
+        callers already use another name).
+    old : tuple of str
+        The command's spellings from before ``-o/--output`` (``"--out"``), still accepted
+        so that scripts keep working, and hidden from ``--help``.
+    **kwargs
+        More arguments of ``add_argument`` (``type=``, ``required=``), for every spelling.
+    """
+    parser.add_argument("-o", "--output", metavar="DIR", default=default, dest=dest,
+                        help=help, **kwargs)
+    for spelling in old:
+        # The same destination: whichever spelling comes last on the command line wins.
+        parser.add_argument(spelling, dest=dest, help=argparse.SUPPRESS,
+                            default=argparse.SUPPRESS, **kwargs)
+
+
 def config_from_args(args, *, buildable=False):
     """The :class:`~gen.spec.config.Config` that :func:`add_config_arguments` options describe.
 
@@ -170,17 +207,49 @@ def check_writable(path, flag):
         Naming ``flag`` and ``path``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} must name a file, not the folder {str(path)!r}")
+    blocker = next((parent for parent in path.parents
+                    if os.path.lexists(parent) and not parent.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written: {str(blocker)!r} is a "
+                          f"file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigError(f"{flag} {str(path)!r} cannot be written: {error.strerror}, "
                           f"not {str(path.parent)!r}") from None
-    if path.is_dir():
-        raise ConfigError(f"{flag} must name a file, not the folder {str(path)!r}")
     target = path if path.exists() else path.parent
     if not os.access(target, os.W_OK):
         raise ConfigError(f"{flag} {str(path)!r} cannot be written (no write permission on "
                           f"{str(target)!r})")
+    return path
+
+
+def check_output_dir(path, flag="--output"):
+    """Refuse, before any work, an output folder that cannot be made or written. Nothing is
+    made here (the command makes the folder when it writes), so a command refused later
+    leaves nothing behind. Returns the folder as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``flag`` and ``path``: a file stands where the folder or one of its parents
+        should be, or the nearest existing parent cannot be written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        existing = path
+    elif os.path.lexists(path):
+        raise ConfigError(f"{flag} must name a folder, not the file {str(path)!r}")
+    else:
+        existing = next(parent for parent in path.parents if os.path.lexists(parent))
+        if not existing.is_dir():
+            raise ConfigError(f"{flag} must be a folder that can be made ({str(existing)!r} "
+                              f"is a file), not {str(path)!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} must be a folder that can be written (no write permission "
+                          f"on {str(existing)!r}), not {str(path)!r}")
     return path
 
 
@@ -242,14 +311,65 @@ def fail(message, exit_status):
     return exit_status
 
 
-def main(argv=None):
-    """Run ``chrysalis`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+def _os_error_text(error):
+    """An operating-system error as ``file: reason`` (the errno number says nothing to a
+    user)."""
+    if error.strerror and error.filename is not None:
+        return f"{os.fsdecode(error.filename)}: {error.strerror}"
+    return error.strerror or str(error)
+
+
+def _stdout_reader_gone():
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on the
+    write end of such a pipe)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _quiet_stdout():
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit does not
+    report the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _run(argv):
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        exit_status = args.run(args)
+        # Flushed here, not at exit, so that a reader gone early is handled by main.
+        sys.stdout.flush()
+        return exit_status
     except ConfigError as error:
         return fail(error, 2)
+    except BrokenPipeError:
+        raise       # main tells a reader of stdout gone from any other broken pipe
     except OSError as error:
-        return fail(error, 1)
+        return fail(_os_error_text(error), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+
+
+def main(argv=None):
+    """Run ``chrysalis`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    try:
+        try:
+            return _run(argv)
+        except SystemExit:
+            # --help, --version and usage errors exit from inside argparse, their text
+            # still in stdout's buffer.
+            sys.stdout.flush()
+            raise
+    except BrokenPipeError as error:
+        if not _stdout_reader_gone():
+            return fail(_os_error_text(error), 1)
+        # The reader of stdout went away (`chrysalis config show | head`): nothing is
+        # wrong and nothing more can be said; end as a tool killed by SIGPIPE would.
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE

@@ -9,7 +9,8 @@ import argparse
 from chrysalis.gen.spec.config import ConfigError
 
 from .app import (
-    Command, add_config_arguments, config_from_args, fail, positive_int, register)
+    Command, add_config_arguments, add_output_argument, check_output_dir, config_from_args,
+    fail, positive_int, register)
 
 __all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT", "DEFAULT_PLL_MHZ", "pll_mhz"]
 
@@ -17,7 +18,7 @@ __all__ = ["BOARD_COMMAND", "BOARD_NAMES", "DEFAULT_OUT", "DEFAULT_PLL_MHZ", "pl
 #: heavy; tests/gen/cli/test_board_cli.py checks they agree.
 BOARD_NAMES = ("ulx3s_12f", "ulx3s_25f", "ulx3s_45f", "ulx3s_85f")
 
-#: Where a build goes without ``--out``: ``build/board/<board>-<config name>``.
+#: Where a build goes without ``-o/--output``: ``build/board/<board>-<config name>``.
 DEFAULT_OUT = "build/board"
 
 
@@ -69,8 +70,8 @@ def _configure(parser):
     parser.add_argument("--board", metavar="NAME", required=True,
                         help=f"the board: {', '.join(BOARD_NAMES)}")
     add_config_arguments(parser, required=False)
-    parser.add_argument("--out", metavar="DIR",
-                        help=f"build directory (default: {DEFAULT_OUT}/<board>-<config name>)")
+    add_output_argument(parser, old=("--out",),
+                        help=f"build folder (default: {DEFAULT_OUT}/<board>-<config name>)")
     parser.add_argument("--pll", type=pll_mhz, default=DEFAULT_PLL_MHZ, metavar="MHZ",
                         help=f"clock the design from the ECP5 PLL at MHZ (default: "
                              f"{DEFAULT_PLL_MHZ:g}, which the default 4x4 core meets; off: "
@@ -96,7 +97,10 @@ def _run(args):
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, not {args.seed!r}")
     config = config_from_args(args, buildable=True)
-    out = args.out if args.out is not None else f"{DEFAULT_OUT}/{args.board}-{config.name}"
+    out = args.output
+    if out is None:
+        out = f"{DEFAULT_OUT}/{args.board}-{config.name}"
+    check_output_dir(out)
     try:
         result = build_board(config, out, board=args.board, sizes=args.sizes,
                              batch=args.batch, seed=args.seed, runs=args.runs,
@@ -146,13 +150,13 @@ BOARD_COMMAND = register(Command(
                 "holding one compiled digits training step and a small host that runs it "
                 "after reset and compares a checksum of the memory with the golden "
                 "machine's: the LEDs show pass or fail (docs/board.md). The utilization, "
-                "Fmax and critical path go to <out>/top.board.json beside <out>/top.bit, "
+                "Fmax and critical path go to <output>/top.board.json beside <output>/top.bit, "
                 "and are printed. A place and route of the default 4x4 core takes most of "
                 "an hour.",
     epilog="examples:\n"
            "  chrysalis board --board ulx3s_85f --set core.scratchpad_words=32768\n"
            "  chrysalis board --board ulx3s_85f --preset tiny --sizes 64,8,10 --batch 2 "
-           "--set core.scratchpad_words=2048 --out build/board/tiny\n"
+           "--set core.scratchpad_words=2048 -o build/board/tiny\n"
            "  chrysalis board --board ulx3s_85f --config my.toml --pll off",
     configure=_configure,
     run=_run,

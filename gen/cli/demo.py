@@ -13,7 +13,7 @@
    memory image and the counters after each run, bit for bit.
 5. Print the cycles, the utilization and the minibatch's loss.
 
-    chrysalis demo [--preset NAME | --config FILE] [--batch 8] [--steps 1]
+    chrysalis demo [--preset NAME | --config FILE] [--batch 8] [--steps 1] [-o DIR]
 """
 
 import argparse
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chrysalis.gen.cli import add_config_arguments, config_from_args
+from chrysalis.gen.cli import add_config_arguments, add_output_argument, config_from_args
 from chrysalis.gen.spec.config import ConfigError
 from chrysalis.sim.verify.runner import SIMULATORS
 
@@ -110,8 +110,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=8, help="minibatch size (default 8)")
     parser.add_argument("--steps", type=int, default=1, help="training steps (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="data split and weights (default 0)")
-    parser.add_argument("--out", type=Path, default=REPO / "build" / "demo",
-                        help="output directory (default build/demo)")
+    add_output_argument(parser, type=Path, default=REPO / "build" / "demo", old=("--out",),
+                        help="output folder (default build/demo)")
     parser.add_argument("--simulator", action="append", choices=SIMULATORS,
                         help="simulator to run (repeatable; default verilator)")
     args = parser.parse_args(argv)
@@ -120,7 +120,7 @@ def main(argv=None):
             parser.error(f"--{name} must be positive, not {getattr(args, name)!r}")
     try:
         config = config_from_args(args)
-        rows, failures = run(config, args.out, args.batch, args.steps, args.seed,
+        rows, failures = run(config, args.output, args.batch, args.steps, args.seed,
                              args.simulator or ["verilator"])
     except (ConfigError, ValueError) as error:
         print(f"demo: error: {error}", file=sys.stderr)

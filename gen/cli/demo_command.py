@@ -8,7 +8,8 @@ on the golden machine model, and compare them bit for bit.
 from pathlib import Path
 
 from .app import (
-    Command, add_config_arguments, config_from_args, non_negative_int, positive_int, register)
+    Command, add_config_arguments, add_output_argument, check_output_dir, config_from_args,
+    non_negative_int, positive_int, register)
 
 __all__ = ["DEMO", "SIMULATORS", "demo_argv"]
 
@@ -25,8 +26,8 @@ def _configure(parser):
                         help="training steps (default 1)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="data split and weights (default 0)")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="output directory (default build/demo in the repository)")
+    add_output_argument(parser, type=Path, old=("--out",),
+                        help="output folder (default build/demo in the repository)")
     parser.add_argument("--simulator", action="append", choices=SIMULATORS,
                         help="simulator to run (repeatable; default verilator)")
 
@@ -42,8 +43,8 @@ def demo_argv(args):
     for text in args.overrides:
         argv += ["--set", text]
     argv += ["--batch", str(args.batch), "--steps", str(args.steps), "--seed", str(args.seed)]
-    if args.out is not None:
-        argv += ["--out", str(args.out)]
+    if args.output is not None:
+        argv += ["--output", str(args.output)]
     for simulator in args.simulator or ():
         argv += ["--simulator", simulator]
     return argv
@@ -52,6 +53,8 @@ def demo_argv(args):
 def _run(args):
     # A config the demo cannot build is this command's one-line error, before anything runs.
     config_from_args(args, buildable=True)
+    if args.output is not None:
+        check_output_dir(args.output)
     from chrysalis.gen.cli import demo  # NumPy, the compiler and the runners: only now
     return demo.main(demo_argv(args))
 
@@ -70,7 +73,7 @@ DEMO = register(Command(
     epilog="examples:\n"
            "  chrysalis demo\n"
            "  chrysalis demo --simulator icarus\n"
-           "  chrysalis demo --preset tiny --batch 4 --steps 2 --out build/demo-tiny",
+           "  chrysalis demo --preset tiny --batch 4 --steps 2 -o build/demo-tiny",
     configure=_configure,
     run=_run,
 ))

@@ -10,7 +10,7 @@ import json
 
 from chrysalis.gen.spec.config import ConfigError
 
-from .app import Command, add_config_arguments, config_from_args, register
+from .app import Command, add_config_arguments, check_writable, config_from_args, register
 
 __all__ = ["PERF", "SEARCH"]
 
@@ -54,8 +54,9 @@ def _configure_perf(parser):
                              "low-precision multiplier (default 0.5)")
     parser.add_argument("--clock-mhz", type=float, default=1000.0,
                         help="clock for time and power figures (default 1000)")
-    parser.add_argument("--json", metavar="OUT", default=None,
-                        help="also write every figure to this JSON file")
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write every figure to this JSON file (its folder is made "
+                             "when missing)")
 
 
 def _config(args):
@@ -71,6 +72,23 @@ def _check_batch(batch):
         raise ConfigError(f"--batch must be a positive integer, not {batch!r}")
 
 
+def _check_rates(clock_hz, reuse_hit_rate, low_fraction):
+    for name, value in (("--reuse-hit-rate", reuse_hit_rate),
+                        ("--low-fraction", low_fraction)):
+        if not 0 <= value <= 1:
+            raise ConfigError(f"{name} must be in [0, 1], not {value!r}")
+    if not clock_hz > 0:
+        raise ConfigError(f"--clock-mhz must be positive, not {clock_hz / 1e6!r}")
+
+
+def _write_json(path, data, **options):
+    """Write ``data`` as the JSON of ``perf``/``search`` into ``path``, checked beforehand by
+    :func:`check_writable` (which made its folder)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, **options)
+        handle.write("\n")
+
+
 def _layer_energy(config, table, layer, copies, rates):
     from chrysalis.gen.perf.energy_model import energy_of
     return energy_of(config, {"phases": layer["phases"], "cycles": layer["cycles"],
@@ -81,12 +99,7 @@ def _layer_energy(config, table, layer, copies, rates):
 def perf_report(config, network, batch, mode, mapping="best", energy_path=None,
                 clock_hz=1e9, reuse_hit_rate=0.0, low_fraction=0.5):
     """Everything ``chrysalis perf`` prints, as a dict (the JSON it writes)."""
-    for name, value in (("--reuse-hit-rate", reuse_hit_rate),
-                        ("--low-fraction", low_fraction)):
-        if not 0 <= value <= 1:
-            raise ConfigError(f"{name} must be in [0, 1], not {value!r}")
-    if not clock_hz > 0:
-        raise ConfigError(f"--clock-mhz must be positive, not {clock_hz / 1e6!r}")
+    _check_rates(clock_hz, reuse_hit_rate, low_fraction)
     rates = {"reuse_hit_rate": reuse_hit_rate, "low_fraction": low_fraction}
     from chrysalis.gen.perf import energy
     from chrysalis.gen.perf.mapping import optimize
@@ -165,6 +178,10 @@ def _run_perf(args):
         network = get_network(args.network)
     except ValueError as error:
         raise ConfigError(f"--network: {error}") from None
+    _check_rates(args.clock_mhz * 1e6, args.reuse_hit_rate, args.low_fraction)
+    if args.json:
+        # Refused now, not after the model has printed everything.
+        check_writable(args.json, "--json")
     try:
         report = perf_report(config, network, args.batch, args.mode, args.mapping,
                              args.energy, args.clock_mhz * 1e6, args.reuse_hit_rate,
@@ -173,9 +190,7 @@ def _run_perf(args):
         raise ConfigError(str(error)) from None
     print(format_perf(report))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=1)
-            handle.write("\n")
+        _write_json(args.json, report)
     return 0
 
 
@@ -216,7 +231,9 @@ def _configure_search(parser):
                         help="designs kept per round (default 1)")
     parser.add_argument("--exhaustive", action="store_true",
                         help="also search the whole space, for comparison")
-    parser.add_argument("--json", metavar="OUT", default=None)
+    parser.add_argument("--json", metavar="FILE", default=None,
+                        help="also write the designs found to this JSON file (its folder is "
+                             "made when missing)")
 
 
 def _run_search(args):
@@ -232,6 +249,8 @@ def _run_search(args):
         network = get_network(args.network)
     except ValueError as error:
         raise ConfigError(f"--network: {error}") from None
+    if args.json:
+        check_writable(args.json, "--json")
     budget = {"area_mm2": args.area_mm2, "power_w": args.power_w}
     space = SPACES[args.space]
     found = heuristic(network, args.batch, args.mode, space, budget, args.objective,
@@ -248,9 +267,7 @@ def _run_search(args):
               f"fewer evaluations")
         print(format_design(full["best"]))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(out, handle, indent=1, default=str)
-            handle.write("\n")
+        _write_json(args.json, out, default=str)
     return 0
 
 

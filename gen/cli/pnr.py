@@ -4,11 +4,10 @@ nextpnr-ecp5: Fmax, utilization and the critical path (:mod:`gen.flows.pnr`).
 """
 
 import argparse
-from pathlib import Path
 
 from .app import (
-    Command, add_config_arguments, config_from_args, register, status, tool_errors_exit_1,
-    write_json)
+    Command, add_config_arguments, add_output_argument, check_output_dir, check_writable,
+    config_from_args, register, status, tool_errors_exit_1, write_json)
 
 __all__ = ["PNR", "pnr_summary"]
 
@@ -35,8 +34,7 @@ def _configure_pnr(parser):
     parser.add_argument("--in-context", action="store_true",
                         help="place with IO buffers on package pins (default: out of "
                              "context, since the AXI ports exceed the package's pins)")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="working directory (default: build/<name>/pnr)")
+    add_output_argument(parser, help="working folder (default: build/<name>/pnr)")
     parser.add_argument("--json", metavar="FILE",
                         help="write the result as JSON (default: <output>/<name>.pnr.json)")
     parser.add_argument("--lut-mapper", choices=("abc", "abc9"), default="abc",
@@ -65,7 +63,8 @@ def _run_pnr(args):
     from chrysalis.gen.flows.pnr import place_config
     from chrysalis.gen.flows.synth import SynthError
     config = config_from_args(args, buildable=True)
-    out = Path(args.output or f"build/{config.name}/pnr")
+    out = check_output_dir(args.output or f"build/{config.name}/pnr")
+    json_path = check_writable(args.json or out / f"{config.name}.pnr.json", "--json")
     status(f"synthesizing and placing {config.name} in {out} (nextpnr takes minutes; "
             f"a 4x4 core over 40 minutes on 2 cores) ...")
     try:
@@ -77,7 +76,7 @@ def _run_pnr(args):
     result["config"] = config.to_dict()
     result["config_hash"] = config.config_hash()
     print(pnr_summary(result), end="")
-    path = write_json(args.json or out / f"{config.name}.pnr.json", result)
+    path = write_json(json_path, result)
     print(f"result written to {path}")
     return 0
 

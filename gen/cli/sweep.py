@@ -9,7 +9,8 @@ from pathlib import Path
 
 from chrysalis.gen.spec.config import ConfigError
 
-from .app import Command, positive_int, register
+from .app import (
+    Command, add_output_argument, check_output_dir, fail, positive_int, register)
 
 __all__ = ["SWEEP", "REPORT"]
 
@@ -18,9 +19,8 @@ def _configure_sweep(parser):
     parser.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file (docs/flows.md)")
     parser.add_argument("-j", "--jobs", type=positive_int, default=1, metavar="N",
                         help="points run at once in local processes (default 1)")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="results (results.jsonl) and each point's files "
-                             "(default: build/sweeps/<sweep name>)")
+    add_output_argument(parser, help="the folder of the results (results.jsonl) and of each "
+                                      "point's files (default: build/sweeps/<sweep name>)")
     parser.add_argument("--executor", choices=("local", "dask"), default="local",
                         help="local processes (default) or a Dask cluster")
     parser.add_argument("--scheduler", metavar="ADDR",
@@ -51,11 +51,16 @@ def _run_sweep(args):
             overrides = ", ".join(f"{k}={v}" for k, v in point.overrides.items())
             print(f"{point.key[:12]}  {state:<7}  {point.flow:<8}  {overrides}")
         return 0
+    check_output_dir(out)
     print(f"sweep {sweep.name}: {len(sweep.points)} points, results in "
           f"{out / 'results.jsonl'}", flush=True)
-    counts = run_sweep(sweep, out, jobs=args.jobs, executor=args.executor,
-                       scheduler=args.scheduler, retry_failed=args.retry_failed,
-                       progress=not args.quiet, log=lambda line: print(line, flush=True))
+    try:
+        counts = run_sweep(sweep, out, jobs=args.jobs, executor=args.executor,
+                           scheduler=args.scheduler, retry_failed=args.retry_failed,
+                           progress=not args.quiet, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        return fail(f"interrupted: the finished points are in {out / 'results.jsonl'}; the "
+                    f"same command runs the others", 130)
     print(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} already done "
           f"of {counts['total']}")
     return 1 if counts["failed"] else 0
@@ -70,7 +75,8 @@ SWEEP = register(Command(
                 "its config, flow and options: run the same command again after a crash or "
                 "Ctrl-C and only the missing points run. A point that fails is recorded "
                 "with its error and log, and the others go on (exit status 1 when any "
-                "failed in this run). The layout of a sweep file is in docs/flows.md.",
+                "failed in this run). Ctrl-C stops the local workers and their tools at "
+                "once (exit status 130). The layout of a sweep file is in docs/flows.md.",
     epilog="examples:\n"
            "  chrysalis sweep sweeps/area.toml -j 2\n"
            "  chrysalis sweep sweeps/area.toml --list\n"
@@ -84,25 +90,31 @@ SWEEP = register(Command(
 def _configure_report(parser):
     parser.add_argument("results", metavar="RESULTS",
                         help="a sweep's results.jsonl, or its directory")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="where the tables and plots go (default: <results dir>/report)")
+    add_output_argument(parser, help="the folder of the tables and plots (default: "
+                                      "<results folder>/report)")
     parser.add_argument("--title", default=None, help="title of the Markdown report")
 
 
 def _run_report(args):
-    from chrysalis.gen.flows.report import write_report
+    from chrysalis.gen.flows.report import fit_note, write_report
     from chrysalis.gen.flows.sweep import load_results
     records = load_results(args.results)
     source = Path(args.results)
     base = source if source.is_dir() else source.parent
-    out = Path(args.output or base / "report")
+    out = check_output_dir(args.output or base / "report")
     written = write_report(records, out, title=args.title or f"Sweep results: {base.name}")
-    for kind, path in written.items():
-        if kind != "fits":
-            print(path)
-    for label, exponent in written["fits"].items():
-        if exponent is not None:
-            print(f"fitted exponent of area vs PEs ({label}): {exponent:.3f}")
+    fits, sizes = written.pop("fits"), written.pop("fit_sizes")
+    for path in written.values():
+        print(path)
+    for label, exponent in fits.items():
+        if exponent is None:
+            continue
+        note = fit_note(sizes[label])
+        if note:
+            print(f"exponent of area vs PEs ({label}): {exponent:.3f}, {note}")
+        else:
+            print(f"fitted exponent of area vs PEs ({label}): {exponent:.3f} "
+                  f"({sizes[label]} sizes)")
     return 0
 
 
@@ -113,7 +125,9 @@ REPORT = register(Command(
                 "config, every flow's figures side by side), the plots area_vs_pes.png (per "
                 "operand format, with the fitted exponent of area vs PEs), fmax_vs_pes.png, "
                 "area_breakdown.png and pareto.png when the results hold what they need, "
-                "and report.json (the fits and the Pareto front).",
+                "and report.json (the fits and the Pareto front). An exponent from fewer "
+                "than three sizes is printed with that caveat: a power law passes through "
+                "any two points.",
     epilog="examples:\n"
            "  chrysalis report build/sweeps/area\n"
            "  chrysalis report build/sweeps/area/results.jsonl -o build/sweeps/area/report",

@@ -8,8 +8,8 @@ from pathlib import Path
 from chrysalis.gen.spec.config import ConfigError
 
 from .app import (
-    Command, add_config_arguments, config_from_args, register, status, tool_errors_exit_1,
-    write_json)
+    Command, add_config_arguments, add_output_argument, check_output_dir, check_writable,
+    config_from_args, register, status, tool_errors_exit_1, write_json)
 
 __all__ = ["SYNTH", "synth_tables"]
 
@@ -29,9 +29,8 @@ def _configure_synth(parser):
     target.add_argument("--liberty", metavar="FILE",
                         help="map to this Liberty cell library and report its area "
                              "(the library's area unit, usually um^2)")
-    parser.add_argument("-o", "--output", metavar="DIR",
-                        help="working directory: Verilog, netlist, statistics and logs "
-                             "(default: build/<name>/synth-<target>)")
+    add_output_argument(parser, help="working folder: Verilog, netlist, statistics and logs "
+                                      "(default: build/<name>/synth-<target>)")
     parser.add_argument("--json", metavar="FILE",
                         help="write the result as JSON (default: <output>/<name>.synth.json)")
     parser.add_argument("--no-breakdown", action="store_true",
@@ -67,7 +66,8 @@ def _run_synth(args):
     target = "liberty" if args.liberty else (args.target or "ecp5")
     if args.liberty and not Path(args.liberty).is_file():
         raise ConfigError(f"--liberty must be an existing Liberty file, not {args.liberty!r}")
-    out = Path(args.output or f"build/{config.name}/synth-{target}")
+    out = check_output_dir(args.output or f"build/{config.name}/synth-{target}")
+    json_path = check_writable(args.json or out / f"{config.name}.synth.json", "--json")
     status(f"synthesizing {config.name} for {target} in {out} ...")
     try:
         result = synthesize_config(config, out, target=target, liberty=args.liberty,
@@ -77,7 +77,7 @@ def _run_synth(args):
     result["config"] = config.to_dict()
     result["config_hash"] = config.config_hash()
     print(synth_tables(result), end="")
-    path = write_json(args.json or out / f"{config.name}.synth.json", result)
+    path = write_json(json_path, result)
     print(f"result written to {path}")
     return 0
 

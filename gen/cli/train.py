@@ -9,8 +9,8 @@ import argparse
 from chrysalis.gen.spec.config import ConfigError
 
 from .app import (
-    Command, add_config_arguments, check_writable, config_from_args, fail, non_negative_int,
-    positive_int, register)
+    Command, add_config_arguments, add_output_argument, check_output_dir, check_writable,
+    config_from_args, fail, non_negative_int, positive_int, register)
 
 __all__ = ["TRAIN", "LR", "BATCH", "EPOCHS", "SIZES", "BACKENDS", "HARNESSES", "MODES",
            "CP_LR", "CP_EPOCHS"]
@@ -87,11 +87,13 @@ def _configure_train(parser):
                              "(cocotbext-axi; the default for icarus and with --waves)")
     parser.add_argument("--waves", action="store_true",
                         help="RTL backends: dump waveforms, one file per simulation")
-    parser.add_argument("--build-dir", default="build/train", metavar="DIR",
-                        help="RTL backends: Verilog, simulator builds and waveforms "
-                             "(default: build/train)")
+    # dest `build_dir`: the name of the drivers' argument it is passed to.
+    add_output_argument(parser, default="build/train", dest="build_dir", old=("--build-dir",),
+                        help="RTL backends: the folder of the Verilog, simulator builds and "
+                             "waveforms (default: build/train)")
     parser.add_argument("--json", metavar="FILE",
-                        help="write the result (history, counters, final weights) as JSON")
+                        help="write the result (history, counters, final weights) as JSON "
+                             "(its folder is made when missing)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (the per-epoch lines are still printed)")
     parser.add_argument("--mode", choices=MODES,
@@ -130,11 +132,17 @@ def _run_train(args):
     if args.waves and args.backend == "golden":
         raise ConfigError("--waves needs an RTL backend (--backend icarus or verilator), "
                           "not golden")
-    if args.json is not None:
-        # Refused now, not after a training of minutes.
-        check_writable(args.json, "--json")
     # The RTL backends build the Verilog: refuse a config the gateware cannot build.
     config = config_from_args(args, buildable=args.backend != "golden")
+    if args.mode is not None and config.cluster.cores < 2:
+        # Said first: no other option of a cluster run matters without a cluster.
+        raise ConfigError(f"--mode {args.mode} trains on a cluster: cluster.cores must be at "
+                          f"least 2 (--set cluster.cores=2), not {config.cluster.cores!r}")
+    # Outputs are refused now, not after a training of minutes.
+    if args.json is not None:
+        check_writable(args.json, "--json")
+    if args.backend != "golden":
+        check_output_dir(args.build_dir)
     if args.mode is not None or config.cluster.cores > 1:
         return _run_cluster_train(args, config)
     args.batch = BATCH if args.batch is None else args.batch

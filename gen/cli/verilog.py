@@ -1,21 +1,24 @@
 """``chrysalis verilog``: the Verilog of a config, with its sidecar files
 (:func:`gen.emit.verilog.emit`)."""
 
-from .app import Command, add_config_arguments, config_from_args, register
+from .app import (
+    Command, add_config_arguments, add_output_argument, check_output_dir, config_from_args,
+    register)
 
 __all__ = ["VERILOG"]
 
 
 def _configure_verilog(parser):
     add_config_arguments(parser)
-    parser.add_argument("-o", "--output", metavar="DIR", required=True,
-                        help="output directory (created when missing)")
+    add_output_argument(parser, required=True,
+                        help="output folder (made when missing)")
 
 
 def _run_verilog(args):
     from chrysalis.gen.emit.verilog import emit  # imports Amaranth: only when emitting
     config = config_from_args(args, buildable=True)
-    for path in emit(config, args.output).values():
+    output = check_output_dir(args.output)
+    for path in emit(config, output).values():
         print(path)
     return 0
 

@@ -27,6 +27,8 @@ has the same key. Each finished point is appended to ``results.jsonl`` in the ou
 directory as one JSON line, flushed and ``fsync``-ed before the next is taken: a sweep that
 is killed loses at most the points still running, and run again it skips every point already
 recorded. A point that fails is recorded with its error and log, and the others go on.
+Interrupted (Ctrl-C), a sweep in local processes kills its workers and the tools they run at
+once rather than wait for their points, and raises ``KeyboardInterrupt``.
 
 Flows (each returns a dict of figures):
 
@@ -54,6 +56,8 @@ import hashlib
 import importlib
 import json
 import os
+import signal
+import threading
 import time
 import tomllib
 import traceback
@@ -426,20 +430,77 @@ def load_results(path):
 
 # --- executors -----------------------------------------------------------------------------
 
+def _ignore_interrupts():
+    """The initializer of a local worker. Ctrl-C reaches every process of the terminal's
+    process group, but the sweep alone answers it (:func:`_stop_workers`): a worker left to
+    it would stop its point halfway, and a tool busy in a long call would not stop at all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(processes):
+    """Kill ``processes`` (the workers of a pool) and every process they started, at once.
+
+    Each process is stopped (``SIGSTOP``) before its children are listed, so none can start
+    a process that escapes; then all are killed.
+    """
+    import psutil
+    # A second Ctrl-C must not cut this short and leave a worker running.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        stopped, todo = [], [process.pid for process in processes]
+        while todo:
+            try:
+                victim = psutil.Process(todo.pop())
+                victim.suspend()
+                todo += [child.pid for child in victim.children()]
+            except psutil.NoSuchProcess:
+                continue
+            stopped.append(victim)
+        for victim in stopped:
+            try:
+                victim.kill()
+            except psutil.NoSuchProcess:
+                pass
+        # Dead once a zombie: waiting for the system to reap the orphaned tools takes
+        # seconds on some machines, and tells nothing more.
+        deadline = time.monotonic() + 10
+        while any(_running(victim) for victim in stopped) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _running(process):
+    """Whether a :class:`psutil.Process` still runs (not gone, not a zombie)."""
+    import psutil
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _local_results(points, out_dir, jobs):
     import concurrent.futures
     import multiprocessing
     # Fresh interpreters ("spawn"): no state of the parent leaks into a point's run.
     context = multiprocessing.get_context("spawn")
-    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context)
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context,
+                                                  initializer=_ignore_interrupts)
     try:
         futures = {pool.submit(run_point, p, out_dir): p for p in points}
         for future in concurrent.futures.as_completed(futures):
             yield futures[future], future
+    except BaseException:
+        # Ctrl-C, or the caller gone (GeneratorExit): the points still running are not
+        # recorded, so the next run does them; their workers are killed now rather than
+        # waited for (a synthesis takes minutes). The pool has no public handle on its
+        # processes before Python 3.14's terminate_workers.
+        _stop_workers(list((pool._processes or {}).values()))
+        raise
     finally:
-        # On Ctrl-C, do not wait for the points still queued (they are not recorded, so
-        # the next run does them).
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _dask_results(points, out_dir, scheduler):
@@ -448,12 +509,18 @@ def _dask_results(points, out_dir, scheduler):
     except ImportError:
         raise ConfigError("--executor dask needs the distributed package") from None
     client = Client(scheduler, set_as_default=False)
+    futures = {}
     try:
         # pure=False: a point runs once per submission, whatever Dask's own caching.
         futures = {client.submit(run_point, p, str(Path(out_dir).resolve()), pure=False,
                                  key=f"point-{p.key}"): p for p in points}
         for future in as_completed(futures, loop=client.loop):
             yield futures[future], future
+    except BaseException:
+        # The points not started are dropped; Dask cannot stop one that runs, and its
+        # result is not recorded (the next run does it again).
+        client.cancel(list(futures))
+        raise
     finally:
         client.close()
 
@@ -523,5 +590,8 @@ def run_sweep(sweep, out_dir, *, jobs=1, executor="local", scheduler=None,
                 bar.write(f"failed: {point.flow} {_describe(point.overrides)}: "
                           f"{record['error']}")
     finally:
+        # On an interrupt, closing the executor stops its workers now (not when the
+        # generator is collected).
+        results.close()
         bar.close()
     return counts

@@ -14,9 +14,12 @@ def test_simulators_are_the_runners():
 @pytest.mark.parametrize("argv, forwarded", [
     ([], ["--batch", "8", "--steps", "1", "--seed", "0"]),
     (["--preset", "tiny", "--set", "core.rows=1", "--batch", "4", "--steps", "2", "--seed",
-      "3", "--out", "build/d", "--simulator", "icarus", "--simulator", "verilator"],
+      "3", "-o", "build/d", "--simulator", "icarus", "--simulator", "verilator"],
      ["--preset", "tiny", "--set", "core.rows=1", "--batch", "4", "--steps", "2", "--seed",
-      "3", "--out", "build/d", "--simulator", "icarus", "--simulator", "verilator"]),
+      "3", "--output", "build/d", "--simulator", "icarus", "--simulator", "verilator"]),
+    # The spelling from before -o/--output.
+    (["--out", "build/d"], ["--batch", "8", "--steps", "1", "--seed", "0", "--output",
+                            "build/d"]),
 ])
 def test_options_are_forwarded(argv, forwarded, monkeypatch):
     calls = []

@@ -1,4 +1,5 @@
-"""``chrysalis sweep``: points, keys, persistence, resuming after a kill, failures, Dask."""
+"""``chrysalis sweep``: points, keys, persistence, resuming after a kill or an interrupt,
+failures, Dask."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from chrysalis.gen.flows.sweep import ResultStore, load_sweep, load_results, poi
 
 ROOT = Path(__file__).resolve().parents[3]
 FLOW = "tests.gen.flows.test_sweep:sleepy_flow"
+STUBBORN = "tests.gen.flows.test_sweep:stubborn_flow"
 
 
 def sleepy_flow(config, seconds=0.0, marks=None, fail_rows=None):
@@ -28,6 +30,19 @@ def sleepy_flow(config, seconds=0.0, marks=None, fail_rows=None):
         with open(marks, "a") as stream:
             stream.write(config.config_hash() + "\n")
     return {"pes": config.core.pes, "operand": config.mac.operand.name}
+
+
+def stubborn_flow(config, slow_rows=(), hold="", pids=""):
+    """A sweep flow for the interrupt test: for a core of ``slow_rows`` rows, while the file
+    ``hold`` exists, it runs a tool that takes ten minutes and does not stop on Ctrl-C (as
+    Yosys in WebAssembly, busy in one long call), after appending its worker's and the
+    tool's process ids to ``pids``; other cores return at once."""
+    if config.core.rows in slow_rows and Path(hold).exists():
+        tool = subprocess.Popen(["sh", "-c", "trap '' INT; exec sleep 600"])
+        with open(pids, "a") as stream:
+            stream.write(f"{os.getpid()} {tool.pid}\n")
+        tool.wait()
+    return {"pes": config.core.pes}
 
 
 def _sweep_file(tmp_path, body, name="s.toml"):
@@ -217,6 +232,86 @@ marks = "{marks}"
             assert count == 1, record["overrides"]
         else:
             assert count in (1, 2), record["overrides"]
+
+
+def _gone(pid):
+    psutil = pytest.importorskip("psutil")
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("whom", ["sweep", "group"])
+def test_interrupted_sweep_stops_its_workers_at_once_and_resumes(tmp_path, whom):
+    """Ctrl-C (SIGINT to the whole process group) or SIGINT to the sweep alone, while both
+    workers run a slow tool: the sweep exits at once, no worker or tool is left running, the
+    points finished before are on disk, and the same command run again does the rest."""
+    hold, pids = tmp_path / "hold", tmp_path / "pids.txt"
+    hold.touch()
+    path = _sweep_file(tmp_path, f"""
+base = "tiny"
+flows = ["{STUBBORN}"]
+[grid]
+"core.rows" = [1, 2, 3, 4]
+["{STUBBORN}"]
+slow_rows = [3, 4]
+hold = "{hold}"
+pids = "{pids}"
+""")
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    command = [sys.executable, "-m", "chrysalis.gen.cli", "sweep", str(path), "-j", "2",
+               "-o", str(out), "--quiet"]
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # Both fast points recorded, both slow ones in their tool.
+        while time.monotonic() < deadline:
+            if (results.exists() and len(results.read_text().splitlines()) == 2
+                    and pids.exists() and len(pids.read_text().splitlines()) == 2):
+                break
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.05)
+        else:
+            pytest.fail("the sweep did not reach its slow points in 120 s")
+        started = time.monotonic()
+        if whom == "group":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the sweep still runs 5 s after SIGINT")
+        seconds = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    processes = [int(pid) for line in pids.read_text().splitlines() for pid in line.split()]
+    deadline = time.monotonic() + 5
+    while not all(map(_gone, processes)) and time.monotonic() < deadline:
+        time.sleep(0.05)    # killed; the system reaps them a moment later
+    left = [pid for pid in processes if not _gone(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"workers or tools still running after the sweep exited: {left}"
+    assert process.returncode == 130 and seconds < 3, seconds
+    err = process.stderr.read().splitlines()
+    assert len(err) == 1 and err[0].startswith("chrysalis: error: interrupted"), err
+    first = _records(out)
+    assert sorted(r["config"]["core"]["rows"] for r in first) == [1, 2]
+
+    hold.unlink()
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 of 4 points already done" in resumed.stdout
+    records = _records(out)
+    assert records[:2] == first, "the resumed sweep rewrote finished points"
+    assert sorted(r["config"]["core"]["rows"] for r in records) == [1, 2, 3, 4]
+    assert all(r["status"] == "ok" for r in records)
 
 
 def test_dask_executor_on_a_local_cluster(tmp_path):
