@@ -332,9 +332,10 @@ def _layers_cost(config, layers, batch, mappings, timing, offset, total, classes
 
 def _macs_stages(layers, cores):
     """``sim.compile.cp_stages.assign_stages``' cut for any layers (the same
-    ``balanced_cut``): contiguous stages minimising the useful MACs per sample of the largest
-    (ties: the earlier boundaries); more cores than layers leave the extra cores idle."""
-    costs = [layer.macs(1, first=i == 0) for i, layer in enumerate(layers)]
+    ``balanced_cut``): contiguous stages minimising the array operations per sample of the
+    largest (:meth:`~chrysalis.gen.spec.networks.Layer.step_ops`; ties: the earlier
+    boundaries); more cores than layers leave the extra cores idle."""
+    costs = [layer.step_ops(1, first=i == 0) for i, layer in enumerate(layers)]
     return balanced_cut(costs, min(cores, len(costs)))
 
 

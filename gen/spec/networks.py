@@ -83,11 +83,18 @@ class Layer:
         return self.m * self.n
 
     def macs(self, batch, first=False):
-        """Multiply-accumulates of one training step of ``batch`` samples: forward, input
-        gradient (none for the first layer: nothing below needs it), weight gradient and
-        the update (one per weight)."""
+        """Useful multiply-accumulates of one training step of ``batch`` samples, counted as
+        CATERPILLAR counts them: forward, input gradient (none for the first layer: nothing
+        below needs it) and weight gradient. The weight update is not a MAC (it is an
+        elementwise step; :meth:`step_ops` counts it as the array runs it today)."""
         product = self.m * self.n * self.columns * batch
-        return product * (2 if first else 3) + self.weights
+        return product * (2 if first else 3)
+
+    def step_ops(self, batch, first=False):
+        """Operations the PE array performs in one training step with a separate update
+        pass: :meth:`macs` plus one per weight. The cost that balances pipeline stages
+        (the update pass takes array cycles), not a utilization numerator."""
+        return self.macs(batch, first=first) + self.weights
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,8 @@ class Network:
         return sum(layer.weights for layer in self.layers)
 
     def macs(self, batch):
-        """Multiply-accumulates of one training step (:meth:`Layer.macs` summed)."""
+        """Useful multiply-accumulates of one training step (:meth:`Layer.macs` summed:
+        forward, input and weight gradients; the update is not a MAC)."""
         return sum(layer.macs(batch, first=i == 0) for i, layer in enumerate(self.layers))
 
     def table(self):

@@ -511,7 +511,8 @@ class CpProgram(MemoryImage):
 
     def tick_profile(self, t):
         """Figures of tick ``t`` from its commands, per core: ``useful_macs`` (the
-        network's multiply-accumulates, as ``gen.spec.networks.Network.macs`` counts them), ``pe_macs`` (MAC
+        network's multiply-accumulates, as ``gen.spec.networks.Network.macs`` counts them:
+        forward, dX and dW), ``pe_macs`` (MAC
         and update slots times PEs, padding included) and ``core_cycles`` (the core
         commands' cycles, ``sim.golden.core_counts.predict``); and for the tick ``ring_cycles``
         (its ``SEND`` s, ``sim.golden.ring.cycles``) and ``estimate_cycles``: the slowest core plus
@@ -542,10 +543,9 @@ class CpProgram(MemoryImage):
             cores[k]["core_cycles"] += p["cycles"]
             cores[k]["pe_macs"] += (p["mac_slots"] + p["update_slots"]) * pes
             m, n, b = cmd.get("m", 0), cmd.get("n", 0), cmd.get("batch", 0)
-            if op in ("FORWARD", "BACKWARD"):
+            # Forward, dX and dW (the update pass of WGRAD is not a MAC).
+            if op in ("FORWARD", "BACKWARD", "WGRAD"):
                 cores[k]["useful_macs"] += m * n * b
-            elif op == "WGRAD":
-                cores[k]["useful_macs"] += m * n * (b + 1)
         slowest = max(c["core_cycles"] for c in cores)
         return dict(tick=t, cores=cores, ring_cycles=ring_cycles,
                     estimate_cycles=slowest + ring_cycles)

@@ -71,8 +71,9 @@ def assign_stages(sizes, cores):
     """The layers of each stage: ``cores`` runs of consecutive layers.
 
     With as many cores as layers, layer ``l`` is stage ``l``. Otherwise the cut minimizes
-    the useful MACs per sample of the largest stage (the tick is as long as the slowest
-    stage); among equal cuts the one with the earliest boundaries is taken.
+    the array operations per sample (useful MACs and the update pass) of the largest stage
+    (the tick is as long as the slowest stage); among equal cuts the one with the earliest
+    boundaries is taken.
 
     Parameters
     ----------
@@ -94,9 +95,10 @@ def assign_stages(sizes, cores):
     sizes = check_sizes(sizes)
     layers = len(sizes) - 1
     check_cores(cores, layers)
-    # Useful MACs per sample (gen.spec.networks): the slowest stage sets the tick.
+    # Array operations per sample, the update pass included (gen.spec.networks'
+    # Layer.step_ops): the slowest stage sets the tick.
     network = mlp(sizes)
-    cost = [layer.macs(1, first=l == 0) for l, layer in enumerate(network.layers)]
+    cost = [layer.step_ops(1, first=l == 0) for l, layer in enumerate(network.layers)]
     return [tuple(range(i, j)) for i, j in balanced_cut(cost, cores)]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from chrysalis.gen.spec.formats import FP32
 from chrysalis.gen.spec.isa import Opcode
+from chrysalis.gen.spec.networks import mlp
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.mlp import augment, golden_step, mlp_case
@@ -101,11 +102,9 @@ async def training_steps_equal_golden(dut):
         if problem:
             failures.append(problem)
     report["failures"] = failures
-    # Useful MACs of a step: forward, weight gradient and update of every layer, and the
-    # backward pass of every layer but the first (nothing below it needs its dX).
-    weights_count = [sizes[l + 1] * (sizes[l] + 1) for l in range(len(sizes) - 1)]
-    report["macs_per_step"] = sum((2 * batch + 1) * w for w in weights_count) + \
-        sum(batch * w for w in weights_count[1:])
+    # Useful MACs of a step (gen.spec.networks): forward and dW of every layer, dX of every
+    # layer but the first; the update is not a MAC.
+    report["macs_per_step"] = mlp(list(sizes)).macs(batch)
     if os.environ.get("CHRYSALIS_REPORT"):
         with open(os.environ["CHRYSALIS_REPORT"], "w") as f:
             json.dump(report, f, indent=1)

@@ -36,15 +36,19 @@ def test_cifar10_shapes():
     assert res.layers[0].n == 27 and res.layers[-2].columns == 4 * 4
 
 
-def test_layer_macs_count_every_phase():
+def test_layer_macs_count_forward_dx_and_dw_only():
     layer = conv("c", 3, 8, 3, 6)[0]
     assert (layer.m, layer.n, layer.columns) == (8, 28, 36)
     product = 8 * 28 * 36 * 4
-    assert layer.macs(4) == 3 * product + 8 * 28
-    assert layer.macs(4, first=True) == 2 * product + 8 * 28
+    # CATERPILLAR's count: forward, dX and dW; the update is not a MAC.
+    assert layer.macs(4) == 3 * product
+    assert layer.macs(4, first=True) == 2 * product
+    # The array's work with a separate update pass adds one operation per weight.
+    assert layer.step_ops(4) == 3 * product + 8 * 28
+    assert layer.step_ops(4, first=True) == 2 * product + 8 * 28
     net = mlp([64, 32, 10])
-    # Forward and dW + update for both layers (bias as a weight column), dX for the second.
-    assert net.macs(8) == 32 * 65 * (2 * 8 + 1) + 10 * 33 * (3 * 8 + 1)
+    # Forward and dW for both layers (bias as a weight column), dX for the second only.
+    assert net.macs(8) == 32 * 65 * 2 * 8 + 10 * 33 * 3 * 8
 
 
 def test_names_and_errors():
