@@ -15,8 +15,10 @@ the command quietly with status 141, as for any tool killed by ``SIGPIPE``.
 
 Outputs follow one rule: ``-o/--output DIR`` names the folder a command writes its files
 into (:func:`add_output_argument`, checked by :func:`check_output_dir`), and ``--json FILE``
-names one file (:func:`check_writable`); a missing folder is made. The spellings used
-before the rule (``--out``, ``--build-dir``) still work, hidden from ``--help``.
+names one file (:func:`check_writable`). Both are checked before the work and made only
+when the command writes into them, so a run refused after the check leaves nothing behind.
+The spellings used before the rule (``--out``, ``--build-dir``) still work, hidden from
+``--help``.
 """
 
 import argparse
@@ -26,6 +28,7 @@ import os
 import select
 import signal
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from importlib import metadata
@@ -198,31 +201,41 @@ def write_json(path, data):
 
 
 def check_writable(path, flag):
-    """Refuse, before any work, an output file that cannot be written: its folder is made
-    (as :func:`write_json` would) and must be writable, and so must the file if it exists.
+    """Refuse, before any work, an output file that cannot be written. Nothing is left
+    behind (:func:`write_json` makes the missing folders when it writes), so a command
+    refused by a later check leaves its folders as they were: the file, if it exists, must
+    be writable; if not, the nearest existing folder on the way to it must let a folder be
+    made in it. Returns the file as a :class:`~pathlib.Path`.
 
     Raises
     ------
     ConfigError
-        Naming ``flag`` and ``path``.
+        Naming ``flag`` and ``path``: the path is a folder, a file stands where one of its
+        folders should be, or the file or its nearest existing folder cannot be written.
     """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} must name a file, not the folder {str(path)!r}")
-    blocker = next((parent for parent in path.parents
-                    if os.path.lexists(parent) and not parent.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"{flag} {str(path)!r} cannot be written: {str(blocker)!r} is a "
+    # The nearest existing parent: a folder to write into, or a file in the way.
+    existing = next(parent for parent in path.parents if os.path.lexists(parent))
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written: {str(existing)!r} is a "
                           f"file, not a folder")
+    if os.path.lexists(path):
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{flag} {str(path)!r} cannot be written (no write permission "
+                              f"on {str(path)!r})")
+        return path
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written (no write permission on "
+                          f"{str(existing)!r})")
+    # os.access answers yes to root where nothing can be made (/proc): only making a folder
+    # tells, and the empty folder is removed at once.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".chrysalis-check-", dir=existing))
     except OSError as error:
         raise ConfigError(f"{flag} {str(path)!r} cannot be written: {error.strerror}, "
-                          f"not {str(path.parent)!r}") from None
-    target = path if path.exists() else path.parent
-    if not os.access(target, os.W_OK):
-        raise ConfigError(f"{flag} {str(path)!r} cannot be written (no write permission on "
-                          f"{str(target)!r})")
+                          f"not {str(existing)!r}") from None
     return path
 
 
@@ -279,7 +292,9 @@ def build_parser():
         description="Chrysalis: a generator of DNN-training accelerators.",
         epilog=f"Run `{PROG} COMMAND --help` for the options and examples of a command.")
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Not required here: argparse would then report a missing command before an unknown
+    # option (`chrysalis --frobnicate`); _run reports it after parsing instead.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS.values():
         sub = commands.add_parser(command.name, help=command.help,
                                   description=wrap(command.description),
@@ -340,7 +355,10 @@ def _quiet_stdout():
 
 
 def _run(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND")
     try:
         exit_status = args.run(args)
         # Flushed here, not at exit, so that a reader gone early is handled by main.

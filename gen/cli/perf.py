@@ -7,6 +7,7 @@ throughput (or throughput per watt) under area and power budgets (``gen.perf.sea
 """
 
 import json
+from pathlib import Path
 
 from chrysalis.gen.spec.config import ConfigError
 
@@ -83,7 +84,9 @@ def _check_rates(clock_hz, reuse_hit_rate, low_fraction):
 
 def _write_json(path, data, **options):
     """Write ``data`` as the JSON of ``perf``/``search`` into ``path``, checked beforehand by
-    :func:`check_writable` (which made its folder)."""
+    :func:`check_writable`; its missing folders are made now, once the run has succeeded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(data, handle, indent=1, **options)
         handle.write("\n")
@@ -236,6 +239,29 @@ def _configure_search(parser):
                              "made when missing)")
 
 
+def _check_found(best, args):
+    """Refuse a search that found no design within the budgets, before anything is printed
+    or written (``--exhaustive`` included: a comparison with nothing says nothing). The
+    search starts from the smallest design of the space and keeps it as its best only when
+    nothing it grew fits: over the area budget, no design of the space fits it; over the
+    power budget, none that the search grew did; not modelled, the network does not map
+    on it."""
+    if best["feasible"]:
+        return
+    area = best.get("area_mm2")
+    if area is not None and area > args.area_mm2:
+        raise ConfigError(f"--area-mm2 fits no design of the {args.space} space (the smallest "
+                          f"needs {area:.3g} mm²), not {args.area_mm2!r}")
+    watts = best.get("watts")
+    if watts is not None and args.power_w is not None and watts > args.power_w:
+        raise ConfigError(f"--power-w fits no design the search found (the smallest draws "
+                          f"{watts:.3g} W), not {args.power_w!r}")
+    # Neither budget: the smallest design could not be modelled (the network does not map
+    # on it), so the search had nothing to grow from.
+    raise ConfigError(f"the search found no design that runs --network {args.network} with "
+                      f"--batch {args.batch}: {best.get('error', 'none was evaluated')}")
+
+
 def _run_search(args):
     from chrysalis.gen.spec.networks import get_network
     from chrysalis.gen.perf.search import SPACES, exhaustive, format_design, heuristic
@@ -255,6 +281,7 @@ def _run_search(args):
     space = SPACES[args.space]
     found = heuristic(network, args.batch, args.mode, space, budget, args.objective,
                       top_k=args.top_k)
+    _check_found(found["best"], args)
     out = {"heuristic": found}
     print(f"critical-path search: {found['evaluations']} evaluations")
     print(format_design(found["best"]))

@@ -100,6 +100,11 @@ def _run_report(args):
     from chrysalis.gen.flows.sweep import load_results
     records = load_results(args.results)
     source = Path(args.results)
+    if not records:
+        # A report of nothing would look like a sweep whose points all vanished.
+        results = source / "results.jsonl" if source.is_dir() else source
+        raise ConfigError(f"RESULTS must hold at least one sweep record (a JSON line with a "
+                          f"key), not {str(results)!r}")
     base = source if source.is_dir() else source.parent
     out = check_output_dir(args.output or base / "report")
     written = write_report(records, out, title=args.title or f"Sweep results: {base.name}")

@@ -7,6 +7,7 @@ One core (``sim.train.single``) on the golden machine model or the RTL, or a clu
 import argparse
 
 from chrysalis.gen.spec.config import ConfigError
+from chrysalis.gen.spec.formats import FP32
 
 from .app import (
     Command, add_config_arguments, add_output_argument, check_output_dir, check_writable,
@@ -134,6 +135,12 @@ def _run_train(args):
                           "not golden")
     # The RTL backends build the Verilog: refuse a config the gateware cannot build.
     config = config_from_args(args, buildable=args.backend != "golden")
+    if config.mac.accumulator != FP32:
+        # The golden machine computes what the RTL computes: fp32 accumulators and master
+        # weights (sim.golden.core_model). Said now, by the config field's name.
+        raise ConfigError(f"mac.accumulator must be 'fp32' (the accumulators and master "
+                          f"weights of the golden machine) to train, not "
+                          f"{config.mac.accumulator.name!r}")
     if args.mode is not None and config.cluster.cores < 2:
         # Said first: no other option of a cluster run matters without a cluster.
         raise ConfigError(f"--mode {args.mode} trains on a cluster: cluster.cores must be at "

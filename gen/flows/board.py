@@ -104,8 +104,8 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
     ----------
     config : gen.spec.config.Config
     out_dir : str or Path
-        Build directory (created): build files, logs, the bitstream ``<name>.bit`` and the
-        result ``<name>.board.json``.
+        Build directory (created once the arguments are checked): build files, logs, the
+        bitstream ``<name>.bit`` and the result ``<name>.board.json``.
     board : str
         A key of :data:`BOARDS`.
     sizes, batch, seed, runs :
@@ -140,7 +140,6 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
         raise ConfigError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     spec = BOARDS[board]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
     from chrysalis.hw.board import BoardTop
@@ -149,6 +148,8 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
         selftest = selftest_image(config, sizes, batch, seed, runs)
     except ValueError as error:
         raise ConfigError(f"the stored training step does not fit: {error}") from None
+    # Made only now: a build refused above leaves no folder behind.
+    out.mkdir(parents=True, exist_ok=True)
     log(f"stored step: {'-'.join(map(str, selftest.sizes))} MLP, batch {selftest.batch}, "
         f"{selftest.cmd_count} commands, {4 * selftest.words} bytes; golden checksum "
         f"{selftest.golden[0]:#018x}")

@@ -20,9 +20,10 @@ This module is pure Python: the golden model and the tools import it without Ama
 import enum
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from .checks import ceil_div
+from .checks import ceil_div, is_int
 
 __all__ = [
     "ISA_VERSION", "COMMAND_WORDS", "COMMAND_BYTES", "Opcode", "ErrorCode", "Field", "FIELDS",
@@ -277,6 +278,12 @@ def _reserved_mask():
 RESERVED = _reserved_mask()
 
 
+def _is_bool(value):
+    """``value`` is a ``bool`` (Python or NumPy, whose type is ``numpy.bool`` from NumPy 2
+    and ``numpy.bool_`` before)."""
+    return isinstance(value, bool) or type(value).__name__ in ("bool", "bool_")
+
+
 def _op_name(op):
     try:
         return Opcode(op).name
@@ -322,11 +329,10 @@ def encode(op, **fields):
                                  f"not {v!r}")
             continue
         f = FIELD[name]
-        if not isinstance(v, int) or isinstance(v, bool) and f.width != 1:
-            try:
-                v = int(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"field {name} must be an integer, not {v!r}") from None
+        # No coercion: int() would take 1.5 as 1 and "7" as 7. A bool is a bit, so it
+        # is a value only of a 1-bit field (flag).
+        if not (is_int(v) or f.width == 1 and _is_bool(v)):
+            raise ValueError(f"field {name} must be an integer, not {v!r}")
         if not 0 <= v <= f.mask:
             raise ValueError(f"field {name} of {op.name} must be in [0, {f.mask}], not {v!r}")
         value |= int(v) << f.bit
@@ -334,20 +340,42 @@ def encode(op, **fields):
 
 
 def encode_stream(commands):
-    """Words of a list of commands, each a dict with ``op`` and its fields (a flat list)."""
+    """Words of a list of commands, each a dict with ``op`` and its fields (a flat list).
+
+    Raises
+    ------
+    ValueError
+        Naming the command by its index: it is not a mapping, has no ``op``, or
+        :func:`encode` refuses it.
+    """
     words = []
     for index, command in enumerate(commands):
-        command = dict(command)
+        if not isinstance(command, Mapping):
+            raise ValueError(f"command {index} must be a table of op and fields, "
+                             f"not {command!r}")
+        if "op" not in command:
+            raise ValueError(f"command {index}: op must be given (the operation), "
+                             f"not {dict(command)!r}")
+        fields = dict(command)
+        op = fields.pop("op")
         try:
-            words.extend(encode(command.pop("op"), **command))
-        except (KeyError, ValueError) as exc:
+            words.extend(encode(op, **fields))
+        except ValueError as exc:
             raise ValueError(f"command {index}: {exc}") from None
     return words
 
 
 def decode(words):
     """Every field of one command (``op`` as an int, it may hold no :class:`Opcode`), plus
-    ``reserved``: the reserved bits that are set (0 for a well-formed command)."""
+    ``reserved``: the reserved bits that are set (0 for a well-formed command).
+
+    ``words`` are integers (Python or NumPy); each is taken modulo 2**32, as a 32-bit
+    word of memory.
+    """
+    words = list(words)
+    for index, word in enumerate(words):
+        if not is_int(word):
+            raise ValueError(f"word {index} must be an integer, not {word!r}")
     words = [int(w) & 0xFFFF_FFFF for w in words]
     if len(words) != COMMAND_WORDS:
         raise ValueError(f"a command is {COMMAND_WORDS} words, not {len(words)}")

@@ -68,7 +68,11 @@ class CoreNumerics:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if self.accumulator != FP32:
-            raise ValueError(f"accumulator must be fp32, not {self.accumulator!r}")
+            # Named as a config names a format ('fp16'), not by the dataclass's repr.
+            name = (self.accumulator.name if isinstance(self.accumulator, FloatFormat)
+                    else self.accumulator)
+            raise ValueError(f"accumulator must be 'fp32' (the format of the accumulators, "
+                             f"master weights and scratchpad), not {name!r}")
         if self.reduction not in ("bus", "tree"):
             raise ValueError(f"reduction must be 'bus' or 'tree', not {self.reduction!r}")
 

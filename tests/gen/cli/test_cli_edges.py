@@ -63,6 +63,24 @@ def test_json_that_cannot_be_written_is_refused_before_any_output(command, tmp_p
                          f"{str(target.parent)!r} is a file, not a folder")
 
 
+def test_the_json_check_makes_nothing(tmp_path):
+    # A later check may still refuse the run: the folder is made when the file is written.
+    from chrysalis.gen.cli.app import check_writable
+    target = tmp_path / "missing" / "deeper" / "figures.json"
+    assert check_writable(target, "--json") == target
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["perf", "search"])
+def test_json_refused_by_a_later_check_leaves_no_folder(command, tmp_path, capsys):
+    args = (["--network", "digits-mlp", "--cores", "2", "--mode", "data", "--batch", "3"]
+            if command == "perf" else ["--network", "digits-mlp", "--area-mm2", "0.001"])
+    assert main([command, *args, "--json", str(tmp_path / "out" / "r.json")]) == 2
+    out, _ = _one_error_line(capsys)
+    assert out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_verilog_into_a_path_under_a_file_is_one_line_and_status_2(tmp_path, capsys):
     target = _a_file(tmp_path) / "out"
     assert main(["verilog", "--preset", "tiny", "-o", str(target)]) == 2

@@ -59,6 +59,28 @@ def test_encode_stream_names_the_command():
         isa.encode_stream([dict(op="LOAD_COL", n=1, batch=1), dict(op="LOAD_COL", n=1 << 20)])
 
 
+def test_encode_takes_integers_of_numpy_and_a_bool_only_for_a_flag():
+    # The compilers pass NumPy integers and a bool for ReLU: the same words as Python ints.
+    np = pytest.importorskip("numpy")
+    words = isa.encode("FORWARD", flag=1, m=3, n=2, batch=1)
+    assert isa.encode("FORWARD", flag=True, m=np.uint16(3), n=np.int64(2), batch=1) == words
+    assert isa.encode("FORWARD", flag=np.True_, m=3, n=2, batch=1) == words
+    for value in (1.0, 3.0, "3", True, np.float32(3), None):
+        with pytest.raises(ValueError, match=r"^field m must be an integer, not "):
+            isa.encode("FORWARD", m=value)
+
+
+def test_decode_takes_numpy_words_and_names_a_bad_one():
+    np = pytest.importorskip("numpy")
+    words = isa.encode("LOAD_COL", n=5, batch=2, sp_lpc=1)
+    assert isa.decode(np.array(words, dtype=np.uint32)) == isa.decode(words)
+    # A word is taken modulo 2**32, as memory holds it.
+    assert isa.decode([words[0] - (1 << 32), *words[1:]]) == isa.decode(words)
+    bad = [*words[:3], 2.0, *words[4:]]
+    with pytest.raises(ValueError, match=r"^word 3 must be an integer, not 2\.0$"):
+        isa.decode(bad)
+
+
 def _fwd(**over):
     fields = dict(op=isa.Opcode.FORWARD, m=4, n=4, batch=2, wbase=0, abase=0, sp_base=0,
                   sp_lpc=2)
