@@ -1,19 +1,31 @@
-"""Run a job on the accelerator's RTL at full speed: a Verilated model in a native C++ host.
+"""Run a job on the accelerator's RTL at full speed: a native host and memory around the
+top, under Verilator or Icarus.
 
 :func:`run_job` of :mod:`chrysalis.sim.verify.rtl_job` drives the RTL from cocotb, with
-Python on every clock edge (about 12k cycles a second under Verilator). This module runs the
-same :class:`~chrysalis.sim.compile.job.Job` with no Python in the loop: ``native/harness.cpp``
-is an AXI4-Lite host and an AXI4 memory in C++ around the Verilated top, built without
-``--public-flat-rw`` (only the top's ports are touched) at ``-O3``; Python writes the job to
-a file, starts the program and reads the results back. The memory answers cycle for cycle
-as cocotbext-axi's ``AxiRam`` does, and the host makes the testbench's register accesses in
-the same order, so every counter equals the cocotb run's, ``CYCLES`` included.
+Python on every clock edge (about 12k cycles a second under Verilator, 600 under Icarus).
+This module runs the same :class:`~chrysalis.sim.compile.job.Job` with no Python in the
+loop, in one of two simulators:
+
+``verilator``
+    ``native/harness.cpp`` is an AXI4-Lite host and an AXI4 memory in C++ around the
+    Verilated top, built without ``--public-flat-rw`` (only the top's ports are touched) at
+    ``-O3``.
+``icarus``
+    ``native/harness.v`` is the same host and memory in Verilog, a simulation top around the
+    emitted one, compiled by ``iverilog -g2012`` and run by ``vvp``.
+
+Python writes the job to files, starts the program and reads the results back. Both
+memories answer cycle for cycle as cocotbext-axi's ``AxiRam`` does, and both hosts make the
+testbench's register accesses in the same order, so every counter equals the cocotb run's,
+``CYCLES`` included, in either simulator.
 
 Builds are cached by the hash of everything that goes into them (the Verilog, the harness,
-the generated config header, Verilator's version and the flags) under :func:`cache_dir`, so
-a second run of the same config does not rebuild, whichever directory it runs from.
+the generated config header, the simulator's version and the flags) under
+:func:`cache_dir`, so a second run of the same config does not rebuild, whichever directory
+it runs from.
 
-File formats (little-endian; ``u64`` unsigned 64-bit, ``u32[n]`` n unsigned 32-bit words):
+File formats of the Verilator harness (little-endian; ``u64`` unsigned 64-bit, ``u32[n]`` n
+unsigned 32-bit words):
 
 job
     ``"CHRJOB01"``, ``mem_base``, ``mem_bytes``, ``n`` (u64 each), the image ``u32[n]``,
@@ -25,6 +37,27 @@ result
     (u64 each), the wall seconds (f64), ``counters`` (u64) and that many u64 counter values
     (:data:`chrysalis.gen.spec.isa.COUNTERS` order), ``dump`` (u64) and, if set, the image
     ``u32[n]``.
+
+The Icarus harness reads and writes text, in a job folder it is given as ``+job=FOLDER``
+(Verilog's file functions read text well and binary badly); every number is hexadecimal:
+
+``script.hex``
+    One value a line: ``mem_bytes, mem_base, n, runs``, then per run ``cmd_base,
+    cmd_count, dma_base, dma_last, max_cycles, dump, dual_seed, reuse_strength, writes``
+    (``writes``: 1 when the run has memory patches).
+``image.hex``, ``writes_<run>.hex``
+    ``$readmemh`` files: ``@<word index>`` lines and a 32-bit word a line; the image, and
+    each run's patches, loaded into the memory before the run.
+``result.txt``
+    Per run a line ``run <run> <status> <error code> <error index> <cycles>`` and a line
+    ``counters`` followed by the counter values (:data:`chrysalis.gen.spec.isa.COUNTERS`
+    order); after the last run a line ``end``.
+``dump_<run>.hex``
+    ``$writememh`` of the image's words after the run, when the run dumps.
+
+The harness prints ``doorbell <run>`` and ``irq <run>`` as a run starts and ends, which
+give the run's wall seconds (the simulator has no wall clock), and ``error: <why>`` when a
+job cannot go on.
 """
 
 import functools
@@ -32,6 +65,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -40,9 +75,14 @@ import numpy as np
 
 from chrysalis.gen.spec import isa
 from chrysalis.sim.compile.job import RunOutput, dma_window
+from chrysalis.sim.verify.runner import compiler_cache_env
 
-__all__ = ["OPTIMIZE", "QUICK", "cache_dir", "verilog_of", "build_key", "build", "write_job", "read_result", "run_job",
-           "NativeBuild"]
+__all__ = ["SIMULATORS", "OPTIMIZE", "QUICK", "ICARUS", "cache_dir", "verilog_of", "build_key",
+           "build", "write_job", "read_result", "write_icarus_job", "read_icarus_result",
+           "run_job", "NativeBuild"]
+
+#: The simulators of the native harness.
+SIMULATORS = ("verilator", "icarus")
 
 #: Verilator options of a native build: optimized for simulation speed, not build time.
 OPTIMIZE = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert")
@@ -51,26 +91,42 @@ QUICK = ("--x-assign", "fast", "--x-initial", "fast", "--noassert")
 _QUICK_MAKEFLAGS = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
 #: The C++ of an optimised build at -O3 (Verilator's own default is -Os): about 6% faster.
 _OPTIMISED_MAKEFLAGS = "OPT_FAST=-O3 OPT_GLOBAL=-O3"
+#: ``iverilog`` options of an Icarus build (it has no optimisation levels: ``fast_build``
+#: changes nothing there).
+ICARUS = ("-g2012",)
 
 # Bumped whenever the way a build is made changes, so an old cached build is never used.
 _SCHEME = "2"
+_ICARUS_SCHEME = "1"
 
 _REGISTERS = ("CMD_BASE_LO", "CMD_COUNT", "DOORBELL", "STATUS", "ERROR_CODE", "ERROR_INDEX",
               "IRQ_ENABLE", "IRQ_STATUS", "REUSE_STRENGTH", "DMA_BASE_LO", "DMA_LAST_LO",
               "DUAL_SEED", "CYCLES_LO")
 
+#: The Icarus harness's memory array holds at least this many 32-bit words (4 MiB), and
+#: more in powers of two: Verilog arrays have a size fixed at compile time, so a build
+#: serves every job up to its size.
+_ICARUS_MIN_WORDS = 1 << 20
 
-def cache_dir():
-    """Where native builds are kept: ``$CHRYSALIS_CACHE/verilator`` if set, else
-    ``$XDG_CACHE_HOME/chrysalis/verilator`` (``~/.cache/chrysalis/verilator``)."""
+
+def _check_simulator(simulator):
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+
+
+def cache_dir(simulator="verilator"):
+    """Where native builds under ``simulator`` are kept: ``$CHRYSALIS_CACHE/<simulator>`` if
+    set, else ``$XDG_CACHE_HOME/chrysalis/<simulator>`` (``~/.cache/chrysalis/verilator``,
+    ``~/.cache/chrysalis/icarus``)."""
+    _check_simulator(simulator)
     if os.environ.get("CHRYSALIS_CACHE"):
-        return Path(os.environ["CHRYSALIS_CACHE"]) / "verilator"
+        return Path(os.environ["CHRYSALIS_CACHE"]) / simulator
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "chrysalis" / "verilator"
+    return base / "chrysalis" / simulator
 
 
-def _harness_source():
-    return resources.files("chrysalis.sim.verify").joinpath("native/harness.cpp").read_text()
+def _harness_source(name="harness.cpp"):
+    return resources.files("chrysalis.sim.verify").joinpath(f"native/{name}").read_text()
 
 
 def _config_header(config):
@@ -100,10 +156,53 @@ def _config_header(config):
             f"static const uint32_t COUNTER_LO[N_COUNTERS] = {{{counters}}};\n")
 
 
+def _irq_causes():
+    """The IRQ_ENABLE and IRQ_STATUS bits the host sets and clears: done and error."""
+    reg = isa.REGISTER["IRQ_STATUS"]
+    return reg.field("done").mask | reg.field("error").mask
+
+
+def _icarus_header(config, text, mem_words):
+    """``harness_config.vh``: the top's name and port widths (read from its Verilog
+    ``text``), the memory array's size, the register offsets, the interrupt causes and the
+    counter table of ``config``."""
+    from chrysalis.gen.emit.verilog import verilog_ports
+    widths = {port["name"]: port["width"] for port in verilog_ports(text, config.name)}
+    reg_width = widths["s_axil_awaddr"]
+    # Counter 0 in the lowest bits: the harness indexes the table with c * width +: width.
+    table = ", ".join(f"{reg_width}'h{isa.REGISTER[f'{name}_LO'].offset:X}"
+                      for name, _ in reversed(isa.COUNTERS))
+    lines = [f"// Generated by chrysalis.sim.verify.native_job for config {config.name!r}.",
+             f"`define CHR_TOP {config.name}",
+             f"`define CHR_DATA_WIDTH {widths['m_axi_rdata']}",
+             f"`define CHR_ADDR_WIDTH {widths['m_axi_araddr']}",
+             f"`define CHR_ID_WIDTH {widths['m_axi_arid']}",
+             f"`define CHR_REG_ADDR_WIDTH {reg_width}",
+             f"`define CHR_MEM_WORDS {mem_words}"]
+    lines += [f"`define CHR_REG_{name} {reg_width}'h{isa.REGISTER[name].offset:X}"
+              for name in _REGISTERS]
+    lines += [f"`define CHR_IRQ_BOTH 32'h{_irq_causes():X}",
+              f"`define CHR_N_COUNTERS {len(isa.COUNTERS)}",
+              f"`define CHR_COUNTER_LO {{{table}}}"]
+    return "\n".join(lines) + "\n"
+
+
+def _icarus_words(mem_bytes):
+    """The size of the Icarus harness's memory array for a job of ``mem_bytes`` bytes."""
+    words = -(-int(mem_bytes) // 4)
+    return max(_ICARUS_MIN_WORDS, 1 << (words - 1).bit_length())
+
+
 @functools.lru_cache(maxsize=4)
 def _verilator_version(root):
     return subprocess.run([str(root / "bin" / "verilator"), "--version"], capture_output=True,
                           text=True, check=True).stdout.strip()
+
+
+@functools.lru_cache(maxsize=1)
+def _iverilog_version():
+    done = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, check=False)
+    return (done.stdout.splitlines() or ["unknown"])[0].strip()
 
 
 class NativeBuild:
@@ -112,17 +211,21 @@ class NativeBuild:
     Members
     -------
     executable : pathlib.Path
-        The program: ``executable JOB RESULT``.
+        The program: ``executable JOB RESULT`` (Verilator); the compiled simulation that
+        ``vvp -n executable +job=FOLDER`` runs (Icarus).
     key : str
         The hash the build is cached under.
     seconds : float
         Time the build took, or 0.0 when it came from the cache.
+    simulator : str
+        ``"verilator"`` or ``"icarus"``.
     """
 
-    def __init__(self, executable, key, seconds):
+    def __init__(self, executable, key, seconds, simulator="verilator"):
         self.executable = Path(executable)
         self.key = key
         self.seconds = seconds
+        self.simulator = simulator
 
 
 def _verilator():
@@ -134,8 +237,14 @@ def _verilator():
     return root
 
 
+def _icarus():
+    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+        raise RuntimeError("icarus: iverilog and vvp are needed for the native simulator; "
+                           "run `make setup`")
+
+
 def _build_inputs(config, verilog, root, fast_build=False):
-    """What goes into a build, and its cache key: the hash of all of it."""
+    """What goes into a Verilator build, and its cache key: the hash of all of it."""
     from chrysalis.sim.verify.runner import VERILATOR_WAIVERS
     text = Path(verilog).read_bytes()
     harness = _harness_source()
@@ -151,12 +260,31 @@ def _build_inputs(config, verilog, root, fast_build=False):
     return text, harness, header, options, digest.hexdigest()[:16]
 
 
-def build_key(config, verilog, fast_build=False):
+def _icarus_inputs(config, verilog, mem_bytes):
+    """What goes into an Icarus build, and its cache key: the hash of all of it."""
+    text = Path(verilog).read_bytes()
+    harness = _harness_source("harness.v")
+    header = _icarus_header(config, text.decode(), _icarus_words(mem_bytes))
+    digest = hashlib.sha256()
+    for part in ("icarus", _ICARUS_SCHEME, _iverilog_version(), config.name, " ".join(ICARUS),
+                 harness, header):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    digest.update(text)
+    return text, harness, header, digest.hexdigest()[:16]
+
+
+def build_key(config, verilog, fast_build=False, *, simulator="verilator", mem_bytes=0):
     """The key :func:`build` caches the simulator of ``config`` (Verilog ``verilog``) under."""
+    _check_simulator(simulator)
+    if simulator == "icarus":
+        _icarus()
+        return _icarus_inputs(config, verilog, mem_bytes)[-1]
     return _build_inputs(config, verilog, _verilator(), fast_build)[-1]
 
 
-def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False):
+def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
+          simulator="verilator", mem_bytes=0):
     """Build (or take from the cache) the native simulator of ``config``.
 
     Parameters
@@ -165,19 +293,27 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False):
     verilog : path-like
         The Verilog of ``config`` (``chrysalis.gen.emit.verilog.emit(config, ...)["verilog"]``).
     cache : path-like, optional
-        Folder of cached builds (default :func:`cache_dir`).
+        Folder of cached builds (default :func:`cache_dir` of ``simulator``).
     jobs : int
-        Parallel compile jobs.
+        Parallel compile jobs (Verilator).
     log : callable, optional
         Called with a line when a build starts.
     fast_build : bool
-        Compile the model's C++ at -O0 (:data:`QUICK`): a build several times faster, a
-        simulation a few times slower; for short jobs (the tests).
+        Verilator: compile the model's C++ at -O0 (:data:`QUICK`): a build several times
+        faster, a simulation a few times slower; for short jobs (the tests). Icarus: no
+        effect.
+    simulator : {"verilator", "icarus"}
+    mem_bytes : int
+        Icarus: the largest job memory the build must hold (``Job.mem_bytes``); a build
+        holds at least 4 MiB. Verilator: no effect (its memory is sized per job).
 
     Returns
     -------
     NativeBuild
     """
+    _check_simulator(simulator)
+    if simulator == "icarus":
+        return _build_icarus(config, verilog, cache, log, mem_bytes)
     root = _verilator()
     text, harness, header, options, key = _build_inputs(config, verilog, root, fast_build)
     makeflags = ["CFG_CXXFLAGS_PCH_I=-include", options.pop()]
@@ -198,7 +334,7 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False):
         (folder / "harness_config.h").write_text(header)
         env = dict(os.environ, VERILATOR_ROOT=str(root),
                    PATH=os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
-                   MAKEFLAGS=" ".join(makeflags))
+                   MAKEFLAGS=" ".join(makeflags), **compiler_cache_env())
         command = [str(root / "bin" / "verilator"), "--cc", "--exe", "--build",
                    "-j", str(jobs), *options, "--top-module", config.name,
                    "--Mdir", "obj", "-o", "Vsim", "-CFLAGS", "-I..",
@@ -209,6 +345,37 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False):
             raise RuntimeError(f"verilator: the native build of {config.name!r} failed "
                                f"(log: {folder / 'build.log'}):\n{done.stderr[-2000:]}")
         return NativeBuild(executable, key, time.perf_counter() - start)
+
+
+def _build_icarus(config, verilog, cache, log, mem_bytes):
+    _icarus()
+    text, harness, header, key = _icarus_inputs(config, verilog, mem_bytes)
+    folder = Path(cache or cache_dir("icarus")) / key
+    executable = folder / "sim.vvp"
+    from chrysalis.sim.verify.runner import file_lock
+    with file_lock(folder.with_suffix(".lock")):
+        if executable.is_file():
+            return NativeBuild(executable, key, 0.0, "icarus")
+        if log is not None:
+            log(f"building the native simulator of {config.name!r} (Icarus, once per config; "
+                f"cached in {folder})")
+        start = time.perf_counter()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        (folder / f"{config.name}.v").write_bytes(text)
+        (folder / "harness.v").write_text(harness)
+        (folder / "harness_config.vh").write_text(header)
+        # Written under another name and renamed: a build killed halfway is never taken for
+        # a finished one.
+        command = ["iverilog", *ICARUS, "-s", "chrysalis_harness", "-o", "sim.vvp.part",
+                   "-I", ".", "harness.v", f"{config.name}.v"]
+        done = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        if done.returncode != 0 or not (folder / "sim.vvp.part").is_file():
+            (folder / "build.log").write_text(done.stdout + done.stderr)
+            raise RuntimeError(f"icarus: the native build of {config.name!r} failed "
+                               f"(log: {folder / 'build.log'}):\n{done.stderr[-2000:]}")
+        (folder / "sim.vvp.part").rename(executable)
+        return NativeBuild(executable, key, time.perf_counter() - start, "icarus")
 
 
 def _u64(*values):
@@ -262,6 +429,100 @@ def read_result(path, words):
     return outputs
 
 
+def _hex_words(words):
+    """``words`` (uint32) as ``$readmemh`` lines: eight hex digits each."""
+    text = np.ascontiguousarray(words, dtype=">u4").tobytes().hex()
+    return [text[i:i + 8] for i in range(0, len(text), 8)]
+
+
+def _memh(start, words, mem_words):
+    """``$readmemh`` text placing ``words`` from word ``start`` on, wrapping at
+    ``mem_words`` as the memory's byte addresses wrap."""
+    lines = []
+    words = np.asarray(words, dtype=np.uint32)
+    done = 0
+    while done < words.size:
+        at = (start + done) % mem_words
+        count = min(words.size - done, mem_words - at)
+        lines.append(f"@{at:x}")
+        lines += _hex_words(words[done:done + count])
+        done += count
+    return "\n".join(lines) + "\n"
+
+
+def _aligned(what, value):
+    if int(value) % 4:
+        raise ValueError(f"{what} must be a multiple of 4 under Icarus, not {value!r}")
+    return int(value)
+
+
+def write_icarus_job(folder, config, job):
+    """Write ``job`` into ``folder`` in the Icarus harness's formats (module docstring).
+
+    Raises
+    ------
+    ValueError
+        A byte address (the image's ``mem_base`` or a patch's) that is not a multiple of 4:
+        the Icarus memory holds words. Nothing is written then.
+    """
+    mem_base = _aligned("mem_base", job.mem_base)
+    for i, run in enumerate(job.runs):
+        for addr, _ in run.writes:
+            _aligned(f"the address of a write of run {i}", addr)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mem_words = job.mem_bytes // 4
+    image = np.asarray(job.image, dtype=np.uint32)
+    values = [job.mem_bytes, mem_base, image.size, len(job.runs)]
+    if image.size:
+        (folder / "image.hex").write_text(_memh(mem_base // 4, image, mem_words))
+    for i, run in enumerate(job.runs):
+        base, last = dma_window(config, run)
+        values += [run.cmd_base, run.cmd_count, base, last, run.max_cycles,
+                   int(bool(run.dump)), run.dual_seed, run.reuse_strength,
+                   int(bool(run.writes))]
+        if run.writes:
+            (folder / f"writes_{i}.hex").write_text("".join(
+                _memh(int(addr) // 4, words, mem_words) for addr, words in run.writes))
+    (folder / "script.hex").write_text("".join(f"{int(v):x}\n" for v in values))
+
+
+def _read_memh(path, words):
+    """The ``words`` 32-bit words of a ``$writememh`` file (comment lines skipped)."""
+    lines = [line.strip() for line in Path(path).read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("//")]
+    image = np.frombuffer(bytes.fromhex("".join(lines)), dtype=">u4").astype(np.uint32)
+    if image.size != words:
+        raise RuntimeError(f"{path} holds {image.size} words, not {words}")
+    return image
+
+
+def read_icarus_result(folder, job, walls=()):
+    """The :class:`RunOutput` s the Icarus harness left in ``folder`` for ``job``, with the
+    runs' wall seconds ``walls`` (0.0 where missing)."""
+    folder = Path(folder)
+    lines = (folder / "result.txt").read_text().splitlines()
+    if not lines or lines[-1] != "end":
+        raise RuntimeError(f"{folder / 'result.txt'} is incomplete")
+    words = len(np.asarray(job.image))
+    outputs = []
+    for i, run in enumerate(job.runs):
+        head, counts = lines[2 * i].split(), lines[2 * i + 1].split()
+        if head[:2] != ["run", str(i)] or counts[:1] != ["counters"]:
+            raise RuntimeError(f"{folder / 'result.txt'}: run {i} is missing")
+        status, code, index, cycles = (int(v, 16) for v in head[2:])
+        counters = dict(zip((name.lower() for name, _ in isa.COUNTERS),
+                            (int(v, 16) for v in counts[1:])))
+        image = None
+        if run.dump:
+            image = (_read_memh(folder / f"dump_{i}.hex", words) if words
+                     else np.zeros(0, dtype=np.uint32))
+        wall = walls[i] if i < len(walls) else 0.0
+        outputs.append(RunOutput(status, isa.ErrorCode(code), index, cycles, wall, counters,
+                                 image))
+    return outputs
+
+
 #: The Verilog this process emitted, by config hash and folder: a training runs a job per
 #: epoch, and elaborating the default config takes seconds.
 _EMITTED = {}
@@ -277,27 +538,123 @@ def verilog_of(config, folder):
     return path
 
 
-def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fast_build=False):
-    """Run ``job`` on the RTL of ``config`` in the native simulator; a list of
-    :class:`~chrysalis.sim.compile.job.RunOutput` as
-    :func:`chrysalis.sim.verify.rtl_job.run_job` returns.
+def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fast_build=False,
+            simulator="verilator"):
+    """Run ``job`` on the RTL of ``config`` in the native harness of ``simulator``.
 
-    The Verilog goes to ``build_dir/rtl`` (emitted once per process and folder) and the
-    job's files to ``build_dir/native-job``;
-    the simulator comes from the cache (:func:`build`; ``fast_build`` as there). A run that
-    does not raise ``irq`` within its ``max_cycles`` raises :class:`RuntimeError`.
+    Parameters
+    ----------
+    config : chrysalis.gen.spec.config.Config
+    job : chrysalis.sim.compile.job.Job
+    build_dir : path-like
+        The Verilog goes to ``build_dir/rtl`` (emitted once per process and folder); the
+        job's files to a folder of their own under ``build_dir/native-job`` (Verilator)
+        or ``build_dir/native-job-icarus`` (Icarus), removed when the job ends.
+    cache, log, fast_build
+        As for :func:`build`, which gives the simulator (from the cache when it can).
+    timeout_s : float, optional
+        Wall seconds the job may take (the build aside).
+    simulator : {"verilator", "icarus"}
+
+    Returns
+    -------
+    list of chrysalis.sim.compile.job.RunOutput
+        One per run, as :func:`chrysalis.sim.verify.rtl_job.run_job` returns them.
+
+    Raises
+    ------
+    RuntimeError
+        A run did not raise ``irq`` within its ``max_cycles``, or the simulator failed.
+    subprocess.TimeoutExpired
+        The job took longer than ``timeout_s``.
+    ValueError
+        An unknown ``simulator``; under Icarus, a byte address of the job that is not a
+        multiple of 4 (:func:`write_icarus_job`).
     """
+    _check_simulator(simulator)
     build_dir = Path(build_dir).resolve()
+    if simulator == "icarus":
+        return _run_icarus(config, job, build_dir, cache, log, timeout_s)
     verilog = verilog_of(config, build_dir / "rtl")
     native = build(config, verilog, cache=cache, log=log, fast_build=fast_build)
-    work = build_dir / "native-job"
-    work.mkdir(parents=True, exist_ok=True)
-    job_path, result_path = work / "job.bin", work / "result.bin"
-    write_job(job_path, config, job)
-    result_path.unlink(missing_ok=True)
-    done = subprocess.run([str(native.executable), str(job_path), str(result_path)],
-                          capture_output=True, text=True, timeout=timeout_s)
-    if done.returncode != 0:
-        raise RuntimeError(f"native simulator of {config.name!r}: "
-                           f"{(done.stderr or done.stdout).strip()}")
-    return read_result(result_path, len(np.asarray(job.image)))
+    parent = build_dir / "native-job"
+    parent.mkdir(parents=True, exist_ok=True)
+    # A folder per call, removed afterwards, as under Icarus: two pytest-xdist workers
+    # running jobs in one build_dir never share (or overwrite) each other's files.
+    work = Path(tempfile.mkdtemp(dir=parent))
+    try:
+        job_path, result_path = work / "job.bin", work / "result.bin"
+        write_job(job_path, config, job)
+        done = subprocess.run([str(native.executable), str(job_path), str(result_path)],
+                              capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            raise RuntimeError(f"native simulator of {config.name!r}: "
+                               f"{(done.stderr or done.stdout).strip()}")
+        return read_result(result_path, len(np.asarray(job.image)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_icarus(config, job, build_dir, cache, log, timeout_s):
+    parent = build_dir / "native-job-icarus"
+    parent.mkdir(parents=True, exist_ok=True)
+    # A folder per call, removed afterwards: concurrent jobs in one build_dir never share
+    # files, and a folder left behind is never taken for this job's.
+    work = Path(tempfile.mkdtemp(dir=parent))
+    try:
+        # The job's files are checked and written before anything is built.
+        write_icarus_job(work, config, job)
+        verilog = verilog_of(config, build_dir / "rtl")
+        native = build(config, verilog, cache=cache, log=log, simulator="icarus",
+                       mem_bytes=job.mem_bytes)
+        command = ["vvp", "-n", str(native.executable), f"+job={work}"]
+        walls, other, returncode = _run_timed(command, timeout_s)
+        errors = [line.removeprefix("error: ") for line in other if line.startswith("error:")]
+        result = work / "result.txt"
+        if errors or returncode != 0 or not (result.is_file()
+                                             and result.read_text().endswith("end\n")):
+            why = "; ".join(errors or other[-5:]) or f"vvp exited with status {returncode}"
+            raise RuntimeError(f"native simulator of {config.name!r} (Icarus): {why}")
+        return read_icarus_result(work, job, walls)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_timed(command, timeout_s):
+    """Run the Icarus harness; the wall seconds of each run (from its ``doorbell`` and
+    ``irq`` lines, timed as they arrive), its other output lines and its exit status."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    timed_out = threading.Event()
+
+    def kill():
+        timed_out.set()
+        process.kill()
+
+    timer = None
+    if timeout_s is not None:
+        timer = threading.Timer(timeout_s, kill)
+        timer.start()
+    walls, other, started = [], [], None
+    try:
+        for line in process.stdout:
+            now = time.perf_counter()
+            word = line.split(" ", 1)[0]
+            if word == "doorbell":
+                started = now
+            elif word == "irq" and started is not None:
+                walls.append(now - started)
+                started = None
+            else:
+                other.append(line.rstrip("\n"))
+        process.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    if timed_out.is_set():
+        raise subprocess.TimeoutExpired(command, timeout_s)
+    return walls, other, process.returncode

@@ -1,7 +1,9 @@
 """The native simulator (``sim.verify.native_job``): a job on the Verilated RTL with the host
-and the memory in C++ gives the golden machine's images and counters, and the same counters,
-cycles included, as the cocotb testbench with cocotbext-axi's AxiRam."""
+and the memory in C++, or on the RTL under Icarus with the host and the memory in Verilog,
+gives the golden machine's images and counters, and the same counters, cycles included, as
+the cocotb testbench with cocotbext-axi's AxiRam."""
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,10 @@ from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.verify import native_job
 from chrysalis.sim.verify.runner import available_simulators
 
-pytestmark = pytest.mark.skipif("verilator" not in available_simulators(),
-                                reason="Verilator is not installed (run `make setup`)")
+needs_verilator = pytest.mark.skipif("verilator" not in available_simulators(),
+                                     reason="Verilator is not installed (run `make setup`)")
+needs_icarus = pytest.mark.skipif("icarus" not in available_simulators(),
+                                  reason="Icarus Verilog is not installed (run `make setup`)")
 
 TINY = PRESETS["tiny"]
 SIZES, BATCH = [16, 8, 4], 2
@@ -35,6 +39,7 @@ def _training_job(config, steps, seed=0):
     return training_job(program, initial_weights(SIZES, seed), minibatches)
 
 
+@needs_verilator
 def test_training_steps_equal_golden_and_cocotb(build_root):
     job = _training_job(TINY, steps=2)
     native = native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
@@ -47,6 +52,7 @@ def test_training_steps_equal_golden_and_cocotb(build_root):
     assert all(np.array_equal(a.image, b.image) for a, b in zip(native, cocotb))
 
 
+@needs_verilator
 def test_a_malformed_command_halts_with_the_golden_error():
     words = np.zeros(0x2000 // 4, dtype=np.uint32)
     good = isa.encode("DMA_LOAD", n=8, batch=2, mem_addr=0x1000, mem_stride=64, sp_base=0,
@@ -63,6 +69,7 @@ def test_a_malformed_command_halts_with_the_golden_error():
     assert np.array_equal(native[0].image, golden[0].image)
 
 
+@needs_verilator
 def test_a_hung_run_is_reported(tmp_path):
     # A DMA window that ends before the command buffer: the fetch fails at once, so the
     # bound is the only way to hang; a bound of zero cycles does.
@@ -72,6 +79,7 @@ def test_a_hung_run_is_reported(tmp_path):
         native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
 
 
+@needs_verilator
 def test_builds_are_cached_by_content(tmp_path):
     from chrysalis.gen.emit.verilog import emit
     paths = emit(TINY, SHARED / TINY.name / "rtl")
@@ -93,3 +101,141 @@ def test_job_files_round_trip(tmp_path):
     assert data[:8] == b"CHRJOB01"
     mem_base, mem_bytes, words = np.frombuffer(data, dtype="<u8", count=3, offset=8)
     assert (mem_base, mem_bytes, words) == (job.mem_base, job.mem_bytes, len(job.image))
+
+
+# ---- The Icarus harness (native/harness.v) ---------------------------------------------------
+
+def _outcomes(outputs):
+    """What a host sees after each run, images as lists: comparable with ``==``."""
+    return [(o.status, o.error, o.index, o.cycles, o.counters,
+             None if o.image is None else o.image.tolist()) for o in outputs]
+
+
+def _error_job():
+    """Two runs: the first halts at its second command (an opcode the command set does not
+    have), the second rewrites that command into a DMA store and runs cleanly."""
+    words = np.zeros(0x2000 // 4, dtype=np.uint32)
+    load = isa.encode("DMA_LOAD", n=8, batch=2, mem_addr=0x1000, mem_stride=64, sp_base=0,
+                      sp_lpc=4)
+    store = isa.encode("DMA_STORE", n=8, batch=2, mem_addr=0x1800, mem_stride=64, sp_base=0,
+                       sp_lpc=4)
+    bad = list(store)
+    bad[0] = (bad[0] & ~0xFF) | 0x3F
+    words[:len(load)] = load
+    words[len(load):2 * len(load)] = bad
+    words[0x1000 // 4:0x1000 // 4 + 64] = np.arange(1, 65, dtype=np.uint32) * 0x01010101
+    patch = (4 * len(load), np.array(store, dtype=np.uint32))
+    return Job(words, [Run(0, 2), Run(0, 2, writes=[patch])])
+
+
+@needs_icarus
+@needs_verilator
+def test_icarus_training_steps_equal_verilator_and_cocotb(build_root):
+    # The prologue, two steps (each after the host writes its minibatch) and the checkpoint.
+    job = _training_job(TINY, steps=2)
+    assert [bool(run.writes) for run in job.runs] == [False, True, True, False]
+    icarus = native_job.run_job(TINY, job, SHARED / TINY.name, simulator="icarus")
+    assert golden_mismatches(icarus, run_job_golden(TINY, job)) == []
+    assert all(o.wall_s > 0 for o in icarus)
+    verilator = native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
+    assert _outcomes(icarus) == _outcomes(verilator)
+    from chrysalis.sim.verify.rtl_job import run_job
+    cocotb = run_job(TINY, job, "icarus", COCOTB_SHARED / TINY.name, job_dir=build_root,
+                     timeout_s=1800, quiet=True)
+    assert _outcomes(icarus) == _outcomes(cocotb)
+
+
+@needs_icarus
+@needs_verilator
+def test_icarus_error_then_patched_run_equal_verilator_and_cocotb(build_root):
+    job = _error_job()
+    icarus = native_job.run_job(TINY, job, SHARED / TINY.name, simulator="icarus")
+    golden = run_job_golden(TINY, job)
+    assert [(o.error, o.index) for o in icarus] == [(g.error, g.index) for g in golden] == [
+        (isa.ErrorCode.BAD_OPCODE, 1), (isa.ErrorCode.NONE, 0)]
+    assert [o.status for o in icarus] == [g.status for g in golden]
+    assert all(np.array_equal(o.image, g.image) for o, g in zip(icarus, golden))
+    # The patched run stored what the first run loaded: two columns of eight words, 64
+    # bytes apart.
+    for column in (0, 64):
+        assert np.array_equal(icarus[1].image[(0x1800 + column) // 4:][:8],
+                              job.image[(0x1000 + column) // 4:][:8])
+    assert not icarus[0].image[0x1800 // 4:].any()
+    verilator = native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
+    assert _outcomes(icarus) == _outcomes(verilator)
+    from chrysalis.sim.verify.rtl_job import run_job
+    cocotb = run_job(TINY, job, "icarus", COCOTB_SHARED / TINY.name, job_dir=build_root,
+                     timeout_s=1800, quiet=True)
+    assert _outcomes(icarus) == _outcomes(cocotb)
+
+
+@needs_icarus
+def test_icarus_hung_run_is_reported():
+    job = _training_job(TINY, steps=0)
+    job.runs = [Run(job.runs[0].cmd_base, job.runs[0].cmd_count, max_cycles=1)]
+    with pytest.raises(RuntimeError, match=r"no interrupt within 1 cycles of the doorbell "
+                                           r"\(STATUS 0x1\)"):
+        native_job.run_job(TINY, job, SHARED / TINY.name, simulator="icarus")
+
+
+@needs_icarus
+def test_icarus_job_past_its_timeout_is_killed():
+    # The steps take over a second of simulation; the harness is stopped long before.
+    job = _training_job(TINY, steps=2)
+    with pytest.raises(subprocess.TimeoutExpired):
+        native_job.run_job(TINY, job, SHARED / TINY.name, simulator="icarus", timeout_s=0.2)
+
+
+@needs_icarus
+def test_icarus_builds_are_cached_by_content(tmp_path, monkeypatch):
+    from chrysalis.gen.emit.verilog import emit
+    verilog = emit(TINY, SHARED / TINY.name / "rtl")["verilog"]
+    first = native_job.build(TINY, verilog, simulator="icarus")
+    again = native_job.build(TINY, verilog, simulator="icarus")
+    assert again.executable == first.executable and again.seconds == 0.0
+    assert first.simulator == "icarus" and first.executable.name == "sim.vvp"
+    assert first.executable.parent.parent == native_job.cache_dir("icarus")
+    key = native_job.build_key(TINY, verilog, simulator="icarus")
+    assert key == first.key
+    # Every job up to 4 MiB shares a build; a larger one needs a larger memory array.
+    assert native_job.build_key(TINY, verilog, simulator="icarus", mem_bytes=4 << 20) == key
+    assert native_job.build_key(TINY, verilog, simulator="icarus", mem_bytes=8 << 20) != key
+    narrow = with_overrides(TINY, {"host.axi_data_width": 32})
+    assert native_job.build_key(narrow, emit(narrow, tmp_path / "rtl")["verilog"],
+                                simulator="icarus") != key
+    monkeypatch.setenv("CHRYSALIS_CACHE", str(tmp_path / "cache"))
+    assert native_job.cache_dir("icarus") == tmp_path / "cache" / "icarus"
+    assert native_job.cache_dir() == tmp_path / "cache" / "verilator"
+
+
+def test_icarus_job_files(tmp_path):
+    job = _error_job()
+    # A patch that runs past the end of the memory wraps to its start, as in AxiRam.
+    job.runs[1].writes.append((job.mem_bytes - 8, np.array([1, 2, 3], dtype=np.uint32)))
+    native_job.write_icarus_job(tmp_path, TINY, job)
+    script = [int(v, 16) for v in (tmp_path / "script.hex").read_text().split()]
+    assert script[:4] == [job.mem_bytes, 0, len(job.image), 2]
+    runs = [script[4:13], script[13:]]
+    assert runs[1][:2] == [0, 2]                            # cmd_base, cmd_count
+    assert [run[-1] for run in runs] == [0, 1]              # patches: run 1 only
+    image = (tmp_path / "image.hex").read_text().split()
+    assert image[0] == "@0" and [int(w, 16) for w in image[1:]] == job.image.tolist()
+    last = job.mem_bytes // 4 - 2
+    assert (tmp_path / "writes_1.hex").read_text().split()[-5:] == [
+        f"@{last:x}", "00000001", "00000002", "@0", "00000003"]
+    assert not (tmp_path / "writes_0.hex").exists()
+
+
+def test_icarus_job_files_refuse_unaligned_addresses(tmp_path):
+    job = _error_job()
+    job.runs[1].writes = [(0x102, np.array([1], dtype=np.uint32))]
+    with pytest.raises(ValueError, match=r"^the address of a write of run 1 must be a "
+                                         r"multiple of 4 under Icarus, not 258$"):
+        native_job.write_icarus_job(tmp_path / "job", TINY, job)
+    assert not (tmp_path / "job").exists()
+
+
+def test_an_unknown_simulator_is_refused():
+    with pytest.raises(ValueError, match=r"^simulator must be one of verilator, icarus, "
+                                         r"not 'questa'$"):
+        native_job.run_job(TINY, _error_job(), SHARED / TINY.name, simulator="questa")
