@@ -41,13 +41,15 @@ def _require(name):
         pytest.skip(message)
 
 
-#: How a test that is about a job's results, not the host interface, runs its job: the cocotb
-#: harness under Icarus, and the native harness under Verilator (the same images and
-#: counters, cycle for cycle, as the cocotb harness: tests/sim/verify/test_native_job.py).
-#: The cocotb harness under Verilator runs them too, behind the ``slow`` marker.
+#: How a test that is about a job's results, not the host interface, runs its job: the native
+#: harnesses (host and memory in Verilog under Icarus, in C++ under Verilator: the same images
+#: and counters, cycle for cycle, as the cocotb harness, tests/sim/verify/test_native_job.py).
+#: The cocotb harness runs them too under both simulators, behind the ``slow`` marker.
 RTL_HARNESSES = (
-    pytest.param(("icarus", "cocotb"), marks=pytest.mark.cocotb, id="icarus"),
+    pytest.param(("icarus", "native"), id="icarus-native"),
     pytest.param(("verilator", "native"), id="verilator-native"),
+    pytest.param(("icarus", "cocotb"), marks=(pytest.mark.cocotb, pytest.mark.slow),
+                 id="icarus"),
     pytest.param(("verilator", "cocotb"), marks=(pytest.mark.cocotb, pytest.mark.slow),
                  id="verilator"),
 )

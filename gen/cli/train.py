@@ -83,9 +83,9 @@ def _configure_train(parser):
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="initial weights and minibatch order (default: 0)")
     parser.add_argument("--harness", choices=HARNESSES, default=None,
-                        help="RTL backends: native (Verilator only: a C++ host and memory, "
-                             "no Python during a run; the default for verilator) or cocotb "
-                             "(cocotbext-axi; the default for icarus and with --waves)")
+                        help="RTL backends: native (the host and memory in C++ under "
+                             "Verilator, in Verilog under Icarus: no Python during a run; "
+                             "the default) or cocotb (cocotbext-axi; the default with --waves)")
     parser.add_argument("--waves", action="store_true",
                         help="RTL backends: dump waveforms, one file per simulation")
     # dest `build_dir`: the name of the drivers' argument it is passed to.
@@ -229,9 +229,9 @@ TRAIN = register(Command(
                 "float32 NumPy reference trained from the same weights on the same "
                 "minibatches. The RTL backends also report the simulated cycles and the "
                 "utilization, and check every memory image and counter against the golden "
-                "machine model; Verilator runs in a native C++ harness (no Python during a "
-                "run, so a whole 12-epoch training takes minutes), --harness cocotb drives "
-                "it from cocotbext-axi instead. A network that does not fit the config is refused with one line "
+                "machine model. Both simulators run in a native harness (no Python during a "
+                "run: a whole 12-epoch training takes minutes under Verilator), --harness "
+                "cocotb drives them from cocotbext-axi instead. A network that does not fit the config is refused with one line "
                 "saying why (exit status 2). The defaults (batch 8, lr 0.1, 12 epochs) reach "
                 "at least 95% test accuracy on the default preset.",
     epilog="examples:\n"

@@ -3,8 +3,8 @@ single-core driver's RTL backends.
 
 One simulation runs a chunk of steps (an epoch, or all of a ``steps`` run) as one job
 (:func:`chrysalis.sim.compile.job.training_job`), in one of two harnesses: ``native``
-(Verilator only: :mod:`chrysalis.sim.verify.native_job`, the host and the memory in C++, no
-Python during the run) or ``cocotb`` (:func:`chrysalis.sim.verify.rtl_job.run_job`,
+(:mod:`chrysalis.sim.verify.native_job`: the host and the memory in C++ around the Verilated
+model, or in Verilog beside the design under Icarus; no Python during the run) or ``cocotb`` (:func:`chrysalis.sim.verify.rtl_job.run_job`,
 cocotbext-axi as the host and the memory; Icarus or Verilator, and waveforms). run 0 is the prologue, which loads the
 weights the previous chunk left in the image (a simulation starts from reset), run ``1 + k``
 the chunk's step ``k``, whose memory patches are its minibatch and labels, and the last run
@@ -77,9 +77,8 @@ class RtlSteps:
                  harness="cocotb", quiet=False):
         if harness not in HARNESSES:
             raise ValueError(f"harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
-        if harness == "native" and (simulator != "verilator" or waves):
-            raise ValueError(f"the native harness runs Verilator without waveforms, not "
-                             f"{simulator!r}{' with waves' if waves else ''}")
+        if harness == "native" and waves:
+            raise ValueError("waves need the cocotb harness, not harness 'native'")
         self.config, self.program, self.image = config, program, image
         self.simulator, self.build_dir = simulator, Path(build_dir)
         self.harness, self.quiet = harness, quiet
@@ -125,7 +124,8 @@ class RtlSteps:
         start = time.perf_counter()
         if self.harness == "native":
             from chrysalis.sim.verify import native_job
-            outputs = native_job.run_job(self.config, job, self.build_dir, log=self.say)
+            outputs = native_job.run_job(self.config, job, self.build_dir, log=self.say,
+                                         simulator=self.simulator)
         else:
             from chrysalis.sim.verify import rtl_job
             # Verilator's optimised model build takes about 90 s longer than the -O0 one and

@@ -310,11 +310,9 @@ def _harness(backend, harness, waves):
                              f"(harness={harness!r})")
         return None
     if harness is None:
-        return "native" if backend == "verilator" and not waves else "cocotb"
+        return "cocotb" if waves else "native"
     if harness not in HARNESSES:
         raise ValueError(f"harness must be one of {', '.join(HARNESSES)}, not {harness!r}")
-    if harness == "native" and backend != "verilator":
-        raise ValueError(f"the native harness runs Verilator, not backend {backend!r}")
     if harness == "native" and waves:
         raise ValueError("waves need the cocotb harness, not harness 'native'")
     return harness

@@ -248,8 +248,6 @@ def test_cli_argument_errors_exit_2_naming_the_value(capsys, argv, bad):
     (["--steps", "1", "--json", "/proc/no-such-folder/result.json"],
      "--json '/proc/no-such-folder/result.json' cannot be written"),
     (["--steps", "1", "--json", "."], "--json must name a file"),
-    (["--backend", "icarus", "--harness", "native", "--steps", "1"],
-     "the native harness runs Verilator, not backend 'icarus'"),
     (["--backend", "verilator", "--harness", "native", "--waves", "--steps", "1"],
      "waves need the cocotb harness"),
     (["--harness", "cocotb", "--steps", "1"], "harness is for the RTL backends"),
@@ -305,8 +303,17 @@ def _cli_rtl_run(capfd, build_root, backend, *extra):
     return data
 
 
-def test_cli_icarus_smoke(capfd, build_root):
-    assert _cli_rtl_run(capfd, build_root, "icarus")["harness"] == "cocotb"
+def test_cli_icarus_cocotb_is_quiet(capfd, build_root):
+    # The cocotb harness (cocotb's and cocotbext-axi's loggers) prints nothing with --quiet.
+    assert _cli_rtl_run(capfd, build_root, "icarus", "--harness", "cocotb")["harness"] == "cocotb"
+
+
+@pytest.mark.parametrize("backend, waves, expected", [
+    ("icarus", False, "native"), ("verilator", False, "native"),
+    ("icarus", True, "cocotb"), ("verilator", True, "cocotb"), ("golden", False, None)])
+def test_native_harness_is_the_default_without_waves(backend, waves, expected):
+    from chrysalis.sim.train.single import _harness
+    assert _harness(backend, None, waves) == expected
 
 
 def test_cli_verilator_runs_natively(capfd, build_root):

@@ -27,14 +27,15 @@ def rtl(config, job, simulator, build_root):
     simulator, harness = (simulator, "cocotb") if isinstance(simulator, str) else simulator
     if harness == "native":
         from chrysalis.sim.verify import native_job
-        return native_job.run_job(config, job, SHARED / config.name, fast_build=True)
+        return native_job.run_job(config, job, SHARED / config.name, fast_build=True,
+                                  simulator=simulator)
     return run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
                    job_dir=build_root)
 
 
-#: The reuse and dual-precision jobs: under Icarus (the cocotb harness) only with ``slow``.
+#: The reuse and dual-precision jobs: under Icarus (either harness) only with ``slow``.
 SLOW_ICARUS = [pytest.param(p.values[0], marks=(*p.marks, pytest.mark.slow), id=p.id)
-               if p.id == "icarus" else p for p in RTL_HARNESSES]
+               if p.id.startswith("icarus") else p for p in RTL_HARNESSES]
 
 
 def test_registers(simulator, build_root):

@@ -122,7 +122,8 @@ def run_collectives(cores, simulator, build_root, seed):
     simulator, harness = (simulator, "cocotb") if isinstance(simulator, str) else simulator
     if harness == "native":
         from chrysalis.sim.verify import native_job
-        outs = native_job.run_job(config, job, SHARED / config.name, fast_build=True)
+        outs = native_job.run_job(config, job, SHARED / config.name, fast_build=True,
+                                  simulator=simulator)
     else:
         outs = run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
                        job_dir=build_root)
