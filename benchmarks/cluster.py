@@ -12,7 +12,8 @@ Parts (``--parts``, default all):
 ``modes``
     Data parallel, model parallel and continuous propagation (CP) of an MLP on 1, 2 and 4
     cores of the ``default`` preset (4 x 4 PEs per core): cycles per step (per sample for
-    CP) and utilization = useful MACs / (PEs per core x cores x cycles), measured on the RTL
+    CP) and utilization = useful MACs (forward, dX and dW, as CATERPILLAR counts them; the
+    update is not a MAC) / (PEs per core x cores x cycles), measured on the RTL
     (``sim.compile.parallel_program``, ``sim.compile.cp_program``, ``sim.compile.program`` for one core), then the
     performance model (``gen.perf.network_cost``) for 1 to 16 cores on the same network and
     on larger ones.
@@ -375,7 +376,8 @@ def modes_markdown(rows, sweep):
            f"{BATCH} (`sim.compile.parallel_program`; one core: `sim.compile.program`), continuous "
            "propagation one sample per tick (`sim.compile.cp_program`, a steady tick). Cycles are "
            "per step (CP: per sample); utilization = useful MACs / (16 PEs x cores x "
-           "cycles). `stream model` is `gen.perf.network.cluster_stream_cost` of the very "
+           "cycles), the useful MACs counted as CATERPILLAR counts them: forward, dX (none "
+           "for the first layer) and dW; the weight update is not a MAC. `stream model` is `gen.perf.network.cluster_stream_cost` of the very "
            "commands the RTL ran (the controller's in-order dispatch); `layer model` is "
            "`gen.perf.network_cost` from the layer shapes alone; `overlapped` is the CP "
            "tick if the cores' commands overlapped fully (slowest stage + sends).\n",
@@ -484,7 +486,9 @@ def run_caterpillar(rtl, modes=None, previous=None, log=print):
 def caterpillar_markdown(rows):
     out = ["## Against CATERPILLAR\n",
            "CATERPILLAR (Li & Pedram, ASAP 2017) reports 81% utilization for SGD (batch 1), "
-           "94% for minibatch (MBGD) and 98% for continuous propagation (CP). Rows marked "
+           "94% for minibatch (MBGD) and 98% for continuous propagation (CP), counting "
+           "forward, dX and dW as its useful MACs; the utilization here counts them the same "
+           "way (the weight update is not a MAC). Rows marked "
            "RTL are Verilator runs of the programs (`sim.compile.program`, `sim.compile.parallel_program`, "
            "`sim.compile.cp_program`) on the `default` preset; rows marked model are "
            "`gen.perf.network_cost` (collectives priced by `sim.golden.ring.cycles`, CP by the "
@@ -494,7 +498,9 @@ def caterpillar_markdown(rows):
            "| | CATERPILLAR | network | machine | what | cores | batch | cycles per step "
            "(CP: per sample) | utilization | CP overlapped | ring share | source |",
            "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    out_end = ["", "What holds the figures below CATERPILLAR's, in these runs: every "
+    out_end = ["", "What holds the figures below CATERPILLAR's, in these runs: the "
+               "separate update pass of every `WGRAD` (one slot per weight, which the useful "
+               "MACs do not count: it weighs most at batch 1), every "
                "command's fetch and checks through the controller (16 cycles), the loss "
                "gradient (`LOSS_GRAD`) on one core, a 10-class output layer padded to the "
                "array; in model parallel the collectives and the output layer computed on "
@@ -506,7 +512,8 @@ def caterpillar_markdown(rows):
                "in part: compare `CP overlapped`) and the `SEND` s, "
                "each a barrier, the gradient going `c - 1` hops round the one-way ring. "
                "CATERPILLAR's figures are analytical, for its own machine; the model rows "
-               "here are this project's model of a machine like it."]
+               "here are this project's model of a machine like it. Where the cycles of the "
+               "mnist-500x3 rows go: `benchmarks/cycle_breakdown.py`."]
     for r in rows:
         over = r.get("overlapped_utilization")
         share = r.get("ring_share")

@@ -9,6 +9,11 @@ modelled (``gen.perf``: cycles from the closed forms validated against the RTL, 
 (batch 1, model parallel over the cores), minibatch (MBGD, model parallel) and continuous
 propagation (CP), with as many cores as the weights need to stay in the PE banks.
 
+Useful MACs are counted as CATERPILLAR counts them: forward, dX (none for the first layer)
+and dW; the weight update is not a MAC. GFLOPS/W is 2 FLOPs per useful MAC over the
+modelled dynamic energy, and pJ per useful MAC the step's energy over them (every event of
+the step included: the update pass, loads, DMA, the loss gradient).
+
     .venv/bin/python benchmarks/energy_caterpillar.py
 
 Writes ``benchmarks/results/energy_caterpillar.{json,md}``.
@@ -93,13 +98,13 @@ def _measure(store, base):
             rows.append(row)
             print(f"  {store} {name} {mode} batch {row['batch']} on {cores} cores: utilization "
                   f"{row['utilization']:.1%}, {row['gflops_per_watt']:.1f} GFLOPS/W "
-                  f"({row['pj_per_mac']:.2f} pJ/MAC)", flush=True)
+                  f"({row['pj_per_mac']:.2f} pJ per useful MAC)", flush=True)
     return rows
 
 
 def table(rows):
     lines = ["| local store | network | mode | batch | cores | utilization | weights in PEs | "
-             "GFLOPS/W | pJ/MAC | largest energy shares |",
+             "GFLOPS/W | pJ per useful MAC | largest energy shares |",
              "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
     for r in rows:
         top = sorted(r["energy_shares"].items(), key=lambda kv: -kv[1])[:3]
@@ -123,7 +128,11 @@ def main():
         "Modelled energy efficiency of training MNIST-shaped MLPs on a CATERPILLAR-like "
         "machine (16x16 PEs per core, 16 KB per PE -- and 8 KB --, 512 KB scratchpad, fp16 "
         "operands, fp32 accumulation; 45 nm table of `gen/perf/energy_45nm.toml`, dynamic "
-        "energy only, 2 FLOPs per useful MAC); `benchmarks/energy_caterpillar.py`. CATERPILLAR reports 177 "
+        "energy only); `benchmarks/energy_caterpillar.py`. Useful MACs are counted as "
+        "CATERPILLAR counts them: forward, dX (none for the first layer) and dW; the weight "
+        "update is not a MAC. GFLOPS/W is 2 FLOPs per useful MAC over the step's dynamic "
+        "energy, and pJ per useful MAC that energy (every event of the step, the update pass "
+        "included) over the useful MACs. CATERPILLAR reports 177 "
         "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). The machine is "
         "modelled; the cluster model is held to Verilator runs of 2 to 4 small cores "
         "(`benchmarks/cluster.py`).\n\n" + text)

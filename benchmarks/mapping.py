@@ -95,7 +95,9 @@ def main():
         f"Per-layer mapping vs one uniform mapping, one training step, batch {BATCH}, one "
         "core, modelled (`gen.perf`, `gen.perf.mapping`); `benchmarks/mapping.py`. Layers larger "
         "than the local stores use the modelled reduction and batch splits "
-        "(docs/perf_model.md).\n\n" + text + "\nSplit of each layer across 4 cores of the "
+        "(docs/perf_model.md). Utilization is useful MACs over PEs x cycles, the useful MACs "
+        "counted as CATERPILLAR counts them: forward, dX (none for the first layer) and dW; "
+        "the weight update is not a MAC.\n\n" + text + "\nSplit of each layer across 4 cores of the "
         "default config on a 128-bit ring (`gen.perf.mapping.partition`, modelled; the cluster "
         "model is held to Verilator runs in `benchmarks/cluster.py`), against every layer split the same way:\n\n" + ptext)
     return 0

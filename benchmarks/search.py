@@ -117,7 +117,10 @@ def main(argv=None):
     (RESULTS / "search.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     (RESULTS / "search.md").write_text(
         f"Architecture search, {NETWORK} trained with batch {BATCH} ({MODE}), modelled "
-        "(`gen.perf`, `gen.perf.area_model` at 45 nm, 1 GHz); `benchmarks/search.py`.\n\n"
+        "(`gen.perf`, `gen.perf.area_model` at 45 nm, 1 GHz); `benchmarks/search.py`. "
+        "Utilization and GFLOPS/W count useful MACs as CATERPILLAR counts them: forward, dX "
+        "(none for the first layer) and dW; the weight update is not a MAC. GFLOPS/W is 2 "
+        "FLOPs per useful MAC over the modelled dynamic energy (45 nm table).\n\n"
         f"Heuristic (critical path, top-1 and top-2) vs exhaustive on the small space "
         f"({BUDGETS[0]} mm²):\n\n" + text
         + "\nCATERPILLAR's budgets (large space for the search):\n\n" + btext)

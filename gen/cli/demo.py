@@ -128,7 +128,8 @@ def main(argv=None):
     print()
     print(summary(rows))
     print(f"\nWall time: {rows[-1]['seconds']:.1f} s under {rows[-1]['simulator']}. "
-          "Utilization: useful MACs of the step / (PEs x cycles from doorbell to interrupt).")
+          "Utilization: useful MACs of the step (forward, dX but the first layer's, dW; the "
+          "update is not a MAC) / (PEs x cycles from doorbell to interrupt).")
     if failures:
         print("\nThe RTL and the golden machine model disagree:\n" + "\n".join(failures))
         return 1

@@ -32,7 +32,8 @@ The modes follow the programs the RTL runs:
     input gradient below every split layer but the first. ``sgd`` is batch 1.
 ``cp`` (``sim.compile.cp_program``)
     Continuous propagation: the layers cut into ``cores`` contiguous stages with the
-    fewest MACs per sample in the largest (``sim.compile.cp_stages.assign_stages``' rule); a
+    fewest array operations per sample (useful MACs and the update pass,
+    ``Layer.step_ops``) in the largest (``sim.compile.cp_stages.assign_stages``' rule); a
     sample costs a steady tick: the input and label DMAs, every stage's commands core
     after core as the program streams them, then the ``SEND`` s, each a barrier (an
     activation forward one hop, a gradient back ``cores - 1`` hops round the one-way

@@ -9,7 +9,8 @@ Cout`` rows, ``n = Cin * k * k`` columns, plus one for a bias):
 * forward ``Y = W X``, ``X`` the im2col matrix of ``n x (B * Hout * Wout)``;
 * input gradient ``dX = W^T dY`` (then col2im, the sum of the overlapping patches, which
   the model does not cost);
-* weight gradient ``dW = dY X^T`` and the update.
+* weight gradient ``dW = dY X^T`` and the update (which is not a MAC: the useful MACs
+  of :meth:`Layer.macs` are forward, dX and dW, as CATERPILLAR counts them).
 
 So a layer is ``m``, ``n`` and ``columns`` (the product's columns per sample: 1 for a fully
 connected layer, ``Hout * Wout`` for a convolution). Pooling, batch normalisation, residual

@@ -1,0 +1,428 @@
+"""Where the cycles of a training step go, by the model: useful MACs and every loss.
+
+Every cycle of a modelled step is put in exactly one category, so each column sums to 100%
+of the PE-cycles (PEs x cores x cycles). The first category is the utilization itself:
+useful MACs counted as CATERPILLAR counts them -- forward, dX (none for the first layer) and
+dW; the weight update is not a MAC -- over PEs x cores x cycles.
+
+The steps (``gen.perf``, whose core commands are ``sim.golden.core_counts``' closed forms,
+exact against the RTL):
+
+``demo``
+    The 64-32-10 digits MLP, batch 8, on the ``default`` preset (one 4x4 core): the command
+    stream ``chrysalis train`` and ``chrysalis demo`` run for one SGD step, weights kept in
+    the PEs between steps (``gen.perf.mlp_step`` with ``store_every_step=False``).
+``sgd``, ``mbgd``, ``cp``
+    mnist-500x3 (784-500-500-500-10) on CATERPILLAR's machine shape (16x16 PEs per core,
+    2048-word banks, fp16 operands, 128-bit ring; ``benchmarks/energy_caterpillar.py``'s
+    ``LAC``), as ``benchmarks/cluster.py`` models it: SGD (batch 1) and MBGD (batch 16)
+    model parallel on as many cores as hold the weights, CP one core per layer
+    (``gen.perf.network_cost`` with ``gen.perf.mapping.optimize``'s mappings).
+
+How a core command's cycles split (``sim.golden.core_counts``; ``L`` the MAC latency, ``G``
+the outputs of an accumulator group, ``P`` a group's compute cycles, ``D`` its drain):
+
+* ``FORWARD`` / ``BACKWARD`` / ``WGRAD``: the useful MACs' share of their MAC slots; the
+  slots of PEs that hold padding (sizes not multiples of the array); the empty outputs of
+  the last accumulator group; ``WGRAD``'s separate update pass (one slot per weight per PE,
+  group-rounded); ``FORWARD`` / ``BACKWARD``'s exposed drain (the last group's ``D + 1``
+  and, where ``D + 1 > P``, the wait for each drain); and the command's end, ``L + 6``
+  (one cycle after the last slot, then the ``L + 5`` finish countdown).
+* Movers (``LOAD_COL``, ``LOAD_ROW``, ``LOAD_W``, ``STORE_W``): their iterations, and their
+  end, ``L + 5``.
+* ``LOSS_GRAD``: all of it. DMA commands: all of their DMA cycles. Every command: the
+  controller's fetch and checks (``1 + fetch + 3`` cycles; a run adds its ``START``).
+
+On a cluster: the collectives' cycles (every core waits for them); in model parallel the
+work every core repeats (the output layer, replicated for the softmax) and the fetches the
+controller hides behind the cores' work are taken out; in CP, each core's idle time
+against the slowest stage (stage imbalance), and the rest of the tick beyond the slowest
+stage and the sends: the controller's in-order dispatch, with the DMA and the fetches.
+
+    .venv/bin/python benchmarks/cycle_breakdown.py
+
+Writes ``benchmarks/results/cycle_breakdown.{json,md}``. The script checks that every
+column adds up to the model's cycles and that its useful share equals the model's
+utilization, and stops with an error if not.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from chrysalis.gen.spec.checks import ceil_div, ceil_log2  # noqa: E402
+from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
+from chrysalis.gen.spec.networks import get_network  # noqa: E402
+from chrysalis.gen.perf import mlp_step, network_cost  # noqa: E402
+from chrysalis.gen.perf.commands import (  # noqa: E402
+    DMA_OPS, RUN_START, TESTBENCH_MEMORY, command_cost)
+from chrysalis.gen.perf.layer import tile_splits  # noqa: E402
+from chrysalis.gen.perf.mapping import optimize  # noqa: E402
+from chrysalis.gen.perf.network import cluster_stream_cost, per_core  # noqa: E402
+from chrysalis.sim.golden import core_counts  # noqa: E402
+from chrysalis.sim.compile.cp_program import interleave  # noqa: E402
+
+from energy_caterpillar import LAC, cores_needed  # noqa: E402
+
+__all__ = ["CATEGORIES", "compute_split", "command_split", "demo_column",
+           "model_parallel_column", "cp_column", "measure", "table", "main"]
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: The categories, in the order of the table, with the label each row gets.
+CATEGORIES = {
+    "useful": "useful MACs: forward, dX, dW (the utilization)",
+    "update": "the separate update pass",
+    "padding": "padding to the array",
+    "rounding": "accumulator-group rounding",
+    "repeated": "work repeated on every core (model parallel: the output layer)",
+    "drain": "exposed drain and stall",
+    "end": "command ends (L + 5 countdown, L + 6 after compute)",
+    "loads": "loads into the PE banks",
+    "loss": "loss gradient (one exp per 9 cycles)",
+    "dma": "DMA, not overlapped",
+    "fetch": "command fetch and check",
+    "collectives": "collectives on the ring",
+    "imbalance": "CP: stage imbalance",
+    "dispatch": "CP: in-order dispatch (DMA and fetch included)",
+}
+
+#: The demo step: the digits MLP on the default preset.
+DEMO_SIZES, DEMO_BATCH = (64, 32, 10), 8
+#: CATERPILLAR's network, and its modes with their batch.
+NETWORK = "mnist-500x3"
+RUNS = (("sgd", 1), ("mbgd", 16), ("cp", 1))
+
+
+def _zero():
+    return dict.fromkeys(CATEGORIES, 0.0)
+
+
+def _add(total, part, times=1):
+    for key, value in part.items():
+        total[key] += value * times
+
+
+def compute_split(config, op, m, n, batch, momentum=False):
+    """The cycles of one ``FORWARD``, ``BACKWARD`` or ``WGRAD`` (as
+    ``sim.golden.core_counts.predict`` counts them), split into categories."""
+    R, C = config.core.rows, config.core.cols
+    L, G = config.mac.latency, config.pe.acc_regs // 2
+    streams = config.mac.macs_per_cycle
+    slots = G // streams
+    mt, nt = ceil_div(m, R), ceil_div(n, C)
+    out = _zero()
+    # The useful MACs in MAC slots of the whole array (each slot: R x C x streams MACs).
+    out["useful"] = m * n * batch / (R * C * streams)
+    if op == "WGRAD":
+        passes = 2 if momentum else 1
+        groups = ceil_div(mt * nt, G)
+        mac_slots = ceil_div(mt * nt, streams) * batch
+        compute = groups * slots * batch
+        out["update"] = groups * G * passes
+    else:
+        fwd = op == "FORWARD"
+        outputs, steps = (mt * batch, nt) if fwd else (nt * batch, mt)
+        lanes = C if fwd else R
+        groups = ceil_div(outputs, G)
+        P = slots * steps
+        passes = ceil_log2(lanes) + 1 if config.core.reduction == "tree" else lanes
+        D = max(0, L + 1 - slots) + G * passes
+        mac_slots = ceil_div(outputs, streams) * steps
+        compute = groups * P
+        # The last group's drain, and the wait for each drain when it outlasts a group.
+        out["drain"] = (D + 1) + (groups - 1) * max(0, D + 1 - P)
+    out["padding"] = mac_slots - out["useful"]
+    out["rounding"] = compute - mac_slots
+    out["end"] = 1 + L + core_counts.FINISH_EXTRA
+    exact = core_counts.predict(config, {"op": op, "m": m, "n": n, "batch": batch,
+                                         "flag": int(momentum)})["cycles"]
+    if not math.isclose(sum(out.values()), exact, rel_tol=1e-12):
+        raise AssertionError(f"{op} {m}x{n} batch {batch}: the split adds up to "
+                             f"{sum(out.values())}, not core_counts' {exact}")
+    return out
+
+
+def command_split(config, command, timing=TESTBENCH_MEMORY):
+    """The cycles one command costs in a one-core stream (``gen.perf.commands.command_cost``),
+    split into categories."""
+    op = str(getattr(command["op"], "name", command["op"])).upper()
+    cost = command_cost(config, command, timing)
+    out = _zero()
+    out["fetch"] = cost["overhead_cycles"]
+    core = cost["cycles"] - cost["overhead_cycles"]
+    L = config.mac.latency
+    if op in DMA_OPS:
+        out["dma"] = cost["dma_cycles"]
+    elif op in ("FORWARD", "BACKWARD", "WGRAD"):
+        _add(out, compute_split(config, op, int(command["m"]), int(command["n"]),
+                                int(command["batch"]),
+                                momentum=op == "WGRAD" and bool(command.get("flag"))))
+    elif op == "LOSS_GRAD":
+        out["loss"] = core
+    else:
+        out["end"] = L + core_counts.FINISH_EXTRA
+        out["loads"] = core - out["end"]
+    return out
+
+
+def _finish(name, what, short, config, cycles, cores, parts, useful_macs, utilization):
+    """The column: shares of ``cores x cycles``, checked against the model's figures."""
+    budget = cores * cycles
+    if not math.isclose(sum(parts.values()), budget, rel_tol=1e-9):
+        raise AssertionError(f"{name}: the categories add up to {sum(parts.values())} "
+                             f"core-cycles, not the model's {budget}")
+    share = {key: value / budget for key, value in parts.items()}
+    if not math.isclose(share["useful"], utilization, rel_tol=1e-9):
+        raise AssertionError(f"{name}: useful share {share['useful']!r} is not the model's "
+                             f"utilization {utilization!r}")
+    return {"name": name, "what": what, "short": short, "config": config.name, "cores": cores,
+            "rows": config.core.rows, "cols": config.core.cols, "cycles": cycles,
+            "useful_macs": useful_macs, "utilization": utilization,
+            "core_cycles": parts, "shares": share}
+
+
+def demo_column(timing=TESTBENCH_MEMORY):
+    """The demo's SGD step on the default core, command by command."""
+    config = get_preset("default")
+    step = mlp_step(config, list(DEMO_SIZES), DEMO_BATCH, timing, store_every_step=False)
+    parts = _zero()
+    for command in step["commands"]:
+        _add(parts, command_split(config, command, timing))
+    parts["fetch"] += RUN_START
+    cycles = step["total"]["cycles"]
+    util = step["useful_macs"] / (config.peak_macs_per_cycle * cycles)
+    return _finish("demo", f"{'-'.join(map(str, DEMO_SIZES))}, batch {DEMO_BATCH}, one "
+                   f"{config.core.rows}x{config.core.cols} core",
+                   f"demo {config.core.rows}x{config.core.cols} b{DEMO_BATCH}", config, cycles, 1,
+                   parts,
+                   step["useful_macs"], util)
+
+
+def _caterpillar(mode, batch):
+    """``benchmarks/cluster.py``'s model of CATERPILLAR's machine for ``mode``: the config,
+    the network, the mappings and ``gen.perf.network_cost``'s result."""
+    network = get_network(NETWORK)
+    base = with_overrides(get_preset("default"), LAC)
+    config = with_overrides(base, {"cluster.cores": cores_needed(base, network, mode)})
+    try:
+        mappings, _ = optimize(config, network, batch, mode)
+    except ValueError:
+        mappings = None
+    return config, network, network_cost(config, network, batch, mode, mappings)
+
+
+def _layer_compute(config, layer, batch, mapping, first):
+    """A layer's ``FORWARD``, ``BACKWARD`` and ``WGRAD`` under its tiling, split, as
+    ``gen.perf.layer.layer_cost`` issues them; per phase."""
+    phases = {"forward": _zero(), "backward": _zero(), "wgrad_update": _zero()}
+    sm, sn = tile_splits(layer.m, mapping.tm), tile_splits(layer.n, mapping.tn)
+    sb = tile_splits(layer.columns * batch, mapping.tb)
+    G = config.pe.acc_regs // 2
+    R, C = config.core.rows, config.core.cols
+    for mi, cm in sm:
+        for nj, cn in sn:
+            for bk, cb in sb:
+                t = cm * cn * cb
+                _add(phases["forward"], compute_split(config, "FORWARD", mi, nj, bk), t)
+                if not first:
+                    _add(phases["backward"], compute_split(config, "BACKWARD", mi, nj, bk), t)
+                _add(phases["wgrad_update"], compute_split(config, "WGRAD", mi, nj, bk), t)
+            if len(sb) > 1:
+                # A batch split applies the accumulated gradient in one more update pass.
+                phases["wgrad_update"]["update"] += cm * cn * ceil_div(
+                    ceil_div(mi, R) * ceil_div(nj, C), G) * G
+    return phases
+
+
+def _check_phase(name, phase, split, entry):
+    core = entry["cycles"] - entry["overhead_cycles"]
+    if not math.isclose(sum(split.values()), core, rel_tol=1e-9):
+        raise AssertionError(f"{name} {phase}: the split adds up to {sum(split.values())}, "
+                             f"not the model's {core}")
+
+
+def model_parallel_column(mode, batch, timing=TESTBENCH_MEMORY):
+    """SGD or MBGD on CATERPILLAR's machine: one core's timeline (every core runs the same
+    commands), the layers rebuilt from their mappings and checked against the model."""
+    config, network, r = _caterpillar(mode, batch)
+    cores = r["cores"]
+    layers, core_batch = per_core(config, network, batch, mode)
+    L = config.mac.latency
+    parts = _zero()
+    for i, (layer, cost) in enumerate(zip(layers, r["layers"])):
+        phases = _layer_compute(config, layer, core_batch, cost["mapping"], first=i == 0)
+        for phase, split in phases.items():
+            _check_phase(f"{mode} {layer.name}", phase, split, cost["phases"][phase])
+            _add(parts, split)
+    phases = r["phases"]
+    overhead = sum(entry["overhead_cycles"] for entry in phases.values())
+    loads = phases["load"]
+    parts["end"] += loads["commands"] * (L + core_counts.FINISH_EXTRA)
+    parts["loads"] += (loads["cycles"] - loads["overhead_cycles"]
+                       - loads["commands"] * (L + core_counts.FINISH_EXTRA))
+    parts["loss"] += phases["loss"]["cycles"] - phases["loss"]["overhead_cycles"]
+    parts["dma"] += phases["dma"]["dma_cycles"]
+    parts["collectives"] += r["collective_cycles"]
+    # The fetches the cluster's controller hides behind the cores' work: what the step's
+    # cycles lack against the layers' costs and the collectives.
+    hidden = sum(entry["cycles"] for entry in phases.values()) + r["collective_cycles"] \
+        - r["cycles"]
+    parts["fetch"] += overhead - hidden
+    # Every core has the same timeline; the network's useful MACs are shared among them,
+    # the rest of what each core computes is repeated.
+    useful = r["useful_macs"] / (config.core.pes * config.mac.macs_per_cycle)
+    parts = {key: value * cores for key, value in parts.items()}
+    repeated = parts["useful"] - useful
+    parts["repeated"] = 0.0 if math.isclose(repeated, 0, abs_tol=1e-6) else repeated
+    parts["useful"] = useful
+    return _finish(mode, f"{NETWORK}, batch {r['batch']}, model parallel on {cores} "
+                   f"{config.core.rows}x{config.core.cols} cores",
+                   f"{mode.upper()} {cores}x{config.core.rows}x{config.core.cols} b{r['batch']}",
+                   config, r["cycles"], cores, parts, r["useful_macs"], r["utilization"])
+
+
+def _cp_stage(config, layers, a, b, k, last, classes):
+    """The commands of CP stage ``k`` (layers ``a .. b-1``) in a steady tick, as
+    ``sim.compile.cp_program`` issues them and ``gen.perf.network_cost`` prices them."""
+    mask = 1 << k
+    cmds = []
+
+    def fwd(i):
+        layer = layers[i]
+        return [dict(op="LOAD_COL", n=layer.n, batch=layer.columns, cores=mask),
+                dict(op="FORWARD", m=layer.m, n=layer.n, batch=layer.columns, cores=mask)]
+
+    def bwd(i, reload):
+        layer = layers[i]
+        out = [dict(op="LOAD_ROW", m=layer.m, batch=layer.columns, cores=mask)]
+        if i > 0:
+            out.append(dict(op="BACKWARD", m=layer.m, n=layer.n, batch=layer.columns,
+                            cores=mask))
+        if reload:
+            out.append(dict(op="LOAD_COL", n=layer.n, batch=layer.columns, cores=mask))
+        out.append(dict(op="WGRAD", m=layer.m, n=layer.n, batch=layer.columns, cores=mask))
+        return out
+
+    if last:
+        for i in range(a, b):
+            cmds += fwd(i)
+        top = layers[b - 1]
+        cmds.append(dict(op="LOSS_GRAD", m=classes or top.m, batch=1, cores=mask))
+        cmds.append(dict(op="DMA_STORE", n=top.m, batch=top.columns, cores=mask))
+        for i in reversed(range(a, b)):
+            cmds += bwd(i, reload=False)
+    else:
+        for i in reversed(range(a, b)):
+            cmds += bwd(i, reload=True)
+        for i in range(a, b):
+            cmds += fwd(i)
+    return cmds
+
+
+def cp_column(timing=TESTBENCH_MEMORY):
+    """CP on CATERPILLAR's machine, a stage per core: every core's commands split, its idle
+    time against the slowest stage, the sends, and the dispatch beyond them; the tick
+    rebuilt and checked against the model's."""
+    config, network, r = _caterpillar("cp", 1)
+    cores = r["cores"]
+    layers = list(network.layers)
+    if config.cluster.ring == "bidirectional":
+        raise ValueError(f"cluster.ring must be one-way for this breakdown, not "
+                         f"{config.cluster.ring!r}")
+    for layer in layers:
+        words = (ceil_div(layer.n, config.core.cols) + ceil_div(layer.m, config.core.rows)) \
+            * layer.columns
+        if words > config.pe.act_words:
+            raise ValueError(f"layer {layer.name} does not keep its activations in the PE "
+                             f"banks, so CP does not run it command by command, not "
+                             f"{words} words")
+    stages = r["stages"]
+    per_stage = [[dict(op="DMA_LOAD", n=layers[0].input_words or layers[0].n, batch=1,
+                       cores=1)]] + [[] for _ in stages[1:]]
+    per_stage[-1].append(dict(op="DMA_LOAD", n=1, batch=1, cores=1 << (len(stages) - 1)))
+    sends = []
+    for k, (a, b) in enumerate(stages):
+        last = k == len(stages) - 1
+        per_stage[k] += _cp_stage(config, layers, a, b, k, last, network.classes)
+        if not last:
+            sends.append(dict(op="SEND", root=k, peer=k + 1, n=layers[b - 1].m,
+                              batch=layers[b - 1].columns))
+        if k > 0:
+            sends.append(dict(op="SEND", root=k, peer=k - 1, n=layers[a - 1].m,
+                              batch=layers[a - 1].columns))
+    sends.sort(key=lambda cmd: cmd["peer"] < cmd["root"])      # forward sends first
+    run = cluster_stream_cost(config, interleave(per_stage) + sends, timing)
+    cycles, ring = r["cycles"], run["ring_cycles"]
+    if run["cycles"] != cycles or max(run["busy"]) + ring != r["pipelined_cycles"]:
+        raise AssertionError(f"cp: the rebuilt tick takes {run['cycles']} cycles (slowest "
+                             f"stage {max(run['busy'])}), not the model's {cycles} "
+                             f"({r['pipelined_cycles']} overlapped)")
+    parts = _zero()
+    for k, commands in enumerate(per_stage):
+        busy = _zero()
+        for command in commands:
+            if command["op"] not in DMA_OPS:
+                split = command_split(config, command, timing)
+                split["fetch"] = 0          # the controller's time is in the dispatch
+                _add(busy, split)
+        if not math.isclose(sum(busy.values()), run["busy"][k], rel_tol=1e-9):
+            raise AssertionError(f"cp: core {k}'s split adds up to {sum(busy.values())}, "
+                                 f"not its {run['busy'][k]} busy cycles")
+        _add(parts, busy)
+        parts["imbalance"] += max(run["busy"]) - run["busy"][k]
+        parts["collectives"] += ring
+        parts["dispatch"] += cycles - max(run["busy"]) - ring
+    return _finish("cp", f"{NETWORK}, a sample per tick, a stage per core on {cores} "
+                   f"{config.core.rows}x{config.core.cols} cores", f"CP {cores} cores",
+                   config, cycles, cores, parts, r["useful_macs"], r["utilization"])
+
+
+def measure():
+    columns = [demo_column()]
+    for mode, batch in RUNS:
+        column = cp_column() if mode == "cp" else model_parallel_column(mode, batch)
+        columns.append(column)
+    return columns
+
+
+def table(columns):
+    head = ["share of PE-cycles"] + [c["short"] for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(columns) + "|"]
+    for key, label in CATEGORIES.items():
+        if not any(c["shares"][key] for c in columns):
+            continue
+        cells = [f"{c['shares'][key]:.1%}" if c["shares"][key] else "–" for c in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| cycles per step (CP: per sample) | "
+                 + " | ".join(f"{c['cycles']:.0f}" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    columns = measure()
+    text = table(columns)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "cycle_breakdown.json").write_text(json.dumps(columns, indent=1) + "\n")
+    (RESULTS / "cycle_breakdown.md").write_text(
+        "Where the cycles of a training step go, modelled (`gen.perf`, core commands by "
+        "`sim.golden.core_counts`' closed forms); `benchmarks/cycle_breakdown.py`. Each "
+        "column is every PE's cycles over the step (PEs x cores x cycles) and sums to 100%. "
+        "Useful MACs are counted as CATERPILLAR counts them: forward, dX (none for the first "
+        "layer) and dW; the weight update is not a MAC, so the separate update pass is a "
+        "loss of its own. The demo is the 64-32-10 digits step of `chrysalis train` (weights "
+        "kept in the PEs); SGD, MBGD and CP are mnist-500x3 on CATERPILLAR's machine shape "
+        "(16x16 PEs per core, 2048-word banks, fp16 operands, 128-bit ring), as "
+        "`benchmarks/cluster.py` models them. In CP the controller's fetches and the DMA "
+        "are inside the in-order dispatch row.\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
