@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,11 @@ def test_main_writes_the_files(tmp_path, files):
     assert regmap._main([str(tmp_path / "out")]) == 0
     assert {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "out").iterdir()} == files
     assert regmap._main([]) == 2
+
+
+def test_committed_register_docs_are_peakrdl_output():
+    """docs/registers.md is PeakRDL-markdown's page of the register map, kept in step:
+    regenerate it with ``python -m chrysalis.gen.emit.regmap build/regs`` and copy
+    ``chrysalis_regs.md``."""
+    docs = Path(__file__).resolve().parents[3] / "docs" / "registers.md"
+    assert docs.read_text(encoding="utf-8") == regmap.files()[regmap.FILES["markdown"]]
