@@ -122,18 +122,19 @@ class RtlSteps:
     def _simulate(self, job, chunk):
         """The job's runs on the RTL; ``RuntimeError`` if one halted with an error code."""
         start = time.perf_counter()
+        # Verilator's optimised model build takes about 90 s longer than the -O0 one and
+        # then simulates about 4x faster (benchmarks/sim_speed.py): worth it past about
+        # 50 steps, in either harness.
+        fast_build = chunk.steps <= OPTIMISED_BUILD_STEPS
         if self.harness == "native":
             from chrysalis.sim.verify import native_job
             outputs = native_job.run_job(self.config, job, self.build_dir, log=self.say,
-                                         simulator=self.simulator)
+                                         simulator=self.simulator, fast_build=fast_build)
         else:
             from chrysalis.sim.verify import rtl_job
-            # Verilator's optimised model build takes about 90 s longer than the -O0 one and
-            # then simulates about 4x faster (benchmarks/sim_speed.py): worth it past about
-            # 50 steps.
             outputs = rtl_job.run_job(self.config, job, self.simulator, self.build_dir,
                                       waves=self.dump_waves, quiet=self.quiet,
-                                      fast_build=chunk.steps <= OPTIMISED_BUILD_STEPS)
+                                      fast_build=fast_build)
         self.accel_s += time.perf_counter() - start
         for k, out in enumerate(outputs):
             if out.error != ErrorCode.NONE:

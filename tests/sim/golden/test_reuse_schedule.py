@@ -119,7 +119,7 @@ def test_training_asks_the_schedule_once_per_epoch(monkeypatch):
 
 def test_reuse_without_a_cache_is_refused():
     with pytest.raises(ValueError, match=r"^reuse needs a reuse cache \(pe.reuse_entries > 0 "
-                                         r"in config 'tiny_train'\), not reuse='adaptive'$"):
+                                         r"in config 'small_core'\), not reuse='adaptive'$"):
         _train(SMALL, steps=1, reuse="adaptive")
 
 

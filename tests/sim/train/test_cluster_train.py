@@ -49,8 +49,9 @@ def test_cli_refuses_what_a_cluster_cannot_do(argv, message, capsys):
 
 def test_cli_cp_writes_its_json(tmp_path, capsys):
     out = tmp_path / "cp.json"
-    argv = ["train", "--set", "cluster.cores=2", "--mode", "cp", "--epochs", "1", "--quiet",
-            "--json", str(out)]
+    # A narrow hidden layer keeps the epoch short: the JSON is what is tested here.
+    argv = ["train", "--set", "cluster.cores=2", "--mode", "cp", "--epochs", "1", "--sizes",
+            "64,8,10", "--quiet", "--json", str(out)]
     assert cli.main(argv) == 0
     import json
     data = json.loads(out.read_text())

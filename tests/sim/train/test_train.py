@@ -22,8 +22,9 @@ from chrysalis.sim.compile.data import digits
 from chrysalis.sim.compile.program import initial_weights
 
 #: The tiny preset with stores just large enough for a digits MLP at batch 4, weights
-#: resident (with room for the velocities): a quick machine for many golden steps.
-OVERRIDES = {"name": "tiny_train", "core.scratchpad_words": 4096, "pe.act_words": 1024,
+#: resident (with room for the velocities): a quick machine for many golden steps. It is
+#: test_cocotb_accelerator.py's SMALL, name included, so the RTL runs share its builds.
+OVERRIDES = {"name": "small_core", "core.scratchpad_words": 4096, "pe.act_words": 1024,
              "pe.weight_words": 1024}
 SMALL = with_overrides(get_preset("tiny"), OVERRIDES)
 SIZES = (64, 16, 10)
@@ -268,7 +269,7 @@ def test_cli_trains_and_writes_json(capsys, tmp_path):
     assert "steps 3" in stdout and "final test accuracy" in stdout
     data = json.loads(out.read_text())
     expected = _train(steps=3)
-    assert data["backend"] == "golden" and data["config"] == "tiny_train"
+    assert data["backend"] == "golden" and data["config"] == "small_core"
     for got, want in zip(data["weights_bits"], expected.weights):
         np.testing.assert_array_equal(np.array(got, dtype=np.uint64), want)
     assert data["history"] == [h.to_dict() for h in expected.history]
