@@ -102,10 +102,15 @@ SECTIONS = (
             "minibatches; accuracies are measured deltas, not bit-exact comparisons."),
     Section("RTL simulation speed", ("sim_speed",), (_py("sim_speed"),),
             "The `make demo` job (prologue and three SGD steps of the default config) in the "
-            "native harness (a C++ host and AXI4 memory around the Verilated top, "
-            "[simulation.md](simulation.md)) and in the cocotb harness (cocotbext-axi, Python "
-            "on every clock edge), in one run. Target: >= 300k cycles/s under Verilator and "
-            ">= 20x the cocotb path."),
+            "native harness (a C++ host and AXI4 memory around the Verilated top, or the "
+            "same in Verilog beside the design under Icarus; [simulation.md](simulation.md)) "
+            "and in the cocotb harness (cocotbext-axi, Python on every clock edge), in one "
+            "run. Target: >= 300k cycles/s under Verilator and >= 20x the cocotb path. The "
+            "speed is met; the ratio is missed (9.0x) because the cocotb path itself became "
+            "3.7x faster (9,533 cycles/s before) when its Verilator model stopped making every "
+            "signal public: the native path is limited by the model's own evaluation (about "
+            "3 us a cycle at -O3), which a multi-threaded Verilator model is the next step "
+            "against."),
     Section("A whole training on the RTL", ("train_rtl",), (_py("train_rtl"),),
             "`chrysalis train --backend verilator --epochs 12` on the default preset: 2,016 "
             "SGD steps in the native harness, every step's memory image and counters held to "

@@ -2,7 +2,7 @@
 top, under Verilator or Icarus.
 
 :func:`run_job` of :mod:`chrysalis.sim.verify.rtl_job` drives the RTL from cocotb, with
-Python on every clock edge (about 12k cycles a second under Verilator, 600 under Icarus).
+Python on every clock edge (about 35k cycles a second under Verilator, 550-850 under Icarus).
 This module runs the same :class:`~chrysalis.sim.compile.job.Job` with no Python in the
 loop, in one of two simulators:
 
