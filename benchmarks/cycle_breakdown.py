@@ -63,7 +63,8 @@ from chrysalis.gen.perf.commands import (  # noqa: E402
     DMA_OPS, RUN_START, TESTBENCH_MEMORY, command_cost)
 from chrysalis.gen.perf.layer import tile_splits  # noqa: E402
 from chrysalis.gen.perf.mapping import optimize  # noqa: E402
-from chrysalis.gen.perf.network import cluster_stream_cost, per_core  # noqa: E402
+from chrysalis.gen.perf.network import (  # noqa: E402
+    cluster_stream_cost, cp_stage_commands, per_core)
 from chrysalis.sim.golden import core_counts  # noqa: E402
 from chrysalis.sim.compile.cp_program import interleave  # noqa: E402
 
@@ -287,44 +288,6 @@ def model_parallel_column(mode, batch, timing=TESTBENCH_MEMORY):
                    config, r["cycles"], cores, parts, r["useful_macs"], r["utilization"])
 
 
-def _cp_stage(config, layers, a, b, k, last, classes):
-    """The commands of CP stage ``k`` (layers ``a .. b-1``) in a steady tick, as
-    ``sim.compile.cp_program`` issues them and ``gen.perf.network_cost`` prices them."""
-    mask = 1 << k
-    cmds = []
-
-    def fwd(i):
-        layer = layers[i]
-        return [dict(op="LOAD_COL", n=layer.n, batch=layer.columns, cores=mask),
-                dict(op="FORWARD", m=layer.m, n=layer.n, batch=layer.columns, cores=mask)]
-
-    def bwd(i, reload):
-        layer = layers[i]
-        out = [dict(op="LOAD_ROW", m=layer.m, batch=layer.columns, cores=mask)]
-        if i > 0:
-            out.append(dict(op="BACKWARD", m=layer.m, n=layer.n, batch=layer.columns,
-                            cores=mask))
-        if reload:
-            out.append(dict(op="LOAD_COL", n=layer.n, batch=layer.columns, cores=mask))
-        out.append(dict(op="WGRAD", m=layer.m, n=layer.n, batch=layer.columns, cores=mask))
-        return out
-
-    if last:
-        for i in range(a, b):
-            cmds += fwd(i)
-        top = layers[b - 1]
-        cmds.append(dict(op="LOSS_GRAD", m=classes or top.m, batch=1, cores=mask))
-        cmds.append(dict(op="DMA_STORE", n=top.m, batch=top.columns, cores=mask))
-        for i in reversed(range(a, b)):
-            cmds += bwd(i, reload=False)
-    else:
-        for i in reversed(range(a, b)):
-            cmds += bwd(i, reload=True)
-        for i in range(a, b):
-            cmds += fwd(i)
-    return cmds
-
-
 def cp_column(timing=TESTBENCH_MEMORY):
     """CP on CATERPILLAR's machine, a stage per core: every core's commands split, its idle
     time against the slowest stage, the sends, and the dispatch beyond them; the tick
@@ -349,7 +312,10 @@ def cp_column(timing=TESTBENCH_MEMORY):
     sends = []
     for k, (a, b) in enumerate(stages):
         last = k == len(stages) - 1
-        per_stage[k] += _cp_stage(config, layers, a, b, k, last, network.classes)
+        # Every layer keeps its tiles in the PE banks (checked above), so the model's
+        # stage is spelled command by command and needs no layer costs.
+        per_stage[k] += cp_stage_commands(config, layers, a, b, k, last, None, True,
+                                          network.classes, timing)
         if not last:
             sends.append(dict(op="SEND", root=k, peer=k + 1, n=layers[b - 1].m,
                               batch=layers[b - 1].columns))

@@ -56,7 +56,7 @@ from .layer import PHASE_NAMES, PhaseCosts, layer_cost, tile_splits
 
 __all__ = ["MODES", "COLLECTIVE_KINDS", "FORMULAS", "network_cost", "ring_collective",
            "collective_cost", "collective_shape", "cluster_stream_cost", "weights_resident",
-           "on_chip", "per_core", "shard_rows"]
+           "on_chip", "per_core", "shard_rows", "cp_stage_commands"]
 
 MODES = ("sgd", "mbgd", "cp", "data", "model")
 
@@ -340,10 +340,12 @@ def _macs_stages(layers, cores):
     return balanced_cut(costs, min(cores, len(costs)))
 
 
-def _cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing):
+def cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing):
     """The commands of stage ``k`` (layers ``a .. b-1``) in a steady tick, in the order
     ``sim.compile.cp_program`` issues them. A layer that is not one resident tile is one block of
-    its layer cost (``_BUSY``)."""
+    its layer cost (``_BUSY``, from ``costs``, the stage's layer costs); with ``resident`` and
+    every layer's tiles in the activation banks each layer is spelled command by command and
+    ``costs`` is not read."""
     mask = 1 << k
     # The RTL's program keeps every weight in the PEs and each layer's input and gradient
     # tiles in the activation banks; otherwise a layer is its layer cost as one block.
@@ -416,8 +418,8 @@ def _cp_cost(config, network, layers, mappings, timing):
         costs_all += costs
         resident_all, chip_all = resident_all and res, chip_all and on
         last = k == len(stages) - 1
-        stage = _cp_stage_commands(config, layers, a, b, k, last, costs, res,
-                                   network.classes, timing)
+        stage = cp_stage_commands(config, layers, a, b, k, last, costs, res,
+                                  network.classes, timing)
         per_core[k] += stage
         stage_cycles.append(cluster_stream_cost(config, stage, timing)["busy"][k])
         if not last:

