@@ -12,14 +12,17 @@ The host writes a command stream (``gen.spec.isa``) into memory, programs ``CMD_
    ``DMA_LOAD`` / ``DMA_STORE`` on the DMA engine (``hw.dma``), a collective on the ring
    engine (``hw.ring``).
 
-With one core every command waits for the one before it to end (a DMA and the core never
-overlap). A cluster keeps a scoreboard instead: a core command is handed to its cores as
-soon as each of them is idle, and the controller goes on to fetch the next command while
-they run; a DMA command waits for its cores to be idle (``DMA_LOAD`` reads memory once and
-writes the same beats into the scratchpad of every core of its mask, ``DMA_STORE`` reads its
-one core); a collective waits for every core and for its own end. A command touches only
-the state of its own cores, so every result is that of the stream run in order
-(``sim.golden.cluster_machine``). The run ends -- done or halted -- once every core is idle.
+The controller fetches and checks the next command while the cores run the one before
+(``hw.controller``): a core command is handed to its cores as soon as each of them is idle,
+so no cycle is lost between two core commands longer than a fetch and its checks. A
+``DMA_LOAD`` / ``DMA_STORE`` starts beside a core command still running when they cannot
+disturb each other (the scratchpad port each takes, and the lines each touches: the rule is
+``hw.controller``'s); otherwise it waits for its cores to be idle. ``DMA_LOAD`` reads
+memory once and writes the same beats into the scratchpad of every core of its mask,
+``DMA_STORE`` reads its one core; a collective waits for every core and for its own end. A
+command touches only the state of its own cores, so every result is that of the stream run
+in order (``sim.golden.machine``, ``sim.golden.cluster_machine``). The run ends -- done or
+halted -- once every core is idle.
 
 At the end it sets ``STATUS.done`` and ``IRQ_STATUS.done`` (or, on an error,
 ``STATUS.error`` and ``IRQ_STATUS.error``). ``irq`` is high while an enabled interrupt
@@ -124,7 +127,9 @@ class Accelerator(wiring.Component):
         m.d.comb += [check.command.eq(dma.command), controller.command.eq(dma.command),
                      check.dma_base.eq(registers.host.dma_base),
                      check.dma_last.eq(registers.host.dma_last),
-                     controller.code.eq(check.code), controller.mask.eq(check.mask)]
+                     controller.code.eq(check.code), controller.mask.eq(check.mask),
+                     # Past the scratchpad only for a command the checker refuses.
+                     controller.sp_end.eq(check.sp_end)]
         self._connect_dma_request(m, controller, dma)
         m.d.comb += [controller.cores_idle.eq(Cat(*[c.cmd_ready for c in cores])),
                      controller.cores_error.eq(Cat(*[c.error for c in cores]))]

@@ -50,6 +50,10 @@ class CommandChecker(wiring.Component):
     mask : Out(cluster.cores)
         The cores a core or DMA command runs on (``isa.core_mask``), from :attr:`command`
         at once.
+    sp_end : Out(48)
+        The line after the command's scratchpad matrix ``sp`` (``sp_base + columns *
+        sp_lpc``), valid with :attr:`code` when the command has one (the controller's
+        scoreboard, ``hw.controller``).
     """
 
     def __init__(self, config):
@@ -60,6 +64,7 @@ class CommandChecker(wiring.Component):
             "dma_base": In(64), "dma_last": In(64),
             "code": Out(8),
             "mask": Out(self.cores),
+            "sp_end": Out(48),
         })
 
     def elaborate(self, platform):
@@ -199,6 +204,8 @@ class CommandChecker(wiring.Component):
             if len(rows) > _SIZE_BITS:
                 too_long = too_long | (rows > 0xFFFF)
             m.d.sync += [short.eq(too_long), end.eq(base + cols * lpc)]
+            if prefix == "sp":
+                m.d.comb += self.sp_end.eq(end)
             bad.append(used & (short | (end > self.limits.sp_lines)))
         return Cat(*bad).any()
 

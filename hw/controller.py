@@ -6,16 +6,36 @@ command checker (``hw.command_check``), and either halts with the checker's erro
 hands the command on: a core operation to the cores of its mask, ``DMA_LOAD`` /
 ``DMA_STORE`` to the DMA engine, a collective to the ring engine.
 
-With one core every command waits for the one before it to end. A cluster keeps a
-scoreboard instead: a core command is handed to its cores as soon as each of them is idle,
-and the controller goes on to fetch the next command while they run; a DMA command waits
-for its cores to be idle; a collective waits for every core and for its own end. The run
-ends -- done or halted -- once every core is idle.
+The controller keeps a scoreboard of the cores, with one core as with several. A core
+command is handed to its cores as soon as each of them is idle; the cycle after, once the
+cores' error flags of that command are known, the controller goes on to fetch and check the
+next command while they run, so the next one is handed on in the cycle its cores are ready
+again. A collective waits for every core and for its own end. The run ends -- done or
+halted -- once every core is idle: a command whose fetch answers a bus error, or which the
+checker refuses, halts the run with its index only after the commands before it have ended.
+
+A DMA command may start while a core of its mask still runs a core command, when the two
+cannot disturb each other. The core's scratchpad has one read port and one write port, and
+the DMA engine's accesses take them over: a ``DMA_LOAD`` writes through the write port, a
+``DMA_STORE`` reads through the read port. So a DMA command overlaps a running command only
+if that command never uses the same port (:data:`SP_READERS`, :data:`SP_WRITERS`), and if
+the running command uses the other port, only if the lines of their scratchpad matrices
+(``sp_base`` up to ``sp_base + columns * sp_lpc``) are disjoint:
+
+* ``DMA_LOAD`` overlaps ``WGRAD`` (no scratchpad access), and ``LOAD_COL`` / ``LOAD_ROW`` /
+  ``LOAD_W`` whose matrix it does not write;
+* ``DMA_STORE`` overlaps ``WGRAD``, and ``FORWARD`` / ``BACKWARD`` without its ReLU
+  derivative / ``STORE_W`` whose result matrix it does not read.
+
+Everything else waits for the core to be idle. The DMA engine also fetches the commands, so
+the command after a DMA command is fetched once the transfer has ended, and a core command
+never starts while a DMA runs. Every result -- memory, scratchpads, PE banks, counters but
+``CYCLES`` and ``DMA_CYCLES`` -- is that of the stream run in order.
 """
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -25,7 +45,14 @@ from chrysalis.gen.spec import isa
 from .command_check import COMMAND_LAYOUT
 from .registers import EventSignature, HostSignature
 
-__all__ = ["DmaRequestSignature", "Controller"]
+__all__ = ["DmaRequestSignature", "Controller", "SP_READERS", "SP_WRITERS"]
+
+_O = isa.Opcode
+#: Core operations that read the scratchpad through its read port (``BACKWARD`` only with
+#: its ReLU derivative, ``flag``: the mask words).
+SP_READERS = frozenset({_O.LOAD_COL, _O.LOAD_ROW, _O.LOAD_W, _O.LOSS_GRAD, _O.BACKWARD})
+#: Core operations that write the scratchpad through its write port.
+SP_WRITERS = frozenset({_O.STORE_W, _O.FORWARD, _O.BACKWARD, _O.LOSS_GRAD})
 
 
 class DmaRequestSignature(wiring.Signature):
@@ -55,7 +82,7 @@ class Controller(wiring.Component):
     Parameters
     ----------
     cores : int
-        Cores of the cluster (1: no scoreboard, no ring).
+        Cores of the cluster (1: no ring).
     addr_width : int
         Width of the AXI4 addresses.
     line_bits : int
@@ -71,6 +98,9 @@ class Controller(wiring.Component):
         The command fetched last (the DMA engine's).
     code, mask : In(8), In(cores)
         The command checker's error code and the command's cores.
+    sp_end : In(line_bits + 1)
+        The checker's end line of the command's scratchpad matrix ``sp`` (``sp_base +
+        columns * sp_lpc``; valid with ``code``).
     dma : Out(DmaRequestSignature(addr_width, line_bits))
         The DMA engine: command fetch and the DMA commands.
     cmd_valid : Out(cores)
@@ -82,15 +112,19 @@ class Controller(wiring.Component):
     """
 
     def __init__(self, *, cores, addr_width, line_bits):
-        if not isinstance(cores, int) or not 1 <= cores <= isa.MAX_CORES:
+        if not isinstance(cores, int) or isinstance(cores, bool) \
+                or not 1 <= cores <= isa.MAX_CORES:
             raise ValueError(f"cores must be an integer from 1 to {isa.MAX_CORES}, "
                              f"not {cores!r}")
+        for name, value in (("addr_width", addr_width), ("line_bits", line_bits)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.cores = cores
         members = {
             "host": In(HostSignature()),
             "events": Out(EventSignature()),
             "command": In(COMMAND_LAYOUT),
-            "code": In(8), "mask": In(cores),
+            "code": In(8), "mask": In(cores), "sp_end": In(line_bits + 1),
             "dma": Out(DmaRequestSignature(addr_width, line_bits)),
             "cmd_valid": Out(cores), "cores_idle": In(cores), "cores_error": In(cores),
         }
@@ -129,36 +163,68 @@ class Controller(wiring.Component):
                      ev.dma_read_beats.eq(dma.read_beat & ~s.fetching),
                      ev.dma_write_beats.eq(dma.write_beat),
                      ev.dma_cycles.eq(dma.busy & ~s.fetching)]
+        s.dma_may_start = self._scoreboard(m, s)
         self._fsm(m, s)
         return m
 
+    # --- the scoreboard: what each core runs, and whether a DMA may start beside it -------
+
+    def _scoreboard(self, m, s):
+        """Per core, the scratchpad ports and lines of the command it runs (recorded when
+        it is handed on). Returns a signal: the checked DMA command may start now."""
+        f, O = self.command, isa.Opcode
+        width = len(self.sp_end)
+        reads = Signal(name="cmd_reads_sp")
+        writes = Signal(name="cmd_writes_sp")
+        m.d.comb += [
+            reads.eq(self._op_in(SP_READERS - {O.BACKWARD})
+                     | ((f.op == O.BACKWARD) & f.flag)),
+            writes.eq(self._op_in(SP_WRITERS)),
+        ]
+        lo = f.sp_base[:width]
+        store = f.op == O.DMA_STORE
+        ok = []
+        for k in range(self.cores):
+            run_rd = Signal(name=f"run{k}_reads_sp")
+            run_wr = Signal(name=f"run{k}_writes_sp")
+            run_lo = Signal(width, name=f"run{k}_sp_lo")
+            run_hi = Signal(width, name=f"run{k}_sp_hi")
+            with m.If(self.cmd_valid[k]):
+                m.d.sync += [run_rd.eq(reads), run_wr.eq(writes), run_lo.eq(lo),
+                             run_hi.eq(self.sp_end)]
+            apart = (self.sp_end <= run_lo) | (run_hi <= lo)
+            # A load takes the write port and changes its lines; a store takes the read
+            # port and reads its lines.
+            beside = Mux(store, ~run_rd & (~run_wr | apart), ~run_wr & (~run_rd | apart))
+            ok.append(~self.mask[k] | self.cores_idle[k] | beside)
+        may = Signal(name="dma_may_start")
+        m.d.comb += may.eq(Cat(*ok).all())
+        return may
+
     # --- the end of a command and of a run ------------------------------------------------
+
+    def _end_run(self, m, halted):
+        """End the run now if every core is idle, else once they are (``DRAIN``)."""
+        host = self.host
+        halted = Const(halted, 1) if isinstance(halted, int) else halted
+        with m.If(self.cores_idle == (1 << self.cores) - 1):
+            m.d.sync += [host.running.eq(0), host.done.eq(~halted), host.failed.eq(halted)]
+            m.d.comb += host.irq_set.eq(Mux(halted, 0b10, 0b01))
+            m.next = "IDLE"
+        with m.Else():
+            m.next = "DRAIN"
 
     def _halt(self, m, s, error):
         host = self.host
-        m.d.sync += [host.error_code.eq(error), host.error_index.eq(s.index)]
-        if self.cores > 1:
-            # The commands before this one may still be running: the run ends when they
-            # have.
-            m.d.sync += s.halted.eq(1)
-            m.next = "DRAIN"
-        else:
-            m.d.sync += [host.running.eq(0), host.failed.eq(1)]
-            m.d.comb += host.irq_set.eq(0b10)
-            m.next = "IDLE"
-
-    def _finish_run(self, m):
-        m.d.sync += [self.host.running.eq(0), self.host.done.eq(1)]
-        m.d.comb += self.host.irq_set.eq(0b01)
-        m.next = "IDLE"
+        m.d.sync += [host.error_code.eq(error), host.error_index.eq(s.index),
+                     s.halted.eq(1)]
+        # The commands before this one may still be running: the run ends when they have.
+        self._end_run(m, 1)
 
     def _next_command(self, m, s):
         with m.If(s.index + 1 == self.host.cmd_count):
-            if self.cores > 1:
-                m.d.sync += s.halted.eq(0)
-                m.next = "DRAIN"
-            else:
-                self._finish_run(m)
+            m.d.sync += s.halted.eq(0)
+            self._end_run(m, 0)
         with m.Else():
             m.d.sync += s.fetch_addr.eq(s.fetch_addr + isa.COMMAND_BYTES)
             m.next = "FETCH"
@@ -166,21 +232,22 @@ class Controller(wiring.Component):
         m.d.comb += self.events.commands.eq(1)
 
     def _dispatch(self, m, s):
-        """Start a checked command once the cores it needs are idle (a cluster)."""
+        """Start a checked command once the cores it needs allow it."""
         everyone = (1 << self.cores) - 1
         mask_idle = (self.mask & ~self.cores_idle) == 0
         with m.If(s.is_dma):
-            with m.If(mask_idle):
+            with m.If(s.dma_may_start):
                 m.d.comb += self.dma.start.eq(1)
                 m.next = "DMA_WAIT"
             with m.Else():
                 m.next = "DISPATCH"
-        with m.Elif(s.is_collective):
-            with m.If(self.cores_idle == everyone):
-                m.d.comb += self.ring_start.eq(1)
-                m.next = "RING_WAIT"
-            with m.Else():
-                m.next = "DISPATCH"
+        if self.cores > 1:
+            with m.Elif(s.is_collective):
+                with m.If(self.cores_idle == everyone):
+                    m.d.comb += self.ring_start.eq(1)
+                    m.next = "RING_WAIT"
+                with m.Else():
+                    m.next = "DISPATCH"
         with m.Else():
             with m.If(mask_idle):
                 m.d.comb += self.cmd_valid.eq(self.mask)
@@ -194,7 +261,6 @@ class Controller(wiring.Component):
     def _fsm(self, m, s):
         host, dma = self.host, self.dma
         E = isa.ErrorCode
-        cluster = self.cores > 1
         fetch_last = Signal(72, name="fetch_last")
         m.d.comb += fetch_last.eq(host.cmd_base
                                   + (host.cmd_count << exact_log2(isa.COMMAND_BYTES)) - 1)
@@ -208,7 +274,8 @@ class Controller(wiring.Component):
             with m.State("START"):
                 aligned = host.cmd_base[:exact_log2(isa.COMMAND_BYTES)] == 0
                 with m.If(host.cmd_count == 0):
-                    self._finish_run(m)
+                    m.d.sync += s.halted.eq(0)
+                    self._end_run(m, 0)
                 with m.Elif(~aligned | (host.cmd_base < host.dma_base)
                             | (fetch_last > host.dma_last)):
                     self._halt(m, s, E.FETCH_RANGE)
@@ -232,47 +299,26 @@ class Controller(wiring.Component):
             with m.State("CHECK3"):
                 with m.If(self.code != E.NONE):
                     self._halt(m, s, self.code)
-                if cluster:
-                    with m.Else():
-                        self._dispatch(m, s)
-                else:
-                    with m.Elif(s.is_dma):
-                        m.d.comb += dma.start.eq(1)
-                        m.next = "DMA_WAIT"
-                    with m.Else():
-                        m.d.comb += self.cmd_valid.eq(1)
-                        m.next = "CORE_WAIT"
+                with m.Else():
+                    self._dispatch(m, s)
+            with m.State("DISPATCH"):
+                self._dispatch(m, s)
             with m.State("DMA_WAIT"):
                 with m.If(dma.done):
                     with m.If(dma.bus_error):
                         self._halt(m, s, E.BUS_ERROR)
                     with m.Else():
                         self._next_command(m, s)
-            if cluster:
-                self._cluster_states(m, s)
-            else:
-                with m.State("CORE_WAIT"):
-                    with m.If(self.cores_error[0]):
-                        self._halt(m, s, E.CORE_ERROR)
-                    with m.Elif(self.cores_idle[0]):
+            with m.State("CORE_SENT"):
+                # A core's error flag is valid the cycle after it took the command: the
+                # next command is fetched only once it is known.
+                with m.If((self.cores_error & s.sent) != 0):
+                    self._halt(m, s, E.CORE_ERROR)
+                with m.Else():
+                    self._next_command(m, s)
+            if self.cores > 1:
+                with m.State("RING_WAIT"):
+                    with m.If(self.ring_done):
                         self._next_command(m, s)
-
-    def _cluster_states(self, m, s):
-        host = self.host
-        with m.State("DISPATCH"):
-            self._dispatch(m, s)
-        with m.State("CORE_SENT"):
-            # A core's error flag is valid the cycle after it took the command.
-            with m.If((self.cores_error & s.sent) != 0):
-                self._halt(m, s, isa.ErrorCode.CORE_ERROR)
-            with m.Else():
-                self._next_command(m, s)
-        with m.State("RING_WAIT"):
-            with m.If(self.ring_done):
-                self._next_command(m, s)
-        with m.State("DRAIN"):
-            with m.If(self.cores_idle == (1 << self.cores) - 1):
-                m.d.sync += [host.running.eq(0), host.done.eq(~s.halted),
-                             host.failed.eq(s.halted)]
-                m.d.comb += host.irq_set.eq(Mux(s.halted, 0b10, 0b01))
-                m.next = "IDLE"
+            with m.State("DRAIN"):
+                self._end_run(m, s.halted)

@@ -223,26 +223,39 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
                            formula=formula)["cycles"]
 
 
-def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
-    """Cycles of a cluster's command stream as its controller dispatches it.
+def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs=None,
+                        dma_overlap=True):
+    """Cycles of a command stream as the accelerator's controller dispatches it, one core or
+    a cluster (``hw.controller``), cycle for cycle.
 
-    The controller takes the commands in order: it fetches and checks one (the overhead of
-    :func:`gen.perf.commands.command_cost`, through the DMA engine), then hands a core
-    command to the cores of its ``cores`` mask (0: every core) as soon as they are all idle
-    and goes on to the next command while they run; a DMA waits for its cores and occupies
-    the DMA engine (so the next fetch waits for it); a collective waits for every core and
-    runs ``sim.golden.ring.cycles``. A run ends when every core is idle. With one core nothing
-    overlaps, and the cycles are :func:`gen.perf.stream.stream_cost`'s.
+    The controller takes the commands in order. It fetches and checks one (the overhead of
+    :func:`gen.perf.commands.command_overhead`, through the DMA engine); a core command is
+    handed to the cores of its ``cores`` mask (0: every core) in the cycle they are all
+    idle, and the fetch of the next command starts two cycles later (the cycle after, the
+    cores' error flags are checked), while they run. A DMA command starts as soon as it is
+    checked if it may run beside what its cores run (:func:`gen.perf.stream.dma_beside`),
+    otherwise once they are idle; it occupies the DMA engine, so the next fetch starts the
+    cycle after it ends. A collective waits for every core and runs
+    ``sim.golden.ring.cycles``. A run ends when the last command has ended and every core is
+    idle.
 
     Parameters
     ----------
     config : gen.spec.config.Config
     commands : list of dict
-        As ``sim.compile.parallel_program`` and ``sim.compile.cp_program`` make them (``op`` a
-        name).
+        As ``sim.compile.program``, ``sim.compile.parallel_program`` and
+        ``sim.compile.cp_program`` make them (``op`` a name); pseudo-commands ``_BUSY``
+        (``busy`` cycles of core work after ``overhead`` cycles of the controller, on the
+        cores of ``cores``) stand for blocks the model does not spell out.
     timing : gen.perf.commands.MemoryTiming
     runs : int
         Doorbells the commands are run as (each has a ``START`` cycle).
+    costs : list of dict, optional
+        Each command's ``overhead_cycles``, ``cycles`` and ``dma_cycles`` if known otherwise
+        (measured on the RTL, one doorbell per command), in place of
+        :func:`gen.perf.commands.command_cost`'s: the composition alone is then modelled.
+    dma_overlap : bool
+        ``False``: every DMA waits for its cores (what the fetch ahead alone gains).
 
     Returns
     -------
@@ -252,58 +265,64 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
     """
     from chrysalis.gen.spec.isa import Opcode, COLLECTIVES
     from chrysalis.sim.golden import ring
-    from .commands import RUN_START, command_cost
+    from .commands import RUN_START, command_cost, command_overhead
+    from .stream import dma_beside
     c = config.cluster.cores
     everyone = (1 << c) - 1
-    free = [0] * c
-    t = 0
+    free = [0] * c                      # the first cycle each core is idle
+    running = [None] * c                # the command each core runs (or ran last)
+    fetch = RUN_START                   # the cycle of the next command's FETCH
+    end = 0                             # the cycle the last command ends in
     out = {"ring_cycles": 0, "ring_words": 0, "busy": [0] * c, "dma_cycles": 0}
     collectives = {op.name for op in COLLECTIVES}
-    overhead = None
-    for cmd in commands:
+    overhead = command_overhead(config, timing)[0]
+    for index, cmd in enumerate(commands):
         op = str(getattr(cmd.get("op"), "name", cmd.get("op"))).upper()
         mask = int(cmd.get("cores", 0)) or everyone
         mine = [k for k in range(c) if mask >> k & 1]
         if op in collectives:
-            if overhead is None:
-                from .commands import command_overhead
-                overhead = command_overhead(config, timing)[0]
-            t += overhead
-            t = max([t] + free)
+            checked = fetch + overhead - 1
+            start = max([checked] + free)
             cyc = ring.cycles(Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
                               root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
             out["ring_cycles"] += cyc
             out["ring_words"] += ring.link_words_moved(
                 Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
                 root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
-            t += cyc
-            free = [t] * c
+            end = start + cyc
+            fetch = end + 1
             continue
         if op == "_BUSY":
-            # A block of work the model does not spell out as commands (a tiled layer):
-            # its overhead serialised in the controller, its cycles on its cores.
-            t += cmd["overhead"]
-            t = max([t] + [free[k] for k in mine])
+            checked = fetch + cmd["overhead"] - 1
+            start = max([checked] + [free[k] for k in mine])
             for k in mine:
-                free[k] = t + cmd["busy"]
+                free[k] = start + cmd["busy"]
+                running[k] = None
                 out["busy"][k] += cmd["busy"]
-            if c == 1:
-                t += cmd["busy"]
+            end = start + 2
+            fetch = end
             continue
-        cost = command_cost(config, cmd, timing)
-        t += cost["overhead_cycles"]
-        t = max([t] + [free[k] for k in mine])
+        cost = costs[index] if costs is not None else command_cost(config, cmd, timing)
+        checked = fetch + cost["overhead_cycles"] - 1
         if op.startswith("DMA"):
-            t += cost["dma_cycles"]
+            waits = [free[k] for k in mine
+                     if not (dma_overlap and dma_beside(cmd, running[k]))]
+            start = max([checked] + waits)
+            end = start + cost["dma_cycles"]
+            fetch = end + 1
             out["dma_cycles"] += cost["dma_cycles"]
             continue
+        start = max([checked] + [free[k] for k in mine])
         busy = cost["cycles"] - cost["overhead_cycles"]
         for k in mine:
-            free[k] = t + busy
+            free[k] = start + busy
+            running[k] = cmd
             out["busy"][k] += busy
-        if c == 1:
-            t += busy
-    out["cycles"] = max([t] + free) + RUN_START * runs
+        # The cycle after the hand-over the error flags are checked; the next fetch follows.
+        end = start + 2
+        fetch = end
+    last = max([end] + free) if commands else 0
+    out["cycles"] = last + 1 + RUN_START * (runs - 1) if commands else RUN_START * runs
     return out
 
 
@@ -584,17 +603,20 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                     ring_words += one["ring_words"]
                     collectives += 1
         cycles = sum(c["cycles"] for c in per_core_costs) + collective
-        if cores > 1:
-            # A cluster's controller fetches the next command while the cores run one: the
-            # fetch after a core command is hidden (cluster_stream_cost in closed form),
-            # except that of the core command after a collective (which the model counts
-            # without its own fetch) and of the step's first one, after the DMA.
-            from .commands import command_overhead
-            core_commands = sum(c["phases"][name]["commands"] for c in per_core_costs
-                                for name in ("forward", "loss", "backward", "wgrad_update",
-                                             "load"))
-            hidden = max(0, core_commands - collectives - 1)
-            cycles -= hidden * command_overhead(config, timing)[0]
+        # The controller fetches the next command while the cores run one: the fetch
+        # after a core command is hidden (cluster_stream_cost in closed form). On one
+        # core that is every core command's successor (a step ends with its DMA); on a
+        # cluster the model counts the command after a collective without its own fetch,
+        # and the step's first core command follows the DMA. The DMAs the controller runs
+        # beside a core command are not taken off here (the regions are not known).
+        from .commands import command_overhead
+        core_commands = sum(c["phases"][name]["commands"] for c in per_core_costs
+                            for name in ("forward", "loss", "backward", "wgrad_update",
+                                         "load"))
+        hidden = max(0, core_commands - collectives - (1 if cores > 1 else 0))
+        fetch_hidden = hidden * command_overhead(config, timing)[0]
+        cycles -= fetch_hidden
+        extra = {"fetch_hidden_cycles": fetch_hidden}
     phases = _zero_phases()
     for c in per_core_costs:
         for name, entry in c["phases"].items():

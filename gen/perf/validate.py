@@ -8,7 +8,9 @@ one ``chrysalis train --backend verilator`` runs):
 * :func:`rtl_reference`: the accelerator's RTL under a simulator. The step's commands run
   one doorbell each, so the counters' growth over each doorbell is the cost of one command
   (the ``START`` cycle of the doorbell taken off); a last doorbell runs the whole step, to
-  check that the per-command costs add up to the step.
+  check how the per-command costs make up the step: the controller overlaps the fetches
+  and some DMAs with the core's work (:func:`step_cycles`; :func:`measured_costs` composes
+  the RTL's own per-command costs the same way).
 
 :func:`compare` puts the model next to a reference: per phase, the model's and the
 reference's cycles and their relative error.
@@ -20,7 +22,7 @@ from .commands import COST_FIELDS, PHASES, RUN_START, TESTBENCH_MEMORY, command_
 from .stream import mlp_program
 
 __all__ = ["step_commands", "core_reference", "rtl_reference", "model_phases", "compare",
-           "RTL_FIELDS"]
+           "step_cycles", "measured_costs", "RTL_FIELDS"]
 
 #: Counters compared with the RTL (model field -> RTL counter).
 RTL_FIELDS = {"cycles": "cycles", "core_cycles": "core_cycles", "dma_cycles": "dma_cycles",
@@ -49,6 +51,30 @@ def model_phases(config, commands, timing=TESTBENCH_MEMORY):
         for key, value in cost.items():
             phases[phase_of(_op(command))][key] += value
     return phases
+
+
+def step_cycles(config, commands, timing=TESTBENCH_MEMORY, costs=None):
+    """``CYCLES`` of ``commands`` run as one doorbell (its ``START`` cycle included), as the
+    controller overlaps them (``gen.perf.network.cluster_stream_cost``); with ``costs``
+    (:func:`measured_costs`), composed from those per-command costs instead of the
+    model's."""
+    from .network import cluster_stream_cost
+    return cluster_stream_cost(config, commands, timing, costs=costs)["cycles"]
+
+
+def measured_costs(commands, per_command):
+    """The per-command costs :func:`rtl_reference` measured (``per_command``), in the form
+    ``cluster_stream_cost`` takes: the overhead is a command's cycles less its own (the
+    DMA's ``DMA_CYCLES``; the core's busy cycles plus the cycle it takes the command)."""
+    costs = []
+    for command, delta in zip(commands, per_command):
+        if _op(command).startswith("DMA"):
+            own = delta["dma_cycles"]
+        else:
+            own = delta["core_cycles"] + 1
+        costs.append({"overhead_cycles": delta["cycles"] - own, "cycles": delta["cycles"],
+                      "dma_cycles": delta["dma_cycles"]})
+    return costs
 
 
 def core_reference(config, commands):

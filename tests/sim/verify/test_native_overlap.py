@@ -1,0 +1,86 @@
+"""The controller's overlap on the generated Verilog (``sim.verify.native_job``), under
+Verilator and Icarus: a DMA beside a core command and one that must wait, core commands
+fetched ahead, and a check error on a command fetched ahead give the golden machine's
+images, counters and errors, and ``CYCLES`` exactly the model's
+(``gen.perf.network.cluster_stream_cost`` with the memory timing of the harnesses)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chrysalis.gen.perf.network import cluster_stream_cost
+from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.config import PRESETS
+from chrysalis.sim.compile.job import GOLDEN_COUNTERS, Job, Run, run_job_golden
+from chrysalis.sim.verify import native_job
+from chrysalis.sim.verify.runner import available_simulators
+from tests.sim.verify.test_cocotb_cluster import random_words
+
+TINY = PRESETS["tiny"]
+SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "native"
+STORE = dict(op="DMA_STORE", n=8, batch=8, mem_stride=0x20, sp_lpc=4)
+LOAD_COL = dict(op="LOAD_COL", n=6, batch=8, abase=0, sp_base=24, sp_lpc=4)
+
+
+def _forward(sp_base):
+    return dict(op="FORWARD", m=4, n=6, batch=8, wbase=0, abase=0, sp_base=sp_base, sp_lpc=4)
+
+
+#: name -> commands (the setup first; the halt's second command is refused: WEIGHT_RANGE).
+STREAMS = {
+    "setup": [dict(op="DMA_LOAD", n=8, batch=14, mem_addr=0x4000, mem_stride=0x20, sp_base=0,
+                   sp_lpc=4),
+              dict(op="LOAD_W", m=4, n=6, wbase=0, sp_base=0, sp_lpc=4), LOAD_COL],
+    "load_beside": [LOAD_COL, dict(op="DMA_LOAD", n=8, batch=4, mem_addr=0x6000,
+                                   mem_stride=0x20, sp_base=200, sp_lpc=4)],
+    "store_beside": [_forward(60), dict(STORE, mem_addr=0x8000, sp_base=200)],
+    "store_waits": [_forward(100), LOAD_COL, _forward(140),
+                    dict(STORE, mem_addr=0x9000, sp_base=140)],
+    "halt": [_forward(180), dict(_forward(60), wbase=TINY.pe.weight_words)],
+    "store_all": [dict(STORE, mem_addr=0xA000 + 0x400 * i, sp_base=base)
+                  for i, base in enumerate((60, 100, 180))],
+}
+
+
+def _job():
+    words = np.zeros(0x10000 // 4, dtype=np.uint32)
+    rng = np.random.default_rng(5)
+    words[0x4000 // 4:0x4000 // 4 + 8 * 14] = random_words(rng, 8 * 14)
+    words[0x6000 // 4:0x6000 // 4 + 8 * 4] = random_words(rng, 8 * 4)
+    runs, at = [], 0
+    for commands in STREAMS.values():
+        encoded = isa.encode_stream(commands)
+        words[at // 4:at // 4 + len(encoded)] = encoded
+        runs.append(Run(at, len(commands), max_cycles=100_000))
+        at += 64 * len(commands)
+    return Job(words, runs)
+
+
+@pytest.mark.parametrize("simulator", [
+    pytest.param(name, marks=pytest.mark.skipif(name not in available_simulators(),
+                                                reason=f"{name} is not installed"))
+    for name in ("verilator", "icarus")])
+def test_overlap_equals_golden_and_the_model(simulator):
+    job = _job()
+    extra = dict(fast_build=True) if simulator == "verilator" else dict(simulator="icarus")
+    outs = native_job.run_job(TINY, job, SHARED / TINY.name, **extra)
+    golden = run_job_golden(TINY, job)
+    for name, out, want in zip(STREAMS, outs, golden):
+        assert (out.status, out.error, out.index) == (want.status, want.error, want.index), name
+        assert np.array_equal(out.image, want.image), name
+        assert {k: out.counters[k] for k in GOLDEN_COUNTERS} == {
+            k: want.counters[k] for k in GOLDEN_COUNTERS}, name
+    assert (outs[4].error, outs[4].index) == (isa.ErrorCode.WEIGHT_RANGE, 1)
+    for name, out in zip(STREAMS, outs):
+        if name == "halt":
+            continue
+        model = cluster_stream_cost(TINY, STREAMS[name])["cycles"]
+        assert out.cycles == model, (name, out.cycles, model)
+    # The DMA of "load_beside" and "store_beside" ran beside the core command: fewer cycles
+    # than the core command and then the DMA.
+    from chrysalis.gen.perf.commands import command_cost
+    for name in ("load_beside", "store_beside"):
+        core, dma = (command_cost(TINY, c) for c in STREAMS[name])
+        assert outs[list(STREAMS).index(name)].cycles < (
+            1 + core["cycles"] + dma["dma_cycles"])
