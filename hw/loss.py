@@ -1,31 +1,46 @@
 """The loss-gradient unit: ``dY = (softmax(Y) - onehot) / B`` at the output layer, on chip.
 
-It works on a chunk of up to ``columns`` samples (columns of ``Y``) at a time with one fp32
-FMA unit and the special-function unit (``hw.sfu``), reading and writing the scratchpad one
-word per cycle (lane 0 of its lane ports), in passes over the chunk. Every pass goes over
-the classes ``i`` and, inside, over the chunk's columns, so that consecutive operations on
-one column's running values are a chunk apart: the chunk has at least ``mac_latency + 1``
-slots (unused slots issue nothing), which hides the FMA's latency.
+It works on a chunk of up to ``columns`` samples (columns of ``Y``) at a time, with three
+fp32 FMAs and a special-function unit (``core.sfu``): the pipelined one
+(``hw.sfu.PipelinedSFU``: one exp or reciprocal enters per cycle) or the barrel
+(``hw.sfu.SpecialFunctionUnit``, one FMA), to which the exponential and reciprocal passes
+offer one element per 9 cycles, each taken at once (:func:`barrel_threads`). It reads and
+writes the scratchpad through its lane ports: one word per access (lane 0), except the
+maximum pass, which reads ``lanes`` consecutive classes of a column at once.
 
-The passes, each in the golden model's order for every column
+Four passes per chunk. Every pass that reads the chunk goes over the classes ``i`` and,
+inside, over the chunk's ``slots`` (``max(columns of the chunk, mac_latency + 1)``; a slot
+past the chunk's columns issues nothing), so that consecutive operations on one column's
+running values are at least ``mac_latency + 1`` cycles apart: the FMAs' latency is hidden.
+Each pass is a stream of fused operations, in the golden model's order for every column
 (``sim.golden.core_model.softmax_xent_gradient``):
 
-1. ``LABEL``: the label of each column (an integer word of the label vector);
-2. ``MAX``: ``m = max_i Y[i]`` (the first largest, by value);
-3. ``SUB``: ``z_i = Y[i] - m``, kept in ``dY[i]``;
-4. ``EXP``: ``e_i = exp(z_i)`` through the special-function unit, in order, into ``dY[i]``;
-5. ``SUM``: ``s = s + e_i`` from ``s = +0``, ``i`` increasing;
-6. ``RECIP``: ``r = 1 / s``;
-7. ``MUL``: ``p_i = e_i * r`` into ``dY[i]``;
-8. ``LABEL_SUB``: ``p - 1`` at the label (a label that is not below ``m`` marks no class);
-9. ``SCALE``: ``dY[i] = g_i * inv_batch``.
+1. ``MAX``: read ``Y``, ``lanes`` classes (1, 2 or 4) per read; ``m = max_i Y[i]`` (the
+   first largest, by value), in three registered steps (two pairs of lanes, the pairs, the
+   column's running maximum).
+2. ``EXP``: read ``Y``; ``z_i = Y[i] - m`` (FMA A) -> ``e_i = exp(z_i)`` (the SFU) -> ``e_i``
+   written into ``dY[i]`` and ``s = s + e_i`` (FMA B; ``s = +0`` before ``i = 0``, ``i``
+   increasing).
+3. ``RECIP``: ``r = 1/s`` through the SFU, one column per issue, while the labels are read
+   (one integer word per column).
+4. ``OUT``: read ``e_i``; ``p_i = e_i * r`` (FMA A) -> ``g_i = p_i - 1`` at the label, ``p_i``
+   elsewhere (FMA B, and a label that is not below ``m`` marks no class) -> ``dY[i] =
+   g_i * inv_batch`` (FMA C) written.
+
+Every pass ends with a fixed drain (the cycles its last element needs to be written), and
+the reciprocal pass hands over to ``OUT`` as soon as the first reciprocal is due, so the
+schedule depends only on ``m``, the batch, the FMA latency, ``lanes`` and the
+special-function unit (``sim.golden.core_counts._trace_loss``). With the pipelined unit
+and four lanes, 10 classes and 8 samples at latency 6 take 335 cycles (the exponential
+and output passes stream 80 elements each, the maximum 24 reads, plus two trips of 56
+cycles through the special-function unit); with the barrel, 1004.
 
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
 exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
-model's. Between passes the unit waits for the FMA's last write.
+model's.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,26 +48,35 @@ from chrysalis.gen.spec.formats import FP32
 
 from .issue import SIZE_BITS
 from .mac import FloatMAC
-from .sfu import SpecialFunctionUnit
+from .sfu import EXP_PROGRAM, RECIP_PROGRAM, PipelinedSFU, SpecialFunctionUnit
 
-__all__ = ["LossGradient"]
+__all__ = ["LossGradient", "SFU_KINDS", "barrel_threads"]
+
+#: The special-function units the loss unit can be built with (``core.sfu``).
+SFU_KINDS = ("pipelined", "barrel")
 
 ONE = 0x3F80_0000
 MINUS_ONE = 0xBF80_0000
 
 
-class Pass(enum.Enum, shape=4):
+class Pass(enum.Enum, shape=3):
     IDLE = 0
-    LABEL = 1
+    NEXT = 1
     MAX = 2
-    SUB = 3
-    EXP = 4
-    SUM = 5
-    RECIP = 6
-    MUL = 7
-    LABEL_SUB = 8
-    SCALE = 9
-    NEXT = 10
+    EXP = 3
+    RECIP = 4
+    OUT = 5
+
+
+def barrel_threads(mac_latency):
+    """Threads of the barrel special-function unit in a loss unit: ``mac_latency + 1``, or
+    ``mac_latency + 2`` when that is a multiple of 3, so that it is coprime with the 9
+    FMAs of an exp. Then elements offered every 9 cycles each find their slot free (an
+    element's slot comes back to the same turn after ``9 * threads`` cycles, when its
+    previous element finishes), so every one is taken at once and leaves a fixed time
+    later, as with the pipelined unit."""
+    threads = mac_latency + 1
+    return threads + 1 if threads % 3 == 0 else threads
 
 
 def _greater(a, b):
@@ -74,10 +98,26 @@ class LossGradient(wiring.Component):
     line_bits : int
         Width of a scratchpad line number.
     mac_latency : int
-        Latency of the FMA (and of the special-function unit's FMA).
+        Latency of the FMAs (those of the special-function unit too).
     columns : int
         Most samples in a chunk (registers per sample: maximum, sum, reciprocal, label);
         at least ``mac_latency + 1``.
+    lanes : int
+        Classes of a column the maximum pass reads at once: 1, 2 or 4 (at most the
+        scratchpad's lanes).
+    sfu : str
+        The special-function unit, one of :data:`SFU_KINDS`: ``"pipelined"``
+        (``hw.sfu.PipelinedSFU``, nine FMAs: one exp per cycle) or ``"barrel"``
+        (``hw.sfu.SpecialFunctionUnit`` with :func:`barrel_threads` threads, one FMA: the
+        exponential and reciprocal passes issue one element per 9 cycles).
+
+    Attributes
+    ----------
+    interval : int
+        Cycles between two elements of the exponential and reciprocal passes: 1 or 9.
+    exp_latency, recip_latency : int
+        Cycles from offering an exp (a reciprocal) to the special-function unit to its
+        result.
 
     Members
     -------
@@ -92,17 +132,34 @@ class LossGradient(wiring.Component):
     done : Out(1)
         High for one cycle when finished.
     rd_en, wr_en : Out(1); rd_e0, wr_e0 : Out(hw.issue.SIZE_BITS); rd_line, wr_line : Out(line_bits)
-        One-word scratchpad accesses (lane 0); read data on ``rd_data`` one cycle later.
-    rd_data : In(32); wr_data : Out(32)
+        Scratchpad accesses through its lane ports: writes of one word (lane 0), reads of
+        the lanes in ``rd_lanes``; read data on ``rd_data`` one cycle later.
+    rd_lanes : Out(lanes)
+    rd_data : In(32) x lanes; wr_data : Out(32)
     """
 
-    def __init__(self, *, line_bits, mac_latency=6, columns=16):
+    def __init__(self, *, line_bits, mac_latency=6, columns=16, lanes=1, sfu="pipelined"):
+        if lanes not in (1, 2, 4) or isinstance(lanes, bool):
+            raise ValueError(f"lanes must be 1, 2 or 4, not {lanes!r}")
+        if sfu not in SFU_KINDS:
+            raise ValueError(f"sfu must be one of {', '.join(map(repr, SFU_KINDS))}, "
+                             f"not {sfu!r}")
         if columns < mac_latency + 1:
             raise ValueError(f"columns must be at least mac_latency + 1 = {mac_latency + 1}, "
                              f"not {columns!r}")
         self.mac_latency = mac_latency
         self.columns = columns
         self.line_bits = line_bits
+        self.sfu = sfu
+        self.lanes = lanes
+        if sfu == "pipelined":
+            self.interval = 1
+            self.exp_latency = self.recip_latency = PipelinedSFU.latency_of(mac_latency)
+        else:
+            threads = barrel_threads(mac_latency)
+            self.interval = len(EXP_PROGRAM)
+            self.exp_latency = len(EXP_PROGRAM) * threads + 1
+            self.recip_latency = len(RECIP_PROGRAM) * threads + 1
         super().__init__({
             "start": In(1), "m": In(SIZE_BITS), "batch": In(SIZE_BITS),
             "y_base": In(line_bits), "y_lpc": In(line_bits),
@@ -110,84 +167,58 @@ class LossGradient(wiring.Component):
             "label_base": In(line_bits), "label_lpc": In(line_bits),
             "inv_batch": In(32),
             "done": Out(1),
-            "rd_en": Out(1), "rd_e0": Out(SIZE_BITS), "rd_line": Out(line_bits), "rd_data": In(32),
+            "rd_en": Out(1), "rd_e0": Out(SIZE_BITS), "rd_line": Out(line_bits),
+            "rd_lanes": Out(lanes), "rd_data": In(32).array(lanes),
             "wr_en": Out(1), "wr_e0": Out(SIZE_BITS), "wr_line": Out(line_bits), "wr_data": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
         L = self.mac_latency
-        m.submodules.fma = fma = FloatMAC(FP32, FP32, latency=L)
-        m.submodules.sfu = sfu = SpecialFunctionUnit(mac_latency=L)
-        p = _Passes(m, self, fma, sfu)
+        # FMA A: subtract (EXP) / multiply by r (OUT); B: sum (EXP) / label (OUT); C: scale.
+        m.submodules.fma_a = fma_a = FloatMAC(FP32, FP32, latency=L)
+        m.submodules.fma_b = fma_b = FloatMAC(FP32, FP32, latency=L)
+        m.submodules.fma_c = fma_c = FloatMAC(FP32, FP32, latency=L)
+        if self.sfu == "pipelined":
+            m.submodules.sfu = sfu = PipelinedSFU(mac_latency=L)
+        else:
+            m.submodules.sfu = sfu = SpecialFunctionUnit(mac_latency=L,
+                                                         threads=barrel_threads(L))
+        p = _Passes(m, self, fma_a, fma_b, fma_c, sfu)
 
         with m.Switch(p.stage):
             with m.Case(Pass.IDLE):
                 with m.If(self.start):
-                    # The SFU is empty: restart its turns, so that every command has the
-                    # same schedule whatever cycle it starts in (sim/golden/core_counts.py).
-                    m.d.comb += sfu.restart.eq(1)
                     m.d.sync += [p.stage.eq(Pass.NEXT), p.b0.eq(0), p.wait.eq(0)]
             with m.Case(Pass.NEXT):
                 p.next_chunk()
-            with m.Case(Pass.LABEL):
-                p.read_pass(0, p.label_line, 1)
-                with m.If(p.r_valid):
-                    p.store(p.label, self.rd_data)
-                p.next_pass(Pass.MAX)
             with m.Case(Pass.MAX):
-                p.read_pass(p.i, p.y_line, self.m)
-                with m.If(p.r_valid & ((p.r_i == 0) | _greater(self.rd_data, p.r_top))):
-                    p.store(p.top, self.rd_data)
-                p.next_pass(Pass.SUB)
-            with m.Case(Pass.SUB):
-                p.read_pass(p.i, p.y_line, self.m)
-                with m.If(p.r_valid):
-                    p.fma_issue(self.rd_data, p.r_top ^ 0x8000_0000, ONE)
-                p.next_pass(Pass.EXP)
+                p.max_pass()
             with m.Case(Pass.EXP):
                 p.exp_pass()
-            with m.Case(Pass.SUM):
-                p.read_pass(p.i, p.dy_line, self.m)
-                with m.If(p.r_valid):
-                    p.fma_issue(Mux(p.r_i == 0, 0, p.r_total), self.rd_data, ONE, to_sum=1)
-                p.next_pass(Pass.RECIP)
             with m.Case(Pass.RECIP):
                 p.recip_pass()
-            with m.Case(Pass.MUL):
-                p.read_pass(p.i, p.dy_line, self.m)
-                with m.If(p.r_valid):
-                    p.fma_issue(0, self.rd_data, p.r_recip)
-                p.next_pass(Pass.LABEL_SUB)
-            with m.Case(Pass.LABEL_SUB):
-                # One element per column: its label's (a pass of one "class"). A label that
-                # is not a class index (>= m) marks no class: nothing is subtracted.
-                p.read_pass(p.slot_label[:SIZE_BITS], p.dy_line, 1, when=p.slot_label < self.m)
-                with m.If(p.r_valid):
-                    p.fma_issue(self.rd_data, MINUS_ONE, ONE, i=p.r_label[:SIZE_BITS])
-                p.next_pass(Pass.SCALE)
-            with m.Case(Pass.SCALE):
-                p.read_pass(p.i, p.dy_line, self.m)
-                with m.If(p.r_valid):
-                    p.fma_issue(0, self.rd_data, self.inv_batch)
-                with m.If(~p.issuing & ~p.r_valid):
-                    with m.If(p.wait == 0):
-                        m.d.sync += [p.stage.eq(Pass.NEXT), p.b0.eq(p.b0 + p.valid_cols)]
-                    with m.Else():
-                        m.d.sync += p.wait.eq(p.wait - 1)
+            with m.Case(Pass.OUT):
+                p.out_pass()
         return m
 
 
 class _Passes:
     """The state of a :class:`LossGradient` and the steps its passes are made of."""
 
-    def __init__(self, m, unit, fma, sfu):
-        self.m, self.unit, self.fma, self.sfu = m, unit, fma, sfu
+    def __init__(self, m, unit, fma_a, fma_b, fma_c, sfu):
+        self.m, self.unit, self.sfu = m, unit, sfu
+        self.fma_a, self.fma_b, self.fma_c = fma_a, fma_b, fma_c
         L, CH = unit.mac_latency, unit.columns
         self.top = [Signal(32, name=f"max{c}") for c in range(CH)]
         self.total = [Signal(32, name=f"sum{c}") for c in range(CH)]
         self.recip = [Signal(32, name=f"recip{c}") for c in range(CH)]
         self.label = [Signal(32, name=f"label{c}") for c in range(CH)]
+        # Drains: cycles a pass waits after its last read so that its last result is
+        # written when the next pass starts (EXP: FMA A, the SFU's input register, the SFU,
+        # FMA B; OUT: FMAs A, B, C). RECIP's is set per chunk (recip_drain).
+        self.exp_drain = 2 * L + unit.exp_latency
+        self.out_drain = 3 * L - 1
 
         self.stage = Signal(Pass)
         self.b0 = Signal(SIZE_BITS)               # first column of the chunk
@@ -195,36 +226,52 @@ class _Passes:
         self.slots = Signal(range(CH + 1))        # slots per class (at least L + 1)
         self.i = Signal(SIZE_BITS)
         self.slot = Signal(range(CH))
-        self.wait = Signal(range(L + 4))          # drain countdown between passes
+        self.wait = Signal(range(max(self.exp_drain, unit.recip_latency) + 1))
         self.issuing = Signal()                   # the pass still has elements to issue
+        # The exponential and reciprocal passes issue every `interval` cycles: when
+        # `tick` is 0 (it counts down from interval - 1 after an issue).
+        self.issue_now = Signal()
+        if unit.interval == 1:
+            m.d.comb += self.issue_now.eq(self.issuing)
+        else:
+            self.tick = Signal(range(unit.interval))
+            paced = (self.stage == Pass.EXP) | (self.stage == Pass.RECIP)
+            m.d.comb += self.issue_now.eq(self.issuing & (self.tick == 0))
+            with m.If(self.issue_now & paced):
+                m.d.sync += self.tick.eq(unit.interval - 1)
+            with m.Elif(self.tick != 0):
+                m.d.sync += self.tick.eq(self.tick - 1)
 
         # The element read in the previous cycle (reads have one cycle of latency).
         self.r_valid = Signal()
         self.r_i = Signal(SIZE_BITS)
         self.r_slot = Signal(range(CH))
         m.d.sync += [self.r_valid.eq(0), self.r_i.eq(self.i), self.r_slot.eq(self.slot)]
-        # FMA results and where they go, L cycles after issue.
-        tag = data.StructLayout({"to_sum": 1, "i": SIZE_BITS, "slot": range(CH)})
-        self.issued = Signal(tag)
-        tags = [Signal(tag, name=f"fma_tag{k}") for k in range(L)]
-        m.d.sync += tags[0].eq(self.issued)
-        for prev, nxt in zip(tags, tags[1:]):
-            m.d.sync += nxt.eq(prev)
-        self.done_tag = tags[-1]
-
         self.r_top = self.pick(self.top, self.r_slot, "r_top")
-        self.r_total = self.pick(self.total, self.r_slot, "r_total")
         self.r_recip = self.pick(self.recip, self.r_slot, "r_recip")
         self.r_label = self.pick(self.label, self.r_slot, "r_label")
-        self.slot_label = self.pick(self.label, self.slot, "slot_label")
 
-        # The SFU takes elements in order and returns them in order.
-        self.sfu_out_i = Signal(SIZE_BITS)
-        self.sfu_out_slot = Signal(range(CH))
-        self.sfu_pending = Signal(SIZE_BITS)      # elements given to the SFU, not yet back
-        self.held = Signal()                      # an element read and waiting for the SFU
-        self.held_x = Signal(32)
-        self.writeback()
+        # What travels beside each FMA: the element's class and column slot, whether it is
+        # at its column's label (FMA A, OUT) and p (FMA B, OUT).
+        place = {"i": SIZE_BITS, "slot": range(CH)}
+        self.tag_a_in, self.tag_a = self.delay_line(data.StructLayout({**place, "lab": 1}),
+                                                    "tag_a")
+        self.tag_b_in, self.tag_b = self.delay_line(
+            data.StructLayout({**place, "lab": 1, "p": 32}), "tag_b")
+        self.tag_c_in, self.tag_c = self.delay_line(data.StructLayout(place), "tag_c")
+
+        # The SFU's input register (EXP: the difference, from FMA A) and its results'
+        # position: they come out in order, so counters follow them.
+        self.sfu_v = Signal()
+        self.sfu_x = Signal(32)
+        m.d.sync += [self.sfu_v.eq(0), self.sfu_x.eq(fma_a.result)]
+        self.out_i = Signal(SIZE_BITS)
+        self.out_slot = Signal(range(CH))
+        self.recip_drain = Signal.like(self.wait)
+        over = unit.recip_latency - 1
+        m.d.comb += self.recip_drain.eq(Mux(self.slots > over, 0, over - self.slots))
+        self.datapath()
+        self.max_reduce()
 
     # Scratchpad lines of column `column` of Y, dY and the labels.
     def y_line(self, column):
@@ -245,18 +292,74 @@ class _Passes:
                     self.m.d.comb += value.eq(reg)
         return value
 
-    def writeback(self):
-        """FMA write-back: into dY (most passes) or a column's running sum."""
-        m, unit, fma, done_tag = self.m, self.unit, self.fma, self.done_tag
-        with m.If(fma.o_valid):
-            with m.If(done_tag.to_sum):
-                for c in range(unit.columns):
-                    with m.If(done_tag.slot == c):
-                        m.d.sync += self.total[c].eq(fma.result)
+    def delay_line(self, layout, name):
+        """A signal of ``layout`` and the same delayed by the FMA latency."""
+        first = Signal(layout, name=f"{name}_in")
+        value = first
+        for k in range(self.unit.mac_latency):
+            reg = Signal(layout, name=f"{name}{k}")
+            self.m.d.sync += reg.eq(value)
+            value = reg
+        return first, value
+
+    def store(self, regs, value, index=None):
+        """``regs[index] = value`` (by default the register of the column just read)."""
+        index = self.r_slot if index is None else index
+        for c in range(self.unit.columns):
+            with self.m.If(index == c):
+                self.m.d.sync += regs[c].eq(value)
+
+    def write(self, i, slot, value):
+        unit = self.unit
+        self.m.d.comb += [unit.wr_en.eq(1), unit.wr_e0.eq(i),
+                          unit.wr_line.eq(self.dy_line(self.b0 + slot)),
+                          unit.wr_data.eq(value)]
+
+    def next_out(self):
+        """Advance the position of the SFU's next result (class-major over the columns)."""
+        with self.m.If(self.out_slot + 1 == self.valid_cols):
+            self.m.d.sync += [self.out_slot.eq(0), self.out_i.eq(self.out_i + 1)]
+        with self.m.Else():
+            self.m.d.sync += self.out_slot.eq(self.out_slot + 1)
+
+    def datapath(self):
+        """The FMAs' and the SFU's results, routed by the pass they belong to (a pass
+        starts only when the previous one's results are all written)."""
+        m, unit, sfu = self.m, self.unit, self.sfu
+        fma_a, fma_b, fma_c = self.fma_a, self.fma_b, self.fma_c
+        exp = self.stage == Pass.EXP
+        # EXP: z = Y - m into the SFU (through a register); e out of it, written and summed.
+        with m.If(exp & fma_a.o_valid):
+            m.d.sync += self.sfu_v.eq(1)
+        with m.If(exp):
+            m.d.comb += [sfu.op.eq(0), sfu.x.eq(self.sfu_x), sfu.i_valid.eq(self.sfu_v)]
+        with m.If(sfu.o_valid):
+            with m.If(exp):
+                self.write(self.out_i, self.out_slot, sfu.y)
+                r_total = self.pick(self.total, self.out_slot, "out_total")
+                m.d.comb += [fma_b.c.eq(Mux(self.out_i == 0, 0, r_total)), fma_b.a.eq(sfu.y),
+                             fma_b.b.eq(ONE), fma_b.i_valid.eq(1),
+                             self.tag_b_in.slot.eq(self.out_slot)]
+                self.next_out()
             with m.Else():
-                m.d.comb += [unit.wr_en.eq(1), unit.wr_e0.eq(done_tag.i),
-                             unit.wr_line.eq(self.dy_line(self.b0 + done_tag.slot)),
-                             unit.wr_data.eq(fma.result)]
+                # A reciprocal (RECIP, and the first cycles of OUT).
+                self.store(self.recip, sfu.y, self.out_slot)
+                m.d.sync += self.out_slot.eq(self.out_slot + 1)
+        with m.If(exp & fma_b.o_valid):
+            self.store(self.total, fma_b.result, self.tag_b.slot)
+        # OUT: p = e * r (A) -> p - 1 at the label (B) -> g * inv_batch (C) -> dY.
+        with m.If(~exp & fma_a.o_valid):
+            m.d.comb += [fma_b.c.eq(fma_a.result), fma_b.a.eq(MINUS_ONE), fma_b.b.eq(ONE),
+                         fma_b.i_valid.eq(1), self.tag_b_in.i.eq(self.tag_a.i),
+                         self.tag_b_in.slot.eq(self.tag_a.slot),
+                         self.tag_b_in.lab.eq(self.tag_a.lab), self.tag_b_in.p.eq(fma_a.result)]
+        with m.If(~exp & fma_b.o_valid):
+            m.d.comb += [fma_c.c.eq(0),
+                         fma_c.a.eq(Mux(self.tag_b.lab, fma_b.result, self.tag_b.p)),
+                         fma_c.b.eq(unit.inv_batch), fma_c.i_valid.eq(1),
+                         self.tag_c_in.i.eq(self.tag_b.i), self.tag_c_in.slot.eq(self.tag_b.slot)]
+        with m.If(fma_c.o_valid):
+            self.write(self.tag_c.i, self.tag_c.slot, fma_c.result)
 
     def next_chunk(self):
         """A new chunk, or the end."""
@@ -269,7 +372,7 @@ class _Passes:
             remaining = unit.batch - self.b0
             cols = Mux(remaining > CH, CH, remaining)
             m.d.sync += [self.valid_cols.eq(cols), self.slots.eq(Mux(cols > L + 1, cols, L + 1)),
-                         self.stage.eq(Pass.LABEL), self.i.eq(0), self.slot.eq(0),
+                         self.stage.eq(Pass.MAX), self.i.eq(0), self.slot.eq(0),
                          self.issuing.eq(1), self.wait.eq(0)]
 
     def advance(self, last_i):
@@ -284,84 +387,120 @@ class _Passes:
         with m.Else():
             m.d.sync += slot.eq(slot + 1)
 
-    def next_pass(self, after):
-        """When the pass has issued everything and the FMA has drained, go on."""
+    def next_pass(self, after, drain):
+        """When the pass has issued everything, its last read is back and its drain has
+        counted down, go on to ``after``, whose drain is ``drain``."""
         m = self.m
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
                 m.d.sync += [self.stage.eq(after), self.i.eq(0), self.slot.eq(0),
-                             self.issuing.eq(1), self.wait.eq(self.unit.mac_latency + 2)]
+                             self.issuing.eq(1), self.wait.eq(drain),
+                             self.out_i.eq(0), self.out_slot.eq(0)]
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
-    def read_pass(self, e0, line_of_column, last_i, when=1):
-        """Issue the pass's reads: element ``e0`` of column ``b0 + slot`` for every
-        existing column (and ``when``), over ``last_i`` classes."""
+    def read_pass(self, e0, line_of_column, last_i, lanes=1):
+        """Issue the pass's reads: element ``e0`` (and the next of ``lanes``) of column
+        ``b0 + slot`` for every existing column, over ``last_i`` classes."""
         m, unit = self.m, self.unit
-        with m.If(self.issuing):
-            with m.If((self.slot < self.valid_cols) & when):
-                m.d.comb += [unit.rd_en.eq(1), unit.rd_e0.eq(e0),
+        with m.If(self.issue_now):
+            with m.If(self.slot < self.valid_cols):
+                m.d.comb += [unit.rd_en.eq(1), unit.rd_e0.eq(e0), unit.rd_lanes.eq(lanes),
                              unit.rd_line.eq(line_of_column(self.b0 + self.slot))]
                 m.d.sync += self.r_valid.eq(1)
             self.advance(last_i)
 
-    def store(self, regs, value):
-        """``regs[r_slot] = value``: the register of the column just read."""
-        for c in range(self.unit.columns):
-            with self.m.If(self.r_slot == c):
-                self.m.d.sync += regs[c].eq(value)
+    def max_pass(self):
+        """Read ``lanes`` classes of a column at once (``max_reduce`` does the rest)."""
+        self.read_pass(self.max_e0, self.y_line, self.max_groups, lanes=self.max_lanes)
+        self.next_pass(Pass.EXP, self.exp_drain)
 
-    def fma_issue(self, c, a, b, to_sum=0, i=None):
-        fma, issued = self.fma, self.issued
-        self.m.d.comb += [fma.c.eq(c), fma.a.eq(a), fma.b.eq(b), fma.i_valid.eq(1),
-                          issued.to_sum.eq(to_sum), issued.i.eq(self.r_i if i is None else i),
-                          issued.slot.eq(self.r_slot)]
+    def max_reduce(self):
+        """The maximum pass's data: the lanes of a read reduced to their first largest in
+        two registered steps, then merged into the column's running maximum. A column's
+        next read comes ``slots >= 3`` cycles later, so the running maximum is current, and
+        the last merges (after the pass has ended) are done before ``EXP`` reads it."""
+        m, unit, W = self.m, self.unit, self.unit.lanes
+        shift = W.bit_length() - 1
+        self.max_e0 = Signal(SIZE_BITS)
+        m.d.comb += self.max_e0.eq(self.i << shift)
+        self.max_lanes = Signal(W)
+        for lane in range(W):
+            m.d.comb += self.max_lanes[lane].eq(self.max_e0 + lane < unit.m)
+        self.max_groups = Signal(SIZE_BITS + 1)
+        m.d.comb += self.max_groups.eq((unit.m + (W - 1)) >> shift)
+        r_lanes = Signal(W)
+        m.d.sync += r_lanes.eq(self.max_lanes)
+        # Step 1 (the read data's cycle): lanes 0-1 and 2-3. Step 2: the two pairs.
+        here = self.r_valid & (self.stage == Pass.MAX)
+        values = [(unit.rd_data[lane], r_lanes[lane] & here) for lane in range(W)]
+        values += [(Const(0, 32), Const(0, 1))] * (4 - W)
+        step1 = [self.first_largest(values[0], values[1], "max01"),
+                 self.first_largest(values[2], values[3], "max23")]
+        s1 = [(Signal(32, name=f"s1_v{k}"), Signal(name=f"s1_ok{k}")) for k in range(2)]
+        for (value, ok), (v_in, ok_in) in zip(s1, step1):
+            m.d.sync += [value.eq(v_in), ok.eq(ok_in)]
+        s1_slot, s1_first = Signal.like(self.r_slot), Signal()
+        m.d.sync += [s1_slot.eq(self.r_slot), s1_first.eq(self.r_i == 0)]
+        v2, ok2 = self.first_largest(s1[0], s1[1], "max0123")
+        s2, s2_ok = Signal(32), Signal()
+        s2_slot, s2_first = Signal.like(self.r_slot), Signal()
+        m.d.sync += [s2.eq(v2), s2_ok.eq(ok2), s2_slot.eq(s1_slot), s2_first.eq(s1_first)]
+        # Step 3: into the running maximum (none yet at a column's first group).
+        running = self.pick(self.top, s2_slot, "running_max")
+        new, _ = self.first_largest((running, ~s2_first), (s2, s2_ok), "max_new")
+        with m.If(s2_ok):
+            self.store(self.top, new, s2_slot)
+
+    def first_largest(self, a, b, name):
+        """The first largest of ``a`` then ``b`` (each a ``(value, valid)`` pair): ``b``
+        only if it is valid and ``a`` is not, or ``b`` is greater."""
+        (a_value, a_ok), (b_value, b_ok) = a, b
+        take_b = Signal(name=f"{name}_b")
+        value = Signal(32, name=name)
+        ok = Signal(name=f"{name}_ok")
+        self.m.d.comb += [take_b.eq(b_ok & (~a_ok | _greater(b_value, a_value))),
+                          value.eq(Mux(take_b, b_value, a_value)), ok.eq(a_ok | b_ok)]
+        return value, ok
 
     def exp_pass(self):
-        """Read an element, hold it until the SFU takes it, write the results in order."""
-        m, unit, sfu = self.m, self.unit, self.sfu
-        with m.If(~self.held & ~self.r_valid):
-            self.read_pass(self.i, self.dy_line, unit.m)
+        """Read ``Y[i]``; FMA A subtracts the maximum (the datapath does the rest)."""
+        m, unit, fma_a = self.m, self.unit, self.fma_a
+        self.read_pass(self.i, self.y_line, unit.m)
         with m.If(self.r_valid):
-            m.d.sync += [self.held.eq(1), self.held_x.eq(unit.rd_data)]
-        with m.If(self.held):
-            m.d.comb += [sfu.op.eq(0), sfu.x.eq(self.held_x), sfu.i_valid.eq(1)]
-            with m.If(sfu.i_ready):
-                m.d.sync += self.held.eq(0)
-        taken = self.held & sfu.i_ready
-        m.d.sync += self.sfu_pending.eq(self.sfu_pending + taken - sfu.o_valid)
-        with m.If(sfu.o_valid):
-            m.d.comb += [unit.wr_en.eq(1), unit.wr_e0.eq(self.sfu_out_i),
-                         unit.wr_line.eq(self.dy_line(self.b0 + self.sfu_out_slot)),
-                         unit.wr_data.eq(sfu.y)]
-            with m.If(self.sfu_out_slot + 1 == self.valid_cols):
-                m.d.sync += [self.sfu_out_slot.eq(0), self.sfu_out_i.eq(self.sfu_out_i + 1)]
-            with m.Else():
-                m.d.sync += self.sfu_out_slot.eq(self.sfu_out_slot + 1)
-        with m.If(~self.issuing & ~self.r_valid & ~self.held & (self.sfu_pending == 0)
-                  & ~sfu.o_valid):
-            m.d.sync += [self.stage.eq(Pass.SUM), self.i.eq(0), self.slot.eq(0),
-                         self.issuing.eq(1), self.wait.eq(unit.mac_latency + 2),
-                         self.sfu_out_i.eq(0), self.sfu_out_slot.eq(0)]
+            m.d.comb += [fma_a.c.eq(unit.rd_data[0]), fma_a.a.eq(self.r_top ^ 0x8000_0000),
+                         fma_a.b.eq(ONE), fma_a.i_valid.eq(1)]
+        self.next_pass(Pass.RECIP, self.recip_drain)
 
     def recip_pass(self):
-        """One reciprocal per column, through the SFU in order."""
-        m, sfu, slot = self.m, self.sfu, self.slot
-        with m.If(self.issuing):
-            m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.pick(self.total, slot, "recip_in")),
+        """One reciprocal per column into the SFU, while the labels are read."""
+        m, unit, sfu = self.m, self.unit, self.sfu
+        with m.If(self.issue_now & (self.slot < self.valid_cols)):
+            m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.pick(self.total, self.slot, "recip_in")),
                          sfu.i_valid.eq(1)]
-            with m.If(sfu.i_ready):
-                with m.If(slot + 1 == self.valid_cols):
-                    m.d.sync += [self.issuing.eq(0), slot.eq(0)]
-                with m.Else():
-                    m.d.sync += slot.eq(slot + 1)
-        taken = self.issuing & sfu.i_ready
-        m.d.sync += self.sfu_pending.eq(self.sfu_pending + taken - sfu.o_valid)
-        with m.If(sfu.o_valid):
-            for c in range(self.unit.columns):
-                with m.If(self.sfu_out_slot == c):
-                    m.d.sync += self.recip[c].eq(sfu.y)
-            m.d.sync += self.sfu_out_slot.eq(self.sfu_out_slot + 1)
-        with m.If(~self.issuing & (self.sfu_pending == 0) & ~sfu.o_valid):
-            m.d.sync += [self.stage.eq(Pass.MUL), self.i.eq(0), slot.eq(0), self.issuing.eq(1),
-                         self.sfu_out_slot.eq(0)]
+        self.read_pass(0, self.label_line, 1)
+        with m.If(self.r_valid):
+            self.store(self.label, unit.rd_data[0])
+        with m.If(~self.issuing & ~self.r_valid):
+            with m.If(self.wait == 0):
+                # OUT keeps the SFU's result counter: reciprocals are still coming out.
+                m.d.sync += [self.stage.eq(Pass.OUT), self.i.eq(0), self.slot.eq(0),
+                             self.issuing.eq(1), self.wait.eq(self.out_drain)]
+            with m.Else():
+                m.d.sync += self.wait.eq(self.wait - 1)
+
+    def out_pass(self):
+        """Read ``e_i``; FMA A multiplies it by the column's reciprocal (the datapath does
+        the rest); then the next chunk."""
+        m, unit, fma_a = self.m, self.unit, self.fma_a
+        self.read_pass(self.i, self.dy_line, unit.m)
+        with m.If(self.r_valid):
+            m.d.comb += [fma_a.c.eq(0), fma_a.a.eq(unit.rd_data[0]), fma_a.b.eq(self.r_recip),
+                         fma_a.i_valid.eq(1), self.tag_a_in.i.eq(self.r_i),
+                         self.tag_a_in.slot.eq(self.r_slot),
+                         self.tag_a_in.lab.eq(self.r_label == self.r_i)]
+        with m.If(~self.issuing & ~self.r_valid):
+            with m.If(self.wait == 0):
+                m.d.sync += [self.stage.eq(Pass.NEXT), self.b0.eq(self.b0 + self.valid_cols)]
+            with m.Else():
+                m.d.sync += self.wait.eq(self.wait - 1)

@@ -1,7 +1,14 @@
-"""The special-function unit: fp32 ``exp`` and reciprocal on one fused multiply-add.
+"""The special-function units: fp32 ``exp`` and reciprocal from fused multiply-adds.
 
-A barrel engine: up to ``threads`` elements share one pipelined FMA, each issuing one FMA
-every ``threads`` cycles, and the results leave in the order the elements came in.
+Two units run the same microprograms (:data:`EXP_PROGRAM`, :data:`RECIP_PROGRAM`), so their
+results are the same bits (``sim.golden.sfu``):
+
+* :class:`SpecialFunctionUnit`, a barrel engine: up to ``threads`` elements share one
+  pipelined FMA, each issuing one FMA every ``threads`` cycles, and the results leave in
+  the order the elements came in (one exp per 9 cycles);
+* :class:`PipelinedSFU`, the programs unrolled over nine FMAs, one per row: an element
+  enters every cycle and leaves a fixed number of cycles later (one exp per cycle). The
+  loss-gradient unit (``hw.loss``) uses it.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
@@ -15,7 +22,8 @@ from chrysalis.gen.spec import sfu as golden
 
 from .mac import FloatMAC
 
-__all__ = ["SpecialFunctionUnit", "EXP_PROGRAM", "RECIP_PROGRAM", "MAX_THREADS"]
+__all__ = ["SpecialFunctionUnit", "PipelinedSFU", "EXP_PROGRAM", "RECIP_PROGRAM",
+           "MAX_THREADS"]
 
 #: The microprograms: one ``(c, a, b, capture)`` row per FMA ``c + a*b``, in issue order.
 #: An operand is an fp32 constant (int bit pattern) or a source of the element's thread:
@@ -364,17 +372,7 @@ class SpecialFunctionUnit(wiring.Component):
         """The FMA's result and ``k`` derived from it (and ``kf``, ``k`` as an fp32),
         delayed to the issuing slot's next turn: ``E - L`` registers (none when
         ``E == L``)."""
-        # k: the shifter's result has 0x400000 + k in its low 23 bits and |k| <= 185, so its
-        # low ten bits are k in two's complement. kf is k as an exact fp32 (+0 for 0).
-        raw_k = Signal(signed(10))
-        raw_k_mag = Signal(9)
-        raw_kf = Signal(32)
-        m.d.comb += [raw_k.eq(mac.result[:10]),
-                     raw_k_mag.eq(Mux(raw_k < 0, -raw_k, raw_k))]
-        for pos in range(9):   # the highest set bit wins: the last assignment
-            with m.If(raw_k_mag[pos]):
-                m.d.comb += raw_kf.eq(Cat((raw_k_mag << (23 - pos))[:23], Const(127 + pos, 8),
-                                          raw_k < 0))
+        raw_k, raw_kf = _k_of(m, mac.result)
         res, k_res, kf_res = mac.result, raw_k, raw_kf
         for stage in range(self.threads - self.mac_latency):
             res_d = Signal(32, name=f"res_d{stage}")
@@ -387,15 +385,175 @@ class SpecialFunctionUnit(wiring.Component):
     def _scaled(self, m, res, ctx):
         """The last result of a slot scaled by ``2**n``, with the sign; a zero pattern's
         reciprocal saturates."""
-        res_field = Signal(signed(11))
-        m.d.comb += res_field.eq(res[23:31] + ctx.n)
-        scaled = Signal(32)
-        with m.If(ctx.zero):
-            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
-        with m.Elif(res_field < 1):
-            m.d.comb += scaled.eq(Cat(Const(0, 31), ctx.sign))
-        with m.Elif(res_field > 255):
-            m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+        return _scaled(m, res, ctx)
+
+
+def _k_of(m, result):
+    """``(k, kf)`` of the range reduction's first FMA result ``t``: the shifter's result has
+    ``0x400000 + k`` in its low 23 bits and ``|k| <= 185``, so its low ten bits are ``k`` in
+    two's complement; ``kf`` is ``k`` as an exact fp32 (``+0`` for 0). Combinational."""
+    raw_k = Signal(signed(10))
+    raw_k_mag = Signal(9)
+    raw_kf = Signal(32)
+    m.d.comb += [raw_k.eq(result[:10]), raw_k_mag.eq(Mux(raw_k < 0, -raw_k, raw_k))]
+    for pos in range(9):   # the highest set bit wins: the last assignment
+        with m.If(raw_k_mag[pos]):
+            m.d.comb += raw_kf.eq(Cat((raw_k_mag << (23 - pos))[:23], Const(127 + pos, 8),
+                                      raw_k < 0))
+    return raw_k, raw_kf
+
+
+def _scaled(m, res, ctx):
+    """``res`` scaled by ``2**ctx.n`` with the sign ``ctx.sign``: flushed to a signed zero
+    below the smallest normal, saturated above the top; a zero pattern's reciprocal
+    (``ctx.zero``) saturates."""
+    res_field = Signal(signed(11))
+    m.d.comb += res_field.eq(res[23:31] + ctx.n)
+    scaled = Signal(32)
+    with m.If(ctx.zero):
+        m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+    with m.Elif(res_field < 1):
+        m.d.comb += scaled.eq(Cat(Const(0, 31), ctx.sign))
+    with m.Elif(res_field > 255):
+        m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
+    with m.Else():
+        m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], ctx.sign))
+    return scaled
+
+
+class PipelinedSFU(wiring.Component):
+    """fp32 ``exp(x)`` and ``1/x``, one element per cycle: the microprograms unrolled.
+
+    Stage ``j`` (0 to 8) has its own :class:`~hw.mac.FloatMAC` and runs row ``j`` of
+    :data:`EXP_PROGRAM`, or of :data:`RECIP_PROGRAM` for a reciprocal (rows 0 to 3; from
+    stage 4 a reciprocal's result rides along in its context). Each element carries its
+    context (function, prepared input, hold register, scale, sign) through the stages in
+    registers beside the FMAs; one register after stage 0 holds ``t`` so that ``k`` and
+    ``kf`` are derived from a register, and the scaled result is registered at the output.
+    The rows, the input preparation (clamp, seed) and the final scaling are those of
+    :class:`SpecialFunctionUnit`, so the results are bit-identical to it and to
+    ``sim.golden.sfu``.
+
+    **Timing.** No handshake: an element offered with ``i_valid`` in cycle ``t`` comes out
+    with ``o_valid`` in cycle ``t + latency``, ``latency = 9 * mac_latency + 2``
+    (:attr:`latency`), whatever its function; elements may enter every cycle, and leave in
+    the order they came in.
+
+    Parameters
+    ----------
+    mac_latency : int
+        Register stages of each FMA, 1 to 8 (see :class:`~hw.mac.FloatMAC`).
+
+    Attributes
+    ----------
+    latency : int
+        Cycles from an element's ``i_valid`` to its ``o_valid``.
+
+    Members
+    -------
+    op : In(1)
+        Function: 0 = ``exp``, 1 = reciprocal.
+    x : In(32)
+        The fp32 argument (bit pattern).
+    i_valid : In(1)
+        ``op`` and ``x`` hold an element (taken in this cycle).
+    y : Out(32)
+        The fp32 result.
+    o_valid : Out(1)
+        ``y`` holds the result of the element offered ``latency`` cycles ago.
+    """
+
+    op: In(1)
+    x: In(32)
+    i_valid: In(1)
+    y: Out(32)
+    o_valid: Out(1)
+
+    def __init__(self, *, mac_latency=6):
+        if (not isinstance(mac_latency, int) or isinstance(mac_latency, bool)
+                or not 1 <= mac_latency <= 8):
+            raise ValueError(f"mac_latency must be an integer from 1 to 8, not {mac_latency!r}")
+        self.mac_latency = mac_latency
+        self.latency = self.latency_of(mac_latency)
+        super().__init__()
+
+    @staticmethod
+    def latency_of(mac_latency):
+        """:attr:`latency` of a unit whose FMAs have ``mac_latency`` stages."""
+        return len(EXP_PROGRAM) * mac_latency + 2
+
+    def elaborate(self, platform):
+        m = Module()
+        L = self.mac_latency
+        layout = data.StructLayout({
+            "valid": 1, "op": 1,
+            "x": 32,               # exp: clamped x; reciprocal: -m
+            "hold": 32,            # see EXP_PROGRAM; a reciprocal's result from stage 4
+            "n": signed(10),       # scale by 2**n: exp k; reciprocal 127 - field
+            "sign": 1, "zero": 1,
+        })
+        # --- Input preparation (as SpecialFunctionUnit's, in the cycle of i_valid).
+        x_sign, x_mag, x_field = self.x[31], self.x[:31], self.x[23:31]
+        clamped = Cat(Mux(x_mag > golden.EXP_CLAMP, golden.EXP_CLAMP, x_mag)[:31], x_sign)
+        neg_m = Cat(self.x[:23], Const(0b1_01111111, 9))
+        table = Array(Const(v, 32) for v in golden.RECIP_TABLE)
+        ctx = Signal(layout, name="ctx_in")
+        m.d.comb += [
+            ctx.valid.eq(self.i_valid), ctx.op.eq(self.op),
+            ctx.x.eq(Mux(self.op, neg_m, clamped)),
+            ctx.hold.eq(table[self.x[23 - golden.RECIP_TABLE_BITS:23]]),
+            ctx.n.eq(Const(127, signed(10)) - x_field),
+            ctx.sign.eq(self.op & x_sign), ctx.zero.eq(self.op & (x_field == 0)),
+        ]
+        res = k = kf = None
+        for j, exp_row in enumerate(EXP_PROGRAM):
+            mac = FloatMAC(FP32, FP32, latency=L)
+            m.submodules[f"fma{j}"] = mac
+            ctx = self._stage(m, j, mac, ctx, res, k, kf, exp_row)
+            res = mac.result
+            if j == 0:
+                # t, with k and kf derived from it, into registers: stage 1 reads them.
+                raw_k, raw_kf = _k_of(m, mac.result)
+                res_d, k_d, kf_d = Signal(32), Signal(signed(10)), Signal(32)
+                m.d.sync += [res_d.eq(res), k_d.eq(raw_k), kf_d.eq(raw_kf)]
+                res, k, kf = res_d, k_d, kf_d
+        final = Signal(32)
+        m.d.comb += final.eq(Mux(ctx.op, ctx.hold, res))
+        m.d.sync += [self.o_valid.eq(ctx.valid), self.y.eq(_scaled(m, final, ctx))]
+        return m
+
+    def _stage(self, m, j, mac, ctx, res, k, kf, exp_row):
+        """Stage ``j``: drive its FMA from ``ctx`` (the element's context, aligned with
+        ``res``, the previous stage's result) and return the context delayed to align with
+        this stage's result."""
+        hold_now = Signal(32, name=f"hold{j}")
+        n_now = Signal(signed(10), name=f"n{j}")
+        m.d.comb += [hold_now.eq(ctx.hold), n_now.eq(ctx.n)]
+        sources = {"x": ctx.x, "res": res, "hold": hold_now}
+
+        def operand(spec):
+            return Const(spec, 32) if isinstance(spec, int) else sources[spec]
+
+        def drive(row):
+            c, a, b, capture = row
+            if capture == "hold":
+                m.d.comb += hold_now.eq(res)
+            elif capture == "k":
+                m.d.comb += [hold_now.eq(kf), n_now.eq(k)]
+            m.d.comb += [mac.c.eq(operand(c)), mac.a.eq(operand(a)), mac.b.eq(operand(b))]
+
+        with m.If(ctx.op):
+            if j < len(RECIP_PROGRAM):
+                drive(RECIP_PROGRAM[j])
+            elif j == len(RECIP_PROGRAM):
+                m.d.comb += hold_now.eq(res)      # the reciprocal's y2 rides along
         with m.Else():
-            m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], ctx.sign))
-        return scaled
+            drive(exp_row)
+        m.d.comb += mac.i_valid.eq(ctx.valid)
+        out = Signal(ctx.shape(), name=f"ctx{j}_issue")
+        m.d.comb += [out.eq(ctx), out.hold.eq(hold_now), out.n.eq(n_now)]
+        for d in range(self.mac_latency + (1 if j == 0 else 0)):
+            reg = Signal(ctx.shape(), name=f"ctx{j}_d{d}")
+            m.d.sync += reg.eq(out)
+            out = reg
+        return out

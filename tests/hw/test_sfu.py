@@ -14,7 +14,8 @@ import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from chrysalis.hw.sfu import EXP_PROGRAM, MAX_THREADS, RECIP_PROGRAM, SpecialFunctionUnit
+from chrysalis.hw.sfu import (
+    EXP_PROGRAM, MAX_THREADS, RECIP_PROGRAM, PipelinedSFU, SpecialFunctionUnit)
 from chrysalis.sim.golden import sfu
 
 
@@ -214,3 +215,71 @@ def test_verilog_is_deterministic():
     second = verilog.convert(SpecialFunctionUnit(mac_latency=3), name="sfu", emit_src=False)
     assert first == second
     assert "module sfu(" in first
+
+
+# --- The pipelined unit (hw.sfu.PipelinedSFU): one element per cycle, fixed latency.
+
+def run_pipelined(dut, ops, xs, valid):
+    """Offer element ``i`` in the ``i``-th cycle whose ``valid`` entry is true; returns the
+    results and, per element, the cycle it was offered and the cycle it came out."""
+    ops, xs = [int(v) for v in ops], [int(v) for v in xs]
+    results, offered, produced = [], [], []
+
+    async def testbench(ctx):
+        index = cycle = 0
+        while len(results) < len(xs):
+            offer = index < len(xs) and bool(valid[cycle % len(valid)])
+            if offer:
+                ctx.set(dut.op, ops[index])
+                ctx.set(dut.x, xs[index])
+                offered.append(cycle)
+                index += 1
+            ctx.set(dut.i_valid, offer)
+            await ctx.tick()
+            cycle += 1
+            if ctx.get(dut.o_valid):
+                results.append(ctx.get(dut.y))
+                produced.append(cycle)
+            assert cycle <= 4 * len(xs) + 2 * dut.latency + 10
+        for _ in range(dut.latency + 2):     # nothing more comes out
+            await ctx.tick()
+            assert not ctx.get(dut.o_valid)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return np.array(results, dtype=np.uint64), np.array(offered), np.array(produced)
+
+
+@pytest.mark.parametrize("mac_latency", [1, 2, 6, 8])
+def test_pipelined_equals_golden(mac_latency):
+    """Mixed exp and reciprocal, every edge case, back to back and with holes: the golden
+    model's bits, in order, each exactly ``latency`` cycles after it went in."""
+    count = 1200 if mac_latency == 2 else 300
+    ops, xs = mixed_inputs(count, seed=40 + mac_latency)
+    edges = [(0, x) for x in sfu.edge_inputs(0)] + [(1, x) for x in sfu.edge_inputs(1)]
+    if mac_latency == 2:
+        ops = np.concatenate([[op for op, _ in edges], ops])
+        xs = np.concatenate([np.array([x for _, x in edges], dtype=np.uint64), xs])
+    dut = PipelinedSFU(mac_latency=mac_latency)
+    assert dut.latency == 9 * mac_latency + 2
+    valid = [1] * 7 + [0, 1, 0, 0, 1]       # bursts and holes
+    got, offered, produced = run_pipelined(dut, ops, xs, valid)
+    assert_equal(got, golden(ops, xs), ops, xs)
+    np.testing.assert_array_equal(produced, offered + dut.latency)
+
+
+def test_pipelined_one_per_cycle():
+    ops, xs = mixed_inputs(200, seed=7)
+    dut = PipelinedSFU(mac_latency=3)
+    got, offered, produced = run_pipelined(dut, ops, xs, [1])
+    assert_equal(got, golden(ops, xs), ops, xs)
+    np.testing.assert_array_equal(offered, np.arange(200))
+    np.testing.assert_array_equal(produced, np.arange(200) + dut.latency)
+
+
+@pytest.mark.parametrize("value", [0, 9, 2.0, True, None])
+def test_pipelined_bad_latency(value):
+    with pytest.raises(ValueError, match=rf"mac_latency .*, not {value!r}$"):
+        PipelinedSFU(mac_latency=value)
