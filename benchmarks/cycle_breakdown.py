@@ -11,7 +11,9 @@ exact against the RTL):
 ``demo``
     The 64-32-10 digits MLP, batch 8, on the ``default`` preset (one 4x4 core): the command
     stream ``chrysalis train`` and ``chrysalis demo`` run for one SGD step, weights kept in
-    the PEs between steps (``gen.perf.mlp_step`` with ``store_every_step=False``).
+    the PEs between steps (``gen.perf.mlp_step`` with ``store_every_step=False``), with the
+    update those commands default to on this core (fused into ``WGRAD``,
+    ``sim.compile.compiler.resolve_update``).
 ``sgd``, ``mbgd``, ``cp``
     mnist-500x3 (784-500-500-500-10) on CATERPILLAR's machine shape (16x16 PEs per core,
     2048-word banks, fp16 operands, 128-bit ring; ``benchmarks/energy_caterpillar.py``'s
@@ -24,14 +26,16 @@ the outputs of an accumulator group, ``P`` a group's compute cycles, ``D`` its d
 
 * ``FORWARD`` / ``BACKWARD`` / ``WGRAD``: the useful MACs' share of their MAC slots; the
   slots of PEs that hold padding (sizes not multiples of the array); the empty outputs of
-  the last accumulator group; ``WGRAD``'s separate update pass (one slot per weight per PE,
+  the last accumulator group; ``WGRAD``'s separate update pass (none when fused; one slot per weight per PE,
   group-rounded); ``FORWARD`` / ``BACKWARD``'s exposed drain (the last group's ``D + 1``
   and, where ``D + 1 > P``, the wait for each drain); and the command's end, ``L + 6``
   (one cycle after the last slot, then the ``L + 5`` finish countdown).
 * Movers (``LOAD_COL``, ``LOAD_ROW``, ``LOAD_W``, ``STORE_W``): their iterations, and their
   end, ``L + 5``.
-* ``LOSS_GRAD``: all of it. DMA commands: all of their DMA cycles. Every command: the
-  controller's fetch and checks (``1 + fetch + 3`` cycles; a run adds its ``START``).
+* ``LOSS_GRAD``: all of it. DMA commands: their DMA cycles, less those run beside a core
+  command. Every command: the controller's fetch and checks (``1 + fetch + 3`` cycles; a
+  run adds its ``START``), less what the fetch ahead hides behind the core command before
+  (``gen.perf.network.cluster_stream_cost``, with and without the DMA overlap).
 
 On a cluster: the collectives' cycles (every core waits for them); in model parallel the
 work every core repeats (the output layer, replicated for the softmax) and the fetches the
@@ -56,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2  # noqa: E402
+from chrysalis.sim.compile.compiler import resolve_update  # noqa: E402
 from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
 from chrysalis.gen.spec.networks import get_network  # noqa: E402
 from chrysalis.gen.perf import mlp_step, network_cost  # noqa: E402
@@ -85,9 +90,9 @@ CATEGORIES = {
     "drain": "exposed drain and stall",
     "end": "command ends (L + 5 countdown, L + 6 after compute)",
     "loads": "loads into the PE banks",
-    "loss": "loss gradient (one exp per 9 cycles)",
+    "loss": "loss gradient (LOSS_GRAD, pipelined exp)",
     "dma": "DMA, not overlapped",
-    "fetch": "command fetch and check",
+    "fetch": "command fetch and check, not hidden",
     "collectives": "collectives on the ring",
     "imbalance": "CP: stage imbalance",
     "dispatch": "CP: in-order dispatch (DMA and fetch included)",
@@ -109,9 +114,12 @@ def _add(total, part, times=1):
         total[key] += value * times
 
 
-def compute_split(config, op, m, n, batch, momentum=False):
+def compute_split(config, op, m, n, batch, momentum=False, fused=False):
     """The cycles of one ``FORWARD``, ``BACKWARD`` or ``WGRAD`` (as
-    ``sim.golden.core_counts.predict`` counts them), split into categories."""
+    ``sim.golden.core_counts.predict`` counts them; ``fused``: ``WGRAD``'s fused-update bit),
+    split into categories."""
+    command = {"op": op, "m": m, "n": n, "batch": batch, "flag": int(momentum),
+               "fused": int(fused)}
     R, C = config.core.rows, config.core.cols
     L, G = config.mac.latency, config.pe.acc_regs // 2
     streams = config.mac.macs_per_cycle
@@ -121,7 +129,7 @@ def compute_split(config, op, m, n, batch, momentum=False):
     # The useful MACs in MAC slots of the whole array (each slot: R x C x streams MACs).
     out["useful"] = m * n * batch / (R * C * streams)
     if op == "WGRAD":
-        passes = 2 if momentum else 1
+        passes = core_counts.wgrad_update_passes(config, command)
         groups = ceil_div(mt * nt, G)
         mac_slots = ceil_div(mt * nt, streams) * batch
         compute = groups * slots * batch
@@ -141,8 +149,7 @@ def compute_split(config, op, m, n, batch, momentum=False):
     out["padding"] = mac_slots - out["useful"]
     out["rounding"] = compute - mac_slots
     out["end"] = 1 + L + core_counts.FINISH_EXTRA
-    exact = core_counts.predict(config, {"op": op, "m": m, "n": n, "batch": batch,
-                                         "flag": int(momentum)})["cycles"]
+    exact = core_counts.predict(config, command)["cycles"]
     if not math.isclose(sum(out.values()), exact, rel_tol=1e-12):
         raise AssertionError(f"{op} {m}x{n} batch {batch}: the split adds up to "
                              f"{sum(out.values())}, not core_counts' {exact}")
@@ -163,7 +170,8 @@ def command_split(config, command, timing=TESTBENCH_MEMORY):
     elif op in ("FORWARD", "BACKWARD", "WGRAD"):
         _add(out, compute_split(config, op, int(command["m"]), int(command["n"]),
                                 int(command["batch"]),
-                                momentum=op == "WGRAD" and bool(command.get("flag"))))
+                                momentum=op == "WGRAD" and bool(command.get("flag")),
+                                fused=op == "WGRAD" and bool(command.get("fused"))))
     elif op == "LOSS_GRAD":
         out["loss"] = core
     else:
@@ -191,11 +199,21 @@ def _finish(name, what, short, config, cycles, cores, parts, useful_macs, utiliz
 def demo_column(timing=TESTBENCH_MEMORY):
     """The demo's SGD step on the default core, command by command."""
     config = get_preset("default")
-    step = mlp_step(config, list(DEMO_SIZES), DEMO_BATCH, timing, store_every_step=False)
+    # The update `chrysalis train` runs by default on this core (fused, plain SGD).
+    update = resolve_update(config, None, None)
+    step = mlp_step(config, list(DEMO_SIZES), DEMO_BATCH, timing, store_every_step=False,
+                    update=update)
     parts = _zero()
     for command in step["commands"]:
         _add(parts, command_split(config, command, timing))
     parts["fetch"] += RUN_START
+    # The controller fetches each command while the core runs the one before, and runs a
+    # DMA beside a core command where they cannot disturb each other: what each hides.
+    in_order = sum(parts.values())
+    fetched_ahead = cluster_stream_cost(config, step["commands"], timing,
+                                        dma_overlap=False)["cycles"]
+    parts["fetch"] -= in_order - fetched_ahead
+    parts["dma"] -= fetched_ahead - step["total"]["cycles"]
     cycles = step["total"]["cycles"]
     util = step["useful_macs"] / (config.peak_macs_per_cycle * cycles)
     return _finish("demo", f"{'-'.join(map(str, DEMO_SIZES))}, batch {DEMO_BATCH}, one "

@@ -100,6 +100,11 @@ SECTIONS = (
             "A 64-32-10 MLP learns scikit-learn's digits on the golden machine model (bit-exact "
             "with the RTL), beside a float32 NumPy training from the same weights on the same "
             "minibatches; accuracies are measured deltas, not bit-exact comparisons."),
+    Section("The fused SGD update", ("fused_update",), (_py("fused_update"),),
+            "The update folded into the weight-gradient pass (`WGRAD`'s `fused` bit, the "
+            "learning rate carried in the gradients) against the separate update pass: the "
+            "digits MLP trained both ways from the same weights on the same minibatches, and "
+            "the core cycles of a step ([architecture.md](architecture.md))."),
     Section("RTL simulation speed", ("sim_speed",), (_py("sim_speed"),),
             "The `make demo` job (prologue and three SGD steps of the default config) in the "
             "native harness (a C++ host and AXI4 memory around the Verilated top, or the "

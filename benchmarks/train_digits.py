@@ -44,7 +44,7 @@ def run_seed(seed, epochs, lr, batch):
     reached = next((h.epoch for h in result.history if h.acc >= TARGET), None)
     final = result.final
     return {
-        "seed": seed, "epochs": epochs, "steps": result.steps,
+        "seed": seed, "epochs": epochs, "steps": result.steps, "update": result.update,
         "first_epoch_at_target": reached,
         "acc": final.acc, "ref_acc": final.ref_acc, "gap_points": final.gap,
         "max_abs_gap_points": max(abs(h.gap) for h in result.history),

@@ -2,7 +2,9 @@
 
 The compute engine issues the compute slot of the micro-ops: the MACs of a group of
 outputs, one accumulator each, step after step, then the next group; for WGRAD, the
-update passes of the group (velocity, update) after its last step. Each PE has two groups
+update passes of the group (velocity, update) after its last step, or, with the update
+fused (``fused``), none: the group's first MAC starts from the weight and its last one
+writes the weight back. Each PE has two groups
 of accumulators: in FORWARD and BACKWARD, while the compute engine fills one, the drain
 engine sends the partial sums of the other over the buses to the edge reducers, one PE
 along the bus after the other (or, with the neighbour-link tree, a level of neighbour adds
@@ -156,6 +158,8 @@ class ComputeEngine(_Engine):
     @property
     def requests(self):
         fields = ["c_op", "c_acc", "c_clear", "a_act", "waddr", "aaddr", "aaddr2"]
+        if self.streams == 1:
+            fields += ["c_init_w", "c_to_w"]
         if self.streams == 2:
             fields += ["pair1", "waddr1", "aaddr1", "aaddr2_1"]
         if self.random_policy:
@@ -174,6 +178,7 @@ class ComputeEngine(_Engine):
         uop = self._request(m).bus.uop
         fwd, bwd, wgr = self._phases()
         active = ctl.active & (fwd | bwd | wgr)
+        fused = self._fused()
 
         # Outputs per PE, steps per output, and the wrap of the (p1, p2) position counter.
         outputs = hand.outputs
@@ -231,8 +236,8 @@ class ComputeEngine(_Engine):
                 # Advance k (and the position), then s, then the group.
                 with m.If(k + inc == G):
                     m.d.sync += [k.eq(0), o.eq(o - G + inc), p1.eq(g_p1), p2.eq(g_p2)]
-                    last_step = Mux(wgr, upd, s + 1 == steps)
-                    with m.If(wgr & ~upd & ~vel & (s + 1 == steps)):
+                    last_step = Mux(wgr & ~fused, upd, s + 1 == steps)
+                    with m.If(wgr & ~fused & ~upd & ~vel & (s + 1 == steps)):
                         # The batch is accumulated: the velocity pass (momentum), the update.
                         m.d.sync += [vel.eq(cmd.flag), upd.eq(~cmd.flag), s.eq(0)]
                     with m.Elif(vel):
@@ -256,6 +261,14 @@ class ComputeEngine(_Engine):
         m.d.comb += self.finish.eq(active & done & (wgr | hand.drained))
         return m
 
+    def _fused(self):
+        """WGRAD with the update fused into the MAC passes: the ``fused`` bit, without
+        momentum, on one stream (``sim.golden.core_counts.wgrad_fused``)."""
+        cmd = self.control.cmd
+        if self.streams != 1:
+            return Const(0, 1)
+        return (cmd.op == Opcode.WGRAD) & cmd.fused & ~cmd.flag
+
     def _slot(self, m, uop, acc, upd, vel, fresh, o, s, position, next_position):
         """The compute slot of output ``o`` at ``position``, step ``s``: a velocity or an
         update pass of WGRAD, or a MAC (and its pair 1 at ``next_position``)."""
@@ -271,6 +284,13 @@ class ComputeEngine(_Engine):
         with m.Else():
             m.d.comb += [uop.c_op.eq(ComputeOp.MAC), uop.c_acc.eq(acc),
                          uop.c_clear.eq(s == 0), uop.a_act.eq(wgr)]
+            if self.streams == 1:
+                # Fused update: the chain of W(wbase + p1*nt + p2) starts from it (first
+                # sample) and ends in it (last sample).
+                fused = self._fused()
+                with m.If(fused):
+                    m.d.comb += [uop.c_init_w.eq(s == 0), uop.c_to_w.eq(s + 1 == cmd.batch),
+                                 uop.waddr.eq(cmd.wbase + p1 * nt + p2)]
             if self.reuse:
                 # The first MAC of a command starts the reuse caches afresh.
                 m.d.comb += uop.c_fresh.eq(fresh)

@@ -30,7 +30,10 @@ Operations (one command each):
     ``dW = dY X^T`` accumulated in place over the batch, then ``W += q(dW) * q(scalar)``
     with ``scalar = -lr`` (the update), in the PE that holds ``W[i][j]``. With ``flag``
     (momentum), first ``v = dW + q(v) * q(scalar2)`` with ``scalar2 = mu`` and the velocity
-    ``v`` kept in the weight bank at ``wbase2``, then ``W += q(v) * q(scalar)``.
+    ``v`` kept in the weight bank at ``wbase2``, then ``W += q(v) * q(scalar)``. With
+    ``fused`` (and no ``flag``, on one MAC stream) the update is folded into the gradient:
+    each weight's chain starts from it and ends in it, ``W + sum_b q(dY[i][b]) * q(X[j][b])``
+    with ``-lr`` carried in dY, and no update pass runs.
 ``LOSS_GRAD``
     ``dY = (softmax(Y) - onehot) / B`` for an ``m x batch`` matrix ``Y`` (``sp_*``) into
     ``dY`` (``sp2_*``) with the labels (``sp3_*``) and ``scalar = 1/B`` (``hw.loss``).
@@ -212,8 +215,12 @@ class Core(wiring.Component):
             self._shared_tags(m, pes)
         self._product_counters(m, [pe for row in pes for pe in row])
 
-        m.submodules.loss = loss = LossGradient(line_bits=self.line_bits,
-                                                mac_latency=self.latency)
+        # The loss unit's maximum reads up to 4 classes at once (the largest power of two
+        # at most max(R, C): sim.golden.core_counts.loss_lanes).
+        widest = min(4, max(R, C))
+        m.submodules.loss = loss = LossGradient(
+            line_bits=self.line_bits, mac_latency=self.latency, sfu=self.config.core.sfu,
+            lanes=4 if widest >= 4 else 2 if widest >= 2 else 1)
         issue = Signal(self.issue_layout, name="issue")
         # The datapath's own reads: the loss-gradient unit's and the reducers' mask words.
         own = Signal(self.issue_layout.members["rd"], name="datapath_read")
@@ -369,7 +376,7 @@ class Core(wiring.Component):
         with m.Elif(loss.wr_en):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(loss.wr_e0), sp.wr_line.eq(loss.wr_line),
                          sp.wr_lanes.eq(1), sp.wr_data[0].eq(loss.wr_data)]
-        m.d.comb += loss.rd_data.eq(sp.rd_data[0])
+        m.d.comb += [loss.rd_data[l].eq(sp.rd_data[l]) for l in range(loss.lanes)]
 
     def _lane_ports(self, m, sp):
         """The DMA engine's lane port and, on a cluster, the ring engine's: used only while
@@ -396,8 +403,8 @@ class Core(wiring.Component):
             m.d.comb += [self.ring_rd_data[l].eq(sp.rd_data[l]) for l in range(nr)]
 
     def _loss(self, m, ctl, loss, read):
-        """LOSS_GRAD: the loss-gradient unit runs the command, reading through lane 0 of the
-        scratchpad (``read``). Returns its finish request."""
+        """LOSS_GRAD: the loss-gradient unit runs the command, reading through the first lanes
+        of the scratchpad (``read``). Returns its finish request."""
         cmd = ctl.cmd
         started = Signal(name="loss_started")
         finish = Signal(name="loss_finish")
@@ -412,7 +419,7 @@ class Core(wiring.Component):
             m.d.sync += started.eq(1)
             with m.If(loss.rd_en):
                 m.d.comb += [read.en.eq(1), read.e0.eq(loss.rd_e0), read.line.eq(loss.rd_line),
-                             read.lanes.eq(1)]
+                             read.lanes.eq(loss.rd_lanes)]
             with m.If(loss.done):
                 m.d.comb += finish.eq(1)
         return finish

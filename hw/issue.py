@@ -54,6 +54,7 @@ def command_layout(weight_addr_bits, act_addr_bits, line_bits):
         "sp3_base": line_bits,      # LOSS_GRAD: the labels (one integer word per column)
         "sp3_lpc": line_bits,
         "flag": 1,                  # FORWARD: ReLU; BACKWARD: apply the ReLU mask
+        "fused": 1,                 # WGRAD: the update fused into the gradient pass
         "scalar": 32,               # WGRAD: -lr; LOSS_GRAD: 1/B (fp32)
         "scalar2": 32,              # WGRAD with momentum (flag): mu (fp32)
         "wbase2": weight_addr_bits, # WGRAD with momentum: the velocities' weight-bank base

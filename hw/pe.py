@@ -35,7 +35,10 @@ class ComputeOp(enum.Enum, shape=2):
     NONE = 0
     #: ``acc[k] = (0 if clear else acc[k]) + q(a) * q(b)``; ``a`` is the weight bank word
     #: at ``waddr`` (or the activation bank's second port at ``aaddr2`` with ``a_act``),
-    #: ``b`` is the activation bank word at ``aaddr``.
+    #: ``b`` is the activation bank word at ``aaddr``. The fused weight update (WGRAD):
+    #: with ``c_init_w`` the addend is ``weight[waddr]`` (read through the weight bank's
+    #: port, which a MAC with ``a_act`` does not use) instead of ``acc[k]`` or 0; with
+    #: ``c_to_w`` the result goes to ``weight[waddr]`` instead of ``acc[k]``.
     MAC = 1
     #: ``weight[waddr] = weight[waddr] + q(acc[k]) * q(scalar)``.
     UPDATE = 2
@@ -82,6 +85,8 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse
         "c_op": ComputeOp,
         "c_acc": acc_bits,
         "c_clear": 1,
+        "c_init_w": 1,
+        "c_to_w": 1,
         "a_act": 1,
         "waddr": weight_addr_bits,
         "aaddr": act_addr_bits,
@@ -113,10 +118,10 @@ class PE(wiring.Component):
       ``UPDATE`` no earlier than cycle ``t + mac_latency + 1``, and by a ``SEND_ACC`` no
       earlier than ``t + mac_latency + 2`` (a send reads in its own cycle, the compute slot
       one cycle later);
-    * a weight written back by an ``UPDATE`` of cycle ``t`` is read no earlier than
-      ``t + mac_latency + 2``;
+    * a weight written back by an ``UPDATE`` (or a ``MAC`` with ``c_to_w``) of cycle ``t``
+      is read no earlier than ``t + mac_latency + 2``;
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
-      a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` write-back.
+      a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` (or ``c_to_w``) write-back.
 
     **Reuse cache** (``reuse_entries`` > 0, ``docs/reuse.md``): the multiplicands of a
     ``MAC`` look up their streaming operand (``b``, the activation bank's word at ``aaddr``)
@@ -131,7 +136,8 @@ class PE(wiring.Component):
     second accumulating adder, in the same cycle and with the same latency as pair 0. The
     multiply path is :class:`hw.dual.DualMultiplyPath` (for ``"single"`` too, where it is one
     multiplier). ``UPDATE`` and ``UPDATE_V`` use pair 0 alone, which then always gets the
-    high-precision multiplier.
+    high-precision multiplier. ``c_init_w`` and ``c_to_w`` apply to pair 0 alone (the
+    weight bank has one write port), so the core does not fuse the update on such a PE.
 
     Parameters
     ----------
@@ -356,7 +362,9 @@ class PE(wiring.Component):
         acc_k = acc_view[s1.c_acc]
         a32 = Mux(is_update, acc_k, Mux(s1.a_act, a_rd2.data, w_rd.data))
         b32 = Mux(is_update, self.scalar, Mux(is_velocity, self.scalar2, a_rd.data))
-        c32 = Mux(is_update, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
+        # The fused update's first MAC starts from the weight, as an UPDATE does.
+        from_w = is_update | (is_mac & s1.c_init_w)
+        c32 = Mux(from_w, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
         ew = fp.exponent_width(FP32, op)
         qa = fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew)
         qb = fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew)
@@ -413,7 +421,9 @@ class PE(wiring.Component):
         tag = data.StructLayout({"update": 1, "velocity": 1, "pair1": 1, "acc": len(s1.c_acc),
                                  "waddr": len(s1.waddr)})
         stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
-        m.d.sync += stages[0].eq(Cat(is_update, is_velocity, pair1, s1.c_acc, s1.waddr))
+        # The fused update's last MAC writes back to the weight, as an UPDATE does.
+        to_w = is_update | (is_mac & s1.c_to_w)
+        m.d.sync += stages[0].eq(Cat(to_w, is_velocity, pair1, s1.c_acc, s1.waddr))
         for prev, nxt in zip(stages, stages[1:]):
             m.d.sync += nxt.eq(prev)
         done = stages[-1]

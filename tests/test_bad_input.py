@@ -96,6 +96,8 @@ TOML_CASES = [
          r"core\.scratchpad_words must be at most 16777216, not 33554432$"),
     toml("reduction-unknown", '[core]\nreduction = "ring"\n',
          r"core\.reduction must be one of 'bus', 'tree', not 'ring'$"),
+    toml("sfu-unknown", '[core]\nsfu = "fast"\n',
+         r"core\.sfu must be one of 'pipelined', 'barrel', not 'fast'$"),
     toml("weight-words-not-power-of-two", "[pe]\nweight_words = 1000\n",
          r"pe\.weight_words must be a power of two, not 1000$"),
     toml("act-words-too-small", "[pe]\nact_words = 1\n",
@@ -220,7 +222,8 @@ OVERRIDE_CASES = [
     cli("set-without-path", "config show --set =4",
         r"an override must look like PATH=VALUE, not '=4'$"),
     cli("set-unknown-field", "config show --set core.rowz=2",
-        r"core\.rowz is not a config field \(valid: rows, cols, scratchpad_words, reduction\)$"),
+        r"core\.rowz is not a config field \(valid: rows, cols, scratchpad_words, reduction, "
+        r"sfu\)$"),
     cli("set-too-deep", "config show --set core.rows.x=2",
         r"core\.rows\.x is not a config field "),
     cli("set-unknown-level", "config show --set nothing=1", r"nothing is not a config field "),
@@ -362,6 +365,14 @@ TRAIN_CASES = [
     cli("train-lr-inf", "train --lr inf", r"argument --lr: .*, not 'inf'$", usage=True),
     cli("train-momentum-negative", "train --momentum -0.5",
         r"argument --momentum: must be a non-negative number, not '-0\.5'$", usage=True),
+    cli("train-update-unknown", "train --update lazy",
+        r"argument --update: invalid choice: 'lazy' ", usage=True),
+    cli("train-update-fused-with-momentum", "train --update fused --momentum 0.5",
+        r"the fused update is plain SGD: .* update must be 'separate' with momentum 0\.5, "
+        r"not 'fused'$"),
+    cli("train-update-fused-dual", "train --update fused --set mac.dual=\"value\" "
+        "--set pe.acc_regs=32",
+        r"update must be 'separate' with mac\.dual = 'value', not 'fused'$"),
     cli("train-sizes-one", "train --sizes 64", r"argument --sizes: .*, not '64'$", usage=True),
     cli("train-sizes-zero", "train --sizes 64,0,10", r"argument --sizes: .*, not '64,0,10'$",
         usage=True),
@@ -396,6 +407,8 @@ TRAIN_CASES = [
         r"config 'chrysalis' has cluster\.cores = 2: say how to train on it with --mode "),
     cli("train-cluster-momentum", "train --set cluster.cores=2 --mode data --momentum 0.5",
         r"--momentum is not supported with --mode data, not 0\.5$"),
+    cli("train-cluster-update", "train --set cluster.cores=2 --mode data --update fused",
+        r"--update is not supported with --mode data, not 'fused'$"),
     cli("train-cluster-golden-steps", "train --set cluster.cores=2 --mode data --steps 2",
         r"^chrysalis: error: --steps with --mode runs the RTL against the golden cluster "),
     cli("train-cluster-rtl-epochs",
@@ -862,7 +875,7 @@ def _limits():
 
 def _reserved():
     words = list(isa.encode("FORWARD", m=1, n=1, batch=1))
-    words[0] |= 1 << 9          # between flag (bit 8) and root (bits 16-23)
+    words[0] |= 1 << 10         # between fused (bit 9) and root (bits 16-23)
     return isa.decode(words)
 
 

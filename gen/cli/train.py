@@ -14,7 +14,7 @@ from .app import (
     config_from_args, fail, non_negative_int, positive_int, register)
 
 __all__ = ["TRAIN", "LR", "BATCH", "EPOCHS", "SIZES", "BACKENDS", "HARNESSES", "MODES",
-           "CP_LR", "CP_EPOCHS"]
+           "CP_LR", "CP_EPOCHS", "UPDATES"]
 
 # The defaults of sim.train.single (DEFAULT_LR, DEFAULT_BATCH, DEFAULT_EPOCHS, DIGITS_SIZES,
 # BACKENDS), spelled out so that `--help` does not import NumPy;
@@ -26,6 +26,8 @@ SIZES = (64, 32, 10)
 BACKENDS = ("golden", "icarus", "verilator")
 # sim.train.rtl.HARNESSES, checked as above.
 HARNESSES = ("native", "cocotb")
+# sim.compile.compiler.UPDATES, checked as above.
+UPDATES = ("fused", "separate")
 # sim.train.cluster.MODES and sim.compile.cp_program's defaults, checked as above.
 MODES = ("data", "model", "cp")
 CP_LR = 0.02
@@ -77,6 +79,11 @@ def _configure_train(parser):
                              f"{CP_LR})")
     parser.add_argument("--momentum", type=lambda t: _number(t, False), metavar="MU",
                         help="SGD with momentum MU (default: plain SGD)")
+    parser.add_argument("--update", choices=UPDATES, default=None,
+                        help="the SGD update: 'fused' into the weight-gradient pass (the "
+                             "learning rate carried in the gradients) or a 'separate' pass "
+                             "(default: fused for plain SGD with mac.dual = single, "
+                             "separate with --momentum or a dual policy; docs/architecture.md)")
     parser.add_argument("--sizes", type=_layer_sizes, default=SIZES, metavar="N,..,N",
                         help=f"layer sizes, 64 inputs to 10 classes (default: "
                              f"{','.join(map(str, SIZES))})")
@@ -162,7 +169,8 @@ def _run_train(args):
                        momentum=args.momentum, steps=args.steps, epochs=epochs,
                        seed=args.seed, backend=args.backend, build_dir=args.build_dir,
                        waves=args.waves, harness=args.harness, progress=not args.quiet,
-                       log=lambda line: print(line, flush=True), reuse=args.reuse)
+                       log=lambda line: print(line, flush=True), reuse=args.reuse,
+                       update=args.update)
     except ValueError as error:
         # Arguments the user can fix, a network that does not fit the config among them.
         raise ConfigError(str(error)) from None
@@ -182,6 +190,7 @@ def _run_cluster_train(args, config):
                           f"{config.cluster.cores}: say how to train on it with --mode "
                           f"{', '.join(MODES)}")
     for flag, value in (("--momentum", args.momentum), ("--reuse", args.reuse),
+                        ("--update", args.update),
                         ("--waves", args.waves or None), ("--harness", args.harness)):
         if value is not None:
             raise ConfigError(f"{flag} is not supported with --mode {args.mode}, "

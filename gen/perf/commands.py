@@ -58,8 +58,8 @@ _PHASE_OF = {op: phase for phase, ops in PHASES.items() for op in ops}
 
 #: Cycles a run (doorbell) spends in the controller's ``START`` state before its first fetch.
 RUN_START = 1
-#: FMAs of the special-function unit's exp and reciprocal (``hw.sfu``).
-_EXP_FMAS, _RECIP_FMAS = 9, 4
+#: FMAs of the special-function unit's exp (``hw.sfu``): its pipeline's stages.
+_EXP_FMAS = 9
 #: Samples the loss unit takes at a time (``hw.loss``).
 _LOSS_COLUMNS = 16
 
@@ -112,39 +112,48 @@ def _result(cycles, mac_slots=0, update_slots=0, stall_cycles=0, bus_words=0, pr
             "update_cycles": update_cycles}
 
 
-def loss_grad_cycles(latency, m, batch):
+def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
     """Cycles of ``LOSS_GRAD`` (``m`` classes, ``batch`` samples) on a core whose MAC
-    latency is ``latency``, in closed form.
+    latency is ``latency`` and whose loss unit has the special-function unit ``sfu``
+    (``core.sfu``) and reads ``lanes`` classes at once in its maximum pass
+    (``sim.golden.core_counts.loss_lanes``), in closed form: the cycle in which the loss
+    unit finishes (``sim.golden.core_counts``' ``X``; the command's cycles add ``latency +
+    5``).
 
-    Per chunk of ``cols <= 16`` samples the loss unit makes its passes over ``slots =
-    max(cols, E)`` slots per class, ``E = latency + 1`` (the special-function unit's
-    threads): the label pass, five FMA passes (max, subtract, sum, multiply, scale) of
-    ``m * slots`` slots and an ``L + 3`` drain each, the label subtraction, and two passes
-    through the special-function unit: ``m * cols`` exponentials (9 FMAs each, ``E``
-    threads, so one per 9 cycles once the threads are full, or one per ``slots / cols + 2``
-    cycles when the issue is slower) and ``cols`` reciprocals (4 FMAs, ``E`` at a time).
-    Within 3.1% of the stepped schedule (``sim.golden.core_counts``) for 1 to 1000 classes, 1 to
-    64 samples and latencies 2 to 8; within 1.5% from 10 classes up.
+    Per chunk of ``cols <= 16`` samples the loss unit (``hw.loss``) makes four passes over
+    ``slots = max(cols, latency + 1)`` slots per class. The maximum and the output pass
+    issue one element per cycle, the exponential and reciprocal passes one per ``I``
+    cycles (``I = 1`` pipelined, 9 barrel). A pass of ``N`` elements takes ``(N - 1) I +
+    2 + lr + drain`` cycles (``lr = 1`` when every slot holds a sample, so the pass's last
+    slot reads): the maximum (``N = ceil(m / lanes) * slots``, no drain), the exponentials (``m *
+    slots``, drain ``2 latency + Se``), the reciprocals with the labels (``slots``, drain
+    ``max(0, Sr - 1 - slots)``) and the output (``m * slots``, drain ``3 latency - 1``,
+    and with ``I > 1`` up to ``I - 1`` cycles more while the reciprocal pass's pacing
+    runs out), plus one cycle to start the chunk; ``Se`` and ``Sr`` are the special-function
+    unit's latencies (``sim.golden.core_counts.loss_timing``: ``9 latency + 2`` both,
+    pipelined). Equal to the stepped schedule (``sim.golden.core_counts``) for every size
+    and latency (``tests/gen/perf``).
     """
-    E = latency + 1
+    interval, exp_lat, recip_lat = core_counts.loss_timing(latency, sfu)
     total = 2
     for b0 in range(0, batch, _LOSS_COLUMNS):
         cols = min(_LOSS_COLUMNS, batch - b0)
-        slots = max(cols, E)
-        full = 1 if cols >= E else 0        # every slot of a pass holds a sample
-        k = m * cols
-        rounds = ceil_div(k, E)
-        last = k - E * (rounds - 1)
-        sfu_bound = _EXP_FMAS * E * rounds + last * (slots + 2 * cols) / cols + 2
-        issue_bound = m * slots + 2 * k + _EXP_FMAS * E - 5
-        recip_rounds = ceil_div(cols, E)
-        recip = _RECIP_FMAS * E * recip_rounds + cols - E * (recip_rounds - 1) + 2
-        total += (1 + (slots + 1 + full) + 5 * (m * slots + latency + 3 + full)
-                  + max(sfu_bound, issue_bound) + recip + (slots + 1 + full + latency + 2))
+        slots = max(cols, latency + 1)
+        lr = 1 if cols >= latency + 1 else 0
+        n = m * slots
+        recip_drain = max(0, recip_lat - 1 - slots)
+        # The reciprocal pass's last issue leaves `interval - 1` cycles of pacing, which
+        # delay the output pass's first issue beyond its lr + drain cycles.
+        late = max(0, interval - 1 - (1 + lr + recip_drain))
+        n_max = -(-m // lanes) * slots
+        passes = ((n_max + 1 + lr) + ((n - 1) * interval + 2 + lr)
+                  + ((slots - 1) * interval + 2 + lr) + (n + 1 + lr + late))
+        drains = (2 * latency + exp_lat) + recip_drain + (3 * latency - 1)
+        total += 1 + passes + drains
     return total
 
 
-def core_command(config, op, m=0, n=0, batch=0, momentum=False):
+def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False):
     """Cycles and counter growth of one core command, in closed form.
 
     Parameters
@@ -156,6 +165,9 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False):
         The command's sizes (those the operation uses must be positive).
     momentum : bool
         ``WGRAD`` only: the momentum flag (a second update pass).
+    fused : bool
+        ``WGRAD`` only: the update fused into the gradient pass (no update pass; ignored
+        with momentum or a dual-precision core, ``sim.golden.core_counts.wgrad_fused``).
 
     Returns
     -------
@@ -171,16 +183,19 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False):
     R, C = config.core.rows, config.core.cols
     L = config.mac.latency
     if op == "LOSS_GRAD":
-        return _result(loss_grad_cycles(L, m, batch) + L + core_counts.FINISH_EXTRA)
+        return _result(loss_grad_cycles(L, m, batch, config.core.sfu,
+                                        core_counts.loss_lanes(config))
+                       + L + core_counts.FINISH_EXTRA)
     # The movers and the compute commands: the core's schedule in closed form, exact.
-    exact = core_counts.predict(config, {"op": op, "m": m, "n": n, "batch": batch,
-                                         "flag": int(momentum)})
+    command = {"op": op, "m": m, "n": n, "batch": batch, "flag": int(momentum),
+               "fused": int(fused)}
+    exact = core_counts.predict(config, command)
     counts = {key: exact[key] for key in ("mac_slots", "update_slots", "stall_cycles",
                                           "bus_words")}
     mt, nt = ceil_div(m, R), ceil_div(n, C)
     if op == "WGRAD":
         G = config.pe.acc_regs // 2
-        passes = 2 if momentum else 1
+        passes = core_counts.wgrad_update_passes(config, command)
         counts.update(products=R * C * mt * nt * batch,
                       update_cycles=ceil_div(mt * nt, G) * G * passes)
     elif op in ("FORWARD", "BACKWARD"):
@@ -271,7 +286,7 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
     config : gen.spec.config.Config
     command : dict
         ``op`` (a name) and the sizes it uses (``m``, ``n``, ``batch``; ``flag`` for
-        ``WGRAD``'s momentum), as ``sim.compile.compiler`` and ``sim.compile.program``
+        ``WGRAD``'s momentum and ``fused`` for its fused update), as ``sim.compile.compiler`` and ``sim.compile.program``
         produce them. A DMA command with ``mem_addr`` and ``mem_stride`` is cut into bursts
         exactly
         (:func:`dma_command_at`); without them, the expected page crossings are used.
@@ -302,7 +317,8 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
             dma = dma_command(config, op, size["n"], size["batch"], timing)
         out.update(dma, dma_cycles=dma["cycles"], cycles=overhead + dma["cycles"])
         return out
-    core = core_command(config, op, momentum=bool(command.get("flag")) and op == "WGRAD",
-                        **size)
+    wgrad = op == "WGRAD"
+    core = core_command(config, op, momentum=bool(command.get("flag")) and wgrad,
+                        fused=bool(command.get("fused")) and wgrad, **size)
     out.update(core, core_cycles=core["cycles"] - 1, cycles=overhead + core["cycles"])
     return out

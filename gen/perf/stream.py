@@ -1,15 +1,53 @@
 """Cost of a command stream, per phase of the training step.
 
 :func:`stream_cost` sums :func:`gen.perf.commands.command_cost` over a stream, split by
-phase (:data:`gen.perf.commands.PHASES`); :func:`mlp_step` does it for the stream that
-``sim.compile.program.TrainingProgram`` runs for one SGD step of an MLP: the stream the RTL
-executes, so its figures can be held to the RTL counters one phase at a time
-(``benchmarks/perf_model_validation.py``).
+phase (:data:`gen.perf.commands.PHASES`): what each command costs run alone. The stream's
+``cycles`` are those of its commands run one after the other by the controller, which
+fetches the next command while the core runs one and starts a DMA beside a core command
+when the two cannot disturb each other (:func:`dma_beside`;
+:func:`gen.perf.network.cluster_stream_cost` steps it cycle for cycle).
+:func:`mlp_step` does it for the stream that ``sim.compile.program.TrainingProgram`` runs
+for one SGD step of an MLP: the stream the RTL executes, so its figures can be held to the
+RTL counters one phase at a time (``benchmarks/perf_model_validation.py``).
 """
 
 from .commands import COST_FIELDS, PHASES, RUN_START, TESTBENCH_MEMORY, command_cost, phase_of
 
-__all__ = ["stream_cost", "mlp_program", "mlp_step"]
+__all__ = ["SP_READERS", "SP_WRITERS", "dma_beside", "stream_cost", "mlp_program", "mlp_step"]
+
+#: Core operations that read the scratchpad through its read port (``BACKWARD`` only with
+#: its ReLU derivative), and those that write it: ``hw.controller``'s tables.
+SP_READERS = frozenset({"LOAD_COL", "LOAD_ROW", "LOAD_W", "LOSS_GRAD", "BACKWARD"})
+SP_WRITERS = frozenset({"STORE_W", "FORWARD", "BACKWARD", "LOSS_GRAD"})
+#: The columns of each core operation's scratchpad matrix ``sp`` (``gen.spec.isa.OP_REGIONS``).
+_SP_COLUMNS = {"LOAD_W": "n", "STORE_W": "n"}
+
+
+def _name(command):
+    return str(getattr(command.get("op"), "name", command.get("op"))).upper()
+
+
+def _sp_lines(command, columns):
+    base = int(command.get("sp_base", 0))
+    return base, base + int(command.get(columns, 0)) * int(command.get("sp_lpc", 0))
+
+
+def dma_beside(dma, running):
+    """Whether ``DMA_LOAD`` / ``DMA_STORE`` ``dma`` may start while the core command
+    ``running`` (``None``: unknown) still runs, by the controller's rule (``hw.controller``):
+    the DMA takes the scratchpad port ``running`` never uses, and if ``running`` uses the
+    other one, the lines of their ``sp`` matrices are disjoint."""
+    if running is None:
+        return False
+    op = _name(running)
+    reads = op in SP_READERS and (op != "BACKWARD" or bool(running.get("flag")))
+    writes = op in SP_WRITERS
+    lo, hi = _sp_lines(running, _SP_COLUMNS.get(op, "batch"))
+    dlo, dhi = _sp_lines(dma, "batch")
+    apart = dhi <= lo or hi <= dlo
+    if _name(dma) == "DMA_STORE":
+        return not reads and (not writes or apart)
+    return not writes and (not reads or apart)
 
 
 def _zero():
@@ -22,9 +60,11 @@ def stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
     Returns
     -------
     dict
-        ``phases``: phase -> summed :func:`~gen.perf.commands.command_cost` fields;
-        ``total``: the sums over every command, with ``cycles`` including the ``START``
-        cycle of each run.
+        ``phases``: phase -> summed :func:`~gen.perf.commands.command_cost` fields (each
+        command as if run alone); ``total``: the sums over every command, except
+        ``cycles``: the stream's, with the fetches and DMAs the controller overlaps with
+        the core's work (:func:`gen.perf.network.cluster_stream_cost`) and the ``START``
+        cycle of each run; ``hidden_cycles``: how many cycles the overlap saves.
     """
     phases = {name: _zero() for name in PHASES}
     total = _zero()
@@ -35,27 +75,34 @@ def stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1):
         for key, value in cost.items():
             phase[key] += value
             total[key] += value
-    total["cycles"] += RUN_START * runs
-    return {"phases": phases, "total": total}
+    in_order = total["cycles"] + RUN_START * runs
+    from .network import cluster_stream_cost
+    total["cycles"] = cluster_stream_cost(config, commands, timing, runs)["cycles"]
+    return {"phases": phases, "total": total, "hidden_cycles": in_order - total["cycles"]}
 
 
-def mlp_program(config, sizes, batch, lr=0.25, store_every_step=True, momentum=None):
+def mlp_program(config, sizes, batch, lr=0.25, store_every_step=True, momentum=None,
+                update="separate"):
     """The ``sim.compile.program.TrainingProgram`` of an MLP step (weights stored back every step,
-    as ``chrysalis train`` runs it; SGD with ``momentum`` if given)."""
+    as ``chrysalis train`` runs it; SGD with ``momentum`` if given; ``update`` ``"fused"``
+    or ``"separate"``)."""
     from chrysalis.sim.compile.program import TrainingProgram
     return TrainingProgram(config, list(sizes), batch, lr, momentum=momentum,
-                           store_every_step=store_every_step)
+                           store_every_step=store_every_step, update=update)
 
 
-def mlp_step(config, sizes, batch, timing=TESTBENCH_MEMORY, store_every_step=True):
-    """Model cost of one SGD step of an MLP as the accelerator runs it (one doorbell).
+def mlp_step(config, sizes, batch, timing=TESTBENCH_MEMORY, store_every_step=True,
+             update="separate"):
+    """Model cost of one SGD step of an MLP as the accelerator runs it (one doorbell), with
+    the weight update ``"separate"`` (its own pass) or ``"fused"`` into the gradient pass.
 
     Returns :func:`stream_cost`'s dict plus ``commands`` (the step's command list) and
     ``useful_macs`` (the multiply-accumulates the step needs,
     :meth:`chrysalis.gen.spec.networks.Network.macs`).
     """
     from chrysalis.gen.spec.networks import mlp
-    program = mlp_program(config, sizes, batch, store_every_step=store_every_step)
+    program = mlp_program(config, sizes, batch, store_every_step=store_every_step,
+                          update=update)
     run = program.step_run(1, 0)
     first = (run.cmd_base - program.regions["commands"].addr) // 64
     commands = program.commands[first:first + run.cmd_count]

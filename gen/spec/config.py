@@ -29,7 +29,8 @@ from .layout import bank_count
 __all__ = [
     "ConfigError", "ConfigTypeError",
     "MacConfig", "PEConfig", "CoreConfig", "ClusterConfig", "HostConfig", "Config",
-    "LEVELS", "DUAL_POLICIES", "REUSE_SCOPES", "REDUCTIONS", "RING_KINDS", "AXI_DATA_WIDTHS",
+    "LEVELS", "DUAL_POLICIES", "REUSE_SCOPES", "REDUCTIONS", "SFU_KINDS", "RING_KINDS",
+    "AXI_DATA_WIDTHS",
     "PRESETS", "PRESET_DIR", "get_preset", "with_overrides", "parse_override",
     "check_buildable",
 ]
@@ -42,6 +43,8 @@ DUAL_POLICIES = ("single", "dual-full", "value", "static", "random")
 REUSE_SCOPES = ("pe", "row")
 #: How partial sums are reduced across a core (``core.reduction``).
 REDUCTIONS = ("bus", "tree")
+#: Special-function units of the loss-gradient unit (``core.sfu``).
+SFU_KINDS = ("pipelined", "barrel")
 #: Ring topologies of a cluster (``cluster.ring``).
 RING_KINDS = ("one-way", "bidirectional")
 #: AXI data widths the host interface supports (``host.axi_data_width``).
@@ -293,6 +296,11 @@ class CoreConfig(_Level):
     reduction : str
         How partial sums are reduced, one of :data:`REDUCTIONS`: ``"bus"`` over the column
         bus (R-1 cycles), ``"tree"`` over neighbour links (log depth).
+    sfu : str
+        The loss-gradient unit's special-function unit, one of :data:`SFU_KINDS`:
+        ``"pipelined"`` (exp and reciprocal unrolled over nine fp32 FMAs, one element per
+        cycle) or ``"barrel"`` (one fp32 FMA, one element per 9 cycles: less area, a
+        slower ``LOSS_GRAD``).
 
     Members
     -------
@@ -313,6 +321,7 @@ class CoreConfig(_Level):
     cols: int = 4
     scratchpad_words: int = 65536
     reduction: str = "bus"
+    sfu: str = "pipelined"
 
     def __post_init__(self):
         _check_int(self._path("rows"), self.rows, 1, 64)
@@ -320,6 +329,7 @@ class CoreConfig(_Level):
         _check_int(self._path("scratchpad_words"), self.scratchpad_words, 16, 1 << 24,
                    power_of_two=True)
         _check_choice(self._path("reduction"), self.reduction, REDUCTIONS)
+        _check_choice(self._path("sfu"), self.sfu, SFU_KINDS)
 
     @property
     def pes(self):

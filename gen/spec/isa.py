@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 #: (major, minor): a major change breaks existing command streams.
-ISA_VERSION = (1, 3)
+ISA_VERSION = (1, 4)
 COMMAND_WORDS = 16
 COMMAND_BYTES = 4 * COMMAND_WORDS
 #: Value of the ``ID`` register: "CHRS" in ASCII.
@@ -92,10 +92,15 @@ OP_DOC = {
                      "multiply by the ReLU derivative of the activations in `sp2`.",
     Opcode.WGRAD: "`dW = dY X^T` (dY at `abase2`, X at `abase`), then `W += q(dW) * "
                   "q(scalar)` with `scalar = -lr`; `flag`: momentum, `v = dW + q(v) * "
-                  "q(scalar2)` with the velocities at `wbase2`, then `W += q(v) * q(scalar)`.",
+                  "q(scalar2)` with the velocities at `wbase2`, then `W += q(v) * q(scalar)`. "
+                  "`fused` (without `flag`, on a core of one MAC stream): the update in the "
+                  "gradient pass, `W = W + sum_b q(dY[i][b]) * q(X[j][b])` accumulated from "
+                  "the fp32 weight in increasing `b`, with `-lr` carried in dY (`scalar` is "
+                  "not used); with `flag` or a dual-precision core `fused` is ignored.",
     Opcode.LOSS_GRAD: "`dY = (softmax(Y) - onehot(labels)) * scalar` for `Y` in `sp` "
                       "(`m` x `batch`), into `sp2`; the labels are integer words, element 0 "
-                      "of each column of `sp3`; `scalar = 1/batch`.",
+                      "of each column of `sp3`; `scalar = 1/batch` (`-lr/batch` for the fused "
+                      "update of WGRAD).",
     Opcode.DMA_LOAD: "Memory into scratchpad matrix `sp` (`n` x `batch`): column `b` is `n` "
                      "consecutive 32-bit words at byte address `mem_addr + b * mem_stride`. "
                      "Whole beats are read; the words of a column's last beat past `n` are "
@@ -182,6 +187,8 @@ class Field:
 FIELDS = (
     Field("op", 0, 0, 8, "operation (`Opcode`)"),
     Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum"),
+    Field("fused", 0, 9, 1, "WGRAD: the update fused into the gradient pass (dY carries "
+                            "`-lr`)"),
     Field("root", 0, 16, 8, "collectives: the root core (BROADCAST, REDUCE) or the sending "
                             "core (SEND)"),
     Field("peer", 0, 24, 8, "SEND: the receiving core"),
@@ -204,7 +211,8 @@ FIELDS = (
     Field("sp2_lpc", 10, 0, 24, "second scratchpad matrix: lines per column"),
     Field("sp3_base", 11, 0, 24, "third scratchpad matrix (LOSS_GRAD: labels): first line"),
     Field("sp3_lpc", 12, 0, 24, "third scratchpad matrix: lines per column"),
-    Field("scalar", 13, 0, 32, "fp32: WGRAD `-lr`; LOSS_GRAD `1/batch`"),
+    Field("scalar", 13, 0, 32, "fp32: WGRAD `-lr`; LOSS_GRAD `1/batch` (fused update: "
+                               "`-lr/batch`)"),
     Field("scalar2", 14, 0, 32, "fp32: WGRAD with momentum `mu`"),
     Field("mem_addr", 13, 0, 64, "DMA: byte address of column 0 in memory (words 13-14)"),
     Field("mem_stride", 15, 0, 32, "DMA: bytes from one column to the next in memory"),
@@ -236,7 +244,7 @@ OP_FIELDS = {
     Opcode.STORE_W: ("m", "n", "wbase") + _SP,
     Opcode.FORWARD: ("flag", "m", "n", "batch", "wbase", "abase") + _SP,
     Opcode.BACKWARD: ("flag", "m", "n", "batch", "wbase", "abase") + _SP + _SP2,
-    Opcode.WGRAD: ("flag", "m", "n", "batch", "wbase", "wbase2", "abase", "abase2",
+    Opcode.WGRAD: ("flag", "fused", "m", "n", "batch", "wbase", "wbase2", "abase", "abase2",
                    "scalar", "scalar2"),
     Opcode.LOSS_GRAD: ("m", "batch", "scalar") + _SP + _SP2 + _SP3,
     Opcode.DMA_LOAD: ("n", "batch", "mem_addr", "mem_stride") + _SP,
@@ -999,12 +1007,16 @@ def markdown():
             "`base` is in range when `base + words` is at most the bank's depth):", ""]
     out += _regions_markdown()
     out += ["",
-            "On a cluster (`cluster.cores >= 2`) the controller hands a core command to the "
-            "cores of its `cores` mask and goes on to the next command; a command waits "
+            "The controller hands a core command to the cores of its `cores` mask and, "
+            "while they run, fetches and checks the next command; a core command waits "
             "until every core it touches has finished the commands before it, and a "
-            "collective waits for every core. Commands on different cores therefore "
-            "overlap, and every result is that of the stream run in order "
-            "(`docs/cluster.md`).",
+            "collective waits for every core. A `DMA_LOAD` / `DMA_STORE` may start while a "
+            "core of its mask still runs a command that does not use the scratchpad port "
+            "the transfer takes (a load the write port, a store the read port) and, if it "
+            "uses the other port, whose scratchpad lines are disjoint from the transfer's "
+            "(`hw/controller.py`). Commands therefore overlap, and every result (every "
+            "counter but `CYCLES` and `DMA_CYCLES`) is that of the stream run in order "
+            "(`docs/architecture.md`, `docs/cluster.md`).",
             "",
             "## Registers (AXI4-Lite)", ""]
     for paragraph in register_notes():

@@ -21,6 +21,14 @@ Command order of a step: for each layer, ``LOAD_COL`` its input and ``FORWARD`` 
 hidden layers); ``LOSS_GRAD``; then from the last layer down: ``LOAD_ROW`` its output
 gradient, ``BACKWARD`` (not for the first layer; ReLU mask from the stored activations) and
 ``WGRAD`` (gradient and update in place).
+
+The update (``update``, :data:`UPDATES`): ``"separate"`` runs ``WGRAD``'s update pass,
+``W += q(dW) * q(-lr)``, with the loss gradient scaled by ``1/B``; ``"fused"`` folds it into
+the gradient pass (``WGRAD``'s ``fused`` bit): the loss gradient's scale is ``-lr/B``
+(rounded to fp32 once), so every gradient of the backward pass carries ``-lr``, and each
+weight's chain starts from it, ``W + sum_b q(dY'[i][b]) * q(X[j][b])``
+(``sim.golden.core_model.fused_weight_gradient``). Fused needs plain SGD (no momentum) and
+one MAC stream (``mac.dual = "single"``): :func:`resolve_update` picks the update a run gets.
 """
 
 from dataclasses import dataclass, field
@@ -31,7 +39,11 @@ from chrysalis.gen.spec.checks import is_int
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
 
-__all__ = ["MlpProgram", "compile_mlp", "check_sizes", "sp_fields"]
+__all__ = ["MlpProgram", "compile_mlp", "check_sizes", "sp_fields", "UPDATES",
+           "resolve_update"]
+
+#: The ways to apply the SGD update (see the module docstring).
+UPDATES = ("fused", "separate")
 
 
 @dataclass
@@ -64,6 +76,8 @@ class MlpProgram:
     load_weights, step, store_weights : list of dict
         Core commands (fields of ``hw.core.command_layout``; ``op`` as a name). With
         streamed weights, ``load_weights`` and ``store_weights`` are empty.
+    update : str
+        ``"separate"`` or ``"fused"`` (:data:`UPDATES`).
     """
 
     sizes: list
@@ -79,6 +93,28 @@ class MlpProgram:
     streamed: bool = False
     velocities: list = field(default_factory=list)
     vbase: list = field(default_factory=list)
+    update: str = "separate"
+
+
+def resolve_update(config, momentum, update):
+    """The update a run gets: ``update`` (one of :data:`UPDATES`), or with ``None`` the
+    default, ``"fused"`` where it applies (plain SGD on a core of one MAC stream) and
+    ``"separate"`` elsewhere. A ``ValueError`` names a bad value or a ``"fused"`` that
+    cannot run (with momentum, or with a dual-precision ``mac.dual``)."""
+    single = config.mac.macs_per_cycle == 1
+    if update is None:
+        return "fused" if momentum is None and single else "separate"
+    if not isinstance(update, str) or update not in UPDATES:
+        raise ValueError(f"update must be one of {', '.join(UPDATES)}, not {update!r}")
+    if update == "fused" and momentum is not None:
+        raise ValueError(f"the fused update is plain SGD: momentum keeps the velocity's "
+                         f"separate passes, so update must be 'separate' with momentum "
+                         f"{momentum!r}, not 'fused'")
+    if update == "fused" and not single:
+        raise ValueError(f"the fused update needs one MAC stream (the weight bank has one "
+                         f"write port), so update must be 'separate' with mac.dual = "
+                         f"{config.mac.dual!r}, not 'fused'")
+    return update
 
 
 def check_sizes(sizes):
@@ -97,20 +133,24 @@ def sp_fields(matrix, prefix="sp"):
     return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
 
 
-def compile_mlp(config, sizes, batch, lr, momentum=None):
+def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate"):
     """Place an MLP on ``config``'s core and list the commands of one SGD step.
 
     With ``momentum`` (``mu``), every weight has a velocity beside it in the weight bank
     (``v = dW + mu * v``, then ``W -= lr * v``), loaded from ``velocities`` (zeros to start)
     and stored back with the weights. Momentum needs the weights resident in the PEs.
+    ``update``: ``"separate"`` or ``"fused"`` (see the module docstring), or ``None`` for
+    :func:`resolve_update`'s default.
     """
     sizes = check_sizes(sizes)
     if not is_int(batch) or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
+    update = resolve_update(config, momentum, update)
+    fused = update == "fused"
     R, C = config.core.rows, config.core.cols
     banks = bank_count(R, C)
     alloc = Allocator(config.core.scratchpad_words, banks)
-    prog = MlpProgram(list(sizes), batch)
+    prog = MlpProgram(list(sizes), batch, update=update)
     layers = len(sizes) - 1
     # Inputs and activations carry a row of ones (the bias input), except the network output.
     for l in range(layers + 1):
@@ -159,7 +199,8 @@ def compile_mlp(config, sizes, batch, lr, momentum=None):
             base += mt * nt
 
     neg_lr = nx.fp32_bits(-lr)
-    inv_batch = nx.fp32_bits(1.0 / batch)
+    # Fused: the loss gradient carries -lr (one rounding of -lr/B to fp32).
+    loss_scale = nx.fp32_bits(-lr / batch if fused else 1.0 / batch)
 
     def load(l, rows, cols, op="LOAD_W"):
         (m0, m1), (n0, n1) = rows, cols
@@ -184,7 +225,7 @@ def compile_mlp(config, sizes, batch, lr, momentum=None):
             prog.step.append(dict(op="FORWARD", m=m1 - m0, n=n, batch=batch,
                                   wbase=prog.wbase[l], abase=act_x[l], flag=int(l < layers - 1),
                                   **sp_fields(_view(prog.acts[l + 1], m0, 0))))
-    prog.step.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=batch, scalar=inv_batch,
+    prog.step.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=batch, scalar=loss_scale,
                           **sp_fields(prog.acts[-1]), **sp_fields(prog.grads[-1], "sp2"),
                           **sp_fields(prog.labels, "sp3")))
     for l in reversed(range(layers)):
@@ -204,9 +245,10 @@ def compile_mlp(config, sizes, batch, lr, momentum=None):
                 prog.step.append(load(l, (m0, m1), (0, n)))
             with_momentum = {} if momentum is None else dict(
                 flag=1, scalar2=nx.fp32_bits(momentum), wbase2=prog.vbase[l])
+            how = dict(fused=1) if fused else dict(scalar=neg_lr)
             prog.step.append(dict(op="WGRAD", m=m1 - m0, n=n, batch=batch, wbase=prog.wbase[l],
                                   abase=act_x[l], abase2=act_dy[l] + (m0 // R) * batch,
-                                  scalar=neg_lr, **with_momentum))
+                                  **how, **with_momentum))
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n), "STORE_W"))
     return prog

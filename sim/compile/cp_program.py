@@ -129,7 +129,7 @@ from chrysalis.gen.spec.layout import Matrix
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.mlp import ONE
 
-from .compiler import check_sizes, sp_fields
+from .compiler import check_sizes, resolve_update, sp_fields
 from .cp_placement import place_stages
 from .cp_stages import assign_stages
 from .program import MemoryImage, Run, fp32_words
@@ -180,6 +180,10 @@ class CpProgram(MemoryImage):
         Samples per micro-batch (per update): 1 is CATERPILLAR's CP.
     mem_base : int
         Byte address of the image: a multiple of 64.
+    update : str
+        ``"separate"`` (the default: ``WGRAD``'s update pass) or ``"fused"``: the loss
+        gradient scaled by ``-lr/batch`` and ``WGRAD`` with its ``fused`` bit, the update
+        folded into the weight gradient (``sim.compile.compiler``; one MAC stream only).
 
     Members
     -------
@@ -213,7 +217,7 @@ class CpProgram(MemoryImage):
         field and its value), or an image beyond the address space.
     """
 
-    def __init__(self, config, sizes, lr, samples, batch=1, mem_base=0):
+    def __init__(self, config, sizes, lr, samples, batch=1, mem_base=0, update="separate"):
         from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
@@ -245,8 +249,11 @@ class CpProgram(MemoryImage):
         self.beat_bytes = config.host.axi_data_width // 8
         self.stage_of = {l: k for k, ls in enumerate(self.stages) for l in ls}
         self.stage = place_stages(config, sizes, self.stages, self.batch)
+        self.update = resolve_update(config, None, update)
         self._neg_lr = nx.fp32_bits(-lr)
-        self._inv_batch = nx.fp32_bits(1.0 / self.batch)
+        # Fused: the loss gradient carries -lr (one rounding of -lr/b to fp32).
+        self._inv_batch = nx.fp32_bits(-lr / self.batch if self.update == "fused"
+                                       else 1.0 / self.batch)
 
         # The streams' lengths do not depend on addresses: build them once with the
         # addresses unknown (zeros), lay out the memory, then build them for real.
@@ -425,9 +432,9 @@ class CpProgram(MemoryImage):
             if reload:
                 cmds.append(dict(op="LOAD_COL", n=n, batch=b, abase=st.act_x[l],
                                  cores=st.mask, **sp_fields(x)))
+            how = (dict(fused=1) if self.update == "fused" else dict(scalar=self._neg_lr))
             cmds.append(dict(op="WGRAD", m=m, n=n, batch=b, wbase=st.wbase[l],
-                             abase=st.act_x[l], abase2=st.act_dy[l], scalar=self._neg_lr,
-                             cores=st.mask))
+                             abase=st.act_x[l], abase2=st.act_dy[l], cores=st.mask, **how))
             dy = dx
         return cmds
 

@@ -14,7 +14,8 @@ from .cp_stages import assign_stages, forward_version, staleness
 __all__ = ["cp_reference"]
 
 
-def cp_reference(config, sizes, weights, x_bits, labels, lr, batch=1, stages=None):
+def cp_reference(config, sizes, weights, x_bits, labels, lr, batch=1, stages=None,
+                 update="separate"):
     """Continuous propagation computed from its staleness rule on ``sim.golden.core_model``.
 
     Micro-batch by micro-batch: the forward pass of ``s`` through layer ``l`` (stage
@@ -36,6 +37,9 @@ def cp_reference(config, sizes, weights, x_bits, labels, lr, batch=1, stages=Non
     batch : int
     stages : list of tuple, optional
         The stages (default :func:`assign_stages`).
+    update : str
+        ``"separate"``, or ``"fused"``: the loss gradient scaled by ``-lr/batch`` and
+        ``W_l^{s+1} = fused_weight_gradient(W_l^s, dY', X)`` (``sim.compile.compiler``).
 
     Returns
     -------
@@ -54,7 +58,9 @@ def cp_reference(config, sizes, weights, x_bits, labels, lr, batch=1, stages=Non
     # history[l][v] is W_l^v; only the versions a later forward pass can ask for are kept.
     history = [{0: np.asarray(w, dtype=np.uint64)} for w in weights]
     keep = max(staleness(k, c) for k in range(c))
-    lr_bits, inv_batch = nx.fp32_bits(lr), nx.fp32_bits(1.0 / batch)
+    fused = update == "fused"
+    lr_bits = nx.fp32_bits(lr)
+    inv_batch = nx.fp32_bits(-lr / batch if fused else 1.0 / batch)
     logits = []
     for s in range(x_bits.shape[1] // batch):
         cols = slice(s * batch, (s + 1) * batch)
@@ -70,8 +76,11 @@ def cp_reference(config, sizes, weights, x_bits, labels, lr, batch=1, stages=Non
             below = None
             if l > 0:
                 below = cm.relu_mask(num, cm.backward_dx(num, w, grad), acts[l])[:-1]
-            dw = cm.weight_gradient(num, grad, acts[l])
-            history[l][s + 1] = cm.update(num, w, dw, lr_bits)[0]
+            if fused:
+                history[l][s + 1] = cm.fused_weight_gradient(num, w, grad, acts[l])
+            else:
+                dw = cm.weight_gradient(num, grad, acts[l])
+                history[l][s + 1] = cm.update(num, w, dw, lr_bits)[0]
             history[l].pop(s - keep, None)
             grad = below
     final = len(logits)

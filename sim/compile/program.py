@@ -210,11 +210,16 @@ class TrainingProgram(MemoryImage):
         Every step ends by storing the weights (and velocities) back to the image, so the
         image is always current. Without it the weights stay on chip and the host runs
         :attr:`checkpoint` when it wants them (a step is then that much shorter).
+    update : str or None
+        ``"separate"`` (the default) or ``"fused"`` SGD update, or ``None`` for the
+        default where it applies (``sim.compile.compiler.resolve_update``).
 
     Members
     -------
     compiled : sim.compile.compiler.MlpProgram
         The placement on the core and its core commands.
+    update : str
+        The SGD update the program runs: ``"separate"`` or ``"fused"``.
     beat_bytes : int
         Bytes per AXI beat.
     regions : dict of str to Region
@@ -238,13 +243,15 @@ class TrainingProgram(MemoryImage):
     """
 
     def __init__(self, config, sizes, batch, lr, momentum=None, slots=1, mem_base=0,
-                 store_every_step=True):
+                 store_every_step=True, update="separate"):
         from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
         sizes = check_sizes(sizes)
         check_run_arguments(lr, momentum, slots, mem_base)
-        self.compiled = prog = compile_mlp(config, sizes, batch, lr, momentum=momentum)
+        self.compiled = prog = compile_mlp(config, sizes, batch, lr, momentum=momentum,
+                                           update=update)
+        self.update = prog.update
         self.config = config
         self.sizes, self.batch, self.lr, self.momentum = sizes, batch, lr, momentum
         self.slots, self.mem_base = int(slots), int(mem_base)

@@ -1,10 +1,10 @@
 """Cycles and counters of the training core's commands, predicted exactly.
 
-The core's schedule does not depend on the data (except one detail of ``LOSS_GRAD``, see
-below), so for every command the number of cycles and the growth of each counter of
-``hw.core.Core`` follow from the command's sizes and the config alone. This module gives
-them in closed form (:func:`predict`), and as a cycle-by-cycle model of the core's engines
-(:func:`trace`) that the closed forms were derived from. Pure Python: no Amaranth here.
+The core's schedule does not depend on the data, so for every command the number of cycles
+and the growth of each counter of ``hw.core.Core`` follow from the command's sizes and the
+config alone. This module gives them in closed form (:func:`predict`), and as a
+cycle-by-cycle model of the core's engines (:func:`trace`) that the closed forms were
+derived from. Pure Python: no Amaranth here.
 
 What is counted, per command, as ``sim.verify.core_sim.CoreRunner`` and the core count it:
 
@@ -42,8 +42,9 @@ after the taking edge) in which the command calls ``finish()``:
 * ``WGRAD``: ``groups = ceil(mt*nt / G)`` groups of ``G`` outputs, each ``G/streams * batch
   + G * passes`` compute slots (``batch`` MAC passes of ``G/streams`` slots; ``passes = 1``
   UPDATE pass, or 2 with momentum, whose velocity pass comes before the update: these are
-  one output per slot whatever the policy), never stalling; ``finish()`` one cycle after
-  the last slot.
+  one output per slot whatever the policy; ``passes = 0`` when the update is fused into
+  the MAC passes, :func:`wgrad_fused`), never stalling; ``finish()`` one cycle after the
+  last slot.
 * ``FORWARD`` / ``BACKWARD``: ``outputs = mt*batch`` (``nt*batch``) outputs in ``groups =
   ceil(outputs / G)`` groups; the compute engine spends ``P = G/streams * steps`` cycles on a
   group (``steps = nt``, resp. ``mt``). The drain engine (one output per send whatever the
@@ -60,15 +61,16 @@ after the taking edge) in which the command calls ``finish()``:
       finish() at      X = f + 1
       stall_cycles     = max(0, groups - 2) * max(0, D + 1 - P)
 
-* ``LOSS_GRAD`` (``hw/loss.py``): its passes over chunks of up to 16 samples (labels,
-  maximum, subtract, exp, sum, reciprocal, multiply, label, scale), each a loop over the
-  classes and the chunk's slots with an ``L + 2`` drain between FMA passes, and the
-  special-function unit's handshake (``hw.sfu``: ``L + 1`` threads taking turns, results in
-  order through a reorder buffer; the loss unit restarts the turns when it starts, so the
-  schedule does not depend on the cycle a command starts in). These are stepped cycle by
-  cycle (:func:`_trace_loss`), which is exact. The only data dependence of the whole
-  schedule: a label outside ``[0, m)`` skips its ``- 1`` (pass ``labels`` to
-  :func:`predict`; the default assumes every label is a class index).
+* ``LOSS_GRAD`` (``hw/loss.py``): per chunk of ``cols <= 16`` samples, with ``slots =
+  max(cols, L + 1)`` and ``lr = 1`` when ``cols >= L + 1`` (the last slot of a pass reads)
+  else ``0``, a cycle to start the chunk, then four passes, each ``(N - 1) * I + 2 + lr +
+  drain`` cycles for ``N`` elements issued every ``I`` cycles: ``MAX`` (``N =
+  ceil(m / W) * slots``, ``W`` = :func:`loss_lanes` classes per read, ``I = 1``, no drain),
+  ``EXP`` (``m * slots``, drain ``2L + Se``), ``RECIP`` (``slots``, drain ``max(0, Sr - 1
+  - slots)``) and ``OUT`` (``m * slots``, ``I = 1``, drain ``3L - 1``); one cycle to
+  start and one to end. ``I``, ``Se`` and ``Sr`` are those of the special-function unit
+  (``core.sfu``, :func:`loss_timing`): pipelined ``1``, ``9L + 2``, ``9L + 2``. Stepped
+  cycle by cycle in :func:`_trace_loss` (exact); the schedule does not depend on the data.
 
 A malformed command (unknown operation, or a size of zero that it needs) is refused at
 once: one cycle, nothing counted.
@@ -77,7 +79,8 @@ once: one cycle, nothing counted.
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
-__all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed"]
+__all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed",
+           "wgrad_fused", "wgrad_update_passes"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
 COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words")
@@ -103,6 +106,22 @@ def _drain_passes(config, lanes):
     if config.core.reduction == "tree":
         return ceil_log2(lanes) + 1
     return lanes
+
+
+def wgrad_fused(config, command):
+    """Whether a ``WGRAD`` command runs with its update fused into the gradient pass: its
+    ``fused`` bit, without momentum (``flag``), on a core of one MAC stream
+    (``mac.dual = "single"``); otherwise the bit is ignored (``gen.spec.isa``)."""
+    return (bool(command.get("fused")) and not command.get("flag")
+            and config.mac.macs_per_cycle == 1)
+
+
+def wgrad_update_passes(config, command):
+    """Update passes per accumulator group of a ``WGRAD`` command: 0 fused, 1 (``UPDATE``),
+    or 2 with momentum (``UPDATE_V`` first)."""
+    if wgrad_fused(config, command):
+        return 0
+    return 2 if command.get("flag") else 1
 
 
 def _params(config):
@@ -165,11 +184,11 @@ def predict(config, command, labels=None):
     command : dict
         Command fields (``hw.core.command_layout``), ``op`` as a name such as ``"FORWARD"``
         (as ``sim.compile.compiler`` produces them; an ``isa.Opcode`` member also works). Missing sizes
-        are 0. Only ``op``, ``m``, ``n``, ``batch`` and (``WGRAD``: momentum) ``flag``
-        matter.
+        are 0. Only ``op``, ``m``, ``n``, ``batch`` and (``WGRAD``: momentum) ``flag`` and
+        ``fused`` matter.
     labels : sequence of int, optional
-        ``LOSS_GRAD`` only: the label word of each column. By default every label is taken
-        to be a class index in ``[0, m)``; a label outside it saves ``L + 1`` cycles.
+        ``LOSS_GRAD`` only: the label word of each column (checked for its number; the
+        schedule does not depend on the labels).
 
     Returns
     -------
@@ -194,8 +213,9 @@ def predict(config, command, labels=None):
     if op in ("LOAD_W", "STORE_W"):
         return _result(mt * nt * C + end, bus=m * n)
     if op == "WGRAD":
-        # One pass of updates per group, two with momentum (the velocity, then the weight).
-        passes = 2 if command.get("flag") else 1
+        # One pass of updates per group, two with momentum (the velocity, then the weight),
+        # none when the update is fused into the MAC passes.
+        passes = wgrad_update_passes(config, command)
         groups = ceil_div(mt * nt, G)
         return _result(groups * (slots * batch + G * passes) + 1 + end,
                        mac=ceil_div(mt * nt, streams) * batch, update=passes * mt * nt)
@@ -217,7 +237,8 @@ def predict(config, command, labels=None):
     if op == "LOSS_GRAD":
         # The special-function unit's reorder and turn-taking make a closed form long; the
         # loss unit's passes are short loops, so they are stepped (still exact).
-        return _result(_trace_loss(L, m, batch, labels) + end)
+        return _result(_trace_loss(L, m, batch, labels, sfu=config.core.sfu,
+                                   lanes=loss_lanes(config)) + end)
     raise AssertionError(op)     # _malformed covers every other name
 
 
@@ -263,9 +284,10 @@ def trace(config, command, labels=None):
         x = _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts,
                            tree=config.core.reduction == "tree",
                            momentum=bool(command.get("flag")) and op == "WGRAD",
-                           streams=streams)
+                           streams=streams,
+                           fused=op == "WGRAD" and wgrad_fused(config, command))
     else:
-        x = _trace_loss(L, m, batch, labels)
+        x = _trace_loss(L, m, batch, labels, sfu=config.core.sfu, lanes=loss_lanes(config))
     cycles = x + L + FINISH_EXTRA
     counts["busy_cycles"] = cycles - 1
     return {"cycles": cycles, **counts}
@@ -310,7 +332,7 @@ def _trace_mover(op, R, C, m, n, batch, mt, nt, counts):
 
 
 def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, momentum=False,
-                   streams=1):
+                   streams=1, fused=False):
     """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``.
 
     With ``streams = 2`` (a dual policy) a MAC slot issues outputs ``o`` (pair 0) and
@@ -363,8 +385,8 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
                 stride = 1 if upd or vel else streams
                 if k + stride == G:
                     nxt.update(k=0, o=o - (G - stride), p1=g_p1, p2=g_p2)
-                    last_step = upd if wgr else s + 1 == steps
-                    if wgr and not upd and not vel and s + 1 == steps:
+                    last_step = upd if wgr and not fused else s + 1 == steps
+                    if wgr and not fused and not upd and not vel and s + 1 == steps:
                         nxt.update(vel=momentum, upd=not momentum, s=0)
                     elif vel:
                         nxt.update(vel=False, upd=True)
@@ -427,149 +449,82 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
         dr_buf = nxt.get("dr_buf", dr_buf)
 
 
-class _SfuTiming:
-    """The handshake of ``hw.sfu.SpecialFunctionUnit`` (barrel of ``E`` threads, reorder
-    buffer of ``rob`` results), stepped one cycle at a time: the timing of its ``schedule``,
-    driven online by the loss unit's ``i_valid``."""
-
-    def __init__(self, L):
-        self.E = L + 1
-        self.rob = 1 << (2 * self.E - 1).bit_length()
-        self.slots = [None] * self.E       # per slot: [element, FMAs issued, FMAs needed]
-        self.parked = set()
-        self.accepted = self.produced = 0
-        self.turn = 0
-        self.o_valid = False                # high in the current cycle
-
-    def restart(self):
-        self.turn = -1                      # the next cycle is slot 0's turn
-
-    def ready(self):
-        slot = self.slots[self.turn % self.E]
-        finishing = slot is not None and slot[1] == slot[2]
-        return (slot is None or finishing) and self.accepted - self.produced < self.rob
-
-    def step(self, offer_op):
-        """End of a cycle in which ``offer_op`` (None, "exp" or "recip") is offered."""
-        index = self.turn % self.E
-        slot = self.slots[index]
-        ready = self.ready()
-        finishing = slot is not None and slot[1] == slot[2]
-        produce = False
-        if finishing:
-            self.slots[index] = None
-            if slot[0] != self.produced:
-                self.parked.add(slot[0])
-        elif slot is not None:
-            slot[1] += 1
-        if (finishing and slot[0] == self.produced) or self.produced in self.parked:
-            self.parked.discard(self.produced)
-            self.produced += 1
-            produce = True
-        taken = ready and offer_op is not None
-        if taken:
-            self.slots[index] = [self.accepted, 1, EXP_FMAS if offer_op == "exp" else RECIP_FMAS]
-            self.accepted += 1
-        self.turn += 1
-        self.o_valid = produce
-        return taken
+def loss_timing(L, sfu="pipelined"):
+    """``(interval, exp_latency, recip_latency)`` of the loss unit's special-function unit
+    (``core.sfu``): ``"pipelined"`` (``hw.sfu.PipelinedSFU``) takes an element every cycle,
+    each out ``9L + 2`` cycles later; ``"barrel"`` (``hw.sfu.SpecialFunctionUnit`` with
+    ``E = L + 1`` threads, ``L + 2`` when ``L + 1`` is a multiple of 3) is offered one
+    element every 9 cycles, each taken at once and out ``9E + 1`` (exp) or ``4E + 1``
+    (reciprocal) cycles later."""
+    if sfu == "pipelined":
+        return 1, EXP_FMAS * L + 2, EXP_FMAS * L + 2
+    if sfu == "barrel":
+        threads = L + 1 if (L + 1) % 3 else L + 2
+        return EXP_FMAS, EXP_FMAS * threads + 1, RECIP_FMAS * threads + 1
+    raise ValueError(f"sfu must be 'pipelined' or 'barrel', not {sfu!r}")
 
 
-def _trace_loss(L, m, batch, labels, columns=16):
-    """Cycle of ``finish()`` of LOSS_GRAD: ``hw.loss.LossGradient``'s passes stepped one
-    cycle at a time, with the special-function unit's handshake (:class:`_SfuTiming`)."""
+def loss_lanes(config):
+    """Classes of a column the loss unit's maximum pass reads at once: the largest power of
+    two at most ``min(4, max(R, C))`` (``hw.core`` builds ``hw.loss`` with it)."""
+    widest = min(4, max(config.core.rows, config.core.cols))
+    return 4 if widest >= 4 else 2 if widest >= 2 else 1
+
+
+def _trace_loss(L, m, batch, labels, columns=16, sfu="pipelined", lanes=1):
+    """Cycle of ``finish()`` of LOSS_GRAD: ``hw.loss.LossGradient``'s state machine stepped
+    one cycle at a time (its passes MAX, EXP, RECIP, OUT per chunk, each a loop over the
+    classes (MAX: groups of ``lanes`` classes) and the chunk's slots, then the pass's
+    drain; EXP and RECIP issue every ``interval`` cycles, :func:`loss_timing`). The
+    schedule does not depend on the labels (they are only checked for their number)."""
     _labels_in_range(labels, m, batch)            # checks their number
-    label_of = (lambda b: 0) if labels is None else (lambda b: int(labels[b]) & 0xFFFF_FFFF)
-    sfu = _SfuTiming(L)
-    stage, b0, cols, slots, i, slot, wait, issuing = "IDLE", 0, 0, 0, 0, 0, 0, False
-    r_valid = held = False
-    pending = 0
-    passes = ["LABEL", "MAX", "SUB", "EXP", "SUM", "RECIP", "MUL", "LABEL_SUB", "SCALE"]
+    interval, exp_lat, recip_lat = loss_timing(L, sfu)
+    drains = {"MAX": lambda slots: 0, "EXP": lambda slots: 2 * L + exp_lat,
+              "RECIP": lambda slots: max(0, recip_lat - 1 - slots),
+              "OUT": lambda slots: 3 * L - 1}
+    after = {"MAX": "EXP", "EXP": "RECIP", "RECIP": "OUT", "OUT": "NEXT"}
+    stage, b0, cols, slots, i, slot, wait, issuing, r_valid = "IDLE", 0, 0, 0, 0, 0, 0, False, False
+    tick = 0
     cycle = 0
     while True:
         cycle += 1
-        offer = None
-        nxt = {}
-        o_valid = sfu.o_valid
-
-        def advance(last_i):
-            if slot + 1 == slots:
-                nxt["slot"] = 0
-                if i + 1 == last_i:
-                    nxt["issuing"] = False
-                else:
-                    nxt["i"] = i + 1
-            else:
-                nxt["slot"] = slot + 1
-
-        def next_pass(after):
-            if not issuing and not r_valid:
-                if wait == 0:
-                    nxt.update(stage=after, i=0, slot=0, issuing=True, wait=L + 2)
-                else:
-                    nxt["wait"] = wait - 1
-
+        read = False
         if stage == "IDLE":
-            sfu.restart()
-            nxt.update(stage="NEXT", b0=0, wait=0)
-        elif stage == "NEXT":
+            stage, b0, wait = "NEXT", 0, 0
+            continue
+        if stage == "NEXT":
             if b0 >= batch:
                 return cycle
             cols = min(batch - b0, columns)
-            nxt.update(cols=cols, slots=max(cols, L + 1), stage="LABEL", i=0, slot=0,
-                       issuing=True, wait=0)
-        elif stage in ("LABEL", "MAX", "SUB", "SUM", "MUL", "SCALE", "LABEL_SUB"):
-            if issuing:
-                reads = slot < cols
-                if stage == "LABEL_SUB":
-                    reads = reads and label_of(b0 + slot) < m
-                if reads:
-                    nxt["r_valid"] = True
-                advance(1 if stage in ("LABEL", "LABEL_SUB") else m)
-            if stage == "SCALE":
-                if not issuing and not r_valid:
-                    if wait == 0:
-                        nxt.update(stage="NEXT", b0=b0 + cols)
-                    else:
-                        nxt["wait"] = wait - 1
-            else:
-                next_pass(passes[passes.index(stage) + 1])
-        elif stage == "EXP":
-            if issuing and not held and not r_valid:
-                if slot < cols:
-                    nxt["r_valid"] = True
-                advance(m)
-            if r_valid:
-                nxt["held"] = True
-            if held:
-                offer = "exp"
-        elif stage == "RECIP":
-            if issuing:
-                offer = "recip"
-        ready = sfu.ready()
-        taken = sfu.step(offer)
-        if stage == "EXP":
-            if held and ready:
-                nxt["held"] = False
-            pending += taken - o_valid
-            if not issuing and not r_valid and not held and pending == 0 and not o_valid:
-                nxt.update(stage="SUM", i=0, slot=0, issuing=True, wait=L + 2)
-        elif stage == "RECIP":
-            if issuing and ready:
-                if slot + 1 == cols:
-                    nxt.update(issuing=False, slot=0)
+            slots = max(cols, L + 1)
+            stage, i, slot, issuing, wait = "MAX", 0, 0, True, 0
+            continue
+        last_i = 1 if stage == "RECIP" else -(-m // lanes) if stage == "MAX" else m
+        if issuing and tick == 0:
+            read = slot < cols
+            if stage in ("EXP", "RECIP"):
+                tick = interval - 1
+            if slot + 1 == slots:
+                slot = 0
+                if i + 1 == last_i:
+                    issuing = False
                 else:
-                    nxt["slot"] = slot + 1
-            pending += taken - o_valid
-            if not issuing and pending == 0 and not o_valid:
-                nxt.update(stage="MUL", i=0, slot=0, issuing=True)
-        r_valid = nxt.get("r_valid", False)
-        held = nxt.get("held", held)
-        stage = nxt.get("stage", stage)
-        b0 = nxt.get("b0", b0)
-        cols = nxt.get("cols", cols)
-        slots = nxt.get("slots", slots)
-        i = nxt.get("i", i)
-        slot = nxt.get("slot", slot)
-        wait = nxt.get("wait", wait)
-        issuing = nxt.get("issuing", issuing)
+                    i += 1
+            else:
+                slot += 1
+        elif issuing:
+            tick -= 1
+        elif not r_valid:
+            if tick:
+                tick -= 1
+            if wait == 0:
+                if stage == "OUT":
+                    stage, b0 = "NEXT", b0 + cols
+                else:
+                    stage = after[stage]
+                    i, slot, issuing, wait = 0, 0, True, drains[stage](slots)
+            else:
+                wait -= 1
+        elif tick:
+            tick -= 1
+        r_valid = read

@@ -16,7 +16,10 @@ values are added is part of the semantics and follows the hardware's dataflow
   column bus, row 0 first.
 * Weight gradient ``dW = dY X^T``: accumulated in place, in the PE that holds ``W[i][j]``,
   from ``+0`` over the batch in increasing ``b`` (the bias's gradient is that of its column).
-* Update ``W <- W - lr dW`` (optionally with momentum) on the fp32 master weights, in place.
+* Update ``W <- W - lr dW`` (optionally with momentum) on the fp32 master weights, in place:
+  a separate pass (:func:`update`), or fused into the weight gradient
+  (:func:`fused_weight_gradient`): the chain starts from the fp32 weight instead of ``+0``,
+  with ``-lr`` carried in ``dY`` (the loss gradient's scale is ``-lr/B``).
 
 Multiplicands are the operand-format copies of fp32 values, made by round-to-nearest-even
 conversion when used (``q`` below); accumulation is in the accumulator format. Padding
@@ -35,7 +38,8 @@ from chrysalis.gen.spec.formats import BF16, FP32, FloatFormat
 from chrysalis.sim.golden import numerics as nx
 
 __all__ = ["CoreNumerics", "reduce_partials", "edge_reduce", "forward", "relu", "relu_mask", "backward_dx",
-           "weight_gradient", "update", "softmax_xent_gradient", "zeros"]
+           "weight_gradient", "fused_weight_gradient", "update", "softmax_xent_gradient",
+           "zeros"]
 
 _U = np.uint64
 
@@ -204,6 +208,28 @@ def weight_gradient(num, dy, x):
     m, batch = dy.shape
     n = x.shape[0]
     acc = zeros((m, n))
+    for b in range(batch):
+        acc = num.mac(acc, np.broadcast_to(dy[:, b:b + 1], (m, n)),
+                      np.broadcast_to(x[None, :, b], (m, n)))
+    return acc
+
+
+def fused_weight_gradient(num, w, dy, x):
+    """The SGD step fused into the weight gradient: returns the new weights.
+
+    ``W[i][j] <- W[i][j] + sum_b q(dY[i][b]) * q(X[j][b])``: the chain of
+    :func:`weight_gradient` started from the fp32 weight instead of ``+0``, over the batch in
+    increasing ``b``, each MAC rounded once to fp32. ``dy`` carries ``-lr`` (the loss
+    gradient's scale is ``-lr/B``), so no separate update (and no rounding of ``dW`` and
+    ``lr`` to the operand format) is made. ``w`` is ``(M, N)``, ``dy`` ``(M, B)``, ``x``
+    ``(N, B)``.
+    """
+    w, dy, x = _as_bits(w), _as_bits(dy), _as_bits(x)
+    m, batch = dy.shape
+    n = x.shape[0]
+    if w.shape != (m, n):
+        raise ValueError(f"w must be {m} x {n} (dY's rows by X's rows), not {w.shape!r}")
+    acc = w
     for b in range(batch):
         acc = num.mac(acc, np.broadcast_to(dy[:, b:b + 1], (m, n)),
                       np.broadcast_to(x[None, :, b], (m, n)))

@@ -15,7 +15,9 @@ still come out as the RTL's. The order of every addition and rounding is the RTL
 
 * MAC chains start from ``+0`` (``c_clear``) and add ``q(a) * q(b)`` in increasing step
   order, rounded once to fp32 (``sim.golden.numerics.fmac``; ``q`` is the RNE conversion to the
-  MAC operand format);
+  MAC operand format); a ``WGRAD`` with the update fused (``core_counts.wgrad_fused``)
+  starts each chain from its weight and writes the chain's end back to it, with no update
+  pass (``sim.golden.core_model.fused_weight_gradient``);
 * with a dual-precision policy (``mac.dual`` other than ``"single"``,
   ``docs/dual_precision.md``) a MAC slot multiplies outputs ``o`` and ``o + 1`` (``o``
   even, numbered from 0 per command as the compute engine numbers them) at the same step:
@@ -54,6 +56,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.formats import FP32, product_format
 from chrysalis.gen.spec.isa import COMMAND_BYTES, COMMAND_WORDS, ErrorCode, Limits, Opcode
 from chrysalis.sim.golden import core_counts
+from chrysalis.sim.golden.core_counts import wgrad_fused
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.dual import BYPASS, HIGH, LOW, DualPath, random_bits
@@ -368,13 +371,13 @@ class Machine:
         a few shapes, and the LOSS_GRAD prediction steps the loss unit cycle by cycle."""
         # Of the labels, the schedule sees only whether each is a class index.
         in_range = None if labels is None else tuple(0 <= v < c["m"] for v in labels)
-        key = (op, c["m"], c["n"], c["batch"], c["flag"], in_range)
+        key = (op, c["m"], c["n"], c["batch"], c["flag"], c["fused"], in_range)
         counts = self._counts_cache.get(key)
         if counts is None:
             labels = None if in_range is None else [0 if ok else 0xFFFF_FFFF for ok in in_range]
             counts = core_counts.predict(
                 self.config, {"op": op.name, "m": c["m"], "n": c["n"], "batch": c["batch"],
-                              "flag": c["flag"]}, labels=labels)
+                              "flag": c["flag"], "fused": c["fused"]}, labels=labels)
             self._counts_cache[key] = counts
         return counts
 
@@ -410,8 +413,10 @@ class Machine:
         """Operand-format copies of fp32 words, as the PEs make them for the multiplier."""
         return nx.fconvert(bits, FP32, self.operand)
 
-    def _mac_chain(self, qa, qb, stationary=None):
-        """MAC chains from ``+0``: ``acc = acc + qa[s] * qb[s]`` for ``s`` in increasing order.
+    def _mac_chain(self, qa, qb, stationary=None, init=None):
+        """MAC chains from ``+0`` (or from ``init``, fp32 words of the chains' shape: the fused
+        WGRAD starts from the weights): ``acc = acc + qa[s] * qb[s]`` for ``s`` in increasing
+        order.
 
         ``qa`` and ``qb`` are quantized operands with the step ``s`` as their first axis,
         broadcastable to each other; the chains are vectorized over the other axes. The last
@@ -425,11 +430,11 @@ class Machine:
         chains run through it (:meth:`_reuse_chain`).
         """
         if stationary is not None and self._reuse_strength():
-            return self._reuse_chain(qa, qb, stationary)
+            return self._reuse_chain(qa, qb, stationary, init)
         pf = product_format(self.operand)
         steps = max(qa.shape[0], qb.shape[0])
         shape = np.broadcast_shapes(qa.shape[1:], qb.shape[1:])
-        acc = np.zeros(shape, dtype=_U)
+        acc = np.zeros(shape, dtype=_U) if init is None else init.reshape(shape).copy()
         classes = np.zeros(3, dtype=np.int64)         # products per class, HIGH LOW BYPASS
         # The products do not depend on the chain: make them for many steps at once (fewer,
         # larger NumPy calls), in chunks that keep the temporaries small.
@@ -495,7 +500,7 @@ class Machine:
             return 0
         return int(self.reuse_strength) & ((1 << isa.REUSE_STRENGTH_BITS) - 1)
 
-    def _reuse_chain(self, qa, qb, stationary):
+    def _reuse_chain(self, qa, qb, stationary, init=None):
         """:meth:`_mac_chain` through the reuse cache (``docs/reuse.md``).
 
         ``qa`` (the stationary operand) and ``qb`` (the streaming one) are broadcastable to
@@ -596,7 +601,8 @@ class Machine:
         products[s, :, o] = product0
         products[s[pair1], :, o1[pair1]] = product1[pair1]
         pf = product_format(self.operand)
-        acc = np.zeros((lanes, outputs), dtype=_U)
+        acc = (np.zeros((lanes, outputs), dtype=_U) if init is None
+               else init.reshape(lanes, outputs).copy())
         for step in range(steps):
             acc = nx.fadd(acc, FP32, products[step, :, :outputs], pf, FP32)
 
@@ -706,10 +712,17 @@ class Machine:
         qx = self._q(self.act[:, :, c["abase"]:c["abase"] + nt * batch]).reshape(R, C, nt, batch)
         # The stationary operand dY(abase2 + p1*B + s): its address per (s, p1).
         address = c["abase2"] + np.arange(mt)[None, :] * batch + np.arange(batch)[:, None]
+        wslice = slice(c["wbase"], c["wbase"] + mt * nt)
+        # Fused: the chains start from the weights and end in them (no update pass).
+        fused = wgrad_fused(self.config, c)
         acc = self._mac_chain(qd.transpose(3, 0, 1, 2)[..., None],     # (B, R, C, mt, 1)
                               qx.transpose(3, 0, 1, 2)[:, :, :, None],  # (B, R, C, 1, nt)
-                              address)
+                              address,
+                              init=self.weight[:, :, wslice] if fused else None)
         acc = acc.reshape(R, C, mt * nt)
+        if fused:
+            self.weight[:, :, wslice] = acc
+            return
         if c["flag"]:
             # UPDATE_V: v = acc + q(v) * q(mu), into the velocity and the accumulator.
             vslice = slice(c["wbase2"], c["wbase2"] + mt * nt)
@@ -718,7 +731,6 @@ class Machine:
                           self.operand, FP32)
             self.weight[:, :, vslice] = acc
         # UPDATE: W = W + q(acc) * q(-lr).
-        wslice = slice(c["wbase"], c["wbase"] + mt * nt)
         neg_lr = np.full(1, c["scalar"], dtype=_U)
         self.weight[:, :, wslice] = nx.fmac(self.weight[:, :, wslice], self._q(acc),
                                             self._q(neg_lr), self.operand, FP32)

@@ -26,7 +26,7 @@ def augment(x):
 
 
 def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
-                velocities=None, phases=None):
+                velocities=None, phases=None, update="separate"):
     """One SGD step on the golden model; returns the new weights and the softmax output
     (and the loss gradient at the output, with ``with_gradient``). With ``momentum``, the
     ``velocities`` (one per layer) are updated in place in that list.
@@ -36,7 +36,16 @@ def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
     core computes it in (``sim.golden.core_model``). ``phases``, if given, replaces the matrix
     products: ``(forward(w, x), backward_dx(w, dy), weight_gradient(dy, x))`` (the
     dual-precision core's, ``sim.golden.dual_model``); the loss gradient and the update stay.
+    ``update = "fused"`` (plain SGD, one stream): the loss gradient is scaled by ``-lr/B``
+    and each layer's weights by ``sim.golden.core_model.fused_weight_gradient``, as
+    ``sim.compile.compiler`` compiles it.
     """
+    fused = update == "fused"
+    if update not in ("fused", "separate"):
+        raise ValueError(f"update must be 'fused' or 'separate', not {update!r}")
+    if fused and (momentum is not None or phases is not None):
+        raise ValueError("the fused update is plain SGD on one MAC stream: no momentum, "
+                         "no phases")
     if phases is None:
         phases = (lambda w, a: cm.forward(num, w, a),
                   lambda w, dy: cm.backward_dx(num, w, dy),
@@ -51,7 +60,8 @@ def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
             acts.append(augment(cm.relu(num, y)))
         else:
             acts.append(y)
-    grad, probs = cm.softmax_xent_gradient(num, acts[-1], labels, nx.fp32_bits(1.0 / batch))
+    scale = nx.fp32_bits(-lr / batch if fused else 1.0 / batch)
+    grad, probs = cm.softmax_xent_gradient(num, acts[-1], labels, scale)
     output_grad = grad
     new_weights = list(weights)
     for l in reversed(range(layers)):
@@ -59,6 +69,10 @@ def golden_step(num, weights, x, labels, lr, with_gradient=False, momentum=None,
         below = None
         if l > 0:
             below = cm.relu_mask(num, backward_dx(w, grad), acts[l])[:-1]
+        if fused:
+            new_weights[l] = cm.fused_weight_gradient(num, w, grad, acts[l])
+            grad = below
+            continue
         dw = weight_gradient(grad, acts[l])
         if momentum is None:
             new_weights[l], _ = cm.update(num, w, dw, nx.fp32_bits(lr))

@@ -46,10 +46,18 @@ class PEModel:
             self.sent.append(int(self.weight[uop["t_addr"]]))
         c_op = uop.get("c_op", "NONE")
         if c_op == "MAC":
-            k = uop["c_acc"]
-            a = self.act[uop["aaddr2"]] if uop.get("a_act") else self.weight[uop["waddr"]]
-            c = 0 if uop.get("c_clear") else self.acc[k]
-            self.acc[k] = self._mac(int(c), int(a), int(self.act[uop["aaddr"]]))
+            k, w = uop["c_acc"], uop.get("waddr", 0)
+            a = self.act[uop["aaddr2"]] if uop.get("a_act") else self.weight[w]
+            # The fused update: from the weight (c_init_w), into the weight (c_to_w).
+            if uop.get("c_init_w"):
+                c = self.weight[w]
+            else:
+                c = 0 if uop.get("c_clear") else self.acc[k]
+            result = self._mac(int(c), int(a), int(self.act[uop["aaddr"]]))
+            if uop.get("c_to_w"):
+                self.weight[w] = result
+            else:
+                self.acc[k] = result
         elif c_op == "UPDATE":
             w = uop["waddr"]
             self.weight[w] = self._mac(int(self.weight[w]), int(self.acc[uop["c_acc"]]), scalar)

@@ -1,7 +1,7 @@
 """Special functions for the softmax cross-entropy gradient: fp32 ``exp`` and reciprocal.
 
-Bit-exact golden model of ``hw.sfu.SpecialFunctionUnit`` (pure NumPy, vectorized over uint64
-arrays of fp32 bit patterns). Both functions are built only from operations whose bit-exact
+Bit-exact golden model of ``hw.sfu.SpecialFunctionUnit`` and ``hw.sfu.PipelinedSFU`` (pure
+NumPy, vectorized over uint64 arrays of fp32 bit patterns). Both functions are built only from operations whose bit-exact
 semantics ``docs/numerics.md`` already defines:
 
 * the fp32 fused multiply-add ``fmac(c, a, b, FP32, FP32)`` = ``c + a*b``, the product exact

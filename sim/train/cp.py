@@ -61,6 +61,7 @@ class CpResult:
     seed: int
     cores: int
     stages: list
+    update: str = "separate"
     history: list = field(default_factory=list)
     weights: list = field(default_factory=list)
     counters: dict = field(default_factory=dict)
@@ -77,7 +78,7 @@ class CpResult:
     def to_dict(self):
         """A JSON-ready dict (``chrysalis train --mode cp --json``)."""
         return {"mode": "cp", "cores": self.cores, "sizes": list(self.sizes),
-                "batch": self.batch, "lr": self.lr, "seed": self.seed,
+                "batch": self.batch, "lr": self.lr, "seed": self.seed, "update": self.update,
                 "stages": [list(s) for s in self.stages], "ticks": self.ticks,
                 "commands": self.commands, "history": [h.to_dict() for h in self.history],
                 "counters": dict(self.counters), "wall_s": round(self.wall_s, 3),
@@ -135,7 +136,8 @@ class CpSessions(GoldenSteps):
 
 
 def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_EPOCHS,
-             seed=0, batch=1, ticks_per_run=256, progress=True, log=print, data_seed=0):
+             seed=0, batch=1, ticks_per_run=256, progress=True, log=print, data_seed=0,
+             update="separate"):
     """Train an MLP on the digits with continuous propagation on the golden cluster.
 
     The split, the test accuracy and the order of each epoch are ``sim.train.dataset``'s
@@ -143,7 +145,8 @@ def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_
     initial weights ``sim.compile.program.initial_weights(sizes, seed)``, the epoch loop
     ``sim.train.loop.run_epochs``. An epoch is one
     session: ``G = 1347 // batch`` micro-batches through the pipeline, filled and drained
-    once. The machine runs ``ticks_per_run`` ticks per call.
+    once. The machine runs ``ticks_per_run`` ticks per call. ``update``: the SGD update,
+    ``"separate"`` or ``"fused"`` into the weight gradient (``sim.compile.compiler``).
 
     Returns
     -------
@@ -159,10 +162,11 @@ def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_
     sizes = tuple(check_sizes(sizes))
     start = time.perf_counter()
     task = DigitsTask(batch, seed, data_seed)
-    program = CpProgram(config, list(sizes), lr, task.per_epoch * batch, batch=batch)
+    program = CpProgram(config, list(sizes), lr, task.per_epoch * batch, batch=batch,
+                        update=update)
     weights0 = initial_weights(list(sizes), seed)
     result = CpResult(sizes, float(lr), batch, seed, program.cores, program.stages,
-                      ticks=epochs * program.ticks)
+                      update=program.update, ticks=epochs * program.ticks)
     steady = program.steady_tick()
     result.profile = None if steady is None else program.tick_profile(steady)
     strategy = CpSessions(program, program.initial_image(weights0), ClusterMachine(config),

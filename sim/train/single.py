@@ -78,6 +78,9 @@ class TrainResult:
     lr : float
     momentum : float or None
     seed : int
+    update : str
+        The SGD update the accelerator ran: ``"fused"`` into the weight gradient or
+        ``"separate"`` (``sim.compile.compiler``).
     steps : int
         Steps run.
     history : list of EpochStats
@@ -132,6 +135,7 @@ class TrainResult:
     lr: float
     momentum: float
     seed: int
+    update: str = "separate"
     steps: int = 0
     history: list = field(default_factory=list)
     step_losses: list = field(default_factory=list)
@@ -167,6 +171,7 @@ class TrainResult:
         out = {
             "backend": self.backend, "config": self.config_name, "sizes": list(self.sizes),
             "batch": self.batch, "lr": self.lr, "momentum": self.momentum, "seed": self.seed,
+            "update": self.update,
             "steps": self.steps, "history": [h.to_dict() for h in self.history],
             "step_losses": list(self.step_losses), "ref_step_losses": list(self.ref_step_losses),
             "counters": dict(self.counters), "cycles": self.cycles,
@@ -186,7 +191,7 @@ class TrainResult:
 def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, momentum=None,
           steps=None, epochs=None, seed=0, backend="golden", build_dir="build/train",
           waves=False, progress=True, log=print, data_seed=DATA_SEED, reuse=None,
-          harness=None):
+          harness=None, update=None):
     """Train an MLP on the digits on the accelerator and on a float32 reference.
 
     Parameters
@@ -200,6 +205,11 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     lr : float
     momentum : float, optional
         SGD with momentum (needs the weights resident in the PEs).
+    update : {"fused", "separate"}, optional
+        The SGD update: fused into the weight-gradient pass, or a separate pass
+        (``sim.compile.compiler``). The default is ``"fused"`` where it applies (plain SGD,
+        ``mac.dual = "single"``) and ``"separate"`` elsewhere; ``"fused"`` with momentum or
+        a dual policy is refused.
     steps, epochs : int, optional
         How long to train: ``steps`` SGD steps (measured once, at the end) or ``epochs``
         epochs (measured after each). At most one; neither means :data:`DEFAULT_EPOCHS`.
@@ -256,7 +266,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     sizes = tuple(int(s) for s in sizes)
     batch, seed = int(batch), int(seed)
     start_time = time.perf_counter()
-    program = _compile(config, sizes, batch, lr, momentum)
+    program = _compile(config, sizes, batch, lr, momentum, update)
     task = DigitsTask(batch, seed, data_seed)
     task.check_batch()
     if steps is None and epochs is None:
@@ -268,7 +278,7 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     reference = Float32Reference(weights0, lr, momentum)
     result = TrainResult(backend, config.name, sizes, batch, float(lr),
                          None if momentum is None else float(momentum), seed,
-                         reuse=schedule.describe())
+                         update=program.update, reuse=schedule.describe())
     result.steps = chunks[-1].stop
     result.useful_macs = result.steps * mlp(list(sizes)).macs(batch)
     say = reporter(log)
@@ -328,14 +338,16 @@ def _chunk_figures(strategy, stats, batch, sizes, pes):
     return f"; {cycles} cycles, utilization {utilization:.1%}"
 
 
-def _compile(config, sizes, batch, lr, momentum):
+def _compile(config, sizes, batch, lr, momentum, update):
     """The program of the run; a network that does not fit fails here, at once."""
+    from chrysalis.sim.compile.compiler import resolve_update
     from chrysalis.sim.compile.program import TrainingProgram
+    update = resolve_update(config, momentum, update)
     try:
         # The weights stay on chip between steps; a checkpoint run stores them into the
         # image when the host evaluates them (at the end of an epoch or of the run).
         return TrainingProgram(config, list(sizes), batch, lr, momentum=momentum, slots=1,
-                               store_every_step=False)
+                               store_every_step=False, update=update)
     except ValueError as error:
         raise ValueError(f"a {'-'.join(map(str, sizes))} MLP with batch {batch} does not fit "
                          f"config {config.name!r}: {error}") from None

@@ -176,6 +176,11 @@ def _layer_commands(config, m, n, batch, rng):
         dict(op="WGRAD", **size, abase=act_x, abase2=act_dy, scalar=0xBE00_0000,
              scalar2=0x3F00_0000, flag=1,
              wbase2=rng.randint(0, config.pe.weight_words - tiles(m, R) * tiles(n, C))),
+        # The update fused into the gradient pass (ignored on a dual-precision core, and
+        # with momentum).
+        dict(op="WGRAD", **size, abase=act_x, abase2=act_dy, fused=1),
+        dict(op="WGRAD", **size, abase=act_x, abase2=act_dy, scalar=0xBE00_0000,
+             scalar2=0x3F00_0000, flag=1, fused=1, wbase2=0),
     ]
 
 
@@ -282,7 +287,8 @@ def test_closed_forms_equal_cycle_model():
         for _ in range(12):
             op = rng.choice(OPS)
             command = dict(op=op, m=rng.randint(1, 24), n=rng.randint(1, 24),
-                           batch=rng.randint(1, 7), flag=rng.randint(0, 1))
+                           batch=rng.randint(1, 7), flag=rng.randint(0, 1),
+                           fused=rng.randint(0, 1))
             lab = None
             if op == "LOSS_GRAD" and rng.random() < 0.5:
                 lab = [rng.randint(0, command["m"] + 2) for _ in range(command["batch"])]
@@ -366,3 +372,24 @@ def test_no_amaranth_import():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('amaranth', 'cocotb')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("overrides", [{"core.sfu": "barrel"},
+                                       {"core.rows": 1, "core.cols": 1,
+                                        "host.axi_data_width": 32}],
+                         ids=["barrel-sfu", "one-lane"])
+def test_loss_grad_counts_of_other_loss_units(overrides, monkeypatch):
+    """LOSS_GRAD with the barrel special-function unit (``core.sfu``), and on a 1x1 core
+    (one lane in the maximum pass): the RTL's cycles equal the prediction."""
+    config = with_overrides(CONFIGS["3x2"], overrides)
+    actions, commands, labels = [], [], []
+    for classes, batch, lab in ((3, 2, None), (5, 9, [4, 5, 0, 1, 2, 3, 4, 0xFFFF_FFFF, 1]),
+                                (1, 1, None)):
+        more = _loss_actions(config, classes, batch, lab)
+        actions.extend(more)
+        commands.append(more[-1][1])
+        labels.append(lab)
+    got, _ = _run(monkeypatch, config, actions)
+    for index, (command, lab, rtl) in enumerate(zip(commands, labels, got)):
+        expected = cc.predict(config, command, labels=lab)
+        assert {key: rtl[key] for key in cc.FIELDS} == expected, f"command {index}"

@@ -42,7 +42,7 @@ class Program:
         for _ in range(length):
             t = len(self.steps)
             uop = {}
-            kind = rng.choice(["MAC", "MAC", "MAC", "UPDATE", "UPDATE_V", "NONE"])
+            kind = rng.choice(["MAC", "MAC", "MAC", "UPDATE", "UPDATE_V", "FUSED", "NONE"])
             k = int(rng.integers(acc_regs))
             w = int(rng.integers(weight_words))
             if kind == "MAC":
@@ -54,6 +54,18 @@ class Program:
                                "waddr": w, "aaddr": int(rng.integers(act_words)),
                                "aaddr2": int(rng.integers(act_words))}
                         acc_ready[k] = t + latency + 1
+            elif kind == "FUSED" and w_ready[w] <= t and t + 1 + latency not in w_port_busy:
+                # A MAC of the fused update: from the weight and/or into it.
+                init_w, to_w = [(True, False), (False, True), (True, True)][rng.integers(3)]
+                if init_w or acc_ready[k] <= t:
+                    uop = {"c_op": "MAC", "c_acc": k, "c_init_w": init_w, "c_to_w": to_w,
+                           "a_act": True, "waddr": w, "aaddr": int(rng.integers(act_words)),
+                           "aaddr2": int(rng.integers(act_words))}
+                    if to_w:
+                        w_ready[w] = t + quiet
+                        w_port_busy.add(t + 1 + latency)
+                    else:
+                        acc_ready[k] = t + latency + 1
             elif kind in ("UPDATE", "UPDATE_V") and acc_ready[k] <= t and w_ready[w] <= t \
                     and t + 1 + latency not in w_port_busy:
                 uop = {"c_op": kind, "c_acc": k, "waddr": w}
@@ -61,8 +73,8 @@ class Program:
                 w_port_busy.add(t + 1 + latency)
                 if kind == "UPDATE_V":
                     acc_ready[k] = t + latency + 1
-            reads_weight = uop.get("c_op") in ("UPDATE", "UPDATE_V") or (uop.get("c_op") == "MAC"
-                                                           and not uop.get("a_act"))
+            reads_weight = uop.get("c_op") in ("UPDATE", "UPDATE_V") or (
+                uop.get("c_op") == "MAC" and (not uop.get("a_act") or uop.get("c_init_w")))
             transfer = rng.choice(["SEND_ACC", "SEND_W", "ACT", "W", "NONE"])
             row_in = int(values[int(rng.integers(len(values)))])
             k2 = int(rng.integers(acc_regs))

@@ -4,7 +4,8 @@ model after every step.
 The case comes from the environment (set by ``tests/sim/verify/test_cocotb_training.py``):
 ``CHRYSALIS_CONFIG`` (TOML text), ``CHRYSALIS_SIZES`` (``12,8,5``), ``CHRYSALIS_BATCH``,
 ``CHRYSALIS_STEPS`` and ``CHRYSALIS_SEED``; ``CHRYSALIS_MOMENTUM`` turns on SGD with
-momentum; ``CHRYSALIS_DATA=digits`` trains on
+momentum; ``CHRYSALIS_UPDATE`` (``fused`` or ``separate``, the default) picks the SGD
+update (``sim.compile.compiler``); ``CHRYSALIS_DATA=digits`` trains on
 scikit-learn's digits instead of random inputs, and ``CHRYSALIS_REPORT`` names a JSON file for
 the cycles of every command, the counters and the loss. The compiler (``sim.compile.compiler``)
 places the network and lists the commands, and after every step the loss gradient at the
@@ -43,7 +44,8 @@ async def training_steps_equal_golden(dut):
     num = cm.CoreNumerics.from_config(config)
     momentum = float(os.environ["CHRYSALIS_MOMENTUM"]) if os.environ.get("CHRYSALIS_MOMENTUM") \
         else None
-    prog = compile_mlp(config, sizes, batch, case.lr, momentum=momentum)
+    update = os.environ.get("CHRYSALIS_UPDATE") or "separate"
+    prog = compile_mlp(config, sizes, batch, case.lr, momentum=momentum, update=update)
     velocities = [cm.zeros(w.shape) for w in case.weights]
 
     tb = TB(dut, config)
@@ -82,7 +84,7 @@ async def training_steps_equal_golden(dut):
         grad = (await tb.read_matrix(prog.grads[-1]))[:-1]
         weights, probs, expected_grad = golden_step(num, weights, x, labels, case.lr,
                                                     with_gradient=True, momentum=momentum,
-                                                    velocities=velocities)
+                                                    velocities=velocities, update=update)
         p = nx.to_float(probs, FP32)[labels, np.arange(batch)]
         report["losses"].append(float(-np.mean(np.log(np.maximum(p, 1e-30)))))
         problem = _mismatch(f"step {step}: loss gradient", grad, expected_grad)

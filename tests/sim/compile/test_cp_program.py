@@ -41,17 +41,23 @@ def _same(a, b):
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("cores, sizes, samples, batch, stages", [
-    (2, [6, 5, 3], 6, 1, [(0,), (1,)]),                    # a layer per core
-    (2, [6, 5, 4, 3], 5, 1, [(0,), (1, 2)]),               # two layers on the last core
-    (2, [3, 3, 3, 8], 6, 1, [(0, 1), (2,)]),               # two layers on the first core
-    (3, [6, 5, 4, 3], 8, 1, [(0,), (1,), (2,)]),           # backward sends go two hops
-    (3, [6, 5, 4, 3], 6, 2, [(0,), (1,), (2,)]),           # micro-batches of 2
+@pytest.mark.parametrize("cores, sizes, samples, batch, stages, update", [
+    (2, [6, 5, 3], 6, 1, [(0,), (1,)], "separate"),        # a layer per core
+    (2, [6, 5, 4, 3], 5, 1, [(0,), (1, 2)], "separate"),   # two layers on the last core
+    (2, [3, 3, 3, 8], 6, 1, [(0, 1), (2,)], "separate"),   # two layers on the first core
+    (3, [6, 5, 4, 3], 8, 1, [(0,), (1,), (2,)], "separate"),   # backward sends go two hops
+    (3, [6, 5, 4, 3], 6, 2, [(0,), (1,), (2,)], "separate"),   # micro-batches of 2
+    # The update fused into the weight gradient (-lr carried in dY).
+    (2, [6, 5, 4, 3], 5, 1, [(0,), (1, 2)], "fused"),
+    (3, [6, 5, 4, 3], 6, 2, [(0,), (1,), (2,)], "fused"),
 ])
-def test_cluster_equals_the_cp_rule_after_every_tick(cores, sizes, samples, batch, stages):
+def test_cluster_equals_the_cp_rule_after_every_tick(cores, sizes, samples, batch, stages,
+                                                     update):
     config = _cluster(cores)
-    program = CpProgram(config, sizes, LR, samples, batch=batch)
-    assert program.stages == stages
+    program = CpProgram(config, sizes, LR, samples, batch=batch, update=update)
+    assert program.stages == stages and program.update == update
+    wgrads = [c for c in program.commands if c["op"] == "WGRAD"]
+    assert wgrads and all(c.get("fused", 0) == (update == "fused") for c in wgrads)
     weights, x, labels = _case(sizes, samples)
     image = program.initial_image(weights)
     program.write_samples(image, x, labels)
@@ -60,7 +66,8 @@ def test_cluster_equals_the_cp_rule_after_every_tick(cores, sizes, samples, batc
     G = samples // batch
     # W_l^v is the rule's result on the first v micro-batches (the rule is causal).
     prefix = [cp_reference(config, sizes, weights, x[:, :v * batch], labels[:v * batch], LR,
-                           batch=batch)[0] if v else weights for v in range(G + 1)]
+                           batch=batch, update=update)[0] if v else weights
+              for v in range(G + 1)]
     seen = set()
     for t in range(program.ticks):
         _run(machine, image, program.tick_run(t))
@@ -72,7 +79,8 @@ def test_cluster_equals_the_cp_rule_after_every_tick(cores, sizes, samples, batc
             assert np.array_equal(got[l], prefix[v][l]), (t, l, v)
     # Fill and drain: layers were at different versions after some ticks.
     assert any(len(set(v)) > 1 for v in seen)
-    final, logits = cp_reference(config, sizes, weights, x, labels, LR, batch=batch)
+    final, logits = cp_reference(config, sizes, weights, x, labels, LR, batch=batch,
+                                 update=update)
     assert _same(program.read_weights(image), final)
     assert np.array_equal(program.read_logits(image), logits)
     # The staleness is real: sequential SGD on the same samples gives other weights.
@@ -80,16 +88,17 @@ def test_cluster_equals_the_cp_rule_after_every_tick(cores, sizes, samples, batc
     sgd = weights
     for s in range(G):
         cols = slice(s * batch, (s + 1) * batch)
-        sgd, _ = golden_step(num, sgd, x[:, cols], labels[cols], LR)
+        sgd, _ = golden_step(num, sgd, x[:, cols], labels[cols], LR, update=update)
     assert not _same(final, sgd)
 
 
-def test_one_sample_in_flight_is_plain_sgd():
+@pytest.mark.parametrize("update", ["separate", "fused"])
+def test_one_sample_in_flight_is_plain_sgd(update):
     """Sessions of one sample each: the pipeline never holds two samples, every weight
     version is the current one, and CP is golden_step's SGD, bit for bit."""
     config, sizes = _cluster(2), [6, 5, 4, 3]
     weights, x, labels = _case(sizes, 4)
-    program = CpProgram(config, sizes, LR, 1)
+    program = CpProgram(config, sizes, LR, 1, update=update)
     assert program.ticks == 1 + 2 * 2 - 2
     image = program.initial_image(weights)
     machine = ClusterMachine(config)
@@ -99,7 +108,7 @@ def test_one_sample_in_flight_is_plain_sgd():
     for s in range(4):
         program.write_samples(image, x[:, s:s + 1], labels[s:s + 1])
         _run(machine, image, program.session_run())
-        sgd, _ = golden_step(num, sgd, x[:, s:s + 1], labels[s:s + 1], LR)
+        sgd, _ = golden_step(num, sgd, x[:, s:s + 1], labels[s:s + 1], LR, update=update)
     _run(machine, image, program.checkpoint)
     assert _same(program.read_weights(image), sgd)
 

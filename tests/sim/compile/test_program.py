@@ -546,6 +546,9 @@ def test_initial_weights_are_seeded_fp32_with_zero_bias():
     ({"lr": 0}, r"lr must be a positive number, not 0"),
     ({"lr": "0.1"}, r"lr must be a positive number, not '0.1'"),
     ({"momentum": -0.5}, r"momentum must be None or a non-negative number, not -0.5"),
+    ({"update": "lazy"}, r"update must be one of fused, separate, not 'lazy'"),
+    ({"update": "fused", "momentum": 0.5},
+     r"update must be 'separate' with momentum 0\.5, not 'fused'"),
 ])
 def test_bad_program_arguments(kwargs, match):
     args = dict(config=DIGITS_RESIDENT, sizes=DIGITS, batch=8, lr=LR) | kwargs
@@ -621,3 +624,62 @@ def test_region_and_run_are_plain_values():
         r.addr = 0
     with pytest.raises(AttributeError):
         Run(0, 1).cmd_count = 2
+
+
+# --- the fused update -----------------------------------------------------------------------
+
+def test_fused_program_scales_the_loss_by_minus_lr_and_sets_the_wgrad_bit():
+    """Fused: LOSS_GRAD's scalar is fp32(-lr/B), every WGRAD has ``fused`` and no scalar,
+    the image's steps encode them; the default picks fused where it applies."""
+    from chrysalis.sim.compile.compiler import resolve_update
+    fused = TrainingProgram(DIGITS_RESIDENT, DIGITS, 8, LR, update="fused")
+    separate = TrainingProgram(DIGITS_RESIDENT, DIGITS, 8, LR)
+    assert (fused.update, separate.update) == ("fused", "separate")
+    loss = [c for c in fused.compiled.step if c["op"] == "LOSS_GRAD"]
+    assert [c["scalar"] for c in loss] == [nx.fp32_bits(-LR / 8)]
+    wgrads = [c for c in fused.compiled.step if c["op"] == "WGRAD"]
+    assert wgrads and all(c["fused"] == 1 and not c.get("scalar") for c in wgrads)
+    assert all(not c.get("fused") for c in separate.compiled.step)
+    # The same commands otherwise: same count, same ops.
+    assert [c["op"] for c in fused.compiled.step] == [c["op"] for c in separate.compiled.step]
+    decoded = [c for c in isa.decode_stream(isa.encode_stream(fused.commands))
+               if c["op"] == isa.Opcode.WGRAD]
+    assert decoded and all(c["fused"] == 1 and c["flag"] == 0 for c in decoded)
+    assert resolve_update(DIGITS_RESIDENT, None, None) == "fused"
+    assert resolve_update(DIGITS_RESIDENT, 0.5, None) == "separate"
+    dual = with_overrides(DIGITS_RESIDENT, {"mac.dual": "dual-full", "pe.acc_regs": 16})
+    assert resolve_update(dual, None, None) == "separate"
+    with pytest.raises(ValueError, match=r"needs one MAC stream .* mac\.dual = 'dual-full', "
+                                         r"not 'fused'"):
+        resolve_update(dual, None, "fused")
+
+
+@pytest.mark.parametrize("update", ["fused", "separate"])
+def test_fused_and_separate_steps_equal_their_golden_step(update):
+    """Three steps of a 64-16-10 MLP on the machine: golden_step with the same update."""
+    from chrysalis.sim.golden.machine import Machine
+    config = DIGITS_RESIDENT
+    compiled = compile_mlp(config, [64, 16, 10], 4, LR, update=update)
+    num = cm.CoreNumerics.from_config(config)
+    rng = np.random.default_rng(4)
+    weights = initial_weights([64, 16, 10], 2)
+    machine = Machine(config)
+    for mat, w in zip(compiled.weights, weights):
+        machine.write_matrix(mat.base, mat.lines_per_column, w)
+    for command in compiled.load_weights:
+        machine.execute(command)
+    for hidden in compiled.acts[1:-1]:
+        machine.scratchpad[hidden.addresses()[-1]] = ONE
+    for _ in range(3):
+        x = nx.from_float32(rng.random((64, 4)).astype(np.float32))
+        labels = rng.integers(0, 10, 4)
+        acts, lab = compiled.acts[0], compiled.labels
+        machine.write_matrix(acts.base, acts.lines_per_column, augment(x))
+        machine.write_matrix(lab.base, lab.lines_per_column, labels[None, :])
+        for command in compiled.step:
+            assert machine.execute(command) == isa.ErrorCode.NONE
+        weights, _ = golden_step(num, weights, x, labels, LR, update=update)
+    for command in compiled.store_weights:
+        machine.execute(command)
+    for mat, w in zip(compiled.weights, weights):
+        assert np.array_equal(machine.read_matrix(mat.base, mat.lines_per_column, *w.shape), w)

@@ -178,6 +178,52 @@ def test_update_is_one_mac_per_weight():
     assert np.array_equal(new_w, _f32([1.0 - 0.375, -3.0]))
 
 
+def test_fused_weight_gradient_follows_the_documented_order():
+    """Each weight's chain starts from it and adds q(dY') q(X) in increasing b."""
+    num = cm.CoreNumerics(rows=2, cols=3)
+    rng = np.random.default_rng(6)
+    w, dy, x = _random(rng, (5, 7)), _random(rng, (5, 4), 0.01), _random(rng, (7, 4))
+    new_w = cm.fused_weight_gradient(num, w, dy, x)
+    for i in range(5):
+        for j in range(7):
+            acc = int(w[i, j])
+            for b in range(4):
+                acc = _scalar_mac(num, acc, int(dy[i, b]), int(x[j, b]))
+            assert new_w[i, j] == acc
+
+
+def test_fused_weight_gradient_is_exact_with_representable_values():
+    """Small integers: W + dY X^T exactly, as NumPy computes it."""
+    num = cm.CoreNumerics()
+    rng = np.random.default_rng(8)
+    w, dy, x = (rng.integers(-64, 65, (6, 9)), rng.integers(-8, 9, (6, 3)),
+                rng.integers(-8, 9, (9, 3)))
+    got = cm.fused_weight_gradient(num, _f32(w), _f32(dy), _f32(x))
+    assert np.array_equal(got, _f32(w + dy @ x.T))
+    # From zero weights it is the weight gradient itself.
+    assert np.array_equal(cm.fused_weight_gradient(num, cm.zeros((6, 9)), _f32(dy), _f32(x)),
+                          cm.weight_gradient(num, _f32(dy), _f32(x)))
+
+
+def test_fused_rounds_each_sample_into_the_weight():
+    """The fused rule rounds after every sample, the separate update once: two products
+    of half an ulp of 1.0 each round away (ties to even), while their sum (one ulp) survives
+    the separate update; and the separate update rounds dW and lr to the operand format."""
+    num = cm.CoreNumerics()                    # bf16 operands
+    half_ulp = 2.0 ** -24
+    w, dy, x = _f32([[1.0]]), _f32([[half_ulp, half_ulp]]), _f32([[1.0, 1.0]])
+    assert np.array_equal(cm.fused_weight_gradient(num, w, dy, x), w)
+    minus_one = int(_f32([-1.0])[0])           # lr = -1: W + q(dW) * 1
+    separate, _ = cm.update(num, w, cm.weight_gradient(num, dy, x), minus_one)
+    assert np.array_equal(separate, _f32([[1.0 + 2.0 ** -23]]))
+
+
+def test_fused_weight_gradient_refuses_a_weight_of_another_shape():
+    num = cm.CoreNumerics()
+    with pytest.raises(ValueError, match=r"w must be 2 x 3 \(dY's rows by X's rows\), not"):
+        cm.fused_weight_gradient(num, cm.zeros((3, 2)), cm.zeros((2, 1)), cm.zeros((3, 1)))
+
+
 def test_bad_numerics_are_named():
     with pytest.raises(ValueError, match="rows must be a positive integer, not 0"):
         cm.CoreNumerics(rows=0)

@@ -135,7 +135,7 @@ def _bad_commands(config):
     return {
         "BAD_OPCODE": (_with((0,) * 16, 0, 17), None),
         "BAD_OPCODE-zero": ((0,) * 16, None),
-        "RESERVED_BITS": (_with(enc("LOAD_COL", n=2, batch=1, sp_lpc=1), 0, 1 << 9), None),
+        "RESERVED_BITS": (_with(enc("LOAD_COL", n=2, batch=1, sp_lpc=1), 0, 1 << 10), None),
         "RESERVED_BITS-high": (_with(enc("WGRAD", m=1, n=1, batch=1), 4, 1 << 31), None),
         "ZERO_SIZE": (enc("FORWARD", m=3, n=0, batch=2, sp_lpc=2), None),
         "WEIGHT_RANGE": (enc("LOAD_W", m=3, n=3, wbase=ww - 3, sp_lpc=2), None),
@@ -391,9 +391,9 @@ def test_padding_garbage_takes_part_as_in_the_simd_array():
     assert not np.array_equal(y, cm.forward(num, w[:3, :3], x[:3]))
 
 
-def _mlp_machine(config, sizes, batch, momentum=None, seed=1):
+def _mlp_machine(config, sizes, batch, momentum=None, seed=1, update="separate"):
     """A machine with compile_mlp's placement of a seeded MLP, its weights loaded."""
-    prog = cp.compile_mlp(config, sizes, batch, 0.25, momentum=momentum)
+    prog = cp.compile_mlp(config, sizes, batch, 0.25, momentum=momentum, update=update)
     case = mlp.mlp_case(sizes, batch, 2, seed)
     machine = Machine(config)
     for mat, w in zip(prog.weights, case.weights):
@@ -415,24 +415,30 @@ def _mlp_step(prog, machine, x, labels):
         assert machine.execute(command) == ErrorCode.NONE, command
 
 
-@pytest.mark.parametrize("name,sizes,batch,momentum", [
-    ("2x2", [5, 7, 3], 4, None),
-    ("2x3-tree", [6, 5, 4], 3, 0.5),
-    ("2x2", [9, 6, 4], 2, None),             # streamed: the weights do not fit the banks
+@pytest.mark.parametrize("name,sizes,batch,momentum,update", [
+    ("2x2", [5, 7, 3], 4, None, "separate"),
+    ("2x3-tree", [6, 5, 4], 3, 0.5, "separate"),
+    ("2x2", [9, 6, 4], 2, None, "separate"),  # streamed: the weights do not fit the banks
+    ("2x2", [5, 7, 3], 4, None, "fused"),
+    ("2x3-tree", [6, 5, 4], 1, None, "fused"),
+    ("2x2", [9, 6, 4], 2, None, "fused"),
 ])
-def test_mlp_steps_equal_golden_step(name, sizes, batch, momentum):
+def test_mlp_steps_equal_golden_step(name, sizes, batch, momentum, update):
     config = CONFIGS[name]
     if name == "2x2" and sizes[0] == 9:
         config = with_overrides(config, {"pe.weight_words": 16})
     num = cm.CoreNumerics.from_config(config)
-    prog, case, machine = _mlp_machine(config, sizes, batch, momentum)
+    prog, case, machine = _mlp_machine(config, sizes, batch, momentum, update=update)
     assert prog.streamed == (sizes[0] == 9)
+    assert prog.update == update
+    wgrads = [c for c in prog.step if c["op"] == "WGRAD"]
+    assert all(c.get("fused", 0) == (update == "fused") for c in wgrads)
     weights = case.weights
     velocities = [cm.zeros(w.shape) for w in weights]
     for x, labels in zip(case.inputs, case.labels):
         _mlp_step(prog, machine, x, labels)
         weights, _ = mlp.golden_step(num, weights, x, labels, 0.25, momentum=momentum,
-                                    velocities=velocities)
+                                    velocities=velocities, update=update)
     for command in prog.store_weights:
         assert machine.execute(command) == ErrorCode.NONE
     for mat, w in zip(prog.weights, weights):
@@ -723,3 +729,46 @@ def test_machine_equals_rtl_core_on_sums_that_underflow_to_minus_zero(name):
     assert not sp[Matrix(y_at, m, batch, S).addresses()].any(), "FORWARD: all +0"
     assert not sp[Matrix(dx_at, n, batch, S).addresses()].any(), "BACKWARD: all +0"
     _compare_sequence(config, scratchpad, commands)
+
+
+def test_fused_wgrad_starts_from_the_weights_and_updates_no_slot():
+    """WGRAD with ``fused``: the machine's weights are ``core_model.fused_weight_gradient``,
+    the counters show MAC slots and no update slot; with momentum (``flag``) or on a
+    dual-precision core the bit is ignored: the separate update runs."""
+    config = CONFIGS["2x3-tree"]
+    num = cm.CoreNumerics.from_config(config)
+    rng = np.random.default_rng(9)
+    m, n, batch = 5, 7, 3
+    w, x, dy = (_random_words(rng, (m, n)), _random_words(rng, (n, batch)),
+                _random_words(rng, (m, batch)))
+
+    def run(config, **fields):
+        machine = Machine(config)
+        machine.write_matrix(0, 2, w)
+        machine.write_matrix(20, 2, x)
+        machine.write_matrix(40, 2, dy)
+        machine.execute(dict(op="LOAD_W", m=m, n=n, sp_base=0, sp_lpc=2))
+        machine.execute(dict(op="LOAD_COL", n=n, batch=batch, abase=0, sp_base=20, sp_lpc=2))
+        machine.execute(dict(op="LOAD_ROW", m=m, batch=batch, abase=50, sp_base=40, sp_lpc=2))
+        before = dict(machine.counters)
+        assert machine.execute(dict(op="WGRAD", m=m, n=n, batch=batch, abase=0, abase2=50,
+                                    wbase2=16, **fields)) == ErrorCode.NONE
+        grown = {k: machine.counters[k] - before[k] for k in ("mac_slots", "update_slots")}
+        machine.execute(dict(op="STORE_W", m=m, n=n, sp_base=60, sp_lpc=2))
+        return machine.read_matrix(60, 2, m, n), grown
+
+    got, grown = run(config, fused=1, scalar=0x7F80_0000)    # the scalar is not used
+    assert np.array_equal(got, cm.fused_weight_gradient(num, w, dy, x))
+    mt, nt = -(-m // 2), -(-n // 3)
+    assert grown == {"mac_slots": mt * nt * batch, "update_slots": 0}
+    neg_one = 0x3F80_0000                      # scalar = -lr = 1.0: W + q(dW) * 1
+    separate, grown = run(config, scalar=neg_one)
+    assert grown["update_slots"] == mt * nt
+    assert not np.array_equal(separate, got)
+    # The bit is ignored with momentum (mu = 0: v = dW) and on a dual-precision core.
+    with_momentum, _ = run(config, fused=1, flag=1, scalar=neg_one, scalar2=0)
+    assert np.array_equal(with_momentum, separate)
+    dual = with_overrides(config, {"mac.dual": "dual-full", "pe.acc_regs": 16})
+    ignored, grown = run(dual, fused=1, scalar=neg_one)
+    assert grown["update_slots"] == mt * nt
+    assert np.array_equal(ignored, run(dual, scalar=neg_one)[0])

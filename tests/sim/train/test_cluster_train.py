@@ -57,3 +57,15 @@ def test_cli_cp_writes_its_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["mode"] == "cp" and data["cores"] == 2 and len(data["history"]) == 1
     assert data["stages"] and data["ticks"] > 0 and 0 < data["history"][0]["acc"] <= 1
+
+
+def test_cp_trains_with_the_fused_update():
+    """Continuous propagation with the update fused into the weight gradient: an epoch on
+    the golden cluster learns, and the result says which update ran."""
+    from chrysalis.sim.train.cp import train_cp
+    result = train_cp(CLUSTER, sizes=(64, 8, 10), epochs=1, update="fused", progress=False,
+                      log=None)
+    assert result.update == "fused" and result.to_dict()["update"] == "fused"
+    assert result.history[0].acc > 0.5
+    with pytest.raises(ValueError, match="update must be one of fused, separate, not 'x'"):
+        train_cp(CLUSTER, sizes=(64, 8, 10), epochs=1, update="x", progress=False, log=None)

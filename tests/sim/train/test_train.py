@@ -54,16 +54,21 @@ def _minibatches(seed, batch, steps):
         yield nx.from_float32(x_train[idx].T), y_train[idx]
 
 
-@pytest.mark.parametrize("momentum", [None, 0.5])
-def test_golden_backend_equals_golden_step_bit_for_bit(momentum):
+@pytest.mark.parametrize("momentum, update, expected", [
+    (None, None, "fused"),           # the default where it applies
+    (None, "separate", "separate"),
+    (0.5, None, "separate"),         # momentum keeps the separate passes
+])
+def test_golden_backend_equals_golden_step_bit_for_bit(momentum, update, expected):
     steps, seed, lr = 5, 3, 0.1
-    result = _train(steps=steps, lr=lr, momentum=momentum, seed=seed)
+    result = _train(steps=steps, lr=lr, momentum=momentum, seed=seed, update=update)
+    assert result.update == expected and result.to_dict()["update"] == expected
     num = cm.CoreNumerics.from_config(SMALL)
     weights = initial_weights(list(SIZES), seed)
     velocities = None if momentum is None else [np.zeros_like(w) for w in weights]
     for x_bits, labels in _minibatches(seed, BATCH, steps):
         weights, _ = golden_step(num, weights, x_bits, labels, lr, momentum=momentum,
-                                 velocities=velocities)
+                                 velocities=velocities, update=expected)
     assert len(result.weights) == len(weights)
     for got, want in zip(result.weights, weights):
         np.testing.assert_array_equal(got, want)
@@ -191,6 +196,9 @@ def test_result_is_json_ready():
     (dict(steps=0), "steps must be a positive integer, not 0"),
     (dict(epochs=1.5), "epochs must be a positive integer, not 1.5"),
     (dict(seed=-1), "seed must be a non-negative integer, not -1"),
+    (dict(update="lazy"), "update must be one of fused, separate, not 'lazy'"),
+    (dict(update="fused", momentum=0.5),
+     "update must be 'separate' with momentum 0.5, not 'fused'"),
 ])
 def test_bad_arguments_name_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -220,6 +228,8 @@ def test_cli_defaults_are_the_drivers():
     assert (train_cli.CP_LR, train_cli.CP_EPOCHS) == (cp_program.DEFAULT_CP_LR,
                                                         cp_program.DEFAULT_CP_EPOCHS)
     assert train_cli.BACKENDS == tr.BACKENDS
+    from chrysalis.sim.compile.compiler import UPDATES
+    assert train_cli.UPDATES == UPDATES and args.update is None
     assert (args.backend, args.seed, args.build_dir) == ("golden", 0, "build/train")
 
 
@@ -231,6 +241,7 @@ def test_cli_defaults_are_the_drivers():
     (["--sizes", "64,x,10"], "'64,x,10'"),
     (["--steps", "3", "--epochs", "2"], "not allowed with"),
     (["--backend", "spice"], "'spice'"),
+    (["--update", "lazy"], "'lazy'"),
 ])
 def test_cli_argument_errors_exit_2_naming_the_value(capsys, argv, bad):
     with pytest.raises(SystemExit) as exit_info:
@@ -328,3 +339,13 @@ def test_default_settings_reach_95_percent_on_golden():
     assert result.final.acc >= 0.95
     # bf16 operands against float32 arithmetic: the accuracies stay within a point.
     assert abs(result.final.gap) <= 1.0
+
+
+def test_fused_update_on_a_dual_precision_core_is_refused_and_defaults_to_separate():
+    dual = with_overrides(SMALL, {"mac.dual": "dual-full", "pe.acc_regs": 16})
+    with pytest.raises(ValueError, match=r"update must be 'separate' with mac\.dual = "
+                                         r"'dual-full', not 'fused'"):
+        tr.train(dual, sizes=SIZES, batch=BATCH, steps=1, update="fused", progress=False,
+                 log=None)
+    result = tr.train(dual, sizes=SIZES, batch=BATCH, steps=1, progress=False, log=None)
+    assert result.update == "separate"

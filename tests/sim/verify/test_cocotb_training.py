@@ -1,5 +1,6 @@
 """Consecutive training steps of small MLPs under Icarus and Verilator: forward, loss
-gradient, backward, weight gradient and update (with momentum on the 2x3 core) on chip, and
+gradient, backward, weight gradient and update (with momentum on the 2x3 core; fused into
+the weight gradient in one case) on chip, and
 after every step the loss gradient (and at the end every weight and velocity) equal to the
 golden model's, bit for bit."""
 
@@ -20,9 +21,13 @@ CORE_2X3 = with_overrides(PRESETS["tiny"], {"name": "core2x3", "core.cols": 3,
 CONFIGS = {"core4x4": CORE_4X4, "core2x3": CORE_2X3}
 
 
-@pytest.mark.parametrize("name,sizes,batch,steps,momentum", [
-    ("core4x4", (12, 8, 5), 4, 2, None), ("core2x3", (7, 5, 3), 3, 2, 0.875)])
-def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, simulator):
+@pytest.mark.parametrize("name,sizes,batch,steps,momentum,update", [
+    ("core4x4", (12, 8, 5), 4, 2, None, "separate"),
+    ("core2x3", (7, 5, 3), 3, 2, 0.875, "separate"),
+    # The update fused into the weight-gradient pass: dY carries -lr.
+    ("core4x4", (12, 8, 5), 4, 2, None, "fused")])
+def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, update,
+                                         simulator):
     config = CONFIGS[name]
     # The 2x3 core is test_cocotb_core.py's tiny_2x3_l3: one build serves both files.
     source, toplevel, build_dir = core_verilog(config)
@@ -32,5 +37,6 @@ def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, si
         extra_env={"CHRYSALIS_CONFIG": config.to_toml(),
                    "CHRYSALIS_SIZES": ",".join(map(str, sizes)), "CHRYSALIS_BATCH": batch,
                    "CHRYSALIS_STEPS": steps, "CHRYSALIS_SEED": 3,
-                   "CHRYSALIS_MOMENTUM": "" if momentum is None else momentum})
+                   "CHRYSALIS_MOMENTUM": "" if momentum is None else momentum,
+                   "CHRYSALIS_UPDATE": update})
     assert result["tests"] == 1
