@@ -841,13 +841,15 @@ PRESET_DIR = Path(__file__).parent / "presets"
 _DEFAULT = Config()
 
 #: Named configs. ``default`` is the defaults (4x4, bf16 operands, fp32 accumulation);
-#: ``tiny`` is a 2x2 core with small stores, quick to simulate and synthesize.
+#: ``tiny`` is a 2x2 core with small stores and the one-FMA special-function unit, quick to
+#: simulate and synthesize.
 PRESETS = {
     "tiny": dataclasses.replace(
         _DEFAULT, name="tiny",
         mac=dataclasses.replace(_DEFAULT.mac, latency=2),
         pe=dataclasses.replace(_DEFAULT.pe, weight_words=64, act_words=64, acc_regs=8),
-        core=dataclasses.replace(_DEFAULT.core, rows=2, cols=2, scratchpad_words=1024)),
+        core=dataclasses.replace(_DEFAULT.core, rows=2, cols=2, scratchpad_words=1024,
+                                 sfu="barrel")),
     "default": _DEFAULT,
 }
 
