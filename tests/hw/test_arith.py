@@ -28,6 +28,10 @@ def _assert_equal(got, ref, inputs):
                              f"rtl {int(got[i]):#x}, golden {int(ref[i]):#x}")
 
 
+# The exhaustive and 100k-vector runs take 10 s each in Amaranth's simulator: ``slow``. The
+# default suite keeps the 4000-vector runs of every format below, and the units run under
+# Icarus and Verilator in tests/sim/verify/test_cocotb_arith.py.
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", [FP8_E4M3, FP8_E5M2], ids=["e4m3", "e5m2"])
 def test_multiplier_all_fp8_pairs(fmt):
     a, b = (x.ravel().astype(np.uint64) for x in np.meshgrid(np.arange(256), np.arange(256)))
@@ -55,6 +59,7 @@ def test_mac_formats_and_latencies(op_fmt, acc_fmt, latency):
     _assert_equal(got, nx.fmac(inputs["c"], inputs["a"], inputs["b"], op_fmt, acc_fmt), inputs)
 
 
+@pytest.mark.slow
 def test_converter_fp32_to_bf16_100k_vectors():
     inputs = vectors.convert_vectors(FP32, 100_000, seed=23)
     got = stream(FloatConverter(FP32, BF16, latency=1), inputs)

@@ -87,18 +87,21 @@ def layer(case):
     return machine.scratchpad.copy(), commands
 
 
+# Every policy and both scopes run in the default suite; the second case of a policy and
+# scope (about 8 s each in Amaranth's simulator) runs with ``slow``.
+_SLOW = pytest.mark.slow
 CASES = [
     Case("single", 2, 2, 5, 5, 3, 8, 2, 8),
-    Case("single", 2, 3, 7, 6, 3, 4, 1, 4, seed=1),
+    pytest.param(Case("single", 2, 3, 7, 6, 3, 4, 1, 4, seed=1), marks=_SLOW),
     Case("value", 2, 2, 5, 5, 3, 8, 2, 8, seed=2),
-    Case("value", 2, 2, 3, 2, 16, 4, 2, 6, seed=3),
+    pytest.param(Case("value", 2, 2, 3, 2, 16, 4, 2, 6, seed=3), marks=_SLOW),
     Case("static", 2, 3, 9, 4, 6, 2, 2, 20, seed=4),
     Case("random", 2, 2, 4, 1, 13, 16, 4, 3, seed=5),
     Case("dual-full", 2, 2, 7, 6, 3, 8, 8, 1, seed=6),
     # Tags shared along the lines of PEs: columns in FORWARD and WGRAD, rows in BACKWARD
     # (non-square arrays, so that some tag units serve only one direction).
     Case("single", 2, 3, 7, 6, 3, 8, 2, 6, seed=7, scope="row"),
-    Case("value", 3, 2, 5, 7, 4, 4, 2, 5, seed=8, scope="row"),
+    pytest.param(Case("value", 3, 2, 5, 7, 4, 4, 2, 5, seed=8, scope="row"), marks=_SLOW),
 ]
 
 

@@ -33,7 +33,10 @@ def rtl(config, job, simulator, build_root):
                    job_dir=build_root)
 
 
-#: The reuse and dual-precision jobs: under Icarus (either harness) only with ``slow``.
+#: The reuse and dual-precision jobs, the three-step training and the fuzz: under Icarus
+#: (either harness) only with ``slow``. Icarus runs a job at about 1 ms per cycle, and the
+#: default suite checks Icarus's native harness on a training job already
+#: (``test_native_job.py::test_icarus_training_steps_equal_verilator_and_cocotb``).
 SLOW_ICARUS = [pytest.param(p.values[0], marks=(*p.marks, pytest.mark.slow), id=p.id)
                if p.id.startswith("icarus") else p for p in RTL_HARNESSES]
 
@@ -186,6 +189,7 @@ def assert_runs_equal_golden(outs, golden):
     assert golden_mismatches(outs, golden) == []
 
 
+@pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
 def test_training_steps_equal_golden_machine(rtl_harness, build_root):
     """Three consecutive SGD steps of a 64-32-10 MLP on digits: after the prologue and after
     every step the whole memory image and the counters equal the golden machine's."""
@@ -311,6 +315,7 @@ def fuzz_case(config, seed, length=24):
                        Run(0x3000, 3, dma_last=0xFFFF, max_cycles=400_000)])
 
 
+@pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
 def test_fuzz_rtl_equals_golden(rtl_harness, build_root):
     """Random command streams never hang the RTL (each run ends within its cycle bound) and
     the RTL and the golden machine agree on the error code and index, the counters and the
