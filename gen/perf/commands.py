@@ -106,10 +106,10 @@ def phase_of(op):
 
 
 def _result(cycles, mac_slots=0, update_slots=0, stall_cycles=0, bus_words=0, products=0,
-            update_cycles=0):
+            update_cycles=0, fused_weights=0):
     return {"cycles": cycles, "mac_slots": mac_slots, "update_slots": update_slots,
             "stall_cycles": stall_cycles, "bus_words": bus_words, "products": products,
-            "update_cycles": update_cycles}
+            "update_cycles": update_cycles, "fused_weights": fused_weights}
 
 
 def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
@@ -176,7 +176,10 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False):
         ``update_slots``, ``stall_cycles``, ``bus_words``, ``products`` (multiplies the
         PEs do in MAC slots, padding included: ``mac_slots * R * C`` with one stream,
         ``R * C * outputs * steps`` with two) and ``update_cycles`` (``WGRAD``: the cycles
-        of its update passes, the rest being the weight gradient's).
+        of its update passes, the rest being the weight gradient's), ``fused_weights``
+        (a ``WGRAD`` whose update is fused: the weights each PE reads at their first MAC and
+        writes back at their last, ``mt * nt``; no RTL counter counts them, and the energy
+        model prices them as a weight-bank read and write each).
     """
     if op not in CORE_OPS:
         raise ValueError(f"op must be one of {', '.join(CORE_OPS)}, not {op!r}")
@@ -197,7 +200,8 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False):
         G = config.pe.acc_regs // 2
         passes = core_counts.wgrad_update_passes(config, command)
         counts.update(products=R * C * mt * nt * batch,
-                      update_cycles=ceil_div(mt * nt, G) * G * passes)
+                      update_cycles=ceil_div(mt * nt, G) * G * passes,
+                      fused_weights=mt * nt if core_counts.wgrad_fused(config, command) else 0)
     elif op in ("FORWARD", "BACKWARD"):
         outputs, steps = (mt * batch, nt) if op == "FORWARD" else (nt * batch, mt)
         counts["products"] = R * C * outputs * steps
@@ -273,7 +277,7 @@ def command_overhead(config, timing=TESTBENCH_MEMORY):
 _EMPTY = {"cycles": 0, "core_cycles": 0, "dma_cycles": 0, "overhead_cycles": 0,
           "commands": 0, "fetch_beats": 0, "dma_read_beats": 0, "dma_write_beats": 0,
           "mac_slots": 0, "update_slots": 0, "stall_cycles": 0, "bus_words": 0, "products": 0,
-          "update_cycles": 0}
+          "update_cycles": 0, "fused_weights": 0}
 #: The fields of :func:`command_cost`.
 COST_FIELDS = tuple(_EMPTY)
 

@@ -447,7 +447,7 @@ def load(path=None, config=None):
 _KNOWN_COUNTERS = {name for name, _ in isa.COUNTERS} | set(COUNTERS_READ)
 
 
-def events(config, counters):
+def events(config, counters, fused_weights=0):
     """Counts of the priced events from a counter dict.
 
     Parameters
@@ -458,6 +458,11 @@ def events(config, counters):
         Counter name -> value, names as in ``gen.spec.isa.COUNTERS`` in either case (the RTL's
         upper case or ``sim.golden.machine.COUNTER_NAMES``' lower case). Absent counters count as
         0; counters not read here (``CYCLES``, ``MAC_SLOTS``, ...) are ignored.
+    fused_weights : int
+        Weights per PE that ``WGRAD`` commands with the fused update read at their first
+        MAC and wrote back at their last (``gen.perf.commands.core_command``'s
+        ``fused_weights``): no counter counts them, so a model (or a caller that knows the
+        command stream) gives them here; each is a weight-bank read and a write.
 
     Returns
     -------
@@ -473,6 +478,7 @@ def events(config, counters):
         - ``weight_bank_read = products + updates``, ``act_bank_read = products``: a MAC
           reads one operand from each bank (exact in FORWARD and BACKWARD; WGRAD reads both
           from the activation bank), an update reads the weight (or the velocity);
+        - ``weight_bank_read`` and ``weight_bank_write`` also get ``fused_weights * P``;
         - ``weight_bank_write = updates``, ``act_bank_write = BUS_WORDS``: one bank write
           per bus word (LOAD_COL/LOAD_ROW broadcasts write more, reduction words none);
         - ``scratchpad_access = BUS_WORDS + (DMA_READ_BEATS + DMA_WRITE_BEATS) * w / 32``,
@@ -501,6 +507,10 @@ def events(config, counters):
     pes = config.core.rows * config.core.cols
     width = config.host.axi_data_width
     updates = get("UPDATE_SLOTS") * pes
+    if not isinstance(fused_weights, int) or isinstance(fused_weights, bool) \
+            or fused_weights < 0:
+        raise ValueError(f"fused_weights must be a non-negative integer, not {fused_weights!r}")
+    fused = fused_weights * pes
     products = (get("HIGH_PRODUCTS") + get("LOW_PRODUCTS") + get("BYPASS_PRODUCTS")
                 + get("REUSE_HITS"))
     dma_beats = get("DMA_READ_BEATS") + get("DMA_WRITE_BEATS")
@@ -509,8 +519,8 @@ def events(config, counters):
         "operand_multiply": get("HIGH_PRODUCTS") + updates,
         "low_multiply": get("LOW_PRODUCTS"),
         "accumulate_add": products + updates,
-        "weight_bank_read": products + updates,
-        "weight_bank_write": updates,
+        "weight_bank_read": products + updates + fused,
+        "weight_bank_write": updates + fused,
         "act_bank_read": products,
         "act_bank_write": get("BUS_WORDS"),
         "scratchpad_access": get("BUS_WORDS") + dma_beats * width // 32,

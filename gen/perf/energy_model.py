@@ -9,7 +9,9 @@ measured run are costed by one table. What the RTL cannot count yet is set here:
   policy sends the smaller product of each pair there: about half);
 * reuse: a hit rate ``reuse_hit_rate`` of the lookups (one per product);
 * ring words (clusters, not in RTL): each priced as a bus word, an estimate
-  (``docs/perf_model.md``).
+  (``docs/perf_model.md``);
+* the weights a fused ``WGRAD`` reads at its first MAC and writes back at its last
+  (``fused_weights`` of the phases): a weight-bank read and write each.
 """
 
 from chrysalis.gen.perf import energy
@@ -59,7 +61,10 @@ def energy_of(config, result, table=None, low_fraction=0.5, reuse_hit_rate=0.0,
     table = energy.load(config=config) if table is None else table
     counters = model_counters(config, result["phases"], result.get("core_copies", 1),
                               low_fraction, reuse_hit_rate)
-    est = energy.estimate(table, energy.events(config, counters))
+    # The weights a fused update reads and writes back: priced, though no counter has them.
+    fused = sum(entry.get("fused_weights", 0) for entry in result["phases"].values())
+    fused = int(round(fused * result.get("core_copies", 1)))
+    est = energy.estimate(table, energy.events(config, counters, fused_weights=fused))
     per_event = dict(est.per_event)
     per_event["ring_word"] = result.get("ring_words", 0) * table.bus_word
     total = sum(per_event.values())

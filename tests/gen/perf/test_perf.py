@@ -329,3 +329,114 @@ def test_wgrad_splits_into_gradient_and_update_passes():
     # The gradient's part is the same with and without momentum.
     assert plain["cycles"] - plain["update_cycles"] == \
         momentum["cycles"] - momentum["update_cycles"]
+
+
+# --- the fused update ------------------------------------------------------------------------
+
+def _wgrad_slots(result, field):
+    return result["phases"]["wgrad_update"][field]
+
+
+@pytest.mark.parametrize("mode, cores", [("sgd", 1), ("mbgd", 1), ("mbgd", 2), ("model", 4),
+                                         ("sgd", 2), ("cp", 4)])
+def test_fused_update_saves_exactly_the_update_slots(mode, cores):
+    """Fused vs separate on the same mappings: each core's WGRADs lose their update pass
+    and nothing else moves, so one core's step is shorter by exactly its update passes'
+    cycles (``update_cycles``: the update slots with each accumulator group's pass rounded
+    up to the group, as the schedule issues them), and no update slot is left."""
+    from chrysalis.gen.perf.mapping import optimize
+    config = with_overrides(PRESETS["default"], {"cluster.cores": cores})
+    network = get_network("mnist-500x3")
+    mappings, _ = optimize(config, network, 16, mode)
+    sep = network_cost(config, network, 16, mode, mappings)
+    fus = network_cost(config, network, 16, mode, mappings, update="fused")
+    assert sep["update"] == "separate" and fus["update"] == "fused"
+    assert _wgrad_slots(fus, "mac_slots") == _wgrad_slots(sep, "mac_slots")
+    assert fus["useful_macs"] == sep["useful_macs"]
+    saved, kept = 0, 0
+    for a, b in zip(sep["layers"], fus["layers"]):
+        pa, pb = a["phases"]["wgrad_update"], b["phases"]["wgrad_update"]
+        if "batch split" in a["extensions"]:
+            # The gradient accumulates over batch tiles: the separate update stays.
+            assert a["cycles"] == b["cycles"] and pb["update_slots"] == pa["update_slots"]
+            kept += 1
+        else:
+            assert pb["update_slots"] == 0 < pa["update_slots"]
+            assert a["cycles"] - b["cycles"] == pa["update_cycles"]
+            # Each WGRAD's last group rounds up to the group's size (acc_regs / 2).
+            assert (0 <= pa["update_cycles"] - pa["update_slots"]
+                    < config.pe.acc_regs // 2 * pa["commands"])
+            saved += pa["update_cycles"]
+    assert saved > 0
+    if mode != "cp":
+        # The phases hold one core's commands: the step is shorter by its update passes.
+        assert sep["cycles"] - fus["cycles"] == saved
+        assert fus["utilization"] > sep["utilization"]
+    else:
+        # The tick is the pipeline's dispatch: it can only get shorter.
+        assert fus["cycles"] <= sep["cycles"]
+        assert sep["pipelined_cycles"] > fus["pipelined_cycles"]
+
+
+def test_fused_layer_cost_equals_the_fused_wgrad_command_and_keeps_a_batch_split_separate():
+    config = PRESETS["default"]
+    layer = mlp([64, 32, 10]).layers[0]
+    sep = layer_cost(config, layer, 8, first=True)
+    fus = layer_cost(config, layer, 8, first=True, update="fused")
+    separate = command_cost(config, dict(op="WGRAD", m=32, n=65, batch=8))
+    want = separate["cycles"] - command_cost(config, dict(op="WGRAD", m=32, n=65, batch=8,
+                                                          fused=1))["cycles"]
+    assert sep["cycles"] - fus["cycles"] == want == separate["update_cycles"] > 0
+    assert fus["update"] == "fused" and sep["update"] == "separate"
+    # A batch split accumulates dW over the batch tiles: the separate update stays.
+    split = Mapping(32, 65, 4)
+    assert "batch split" in layer_cost(config, layer, 8, split, first=True)["extensions"]
+    a = layer_cost(config, layer, 8, split, first=True)
+    b = layer_cost(config, layer, 8, split, first=True, update="fused")
+    assert a["cycles"] == b["cycles"] and b["update"] == "separate"
+    # A dual-precision core ignores the fused bit (sim.golden.core_counts.wgrad_fused).
+    dual = with_overrides(config, {"mac.dual": "value", "pe.acc_regs": 32})
+    assert (layer_cost(dual, layer, 8, first=True)["cycles"]
+            == layer_cost(dual, layer, 8, first=True, update="fused")["cycles"])
+
+
+def test_update_defaults_and_refusals():
+    from chrysalis.gen.perf.layer import UPDATES
+    from chrysalis.gen.perf.network import default_update
+    from chrysalis.sim.compile.compiler import UPDATES as COMPILER_UPDATES
+    assert UPDATES == COMPILER_UPDATES
+    config = PRESETS["default"]
+    two = with_overrides(config, {"cluster.cores": 2})
+    dual = with_overrides(config, {"mac.dual": "value", "pe.acc_regs": 32})
+    assert [default_update(two, m) for m in ("sgd", "mbgd", "model", "cp", "data")] == \
+        ["fused"] * 4 + ["separate"]
+    assert default_update(config, "data") == "fused"          # one core: no all-reduce
+    assert default_update(dual, "mbgd") == "separate"
+    network = mlp([64, 32, 10])
+    with pytest.raises(ValueError, match=r"mode 'data' keeps the separate update: update "
+                                         r"must be 'separate', not 'fused'$"):
+        network_cost(two, network, 8, "data", update="fused")
+    with pytest.raises(ValueError, match=r"update must be one of fused, separate, not 'x'$"):
+        network_cost(config, network, 8, "mbgd", update="x")
+    with pytest.raises(ValueError, match=r"update must be one of fused, separate, not None$"):
+        layer_cost(config, network.layers[0], 8, update=None)
+
+
+def test_fused_update_still_pays_its_weight_reads_and_writes():
+    """A fused WGRAD reads each weight at its first MAC and writes it back at its last: no
+    counter counts them, so the model's energy prices them from ``fused_weights``, as many
+    weight-bank reads and writes as the separate update pass does, without its multiplies."""
+    from chrysalis.gen.perf import energy
+    from chrysalis.gen.perf.commands import core_command
+    config = PRESETS["default"]
+    separate = core_command(config, "WGRAD", m=37, n=65, batch=8)
+    fused = core_command(config, "WGRAD", m=37, n=65, batch=8, fused=True)
+    assert fused["update_slots"] == 0 and separate["fused_weights"] == 0
+    assert fused["fused_weights"] == separate["update_slots"] > 0
+    ev_sep = energy.events(config, {"UPDATE_SLOTS": separate["update_slots"]})
+    ev_fused = energy.events(config, {}, fused_weights=fused["fused_weights"])
+    assert ev_fused["weight_bank_write"] == ev_sep["weight_bank_write"]
+    assert ev_fused["weight_bank_read"] == ev_sep["weight_bank_read"]
+    assert ev_fused["operand_multiply"] == 0 < ev_sep["operand_multiply"]
+    with pytest.raises(ValueError, match="fused_weights must be a non-negative integer, not -1"):
+        energy.events(config, {}, fused_weights=-1)
