@@ -22,6 +22,11 @@ Parts (``--parts``, default all):
     the RTL on networks that simulate in minutes, the model on CATERPILLAR-sized ones; each
     row says which.
 
+Every program and model row runs the SGD update its program runs by default (plain SGD):
+fused into the weight gradient on one core, in model parallel and in CP; separate in data
+parallel, whose gradients are all-reduced before the update
+(``gen.perf.network.default_update``, ``sim.compile.parallel_program``).
+
     .venv/bin/python benchmarks/cluster.py [--parts collectives modes caterpillar] [--no-rtl]
     .venv/bin/python benchmarks/cluster.py --markdown      # the tables again from the JSON
     .venv/bin/python benchmarks/cluster.py --parts modes caterpillar --reuse-rtl
@@ -243,10 +248,11 @@ def mode_program(mode, cores, sizes=SIZES, batch=BATCH):
     if mode in ("data", "model", "one"):
         if mode == "one":
             from chrysalis.sim.compile.program import TrainingProgram
-            program = TrainingProgram(config, list(sizes), batch, LR, store_every_step=False)
+            program = TrainingProgram(config, list(sizes), batch, LR, store_every_step=False,
+                                      update=None)
         else:
             from chrysalis.sim.compile.parallel_program import ParallelProgram
-            program = ParallelProgram(config, list(sizes), batch, LR, mode)
+            program = ParallelProgram(config, list(sizes), batch, LR, mode, update=None)
         batches = [_digits(batch, seed) for seed in (1, 2)]
         job = training_job(program, weights, batches)
         step = program.step_run(1, 0)
@@ -254,7 +260,7 @@ def mode_program(mode, cores, sizes=SIZES, batch=BATCH):
     from chrysalis.sim.compile.cp_program import CpProgram, cp_job
     fill = 2 * cores - 2
     samples = fill + 4
-    program = CpProgram(config, list(sizes), LR, samples, batch=1)
+    program = CpProgram(config, list(sizes), LR, samples, batch=1, update=None)
     x, y = _digits(samples)
     job = cp_job(program, weights, x, y, ticks_per_run=1)
     steady = list(range(fill, samples))                 # every stage busy
@@ -281,6 +287,7 @@ def measure_mode(mode, cores, rtl, sizes=SIZES, batch=BATCH, reuse=None):
                                f"{g.error.name} on the golden model")
     model = [cluster_stream_cost(config, s) for s in streams]
     out = dict(mode=mode, cores=cores, sizes=list(sizes), batch=samples, runs=len(measured),
+               update=program.update,
                useful_macs=mlp(list(sizes)).macs(samples),
                pes=config.core.pes * config.mac.macs_per_cycle,
                stream_model_cycles=float(np.mean([m["cycles"] for m in model])),
@@ -326,11 +333,13 @@ def layer_model(mode, cores, sizes, batch, config=None, network=None, mappings=N
     ``config``) for an MLP of ``sizes`` (or ``network``)."""
     from chrysalis.gen.spec.networks import mlp
     from chrysalis.gen.perf import network_cost
+    from chrysalis.gen.perf.network import default_update
     base = default_cluster(1) if config is None else config
     config = with_overrides(base, {"cluster.cores": cores})
     network = mlp(list(sizes)) if network is None else network
-    return network_cost(config, network, batch, _network_mode(mode) if cores > 1 or
-                        mode == "one" else "mbgd", mappings)
+    kind = _network_mode(mode) if cores > 1 or mode == "one" else "mbgd"
+    return network_cost(config, network, batch, kind, mappings,
+                        update=default_update(config, kind))
 
 
 def run_modes(rtl, previous=None, log=print):
@@ -380,16 +389,19 @@ def modes_markdown(rows, sweep):
            "for the first layer) and dW; the weight update is not a MAC. `stream model` is `gen.perf.network.cluster_stream_cost` of the very "
            "commands the RTL ran (the controller's in-order dispatch); `layer model` is "
            "`gen.perf.network_cost` from the layer shapes alone; `overlapped` is the CP "
-           "tick if the cores' commands overlapped fully (slowest stage + sends).\n",
-           "| mode | cores | batch | RTL cycles | stream model | layer model | overlapped | "
-           "RTL ring cycles | model ring cycles | utilization (RTL) | utilization (layer "
-           "model) | source |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+           "tick if the cores' commands overlapped fully (slowest stage + sends). Each "
+           "program runs its default SGD update (`update`): fused into the weight gradient "
+           "except in data parallel.\n",
+           "| mode | update | cores | batch | RTL cycles | stream model | layer model | "
+           "overlapped | RTL ring cycles | model ring cycles | utilization (RTL) | "
+           "utilization (layer model) | source |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         rc = f"{r['rtl_cycles']:.0f}" if "rtl_cycles" in r else "-"
         rr = f"{r['rtl_ring_cycles']:.0f}" if "rtl_ring_cycles" in r else "-"
         pc = f"{r['pipelined_cycles']:.0f}" if r.get("pipelined_cycles") else "-"
-        out.append(f"| {r['mode']} | {r['cores']} | {r['batch']} | {rc} | "
+        out.append(f"| {r['mode']} | {r.get('update', 'separate')} | {r['cores']} | "
+                   f"{r['batch']} | {rc} | "
                    f"{r['stream_model_cycles']:.0f} | {r['layer_model_cycles']:.0f} | {pc} | "
                    f"{rr} | {r['stream_model_ring_cycles']:.0f} | {r['utilization']:.1%} | "
                    f"{r['layer_model_utilization']:.1%} | {r['source']} |")
@@ -423,6 +435,7 @@ def run_caterpillar(rtl, modes=None, previous=None, log=print):
     from chrysalis.gen.perf.mapping import optimize
     from chrysalis.gen.spec.networks import get_network
     from chrysalis.gen.perf import network_cost
+    from chrysalis.gen.perf.network import default_update
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from energy_caterpillar import LAC, cores_needed
 
@@ -454,7 +467,8 @@ def run_caterpillar(rtl, modes=None, previous=None, log=print):
                          network="-".join(map(str, SIZES)), config="default (4x4 PEs)",
                          cores=cores, batch=batch, cycles=r.get("rtl_cycles",
                                                                 r["stream_model_cycles"]),
-                         utilization=r["utilization"], source=source))
+                         utilization=r["utilization"], source=source,
+                         update=r.get("update")))
         log(f"  {kind} {mode} {cores} cores: {r['utilization']:.1%} ({source})", flush=True)
     base = with_overrides(PRESETS["default"], LAC)
     for name in CATERPILLAR_NETWORKS:
@@ -464,11 +478,12 @@ def run_caterpillar(rtl, modes=None, previous=None, log=print):
             if cores is None:
                 continue
             config = with_overrides(base, {"cluster.cores": cores})
+            update = default_update(config, kind)
             try:
-                mappings, _ = optimize(config, network, batch, kind)
+                mappings, _ = optimize(config, network, batch, kind, update=update)
             except ValueError:
                 mappings = None
-            r = network_cost(config, network, batch, kind, mappings)
+            r = network_cost(config, network, batch, kind, mappings, update=update)
             over = (r["useful_macs"] / (config.peak_macs_per_cycle * r["pipelined_cycles"])
                     if r.get("pipelined_cycles") else None)
             rows.append(dict(kind=kind, what="model parallel" if kind != "cp" else
@@ -477,7 +492,7 @@ def run_caterpillar(rtl, modes=None, previous=None, log=print):
                              cores=cores, batch=r["batch"], cycles=r["cycles"],
                              utilization=r["utilization"], overlapped_utilization=over,
                              ring_share=r["collective_cycles"] / r["cycles"],
-                             source="model"))
+                             source="model", update=update))
             log(f"  {name} {kind} batch {batch} on {cores} cores: {r['utilization']:.1%} "
                 f"(model)", flush=True)
     return {"rows": rows, "measured": kept, "markdown": caterpillar_markdown(rows)}
@@ -498,9 +513,13 @@ def caterpillar_markdown(rows):
            "| | CATERPILLAR | network | machine | what | cores | batch | cycles per step "
            "(CP: per sample) | utilization | CP overlapped | ring share | source |",
            "|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    out_end = ["", "What holds the figures below CATERPILLAR's, in these runs: the "
-               "separate update pass of every `WGRAD` (one slot per weight, which the useful "
-               "MACs do not count: it weighs most at batch 1), every "
+    out_end = ["", "Every row runs the SGD update its program runs by default: fused into "
+               "the weight gradient (no update pass) on one core, in model parallel and in "
+               "CP; in data parallel the separate update pass of every `WGRAD` (one slot per "
+               "weight, which the useful MACs do not count), as its gradients are "
+               "all-reduced first. What holds the figures below CATERPILLAR's, in these "
+               "runs: the exposed drains of batch-1 products (`benchmarks/cycle_breakdown.py`), "
+               "every "
                "command's fetch and checks through the controller (16 cycles), the loss "
                "gradient (`LOSS_GRAD`) on one core, a 10-class output layer padded to the "
                "array; in model parallel the collectives and the output layer computed on "

@@ -19,7 +19,10 @@ exact against the RTL):
     2048-word banks, fp16 operands, 128-bit ring; ``benchmarks/energy_caterpillar.py``'s
     ``LAC``), as ``benchmarks/cluster.py`` models it: SGD (batch 1) and MBGD (batch 16)
     model parallel on as many cores as hold the weights, CP one core per layer
-    (``gen.perf.network_cost`` with ``gen.perf.mapping.optimize``'s mappings).
+    (``gen.perf.network_cost`` with ``gen.perf.mapping.optimize``'s mappings), with the
+    update the cluster programs run by default (``gen.perf.network.default_update``: fused
+    into ``WGRAD`` in model parallel and CP; a layer under a batch split keeps the separate
+    update).
 
 How a core command's cycles split (``sim.golden.core_counts``; ``L`` the MAC latency, ``G``
 the outputs of an accumulator group, ``P`` a group's compute cycles, ``D`` its drain):
@@ -69,7 +72,7 @@ from chrysalis.gen.perf.commands import (  # noqa: E402
 from chrysalis.gen.perf.layer import tile_splits  # noqa: E402
 from chrysalis.gen.perf.mapping import optimize  # noqa: E402
 from chrysalis.gen.perf.network import (  # noqa: E402
-    cluster_stream_cost, cp_stage_commands, per_core)
+    cluster_stream_cost, cp_stage_commands, default_update, per_core)
 from chrysalis.sim.golden import core_counts  # noqa: E402
 from chrysalis.sim.compile.cp_program import interleave  # noqa: E402
 
@@ -229,19 +232,23 @@ def _caterpillar(mode, batch):
     network = get_network(NETWORK)
     base = with_overrides(get_preset("default"), LAC)
     config = with_overrides(base, {"cluster.cores": cores_needed(base, network, mode)})
+    update = default_update(config, mode)
     try:
-        mappings, _ = optimize(config, network, batch, mode)
+        mappings, _ = optimize(config, network, batch, mode, update=update)
     except ValueError:
         mappings = None
-    return config, network, network_cost(config, network, batch, mode, mappings)
+    return config, network, network_cost(config, network, batch, mode, mappings,
+                                         update=update)
 
 
-def _layer_compute(config, layer, batch, mapping, first):
+def _layer_compute(config, layer, batch, mapping, first, update="separate"):
     """A layer's ``FORWARD``, ``BACKWARD`` and ``WGRAD`` under its tiling, split, as
-    ``gen.perf.layer.layer_cost`` issues them; per phase."""
+    ``gen.perf.layer.layer_cost`` issues them (``WGRAD`` fused with ``update = "fused"``
+    unless a batch split accumulates the gradient); per phase."""
     phases = {"forward": _zero(), "backward": _zero(), "wgrad_update": _zero()}
     sm, sn = tile_splits(layer.m, mapping.tm), tile_splits(layer.n, mapping.tn)
     sb = tile_splits(layer.columns * batch, mapping.tb)
+    fused = update == "fused" and sum(c for _, c in sb) == 1
     G = config.pe.acc_regs // 2
     R, C = config.core.rows, config.core.cols
     for mi, cm in sm:
@@ -251,7 +258,8 @@ def _layer_compute(config, layer, batch, mapping, first):
                 _add(phases["forward"], compute_split(config, "FORWARD", mi, nj, bk), t)
                 if not first:
                     _add(phases["backward"], compute_split(config, "BACKWARD", mi, nj, bk), t)
-                _add(phases["wgrad_update"], compute_split(config, "WGRAD", mi, nj, bk), t)
+                _add(phases["wgrad_update"], compute_split(config, "WGRAD", mi, nj, bk,
+                                                           fused=fused), t)
             if len(sb) > 1:
                 # A batch split applies the accumulated gradient in one more update pass.
                 phases["wgrad_update"]["update"] += cm * cn * ceil_div(
@@ -275,7 +283,8 @@ def model_parallel_column(mode, batch, timing=TESTBENCH_MEMORY):
     L = config.mac.latency
     parts = _zero()
     for i, (layer, cost) in enumerate(zip(layers, r["layers"])):
-        phases = _layer_compute(config, layer, core_batch, cost["mapping"], first=i == 0)
+        phases = _layer_compute(config, layer, core_batch, cost["mapping"], first=i == 0,
+                                update=r["update"])
         for phase, split in phases.items():
             _check_phase(f"{mode} {layer.name}", phase, split, cost["phases"][phase])
             _add(parts, split)
@@ -333,7 +342,7 @@ def cp_column(timing=TESTBENCH_MEMORY):
         # Every layer keeps its tiles in the PE banks (checked above), so the model's
         # stage is spelled command by command and needs no layer costs.
         per_stage[k] += cp_stage_commands(config, layers, a, b, k, last, None, True,
-                                          network.classes, timing)
+                                          network.classes, timing, r["update"])
         if not last:
             sends.append(dict(op="SEND", root=k, peer=k + 1, n=layers[b - 1].m,
                               batch=layers[b - 1].columns))
@@ -399,8 +408,11 @@ def main():
         "`sim.golden.core_counts`' closed forms); `benchmarks/cycle_breakdown.py`. Each "
         "column is every PE's cycles over the step (PEs x cores x cycles) and sums to 100%. "
         "Useful MACs are counted as CATERPILLAR counts them: forward, dX (none for the first "
-        "layer) and dW; the weight update is not a MAC, so the separate update pass is a "
-        "loss of its own. The demo is the 64-32-10 digits step of `chrysalis train` (weights "
+        "layer) and dW; the weight update is not a MAC, so a separate update pass is a "
+        "loss of its own. Every column runs the update its program runs by default: fused "
+        "into the weight gradient (one core, model parallel and CP with plain SGD), so no "
+        "update pass is left unless a layer's batch is split over tiles. The demo is the "
+        "64-32-10 digits step of `chrysalis train` (weights "
         "kept in the PEs); SGD, MBGD and CP are mnist-500x3 on CATERPILLAR's machine shape "
         "(16x16 PEs per core, 2048-word banks, fp16 operands, 128-bit ring), as "
         "`benchmarks/cluster.py` models them. In CP the controller's fetches and the DMA "

@@ -408,7 +408,15 @@ TRAIN_CASES = [
     cli("train-cluster-momentum", "train --set cluster.cores=2 --mode data --momentum 0.5",
         r"--momentum is not supported with --mode data, not 0\.5$"),
     cli("train-cluster-update", "train --set cluster.cores=2 --mode data --update fused",
-        r"--update is not supported with --mode data, not 'fused'$"),
+        r"data parallel all-reduces the weight gradients before the update, so mode 'data' "
+        r"keeps the separate update: update must be 'separate', not 'fused'$"),
+    cli("train-cluster-update-rtl",
+        "train --set cluster.cores=2 --mode data --update fused --backend verilator --steps 1",
+        r"mode 'data' keeps the separate update: update must be 'separate', not 'fused'$"),
+    cli("train-cluster-update-cp-dual",
+        "train --set cluster.cores=2 --mode cp --update fused --set mac.dual=\"value\" "
+        "--set pe.acc_regs=32",
+        r"update must be 'separate' with mac\.dual = 'value', not 'fused'$"),
     cli("train-cluster-golden-steps", "train --set cluster.cores=2 --mode data --steps 2",
         r"^chrysalis: error: --steps with --mode runs the RTL against the golden cluster "),
     cli("train-cluster-rtl-epochs",
@@ -488,6 +496,13 @@ PERF_CASES = [
     cli("perf-data-batch-not-multiple",
         "perf --network digits-mlp --cores 2 --mode data --batch 3",
         r"data parallel needs batch to be a multiple of cluster\.cores \(2\), not 3$"),
+    cli("perf-update-unknown", "perf --network digits-mlp --update lazy",
+        r"argument --update: invalid choice: 'lazy' ", usage=True),
+    cli("perf-update-fused-data", "perf --network digits-mlp --cores 2 --mode data "
+        "--update fused",
+        r"^chrysalis: error: data parallel all-reduces the weight gradients before the "
+        r"update, so mode 'data' keeps the separate update: update must be 'separate', "
+        r"not 'fused'$"),
     cli("perf-json-is-folder", "perf --network digits-mlp --json sub",
         r"--json must name a file, not the folder 'sub'$", {"sub/keep.txt": "kept\n"}),
     cli("perf-refused-later-writes-nothing",

@@ -45,6 +45,12 @@ def _configure_perf(parser):
     parser.add_argument("--mapping", default="best", choices=("best", "default"),
                         help="per-layer best tiling (gen.perf.mapping, default) or the "
                              "compiler's tiling")
+    parser.add_argument("--update", choices=("fused", "separate"), default=None,
+                        help="the SGD update: 'fused' into the weight-gradient pass or a "
+                             "'separate' pass (default, as chrysalis train: fused with "
+                             "mac.dual = single except --mode data on several cores, whose "
+                             "gradients are all-reduced before the update; a batch split "
+                             "keeps the separate update; docs/perf_model.md)")
     parser.add_argument("--energy", metavar="FILE", default=None,
                         help="a TOML file overriding the energy table (docs/energy.md)")
     parser.add_argument("--reuse-hit-rate", type=float, default=0.0, metavar="H",
@@ -100,17 +106,21 @@ def _layer_energy(config, table, layer, copies, rates):
 
 
 def perf_report(config, network, batch, mode, mapping="best", energy_path=None,
-                clock_hz=1e9, reuse_hit_rate=0.0, low_fraction=0.5):
-    """Everything ``chrysalis perf`` prints, as a dict (the JSON it writes)."""
+                clock_hz=1e9, reuse_hit_rate=0.0, low_fraction=0.5, update=None):
+    """Everything ``chrysalis perf`` prints, as a dict (the JSON it writes); ``update``
+    ``None`` is the programs' default (``gen.perf.network.default_update``)."""
     _check_rates(clock_hz, reuse_hit_rate, low_fraction)
     rates = {"reuse_hit_rate": reuse_hit_rate, "low_fraction": low_fraction}
     from chrysalis.gen.perf import energy
     from chrysalis.gen.perf.mapping import optimize
     from chrysalis.gen.perf import energy_of, network_cost
+    from chrysalis.gen.perf.network import check_mode_update, default_update
+    update = default_update(config, mode) if update is None else update
+    check_mode_update(config, mode, update)
     mappings = None
     if mapping == "best":
-        mappings, _ = optimize(config, network, batch, mode)
-    result = network_cost(config, network, batch, mode, mappings)
+        mappings, _ = optimize(config, network, batch, mode, update=update)
+    result = network_cost(config, network, batch, mode, mappings, update=update)
     table = energy.load(energy_path, config)
     total = energy_of(config, result, table, clock_hz=clock_hz, **rates)
     peak = config.core.pes * config.mac.macs_per_cycle
@@ -126,7 +136,7 @@ def perf_report(config, network, batch, mode, mapping="best", energy_path=None,
             "extensions": layer["extensions"]})
     return {"network": network.name, "config": config.name, "mode": mode,
             "cores": config.cluster.cores, "batch": result["batch"], "mapping": mapping,
-            "cycles_per_step": result["cycles"],
+            "update": update, "cycles_per_step": result["cycles"],
             "seconds_per_step": result["cycles"] / clock_hz,
             "samples_per_second": result["samples"] * clock_hz / result["cycles"],
             "utilization": result["utilization"], "useful_macs": result["useful_macs"],
@@ -150,7 +160,7 @@ def format_perf(report):
     head = ["layer", "tile tm x tn x tb", *_PHASES, "total", "util", "energy (uJ)"]
     lines = [f"{report['network']} on {report['config']}: mode {report['mode']}, "
              f"{report['cores']} core(s), batch {report['batch']}, {report['mapping']} "
-             f"mapping",
+             f"mapping, {report['update']} update",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for layer in report["layers"]:
         mp = layer["mapping"]
@@ -191,7 +201,7 @@ def _run_perf(args):
     try:
         report = perf_report(config, network, args.batch, args.mode, args.mapping,
                              args.energy, args.clock_mhz * 1e6, args.reuse_hit_rate,
-                             args.low_fraction)
+                             args.low_fraction, args.update)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     print(format_perf(report))

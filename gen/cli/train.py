@@ -82,8 +82,10 @@ def _configure_train(parser):
     parser.add_argument("--update", choices=UPDATES, default=None,
                         help="the SGD update: 'fused' into the weight-gradient pass (the "
                              "learning rate carried in the gradients) or a 'separate' pass "
-                             "(default: fused for plain SGD with mac.dual = single, "
-                             "separate with --momentum or a dual policy; docs/architecture.md)")
+                             "(default: fused for plain SGD with mac.dual = single, on one "
+                             "core and with --mode model or cp; separate with --momentum, a "
+                             "dual policy or --mode data, whose gradients are all-reduced "
+                             "before the update; docs/architecture.md, docs/cluster.md)")
     parser.add_argument("--sizes", type=_layer_sizes, default=SIZES, metavar="N,..,N",
                         help=f"layer sizes, 64 inputs to 10 classes (default: "
                              f"{','.join(map(str, SIZES))})")
@@ -190,7 +192,6 @@ def _run_cluster_train(args, config):
                           f"{config.cluster.cores}: say how to train on it with --mode "
                           f"{', '.join(MODES)}")
     for flag, value in (("--momentum", args.momentum), ("--reuse", args.reuse),
-                        ("--update", args.update),
                         ("--waves", args.waves or None), ("--harness", args.harness)):
         if value is not None:
             raise ConfigError(f"{flag} is not supported with --mode {args.mode}, "
@@ -204,7 +205,8 @@ def _run_cluster_train(args, config):
                                   "backend trains whole epochs (--epochs)")
             result = cluster_train.train_cluster(
                 config, args.mode, sizes=args.sizes, batch=args.batch, lr=args.lr,
-                epochs=args.epochs, seed=args.seed, progress=not args.quiet, log=log)
+                epochs=args.epochs, seed=args.seed, progress=not args.quiet, log=log,
+                update=args.update)
             history = result.history
             last = history[-1]
             print(f"{args.mode} on {config.cluster.cores} cores: test accuracy "
@@ -217,7 +219,7 @@ def _run_cluster_train(args, config):
             result = cluster_train.run_cluster_rtl(
                 config, args.mode, steps=args.steps or 2, simulator=args.backend,
                 build_dir=args.build_dir, sizes=args.sizes, batch=args.batch, lr=args.lr,
-                seed=args.seed, log=log)
+                seed=args.seed, log=log, update=args.update)
             ok = result.golden_match
     except ValueError as error:
         raise ConfigError(str(error)) from None

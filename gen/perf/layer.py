@@ -20,6 +20,12 @@ What the RTL does not have (reported in ``extensions``, costed as documented her
     weights (as the momentum velocity is), then updates: one extra update pass per tile
     group, like ``WGRAD`` with momentum, and twice the weight-bank words.
 
+The SGD update (``update``, ``sim.compile.compiler.UPDATES``): ``"separate"`` costs each
+``WGRAD`` with its update pass; ``"fused"`` sets its ``fused`` bit (no update slots,
+``sim.golden.core_counts.wgrad_fused``: ignored on a dual-precision core), except under a
+batch split, where the gradient accumulates over the batch tiles and the separate update
+stays.
+
 This module is pure Python.
 """
 
@@ -29,8 +35,8 @@ from chrysalis.gen.spec.checks import ceil_div
 
 from .commands import COST_FIELDS, TESTBENCH_MEMORY, command_cost
 
-__all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "layer_cost", "fits", "fit_mapping",
-           "FIELD_LIMIT", "PhaseCosts", "tile_splits"]
+__all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "UPDATES", "layer_cost", "fits",
+           "fit_mapping", "FIELD_LIMIT", "PhaseCosts", "tile_splits", "check_update"]
 
 #: Loop orders: ``weights`` keeps a weight tile in the PEs while activation tiles stream
 #: past it; ``inputs`` keeps an activation tile while weight tiles stream.
@@ -39,6 +45,16 @@ ORDERS = ("weights", "inputs")
 PHASE_NAMES = ("forward", "loss", "backward", "wgrad_update", "load", "dma")
 #: The command fields m, n and batch are 16 bits (``gen.spec.isa``).
 FIELD_LIMIT = 0xFFFF
+#: The ways to apply the SGD update (``sim.compile.compiler.UPDATES``, spelled out so that
+#: this module stays pure Python; ``tests/gen/perf`` checks they agree).
+UPDATES = ("fused", "separate")
+
+
+def check_update(update):
+    """``update`` if it is one of :data:`UPDATES`; a ``ValueError`` naming it otherwise."""
+    if not isinstance(update, str) or update not in UPDATES:
+        raise ValueError(f"update must be one of {', '.join(UPDATES)}, not {update!r}")
+    return update
 
 
 @dataclass(frozen=True)
@@ -162,7 +178,8 @@ class PhaseCosts:
 
 
 def layer_cost(config, layer, batch, mapping=None, first=False, last=False, classes=None,
-               weights_resident=False, on_chip=False, timing=TESTBENCH_MEMORY):
+               weights_resident=False, on_chip=False, timing=TESTBENCH_MEMORY,
+               update="separate"):
     """Cost of one training step of ``layer`` on one core.
 
     Parameters
@@ -186,6 +203,9 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
         the DMA once per use (the weights not at all when they are resident), times the
         re-reads the loop order makes when the layer does not fit the scratchpad.
     timing : gen.perf.commands.MemoryTiming
+    update : {"separate", "fused"}
+        The SGD update: ``"fused"`` costs ``WGRAD`` with its ``fused`` bit (no update
+        pass) unless a batch split accumulates the gradient over several tiles.
 
     Returns
     -------
@@ -193,6 +213,7 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
         ``phases`` (phase -> summed command-cost fields), ``cycles``, ``useful_macs``,
         ``mapping`` (the clipped mapping), ``extensions`` (what the RTL does not have).
     """
+    check_update(update)
     mapping = fit_mapping(config, layer, batch) if mapping is None else mapping
     why = fits(config, layer, batch, mapping)
     if why is not None:
@@ -215,6 +236,9 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     # the weight gradient finds them there (as the compiler places them).
     act_resident = nB == 1 and (ceil_div(N, C) + ceil_div(M, R)) * Bc <= config.pe.act_words
     w_outer = mp.order == "weights"
+    # The fused update adds each weight's batch onto it in one gradient pass; a batch
+    # split accumulates over tiles first, so it keeps the separate update.
+    fused = dict(fused=1) if update == "fused" and nB == 1 else {}
 
     for mi, cm in sm:
         for nj, cn in sn:
@@ -223,7 +247,7 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
                 acc.add("forward", t, "FORWARD", m=mi, n=nj, batch=bk)
                 if not first:
                     acc.add("backward", t, "BACKWARD", m=mi, n=nj, batch=bk)
-                acc.add("wgrad_update", t, "WGRAD", m=mi, n=nj, batch=bk)
+                acc.add("wgrad_update", t, "WGRAD", m=mi, n=nj, batch=bk, **fused)
                 if not act_resident:
                     # forward's X tile and backward's dY tile: once per tile visit with the
                     # weights outer, once per activation tile with the activations outer;
@@ -286,4 +310,4 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     cycles = sum(p["cycles"] for p in acc.phases.values())
     return {"phases": acc.phases, "cycles": cycles,
             "useful_macs": layer.macs(batch, first=first), "mapping": mp,
-            "extensions": extensions}
+            "extensions": extensions, "update": "fused" if fused else "separate"}

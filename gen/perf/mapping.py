@@ -11,6 +11,9 @@ layer clipping the tile to its own size). :func:`mapping_gain` compares the two.
 The candidates are powers of two times the array side for ``tm`` (rows) and ``tn``
 (columns), plus the layer's own sizes; for each ``(tm, tn, order)`` the activation tile is
 the largest power of two (or the whole layer) that fits, and half of it.
+
+Every function takes the SGD ``update`` the step runs (``gen.perf.network``: ``"separate"``
+by default, ``"fused"`` into the weight gradient) and costs the layers with it.
 """
 
 from chrysalis.gen.perf.layer import FIELD_LIMIT, ORDERS, Mapping, fits, layer_cost
@@ -54,14 +57,16 @@ def candidates(config, layer, batch):
     return out
 
 
-def _layer_cycles(config, network, i, batch, mapping, resident, chip, timing):
+def _layer_cycles(config, network, i, batch, mapping, resident, chip, timing, update):
     layer = network.layers[i]
     return layer_cost(config, layer, batch, mapping, first=i == 0,
                       last=i == len(network.layers) - 1, classes=network.classes,
-                      weights_resident=resident, on_chip=chip, **timing)["cycles"]
+                      weights_resident=resident, on_chip=chip, update=update,
+                      **timing)["cycles"]
 
 
-def best_mapping(config, network, index, batch, resident=False, chip=None, timing=None):
+def best_mapping(config, network, index, batch, resident=False, chip=None, timing=None,
+                 update="separate"):
     """The fastest mapping of layer ``index`` of ``network`` (the layers one core trains,
     ``batch`` its samples) and the number of mappings evaluated."""
     chip = on_chip(config, network.layers, batch, resident) if chip is None else chip
@@ -72,7 +77,8 @@ def best_mapping(config, network, index, batch, resident=False, chip=None, timin
         if resident and (mapping.tm < layer.m or mapping.tn < layer.n):
             continue
         tried += 1
-        cycles = _layer_cycles(config, network, index, batch, mapping, resident, chip, timing)
+        cycles = _layer_cycles(config, network, index, batch, mapping, resident, chip, timing,
+                               update)
         if best_cycles is None or cycles < best_cycles:
             best, best_cycles = mapping, cycles
     if best is None:
@@ -85,7 +91,7 @@ def _fits_whole(config, layers):
     return sum(ceil_div(l.m, R) * ceil_div(l.n, C) for l in layers) <= config.pe.weight_words
 
 
-def optimize(config, network, batch, mode="mbgd", timing=None):
+def optimize(config, network, batch, mode="mbgd", timing=None, update="separate"):
     """Per-layer best mappings (a list, one per layer of ``network``) for ``mode`` on
     ``config``'s cores, and the number of mappings evaluated.
 
@@ -101,20 +107,22 @@ def optimize(config, network, batch, mode="mbgd", timing=None):
         resident = _fits_whole(config, [layer]) if mode == "cp" else together
         chip = on_chip(config, [layer] if mode == "cp" else layers, core_batch, resident)
         try:
-            mapping, tried = best_mapping(config, view, i, core_batch, resident, chip, timing)
+            mapping, tried = best_mapping(config, view, i, core_batch, resident, chip, timing,
+                                          update)
         except ValueError:
             if not resident:
                 raise
-            mapping, tried = best_mapping(config, view, i, core_batch, False, chip, timing)
+            mapping, tried = best_mapping(config, view, i, core_batch, False, chip, timing,
+                                          update)
         out.append(mapping)
         evaluated += tried
     return out, evaluated
 
 
-def uniform_mapping(config, network, batch, mode="mbgd", timing=None):
+def uniform_mapping(config, network, batch, mode="mbgd", timing=None, update="separate"):
     """The one mapping (clipped per layer) that is fastest for the whole network, its
     step cycles, and the mappings evaluated."""
-    kwargs = {} if timing is None else {"timing": timing}
+    kwargs = {"update": update} if timing is None else {"timing": timing, "update": update}
     layers, core_batch = per_core(config, network, batch, mode)
     pool = {}
     for layer in layers:
@@ -134,14 +142,14 @@ def uniform_mapping(config, network, batch, mode="mbgd", timing=None):
     return best, best_cycles, evaluated
 
 
-def mapping_gain(config, network, batch, mode="mbgd", timing=None):
+def mapping_gain(config, network, batch, mode="mbgd", timing=None, update="separate"):
     """Step cycles with the best uniform mapping, with the per-layer best mappings, and
     the gain (their ratio), plus the compiler's default tiling for reference."""
-    kwargs = {} if timing is None else {"timing": timing}
-    per_layer, evaluated = optimize(config, network, batch, mode, timing)
+    kwargs = {"update": update} if timing is None else {"timing": timing, "update": update}
+    per_layer, evaluated = optimize(config, network, batch, mode, timing, update)
     tuned = network_cost(config, network, batch, mode, per_layer, **kwargs)
     uniform, uniform_cycles, uniform_evaluated = uniform_mapping(config, network, batch,
-                                                                 mode, timing)
+                                                                 mode, timing, update)
     default = network_cost(config, network, batch, mode, **kwargs)
     return {"network": network.name, "batch": batch, "mode": mode,
             "per_layer": per_layer, "per_layer_cycles": tuned["cycles"],

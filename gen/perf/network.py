@@ -42,6 +42,14 @@ The modes follow the programs the RTL runs:
     when the previous core's last command starts: the cores overlap little.
     ``pipelined_cycles`` is the tick if they overlapped fully (the slowest stage plus the
     sends, ``sim.compile.cp_program.CpProgram.tick_profile``'s estimate).
+
+The SGD update (``update``): ``"separate"`` (the default) or ``"fused"`` into the weight
+gradient (``WGRAD``'s ``fused`` bit, as ``sim.compile.compiler``, ``parallel_program`` and
+``cp_program`` issue it; :func:`gen.perf.layer.layer_cost` keeps the separate update under a
+batch split). ``sgd``, ``mbgd``, ``model`` and ``cp`` can fuse: each core's weight gradient
+is its own. ``data`` cannot (its gradients are all-reduced before the update) and refuses
+``"fused"``. :func:`default_update` is the programs' default: fused for plain SGD on one MAC
+stream (``mac.dual = "single"``) outside ``data``.
 """
 
 import functools
@@ -52,13 +60,33 @@ from chrysalis.sim.compile.cp_program import interleave
 from chrysalis.sim.compile.cp_stages import balanced_cut
 
 from .commands import COST_FIELDS, TESTBENCH_MEMORY
-from .layer import PHASE_NAMES, PhaseCosts, layer_cost, tile_splits
+from .layer import PHASE_NAMES, PhaseCosts, check_update, layer_cost, tile_splits
 
 __all__ = ["MODES", "COLLECTIVE_KINDS", "FORMULAS", "network_cost", "ring_collective",
            "collective_cost", "collective_shape", "cluster_stream_cost", "weights_resident",
-           "on_chip", "per_core", "shard_rows", "cp_stage_commands"]
+           "on_chip", "per_core", "shard_rows", "cp_stage_commands", "default_update",
+           "check_mode_update"]
 
 MODES = ("sgd", "mbgd", "cp", "data", "model")
+
+
+def default_update(config, mode):
+    """The SGD update the programs run by default in ``mode`` (plain SGD): ``"fused"`` on
+    one MAC stream (``mac.dual = "single"``) unless ``mode`` is ``data`` on a cluster,
+    ``"separate"`` otherwise (``sim.compile.parallel_program.resolve_parallel_update``)."""
+    data = mode == "data" and config.cluster.cores > 1
+    return "fused" if config.mac.macs_per_cycle == 1 and not data else "separate"
+
+
+def check_mode_update(config, mode, update):
+    """``update`` (:data:`gen.perf.layer.UPDATES`) if ``mode`` can run it; a
+    ``ValueError`` naming the value or the mode otherwise."""
+    check_update(update)
+    if update == "fused" and mode == "data" and config.cluster.cores > 1:
+        raise ValueError("data parallel all-reduces the weight gradients before the update, "
+                         "so mode 'data' keeps the separate update: update must be "
+                         "'separate', not 'fused'")
+    return update
 
 
 def weights_resident(config, layers, mappings=None, copies=1):
@@ -337,7 +365,8 @@ def shard_rows(layer, parts):
                  layer.input_words)
 
 
-def _layers_cost(config, layers, batch, mappings, timing, offset, total, classes):
+def _layers_cost(config, layers, batch, mappings, timing, offset, total, classes,
+                 update="separate"):
     """Costs of ``layers`` (positions ``offset`` ... of a network of ``total`` layers) on
     one core that holds them all; resident weights and on-chip data decided for them."""
     resident = weights_resident(config, layers, mappings)
@@ -346,7 +375,8 @@ def _layers_cost(config, layers, batch, mappings, timing, offset, total, classes
     for i, (layer, mp) in enumerate(zip(layers, mappings)):
         out.append(layer_cost(config, layer, batch, mp, first=offset + i == 0,
                               last=offset + i == total - 1, classes=classes,
-                              weights_resident=resident, on_chip=chip, timing=timing))
+                              weights_resident=resident, on_chip=chip, timing=timing,
+                              update=update))
     return out, resident, chip
 
 
@@ -359,12 +389,13 @@ def _macs_stages(layers, cores):
     return balanced_cut(costs, min(cores, len(costs)))
 
 
-def cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing):
+def cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, classes, timing,
+                      update="separate"):
     """The commands of stage ``k`` (layers ``a .. b-1``) in a steady tick, in the order
     ``sim.compile.cp_program`` issues them. A layer that is not one resident tile is one block of
     its layer cost (``_BUSY``, from ``costs``, the stage's layer costs); with ``resident`` and
     every layer's tiles in the activation banks each layer is spelled command by command and
-    ``costs`` is not read."""
+    ``costs`` is not read; ``update = "fused"`` sets the ``WGRAD`` s' ``fused`` bit."""
     mask = 1 << k
     # The RTL's program keeps every weight in the PEs and each layer's input and gradient
     # tiles in the activation banks; otherwise a layer is its layer cost as one block.
@@ -394,7 +425,8 @@ def cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, clas
             cmds.append(dict(op="BACKWARD", m=l.m, n=l.n, batch=l.columns, cores=mask))
         if reload:
             cmds.append(dict(op="LOAD_COL", n=l.n, batch=l.columns, cores=mask))
-        cmds.append(dict(op="WGRAD", m=l.m, n=l.n, batch=l.columns, cores=mask))
+        cmds.append(dict(op="WGRAD", m=l.m, n=l.n, batch=l.columns, cores=mask,
+                         fused=int(update == "fused")))
         return cmds
 
     cmds = []
@@ -415,7 +447,7 @@ def cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, clas
     return cmds
 
 
-def _cp_cost(config, network, layers, mappings, timing):
+def _cp_cost(config, network, layers, mappings, timing, update="separate"):
     """A steady tick of continuous propagation (a sample per tick), as ``sim.compile.cp_program``
     streams it: the stages' commands (core 0's after its input DMA, the last core's after its
     label DMA) interleaved round robin (``sim.compile.cp_program.interleave``), then the
@@ -433,12 +465,12 @@ def _cp_cost(config, network, layers, mappings, timing):
     per_core[-1].append(dict(op="DMA_LOAD", n=1, batch=1, cores=1 << (len(stages) - 1)))
     for k, (a, b) in enumerate(stages):
         costs, res, on = _layers_cost(config, layers[a:b], 1, mappings[a:b], timing, a, total,
-                                      network.classes)
+                                      network.classes, update)
         costs_all += costs
         resident_all, chip_all = resident_all and res, chip_all and on
         last = k == len(stages) - 1
         stage = cp_stage_commands(config, layers, a, b, k, last, costs, res,
-                                  network.classes, timing)
+                                  network.classes, timing, update)
         per_core[k] += stage
         stage_cycles.append(cluster_stream_cost(config, stage, timing)["busy"][k])
         if not last:
@@ -503,7 +535,8 @@ def _data_exchange(config, layer, batch, mapping, timing):
     return acc.phases
 
 
-def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY):
+def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY,
+                 update="separate"):
     """Cycles, utilization and counters of one training step of ``network``.
 
     Parameters
@@ -519,6 +552,10 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
     mappings : list of gen.perf.layer.Mapping or None, optional
         One per layer (None: :func:`gen.perf.layer.fit_mapping`).
     timing : gen.perf.commands.MemoryTiming
+    update : {"separate", "fused"}
+        The SGD update (the module's docstring; ``"fused"`` is refused in ``data`` on a
+        cluster). ``"separate"`` by default, as the API always costed it;
+        :func:`default_update` is what the programs run by default.
 
     Returns
     -------
@@ -532,10 +569,11 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
         ``weights_resident``, ``on_chip``, ``ring_words``, ``core_copies`` (how many cores
         do the work the counters in ``phases`` count); ``cp`` adds ``stages`` (the layers'
         ``(first, end)`` per core) and ``pipelined_cycles`` (the tick if the cores'
-        commands overlapped fully: the slowest stage plus the sends).
+        commands overlapped fully: the slowest stage plus the sends); ``update``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    check_mode_update(config, mode, update)
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
     cores = config.cluster.cores
@@ -557,11 +595,12 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
     collectives = 0
     if mode == "cp" and cores > 1:
         cycles, per_core_costs, resident, chip, collective, ring_words, pipelined, stages = \
-            _cp_cost(config, network, layers, mappings, timing)
+            _cp_cost(config, network, layers, mappings, timing, update)
         extra = {"pipelined_cycles": pipelined, "stages": stages}
     else:
         per_core_costs, resident, chip = _layers_cost(config, layers, core_batch, mappings,
-                                                      timing, 0, total, network.classes)
+                                                      timing, 0, total, network.classes,
+                                                      update)
         if cores > 1 and mode == "data":
             resident = resident and weights_resident(config, layers, mappings, copies=2)
             for i, (layer, cost) in enumerate(zip(layers, per_core_costs)):
@@ -630,6 +669,7 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                "extensions": c["extensions"]}
               for l, c in zip(network.layers, per_core_costs)]
     return {"network": network.name, "mode": mode, "cores": cores, "batch": samples,
+            "update": update,
             "layers": layers, "phases": phases, "collective_cycles": collective,
             "cycles": cycles, "samples": samples, "useful_macs": useful,
             "utilization": useful / (peak * cycles) if cycles else 0.0,

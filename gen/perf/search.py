@@ -82,10 +82,12 @@ def _key(design):
 
 
 def evaluate_design(design, network, batch, mode, budget, objective="throughput",
-                    mapping=True):
+                    mapping=True, update="separate"):
     """Model one design; a dict with ``design``, ``score``, ``samples_per_second``,
     ``watts``, ``area_mm2``, ``cycles``, ``utilization``, ``feasible``, ``critical``.
-    An invalid config or a network that does not map scores 0 (``error`` says why)."""
+    An invalid config or a network that does not map scores 0 (``error`` says why).
+    ``update``: the SGD update costed (``gen.perf.network_cost``), ``"separate"`` or
+    ``"fused"`` (``None``: each design's default, ``gen.perf.network.default_update``)."""
     from .area_model import asic_area_mm2
     from .mapping import optimize
     from . import energy_of, network_cost
@@ -102,8 +104,11 @@ def evaluate_design(design, network, batch, mode, budget, objective="throughput"
         out["error"] = f"area {area:.1f} mm² over the budget"
         return out
     try:
-        mappings = optimize(config, network, batch, mode)[0] if mapping else None
-        result = network_cost(config, network, batch, mode, mappings)
+        if update is None:
+            from .network import default_update
+            update = default_update(config, mode)
+        mappings = optimize(config, network, batch, mode, update=update)[0] if mapping else None
+        result = network_cost(config, network, batch, mode, mappings, update=update)
     except ValueError as error:
         out["error"] = str(error)
         return out

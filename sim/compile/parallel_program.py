@@ -70,6 +70,16 @@ split evenly) is replicated, and every core computes the whole loss gradient. A 
   weight's velocity sits beside it in the same core (``wbase2``), so the update is one
   core's rule.
 
+A panel's weight gradient needs no sum over the cores: it comes from the core's own rows of
+``dY`` (its load of the output layer's ``dX``, or its chunk of the reduce-scatter) and the
+whole gathered input ``X``, and the replicated output layer's gradient is the same on every
+core (each computes the whole loss gradient). So model parallel can run the fused update
+(``update="fused"``, ``sim.compile.compiler``): ``LOSS_GRAD``'s scale is ``-lr/B`` on every
+core, every gradient of the backward pass (and the reduce-scatter's partial sums) carries
+``-lr``, and each ``WGRAD`` has its ``fused`` bit, one core's fused rule on each panel. Data
+parallel sums the weight gradients over the cores before the update, so it keeps the
+separate update (a ``"fused"`` request is refused).
+
 The forward pass computes every output as one core does (a row's dot product does not
 depend on which rows a core holds), so the logits equal one core's bit for bit; with one
 hidden layer the whole step does. A deeper net's input gradients are summed over the
@@ -104,16 +114,30 @@ from chrysalis.gen.spec.layout import Allocator, Matrix, bank_count, tiles
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.mlp import ONE
 
-from .compiler import check_sizes, sp_fields
+from .compiler import check_sizes, resolve_update, sp_fields
 from .parallel_panels import join_rows, rows_of, split_rows
 from .program import Run, TrainingProgram, check_run_arguments, fp32_words
 
-__all__ = ["MODES", "ParallelProgram", "parallel_job"]
+__all__ = ["MODES", "ParallelProgram", "parallel_job", "resolve_parallel_update"]
 
 #: The ways to train on a cluster.
 MODES = ("data", "model")
 
 _WORD = 4
+
+
+def resolve_parallel_update(config, mode, momentum, update):
+    """The update a ``mode`` run gets: model parallel as one core
+    (``sim.compile.compiler.resolve_update``: ``None`` is ``"fused"`` where it applies);
+    data parallel always ``"separate"`` (its weight gradients are all-reduced before the
+    update), and a ``"fused"`` request is a ``ValueError`` that names the mode."""
+    if mode == "data":
+        if update == "fused":
+            raise ValueError("data parallel all-reduces the weight gradients before the "
+                             "update, so mode 'data' keeps the separate update: update must "
+                             "be 'separate', not 'fused'")
+        return resolve_update(config, momentum, "separate" if update is None else update)
+    return resolve_update(config, momentum, update)
 
 
 class ParallelProgram(TrainingProgram):
@@ -146,10 +170,15 @@ class ParallelProgram(TrainingProgram):
         Byte address of the image: a multiple of 64.
     store_every_step : bool
         Every step ends with the checkpoint's commands (the weights into the image).
+    update : str or None
+        ``"separate"`` (the default) or ``"fused"`` SGD update (model parallel only), or
+        ``None`` for the default where it applies (:func:`resolve_parallel_update`).
 
     Members
     -------
     cores : int
+    update : str
+        The SGD update the program runs: ``"separate"`` or ``"fused"``.
     local_batch : int
         Samples each core computes: ``batch / cores`` (data) or ``batch`` (model).
     local_rows : list of int
@@ -180,7 +209,7 @@ class ParallelProgram(TrainingProgram):
     """
 
     def __init__(self, config, sizes, batch, lr, mode="data", momentum=None, slots=1,
-                 mem_base=0, store_every_step=False):
+                 mem_base=0, store_every_step=False, update="separate"):
         from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
@@ -198,6 +227,7 @@ class ParallelProgram(TrainingProgram):
             raise ValueError(f"data parallel is plain SGD: the update of the all-reduced "
                              f"gradient leaves no place for a velocity, so momentum must be "
                              f"None, not {momentum!r}")
+        self.update = resolve_parallel_update(config, mode, momentum, update)
         self.config, self.mode, self.cores = config, mode, c
         self.sizes, self.batch, self.lr, self.momentum = sizes, int(batch), lr, momentum
         self.slots, self.mem_base = int(slots), int(mem_base)
@@ -455,8 +485,11 @@ class ParallelProgram(TrainingProgram):
             else:
                 cmds.append(dict(op="FORWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],
                                  abase=self.act_x[l], flag=int(hidden), **sp_fields(acts[l + 1])))
+        fused = self.update == "fused"
+        # Fused: the loss gradient carries -lr (one rounding of -lr/B to fp32).
+        scale = -self.lr / self.batch if fused else 1.0 / self.batch
         cmds.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=bl,
-                         scalar=nx.fp32_bits(1.0 / self.batch), **sp_fields(acts[-1]),
+                         scalar=nx.fp32_bits(scale), **sp_fields(acts[-1]),
                          **sp_fields(grads[-1], "sp2"), **sp_fields(self.labels_sp, "sp3")))
         for l in reversed(range(layers)):
             m, n, mt, nt = self._shapes[l]
@@ -480,11 +513,15 @@ class ParallelProgram(TrainingProgram):
             if data:
                 cmds += self._allreduce_update(l)
             else:
-                with_momentum = {} if self.momentum is None else dict(
-                    flag=1, wbase2=self.vbase[l], scalar2=nx.fp32_bits(self.momentum))
+                if fused:
+                    how = dict(fused=1)
+                elif self.momentum is None:
+                    how = dict(scalar=nx.fp32_bits(-self.lr))
+                else:
+                    how = dict(scalar=nx.fp32_bits(-self.lr), flag=1, wbase2=self.vbase[l],
+                               scalar2=nx.fp32_bits(self.momentum))
                 cmds.append(dict(op="WGRAD", m=m, n=n, batch=bl, wbase=self.wbase[l],
-                                 abase=self.act_x[l], abase2=self.act_dy[l],
-                                 scalar=nx.fp32_bits(-self.lr), **with_momentum))
+                                 abase=self.act_x[l], abase2=self.act_dy[l], **how))
         return cmds
 
     def _allreduce_update(self, l):

@@ -34,7 +34,7 @@ def _all_reduced(num, parts):
 
 
 def golden_parallel_step(config, weights, x, labels, lr, mode, momentum=None,
-                         velocities=None):
+                         velocities=None, update="separate"):
     """One step of a :class:`ParallelProgram`, computed with ``sim.golden.core_model``.
 
     Parameters
@@ -51,6 +51,10 @@ def golden_parallel_step(config, weights, x, labels, lr, mode, momentum=None,
     momentum : float, optional
         Model parallel: SGD with momentum; ``velocities`` (the whole network's, one per
         layer) are then updated in place in that list.
+    update : str
+        ``"separate"``, or (model parallel) ``"fused"``: the loss gradient scaled by
+        ``-lr/batch`` and each panel's ``W' = fused_weight_gradient(W, dY', X)``
+        (``sim.compile.compiler``).
 
     Returns
     -------
@@ -62,7 +66,12 @@ def golden_parallel_step(config, weights, x, labels, lr, mode, momentum=None,
     x = np.asarray(x, dtype=_U)
     labels = np.asarray(labels)
     batch = x.shape[1]
-    inv_batch, lr_bits = nx.fp32_bits(1.0 / batch), nx.fp32_bits(lr)
+    fused = update == "fused"
+    if fused and (mode != "model" or momentum is not None):
+        raise ValueError(f"the fused update is model parallel's with plain SGD, not mode "
+                         f"{mode!r} with momentum {momentum!r}")
+    inv_batch = nx.fp32_bits(-lr / batch if fused else 1.0 / batch)
+    lr_bits = nx.fp32_bits(lr)
     weights = [np.asarray(w, dtype=_U) for w in weights]
     layers = len(weights)
     if mode == "data" and momentum is not None:
@@ -93,6 +102,12 @@ def golden_parallel_step(config, weights, x, labels, lr, mode, momentum=None,
     if mode != "model":
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, not {mode!r}")
 
+    def step(l, w, dy, x_, rows):
+        """Layer ``l``'s rows ``rows`` (a panel, or every row) after the update."""
+        if fused:
+            return cm.fused_weight_gradient(num, w, dy, x_)
+        return update(l, w, cm.weight_gradient(num, dy, x_), rows)
+
     def update(l, w, dw, rows):
         """The update of layer ``l``'s rows ``rows`` (a panel, or every row)."""
         if momentum is None:
@@ -115,13 +130,12 @@ def golden_parallel_step(config, weights, x, labels, lr, mode, momentum=None,
     top = layers - 1
     if momentum is not None:
         velocities[:] = [np.array(v, dtype=_U) for v in velocities]
-    new[top] = update(top, weights[top], cm.weight_gradient(num, dy, acts[top]), slice(None))
+    new[top] = step(top, weights[top], dy, acts[top], slice(None))
     grad = cm.relu_mask(num, cm.backward_dx(num, weights[top], dy), acts[top])[:-1]
     for l in reversed(range(top)):
         rows = weights[l].shape[0] // c
         dys = [grad[k * rows:(k + 1) * rows] for k in range(c)]
-        new[l] = join_rows(update(l, p, cm.weight_gradient(num, d, acts[l]),
-                                  slice(k * rows, (k + 1) * rows))
+        new[l] = join_rows(step(l, p, d, acts[l], slice(k * rows, (k + 1) * rows))
                            for k, (p, d) in enumerate(zip(panels[l], dys)))
         if l > 0:
             partials = [cm.relu_mask(num, cm.backward_dx(num, p, d), acts[l])

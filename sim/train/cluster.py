@@ -32,7 +32,8 @@ from chrysalis.sim.golden import numerics as nx
 from .dataset import DATA_SEED, DigitsTask
 from .settings import DEFAULT_BATCH, DEFAULT_LR
 
-__all__ = ["MODES", "ClusterRtlResult", "train_cluster", "run_cluster_rtl", "cluster_job"]
+__all__ = ["MODES", "ClusterRtlResult", "train_cluster", "run_cluster_rtl", "cluster_job",
+           "resolve_cluster_update"]
 
 MODES = ("data", "model", "cp")
 
@@ -47,17 +48,20 @@ def _check_mode(config, mode):
 
 
 def train_cluster(config, mode, *, sizes=(64, 32, 10), batch=None, lr=None, epochs=None,
-                  seed=0, progress=True, log=print):
+                  seed=0, progress=True, log=print, update=None):
     """Train the digits MLP in ``mode`` on the golden cluster of ``config``.
 
     ``batch`` and ``lr`` default to each mode's: the minibatch of ``sim.train.settings`` for
     ``data`` and ``model``, one sample per update for ``cp`` (``batch`` is then the
     micro-batch). Returns the mode's result (:class:`sim.compile.parallel_program.
     ParallelTrainResult` or :class:`sim.compile.cp_program.CpResult`), whose ``history`` holds
-    the test accuracy of every epoch.
+    the test accuracy of every epoch. ``update`` (``"fused"``, ``"separate"`` or ``None``
+    for the default: fused where it applies, in ``model`` and ``cp`` with plain SGD on one
+    MAC stream; never in ``data``) is the SGD update.
     """
     _check_mode(config, mode)
-    kwargs = {"sizes": tuple(sizes), "seed": seed, "progress": progress, "log": log}
+    kwargs = {"sizes": tuple(sizes), "seed": seed, "progress": progress, "log": log,
+              "update": update}
     if epochs is not None:
         kwargs["epochs"] = epochs
     if lr is not None:
@@ -78,6 +82,8 @@ class ClusterRtlResult:
     Members
     -------
     mode, simulator : str
+    update : str
+        The SGD update the cluster ran (``"fused"`` or ``"separate"``).
     cores, steps, batch : int
         ``steps`` minibatches (``cp``: micro-batches) of ``batch`` samples.
     cycles : int
@@ -100,6 +106,7 @@ class ClusterRtlResult:
     cores: int
     steps: int
     batch: int
+    update: str = "separate"
     cycles: int = 0
     useful_macs: int = 0
     utilization: float = 0.0
@@ -110,7 +117,8 @@ class ClusterRtlResult:
 
     def to_dict(self):
         return {"mode": self.mode, "simulator": self.simulator, "cores": self.cores,
-                "steps": self.steps, "batch": self.batch, "cycles": self.cycles,
+                "steps": self.steps, "batch": self.batch, "update": self.update,
+                "cycles": self.cycles,
                 "useful_macs": self.useful_macs,
                 "utilization": round(self.utilization, 4), "counters": dict(self.counters),
                 "golden_match": self.golden_match, "mismatches": list(self.mismatches),
@@ -118,9 +126,9 @@ class ClusterRtlResult:
 
 
 def cluster_job(config, mode, *, steps, sizes=(64, 32, 10), batch=None, lr=None, seed=0,
-                data_seed=None):
+                data_seed=None, update=None):
     """The job of the first ``steps`` steps of :func:`train_cluster`'s training and the
-    indices of its training runs: ``(job, runs, batch)``."""
+    indices of its training runs: ``(job, runs, batch)``; ``update`` as there."""
     from chrysalis.sim.compile.program import initial_weights
 
     _check_mode(config, mode)
@@ -135,7 +143,8 @@ def cluster_job(config, mode, *, steps, sizes=(64, 32, 10), batch=None, lr=None,
         task = DigitsTask(batch, seed, data_seed)
         minibatches = [task.minibatch(s) for s in range(steps)]
         program = CpProgram(config, sizes, DEFAULT_CP_LR if lr is None else lr,
-                            steps * batch, batch=batch)
+                            steps * batch, batch=batch,
+                            update=resolve_cluster_update(config, mode, update))
         job = cp_job(program, weights,
                      nx.from_float32(np.concatenate([b.x32 for b in minibatches], axis=1)),
                      np.concatenate([b.labels for b in minibatches]))
@@ -144,14 +153,22 @@ def cluster_job(config, mode, *, steps, sizes=(64, 32, 10), batch=None, lr=None,
     batch = DEFAULT_BATCH if batch is None else int(batch)
     task = DigitsTask(batch, seed, data_seed)
     program = ParallelProgram(config, sizes, batch, DEFAULT_LR if lr is None else lr,
-                              mode=mode)
+                              mode=mode, update=resolve_cluster_update(config, mode, update))
     minibatches = [(b.x_bits, b.labels) for b in map(task.minibatch, range(steps))]
     job = parallel_job(program, weights, minibatches)
     return job, list(range(1, 1 + steps)), batch
 
 
+def resolve_cluster_update(config, mode, update):
+    """The SGD update a plain-SGD ``mode`` run gets (``update``, or ``None`` for the
+    default): as one core in ``model`` and ``cp``, always separate in ``data``
+    (``sim.compile.parallel_program.resolve_parallel_update``)."""
+    from chrysalis.sim.compile.parallel_program import resolve_parallel_update
+    return resolve_parallel_update(config, "model" if mode == "cp" else mode, None, update)
+
+
 def run_cluster_rtl(config, mode, *, steps, simulator="verilator", build_dir="build/train",
-                    sizes=(64, 32, 10), batch=None, lr=None, seed=0, log=print):
+                    sizes=(64, 32, 10), batch=None, lr=None, seed=0, log=print, update=None):
     """Run the first ``steps`` steps of ``mode``'s training on the RTL of the cluster and on
     the golden cluster; compare every memory image and counter. Returns
     :class:`ClusterRtlResult`; raises ``RuntimeError`` if the RTL halts with an error."""
@@ -161,11 +178,12 @@ def run_cluster_rtl(config, mode, *, steps, simulator="verilator", build_dir="bu
     from chrysalis.sim.verify.rtl_job import run_job
 
     job, training_runs, batch = cluster_job(config, mode, steps=steps, sizes=sizes,
-                                            batch=batch, lr=lr, seed=seed)
+                                            batch=batch, lr=lr, seed=seed, update=update)
     start = time.perf_counter()
     outputs = run_job(config, job, simulator, Path(build_dir))
     golden = run_job_golden(config, job)
     result = ClusterRtlResult(mode, simulator, config.cluster.cores, steps, batch,
+                              update=resolve_cluster_update(config, mode, update),
                               wall_s=time.perf_counter() - start)
     for k, out in enumerate(outputs):
         if out.error != ErrorCode.NONE:

@@ -137,7 +137,7 @@ class CpSessions(GoldenSteps):
 
 def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_EPOCHS,
              seed=0, batch=1, ticks_per_run=256, progress=True, log=print, data_seed=0,
-             update="separate"):
+             update=None):
     """Train an MLP on the digits with continuous propagation on the golden cluster.
 
     The split, the test accuracy and the order of each epoch are ``sim.train.dataset``'s
@@ -146,7 +146,8 @@ def train_cp(config, *, sizes=(64, 32, 10), lr=DEFAULT_CP_LR, epochs=DEFAULT_CP_
     ``sim.train.loop.run_epochs``. An epoch is one
     session: ``G = 1347 // batch`` micro-batches through the pipeline, filled and drained
     once. The machine runs ``ticks_per_run`` ticks per call. ``update``: the SGD update,
-    ``"separate"`` or ``"fused"`` into the weight gradient (``sim.compile.compiler``).
+    ``"separate"`` or ``"fused"`` into the weight gradient (``sim.compile.compiler``), or
+    ``None`` for the default: fused where it applies (``mac.dual = "single"``).
 
     Returns
     -------

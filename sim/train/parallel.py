@@ -28,6 +28,9 @@ class ParallelTrainResult:
     lr : float
     seed : int
     momentum : float or None
+    update : str
+        The SGD update the cluster ran: ``"fused"`` into the weight gradient or
+        ``"separate"`` (``sim.compile.parallel_program``).
     history : list of sim.train.loop.EpochStats
         After every epoch: the training loss and test accuracy of the cluster and of the
         float32 reference (one core's step in float32 on the same minibatches).
@@ -45,6 +48,7 @@ class ParallelTrainResult:
     lr: float
     seed: int
     momentum: float = None
+    update: str = "separate"
     history: list = field(default_factory=list)
     weights: list = field(default_factory=list)
     ref_weights: list = field(default_factory=list)
@@ -64,13 +68,15 @@ class ParallelTrainResult:
     def to_dict(self):
         return {"mode": self.mode, "cores": self.cores, "sizes": list(self.sizes),
                 "batch": self.batch, "lr": self.lr, "momentum": self.momentum, "seed": self.seed,
+                "update": self.update,
                 "steps": self.steps,
                 "history": [h.to_dict() for h in self.history],
                 "counters": dict(self.counters), "wall_s": round(self.wall_s, 3)}
 
 
 def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=None,
-                   epochs=None, seed=0, progress=True, log=print, data_seed=None):
+                   epochs=None, seed=0, progress=True, log=print, data_seed=None,
+                   update=None):
     """Train an MLP on the digits on the golden model of a cluster, data or model parallel.
 
     The data, the split, the minibatch order, the initial weights
@@ -91,6 +97,11 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
         :data:`~sim.train.settings.DEFAULT_EPOCHS`).
     momentum : float, optional
         SGD with momentum (model parallel only).
+    update : {"fused", "separate"}, optional
+        The SGD update. The default is ``"fused"`` where it applies (model parallel, plain
+        SGD, ``mac.dual = "single"``) and ``"separate"`` elsewhere; ``"fused"`` in data
+        parallel (whose gradients are all-reduced first), with momentum or a dual policy is
+        refused (``sim.compile.parallel_program.resolve_parallel_update``).
     seed : int
         Initial weights and minibatch order.
     progress : bool
@@ -105,7 +116,7 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
     ParallelTrainResult
     """
     from chrysalis.gen.spec.config import Config
-    from chrysalis.sim.compile.parallel_program import ParallelProgram
+    from chrysalis.sim.compile.parallel_program import ParallelProgram, resolve_parallel_update
     from chrysalis.sim.compile.program import initial_weights
     from chrysalis.sim.golden.cluster_machine import ClusterMachine
 
@@ -120,8 +131,11 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
     sizes = tuple(int(s) for s in sizes)
     batch, seed, epochs = int(batch), int(seed), int(epochs)
     start_time = time.perf_counter()
+    # A bad update is the user's to fix, said as itself (not as a network that does not fit).
+    update = resolve_parallel_update(config, mode, momentum, update)
     try:
-        program = ParallelProgram(config, list(sizes), batch, lr, mode, momentum=momentum)
+        program = ParallelProgram(config, list(sizes), batch, lr, mode, momentum=momentum,
+                                  update=update)
     except ValueError as error:
         raise ValueError(f"a {'-'.join(map(str, sizes))} MLP with batch {batch} cannot train "
                          f"{mode} parallel on config {config.name!r}: {error}") from None
@@ -130,7 +144,8 @@ def train_parallel(config, mode, *, sizes=None, batch=None, lr=None, momentum=No
     weights0 = initial_weights(list(sizes), seed)
     reference = Float32Reference(weights0, lr, momentum)
     result = ParallelTrainResult(mode, config.cluster.cores, sizes, batch, float(lr), seed,
-                                 None if momentum is None else float(momentum))
+                                 None if momentum is None else float(momentum),
+                                 update=program.update)
     strategy = GoldenSteps(program, program.initial_image(weights0), ClusterMachine(config),
                            "the golden cluster",
                            f"train ({mode} parallel, {result.cores} cores)")

@@ -80,3 +80,32 @@ def test_perf_reuse_hit_rate_lowers_the_energy(capsys, tmp_path):
     capsys.readouterr()
     assert main(base + [str(tmp_path / "c.json"), "--reuse-hit-rate", "2"]) == 2
     assert "--reuse-hit-rate must be in [0, 1], not 2.0" in capsys.readouterr().err
+
+
+def test_perf_update_default_rule_and_json(capsys, tmp_path):
+    """``--update``: fused by default where the programs fuse (plain SGD, one MAC stream,
+    not data parallel), recorded in the JSON; fused saves the update phase's cycles."""
+    reports = {}
+    for mode, cores, update in (("sgd", 2, None), ("sgd", 2, "separate"), ("data", 2, None),
+                                ("cp", 4, None)):
+        path = tmp_path / f"{mode}-{update}.json"
+        argv = ["perf", "--network", "mnist-500x3", "--preset", "default", "--mode", mode,
+                "--cores", str(cores), "--json", str(path)]
+        if update is not None:
+            argv += ["--update", update]
+        assert main(argv) == 0
+        reports[mode, update] = json.loads(path.read_text())
+    capsys.readouterr()
+    fused, separate = reports["sgd", None], reports["sgd", "separate"]
+    assert fused["update"] == "fused" and separate["update"] == "separate"
+    assert fused["phase_cycles"]["update"] == 0 < separate["phase_cycles"]["update"]
+    assert fused["cycles_per_step"] < separate["cycles_per_step"]
+    assert fused["utilization"] > separate["utilization"]
+    assert fused["gflops_per_watt"] > separate["gflops_per_watt"]
+    assert fused["useful_macs"] == separate["useful_macs"]
+    assert reports["data", None]["update"] == "separate"
+    assert reports["cp", None]["update"] == "fused"
+    dual = ["perf", "--network", "digits-mlp", "--preset", "default", "--set",
+            "mac.dual=\"value\"", "--set", "pe.acc_regs=32"]
+    assert main(dual) == 0
+    assert "mapping, separate update" in capsys.readouterr().out

@@ -339,6 +339,67 @@ def test_model_parallel_momentum_deeper_net_equals_the_golden_step():
                zip(program.read_velocities(image), velocities))
 
 
+@pytest.mark.parametrize("cores, sizes", [(2, [4, 8, 3]), (2, [4, 8, 8, 3]), (4, [4, 8, 8, 3])])
+def test_model_parallel_fused_equals_the_golden_step(cores, sizes):
+    """The fused update on model parallel's panels: the loss gradient scaled by -lr/B on
+    every core and WGRAD's fused bit give the golden step (one core's fused rule per panel)
+    bit for bit, unlike the separate update's weights, and no update slots are spent."""
+    config = _cluster(cores)
+    case = mlp_case(sizes, 2, 2, seed=19)
+    program = ParallelProgram(config, sizes, 2, LR, "model", update="fused",
+                              store_every_step=True)
+    assert program.update == "fused"
+    wgrads = [c for c in program.step_core if c["op"] == "WGRAD"]
+    assert wgrads and all(c.get("fused") == 1 and "scalar" not in c for c in wgrads)
+    loss = next(c for c in program.step_core if c["op"] == "LOSS_GRAD")
+    assert loss["scalar"] == _bits(-LR / 2)
+    machine, image = _train(program, config, case, 2)
+    weights = case.weights
+    for s in range(2):
+        weights, logits = golden_parallel_step(config, weights, case.inputs[s],
+                                               case.labels[s], LR, "model", update="fused")
+    assert all(np.array_equal(a, b) for a, b in zip(program.read_weights(image), weights))
+    assert np.array_equal(program.read_logits(image, 0), logits)
+    assert machine.counters["update_slots"] == 0
+    separate = ParallelProgram(config, sizes, 2, LR, "model", store_every_step=True)
+    _, image_s = _train(separate, config, case, 2)
+    assert any(not np.array_equal(a, b) for a, b in
+               zip(separate.read_weights(image_s), weights))
+
+
+def test_model_parallel_fused_with_one_hidden_layer_is_one_cores_fused_step():
+    """One hidden layer (no reduce-scatter): the fused model-parallel step is one core's
+    fused step bit for bit."""
+    sizes, batch, steps = [4, 8, 3], 4, 3
+    case = mlp_case(sizes, batch, steps, seed=23)
+    config = _cluster(2)
+    program = ParallelProgram(config, sizes, batch, LR, "model", update="fused",
+                              store_every_step=True)
+    _, image = _train(program, config, case, steps)
+    single = TrainingProgram(TINY, sizes, batch, LR, update="fused")
+    _, image1 = _train(single, TINY, case, steps)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(program.read_weights(image), single.read_weights(image1)))
+
+
+def test_parallel_update_defaults_and_refusals():
+    config = _cluster(2)
+    assert ParallelProgram(config, [4, 8, 3], 2, LR, "model", update=None).update == "fused"
+    assert ParallelProgram(config, [4, 8, 3], 2, LR, "model").update == "separate"
+    assert ParallelProgram(config, [4, 8, 3], 2, LR, "model", momentum=0.5,
+                           update=None).update == "separate"
+    assert ParallelProgram(config, [4, 8, 3], 2, LR, "data", update=None).update == "separate"
+    dual = _cluster(2, **{"mac.dual": "value", "pe.acc_regs": 12})
+    assert ParallelProgram(dual, [4, 8, 3], 2, LR, "model", update=None).update == "separate"
+    with pytest.raises(ValueError, match=r"mode 'data' keeps the separate update: update "
+                                         r"must be 'separate', not 'fused'"):
+        ParallelProgram(config, [4, 8, 3], 2, LR, "data", update="fused")
+    with pytest.raises(ValueError, match=r"update must be 'separate' with momentum 0.5"):
+        ParallelProgram(config, [4, 8, 3], 2, LR, "model", momentum=0.5, update="fused")
+    with pytest.raises(ValueError, match=r"update must be one of fused, separate, not 'x'"):
+        ParallelProgram(config, [4, 8, 3], 2, LR, "model", update="x")
+
+
 def test_model_parallel_image_holds_panels_and_reads_whole_matrices():
     config = _cluster(2)
     sizes = [4, 8, 8, 3]

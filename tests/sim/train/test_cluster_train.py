@@ -57,6 +57,17 @@ def test_cli_cp_writes_its_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["mode"] == "cp" and data["cores"] == 2 and len(data["history"]) == 1
     assert data["stages"] and data["ticks"] > 0 and 0 < data["history"][0]["acc"] <= 1
+    assert data["update"] == "fused"            # the default where it applies
+
+
+def test_cli_cluster_update_flag_reaches_the_json(tmp_path, capsys):
+    out = tmp_path / "model.json"
+    argv = ["train", "--set", "cluster.cores=2", "--mode", "model", "--epochs", "1",
+            "--update", "separate", "--quiet", "--json", str(out)]
+    assert cli.main(argv) == 0
+    import json
+    data = json.loads(out.read_text())
+    assert data["mode"] == "model" and data["update"] == "separate"
 
 
 def test_cp_trains_with_the_fused_update():
@@ -69,3 +80,35 @@ def test_cp_trains_with_the_fused_update():
     assert result.history[0].acc > 0.5
     with pytest.raises(ValueError, match="update must be one of fused, separate, not 'x'"):
         train_cp(CLUSTER, sizes=(64, 8, 10), epochs=1, update="x", progress=False, log=None)
+
+
+def test_cp_and_model_default_to_the_fused_update_and_data_keeps_separate():
+    """Plain SGD on one MAC stream: ``model`` and ``cp`` fuse the update by default (as one
+    core), ``data`` keeps the separate pass (its gradients are all-reduced first); each
+    mode's job runs on the golden cluster with its WGRADs fused or not."""
+    from chrysalis.sim.train.cp import train_cp
+    result = train_cp(CLUSTER, sizes=(64, 8, 10), epochs=1, progress=False, log=None)
+    assert result.update == "fused" and result.history[0].acc > 0.5
+    for mode, update in (("model", "fused"), ("cp", "fused"), ("data", "separate")):
+        assert cluster_train.resolve_cluster_update(CLUSTER, mode, None) == update
+        job, runs, _ = cluster_train.cluster_job(CLUSTER, mode, steps=1)
+        outputs = run_job_golden(CLUSTER, job)
+        assert all(out.error == 0 for out in outputs)
+        grown = outputs[runs[-1]].counters["update_slots"] - outputs[0].counters["update_slots"]
+        assert (grown == 0) == (update == "fused"), (mode, grown)
+    job, runs, _ = cluster_train.cluster_job(CLUSTER, "model", steps=1, update="separate")
+    outputs = run_job_golden(CLUSTER, job)
+    assert outputs[runs[-1]].counters["update_slots"] > outputs[0].counters["update_slots"]
+    with pytest.raises(ValueError, match="mode 'data' keeps the separate update"):
+        cluster_train.cluster_job(CLUSTER, "data", steps=1, update="fused")
+
+
+def test_model_parallel_trains_with_the_fused_update_by_default():
+    from chrysalis.sim.train.parallel import train_parallel
+    result = train_parallel(CLUSTER, "model", sizes=(64, 32, 10), epochs=1, progress=False,
+                            log=None)
+    assert result.update == "fused" and result.to_dict()["update"] == "fused"
+    assert result.history[0].acc > 0.8
+    with pytest.raises(ValueError, match="update must be 'separate' with momentum 0.5"):
+        train_parallel(CLUSTER, "model", momentum=0.5, update="fused", epochs=1,
+                       progress=False, log=None)
