@@ -18,7 +18,7 @@ A DMA command may start while a core of its mask still runs a core command, when
 cannot disturb each other. The core's scratchpad has one read port and one write port, and
 the DMA engine's accesses take them over: a ``DMA_LOAD`` writes through the write port, a
 ``DMA_STORE`` reads through the read port. So a DMA command overlaps a running command only
-if that command never uses the same port (:data:`SP_READERS`, :data:`SP_WRITERS`), and if
+if that command never uses the same port (``gen.spec.isa.SP_READERS``, ``SP_WRITERS``), and if
 the running command uses the other port, only if the lines of their scratchpad matrices
 (``sp_base`` up to ``sp_base + columns * sp_lpc``) are disjoint:
 
@@ -45,14 +45,7 @@ from chrysalis.gen.spec import isa
 from .command_check import COMMAND_LAYOUT
 from .registers import EventSignature, HostSignature
 
-__all__ = ["DmaRequestSignature", "Controller", "SP_READERS", "SP_WRITERS"]
-
-_O = isa.Opcode
-#: Core operations that read the scratchpad through its read port (``BACKWARD`` only with
-#: its ReLU derivative, ``flag``: the mask words).
-SP_READERS = frozenset({_O.LOAD_COL, _O.LOAD_ROW, _O.LOAD_W, _O.LOSS_GRAD, _O.BACKWARD})
-#: Core operations that write the scratchpad through its write port.
-SP_WRITERS = frozenset({_O.STORE_W, _O.FORWARD, _O.BACKWARD, _O.LOSS_GRAD})
+__all__ = ["DmaRequestSignature", "Controller"]
 
 
 class DmaRequestSignature(wiring.Signature):
@@ -177,9 +170,9 @@ class Controller(wiring.Component):
         reads = Signal(name="cmd_reads_sp")
         writes = Signal(name="cmd_writes_sp")
         m.d.comb += [
-            reads.eq(self._op_in(SP_READERS - {O.BACKWARD})
+            reads.eq(self._op_in(isa.SP_READERS - {O.BACKWARD})
                      | ((f.op == O.BACKWARD) & f.flag)),
-            writes.eq(self._op_in(SP_WRITERS)),
+            writes.eq(self._op_in(isa.SP_WRITERS)),
         ]
         lo = f.sp_base[:width]
         store = f.op == O.DMA_STORE

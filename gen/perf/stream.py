@@ -11,14 +11,16 @@ for one SGD step of an MLP: the stream the RTL executes, so its figures can be h
 RTL counters one phase at a time (``benchmarks/perf_model_validation.py``).
 """
 
+from chrysalis.gen.spec import isa
+
 from .commands import COST_FIELDS, PHASES, RUN_START, TESTBENCH_MEMORY, command_cost, phase_of
 
 __all__ = ["SP_READERS", "SP_WRITERS", "dma_beside", "stream_cost", "mlp_program", "mlp_step"]
 
-#: Core operations that read the scratchpad through its read port (``BACKWARD`` only with
-#: its ReLU derivative), and those that write it: ``hw.controller``'s tables.
-SP_READERS = frozenset({"LOAD_COL", "LOAD_ROW", "LOAD_W", "LOSS_GRAD", "BACKWARD"})
-SP_WRITERS = frozenset({"STORE_W", "FORWARD", "BACKWARD", "LOSS_GRAD"})
+#: ``gen.spec.isa.SP_READERS`` / ``SP_WRITERS`` by name: the operations that read (write)
+#: the scratchpad through its read (write) port.
+SP_READERS = frozenset(op.name for op in isa.SP_READERS)
+SP_WRITERS = frozenset(op.name for op in isa.SP_WRITERS)
 #: The columns of each core operation's scratchpad matrix ``sp`` (``gen.spec.isa.OP_REGIONS``).
 _SP_COLUMNS = {"LOAD_W": "n", "STORE_W": "n"}
 

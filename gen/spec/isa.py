@@ -32,6 +32,7 @@ __all__ = [
     "SIZE_TERMS", "MEMORIES", "OP_REGIONS", "DMA_OPS", "size_values", "dma_region", "BitField",
     "Register", "REGISTERS", "REGISTER", "COUNTERS", "CONFIG_REGISTERS", "CONSTANT_REGISTERS",
     "LOCKED_WHILE_RUNNING", "ID_MAGIC", "REUSE_STRENGTH_BITS", "DUAL_SEED_BITS",
+    "SP_READERS", "SP_WRITERS",
     "shared_fields", "register_notes", "c_header", "markdown",
 ]
 
@@ -554,6 +555,15 @@ OP_REGIONS = {
 #: region).
 DMA_OPS = frozenset(op for op, regions in OP_REGIONS.items()
                     if any(r.memory == "memory" for r in regions))
+
+#: Core operations that read their core's scratchpad through its read port (``BACKWARD``
+#: only with its ReLU derivative, ``flag``: the mask words), and those that write it
+#: through its write port. The DMA engine's transfers take over one of those ports (a load
+#: the write port, a store the read port), which decides what a transfer may run beside
+#: (``hw.controller``, and ``gen.perf.stream.dma_beside`` in the model).
+SP_READERS = frozenset({Opcode.LOAD_COL, Opcode.LOAD_ROW, Opcode.LOAD_W, Opcode.LOSS_GRAD,
+                        Opcode.BACKWARD})
+SP_WRITERS = frozenset({Opcode.STORE_W, Opcode.FORWARD, Opcode.BACKWARD, Opcode.LOSS_GRAD})
 
 
 def size_values(fields, limits):
