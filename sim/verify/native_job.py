@@ -517,19 +517,12 @@ def read_icarus_result(folder, job, walls=()):
     return outputs
 
 
-#: The Verilog this process emitted, by config hash and folder: a training runs a job per
-#: epoch, and elaborating the default config takes seconds.
-_EMITTED = {}
-
-
 def verilog_of(config, folder):
-    """The Verilog of ``config`` in ``folder``, emitted once per process."""
-    from chrysalis.gen.emit.verilog import emit
-    key = (config.config_hash(), str(folder))
-    path = _EMITTED.get(key)
-    if path is None or not Path(path).is_file():
-        path = _EMITTED[key] = emit(config, folder)["verilog"]
-    return path
+    """The Verilog of ``config`` in ``folder``, converted once per machine
+    (:func:`chrysalis.sim.verify.verilog_cache.cached_verilog`): a training runs a job per
+    epoch, and elaborating the default config takes seconds."""
+    from .verilog_cache import cached_verilog
+    return cached_verilog(config, folder)
 
 
 def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fast_build=False,

@@ -1,7 +1,8 @@
 """Run a job (:mod:`chrysalis.sim.compile.job`) on the accelerator's RTL under Icarus or
 Verilator.
 
-:func:`run_job` emits the Verilog of the config, runs the cocotb testbench
+:func:`run_job` takes the Verilog of the config (converted once per machine,
+:mod:`chrysalis.sim.verify.verilog_cache`), runs the cocotb testbench
 ``sim.verify.tb.accelerator`` (AxiLiteMaster as the host, AxiRam as the memory) and returns
 what the host saw after each run: status, error code and index, counters, cycles and the
 whole memory image, as :func:`chrysalis.sim.compile.job.run_job_golden` does for the golden
@@ -30,11 +31,11 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
     the simulator's build (``sim.verify.runner.run_testbench``); with ``quiet`` the
     simulator's log lines go to a file in the build instead of stdout.
     """
-    from chrysalis.gen.emit.verilog import emit
     from chrysalis.sim.verify.runner import run_testbench
+    from chrysalis.sim.verify.verilog_cache import cached_verilog
 
     build_dir = Path(build_dir).resolve()
-    paths = emit(config, build_dir / "rtl")
+    verilog = cached_verilog(config, build_dir / "rtl")
     arrays = {"image": np.asarray(job.image, dtype=np.uint32)}
     runs = []
     for i, run in enumerate(job.runs):
@@ -55,7 +56,7 @@ def run_job(config, job, simulator, build_dir, waves=False, timeout_s=None, job_
     spec, out = job_dir / "job.npz", job_dir / "result.npz"
     np.savez(spec, **arrays)
     out.unlink(missing_ok=True)
-    run_testbench(sources=[paths["verilog"]], toplevel=config.name,
+    run_testbench(sources=[verilog], toplevel=config.name,
                   module="chrysalis.sim.verify.tb.accelerator", simulator=simulator, build_dir=build_dir,
                   testcase="job", waves=waves, timeout_s=timeout_s, fast_build=fast_build,
                   build_args=build_args, quiet=quiet,

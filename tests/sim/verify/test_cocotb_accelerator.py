@@ -42,10 +42,10 @@ SLOW_ICARUS = [pytest.param(p.values[0], marks=(*p.marks, pytest.mark.slow), id=
 
 
 def test_registers(simulator, build_root):
-    from chrysalis.gen.emit.verilog import emit
+    from chrysalis.sim.verify.verilog_cache import cached_verilog
     from chrysalis.sim.verify.runner import run_testbench
-    paths = emit(TINY, SHARED / TINY.name / "rtl")
-    result = run_testbench(sources=[paths["verilog"]], toplevel=TINY.name,
+    verilog = cached_verilog(TINY, SHARED / TINY.name / "rtl")
+    result = run_testbench(sources=[verilog], toplevel=TINY.name,
                            module="chrysalis.sim.verify.tb.accelerator", simulator=simulator,
                            build_dir=SHARED / TINY.name, testcase="registers", timeout_s=600,
                            extra_env={"CHRYSALIS_CONFIG": TINY.to_toml()})

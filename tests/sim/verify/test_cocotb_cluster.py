@@ -138,11 +138,11 @@ def run_collectives(cores, simulator, build_root, seed):
 def test_registers_on_two_cores(simulator):
     """The register map of a cluster (its CLUSTER register among them), the error
     responses, the interrupt logic, and a run of DMA loads fanned out to both cores."""
-    from chrysalis.gen.emit.verilog import emit
+    from chrysalis.sim.verify.verilog_cache import cached_verilog
     from chrysalis.sim.verify.runner import run_testbench
     config = cluster_config(2)
-    paths = emit(config, SHARED / config.name / "rtl")
-    result = run_testbench(sources=[paths["verilog"]], toplevel=config.name,
+    verilog = cached_verilog(config, SHARED / config.name / "rtl")
+    result = run_testbench(sources=[verilog], toplevel=config.name,
                            module="chrysalis.sim.verify.tb.accelerator", simulator=simulator,
                            build_dir=SHARED / config.name, testcase="registers",
                            timeout_s=600, extra_env={"CHRYSALIS_CONFIG": config.to_toml()})

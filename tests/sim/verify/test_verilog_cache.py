@@ -1,0 +1,47 @@
+"""The Verilog cache: the text ``emit`` writes, converted once, keyed by what shapes it."""
+
+import dataclasses
+
+import pytest
+
+from chrysalis.gen.emit import verilog as emit_module
+from chrysalis.gen.spec.config import PRESETS
+from chrysalis.sim.verify import verilog_cache
+from chrysalis.sim.verify.verilog_cache import cached_verilog, verilog_key
+
+TINY = PRESETS["tiny"]
+
+
+def test_converted_once_then_copied(tmp_path, monkeypatch):
+    calls = []
+    real_emit = emit_module.emit
+
+    def counting_emit(config, out_dir):
+        calls.append(config.name)
+        return real_emit(config, out_dir)
+
+    monkeypatch.setattr(emit_module, "emit", counting_emit)
+    cache = tmp_path / "cache"
+    first = cached_verilog(TINY, tmp_path / "a", cache=cache)
+    second = cached_verilog(TINY, tmp_path / "b", cache=cache)
+    assert calls == ["tiny"]
+    assert first.name == second.name == "tiny.v"
+    # The same text emit writes, wherever it is asked for.
+    reference = real_emit(TINY, tmp_path / "emitted")["verilog"].read_text()
+    assert first.read_text() == second.read_text() == reference
+    assert sorted(p.name for p in cache.glob("*.v")) == [f"{verilog_key(TINY)}.v"]
+
+
+def test_key_follows_the_config_and_the_sources(monkeypatch):
+    key = verilog_key(TINY)
+    assert verilog_key(dataclasses.replace(TINY, name="tiny2")) != key
+    wider = dataclasses.replace(TINY, core=dataclasses.replace(TINY.core, cols=3))
+    assert verilog_key(wider) != key
+    # A changed source file gives another name: a stale conversion is never picked up.
+    monkeypatch.setitem(verilog_cache._memo, "sources", "another gateware")
+    assert verilog_key(TINY) != key
+
+
+def test_refuses_what_is_not_a_config(tmp_path):
+    with pytest.raises(TypeError, match=r"config must be a Config, not 'tiny'"):
+        cached_verilog("tiny", tmp_path)
