@@ -80,9 +80,12 @@ def run(config, out_dir, batch, steps, seed, simulators):
             previous = outs[i - 1].counters if i else dict.fromkeys(r.counters, 0)
             cycles = r.counters["cycles"] - previous["cycles"]
             step = 0 < i <= steps
-            # The mean softmax cross-entropy of the step's logits, in float64 on the host.
-            loss = softmax_xent(nx.to_float32(program.read_logits(r.image, 0)),
-                                minibatches[i - 1][1]) if step else None
+            # The mean softmax cross-entropy of the step's logits, in float64 on the host;
+            # step k writes them into its slot (training_job's host contract).
+            loss = None
+            if step:
+                logits = program.read_logits(r.image, program.slot_of_step(i - 1))
+                loss = softmax_xent(nx.to_float32(logits), minibatches[i - 1][1])
             rows.append(dict(simulator=simulator, run=what, cycles=cycles,
                              core=r.counters["core_cycles"] - previous["core_cycles"],
                              dma=r.counters["dma_cycles"] - previous["dma_cycles"],

@@ -148,7 +148,12 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
     minibatches : sequence of (x_bits, labels)
         ``x_bits`` is ``(sizes[0], batch)`` fp32 bit patterns without the row of ones.
     slot : int
-        The minibatch slot every step uses; the host rewrites it before each doorbell.
+        Without prefetch: the minibatch slot every step uses; the host rewrites it before
+        each doorbell. With prefetch (``program.prefetch``) it must be 0: step ``k`` runs
+        slot ``k mod slots``, and the host follows the program's contract
+        (``sim.compile.program``): minibatch 0 goes into slot 0 before the prologue, which
+        loads it, and minibatch ``k + 1`` into its slot before step ``k``'s doorbell, which
+        loads it beside its last weight-gradient pass.
     image : numpy.ndarray, optional
         Start from this image of the program (for example where an earlier job left it)
         instead of ``program.initial_image(weights, velocities)``.
@@ -161,9 +166,11 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
     Returns
     -------
     Job
-        ``runs[0]`` is the prologue, ``runs[1 + s]`` step ``s`` (its ``writes`` carry the
-        minibatch's input and label regions); when the program does not store the weights
-        every step, a last run is its checkpoint (the weights into the image).
+        ``runs[0]`` is the prologue, ``runs[1 + s]`` step ``s``; the ``writes`` of a run
+        carry the input and label regions of the minibatch its commands load (with
+        prefetch: the prologue's minibatch 0, step ``s``'s minibatch ``s + 1``, none for
+        the last step). When the program does not store the weights every step, a last
+        run is its checkpoint (the weights into the image).
     """
     if image is None:
         image = program.initial_image(weights, velocities)
@@ -177,20 +184,24 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
         if len(strengths) != len(minibatches) or not strengths:
             raise ValueError(f"reuse_strength must be one value or one per minibatch "
                              f"({len(minibatches)}), not {list(reuse_strength)!r}")
-    job.runs.append(Run(program.prologue.cmd_base, program.prologue.cmd_count,
-                        max_cycles=max_cycles, dual_seed=dual_seed,
-                        reuse_strength=strengths[0]))
-    step = program.step_run(1, slot)
-    regions = [program.regions[f"inputs[{slot}]"], program.regions[f"labels[{slot}]"]]
     scratch = image.copy()
-    for (x_bits, labels), strength in zip(minibatches, strengths):
-        program.write_batch(scratch, slot, x_bits, labels)
-        writes = []
-        for region in regions:
-            lo = (region.addr - program.mem_base) // 4
-            hi = (region.end - program.mem_base) // 4
-            writes.append((region.addr, scratch[lo:hi].copy()))
-        job.runs.append(Run(step.cmd_base, step.cmd_count, writes=writes,
+    if program.prefetch:
+        if slot != 0:
+            raise ValueError(f"slot must be 0 with prefetch (step k runs slot k mod "
+                             f"{program.slots}), not {slot!r}")
+        # Each run carries the minibatch its commands load: the next step's.
+        loads = [_batch_writes(program, scratch, program.slot_of_step(k), *batch)
+                 for k, batch in enumerate(minibatches)] + [[]]
+        slots = [program.slot_of_step(k) for k in range(len(minibatches))]
+    else:
+        loads = [[]] + [_batch_writes(program, scratch, slot, *batch) for batch in minibatches]
+        slots = [slot] * len(minibatches)
+    job.runs.append(Run(program.prologue.cmd_base, program.prologue.cmd_count,
+                        writes=loads[0], max_cycles=max_cycles, dual_seed=dual_seed,
+                        reuse_strength=strengths[0]))
+    for k, strength in enumerate(strengths[:len(minibatches)]):
+        step = program.step_run(1, slots[k])
+        job.runs.append(Run(step.cmd_base, step.cmd_count, writes=loads[k + 1],
                             max_cycles=max_cycles, dual_seed=dual_seed,
                             reuse_strength=strength))
     if not program.store_every_step:
@@ -198,3 +209,16 @@ def training_job(program, weights, minibatches, velocities=None, slot=0, max_cyc
                             max_cycles=max_cycles, dual_seed=dual_seed,
                             reuse_strength=strengths[-1]))
     return job
+
+
+def _batch_writes(program, scratch, slot, x_bits, labels):
+    """The host's writes of a minibatch into slot ``slot``: its input and label regions,
+    as ``write_batch`` leaves them in ``scratch`` (a copy of the image)."""
+    program.write_batch(scratch, slot, x_bits, labels)
+    writes = []
+    for name in (f"inputs[{slot}]", f"labels[{slot}]"):
+        region = program.regions[name]
+        lo = (region.addr - program.mem_base) // 4
+        hi = (region.end - program.mem_base) // 4
+        writes.append((region.addr, scratch[lo:hi].copy()))
+    return writes

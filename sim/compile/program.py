@@ -36,13 +36,42 @@ stream. :meth:`TrainingProgram.memory_map` prints the map of a program with its 
 
 Command streams
 ---------------
-Prologue: ``DMA_LOAD`` of the weights (and velocities) and of the ``init`` blocks into the
-scratchpad, then the ``LOAD_W`` commands that make the weights resident in the PEs (none when
-they are streamed). Step of slot ``s``: ``DMA_LOAD`` of ``inputs[s]`` and ``labels[s]``, the
-core commands of ``compile_mlp``'s step, the ``STORE_W`` commands that bring the resident
-weights back to the scratchpad, ``DMA_STORE`` of the weights (and velocities) to their
-regions and ``DMA_STORE`` of the output into ``logits[s]``. With streamed weights the step's
-own commands load and store them in chunks; the step then only stores them to memory.
+With ``prefetch`` (by default wherever the scratchpad has room for it) the scratchpad
+holds two buffers for a minibatch, each an inputs matrix and a labels matrix
+(:attr:`TrainingProgram.buffers`): buffer 0 is ``compile_mlp``'s ``acts[0]`` and
+``labels``, buffer 1 lies after every other matrix. The
+step of slot ``s`` computes on buffer ``s mod 2`` and loads the *next* slot's minibatch,
+slot ``(s + 1) mod S``, into the other buffer, so ``S`` is even and consecutive steps
+alternate the buffers. Prologue: ``DMA_LOAD`` of the weights (and velocities) and of the
+``init`` blocks into the scratchpad, the ``LOAD_W`` commands that make the weights resident
+in the PEs (none when they are streamed), then ``DMA_LOAD`` of ``inputs[0]`` and
+``labels[0]`` into buffer 0. Step of slot ``s``: ``compile_mlp``'s core commands reading
+buffer ``s mod 2``, with the ``DMA_LOAD`` s of ``inputs[s + 1]`` and ``labels[s + 1]`` just
+after the last ``WGRAD``, which uses no scratchpad port, so the controller runs them beside
+it (``docs/architecture.md``); then the ``STORE_W`` commands that bring the resident weights
+back to the scratchpad, ``DMA_STORE`` of the weights (and velocities) to their regions and
+``DMA_STORE`` of the output into ``logits[s]``.
+
+Without ``prefetch`` there is one buffer (``compile_mlp``'s) and the step of slot ``s``
+starts with the ``DMA_LOAD`` of ``inputs[s]`` and ``labels[s]``, which nothing overlaps;
+the prologue loads no minibatch. With streamed weights the step's own commands load and
+store them in chunks; the step then only stores them to memory.
+
+Host contract
+-------------
+Steps run in slot order, cyclically: after the prologue the step of slot 0, then 1, ...,
+``S - 1``, 0, ...; step ``k`` of a run of steps (counted from the prologue) is slot
+``k mod S``'s and writes ``logits[k mod S]``. With ``prefetch``, slot ``s`` must hold
+step ``k``'s minibatch (:meth:`TrainingProgram.write_batch`) before the doorbell that loads
+it: the prologue's for step 0, step ``k - 1``'s for the others. So before the doorbell of
+step ``k`` the host writes step ``k + 1``'s minibatch into slot ``(k + 1) mod S``; the
+slot the step computes on was loaded by the previous doorbell and may be overwritten. The
+last step of a run loads whatever slot ``(k + 1) mod S`` holds into the other buffer, which
+no later command reads until a next step uses it. A host that resumes later at slot ``s``
+with a new minibatch writes it into slot ``s`` and rings :meth:`TrainingProgram.load_run`
+(the two loads of slot ``s`` into its buffer) before that step. Without ``prefetch`` slot
+``s`` must hold step ``k``'s minibatch before step ``k``'s own doorbell. A run of several
+steps (``step_run(steps)``) needs every slot it reads written before its doorbell.
 
 Between steps the weights on chip (in the PEs, or in the scratchpad when streamed) are the
 ones the next step uses: a host that changes the weights in the image must run the prologue
@@ -56,6 +85,7 @@ import numpy as np
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, is_int, is_real
+from chrysalis.gen.spec.layout import Allocator
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.mlp import ONE
 
@@ -202,8 +232,9 @@ class TrainingProgram(MemoryImage):
     momentum : float, optional
         SGD with momentum ``mu``; needs the weights resident in the PEs (``compile_mlp``
         raises otherwise).
-    slots : int
+    slots : int, optional
         Minibatch slots in memory: one run can execute up to ``slots`` consecutive steps.
+        With ``prefetch`` an even number, 2 by default; without, 1 by default.
     mem_base : int
         Byte address of the image: a multiple of 64.
     store_every_step : bool
@@ -213,6 +244,13 @@ class TrainingProgram(MemoryImage):
     update : str or None
         ``"separate"`` (the default) or ``"fused"`` SGD update, or ``None`` for the
         default where it applies (``sim.compile.compiler.resolve_update``).
+    prefetch : bool or None
+        ``True``: each step loads the next step's minibatch into a second scratchpad buffer
+        beside its last weight-gradient pass (the module docstring's host contract; a
+        ``ValueError`` if the scratchpad has no room for the buffer). ``False``: each step
+        loads its own minibatch first, with nothing to overlap it. ``None`` (the default):
+        prefetch when it applies, that is when the buffer fits and ``slots`` is even or
+        not given; :attr:`prefetch` says which.
 
     Members
     -------
@@ -230,6 +268,11 @@ class TrainingProgram(MemoryImage):
         Loads the weights (and velocities) and the hidden activations' rows of ones.
     checkpoint : Run
         Stores the weights (and velocities) from the chip into the image.
+    prefetch : bool
+        Whether the steps prefetch (the ``prefetch`` argument, resolved).
+    buffers : list of (Matrix, Matrix)
+        The scratchpad's minibatch buffers, ``(inputs, labels)``: two with ``prefetch``
+        (slot ``s``'s step computes on buffer ``s % 2``), one without.
     step_commands : int
         Commands of one step.
     image_words, image_bytes : int
@@ -242,20 +285,35 @@ class TrainingProgram(MemoryImage):
         an image that does not fit the address space.
     """
 
-    def __init__(self, config, sizes, batch, lr, momentum=None, slots=1, mem_base=0,
-                 store_every_step=True, update="separate"):
+    #: Programs that do not set it (the cluster's) load each step's minibatch first.
+    prefetch = False
+
+    def __init__(self, config, sizes, batch, lr, momentum=None, slots=None, mem_base=0,
+                 store_every_step=True, update="separate", prefetch=None):
         from chrysalis.gen.spec.config import Config
         if not isinstance(config, Config):
             raise TypeError(f"config must be a Config, not {config!r}")
         sizes = check_sizes(sizes)
-        check_run_arguments(lr, momentum, slots, mem_base)
+        if prefetch is not None and not isinstance(prefetch, bool):
+            raise ValueError(f"prefetch must be True, False or None, not {prefetch!r}")
+        check_run_arguments(lr, momentum, 1 if slots is None else slots, mem_base)
+        if prefetch and slots is not None and slots % 2:
+            raise ValueError(f"slots must be even with prefetch (consecutive steps alternate "
+                             f"two scratchpad buffers), not {slots!r}")
         self.compiled = prog = compile_mlp(config, sizes, batch, lr, momentum=momentum,
                                            update=update)
+        second = _second_buffer(config, prog, required=bool(prefetch))
+        if prefetch is None:
+            prefetch = second is not None and (slots is None or slots % 2 == 0)
+        if slots is None:
+            slots = 2 if prefetch else 1
         self.update = prog.update
         self.config = config
         self.sizes, self.batch, self.lr, self.momentum = sizes, batch, lr, momentum
         self.slots, self.mem_base = int(slots), int(mem_base)
         self.beat_bytes = config.host.axi_data_width // 8
+        self.prefetch = prefetch
+        self.buffers = [(prog.acts[0], prog.labels)] + ([second] if prefetch else [])
         layers = len(sizes) - 1
 
         # The streams' lengths do not depend on addresses, so they are known before the
@@ -267,7 +325,7 @@ class TrainingProgram(MemoryImage):
         stores = len(store) + len(prog.weights) + len(prog.velocities)
         step_core = list(prog.step) + (store if self.store_every_step else [])
         self.step_commands = 2 + len(prog.step) + 1 + (stores if self.store_every_step else 0)
-        prologue_count = dma_prologue + len(core_prologue)
+        prologue_count = dma_prologue + len(core_prologue) + (2 if prefetch else 0)
         total = prologue_count + self.slots * self.step_commands + stores
 
         # Every region starts at a multiple of both the command size and the beat.
@@ -300,12 +358,19 @@ class TrainingProgram(MemoryImage):
         prologue += [self._dma("DMA_LOAD", f"init[{l}]", prog.acts[l])
                      for l in range(1, layers)]
         prologue += core_prologue
+        # With prefetch the prologue's last two commands load slot 0 (its load_run); the
+        # step of slot s - 1 holds slot s's.
+        self._loads = {}
+        if prefetch:
+            self._loads[0] = len(prologue)
+            prologue += self._loads_of(0)
         assert len(prologue) == prologue_count
         self.commands = list(prologue)
         for s in range(self.slots):
-            step = [self._dma("DMA_LOAD", f"inputs[{s}]", prog.acts[0]),
-                    self._dma("DMA_LOAD", f"labels[{s}]", prog.labels)]
-            step += step_core
+            if prefetch:
+                step = self._prefetching_step(s, step_core)
+            else:
+                step = self._loads_of(s) + step_core
             if self.store_every_step:
                 step += [self._dma("DMA_STORE", f"{kind}[{l}]", m) for kind, l, m in weights]
             step.append(self._dma("DMA_STORE", f"logits[{s}]", prog.acts[-1]))
@@ -323,6 +388,22 @@ class TrainingProgram(MemoryImage):
         self.prologue = Run(self.regions["commands"].addr, prologue_count)
 
     # --- construction helpers ----------------------------------------------------------
+
+    def _loads_of(self, slot):
+        """The ``DMA_LOAD`` s of slot ``slot``'s inputs and labels into its buffer."""
+        inputs, labels = self.buffers[slot % len(self.buffers)]
+        return [self._dma("DMA_LOAD", f"inputs[{slot}]", inputs),
+                self._dma("DMA_LOAD", f"labels[{slot}]", labels)]
+
+    def _prefetching_step(self, slot, core):
+        """Slot ``slot``'s core commands on its buffer, with the loads of the next slot
+        just after the last ``WGRAD``: it uses neither scratchpad port, so the controller
+        runs the loads beside it."""
+        core = _on_buffer(core, self.buffers[0], self.buffers[slot % 2])
+        last = max(i for i, c in enumerate(core) if c["op"] == "WGRAD") + 1
+        nxt = (slot + 1) % self.slots
+        self._loads.setdefault(nxt, len(self.commands) + last)
+        return core[:last] + self._loads_of(nxt) + core[last:]
 
     def _dma(self, op, name, matrix):
         region = self.regions[name]
@@ -363,6 +444,24 @@ class TrainingProgram(MemoryImage):
         if with_prologue:
             first, count = 0, count + self._prologue_count
         return Run(self.regions["commands"].addr + first * isa.COMMAND_BYTES, count)
+
+    def load_run(self, slot):
+        """With ``prefetch``: the run of the two ``DMA_LOAD`` s that put slot ``slot``'s
+        minibatch into its buffer (``slot % 2``), the commands the prologue (slot 0) or
+        the step of slot ``slot - 1`` runs. A host that starts steps at slot ``slot``
+        without the doorbell before it having loaded the minibatch rings this first."""
+        self._check_slot(slot)
+        if not self.prefetch:
+            raise ValueError("load_run is for a program with prefetch; without it every step "
+                             "loads its own minibatch")
+        return Run(self.regions["commands"].addr + self._loads[slot] * isa.COMMAND_BYTES, 2)
+
+    def slot_of_step(self, step):
+        """The slot of step ``step`` of a run of steps counted from the prologue (steps
+        run in slot order, cyclically)."""
+        if not is_int(step) or step < 0:
+            raise ValueError(f"step must be a non-negative integer, not {step!r}")
+        return int(step) % self.slots
 
     # --- the image ---------------------------------------------------------------------
 
@@ -487,6 +586,41 @@ class TrainingProgram(MemoryImage):
     def _get_layers(self, image, kind):
         return [self._get(image, self.regions[f"{kind}[{l}]"])
                 for l in range(len(self.sizes) - 1)]
+
+
+def _second_buffer(config, prog, required):
+    """The second minibatch buffer of ``prog`` (``compile_mlp``'s placement): an inputs and
+    a labels matrix after the last scratchpad line it uses; ``None`` if the scratchpad has
+    no room for it (a ``ValueError`` that says so if ``required``)."""
+    matrices = [*prog.acts, *prog.grads, prog.labels, *prog.weights, *prog.velocities]
+    alloc = Allocator(config.core.scratchpad_words, prog.acts[0].banks)
+    alloc.next_line = max(m.base + m.lines for m in matrices)
+    try:
+        return (alloc.matrix(prog.acts[0].n, prog.batch, "the second inputs buffer"),
+                alloc.matrix(prog.labels.n, prog.batch, "the second labels buffer"))
+    except ValueError as error:
+        if not required:
+            return None
+        raise ValueError(f"prefetch needs a second minibatch buffer in the scratchpad: "
+                         f"{error} (prefetch=False needs none)") from None
+
+
+def _on_buffer(commands, old, new):
+    """``commands`` with the reads of minibatch buffer ``old`` (``LOAD_COL`` of the inputs,
+    ``LOSS_GRAD``'s labels) moved to buffer ``new``."""
+    if new is old:
+        return list(commands)
+    (old_x, old_y), (new_x, new_y) = old, new
+    out, moved = [], 0
+    for c in commands:
+        if c["op"] == "LOAD_COL" and c["sp_base"] == old_x.base:
+            c, moved = {**c, "sp_base": new_x.base}, moved + 1
+        elif c["op"] == "LOSS_GRAD":
+            assert c["sp3_base"] == old_y.base
+            c, moved = {**c, "sp3_base": new_y.base}, moved + 1
+        out.append(c)
+    assert moved == 2, "a step reads its inputs once and its labels once"
+    return out
 
 
 def _describe(value):

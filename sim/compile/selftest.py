@@ -48,7 +48,8 @@ def selftest_image(config, sizes=(64, 32, 10), batch=8, seed=0, runs=4, lr=0.25)
     if len(sizes) < 2 or sizes[0] != 64 or sizes[-1] != 10:
         raise ValueError(f"sizes must run from 64 inputs to 10 classes for digits, "
                          f"not {sizes!r}")
-    program = TrainingProgram(config, list(sizes), batch, lr)
+    # One step per run: nothing to prefetch, and the image keeps its one slot.
+    program = TrainingProgram(config, list(sizes), batch, lr, prefetch=False)
     x_train, y_train, _, _ = digits(seed)
     image = program.initial_image(initial_weights(list(sizes), seed))
     program.write_batch(image, 0, nx.from_float32(x_train[:batch].T.astype(np.float32)),

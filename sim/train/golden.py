@@ -3,9 +3,15 @@ data-parallel and model-parallel training on the golden backend.
 
 The program is a :class:`chrysalis.sim.compile.program.TrainingProgram` (a
 :class:`~chrysalis.sim.compile.parallel_program.ParallelProgram` on a cluster). The host
-runs the prologue once; then for every step it writes the minibatch into slot 0 of the image
-and rings the doorbell of that slot's step; at the end of a chunk it runs the checkpoint,
-which brings the weights from the chip into the image, where the host reads them.
+runs the prologue once. Without prefetch it then, for every step, writes the minibatch
+into slot 0 of the image and rings the doorbell of that slot's step. With prefetch
+(``program.prefetch``, the program's host contract) step ``k`` runs slot ``k mod slots``
+and loads the next step's minibatch: a chunk starts by writing its first minibatch into its
+slot and ringing that slot's :meth:`~chrysalis.sim.compile.program.TrainingProgram.load_run`
+(the previous chunk's last step could not know it), and before each step's doorbell the
+host writes the next minibatch of the chunk into the next slot. At the end of a chunk it
+runs the checkpoint, which brings the weights from the chip into the image, where the host
+reads them.
 """
 
 import time
@@ -56,6 +62,8 @@ class GoldenSteps:
         self.program, self.image, self.machine = program, image, machine
         self.name, self.description = name, description
         self.accel_s, self.commands = 0.0, 0
+        # Steps rung since the prologue: with prefetch, the next step's slot.
+        self._steps = 0
         self._doorbell(program.prologue, "the prologue")
 
     @property
@@ -68,13 +76,24 @@ class GoldenSteps:
 
     def run(self, chunk, minibatches, strength, progress):
         program = self.program
-        step_run = program.step_run(1, 0)
         self.machine.reuse_strength = strength
+        if program.prefetch and minibatches:
+            first = minibatches[0]
+            slot = program.slot_of_step(self._steps)
+            program.write_batch(self.image, slot, first.x_bits, first.labels)
+            self._doorbell(program.load_run(slot), f"the load of step {first.step}")
         losses = []
-        for batch in minibatches:
-            program.write_batch(self.image, 0, batch.x_bits, batch.labels)
-            self._doorbell(step_run, f"step {batch.step}")
-            logits = nx.to_float32(program.read_logits(self.image, 0))
+        for k, batch in enumerate(minibatches):
+            slot = program.slot_of_step(self._steps) if program.prefetch else 0
+            if not program.prefetch:
+                program.write_batch(self.image, slot, batch.x_bits, batch.labels)
+            elif k + 1 < len(minibatches):
+                following = minibatches[k + 1]
+                program.write_batch(self.image, program.slot_of_step(self._steps + 1),
+                                    following.x_bits, following.labels)
+            self._doorbell(program.step_run(1, slot), f"step {batch.step}")
+            self._steps += 1
+            logits = nx.to_float32(program.read_logits(self.image, slot))
             losses.append(softmax_xent(logits, batch.labels))
             progress.advance(1, losses)
         self._doorbell(program.checkpoint, "the checkpoint")

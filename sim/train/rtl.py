@@ -6,8 +6,10 @@ One simulation runs a chunk of steps (an epoch, or all of a ``steps`` run) as on
 (:mod:`chrysalis.sim.verify.native_job`: the host and the memory in C++ around the Verilated
 model, or in Verilog beside the design under Icarus; no Python during the run) or ``cocotb`` (:func:`chrysalis.sim.verify.rtl_job.run_job`,
 cocotbext-axi as the host and the memory; Icarus or Verilator, and waveforms). run 0 is the prologue, which loads the
-weights the previous chunk left in the image (a simulation starts from reset), run ``1 + k``
-the chunk's step ``k``, whose memory patches are its minibatch and labels, and the last run
+weights the previous chunk left in the image (a simulation starts from reset) and the
+chunk's first minibatch, run ``1 + k`` the chunk's step ``k``, whose memory patches are the
+minibatch it prefetches (step ``k + 1``'s, in slot ``(k + 1) mod 2``; a program without
+prefetch: its own minibatch, in slot 0), and the last run
 the checkpoint, whose image the next chunk starts from. The same job also runs on the golden
 machine model, and the strategy records whether every run left the same memory image and
 the same counters (:func:`chrysalis.sim.compile.job.golden_mismatches`).
@@ -102,9 +104,11 @@ class RtlSteps:
                                 [(b.x_bits, b.labels) for b in minibatches],
                                 image=self.image, reuse_strength=strength)
         outputs = self._simulate(job, chunk)
+        # Step k of the job wrote its logits into its slot (training_job's host contract).
+        slot = self.program.slot_of_step if self.program.prefetch else (lambda k: 0)
         losses = [softmax_xent(nx.to_float32(self.program.read_logits(
-                      out.image.astype(np.uint32), 0)), batch.labels)
-                  for out, batch in zip(outputs[1:], minibatches)]
+                      out.image.astype(np.uint32), slot(k))), batch.labels)
+                  for k, (out, batch) in enumerate(zip(outputs[1:], minibatches))]
         if self.dump_waves:
             self._keep_waves(chunk)
         self._compare_with_golden(job, outputs, chunk)

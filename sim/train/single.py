@@ -3,7 +3,11 @@
 :func:`train` compiles the network with :class:`sim.compile.program.TrainingProgram`, writes every
 minibatch into the memory image as a host would (:meth:`~sim.compile.program.TrainingProgram.
 write_batch`) and rings the doorbell once per SGD step (:meth:`~sim.compile.program.TrainingProgram.
-step_run`), in the epoch loop of :func:`sim.train.loop.run_epochs`. The accelerator is one of
+step_run`), in the epoch loop of :func:`sim.train.loop.run_epochs`. Where the scratchpad
+has room for a second minibatch buffer the program prefetches: each step loads the next
+step's minibatch, from the other of two memory slots, beside its last weight-gradient pass,
+so the host writes minibatch ``k + 1`` before step ``k``'s doorbell (the host contract of
+:mod:`sim.compile.program`). The accelerator is one of
 three backends, each a strategy of that loop:
 
 ``"golden"``
@@ -12,9 +16,10 @@ three backends, each a strategy of that loop:
 ``"icarus"``, ``"verilator"``
     The accelerator's Verilog under that simulator, through cocotb (:func:`sim.verify.rtl_job.
     run_job`; :class:`sim.train.rtl.RtlSteps`). One simulation runs a *chunk* of steps (an epoch, or all of ``steps``): one
-    :class:`sim.compile.job.Run` per step, whose memory patches are that step's minibatch and
-    labels. Each simulation starts from reset, so the first run of a chunk starts with the
-    prologue, which loads the weights the previous chunk left in the image. The same job
+    :class:`sim.compile.job.Run` per step, whose memory patches are the next step's minibatch
+    and labels. Each simulation starts from reset, so the first run of a chunk starts with the
+    prologue, which loads the weights the previous chunk left in the image and the chunk's
+    first minibatch. The same job
     also runs on the golden machine model, and the driver reports whether both left the same
     memory image (:attr:`TrainResult.golden_match`).
 
@@ -345,8 +350,11 @@ def _compile(config, sizes, batch, lr, momentum, update):
     update = resolve_update(config, momentum, update)
     try:
         # The weights stay on chip between steps; a checkpoint run stores them into the
-        # image when the host evaluates them (at the end of an epoch or of the run).
-        return TrainingProgram(config, list(sizes), batch, lr, momentum=momentum, slots=1,
+        # image when the host evaluates them (at the end of an epoch or of the run). Where
+        # the scratchpad has room, each step loads the next one's minibatch beside its
+        # last weight-gradient pass, from the other of two slots (the host contract of
+        # sim.compile.program).
+        return TrainingProgram(config, list(sizes), batch, lr, momentum=momentum,
                                store_every_step=False, update=update)
     except ValueError as error:
         raise ValueError(f"a {'-'.join(map(str, sizes))} MLP with batch {batch} does not fit "

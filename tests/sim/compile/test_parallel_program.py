@@ -44,10 +44,21 @@ def _train(program, config, case, steps):
     """The prologue and ``steps`` steps on a fresh machine; the machine and the image."""
     machine = ClusterMachine(config) if config.cluster.cores > 1 else Machine(config)
     image = program.initial_image(case.weights)
+
+    def write(s):
+        program.write_batch(image, program.slot_of_step(s), case.inputs[s], case.labels[s])
+
+    # The host contract (sim.compile.program): with prefetch (a one-core program whose
+    # scratchpad has room) each doorbell loads the next step's minibatch.
+    if program.prefetch:
+        write(0)
     _run(machine, image, program.prologue)
     for s in range(steps):
-        program.write_batch(image, 0, case.inputs[s], case.labels[s])
-        _run(machine, image, program.step_run(1, 0))
+        if not program.prefetch:
+            write(s)
+        elif s + 1 < steps:
+            write(s + 1)
+        _run(machine, image, program.step_run(1, program.slot_of_step(s)))
     return machine, image
 
 

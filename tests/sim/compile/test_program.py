@@ -50,14 +50,31 @@ CASES = {
     "8x4-axi256-deep": (CORE_8X4_W256, [12, 8, 6, 4], 4, None, 0x8000_0000),
     "4x4-streamed-deep": (CORE_4X4_STREAMED, [12, 8, 6, 4], 4, None, 0x40),
 }
-SLOTS = 3
+SLOTS = 4
+#: The cases whose scratchpad has no room for a second minibatch buffer: they run
+#: without prefetch.
+NO_ROOM = {"digits-streamed", "digits-resident"}
 DMA = (isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE)
 
 
-def _program(name, slots=SLOTS):
+def _program(name, slots=SLOTS, prefetch=None):
     config, sizes, batch, momentum, mem_base = CASES[name]
     return TrainingProgram(config, sizes, batch, LR, momentum=momentum, slots=slots,
-                           mem_base=mem_base)
+                           mem_base=mem_base, prefetch=prefetch)
+
+
+def _buffer_step(prog, buffer):
+    """``compile_mlp``'s step with its minibatch reads on scratchpad buffer ``buffer``."""
+    (x0, y0), (x, y) = prog.buffers[0], prog.buffers[buffer]
+    step = []
+    for c in prog.compiled.step:
+        if c["op"] == "LOAD_COL" and c["sp_base"] == x0.base:
+            c = {**c, "sp_base": x.base}
+        elif c["op"] == "LOSS_GRAD":
+            assert c["sp3_base"] == y0.base
+            c = {**c, "sp3_base": y.base}
+        step.append(c)
+    return step
 
 
 def _data(prog, seed=1):
@@ -122,7 +139,9 @@ class Reference:
         self.limits = isa.Limits.from_config(config)
         self.sp = np.zeros(config.core.scratchpad_words, dtype=np.uint64)
         self.weight_store = {}
-        self.step = isa.decode_stream(isa.encode_stream(self.compiled.step))
+        # The step's core commands on each minibatch buffer.
+        self.steps = [isa.decode_stream(isa.encode_stream(_buffer_step(prog, b)))
+                      for b in range(len(prog.buffers))]
         self.steps_run = 0
 
     def read(self, matrix):
@@ -139,18 +158,36 @@ class Reference:
             c = commands[i]
             assert isa.check(c, self.limits) == isa.ErrorCode.NONE, (i, c)
             op = isa.Opcode(c["op"])
+            starts = [b for b, step in enumerate(self.steps) if c == step[0]]
             if op in DMA:
                 self.dma(image, c)
-            elif c == self.step[0]:
-                assert commands[i:i + len(self.step)] == self.step, "not compile_mlp's step"
-                self.golden()
-                i += len(self.step)
+            elif starts:
+                # The step computes on its buffer; the DMAs inside it (the next step's
+                # minibatch, into the other buffer) run in their place in the stream.
+                [buffer] = starts
+                self.golden(buffer)
+                i = self.rest_of_step(image, commands, i, self.steps[buffer])
                 continue
             elif op in (isa.Opcode.LOAD_W, isa.Opcode.STORE_W):
                 self.whole_matrix(op, c)
             else:
                 raise AssertionError(f"command {i} ({op.name}) outside a step")
             i += 1
+
+    def rest_of_step(self, image, commands, i, step):
+        """Check that the core commands from ``i`` on are ``step``, running the DMAs among
+        them; the index after the step's last core command."""
+        core = 0
+        while core < len(step):
+            c = commands[i]
+            if isa.Opcode(c["op"]) in DMA:
+                assert core, "a step starts with a core command"
+                self.dma(image, c)
+            else:
+                assert c == step[core], f"not compile_mlp's step at its command {core}"
+                core += 1
+            i += 1
+        return i
 
     def dma(self, image, c):
         n = c["n"]
@@ -172,13 +209,14 @@ class Reference:
         else:
             self.write(matrix, self.weight_store[c["wbase"]])
 
-    def golden(self):
+    def golden(self, buffer):
         prog, p = self.prog, self.compiled
-        inputs = self.read(p.acts[0])
+        inputs_matrix, labels_matrix = prog.buffers[buffer]
+        inputs = self.read(inputs_matrix)
         assert (inputs[-1] == ONE).all(), "the inputs lack their row of ones"
         for act in p.acts[1:-1]:
             assert (self.read(act)[-1] == ONE).all(), "a hidden layer lacks its row of ones"
-        labels = self.read(p.labels)[0].astype(np.int64)
+        labels = self.read(labels_matrix)[0].astype(np.int64)
         if p.streamed:
             weights = [self.read(m) for m in p.weights]
         else:
@@ -253,11 +291,17 @@ def test_every_command_passes_its_check_and_round_trips(name):
         assert isa.check_fetch(r.cmd_base, r.cmd_count, limits) == isa.ErrorCode.NONE
 
 
+@pytest.mark.parametrize("prefetch", [None, False])
 @pytest.mark.parametrize("name", CASES)
-def test_core_commands_are_compile_mlps(name):
-    """The prologue's core commands are ``load_weights``; every step's are ``step`` then
-    ``store_weights``; the DMA commands around them move the matrices compile_mlp placed."""
-    prog = _program(name)
+def test_core_commands_are_compile_mlps(name, prefetch):
+    """The prologue's core commands are ``load_weights``; every step's are ``step`` (on its
+    minibatch buffer) then ``store_weights``; the DMA commands around them move the
+    matrices compile_mlp placed. With prefetch the step of slot ``s`` loads slot ``s + 1``
+    into the other buffer just after its last ``WGRAD``, and the prologue loads slot 0."""
+    prog = _program(name, prefetch=prefetch)
+    # By default a program prefetches where the scratchpad has room for it.
+    assert prog.prefetch == (prefetch is None and name not in NO_ROOM)
+    prefetch = prog.prefetch
     p = prog.compiled
     config, sizes, batch, momentum, _ = CASES[name]
     again = compile_mlp(config, sizes, batch, LR, momentum=momentum)
@@ -273,6 +317,11 @@ def test_core_commands_are_compile_mlps(name):
         return (op, matrix.base, matrix.lines_per_column, matrix.n, matrix.batch, r.addr,
                 r.stride)
 
+    def loads(slot):
+        inputs, labels = prog.buffers[slot % len(prog.buffers)]
+        return [move("DMA_LOAD", f"inputs[{slot}]", inputs),
+                move("DMA_LOAD", f"labels[{slot}]", labels)]
+
     prologue = prog.commands[:prog.prologue.cmd_count]
     assert core(prologue) == p.load_weights
     layers = len(sizes) - 1
@@ -280,22 +329,35 @@ def test_core_commands_are_compile_mlps(name):
     state += [(f"velocities[{l}]", m) for l, m in enumerate(p.velocities)]
     assert len(p.velocities) == (0 if momentum is None else layers)
     assert dmas(prologue) == [move("DMA_LOAD", r, m) for r, m in state] + \
-        [move("DMA_LOAD", f"init[{l}]", p.acts[l]) for l in range(1, layers)]
+        [move("DMA_LOAD", f"init[{l}]", p.acts[l]) for l in range(1, layers)] + \
+        (loads(0) if prefetch else [])
+    assert len(prog.buffers) == (2 if prefetch else 1)
+    assert prog.buffers[0] == (p.acts[0], p.labels)
     for slot in range(SLOTS):
         run = prog.step_run(1, slot)
         first = (run.cmd_base - prog.prologue.cmd_base) // isa.COMMAND_BYTES
         step = prog.commands[first:first + run.cmd_count]
-        assert core(step) == p.step + p.store_weights
-        assert dmas(step) == [
-            move("DMA_LOAD", f"inputs[{slot}]", p.acts[0]),
-            move("DMA_LOAD", f"labels[{slot}]", p.labels),
-            *[move("DMA_STORE", r, m) for r, m in state],
-            move("DMA_STORE", f"logits[{slot}]", p.acts[-1])]
-        # The minibatch is in before the first core command; the weights and the output go
-        # out after the last.
+        assert core(step) == _buffer_step(prog, slot % len(prog.buffers)) + p.store_weights
+        stores = [*[move("DMA_STORE", r, m) for r, m in state],
+                  move("DMA_STORE", f"logits[{slot}]", p.acts[-1])]
         ops = [c["op"] for c in step]
-        assert ops[:2] == ["DMA_LOAD"] * 2 and ops[2] != "DMA_LOAD"
+        if prefetch:
+            assert dmas(step) == loads((slot + 1) % SLOTS) + stores
+            # The next minibatch comes in just after the last WGRAD, into the other buffer.
+            last = max(i for i, op in enumerate(ops) if op == "WGRAD")
+            assert ops[last + 1:last + 3] == ["DMA_LOAD"] * 2
+            assert "DMA_LOAD" not in ops[:last] + ops[last + 3:]
+            assert prog.load_run((slot + 1) % SLOTS) == Run(
+                run.cmd_base + (last + 1) * isa.COMMAND_BYTES, 2) or slot == SLOTS - 1
+        else:
+            assert dmas(step) == loads(slot) + stores
+            # The minibatch is in before the first core command.
+            assert ops[:2] == ["DMA_LOAD"] * 2 and ops[2] != "DMA_LOAD"
+        # The weights and the output go out after the last core command.
         assert ops[-len(state) - 1:] == ["DMA_STORE"] * (len(state) + 1)
+    if prefetch:
+        assert prog.load_run(0) == Run(prog.prologue.cmd_base + (prog.prologue.cmd_count - 2)
+                                       * isa.COMMAND_BYTES, 2)
     assert p.acts[0].n == sizes[0] + 1 and p.labels.n == 1
 
 
@@ -357,18 +419,26 @@ def test_checkpoint_instead_of_storing_every_step():
     stores them, and then the image holds what storing every step would have."""
     from chrysalis.sim.compile.data import digits
     from chrysalis.sim.golden.machine import Machine
-    config = DIGITS_RESIDENT
+    config = DIGITS_MOMENTUM
     x, y, _, _ = digits(0)
     images = []
     for every in (True, False):
         prog = TrainingProgram(config, [64, 32, 10], 8, 0.25, store_every_step=every)
+        assert prog.prefetch
         image = prog.initial_image(initial_weights(prog.sizes, 0))
         machine = Machine(config)
+
+        def write(step):
+            batch = slice(8 * step, 8 * step + 8)
+            prog.write_batch(image, prog.slot_of_step(step), nx.from_float32(x[batch].T),
+                             y[batch])
+
+        # The host contract: minibatch 0 before the prologue, k + 1 before step k.
+        write(0)
         assert machine.run(image, prog.prologue.cmd_base, prog.prologue.cmd_count).ok
         for step in range(2):
-            batch = slice(8 * step, 8 * step + 8)
-            prog.write_batch(image, 0, nx.from_float32(x[batch].T), y[batch])
-            run = prog.step_run(1, 0)
+            write(step + 1)
+            run = prog.step_run(1, prog.slot_of_step(step))
             assert machine.run(image, run.cmd_base, run.cmd_count).ok
         if not every:
             assert np.array_equal(prog.read_weights(image)[0],
@@ -465,18 +535,46 @@ def test_reference_all_slots_in_one_run_equals_golden(name):
         _assert_bits(f"logits of slot {slot}", prog.read_logits(image, slot), logits[slot])
 
 
-def test_reference_sees_a_changed_slot_between_runs():
-    """A host refills slot 0 between runs: the second run trains on the new minibatch."""
-    prog = _program("digits-resident", slots=1)
-    weights, inputs, labels = _data(_program("digits-resident"))
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_reference_sees_a_changed_slot_between_runs(prefetch):
+    """A host refills the slots between runs as the contract says, with two slots and
+    prefetch (the next minibatch into the next slot before each step's doorbell) and with
+    one slot without (slot 0 before each step's own doorbell): every run trains on the new
+    minibatch."""
+    prog = _program("digits-momentum", slots=None, prefetch=prefetch)
+    assert prog.slots == (2 if prefetch else 1) and prog.prefetch == prefetch
+    weights, inputs, labels = _data(_program("digits-momentum"))
     image = prog.initial_image(weights)
     ref = Reference(prog)
+    if prefetch:
+        prog.write_batch(image, 0, inputs[0], labels[0])
     ref.run(image, prog.prologue)
-    for x, y in zip(inputs, labels):
-        prog.write_batch(image, 0, x, y)
-        ref.run(image, prog.step_run())
-    history, logits = _golden_run(prog, weights, inputs, labels)
-    _check_after(prog, image, history, logits, len(inputs) - 1, 0)
+    for k, (x, y) in enumerate(zip(inputs, labels)):
+        if not prefetch:
+            prog.write_batch(image, 0, x, y)
+        elif k + 1 < len(inputs):
+            prog.write_batch(image, prog.slot_of_step(k + 1), inputs[k + 1], labels[k + 1])
+        ref.run(image, prog.step_run(1, prog.slot_of_step(k)))
+        history, logits = _golden_run(prog, weights, inputs[:k + 1], labels[:k + 1])
+        _check_after(prog, image, history, logits, k, prog.slot_of_step(k))
+    assert ref.steps_run == len(inputs)
+
+
+def test_a_host_resumes_at_any_slot_with_its_load_run():
+    """After the last step of a run loaded a stale slot, the host writes the minibatch of
+    the step it resumes with and rings that slot's load run first."""
+    prog = _program("2x3-axi32")
+    weights, inputs, labels = _data(prog)
+    image = prog.initial_image(weights)
+    ref = Reference(prog)
+    prog.write_batch(image, 0, inputs[0], labels[0])
+    ref.run(image, prog.step_run(1, with_prologue=True))
+    # Step 0 loaded slot 1, which holds no minibatch yet: the host writes it, then loads it.
+    prog.write_batch(image, 1, inputs[1], labels[1])
+    ref.run(image, prog.load_run(1))
+    ref.run(image, prog.step_run(1, 1))
+    history, logits = _golden_run(prog, weights, inputs[:2], labels[:2])
+    _check_after(prog, image, history, logits, 1, 1)
 
 
 # --- the machine model --------------------------------------------------------------------
@@ -494,14 +592,15 @@ def _machine_run(machine, prog, image, run):
     assert result.ok and result.executed == run.cmd_count, result
 
 
+@pytest.mark.parametrize("prefetch", [None, False])
 @pytest.mark.parametrize("name", CASES)
-def test_machine_three_steps_equal_golden(name):
-    """Prologue and three steps on the machine model (among them 64-32-10 on digits, batch
-    8, on a 2x2 core): the image after every step holds golden_step's weights (and
-    velocities) and the step's output, bit for bit; then the same three steps again in one
-    run, and in one run with the prologue."""
+def test_machine_four_steps_equal_golden(name, prefetch):
+    """Prologue and four steps on the machine model (among them 64-32-10 on digits, batch
+    8, on a 2x2 core), with and without prefetch: the image after every step holds
+    golden_step's weights (and velocities) and the step's output, bit for bit; then the
+    same four steps again in one run, and in one run with the prologue."""
     Machine = _machine()
-    prog = _program(name)
+    prog = _program(name, prefetch=prefetch)
     image, history, logits = _prepared(prog)
     start = image.copy()
     machine = Machine(prog.config)
@@ -549,6 +648,10 @@ def test_initial_weights_are_seeded_fp32_with_zero_bias():
     ({"update": "lazy"}, r"update must be one of fused, separate, not 'lazy'"),
     ({"update": "fused", "momentum": 0.5},
      r"update must be 'separate' with momentum 0\.5, not 'fused'"),
+    ({"slots": 3, "prefetch": True},
+     r"slots must be even with prefetch \(consecutive steps alternate two scratchpad "
+     r"buffers\), not 3"),
+    ({"prefetch": 1}, r"prefetch must be True, False or None, not 1"),
 ])
 def test_bad_program_arguments(kwargs, match):
     args = dict(config=DIGITS_RESIDENT, sizes=DIGITS, batch=8, lr=LR) | kwargs
@@ -567,14 +670,38 @@ def test_a_network_too_big_for_the_core_says_so():
         TrainingProgram(TINY, DIGITS, 8, LR)
 
 
+def test_a_scratchpad_without_room_for_the_second_buffer_says_so():
+    """A core whose scratchpad holds the network but not a second minibatch buffer runs it
+    without prefetch only."""
+    prog = _program("digits-momentum")
+    inputs, labels = prog.buffers[1]
+    banks = inputs.banks
+    assert labels.base == inputs.base + inputs.lines
+    # The second buffer lies after every matrix compile_mlp placed, inside the scratchpad.
+    p = prog.compiled
+    matrices = [*p.acts, *p.grads, p.labels, *p.weights, *p.velocities]
+    assert inputs.base == max(m.base + m.lines for m in matrices)
+    assert (labels.base + labels.lines) * banks <= prog.config.core.scratchpad_words
+    # DIGITS_RESIDENT's scratchpad holds the network with 211 lines to spare, fewer than
+    # the second buffer's 264.
+    with pytest.raises(ValueError, match=r"prefetch needs a second minibatch buffer in the "
+                                         r"scratchpad: the second inputs buffer of 65 x 8 "
+                                         r"needs 264 scratchpad lines; only 211 of 2048 are "
+                                         r"left \(prefetch=False needs none\)"):
+        TrainingProgram(DIGITS_RESIDENT, DIGITS, 8, LR, prefetch=True)
+    for prefetch in (None, False):
+        fallback = TrainingProgram(DIGITS_RESIDENT, DIGITS, 8, LR, prefetch=prefetch)
+        assert not fallback.prefetch and fallback.slots == 1 and len(fallback.buffers) == 1
+
+
 def test_bad_host_arguments():
     prog = _program("digits-resident")
     weights, inputs, labels = _data(prog)
     image = prog.initial_image(weights)
     x, y = inputs[0], labels[0]
     cases = [
-        (lambda: prog.write_batch(image, 3, x, y), r"slot must be in \[0, 3\), not 3"),
-        (lambda: prog.write_batch(image, -1, x, y), r"slot must be in \[0, 3\), not -1"),
+        (lambda: prog.write_batch(image, 4, x, y), r"slot must be in \[0, 4\), not 4"),
+        (lambda: prog.write_batch(image, -1, x, y), r"slot must be in \[0, 4\), not -1"),
         (lambda: prog.write_batch(image, 0, x[:, :4], y),
          r"x_bits must have shape \(64, 8\), not \(64, 4\)"),
         (lambda: prog.write_batch(image, 0, x.astype(np.float32), y),
@@ -590,7 +717,11 @@ def test_bad_host_arguments():
         (lambda: prog.write_batch(image[:-1], 0, x, y),
          rf"image must be a uint32 array of shape \({prog.image_words},\)"),
         (lambda: prog.write_batch(image.astype(np.uint64), 0, x, y), r"not a uint64 array"),
-        (lambda: prog.read_logits(image, 5), r"slot must be in \[0, 3\), not 5"),
+        (lambda: prog.read_logits(image, 5), r"slot must be in \[0, 4\), not 5"),
+        (lambda: prog.load_run(4), r"slot must be in \[0, 4\), not 4"),
+        (lambda: _program("digits-resident", slots=1, prefetch=False).load_run(0),
+         r"load_run is for a program with prefetch"),
+        (lambda: prog.slot_of_step(-1), r"step must be a non-negative integer, not -1"),
         (lambda: prog.read_velocities(image), r"no velocities: momentum is None"),
         (lambda: prog.initial_image(weights[:1]),
          r"weights must be a list of 2 arrays, one per layer, not a list of 1"),
@@ -598,9 +729,9 @@ def test_bad_host_arguments():
          r"weights\[1\] must have shape \(10, 33\), not \(33, 10\)"),
         (lambda: prog.initial_image(weights, weights),
          r"velocities need momentum, and this program has momentum = None"),
-        (lambda: prog.step_run(0), r"steps must be in \[1, 3\] .*, not 0"),
-        (lambda: prog.step_run(2, 2), r"steps must be in \[1, 1\] .*, not 2"),
-        (lambda: prog.step_run(1, 3), r"first_slot must be in \[0, 3\), not 3"),
+        (lambda: prog.step_run(0), r"steps must be in \[1, 4\] .*, not 0"),
+        (lambda: prog.step_run(2, 3), r"steps must be in \[1, 1\] .*, not 2"),
+        (lambda: prog.step_run(1, 4), r"first_slot must be in \[0, 4\), not 4"),
         (lambda: prog.step_run(1, 1, with_prologue=True),
          r"with_prologue needs first_slot = 0, not 1"),
     ]

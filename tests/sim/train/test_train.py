@@ -76,6 +76,41 @@ def test_golden_backend_equals_golden_step_bit_for_bit(momentum, update, expecte
     assert len(result.history) == 1 and result.history[0].steps == steps
 
 
+def test_golden_chunks_reload_what_the_last_step_could_not_prefetch():
+    """The driver's program prefetches; the last step of a chunk loads a slot that does not
+    hold the next chunk's first minibatch yet, so the next chunk starts with that slot's
+    load run: steps split over chunks (the second starting at an odd step, on the second
+    buffer) equal the same steps in one chunk and golden_step, bit for bit."""
+    from chrysalis.sim.golden.machine import Machine
+    from chrysalis.sim.train.dataset import DigitsTask
+    from chrysalis.sim.train.golden import GoldenSteps
+    from chrysalis.sim.train.loop import Chunk, run_epochs
+    from chrysalis.sim.train.reference import Float32Reference
+    seed, lr, steps = 3, 0.1, 5
+    program = tr._compile(SMALL, SIZES, BATCH, lr, None, None)
+    assert program.prefetch and program.slots == 2
+    weights0 = initial_weights(list(SIZES), seed)
+    task = DigitsTask(BATCH, seed, tr.DATA_SEED)
+
+    def run(chunks):
+        strategy = GoldenSteps(program, program.initial_image(weights0), Machine(SMALL),
+                               "the golden accelerator", "train")
+        history = run_epochs(strategy, chunks, task, Float32Reference(weights0, lr, None),
+                             progress=False)
+        return strategy.read_weights(), history.step_losses
+
+    split = run([Chunk(0, 3, 0), Chunk(3, steps, 0)])
+    whole = run([Chunk(0, steps, 0)])
+    num = cm.CoreNumerics.from_config(SMALL)
+    weights = initial_weights(list(SIZES), seed)
+    for x_bits, labels in _minibatches(seed, BATCH, steps):
+        weights, _ = golden_step(num, weights, x_bits, labels, lr, update=program.update)
+    for a, b, want in zip(split[0], whole[0], weights):
+        np.testing.assert_array_equal(a, want)
+        np.testing.assert_array_equal(b, want)
+    assert split[1] == whole[1] and len(split[1]) == steps
+
+
 def test_training_is_deterministic_for_a_seed():
     a, b, c = _train(steps=6), _train(steps=6), _train(steps=6, seed=4)
     assert [h.to_dict() for h in a.history] == [h.to_dict() for h in b.history]

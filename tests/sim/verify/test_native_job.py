@@ -30,8 +30,9 @@ SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "native"
 COCOTB_SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "accelerator"
 
 
-def _training_job(config, steps, seed=0):
-    program = TrainingProgram(config, SIZES, BATCH, lr=0.25, store_every_step=False)
+def _training_job(config, steps, seed=0, prefetch=None):
+    program = TrainingProgram(config, SIZES, BATCH, lr=0.25, store_every_step=False,
+                              prefetch=prefetch)
     x, y, _, _ = digits(seed)
     minibatches = [(nx.from_float32(x[s * BATCH:(s + 1) * BATCH, :SIZES[0]].T
                                     .astype(np.float32)),
@@ -81,16 +82,16 @@ def test_a_hung_run_is_reported(tmp_path):
 
 @needs_verilator
 def test_builds_are_cached_by_content(tmp_path):
-    from chrysalis.gen.emit.verilog import emit
-    paths = emit(TINY, SHARED / TINY.name / "rtl")
-    first = native_job.build(TINY, paths["verilog"], fast_build=True)
-    again = native_job.build(TINY, paths["verilog"], fast_build=True)
+    from chrysalis.sim.verify.verilog_cache import cached_verilog
+    verilog = cached_verilog(TINY, SHARED / TINY.name / "rtl")
+    first = native_job.build(TINY, verilog, fast_build=True)
+    again = native_job.build(TINY, verilog, fast_build=True)
     assert again.executable == first.executable and again.seconds == 0.0
-    assert native_job.build_key(TINY, paths["verilog"], fast_build=True) == first.key
+    assert native_job.build_key(TINY, verilog, fast_build=True) == first.key
     # The optimised build is another build.
-    assert native_job.build_key(TINY, paths["verilog"]) != first.key
+    assert native_job.build_key(TINY, verilog) != first.key
     narrow = with_overrides(TINY, {"host.axi_data_width": 32})
-    assert native_job.build_key(narrow, emit(narrow, tmp_path / "rtl")["verilog"]) != first.key
+    assert native_job.build_key(narrow, cached_verilog(narrow, tmp_path / "rtl")) != first.key
 
 
 def test_job_files_round_trip(tmp_path):
@@ -131,9 +132,10 @@ def _error_job():
 @needs_icarus
 @needs_verilator
 def test_icarus_training_steps_equal_verilator_and_cocotb(build_root):
-    # The prologue, two steps (each after the host writes its minibatch) and the checkpoint.
+    # The prologue, two steps and the checkpoint; the host writes a minibatch before each
+    # run that loads one: the prologue (step 0's) and step 0 (step 1's, prefetched).
     job = _training_job(TINY, steps=2)
-    assert [bool(run.writes) for run in job.runs] == [False, True, True, False]
+    assert [bool(run.writes) for run in job.runs] == [True, True, False, False]
     icarus = native_job.run_job(TINY, job, SHARED / TINY.name, simulator="icarus")
     assert golden_mismatches(icarus, run_job_golden(TINY, job)) == []
     assert all(o.wall_s > 0 for o in icarus)
@@ -169,6 +171,43 @@ def test_icarus_error_then_patched_run_equal_verilator_and_cocotb(build_root):
     assert _outcomes(icarus) == _outcomes(cocotb)
 
 
+def _run_on(rtl_harness, config, job, build_root):
+    simulator, harness = rtl_harness
+    if harness == "native":
+        return native_job.run_job(config, job, SHARED / config.name, simulator=simulator,
+                                  fast_build=True)
+    from chrysalis.sim.verify.rtl_job import run_job
+    return run_job(config, job, simulator, COCOTB_SHARED / config.name, job_dir=build_root,
+                   timeout_s=1800, quiet=True)
+
+
+def test_prefetch_hides_the_minibatch_loads(rtl_harness, build_root):
+    """Two steps with and without prefetch: every run's ``CYCLES`` equal the model's
+    (``gen.perf.stream.stream_cost`` of its commands) and the golden machine's images and
+    counters; with prefetch a step takes at least the cycles of its two minibatch loads
+    fewer, the loads of the next step running beside its last ``WGRAD``."""
+    from chrysalis.gen.perf.commands import command_cost
+    from chrysalis.gen.perf.stream import stream_cost
+    steps = {}
+    for prefetch in (True, False):
+        job = _training_job(TINY, steps=2, prefetch=prefetch)
+        program = TrainingProgram(TINY, SIZES, BATCH, lr=0.25, store_every_step=False,
+                                  prefetch=prefetch)
+        outputs = _run_on(rtl_harness, TINY, job, build_root)
+        assert golden_mismatches(outputs, run_job_golden(TINY, job)) == []
+        base = program.regions["commands"].addr
+        runs = [program.commands[(r.cmd_base - base) // 64:][:r.cmd_count] for r in job.runs]
+        assert [o.cycles for o in outputs] == [stream_cost(TINY, c)["total"]["cycles"]
+                                               for c in runs]
+        steps[prefetch] = [o.cycles for o in outputs[1:3]]
+        if prefetch:
+            loads = [c for c in runs[1] if c["op"] == "DMA_LOAD"]
+            wgrad = max(i for i, c in enumerate(runs[1]) if c["op"] == "WGRAD")
+            assert runs[1][wgrad + 1:wgrad + 3] == loads
+            hidden = sum(command_cost(TINY, c)["cycles"] for c in loads)
+    assert all(a + hidden <= b for a, b in zip(steps[True], steps[False])), (steps, hidden)
+
+
 @needs_icarus
 def test_icarus_hung_run_is_reported():
     job = _training_job(TINY, steps=0)
@@ -188,8 +227,8 @@ def test_icarus_job_past_its_timeout_is_killed():
 
 @needs_icarus
 def test_icarus_builds_are_cached_by_content(tmp_path, monkeypatch):
-    from chrysalis.gen.emit.verilog import emit
-    verilog = emit(TINY, SHARED / TINY.name / "rtl")["verilog"]
+    from chrysalis.sim.verify.verilog_cache import cached_verilog
+    verilog = cached_verilog(TINY, SHARED / TINY.name / "rtl")
     first = native_job.build(TINY, verilog, simulator="icarus")
     again = native_job.build(TINY, verilog, simulator="icarus")
     assert again.executable == first.executable and again.seconds == 0.0
@@ -201,7 +240,7 @@ def test_icarus_builds_are_cached_by_content(tmp_path, monkeypatch):
     assert native_job.build_key(TINY, verilog, simulator="icarus", mem_bytes=4 << 20) == key
     assert native_job.build_key(TINY, verilog, simulator="icarus", mem_bytes=8 << 20) != key
     narrow = with_overrides(TINY, {"host.axi_data_width": 32})
-    assert native_job.build_key(narrow, emit(narrow, tmp_path / "rtl")["verilog"],
+    assert native_job.build_key(narrow, cached_verilog(narrow, tmp_path / "rtl"),
                                 simulator="icarus") != key
     monkeypatch.setenv("CHRYSALIS_CACHE", str(tmp_path / "cache"))
     assert native_job.cache_dir("icarus") == tmp_path / "cache" / "icarus"
