@@ -122,6 +122,9 @@ def test_selftest_passes_and_reset_runs_the_next_step(stored):
     assert (third["passed"], third["failed"], third["reason"]) == (0, 1, Reason.EXHAUSTED)
 
 
+# The same corrupted image fails under Icarus and Verilator in the default suite
+# (tests/sim/verify/test_cocotb_board.py); in Amaranth's simulator it is `slow`.
+@pytest.mark.slow
 def test_selftest_fails_on_a_corrupted_image(stored):
     # One bit of one weight flipped: the step still runs to the end without an error,
     # but the memory it leaves differs from the golden machine's.

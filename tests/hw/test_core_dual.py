@@ -20,6 +20,7 @@ from chrysalis.sim.golden import dual_model as dm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.verify.core_sim import CoreRunner
 from chrysalis.gen.spec.layout import Allocator, bank_count, tiles
+from tests.params import covering
 
 POLICIES = ("dual-full", "value", "static", "random")
 
@@ -126,9 +127,12 @@ def _same(got, want):
 
 
 CASES = [
-    # Odd and even output counts in every phase; sizes not multiples of the array.
-    Case(dual_config(policy), m, n, batch)
-    for policy in POLICIES for (m, n, batch) in [(3, 5, 2), (5, 3, 3), (4, 4, 1)]
+    # Odd and even output counts in every phase; sizes not multiples of the array. Every
+    # policy and every shape in the default suite (each policy with one shape), the whole
+    # product `slow` (tests/params.py).
+    pytest.param(Case(dual_config(policy), m, n, batch), marks=param.marks)
+    for param in covering(POLICIES, [(3, 5, 2), (5, 3, 3), (4, 4, 1)])
+    for policy, m, n, batch in [param.values]
 ] + [
     Case(dual_config("value", 2, 3), 7, 6, 3),
     Case(dual_config("value", 3, 2, **{"core.reduction": "tree"}), 5, 7, 2),
