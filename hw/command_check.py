@@ -86,7 +86,8 @@ class CommandChecker(wiring.Component):
             (E.ZERO_SIZE, self._ops_where(lambda o: Cat(*[f[s] == 0 for s in isa.NEEDS[o]])
                                           .any())),
             (E.WEIGHT_RANGE, self._bank_past("weight", sizes, self.limits.weight_words)),
-            (E.ACT_RANGE, self._bank_past("act", sizes, self.limits.act_words)),
+            (E.ACT_RANGE, self._bank_past("act", sizes, self.limits.act_words)
+                          | self._overlap(sizes)),
             (E.SCRATCHPAD_RANGE, self._scratchpad_bad(m, matrices)),
             *self._dma_bad(m, terms),
             (E.BAD_CORE, self._core_bad(m)),
@@ -190,6 +191,17 @@ class CommandChecker(wiring.Component):
         return Cat(*[self._touched(region, ops)
                      & (f[region.base] + sizes[region.row_terms + region.col_terms] > depth)
                      for region, ops in self._by_shape(memory).items()]).any()
+
+    def _overlap(self, sizes):
+        """Two regions of ``isa.DISJOINT`` that the command touches overlap."""
+        f = self.command
+        bad = []
+        for op, (a, b) in isa.DISJOINT.items():
+            a0, b0 = f[a.base], f[b.base]
+            a1 = a0 + sizes[a.row_terms + a.col_terms]
+            b1 = b0 + sizes[b.row_terms + b.col_terms]
+            bad.append(self._touched(a, [op]) & self._touched(b, [op]) & (a0 < b1) & (b0 < a1))
+        return Cat(*bad).any()
 
     def _scratchpad_bad(self, m, matrices):
         """A matrix's columns are shorter than its rows, or it runs past the scratchpad."""

@@ -342,6 +342,11 @@ class DrainEngine(_Engine):
     ``g * G + k``; with the neighbour-link tree, one pass per tree level and one bus pass
     that sends the sums from PE 0.
 
+    With ``fill`` (on a square array) each send also asks for its results to go into the
+    activation banks at ``abase2 + o``: output ``o = p1 * batch + p2`` is element
+    ``R * p1 + l`` (``C * p1 + l``) of batch column ``p2`` on lane ``l``, which LOAD_COL
+    (LOAD_ROW) puts at ``abase + p1 * batch + p2`` of PE column (row) ``l``.
+
     Parameters
     ----------
     command, issue : data.StructLayout
@@ -386,7 +391,9 @@ class DrainEngine(_Engine):
         red = tuple(f"bus.red.{name}" for name in ("on", "cols", "first", "last", "k", "e0",
                                                    "line", "lanes", "relu", "mask",
                                                    "mask_line"))
-        return ("bus.uop.t_op", "bus.uop.t_acc", "bus.sel_col", "bus.sel_row") + red + tree
+        fill = ("bus.fill", "bus.fill_addr") if self.rows == self.cols else ()
+        return ("bus.uop.t_op", "bus.uop.t_acc", "bus.sel_col", "bus.sel_row") + red + tree \
+            + fill
 
     def elaborate(self, platform):
         m = Module()
@@ -463,6 +470,9 @@ class DrainEngine(_Engine):
                              red.mask.eq(bwd & cmd.flag)]
             with m.If(sending):
                 self._destination(m, red, p1, p2)
+                if self.rows == self.cols:
+                    m.d.comb += [bus.fill.eq(cmd.fill & ~reducing),
+                                 bus.fill_addr.eq(cmd.abase2 + output)]
                 with m.If(red.on):
                     m.d.comb += self.bus_words.eq(popcount(red.lanes))
                 with m.If(k + 1 == G):

@@ -26,6 +26,12 @@ Operations (one command each):
     ``dX = W^T dY`` with the roles of the buses swapped; partial sums go over the column
     buses to the column-end reducers, row 0 first; the ReLU derivative of the layer below is
     applied from its stored activations (optional).
+``fill`` (FORWARD, BACKWARD; a square array)
+    Each result also goes into the activation banks at ``abase2``, in the cycle it is
+    written into the scratchpad, as LOAD_COL (FORWARD) or LOAD_ROW (BACKWARD) of the result
+    matrix would put it after the command: over the buses the partial sums leave free,
+    through the activation banks' write port (``Core._fill``). On an array with
+    ``rows != cols`` the bit is ignored.
 ``WGRAD``
     ``dW = dY X^T`` accumulated in place over the batch, then ``W += q(dW) * q(scalar)``
     with ``scalar = -lr`` (the update), in the PE that holds ``W[i][j]``. With ``flag``
@@ -61,7 +67,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.layout import bank_count
 
 from .compute import ComputeEngine, DrainEngine
-from .issue import CORE_OPS, SIZE_BITS, command_layout, issue_layout
+from .issue import CORE_OPS, SIZE_BITS, command_layout, issue_layout, popcount
 from .loss import LossGradient
 from .mover import Mover
 from .pe import PE, ComputeOp
@@ -138,7 +144,8 @@ class Core(wiring.Component):
                             low_man_bits=config.mac.low_man_bits,
                             reuse_entries=config.pe.reuse_entries,
                             reuse_ways=config.pe.reuse_ways,
-                            reuse_scope=config.pe.reuse_scope)
+                            reuse_scope=config.pe.reuse_scope,
+                            fill=self.rows == self.cols)
         self.reuse = config.pe.reuse_entries > 0
         self.reuse_shared = self.reuse and config.pe.reuse_scope == "row"
         # Outputs per compute slot of a MAC pass (docs/dual_precision.md).
@@ -224,6 +231,7 @@ class Core(wiring.Component):
         issue = Signal(self.issue_layout, name="issue")
         # The datapath's own reads: the loss-gradient unit's and the reducers' mask words.
         own = Signal(self.issue_layout.members["rd"], name="datapath_read")
+        self._fill_words = Signal(range(max(R, C) + 1), name="fill_words")
         engines, cmd = self._engines(m, issue, loss, own)
         m.d.comb += [sp.rd_en.eq(issue.rd.en), sp.rd_e0.eq(issue.rd.e0),
                      sp.rd_line.eq(issue.rd.line), sp.rd_lanes.eq(issue.rd.lanes)]
@@ -232,7 +240,7 @@ class Core(wiring.Component):
         # read for it; the send stage, a cycle after, puts the PEs' words on the buses.
         step = Signal(self.issue_layout.members["bus"], name="broadcast")
         m.d.sync += step.eq(issue.bus)
-        self._broadcast(m, pes, step, cmd, sp.rd_data)
+        row_in, col_in = self._broadcast(m, pes, step, cmd, sp.rd_data)
         sent = Signal(step.red.shape(), name="send_step")
         m.d.sync += sent.eq(step.red)
         row_bus, col_bus = self._buses(m, pes, step)
@@ -244,6 +252,8 @@ class Core(wiring.Component):
         m.d.comb += [red.row_bus[r].eq(row_bus[r]) for r in range(R)]
         m.d.comb += [red.col_bus[c].eq(col_bus[c]) for c in range(C)]
         m.d.comb += [red.mask[l].eq(sp.rd_data[l]) for l in range(red.lanes)]
+        if R == C:
+            m.d.comb += self._fill_words.eq(self._fill(m, pes, step, red, row_in, col_in))
         # The reducers read BACKWARD's mask words in the cycle before their results.
         pre = red.mask_step
         with m.If(pre.on & pre.last & pre.mask):
@@ -289,15 +299,23 @@ class Core(wiring.Component):
             m.d.sync += self.update_slots.eq(self.update_slots + 1)
         with m.If(compute.stall):
             m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-        m.d.sync += self.bus_words.eq(self.bus_words + mover.bus_words + drain.bus_words)
+        m.d.sync += self.bus_words.eq(self.bus_words + mover.bus_words + drain.bus_words
+                                      + self._fill_words)
         return (mover, compute, drain), seq.control.cmd
 
     def _broadcast(self, m, pes, step, cmd, rd_data):
         """The broadcast stage into the PEs: the micro-op, the scalars, the bus words read
         for it, and which PEs take part in the transfer (the selected ones, and with the
-        neighbour-link tree the receiving ones of this level)."""
+        neighbour-link tree the receiving ones of this level). Returns the words of the row
+        buses and of the column buses into the PEs."""
         R, C = self.rows, self.cols
         levels = max(1, ceil_log2(max(R, C)))
+        # The bus words each PE may write into its activation bank: the scratchpad's words
+        # of a load (a fill overrides them, hw.core.Core._fill).
+        row_in = [Signal(32, name=f"row_in{r}") for r in range(R)]
+        col_in = [Signal(32, name=f"col_in{c}") for c in range(C)]
+        m.d.comb += [row_in[r].eq(Mux(step.bus_from == 1, rd_data[r], 0)) for r in range(R)]
+        m.d.comb += [col_in[c].eq(Mux(step.bus_from == 2, rd_data[c], 0)) for c in range(C)]
 
         # At level l, a PE at a multiple of 2**l along the reduction adds the partial sum of
         # the PE 2**(l-1) further along (if there is one): pairs, then pairs of pairs, an
@@ -319,9 +337,10 @@ class Core(wiring.Component):
                     pe.scalar.eq(cmd.scalar),
                     pe.scalar2.eq(cmd.scalar2),
                     pe.select.eq(step.sel_all | (step.sel_col == c) | receiving),
-                    pe.row_in.eq(Mux(step.bus_from == 1, rd_data[r], 0)),
-                    pe.col_in.eq(Mux(step.bus_from == 2, rd_data[c], 0)),
+                    pe.row_in.eq(row_in[r]),
+                    pe.col_in.eq(col_in[c]),
                 ]
+        return row_in, col_in
 
     def _buses(self, m, pes, step):
         """The send stage, a cycle after the broadcast stage: the selected PE column's words
@@ -361,6 +380,38 @@ class Core(wiring.Component):
                             m.d.comb += pes[r][c].nbr_in.eq(Mux(tree_cols, along_col, along_row))
         return row_bus, col_bus
 
+    def _fill(self, m, pes, step, red, row_in, col_in):
+        """FORWARD and BACKWARD with ``fill`` (a square array): each result the reducers
+        write into the scratchpad also goes into the activation banks, in the same cycle,
+        where LOAD_COL (FORWARD) or LOAD_ROW (BACKWARD) would put it. Lane ``l`` is element
+        ``e0 + l``, which those loads give every PE of column (row) ``l``: FORWARD's results
+        take the column buses, which its partial sums leave free, BACKWARD's the row buses;
+        lanes past the last element load as ``+0``. The drain's request travels beside the
+        reducers' step (the send stage, then their latency). Returns the words moved."""
+        R, C = self.rows, self.cols
+        fill = Signal(name="fill_sent")
+        addr = Signal(len(step.fill_addr), name="fill_addr_sent")
+        m.d.sync += [fill.eq(step.fill), addr.eq(step.fill_addr)]
+        for index in range(red.latency):
+            fill_d = Signal(name=f"fill_d{index}")
+            addr_d = Signal(len(addr), name=f"fill_addr_d{index}")
+            m.d.sync += [fill_d.eq(fill), addr_d.eq(addr)]
+            fill, addr = fill_d, addr_d
+        done = red.done
+        now = Signal(name="fill_now")
+        m.d.comb += now.eq(fill & done.on & done.last & ~done.store_w)
+        words = [Mux(done.lanes[l], red.result[l], 0) for l in range(R)]
+        with m.If(now):
+            with m.If(done.cols):
+                m.d.comb += [row_in[r].eq(words[r]) for r in range(R)]
+            with m.Else():
+                m.d.comb += [col_in[c].eq(words[c]) for c in range(C)]
+        for r in range(R):
+            for c in range(C):
+                m.d.comb += [pes[r][c].fill.eq(Mux(now, Mux(done.cols, 0b01, 0b10), 0)),
+                             pes[r][c].fill_addr.eq(addr)]
+        return Mux(now, popcount(done.lanes), 0)
+
     def _scratchpad_writes(self, m, sp, sent, row_bus, red, loss):
         """The scratchpad's lane write port: STORE_W's weights straight from the row buses
         (send stage), the reducers' results, or the loss-gradient unit's words."""
@@ -375,7 +426,8 @@ class Core(wiring.Component):
             m.d.comb += [sp.wr_data[l].eq(red.result[l]) for l in range(red.lanes)]
         with m.Elif(loss.wr_en):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(loss.wr_e0), sp.wr_line.eq(loss.wr_line),
-                         sp.wr_lanes.eq(1), sp.wr_data[0].eq(loss.wr_data)]
+                         sp.wr_lanes.eq(loss.wr_lanes)]
+            m.d.comb += [sp.wr_data[l].eq(loss.wr_data[l]) for l in range(loss.out_lanes)]
         m.d.comb += [loss.rd_data[l].eq(sp.rd_data[l]) for l in range(loss.lanes)]
 
     def _lane_ports(self, m, sp):

@@ -46,7 +46,7 @@ def command_layout(weight_addr_bits, act_addr_bits, line_bits):
         "batch": SIZE_BITS,
         "wbase": weight_addr_bits,
         "abase": act_addr_bits,     # X (FORWARD, WGRAD), dY (BACKWARD), load target
-        "abase2": act_addr_bits,    # dY (WGRAD)
+        "abase2": act_addr_bits,    # dY (WGRAD); where FORWARD/BACKWARD fill their results
         "sp_base": line_bits,       # scratchpad matrix: first line
         "sp_lpc": line_bits,        # scratchpad matrix: lines per column
         "sp2_base": line_bits,      # BACKWARD: activations of the layer below (ReLU mask)
@@ -55,6 +55,7 @@ def command_layout(weight_addr_bits, act_addr_bits, line_bits):
         "sp3_lpc": line_bits,
         "flag": 1,                  # FORWARD: ReLU; BACKWARD: apply the ReLU mask
         "fused": 1,                 # WGRAD: the update fused into the gradient pass
+        "fill": 1,                  # FORWARD, BACKWARD: results also into the activation banks
         "scalar": 32,               # WGRAD: -lr; LOSS_GRAD: 1/B (fp32)
         "scalar2": 32,              # WGRAD with momentum (flag): mu (fp32)
         "wbase2": weight_addr_bits, # WGRAD with momentum: the velocities' weight-bank base
@@ -117,7 +118,9 @@ def broadcast_layout(uop_layout, rows, cols, group, line_bits):
     PE takes the transfer; ``bus_from``: 0 no bus word, 1 the scratchpad's words on the row
     buses, 2 on the column buses; ``red``: the reducers' step (:func:`reducer_layout`);
     ``tree_level`` / ``tree_cols``: a level of neighbour-link reduction (0: none) and its
-    direction (down the columns).
+    direction (down the columns); ``fill`` / ``fill_addr``: the reducers' results of this
+    send, if it is an output's last, also go into the activation banks at ``fill_addr``
+    (FORWARD and BACKWARD with ``fill``).
     """
     lanes = max(rows, cols)
     levels = max(1, ceil_log2(lanes))
@@ -130,6 +133,8 @@ def broadcast_layout(uop_layout, rows, cols, group, line_bits):
         "red": reducer_layout(group, line_bits, lanes),
         "tree_level": range(levels + 1),
         "tree_cols": 1,
+        "fill": 1,
+        "fill_addr": uop_layout["aaddr"].width,
     })
 
 

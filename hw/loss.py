@@ -1,19 +1,22 @@
 """The loss-gradient unit: ``dY = (softmax(Y) - onehot) / B`` at the output layer, on chip.
 
 It works on a chunk of up to ``columns`` samples (columns of ``Y``) at a time, with three
-fp32 FMAs and a special-function unit (``core.sfu``): the pipelined one
-(``hw.sfu.PipelinedSFU``: one exp or reciprocal enters per cycle) or the barrel
+fp32 FMAs (A, B, C), two fp32 multipliers for a second output lane, and a special-function
+unit (``core.sfu``): the pipelined one (``hw.sfu.PipelinedSFU``: one exp or reciprocal
+enters per cycle; a reciprocal leaves after its own four FMAs) or the barrel
 (``hw.sfu.SpecialFunctionUnit``, one FMA), to which the exponential and reciprocal passes
 offer one element per 9 cycles, each taken at once (:func:`barrel_threads`). It reads and
-writes the scratchpad through its lane ports: one word per access (lane 0), except the
-maximum pass, which reads ``lanes`` consecutive classes of a column at once.
+writes the scratchpad through its lane ports: the maximum pass reads ``lanes``
+consecutive classes of a column at once, the output pass reads and writes ``min(lanes,
+OUT_LANES)``, the exponential and reciprocal passes one word (lane 0).
 
-Four passes per chunk. Every pass that reads the chunk goes over the classes ``i`` and,
-inside, over the chunk's ``slots`` (``max(columns of the chunk, mac_latency + 1)``; a slot
-past the chunk's columns issues nothing), so that consecutive operations on one column's
-running values are at least ``mac_latency + 1`` cycles apart: the FMAs' latency is hidden.
-Each pass is a stream of fused operations, in the golden model's order for every column
-(``sim.golden.core_model.softmax_xent_gradient``):
+Four passes per chunk. The maximum, exponential and reciprocal passes go over the classes
+``i`` and, inside, over the chunk's ``slots`` (``max(columns of the chunk, mac_latency +
+1)``; a slot past the chunk's columns issues nothing), so that consecutive operations on
+one column's running values are at least ``mac_latency + 1`` cycles apart: the FMAs'
+latency is hidden. The output pass runs nothing from one class to the next, so it has a
+slot per column only. Each pass is a stream of fused operations, in the golden model's
+order for every column (``sim.golden.core_model.softmax_xent_gradient``):
 
 1. ``MAX``: read ``Y``, ``lanes`` classes (1, 2 or 4) per read; ``m = max_i Y[i]`` (the
    first largest, by value), in three registered steps (two pairs of lanes, the pairs, the
@@ -22,18 +25,23 @@ Each pass is a stream of fused operations, in the golden model's order for every
    written into ``dY[i]`` and ``s = s + e_i`` (FMA B; ``s = +0`` before ``i = 0``, ``i``
    increasing).
 3. ``RECIP``: ``r = 1/s`` through the SFU, one column per issue, while the labels are read
-   (one integer word per column).
-4. ``OUT``: read ``e_i``; ``p_i = e_i * r`` (FMA A) -> ``g_i = p_i - 1`` at the label, ``p_i``
-   elsewhere (FMA B, and a label that is not below ``m`` marks no class) -> ``dY[i] =
-   g_i * inv_batch`` (FMA C) written.
+   (one integer word per column). With the pipelined unit it starts while the last exps
+   and sums are still on their way: column ``c``'s reciprocal goes in the cycle after its
+   last sum is written.
+4. ``OUT``: read ``e_i``, up to two classes per read; on each lane ``p_i = e_i * r``
+   (FMA A, or the lane's multiplier) -> ``g_i = p_i - 1`` at the label, ``p_i`` elsewhere
+   (FMA B, one for the lanes: a column has one label; a label that is not below ``m``
+   marks no class) -> ``dY[i] = g_i * inv_batch`` (FMA C, or the lane's multiplier), the
+   lanes written at once.
 
 Every pass ends with a fixed drain (the cycles its last element needs to be written), and
 the reciprocal pass hands over to ``OUT`` as soon as the first reciprocal is due, so the
 schedule depends only on ``m``, the batch, the FMA latency, ``lanes`` and the
 special-function unit (``sim.golden.core_counts._trace_loss``). With the pipelined unit
-and four lanes, 10 classes and 8 samples at latency 6 take 335 cycles (the exponential
-and output passes stream 80 elements each, the maximum 24 reads, plus two trips of 56
-cycles through the special-function unit); with the barrel, 1004.
+and four lanes, 10 classes and 8 samples at latency 6 take 258 cycles: the maximum's 24
+reads (26 cycles), the exponential pass's 80 elements and its drain (143: FMA A, 56
+cycles of exp, FMA B, less the 7 cycles the reciprocals start early), the reciprocals
+(27: a trip of 26 cycles) and the output's 40 reads (59); with the barrel, 964.
 
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
 exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
@@ -50,10 +58,15 @@ from .issue import SIZE_BITS
 from .mac import FloatMAC
 from .sfu import EXP_PROGRAM, RECIP_PROGRAM, PipelinedSFU, SpecialFunctionUnit
 
-__all__ = ["LossGradient", "SFU_KINDS", "barrel_threads"]
+__all__ = ["LossGradient", "SFU_KINDS", "OUT_LANES", "barrel_threads"]
 
 #: The special-function units the loss unit can be built with (``core.sfu``).
 SFU_KINDS = ("pipelined", "barrel")
+
+#: The most classes the output pass takes at once (``min(lanes, OUT_LANES)``): each lane
+#: past the first costs two fp32 multipliers (about 1,700 LUT4 and 4 DSP blocks each on
+#: ECP5), so four lanes would not leave the default core room on an LFE5U-85F.
+OUT_LANES = 2
 
 ONE = 0x3F80_0000
 MINUS_ONE = 0xBF80_0000
@@ -104,7 +117,8 @@ class LossGradient(wiring.Component):
         at least ``mac_latency + 1``.
     lanes : int
         Classes of a column the maximum pass reads at once: 1, 2 or 4 (at most the
-        scratchpad's lanes).
+        scratchpad's lanes). The output pass reads and writes ``out_lanes = min(lanes,
+        OUT_LANES)``.
     sfu : str
         The special-function unit, one of :data:`SFU_KINDS`: ``"pipelined"``
         (``hw.sfu.PipelinedSFU``, nine FMAs: one exp per cycle) or ``"barrel"``
@@ -118,6 +132,8 @@ class LossGradient(wiring.Component):
     exp_latency, recip_latency : int
         Cycles from offering an exp (a reciprocal) to the special-function unit to its
         result.
+    out_lanes : int
+        Classes of a column the output pass reads and writes at once.
 
     Members
     -------
@@ -132,10 +148,10 @@ class LossGradient(wiring.Component):
     done : Out(1)
         High for one cycle when finished.
     rd_en, wr_en : Out(1); rd_e0, wr_e0 : Out(hw.issue.SIZE_BITS); rd_line, wr_line : Out(line_bits)
-        Scratchpad accesses through its lane ports: writes of one word (lane 0), reads of
-        the lanes in ``rd_lanes``; read data on ``rd_data`` one cycle later.
-    rd_lanes : Out(lanes)
-    rd_data : In(32) x lanes; wr_data : Out(32)
+        Scratchpad accesses through its lane ports: reads and writes of the lanes in
+        ``rd_lanes`` and ``wr_lanes``; read data on ``rd_data`` one cycle later.
+    rd_lanes : Out(lanes); wr_lanes : Out(out_lanes)
+    rd_data : In(32) x lanes; wr_data : Out(32) x out_lanes
     """
 
     def __init__(self, *, line_bits, mac_latency=6, columns=16, lanes=1, sfu="pipelined"):
@@ -152,9 +168,11 @@ class LossGradient(wiring.Component):
         self.line_bits = line_bits
         self.sfu = sfu
         self.lanes = lanes
+        self.out_lanes = min(lanes, OUT_LANES)
         if sfu == "pipelined":
             self.interval = 1
-            self.exp_latency = self.recip_latency = PipelinedSFU.latency_of(mac_latency)
+            self.exp_latency = PipelinedSFU.latency_of(mac_latency)
+            self.recip_latency = PipelinedSFU.recip_latency_of(mac_latency)
         else:
             threads = barrel_threads(mac_latency)
             self.interval = len(EXP_PROGRAM)
@@ -169,7 +187,8 @@ class LossGradient(wiring.Component):
             "done": Out(1),
             "rd_en": Out(1), "rd_e0": Out(SIZE_BITS), "rd_line": Out(line_bits),
             "rd_lanes": Out(lanes), "rd_data": In(32).array(lanes),
-            "wr_en": Out(1), "wr_e0": Out(SIZE_BITS), "wr_line": Out(line_bits), "wr_data": Out(32),
+            "wr_en": Out(1), "wr_e0": Out(SIZE_BITS), "wr_line": Out(line_bits),
+            "wr_lanes": Out(self.out_lanes), "wr_data": Out(32).array(self.out_lanes),
         })
 
     def elaborate(self, platform):
@@ -179,12 +198,19 @@ class LossGradient(wiring.Component):
         m.submodules.fma_a = fma_a = FloatMAC(FP32, FP32, latency=L)
         m.submodules.fma_b = fma_b = FloatMAC(FP32, FP32, latency=L)
         m.submodules.fma_c = fma_c = FloatMAC(FP32, FP32, latency=L)
+        # The output pass's other lanes: multiplies only (p = e * r, then g * inv_batch).
+        mul_a, mul_c = [fma_a], [fma_c]
+        for lane in range(1, self.out_lanes):
+            m.submodules[f"fma_a{lane}"] = lane_a = FloatMAC(FP32, FP32, latency=L)
+            m.submodules[f"fma_c{lane}"] = lane_c = FloatMAC(FP32, FP32, latency=L)
+            mul_a.append(lane_a)
+            mul_c.append(lane_c)
         if self.sfu == "pipelined":
-            m.submodules.sfu = sfu = PipelinedSFU(mac_latency=L)
+            m.submodules.sfu = sfu = PipelinedSFU(mac_latency=L, early_reciprocal=True)
         else:
             m.submodules.sfu = sfu = SpecialFunctionUnit(mac_latency=L,
                                                          threads=barrel_threads(L))
-        p = _Passes(m, self, fma_a, fma_b, fma_c, sfu)
+        p = _Passes(m, self, mul_a, fma_b, mul_c, sfu)
 
         with m.Switch(p.stage):
             with m.Case(Pass.IDLE):
@@ -203,12 +229,21 @@ class LossGradient(wiring.Component):
         return m
 
 
+class _Groups:
+    """Signals of :meth:`_Passes.lane_groups`."""
+
+    def __init__(self, lanes, e0, on, count, r_on):
+        self.shift = lanes.bit_length() - 1
+        self.e0, self.on, self.count, self.r_on = e0, on, count, r_on
+
+
 class _Passes:
     """The state of a :class:`LossGradient` and the steps its passes are made of."""
 
-    def __init__(self, m, unit, fma_a, fma_b, fma_c, sfu):
+    def __init__(self, m, unit, mul_a, fma_b, mul_c, sfu):
         self.m, self.unit, self.sfu = m, unit, sfu
-        self.fma_a, self.fma_b, self.fma_c = fma_a, fma_b, fma_c
+        self.mul_a, self.mul_c = mul_a, mul_c      # per lane; lane 0's also do EXP's work
+        self.fma_a, self.fma_b, self.fma_c = mul_a[0], fma_b, mul_c[0]
         L, CH = unit.mac_latency, unit.columns
         self.top = [Signal(32, name=f"max{c}") for c in range(CH)]
         self.total = [Signal(32, name=f"sum{c}") for c in range(CH)]
@@ -216,9 +251,14 @@ class _Passes:
         self.label = [Signal(32, name=f"label{c}") for c in range(CH)]
         # Drains: cycles a pass waits after its last read so that its last result is
         # written when the next pass starts (EXP: FMA A, the SFU's input register, the SFU,
-        # FMA B; OUT: FMAs A, B, C). RECIP's is set per chunk (recip_drain).
+        # FMA B; OUT: FMAs A, B, C). RECIP's is set per chunk (recip_drain), and so is
+        # EXP's with the pipelined unit (exp_wait: see `early`).
         self.exp_drain = 2 * L + unit.exp_latency
         self.out_drain = 3 * L - 1
+        # With the pipelined unit (reciprocals on their own output) RECIP starts while
+        # the last exps and sums are still on their way: it issues slot c in the cycle
+        # after slot c's last sum is written, and the exps go on into RECIP.
+        self.early = unit.sfu == "pipelined"
 
         self.stage = Signal(Pass)
         self.b0 = Signal(SIZE_BITS)               # first column of the chunk
@@ -247,29 +287,43 @@ class _Passes:
         self.r_i = Signal(SIZE_BITS)
         self.r_slot = Signal(range(CH))
         m.d.sync += [self.r_valid.eq(0), self.r_i.eq(self.i), self.r_slot.eq(self.slot)]
+        self.max_groups = self.lane_groups(unit.lanes, "max_group")
+        self.out_groups = self.lane_groups(unit.out_lanes, "out_group")
         self.r_top = self.pick(self.top, self.r_slot, "r_top")
         self.r_recip = self.pick(self.recip, self.r_slot, "r_recip")
         self.r_label = self.pick(self.label, self.r_slot, "r_label")
 
-        # What travels beside each FMA: the element's class and column slot, whether it is
-        # at its column's label (FMA A, OUT) and p (FMA B, OUT).
-        place = {"i": SIZE_BITS, "slot": range(CH)}
-        self.tag_a_in, self.tag_a = self.delay_line(data.StructLayout({**place, "lab": 1}),
+        # What travels beside each FMA: the element's group of classes (EXP: its class),
+        # column slot and lanes, which lane is at its column's label (FMAs A, OUT) and the
+        # lanes' p (FMA B, OUT).
+        W = unit.out_lanes
+        place = {"i": SIZE_BITS, "slot": range(CH), "lanes": W}
+        self.tag_a_in, self.tag_a = self.delay_line(data.StructLayout({**place, "lab": W}),
                                                     "tag_a")
         self.tag_b_in, self.tag_b = self.delay_line(
-            data.StructLayout({**place, "lab": 1, "p": 32}), "tag_b")
+            data.StructLayout({**place, "lab": W, "p": data.ArrayLayout(32, W)}), "tag_b")
         self.tag_c_in, self.tag_c = self.delay_line(data.StructLayout(place), "tag_c")
 
         # The SFU's input register (EXP: the difference, from FMA A) and its results'
         # position: they come out in order, so counters follow them.
         self.sfu_v = Signal()
         self.sfu_x = Signal(32)
-        m.d.sync += [self.sfu_v.eq(0), self.sfu_x.eq(fma_a.result)]
+        m.d.sync += [self.sfu_v.eq(0), self.sfu_x.eq(self.fma_a.result)]
         self.out_i = Signal(SIZE_BITS)
         self.out_slot = Signal(range(CH))
+        self.recip_slot = Signal(range(CH))      # the reciprocals' (their own output)
         self.recip_drain = Signal.like(self.wait)
         over = unit.recip_latency - 1
         m.d.comb += self.recip_drain.eq(Mux(self.slots > over, 0, over - self.slots))
+        # EXP's drain: the early start is slots - 1 cycles sooner (one less when the last
+        # slot holds no column: the pass's end is a cycle sooner already), but never before
+        # the last exp has gone into the SFU (L cycles).
+        self.exp_wait = Signal.like(self.wait)
+        if self.early:
+            soon = self.exp_drain - (self.slots - 1) + (self.valid_cols != self.slots)
+            m.d.comb += self.exp_wait.eq(Mux(soon < L, L, soon))
+        else:
+            m.d.comb += self.exp_wait.eq(self.exp_drain)
         self.datapath()
         self.max_reduce()
 
@@ -309,11 +363,13 @@ class _Passes:
             with self.m.If(index == c):
                 self.m.d.sync += regs[c].eq(value)
 
-    def write(self, i, slot, value):
+    def write(self, e0, slot, values, lanes=1):
+        """Write ``values`` (one per lane, from lane 0) at element ``e0`` of the column in
+        ``slot``, in the lanes ``lanes``."""
         unit = self.unit
-        self.m.d.comb += [unit.wr_en.eq(1), unit.wr_e0.eq(i),
-                          unit.wr_line.eq(self.dy_line(self.b0 + slot)),
-                          unit.wr_data.eq(value)]
+        self.m.d.comb += [unit.wr_en.eq(1), unit.wr_e0.eq(e0), unit.wr_lanes.eq(lanes),
+                          unit.wr_line.eq(self.dy_line(self.b0 + slot))]
+        self.m.d.comb += [unit.wr_data[lane].eq(value) for lane, value in enumerate(values)]
 
     def next_out(self):
         """Advance the position of the SFU's next result (class-major over the columns)."""
@@ -326,40 +382,60 @@ class _Passes:
         """The FMAs' and the SFU's results, routed by the pass they belong to (a pass
         starts only when the previous one's results are all written)."""
         m, unit, sfu = self.m, self.unit, self.sfu
-        fma_a, fma_b, fma_c = self.fma_a, self.fma_b, self.fma_c
+        fma_a, fma_b = self.fma_a, self.fma_b
         exp = self.stage == Pass.EXP
+        # The exps' results and the sums (with `early`, they go on into RECIP).
+        sums = (exp | (self.stage == Pass.RECIP)) if self.early else exp
         # EXP: z = Y - m into the SFU (through a register); e out of it, written and summed.
         with m.If(exp & fma_a.o_valid):
             m.d.sync += self.sfu_v.eq(1)
         with m.If(exp):
             m.d.comb += [sfu.op.eq(0), sfu.x.eq(self.sfu_x), sfu.i_valid.eq(self.sfu_v)]
-        with m.If(sfu.o_valid):
-            with m.If(exp):
-                self.write(self.out_i, self.out_slot, sfu.y)
-                r_total = self.pick(self.total, self.out_slot, "out_total")
-                m.d.comb += [fma_b.c.eq(Mux(self.out_i == 0, 0, r_total)), fma_b.a.eq(sfu.y),
-                             fma_b.b.eq(ONE), fma_b.i_valid.eq(1),
-                             self.tag_b_in.slot.eq(self.out_slot)]
-                self.next_out()
-            with m.Else():
-                # A reciprocal (RECIP, and the first cycles of OUT).
-                self.store(self.recip, sfu.y, self.out_slot)
-                m.d.sync += self.out_slot.eq(self.out_slot + 1)
-        with m.If(exp & fma_b.o_valid):
+        with m.If(sums & sfu.o_valid):
+            self.write(self.out_i, self.out_slot, [sfu.y])
+            r_total = self.pick(self.total, self.out_slot, "out_total")
+            m.d.comb += [fma_b.c.eq(Mux(self.out_i == 0, 0, r_total)), fma_b.a.eq(sfu.y),
+                         fma_b.b.eq(ONE), fma_b.i_valid.eq(1),
+                         self.tag_b_in.slot.eq(self.out_slot)]
+            self.next_out()
+        with m.If(sums & fma_b.o_valid):
             self.store(self.total, fma_b.result, self.tag_b.slot)
-        # OUT: p = e * r (A) -> p - 1 at the label (B) -> g * inv_batch (C) -> dY.
-        with m.If(~exp & fma_a.o_valid):
-            m.d.comb += [fma_b.c.eq(fma_a.result), fma_b.a.eq(MINUS_ONE), fma_b.b.eq(ONE),
-                         fma_b.i_valid.eq(1), self.tag_b_in.i.eq(self.tag_a.i),
-                         self.tag_b_in.slot.eq(self.tag_a.slot),
-                         self.tag_b_in.lab.eq(self.tag_a.lab), self.tag_b_in.p.eq(fma_a.result)]
-        with m.If(~exp & fma_b.o_valid):
-            m.d.comb += [fma_c.c.eq(0),
-                         fma_c.a.eq(Mux(self.tag_b.lab, fma_b.result, self.tag_b.p)),
-                         fma_c.b.eq(unit.inv_batch), fma_c.i_valid.eq(1),
-                         self.tag_c_in.i.eq(self.tag_b.i), self.tag_c_in.slot.eq(self.tag_b.slot)]
-        with m.If(fma_c.o_valid):
-            self.write(self.tag_c.i, self.tag_c.slot, fma_c.result)
+        # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
+        # early, on their own output; the barrel's at its only one, when no exp is left.
+        if unit.sfu == "pipelined":
+            recip_valid, recip_y = sfu.recip_valid, sfu.recip_y
+        else:
+            recip_valid, recip_y = sfu.o_valid & ~exp, sfu.y
+        with m.If(recip_valid):
+            self.store(self.recip, recip_y, self.recip_slot)
+            m.d.sync += self.recip_slot.eq(self.recip_slot + 1)
+        self.out_datapath(~sums)
+
+    def out_datapath(self, out):
+        """OUT, on every lane of a read: ``p = e * r`` (A) -> ``p - 1`` at the label (B,
+        one per column, so one for the lanes) -> ``g * inv_batch`` (C) -> ``dY``."""
+        m, unit, fma_b, W = self.m, self.unit, self.fma_b, self.unit.out_lanes
+        tag_a, tag_b = self.tag_a, self.tag_b
+        with m.If(out & self.fma_a.o_valid):
+            at_label = self.fma_a.result
+            for lane in range(1, W):       # the label's lane's p (lane 0's if none)
+                at_label = Mux(tag_a.lab[lane], self.mul_a[lane].result, at_label)
+            m.d.comb += [fma_b.c.eq(at_label), fma_b.a.eq(MINUS_ONE), fma_b.b.eq(ONE),
+                         fma_b.i_valid.eq(1), self.tag_b_in.i.eq(tag_a.i),
+                         self.tag_b_in.slot.eq(tag_a.slot),
+                         self.tag_b_in.lanes.eq(tag_a.lanes), self.tag_b_in.lab.eq(tag_a.lab)]
+            m.d.comb += [self.tag_b_in.p[lane].eq(mul.result)
+                         for lane, mul in enumerate(self.mul_a)]
+        with m.If(out & fma_b.o_valid):
+            for lane, mul in enumerate(self.mul_c):
+                m.d.comb += [mul.c.eq(0), mul.b.eq(unit.inv_batch), mul.i_valid.eq(1),
+                             mul.a.eq(Mux(tag_b.lab[lane], fma_b.result, tag_b.p[lane]))]
+            m.d.comb += [self.tag_c_in.i.eq(tag_b.i), self.tag_c_in.slot.eq(tag_b.slot),
+                         self.tag_c_in.lanes.eq(tag_b.lanes)]
+        with m.If(self.fma_c.o_valid):
+            tag_c = self.tag_c
+            self.write(tag_c.i << self.out_groups.shift, tag_c.slot,
+                       [mul.result for mul in self.mul_c], tag_c.lanes)
 
     def next_chunk(self):
         """A new chunk, or the end."""
@@ -373,12 +449,14 @@ class _Passes:
             cols = Mux(remaining > CH, CH, remaining)
             m.d.sync += [self.valid_cols.eq(cols), self.slots.eq(Mux(cols > L + 1, cols, L + 1)),
                          self.stage.eq(Pass.MAX), self.i.eq(0), self.slot.eq(0),
-                         self.issuing.eq(1), self.wait.eq(0)]
+                         self.issuing.eq(1), self.wait.eq(0), self.out_i.eq(0),
+                         self.out_slot.eq(0), self.recip_slot.eq(0)]
 
-    def advance(self, last_i):
-        """Next (i, slot) of a pass over `last_i` classes; clears `issuing` at the end."""
+    def advance(self, last_i, slots):
+        """Next (i, slot) of a pass over `last_i` classes of `slots` slots; clears
+        `issuing` at the end."""
         m, slot, i = self.m, self.slot, self.i
-        with m.If(slot + 1 == self.slots):
+        with m.If(slot + 1 == slots):
             m.d.sync += slot.eq(0)
             with m.If(i + 1 == last_i):
                 m.d.sync += self.issuing.eq(0)
@@ -394,43 +472,48 @@ class _Passes:
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
                 m.d.sync += [self.stage.eq(after), self.i.eq(0), self.slot.eq(0),
-                             self.issuing.eq(1), self.wait.eq(drain),
-                             self.out_i.eq(0), self.out_slot.eq(0)]
+                             self.issuing.eq(1), self.wait.eq(drain)]
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
-    def read_pass(self, e0, line_of_column, last_i, lanes=1):
+    def read_pass(self, e0, line_of_column, last_i, lanes=1, slots=None):
         """Issue the pass's reads: element ``e0`` (and the next of ``lanes``) of column
-        ``b0 + slot`` for every existing column, over ``last_i`` classes."""
+        ``b0 + slot`` for every existing column, over ``last_i`` classes of ``slots``
+        slots (by default the chunk's)."""
         m, unit = self.m, self.unit
         with m.If(self.issue_now):
             with m.If(self.slot < self.valid_cols):
                 m.d.comb += [unit.rd_en.eq(1), unit.rd_e0.eq(e0), unit.rd_lanes.eq(lanes),
                              unit.rd_line.eq(line_of_column(self.b0 + self.slot))]
                 m.d.sync += self.r_valid.eq(1)
-            self.advance(last_i)
+            self.advance(last_i, self.slots if slots is None else slots)
+
+    def lane_groups(self, W, name):
+        """The groups of ``W`` consecutive classes that a pass reads at once: group ``i``
+        starts at class ``e0``; its lanes past the column's classes are off (``on``;
+        ``r_on`` those of the read of the previous cycle); ``count`` groups per column."""
+        m, unit = self.m, self.unit
+        g = _Groups(W, Signal(SIZE_BITS, name=f"{name}_e0"), Signal(W, name=f"{name}_on"),
+                    Signal(SIZE_BITS + 1, name=f"{name}_count"), Signal(W, name=f"{name}_r_on"))
+        m.d.comb += g.e0.eq(self.i << g.shift)
+        for lane in range(W):
+            m.d.comb += g.on[lane].eq(g.e0 + lane < unit.m)
+        m.d.comb += g.count.eq((unit.m + (W - 1)) >> g.shift)
+        m.d.sync += g.r_on.eq(g.on)
+        return g
 
     def max_pass(self):
         """Read ``lanes`` classes of a column at once (``max_reduce`` does the rest)."""
-        self.read_pass(self.max_e0, self.y_line, self.max_groups, lanes=self.max_lanes)
-        self.next_pass(Pass.EXP, self.exp_drain)
+        g = self.max_groups
+        self.read_pass(g.e0, self.y_line, g.count, lanes=g.on)
+        self.next_pass(Pass.EXP, self.exp_wait)
 
     def max_reduce(self):
         """The maximum pass's data: the lanes of a read reduced to their first largest in
         two registered steps, then merged into the column's running maximum. A column's
         next read comes ``slots >= 3`` cycles later, so the running maximum is current, and
         the last merges (after the pass has ended) are done before ``EXP`` reads it."""
-        m, unit, W = self.m, self.unit, self.unit.lanes
-        shift = W.bit_length() - 1
-        self.max_e0 = Signal(SIZE_BITS)
-        m.d.comb += self.max_e0.eq(self.i << shift)
-        self.max_lanes = Signal(W)
-        for lane in range(W):
-            m.d.comb += self.max_lanes[lane].eq(self.max_e0 + lane < unit.m)
-        self.max_groups = Signal(SIZE_BITS + 1)
-        m.d.comb += self.max_groups.eq((unit.m + (W - 1)) >> shift)
-        r_lanes = Signal(W)
-        m.d.sync += r_lanes.eq(self.max_lanes)
+        m, unit, W, r_lanes = self.m, self.unit, self.unit.lanes, self.max_groups.r_on
         # Step 1 (the read data's cycle): lanes 0-1 and 2-3. Step 2: the two pairs.
         here = self.r_valid & (self.stage == Pass.MAX)
         values = [(unit.rd_data[lane], r_lanes[lane] & here) for lane in range(W)]
@@ -490,15 +573,20 @@ class _Passes:
                 m.d.sync += self.wait.eq(self.wait - 1)
 
     def out_pass(self):
-        """Read ``e_i``; FMA A multiplies it by the column's reciprocal (the datapath does
-        the rest); then the next chunk."""
-        m, unit, fma_a = self.m, self.unit, self.fma_a
-        self.read_pass(self.i, self.dy_line, unit.m)
+        """Read ``lanes`` classes ``e_i`` of a column at once; the lanes' FMAs A multiply
+        them by the column's reciprocal (``out_datapath`` does the rest); then the next
+        chunk. Nothing here runs a column's values from one class to the next, so the
+        pass has a slot per existing column only."""
+        m, unit, tag, g = self.m, self.unit, self.tag_a_in, self.out_groups
+        self.read_pass(g.e0, self.dy_line, g.count, lanes=g.on, slots=self.valid_cols)
         with m.If(self.r_valid):
-            m.d.comb += [fma_a.c.eq(0), fma_a.a.eq(unit.rd_data[0]), fma_a.b.eq(self.r_recip),
-                         fma_a.i_valid.eq(1), self.tag_a_in.i.eq(self.r_i),
-                         self.tag_a_in.slot.eq(self.r_slot),
-                         self.tag_a_in.lab.eq(self.r_label == self.r_i)]
+            for lane, mul in enumerate(self.mul_a):
+                m.d.comb += [mul.c.eq(0), mul.a.eq(unit.rd_data[lane]), mul.b.eq(self.r_recip),
+                             mul.i_valid.eq(1),
+                             tag.lab[lane].eq(g.r_on[lane] & (
+                                 self.r_label == (self.r_i << g.shift) + lane))]
+            m.d.comb += [tag.i.eq(self.r_i), tag.slot.eq(self.r_slot),
+                         tag.lanes.eq(g.r_on)]
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
                 m.d.sync += [self.stage.eq(Pass.NEXT), self.b0.eq(self.b0 + self.valid_cols)]

@@ -165,6 +165,9 @@ class PE(wiring.Component):
         ``"pe"``: the PE has the whole cache. ``"row"``: the PE keeps the products
         (:class:`hw.reuse.ReuseValues`) and the tags live in a unit shared by a line of PEs
         (``hw.core``), reached through ``reuse_lookup`` and ``reuse_result``.
+    fill : bool
+        Give the activation bank's write port a second way in (``fill``, ``fill_addr``),
+        for results that the core loads while the transfer slot sends partial sums.
 
     Members
     -------
@@ -198,11 +201,17 @@ class PE(wiring.Component):
         tag unit.
     reuse_result : In(hw.reuse.result_signature(...))
         With ``reuse_scope = "row"``: the tag unit's answer, in the same cycle.
+    fill : In(2)
+        With ``fill``: bit 0 writes ``row_in``, bit 1 ``col_in``, to ``act[fill_addr]`` in
+        this cycle (the core never asks for it in a cycle whose transfer slot writes the
+        activation bank).
+    fill_addr : In(act address bits)
+        With ``fill``: the address of that write.
     """
 
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
                  acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3,
-                 reuse_entries=0, reuse_ways=1, reuse_scope="pe"):
+                 reuse_entries=0, reuse_ways=1, reuse_scope="pe", fill=False):
         from chrysalis.gen.spec.config import DUAL_POLICIES
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
@@ -235,6 +244,7 @@ class PE(wiring.Component):
         if reuse_scope not in ("pe", "row"):
             raise ValueError(f"reuse_scope must be 'pe' or 'row', not {reuse_scope!r}")
         self.reuse_entries, self.reuse_ways = reuse_entries, reuse_ways
+        self.has_fill = bool(fill)
         self.reuse_shared = reuse_scope == "row" and reuse_entries > 0
         self.layout = micro_op_layout(max(1, ceil_log2(weight_words)),
                                       max(1, ceil_log2(act_words)),
@@ -242,10 +252,13 @@ class PE(wiring.Component):
                                       dual=self.is_dual, reuse=self.has_reuse,
                                       shared=self.reuse_shared)
         shared = {}
+        if self.has_fill:
+            shared = {"fill": In(2), "fill_addr": In(self.layout["aaddr"].width)}
         if self.reuse_shared:
             from .reuse import lookup_signature, result_signature
-            shared = {"reuse_lookup": Out(lookup_signature(operand, self.stationary_bits)),
-                      "reuse_result": In(result_signature(reuse_entries))}
+            shared.update({
+                "reuse_lookup": Out(lookup_signature(operand, self.stationary_bits)),
+                "reuse_result": In(result_signature(reuse_entries))})
         super().__init__({
             "uop": In(self.layout),
             "select": In(1),
@@ -342,6 +355,12 @@ class PE(wiring.Component):
             with m.Case(TransferOp.ACT_FROM_COL):
                 m.d.comb += [a_wr.addr.eq(uop.t_addr), a_wr.data.eq(self.col_in),
                              a_wr.en.eq(take)]
+        if self.has_fill:
+            # A result the core loads beside the transfer slot (which then sends).
+            with m.If(self.fill.any()):
+                m.d.comb += [a_wr.addr.eq(self.fill_addr),
+                             a_wr.data.eq(Mux(self.fill[1], self.col_in, self.row_in)),
+                             a_wr.en.eq(1)]
         # A send's word: an accumulator captured now, or the weight read issued now.
         sent_acc = Signal(32)
         sending_w = Signal()

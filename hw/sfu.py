@@ -437,17 +437,25 @@ class PipelinedSFU(wiring.Component):
     **Timing.** No handshake: an element offered with ``i_valid`` in cycle ``t`` comes out
     with ``o_valid`` in cycle ``t + latency``, ``latency = 9 * mac_latency + 2``
     (:attr:`latency`), whatever its function; elements may enter every cycle, and leave in
-    the order they came in.
+    the order they came in. A reciprocal also comes out early, on ``recip_y`` with
+    ``recip_valid`` in cycle ``t + recip_latency``, ``recip_latency = 4 * mac_latency + 2``
+    (:attr:`recip_latency`: after its last FMA, scaled as at ``y``), for a user that keeps
+    exps and reciprocals apart in time (nothing orders the two outputs); with
+    ``early_reciprocal`` it comes out only there (``o_valid`` is for exps only).
 
     Parameters
     ----------
     mac_latency : int
         Register stages of each FMA, 1 to 8 (see :class:`~hw.mac.FloatMAC`).
+    early_reciprocal : bool
+        Reciprocals leave on ``recip_y`` only, not also at ``y``.
 
     Attributes
     ----------
     latency : int
         Cycles from an element's ``i_valid`` to its ``o_valid``.
+    recip_latency : int
+        Cycles from a reciprocal's ``i_valid`` to its ``recip_valid``.
 
     Members
     -------
@@ -461,6 +469,11 @@ class PipelinedSFU(wiring.Component):
         The fp32 result.
     o_valid : Out(1)
         ``y`` holds the result of the element offered ``latency`` cycles ago.
+    recip_y : Out(32)
+        The fp32 result of a reciprocal, early.
+    recip_valid : Out(1)
+        ``recip_y`` holds the result of the reciprocal offered ``recip_latency`` cycles
+        ago.
     """
 
     op: In(1)
@@ -468,19 +481,30 @@ class PipelinedSFU(wiring.Component):
     i_valid: In(1)
     y: Out(32)
     o_valid: Out(1)
+    recip_y: Out(32)
+    recip_valid: Out(1)
 
-    def __init__(self, *, mac_latency=6):
+    def __init__(self, *, mac_latency=6, early_reciprocal=False):
         if (not isinstance(mac_latency, int) or isinstance(mac_latency, bool)
                 or not 1 <= mac_latency <= 8):
             raise ValueError(f"mac_latency must be an integer from 1 to 8, not {mac_latency!r}")
+        if not isinstance(early_reciprocal, bool):
+            raise TypeError(f"early_reciprocal must be a bool, not {early_reciprocal!r}")
         self.mac_latency = mac_latency
+        self.early_reciprocal = early_reciprocal
         self.latency = self.latency_of(mac_latency)
+        self.recip_latency = self.recip_latency_of(mac_latency)
         super().__init__()
 
     @staticmethod
     def latency_of(mac_latency):
         """:attr:`latency` of a unit whose FMAs have ``mac_latency`` stages."""
         return len(EXP_PROGRAM) * mac_latency + 2
+
+    @staticmethod
+    def recip_latency_of(mac_latency):
+        """:attr:`recip_latency` of a unit whose FMAs have ``mac_latency`` stages."""
+        return len(RECIP_PROGRAM) * mac_latency + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -517,9 +541,14 @@ class PipelinedSFU(wiring.Component):
                 res_d, k_d, kf_d = Signal(32), Signal(signed(10)), Signal(32)
                 m.d.sync += [res_d.eq(res), k_d.eq(raw_k), kf_d.eq(raw_kf)]
                 res, k, kf = res_d, k_d, kf_d
+            if j == len(RECIP_PROGRAM) - 1:
+                # A reciprocal's last FMA: its result scaled into the early output.
+                m.d.sync += [self.recip_valid.eq(ctx.valid & ctx.op),
+                             self.recip_y.eq(_scaled(m, res, ctx))]
         final = Signal(32)
         m.d.comb += final.eq(Mux(ctx.op, ctx.hold, res))
-        m.d.sync += [self.o_valid.eq(ctx.valid), self.y.eq(_scaled(m, final, ctx))]
+        late = ctx.valid & ~ctx.op if self.early_reciprocal else ctx.valid
+        m.d.sync += [self.o_valid.eq(late), self.y.eq(_scaled(m, final, ctx))]
         return m
 
     def _stage(self, m, j, mac, ctx, res, k, kf, exp_row):

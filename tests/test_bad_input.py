@@ -890,7 +890,7 @@ def _limits():
 
 def _reserved():
     words = list(isa.encode("FORWARD", m=1, n=1, batch=1))
-    words[0] |= 1 << 10         # between fused (bit 9) and root (bits 16-23)
+    words[0] |= 1 << 11         # between fill (bit 10) and root (bits 16-23)
     return isa.decode(words)
 
 

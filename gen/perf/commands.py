@@ -116,21 +116,24 @@ def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
     """Cycles of ``LOSS_GRAD`` (``m`` classes, ``batch`` samples) on a core whose MAC
     latency is ``latency`` and whose loss unit has the special-function unit ``sfu``
     (``core.sfu``) and reads ``lanes`` classes at once in its maximum pass
-    (``sim.golden.core_counts.loss_lanes``), in closed form: the cycle in which the loss
-    unit finishes (``sim.golden.core_counts``' ``X``; the command's cycles add ``latency +
-    5``).
+    (``sim.golden.core_counts.loss_lanes``) and ``V = min(lanes, 2)`` in its output pass
+    (``sim.golden.core_counts.LOSS_OUT_LANES``), in closed form: the cycle in which the
+    loss unit finishes (``sim.golden.core_counts``' ``X``; the command's cycles add
+    ``latency + 5``).
 
     Per chunk of ``cols <= 16`` samples the loss unit (``hw.loss``) makes four passes over
     ``slots = max(cols, latency + 1)`` slots per class. The maximum and the output pass
-    issue one element per cycle, the exponential and reciprocal passes one per ``I``
+    issue one read per cycle, the exponential and reciprocal passes one element per ``I``
     cycles (``I = 1`` pipelined, 9 barrel). A pass of ``N`` elements takes ``(N - 1) I +
     2 + lr + drain`` cycles (``lr = 1`` when every slot holds a sample, so the pass's last
-    slot reads): the maximum (``N = ceil(m / lanes) * slots``, no drain), the exponentials (``m *
-    slots``, drain ``2 latency + Se``), the reciprocals with the labels (``slots``, drain
-    ``max(0, Sr - 1 - slots)``) and the output (``m * slots``, drain ``3 latency - 1``,
-    and with ``I > 1`` up to ``I - 1`` cycles more while the reciprocal pass's pacing
-    runs out), plus one cycle to start the chunk; ``Se`` and ``Sr`` are the special-function
-    unit's latencies (``sim.golden.core_counts.loss_timing``: ``9 latency + 2`` both,
+    slot reads): the maximum (``N = ceil(m / lanes) * slots``, no drain), the exponentials
+    (``m * slots``, drain ``2 latency + Se``, pipelined ``max(latency, 2 latency + Se -
+    (slots - 1) + 1 - lr)``), the reciprocals with the labels (``slots``, drain ``max(0,
+    Sr - 1 - slots)``) and the output (``ceil(m / V) * cols``: no empty slots, so ``lr =
+    1``; drain ``3 latency - 1``, and with ``I > 1`` up to ``I - 1`` cycles more while the
+    reciprocal pass's pacing runs out), plus one cycle to start the chunk; ``Se`` and
+    ``Sr`` are the special-function unit's latencies
+    (``sim.golden.core_counts.loss_timing``: ``9 latency + 2`` and ``4 latency + 2``,
     pipelined). Equal to the stepped schedule (``sim.golden.core_counts``) for every size
     and latency (``tests/gen/perf``).
     """
@@ -145,15 +148,19 @@ def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
         # The reciprocal pass's last issue leaves `interval - 1` cycles of pacing, which
         # delay the output pass's first issue beyond its lr + drain cycles.
         late = max(0, interval - 1 - (1 + lr + recip_drain))
-        n_max = -(-m // lanes) * slots
-        passes = ((n_max + 1 + lr) + ((n - 1) * interval + 2 + lr)
-                  + ((slots - 1) * interval + 2 + lr) + (n + 1 + lr + late))
-        drains = (2 * latency + exp_lat) + recip_drain + (3 * latency - 1)
+        groups = -(-m // lanes)                 # the maximum's reads per column
+        out_groups = -(-m // min(lanes, core_counts.LOSS_OUT_LANES))     # the output's
+        passes = ((groups * slots + 1 + lr) + ((n - 1) * interval + 2 + lr)
+                  + ((slots - 1) * interval + 2 + lr) + (out_groups * cols + 2 + late))
+        exp_drain = 2 * latency + exp_lat
+        if sfu == "pipelined":          # RECIP starts as the first column's sum is done
+            exp_drain = max(latency, exp_drain - (slots - 1) + 1 - lr)
+        drains = exp_drain + recip_drain + (3 * latency - 1)
         total += 1 + passes + drains
     return total
 
 
-def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False):
+def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fill=False):
     """Cycles and counter growth of one core command, in closed form.
 
     Parameters
@@ -168,6 +175,9 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False):
     fused : bool
         ``WGRAD`` only: the update fused into the gradient pass (no update pass; ignored
         with momentum or a dual-precision core, ``sim.golden.core_counts.wgrad_fused``).
+    fill : bool
+        ``FORWARD``, ``BACKWARD`` only: the results also loaded into the activation banks
+        (no cycle more; their words on the buses, ``sim.golden.core_counts.fills``).
 
     Returns
     -------
@@ -191,7 +201,7 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False):
                        + L + core_counts.FINISH_EXTRA)
     # The movers and the compute commands: the core's schedule in closed form, exact.
     command = {"op": op, "m": m, "n": n, "batch": batch, "flag": int(momentum),
-               "fused": int(fused)}
+               "fused": int(fused), "fill": int(fill)}
     exact = core_counts.predict(config, command)
     counts = {key: exact[key] for key in ("mac_slots", "update_slots", "stall_cycles",
                                           "bus_words")}
@@ -290,7 +300,8 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
     config : gen.spec.config.Config
     command : dict
         ``op`` (a name) and the sizes it uses (``m``, ``n``, ``batch``; ``flag`` for
-        ``WGRAD``'s momentum and ``fused`` for its fused update), as ``sim.compile.compiler`` and ``sim.compile.program``
+        ``WGRAD``'s momentum, ``fused`` for its fused update and ``fill`` for a
+        ``FORWARD``'s or ``BACKWARD``'s load of its results), as ``sim.compile.compiler`` and ``sim.compile.program``
         produce them. A DMA command with ``mem_addr`` and ``mem_stride`` is cut into bursts
         exactly
         (:func:`dma_command_at`); without them, the expected page crossings are used.
@@ -323,6 +334,8 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
         return out
     wgrad = op == "WGRAD"
     core = core_command(config, op, momentum=bool(command.get("flag")) and wgrad,
-                        fused=bool(command.get("fused")) and wgrad, **size)
+                        fused=bool(command.get("fused")) and wgrad,
+                        fill=bool(command.get("fill")) and op in ("FORWARD", "BACKWARD"),
+                        **size)
     out.update(core, core_cycles=core["cycles"] - 1, cycles=overhead + core["cycles"])
     return out

@@ -32,10 +32,11 @@ This module is pure Python.
 from dataclasses import dataclass
 
 from chrysalis.gen.spec.checks import ceil_div
+from chrysalis.gen.spec.layout import bank_count
 
 from .commands import COST_FIELDS, TESTBENCH_MEMORY, command_cost
 
-__all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "UPDATES", "layer_cost", "fits",
+__all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "UPDATES", "layer_cost", "hides_loads", "fits",
            "fit_mapping", "FIELD_LIMIT", "PhaseCosts", "tile_splits", "check_update"]
 
 #: Loop orders: ``weights`` keeps a weight tile in the PEs while activation tiles stream
@@ -177,6 +178,16 @@ class PhaseCosts:
             entry[field] += (a[field] - b[field]) * times
 
 
+def hides_loads(config):
+    """Whether the compiler hides the loads into the activation banks in the ``FORWARD`` and
+    ``BACKWARD`` before them (``sim.compile.compiler``'s ``fill``), as the model assumes
+    for fully connected layers on one core (the cluster programs keep their loads): a
+    square PE array whose scratchpad has one bank per column, so that every tile of a row
+    of ones starts a scratchpad line."""
+    R, C = config.core.rows, config.core.cols
+    return config.cluster.cores == 1 and R == C and bank_count(R, C) == C
+
+
 def layer_cost(config, layer, batch, mapping=None, first=False, last=False, classes=None,
                weights_resident=False, on_chip=False, timing=TESTBENCH_MEMORY,
                update="separate"):
@@ -239,13 +250,22 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     # The fused update adds each weight's batch onto it in one gradient pass; a batch
     # split accumulates over tiles first, so it keeps the separate update.
     fused = dict(fused=1) if update == "fused" and nB == 1 else {}
+    # The loads hidden in the commands before them (sim.compile.compiler's ``fill``): a
+    # FORWARD loads its output for the next layer, a BACKWARD the gradient of the layer
+    # below; the next layer's LOAD_COL keeps only the tile of its row of ones.
+    hide = (act_resident and layer.kind == "fc" and nM == nN == 1 and hides_loads(config))
+    fill_fwd = dict(fill=1) if hide and not last else {}
 
     for mi, cm in sm:
         for nj, cn in sn:
             for bk, cb in sb:
                 t = cm * cn * cb
-                acc.add("forward", t, "FORWARD", m=mi, n=nj, batch=bk)
-                if not first:
+                acc.add("forward", t, "FORWARD", m=mi, n=nj, batch=bk, **fill_fwd)
+                if not first and hide:
+                    # The bias input's gradient is left out where it would be padding.
+                    acc.add("backward", t, "BACKWARD", m=mi, batch=bk, fill=1,
+                            n=nj - 1 if (nj - 1) % C else nj)
+                elif not first:
                     acc.add("backward", t, "BACKWARD", m=mi, n=nj, batch=bk)
                 acc.add("wgrad_update", t, "WGRAD", m=mi, n=nj, batch=bk, **fused)
                 if not act_resident:
@@ -269,8 +289,10 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
                 acc.add("load", w_loads * passes, "LOAD_W", m=mi, n=nj)
                 acc.add("load", cm * cn, "STORE_W", m=mi, n=nj)
     if act_resident:
-        acc.add("load", 1, "LOAD_COL", n=N, batch=Bc)
-        acc.add("load", 1, "LOAD_ROW", m=M, batch=Bc)
+        ones = (N - 1) // C * C if hide and not first else 0
+        acc.add("load", 1, "LOAD_COL", n=N - ones, batch=Bc)
+        if last or not hide:
+            acc.add("load", 1, "LOAD_ROW", m=M, batch=Bc)
     if last:
         acc.add("loss", 1, "LOSS_GRAD", m=classes or M, batch=batch)
 

@@ -32,12 +32,12 @@ __all__ = [
     "SIZE_TERMS", "MEMORIES", "OP_REGIONS", "DMA_OPS", "size_values", "dma_region", "BitField",
     "Register", "REGISTERS", "REGISTER", "COUNTERS", "CONFIG_REGISTERS", "CONSTANT_REGISTERS",
     "LOCKED_WHILE_RUNNING", "ID_MAGIC", "REUSE_STRENGTH_BITS", "DUAL_SEED_BITS",
-    "SP_READERS", "SP_WRITERS",
+    "SP_READERS", "SP_WRITERS", "DISJOINT",
     "shared_fields", "register_notes", "c_header", "markdown",
 ]
 
 #: (major, minor): a major change breaks existing command streams.
-ISA_VERSION = (1, 4)
+ISA_VERSION = (1, 5)
 COMMAND_WORDS = 16
 COMMAND_BYTES = 4 * COMMAND_WORDS
 #: Value of the ``ID`` register: "CHRS" in ASCII.
@@ -88,9 +88,17 @@ OP_DOC = {
                    "tiles loads as +0.",
     Opcode.STORE_W: "The weight banks back into scratchpad matrix `sp` (the inverse of "
                     "LOAD_W).",
-    Opcode.FORWARD: "`Y = W X` into scratchpad matrix `sp` (`m` x `batch`); `flag`: ReLU.",
+    Opcode.FORWARD: "`Y = W X` into scratchpad matrix `sp` (`m` x `batch`); `flag`: ReLU. "
+                    "`fill` (on a square PE array, `R = C`): `Y` also into the activation "
+                    "banks at `abase2`, as LOAD_COL of `sp` with `n = m` and "
+                    "`abase = abase2` would put it after the command; a fill region that "
+                    "overlaps `X` at `abase` is refused (`ACT_RANGE`).",
     Opcode.BACKWARD: "`dX = W^T dY` into scratchpad matrix `sp` (`n` x `batch`); `flag`: "
-                     "multiply by the ReLU derivative of the activations in `sp2`.",
+                     "multiply by the ReLU derivative of the activations in `sp2`. `fill` "
+                     "(on a square PE array, `R = C`): `dX` also into the activation banks "
+                     "at `abase2`, as LOAD_ROW of `sp` with `m = n` and `abase = abase2` "
+                     "would put it after the command; a fill region that overlaps `dY` "
+                     "at `abase` is refused (`ACT_RANGE`).",
     Opcode.WGRAD: "`dW = dY X^T` (dY at `abase2`, X at `abase`), then `W += q(dW) * "
                   "q(scalar)` with `scalar = -lr`; `flag`: momentum, `v = dW + q(v) * "
                   "q(scalar2)` with the velocities at `wbase2`, then `W += q(v) * q(scalar)`. "
@@ -140,7 +148,9 @@ class ErrorCode(enum.IntEnum):
     ZERO_SIZE = 3
     #: A weight-bank region (``wbase``, ``wbase2``) runs past the weight bank.
     WEIGHT_RANGE = 4
-    #: An activation-bank region (``abase``, ``abase2``) runs past the activation bank.
+    #: An activation-bank region (``abase``, ``abase2``) runs past the activation bank, or
+    #: two regions that must be apart overlap (:data:`DISJOINT`: a fill and what its
+    #: command reads).
     ACT_RANGE = 5
     #: A scratchpad matrix runs past the scratchpad, or its columns are shorter than its
     #: rows need (``lpc * banks < rows``).
@@ -190,6 +200,8 @@ FIELDS = (
     Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum"),
     Field("fused", 0, 9, 1, "WGRAD: the update fused into the gradient pass (dY carries "
                             "`-lr`)"),
+    Field("fill", 0, 10, 1, "FORWARD, BACKWARD: the results also into the activation banks "
+                            "at `abase2` (the load of the next command)"),
     Field("root", 0, 16, 8, "collectives: the root core (BROADCAST, REDUCE) or the sending "
                             "core (SEND)"),
     Field("peer", 0, 24, 8, "SEND: the receiving core"),
@@ -204,7 +216,8 @@ FIELDS = (
                               "velocities"),
     Field("abase", 5, 0, 20, "activation-bank word address: the loaded matrix; X "
                              "(FORWARD, WGRAD); dY (BACKWARD)"),
-    Field("abase2", 6, 0, 20, "WGRAD: activation-bank word address of dY"),
+    Field("abase2", 6, 0, 20, "WGRAD: activation-bank word address of dY; FORWARD, "
+                              "BACKWARD with `fill`: where the results are loaded"),
     Field("sp_base", 7, 0, 24, "scratchpad matrix: first line"),
     Field("sp_lpc", 8, 0, 24, "scratchpad matrix: lines per column"),
     Field("sp2_base", 9, 0, 24, "second scratchpad matrix (BACKWARD: activations; "
@@ -243,8 +256,9 @@ OP_FIELDS = {
     Opcode.LOAD_ROW: ("m", "batch", "abase") + _SP,
     Opcode.LOAD_W: ("m", "n", "wbase") + _SP,
     Opcode.STORE_W: ("m", "n", "wbase") + _SP,
-    Opcode.FORWARD: ("flag", "m", "n", "batch", "wbase", "abase") + _SP,
-    Opcode.BACKWARD: ("flag", "m", "n", "batch", "wbase", "abase") + _SP + _SP2,
+    Opcode.FORWARD: ("flag", "fill", "m", "n", "batch", "wbase", "abase", "abase2") + _SP,
+    Opcode.BACKWARD: ("flag", "fill", "m", "n", "batch", "wbase", "abase", "abase2") + _SP
+                     + _SP2,
     Opcode.WGRAD: ("flag", "fused", "m", "n", "batch", "wbase", "wbase2", "abase", "abase2",
                    "scalar", "scalar2"),
     Opcode.LOSS_GRAD: ("m", "batch", "scalar") + _SP + _SP2 + _SP3,
@@ -536,9 +550,11 @@ OP_REGIONS = {
     Opcode.LOAD_ROW: (Region("act", "abase", "mt", "batch"), _matrix("sp", "m")),
     Opcode.LOAD_W: (_weights(), _matrix("sp", "m", "n")),
     Opcode.STORE_W: (_weights(), _matrix("sp", "m", "n")),
-    Opcode.FORWARD: (_weights(), Region("act", "abase", "nt", "batch"), _matrix("sp", "m")),
+    Opcode.FORWARD: (_weights(), Region("act", "abase", "nt", "batch"), _matrix("sp", "m"),
+                     Region("act", "abase2", "mt", "batch", when="fill")),
     Opcode.BACKWARD: (_weights(), Region("act", "abase", "mt", "batch"), _matrix("sp", "n"),
-                      _matrix("sp2", "n", when="flag")),
+                      _matrix("sp2", "n", when="flag"),
+                      Region("act", "abase2", "nt", "batch", when="fill")),
     Opcode.WGRAD: (_weights(), _weights("wbase2", when="flag"),
                    Region("act", "abase", "nt", "batch"), Region("act", "abase2", "mt", "batch")),
     Opcode.LOSS_GRAD: (_matrix("sp", "m"), _matrix("sp2", "m"), _matrix("sp3", "1")),
@@ -551,6 +567,13 @@ OP_REGIONS = {
     Opcode.ALL_REDUCE: _COLLECTIVE_REGIONS,
     Opcode.SEND: _COLLECTIVE_REGIONS,
 }
+#: Pairs of an operation's regions that must not overlap (``ACT_RANGE`` otherwise): the
+#: activation-bank region that FORWARD and BACKWARD read, and the one their ``fill`` writes
+#: while they still read (a fill is the load after the command, so it must not change
+#: what the command reads).
+DISJOINT = {op: (OP_REGIONS[op][1], OP_REGIONS[op][-1])
+            for op in (Opcode.FORWARD, Opcode.BACKWARD)}
+
 #: The operations that move data between memory and the scratchpad (they have a memory
 #: region).
 DMA_OPS = frozenset(op for op, regions in OP_REGIONS.items()
@@ -604,7 +627,7 @@ def check(fields, limits):
 
     if past("weight", limits.weight_words):
         return ErrorCode.WEIGHT_RANGE
-    if past("act", limits.act_words):
+    if past("act", limits.act_words) or _overlap(op, c, values):
         return ErrorCode.ACT_RANGE
     for r in regions:
         if r.memory != "scratchpad":
@@ -624,6 +647,17 @@ def check(fields, limits):
     if core_error(op, c, limits.cores):
         return ErrorCode.BAD_CORE
     return ErrorCode.NONE
+
+
+def _overlap(op, c, values):
+    """Two regions of :data:`DISJOINT` that the command touches overlap."""
+    if op not in DISJOINT:
+        return False
+    a, b = DISJOINT[op]
+    if not (a.touched(c) and b.touched(c)):
+        return False
+    a0, b0 = c[a.base], c[b.base]
+    return a0 < b0 + math.prod(b.shape(values)) and b0 < a0 + math.prod(a.shape(values))
 
 
 def core_mask(c, cores):
@@ -1103,7 +1137,9 @@ _ERROR_DOC = {
     ErrorCode.RESERVED_BITS: "a reserved bit is set",
     ErrorCode.ZERO_SIZE: "a size the operation needs (`m`, `n`, `batch`) is zero",
     ErrorCode.WEIGHT_RANGE: "a weight-bank region runs past the weight bank",
-    ErrorCode.ACT_RANGE: "an activation-bank region runs past the activation bank",
+    ErrorCode.ACT_RANGE: "an activation-bank region runs past the activation bank, or a "
+                         "FORWARD's or BACKWARD's `fill` region overlaps the region it "
+                         "reads at `abase`",
     ErrorCode.SCRATCHPAD_RANGE: "a scratchpad matrix is out of range",
     ErrorCode.DMA_ALIGN: "`mem_addr` or `mem_stride` is not a multiple of the beat bytes",
     ErrorCode.DMA_RANGE: "the DMA's memory region leaves `[DMA_BASE, DMA_LAST]`",

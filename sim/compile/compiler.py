@@ -22,6 +22,20 @@ hidden layers); ``LOSS_GRAD``; then from the last layer down: ``LOAD_ROW`` its o
 gradient, ``BACKWARD`` (not for the first layer; ReLU mask from the stored activations) and
 ``WGRAD`` (gradient and update in place).
 
+Loads hidden in the commands before them (``fill``, on a square PE array): a hidden layer's
+``FORWARD`` also writes its output into the activation banks where the next layer's
+``LOAD_COL`` would put it (the ``fill`` bit, at ``abase2``), so that load shrinks to the
+tile that holds the row of ones (which ``FORWARD`` does not make); a ``BACKWARD`` writes
+its ``dX`` where the next ``LOAD_ROW`` would put it, and that load is dropped. ``BACKWARD``
+computes ``dX`` for the bias input too, one element past that gradient. Where that element
+falls in the padding of the gradient's last tile, the ``BACKWARD`` leaves it out (``n`` one
+less, the same tiles), so the padding loads as ``+0`` and the scratchpad keeps what it held
+there; where it starts a tile of its own (``sizes[l] % R == 0``) the gradient's place in the
+banks gets that tile as well, which no command reads. The banks then hold what the loads
+would have put there, and every result is the same. Without ``fill`` (or on an ``R x C`` array with ``R != C``,
+or where the row of ones' tile does not start at a scratchpad line, or where the extra
+tiles do not fit the activation bank) the loads run as before.
+
 The update (``update``, :data:`UPDATES`): ``"separate"`` runs ``WGRAD``'s update pass,
 ``W += q(dW) * q(-lr)``, with the loss gradient scaled by ``1/B``; ``"fused"`` folds it into
 the gradient pass (``WGRAD``'s ``fused`` bit): the loss gradient's scale is ``-lr/B``
@@ -78,6 +92,9 @@ class MlpProgram:
         streamed weights, ``load_weights`` and ``store_weights`` are empty.
     update : str
         ``"separate"`` or ``"fused"`` (:data:`UPDATES`).
+    fill : bool
+        The loads into the activation banks are hidden in the ``FORWARD`` and ``BACKWARD``
+        before them (their ``fill`` bit).
     """
 
     sizes: list
@@ -94,6 +111,7 @@ class MlpProgram:
     velocities: list = field(default_factory=list)
     vbase: list = field(default_factory=list)
     update: str = "separate"
+    fill: bool = False
 
 
 def resolve_update(config, momentum, update):
@@ -133,19 +151,23 @@ def sp_fields(matrix, prefix="sp"):
     return {f"{prefix}_base": matrix.base, f"{prefix}_lpc": matrix.lines_per_column}
 
 
-def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate"):
+def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate", fill=True):
     """Place an MLP on ``config``'s core and list the commands of one SGD step.
 
     With ``momentum`` (``mu``), every weight has a velocity beside it in the weight bank
     (``v = dW + mu * v``, then ``W -= lr * v``), loaded from ``velocities`` (zeros to start)
     and stored back with the weights. Momentum needs the weights resident in the PEs.
     ``update``: ``"separate"`` or ``"fused"`` (see the module docstring), or ``None`` for
-    :func:`resolve_update`'s default.
+    :func:`resolve_update`'s default. ``fill``: hide the loads into the activation banks in
+    the ``FORWARD`` and ``BACKWARD`` before them where the core can (see the module
+    docstring; ``MlpProgram.fill`` says whether it did).
     """
     sizes = check_sizes(sizes)
     if not is_int(batch) or batch < 1:
         raise ValueError(f"batch must be a positive integer, not {batch!r}")
     update = resolve_update(config, momentum, update)
+    if not isinstance(fill, bool):
+        raise ValueError(f"fill must be True or False, not {fill!r}")
     fused = update == "fused"
     R, C = config.core.rows, config.core.cols
     banks = bank_count(R, C)
@@ -166,15 +188,11 @@ def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate"):
             prog.velocities.append(alloc.matrix(sizes[l + 1], sizes[l] + 1,
                                                 f"velocities of layer {l}"))
 
-    act_next = 0
-    act_x, act_dy, shapes = [], [], []
-    for l in range(layers):
-        m, n = sizes[l + 1], sizes[l] + 1
-        shapes.append((m, n, tiles(m, R), tiles(n, C)))
-        act_x.append(act_next)
-        act_next += tiles(n, C) * batch
-        act_dy.append(act_next)
-        act_next += tiles(m, R) * batch
+    shapes = [(sizes[l + 1], sizes[l] + 1, tiles(sizes[l + 1], R), tiles(sizes[l] + 1, C))
+              for l in range(layers)]
+    fill = fill and _can_fill(config, sizes, batch)
+    prog.fill = fill
+    act_x, act_dy, act_next = _act_places(config, sizes, batch, fill)
     if act_next > config.pe.act_words:
         raise ValueError(f"inputs and gradients need {act_next} words per PE, more than "
                          f"pe.act_words = {config.pe.act_words}")
@@ -217,27 +235,46 @@ def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate"):
             prog.load_weights.append(velocity)
             prog.store_weights.append({**velocity, "op": "STORE_W"})
     for l, (m, n, mt, nt) in enumerate(shapes):
-        prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
-                              **sp_fields(prog.acts[l])))
+        if l > 0 and fill:
+            # The previous FORWARD loaded its output; only the tile of the ones row is left.
+            t = (n - 1) // C
+            prog.step.append(dict(op="LOAD_COL", n=n - t * C, batch=batch,
+                                  abase=act_x[l] + t * batch,
+                                  **sp_fields(_view(prog.acts[l], t * C, 0))))
+        else:
+            prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
+                                  **sp_fields(prog.acts[l])))
+        hidden = l < layers - 1
         for m0, m1 in chunks[l][0]:
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n)))
+            into = (dict(fill=1, abase2=act_x[l + 1] + (m0 // C) * batch)
+                    if fill and hidden else {})
             prog.step.append(dict(op="FORWARD", m=m1 - m0, n=n, batch=batch,
-                                  wbase=prog.wbase[l], abase=act_x[l], flag=int(l < layers - 1),
-                                  **sp_fields(_view(prog.acts[l + 1], m0, 0))))
+                                  wbase=prog.wbase[l], abase=act_x[l], flag=int(hidden),
+                                  **into, **sp_fields(_view(prog.acts[l + 1], m0, 0))))
     prog.step.append(dict(op="LOSS_GRAD", m=sizes[-1], batch=batch, scalar=loss_scale,
                           **sp_fields(prog.acts[-1]), **sp_fields(prog.grads[-1], "sp2"),
                           **sp_fields(prog.labels, "sp3")))
     for l in reversed(range(layers)):
         m, n, mt, nt = shapes[l]
-        prog.step.append(dict(op="LOAD_ROW", m=m, batch=batch, abase=act_dy[l],
-                              **sp_fields(prog.grads[l])))
+        if l == layers - 1 or not fill:
+            prog.step.append(dict(op="LOAD_ROW", m=m, batch=batch, abase=act_dy[l],
+                                  **sp_fields(prog.grads[l])))
         if l > 0:
             for n0, n1 in chunks[l][1]:
                 if prog.streamed:
                     prog.step.append(load(l, (0, m), (n0, n1)))
-                prog.step.append(dict(op="BACKWARD", m=m, n=n1 - n0, batch=batch,
-                                      wbase=prog.wbase[l], abase=act_dy[l], flag=1,
+                # The previous layer's LOAD_ROW, hidden in the BACKWARD. Where the bias
+                # input's element would land in the padding of the gradient's last tile,
+                # it is not computed (the same tiles, so the same weight addresses), and the
+                # padding loads as +0, as LOAD_ROW loads it.
+                into, end = {}, n1
+                if fill:
+                    into = dict(fill=1, abase2=act_dy[l - 1] + (n0 // R) * batch)
+                    end = n1 - 1 if n1 == n and (n - 1) % C else n1
+                prog.step.append(dict(op="BACKWARD", m=m, n=end - n0, batch=batch,
+                                      wbase=prog.wbase[l], abase=act_dy[l], flag=1, **into,
                                       **sp_fields(_view(prog.grads[l - 1], n0, 0)),
                                       **sp_fields(_view(prog.acts[l], n0, 0), "sp2")))
         for m0, m1 in chunks[l][0]:
@@ -252,6 +289,35 @@ def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate"):
             if prog.streamed:
                 prog.step.append(load(l, (m0, m1), (0, n), "STORE_W"))
     return prog
+
+
+def _can_fill(config, sizes, batch):
+    """Whether the loads can hide in the commands before them (see the module docstring):
+    a square array, and every tile of a row of ones starting at a scratchpad line."""
+    R, C = config.core.rows, config.core.cols
+    banks = bank_count(R, C)
+    if R != C:
+        return False
+    if any((size // C) * C % banks for size in sizes[1:-1]):
+        return False
+    return _act_places(config, sizes, batch, True)[2] <= config.pe.act_words
+
+
+def _act_places(config, sizes, batch, fill):
+    """Activation-bank bases of each layer's input ``X`` and output gradient ``dY``, and the
+    words they take. With ``fill`` a gradient that a ``BACKWARD`` writes (every layer's but
+    the last) has room for that command's bias element."""
+    R, C = config.core.rows, config.core.cols
+    layers = len(sizes) - 1
+    act_next = 0
+    act_x, act_dy = [], []
+    for l in range(layers):
+        m, n = sizes[l + 1], sizes[l] + 1
+        act_x.append(act_next)
+        act_next += tiles(n, C) * batch
+        act_dy.append(act_next)
+        act_next += tiles(m + (1 if fill and l < layers - 1 else 0), R) * batch
+    return act_x, act_dy, act_next
 
 
 def _view(matrix, row0, col0):

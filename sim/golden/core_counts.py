@@ -27,7 +27,10 @@ What is counted, per command, as ``sim.verify.core_sim.CoreRunner`` and the core
 ``bus_words``
     Words moved over the row and column buses: enabled lanes only, so elements past ``m``
     (``n``) and the padding outputs of a last group are not counted, but every output's
-    ``C`` (``R``) partial sums are, even from PEs that hold only padding inputs.
+    ``C`` (``R``) partial sums are, even from PEs that hold only padding inputs. A
+    ``FORWARD`` (``BACKWARD``) with ``fill`` (:func:`fills`) also moves each of its
+    results into the activation banks over the free buses: ``m * batch`` (``n * batch``)
+    words more, as many as the load it replaces, and no cycle more.
 
 The schedule (``hw/core.py``), with ``L = mac.latency``, ``G = pe.acc_regs // 2``,
 ``mt = ceil(m/R)``, ``nt = ceil(n/C)``, and ``streams`` the outputs per MAC slot (1 for
@@ -66,10 +69,12 @@ after the taking edge) in which the command calls ``finish()``:
   else ``0``, a cycle to start the chunk, then four passes, each ``(N - 1) * I + 2 + lr +
   drain`` cycles for ``N`` elements issued every ``I`` cycles: ``MAX`` (``N =
   ceil(m / W) * slots``, ``W`` = :func:`loss_lanes` classes per read, ``I = 1``, no drain),
-  ``EXP`` (``m * slots``, drain ``2L + Se``), ``RECIP`` (``slots``, drain ``max(0, Sr - 1
-  - slots)``) and ``OUT`` (``m * slots``, ``I = 1``, drain ``3L - 1``); one cycle to
-  start and one to end. ``I``, ``Se`` and ``Sr`` are those of the special-function unit
-  (``core.sfu``, :func:`loss_timing`): pipelined ``1``, ``9L + 2``, ``9L + 2``. Stepped
+  ``EXP`` (``m * slots``, drain ``2L + Se``; pipelined ``max(L, 2L + Se - (slots -
+  1) + 1 - lr)``, as the reciprocals start while the last slots' sums are still coming),
+  ``RECIP`` (``slots``, drain ``max(0, Sr - 1 - slots)``) and ``OUT`` (``ceil(m / V) *
+  cols``, ``V = min(W, 2)`` classes per read, ``I = 1``, ``lr = 1``: no empty slots,
+  drain ``3L - 1``); one cycle to start and one to end. ``I``, ``Se`` and ``Sr`` are those of the special-function
+  unit (``core.sfu``, :func:`loss_timing`): pipelined ``1``, ``9L + 2``, ``4L + 2``. Stepped
   cycle by cycle in :func:`_trace_loss` (exact); the schedule does not depend on the data.
 
 A malformed command (unknown operation, or a size of zero that it needs) is refused at
@@ -80,7 +85,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed",
-           "wgrad_fused", "wgrad_update_passes"]
+           "wgrad_fused", "wgrad_update_passes", "fills"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
 COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words")
@@ -114,6 +119,16 @@ def wgrad_fused(config, command):
     (``mac.dual = "single"``); otherwise the bit is ignored (``gen.spec.isa``)."""
     return (bool(command.get("fused")) and not command.get("flag")
             and config.mac.macs_per_cycle == 1)
+
+
+def fills(config, command):
+    """Whether a ``FORWARD`` or ``BACKWARD`` command also loads its results into the
+    activation banks: its ``fill`` bit, on a square PE array (``core.rows == core.cols``);
+    otherwise the bit is ignored (``gen.spec.isa``)."""
+    op = command.get("op")
+    op = isa.Opcode(op).name if isinstance(op, int) else str(getattr(op, "name", op)).upper()
+    return (bool(command.get("fill")) and op in ("FORWARD", "BACKWARD")
+            and config.core.rows == config.core.cols)
 
 
 def wgrad_update_passes(config, command):
@@ -184,8 +199,8 @@ def predict(config, command, labels=None):
     command : dict
         Command fields (``hw.core.command_layout``), ``op`` as a name such as ``"FORWARD"``
         (as ``sim.compile.compiler`` produces them; an ``isa.Opcode`` member also works). Missing sizes
-        are 0. Only ``op``, ``m``, ``n``, ``batch`` and (``WGRAD``: momentum) ``flag`` and
-        ``fused`` matter.
+        are 0. Only ``op``, ``m``, ``n``, ``batch``, (``WGRAD``: momentum) ``flag``,
+        ``fused`` and (``FORWARD``, ``BACKWARD``) ``fill`` matter.
     labels : sequence of int, optional
         ``LOSS_GRAD`` only: the label word of each column (checked for its number; the
         schedule does not depend on the labels).
@@ -231,7 +246,8 @@ def predict(config, command, labels=None):
         stall = max(0, groups - 2) * max(0, D + 1 - P)
         # Every pass crosses the bus with a chain; with the tree only the last one does.
         on_bus = 1 if config.core.reduction == "tree" else (C if fwd else R)
-        bus = on_bus * (m if fwd else n) * batch
+        # A fill moves every result once more, over the buses the partial sums leave free.
+        bus = (on_bus + fills(config, command)) * (m if fwd else n) * batch
         return _result(drained + 1 + end, mac=ceil_div(outputs, streams) * steps, stall=stall,
                        bus=bus)
     if op == "LOSS_GRAD":
@@ -286,6 +302,8 @@ def trace(config, command, labels=None):
                            momentum=bool(command.get("flag")) and op == "WGRAD",
                            streams=streams,
                            fused=op == "WGRAD" and wgrad_fused(config, command))
+        if fills(config, command):
+            counts["bus_words"] += (m if op == "FORWARD" else n) * batch
     else:
         x = _trace_loss(L, m, batch, labels, sfu=config.core.sfu, lanes=loss_lanes(config))
     cycles = x + L + FINISH_EXTRA
@@ -452,12 +470,13 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
 def loss_timing(L, sfu="pipelined"):
     """``(interval, exp_latency, recip_latency)`` of the loss unit's special-function unit
     (``core.sfu``): ``"pipelined"`` (``hw.sfu.PipelinedSFU``) takes an element every cycle,
-    each out ``9L + 2`` cycles later; ``"barrel"`` (``hw.sfu.SpecialFunctionUnit`` with
+    an exp out ``9L + 2`` cycles later, a reciprocal ``4L + 2`` (its early output);
+    ``"barrel"`` (``hw.sfu.SpecialFunctionUnit`` with
     ``E = L + 1`` threads, ``L + 2`` when ``L + 1`` is a multiple of 3) is offered one
     element every 9 cycles, each taken at once and out ``9E + 1`` (exp) or ``4E + 1``
     (reciprocal) cycles later."""
     if sfu == "pipelined":
-        return 1, EXP_FMAS * L + 2, EXP_FMAS * L + 2
+        return 1, EXP_FMAS * L + 2, RECIP_FMAS * L + 2
     if sfu == "barrel":
         threads = L + 1 if (L + 1) % 3 else L + 2
         return EXP_FMAS, EXP_FMAS * threads + 1, RECIP_FMAS * threads + 1
@@ -471,15 +490,27 @@ def loss_lanes(config):
     return 4 if widest >= 4 else 2 if widest >= 2 else 1
 
 
+#: The most classes ``hw.loss``'s output pass takes at once (``hw.loss.OUT_LANES``): it
+#: reads ``min(lanes, LOSS_OUT_LANES)``.
+LOSS_OUT_LANES = 2
+
+
 def _trace_loss(L, m, batch, labels, columns=16, sfu="pipelined", lanes=1):
     """Cycle of ``finish()`` of LOSS_GRAD: ``hw.loss.LossGradient``'s state machine stepped
     one cycle at a time (its passes MAX, EXP, RECIP, OUT per chunk, each a loop over the
-    classes (MAX: groups of ``lanes`` classes) and the chunk's slots, then the pass's
+    classes (MAX: groups of ``lanes`` classes, OUT: of ``min(lanes, LOSS_OUT_LANES)``)
+    and the chunk's slots, then the pass's
     drain; EXP and RECIP issue every ``interval`` cycles, :func:`loss_timing`). The
     schedule does not depend on the labels (they are only checked for their number)."""
     _labels_in_range(labels, m, batch)            # checks their number
     interval, exp_lat, recip_lat = loss_timing(L, sfu)
-    drains = {"MAX": lambda slots: 0, "EXP": lambda slots: 2 * L + exp_lat,
+    # With the pipelined unit RECIP starts as slot 0's last sum is written, slots - 1 cycles
+    # before the last slot's (but not before the last exp is in the unit); a pass whose
+    # last slot holds no column ends a cycle sooner, hence a cycle more of drain.
+    early = sfu == "pipelined"
+    drains = {"MAX": lambda slots: 0,
+              "EXP": lambda slots: (max(L, 2 * L + exp_lat - (slots - 1) + (cols < slots))
+                                    if early else 2 * L + exp_lat),
               "RECIP": lambda slots: max(0, recip_lat - 1 - slots),
               "OUT": lambda slots: 3 * L - 1}
     after = {"MAX": "EXP", "EXP": "RECIP", "RECIP": "OUT", "OUT": "NEXT"}
@@ -499,12 +530,13 @@ def _trace_loss(L, m, batch, labels, columns=16, sfu="pipelined", lanes=1):
             slots = max(cols, L + 1)
             stage, i, slot, issuing, wait = "MAX", 0, 0, True, 0
             continue
-        last_i = 1 if stage == "RECIP" else -(-m // lanes) if stage == "MAX" else m
+        last_i = {"RECIP": 1, "EXP": m, "MAX": -(-m // lanes),
+                  "OUT": -(-m // min(lanes, LOSS_OUT_LANES))}[stage]
         if issuing and tick == 0:
             read = slot < cols
             if stage in ("EXP", "RECIP"):
                 tick = interval - 1
-            if slot + 1 == slots:
+            if slot + 1 == (cols if stage == "OUT" else slots):    # OUT: no empty slots
                 slot = 0
                 if i + 1 == last_i:
                     issuing = False

@@ -35,6 +35,9 @@ still come out as the RTL's. The order of every addition and rounding is the RTL
   still accumulates one product per step as above;
 * ReLU (FORWARD) and the ReLU mask (BACKWARD) keep a value only where it (the mask
   element) is positive: sign 0 and a non-zero exponent field.
+* a FORWARD (BACKWARD) with ``fill`` on a square array (``core_counts.fills``) is the
+  command, then ``LOAD_COL`` with ``n = m`` (``LOAD_ROW`` with ``m = n``) of its result
+  matrix into the activation banks at ``abase2``.
 
 The accumulators are not state: every output's chain clears its accumulator first, so no
 value survives a command. Timing is not modeled; the core's counters come from the exact
@@ -56,7 +59,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.formats import FP32, product_format
 from chrysalis.gen.spec.isa import COMMAND_BYTES, COMMAND_WORDS, ErrorCode, Limits, Opcode
 from chrysalis.sim.golden import core_counts
-from chrysalis.sim.golden.core_counts import wgrad_fused
+from chrysalis.sim.golden.core_counts import fills, wgrad_fused
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.dual import BYPASS, HIGH, LOW, DualPath, random_bits
@@ -371,13 +374,14 @@ class Machine:
         a few shapes, and the LOSS_GRAD prediction steps the loss unit cycle by cycle."""
         # Of the labels, the schedule sees only whether each is a class index.
         in_range = None if labels is None else tuple(0 <= v < c["m"] for v in labels)
-        key = (op, c["m"], c["n"], c["batch"], c["flag"], c["fused"], in_range)
+        key = (op, c["m"], c["n"], c["batch"], c["flag"], c["fused"], c["fill"], in_range)
         counts = self._counts_cache.get(key)
         if counts is None:
             labels = None if in_range is None else [0 if ok else 0xFFFF_FFFF for ok in in_range]
             counts = core_counts.predict(
                 self.config, {"op": op.name, "m": c["m"], "n": c["n"], "batch": c["batch"],
-                              "flag": c["flag"], "fused": c["fused"]}, labels=labels)
+                              "flag": c["flag"], "fused": c["fused"], "fill": c["fill"]},
+                labels=labels)
             self._counts_cache[key] = counts
         return counts
 
@@ -681,6 +685,10 @@ class Machine:
             y = np.where(_positive(y), y, _U(0))
         y = y.transpose(1, 0, 2).reshape(mt * R, batch)[:m]
         self.write_matrix(c["sp_base"], c["sp_lpc"], y)
+        if fills(self.config, c):
+            # As LOAD_COL of what was just written would load it.
+            self._load_col(dict(n=m, batch=batch, abase=c["abase2"], sp_base=c["sp_base"],
+                                sp_lpc=c["sp_lpc"]))
 
     def _backward(self, c):
         # Output (p1, p2), p1 < nt, p2 < B: PE (r, c) sums W(wbase + s*nt + p1) *
@@ -701,6 +709,10 @@ class Machine:
             mask = self.read_matrix(c["sp2_base"], c["sp2_lpc"], n, batch)
             dx = np.where(_positive(mask), dx, _U(0))
         self.write_matrix(c["sp_base"], c["sp_lpc"], dx)
+        if fills(self.config, c):
+            # As LOAD_ROW of what was just written would load it.
+            self._load_row(dict(m=n, batch=batch, abase=c["abase2"], sp_base=c["sp_base"],
+                                sp_lpc=c["sp_lpc"]))
 
     def _wgrad(self, c):
         # Output (p1, p2), p1 < mt, p2 < nt: PE (r, c) sums dY(abase2 + p1*B + s) *

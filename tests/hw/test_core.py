@@ -18,6 +18,7 @@ from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.verify.core_sim import CoreRunner
 from chrysalis.gen.spec.layout import Allocator, bank_count, tiles
 from chrysalis.gen.spec.formats import FP32
+from tests.params import covering
 
 CONFIGS = {
     "2x2": PRESETS["tiny"],
@@ -60,8 +61,10 @@ def _layout(config, m, n, batch):
 SHAPES = [(2, 2, 1), (3, 5, 2), (5, 3, 4), (7, 6, 3), (4, 4, 5), (1, 7, 2)]
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-@pytest.mark.parametrize("m,n,batch", SHAPES)
+# Every config and every shape in the default suite (each config with one shape; the
+# whole product is `slow`): the same operations run on three of these cores under Icarus and
+# Verilator in tests/sim/verify/test_cocotb_core.py.
+@pytest.mark.parametrize("name,m,n,batch", covering(sorted(CONFIGS), SHAPES))
 def test_core_operations_equal_golden(name, m, n, batch):
     config = CONFIGS[name]
     num = cm.CoreNumerics.from_config(config)
@@ -285,3 +288,91 @@ def test_fused_weight_update_equals_golden(name, m, n, batch):
     # (lr = -1: dY already carries the step), else the test would prove nothing.
     separate, _ = cm.update(num, w, cm.weight_gradient(num, dy, x), int(_f32([-1.0])[0]))
     assert not np.array_equal(expected1, separate)
+
+
+FILL_CONFIGS = {
+    # fp32 operands: a MAC by 1.0 passes a bank word through unrounded, so the identity
+    # layers below show every bit that a fill wrote.
+    "2x2-fp32": with_overrides(PRESETS["tiny"], {"mac.operand": "fp32"}),
+    "4x4-tree-fp32": with_overrides(PRESETS["tiny"], {"core.rows": 4, "core.cols": 4,
+                                                      "mac.operand": "fp32",
+                                                      "core.reduction": "tree"}),
+    "2x2-dual-value": with_overrides(PRESETS["tiny"], {"mac.dual": "value",
+                                                       "mac.latency": 3, "pe.acc_regs": 16}),
+    "2x2-reuse-row": with_overrides(PRESETS["tiny"], {"pe.reuse_entries": 4,
+                                                      "pe.reuse_scope": "row"}),
+}
+
+
+def _identity(size):
+    return np.diag(np.full(size, 0x3F80_0000, dtype=np.uint64))
+
+
+@pytest.mark.parametrize("name,m,n,batch",
+                         covering(sorted(FILL_CONFIGS), [(3, 5, 2), (4, 3, 3)]))
+def test_fill_loads_results_as_the_load_would(name, m, n, batch):
+    """FORWARD and BACKWARD with ``fill`` leave in the activation banks what LOAD_COL
+    (LOAD_ROW) of their results would, padding lanes included (+0 over a region that held
+    other words): an identity layer over the whole filled tiles reads them back. RTL ==
+    golden machine bit for bit, and (fp32 operands) == the results padded with +0."""
+    from chrysalis.sim.golden.machine import Machine
+    config = FILL_CONFIGS[name]
+    R, C = config.core.rows, config.core.cols
+    mt, nt = tiles(m, R), tiles(n, C)
+    rng = np.random.default_rng(m * 10 + n + batch)
+    w, x, dy = _case(rng, config, m, n, batch)
+    junk = _f32(rng.standard_normal((max(mt * C, nt * R), batch)) + 3)
+    alloc = Allocator(config.core.scratchpad_words, bank_count(R, C))
+    mat = dict(w=alloc.matrix(m, n), x=alloc.matrix(n, batch), dy=alloc.matrix(m, batch),
+               y=alloc.matrix(m, batch), dx=alloc.matrix(n, batch),
+               junk=alloc.matrix(len(junk), batch),
+               fw=alloc.matrix(mt * C, mt * C), fy=alloc.matrix(mt * C, batch),
+               bw=alloc.matrix(nt * R, nt * R), bx=alloc.matrix(nt * R, batch))
+    act = dict(x=0, dy=nt * batch, fill_y=(nt + mt) * batch, fill_dx=(nt + 2 * mt) * batch)
+    lines = lambda key, p="sp": {f"{p}_base": mat[key].base,
+                                 f"{p}_lpc": mat[key].lines_per_column}
+    writes = dict(w=w, x=x, dy=dy, junk=junk, fw=_identity(mt * C), bw=_identity(nt * R))
+    commands = [
+        # Other words where the fills go, so that a lane a fill missed would show.
+        dict(op="LOAD_COL", n=mt * C, batch=batch, abase=act["fill_y"], **lines("junk")),
+        dict(op="LOAD_ROW", m=nt * R, batch=batch, abase=act["fill_dx"], **lines("junk")),
+        dict(op="LOAD_W", m=m, n=n, **lines("w")),
+        dict(op="LOAD_COL", n=n, batch=batch, abase=act["x"], **lines("x")),
+        dict(op="FORWARD", m=m, n=n, batch=batch, abase=act["x"], flag=1, fill=1,
+             abase2=act["fill_y"], **lines("y")),
+        dict(op="LOAD_ROW", m=m, batch=batch, abase=act["dy"], **lines("dy")),
+        dict(op="BACKWARD", m=m, n=n, batch=batch, abase=act["dy"], flag=1, fill=1,
+             abase2=act["fill_dx"], **lines("dx"), **lines("x", "sp2")),
+        # Read the filled tiles back through identity layers of their full size.
+        dict(op="LOAD_W", m=mt * C, n=mt * C, **lines("fw")),
+        dict(op="FORWARD", m=mt * C, n=mt * C, batch=batch, abase=act["fill_y"],
+             **lines("fy")),
+        dict(op="LOAD_W", m=nt * R, n=nt * R, **lines("bw")),
+        dict(op="BACKWARD", m=nt * R, n=nt * R, batch=batch, abase=act["fill_dx"],
+             **lines("bx")),
+    ]
+    reads = ("y", "dx", "fy", "bx")
+
+    core = CoreRunner(config)
+    golden = Machine(config)
+    for key, values in writes.items():
+        core.write(mat[key], values)
+        golden.write_matrix(mat[key].base, mat[key].lines_per_column, values)
+    for command in commands:
+        core.command(**{**command, "op": Opcode[command["op"]]})
+        assert golden.execute(command) == 0, command
+    for key in reads:
+        core.read(mat[key])
+    got = dict(zip(reads, core.run()))
+    expected = {key: golden.read_matrix(mat[key].base, mat[key].lines_per_column,
+                                        mat[key].n, batch) for key in reads}
+    for key in reads:
+        assert np.array_equal(got[key], expected[key]), key
+    assert core.counters["bus_words"] == golden.counters["bus_words"]
+    if config.mac.operand == FP32:
+        padded_y = np.zeros((mt * C, batch), dtype=np.uint64)
+        padded_y[:m] = expected["y"]
+        padded_dx = np.zeros((nt * R, batch), dtype=np.uint64)
+        padded_dx[:n] = expected["dx"]
+        assert np.array_equal(expected["fy"], padded_y), "FORWARD's fill"
+        assert np.array_equal(expected["bx"], padded_dx), "BACKWARD's fill"

@@ -18,7 +18,7 @@ from amaranth.sim import Simulator
 
 from chrysalis.gen.perf.commands import loss_grad_cycles
 from chrysalis.gen.spec.config import get_preset
-from chrysalis.hw.loss import LossGradient
+from chrysalis.hw.loss import OUT_LANES, LossGradient
 from chrysalis.sim.golden import core_counts as cc
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
@@ -64,7 +64,11 @@ def run_unit(y, labels, inv, *, latency, sfu="pipelined", lanes=4):
             if pending is not None:        # no lane past the column's classes
                 assert pending[1] + pending[2].bit_length() <= classes
             if ctx.get(dut.wr_en):
-                words[(ctx.get(dut.wr_line), ctx.get(dut.wr_e0))] = ctx.get(dut.wr_data)
+                line, e0, on = ctx.get(dut.wr_line), ctx.get(dut.wr_e0), ctx.get(dut.wr_lanes)
+                assert on and e0 + on.bit_length() <= classes    # no lane past the column
+                for lane in range(lanes):
+                    if (on >> lane) & 1:
+                        words[(line, e0 + lane)] = ctx.get(dut.wr_data[lane])
             if done:
                 result["done"] = cycle
                 ctx.set(dut.start, 0)
@@ -107,7 +111,11 @@ def test_equals_golden(classes, batch):
     check(classes, batch, seed=classes * 100 + batch)
 
 
-@pytest.mark.parametrize("latency", range(2, 9))
+# The RTL at latencies 2, 6 (the default) and 8 runs in the default suite (3 also in
+# tests/hw/test_core_counts.py), at 3, 4, 5 and 7 it is `slow`.
+@pytest.mark.parametrize("latency", [
+    pytest.param(latency, marks=pytest.mark.slow) if latency in (3, 4, 5, 7) else latency
+    for latency in range(2, 9)])
 def test_every_latency(latency):
     check(5, 9, latency=latency, seed=latency)
     check(3, 2, latency=latency, seed=latency + 50, lanes=(1, 2, 4)[latency % 3])
@@ -179,8 +187,14 @@ def test_extreme_values():
 
 def test_demo_size_cycles():
     """The demo's output layer: 10 classes, batch 8, latency 6, four lanes."""
-    assert cc._trace_loss(6, 10, 8, None, lanes=4) == 335
-    assert cc._trace_loss(6, 10, 8, None, sfu="barrel", lanes=4) == 1004
+    assert cc._trace_loss(6, 10, 8, None, lanes=4) == 258
+    assert cc._trace_loss(6, 10, 8, None, sfu="barrel", lanes=4) == 964
+
+
+def test_output_lanes_agree():
+    """The output pass's lanes: the unit's and the schedule's bound are one."""
+    assert OUT_LANES == cc.LOSS_OUT_LANES == 2
+    assert [LossGradient(line_bits=8, lanes=w).out_lanes for w in (1, 2, 4)] == [1, 2, 2]
 
 
 @pytest.mark.parametrize("value", [3, 0, 8, True])

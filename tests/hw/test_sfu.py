@@ -34,7 +34,10 @@ def run(dut, ops, xs, *, gaps=None):
 
     async def testbench(ctx):
         index, idle, cycle = 0, 0, 0
-        while len(results) < len(xs):
+        def out():
+            return len(results) + (len(early) if dut.early_reciprocal else 0)
+
+        while out() < len(xs):
             offer = index < len(xs) and idle >= gaps[index]
             if offer:
                 ctx.set(dut.op, ops[index])
@@ -219,15 +222,21 @@ def test_verilog_is_deterministic():
 
 # --- The pipelined unit (hw.sfu.PipelinedSFU): one element per cycle, fixed latency.
 
-def run_pipelined(dut, ops, xs, valid):
+def run_pipelined(dut, ops, xs, valid, early=None):
     """Offer element ``i`` in the ``i``-th cycle whose ``valid`` entry is true; returns the
-    results and, per element, the cycle it was offered and the cycle it came out."""
+    results and, per element, the cycle it was offered and the cycle it came out.
+    ``early``, a list, gets ``(cycle, bits)`` of every result on the early reciprocal
+    output."""
     ops, xs = [int(v) for v in ops], [int(v) for v in xs]
     results, offered, produced = [], [], []
+    early = [] if early is None else early
 
     async def testbench(ctx):
         index = cycle = 0
-        while len(results) < len(xs):
+        def out():
+            return len(results) + (len(early) if dut.early_reciprocal else 0)
+
+        while out() < len(xs):
             offer = index < len(xs) and bool(valid[cycle % len(valid)])
             if offer:
                 ctx.set(dut.op, ops[index])
@@ -240,10 +249,12 @@ def run_pipelined(dut, ops, xs, valid):
             if ctx.get(dut.o_valid):
                 results.append(ctx.get(dut.y))
                 produced.append(cycle)
+            if ctx.get(dut.recip_valid):
+                early.append((cycle, ctx.get(dut.recip_y)))
             assert cycle <= 4 * len(xs) + 2 * dut.latency + 10
         for _ in range(dut.latency + 2):     # nothing more comes out
             await ctx.tick()
-            assert not ctx.get(dut.o_valid)
+            assert not ctx.get(dut.o_valid) and not ctx.get(dut.recip_valid)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -264,10 +275,41 @@ def test_pipelined_equals_golden(mac_latency):
         xs = np.concatenate([np.array([x for _, x in edges], dtype=np.uint64), xs])
     dut = PipelinedSFU(mac_latency=mac_latency)
     assert dut.latency == 9 * mac_latency + 2
+    assert dut.recip_latency == 4 * mac_latency + 2
     valid = [1] * 7 + [0, 1, 0, 0, 1]       # bursts and holes
-    got, offered, produced = run_pipelined(dut, ops, xs, valid)
-    assert_equal(got, golden(ops, xs), ops, xs)
+    early = []
+    got, offered, produced = run_pipelined(dut, ops, xs, valid, early)
+    expected = golden(ops, xs)
+    assert_equal(got, expected, ops, xs)
     np.testing.assert_array_equal(produced, offered + dut.latency)
+    # The reciprocals, early too: the same bits, recip_latency cycles after going in.
+    recips = np.asarray(ops) == 1
+    assert recips.any() and not recips.all()
+    np.testing.assert_array_equal([c for c, _ in early], offered[recips] + dut.recip_latency)
+    assert_equal(np.array([y for _, y in early], dtype=np.uint64), expected[recips],
+                 np.asarray(ops)[recips], np.asarray(xs)[recips])
+
+
+@pytest.mark.parametrize("mac_latency", [2, 6])
+def test_pipelined_early_reciprocal(mac_latency):
+    """``early_reciprocal``: reciprocals leave only early (``recip_latency``), exps only at
+    ``y`` (``latency``), each with the golden model's bits."""
+    ops, xs = mixed_inputs(150, seed=60 + mac_latency)
+    dut = PipelinedSFU(mac_latency=mac_latency, early_reciprocal=True)
+    early = []
+    got, offered, produced = run_pipelined(dut, ops, xs, [1, 1, 0, 1], early)
+    expected, ops, xs = golden(ops, xs), np.asarray(ops), np.asarray(xs)
+    exps = ops == 0
+    assert_equal(got, expected[exps], ops[exps], xs[exps])
+    np.testing.assert_array_equal(produced, offered[exps] + dut.latency)
+    assert_equal(np.array([y for _, y in early], dtype=np.uint64), expected[~exps],
+                 ops[~exps], xs[~exps])
+    np.testing.assert_array_equal([c for c, _ in early], offered[~exps] + dut.recip_latency)
+
+
+def test_pipelined_bad_early_reciprocal():
+    with pytest.raises(TypeError, match=r"early_reciprocal must be a bool, not 1$"):
+        PipelinedSFU(mac_latency=2, early_reciprocal=1)
 
 
 def test_pipelined_one_per_cycle():

@@ -284,7 +284,7 @@ def _valid(op):
     """A command of ``op`` that passes the checks on ``LIMITS`` with two cores."""
     fields = dict(m=3, n=3, batch=2, wbase=1, wbase2=30, abase=1, abase2=30, sp_base=0,
                   sp_lpc=4, sp2_base=100, sp2_lpc=4, sp3_base=200, sp3_lpc=4, flag=1,
-                  mem_addr=0x1000, mem_stride=0x40, root=0, peer=1, cores=1)
+                  fill=1, mem_addr=0x1000, mem_stride=0x40, root=0, peer=1, cores=1)
     return isa.decode(isa.encode(op, **{k: v for k, v in fields.items()
                                         if k in isa.OP_FIELDS[op]}))
 
@@ -342,3 +342,25 @@ def test_c_header_names_are_distinct_and_keep_their_values():
             name = f"CHRYSALIS_REG_{r.name}_{f.name.upper()}"
             assert (values[f"{name}_SHIFT"], values[f"{name}_MASK"]) == (str(f.lsb),
                                                                         f"0x{f.mask:08X}u")
+
+
+@pytest.mark.parametrize("op", [isa.Opcode.FORWARD, isa.Opcode.BACKWARD])
+def test_a_fill_must_not_overlap_what_its_command_reads(op):
+    """FORWARD and BACKWARD with ``fill`` are refused (ACT_RANGE) when the region they fill
+    at ``abase2`` overlaps the one they read at ``abase``; side by side they run, and
+    without ``fill`` ``abase2`` is not looked at."""
+    limits = isa.Limits(**{**LIMITS.__dict__, "cores": 2})
+    # m = 3 and n = 5 on the 2x2 array, batch 2: FORWARD reads nt * 2 = 6 words and fills
+    # mt * 2 = 4; BACKWARD reads 4 and fills 6.
+    read, filled = (6, 4) if op == isa.Opcode.FORWARD else (4, 6)
+    base = dict(m=3, n=5, batch=2, abase=10, sp_lpc=4, cores=1)
+    if op == isa.Opcode.BACKWARD:
+        base.update(flag=1, sp2_base=100, sp2_lpc=4)
+    check = lambda **f: isa.check(isa.decode(isa.encode(op, **{**base, **f})), limits)
+    E = isa.ErrorCode
+    assert check(fill=1, abase2=10 + read) == E.NONE
+    assert check(fill=1, abase2=10 - filled) == E.NONE
+    assert check(fill=1, abase2=10 + read - 1) == E.ACT_RANGE
+    assert check(fill=1, abase2=10 - filled + 1) == E.ACT_RANGE
+    assert check(fill=1, abase2=10) == E.ACT_RANGE
+    assert check(fill=0, abase2=10) == E.NONE

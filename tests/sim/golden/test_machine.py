@@ -135,7 +135,7 @@ def _bad_commands(config):
     return {
         "BAD_OPCODE": (_with((0,) * 16, 0, 17), None),
         "BAD_OPCODE-zero": ((0,) * 16, None),
-        "RESERVED_BITS": (_with(enc("LOAD_COL", n=2, batch=1, sp_lpc=1), 0, 1 << 10), None),
+        "RESERVED_BITS": (_with(enc("LOAD_COL", n=2, batch=1, sp_lpc=1), 0, 1 << 11), None),
         "RESERVED_BITS-high": (_with(enc("WGRAD", m=1, n=1, batch=1), 4, 1 << 31), None),
         "ZERO_SIZE": (enc("FORWARD", m=3, n=0, batch=2, sp_lpc=2), None),
         "WEIGHT_RANGE": (enc("LOAD_W", m=3, n=3, wbase=ww - 3, sp_lpc=2), None),
@@ -775,3 +775,73 @@ def test_fused_wgrad_starts_from_the_weights_and_updates_no_slot():
     ignored, grown = run(dual, fused=1, scalar=neg_one)
     assert grown["update_slots"] == mt * nt
     assert np.array_equal(ignored, run(dual, scalar=neg_one)[0])
+
+
+def _act_regions(config, sizes, batch, fill):
+    """``(start, stop)`` of each layer's X and dY places in the activation banks."""
+    R, C = config.core.rows, config.core.cols
+    act_x, act_dy, _ = cp._act_places(config, sizes, batch, fill)
+    regions = []
+    for l in range(len(sizes) - 1):
+        regions.append((act_x[l], act_x[l] + tiles(sizes[l] + 1, C) * batch))
+        regions.append((act_dy[l], act_dy[l] + tiles(sizes[l + 1], R) * batch))
+    return regions
+
+
+@pytest.mark.parametrize("name,sizes,batch,weight_words,fills", [
+    ("2x2", [5, 7, 3], 4, 64, True),        # the ones row inside a tile of results
+    ("4x4", [6, 8, 4, 3], 3, 64, True),     # the ones row starts a tile; BACKWARD's extra tile
+    ("2x2", [9, 6, 4], 2, 16, True),        # streamed: FORWARD and BACKWARD in chunks
+    ("2x2", [9, 7, 4], 2, 16, True),        # streamed, the bias gradient left out
+    ("3x3", [5, 13, 3], 2, 64, True),       # not a power of two; the ones tile at line 3
+    ("3x3", [5, 7, 3], 2, 64, False),       # the ones tile does not start at a line
+    ("2x3", [5, 7, 3], 2, 64, False),       # not square
+    ("2x2-value", [5, 7, 3], 4, 64, True),  # dual precision: the products' classes alike
+])
+def test_hidden_loads_leave_what_the_loads_did(name, sizes, batch, weight_words, fills):
+    """A step compiled with ``fill`` (the loads hidden in FORWARD and BACKWARD) leaves the
+    scratchpad, the weights and every X and dY place in the activation banks as the step
+    with its loads does, with fewer commands where the core can fill."""
+    config = {"4x4": with_overrides(TINY, {"core.rows": 4, "core.cols": 4}),
+              "3x3": with_overrides(TINY, {"core.rows": 3, "core.cols": 3}),
+              "2x2-value": with_overrides(TINY, {"mac.dual": "value", "mac.latency": 3,
+                                                 "pe.acc_regs": 16})}.get(
+                  name, CONFIGS.get(name))
+    config = with_overrides(config, {"pe.weight_words": weight_words})
+    runs = []
+    for fill in (True, False):
+        prog = cp.compile_mlp(config, sizes, batch, 0.25, fill=fill)
+        assert prog.fill == (fill and fills)
+        case = mlp.mlp_case(sizes, batch, 2, seed=3)
+        machine = Machine(config)
+        for mat, w in zip(prog.weights, case.weights):
+            machine.write_matrix(mat.base, mat.lines_per_column, w)
+        for command in prog.load_weights:
+            assert machine.execute(command) == ErrorCode.NONE
+        for x, labels in zip(case.inputs, case.labels):
+            _mlp_step(prog, machine, x, labels)
+        runs.append((prog, machine))
+    (filled, a), (plain, b) = runs
+    # A BACKWARD that fills leaves out the bias input's gradient where it would be padding.
+    skipped = [plain.grads[l - 1].addresses()[-1] for l in range(1, len(sizes) - 1)
+               if filled.fill and sizes[l] % config.core.cols]
+    for words in skipped:
+        assert (a.scratchpad[words] != b.scratchpad[words]).any()
+        a.scratchpad[words] = b.scratchpad[words]
+    assert np.array_equal(a.scratchpad, b.scratchpad)
+    assert np.array_equal(a.weight, b.weight)
+    for (a0, a1), (b0, b1) in zip(_act_regions(config, sizes, batch, filled.fill),
+                                  _act_regions(config, sizes, batch, False)):
+        assert np.array_equal(a.act[:, :, a0:a1], b.act[:, :, b0:b1])
+    loads = lambda prog: sum(c["op"] in ("LOAD_COL", "LOAD_ROW") for c in prog.step)
+    hidden = sum(c.get("fill", 0) for c in filled.step)
+    if fills:
+        layers = len(sizes) - 1
+        assert loads(filled) == loads(plain) - (layers - 1) and hidden >= 2 * (layers - 1)
+        # The same work in fewer commands and cycles; every product made alike.
+        same = [k for k in COUNTER_NAMES if "products" in k or k.endswith("_slots")]
+        assert {k: a.counters[k] for k in same} == {k: b.counters[k] for k in same}
+        assert a.counters["commands"] < b.counters["commands"]
+        assert a.counters["core_cycles"] < b.counters["core_cycles"]
+    else:
+        assert filled.step == plain.step and hidden == 0
