@@ -13,12 +13,14 @@ TINY = PRESETS["tiny"]
 
 
 def test_converted_once_then_copied(tmp_path, monkeypatch):
-    calls = []
+    calls, texts = [], []
     real_emit = emit_module.emit
 
     def counting_emit(config, out_dir):
         calls.append(config.name)
-        return real_emit(config, out_dir)
+        paths = real_emit(config, out_dir)
+        texts.append(paths["verilog"].read_text())
+        return paths
 
     monkeypatch.setattr(emit_module, "emit", counting_emit)
     cache = tmp_path / "cache"
@@ -27,8 +29,7 @@ def test_converted_once_then_copied(tmp_path, monkeypatch):
     assert calls == ["tiny"]
     assert first.name == second.name == "tiny.v"
     # The same text emit writes, wherever it is asked for.
-    reference = real_emit(TINY, tmp_path / "emitted")["verilog"].read_text()
-    assert first.read_text() == second.read_text() == reference
+    assert first.read_text() == second.read_text() == texts[0]
     assert sorted(p.name for p in cache.glob("*.v")) == [f"{verilog_key(TINY)}.v"]
 
 
