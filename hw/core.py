@@ -231,8 +231,9 @@ class Core(wiring.Component):
         issue = Signal(self.issue_layout, name="issue")
         # The datapath's own reads: the loss-gradient unit's and the reducers' mask words.
         own = Signal(self.issue_layout.members["rd"], name="datapath_read")
-        self._fill_words = Signal(range(max(R, C) + 1), name="fill_words")
-        engines, cmd = self._engines(m, issue, loss, own)
+        # Words a fill moves into the activation banks this cycle (counted in bus_words).
+        fill_words = Signal(range(max(R, C) + 1), name="fill_words")
+        engines, cmd = self._engines(m, issue, loss, own, fill_words)
         m.d.comb += [sp.rd_en.eq(issue.rd.en), sp.rd_e0.eq(issue.rd.e0),
                      sp.rd_line.eq(issue.rd.line), sp.rd_lanes.eq(issue.rd.lanes)]
 
@@ -253,7 +254,7 @@ class Core(wiring.Component):
         m.d.comb += [red.col_bus[c].eq(col_bus[c]) for c in range(C)]
         m.d.comb += [red.mask[l].eq(sp.rd_data[l]) for l in range(red.lanes)]
         if R == C:
-            m.d.comb += self._fill_words.eq(self._fill(m, pes, step, red, row_in, col_in))
+            m.d.comb += fill_words.eq(self._fill(m, pes, step, red, row_in, col_in))
         # The reducers read BACKWARD's mask words in the cycle before their results.
         pre = red.mask_step
         with m.If(pre.on & pre.last & pre.mask):
@@ -267,10 +268,11 @@ class Core(wiring.Component):
         self._lane_ports(m, sp)
         return m
 
-    def _engines(self, m, issue, loss, loss_read):
+    def _engines(self, m, issue, loss, loss_read, fill_words):
         """The sequencer and the engines, with the counters of what they issue (``issue``:
-        the merge of their requests). Returns the engines that issue, and the running
-        command."""
+        the merge of their requests; ``fill_words``: the words a fill moves into the
+        activation banks this cycle, counted with the bus words). Returns the engines that
+        issue, and the running command."""
         R, C, G = self.rows, self.cols, self.group
         m.submodules.sequencer = seq = Sequencer(self.layout, rows=R, cols=C,
                                                  settle_cycles=self.latency + 4)
@@ -300,7 +302,7 @@ class Core(wiring.Component):
         with m.If(compute.stall):
             m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
         m.d.sync += self.bus_words.eq(self.bus_words + mover.bus_words + drain.bus_words
-                                      + self._fill_words)
+                                      + fill_words)
         return (mover, compute, drain), seq.control.cmd
 
     def _broadcast(self, m, pes, step, cmd, rd_data):

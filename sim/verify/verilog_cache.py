@@ -12,7 +12,7 @@ for it.
 
 import hashlib
 import os
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 from chrysalis.gen.spec.config import Config
@@ -55,11 +55,7 @@ def _tools():
     if "tools" not in _memo:
         from chrysalis.gen.emit.sidecar import tool_versions
         versions = tool_versions()
-        try:
-            amaranth = metadata.version("amaranth")
-        except metadata.PackageNotFoundError:
-            amaranth = "unknown"
-        _memo["tools"] = f"amaranth {amaranth}; yosys {versions['yosys']}"
+        _memo["tools"] = f"amaranth {versions['amaranth']}; yosys {versions['yosys']}"
     return _memo["tools"]
 
 
