@@ -129,11 +129,15 @@ class Accelerator(wiring.Component):
                      check.dma_last.eq(registers.host.dma_last),
                      controller.code.eq(check.code), controller.mask.eq(check.mask),
                      # Past the scratchpad only for a command the checker refuses.
-                     controller.sp_end.eq(check.sp_end)]
+                     controller.sp_end.eq(check.sp_end),
+                     controller.act_end.eq(check.act_end),
+                     controller.act2_end.eq(check.act2_end)]
         self._connect_dma_request(m, controller, dma)
         m.d.comb += [controller.cores_idle.eq(Cat(*[c.cmd_ready for c in cores])),
-                     controller.cores_error.eq(Cat(*[c.error for c in cores]))]
+                     controller.cores_error.eq(Cat(*[c.error for c in cores])),
+                     controller.cores_side_ready.eq(Cat(*[c.side_ready for c in cores]))]
         m.d.comb += [c.cmd_valid.eq(controller.cmd_valid[k]) for k, c in enumerate(cores)]
+        m.d.comb += [c.side_valid.eq(controller.side_valid[k]) for k, c in enumerate(cores)]
         self._connect_core_commands(m, cores, check.command)
         self._connect_dma_ports(m, cores, dma, check.mask, controller.dma.fetch)
         if cluster:

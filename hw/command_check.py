@@ -54,6 +54,11 @@ class CommandChecker(wiring.Component):
         The line after the command's scratchpad matrix ``sp`` (``sp_base + columns *
         sp_lpc``), valid with :attr:`code` when the command has one (the controller's
         scoreboard, ``hw.controller``).
+    act_end, act2_end : Out(33)
+        The word after the command's activation-bank region at ``abase`` (``abase2``):
+        ``abase + nt * batch`` for ``LOAD_COL``, ``abase + mt * batch`` for ``LOAD_ROW``,
+        ``WGRAD``'s inputs and gradients (``isa.OP_REGIONS``); valid with :attr:`code`
+        (the controller's scoreboard).
     """
 
     def __init__(self, config):
@@ -65,6 +70,7 @@ class CommandChecker(wiring.Component):
             "code": Out(8),
             "mask": Out(self.cores),
             "sp_end": Out(48),
+            "act_end": Out(33), "act2_end": Out(33),
         })
 
     def elaborate(self, platform):
@@ -96,7 +102,20 @@ class CommandChecker(wiring.Component):
         for error, bad in reversed(checks):      # the first failing check wins
             code = Mux(bad, error, code)
         m.d.comb += self.code.eq(code)
+        self._act_ends(m, sizes)
         return m
+
+    def _act_ends(self, m, sizes):
+        """:attr:`act_end` and :attr:`act2_end`: the ends of the regions at ``abase`` and
+        ``abase2`` of the command's operation (0 for an operation without one)."""
+        f = self.command
+        for base, out in (("abase", self.act_end), ("abase2", self.act2_end)):
+            end = Const(0, 33)
+            for region, ops in self._by_shape("act").items():
+                if region.base == base:
+                    end = Mux(self._any_op(ops),
+                              f[base] + sizes[region.row_terms + region.col_terms], end)
+            m.d.comb += out.eq(end)
 
     # --- the operation ------------------------------------------------------------------
 

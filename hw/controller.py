@@ -29,8 +29,17 @@ the running command uses the other port, only if the lines of their scratchpad m
 
 Everything else waits for the core to be idle. The DMA engine also fetches the commands, so
 the command after a DMA command is fetched once the transfer has ended, and a core command
-never starts while a DMA runs. Every result -- memory, scratchpads, PE banks, counters but
-``CYCLES`` and ``DMA_CYCLES`` -- is that of the stream run in order.
+never starts while a DMA runs.
+
+A ``LOAD_COL`` or ``LOAD_ROW`` may also start on a core that still runs a ``WGRAD``, in
+the core's side slot (``hw.sequencer``): the load uses the mover, the scratchpad's read
+port and the activation banks' write port, which ``WGRAD`` does not. The scoreboard keeps
+the activation-bank regions of the command each core was handed last (from the checker:
+``abase`` up to ``act_end``, ``abase2`` up to ``act2_end``), and the load goes beside the
+``WGRAD`` only if the words it writes are none of those the ``WGRAD`` reads; otherwise it
+waits for the core to be idle. Every result -- memory, scratchpads, PE banks, counters but
+``CYCLES`` and ``DMA_CYCLES`` -- is that of the stream run in order (``CORE_CYCLES`` counts
+each command's busy cycles, so a load beside a ``WGRAD`` adds its own).
 """
 
 from types import SimpleNamespace
@@ -44,6 +53,7 @@ from chrysalis.gen.spec import isa
 
 from .command_check import COMMAND_LAYOUT
 from .registers import EventSignature, HostSignature
+from .sequencer import SIDE_OPS
 
 __all__ = ["DmaRequestSignature", "Controller"]
 
@@ -94,12 +104,18 @@ class Controller(wiring.Component):
     sp_end : In(line_bits + 1)
         The checker's end line of the command's scratchpad matrix ``sp`` (``sp_base +
         columns * sp_lpc``; valid with ``code``).
+    act_end, act2_end : In(33)
+        The checker's ends of the command's activation-bank regions at ``abase`` and
+        ``abase2`` (valid with ``code``).
     dma : Out(DmaRequestSignature(addr_width, line_bits))
         The DMA engine: command fetch and the DMA commands.
     cmd_valid : Out(cores)
         Hand the command to each core (its ``cmd_valid``).
-    cores_idle, cores_error : In(cores)
-        Each core's ``cmd_ready`` and ``error``.
+    side_valid : Out(cores)
+        Hand the command (a load) to each core's side slot, beside its ``WGRAD`` (its
+        ``side_valid``).
+    cores_idle, cores_error, cores_side_ready : In(cores)
+        Each core's ``cmd_ready``, ``error`` and ``side_ready``.
     ring_start : Out(1), ring_done : In(1)
         The ring engine (a cluster only).
     """
@@ -118,8 +134,10 @@ class Controller(wiring.Component):
             "events": Out(EventSignature()),
             "command": In(COMMAND_LAYOUT),
             "code": In(8), "mask": In(cores), "sp_end": In(line_bits + 1),
+            "act_end": In(33), "act2_end": In(33),
             "dma": Out(DmaRequestSignature(addr_width, line_bits)),
             "cmd_valid": Out(cores), "cores_idle": In(cores), "cores_error": In(cores),
+            "side_valid": Out(cores), "cores_side_ready": In(cores),
         }
         if cores > 1:
             members.update({"ring_start": Out(1), "ring_done": In(1)})
@@ -157,6 +175,7 @@ class Controller(wiring.Component):
                      ev.dma_write_beats.eq(dma.write_beat),
                      ev.dma_cycles.eq(dma.busy & ~s.fetching)]
         s.dma_may_start = self._scoreboard(m, s)
+        s.side = self._side_scoreboard(m)
         self._fsm(m, s)
         return m
 
@@ -182,7 +201,9 @@ class Controller(wiring.Component):
             run_wr = Signal(name=f"run{k}_writes_sp")
             run_lo = Signal(width, name=f"run{k}_sp_lo")
             run_hi = Signal(width, name=f"run{k}_sp_hi")
-            with m.If(self.cmd_valid[k]):
+            # A load handed beside a WGRAD replaces the WGRAD's record: the WGRAD uses no
+            # scratchpad port, so the load's ports and lines are those of both.
+            with m.If(self.cmd_valid[k] | self.side_valid[k]):
                 m.d.sync += [run_rd.eq(reads), run_wr.eq(writes), run_lo.eq(lo),
                              run_hi.eq(self.sp_end)]
             apart = (self.sp_end <= run_lo) | (run_hi <= lo)
@@ -193,6 +214,28 @@ class Controller(wiring.Component):
         may = Signal(name="dma_may_start")
         m.d.comb += may.eq(Cat(*ok).all())
         return may
+
+    def _side_scoreboard(self, m):
+        """Per core, the activation-bank regions of the command handed to it last (recorded
+        when it is handed on). Returns a signal per core: the checked command is a load
+        that the core may take beside its ``WGRAD`` now (``cores_side_ready``), its words
+        apart from the regions the ``WGRAD`` reads."""
+        f = self.command
+        is_load = self._op_in(SIDE_OPS)
+        lo, hi = f.abase, self.act_end
+        side = []
+        for k in range(self.cores):
+            regions = []
+            for base, end in (("abase", self.act_end), ("abase2", self.act2_end)):
+                run_lo = Signal(33, name=f"run{k}_{base}_lo")
+                run_hi = Signal(33, name=f"run{k}_{base}_hi")
+                with m.If(self.cmd_valid[k]):
+                    m.d.sync += [run_lo.eq(f[base]), run_hi.eq(end)]
+                regions.append((hi <= run_lo) | (run_hi <= lo))
+            ok = Signal(name=f"side_ok{k}")
+            m.d.comb += ok.eq(is_load & self.cores_side_ready[k] & Cat(*regions).all())
+            side.append(ok)
+        return side
 
     # --- the end of a command and of a run ------------------------------------------------
 
@@ -227,7 +270,6 @@ class Controller(wiring.Component):
     def _dispatch(self, m, s):
         """Start a checked command once the cores it needs allow it."""
         everyone = (1 << self.cores) - 1
-        mask_idle = (self.mask & ~self.cores_idle) == 0
         with m.If(s.is_dma):
             with m.If(s.dma_may_start):
                 m.d.comb += self.dma.start.eq(1)
@@ -242,8 +284,11 @@ class Controller(wiring.Component):
                 with m.Else():
                     m.next = "DISPATCH"
         with m.Else():
-            with m.If(mask_idle):
-                m.d.comb += self.cmd_valid.eq(self.mask)
+            # Each core of the mask idle, or able to take the load beside its WGRAD.
+            side = Cat(*s.side)
+            with m.If((self.mask & ~(self.cores_idle | side)) == 0):
+                m.d.comb += [self.cmd_valid.eq(self.mask & self.cores_idle),
+                             self.side_valid.eq(self.mask & ~self.cores_idle)]
                 m.d.sync += s.sent.eq(self.mask)
                 m.next = "CORE_SENT"
             with m.Else():

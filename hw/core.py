@@ -55,7 +55,11 @@ the :class:`~hw.compute.ComputeEngine` and :class:`~hw.compute.DrainEngine` (FOR
 BACKWARD, WGRAD, joined by a ``hw.compute.GroupHandoff``) and the loss-gradient unit
 (``hw.loss``). Their requests of each cycle (``hw.issue.issue_layout``) drive the
 datapath: the scratchpad, the PE array with its buses, and the
-:class:`~hw.reducers.EdgeReducers`.
+:class:`~hw.reducers.EdgeReducers`. A ``LOAD_COL`` or ``LOAD_ROW`` may run beside a
+``WGRAD`` (the sequencer's side slot, ``side_valid``): the mover then runs the load while
+the compute engine runs the gradient, through the transfer slot and the compute slot of
+the same micro-ops, the scratchpad's read port and the activation banks' write port, which
+``WGRAD`` does not use.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -93,6 +97,12 @@ class Core(wiring.Component):
         A command is taken in a cycle where ``cmd_valid`` and ``cmd_ready``.
     cmd_ready : Out(1)
         The core is idle.
+    side_valid : In(1)
+        Take ``cmd`` beside the running command (with ``side_ready``): a ``LOAD_COL`` or
+        ``LOAD_ROW`` beside a ``WGRAD`` (``hw.sequencer``). The load must write no
+        activation word the ``WGRAD`` reads; ``hw.controller`` checks it.
+    side_ready : Out(1)
+        The core runs a ``WGRAD`` and can take a load beside it.
     host_addr, host_wdata, host_we, host_re, host_rdata :
         Word access to the scratchpad (use only while idle); read data one cycle later.
     dma_we, dma_re, dma_e0, dma_line, dma_lanes, dma_wdata, dma_rdata :
@@ -104,8 +114,9 @@ class Core(wiring.Component):
     dual_seed : In(gen.spec.isa.DUAL_SEED_BITS)
         Seed of the ``random`` dual-precision policy (``sim.golden.dual.random_bits``).
     mac_slots, update_slots, busy_cycles, stall_cycles, bus_words : Out(48)
-        Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy,
-        cycles the compute engine waited for the reducers, words moved over the buses.
+        Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy
+        (summed over the commands: a load beside a ``WGRAD`` counts its own), cycles the
+        compute engine waited for the reducers, words moved over the buses.
     high_products, low_products, bypass_products : Out(48)
         Counters: the products of MAC slots, summed over the PEs, by class
         (``hw.dual``): made by a high-precision multiplier, by the low-precision one, or
@@ -183,6 +194,8 @@ class Core(wiring.Component):
             "cmd": In(self.layout),
             "cmd_valid": In(1),
             "cmd_ready": Out(1),
+            "side_valid": In(1),
+            "side_ready": Out(1),
             "error": Out(1),
             "host_addr": In(addr_bits),
             "host_wdata": In(32),
@@ -277,7 +290,8 @@ class Core(wiring.Component):
         m.submodules.sequencer = seq = Sequencer(self.layout, rows=R, cols=C,
                                                  settle_cycles=self.latency + 4)
         m.d.comb += [seq.command.payload.eq(self.cmd), seq.command.valid.eq(self.cmd_valid),
-                     self.cmd_ready.eq(seq.command.ready), self.error.eq(seq.error)]
+                     self.cmd_ready.eq(seq.command.ready), self.error.eq(seq.error),
+                     seq.side_valid.eq(self.side_valid), self.side_ready.eq(seq.side_ready)]
         engine = dict(command=self.layout, issue=self.issue_layout, rows=R, cols=C)
         m.submodules.mover = mover = Mover(**engine)
         m.submodules.compute = compute = ComputeEngine(
@@ -286,14 +300,17 @@ class Core(wiring.Component):
             reuse=self.reuse, reuse_shared=self.reuse_shared)
         m.submodules.drain = drain = DrainEngine(
             **engine, group=G, mac_latency=self.latency, streams=self.streams, tree=self.tree)
-        wiring.connect(m, seq.control, mover.control, compute.control, drain.control)
+        wiring.connect(m, seq.control, compute.control, drain.control)
+        wiring.connect(m, seq.mover_control, mover.control)
         wiring.connect(m, compute.handoff, drain.handoff)
         m.d.comb += compute.dual_seed.eq(self.dual_seed)
         loss_finish = self._loss(m, seq.control, loss, loss_read)
-        m.d.comb += seq.finish.eq(mover.finish | compute.finish | loss_finish)
+        m.d.comb += [seq.finish.eq(compute.finish | loss_finish),
+                     seq.mover_finish.eq(mover.finish)]
 
-        with m.If(seq.busy):
-            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        # Summed over the commands, so that a load beside a WGRAD leaves the count that of
+        # the stream run in order (what the golden machine counts).
+        m.d.sync += self.busy_cycles.eq(self.busy_cycles + seq.busy + seq.side_busy)
         c_op = issue.bus.uop.c_op
         with m.If(c_op == ComputeOp.MAC):
             m.d.sync += self.mac_slots.eq(self.mac_slots + 1)

@@ -1,12 +1,13 @@
 """The training core's command, the control its engines share, and what they issue.
 
-The core (``hw.core``) is a sequencer (``hw.sequencer``) that takes one command at a time
-and engines that run it (``hw.mover``, ``hw.compute``, the loss-gradient unit). Each cycle,
+The core (``hw.core``) is a sequencer (``hw.sequencer``) that takes the commands and
+engines that run them (``hw.mover``, ``hw.compute``, the loss-gradient unit). Each cycle,
 each engine asks the datapath for what it needs -- a micro-op for the PEs, a bus selection,
 a reducer step, a scratchpad read -- as an :func:`issue_layout` value; the core merges the
-requests. Only the engines of the running command ask for anything (a command starts only
-after the one before has drained), and engines that run at the same time ask for different
-fields, so the merge is a bitwise OR.
+requests. Only the engines of the running commands ask for anything (a command starts only
+after the one before has drained, except a load the mover runs beside a ``WGRAD``, whose
+compute engine asks for the compute slot alone), and engines that run at the same time ask
+for different fields, so the merge is a bitwise OR.
 """
 
 from amaranth.hdl import Cat, Const

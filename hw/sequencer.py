@@ -1,7 +1,9 @@
-"""The core's sequencer: takes one command at a time, refuses malformed ones, and keeps the
-core busy from the command's start until its last results have landed."""
+"""The core's sequencer: takes the commands, refuses malformed ones, and keeps the core busy
+from a command's start until its last results have landed. A load into the activation banks
+may run beside a ``WGRAD`` (the side slot), which leaves the mover, the scratchpad's read
+port and the activation banks' write port free."""
 
-from amaranth.hdl import Const, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,7 +11,14 @@ from chrysalis.gen.spec import isa
 
 from .issue import CORE_OPS, EngineControl
 
-__all__ = ["Sequencer"]
+__all__ = ["SIDE_OPS", "Sequencer"]
+
+#: The operations the side slot takes: loads into the activation banks (the mover, the
+#: scratchpad's read port and the activation banks' write port).
+SIDE_OPS = (isa.Opcode.LOAD_COL, isa.Opcode.LOAD_ROW)
+#: The operation a side command may run beside: it uses none of those (its compute slots read
+#: the activation banks and read and write the weight banks).
+SIDE_HOST = isa.Opcode.WGRAD
 
 
 class Sequencer(wiring.Component):
@@ -24,6 +33,14 @@ class Sequencer(wiring.Component):
     ``finish``, and the core stays busy ``settle_cycles`` cycles more, while the last
     micro-op's results land.
 
+    The side slot: while the running command is a ``WGRAD`` and no side command runs
+    (``side_ready``), a ``LOAD_COL`` or ``LOAD_ROW`` presented with ``side_valid`` is taken
+    beside it and handed to the mover (``mover_control``); it finishes with the mover's
+    ``mover_finish`` and settles like any command. Whoever asserts ``side_valid`` makes
+    sure that the load writes no activation word the ``WGRAD`` reads (``hw.controller``
+    does), so the results are those of the two commands in order. The core is idle
+    (``command.ready``) when neither slot is busy.
+
     Parameters
     ----------
     layout : data.StructLayout
@@ -37,14 +54,23 @@ class Sequencer(wiring.Component):
     -------
     command : In(stream.Signature(layout))
         The commands.
+    side_valid : In(1)
+        Take ``command.payload`` into the side slot (with ``side_ready``; a ``LOAD_COL`` or
+        ``LOAD_ROW`` only).
+    side_ready : Out(1)
+        The running command is a ``WGRAD`` and the side slot is free.
     error : Out(1)
         The last command taken was malformed.
-    busy : Out(1)
-        A command runs or settles.
+    busy, side_busy : Out(1)
+        A command runs or settles, in the main slot and in the side slot.
     control : Out(hw.issue.EngineControl(layout))
         The running command, to the engines.
+    mover_control : Out(hw.issue.EngineControl(layout))
+        The mover's command: the side slot's while it is busy, else the running one.
     finish : In(1)
-        An engine has issued the command's last micro-op.
+        An engine other than the mover has issued the running command's last micro-op.
+    mover_finish : In(1)
+        The mover has issued its command's last micro-op (the side slot's if it is busy).
     """
 
     def __init__(self, layout, *, rows, cols, settle_cycles):
@@ -58,17 +84,21 @@ class Sequencer(wiring.Component):
         self.settle_cycles = settle_cycles
         super().__init__({
             "command": In(stream.Signature(layout)),
+            "side_valid": In(1),
+            "side_ready": Out(1),
             "error": Out(1),
             "busy": Out(1),
+            "side_busy": Out(1),
             "control": Out(EngineControl(layout)),
+            "mover_control": Out(EngineControl(layout)),
             "finish": In(1),
+            "mover_finish": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self.rows, self.cols
         new, ctl, busy = self.command.payload, self.control, self.busy
-        m.d.comb += self.command.ready.eq(~busy)
+        m.d.comb += self.command.ready.eq(~busy & ~self.side_busy)
 
         # The sizes each operation needs (gen.spec.isa's rule).
         malformed = Signal(name="malformed")
@@ -78,28 +108,57 @@ class Sequencer(wiring.Component):
                 with m.Case(op.value):
                     sizes = [getattr(new, size) for size in isa.NEEDS[op]]
                     m.d.comb += malformed.eq(sum((size == 0 for size in sizes), Const(0, 4)) != 0)
-        taken = self.command.valid & ~busy
+        taken = self.command.valid & self.command.ready
         m.d.comb += ctl.start.eq(taken & ~malformed)
         with m.If(taken):
             m.d.sync += self.error.eq(malformed)
             with m.If(~malformed):
                 m.d.sync += [ctl.cmd.eq(new), busy.eq(1)]
 
-        # Running, then settling for a countdown once an engine finishes.
-        running = Signal(name="running")
-        settling = Signal(range(self.settle_cycles + 1), name="settling")
-        m.d.comb += ctl.active.eq(busy & running)
-        with m.If(ctl.start):
+        # The side slot: a load beside a WGRAD.
+        side = Signal.like(ctl.cmd, name="side_cmd")
+        is_side_op = Cat(*[new.op == op for op in SIDE_OPS]).any()
+        m.d.comb += self.side_ready.eq(busy & (ctl.cmd.op == SIDE_HOST) & ~self.side_busy)
+        side_taken = Signal(name="side_taken")
+        m.d.comb += side_taken.eq(self.side_valid & self.side_ready & is_side_op)
+        with m.If(side_taken):
+            m.d.sync += [self.error.eq(malformed), side.eq(new)]
+            with m.If(~malformed):
+                m.d.sync += self.side_busy.eq(1)
+
+        # Each slot runs, then settles for a countdown once its engine finishes.
+        side_finish = self.mover_finish & self.side_busy
+        main_active = self._life(m, "main", busy, ctl.start, self.finish
+                                 | (self.mover_finish & ~self.side_busy))
+        side_active = self._life(m, "side", self.side_busy, side_taken & ~malformed,
+                                 side_finish)
+        m.d.comb += ctl.active.eq(main_active)
+
+        mover = self.mover_control
+        m.d.comb += [mover.cmd.eq(Mux(self.side_busy, side, ctl.cmd)),
+                     mover.start.eq(ctl.start | (side_taken & ~malformed)),
+                     mover.active.eq(Mux(self.side_busy, side_active, main_active))]
+        self._tiles(m, ctl)
+        self._tiles(m, mover)
+        return m
+
+    def _life(self, m, name, busy, start, finish):
+        """A slot's run and settling countdown (``busy`` is cleared at its end). Returns
+        the signal that the slot's command runs."""
+        running = Signal(name=f"{name}_running")
+        settling = Signal(range(self.settle_cycles + 1), name=f"{name}_settling")
+        with m.If(start):
             m.d.sync += [running.eq(1), settling.eq(0)]
-        with m.If(self.finish):
+        with m.If(finish):
             m.d.sync += [running.eq(0), settling.eq(self.settle_cycles)]
         with m.If(busy & ~running & (settling != 0)):
             m.d.sync += settling.eq(settling - 1)
             with m.If(settling == 1):
                 m.d.sync += busy.eq(0)
+        return busy & running
 
-        # Tile counts of the command.
-        cmd = ctl.cmd
+    def _tiles(self, m, ctl):
+        """Tile counts of ``ctl``'s command."""
+        R, C, cmd = self.rows, self.cols, ctl.cmd
         m.d.comb += [ctl.mt.eq((cmd.m + (R - 1)) // R if R > 1 else cmd.m),
                      ctl.nt.eq((cmd.n + (C - 1)) // C if C > 1 else cmd.n)]
-        return m

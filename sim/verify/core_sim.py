@@ -16,7 +16,12 @@ __all__ = ["CoreRunner"]
 class CoreRunner:
     """Drives a Core in Amaranth's simulator: queue writes, commands and reads, then
     :meth:`run` them in order; it returns the matrices read, and sets ``cycles`` and
-    ``errors`` (per command) and ``counters`` (the core's counters at the end)."""
+    ``errors`` (per command) and ``counters`` (the core's counters at the end).
+
+    A command queued with ``beside=True`` is presented with ``side_valid`` as soon as the
+    core can take it beside the command before (``side_ready``), which is then still
+    running: the two together take the cycles recorded for the first, and ``None`` is
+    recorded for the second."""
 
     def __init__(self, config):
         self.config = config
@@ -31,11 +36,16 @@ class CoreRunner:
     def write(self, matrix, values):
         self.actions.append(("write", matrix, np.asarray(values, dtype=np.uint64)))
 
-    def command(self, **fields):
-        self.actions.append(("cmd", fields))
+    def command(self, beside=False, **fields):
+        self.actions.append(("cmd", fields, bool(beside)))
 
     def read(self, matrix):
         self.actions.append(("read", matrix))
+
+    def _const(self, fields):
+        full = {name: 0 for name in self.dut.layout.members}
+        full.update({"op": 0, **fields})
+        return self.dut.layout.const(full)
 
     def run(self):
         dut = self.dut
@@ -47,7 +57,7 @@ class CoreRunner:
         async def testbench(ctx):
             ctx.set(dut.dual_seed, self.dual_seed)
             ctx.set(dut.reuse_strength, self.reuse_strength)
-            for action in self.actions:
+            for index, action in enumerate(self.actions):
                 if action[0] == "write":
                     _, matrix, values = action
                     for (e, b), addr in np.ndenumerate(matrix.addresses()):
@@ -66,21 +76,34 @@ class CoreRunner:
                         out[e, b] = ctx.get(dut.host_rdata)
                     ctx.set(dut.host_re, 0)
                     outputs.append(out)
+                elif action[2]:
+                    continue                # taken with the command before it
                 else:
-                    fields = {"op": 0, **action[1]}
-                    full = {name: 0 for name in dut.layout.members}
-                    full.update(fields)
-                    ctx.set(dut.cmd, dut.layout.const(full))
+                    ctx.set(dut.cmd, self._const(action[1]))
                     ctx.set(dut.cmd_valid, 1)
                     await ctx.tick()
                     ctx.set(dut.cmd_valid, 0)
                     count = 1
+                    after = self.actions[index + 1] if index + 1 < len(self.actions) else None
+                    if after is not None and after[0] == "cmd" and after[2]:
+                        ctx.set(dut.cmd, self._const(after[1]))
+                        while not ctx.get(dut.side_ready):
+                            assert ctx.get(dut.cmd_ready) == 0, "nothing to run beside"
+                            await ctx.tick()
+                            count += 1
+                        ctx.set(dut.side_valid, 1)
+                        await ctx.tick()
+                        ctx.set(dut.side_valid, 0)
+                        count += 1
                     while not ctx.get(dut.cmd_ready):
                         await ctx.tick()
                         count += 1
                         assert count < 200_000, "command did not finish"
                     cycles.append(count)
                     errors.append(ctx.get(dut.error))
+                    if after is not None and after[0] == "cmd" and after[2]:
+                        cycles.append(None)
+                        errors.append(ctx.get(dut.error))
             for name in Core.COUNTERS:
                 counters[name] = ctx.get(getattr(dut, name))
 
