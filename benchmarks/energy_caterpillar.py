@@ -15,7 +15,13 @@ update).
 Useful MACs are counted as CATERPILLAR counts them: forward, dX (none for the first layer)
 and dW; the weight update is not a MAC. GFLOPS/W is 2 FLOPs per useful MAC over the
 modelled dynamic energy, and pJ per useful MAC the step's energy over them (every event of
-the step included: any update pass, loads, DMA, the loss gradient).
+the step included: any update pass, loads, DMA, the loss gradient). The PEs' operand reads
+are those the compute engine does not hold (``docs/energy.md``, *Held operands*).
+
+Two what-ifs, priced with the same table (a 16-bit access at half a 32-bit one), not built:
+activation words stored in the operand format (``act16``: activation-bank reads and writes
+at half), and the forward and backward weight reads from a 16-bit copy of the weights as
+well (``act16_w16``; the update still reads and writes the fp32 master).
 
     .venv/bin/python benchmarks/energy_caterpillar.py
 
@@ -31,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
 from chrysalis.gen.spec.networks import get_network  # noqa: E402
-from chrysalis.gen.perf import energy_of, network_cost  # noqa: E402
+from chrysalis.gen.perf import energy, energy_of, network_cost  # noqa: E402
+from chrysalis.gen.perf.energy_model import DEFAULT_CLOCK_HZ, operand_reads  # noqa: E402
 from chrysalis.gen.perf.mapping import optimize  # noqa: E402
 from chrysalis.gen.perf.network import default_update  # noqa: E402
 
@@ -91,15 +98,20 @@ def _measure(store, base):
             except ValueError:
                 mappings = None
             result = network_cost(config, network, batch, mode, mappings, update=update)
-            energy = energy_of(config, result)
-            shares = {k: v / energy["total_pj"] for k, v in energy["per_event"].items() if v}
+            table = energy.load(config=config)
+            cost = energy_of(config, result, table)
+            shares = {k: v / cost["total_pj"] for k, v in cost["per_event"].items() if v}
+            what_if = _what_ifs(config, result, table, cost)
             row = {"store": store, "network": name, "mode": mode, "batch": result["batch"],
                    "cores": cores, "update": update,
                    "cycles": result["cycles"], "utilization": result["utilization"],
                    "weights_resident": result["weights_resident"],
-                   "on_chip": result["on_chip"], "pj_per_mac": energy["pj_per_mac"],
-                   "gflops_per_watt": energy["gflops_per_watt"], "watts": energy["watts"],
-                   "energy_shares": shares}
+                   "on_chip": result["on_chip"], "pj_per_mac": cost["pj_per_mac"],
+                   "gflops_per_watt": cost["gflops_per_watt"], "watts": cost["watts"],
+                   "energy_shares": shares,
+                   "pj_per_mac_by_event": {k: v / result["useful_macs"]
+                                           for k, v in cost["per_event"].items() if v},
+                   **what_if}
             rows.append(row)
             print(f"  {store} {name} {mode} batch {row['batch']} on {cores} cores: utilization "
                   f"{row['utilization']:.1%}, {row['gflops_per_watt']:.1f} GFLOPS/W "
@@ -107,17 +119,35 @@ def _measure(store, base):
     return rows
 
 
+def _what_ifs(config, result, table, cost):
+    """GFLOPS/W with 16-bit activation words (``act16``), and with the forward and backward
+    weight reads 16-bit too (``act16_w16``): each such access at half its 32-bit energy."""
+    pj = cost["per_event"]
+    pes = config.core.rows * config.core.cols
+    reads = operand_reads(result["phases"], result.get("core_copies", 1))
+    weight_reads = reads[0] * pes * table.weight_bank_read
+    act16 = cost["total_pj"] - (pj["act_bank_read"] + pj["act_bank_write"]) / 2
+    act16_w16 = act16 - weight_reads / 2
+    macs, cycles = result["useful_macs"], result["cycles"]
+    return {"gflops_per_watt_act16": energy.gflops_per_watt(act16, macs, cycles,
+                                                            DEFAULT_CLOCK_HZ),
+            "gflops_per_watt_act16_w16": energy.gflops_per_watt(act16_w16, macs, cycles,
+                                                                DEFAULT_CLOCK_HZ)}
+
+
 def table(rows):
     lines = ["| local store | network | mode | batch | cores | utilization | weights in PEs | "
-             "GFLOPS/W | pJ per useful MAC | largest energy shares |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
+             "GFLOPS/W | pJ per useful MAC | largest energy shares | what-if: 16-bit act "
+             "words | what-if: and 16-bit weight reads |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
     for r in rows:
         top = sorted(r["energy_shares"].items(), key=lambda kv: -kv[1])[:3]
         shares = ", ".join(f"{k} {v:.0%}" for k, v in top)
         lines.append(f"| {r['store']} | {r['network']} | {r['mode']} | {r['batch']} | "
                      f"{r['cores']} | "
                      f"{r['utilization']:.1%} | {'yes' if r['weights_resident'] else 'no'} | "
-                     f"{r['gflops_per_watt']:.1f} | {r['pj_per_mac']:.2f} | {shares} |")
+                     f"{r['gflops_per_watt']:.1f} | {r['pj_per_mac']:.2f} | {shares} | "
+                     f"{r['gflops_per_watt_act16']:.1f} | {r['gflops_per_watt_act16_w16']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +169,13 @@ def main():
         "energy, and pJ per useful MAC that energy (every event of the step included) over "
         "the useful MACs. Every step runs the update its program runs by default: fused "
         "into the weight gradient (plain SGD), so no update pass is left unless a layer's "
-        "batch is split over tiles. CATERPILLAR reports 177 "
+        "batch is split over tiles. The PEs' operand reads are those the compute engine "
+        "does not hold (a MAC whose stationary or streaming operand is the previous MAC's "
+        "does not read it again; `docs/energy.md`, *Held operands*). The two what-if "
+        "columns are not built: activation words stored in the operand format (the "
+        "activation bank's reads and writes at half the 32-bit energy), and the forward and "
+        "backward weight reads from a 16-bit copy of the weights as well (the update still "
+        "reads and writes the fp32 master). CATERPILLAR reports 177 "
         "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). The machine is "
         "modelled; the cluster model is held to Verilator runs of 2 to 4 small cores "
         "(`benchmarks/cluster.py`).\n\n" + text)

@@ -174,9 +174,12 @@ SECTIONS = (
             "Modelled GFLOPS/W (45 nm table, dynamic energy only, 2 FLOPs per useful MAC) of "
             "CATERPILLAR-like machines training MNIST-shaped MLPs; useful MACs are forward, dX "
             "and dW, as CATERPILLAR counts them (the update is not a MAC). Target: >= 250 "
-            "GFLOPS/W; missed: on CATERPILLAR's machine shape (mnist-500x3) 97.7 for SGD, "
-            "128.8 for MBGD and 104.2 for CP, at most 138.9 with 8 KB per PE; 240.0 for the "
-            "searched design (see the search)."),
+            "GFLOPS/W (issue 19: >= 220); missed: on CATERPILLAR's machine shape "
+            "(mnist-500x3, 16 KB per PE) 134.9 for SGD, 184.3 for MBGD (batch 16) and 147.0 "
+            "for CP with the PEs' held operands (101.8, 129.2 and 108.8 without), 181.7 at "
+            "most with 8 KB per PE; the what-if columns (not built) give 148.5, 250.6 and "
+            "162.7 with activation words in the operand format (`docs/energy.md`, *Held "
+            "operands*); 240.0 for the searched design (see the search)."),
     Section("Area against the number of PEs", ("area_sweep",),
             (_py("area_sweep", "-j 2"),
              "chrysalis sweep sweeps/area.toml -j 2 && chrysalis report build/sweeps/area"),

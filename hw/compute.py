@@ -106,6 +106,26 @@ class ComputeEngine(_Engine):
     WGRAD's update and velocity passes stay one output per slot
     (``docs/dual_precision.md``).
 
+    Held operands (one stream): a MAC slot whose stationary operand -- the weight at
+    ``waddr`` in FORWARD and BACKWARD, the gradient at ``aaddr2`` in WGRAD -- has the
+    address of the previous MAC slot's of the same command is issued with ``c_hold``, and
+    the PEs do not read it again (``hw.pe.PE``); likewise ``c_hold_b`` for the streaming
+    operand at ``aaddr``. Consecutive slots of a group share the stationary operand when
+    their outputs have the same ``p1`` (FORWARD: the batch columns of one row tile share
+    ``W[i][k]`` at step ``k``; BACKWARD: ``W[k][j]``; WGRAD: ``dY[i][b]`` is shared by the
+    outputs of one ``i``), and the streaming one when they have the same ``p2`` (with batch
+    1, FORWARD's and BACKWARD's outputs all take ``X[k]``, resp. ``dY[k]``, at step ``k``;
+    WGRAD with ``nt = 1``). No slot of the command writes those words: FORWARD and BACKWARD
+    write no weight and fill (``fill``) only words they do not read, WGRAD's write-backs
+    (the update passes, the fused update's last MAC) go to the weight bank, which holds
+    neither of its operands, and a load beside a WGRAD writes no word it reads
+    (``hw.sequencer``). With two streams nothing is held: pair 0 and pair 1 take turns on
+    positions two outputs apart, and the argument above was not extended to them. The
+    reuse cache keys the stationary operand by its address and the streaming one by its
+    value, neither of which a hold changes, so holds are issued with a reuse cache too.
+    ``sim.golden.core_counts.stationary_reads`` and ``streaming_reads`` count the reads
+    that remain.
+
     Parameters
     ----------
     command, issue : data.StructLayout
@@ -159,7 +179,7 @@ class ComputeEngine(_Engine):
     def requests(self):
         fields = ["c_op", "c_acc", "c_clear", "a_act", "waddr", "aaddr", "aaddr2"]
         if self.streams == 1:
-            fields += ["c_init_w", "c_to_w"]
+            fields += ["c_init_w", "c_to_w", "c_hold", "c_hold_b"]
         if self.streams == 2:
             fields += ["pair1", "waddr1", "aaddr1", "aaddr2_1"]
         if self.random_policy:
@@ -209,6 +229,12 @@ class ComputeEngine(_Engine):
             m.d.sync += [fresh.eq(1), g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0),
                          o.eq(0), p1.eq(0), p2.eq(0), g_p1.eq(0), g_p2.eq(0), done.eq(0),
                          buf.eq(0), free.eq(0b11)]
+        # The operand addresses of the command's last MAC slot (none yet after `start`).
+        width = max(len(uop.waddr), len(uop.aaddr2))
+        last = (Signal(width, name="last_stationary"),
+                Signal.like(uop.aaddr, name="last_streaming"), Signal(name="last_valid"))
+        with m.If(ctl.start):
+            m.d.sync += last[2].eq(0)
 
         next_p1, next_p2 = _next_position(p1, p2, wrap)
         if self.streams == 2:
@@ -232,7 +258,7 @@ class ComputeEngine(_Engine):
                     m.d.comb += hand.claim.eq(Mux(buf, 0b10, 0b01))
                 with m.If(o < outputs):
                     self._slot(m, uop, (buf * G + k)[:len(uop.c_acc)], upd, vel, fresh,
-                               o, s, (p1, p2), (next_p1, next_p2))
+                               o, s, (p1, p2), (next_p1, next_p2), last)
                 # Advance k (and the position), then s, then the group.
                 with m.If(k + inc == G):
                     m.d.sync += [k.eq(0), o.eq(o - G + inc), p1.eq(g_p1), p2.eq(g_p2)]
@@ -269,9 +295,10 @@ class ComputeEngine(_Engine):
             return Const(0, 1)
         return (cmd.op == Opcode.WGRAD) & cmd.fused & ~cmd.flag
 
-    def _slot(self, m, uop, acc, upd, vel, fresh, o, s, position, next_position):
+    def _slot(self, m, uop, acc, upd, vel, fresh, o, s, position, next_position, last):
         """The compute slot of output ``o`` at ``position``, step ``s``: a velocity or an
-        update pass of WGRAD, or a MAC (and its pair 1 at ``next_position``)."""
+        update pass of WGRAD, or a MAC (and its pair 1 at ``next_position``); ``last`` holds
+        the operand addresses of the command's last MAC slot and whether there was one."""
         cmd, nt = self.control.cmd, self.control.nt
         fwd, bwd, wgr = phases = self._phases()
         p1, p2 = position
@@ -298,8 +325,21 @@ class ComputeEngine(_Engine):
             if self.reuse_shared:
                 m.d.comb += uop.c_rows.eq(bwd)
             self._mac_addresses(m, s, p1, p2, phases, uop.waddr, uop.aaddr, uop.aaddr2)
+            if self.streams == 1:
+                self._hold(m, uop, wgr, last)
             if self.streams == 2:
                 self._pair1(m, uop, o, s, next_position, phases)
+
+    def _hold(self, m, uop, wgr, last):
+        """``c_hold`` (``c_hold_b``) for a MAC slot whose stationary operand (WGRAD: the
+        gradient at ``aaddr2``, else the weight at ``waddr``; streaming operand: at
+        ``aaddr``) is the last MAC slot's of the command; the addresses are remembered for
+        the next one."""
+        last_a, last_b, valid = last
+        stationary = Mux(wgr, uop.aaddr2, uop.waddr)
+        m.d.comb += [uop.c_hold.eq(valid & (stationary == last_a)),
+                     uop.c_hold_b.eq(valid & (uop.aaddr == last_b))]
+        m.d.sync += [last_a.eq(stationary), last_b.eq(uop.aaddr), valid.eq(1)]
 
     def _mac_addresses(self, m, s, p1, p2, phases, waddr, aaddr, aaddr2):
         """The bank addresses of the MAC of output ``(p1, p2)`` at step ``s``: the weight

@@ -38,7 +38,10 @@ class ComputeOp(enum.Enum, shape=2):
     #: ``b`` is the activation bank word at ``aaddr``. The fused weight update (WGRAD):
     #: with ``c_init_w`` the addend is ``weight[waddr]`` (read through the weight bank's
     #: port, which a MAC with ``a_act`` does not use) instead of ``acc[k]`` or 0; with
-    #: ``c_to_w`` the result goes to ``weight[waddr]`` instead of ``acc[k]``.
+    #: ``c_to_w`` the result goes to ``weight[waddr]`` instead of ``acc[k]``. With
+    #: ``c_hold`` the stationary operand ``a`` is not read again: its bank's read port keeps
+    #: the word of the last read (see :class:`PE`, *Held operands*); with ``c_hold_b`` the
+    #: same for ``b``.
     MAC = 1
     #: ``weight[waddr] = weight[waddr] + q(acc[k]) * q(scalar)``.
     UPDATE = 2
@@ -76,6 +79,10 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse
     ``aaddr`` and ``aaddr2`` are for pair 0) and ``rand``, the ``random`` policy's bit.
     Pair 1 accumulates into ``acc[c_acc + 1]`` (``c_acc`` is even).
 
+    Every PE has ``c_hold`` and ``c_hold_b``: the ``MAC``'s stationary operand ``a`` (its
+    streaming operand ``b``) is the word its bank's read port already holds (:class:`PE`,
+    *Held operands*).
+
     A PE with a reuse cache (``reuse``) has ``c_fresh``: the ``MAC`` is the first of a
     command (the cache starts empty with each command, ``docs/reuse.md``); with tags shared
     along a line of PEs (``shared``) also ``c_rows``: the lines are rows (BACKWARD).
@@ -87,6 +94,8 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse
         "c_clear": 1,
         "c_init_w": 1,
         "c_to_w": 1,
+        "c_hold": 1,
+        "c_hold_b": 1,
         "a_act": 1,
         "waddr": weight_addr_bits,
         "aaddr": act_addr_bits,
@@ -122,6 +131,20 @@ class PE(wiring.Component):
       is read no earlier than ``t + mac_latency + 2``;
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
       a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` (or ``c_to_w``) write-back.
+
+    **Held operands** (``c_hold``, ``c_hold_b``): the read port of a ``MAC``'s stationary
+    operand ``a`` (the weight bank's, or with ``a_act`` the activation bank's second port)
+    and that of its streaming operand ``b`` (the activation bank's first) read only when a
+    micro-op needs their word; in a ``MAC`` with ``c_hold`` (``c_hold_b``), and in a cycle
+    whose micro-op uses nothing of that port, the port's enable is off and its data
+    register keeps the word of its last read. So a held operand is right when that last
+    read was of the same address and the word has not been written since (a bank read in
+    the cycle of a write to its word returns the old word, which the timing rules above
+    already keep any command from needing). The weight bank's port still reads for a
+    ``SEND_W``, an ``UPDATE``, an ``UPDATE_V`` and a ``MAC`` with ``c_init_w`` (its addend
+    is the weight at ``waddr``). ``stationary_read`` and ``streaming_read`` show the reads
+    (``sim.golden.core_counts.stationary_reads`` and ``streaming_reads`` count them per
+    command). Pair 1 of a dual-precision ``MAC`` always reads.
 
     **Reuse cache** (``reuse_entries`` > 0, ``docs/reuse.md``): the multiplicands of a
     ``MAC`` look up their streaming operand (``b``, the activation bank's word at ``aaddr``)
@@ -189,6 +212,9 @@ class PE(wiring.Component):
     made : Out(2)
         Bit ``i``: pair ``i`` of a ``MAC`` left the multiply path in this cycle (what the
         product counters count).
+    stationary_read, streaming_read : Out(1)
+        The ``MAC`` of this cycle reads its (pair 0's) stationary operand ``a`` (streaming
+        operand ``b``) from its bank: it has no ``c_hold`` (``c_hold_b``).
     class0, class1 : Out(2)
         Their classes (``hw.dual.HIGH``, ``LOW``, ``BYPASS``, ``HIT``).
     reuse_strength : In(5)
@@ -269,6 +295,8 @@ class PE(wiring.Component):
             "nbr_in": In(32),
             "out": Out(32),
             "made": Out(2),
+            "stationary_read": Out(1),
+            "streaming_read": Out(1),
             "class0": Out(2),
             "class1": Out(2),
             "reuse_strength": In(5),
@@ -347,6 +375,7 @@ class PE(wiring.Component):
         if dual:
             m.d.comb += [w_rd_1.addr.eq(uop.waddr1), a_rd_1.addr.eq(uop.aaddr1),
                          a_rd2_1.addr.eq(uop.aaddr2_1)]
+        self._read_enables(m, uop, send_w, w_rd, a_rd, a_rd2)
         take = self.select
         with m.Switch(uop.t_op):
             with m.Case(TransferOp.ACT_FROM_ROW):
@@ -465,6 +494,22 @@ class PE(wiring.Component):
         if self.tree:
             self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
         return m
+
+    def _read_enables(self, m, uop, send_w, w_rd, a_rd, a_rd2):
+        """The read enables of pair 0's operand ports: on only for a micro-op that needs
+        the word, so that the cycles between two ``MAC``s (a stall, an update slot, a send)
+        do not replace the word a ``MAC`` with ``c_hold`` or ``c_hold_b`` finds in the data
+        register."""
+        mac = uop.c_op == ComputeOp.MAC
+        weight_user = (send_w | (uop.c_op == ComputeOp.UPDATE)
+                       | (uop.c_op == ComputeOp.UPDATE_V) | (mac & uop.c_init_w))
+        reads_a = mac & ~uop.c_hold
+        reads_b = mac & ~uop.c_hold_b
+        m.d.comb += [w_rd.en.eq(weight_user | (reads_a & ~uop.a_act)),
+                     a_rd2.en.eq(reads_a & uop.a_act),
+                     a_rd.en.eq(reads_b),
+                     self.stationary_read.eq(reads_a),
+                     self.streaming_read.eq(reads_b)]
 
     def _tree_reduction(self, m, acc, sent_acc, reducing, reduce_acc):
         """Neighbour-link reduction: a second fp32 adder, so that the reduction of one

@@ -106,10 +106,11 @@ def phase_of(op):
 
 
 def _result(cycles, mac_slots=0, update_slots=0, stall_cycles=0, bus_words=0, products=0,
-            update_cycles=0, fused_weights=0):
+            update_cycles=0, fused_weights=0, stationary_reads=0, streaming_reads=0):
     return {"cycles": cycles, "mac_slots": mac_slots, "update_slots": update_slots,
             "stall_cycles": stall_cycles, "bus_words": bus_words, "products": products,
-            "update_cycles": update_cycles, "fused_weights": fused_weights}
+            "update_cycles": update_cycles, "fused_weights": fused_weights,
+            "stationary_reads": stationary_reads, "streaming_reads": streaming_reads}
 
 
 def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
@@ -189,7 +190,11 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fil
         of its update passes, the rest being the weight gradient's), ``fused_weights``
         (a ``WGRAD`` whose update is fused: the weights each PE reads at their first MAC and
         writes back at their last, ``mt * nt``; no RTL counter counts them, and the energy
-        model prices them as a weight-bank read and write each).
+        model prices them as a weight-bank read and write each), ``stationary_reads`` and
+        ``streaming_reads`` (``FORWARD``, ``BACKWARD``, ``WGRAD``: the reads of the
+        stationary and the streaming operand each PE makes, those the compute engine does
+        not hold, ``sim.golden.core_counts.stationary_reads`` and ``streaming_reads``; no
+        counter counts them either).
     """
     if op not in CORE_OPS:
         raise ValueError(f"op must be one of {', '.join(CORE_OPS)}, not {op!r}")
@@ -205,6 +210,8 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fil
     exact = core_counts.predict(config, command)
     counts = {key: exact[key] for key in ("mac_slots", "update_slots", "stall_cycles",
                                           "bus_words")}
+    counts["stationary_reads"] = core_counts.stationary_reads(config, command)
+    counts["streaming_reads"] = core_counts.streaming_reads(config, command)
     mt, nt = ceil_div(m, R), ceil_div(n, C)
     if op == "WGRAD":
         G = config.pe.acc_regs // 2
@@ -287,7 +294,8 @@ def command_overhead(config, timing=TESTBENCH_MEMORY):
 _EMPTY = {"cycles": 0, "core_cycles": 0, "dma_cycles": 0, "overhead_cycles": 0,
           "commands": 0, "fetch_beats": 0, "dma_read_beats": 0, "dma_write_beats": 0,
           "mac_slots": 0, "update_slots": 0, "stall_cycles": 0, "bus_words": 0, "products": 0,
-          "update_cycles": 0, "fused_weights": 0}
+          "update_cycles": 0, "fused_weights": 0, "stationary_reads": 0,
+          "streaming_reads": 0}
 #: The fields of :func:`command_cost`.
 COST_FIELDS = tuple(_EMPTY)
 

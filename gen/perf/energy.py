@@ -447,7 +447,7 @@ def load(path=None, config=None):
 _KNOWN_COUNTERS = {name for name, _ in isa.COUNTERS} | set(COUNTERS_READ)
 
 
-def events(config, counters, fused_weights=0):
+def events(config, counters, fused_weights=0, operand_reads=None):
     """Counts of the priced events from a counter dict.
 
     Parameters
@@ -463,6 +463,14 @@ def events(config, counters, fused_weights=0):
         MAC and wrote back at their last (``gen.perf.commands.core_command``'s
         ``fused_weights``): no counter counts them, so a model (or a caller that knows the
         command stream) gives them here; each is a weight-bank read and a write.
+    operand_reads : tuple of two int, optional
+        ``(weight, act)``: the reads of MAC operands each PE made from its weight bank
+        (the stationary operand of ``FORWARD`` and ``BACKWARD``, the weight) and from its
+        activation bank (every streaming operand, and ``WGRAD``'s stationary one, the
+        gradient): those the compute engine did not hold
+        (``sim.golden.core_counts.stationary_reads`` and ``streaming_reads`` per command;
+        no counter counts them). Omitted: every product reads one operand from each bank,
+        as with nothing held (an upper bound).
 
     Returns
     -------
@@ -475,9 +483,11 @@ def events(config, counters, fused_weights=0):
           high-precision multiplier);
         - ``low_multiply = LOW_PRODUCTS``; bypassed products and reuse hits multiply nothing;
         - ``accumulate_add = products + updates``;
-        - ``weight_bank_read = products + updates``, ``act_bank_read = products``: a MAC
-          reads one operand from each bank (exact in FORWARD and BACKWARD; WGRAD reads both
-          from the activation bank), an update reads the weight (or the velocity);
+        - bank reads are the MACs' operand reads (streaming and stationary) and the
+          updates' reads of the weight (or the velocity): with ``operand_reads = (wr, ar)``
+          ``weight_bank_read = wr * P + updates`` and ``act_bank_read = ar * P``; without
+          it ``weight_bank_read = products + updates`` and ``act_bank_read = products``
+          (one read of each bank per MAC);
         - ``weight_bank_read`` and ``weight_bank_write`` also get ``fused_weights * P``;
         - ``weight_bank_write = updates``, ``act_bank_write = BUS_WORDS``: one bank write
           per bus word (LOAD_COL/LOAD_ROW broadcasts write more, reduction words none);
@@ -513,15 +523,16 @@ def events(config, counters, fused_weights=0):
     fused = fused_weights * pes
     products = (get("HIGH_PRODUCTS") + get("LOW_PRODUCTS") + get("BYPASS_PRODUCTS")
                 + get("REUSE_HITS"))
+    weight_reads, act_reads = _operand_reads(operand_reads, products, pes)
     dma_beats = get("DMA_READ_BEATS") + get("DMA_WRITE_BEATS")
     lookups, hits = get("REUSE_LOOKUPS"), get("REUSE_HITS")
     return {
         "operand_multiply": get("HIGH_PRODUCTS") + updates,
         "low_multiply": get("LOW_PRODUCTS"),
         "accumulate_add": products + updates,
-        "weight_bank_read": products + updates + fused,
+        "weight_bank_read": weight_reads + updates + fused,
         "weight_bank_write": updates + fused,
-        "act_bank_read": products,
+        "act_bank_read": act_reads,
         "act_bank_write": get("BUS_WORDS"),
         "scratchpad_access": get("BUS_WORDS") + dma_beats * width // 32,
         "bus_word": get("BUS_WORDS"),
@@ -530,6 +541,17 @@ def events(config, counters, fused_weights=0):
         "reuse_hit_read": hits,
         "reuse_insert": max(0, lookups - hits),
     }
+
+
+def _operand_reads(operand_reads, products, pes):
+    """``(weight bank, activation bank)`` reads of MAC operands over the PEs."""
+    if operand_reads is None:
+        return products, products
+    if not isinstance(operand_reads, (tuple, list)) or len(operand_reads) != 2 or any(
+            not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in operand_reads):
+        raise ValueError(f"operand_reads must be two non-negative integers (weight bank, "
+                         f"activation bank), not {operand_reads!r}")
+    return operand_reads[0] * pes, operand_reads[1] * pes
 
 
 def estimate(table, event_counts):

@@ -11,12 +11,21 @@ measured run are costed by one table. What the RTL cannot count yet is set here:
 * ring words (clusters, not in RTL): each priced as a bus word, an estimate
   (``docs/perf_model.md``);
 * the weights a fused ``WGRAD`` reads at its first MAC and writes back at its last
-  (``fused_weights`` of the phases): a weight-bank read and write each.
+  (``fused_weights`` of the phases): a weight-bank read and write each;
+* the MACs' operand reads (``stationary_reads`` and ``streaming_reads`` of the phases,
+  those the compute engine does not hold, ``sim.golden.core_counts``): the stationary
+  operand is a weight-bank read in the forward and backward phases and an
+  activation-bank read (the gradient) in the weight gradient's; the streaming operand is
+  always an activation-bank read.
 """
 
 from chrysalis.gen.perf import energy
 
-__all__ = ["model_counters", "energy_of", "DEFAULT_CLOCK_HZ"]
+__all__ = ["model_counters", "operand_reads", "energy_of", "DEFAULT_CLOCK_HZ"]
+
+#: Phases whose stationary operand is in the weight bank; the weight gradient's
+#: (``wgrad_update``) is in the activation bank.
+_WEIGHT_STATIONARY = ("forward", "backward")
 
 #: The clock the GFLOPS/W figures assume (cancels out without static power).
 DEFAULT_CLOCK_HZ = 1e9
@@ -45,6 +54,23 @@ def model_counters(config, phases, copies=1, low_fraction=0.5, reuse_hit_rate=0.
     return {key: int(round(value)) for key, value in counters.items()}
 
 
+def operand_reads(phases, copies=1):
+    """``(weight bank, activation bank)`` reads of MAC operands per PE of the summed phases
+    (``gen.perf.energy.events``' ``operand_reads``), or None when the phases do not carry
+    them."""
+    if not any("stationary_reads" in entry for entry in phases.values()):
+        return None
+    weight = act = 0
+    for name, entry in phases.items():
+        stationary = entry.get("stationary_reads", 0)
+        if name in _WEIGHT_STATIONARY:
+            weight += stationary
+        else:
+            act += stationary
+        act += entry.get("streaming_reads", 0)
+    return int(round(weight * copies)), int(round(act * copies))
+
+
 def energy_of(config, result, table=None, low_fraction=0.5, reuse_hit_rate=0.0,
               clock_hz=DEFAULT_CLOCK_HZ):
     """Energy and efficiency of a modelled step (a ``network_cost`` or ``mlp_step``-like
@@ -64,7 +90,9 @@ def energy_of(config, result, table=None, low_fraction=0.5, reuse_hit_rate=0.0,
     # The weights a fused update reads and writes back: priced, though no counter has them.
     fused = sum(entry.get("fused_weights", 0) for entry in result["phases"].values())
     fused = int(round(fused * result.get("core_copies", 1)))
-    est = energy.estimate(table, energy.events(config, counters, fused_weights=fused))
+    reads = operand_reads(result["phases"], result.get("core_copies", 1))
+    est = energy.estimate(table, energy.events(config, counters, fused_weights=fused,
+                                               operand_reads=reads))
     per_event = dict(est.per_event)
     per_event["ring_word"] = result.get("ring_words", 0) * table.bus_word
     total = sum(per_event.values())

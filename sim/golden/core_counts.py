@@ -81,11 +81,13 @@ A malformed command (unknown operation, or a size of zero that it needs) is refu
 once: one cycle, nothing counted.
 """
 
+from math import gcd
+
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed",
-           "wgrad_fused", "wgrad_update_passes", "fills"]
+           "wgrad_fused", "wgrad_update_passes", "fills", "stationary_reads", "streaming_reads"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
 COUNTERS = ("mac_slots", "update_slots", "busy_cycles", "stall_cycles", "bus_words")
@@ -256,6 +258,102 @@ def predict(config, command, labels=None):
         return _result(_trace_loss(L, m, batch, labels, sfu=config.core.sfu,
                                    lanes=loss_lanes(config)) + end)
     raise AssertionError(op)     # _malformed covers every other name
+
+
+def stationary_reads(config, command):
+    """Reads of the stationary operand that each PE makes in one command, in closed form.
+
+    A ``MAC`` reads its stationary operand (FORWARD and BACKWARD: the weight, from the
+    weight bank; WGRAD: the gradient ``dY``, from the activation bank) unless the compute
+    engine holds it: with one MAC stream, a MAC slot whose stationary address is that of
+    the command's previous MAC slot is issued with ``c_hold`` (``hw.compute``), and the PE's
+    read port keeps the word (``hw.pe.PE``'s ``stationary_read`` is off). The streaming
+    operand (the activation bank's word at ``aaddr``) is read by every MAC.
+
+    Outputs ``o`` sit at ``p1 = o // wrap`` (``wrap = batch``; WGRAD ``nt``), and the
+    stationary address is one-to-one in ``(p1, step)``, so within a group's step the slots
+    re-read once per value of ``p1`` among the group's outputs, and (with more than one
+    step) never across steps or groups. With ``runs = ceil(outputs / wrap)`` values of
+    ``p1`` in all, ``runs - 1`` of them start inside the command, at ``o = j * wrap``; one
+    starts a new read inside a group unless ``o`` is a multiple of ``G``, which happens
+    for ``j`` a multiple of ``G / gcd(wrap, G)``. So the reads are::
+
+        steps * (groups + (runs - 1) - (runs - 1) // (G / gcd(wrap, G)))    steps > 1
+        runs                                                                steps = 1
+
+    (with one step the slots follow each other in output order, so the groups do not
+    matter). With two MAC streams nothing is held: ``outputs * steps`` reads (pair 0's and
+    pair 1's). Other commands, and malformed ones, read no stationary operand: 0.
+
+    Parameters
+    ----------
+    config : gen.spec.config.Config
+    command : dict
+        As for :func:`predict` (``op``, ``m``, ``n``, ``batch``).
+
+    Returns
+    -------
+    int
+        Reads per PE (every PE makes the same ones; padding included).
+    """
+    shape = _operand_shape(config, command)
+    if shape is None:
+        return 0
+    outputs, steps, wrap, G, streams = shape
+    if streams != 1:
+        return outputs * steps
+    runs = ceil_div(outputs, wrap)
+    if steps == 1:
+        return runs
+    aligned = (runs - 1) // (G // gcd(wrap, G))
+    return steps * (ceil_div(outputs, G) + (runs - 1) - aligned)
+
+
+def streaming_reads(config, command):
+    """Reads of the streaming operand (the activation bank's word at ``aaddr``) that each
+    PE makes in one command, in closed form: those the compute engine does not hold
+    (``c_hold_b``, ``hw.compute``; ``hw.pe.PE``'s ``streaming_read``).
+
+    The streaming address is one-to-one in ``(p2, step)`` with ``p2 = o % wrap``
+    (:func:`stationary_reads`), and consecutive outputs share ``p2`` only when ``wrap = 1``
+    (FORWARD and BACKWARD with batch 1, WGRAD with ``nt = 1``). Then each group's step
+    reads once, ``groups * steps`` reads (1 when ``steps = 1``: the slots follow each other
+    in output order); otherwise every MAC slot reads. With two MAC streams nothing is held:
+    ``outputs * steps``. Other commands, and malformed ones: 0.
+
+    Parameters
+    ----------
+    config : gen.spec.config.Config
+    command : dict
+        As for :func:`predict`.
+
+    Returns
+    -------
+    int
+        Reads per PE (every PE makes the same ones; padding included).
+    """
+    shape = _operand_shape(config, command)
+    if shape is None:
+        return 0
+    outputs, steps, wrap, G, streams = shape
+    if streams != 1 or wrap != 1:
+        return outputs * steps
+    return 1 if steps == 1 else ceil_div(outputs, G) * steps
+
+
+def _operand_shape(config, command):
+    """``(outputs, steps, wrap, G, streams)`` of a FORWARD, BACKWARD or WGRAD command (the
+    compute engine's loops, ``hw.compute``), or None for another or a malformed one."""
+    R, C, _, G, streams = _params(config)
+    op, sizes = _command(command)
+    if op not in ("FORWARD", "BACKWARD", "WGRAD") or _malformed(op, sizes):
+        return None
+    m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
+    mt, nt = ceil_div(m, R), ceil_div(n, C)
+    outputs, steps, wrap = {"FORWARD": (mt * batch, nt, batch),
+                            "BACKWARD": (nt * batch, mt, batch),
+                            "WGRAD": (mt * nt, batch, nt)}[op]
+    return outputs, steps, wrap, G, streams
 
 
 def predict_many(config, commands, labels=None):

@@ -6,6 +6,8 @@
 final accumulators and weights, which must be equal bit for bit.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -21,7 +23,12 @@ def _f32(values):
 
 
 class Program:
-    """A random micro-op program that keeps the PE's timing rules (see ``hw.pe.PE``)."""
+    """A random micro-op program that keeps the PE's timing rules (see ``hw.pe.PE``).
+
+    About half the MACs that may hold an operand do (``c_hold`` for ``a``, ``c_hold_b`` for
+    ``b``): the last read of its port (the weight bank's, or the activation bank's second
+    with ``a_act``; the activation bank's first) was of the same address, and no write
+    reached that word since (``held`` counts the held operands)."""
 
     def __init__(self, rng, *, weight_words, act_words, acc_regs, latency, length):
         self.steps = []          # (uop dict, row_in, col_in)
@@ -31,6 +38,18 @@ class Program:
         acc_ready = [0] * acc_regs        # first cycle an accumulator may be read again
         w_ready = [0] * weight_words
         w_port_busy = set()               # cycles whose weight write port an UPDATE uses
+        self.held = 0
+        last_read = {"w": None, "a2": None, "b": None}   # port -> (address, cycle)
+        writes = []                                      # (cycle, bank, address)
+
+        def holdable(port, t):
+            if last_read[port] is None or not rng.integers(2):
+                return None
+            addr, when = last_read[port]
+            bank = "w" if port == "w" else "a"
+            if any(b == bank and a == addr and when <= c < t for c, b, a in writes):
+                return None
+            return addr
         values = _f32(rng.standard_normal(max(weight_words, act_words)) * 2)
         # Fill both banks through the buses first.
         for addr in range(weight_words):
@@ -48,12 +67,19 @@ class Program:
             if kind == "MAC":
                 clear = bool(rng.integers(2)) or acc_ready[k] > t
                 a_act = bool(rng.integers(2))
+                aaddr2 = int(rng.integers(act_words))
+                held = holdable("a2" if a_act else "w", t)
+                if held is not None:
+                    w, aaddr2 = (w, held) if a_act else (held, aaddr2)
+                held_b = holdable("b", t)
+                aaddr = int(rng.integers(act_words)) if held_b is None else held_b
                 if clear or acc_ready[k] <= t:
                     if a_act or w_ready[w] <= t:
                         uop = {"c_op": "MAC", "c_acc": k, "c_clear": clear, "a_act": a_act,
-                               "waddr": w, "aaddr": int(rng.integers(act_words)),
-                               "aaddr2": int(rng.integers(act_words))}
+                               "waddr": w, "aaddr": aaddr, "aaddr2": aaddr2,
+                               "c_hold": held is not None, "c_hold_b": held_b is not None}
                         acc_ready[k] = t + latency + 1
+                        self.held += (held is not None) + (held_b is not None)
             elif kind == "FUSED" and w_ready[w] <= t and t + 1 + latency not in w_port_busy:
                 # A MAC of the fused update: from the weight and/or into it.
                 init_w, to_w = [(True, False), (False, True), (True, True)][rng.integers(3)]
@@ -90,12 +116,35 @@ class Program:
                 uop.update(t_op="W_FROM_ROW", t_addr=w2)
                 w_ready[w2] = t + 1
             self.steps.append((uop, row_in, row_in))
+            _track(uop, t, latency, last_read, writes)
         # Drain the pipeline, then read every accumulator and weight out.
         self.steps += [({}, 0, 0)] * quiet
         for k in range(acc_regs):
             self.steps.append(({"t_op": "SEND_ACC", "t_acc": k}, 0, 0))
         for addr in range(weight_words):
             self.steps.append(({"t_op": "SEND_W", "t_addr": addr}, 0, 0))
+
+
+def _track(uop, t, latency, last_read, writes):
+    """Record the stationary ports' reads and the bank writes of the micro-op of cycle
+    ``t`` (``hw.pe.PE``: which micro-ops enable which read port)."""
+    c_op, t_op = uop.get("c_op"), uop.get("t_op")
+    mac = c_op == "MAC"
+    if t_op == "SEND_W":
+        last_read["w"] = (uop["t_addr"], t)
+    elif c_op in ("UPDATE", "UPDATE_V") or (mac and uop.get("c_init_w")) or (
+            mac and not uop.get("a_act") and not uop.get("c_hold")):
+        last_read["w"] = (uop["waddr"], t)
+    if mac and uop.get("a_act") and not uop.get("c_hold"):
+        last_read["a2"] = (uop["aaddr2"], t)
+    if mac and not uop.get("c_hold_b"):
+        last_read["b"] = (uop["aaddr"], t)
+    if t_op == "W_FROM_ROW":
+        writes.append((t, "w", uop["t_addr"]))
+    elif t_op in ("ACT_FROM_ROW", "ACT_FROM_COL"):
+        writes.append((t, "a", uop["t_addr"]))
+    if c_op in ("UPDATE", "UPDATE_V") or (mac and uop.get("c_to_w")):
+        writes.append((t + 1 + latency, "w", uop["waddr"]))
 
 
 def ref(program, pe_args):
@@ -155,8 +204,33 @@ def test_pe_rtl_equals_model(operand, latency, seed):
                       latency=latency, length=2500)
     expected = ref(program, pe_args)
     assert len(expected) > 100
+    assert program.held > 200
     got = rtl(program, pe_args)
     assert got == expected
+
+
+def test_held_operand_is_the_last_read_word():
+    """``c_hold`` and ``c_hold_b`` really skip the read: a held operand whose address
+    differs from the port's last read is the word of that last read, not the word at its
+    own address."""
+    one, two, three = (int(v) for v in _f32([1.0, 2.0, 3.0]))
+    steps = [({"t_op": "W_FROM_ROW", "t_addr": 0}, two, 0),
+             ({"t_op": "W_FROM_ROW", "t_addr": 1}, three, 0),
+             ({"t_op": "ACT_FROM_ROW", "t_addr": 0}, one, 0),
+             ({"t_op": "ACT_FROM_ROW", "t_addr": 1}, three, 0),
+             ({"c_op": "MAC", "c_acc": 0, "c_clear": 1, "waddr": 0}, 0, 0),
+             # Weight 1 (3.0) with c_hold: the port still holds weight 0 (2.0).
+             ({"c_op": "MAC", "c_acc": 1, "c_clear": 1, "waddr": 1, "c_hold": 1}, 0, 0),
+             ({"c_op": "MAC", "c_acc": 2, "c_clear": 1, "waddr": 1}, 0, 0),
+             # Activation 1 (3.0) with c_hold_b: the port still holds activation 0 (1.0).
+             ({"c_op": "MAC", "c_acc": 3, "c_clear": 1, "waddr": 1, "aaddr": 1,
+               "c_hold_b": 1}, 0, 0)]
+    steps += [({}, 0, 0)] * 5
+    steps += [({"t_op": "SEND_ACC", "t_acc": k}, 0, 0) for k in range(4)]
+    program = SimpleNamespace(steps=steps, scalar=0, scalar2=0)
+    pe_args = {"operand": BF16, "weight_words": 4, "act_words": 4, "acc_regs": 4,
+               "latency": 3}
+    assert rtl(program, pe_args) == [two, two, three, three]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -186,6 +186,69 @@ def test_events_mapping():
     assert e["reuse_insert"] == 380
 
 
+def test_events_with_operand_reads():
+    """Known operand reads replace the one read of each bank per product: weight-bank reads
+    are the weight reads (FORWARD, BACKWARD), the updates' and the fused update's,
+    activation-bank reads the streaming reads and WGRAD's gradient reads."""
+    c = Config()                                               # 4x4
+    e = events(c, COUNTS, fused_weights=3, operand_reads=(40, 7))
+    assert e["weight_bank_read"] == 40 * 16 + 10 * 16 + 3 * 16
+    assert e["act_bank_read"] == 7 * 16
+    assert e["weight_bank_write"] == (10 + 3) * 16
+    unchanged = events(c, COUNTS, fused_weights=3)
+    assert {k: v for k, v in e.items() if not k.endswith("bank_read")} == \
+        {k: v for k, v in unchanged.items() if not k.endswith("bank_read")}
+    for bad in ((1,), (1, -2), (1.5, 2), [True, 0], 3):
+        with pytest.raises(ValueError, match=r"operand_reads must be two non-negative "
+                                             r"integers \(weight bank, activation bank\), "
+                                             r"not "):
+            events(c, COUNTS, operand_reads=bad)
+
+
+def test_model_energy_uses_the_operand_reads_of_each_phase():
+    """gen.perf.energy_model: the forward and backward phases' stationary reads are
+    weight-bank reads, the weight gradient's and every streaming read activation-bank
+    reads; the model's bank reads drop by the held ones."""
+    from chrysalis.gen.perf import network_cost
+    from chrysalis.gen.perf.energy_model import energy_of, operand_reads
+    from chrysalis.gen.spec.networks import get_network
+    phases = {"forward": {"stationary_reads": 5, "streaming_reads": 1},
+              "backward": {"stationary_reads": 2, "streaming_reads": 3},
+              "wgrad_update": {"stationary_reads": 4, "streaming_reads": 6}, "load": {}}
+    assert operand_reads(phases, copies=3) == (21, 42)
+    assert operand_reads({"forward": {"products": 1}}) is None
+    config = Config()
+    pes = config.core.rows * config.core.cols
+    table = load(config=config)
+    for batch in (1, 8):             # the streaming operand held, the stationary one held
+        result = network_cost(config, get_network("digits-mlp"), batch, "mbgd")
+        weight, act = operand_reads(result["phases"])
+        products = sum(entry["products"] for entry in result["phases"].values())
+        # Without holds: one read of each bank per product.
+        assert 0 < weight * pes < products and 0 < (weight + act) * pes < 2 * products
+        per_event = energy_of(config, result, table)["per_event"]
+        assert per_event["act_bank_read"] == pytest.approx(table.act_bank_read * act * pes)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_layer_model_and_stream_carry_the_same_operand_reads(batch):
+    """The layer model (no command list) and the compiler's command stream give each phase
+    the same stationary and streaming reads (``sim.golden.core_counts``, per command)."""
+    from chrysalis.gen.perf import mlp_step, network_cost
+    from chrysalis.gen.spec.config import PRESETS
+    from chrysalis.gen.spec.networks import get_network
+    config = PRESETS["default"]
+    stream = mlp_step(config, [64, 32, 10], batch, store_every_step=False)["phases"]
+    layers = network_cost(config, get_network("digits-mlp"), batch)["phases"]
+    for phase in ("forward", "backward", "wgrad_update"):
+        for key in ("stationary_reads", "streaming_reads"):
+            assert layers[phase][key] == stream[phase][key] > 0, (phase, key)
+        # Fewer reads than MACs: something is held in every phase.
+        pes = config.core.rows * config.core.cols
+        assert min(stream[phase]["stationary_reads"], stream[phase]["streaming_reads"]) \
+            * pes < stream[phase]["products"], phase
+
+
 def test_events_axi_width_and_array():
     c = with_overrides(Config(), {"core.rows": 2, "core.cols": 8, "host.axi_data_width": 128})
     e = events(c, {"dma_read_beats": 3, "fetch_beats": 1, "update_slots": 2})
