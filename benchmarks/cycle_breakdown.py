@@ -159,6 +159,17 @@ def compute_split(config, op, m, n, batch, momentum=False, fused=False):
     return out
 
 
+def _take_beside(parts, beside):
+    """A load the core runs beside a ``WGRAD`` (its side slot) hides its transfers and its
+    end: ``beside`` cycles less of the loads, then of the command ends."""
+    for key in ("loads", "end"):
+        taken = min(beside, parts[key])
+        parts[key] -= taken
+        beside -= taken
+    if beside:
+        raise AssertionError(f"the side slot hides {beside} cycles more than the loads take")
+
+
 def command_split(config, command, timing=TESTBENCH_MEMORY):
     """The cycles one command costs in a one-core stream (``gen.perf.commands.command_cost``),
     split into categories."""
@@ -213,14 +224,17 @@ def demo_column(timing=TESTBENCH_MEMORY):
     # The controller fetches each command while the core runs the one before, and runs a
     # DMA beside a core command where they cannot disturb each other: what each hides.
     in_order = sum(parts.values())
-    fetched_ahead = cluster_stream_cost(config, step["commands"], timing,
-                                        dma_overlap=False)["cycles"]
+    stream = lambda **how: cluster_stream_cost(config, step["commands"], timing,
+                                               **how)["cycles"]
+    fetched_ahead = stream(dma_overlap=False, side_slot=False)
     parts["fetch"] -= in_order - fetched_ahead
     # A DMA that runs beside a core command hides its own fetch and checks with it: what
     # the overlap saves beyond the DMA cycles is fetch time.
-    hidden = fetched_ahead - step["total"]["cycles"]
+    no_side = stream(side_slot=False)
+    hidden = fetched_ahead - no_side
     parts["fetch"] -= max(0, hidden - parts["dma"])
     parts["dma"] -= min(hidden, parts["dma"])
+    _take_beside(parts, no_side - step["total"]["cycles"])
     cycles = step["total"]["cycles"]
     util = step["useful_macs"] / (config.peak_macs_per_cycle * cycles)
     return _finish("demo", f"{'-'.join(map(str, DEMO_SIZES))}, batch {DEMO_BATCH}, one "
@@ -305,7 +319,8 @@ def model_parallel_column(mode, batch, timing=TESTBENCH_MEMORY):
     # cycles lack against the layers' costs and the collectives.
     hidden = sum(entry["cycles"] for entry in phases.values()) + r["collective_cycles"] \
         - r["cycles"]
-    parts["fetch"] += overhead - hidden
+    parts["fetch"] += overhead - (hidden - r["side_hidden_cycles"])
+    _take_beside(parts, r["side_hidden_cycles"])
     # Every core has the same timeline; the network's useful MACs are shared among them,
     # the rest of what each core computes is repeated.
     useful = r["useful_macs"] / (config.core.pes * config.mac.macs_per_cycle)

@@ -135,7 +135,8 @@ class Accelerator(wiring.Component):
         self._connect_dma_request(m, controller, dma)
         m.d.comb += [controller.cores_idle.eq(Cat(*[c.cmd_ready for c in cores])),
                      controller.cores_error.eq(Cat(*[c.error for c in cores])),
-                     controller.cores_side_ready.eq(Cat(*[c.side_ready for c in cores]))]
+                     controller.cores_side_ready.eq(Cat(*[c.side_ready for c in cores])),
+                     controller.cores_side_busy.eq(Cat(*[c.side_busy for c in cores]))]
         m.d.comb += [c.cmd_valid.eq(controller.cmd_valid[k]) for k, c in enumerate(cores)]
         m.d.comb += [c.side_valid.eq(controller.side_valid[k]) for k, c in enumerate(cores)]
         self._connect_core_commands(m, cores, check.command)

@@ -37,7 +37,9 @@ port and the activation banks' write port, which ``WGRAD`` does not. The scorebo
 the activation-bank regions of the command each core was handed last (from the checker:
 ``abase`` up to ``act_end``, ``abase2`` up to ``act2_end``), and the load goes beside the
 ``WGRAD`` only if the words it writes are none of those the ``WGRAD`` reads; otherwise it
-waits for the core to be idle. Every result -- memory, scratchpads, PE banks, counters but
+waits for the core to be idle. A DMA then goes beside the core if it may go beside the
+command of each slot that is busy (the scoreboard keeps the scratchpad ports and lines of
+each slot's command). Every result -- memory, scratchpads, PE banks, counters but
 ``CYCLES`` and ``DMA_CYCLES`` -- is that of the stream run in order (``CORE_CYCLES`` counts
 each command's busy cycles, so a load beside a ``WGRAD`` adds its own).
 """
@@ -114,8 +116,8 @@ class Controller(wiring.Component):
     side_valid : Out(cores)
         Hand the command (a load) to each core's side slot, beside its ``WGRAD`` (its
         ``side_valid``).
-    cores_idle, cores_error, cores_side_ready : In(cores)
-        Each core's ``cmd_ready``, ``error`` and ``side_ready``.
+    cores_idle, cores_error, cores_side_ready, cores_side_busy : In(cores)
+        Each core's ``cmd_ready``, ``error``, ``side_ready`` and ``side_busy``.
     ring_start : Out(1), ring_done : In(1)
         The ring engine (a cluster only).
     """
@@ -138,6 +140,7 @@ class Controller(wiring.Component):
             "dma": Out(DmaRequestSignature(addr_width, line_bits)),
             "cmd_valid": Out(cores), "cores_idle": In(cores), "cores_error": In(cores),
             "side_valid": Out(cores), "cores_side_ready": In(cores),
+            "cores_side_busy": In(cores),
         }
         if cores > 1:
             members.update({"ring_start": Out(1), "ring_done": In(1)})
@@ -182,8 +185,10 @@ class Controller(wiring.Component):
     # --- the scoreboard: what each core runs, and whether a DMA may start beside it -------
 
     def _scoreboard(self, m, s):
-        """Per core, the scratchpad ports and lines of the command it runs (recorded when
-        it is handed on). Returns a signal: the checked DMA command may start now."""
+        """Per core and slot, the scratchpad ports and lines of the command it runs
+        (recorded when it is handed on). Returns a signal: the checked DMA command may
+        start now, beside what each core of its mask runs in its main slot and, while
+        that is busy, in its side slot."""
         f, O = self.command, isa.Opcode
         width = len(self.sp_end)
         reads = Signal(name="cmd_reads_sp")
@@ -197,20 +202,23 @@ class Controller(wiring.Component):
         store = f.op == O.DMA_STORE
         ok = []
         for k in range(self.cores):
-            run_rd = Signal(name=f"run{k}_reads_sp")
-            run_wr = Signal(name=f"run{k}_writes_sp")
-            run_lo = Signal(width, name=f"run{k}_sp_lo")
-            run_hi = Signal(width, name=f"run{k}_sp_hi")
-            # A load handed beside a WGRAD replaces the WGRAD's record: the WGRAD uses no
-            # scratchpad port, so the load's ports and lines are those of both.
-            with m.If(self.cmd_valid[k] | self.side_valid[k]):
-                m.d.sync += [run_rd.eq(reads), run_wr.eq(writes), run_lo.eq(lo),
-                             run_hi.eq(self.sp_end)]
-            apart = (self.sp_end <= run_lo) | (run_hi <= lo)
-            # A load takes the write port and changes its lines; a store takes the read
-            # port and reads its lines.
-            beside = Mux(store, ~run_rd & (~run_wr | apart), ~run_wr & (~run_rd | apart))
-            ok.append(~self.mask[k] | self.cores_idle[k] | beside)
+            slots = []
+            for slot, handed in (("main", self.cmd_valid[k]), ("side", self.side_valid[k])):
+                run_rd = Signal(name=f"run{k}_{slot}_reads_sp")
+                run_wr = Signal(name=f"run{k}_{slot}_writes_sp")
+                run_lo = Signal(width, name=f"run{k}_{slot}_sp_lo")
+                run_hi = Signal(width, name=f"run{k}_{slot}_sp_hi")
+                with m.If(handed):
+                    m.d.sync += [run_rd.eq(reads), run_wr.eq(writes), run_lo.eq(lo),
+                                 run_hi.eq(self.sp_end)]
+                apart = (self.sp_end <= run_lo) | (run_hi <= lo)
+                # A load takes the write port and changes its lines; a store takes the
+                # read port and reads its lines.
+                slots.append(Mux(store, ~run_rd & (~run_wr | apart),
+                                 ~run_wr & (~run_rd | apart)))
+            main, side = slots
+            ok.append(~self.mask[k] | self.cores_idle[k]
+                      | (main & (~self.cores_side_busy[k] | side)))
         may = Signal(name="dma_may_start")
         m.d.comb += may.eq(Cat(*ok).all())
         return may

@@ -103,6 +103,8 @@ class Core(wiring.Component):
         activation word the ``WGRAD`` reads; ``hw.controller`` checks it.
     side_ready : Out(1)
         The core runs a ``WGRAD`` and can take a load beside it.
+    side_busy : Out(1)
+        A load runs (or settles) beside the ``WGRAD``.
     host_addr, host_wdata, host_we, host_re, host_rdata :
         Word access to the scratchpad (use only while idle); read data one cycle later.
     dma_we, dma_re, dma_e0, dma_line, dma_lanes, dma_wdata, dma_rdata :
@@ -196,6 +198,7 @@ class Core(wiring.Component):
             "cmd_ready": Out(1),
             "side_valid": In(1),
             "side_ready": Out(1),
+            "side_busy": Out(1),
             "error": Out(1),
             "host_addr": In(addr_bits),
             "host_wdata": In(32),
@@ -291,7 +294,8 @@ class Core(wiring.Component):
                                                  settle_cycles=self.latency + 4)
         m.d.comb += [seq.command.payload.eq(self.cmd), seq.command.valid.eq(self.cmd_valid),
                      self.cmd_ready.eq(seq.command.ready), self.error.eq(seq.error),
-                     seq.side_valid.eq(self.side_valid), self.side_ready.eq(seq.side_ready)]
+                     seq.side_valid.eq(self.side_valid), self.side_ready.eq(seq.side_ready),
+                     self.side_busy.eq(seq.side_busy)]
         engine = dict(command=self.layout, issue=self.issue_layout, rows=R, cols=C)
         m.submodules.mover = mover = Mover(**engine)
         m.submodules.compute = compute = ComputeEngine(

@@ -288,11 +288,22 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
                 passes = 3 if not first else 2          # forward, backward, weight gradient
                 acc.add("load", w_loads * passes, "LOAD_W", m=mi, n=nj)
                 acc.add("load", cm * cn, "STORE_W", m=mi, n=nj)
+    # The core's busy cycles of the layer's LOAD_ROW (which the program issues right after
+    # the next layer's WGRAD, so that the core runs it beside that WGRAD) and of its WGRAD,
+    # for gen.perf.network's side-slot overlap; 0 where there is no such single command.
+    side = {"row_load_busy": 0, "wgrad_busy": 0}
     if act_resident:
         ones = (N - 1) // C * C if hide and not first else 0
-        acc.add("load", 1, "LOAD_COL", n=N - ones, batch=Bc)
+        # The tile of ones stays in the PEs where no FORWARD fills a lane of it (loaded
+        # once, before the first step: sim.compile.compiler's ``setup``).
+        if not (ones and (N - 1) % C == 0):
+            acc.add("load", 1, "LOAD_COL", n=N - ones, batch=Bc)
         if last or not hide:
             acc.add("load", 1, "LOAD_ROW", m=M, batch=Bc)
+            if not last:
+                side["row_load_busy"] = _busy(config, timing, "LOAD_ROW", m=M, batch=Bc)
+        if nM == nN == nB == 1:
+            side["wgrad_busy"] = _busy(config, timing, "WGRAD", m=M, n=N, batch=Bc, **fused)
     if last:
         acc.add("loss", 1, "LOSS_GRAD", m=classes or M, batch=batch)
 
@@ -332,4 +343,10 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     cycles = sum(p["cycles"] for p in acc.phases.values())
     return {"phases": acc.phases, "cycles": cycles,
             "useful_macs": layer.macs(batch, first=first), "mapping": mp,
-            "extensions": extensions, "update": "fused" if fused else "separate"}
+            "extensions": extensions, "update": "fused" if fused else "separate", **side}
+
+
+def _busy(config, timing, op, **fields):
+    """The core's busy cycles of one command: its cycles less the controller's."""
+    cost = command_cost(config, dict(op=op, **fields), timing)
+    return cost["cycles"] - cost["overhead_cycles"]

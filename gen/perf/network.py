@@ -59,7 +59,7 @@ from chrysalis.gen.spec.checks import ceil_div
 from chrysalis.sim.compile.cp_program import interleave
 from chrysalis.sim.compile.cp_stages import balanced_cut
 
-from .commands import COST_FIELDS, TESTBENCH_MEMORY
+from .commands import COST_FIELDS, TESTBENCH_MEMORY, command_cost
 from .layer import PHASE_NAMES, PhaseCosts, check_update, layer_cost, tile_splits
 
 __all__ = ["MODES", "COLLECTIVE_KINDS", "FORMULAS", "network_cost", "ring_collective",
@@ -252,7 +252,7 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
 
 
 def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs=None,
-                        dma_overlap=True):
+                        dma_overlap=True, side_slot=True):
     """Cycles of a command stream as the accelerator's controller dispatches it, one core or
     a cluster (``hw.controller``), cycle for cycle.
 
@@ -263,7 +263,11 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
     cores' error flags are checked), while they run. A DMA command starts as soon as it is
     checked if it may run beside what its cores run (:func:`gen.perf.stream.dma_beside`),
     otherwise once they are idle; it occupies the DMA engine, so the next fetch starts the
-    cycle after it ends. A collective waits for every core and runs
+    cycle after it ends. A ``LOAD_COL`` or ``LOAD_ROW`` may start on a core that still runs
+    a ``WGRAD`` (its side slot, :func:`gen.perf.stream.load_beside`), once the load before
+    it in that slot has ended; the core is idle when both slots are, and a DMA goes beside
+    it if it may go beside the command of each busy slot. A collective waits for
+    every core and runs
     ``sim.golden.ring.cycles``. A run ends when the last command has ended and every core is
     idle.
 
@@ -284,6 +288,8 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
         :func:`gen.perf.commands.command_cost`'s: the composition alone is then modelled.
     dma_overlap : bool
         ``False``: every DMA waits for its cores (what the fetch ahead alone gains).
+    side_slot : bool
+        ``False``: every load waits for its cores to be idle (what the side slot gains).
 
     Returns
     -------
@@ -294,11 +300,14 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
     from chrysalis.gen.spec.isa import Opcode, COLLECTIVES
     from chrysalis.sim.golden import ring
     from .commands import RUN_START, command_cost, command_overhead
-    from .stream import dma_beside
+    from .stream import dma_beside, load_beside
     c = config.cluster.cores
     everyone = (1 << c) - 1
     free = [0] * c                      # the first cycle each core is idle
-    running = [None] * c                # the command each core runs (or ran last)
+    main_free = [0] * c                 # ... its main slot is (its side slot: side_free)
+    side_free = [0] * c
+    main = [None] * c                   # the command in each core's main slot
+    side = [None] * c                   # ... in its side slot
     fetch = RUN_START                   # the cycle of the next command's FETCH
     end = 0                             # the cycle the last command ends in
     out = {"ring_cycles": 0, "ring_words": 0, "busy": [0] * c, "dma_cycles": 0}
@@ -324,8 +333,8 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
             checked = fetch + cmd["overhead"] - 1
             start = max([checked] + [free[k] for k in mine])
             for k in mine:
-                free[k] = start + cmd["busy"]
-                running[k] = None
+                free[k] = main_free[k] = start + cmd["busy"]
+                main[k] = None
                 out["busy"][k] += cmd["busy"]
             end = start + 2
             fetch = end
@@ -333,18 +342,37 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
         cost = costs[index] if costs is not None else command_cost(config, cmd, timing)
         checked = fetch + cost["overhead_cycles"] - 1
         if op.startswith("DMA"):
-            waits = [free[k] for k in mine
-                     if not (dma_overlap and dma_beside(cmd, running[k]))]
-            start = max([checked] + waits)
+            def goes(k, t):
+                """The DMA may start at t beside core k: idle, or beside its main slot's
+                command and its side slot's while that is busy."""
+                return t >= free[k] or (dma_overlap and dma_beside(cmd, main[k]) and (
+                    t >= side_free[k] or dma_beside(cmd, side[k])))
+
+            times = sorted({checked} | {t for k in mine for t in (free[k], side_free[k])
+                                        if t > checked})
+            start = next(t for t in times if all(goes(k, t) for k in mine))
             end = start + cost["dma_cycles"]
             fetch = end + 1
             out["dma_cycles"] += cost["dma_cycles"]
             continue
-        start = max([checked] + [free[k] for k in mine])
         busy = cost["cycles"] - cost["overhead_cycles"]
+        beside = {k: side_slot and load_beside(config, cmd, main[k]) for k in mine}
+
+        def takes(k, t):
+            """Core k takes the command at cycle t: idle, or in its side slot."""
+            return t >= free[k] or (beside[k] and side_free[k] <= t < main_free[k])
+
+        times = sorted({checked} | {t for k in mine for t in (free[k], side_free[k])
+                                    if t > checked})
+        start = next(t for t in times if all(takes(k, t) for k in mine))
         for k in mine:
-            free[k] = start + busy
-            running[k] = cmd
+            if start >= free[k]:
+                main_free[k] = start + busy
+                main[k] = cmd
+            else:
+                side_free[k] = start + busy
+                side[k] = cmd
+            free[k] = max(main_free[k], side_free[k])
             out["busy"][k] += busy
         # The cycle after the hand-over the error flags are checked; the next fetch follows.
         end = start + 2
@@ -409,24 +437,36 @@ def cp_stage_commands(config, layers, a, b, k, last_stage, costs, resident, clas
         return [dict(op="_BUSY", cores=mask, busy=cost["cycles"] - overhead,
                      overhead=overhead)]
 
+    # The activation banks as sim.compile.cp_placement places them: each layer's inputs,
+    # then its gradients (a load beside a WGRAD depends on it, gen.perf.stream.load_beside).
+    act_x, act_dy, anext = {}, {}, 0
+    for i in range(a, b):
+        l = layers[i]
+        act_x[i] = anext
+        anext += ceil_div(l.n, config.core.cols) * l.columns
+        act_dy[i] = anext
+        anext += ceil_div(l.m, config.core.rows) * l.columns
+
     def fwd(i):
         if not spelled:
             return []
         l = layers[i]
-        return [dict(op="LOAD_COL", n=l.n, batch=l.columns, cores=mask),
-                dict(op="FORWARD", m=l.m, n=l.n, batch=l.columns, cores=mask)]
+        return [dict(op="LOAD_COL", n=l.n, batch=l.columns, abase=act_x[i], cores=mask),
+                dict(op="FORWARD", m=l.m, n=l.n, batch=l.columns, abase=act_x[i], cores=mask)]
 
     def bwd(i, reload):
         if not spelled:
             return block(i)
         l = layers[i]
-        cmds = [dict(op="LOAD_ROW", m=l.m, batch=l.columns, cores=mask)]
+        cmds = [dict(op="LOAD_ROW", m=l.m, batch=l.columns, abase=act_dy[i], cores=mask)]
         if i > 0:
-            cmds.append(dict(op="BACKWARD", m=l.m, n=l.n, batch=l.columns, cores=mask))
+            cmds.append(dict(op="BACKWARD", m=l.m, n=l.n, batch=l.columns, abase=act_dy[i],
+                             cores=mask))
         if reload:
-            cmds.append(dict(op="LOAD_COL", n=l.n, batch=l.columns, cores=mask))
-        cmds.append(dict(op="WGRAD", m=l.m, n=l.n, batch=l.columns, cores=mask,
-                         fused=int(update == "fused")))
+            cmds.append(dict(op="LOAD_COL", n=l.n, batch=l.columns, abase=act_x[i],
+                             cores=mask))
+        cmds.append(dict(op="WGRAD", m=l.m, n=l.n, batch=l.columns, abase=act_x[i],
+                         abase2=act_dy[i], cores=mask, fused=int(update == "fused")))
         return cmds
 
     cmds = []
@@ -533,6 +573,32 @@ def _data_exchange(config, layer, batch, mapping, timing):
             acc.add("load", t, "STORE_W", m=mi, n=nj)
             acc.add("load", t, "LOAD_W", m=mi, n=nj)
     return acc.phases
+
+
+def _side_hidden(config, costs, mode, timing, overhead):
+    """Cycles the loads run beside a ``WGRAD`` save (``hw.sequencer``'s side slot,
+    :func:`cluster_stream_cost` in closed form): each layer's ``LOAD_ROW`` of its gradient
+    follows the ``WGRAD`` of the layer above (in data parallel the update ``WGRAD`` of batch
+    1); in model parallel it is ``c = cores`` loads, one per core, else one. With ``f = 1 +
+    overhead`` (a command's hand-over and the next one's fetch and check), ``w`` and ``l``
+    the busy cycles of the ``WGRAD`` and of a load, load ``k`` starts beside the ``WGRAD``
+    ``(k + 1) f`` cycles after it, and the next command ``max((c + 1) f, w, c f + l)``
+    cycles after it; in order, the loads would start as the ``WGRAD`` ends, and the next
+    command ``w + max(c f, (c - 1) f + l)`` after it."""
+    c = config.cluster.cores if mode == "model" else 1
+    f = 1 + overhead
+    hidden = 0
+    for below, above in zip(costs, costs[1:]):
+        load = below["row_load_busy"]
+        wgrad = above["wgrad_busy"]
+        if mode == "data" and wgrad:
+            m, n = above["mapping"].tm, above["mapping"].tn
+            cost = command_cost(config, dict(op="WGRAD", m=m, n=n, batch=1, flag=1), timing)
+            wgrad = cost["cycles"] - cost["overhead_cycles"]
+        if load and wgrad:
+            hidden += max(0, wgrad + max(c * f, (c - 1) * f + load)
+                          - max((c + 1) * f, wgrad, c * f + load))
+    return hidden
 
 
 def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY,
@@ -653,9 +719,11 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                             for name in ("forward", "loss", "backward", "wgrad_update",
                                          "load"))
         hidden = max(0, core_commands - collectives - (1 if cores > 1 else 0))
-        fetch_hidden = hidden * command_overhead(config, timing)[0]
-        cycles -= fetch_hidden
-        extra = {"fetch_hidden_cycles": fetch_hidden}
+        overhead = command_overhead(config, timing)[0]
+        fetch_hidden = hidden * overhead
+        side_hidden = _side_hidden(config, per_core_costs, mode, timing, overhead)
+        cycles -= fetch_hidden + side_hidden
+        extra = {"fetch_hidden_cycles": fetch_hidden, "side_hidden_cycles": side_hidden}
     phases = _zero_phases()
     for c in per_core_costs:
         for name, entry in c["phases"].items():

@@ -3,24 +3,31 @@
 :func:`stream_cost` sums :func:`gen.perf.commands.command_cost` over a stream, split by
 phase (:data:`gen.perf.commands.PHASES`): what each command costs run alone. The stream's
 ``cycles`` are those of its commands run one after the other by the controller, which
-fetches the next command while the core runs one and starts a DMA beside a core command
-when the two cannot disturb each other (:func:`dma_beside`;
+fetches the next command while the core runs one, starts a DMA beside a core command
+when the two cannot disturb each other (:func:`dma_beside`) and a load into the activation
+banks beside a ``WGRAD`` that does not read what it writes (:func:`load_beside`;
 :func:`gen.perf.network.cluster_stream_cost` steps it cycle for cycle).
 :func:`mlp_step` does it for the stream that ``sim.compile.program.TrainingProgram`` runs
 for one SGD step of an MLP: the stream the RTL executes, so its figures can be held to the
 RTL counters one phase at a time (``benchmarks/perf_model_validation.py``).
 """
 
+import math
+
 from chrysalis.gen.spec import isa
+from chrysalis.gen.spec.checks import ceil_div
 
 from .commands import COST_FIELDS, PHASES, RUN_START, TESTBENCH_MEMORY, command_cost, phase_of
 
-__all__ = ["SP_READERS", "SP_WRITERS", "dma_beside", "stream_cost", "mlp_program", "mlp_step"]
+__all__ = ["SP_READERS", "SP_WRITERS", "SIDE_OPS", "dma_beside", "load_beside", "stream_cost",
+           "mlp_program", "mlp_step"]
 
 #: ``gen.spec.isa.SP_READERS`` / ``SP_WRITERS`` by name: the operations that read (write)
 #: the scratchpad through its read (write) port.
 SP_READERS = frozenset(op.name for op in isa.SP_READERS)
 SP_WRITERS = frozenset(op.name for op in isa.SP_WRITERS)
+#: The loads a core takes beside a ``WGRAD`` (``hw.sequencer.SIDE_OPS``).
+SIDE_OPS = frozenset({"LOAD_COL", "LOAD_ROW"})
 #: The columns of each core operation's scratchpad matrix ``sp`` (``gen.spec.isa.OP_REGIONS``).
 _SP_COLUMNS = {"LOAD_W": "n", "STORE_W": "n"}
 
@@ -50,6 +57,35 @@ def dma_beside(dma, running):
     if _name(dma) == "DMA_STORE":
         return not reads and (not writes or apart)
     return not writes and (not reads or apart)
+
+
+def _act_region(config, command, base):
+    """``(lo, hi)``: the words of ``command``'s activation-bank region at ``base``
+    (``"abase"`` or ``"abase2"``, ``gen.spec.isa.OP_REGIONS``), or ``None``."""
+    R, C = config.core.rows, config.core.cols
+    m, n = int(command.get("m", 0)), int(command.get("n", 0))
+    values = dict(m=m, n=n, batch=int(command.get("batch", 0)), mt=ceil_div(m, R),
+                  nt=ceil_div(n, C), cores=config.cluster.cores)
+    for region in isa.OP_REGIONS[isa.Opcode[_name(command)]]:
+        if region.memory == "act" and region.base == base:
+            lo = int(command.get(base, 0))
+            return lo, lo + math.prod(region.shape(values))
+    return None
+
+
+def load_beside(config, load, running):
+    """Whether core command ``load`` may start in the side slot of a core that runs
+    ``running`` (``None``: unknown), by the controller's rule (``hw.controller``):
+    ``load`` is a ``LOAD_COL`` or ``LOAD_ROW``, ``running`` a ``WGRAD``, and the words
+    the load writes are none of those the ``WGRAD`` reads."""
+    if running is None or _name(running) != "WGRAD" or _name(load) not in SIDE_OPS:
+        return False
+    lo, hi = _act_region(config, load, "abase")
+    for base in ("abase", "abase2"):
+        rlo, rhi = _act_region(config, running, base)
+        if not (hi <= rlo or rhi <= lo):
+            return False
+    return True
 
 
 def _zero():

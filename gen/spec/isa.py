@@ -807,7 +807,8 @@ COUNTERS = (
     ("DMA_READ_BEATS", "AXI read beats of DMA_LOAD"),
     ("DMA_WRITE_BEATS", "AXI write beats of DMA_STORE"),
     ("DMA_CYCLES", "cycles spent in DMA commands"),
-    ("CORE_CYCLES", "cycles the core was busy"),
+    ("CORE_CYCLES", "cycles the cores were busy, summed over their commands (a load run "
+     "beside a WGRAD adds its own)"),
     ("MAC_SLOTS", "compute slots that issued a MAC to every PE"),
     ("UPDATE_SLOTS", "compute slots that issued a weight update to every PE"),
     ("STALL_CYCLES", "cycles the core's compute engine waited for its reducers"),

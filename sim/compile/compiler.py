@@ -25,7 +25,9 @@ gradient, ``BACKWARD`` (not for the first layer; ReLU mask from the stored activ
 Loads hidden in the commands before them (``fill``, on a square PE array): a hidden layer's
 ``FORWARD`` also writes its output into the activation banks where the next layer's
 ``LOAD_COL`` would put it (the ``fill`` bit, at ``abase2``), so that load shrinks to the
-tile that holds the row of ones (which ``FORWARD`` does not make); a ``BACKWARD`` writes
+tile that holds the row of ones (which ``FORWARD`` does not make), and where the ``FORWARD``
+writes no lane of that tile (the layer's size a multiple of the array's columns) to a load
+run once before the first step (``MlpProgram.setup``); a ``BACKWARD`` writes
 its ``dX`` where the next ``LOAD_ROW`` would put it, and that load is dropped. ``BACKWARD``
 computes ``dX`` for the bias input too, one element past that gradient. Where that element
 falls in the padding of the gradient's last tile, the ``BACKWARD`` leaves it out (``n`` one
@@ -90,11 +92,20 @@ class MlpProgram:
     load_weights, step, store_weights : list of dict
         Core commands (fields of ``hw.core.command_layout``; ``op`` as a name). With
         streamed weights, ``load_weights`` and ``store_weights`` are empty.
+    setup : list of dict
+        Core commands to run once before the first step, after the hidden layers' rows of
+        ones are in the scratchpad (``acts[l]``'s last row): with ``fill``, the
+        ``LOAD_COL`` of each tile of ones that no ``FORWARD`` writes into (a hidden layer's
+        size a multiple of the array's columns), which then stays in the activation banks.
     update : str
         ``"separate"`` or ``"fused"`` (:data:`UPDATES`).
     fill : bool
         The loads into the activation banks are hidden in the ``FORWARD`` and ``BACKWARD``
         before them (their ``fill`` bit).
+    act_x, act_dy : list of int
+        Activation-bank base of each layer's input ``X`` and output gradient ``dY``.
+    act_words : int
+        Activation-bank words per PE the step uses (from 0).
     """
 
     sizes: list
@@ -105,6 +116,7 @@ class MlpProgram:
     grads: list = field(default_factory=list)
     labels: Matrix = None
     load_weights: list = field(default_factory=list)
+    setup: list = field(default_factory=list)
     step: list = field(default_factory=list)
     store_weights: list = field(default_factory=list)
     streamed: bool = False
@@ -112,6 +124,9 @@ class MlpProgram:
     vbase: list = field(default_factory=list)
     update: str = "separate"
     fill: bool = False
+    act_x: list = field(default_factory=list)
+    act_dy: list = field(default_factory=list)
+    act_words: int = 0
 
 
 def resolve_update(config, momentum, update):
@@ -193,6 +208,7 @@ def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate", fill
     fill = fill and _can_fill(config, sizes, batch)
     prog.fill = fill
     act_x, act_dy, act_next = _act_places(config, sizes, batch, fill)
+    prog.act_x, prog.act_dy, prog.act_words = act_x, act_dy, act_next
     if act_next > config.pe.act_words:
         raise ValueError(f"inputs and gradients need {act_next} words per PE, more than "
                          f"pe.act_words = {config.pe.act_words}")
@@ -237,10 +253,12 @@ def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate", fill
     for l, (m, n, mt, nt) in enumerate(shapes):
         if l > 0 and fill:
             # The previous FORWARD loaded its output; only the tile of the ones row is left.
+            # Where that FORWARD fills no lane of it, it keeps the ones from step to step:
+            # loaded once, before the first step.
             t = (n - 1) // C
-            prog.step.append(dict(op="LOAD_COL", n=n - t * C, batch=batch,
-                                  abase=act_x[l] + t * batch,
-                                  **sp_fields(_view(prog.acts[l], t * C, 0))))
+            ones = dict(op="LOAD_COL", n=n - t * C, batch=batch, abase=act_x[l] + t * batch,
+                        **sp_fields(_view(prog.acts[l], t * C, 0)))
+            (prog.setup if (n - 1) % C == 0 else prog.step).append(ones)
         else:
             prog.step.append(dict(op="LOAD_COL", n=n, batch=batch, abase=act_x[l],
                                   **sp_fields(prog.acts[l])))

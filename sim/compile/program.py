@@ -52,6 +52,14 @@ it (``docs/architecture.md``); then the ``STORE_W`` commands that bring the resi
 back to the scratchpad, ``DMA_STORE`` of the weights (and velocities) to their regions and
 ``DMA_STORE`` of the output into ``logits[s]``.
 
+Where the activation banks have room for the first layer's inputs twice
+(:attr:`TrainingProgram.input_places`), the inputs go into the PEs ahead as well: the
+``LOAD_COL`` of ``inputs[s + 1]`` into place ``(s + 1) mod 2`` follows the two
+``DMA_LOAD`` s, and the core runs it beside the same ``WGRAD`` (its side slot: the load
+writes no word the ``WGRAD`` reads, ``hw.controller``); the step of slot ``s`` starts with
+its first ``FORWARD`` on place ``s mod 2``, and the prologue ends with the ``LOAD_COL`` of
+slot 0.
+
 Without ``prefetch`` there is one buffer (``compile_mlp``'s) and the step of slot ``s``
 starts with the ``DMA_LOAD`` of ``inputs[s]`` and ``labels[s]``, which nothing overlaps;
 the prologue loads no minibatch. With streamed weights the step's own commands load and
@@ -69,7 +77,7 @@ slot the step computes on was loaded by the previous doorbell and may be overwri
 last step of a run loads whatever slot ``(k + 1) mod S`` holds into the other buffer, which
 no later command reads until a next step uses it. A host that resumes later at slot ``s``
 with a new minibatch writes it into slot ``s`` and rings :meth:`TrainingProgram.load_run`
-(the two loads of slot ``s`` into its buffer) before that step. Without ``prefetch`` slot
+(the loads of slot ``s`` into its buffer and its place in the PEs) before that step. Without ``prefetch`` slot
 ``s`` must hold step ``k``'s minibatch before step ``k``'s own doorbell. A run of several
 steps (``step_run(steps)``) needs every slot it reads written before its doorbell.
 
@@ -273,6 +281,12 @@ class TrainingProgram(MemoryImage):
     buffers : list of (Matrix, Matrix)
         The scratchpad's minibatch buffers, ``(inputs, labels)``: two with ``prefetch``
         (slot ``s``'s step computes on buffer ``s % 2``), one without.
+    input_places : list of int
+        Activation-bank bases of the first layer's inputs in the PEs: two with
+        ``prefetch`` where the activation bank has room (slot ``s``'s step reads place
+        ``s % 2``, and the step before loads it there), else one.
+    load_count : int
+        Commands of :meth:`load_run`.
     step_commands : int
         Commands of one step.
     image_words, image_bytes : int
@@ -314,18 +328,19 @@ class TrainingProgram(MemoryImage):
         self.beat_bytes = config.host.axi_data_width // 8
         self.prefetch = prefetch
         self.buffers = [(prog.acts[0], prog.labels)] + ([second] if prefetch else [])
+        self.input_places = _input_places(config, prog, prefetch)
         layers = len(sizes) - 1
 
         # The streams' lengths do not depend on addresses, so they are known before the
         # regions are placed: the command region comes first and everything else after it.
-        core_prologue = list(prog.load_weights)
+        core_prologue = list(prog.load_weights) + list(prog.setup)
         dma_prologue = layers * (1 if momentum is None else 2) + (layers - 1)
         self.store_every_step = bool(store_every_step)
         store = list(prog.store_weights)
         stores = len(store) + len(prog.weights) + len(prog.velocities)
         step_core = list(prog.step) + (store if self.store_every_step else [])
         self.step_commands = 2 + len(prog.step) + 1 + (stores if self.store_every_step else 0)
-        prologue_count = dma_prologue + len(core_prologue) + (2 if prefetch else 0)
+        prologue_count = dma_prologue + len(core_prologue) + self.load_count
         total = prologue_count + self.slots * self.step_commands + stores
 
         # Every region starts at a multiple of both the command size and the beat.
@@ -358,8 +373,8 @@ class TrainingProgram(MemoryImage):
         prologue += [self._dma("DMA_LOAD", f"init[{l}]", prog.acts[l])
                      for l in range(1, layers)]
         prologue += core_prologue
-        # With prefetch the prologue's last two commands load slot 0 (its load_run); the
-        # step of slot s - 1 holds slot s's.
+        # With prefetch the prologue's last commands load slot 0 (its load_run); the step
+        # of slot s - 1 holds slot s's.
         self._loads = {}
         if prefetch:
             self._loads[0] = len(prologue)
@@ -389,17 +404,39 @@ class TrainingProgram(MemoryImage):
 
     # --- construction helpers ----------------------------------------------------------
 
+    @property
+    def load_count(self):
+        """Commands that load a slot's minibatch with prefetch (:meth:`load_run`): its two
+        ``DMA_LOAD`` s, and its ``LOAD_COL`` into the PEs where the inputs have two places
+        in the activation banks (:attr:`input_places`); 0 without prefetch."""
+        if not self.prefetch:
+            return 0
+        return 2 + (len(self.input_places) > 1)
+
     def _loads_of(self, slot):
-        """The ``DMA_LOAD`` s of slot ``slot``'s inputs and labels into its buffer."""
+        """The ``DMA_LOAD`` s of slot ``slot``'s inputs and labels into its buffer, and with
+        two input places the ``LOAD_COL`` of its inputs into its place in the PEs."""
         inputs, labels = self.buffers[slot % len(self.buffers)]
-        return [self._dma("DMA_LOAD", f"inputs[{slot}]", inputs),
-                self._dma("DMA_LOAD", f"labels[{slot}]", labels)]
+        loads = [self._dma("DMA_LOAD", f"inputs[{slot}]", inputs),
+                 self._dma("DMA_LOAD", f"labels[{slot}]", labels)]
+        if len(self.input_places) > 1:
+            first = self.compiled.step[0]
+            loads.append({**first, "sp_base": inputs.base,
+                          "abase": self.input_places[slot % 2]})
+        return loads
 
     def _prefetching_step(self, slot, core):
-        """Slot ``slot``'s core commands on its buffer, with the loads of the next slot
-        just after the last ``WGRAD``: it uses neither scratchpad port, so the controller
-        runs the loads beside it."""
+        """Slot ``slot``'s core commands on its buffer, with the loads of the next slot just
+        after the last ``WGRAD``: it uses neither scratchpad port nor the activation banks'
+        write port, so the controller runs them beside it -- the ``DMA_LOAD`` s and, with
+        two input places, the ``LOAD_COL`` of the next inputs into the other place (the
+        core's side slot, ``hw.sequencer``). The step's own inputs are then in the PEs
+        already: its first ``LOAD_COL`` is dropped and the first layer reads its place."""
         core = _on_buffer(core, self.buffers[0], self.buffers[slot % 2])
+        if len(self.input_places) > 1:
+            assert core[0]["op"] == "LOAD_COL" and core[0]["abase"] == self.compiled.act_x[0]
+            core = [_on_place(c, self.compiled.act_x[0], self.input_places[slot % 2])
+                    for c in core[1:]]
         last = max(i for i, c in enumerate(core) if c["op"] == "WGRAD") + 1
         nxt = (slot + 1) % self.slots
         self._loads.setdefault(nxt, len(self.commands) + last)
@@ -446,15 +483,17 @@ class TrainingProgram(MemoryImage):
         return Run(self.regions["commands"].addr + first * isa.COMMAND_BYTES, count)
 
     def load_run(self, slot):
-        """With ``prefetch``: the run of the two ``DMA_LOAD`` s that put slot ``slot``'s
-        minibatch into its buffer (``slot % 2``), the commands the prologue (slot 0) or
-        the step of slot ``slot - 1`` runs. A host that starts steps at slot ``slot``
-        without the doorbell before it having loaded the minibatch rings this first."""
+        """With ``prefetch``: the run of the :attr:`load_count` commands that put slot
+        ``slot``'s minibatch into its buffer (``slot % 2``) and, with two input places,
+        into its place in the PEs, the commands the prologue (slot 0) or the step of slot
+        ``slot - 1`` runs. A host that starts steps at slot ``slot`` without the doorbell
+        before it having loaded the minibatch rings this first."""
         self._check_slot(slot)
         if not self.prefetch:
             raise ValueError("load_run is for a program with prefetch; without it every step "
                              "loads its own minibatch")
-        return Run(self.regions["commands"].addr + self._loads[slot] * isa.COMMAND_BYTES, 2)
+        return Run(self.regions["commands"].addr + self._loads[slot] * isa.COMMAND_BYTES,
+                   self.load_count)
 
     def slot_of_step(self, step):
         """The slot of step ``step`` of a run of steps counted from the prologue (steps
@@ -603,6 +642,27 @@ def _second_buffer(config, prog, required):
             return None
         raise ValueError(f"prefetch needs a second minibatch buffer in the scratchpad: "
                          f"{error} (prefetch=False needs none)") from None
+
+
+def _input_places(config, prog, prefetch):
+    """Activation-bank bases of the first layer's inputs: ``compile_mlp``'s, and with
+    ``prefetch`` a second one after every other word the step uses, if the activation bank
+    has room for it, so that each step loads the next step's inputs into the PEs beside its
+    last ``WGRAD``."""
+    first = prog.step[0]
+    assert first["op"] == "LOAD_COL" and first["abase"] == prog.act_x[0]
+    words = ceil_div(first["n"], config.core.cols) * first["batch"]
+    if prefetch and prog.act_words + words <= config.pe.act_words:
+        return [prog.act_x[0], prog.act_words]
+    return [prog.act_x[0]]
+
+
+def _on_place(command, old, new):
+    """``command`` reading the first layer's inputs at activation-bank base ``new`` instead
+    of ``old`` (its ``FORWARD`` s and ``WGRAD`` s)."""
+    if command["op"] in ("FORWARD", "WGRAD") and command.get("abase") == old:
+        return {**command, "abase": new}
+    return command
 
 
 def _on_buffer(commands, old, new):

@@ -37,6 +37,8 @@ def run_training(config, prog, case, read_gradients=True):
         ones = np.zeros((act.n, batch), dtype=np.uint64)
         ones[-1] = 0x3F80_0000
         core.write(act, ones)
+    for command in prog.setup:                  # the tiles of ones kept in the PEs
+        run(command)
     for x, labels in zip(case.inputs, case.labels):
         core.write(prog.acts[0], augment(x))
         core.write(prog.labels, labels[None, :].astype(np.uint64))

@@ -67,6 +67,8 @@ async def training_steps_equal_golden(dut):
         ones = np.zeros((act.n, batch), dtype=np.uint64)
         ones[-1] = 0x3F80_0000
         await tb.write_matrix(act, ones)
+    for command in prog.setup:                  # the tiles of ones kept in the PEs
+        await run(command)
 
     weights = case.weights
     failures = []

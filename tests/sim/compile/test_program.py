@@ -54,6 +54,9 @@ SLOTS = 4
 #: The cases whose scratchpad has no room for a second minibatch buffer: they run
 #: without prefetch.
 NO_ROOM = {"digits-streamed", "digits-resident"}
+#: The cases with prefetch whose activation banks have no room for the inputs twice: none
+#: (test_inputs_stay_in_one_place_without_room has one).
+NO_PLACE = set()
 DMA = (isa.Opcode.DMA_LOAD, isa.Opcode.DMA_STORE)
 
 
@@ -75,6 +78,26 @@ def _buffer_step(prog, buffer):
             c = {**c, "sp3_base": y.base}
         step.append(c)
     return step
+
+
+def _input_load(prog, slot):
+    """The ``LOAD_COL`` of slot ``slot``'s inputs into its place in the PEs."""
+    return {**prog.compiled.step[0], "sp_base": prog.buffers[slot % 2][0].base,
+            "abase": prog.input_places[slot % 2]}
+
+
+def _core_step(prog, slot):
+    """The core commands of slot ``slot``'s step: ``compile_mlp``'s on its buffer; with two
+    input places, without the first ``LOAD_COL``, the first layer on place ``slot % 2``, and
+    the next slot's ``LOAD_COL`` just after the last ``WGRAD``."""
+    step = _buffer_step(prog, slot % len(prog.buffers))
+    if len(prog.input_places) == 1:
+        return step
+    place = prog.input_places[slot % 2]
+    step = [{**c, "abase": place} if c["op"] in ("FORWARD", "WGRAD") and c["abase"] == 0
+            else c for c in step[1:]]
+    last = max(i for i, c in enumerate(step) if c["op"] == "WGRAD") + 1
+    return step[:last] + [_input_load(prog, (slot + 1) % prog.slots)] + step[last:]
 
 
 def _data(prog, seed=1):
@@ -140,8 +163,17 @@ class Reference:
         self.sp = np.zeros(config.core.scratchpad_words, dtype=np.uint64)
         self.weight_store = {}
         # The step's core commands on each minibatch buffer.
-        self.steps = [isa.decode_stream(isa.encode_stream(_buffer_step(prog, b)))
+        self.steps = [isa.decode_stream(isa.encode_stream(_core_step(prog, b)))
                       for b in range(len(prog.buffers))]
+        # With the inputs loaded ahead, the LOAD_COL of a slot's load run (the reference
+        # takes a step's inputs from its buffer when the step starts).
+        self.ahead = (isa.decode_stream(isa.encode_stream([_input_load(prog, 0),
+                                                           _input_load(prog, 1)]))
+                      if len(prog.input_places) == 2 else [])
+        # The prologue's loads of the tiles of ones kept in the PEs (the reference's
+        # golden step has its bias inputs anyway).
+        self.ahead += (isa.decode_stream(isa.encode_stream(prog.compiled.setup))
+                       if prog.compiled.setup else [])
         self.steps_run = 0
 
     def read(self, matrix):
@@ -158,7 +190,9 @@ class Reference:
             c = commands[i]
             assert isa.check(c, self.limits) == isa.ErrorCode.NONE, (i, c)
             op = isa.Opcode(c["op"])
-            starts = [b for b, step in enumerate(self.steps) if c == step[0]]
+            starts = [b for b, step in enumerate(self.steps)
+                      if [k for k in commands[i:] if isa.Opcode(k["op"]) not in DMA][:len(step)]
+                      == step]
             if op in DMA:
                 self.dma(image, c)
             elif starts:
@@ -170,6 +204,8 @@ class Reference:
                 continue
             elif op in (isa.Opcode.LOAD_W, isa.Opcode.STORE_W):
                 self.whole_matrix(op, c)
+            elif c in self.ahead:
+                pass
             else:
                 raise AssertionError(f"command {i} ({op.name}) outside a step")
             i += 1
@@ -323,7 +359,10 @@ def test_core_commands_are_compile_mlps(name, prefetch):
                 move("DMA_LOAD", f"labels[{slot}]", labels)]
 
     prologue = prog.commands[:prog.prologue.cmd_count]
-    assert core(prologue) == p.load_weights
+    ahead = len(prog.input_places) == 2
+    assert ahead == (prefetch and name not in NO_PLACE)
+    assert core(prologue) == p.load_weights + p.setup + ([_input_load(prog, 0)] if ahead
+                                                          else [])
     layers = len(sizes) - 1
     state = [(f"weights[{l}]", m) for l, m in enumerate(p.weights)]
     state += [(f"velocities[{l}]", m) for l, m in enumerate(p.velocities)]
@@ -337,18 +376,20 @@ def test_core_commands_are_compile_mlps(name, prefetch):
         run = prog.step_run(1, slot)
         first = (run.cmd_base - prog.prologue.cmd_base) // isa.COMMAND_BYTES
         step = prog.commands[first:first + run.cmd_count]
-        assert core(step) == _buffer_step(prog, slot % len(prog.buffers)) + p.store_weights
+        assert core(step) == _core_step(prog, slot) + p.store_weights
         stores = [*[move("DMA_STORE", r, m) for r, m in state],
                   move("DMA_STORE", f"logits[{slot}]", p.acts[-1])]
         ops = [c["op"] for c in step]
         if prefetch:
             assert dmas(step) == loads((slot + 1) % SLOTS) + stores
-            # The next minibatch comes in just after the last WGRAD, into the other buffer.
-            last = max(i for i, op in enumerate(ops) if op == "WGRAD")
-            assert ops[last + 1:last + 3] == ["DMA_LOAD"] * 2
-            assert "DMA_LOAD" not in ops[:last] + ops[last + 3:]
+            # The next minibatch comes in just after the last WGRAD, into the other buffer
+            # and the other input place.
+            last = max(i for i, op in enumerate(ops) if op == "WGRAD") + 1
+            count = prog.load_count
+            assert ops[last:last + count] == ["DMA_LOAD"] * 2 + ["LOAD_COL"] * ahead
+            assert "DMA_LOAD" not in ops[:last] + ops[last + count:]
             assert prog.load_run((slot + 1) % SLOTS) == Run(
-                run.cmd_base + (last + 1) * isa.COMMAND_BYTES, 2) or slot == SLOTS - 1
+                run.cmd_base + last * isa.COMMAND_BYTES, count) or slot == SLOTS - 1
         else:
             assert dmas(step) == loads(slot) + stores
             # The minibatch is in before the first core command.
@@ -356,8 +397,10 @@ def test_core_commands_are_compile_mlps(name, prefetch):
         # The weights and the output go out after the last core command.
         assert ops[-len(state) - 1:] == ["DMA_STORE"] * (len(state) + 1)
     if prefetch:
-        assert prog.load_run(0) == Run(prog.prologue.cmd_base + (prog.prologue.cmd_count - 2)
-                                       * isa.COMMAND_BYTES, 2)
+        count = prog.load_count
+        assert prog.load_run(0) == Run(prog.prologue.cmd_base + (prog.prologue.cmd_count
+                                                                 - count)
+                                       * isa.COMMAND_BYTES, count)
     assert p.acts[0].n == sizes[0] + 1 and p.labels.n == 1
 
 
@@ -801,6 +844,8 @@ def test_fused_and_separate_steps_equal_their_golden_step(update):
         machine.execute(command)
     for hidden in compiled.acts[1:-1]:
         machine.scratchpad[hidden.addresses()[-1]] = ONE
+    for command in compiled.setup:               # the tiles of ones kept in the PEs
+        assert machine.execute(command) == isa.ErrorCode.NONE
     for _ in range(3):
         x = nx.from_float32(rng.random((64, 4)).astype(np.float32))
         labels = rng.integers(0, 10, 4)
@@ -814,3 +859,20 @@ def test_fused_and_separate_steps_equal_their_golden_step(update):
         machine.execute(command)
     for mat, w in zip(compiled.weights, weights):
         assert np.array_equal(machine.read_matrix(mat.base, mat.lines_per_column, *w.shape), w)
+
+
+def test_inputs_stay_in_one_place_without_room():
+    """With prefetch but no room in the activation banks for the first layer's inputs
+    twice, each step loads its own inputs into the PEs first, and only the DMA is ahead."""
+    config, sizes, batch, momentum, mem_base = CASES["2x3-axi32"]
+    tight = with_overrides(config, {"pe.act_words": 32})
+    prog = TrainingProgram(tight, sizes, batch, LR, slots=2, mem_base=mem_base)
+    assert prog.prefetch and prog.input_places == [0] and prog.load_count == 2
+    roomy = TrainingProgram(config, sizes, batch, LR, slots=2, mem_base=mem_base)
+    assert roomy.input_places == [0, roomy.compiled.act_words] and roomy.load_count == 3
+    for p in (prog, roomy):
+        for slot in range(2):
+            run = p.step_run(1, slot)
+            first = (run.cmd_base - p.prologue.cmd_base) // isa.COMMAND_BYTES
+            ops = [c["op"] for c in p.commands[first:first + run.cmd_count]]
+            assert (ops[0] == "LOAD_COL") == (p is prog)

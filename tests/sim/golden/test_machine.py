@@ -402,6 +402,10 @@ def _mlp_machine(config, sizes, batch, momentum=None, seed=1, update="separate")
         machine.write_matrix(mat.base, mat.lines_per_column, cm.zeros(w.shape))
     for command in prog.load_weights:
         assert machine.execute(command) == ErrorCode.NONE
+    for hidden in prog.acts[1:-1]:            # the rows of ones, then their tiles in the PEs
+        machine.scratchpad[hidden.addresses()[-1]] = mlp.ONE
+    for command in prog.setup:
+        assert machine.execute(command) == ErrorCode.NONE
     return prog, case, machine
 
 
@@ -818,6 +822,10 @@ def test_hidden_loads_leave_what_the_loads_did(name, sizes, batch, weight_words,
             machine.write_matrix(mat.base, mat.lines_per_column, w)
         for command in prog.load_weights:
             assert machine.execute(command) == ErrorCode.NONE
+        for hidden in prog.acts[1:-1]:        # the rows of ones, then their tiles in the PEs
+            machine.scratchpad[hidden.addresses()[-1]] = mlp.ONE
+        for command in prog.setup:
+            assert machine.execute(command) == ErrorCode.NONE
         for x, labels in zip(case.inputs, case.labels):
             _mlp_step(prog, machine, x, labels)
         runs.append((prog, machine))
@@ -833,7 +841,8 @@ def test_hidden_loads_leave_what_the_loads_did(name, sizes, batch, weight_words,
     for (a0, a1), (b0, b1) in zip(_act_regions(config, sizes, batch, filled.fill),
                                   _act_regions(config, sizes, batch, False)):
         assert np.array_equal(a.act[:, :, a0:a1], b.act[:, :, b0:b1])
-    loads = lambda prog: sum(c["op"] in ("LOAD_COL", "LOAD_ROW") for c in prog.step)
+    loads = lambda prog: sum(c["op"] in ("LOAD_COL", "LOAD_ROW")
+                             for c in prog.setup + prog.step)
     hidden = sum(c.get("fill", 0) for c in filled.step)
     if fills:
         layers = len(sizes) - 1
