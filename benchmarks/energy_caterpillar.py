@@ -2,8 +2,9 @@
 
 CATERPILLAR (Li & Pedram, ASAP 2017) reports 177 GFLOPS/W at over 80% utilization for SGD
 on small networks and 211 GFLOPS/W at over 90% for continuous propagation on large ones
-(45 nm, analytical). Here the same kind of machine -- 16x16 PEs per core, 16 KB of local
-store per PE (2048 + 2048 words), a 512 KB scratchpad (128 Ki words), fp16 operands -- is
+(45 nm, analytical). Here the same kind of machine -- 16x16 PEs per core, 2048 + 2048 words
+of local store per PE (an 8 KB weight bank of fp32 master weights and a 4 KB activation bank
+of fp16 words; CATERPILLAR has 16 KB), a 512 KB scratchpad (128 Ki words), fp16 operands -- is
 modelled (``gen.perf``: cycles from the closed forms validated against the RTL, energy from
 ``gen.perf.energy``'s 45 nm table; clusters are modelled, not in RTL) training the MLPs in SGD
 (batch 1, model parallel over the cores), minibatch (MBGD, model parallel) and continuous
@@ -18,10 +19,10 @@ modelled dynamic energy, and pJ per useful MAC the step's energy over them (ever
 the step included: any update pass, loads, DMA, the loss gradient). The PEs' operand reads
 are those the compute engine does not hold (``docs/energy.md``, *Held operands*).
 
-Two what-ifs, priced with the same table (a 16-bit access at half a 32-bit one), not built:
-activation words stored in the operand format (``act16``: activation-bank reads and writes
-at half), and the forward and backward weight reads from a 16-bit copy of the weights as
-well (``act16_w16``; the update still reads and writes the fp32 master).
+The activation banks hold fp16 words (``hw.pe``), priced as such (``docs/energy.md``). One
+what-if, priced with the same table (a 16-bit access at half a 32-bit one), not built: the
+forward and backward weight reads from a 16-bit copy of the weights (``w16``; the update
+still reads and writes the fp32 master).
 
     .venv/bin/python benchmarks/energy_caterpillar.py
 
@@ -48,9 +49,10 @@ LAC = {"name": "caterpillar_like", "core.rows": 16, "core.cols": 16,
        "pe.weight_words": 2048, "pe.act_words": 2048, "core.scratchpad_words": 131072,
        "mac.operand": "fp16", "host.axi_data_width": 256, "cluster.link_width": 128}
 
-#: The PE local store: CATERPILLAR's 16 KB, and half of it (smaller banks cost less per
-#: access; more cores then hold the weights).
-STORES = {"16 KB/PE": {}, "8 KB/PE": {"pe.weight_words": 1024, "pe.act_words": 1024}}
+#: The PE local store in words (weight bank + activation bank): CATERPILLAR's 2048 + 2048,
+#: and half of it (smaller banks cost less per access; more cores then hold the weights).
+STORES = {"2048 + 2048 words": {},
+          "1024 + 1024 words": {"pe.weight_words": 1024, "pe.act_words": 1024}}
 
 NETWORKS = ("mnist-500x3", "mnist-1000x3", "mnist-2000x3", "mnist-2500x4")
 #: (mode, batch)
@@ -120,26 +122,22 @@ def _measure(store, base):
 
 
 def _what_ifs(config, result, table, cost):
-    """GFLOPS/W with 16-bit activation words (``act16``), and with the forward and backward
-    weight reads 16-bit too (``act16_w16``): each such access at half its 32-bit energy."""
-    pj = cost["per_event"]
+    """GFLOPS/W with the forward and backward weight reads 16-bit (``w16``): each such
+    read at half its 32-bit energy."""
     pes = config.core.rows * config.core.cols
     reads = operand_reads(result["phases"], result.get("core_copies", 1))
     weight_reads = reads[0] * pes * table.weight_bank_read
-    act16 = cost["total_pj"] - (pj["act_bank_read"] + pj["act_bank_write"]) / 2
-    act16_w16 = act16 - weight_reads / 2
+    w16 = cost["total_pj"] - weight_reads / 2
     macs, cycles = result["useful_macs"], result["cycles"]
-    return {"gflops_per_watt_act16": energy.gflops_per_watt(act16, macs, cycles,
-                                                            DEFAULT_CLOCK_HZ),
-            "gflops_per_watt_act16_w16": energy.gflops_per_watt(act16_w16, macs, cycles,
-                                                                DEFAULT_CLOCK_HZ)}
+    return {"gflops_per_watt_w16": energy.gflops_per_watt(w16, macs, cycles,
+                                                          DEFAULT_CLOCK_HZ)}
 
 
 def table(rows):
     lines = ["| local store | network | mode | batch | cores | utilization | weights in PEs | "
-             "GFLOPS/W | pJ per useful MAC | largest energy shares | what-if: 16-bit act "
-             "words | what-if: and 16-bit weight reads |",
-             "|---|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
+             "GFLOPS/W | pJ per useful MAC | largest energy shares | what-if: 16-bit "
+             "weight reads |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---|---:|"]
     for r in rows:
         top = sorted(r["energy_shares"].items(), key=lambda kv: -kv[1])[:3]
         shares = ", ".join(f"{k} {v:.0%}" for k, v in top)
@@ -147,13 +145,13 @@ def table(rows):
                      f"{r['cores']} | "
                      f"{r['utilization']:.1%} | {'yes' if r['weights_resident'] else 'no'} | "
                      f"{r['gflops_per_watt']:.1f} | {r['pj_per_mac']:.2f} | {shares} | "
-                     f"{r['gflops_per_watt_act16']:.1f} | {r['gflops_per_watt_act16_w16']:.1f} |")
+                     f"{r['gflops_per_watt_w16']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def main():
-    print("CATERPILLAR-like machine: 16x16 PEs per core, 16 KB per PE, 512 KB scratchpad, "
-          "fp16 operands")
+    print("CATERPILLAR-like machine: 16x16 PEs per core, 2048 + 2048 words per PE, "
+          "512 KB scratchpad, fp16 operands")
     rows = measure()
     text = table(rows)
     print(text)
@@ -161,7 +159,9 @@ def main():
     (RESULTS / "energy_caterpillar.json").write_text(json.dumps(rows, indent=1) + "\n")
     (RESULTS / "energy_caterpillar.md").write_text(
         "Modelled energy efficiency of training MNIST-shaped MLPs on a CATERPILLAR-like "
-        "machine (16x16 PEs per core, 16 KB per PE -- and 8 KB --, 512 KB scratchpad, fp16 "
+        "machine (16x16 PEs per core, 2048 + 2048 words per PE -- and 1024 + 1024 --: a "
+        "weight bank of fp32 words and an activation bank of fp16 words, so 12 KB -- and "
+        "6 KB -- where CATERPILLAR has 16 KB; 512 KB scratchpad, fp16 "
         "operands, fp32 accumulation; 45 nm table of `gen/perf/energy_45nm.toml`, dynamic "
         "energy only); `benchmarks/energy_caterpillar.py`. Useful MACs are counted as "
         "CATERPILLAR counts them: forward, dX (none for the first layer) and dW; the weight "
@@ -171,11 +171,11 @@ def main():
         "into the weight gradient (plain SGD), so no update pass is left unless a layer's "
         "batch is split over tiles. The PEs' operand reads are those the compute engine "
         "does not hold (a MAC whose stationary or streaming operand is the previous MAC's "
-        "does not read it again; `docs/energy.md`, *Held operands*). The two what-if "
-        "columns are not built: activation words stored in the operand format (the "
-        "activation bank's reads and writes at half the 32-bit energy), and the forward and "
-        "backward weight reads from a 16-bit copy of the weights as well (the update still "
-        "reads and writes the fp32 master). CATERPILLAR reports 177 "
+        "does not read it again; `docs/energy.md`, *Held operands*). The activation "
+        "banks hold fp16 words (the operand format), each access priced at 16 bits of a "
+        "bank of that size. The what-if column is not built: the forward and backward "
+        "weight reads from a 16-bit copy of the weights (at half the 32-bit energy; the "
+        "update still reads and writes the fp32 master). CATERPILLAR reports 177 "
         "GFLOPS/W (SGD, small nets) and 211 GFLOPS/W (CP, large nets). The machine is "
         "modelled; the cluster model is held to Verilator runs of 2 to 4 small cores "
         "(`benchmarks/cluster.py`).\n\n" + text)

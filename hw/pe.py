@@ -9,8 +9,11 @@ the same cycle:
 * the **transfer** slot moves one word: a partial sum or a weight onto the PE's output (to the
   row or column bus, as the core selects), or a bus word into one of the banks.
 
-``q`` is the round-to-nearest-even conversion of an fp32 value to the operand format: the
-banks hold fp32 words and the multiplicands are made when used. The multiply path
+``q`` is the round-to-nearest-even conversion of an fp32 value to the operand format. The
+weight bank holds fp32 words (master weights, velocities), converted when used; the
+activation bank holds operand-format words, converted once on the way in (every bank
+write goes through ``q``), so its reads are multiplicands as they are and the bank is
+``operand.width`` bits wide (16 for fp16 and bf16). The multiply path
 (:class:`hw.dual.DualMultiplyPath`: one multiplier, or the dual-precision pair of them) takes
 the operand-format multiplicands and hands exact products (``product_format(operand)``) to the
 accumulating adders; it is also where the reuse cache plugs in.
@@ -165,11 +168,13 @@ class PE(wiring.Component):
     Parameters
     ----------
     operand, accumulator : FloatFormat
-        Multiplicand format and accumulator format (fp32: the banks hold fp32 words).
+        Multiplicand format and accumulator format (fp32). The weight bank holds fp32
+        words, the activation bank operand-format words (``q`` of what is written).
     weight_words, act_words : int
         Depth of the weight bank (fp32 master weights) and of the activation bank
-        (activations and gradients; it has two read ports, so that the weight gradient can
-        read an activation and a gradient in one cycle; four with dual precision).
+        (activations and gradients in the operand format; it has two read ports, so that
+        the weight gradient can read an activation and a gradient in one cycle; four with
+        dual precision).
     acc_regs : int
         Number of fp32 accumulator registers.
     mac_latency : int
@@ -349,7 +354,10 @@ class PE(wiring.Component):
         ML = self.multiply_latency
 
         m.submodules.weight_bank = wbank = Memory(shape=32, depth=self.weight_words, init=[])
-        m.submodules.act_bank = abank = Memory(shape=32, depth=self.act_words, init=[])
+        # The activation bank holds the operand-format words the multiplier takes: q() on
+        # the way in, none on the way out (ReLU masks come from the scratchpad, and the
+        # reuse cache keys on the multiplicand, so nothing needs the fp32 word again).
+        m.submodules.act_bank = abank = Memory(shape=op.width, depth=self.act_words, init=[])
         w_rd = wbank.read_port()
         w_wr = wbank.write_port()
         a_rd = abank.read_port()
@@ -377,19 +385,25 @@ class PE(wiring.Component):
                          a_rd2_1.addr.eq(uop.aaddr2_1)]
         self._read_enables(m, uop, send_w, w_rd, a_rd, a_rd2)
         take = self.select
+        ew = fp.exponent_width(FP32, op)
+        act_in = Signal(32)             # the fp32 bus word written to the activation bank
         with m.Switch(uop.t_op):
             with m.Case(TransferOp.ACT_FROM_ROW):
-                m.d.comb += [a_wr.addr.eq(uop.t_addr), a_wr.data.eq(self.row_in),
+                m.d.comb += [a_wr.addr.eq(uop.t_addr), act_in.eq(self.row_in),
                              a_wr.en.eq(take)]
             with m.Case(TransferOp.ACT_FROM_COL):
-                m.d.comb += [a_wr.addr.eq(uop.t_addr), a_wr.data.eq(self.col_in),
+                m.d.comb += [a_wr.addr.eq(uop.t_addr), act_in.eq(self.col_in),
                              a_wr.en.eq(take)]
         if self.has_fill:
             # A result the core loads beside the transfer slot (which then sends).
             with m.If(self.fill.any()):
                 m.d.comb += [a_wr.addr.eq(self.fill_addr),
-                             a_wr.data.eq(Mux(self.fill[1], self.col_in, self.row_in)),
+                             act_in.eq(Mux(self.fill[1], self.col_in, self.row_in)),
                              a_wr.en.eq(1)]
+        # The same conversion the fp32 multiplicands get below: a MAC multiplies q of the
+        # bus word, whichever bank its operand comes from.
+        m.d.comb += a_wr.data.eq(
+            fp.round_pack(m, *_unpack_args(m, act_in, ew, "qact"), op, ew))
         # A send's word: an accumulator captured now, or the weight read issued now.
         sent_acc = Signal(32)
         sending_w = Signal()
@@ -408,14 +422,16 @@ class PE(wiring.Component):
         is_update = s1.c_op == ComputeOp.UPDATE
         is_velocity = s1.c_op == ComputeOp.UPDATE_V
         acc_k = acc_view[s1.c_acc]
-        a32 = Mux(is_update, acc_k, Mux(s1.a_act, a_rd2.data, w_rd.data))
-        b32 = Mux(is_update, self.scalar, Mux(is_velocity, self.scalar2, a_rd.data))
+        # The fp32 multiplicands are converted here; activation-bank words already are.
+        a32 = Mux(is_update, acc_k, w_rd.data)
+        b32 = Mux(is_update, self.scalar, self.scalar2)
         # The fused update's first MAC starts from the weight, as an UPDATE does.
         from_w = is_update | (is_mac & s1.c_init_w)
         c32 = Mux(from_w, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
-        ew = fp.exponent_width(FP32, op)
-        qa = fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew)
-        qb = fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew)
+        qa = Mux(~is_update & s1.a_act, a_rd2.data,
+                 fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew))
+        qb = Mux(is_update | is_velocity,
+                 fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew), a_rd.data)
 
         def delayed(value, stages, name):
             for index in range(stages):
@@ -439,9 +455,9 @@ class PE(wiring.Component):
         pair1 = Signal(name="pair1")
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
-            a1_32 = Mux(s1.a_act, a_rd2_1.data, w_rd_1.data)
-            qa1 = fp.round_pack(m, *_unpack_args(m, a1_32, ew, "qa1"), op, ew)
-            qb1 = fp.round_pack(m, *_unpack_args(m, a_rd_1.data, ew, "qb1"), op, ew)
+            qa1 = Mux(s1.a_act, a_rd2_1.data,
+                      fp.round_pack(m, *_unpack_args(m, w_rd_1.data, ew, "qa1"), op, ew))
+            qb1 = a_rd_1.data
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
                          mul.a1.eq(delayed(qa1, QS, "qa1")), mul.b1.eq(delayed(qb1, QS, "qb1")),
                          mul.pair1.eq(delayed(pair1, QS, "pair1")),

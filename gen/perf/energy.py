@@ -38,8 +38,9 @@ EVENTS = (
     ("accumulate_add", "an add in the accumulator format (fp32 by default)"),
     ("weight_bank_read", "a 32-bit read of a PE's weight bank (pe.weight_words words)"),
     ("weight_bank_write", "a 32-bit write of a PE's weight bank"),
-    ("act_bank_read", "a 32-bit read of a PE's activation bank (pe.act_words words)"),
-    ("act_bank_write", "a 32-bit write of a PE's activation bank"),
+    ("act_bank_read", "a read of one word of a PE's activation bank (pe.act_words words "
+                      "in the operand format, mac.operand)"),
+    ("act_bank_write", "a write of one word of a PE's activation bank"),
     ("scratchpad_access", "a 32-bit read or write of the scratchpad (core.scratchpad_words)"),
     ("bus_word", "a 32-bit word over a row or column bus of the core"),
     ("dram_64b", "64 bits read from or written to DRAM over AXI"),
@@ -88,7 +89,8 @@ class EnergyTable:
     operand_multiply, low_multiply, accumulate_add : float
         Arithmetic, per operation.
     weight_bank_read, weight_bank_write, act_bank_read, act_bank_write : float
-        A 32-bit access of a PE bank.
+        An access of one word of a PE bank: 32 bits in the weight bank, the operand
+        format's width in the activation bank.
     scratchpad_access : float
         A 32-bit access of the scratchpad.
     bus_word : float
@@ -338,12 +340,14 @@ def _derive(config, refs):
     sram = (f"Horowitz, ISSCC 2014, 64-bit SRAM access at 8 KB / 32 KB / 1 MB "
             f"({v['sram_8kb_64b']:g} / {v['sram_32kb_64b']:g} / {v['sram_1mb_64b']:g} pJ), "
             f"interpolated log-log by capacity")
-    for bank, words in (("weight_bank", config.pe.weight_words),
-                        ("act_bank", config.pe.act_words)):
-        nbytes = 4 * words
-        e = sram_access_64b(v, nbytes) / 2
-        text = (f"{sram} at {_kib(nbytes)} ({words} words), halved for a 32-bit access; "
-                f"a write is costed as a read")
+    # The activation bank holds operand-format words (hw.pe): a smaller array, narrower
+    # accesses.
+    for bank, words, bits in (("weight_bank", config.pe.weight_words, 32),
+                              ("act_bank", config.pe.act_words, mac.operand.width)):
+        nbytes = bits * words / 8
+        e = sram_access_64b(v, nbytes) * bits / 64
+        text = (f"{sram} at {_kib(nbytes)} ({words} words of {bits} bits), scaled by "
+                f"{bits}/64 for a {bits}-bit access; a write is costed as a read")
         out[f"{bank}_read"] = (e, text)
         out[f"{bank}_write"] = (e, text)
     nbytes = config.core.scratchpad_bytes

@@ -200,7 +200,9 @@ class Machine:
     weight : ndarray of uint64, (R, C, pe.weight_words)
         Weight bank of PE ``(r, c)``.
     act : ndarray of uint64, (R, C, pe.act_words)
-        Activation bank of PE ``(r, c)``.
+        Activation bank of PE ``(r, c)``. The PE stores ``q`` of every word written to
+        it (the operand-format word, ``hw.pe.PE``); this model keeps that value as the
+        fp32 word that holds it exactly, so ``q`` of a stored word is the PE's word.
     dma_base, dma_last : int
         The DMA window registers (reset: the whole address space).
     dual_seed : int
@@ -416,6 +418,11 @@ class Machine:
     def _q(self, bits):
         """Operand-format copies of fp32 words, as the PEs make them for the multiplier."""
         return nx.fconvert(bits, FP32, self.operand)
+
+    def _stored(self, bits):
+        """What an activation bank holds after a write of fp32 words ``bits``: ``q`` of
+        them (widened back to fp32 exactly, so that ``_q`` of it is ``q`` again)."""
+        return nx.fconvert(self._q(bits), self.operand, FP32)
 
     def _mac_chain(self, qa, qb, stationary=None, init=None):
         """MAC chains from ``+0`` (or from ``init``, fp32 words of the chains' shape: the fused
@@ -644,7 +651,7 @@ class Machine:
         nt = tiles(n, C)
         x = self._padded(c["sp_base"], c["sp_lpc"], n, batch, C).reshape(nt, C, batch)
         self.act[:, :, abase:abase + nt * batch] = \
-            x.transpose(1, 0, 2).reshape(1, C, nt * batch)
+            self._stored(x.transpose(1, 0, 2).reshape(1, C, nt * batch))
 
     def _load_row(self, c):
         # dY[t*R + r][b] to every PE of row r at abase + t*B + b.
@@ -653,7 +660,7 @@ class Machine:
         mt = tiles(m, R)
         y = self._padded(c["sp_base"], c["sp_lpc"], m, batch, R).reshape(mt, R, batch)
         self.act[:, :, abase:abase + mt * batch] = \
-            y.transpose(1, 0, 2).reshape(R, 1, mt * batch)
+            self._stored(y.transpose(1, 0, 2).reshape(R, 1, mt * batch))
 
     def _load_w(self, c):
         R, C = self.rows, self.cols

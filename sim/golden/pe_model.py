@@ -32,6 +32,12 @@ class PEModel:
         self.acc = np.zeros(acc_regs, dtype=np.uint64)
         self.sent = []
 
+    def _stored(self, word):
+        """The activation bank's word after a write of fp32 ``word``: its operand-format
+        value (``hw.pe.PE`` stores that), kept as the fp32 word that holds it exactly."""
+        q = nx.fconvert(np.array([word], dtype=np.uint64), FP32, self.operand)
+        return int(nx.fconvert(q, self.operand, FP32)[0])
+
     def _mac(self, c, a, b):
         q = lambda v: nx.fconvert(np.array([v], dtype=np.uint64), FP32, self.operand)
         return int(nx.fmac(np.array([c], dtype=np.uint64), q(a), q(b), self.operand, FP32)[0])
@@ -66,8 +72,8 @@ class PEModel:
             self.weight[w] = self.acc[k] = self._mac(int(self.acc[k]), int(self.weight[w]),
                                                      scalar2)
         if select and t_op == "ACT_FROM_ROW":
-            self.act[uop["t_addr"]] = row_in
+            self.act[uop["t_addr"]] = self._stored(row_in)
         elif select and t_op == "ACT_FROM_COL":
-            self.act[uop["t_addr"]] = col_in
+            self.act[uop["t_addr"]] = self._stored(col_in)
         elif select and t_op == "W_FROM_ROW":
             self.weight[uop["t_addr"]] = row_in

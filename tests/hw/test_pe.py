@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from chrysalis.gen.spec.formats import BF16, FP8_E4M3
+from chrysalis.gen.spec.formats import BF16, FP16, FP32, FP8_E4M3
 from chrysalis.hw.pe import PE, ComputeOp, TransferOp
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.pe_model import PEModel
@@ -196,7 +196,8 @@ def rtl(program, pe_args):
     return sent
 
 
-@pytest.mark.parametrize("operand,latency,seed", [(BF16, 3, 1), (BF16, 6, 2), (FP8_E4M3, 2, 3)])
+@pytest.mark.parametrize("operand,latency,seed", [(BF16, 3, 1), (BF16, 6, 2), (FP8_E4M3, 2, 3),
+                                                   (FP16, 4, 4), (FP32, 3, 5)])
 def test_pe_rtl_equals_model(operand, latency, seed):
     pe_args = {"operand": operand, "weight_words": 16, "act_words": 16, "acc_regs": 8,
                "latency": latency}
@@ -231,6 +232,81 @@ def test_held_operand_is_the_last_read_word():
     pe_args = {"operand": BF16, "weight_words": 4, "act_words": 4, "acc_regs": 4,
                "latency": 3}
     assert rtl(program, pe_args) == [two, two, three, three]
+
+
+#: fp32 words that the operand formats round, flush or saturate: ties to even (fp16 and
+#: bf16 differ), below fp16's smallest normal (flushed to a signed zero), above its largest
+#: (saturated), -0, an fp32 subnormal (read as zero), and the all-ones exponent (a normal
+#: number in these formats, far out of range).
+_EDGE_WORDS = [int(w) for w in _f32([1.0 + 2.0 ** -11, 1.0 + 3 * 2.0 ** -11, 1.0 + 2.0 ** -8,
+                                     1.0 + 3 * 2.0 ** -8, 2.0 ** -20, -(2.0 ** -20),
+                                     70000.0, -1e30, -0.0, 3.0, -0.1, 6.1e-5])]
+_EDGE_WORDS += [0x00000001, 0x80000003, 0x7FC00000, 0xFF800000]
+
+
+@pytest.mark.parametrize("operand", [FP16, BF16, FP32])
+def test_act_bank_holds_operand_words(operand):
+    """Every way into the activation bank (row bus, column bus, the fill port) stores the
+    operand-format word ``q`` makes of the fp32 bus word, in a bank ``operand.width`` bits
+    wide; a MAC multiplies that word as it is (here by 1.0 into an fp32 accumulator)."""
+    words = len(_EDGE_WORDS)
+    dut = PE(operand, weight_words=2, act_words=words, acc_regs=words, mac_latency=3,
+             fill=True)
+    top = dut.elaborate(None)
+    bank = top.submodules.act_bank
+    assert bank.shape == operand.width
+    stored = nx.fconvert(np.array(_EDGE_WORDS, dtype=np.uint64), FP32, operand)
+    if operand != FP32:
+        # The edge words really are changed by the conversion.
+        assert not np.array_equal(nx.fconvert(stored, operand, FP32), _EDGE_WORDS)
+    one = _f32([1.0])
+    expected = nx.fmac(np.zeros(words, dtype=np.uint64), nx.fconvert(one, FP32, operand),
+                       stored, operand, FP32)
+    layout = dut.layout
+    got_bank, got_acc = [], []
+
+    def uop(**fields):
+        value = {name: 0 for name in layout.members}
+        value.update(c_op=ComputeOp.NONE, t_op=TransferOp.NONE)
+        value.update(fields)
+        return layout.const(value)
+
+    async def testbench(ctx):
+        ctx.set(dut.select, 1)
+        ctx.set(dut.row_in, int(one[0]))
+        ctx.set(dut.uop, uop(t_op=TransferOp.W_FROM_ROW, t_addr=0))
+        await ctx.tick()
+        for addr, word in enumerate(_EDGE_WORDS):
+            way = addr % 3
+            ctx.set(dut.row_in, word if way != 1 else 0)
+            ctx.set(dut.col_in, word if way == 1 else 0)
+            if way == 2:
+                ctx.set(dut.uop, uop())
+                ctx.set(dut.fill, 0b01)
+                ctx.set(dut.fill_addr, addr)
+            else:
+                op = TransferOp.ACT_FROM_ROW if way == 0 else TransferOp.ACT_FROM_COL
+                ctx.set(dut.uop, uop(t_op=op, t_addr=addr))
+            await ctx.tick()
+            ctx.set(dut.fill, 0)
+        got_bank.extend(ctx.get(bank.data[addr]) for addr in range(words))
+        for addr in range(words):
+            ctx.set(dut.uop, uop(c_op=ComputeOp.MAC, c_acc=addr, c_clear=1, waddr=0,
+                                 aaddr=addr))
+            await ctx.tick()
+        ctx.set(dut.uop, uop())
+        await ctx.tick().repeat(5)
+        for addr in range(words):
+            ctx.set(dut.uop, uop(t_op=TransferOp.SEND_ACC, t_acc=addr))
+            await ctx.tick()
+            got_acc.append(ctx.get(dut.out))
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got_bank == [int(v) for v in stored]
+    assert got_acc == [int(v) for v in expected]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -24,9 +24,10 @@ def test_default_table():
     assert t.operand_multiply == pytest.approx(1.1 * 64 / 121)
     assert t.low_multiply == pytest.approx(1.1 * 16 / 121)
     assert t.accumulate_add == pytest.approx(0.9)
-    # 4 KB banks: 10 pJ * sqrt(4/8) per 64 bits, halved for 32 bits.
-    assert t.weight_bank_read == pytest.approx(5 * math.sqrt(0.5))
-    assert t.act_bank_write == t.act_bank_read == t.weight_bank_write == t.weight_bank_read
+    # The 4 KB weight bank: 10 pJ * sqrt(4/8) per 64 bits, halved for 32 bits.
+    assert t.weight_bank_read == t.weight_bank_write == pytest.approx(5 * math.sqrt(0.5))
+    # The activation bank holds bf16 words: 2 KB, a quarter of 64 bits per access.
+    assert t.act_bank_write == t.act_bank_read == pytest.approx(2.5 * math.sqrt(0.25))
     assert t.dram_64b == pytest.approx(1950)
     assert t.bus_word == pytest.approx(32 * 2 * 0.0404)
     assert "ESTIMATE" in t.sources["bus_word"]
@@ -67,8 +68,13 @@ def test_table_follows_the_config():
     assert t.operand_multiply == pytest.approx(1.1)
     assert t.low_multiply == pytest.approx(1.1)
     assert t.weight_bank_read == pytest.approx(5.0)            # 8 KB
-    assert t.act_bank_read == pytest.approx(10.0)              # 32 KB
+    assert t.act_bank_read == pytest.approx(10 * math.sqrt(2) / 4)   # fp16: 16 KB, 16 bits
     assert t.scratchpad_access == pytest.approx(10.0)          # 32 KB
+    # fp32 operands: the activation bank holds 32-bit words, 32 KB.
+    t32 = load(config=with_overrides(c, {"mac.operand": "fp32"}))
+    assert t32.act_bank_read == t32.act_bank_write == pytest.approx(10.0)
+    assert "8192 words of 32 bits" in t32.sources["act_bank_read"]
+    assert "8192 words of 16 bits" in t.sources["act_bank_read"]
 
 
 def test_reuse_cache_energies():
