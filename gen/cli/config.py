@@ -52,7 +52,7 @@ def _summary(config):
     cores = f"{cluster.cores} cores of " if cluster.cores > 1 else ""
     return (f"{cores}{core.rows}x{core.cols} PEs, {mac.operand} x {mac.operand} + "
             f"{mac.accumulator}, MAC latency {mac.latency}, "
-            f"{config.pe.local_store_bytes} B per PE, {core.scratchpad_bytes} B scratchpad")
+            f"{config.pe_store_bytes} B per PE, {core.scratchpad_bytes} B scratchpad")
 
 
 CONFIG = register(Command(

@@ -62,9 +62,10 @@ def asic_breakdown(config, figures=None):
     ports = 1 if config.mac.dual == "single" else 2
     pe = {
         "mac": _mac_mm2(config, f),
-        # The activation bank has two read ports (WGRAD), a dual PE doubles both banks.
-        "banks": 32 * sram * (config.pe.weight_words * ports
-                              + config.pe.act_words * 2 * ports),
+        # The activation bank has two read ports (WGRAD) and words of the operand format;
+        # a dual PE doubles both banks.
+        "banks": sram * ports * (32 * config.pe.weight_words
+                                 + config.mac.operand.width * config.pe.act_words * 2),
         "accumulators": 32 * config.pe.acc_regs * f["flop_um2_per_bit"] * 1e-6,
         "reuse": config.pe.reuse_entries * 48 * sram,
     }

@@ -243,7 +243,9 @@ class PEConfig(_Level):
     Members
     -------
     local_store_bytes : int
-        Bytes in both banks together.
+        Bytes in both banks together with 32-bit activation words, as for an fp32 operand
+        (the activation bank holds ``mac.operand`` words: :attr:`Config.pe_store_bytes`
+        counts them).
     weight_addr_bits, act_addr_bits : int
         Address widths of the two banks.
     """
@@ -481,15 +483,18 @@ class Config:
     -------
     total_pes : int
         PEs in the cluster, ``cluster.cores * core.pes``.
+    pe_store_bytes : int
+        Bytes of one PE's banks: fp32 master weights and activation words of the operand
+        format (``mac.operand``, rounded to it on the way in).
     total_local_store_bytes : int
-        Bytes of PE local store in the cluster.
+        Bytes of PE local store in the cluster (``total_pes * pe_store_bytes``).
     total_scratchpad_bytes : int
         Bytes of scratchpad in the cluster.
     peak_macs_per_cycle : int
         Multiply-accumulates per cycle of the whole cluster.
     """
 
-    DERIVED: ClassVar[tuple] = ("total_pes", "total_local_store_bytes",
+    DERIVED: ClassVar[tuple] = ("total_pes", "pe_store_bytes", "total_local_store_bytes",
                                 "total_scratchpad_bytes", "peak_macs_per_cycle")
 
     name: str = "chrysalis"
@@ -541,8 +546,13 @@ class Config:
         return self.cluster.cores * self.core.pes
 
     @property
+    def pe_store_bytes(self):
+        return (self.pe.weight_words * _WORD_BYTES
+                + self.pe.act_words * self.mac.operand.width // 8)
+
+    @property
     def total_local_store_bytes(self):
-        return self.total_pes * self.pe.local_store_bytes
+        return self.total_pes * self.pe_store_bytes
 
     @property
     def total_scratchpad_bytes(self):

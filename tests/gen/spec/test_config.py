@@ -42,7 +42,8 @@ def test_derived_values():
     assert c.core.scratchpad_bytes == 65536 * 4 and c.core.scratchpad_addr_bits == 16
     assert c.mac.macs_per_cycle == 2 and c.peak_macs_per_cycle == 96
     assert c.mac.low_operand == FloatFormat(8, 3)
-    assert c.total_local_store_bytes == 48 * c.pe.local_store_bytes
+    assert c.pe_store_bytes == 256 * 4 + 1024 * c.mac.operand.width // 8
+    assert c.total_local_store_bytes == 48 * c.pe_store_bytes
     assert c.total_scratchpad_bytes == 3 * c.core.scratchpad_bytes
     assert c.host.axi_strb_width == 8
 
