@@ -48,8 +48,11 @@ def run(config, out_dir, batch, steps, seed, simulators):
           f"({config.core.rows}x{config.core.cols} core) into {out_dir / 'rtl'}", flush=True)
     for path in emit(config, out_dir / "rtl").values():
         print(f"      {path}")
-    # The weights stay on chip between steps; a checkpoint run stores them at the end.
-    program = TrainingProgram(config, list(SIZES), batch, lr=0.25, store_every_step=False)
+    # The weights stay on chip between steps; a checkpoint run stores them at the end. The
+    # update is the one `chrysalis train` runs by default on this config (fused into the
+    # weight gradient where it applies, sim.compile.compiler.resolve_update).
+    program = TrainingProgram(config, list(SIZES), batch, lr=0.25, store_every_step=False,
+                              update=None)
     x_train, y_train, _, _ = digits(seed)
     minibatches = [(nx.from_float32(x_train[s * batch:(s + 1) * batch].T.astype(np.float32)),
                     y_train[s * batch:(s + 1) * batch]) for s in range(steps)]
