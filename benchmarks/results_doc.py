@@ -169,17 +169,20 @@ SECTIONS = (
     Section("Architecture search", ("search",), (_py("search"),),
             "The critical-path search (after WHAM) against an exhaustive search of the same "
             "space; modelled. Target: <= 2% from the optimum with >= 20x fewer evaluations "
-            "(met: 0.00% and 0.19% with 21.4x)."),
+            "(met for throughput: 0.00% with 23.5x; missed for throughput per watt: 15.80%, "
+            "the critical path leads to four cores where two with a narrower AXI are the "
+            "most efficient, `docs/perf_model.md`)."),
     Section("Energy efficiency", ("energy_caterpillar",), (_py("energy_caterpillar"),),
             "Modelled GFLOPS/W (45 nm table, dynamic energy only, 2 FLOPs per useful MAC) of "
             "CATERPILLAR-like machines training MNIST-shaped MLPs; useful MACs are forward, dX "
             "and dW, as CATERPILLAR counts them (the update is not a MAC). Target: >= 250 "
-            "GFLOPS/W (issue 19: >= 220); missed: on CATERPILLAR's machine shape "
-            "(mnist-500x3, 16 KB per PE) 134.9 for SGD, 184.3 for MBGD (batch 16) and 147.0 "
-            "for CP with the PEs' held operands (101.8, 129.2 and 108.8 without), 181.7 at "
-            "most with 8 KB per PE; the what-if columns (not built) give 148.5, 250.6 and "
-            "162.7 with activation words in the operand format (`docs/energy.md`, *Held "
-            "operands*); 240.0 for the searched design (see the search)."),
+            "GFLOPS/W (issue 19: >= 220); on CATERPILLAR's machine shape (mnist-500x3, "
+            "2048 + 2048 words per PE) met for MBGD (batch 16): 280.2, missed for SGD "
+            "(153.1) and CP (167.9), with the PEs' held operands and activation words in the "
+            "operand format (101.8, 129.2 and 108.8 before both); the fp32 master weights, "
+            "read in the forward and backward passes and read and written by the update, "
+            "limit batch 1 (the what-if column of 16-bit weight reads gives 174.7 and 194.0); "
+            "443.7 for the searched design at 103.2 mm² (see the search)."),
     Section("Area against the number of PEs", ("area_sweep",),
             (_py("area_sweep", "-j 2"),
              "chrysalis sweep sweeps/area.toml -j 2 && chrysalis report build/sweeps/area"),
