@@ -12,6 +12,7 @@
     one is never picked up). ``make clean`` removes them.
 """
 
+import gc
 import os
 import re
 from pathlib import Path
@@ -100,3 +101,12 @@ def pytest_collection_modifyitems(config, items):
     the end, instead of one 50 s simulation starting last and running alone.
     """
     items.sort(key=lambda item: not _runs_rtl(item))
+
+
+def pytest_sessionfinish(session):
+    """Free the Amaranth simulations kept for reuse (``sim.verify.shared_sim``) while the
+    session still runs: left to the interpreter's exit, their many objects are collected
+    while pytest-xdist shuts the worker down, which can interrupt them."""
+    from chrysalis.sim.verify import shared_sim
+    shared_sim.clear()
+    gc.collect()

@@ -4,11 +4,14 @@ Scratchpad words go in and out through the host port and commands run to complet
 cycles of each command are recorded. Used by the tests and the utilization benchmark.
 """
 
+import amaranth.sim
 import numpy as np
 from amaranth.sim import Simulator
 
 from chrysalis.hw.core import Core
 from chrysalis.gen.spec.layout import bank_count
+
+from .shared_sim import shared_simulation
 
 __all__ = ["CoreRunner"]
 
@@ -25,7 +28,15 @@ class CoreRunner:
 
     def __init__(self, config):
         self.config = config
-        self.dut = Core(config)
+        # One compiled simulation per config in this process (sim.verify.shared_sim): the
+        # core's elaboration and compilation take seconds, most runs far less. A test that
+        # swaps in its own Simulator (a monitor) gets a design and simulator of its own.
+        if Simulator is amaranth.sim.Simulator:
+            self._shared = shared_simulation(("core", config.to_toml()), lambda: Core(config))
+            self.dut = self._shared.dut
+        else:
+            self._shared = None
+            self.dut = Core(config)
         self.banks = bank_count(config.core.rows, config.core.cols)
         self.actions = []
         #: The ``random`` dual-precision policy's seed (``Core.dual_seed``).
@@ -107,10 +118,13 @@ class CoreRunner:
             for name in Core.COUNTERS:
                 counters[name] = ctx.get(getattr(dut, name))
 
-        sim = Simulator(dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(testbench)
-        sim.run()
+        if self._shared is not None:
+            self._shared.run(testbench)
+        else:
+            sim = Simulator(dut)
+            sim.add_clock(1e-8)
+            sim.add_testbench(testbench)
+            sim.run()
         self.cycles = cycles
         self.counters = counters
         self.errors = errors

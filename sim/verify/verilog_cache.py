@@ -7,7 +7,9 @@ depends only on the config, the gateware and emission sources, and the Amaranth 
 that convert it, so :func:`cached_verilog` keeps it under :func:`cache_dir`, named after a
 hash of all of those: a changed config, source file or tool gives a new name, never a stale
 file. Two processes that ask for the same Verilog at once: one converts, the other waits
-for it.
+for it. :func:`cached_design` does the same for a design that is not a config's accelerator
+(the board self-test with its stored image, say), keyed by what the caller says it depends
+on besides those sources and tools.
 """
 
 import hashlib
@@ -19,7 +21,7 @@ from chrysalis.gen.spec.config import Config
 
 from .runner import cache_root, file_lock
 
-__all__ = ["cache_dir", "verilog_key", "cached_verilog"]
+__all__ = ["cache_dir", "verilog_key", "cached_verilog", "design_key", "cached_design"]
 
 #: Bumped when what goes into a cached file changes in a way the key does not see.
 _SCHEME = "verilog-cache-1"
@@ -104,9 +106,63 @@ def cached_verilog(config, folder, *, cache=None):
             from chrysalis.gen.emit.verilog import emit
             text = Path(emit(config, folder)["verilog"]).read_text()
             _write_atomic(cached, text)
+    return _copy(cached, target)
+
+
+def design_key(name, parts):
+    """The name :func:`cached_design` keeps a design's Verilog under: a hash of ``name``, of
+    ``parts`` (strings naming what the text depends on besides the sources and the tools) and
+    of the gateware, spec and emission sources and the tools."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Verilog module name, not {name!r}")
+    parts = tuple(parts)
+    if not all(isinstance(part, str) for part in parts):
+        raise TypeError(f"parts must be strings, not {parts!r}")
+    digest = hashlib.sha256()
+    for part in (_SCHEME, "design", name, *parts, _sources_digest(), _tools()):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+def cached_design(name, parts, convert, folder, *, cache=None):
+    """Write the Verilog text that ``convert()`` returns to ``folder/<name>.v``, calling it
+    only if no cached copy exists: :func:`cached_verilog` for a design that is not a
+    config's accelerator (the board self-test with its stored image, say).
+
+    Parameters
+    ----------
+    name : str
+        The module's name (``convert`` must name the top so).
+    parts : iterable of str
+        Everything the text depends on besides the sources and tools :func:`verilog_key`
+        covers: the design's parameters and data, spelled out (:func:`design_key`).
+    convert : callable
+        Returns the Verilog text; called at most once per key and machine.
+    folder : path-like
+        Where the file goes (created when missing).
+    cache : path-like, optional
+        Folder of cached Verilog (default :func:`cache_dir`).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    key = design_key(name, parts)
+    cache = Path(cache or cache_dir())
+    cached = cache / f"{key}.v"
+    cache.mkdir(parents=True, exist_ok=True)
+    with file_lock(cache / f"{key}.lock"):
+        if not cached.is_file():
+            _write_atomic(cached, convert())
+    return _copy(cached, Path(folder) / f"{name}.v")
+
+
+def _copy(cached, target):
     text = cached.read_text()
     if not target.is_file() or target.read_text() != text:
-        folder.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(target, text)
     return target
 

@@ -38,6 +38,7 @@ from chrysalis.gen.spec.config import get_preset
 from chrysalis.gen.spec.isa import COMMAND_BYTES, ErrorCode, Opcode
 from chrysalis.hw.accelerator import Accelerator
 from chrysalis.hw.axi import AXI4Signature, Burst, Resp
+from chrysalis.sim.verify.shared_sim import shared_simulation
 from tests.hw.test_dma import Case, Memory, Subordinate, Transfer, _mem_init, plan
 
 CONFIG = get_preset("tiny")
@@ -305,8 +306,10 @@ def simulate(body, *, image=None, seed=1, stall=0.0, host_stall=0.0, limit=30_00
     """Run ``await body(bench)`` on a fresh accelerator; returns what it returns, with the
     memory bytes written over the bus (``memory``) and the scratchpad words the DMA engine
     wrote (``sp_writes``)."""
-    acc = _Accelerator(CONFIG)
-    sim = Simulator(acc)        # elaborates: acc.dma exists from here on
+    # One compiled simulation of the accelerator per pytest worker, reset for every test
+    # (sim.verify.shared_sim); it elaborates: acc.dma exists from here on.
+    shared = shared_simulation((_Accelerator, CONFIG.to_toml()), lambda: _Accelerator(CONFIG))
+    acc = shared.dut
     sub = Subordinate(_DmaView(acc), Case(WIDTH, LIMITS.banks, seed, stall, ()),
                       random.Random(seed))
     sub.mem = _Memory(seed, image or {})
@@ -324,9 +327,7 @@ def simulate(body, *, image=None, seed=1, stall=0.0, host_stall=0.0, limit=30_00
             await bench.tick()
         assert sub.bursts[mark:] == [], "bus activity after the last run"
 
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    shared.run(testbench)
     return result["body"], dict(memory=dict(sorted(sub.mem.written.items())),
                                 sp_writes=sub.sp_writes)
 

@@ -19,13 +19,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import get_preset, with_overrides
 from chrysalis.gen.spec.isa import ErrorCode, Opcode
 from chrysalis.hw.accelerator import Accelerator
 from chrysalis.sim.golden.cluster_machine import machine_for
+from chrysalis.sim.verify.shared_sim import shared_simulation
 from tests.hw.test_accelerator import (CMD_BASE, EXACT_COUNTERS, STATUS_DONE, STATUS_ERROR, WIDTH,
                                        Bench, Host, _DmaView, _Memory, image_of)
 from tests.hw.test_dma import Case, Subordinate, _mem_init
@@ -85,8 +85,9 @@ def simulate(config, runs, *, image, seed=1, stall=0.0, max_cycles=20_000, limit
     """``runs`` (``(cmd_base, count)``) one after the other on the RTL of ``config``; each
     run's outcome (status, error code and index, counters, CYCLES) and the final memory
     image (``uint32`` words of the first :data:`MEM_BYTES`)."""
-    acc = _Cluster(config)
-    sim = Simulator(acc)
+    # One compiled simulation per config in this worker (sim.verify.shared_sim).
+    shared = shared_simulation((_Cluster, config.to_toml()), lambda: _Cluster(config))
+    acc = shared.dut
     sub = Subordinate(_DmaView(acc), Case(WIDTH, config.core.banks, seed, stall, ()),
                       random.Random(seed))
     sub.mem = _Memory(seed, image)
@@ -103,9 +104,7 @@ def simulate(config, runs, *, image, seed=1, stall=0.0, max_cycles=20_000, limit
             out["cycles"] = await bench.get64("CYCLES") - before
             outs.append(out)
 
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    shared.run(testbench)
     memory = memory_words(seed, image).view(np.uint8).copy()
     for a, value in sub.mem.written.items():
         assert a < MEM_BYTES, f"a write at {a:#x}, past the memory the test models"

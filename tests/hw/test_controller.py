@@ -10,13 +10,13 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from chrysalis.gen.perf.network import cluster_stream_cost
 from chrysalis.gen.perf.stream import dma_beside
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.isa import ErrorCode, Opcode
 from chrysalis.hw.axi import Resp
+from chrysalis.sim.verify.shared_sim import shared_simulation
 from tests.hw.test_accelerator import (CMD_BASE, FETCH_BEATS, STATUS_DONE,
                                        STATUS_ERROR, WIDTH, Bench, Host, _DmaView, _Memory)
 from tests.hw.test_cluster import (MEM_BYTES, _Cluster, _forward, _forward_setup, cluster,
@@ -87,8 +87,9 @@ def _layout():
 def _simulate(stream, runs, seed=2, config=CONFIG):
     """The runs on the RTL: per run its outcome and CYCLES growth; the final memory."""
     image = with_data(stream, (0x4000, 8 * 14), (0x6000, 8 * 4))
-    acc = _Cluster(config)
-    sim = Simulator(acc)
+    # One compiled simulation per config in this worker (sim.verify.shared_sim).
+    shared = shared_simulation((_Cluster, config.to_toml()), lambda: _Cluster(config))
+    acc = shared.dut
     sub = Subordinate(_DmaView(acc), Case(WIDTH, config.core.banks, seed, 0.0, ()),
                       random.Random(seed))
     sub.mem = _Memory(seed, image)
@@ -105,9 +106,7 @@ def _simulate(stream, runs, seed=2, config=CONFIG):
             out["cycles"] = await bench.get64("CYCLES") - before
             outs[name] = out
 
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    shared.run(testbench)
     memory = memory_words(seed, image).view(np.uint8).copy()
     for a, value in sub.mem.written.items():
         assert a < MEM_BYTES, f"a write at {a:#x}, past the memory the test models"

@@ -27,12 +27,12 @@ from collections import deque
 
 import pytest
 from amaranth.hdl import Cat
-from amaranth.sim import Simulator
 from amaranth.utils import exact_log2
 
 from chrysalis.gen.spec.isa import COMMAND_BYTES
 from chrysalis.hw.axi import Burst, Resp
 from chrysalis.hw.dma import DmaEngine
+from chrysalis.sim.verify.shared_sim import shared_simulation
 
 ADDR_WIDTH = 32
 LINE_BITS = 16
@@ -318,7 +318,11 @@ def _cycle_limit(t, width, stall):
 
 def rtl(case, *, at_done=None):
     """Run ``case``; ``at_done`` (a list) gets ``bus_error`` as seen in each ``done`` cycle."""
-    dut = DmaEngine(addr_width=ADDR_WIDTH, data_width=case.width, line_bits=LINE_BITS)
+    # One compiled simulation per bus width in this worker (sim.verify.shared_sim).
+    shared = shared_simulation(
+        (DmaEngine, case.width),
+        lambda: DmaEngine(addr_width=ADDR_WIDTH, data_width=case.width, line_bits=LINE_BITS))
+    dut = shared.dut
     sub = Subordinate(dut, case, random.Random(case.seed))
     out = []
     idle = []
@@ -372,10 +376,7 @@ def rtl(case, *, at_done=None):
         idle[:] = [x for x in idle if any(x)] + sub.bursts[marks[0]:] + \
             sub.sp_writes[marks[1]:] + sub.w_beats[marks[2]:]
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    shared.run(testbench)
     assert sub.read_beat == sub.r_count and sub.write_beat == sub.w_count
     return dict(transfers=out, memory=dict(sorted(sub.mem.written.items())), idle=idle)
 

@@ -14,7 +14,6 @@ maximum pass.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from chrysalis.gen.perf.commands import loss_grad_cycles
 from chrysalis.gen.spec.config import get_preset
@@ -22,6 +21,7 @@ from chrysalis.hw.loss import OUT_LANES, LossGradient
 from chrysalis.sim.golden import core_counts as cc
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
+from chrysalis.sim.verify.shared_sim import shared_simulation
 from chrysalis.gen.spec.formats import FP32
 
 LPC = 4          # lines per column of every matrix (room for up to 4 * S classes)
@@ -41,7 +41,11 @@ def run_unit(y, labels, inv, *, latency, sfu="pipelined", lanes=4):
         for i in range(classes):
             words[(Y_BASE + b * LPC, i)] = int(y[i, b])
         words[(LAB_BASE + b * LPC, 0)] = int(labels[b]) & 0xFFFF_FFFF
-    dut = LossGradient(line_bits=12, mac_latency=latency, sfu=sfu, lanes=lanes)
+    # One compiled simulation per unit's parameters in this worker (sim.verify.shared_sim).
+    shared = shared_simulation(
+        (LossGradient, latency, sfu, lanes),
+        lambda: LossGradient(line_bits=12, mac_latency=latency, sfu=sfu, lanes=lanes))
+    dut = shared.dut
     result = {}
 
     async def testbench(ctx):
@@ -78,10 +82,7 @@ def run_unit(y, labels, inv, *, latency, sfu="pipelined", lanes=4):
             await ctx.tick()
             assert cycle < limit, "no done"
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    shared.run(testbench)
     dy = np.array([[words.get((DY_BASE + b * LPC, i), 0) for b in range(batch)]
                    for i in range(classes)], dtype=np.uint64)
     return dy, result["done"]

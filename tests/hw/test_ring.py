@@ -13,7 +13,6 @@ import itertools
 import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Module
-from amaranth.sim import Simulator
 
 from chrysalis.gen.spec.config import get_preset, with_overrides
 from chrysalis.gen.spec.isa import Opcode
@@ -22,6 +21,7 @@ from chrysalis.hw.scratchpad import Scratchpad
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.gen.spec.ring import link_words
 from chrysalis.sim.golden import ring
+from chrysalis.sim.verify.shared_sim import shared_simulation
 
 OPS = (Opcode.BROADCAST, Opcode.REDUCE, Opcode.ALL_GATHER, Opcode.REDUCE_SCATTER,
        Opcode.ALL_REDUCE, Opcode.SEND)
@@ -132,7 +132,10 @@ def rtl(config, images, commands, banks, back_to_back):
     next one: not read), and each command's growth of ``ring_cycles`` and ``ring_words``
     and its cycles from ``start`` to ``done``, from the RTL."""
     words = len(images[0])
-    dut = _Cluster(config, words, banks)
+    # One compiled simulation per ring in this worker (sim.verify.shared_sim).
+    shared = shared_simulation((_Cluster, config.to_toml(), words, banks),
+                               lambda: _Cluster(config, words, banks), clocks=((1e-6, "sync"),))
+    dut = shared.dut
     engine, pads = dut.engine, dut.scratchpads
     out, counts = [], []
 
@@ -180,10 +183,7 @@ def rtl(config, images, commands, banks, back_to_back):
                 ctx.set(pad.host_re, 0)
             out.append(image_now)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    shared.run(testbench)
     return out, counts
 
 

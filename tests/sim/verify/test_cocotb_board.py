@@ -3,8 +3,11 @@ digits step of a 2x2 accelerator passes with the golden machine's checksum, and 
 design built from an image with one weight bit flipped fails with a checksum mismatch
 (``sim/verify/tb/board.py``; in Amaranth's simulator: ``tests/hw/test_board.py``)."""
 
+import dataclasses
+import hashlib
 import json
 
+import numpy as np
 import pytest
 from amaranth.back import verilog
 
@@ -12,7 +15,20 @@ from chrysalis.gen.emit.verilog import time_zero_initializers
 from chrysalis.hw.board import Reason, SelfTest
 from chrysalis.sim.compile.selftest import selftest_image
 from chrysalis.sim.verify.runner import run_testbench
+from chrysalis.sim.verify.verilog_cache import cached_design
 from tests.hw.test_board import BATCH, BOARD_TINY, SIZES
+
+
+def _image_parts(image):
+    """Every field of a ``SelfTestImage``, arrays by the hash of their bytes: what the
+    self-test's Verilog depends on besides the sources."""
+    parts = []
+    for field in dataclasses.fields(image):
+        value = getattr(image, field.name)
+        if isinstance(value, np.ndarray):
+            value = f"{value.dtype}{value.shape}:{hashlib.sha256(value.tobytes()).hexdigest()}"
+        parts.append(f"{field.name}={value!r}")
+    return parts
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +47,12 @@ def test_selftest_under_a_simulator(simulator, build_root, stored, corrupt):
         image = stored
         expect = {"passed": True, "reason": int(Reason.NONE), "result": int(stored.golden[0])}
     name = f"selftest_{'corrupted' if corrupt else 'golden'}"
-    source = build_root / f"{name}.v"
-    text = verilog.convert(SelfTest(image, timeout_cycles=100_000), name=name, emit_src=False)
-    source.write_text(time_zero_initializers(text))
+    # Converted once per image and machine, not once per simulator.
+    source = cached_design(
+        name, ["SelfTest timeout_cycles=100000", *_image_parts(image)],
+        lambda: time_zero_initializers(verilog.convert(
+            SelfTest(image, timeout_cycles=100_000), name=name, emit_src=False)),
+        build_root)
     result = run_testbench(sources=[source], toplevel=name, module="chrysalis.sim.verify.tb.board",
                            simulator=simulator, build_dir=build_root, timeout_s=600,
                            extra_env={"CHRYSALIS_EXPECT": json.dumps(expect)})

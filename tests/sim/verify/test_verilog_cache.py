@@ -46,3 +46,39 @@ def test_key_follows_the_config_and_the_sources(monkeypatch):
 def test_refuses_what_is_not_a_config(tmp_path):
     with pytest.raises(TypeError, match=r"config must be a Config, not 'tiny'"):
         cached_verilog("tiny", tmp_path)
+
+
+def test_a_design_is_converted_once_per_key(tmp_path, monkeypatch):
+    calls = []
+
+    def convert(text):
+        def run():
+            calls.append(text)
+            return text
+        return run
+
+    cache = tmp_path / "cache"
+    first = verilog_cache.cached_design("top", ["image=1"], convert("module top; endmodule\n"),
+                                        tmp_path / "a", cache=cache)
+    again = verilog_cache.cached_design("top", ["image=1"], convert("never converted\n"),
+                                        tmp_path / "b", cache=cache)
+    assert calls == ["module top; endmodule\n"]
+    assert first.name == again.name == "top.v"
+    assert again.read_text() == "module top; endmodule\n"
+    # Other parts, another name or changed sources: converted afresh.
+    other = verilog_cache.cached_design("top", ["image=2"], convert("other\n"), tmp_path / "c",
+                                        cache=cache)
+    assert other.read_text() == "other\n"
+    key = verilog_cache.design_key("top", ["image=1"])
+    assert verilog_cache.design_key("top2", ["image=1"]) != key
+    monkeypatch.setitem(verilog_cache._memo, "sources", "another gateware")
+    assert verilog_cache.design_key("top", ["image=1"]) != key
+
+
+@pytest.mark.parametrize("name, parts, error, message", [
+    ("1top", [], ValueError, r"name must be a Verilog module name, not '1top'"),
+    ("top", [1], TypeError, r"parts must be strings, not \(1,\)"),
+])
+def test_a_design_key_refuses_bad_input(name, parts, error, message):
+    with pytest.raises(error, match=message):
+        verilog_cache.design_key(name, parts)
