@@ -56,8 +56,8 @@ def test_cli_cp_writes_its_json(tmp_path, capsys):
     import json
     data = json.loads(out.read_text())
     assert data["mode"] == "cp" and data["cores"] == 2 and len(data["history"]) == 1
-    assert data["stages"] and data["ticks"] > 0 and 0 < data["history"][0]["acc"] <= 1
-    assert data["update"] == "fused"            # the default where it applies
+    assert data["stages"] and data["ticks"] > 0 and 0.5 < data["history"][0]["acc"] <= 1
+    assert data["update"] == "fused"            # the default where it applies: it learns
 
 
 def test_cli_cluster_update_flag_reaches_the_json(tmp_path, capsys):
@@ -70,14 +70,10 @@ def test_cli_cluster_update_flag_reaches_the_json(tmp_path, capsys):
     assert data["mode"] == "model" and data["update"] == "separate"
 
 
-def test_cp_trains_with_the_fused_update():
-    """Continuous propagation with the update fused into the weight gradient, its default
-    with plain SGD: an epoch on the golden cluster learns, and the result says which update
-    ran."""
+def test_cp_refuses_an_unknown_update():
+    """(An epoch of CP with its default, the update fused into the weight gradient, learns
+    and says which update ran: test_cli_cp_writes_its_json, through the CLI.)"""
     from chrysalis.sim.train.cp import train_cp
-    result = train_cp(CLUSTER, sizes=(64, 8, 10), epochs=1, progress=False, log=None)
-    assert result.update == "fused" and result.to_dict()["update"] == "fused"
-    assert result.history[0].acc > 0.5
     with pytest.raises(ValueError, match="update must be one of fused, separate, not 'x'"):
         train_cp(CLUSTER, sizes=(64, 8, 10), epochs=1, update="x", progress=False, log=None)
 
@@ -86,7 +82,7 @@ def test_cp_and_model_default_to_the_fused_update_and_data_keeps_separate():
     """Plain SGD on one MAC stream: ``model`` and ``cp`` fuse the update by default (as one
     core), ``data`` keeps the separate pass (its gradients are all-reduced first); each
     mode's job runs on the golden cluster with its WGRADs fused or not (CP's training with
-    its default: test_cp_trains_with_the_fused_update)."""
+    its default: test_cli_cp_writes_its_json)."""
     for mode, update in (("model", "fused"), ("cp", "fused"), ("data", "separate")):
         assert cluster_train.resolve_cluster_update(CLUSTER, mode, None) == update
         job, runs, _ = cluster_train.cluster_job(CLUSTER, mode, steps=1)
