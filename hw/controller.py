@@ -55,7 +55,6 @@ from chrysalis.gen.spec import isa
 
 from .command_check import COMMAND_LAYOUT
 from .registers import EventSignature, HostSignature
-from .sequencer import SIDE_OPS
 
 __all__ = ["DmaRequestSignature", "Controller"]
 
@@ -229,7 +228,7 @@ class Controller(wiring.Component):
         that the core may take beside its ``WGRAD`` now (``cores_side_ready``), its words
         apart from the regions the ``WGRAD`` reads."""
         f = self.command
-        is_load = self._op_in(SIDE_OPS)
+        is_load = self._op_in(isa.SIDE_OPS)
         lo, hi = f.abase, self.act_end
         side = []
         for k in range(self.cores):

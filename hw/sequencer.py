@@ -11,14 +11,7 @@ from chrysalis.gen.spec import isa
 
 from .issue import CORE_OPS, EngineControl
 
-__all__ = ["SIDE_OPS", "Sequencer"]
-
-#: The operations the side slot takes: loads into the activation banks (the mover, the
-#: scratchpad's read port and the activation banks' write port).
-SIDE_OPS = (isa.Opcode.LOAD_COL, isa.Opcode.LOAD_ROW)
-#: The operation a side command may run beside: it uses none of those (its compute slots read
-#: the activation banks and read and write the weight banks).
-SIDE_HOST = isa.Opcode.WGRAD
+__all__ = ["Sequencer"]
 
 
 class Sequencer(wiring.Component):
@@ -117,8 +110,8 @@ class Sequencer(wiring.Component):
 
         # The side slot: a load beside a WGRAD.
         side = Signal.like(ctl.cmd, name="side_cmd")
-        is_side_op = Cat(*[new.op == op for op in SIDE_OPS]).any()
-        m.d.comb += self.side_ready.eq(busy & (ctl.cmd.op == SIDE_HOST) & ~self.side_busy)
+        is_side_op = Cat(*[new.op == op for op in sorted(isa.SIDE_OPS)]).any()
+        m.d.comb += self.side_ready.eq(busy & (ctl.cmd.op == isa.SIDE_HOST) & ~self.side_busy)
         side_taken = Signal(name="side_taken")
         m.d.comb += side_taken.eq(self.side_valid & self.side_ready & is_side_op)
         with m.If(side_taken):

@@ -26,8 +26,8 @@ __all__ = ["SP_READERS", "SP_WRITERS", "SIDE_OPS", "dma_beside", "load_beside", 
 #: the scratchpad through its read (write) port.
 SP_READERS = frozenset(op.name for op in isa.SP_READERS)
 SP_WRITERS = frozenset(op.name for op in isa.SP_WRITERS)
-#: The loads a core takes beside a ``WGRAD`` (``hw.sequencer.SIDE_OPS``).
-SIDE_OPS = frozenset({"LOAD_COL", "LOAD_ROW"})
+#: ``gen.spec.isa.SIDE_OPS`` by name: the loads a core takes beside a ``WGRAD``.
+SIDE_OPS = frozenset(op.name for op in isa.SIDE_OPS)
 #: The columns of each core operation's scratchpad matrix ``sp`` (``gen.spec.isa.OP_REGIONS``).
 _SP_COLUMNS = {"LOAD_W": "n", "STORE_W": "n"}
 
@@ -78,7 +78,8 @@ def load_beside(config, load, running):
     ``running`` (``None``: unknown), by the controller's rule (``hw.controller``):
     ``load`` is a ``LOAD_COL`` or ``LOAD_ROW``, ``running`` a ``WGRAD``, and the words
     the load writes are none of those the ``WGRAD`` reads."""
-    if running is None or _name(running) != "WGRAD" or _name(load) not in SIDE_OPS:
+    if (running is None or _name(running) != isa.SIDE_HOST.name
+            or _name(load) not in SIDE_OPS):
         return False
     lo, hi = _act_region(config, load, "abase")
     for base in ("abase", "abase2"):

@@ -32,7 +32,7 @@ __all__ = [
     "SIZE_TERMS", "MEMORIES", "OP_REGIONS", "DMA_OPS", "size_values", "dma_region", "BitField",
     "Register", "REGISTERS", "REGISTER", "COUNTERS", "CONFIG_REGISTERS", "CONSTANT_REGISTERS",
     "LOCKED_WHILE_RUNNING", "ID_MAGIC", "REUSE_STRENGTH_BITS", "DUAL_SEED_BITS",
-    "SP_READERS", "SP_WRITERS", "DISJOINT",
+    "SP_READERS", "SP_WRITERS", "SIDE_OPS", "SIDE_HOST", "DISJOINT",
     "shared_fields", "register_notes", "c_header", "markdown",
 ]
 
@@ -587,6 +587,13 @@ DMA_OPS = frozenset(op for op, regions in OP_REGIONS.items()
 SP_READERS = frozenset({Opcode.LOAD_COL, Opcode.LOAD_ROW, Opcode.LOAD_W, Opcode.LOSS_GRAD,
                         Opcode.BACKWARD})
 SP_WRITERS = frozenset({Opcode.STORE_W, Opcode.FORWARD, Opcode.BACKWARD, Opcode.LOSS_GRAD})
+
+#: The loads a core may take in its side slot while it runs a ``SIDE_HOST`` command: they use
+#: the mover, the scratchpad's read port and the activation banks' write port, none of which
+#: ``WGRAD`` uses (``hw.sequencer``; the controller's rule on their activation-bank regions,
+#: ``hw.controller``, and ``gen.perf.stream.load_beside`` in the model).
+SIDE_OPS = frozenset({Opcode.LOAD_COL, Opcode.LOAD_ROW})
+SIDE_HOST = Opcode.WGRAD
 
 
 def size_values(fields, limits):

@@ -102,8 +102,8 @@ class MlpProgram:
     fill : bool
         The loads into the activation banks are hidden in the ``FORWARD`` and ``BACKWARD``
         before them (their ``fill`` bit).
-    act_x, act_dy : list of int
-        Activation-bank base of each layer's input ``X`` and output gradient ``dY``.
+    act_x : list of int
+        Activation-bank base of each layer's input ``X``.
     act_words : int
         Activation-bank words per PE the step uses (from 0).
     """
@@ -125,7 +125,6 @@ class MlpProgram:
     update: str = "separate"
     fill: bool = False
     act_x: list = field(default_factory=list)
-    act_dy: list = field(default_factory=list)
     act_words: int = 0
 
 
@@ -208,7 +207,7 @@ def compile_mlp(config, sizes, batch, lr, momentum=None, update="separate", fill
     fill = fill and _can_fill(config, sizes, batch)
     prog.fill = fill
     act_x, act_dy, act_next = _act_places(config, sizes, batch, fill)
-    prog.act_x, prog.act_dy, prog.act_words = act_x, act_dy, act_next
+    prog.act_x, prog.act_words = act_x, act_next
     if act_next > config.pe.act_words:
         raise ValueError(f"inputs and gradients need {act_next} words per PE, more than "
                          f"pe.act_words = {config.pe.act_words}")

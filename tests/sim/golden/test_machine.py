@@ -391,9 +391,10 @@ def test_padding_garbage_takes_part_as_in_the_simd_array():
     assert not np.array_equal(y, cm.forward(num, w[:3, :3], x[:3]))
 
 
-def _mlp_machine(config, sizes, batch, momentum=None, seed=1, update="separate"):
+def _mlp_machine(config, sizes, batch, momentum=None, seed=1, update="separate", fill=True):
     """A machine with compile_mlp's placement of a seeded MLP, its weights loaded."""
-    prog = cp.compile_mlp(config, sizes, batch, 0.25, momentum=momentum, update=update)
+    prog = cp.compile_mlp(config, sizes, batch, 0.25, momentum=momentum, update=update,
+                          fill=fill)
     case = mlp.mlp_case(sizes, batch, 2, seed)
     machine = Machine(config)
     for mat, w in zip(prog.weights, case.weights):
@@ -814,18 +815,8 @@ def test_hidden_loads_leave_what_the_loads_did(name, sizes, batch, weight_words,
     config = with_overrides(config, {"pe.weight_words": weight_words})
     runs = []
     for fill in (True, False):
-        prog = cp.compile_mlp(config, sizes, batch, 0.25, fill=fill)
+        prog, case, machine = _mlp_machine(config, sizes, batch, seed=3, fill=fill)
         assert prog.fill == (fill and fills)
-        case = mlp.mlp_case(sizes, batch, 2, seed=3)
-        machine = Machine(config)
-        for mat, w in zip(prog.weights, case.weights):
-            machine.write_matrix(mat.base, mat.lines_per_column, w)
-        for command in prog.load_weights:
-            assert machine.execute(command) == ErrorCode.NONE
-        for hidden in prog.acts[1:-1]:        # the rows of ones, then their tiles in the PEs
-            machine.scratchpad[hidden.addresses()[-1]] = mlp.ONE
-        for command in prog.setup:
-            assert machine.execute(command) == ErrorCode.NONE
         for x, labels in zip(case.inputs, case.labels):
             _mlp_step(prog, machine, x, labels)
         runs.append((prog, machine))

@@ -1,7 +1,8 @@
 """The controller's overlap on the generated Verilog (``sim.verify.native_job``), under
-Verilator and Icarus: a DMA beside a core command and one that must wait, core commands
-fetched ahead, and a check error on a command fetched ahead give the golden machine's
-images, counters and errors, and ``CYCLES`` exactly the model's
+Verilator and Icarus: a DMA beside a core command and one that must wait, a load beside a
+``WGRAD`` (the core's side slot) and one that must wait because it writes what the
+``WGRAD`` reads, core commands fetched ahead, and a check error on a command fetched ahead
+give the golden machine's images, counters and errors, and ``CYCLES`` exactly the model's
 (``gen.perf.network.cluster_stream_cost`` with the memory timing of the harnesses)."""
 
 from pathlib import Path
@@ -23,6 +24,10 @@ STORE = dict(op="DMA_STORE", n=8, batch=8, mem_stride=0x20, sp_lpc=4)
 LOAD_COL = dict(op="LOAD_COL", n=6, batch=8, abase=0, sp_base=24, sp_lpc=4)
 
 
+#: WGRAD reads X at words [0, 24) and dY at [24, 40) of the activation banks.
+WGRAD = dict(op="WGRAD", m=4, n=6, batch=8, wbase=0, abase=0, abase2=24, fused=1)
+
+
 def _forward(sp_base):
     return dict(op="FORWARD", m=4, n=6, batch=8, wbase=0, abase=0, sp_base=sp_base, sp_lpc=4)
 
@@ -40,6 +45,8 @@ STREAMS = {
     "halt": [_forward(180), dict(_forward(60), wbase=TINY.pe.weight_words)],
     "store_all": [dict(STORE, mem_addr=0xA000 + 0x400 * i, sp_base=base)
                   for i, base in enumerate((60, 100, 180))],
+    "load_beside_wgrad": [WGRAD, dict(LOAD_COL, abase=40)],
+    "load_waits_for_wgrad": [WGRAD, dict(LOAD_COL, abase=16)],
 }
 
 
@@ -84,3 +91,10 @@ def test_overlap_equals_golden_and_the_model(simulator):
         core, dma = (command_cost(TINY, c) for c in STREAMS[name])
         assert outs[list(STREAMS).index(name)].cycles < (
             1 + core["cycles"] + dma["dma_cycles"])
+    # The load into words the WGRAD does not read went beside it; the one into its X
+    # waited: the same commands, fewer cycles.
+    from chrysalis.gen.perf.stream import load_beside
+    beside, waits = (STREAMS[name] for name in ("load_beside_wgrad", "load_waits_for_wgrad"))
+    assert load_beside(TINY, beside[1], WGRAD) and not load_beside(TINY, waits[1], WGRAD)
+    index = {name: i for i, name in enumerate(STREAMS)}
+    assert outs[index["load_beside_wgrad"]].cycles < outs[index["load_waits_for_wgrad"]].cycles
