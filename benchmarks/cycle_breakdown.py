@@ -161,13 +161,27 @@ def compute_split(config, op, m, n, batch, momentum=False, fused=False):
 
 def _take_beside(parts, beside):
     """A load the core runs beside a ``WGRAD`` (its side slot) hides its transfers and its
-    end: ``beside`` cycles less of the loads, then of the command ends."""
-    for key in ("loads", "end"):
+    end, and a DMA that would have waited for it then runs beside the ``WGRAD`` too:
+    ``beside`` cycles less of the loads, then of the command ends, then of the DMA."""
+    for key in ("loads", "end", "dma"):
         taken = min(beside, parts[key])
         parts[key] -= taken
         beside -= taken
     if beside:
         raise AssertionError(f"the side slot hides {beside} cycles more than the loads take")
+
+
+def _take_drain(parts, beside):
+    """A ``WGRAD`` the core starts beside a ``BACKWARD``'s last drain (its drain slot) hides
+    that drain and the command's end: ``beside`` cycles less of the exposed drains, then of
+    the command ends."""
+    for key in ("drain", "end"):
+        taken = min(beside, parts[key])
+        parts[key] -= taken
+        beside -= taken
+    if beside:
+        raise AssertionError(f"the drain slot hides {beside} cycles more than the drains "
+                             f"and ends take")
 
 
 def command_split(config, command, timing=TESTBENCH_MEMORY):
@@ -226,15 +240,17 @@ def demo_column(timing=TESTBENCH_MEMORY):
     in_order = sum(parts.values())
     stream = lambda **how: cluster_stream_cost(config, step["commands"], timing,
                                                **how)["cycles"]
-    fetched_ahead = stream(dma_overlap=False, side_slot=False)
+    fetched_ahead = stream(dma_overlap=False, side_slot=False, drain_slot=False)
     parts["fetch"] -= in_order - fetched_ahead
     # A DMA that runs beside a core command hides its own fetch and checks with it: what
     # the overlap saves beyond the DMA cycles is fetch time.
-    no_side = stream(side_slot=False)
+    no_side = stream(side_slot=False, drain_slot=False)
     hidden = fetched_ahead - no_side
     parts["fetch"] -= max(0, hidden - parts["dma"])
     parts["dma"] -= min(hidden, parts["dma"])
-    _take_beside(parts, no_side - step["total"]["cycles"])
+    no_drain = stream(drain_slot=False)
+    _take_beside(parts, no_side - no_drain)
+    _take_drain(parts, no_drain - step["total"]["cycles"])
     cycles = step["total"]["cycles"]
     util = step["useful_macs"] / (config.peak_macs_per_cycle * cycles)
     return _finish("demo", f"{'-'.join(map(str, DEMO_SIZES))}, batch {DEMO_BATCH}, one "
@@ -319,8 +335,9 @@ def model_parallel_column(mode, batch, timing=TESTBENCH_MEMORY):
     # cycles lack against the layers' costs and the collectives.
     hidden = sum(entry["cycles"] for entry in phases.values()) + r["collective_cycles"] \
         - r["cycles"]
-    parts["fetch"] += overhead - (hidden - r["side_hidden_cycles"])
+    parts["fetch"] += overhead - (hidden - r["side_hidden_cycles"] - r["drain_hidden_cycles"])
     _take_beside(parts, r["side_hidden_cycles"])
+    _take_drain(parts, r["drain_hidden_cycles"])
     # Every core has the same timeline; the network's useful MACs are shared among them,
     # the rest of what each core computes is repeated.
     useful = r["useful_macs"] / (config.core.pes * config.mac.macs_per_cycle)

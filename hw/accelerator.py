@@ -136,9 +136,13 @@ class Accelerator(wiring.Component):
         m.d.comb += [controller.cores_idle.eq(Cat(*[c.cmd_ready for c in cores])),
                      controller.cores_error.eq(Cat(*[c.error for c in cores])),
                      controller.cores_side_ready.eq(Cat(*[c.side_ready for c in cores])),
-                     controller.cores_side_busy.eq(Cat(*[c.side_busy for c in cores]))]
+                     controller.cores_side_busy.eq(Cat(*[c.side_busy for c in cores])),
+                     controller.cores_drain_ready.eq(Cat(*[c.drain_ready for c in cores])),
+                     controller.cores_drain_busy.eq(Cat(*[c.drain_busy for c in cores]))]
         m.d.comb += [c.cmd_valid.eq(controller.cmd_valid[k]) for k, c in enumerate(cores)]
         m.d.comb += [c.side_valid.eq(controller.side_valid[k]) for k, c in enumerate(cores)]
+        m.d.comb += [c.drain_valid.eq(controller.drain_valid[k])
+                     for k, c in enumerate(cores)]
         self._connect_core_commands(m, cores, check.command)
         self._connect_dma_ports(m, cores, dma, check.mask, controller.dma.fetch)
         if cluster:

@@ -154,6 +154,10 @@ class ComputeEngine(_Engine):
         The engine waits for a buffer to be drained in this cycle.
     finish : Out(1)
         The command's last slot is issued and every group is drained.
+    handover : Out(1)
+        A FORWARD or BACKWARD has issued its last slot, and only its last group is left to
+        drain (the other buffer is free): a WGRAD may start beside that drain
+        (``hw.sequencer``'s drain slot).
 
     Attributes
     ----------
@@ -173,6 +177,7 @@ class ComputeEngine(_Engine):
             "dual_seed": In(isa.DUAL_SEED_BITS),
             "stall": Out(1),
             "finish": Out(1),
+            "handover": Out(1),
         })
 
     @property
@@ -225,10 +230,12 @@ class ComputeEngine(_Engine):
         buf = Signal(name="buffer")
         free = Signal(2, name="buffer_free", init=0b11)
         fresh = Signal(name="fresh")          # no MAC issued yet in this command
+        # The buffer parity and the free bits carry over from one command to the next: a
+        # WGRAD taken while the command before drains its last group (hw.sequencer's drain
+        # slot) accumulates in the other buffer.
         with m.If(ctl.start):
             m.d.sync += [fresh.eq(1), g.eq(0), s.eq(0), k.eq(0), upd.eq(0), vel.eq(0),
-                         o.eq(0), p1.eq(0), p2.eq(0), g_p1.eq(0), g_p2.eq(0), done.eq(0),
-                         buf.eq(0), free.eq(0b11)]
+                         o.eq(0), p1.eq(0), p2.eq(0), g_p1.eq(0), g_p2.eq(0), done.eq(0)]
         # The operand addresses of the command's last MAC slot (none yet after `start`).
         width = max(len(uop.waddr), len(uop.aaddr2))
         last = (Signal(width, name="last_stationary"),
@@ -247,8 +254,9 @@ class ComputeEngine(_Engine):
             inc = 1
             after_p1, after_p2 = next_p1, next_p2
         can_start = free.bit_select(buf, 1) | (s != 0) | (k != 0) | upd | vel | wgr
-        with m.If(active):
-            m.d.sync += free.eq((free & ~hand.claim) | hand.release)
+        # Unconditional: a drain slot's last group is released after the WGRAD beside it
+        # may have ended.
+        m.d.sync += free.eq((free & ~hand.claim) | hand.release)
 
         with m.If(active & ~done):
             with m.If(~can_start):
@@ -285,6 +293,8 @@ class ComputeEngine(_Engine):
 
         # The command ends when the last slot is issued and every group is drained.
         m.d.comb += self.finish.eq(active & done & (wgr | hand.drained))
+        # Only the last group is left to drain, and the other buffer is free.
+        m.d.comb += self.handover.eq(active & (fwd | bwd) & done & free.bit_select(buf, 1))
         return m
 
     def _fused(self):
@@ -376,6 +386,11 @@ class DrainEngine(_Engine):
     """Drains the accumulated groups of FORWARD and BACKWARD to the edge reducers (see the
     module docstring).
 
+    Its ``control`` is the sequencer's ``drain_control``: the running command, or, once a
+    WGRAD has been taken beside the last group's drain, the command in the drain slot. So
+    the engine keeps the command's outputs and groups from the hand-over of its groups,
+    and its buffer parity from one command to the next, as the compute engine does.
+
     A group is drained in passes: one per PE along the bus (FORWARD: the row buses, column
     0 first; BACKWARD: the column buses, row 0 first), each sending accumulator ``k`` of
     every PE of the pass, ``k`` from 0 to ``G - 1``, with the reducer step of output
@@ -455,10 +470,17 @@ class DrainEngine(_Engine):
         g_p1 = Signal(SIZE_BITS, name="group_p1")
         g_p2 = Signal(SIZE_BITS, name="group_p2")
         buf = Signal(name="buffer")
+        # The buffer parity carries over, as the compute engine's does. The command's
+        # outputs and groups are kept from its groups' hand-over: in the drain slot the
+        # compute engine runs the next command.
+        outputs = Signal.like(hand.outputs, name="drain_outputs")
+        groups = Signal.like(hand.groups, name="drain_groups")
+        with m.If(hand.filled):
+            m.d.sync += [outputs.eq(hand.outputs), groups.eq(hand.groups)]
         with m.If(ctl.start):
             m.d.sync += [pending.eq(0), group.eq(0), lane.eq(0), k.eq(0), running.eq(0),
-                         wait.eq(0), p1.eq(0), p2.eq(0), g_p1.eq(0), g_p2.eq(0), buf.eq(0)]
-        m.d.comb += hand.drained.eq(group == hand.groups)
+                         wait.eq(0), p1.eq(0), p2.eq(0), g_p1.eq(0), g_p2.eq(0)]
+        m.d.comb += hand.drained.eq(group == groups)
 
         # Passes over a group: one per PE along the bus (a chain of adds at the edge), or
         # with the tree one per level of neighbour-link adds and one bus pass.
@@ -504,7 +526,7 @@ class DrainEngine(_Engine):
                 m.d.comb += [bus.uop.t_op.eq(TransferOp.SEND_ACC), bus.uop.t_acc.eq(acc),
                              bus.sel_col.eq(Mux(fwd, sender, 0)),
                              bus.sel_row.eq(Mux(bwd, sender, 0)),
-                             red.on.eq(output < hand.outputs), red.cols.eq(bwd),
+                             red.on.eq(output < outputs), red.cols.eq(bwd),
                              red.first.eq(sender == 0), red.last.eq(lane + 1 == passes),
                              red.k.eq(k), red.relu.eq(fwd & cmd.flag),
                              red.mask.eq(bwd & cmd.flag)]

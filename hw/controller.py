@@ -39,9 +39,18 @@ the activation-bank regions of the command each core was handed last (from the c
 ``WGRAD`` only if the words it writes are none of those the ``WGRAD`` reads; otherwise it
 waits for the core to be idle. A DMA then goes beside the core if it may go beside the
 command of each slot that is busy (the scoreboard keeps the scratchpad ports and lines of
-each slot's command). Every result -- memory, scratchpads, PE banks, counters but
-``CYCLES`` and ``DMA_CYCLES`` -- is that of the stream run in order (``CORE_CYCLES`` counts
-each command's busy cycles, so a load beside a ``WGRAD`` adds its own).
+each slot's command).
+
+A ``WGRAD`` may also start on a core whose ``FORWARD`` or ``BACKWARD`` drains its last group
+(the core's drain slot, ``drain_ready``): it uses neither the drain engine, nor the buses,
+nor the scratchpad. It is handed over only if the running command fills no activation word
+the ``WGRAD`` reads (``fill``: its ``abase2`` region against both of the ``WGRAD``'s). The
+running command's scratchpad record then moves to the drain slot's, which a DMA must also
+go beside while that slot is busy.
+
+Every result -- memory, scratchpads, PE banks, counters but ``CYCLES`` and ``DMA_CYCLES`` --
+is that of the stream run in order (``CORE_CYCLES`` counts each command's busy cycles, so a
+command beside another adds its own).
 """
 
 from types import SimpleNamespace
@@ -115,8 +124,13 @@ class Controller(wiring.Component):
     side_valid : Out(cores)
         Hand the command (a load) to each core's side slot, beside its ``WGRAD`` (its
         ``side_valid``).
+    drain_valid : Out(cores)
+        Hand the command (a ``WGRAD``) to each core while its ``FORWARD`` or ``BACKWARD``
+        drains its last group (its ``drain_valid``).
     cores_idle, cores_error, cores_side_ready, cores_side_busy : In(cores)
         Each core's ``cmd_ready``, ``error``, ``side_ready`` and ``side_busy``.
+    cores_drain_ready, cores_drain_busy : In(cores)
+        Each core's ``drain_ready`` and ``drain_busy``.
     ring_start : Out(1), ring_done : In(1)
         The ring engine (a cluster only).
     """
@@ -140,6 +154,8 @@ class Controller(wiring.Component):
             "cmd_valid": Out(cores), "cores_idle": In(cores), "cores_error": In(cores),
             "side_valid": Out(cores), "cores_side_ready": In(cores),
             "cores_side_busy": In(cores),
+            "drain_valid": Out(cores), "cores_drain_ready": In(cores),
+            "cores_drain_busy": In(cores),
         }
         if cores > 1:
             members.update({"ring_start": Out(1), "ring_done": In(1)})
@@ -177,7 +193,7 @@ class Controller(wiring.Component):
                      ev.dma_write_beats.eq(dma.write_beat),
                      ev.dma_cycles.eq(dma.busy & ~s.fetching)]
         s.dma_may_start = self._scoreboard(m, s)
-        s.side = self._side_scoreboard(m)
+        s.side, s.drain = self._act_scoreboard(m)
         self._fsm(m, s)
         return m
 
@@ -201,48 +217,73 @@ class Controller(wiring.Component):
         store = f.op == O.DMA_STORE
         ok = []
         for k in range(self.cores):
-            slots = []
-            for slot, handed in (("main", self.cmd_valid[k]), ("side", self.side_valid[k])):
-                run_rd = Signal(name=f"run{k}_{slot}_reads_sp")
-                run_wr = Signal(name=f"run{k}_{slot}_writes_sp")
-                run_lo = Signal(width, name=f"run{k}_{slot}_sp_lo")
-                run_hi = Signal(width, name=f"run{k}_{slot}_sp_hi")
-                with m.If(handed):
-                    m.d.sync += [run_rd.eq(reads), run_wr.eq(writes), run_lo.eq(lo),
-                                 run_hi.eq(self.sp_end)]
+            records = {}
+            for slot in ("main", "side", "drain"):
+                records[slot] = (Signal(name=f"run{k}_{slot}_reads_sp"),
+                                 Signal(name=f"run{k}_{slot}_writes_sp"),
+                                 Signal(width, name=f"run{k}_{slot}_sp_lo"),
+                                 Signal(width, name=f"run{k}_{slot}_sp_hi"))
+            new = (reads, writes, lo, self.sp_end)
+            with m.If(self.cmd_valid[k] | self.drain_valid[k]):
+                m.d.sync += [a.eq(b) for a, b in zip(records["main"], new)]
+            with m.If(self.side_valid[k]):
+                m.d.sync += [a.eq(b) for a, b in zip(records["side"], new)]
+            with m.If(self.drain_valid[k]):
+                # The running command moves into the drain slot, the WGRAD into the main.
+                m.d.sync += [a.eq(b) for a, b in zip(records["drain"], records["main"])]
+            ok_slot = {}
+            for slot, (run_rd, run_wr, run_lo, run_hi) in records.items():
                 apart = (self.sp_end <= run_lo) | (run_hi <= lo)
                 # A load takes the write port and changes its lines; a store takes the
                 # read port and reads its lines.
-                slots.append(Mux(store, ~run_rd & (~run_wr | apart),
-                                 ~run_wr & (~run_rd | apart)))
-            main, side = slots
+                ok_slot[slot] = Mux(store, ~run_rd & (~run_wr | apart),
+                                    ~run_wr & (~run_rd | apart))
             ok.append(~self.mask[k] | self.cores_idle[k]
-                      | (main & (~self.cores_side_busy[k] | side)))
+                      | (ok_slot["main"] & (~self.cores_side_busy[k] | ok_slot["side"])
+                         & (~self.cores_drain_busy[k] | ok_slot["drain"])))
         may = Signal(name="dma_may_start")
         m.d.comb += may.eq(Cat(*ok).all())
         return may
 
-    def _side_scoreboard(self, m):
-        """Per core, the activation-bank regions of the command handed to it last (recorded
-        when it is handed on). Returns a signal per core: the checked command is a load
+    def _act_scoreboard(self, m):
+        """Per core, the activation-bank regions of the command in its main slot (recorded
+        when it is handed on). Returns two signals per core: the checked command is a load
         that the core may take beside its ``WGRAD`` now (``cores_side_ready``), its words
-        apart from the regions the ``WGRAD`` reads."""
+        apart from the regions the ``WGRAD`` reads; the checked command is a ``WGRAD`` that
+        the core may take beside its draining ``FORWARD`` or ``BACKWARD`` now
+        (``cores_drain_ready``), reading no word that the drain fills."""
         f = self.command
         is_load = self._op_in(isa.SIDE_OPS)
-        lo, hi = f.abase, self.act_end
-        side = []
+        is_wgrad = f.op == isa.Opcode.WGRAD
+        ends = {"abase": self.act_end, "abase2": self.act2_end}
+        side, drain = [], []
         for k in range(self.cores):
-            regions = []
-            for base, end in (("abase", self.act_end), ("abase2", self.act2_end)):
-                run_lo = Signal(33, name=f"run{k}_{base}_lo")
-                run_hi = Signal(33, name=f"run{k}_{base}_hi")
-                with m.If(self.cmd_valid[k]):
-                    m.d.sync += [run_lo.eq(f[base]), run_hi.eq(end)]
-                regions.append((hi <= run_lo) | (run_hi <= lo))
-            ok = Signal(name=f"side_ok{k}")
-            m.d.comb += ok.eq(is_load & self.cores_side_ready[k] & Cat(*regions).all())
-            side.append(ok)
-        return side
+            run = {}
+            fills = Signal(name=f"run{k}_fills")
+            with m.If(self.cmd_valid[k] | self.drain_valid[k]):
+                m.d.sync += fills.eq(f.fill & self._op_in({isa.Opcode.FORWARD,
+                                                           isa.Opcode.BACKWARD}))
+            for base, end in ends.items():
+                run[base] = (Signal(33, name=f"run{k}_{base}_lo"),
+                             Signal(33, name=f"run{k}_{base}_hi"))
+                with m.If(self.cmd_valid[k] | self.drain_valid[k]):
+                    m.d.sync += [run[base][0].eq(f[base]), run[base][1].eq(end)]
+
+            def apart(lo, hi, region):
+                return (hi <= region[0]) | (region[1] <= lo)
+
+            side_ok = Signal(name=f"side_ok{k}")
+            m.d.comb += side_ok.eq(is_load & self.cores_side_ready[k]
+                                   & apart(f.abase, self.act_end, run["abase"])
+                                   & apart(f.abase, self.act_end, run["abase2"]))
+            side.append(side_ok)
+            # The drain fills the running command's region at abase2 (with `fill`).
+            drain_ok = Signal(name=f"drain_ok{k}")
+            m.d.comb += drain_ok.eq(is_wgrad & self.cores_drain_ready[k] & (
+                ~fills | (apart(f.abase, self.act_end, run["abase2"])
+                          & apart(f.abase2, self.act2_end, run["abase2"]))))
+            drain.append(drain_ok)
+        return side, drain
 
     # --- the end of a command and of a run ------------------------------------------------
 
@@ -291,11 +332,13 @@ class Controller(wiring.Component):
                 with m.Else():
                     m.next = "DISPATCH"
         with m.Else():
-            # Each core of the mask idle, or able to take the load beside its WGRAD.
-            side = Cat(*s.side)
-            with m.If((self.mask & ~(self.cores_idle | side)) == 0):
+            # Each core of the mask idle, or able to take the load beside its WGRAD, or
+            # the WGRAD beside its drain.
+            side, drain = Cat(*s.side), Cat(*s.drain)
+            with m.If((self.mask & ~(self.cores_idle | side | drain)) == 0):
                 m.d.comb += [self.cmd_valid.eq(self.mask & self.cores_idle),
-                             self.side_valid.eq(self.mask & ~self.cores_idle)]
+                             self.side_valid.eq(self.mask & ~self.cores_idle & side),
+                             self.drain_valid.eq(self.mask & ~self.cores_idle & drain)]
                 m.d.sync += s.sent.eq(self.mask)
                 m.next = "CORE_SENT"
             with m.Else():

@@ -105,6 +105,14 @@ class Core(wiring.Component):
         The core runs a ``WGRAD`` and can take a load beside it.
     side_busy : Out(1)
         A load runs (or settles) beside the ``WGRAD``.
+    drain_valid : In(1)
+        Take ``cmd``, a ``WGRAD``, while the running ``FORWARD`` or ``BACKWARD`` drains its
+        last group (with ``drain_ready``; ``hw.sequencer``'s drain slot). The ``WGRAD`` must
+        read no activation word the drain fills; ``hw.controller`` checks it.
+    drain_ready : Out(1)
+        The running ``FORWARD`` or ``BACKWARD`` has only its last group left to drain.
+    drain_busy : Out(1)
+        A ``FORWARD`` or ``BACKWARD`` drains (or settles) in the drain slot.
     host_addr, host_wdata, host_we, host_re, host_rdata :
         Word access to the scratchpad (use only while idle); read data one cycle later.
     dma_we, dma_re, dma_e0, dma_line, dma_lanes, dma_wdata, dma_rdata :
@@ -117,7 +125,7 @@ class Core(wiring.Component):
         Seed of the ``random`` dual-precision policy (``sim.golden.dual.random_bits``).
     mac_slots, update_slots, busy_cycles, stall_cycles, bus_words : Out(48)
         Counters: compute slots that issued a MAC or an UPDATE to every PE, cycles busy
-        (summed over the commands: a load beside a ``WGRAD`` counts its own), cycles the
+        (summed over the commands: a command beside another counts its own), cycles the
         compute engine waited for the reducers, words moved over the buses.
     high_products, low_products, bypass_products : Out(48)
         Counters: the products of MAC slots, summed over the PEs, by class
@@ -199,6 +207,9 @@ class Core(wiring.Component):
             "side_valid": In(1),
             "side_ready": Out(1),
             "side_busy": Out(1),
+            "drain_valid": In(1),
+            "drain_ready": Out(1),
+            "drain_busy": Out(1),
             "error": Out(1),
             "host_addr": In(addr_bits),
             "host_wdata": In(32),
@@ -295,7 +306,9 @@ class Core(wiring.Component):
         m.d.comb += [seq.command.payload.eq(self.cmd), seq.command.valid.eq(self.cmd_valid),
                      self.cmd_ready.eq(seq.command.ready), self.error.eq(seq.error),
                      seq.side_valid.eq(self.side_valid), self.side_ready.eq(seq.side_ready),
-                     self.side_busy.eq(seq.side_busy)]
+                     self.side_busy.eq(seq.side_busy),
+                     seq.drain_valid.eq(self.drain_valid),
+                     self.drain_ready.eq(seq.drain_ready), self.drain_busy.eq(seq.drain_busy)]
         engine = dict(command=self.layout, issue=self.issue_layout, rows=R, cols=C)
         m.submodules.mover = mover = Mover(**engine)
         m.submodules.compute = compute = ComputeEngine(
@@ -304,17 +317,22 @@ class Core(wiring.Component):
             reuse=self.reuse, reuse_shared=self.reuse_shared)
         m.submodules.drain = drain = DrainEngine(
             **engine, group=G, mac_latency=self.latency, streams=self.streams, tree=self.tree)
-        wiring.connect(m, seq.control, compute.control, drain.control)
+        wiring.connect(m, seq.control, compute.control)
+        wiring.connect(m, seq.drain_control, drain.control)
         wiring.connect(m, seq.mover_control, mover.control)
         wiring.connect(m, compute.handoff, drain.handoff)
         m.d.comb += compute.dual_seed.eq(self.dual_seed)
         loss_finish = self._loss(m, seq.control, loss, loss_read)
         m.d.comb += [seq.finish.eq(compute.finish | loss_finish),
-                     seq.mover_finish.eq(mover.finish)]
+                     seq.mover_finish.eq(mover.finish),
+                     seq.handover.eq(compute.handover),
+                     seq.drain_finish.eq(drain.handoff.drained)]
 
-        # Summed over the commands, so that a load beside a WGRAD leaves the count that of
-        # the stream run in order (what the golden machine counts).
-        m.d.sync += self.busy_cycles.eq(self.busy_cycles + seq.busy + seq.side_busy)
+        # Summed over the commands, so that a load beside a WGRAD, or a WGRAD beside a
+        # drain, leaves the count that of the stream run in order (what the golden machine
+        # counts).
+        m.d.sync += self.busy_cycles.eq(self.busy_cycles + seq.busy + seq.side_busy
+                                        + seq.drain_busy)
         c_op = issue.bus.uop.c_op
         with m.If(c_op == ComputeOp.MAC):
             m.d.sync += self.mac_slots.eq(self.mac_slots + 1)

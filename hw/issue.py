@@ -6,8 +6,9 @@ each engine asks the datapath for what it needs -- a micro-op for the PEs, a bus
 a reducer step, a scratchpad read -- as an :func:`issue_layout` value; the core merges the
 requests. Only the engines of the running commands ask for anything (a command starts only
 after the one before has drained, except a load the mover runs beside a ``WGRAD``, whose
-compute engine asks for the compute slot alone), and engines that run at the same time ask
-for different fields, so the merge is a bitwise OR.
+compute engine asks for the compute slot alone, and a ``WGRAD`` whose compute engine runs
+beside the drain engine's last group of a ``FORWARD`` or ``BACKWARD``), and engines that
+run at the same time ask for different fields, so the merge is a bitwise OR.
 """
 
 from amaranth.hdl import Cat, Const

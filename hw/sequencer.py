@@ -1,7 +1,9 @@
 """The core's sequencer: takes the commands, refuses malformed ones, and keeps the core busy
 from a command's start until its last results have landed. A load into the activation banks
 may run beside a ``WGRAD`` (the side slot), which leaves the mover, the scratchpad's read
-port and the activation banks' write port free."""
+port and the activation banks' write port free; a ``WGRAD`` may start while a ``FORWARD`` or
+``BACKWARD`` drains its last group (the drain slot), as it uses neither the drain engine nor
+the buffer being drained."""
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
@@ -31,8 +33,18 @@ class Sequencer(wiring.Component):
     beside it and handed to the mover (``mover_control``); it finishes with the mover's
     ``mover_finish`` and settles like any command. Whoever asserts ``side_valid`` makes
     sure that the load writes no activation word the ``WGRAD`` reads (``hw.controller``
-    does), so the results are those of the two commands in order. The core is idle
-    (``command.ready``) when neither slot is busy.
+    does), so the results are those of the two commands in order.
+
+    The drain slot: once a ``FORWARD`` or ``BACKWARD`` has issued its last compute slot and
+    only its last group is left to drain (the compute engine's ``handover``), a ``WGRAD``
+    presented with ``drain_valid`` (while ``drain_ready``) is taken: the running command
+    moves into the drain slot, where the drain engine finishes it (``drain_control``; it
+    ends with ``drain_finish`` and settles like any command), and the ``WGRAD`` runs in the
+    main slot, accumulating in the other buffer. Whoever asserts ``drain_valid`` makes sure
+    that the ``WGRAD`` reads no activation word the drain fills (``hw.controller`` does).
+    No load is taken beside the ``WGRAD`` while the drain slot is busy (the drain uses the
+    buses and the activation banks' write port). The core is idle (``command.ready``) when
+    no slot is busy.
 
     Parameters
     ----------
@@ -51,19 +63,34 @@ class Sequencer(wiring.Component):
         Take ``command.payload`` into the side slot (with ``side_ready``; a ``LOAD_COL`` or
         ``LOAD_ROW`` only).
     side_ready : Out(1)
-        The running command is a ``WGRAD`` and the side slot is free.
+        The running command is a ``WGRAD``, the side slot is free and the drain slot idle.
+    drain_valid : In(1)
+        Take ``command.payload`` (a ``WGRAD``) into the main slot, the running command into
+        the drain slot (with ``drain_ready``).
+    drain_ready : Out(1)
+        The running command is a ``FORWARD`` or ``BACKWARD`` with only its last group left
+        to drain (``handover``, and not yet ``drain_finish``), and the drain and side slots
+        are free.
     error : Out(1)
         The last command taken was malformed.
-    busy, side_busy : Out(1)
-        A command runs or settles, in the main slot and in the side slot.
+    busy, side_busy, drain_busy : Out(1)
+        A command runs or settles, in the main slot, the side slot and the drain slot.
     control : Out(hw.issue.EngineControl(layout))
         The running command, to the engines.
     mover_control : Out(hw.issue.EngineControl(layout))
         The mover's command: the side slot's while it is busy, else the running one.
+    drain_control : Out(hw.issue.EngineControl(layout))
+        The drain engine's command: the drain slot's while it is busy, else the running
+        one (``start`` only for a command taken while the drain slot is free; ``mt`` and
+        ``nt`` are not driven).
     finish : In(1)
         An engine other than the mover has issued the running command's last micro-op.
     mover_finish : In(1)
         The mover has issued its command's last micro-op (the side slot's if it is busy).
+    handover : In(1)
+        The compute engine's ``handover``.
+    drain_finish : In(1)
+        The drain engine has drained every group of its command.
     """
 
     def __init__(self, layout, *, rows, cols, settle_cycles):
@@ -79,19 +106,25 @@ class Sequencer(wiring.Component):
             "command": In(stream.Signature(layout)),
             "side_valid": In(1),
             "side_ready": Out(1),
+            "drain_valid": In(1),
+            "drain_ready": Out(1),
             "error": Out(1),
             "busy": Out(1),
             "side_busy": Out(1),
+            "drain_busy": Out(1),
             "control": Out(EngineControl(layout)),
             "mover_control": Out(EngineControl(layout)),
+            "drain_control": Out(EngineControl(layout)),
             "finish": In(1),
             "mover_finish": In(1),
+            "handover": In(1),
+            "drain_finish": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         new, ctl, busy = self.command.payload, self.control, self.busy
-        m.d.comb += self.command.ready.eq(~busy & ~self.side_busy)
+        m.d.comb += self.command.ready.eq(~busy & ~self.side_busy & ~self.drain_busy)
 
         # The sizes each operation needs (gen.spec.isa's rule).
         malformed = Signal(name="malformed")
@@ -102,16 +135,28 @@ class Sequencer(wiring.Component):
                     sizes = [getattr(new, size) for size in isa.NEEDS[op]]
                     m.d.comb += malformed.eq(sum((size == 0 for size in sizes), Const(0, 4)) != 0)
         taken = self.command.valid & self.command.ready
-        m.d.comb += ctl.start.eq(taken & ~malformed)
-        with m.If(taken):
+        # The drain slot: a WGRAD taken while the running command drains its last group.
+        drain = Signal.like(ctl.cmd, name="drain_cmd")
+        m.d.comb += self.drain_ready.eq(
+            busy & Cat(*[ctl.cmd.op == op for op in (isa.Opcode.FORWARD,
+                                                     isa.Opcode.BACKWARD)]).any()
+            & self.handover & ~self.drain_finish & ~self.drain_busy & ~self.side_busy)
+        drain_taken = Signal(name="drain_taken")
+        m.d.comb += drain_taken.eq(self.drain_valid & self.drain_ready
+                                   & (new.op == isa.Opcode.WGRAD))
+        m.d.comb += ctl.start.eq((taken | drain_taken) & ~malformed)
+        with m.If(taken | drain_taken):
             m.d.sync += self.error.eq(malformed)
             with m.If(~malformed):
                 m.d.sync += [ctl.cmd.eq(new), busy.eq(1)]
+        with m.If(drain_taken & ~malformed):
+            m.d.sync += [drain.eq(ctl.cmd), self.drain_busy.eq(1)]
 
         # The side slot: a load beside a WGRAD.
         side = Signal.like(ctl.cmd, name="side_cmd")
         is_side_op = Cat(*[new.op == op for op in sorted(isa.SIDE_OPS)]).any()
-        m.d.comb += self.side_ready.eq(busy & (ctl.cmd.op == isa.SIDE_HOST) & ~self.side_busy)
+        m.d.comb += self.side_ready.eq(busy & (ctl.cmd.op == isa.SIDE_HOST) & ~self.side_busy
+                                       & ~self.drain_busy)
         side_taken = Signal(name="side_taken")
         m.d.comb += side_taken.eq(self.side_valid & self.side_ready & is_side_op)
         with m.If(side_taken):
@@ -125,7 +170,14 @@ class Sequencer(wiring.Component):
                                  | (self.mover_finish & ~self.side_busy))
         side_active = self._life(m, "side", self.side_busy, side_taken & ~malformed,
                                  side_finish)
+        drain_active = self._life(m, "drain", self.drain_busy, drain_taken & ~malformed,
+                                  self.drain_finish & self.drain_busy)
         m.d.comb += ctl.active.eq(main_active)
+
+        dctl = self.drain_control
+        m.d.comb += [dctl.cmd.eq(Mux(self.drain_busy, drain, ctl.cmd)),
+                     dctl.start.eq(taken & ~malformed),
+                     dctl.active.eq(Mux(self.drain_busy, drain_active, main_active))]
 
         mover = self.mover_control
         m.d.comb += [mover.cmd.eq(Mux(self.side_busy, side, ctl.cmd)),

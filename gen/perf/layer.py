@@ -291,7 +291,15 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
     # The core's busy cycles of the layer's LOAD_ROW (which the program issues right after
     # the next layer's WGRAD, so that the core runs it beside that WGRAD) and of its WGRAD,
     # for gen.perf.network's side-slot overlap; 0 where there is no such single command.
-    side = {"row_load_busy": 0, "wgrad_busy": 0}
+    side = {"row_load_busy": 0, "wgrad_busy": 0, "commands": {}}
+    if act_resident and nM == nN == nB == 1:
+        # The layer's single BACKWARD, WGRAD and gradient LOAD_ROW, for gen.perf.network's
+        # drain-slot overlap.
+        if not first:
+            side["commands"]["BACKWARD"] = (
+                dict(op="BACKWARD", m=M, n=N - 1 if (N - 1) % C else N, batch=Bc, fill=1)
+                if hide else dict(op="BACKWARD", m=M, n=N, batch=Bc))
+        side["commands"]["WGRAD"] = dict(op="WGRAD", m=M, n=N, batch=Bc, **fused)
     if act_resident:
         ones = (N - 1) // C * C if hide and not first else 0
         # The tile of ones stays in the PEs where no FORWARD fills a lane of it (loaded
@@ -302,6 +310,7 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
             acc.add("load", 1, "LOAD_ROW", m=M, batch=Bc)
             if not last:
                 side["row_load_busy"] = _busy(config, timing, "LOAD_ROW", m=M, batch=Bc)
+                side["commands"]["LOAD_ROW"] = dict(op="LOAD_ROW", m=M, batch=Bc)
         if nM == nN == nB == 1:
             side["wgrad_busy"] = _busy(config, timing, "WGRAD", m=M, n=N, batch=Bc, **fused)
     if last:

@@ -252,7 +252,7 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
 
 
 def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs=None,
-                        dma_overlap=True, side_slot=True):
+                        dma_overlap=True, side_slot=True, drain_slot=True):
     """Cycles of a command stream as the accelerator's controller dispatches it, one core or
     a cluster (``hw.controller``), cycle for cycle.
 
@@ -265,8 +265,11 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
     otherwise once they are idle; it occupies the DMA engine, so the next fetch starts the
     cycle after it ends. A ``LOAD_COL`` or ``LOAD_ROW`` may start on a core that still runs
     a ``WGRAD`` (its side slot, :func:`gen.perf.stream.load_beside`), once the load before
-    it in that slot has ended; the core is idle when both slots are, and a DMA goes beside
-    it if it may go beside the command of each busy slot. A collective waits for
+    it in that slot has ended, and no drain slot is busy. A ``WGRAD`` may start on a core
+    whose ``FORWARD`` or ``BACKWARD`` drains its last group (:func:`gen.perf.stream.
+    drain_beside`; from ``sim.golden.core_counts.handover`` until the cycle that drain
+    ends), which moves into the drain slot. The core is idle when every slot is, and a DMA
+    goes beside it if it may go beside the command of each busy slot. A collective waits for
     every core and runs
     ``sim.golden.ring.cycles``. A run ends when the last command has ended and every core is
     idle.
@@ -290,6 +293,9 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
         ``False``: every DMA waits for its cores (what the fetch ahead alone gains).
     side_slot : bool
         ``False``: every load waits for its cores to be idle (what the side slot gains).
+    drain_slot : bool
+        ``False``: every ``WGRAD`` waits for its cores to be idle (what the drain slot
+        gains).
 
     Returns
     -------
@@ -298,16 +304,22 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
         commands) and ``dma_cycles``.
     """
     from chrysalis.gen.spec.isa import Opcode, COLLECTIVES
-    from chrysalis.sim.golden import ring
+    from chrysalis.sim.golden import core_counts, ring
     from .commands import RUN_START, command_cost, command_overhead
-    from .stream import dma_beside, load_beside
+    from .stream import dma_beside, drain_beside, load_beside
     c = config.cluster.cores
     everyone = (1 << c) - 1
     free = [0] * c                      # the first cycle each core is idle
-    main_free = [0] * c                 # ... its main slot is (its side slot: side_free)
+    main_free = [0] * c                 # ... its main slot is (side_free, drain_free)
     side_free = [0] * c
+    drain_free = [0] * c
     main = [None] * c                   # the command in each core's main slot
     side = [None] * c                   # ... in its side slot
+    drain = [None] * c                  # ... in its drain slot
+    # The cycles in which a WGRAD may be taken beside the main slot's last drain: from the
+    # compute engine's hand-over to the cycle its drain ends (empty: none).
+    window = [(0, 0)] * c
+    drain_end = config.mac.latency + core_counts.FINISH_EXTRA
     fetch = RUN_START                   # the cycle of the next command's FETCH
     end = 0                             # the cycle the last command ends in
     out = {"ring_cycles": 0, "ring_words": 0, "busy": [0] * c, "dma_cycles": 0}
@@ -335,6 +347,7 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
             for k in mine:
                 free[k] = main_free[k] = start + cmd["busy"]
                 main[k] = None
+                window[k] = (0, 0)
                 out["busy"][k] += cmd["busy"]
             end = start + 2
             fetch = end
@@ -344,11 +357,13 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
         if op.startswith("DMA"):
             def goes(k, t):
                 """The DMA may start at t beside core k: idle, or beside its main slot's
-                command and its side slot's while that is busy."""
+                command and each other slot's while that is busy."""
                 return t >= free[k] or (dma_overlap and dma_beside(cmd, main[k]) and (
-                    t >= side_free[k] or dma_beside(cmd, side[k])))
+                    t >= side_free[k] or dma_beside(cmd, side[k])) and (
+                    t >= drain_free[k] or dma_beside(cmd, drain[k])))
 
-            times = sorted({checked} | {t for k in mine for t in (free[k], side_free[k])
+            times = sorted({checked} | {t for k in mine
+                                        for t in (free[k], side_free[k], drain_free[k])
                                         if t > checked})
             start = next(t for t in times if all(goes(k, t) for k in mine))
             end = start + cost["dma_cycles"]
@@ -357,22 +372,35 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
             continue
         busy = cost["cycles"] - cost["overhead_cycles"]
         beside = {k: side_slot and load_beside(config, cmd, main[k]) for k in mine}
+        behind = {k: drain_slot and drain_beside(config, cmd, main[k]) for k in mine}
 
         def takes(k, t):
-            """Core k takes the command at cycle t: idle, or in its side slot."""
-            return t >= free[k] or (beside[k] and side_free[k] <= t < main_free[k])
+            """Core k takes the command at cycle t: idle, in its side slot, or in its main
+            slot while the command there drains its last group."""
+            return t >= free[k] or (
+                beside[k] and side_free[k] <= t < main_free[k] and t >= drain_free[k]) or (
+                behind[k] and window[k][0] <= t < window[k][1] and t >= side_free[k]
+                and t >= drain_free[k])
 
-        times = sorted({checked} | {t for k in mine for t in (free[k], side_free[k])
+        times = sorted({checked} | {t for k in mine
+                                    for t in (free[k], side_free[k], drain_free[k],
+                                              window[k][0])
                                     if t > checked})
         start = next(t for t in times if all(takes(k, t) for k in mine))
         for k in mine:
-            if start >= free[k]:
+            if start >= free[k] or behind[k]:
+                if start < free[k]:
+                    # Beside the drain: the running command moves into the drain slot.
+                    drain_free[k], drain[k] = main_free[k], main[k]
                 main_free[k] = start + busy
                 main[k] = cmd
+                handover = core_counts.handover(config, cmd)
+                window[k] = ((start + handover, start + busy - drain_end)
+                             if handover is not None else (0, 0))
             else:
                 side_free[k] = start + busy
                 side[k] = cmd
-            free[k] = max(main_free[k], side_free[k])
+            free[k] = max(main_free[k], side_free[k], drain_free[k])
             out["busy"][k] += busy
         # The cycle after the hand-over the error flags are checked; the next fetch follows.
         end = start + 2
@@ -601,6 +629,38 @@ def _side_hidden(config, costs, mode, timing, overhead):
     return hidden
 
 
+def _drain_hidden(config, costs, mode, timing):
+    """Cycles the ``WGRAD`` s started beside a ``BACKWARD``'s last drain save
+    (``hw.sequencer``'s drain slot): where a layer's ``BACKWARD`` and ``WGRAD`` are single
+    commands and nothing runs between them (on a cluster in model parallel, only the
+    replicated output layer: below it a ``REDUCE_SCATTER`` follows the ``BACKWARD``; in data
+    parallel the ``WGRAD`` after it is the gradient's momentum pass), the pair and the loads
+    beside the ``WGRAD`` (:func:`_side_hidden`) are dispatched by :func:`cluster_stream_cost`
+    with and without the drain slot, their regions apart as ``sim.compile.program`` places
+    them."""
+    cores = config.cluster.cores
+    hidden = 0
+    for i, cost in enumerate(costs):
+        commands = cost.get("commands", {})
+        backward, wgrad = commands.get("BACKWARD"), commands.get("WGRAD")
+        if backward is None or wgrad is None:
+            continue
+        if cores > 1 and mode != "data" and i < len(costs) - 1:
+            continue
+        if cores > 1 and mode == "data":
+            wgrad = dict(op="WGRAD", m=wgrad["m"], n=wgrad["n"], batch=wgrad["batch"], flag=1)
+        # Regions apart: dY at 1 << 20, the fill at 2 << 20, X at 0, a load at 3 << 20.
+        stream = [dict(backward, abase=1 << 20, abase2=2 << 20),
+                  dict(wgrad, abase=0, abase2=1 << 20)]
+        load = costs[i - 1].get("commands", {}).get("LOAD_ROW") if i > 0 else None
+        if load is not None:
+            masks = [1 << k for k in range(cores)] if mode == "model" and cores > 1 else [0]
+            stream += [dict(load, abase=3 << 20, cores=mask) for mask in masks]
+        hidden += (cluster_stream_cost(config, stream, timing, drain_slot=False)["cycles"]
+                   - cluster_stream_cost(config, stream, timing)["cycles"])
+    return hidden
+
+
 def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY,
                  update="separate"):
     """Cycles, utilization and counters of one training step of ``network``.
@@ -722,8 +782,10 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
         overhead = command_overhead(config, timing)[0]
         fetch_hidden = hidden * overhead
         side_hidden = _side_hidden(config, per_core_costs, mode, timing, overhead)
-        cycles -= fetch_hidden + side_hidden
-        extra = {"fetch_hidden_cycles": fetch_hidden, "side_hidden_cycles": side_hidden}
+        drain_hidden = _drain_hidden(config, per_core_costs, mode, timing)
+        cycles -= fetch_hidden + side_hidden + drain_hidden
+        extra = {"fetch_hidden_cycles": fetch_hidden, "side_hidden_cycles": side_hidden,
+                 "drain_hidden_cycles": drain_hidden}
     phases = _zero_phases()
     for c in per_core_costs:
         for name, entry in c["phases"].items():

@@ -4,8 +4,9 @@
 phase (:data:`gen.perf.commands.PHASES`): what each command costs run alone. The stream's
 ``cycles`` are those of its commands run one after the other by the controller, which
 fetches the next command while the core runs one, starts a DMA beside a core command
-when the two cannot disturb each other (:func:`dma_beside`) and a load into the activation
-banks beside a ``WGRAD`` that does not read what it writes (:func:`load_beside`;
+when the two cannot disturb each other (:func:`dma_beside`), a load into the activation
+banks beside a ``WGRAD`` that does not read what it writes (:func:`load_beside`) and a
+``WGRAD`` beside the last drain of a ``FORWARD`` or ``BACKWARD`` (:func:`drain_beside`;
 :func:`gen.perf.network.cluster_stream_cost` steps it cycle for cycle).
 :func:`mlp_step` does it for the stream that ``sim.compile.program.TrainingProgram`` runs
 for one SGD step of an MLP: the stream the RTL executes, so its figures can be held to the
@@ -19,7 +20,8 @@ from chrysalis.gen.spec.checks import ceil_div
 
 from .commands import COST_FIELDS, PHASES, RUN_START, TESTBENCH_MEMORY, command_cost, phase_of
 
-__all__ = ["SP_READERS", "SP_WRITERS", "SIDE_OPS", "dma_beside", "load_beside", "stream_cost",
+__all__ = ["SP_READERS", "SP_WRITERS", "SIDE_OPS", "dma_beside", "load_beside", "drain_beside",
+           "stream_cost",
            "mlp_program", "mlp_step"]
 
 #: ``gen.spec.isa.SP_READERS`` / ``SP_WRITERS`` by name: the operations that read (write)
@@ -84,6 +86,25 @@ def load_beside(config, load, running):
     lo, hi = _act_region(config, load, "abase")
     for base in ("abase", "abase2"):
         rlo, rhi = _act_region(config, running, base)
+        if not (hi <= rlo or rhi <= lo):
+            return False
+    return True
+
+
+def drain_beside(config, wgrad, running):
+    """Whether core command ``wgrad`` may start in the main slot of a core whose
+    ``running`` command (``None``: unknown) drains its last group, by the controller's rule
+    (``hw.controller``): ``wgrad`` is a ``WGRAD``, ``running`` a ``FORWARD`` or
+    ``BACKWARD``, and if ``running`` fills the activation banks (``fill``), the ``WGRAD``
+    reads none of the words it fills."""
+    if (running is None or _name(wgrad) != "WGRAD"
+            or _name(running) not in ("FORWARD", "BACKWARD")):
+        return False
+    if not int(running.get("fill", 0)):
+        return True
+    rlo, rhi = _act_region(config, running, "abase2")
+    for base in ("abase", "abase2"):
+        lo, hi = _act_region(config, wgrad, base)
         if not (hi <= rlo or rhi <= lo):
             return False
     return True

@@ -64,6 +64,11 @@ after the taking edge) in which the command calls ``finish()``:
       finish() at      X = f + 1
       stall_cycles     = max(0, groups - 2) * max(0, D + 1 - P)
 
+  The last drain starts in cycle ``f - D``: the first in which the compute engine has
+  issued every slot and the other buffer is free. From then until ``X`` a ``WGRAD`` may be
+  taken beside it (the sequencer's drain slot, :func:`handover`); the command's own
+  cycles and counters do not change.
+
 * ``LOSS_GRAD`` (``hw/loss.py``): per chunk of ``cols <= 16`` samples, with ``slots =
   max(cols, L + 1)`` and ``lr = 1`` when ``cols >= L + 1`` (the last slot of a pass reads)
   else ``0``, a cycle to start the chunk, then four passes, each ``(N - 1) * I + 2 + lr +
@@ -86,7 +91,8 @@ from math import gcd
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
-__all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "is_malformed",
+__all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "handover",
+           "trace_handover", "is_malformed",
            "wgrad_fused", "wgrad_update_passes", "fills", "stationary_reads", "streaming_reads"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
@@ -192,6 +198,35 @@ def _labels_in_range(labels, m, batch):
     return sum(1 for v in labels if 0 <= (v & 0xFFFF_FFFF) < m)
 
 
+def _pipeline(config, op, m, n, batch):
+    """``(P, D, groups, f)`` of a FORWARD or BACKWARD: compute cycles per group, drain
+    cycles per group less its start, groups, and the cycle in which the last drain ends."""
+    R, C, L, G, streams = _params(config)
+    fwd = op == "FORWARD"
+    mt, nt = ceil_div(m, R), ceil_div(n, C)
+    groups = ceil_div((mt if fwd else nt) * batch, G)
+    P = G // streams * (nt if fwd else mt)
+    D = max(0, L + 1 - G // streams) + G * _drain_passes(config, C if fwd else R)
+    return P, D, groups, P + 1 + D + (groups - 1) * max(P, D + 1)
+
+
+def handover(config, command):
+    """The cycle from which a ``WGRAD`` may be taken beside ``command``'s last drain (the
+    sequencer's drain slot), counted as ``cycles`` is (1: the first cycle after the edge
+    that takes the command), or ``None`` if ``command`` is not a well-formed ``FORWARD``
+    or ``BACKWARD``.
+
+    That is the first cycle in which the compute engine has issued every slot and the
+    buffer of the group before the last is free again (``hw.compute.ComputeEngine``'s
+    ``handover``): the cycle the last drain starts, ``f - D`` (see the module docstring).
+    """
+    op, sizes = _command(command)
+    if op not in ("FORWARD", "BACKWARD") or _malformed(op, sizes):
+        return None
+    _P, D, _groups, drained = _pipeline(config, op, sizes["m"], sizes["n"], sizes["batch"])
+    return drained - D
+
+
 def predict(config, command, labels=None):
     """Cycles and counter growth of one command, in closed form (exact).
 
@@ -240,11 +275,7 @@ def predict(config, command, labels=None):
         fwd = op == "FORWARD"
         outputs = (mt if fwd else nt) * batch
         steps = nt if fwd else mt
-        lanes = C if fwd else R
-        groups = ceil_div(outputs, G)
-        P = slots * steps
-        D = max(0, L + 1 - slots) + G * _drain_passes(config, lanes)
-        drained = P + 1 + D + (groups - 1) * max(P, D + 1)
+        P, D, groups, drained = _pipeline(config, op, m, n, batch)
         stall = max(0, groups - 2) * max(0, D + 1 - P)
         # Every pass crosses the bus with a chain; with the tree only the last one does.
         on_bus = 1 if config.core.reduction == "tree" else (C if fwd else R)
@@ -376,6 +407,20 @@ def predict_many(config, commands, labels=None):
     return total
 
 
+def trace_handover(config, command):
+    """:func:`handover` from the cycle-by-cycle model (its reference)."""
+    op, sizes = _command(command)
+    if op not in ("FORWARD", "BACKWARD") or _malformed(op, sizes):
+        return None
+    R, C, L, G, streams = _params(config)
+    m, n, batch = sizes["m"], sizes["n"], sizes["batch"]
+    marks = {}
+    _trace_compute(op, R, C, L, G, m, n, batch, ceil_div(m, R), ceil_div(n, C),
+                   dict.fromkeys(COUNTERS, 0), tree=config.core.reduction == "tree",
+                   streams=streams, marks=marks)
+    return marks["handover"]
+
+
 def trace(config, command, labels=None):
     """The same numbers as :func:`predict`, from a cycle-by-cycle model of the sequencer.
 
@@ -448,8 +493,9 @@ def _trace_mover(op, R, C, m, n, batch, mt, nt, counts):
 
 
 def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, momentum=False,
-                   streams=1, fused=False):
-    """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``.
+                   streams=1, fused=False, marks=None):
+    """Cycle of ``finish()`` of FORWARD, BACKWARD or WGRAD; adds to ``counts``, and puts
+    into ``marks`` (a dict) the first cycle of the compute engine's ``handover``.
 
     With ``streams = 2`` (a dual policy) a MAC slot issues outputs ``o`` (pair 0) and
     ``o + 1`` (pair 1, where it exists) at the same step: ``k`` and ``o`` advance by 2 in
@@ -487,6 +533,9 @@ def _trace_compute(op, R, C, L, G, m, n, batch, mt, nt, counts, tree=False, mome
         nxt = {}
         claim = release = 0
         group_done = drain_done = False
+        if (marks is not None and "handover" not in marks and ce_done and not wgr
+                and (free >> buf) & 1):
+            marks["handover"] = cycle
         # --- compute engine ---
         if not ce_done:
             can_start = (free >> buf) & 1 or s != 0 or k != 0 or upd or vel or wgr

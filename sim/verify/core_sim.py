@@ -8,6 +8,7 @@ import amaranth.sim
 import numpy as np
 from amaranth.sim import Simulator
 
+from chrysalis.gen.spec.isa import Opcode
 from chrysalis.hw.core import Core
 from chrysalis.gen.spec.layout import bank_count
 
@@ -21,10 +22,12 @@ class CoreRunner:
     :meth:`run` them in order; it returns the matrices read, and sets ``cycles`` and
     ``errors`` (per command) and ``counters`` (the core's counters at the end).
 
-    A command queued with ``beside=True`` is presented with ``side_valid`` as soon as the
-    core can take it beside the command before (``side_ready``), which is then still
-    running: the two together take the cycles recorded for the first, and ``None`` is
-    recorded for the second."""
+    A command queued with ``beside=True`` is presented as soon as the core can take it
+    beside the command before, which is then still running: a load with ``side_valid``
+    (``side_ready``: beside a ``WGRAD``), a ``WGRAD`` with ``drain_valid``
+    (``drain_ready``: beside a ``FORWARD`` or ``BACKWARD`` draining its last group). The
+    two together take the cycles recorded for the first, and ``None`` is recorded for the
+    second."""
 
     def __init__(self, config):
         self.config = config
@@ -98,13 +101,16 @@ class CoreRunner:
                     after = self.actions[index + 1] if index + 1 < len(self.actions) else None
                     if after is not None and after[0] == "cmd" and after[2]:
                         ctx.set(dut.cmd, self._const(after[1]))
-                        while not ctx.get(dut.side_ready):
+                        drain = int(after[1]["op"]) == Opcode.WGRAD
+                        ready, valid = ((dut.drain_ready, dut.drain_valid) if drain
+                                        else (dut.side_ready, dut.side_valid))
+                        while not ctx.get(ready):
                             assert ctx.get(dut.cmd_ready) == 0, "nothing to run beside"
                             await ctx.tick()
                             count += 1
-                        ctx.set(dut.side_valid, 1)
+                        ctx.set(valid, 1)
                         await ctx.tick()
-                        ctx.set(dut.side_valid, 0)
+                        ctx.set(valid, 0)
                         count += 1
                     while not ctx.get(dut.cmd_ready):
                         await ctx.tick()

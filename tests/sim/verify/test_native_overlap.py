@@ -3,7 +3,9 @@ Verilator and Icarus: a DMA beside a core command and one that must wait, a load
 ``WGRAD`` (the core's side slot) and one that must wait because it writes what the
 ``WGRAD`` reads, core commands fetched ahead, and a check error on a command fetched ahead
 give the golden machine's images, counters and errors, and ``CYCLES`` exactly the model's
-(``gen.perf.network.cluster_stream_cost`` with the memory timing of the harnesses)."""
+(``gen.perf.network.cluster_stream_cost`` with the memory timing of the harnesses); so
+does a ``WGRAD`` beside a ``BACKWARD``'s last drain (the drain slot), with a DMA beside
+both, and one that must wait because it reads what the drain fills."""
 
 from pathlib import Path
 
@@ -32,6 +34,12 @@ def _forward(sp_base):
     return dict(op="FORWARD", m=4, n=6, batch=8, wbase=0, abase=0, sp_base=sp_base, sp_lpc=4)
 
 
+def _backward(fill_at):
+    """dX = W^T dY (dY at [24, 40)) into lines 60.., filled into the banks at ``fill_at``."""
+    return dict(op="BACKWARD", m=4, n=6, batch=8, wbase=0, abase=24, sp_base=60, sp_lpc=4,
+                fill=1, abase2=fill_at)
+
+
 #: name -> commands (the setup first; the halt's second command is refused: WEIGHT_RANGE).
 STREAMS = {
     "setup": [dict(op="DMA_LOAD", n=8, batch=14, mem_addr=0x4000, mem_stride=0x20, sp_base=0,
@@ -47,6 +55,10 @@ STREAMS = {
                   for i, base in enumerate((60, 100, 180))],
     "load_beside_wgrad": [WGRAD, dict(LOAD_COL, abase=40)],
     "load_waits_for_wgrad": [WGRAD, dict(LOAD_COL, abase=16)],
+    # BACKWARD's fill writes [40, 64) (beside: the WGRAD reads none of it) or [0, 24) (the
+    # WGRAD's X: it waits); the DMA_STORE goes beside the WGRAD and the drain.
+    "wgrad_beside_drain": [_backward(40), WGRAD, dict(STORE, mem_addr=0xB000, sp_base=200)],
+    "wgrad_waits_for_fill": [_backward(0), WGRAD],
 }
 
 
@@ -98,3 +110,12 @@ def test_overlap_equals_golden_and_the_model(simulator):
     assert load_beside(TINY, beside[1], WGRAD) and not load_beside(TINY, waits[1], WGRAD)
     index = {name: i for i, name in enumerate(STREAMS)}
     assert outs[index["load_beside_wgrad"]].cycles < outs[index["load_waits_for_wgrad"]].cycles
+    # The WGRAD that reads none of the words the BACKWARD fills started beside its last
+    # drain; the one that reads them waited.
+    from chrysalis.gen.perf.stream import drain_beside
+    beside, waits = (STREAMS[name] for name in ("wgrad_beside_drain", "wgrad_waits_for_fill"))
+    assert drain_beside(TINY, WGRAD, beside[0]) and not drain_beside(TINY, WGRAD, waits[0])
+    pair = cluster_stream_cost(TINY, beside[:2])["cycles"]
+    assert pair < cluster_stream_cost(TINY, beside[:2], drain_slot=False)["cycles"]
+    assert outs[index["wgrad_waits_for_fill"]].cycles == cluster_stream_cost(
+        TINY, waits, drain_slot=False)["cycles"]
