@@ -5,8 +5,10 @@ RTL in Amaranth's simulator) and useful MACs counted as CATERPILLAR counts them 
 dX and dW; the weight update is not a MAC):
 
 * forward  ``Y = W X``:        M * N * B MACs, cycles of the FORWARD command;
-* dX       ``dX = W^T dY``:    M * N * B MACs, cycles of the BACKWARD command;
-* dW       ``dW = dY X^T``:    M * N * B MACs, cycles of WGRAD (with the update it carries);
+* dX       ``dX = W^T dY``:    M * N * B MACs, cycles of the BACKWARD command up to the
+  cycle the WGRAD starts beside its last drain (``core_counts.handover``);
+* dW       ``dW = dY X^T``:    M * N * B MACs, cycles of WGRAD (with the update it carries)
+  from its start to the end of the pair;
 * step: 3 * M * N * B MACs over ``cycles.total``.
 
 One layer's step is the commands ``LOAD_COL`` (X into the PEs), ``FORWARD`` (ReLU),
@@ -18,7 +20,9 @@ of one MAC stream; dY then carries ``-lr``), with its separate update pass other
 counted).
 
 ``cycles.total`` is the step's cycles as the controller runs these five commands: it hands
-each core command on in the cycle the core is ready again, having fetched and checked it
+the WGRAD on beside the BACKWARD's last drain (the core's drain slot; ``CoreRunner`` runs
+the pair as the controller does, ``cycles.drain_hidden`` is what that saves) and every
+other core command in the cycle the core is ready again, having fetched and checked it
 (16 cycles) while the command before ran, so the total is the five commands' cycles back to
 back (measured on the RTL, ``CoreRunner``) plus ``cycles.fetch_exposed``, the cycles by
 which a fetch and check outlast the command they run beside (``gen.perf``'s controller
@@ -53,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from chrysalis.gen.perf.commands import RUN_START, command_overhead  # noqa: E402
 from chrysalis.gen.perf.network import cluster_stream_cost  # noqa: E402
+from chrysalis.gen.perf.stream import drain_beside  # noqa: E402
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2  # noqa: E402
 from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
 from chrysalis.gen.spec.isa import Opcode  # noqa: E402
@@ -111,12 +116,12 @@ def step_commands(config, m, n, batch, mats, fused):
     ]
 
 
-def fetch_exposed(config, commands):
-    """Cycles the controller adds between ``commands`` run as a stream: where fetching and
-    checking a command outlasts the one before (``gen.perf.network.cluster_stream_cost``,
-    without the run's start and its first fetch)."""
+def fetch_exposed(config, commands, core):
+    """Cycles the controller adds between ``commands`` run as a stream, whose core cycles
+    are ``core``: where fetching and checking a command outlasts the one before
+    (``gen.perf.network.cluster_stream_cost``, without the run's start and its first
+    fetch)."""
     names = [{**c, "op": c["op"].name} for c in commands]
-    core = sum(core_counts.predict(config, c)["cycles"] for c in names)
     overhead, _ = command_overhead(config)
     gap = cluster_stream_cost(config, names)["cycles"] - core - RUN_START - overhead
     assert gap >= 0 and gap == int(gap), gap
@@ -142,16 +147,21 @@ def run_layer(config, m, n, batch, update, seed=1):
     w_lines = dict(sp_base=mats["W"].base, sp_lpc=mats["W"].lines_per_column)
     commands = step_commands(config, m, n, batch, mats, fused)
 
+    # The controller takes the WGRAD beside the BACKWARD's last drain (the drain slot)
+    # where the BACKWARD fills none of what it reads: here it fills nothing.
+    names = [{**c, "op": c["op"].name} for c in commands]
+    beside = drain_beside(config, names[4], names[3])
     core = CoreRunner(config)
     for name, values in (("W", w), ("X", x), ("dY", dy)):
         core.write(mats[name], values)
     core.command(op=Opcode.LOAD_W, m=m, n=n, **w_lines)
     for phase, command in zip(PHASES, commands):
-        core.command(**command)
-        if phase in ("forward", "backward"):
-            core.read(mats["Y" if phase == "forward" else "dX"])
+        core.command(**command, beside=phase == "wgrad" and beside)
+        if phase == "forward":
+            core.read(mats["Y"])
     core.command(op=Opcode.STORE_W, m=m, n=n, sp_base=mats["W'"].base,
                  sp_lpc=mats["W'"].lines_per_column)
+    core.read(mats["dX"])
     core.read(mats["W'"])
     y, dx, w_new = core.run()
 
@@ -165,12 +175,22 @@ def run_layer(config, m, n, batch, update, seed=1):
     measured = dict(zip(PHASES, core.cycles[1:1 + len(PHASES)]))
     model = {phase: core_counts.predict(config, command)["cycles"]
              for phase, command in zip(PHASES, commands)}
+    hidden = 0
+    if beside:
+        # The BACKWARD's share ends where the WGRAD is taken (its hand-over); the WGRAD's is
+        # the rest of the pair.
+        handover = core_counts.handover(config, names[3])
+        pair = max(model["backward"], handover + model["wgrad"])
+        hidden = model["backward"] + model["wgrad"] - pair
+        model = {**model, "backward": handover, "wgrad": pair - handover}
+        measured = {**measured, "backward": handover,
+                    "wgrad": measured["backward"] - handover}
     if measured != model:
-        raise AssertionError(f"RTL cycles {measured} differ from core_counts.predict {model} "
+        raise AssertionError(f"RTL cycles {measured} differ from core_counts {model} "
                              f"({m} x {n}, batch {batch}, update {update!r})")
-    gap = fetch_exposed(config, commands)
+    gap = fetch_exposed(config, commands, sum(measured.values()))
     cycles = {**measured, "fetch_exposed": gap, "total": sum(measured.values()) + gap,
-              "model": {**model, "total": sum(model.values()) + gap}}
+              "drain_hidden": hidden, "model": {**model, "total": sum(model.values()) + gap}}
     return {"cycles": cycles, "bit_exact": exact, "commands": commands,
             "stall_cycles": core.counters["stall_cycles"]}
 
@@ -200,11 +220,12 @@ def _compute_split(config, command):
             "P": P, "D": D, "groups": groups}
 
 
-def where_cycles_go(config, m, n, batch, commands, gap):
+def where_cycles_go(config, m, n, batch, commands, gap, hidden=0):
     """The step's PE-cycles by category, from ``sim.golden.core_counts``' closed forms:
     useful MACs, padding, accumulator-group rounding, update passes, exposed drain and
     stall, command ends (``L + 5`` countdown, ``L + 6`` after compute), loads into the PEs
-    and fetch not hidden; plus the drain's ``P`` and ``D`` per compute command."""
+    and fetch not hidden, less the ``hidden`` cycles of the BACKWARD's last drain and end
+    that its WGRAD runs beside; plus the drain's ``P`` and ``D`` per compute command."""
     R, C, L = config.core.rows, config.core.cols, config.mac.latency
     pes, streams = R * C, config.mac.macs_per_cycle
     parts = dict.fromkeys(("useful", "padding", "rounding", "update", "drain", "ends",
@@ -224,6 +245,11 @@ def where_cycles_go(config, m, n, batch, commands, gap):
         if "P" in split:
             shapes[command["op"].name] = {key: split[key] for key in ("P", "D", "groups")}
     parts["fetch"] = gap * pes
+    for key in ("drain", "ends"):
+        taken = min(hidden * pes, parts[key])
+        parts[key] -= taken
+        hidden -= taken // pes
+    assert hidden == 0, hidden
     return parts, shapes
 
 
@@ -239,7 +265,8 @@ def measure(config, scales, batches, update):
             c = run["cycles"]
             macs = m * n * batch
             parts, shapes = where_cycles_go(sized(config, m, n, batch), m, n, batch,
-                                            run["commands"], c["fetch_exposed"])
+                                            run["commands"], c["fetch_exposed"],
+                                            c["drain_hidden"])
             if sum(parts.values()) != pes * c["total"]:
                 raise AssertionError(f"the split {parts} does not add up to {pes} x "
                                      f"{c['total']} PE-cycles")
@@ -280,8 +307,9 @@ def _limits(config, row):
     drain = (f"FORWARD and BACKWARD each run {fb['groups']} accumulator group(s) of P = "
              f"G*steps = {fb['P']} compute cycles against a drain of D + 1 = {fb['D'] + 1} "
              f"(D = w + G*passes = {fb['D']}): the groups follow each other every "
-             f"max(P, D + 1) = {max(fb['P'], fb['D'] + 1)} cycles and the last group's "
-             f"drain, 1 + D = {fb['D'] + 1} cycles, is exposed")
+             f"max(P, D + 1) = {max(fb['P'], fb['D'] + 1)} cycles and the FORWARD's last "
+             f"group's drain, 1 + D = {fb['D'] + 1} cycles, is exposed (the BACKWARD's runs "
+             f"beside the WGRAD)")
     c = row["cycles"]
     no_loads = row["step"] * c["total"] / (c["total"] - c["load_x"] - c["load_dy"])
     return (f"{row['m']} x {row['n']}, batch {row['batch']}: {row['step']:.1%} against "

@@ -335,9 +335,12 @@ def model_parallel_column(mode, batch, timing=TESTBENCH_MEMORY):
     # cycles lack against the layers' costs and the collectives.
     hidden = sum(entry["cycles"] for entry in phases.values()) + r["collective_cycles"] \
         - r["cycles"]
-    parts["fetch"] += overhead - (hidden - r["side_hidden_cycles"] - r["drain_hidden_cycles"])
+    parts["fetch"] += overhead - (hidden - r["side_hidden_cycles"] - r["drain_hidden_cycles"]
+                                  - r["ring_hidden_cycles"])
     _take_beside(parts, r["side_hidden_cycles"])
     _take_drain(parts, r["drain_hidden_cycles"])
+    # The collectives that ran beside a WGRAD.
+    parts["collectives"] -= r["ring_hidden_cycles"]
     # Every core has the same timeline; the network's useful MACs are shared among them,
     # the rest of what each core computes is repeated.
     useful = r["useful_macs"] / (config.core.pes * config.mac.macs_per_cycle)

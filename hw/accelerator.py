@@ -19,7 +19,8 @@ so no cycle is lost between two core commands longer than a fetch and its checks
 disturb each other (the scratchpad port each takes, and the lines each touches: the rule is
 ``hw.controller``'s); otherwise it waits for its cores to be idle. ``DMA_LOAD`` reads
 memory once and writes the same beats into the scratchpad of every core of its mask,
-``DMA_STORE`` reads its one core; a collective waits for every core and for its own end. A
+``DMA_STORE`` reads its one core; a collective waits for every core (idle, or running a
+``WGRAD`` alone) and for its own end. A
 command touches only the state of its own cores, so every result is that of the stream run
 in order (``sim.golden.machine``, ``sim.golden.cluster_machine``). The run ends -- done or
 halted -- once every core is idle.

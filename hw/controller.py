@@ -10,7 +10,7 @@ The controller keeps a scoreboard of the cores, with one core as with several. A
 command is handed to its cores as soon as each of them is idle; the cycle after, once the
 cores' error flags of that command are known, the controller goes on to fetch and check the
 next command while they run, so the next one is handed on in the cycle its cores are ready
-again. A collective waits for every core and for its own end. The run ends -- done or
+again. A collective waits for the cores (see below) and for its own end. The run ends -- done or
 halted -- once every core is idle: a command whose fetch answers a bus error, or which the
 checker refuses, halts the run with its index only after the commands before it have ended.
 
@@ -40,6 +40,11 @@ the activation-bank regions of the command each core was handed last (from the c
 waits for the core to be idle. A DMA then goes beside the core if it may go beside the
 command of each slot that is busy (the scoreboard keeps the scratchpad ports and lines of
 each slot's command).
+
+A collective waits for every core to be idle or to run a ``WGRAD`` alone (``side_ready``:
+its side and drain slots free): the ring engine uses the scratchpads' ports, which a
+``WGRAD`` does not. While it runs, the controller dispatches nothing (it waits for the
+collective's end), so no load or DMA comes beside the ``WGRAD`` meanwhile.
 
 A ``WGRAD`` may also start on a core whose ``FORWARD`` or ``BACKWARD`` drains its last group
 (the core's drain slot, ``drain_ready``): it uses neither the drain engine, nor the buses,
@@ -326,7 +331,9 @@ class Controller(wiring.Component):
                 m.next = "DISPATCH"
         if self.cores > 1:
             with m.Elif(s.is_collective):
-                with m.If(self.cores_idle == everyone):
+                # Every core idle, or running a WGRAD alone (its side and drain slots free):
+                # a WGRAD uses no scratchpad port, and the ring engine only those.
+                with m.If((self.cores_idle | self.cores_side_ready) == everyone):
                     m.d.comb += self.ring_start.eq(1)
                     m.next = "RING_WAIT"
                 with m.Else():

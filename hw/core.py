@@ -473,8 +473,8 @@ class Core(wiring.Component):
 
     def _lane_ports(self, m, sp):
         """The DMA engine's lane port and, on a cluster, the ring engine's: used only while
-        the core is idle (a collective waits for every core), so they override the
-        engines."""
+        the core is idle or runs commands that use no scratchpad port (``hw.controller``'s
+        rules: a WGRAD), so they override the engines."""
         K = self.dma_words
         with m.If(self.dma_we):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(self.dma_e0), sp.wr_line.eq(self.dma_line),

@@ -142,11 +142,12 @@ def perf_report(config, network, batch, mode, mapping="best", energy_path=None,
             "utilization": result["utilization"], "useful_macs": result["useful_macs"],
             "collective_cycles": result["collective_cycles"],
             # The fetches the controller does while a core runs the command before, the
-            # loads a core runs beside a WGRAD and the WGRADs beside a drain: the step is
-            # the layers' cycles less these.
+            # loads a core runs beside a WGRAD, the WGRADs beside a drain and the
+            # collectives beside a WGRAD: the step is the layers' cycles less these.
             "fetch_hidden_cycles": result.get("fetch_hidden_cycles", 0),
             "side_hidden_cycles": result.get("side_hidden_cycles", 0),
             "drain_hidden_cycles": result.get("drain_hidden_cycles", 0),
+            "ring_hidden_cycles": result.get("ring_hidden_cycles", 0),
             "phase_cycles": _phase_cycles(result["phases"]),
             "energy_pj": total["total_pj"], "gflops_per_watt": total["gflops_per_watt"],
             "watts": total["watts"], "energy_per_event_pj": total["per_event"],

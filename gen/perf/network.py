@@ -251,8 +251,12 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
                            formula=formula)["cycles"]
 
 
+def _op(command):
+    return str(getattr(command.get("op"), "name", command.get("op"))).upper()
+
+
 def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs=None,
-                        dma_overlap=True, side_slot=True, drain_slot=True):
+                        dma_overlap=True, side_slot=True, drain_slot=True, ring_beside=True):
     """Cycles of a command stream as the accelerator's controller dispatches it, one core or
     a cluster (``hw.controller``), cycle for cycle.
 
@@ -270,7 +274,7 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
     drain_beside`; from ``sim.golden.core_counts.handover`` until the cycle that drain
     ends), which moves into the drain slot. The core is idle when every slot is, and a DMA
     goes beside it if it may go beside the command of each busy slot. A collective waits for
-    every core and runs
+    every core to be idle or to run a ``WGRAD`` alone (no load beside it, no drain) and runs
     ``sim.golden.ring.cycles``. A run ends when the last command has ended and every core is
     idle.
 
@@ -296,6 +300,9 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
     drain_slot : bool
         ``False``: every ``WGRAD`` waits for its cores to be idle (what the drain slot
         gains).
+    ring_beside : bool
+        ``False``: every collective waits for every core to be idle (what running it
+        beside a ``WGRAD`` gains).
 
     Returns
     -------
@@ -331,14 +338,27 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
         mine = [k for k in range(c) if mask >> k & 1]
         if op in collectives:
             checked = fetch + overhead - 1
-            start = max([checked] + free)
+
+            def rings(k, t):
+                """The collective may start at t beside core k: idle, or running a WGRAD
+                alone in its main slot."""
+                return t >= free[k] or (
+                    ring_beside and main[k] is not None and _op(main[k]) == "WGRAD"
+                    and max(side_free[k], drain_free[k]) <= t < main_free[k])
+
+            times = sorted({checked} | {t for k in range(c)
+                                        for t in (free[k], side_free[k], drain_free[k])
+                                        if t > checked})
+            start = next(t for t in times if all(rings(k, t) for k in range(c)))
             cyc = ring.cycles(Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
                               root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
             out["ring_cycles"] += cyc
             out["ring_words"] += ring.link_words_moved(
                 Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
                 root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
-            end = start + cyc
+            # Busy from the cycle after the start for `cyc` cycles; the controller sees the
+            # ring's `done` in the cycle after that.
+            end = start + cyc + 1
             fetch = end + 1
             continue
         if op == "_BUSY":
@@ -613,52 +633,66 @@ def _side_hidden(config, costs, mode, timing, overhead):
     ``(k + 1) f`` cycles after it, and the next command ``max((c + 1) f, w, c f + l)``
     cycles after it; in order, the loads would start as the ``WGRAD`` ends, and the next
     command ``w + max(c f, (c - 1) f + l)`` after it."""
+    return sum(_side_pair(config, below, above, mode, timing, overhead)
+               for below, above in zip(costs, costs[1:]))
+
+
+def _side_pair(config, below, above, mode, timing, overhead):
+    """:func:`_side_hidden` of the loads of layer ``below`` beside the ``WGRAD`` of
+    ``above``."""
     c = config.cluster.cores if mode == "model" else 1
     f = 1 + overhead
-    hidden = 0
-    for below, above in zip(costs, costs[1:]):
-        load = below["row_load_busy"]
-        wgrad = above["wgrad_busy"]
-        if mode == "data" and wgrad:
-            m, n = above["mapping"].tm, above["mapping"].tn
-            cost = command_cost(config, dict(op="WGRAD", m=m, n=n, batch=1, flag=1), timing)
-            wgrad = cost["cycles"] - cost["overhead_cycles"]
-        if load and wgrad:
-            hidden += max(0, wgrad + max(c * f, (c - 1) * f + load)
-                          - max((c + 1) * f, wgrad, c * f + load))
-    return hidden
+    load = below["row_load_busy"]
+    wgrad = above["wgrad_busy"]
+    if mode == "data" and wgrad:
+        m, n = above["mapping"].tm, above["mapping"].tn
+        cost = command_cost(config, dict(op="WGRAD", m=m, n=n, batch=1, flag=1), timing)
+        wgrad = cost["cycles"] - cost["overhead_cycles"]
+    if not (load and wgrad):
+        return 0
+    return max(0, wgrad + max(c * f, (c - 1) * f + load)
+               - max((c + 1) * f, wgrad, c * f + load))
 
 
-def _drain_hidden(config, costs, mode, timing):
-    """Cycles the ``WGRAD`` s started beside a ``BACKWARD``'s last drain save
-    (``hw.sequencer``'s drain slot): where a layer's ``BACKWARD`` and ``WGRAD`` are single
-    commands and nothing runs between them (on a cluster in model parallel, only the
-    replicated output layer: below it a ``REDUCE_SCATTER`` follows the ``BACKWARD``; in data
-    parallel the ``WGRAD`` after it is the gradient's momentum pass), the pair and the loads
-    beside the ``WGRAD`` (:func:`_side_hidden`) are dispatched by :func:`cluster_stream_cost`
-    with and without the drain slot, their regions apart as ``sim.compile.program`` places
-    them."""
+def _drain_hidden(config, layers, batch, costs, mode, timing, overhead):
+    """Cycles saved by the ``WGRAD`` s started beside a ``BACKWARD``'s last drain
+    (``hw.sequencer``'s drain slot) and, in model parallel, by the ``REDUCE_SCATTER`` that
+    follows the ``WGRAD`` running beside it (``hw.controller``), beyond :func:`_side_hidden`:
+    where a layer's ``BACKWARD`` and ``WGRAD`` are single commands, the stream
+    ``sim.compile.parallel_program`` issues for them (``BACKWARD``, ``WGRAD``, the
+    ``REDUCE_SCATTER`` of the partial input gradients below a split layer, then the loads of
+    the layer below; in data parallel the ``WGRAD`` is the gradient's momentum pass) is
+    dispatched by :func:`cluster_stream_cost` in order and with every overlap, regions apart
+    as the programs place them, and the side slot's closed form is taken off the
+    difference. Returns ``(drain, ring)``: what the drain slot saves, and what the
+    collectives beside a ``WGRAD`` save on top."""
     cores = config.cluster.cores
-    hidden = 0
+    split = cores > 1 and mode not in ("data", "cp")
+    drain = ring = 0
     for i, cost in enumerate(costs):
         commands = cost.get("commands", {})
         backward, wgrad = commands.get("BACKWARD"), commands.get("WGRAD")
         if backward is None or wgrad is None:
-            continue
-        if cores > 1 and mode != "data" and i < len(costs) - 1:
             continue
         if cores > 1 and mode == "data":
             wgrad = dict(op="WGRAD", m=wgrad["m"], n=wgrad["n"], batch=wgrad["batch"], flag=1)
         # Regions apart: dY at 1 << 20, the fill at 2 << 20, X at 0, a load at 3 << 20.
         stream = [dict(backward, abase=1 << 20, abase2=2 << 20),
                   dict(wgrad, abase=0, abase2=1 << 20)]
-        load = costs[i - 1].get("commands", {}).get("LOAD_ROW") if i > 0 else None
+        if split and i < len(costs) - 1:
+            below = layers[i - 1]           # one core's panel of the layer below
+            stream.append(dict(op="REDUCE_SCATTER", n=below.m, batch=below.columns * batch))
+        load = costs[i - 1].get("commands", {}).get("LOAD_ROW")
         if load is not None:
             masks = [1 << k for k in range(cores)] if mode == "model" and cores > 1 else [0]
             stream += [dict(load, abase=3 << 20, cores=mask) for mask in masks]
-        hidden += (cluster_stream_cost(config, stream, timing, drain_slot=False)["cycles"]
-                   - cluster_stream_cost(config, stream, timing)["cycles"])
-    return hidden
+        in_order = cluster_stream_cost(config, stream, timing, side_slot=False,
+                                       drain_slot=False, ring_beside=False)["cycles"]
+        no_ring = cluster_stream_cost(config, stream, timing, ring_beside=False)["cycles"]
+        drain += (in_order - no_ring
+                  - _side_pair(config, costs[i - 1], cost, mode, timing, overhead))
+        ring += no_ring - cluster_stream_cost(config, stream, timing)["cycles"]
+    return drain, ring
 
 
 def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY,
@@ -782,10 +816,11 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
         overhead = command_overhead(config, timing)[0]
         fetch_hidden = hidden * overhead
         side_hidden = _side_hidden(config, per_core_costs, mode, timing, overhead)
-        drain_hidden = _drain_hidden(config, per_core_costs, mode, timing)
-        cycles -= fetch_hidden + side_hidden + drain_hidden
+        drain_hidden, ring_hidden = _drain_hidden(config, layers, core_batch, per_core_costs,
+                                                  mode, timing, overhead)
+        cycles -= fetch_hidden + side_hidden + drain_hidden + ring_hidden
         extra = {"fetch_hidden_cycles": fetch_hidden, "side_hidden_cycles": side_hidden,
-                 "drain_hidden_cycles": drain_hidden}
+                 "drain_hidden_cycles": drain_hidden, "ring_hidden_cycles": ring_hidden}
     phases = _zero_phases()
     for c in per_core_costs:
         for name, entry in c["phases"].items():

@@ -1061,8 +1061,11 @@ def markdown():
     out += ["",
             "The controller hands a core command to the cores of its `cores` mask and, "
             "while they run, fetches and checks the next command; a core command waits "
-            "until every core it touches has finished the commands before it, and a "
-            "collective waits for every core. A `DMA_LOAD` / `DMA_STORE` may start while a "
+            "until every core it touches has finished the commands before it (but a "
+            "`LOAD_COL` / `LOAD_ROW` may start beside a `WGRAD` whose activations it does "
+            "not write, and a `WGRAD` beside the last drain of a `FORWARD` / `BACKWARD` "
+            "that fills none of its activations), and a collective waits for every core "
+            "to be idle or to run a `WGRAD` alone. A `DMA_LOAD` / `DMA_STORE` may start while a "
             "core of its mask still runs a command that does not use the scratchpad port "
             "the transfer takes (a load the write port, a store the read port) and, if it "
             "uses the other port, whose scratchpad lines are disjoint from the transfer's "

@@ -65,7 +65,9 @@ split evenly) is replicated, and every core computes the whole loss gradient. A 
   core, and each core ``LOAD_ROW`` s its own panel of it (a command per core, mask
   ``1 << k``); below a split layer, each core's ``BACKWARD`` gives a partial
   ``W_k^T dY_k`` (masked), and a ``REDUCE_SCATTER`` (``c P`` rows to ``P``) gives each core
-  its panel of the sum, chunk ``k`` added from core ``k + 1`` round to core ``k``;
+  its panel of the sum, chunk ``k`` added from core ``k + 1`` round to core ``k``, after
+  the layer's ``WGRAD``, which reads neither (the ``WGRAD`` starts beside the
+  ``BACKWARD``'s last drain, and the collective beside the ``WGRAD``: ``hw.controller``);
 * ``WGRAD`` on every core's panel (and on the replicated output layer); with momentum each
   weight's velocity sits beside it in the same core (``wbase2``), so the update is one
   core's rule.
@@ -500,6 +502,7 @@ class ParallelProgram(TrainingProgram):
             else:
                 cmds.append(dict(op="LOAD_ROW", m=m, batch=bl, abase=self.act_dy[l],
                                  **sp_fields(grads[l])))
+            gather = []
             if l > 0:
                 below_split = self.split[l - 1] and self.split[l]
                 target = self.partial_sp if below_split else grads[l - 1]
@@ -508,8 +511,11 @@ class ParallelProgram(TrainingProgram):
                                  **sp_fields(acts[l], "sp2")))
                 if below_split:
                     # The partial sums of every core: core k keeps its panel of the sum.
-                    cmds.append(dict(op="REDUCE_SCATTER", n=self.local_rows[l - 1], batch=bl,
-                                     **sp_fields(target), **sp_fields(grads[l - 1], "sp2")))
+                    # After the WGRAD, which reads neither: the WGRAD starts beside the
+                    # BACKWARD's last drain, and the collective beside the WGRAD.
+                    gather.append(dict(op="REDUCE_SCATTER", n=self.local_rows[l - 1],
+                                       batch=bl, **sp_fields(target),
+                                       **sp_fields(grads[l - 1], "sp2")))
             if data:
                 cmds += self._allreduce_update(l)
             else:
@@ -522,6 +528,7 @@ class ParallelProgram(TrainingProgram):
                                scalar2=nx.fp32_bits(self.momentum))
                 cmds.append(dict(op="WGRAD", m=m, n=n, batch=bl, wbase=self.wbase[l],
                                  abase=self.act_x[l], abase2=self.act_dy[l], **how))
+            cmds += gather
         return cmds
 
     def _allreduce_update(self, l):

@@ -119,3 +119,64 @@ def test_overlap_equals_golden_and_the_model(simulator):
     assert pair < cluster_stream_cost(TINY, beside[:2], drain_slot=False)["cycles"]
     assert outs[index["wgrad_waits_for_fill"]].cycles == cluster_stream_cost(
         TINY, waits, drain_slot=False)["cycles"]
+
+
+def _wgrad_then_reduce_scatter(config, rng):
+    """Two cores: each loads its X, dY and W (lines 100 on) and a reduce-scatter's matrices
+    (``test_cocotb_cluster.collective_stream``), runs a fused WGRAD, then the
+    REDUCE_SCATTER (which the controller starts beside the WGRAD), then stores both
+    results. Returns the job and its commands."""
+    from chrysalis.gen.spec.isa import Opcode
+    from tests.sim.verify.test_cocotb_cluster import REGION, collective_stream
+    image = np.zeros(2 * REGION // 4, dtype=np.uint32)
+    ring, loads = collective_stream(config, Opcode.REDUCE_SCATTER, 0, n=6, batch=4)
+    for addr, rows, stride in loads:
+        for b in range(4):
+            image[(addr + b * stride) // 4:(addr + b * stride) // 4 + rows] = random_words(rng,
+                                                                                         rows)
+    # X (6 x 4), dY (4 x 4) and W (4 x 6) in memory at REGION, scratchpad lines 100.. .
+    mats = {"x": (6, 4, 100), "dy": (4, 4, 120), "w": (4, 6, 140)}
+    setup = []
+    for i, (name, (rows, cols, line)) in enumerate(mats.items()):
+        addr = REGION + 0x200 * i
+        for b in range(cols):
+            image[addr // 4 + 8 * b:addr // 4 + 8 * b + rows] = random_words(rng, rows)
+        setup.append(dict(op="DMA_LOAD", n=rows, batch=cols, mem_addr=addr, mem_stride=32,
+                          sp_base=line, sp_lpc=4))
+    setup += [dict(op="LOAD_W", m=4, n=6, wbase=0, sp_base=140, sp_lpc=4),
+              dict(op="LOAD_COL", n=6, batch=4, abase=0, sp_base=100, sp_lpc=4),
+              dict(op="LOAD_ROW", m=4, batch=4, abase=24, sp_base=120, sp_lpc=4)]
+    wgrad = [WGRAD, dict(op="STORE_W", m=4, n=6, wbase=0, sp_base=160, sp_lpc=4),
+             dict(op="DMA_STORE", n=4, batch=6, mem_addr=REGION + 0x800, mem_stride=32,
+                  sp_base=160, sp_lpc=4, cores=1)]
+    dmas = [c for c in ring if c["op"] == "DMA_LOAD"]
+    rest = [c for c in ring if c["op"] != "DMA_LOAD"]
+    commands = dmas + setup + wgrad[:1] + rest[:1] + wgrad[1:] + rest[1:]
+    words = isa.encode_stream(commands)
+    image[REGION // 4 + 0x1000 // 4:REGION // 4 + 0x1000 // 4 + len(words)] = words
+    return Job(image, [Run(REGION + 0x1000, len(commands), max_cycles=100_000)]), commands
+
+
+@pytest.mark.parametrize("simulator", [
+    pytest.param(name, marks=pytest.mark.skipif(name not in available_simulators(),
+                                                reason=f"{name} is not installed"))
+    for name in ("verilator", "icarus")])
+def test_collective_beside_a_wgrad_equals_golden_and_the_model(simulator):
+    """A REDUCE_SCATTER after a WGRAD on both cores starts while the WGRAD runs (the ring
+    engine takes the scratchpads' ports, which a WGRAD does not use): the golden machine's
+    image and counters, and ``CYCLES`` the model's, which is fewer than waiting."""
+    from tests.sim.verify.test_cocotb_cluster import cluster_config
+    config = cluster_config(2)
+    job, commands = _wgrad_then_reduce_scatter(config, np.random.default_rng(11))
+    extra = dict(fast_build=True) if simulator == "verilator" else dict(simulator="icarus")
+    outs = native_job.run_job(config, job, SHARED / config.name, **extra)
+    golden = run_job_golden(config, job)
+    assert (outs[0].status, outs[0].error) == (golden[0].status, golden[0].error)
+    assert golden[0].error == isa.ErrorCode.NONE
+    assert np.array_equal(outs[0].image, golden[0].image)
+    assert {k: outs[0].counters[k] for k in GOLDEN_COUNTERS} == {
+        k: golden[0].counters[k] for k in GOLDEN_COUNTERS}
+    assert golden[0].counters["ring_words"] > 0
+    model = cluster_stream_cost(config, commands)["cycles"]
+    assert outs[0].cycles == model
+    assert model < cluster_stream_cost(config, commands, ring_beside=False)["cycles"]
