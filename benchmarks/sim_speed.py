@@ -5,8 +5,11 @@ the PEs) and SGD steps of a 64-32-10 MLP on digits minibatches, batch 8, each st
 doorbell. It runs three ways, in one invocation:
 
 * ``native`` / Verilator: the fast path (``chrysalis.sim.verify.native_job``), a C++ host and
-  AXI4 memory around the Verilated top, built at -O3 without ``--public-flat-rw``; its job
-  takes about 0.1 s, so it runs five times and the median run is reported;
+  AXI4 memory around the Verilated top, built at -O3 without ``--public-flat-rw``, one model
+  evaluation a clock cycle; its job takes about 0.1 s, so it runs five times and the median
+  run is reported; then the same with the profile-guided build (``build: "-O3 + PGO"``,
+  trained on the job's prologue and first step), which ``chrysalis train`` uses only when
+  asked (``CHRYSALIS_PGO=1``);
 * ``cocotb`` / Verilator: the cocotb testbench with cocotbext-axi's AxiLiteMaster and AxiRam
   (Python on every clock edge), with an optimised model build whose only public signals
   are the top's ports (``sim.verify.runner``);
@@ -75,14 +78,16 @@ def _row(harness, simulator, outs, golden, build_s, job_s):
                 build_seconds=round(build_s, 1), job_seconds=round(job_s, 2))
 
 
-def measure_native(config, job, golden, simulator="verilator"):
-    folder = BUILD / f"native-{simulator}"
+def measure_native(config, job, golden, simulator="verilator", pgo=False):
+    folder = BUILD / f"native-{simulator}{'-pgo' if pgo else ''}"
     shutil.rmtree(folder, ignore_errors=True)
     # Emitted once: the job below reuses it (elaborating the default config takes seconds).
     verilog = native_job.verilog_of(config, folder / "rtl")
     extra = {"mem_bytes": job.mem_bytes} if simulator == "icarus" else {}
     built = native_job.build(config, verilog, cache=folder / "cache", simulator=simulator,
-                             **extra)
+                             profile=job if pgo else None, log=print, **extra)
+    if pgo and not built.pgo:
+        raise SystemExit("native/verilator: the profile-guided build failed (note above)")
     # The Verilator job runs in about 0.1 s, too short for one timing to be steady on a
     # shared machine: it runs NATIVE_REPEATS times and the run with the median wall time is
     # reported (every one is checked against the golden machine).
@@ -91,7 +96,7 @@ def measure_native(config, job, golden, simulator="verilator"):
     for _ in range(repeats):
         start = time.perf_counter()
         outs = native_job.run_job(config, job, folder, cache=folder / "cache",
-                                  simulator=simulator)
+                                  simulator=simulator, pgo=pgo)
         job_s = time.perf_counter() - start
         if golden_mismatches(outs, golden):
             raise SystemExit(f"native/{simulator} differs from the golden machine: "
@@ -99,7 +104,11 @@ def measure_native(config, job, golden, simulator="verilator"):
         timed.append((sum(o.wall_s for o in outs), job_s, outs))
     timed.sort(key=lambda t: t[0])
     _wall, job_s, outs = timed[len(timed) // 2]
-    return _row("native", simulator, outs, golden, built.seconds, job_s)
+    row = _row("native", simulator, outs, golden, built.seconds, job_s)
+    if simulator == "verilator":
+        row.update(build="-O3 + PGO" if built.pgo else "-O3",
+                   evals_per_cycle=1 if built.one_eval else 2)
+    return row
 
 
 def measure_cocotb(config, job, golden, simulator):
@@ -127,34 +136,37 @@ def main(argv=None):
     job = demo_job(config, args.steps)
     golden = run_job_golden(config, job)
     rows = []
-    plan = [("native", "verilator"), ("cocotb", "verilator")]
+    plan = [("native", "verilator"), ("native-pgo", "verilator"), ("cocotb", "verilator")]
     if not args.no_icarus:
         plan += [("native", "icarus"), ("cocotb", "icarus")]
     for harness, simulator in plan:
         print(f"{harness} / {simulator}: prologue and {args.steps} steps on {args.preset}...",
               flush=True)
-        rows.append(measure_native(config, job, golden, simulator) if harness == "native"
+        rows.append(measure_native(config, job, golden, simulator, pgo=harness == "native-pgo")
+                    if harness.startswith("native")
                     else measure_cocotb(config, job, golden, simulator))
         print(f"  {rows[-1]}", flush=True)
-    native = rows[0]["cycles_per_second"]
-    cocotb = rows[1]["cycles_per_second"]
+    native, pgo, cocotb = (row["cycles_per_second"] for row in rows[:3])
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = dict(preset=args.preset, rows=config.core.rows, cols=config.core.cols,
                 sizes=SIZES, batch=BATCH, steps=args.steps, machine=platform.machine(),
                 python=platform.python_version(),
-                native_over_cocotb_verilator=round(native / cocotb, 1))
+                native_over_cocotb_verilator=round(native / cocotb, 1),
+                native_pgo_over_cocotb_verilator=round(pgo / cocotb, 1))
     lines = [f"Simulation speed, preset `{args.preset}` ({config.core.rows}x{config.core.cols} "
              f"core), 64-32-10 MLP on digits, batch {BATCH}, prologue + {args.steps} steps, "
              "each run checked against the golden machine; `benchmarks/sim_speed.py`. "
              "`run (s)` is doorbell to interrupt summed over the runs; `job (s)` the whole job "
-             "after the build. Target: the native path >= 300,000 cycles/s and >= 20x the "
-             "cocotb path.", "",
+             "after the build. `native` is the default build (-O3, one model evaluation a "
+             "cycle); `native-pgo` the profile-guided one (`CHRYSALIS_PGO=1`). Target: the "
+             "native path >= 300,000 cycles/s and >= 20x the cocotb path.", "",
              "| harness | simulator | simulated cycles | run (s) | cycles per second | "
              "build (s) | job (s) |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['harness']} | {r['simulator']} | {r['cycles']} | {r['run_seconds']} | "
               f"{r['cycles_per_second']} | {r['build_seconds']} | {r['job_seconds']} |"
               for r in rows]
-    lines += ["", f"Native over cocotb under Verilator: {native / cocotb:.1f}x."]
+    lines += ["", f"Native over cocotb under Verilator: {native / cocotb:.1f}x "
+              f"(profile-guided: {pgo / cocotb:.1f}x)."]
     icarus = {r["harness"]: r["cycles_per_second"] for r in rows if r["simulator"] == "icarus"}
     if len(icarus) == 2:
         meta["native_over_cocotb_icarus"] = round(icarus["native"] / icarus["cocotb"], 2)
