@@ -440,16 +440,21 @@ def _profile_guided(config, folder, env, jobs, profile):
     try:
         _make(config, folder, env, jobs, f"USER_CPPFLAGS={_PROFILE_GENERATE}",
               f"USER_LDFLAGS={_PROFILE_GENERATE}")
+        # Renamed: a build stopped before its second compile is never taken for a finished
+        # one (the cache looks for obj/Vsim).
+        instrumented = (obj / "Vsim").rename(obj / "Vsim-instrumented")
         training = dataclasses.replace(profile, runs=list(profile.runs[:PROFILE_RUNS]))
         write_job(folder / "profile-job.bin", config, training)
-        done = subprocess.run([str(obj / "Vsim"), "profile-job.bin", "profile-result.bin"],
+        done = subprocess.run([str(instrumented), "profile-job.bin", "profile-result.bin"],
                               cwd=folder, capture_output=True, text=True,
                               timeout=_PROFILE_TIMEOUT_S)
         if done.returncode != 0:
             raise RuntimeError(f"the training run failed: {(done.stderr or done.stdout).strip()}")
         if not any(obj.glob("*.gcda")):
             raise RuntimeError("the training run wrote no profile")
-        for pattern in ("*.o", "*.a", "*.gch", "Vsim"):
+        for name in ("profile-job.bin", "profile-result.bin"):
+            (folder / name).unlink(missing_ok=True)
+        for pattern in ("*.o", "*.a", "*.gch", "Vsim-instrumented"):
             for path in obj.glob(pattern):
                 path.unlink()
         _make(config, folder, env, jobs, f"USER_CPPFLAGS={_PROFILE_USE}",
