@@ -28,8 +28,9 @@ Speed under Verilator: the model's ``eval()`` is almost all of a cycle. The harn
 evaluates it once a cycle where the Verilated code shows that gives the same cycles
 (:func:`one_eval_safe`; about 6% faster). A profile-guided build (:func:`build`'s
 ``profile``, :func:`run_job`'s ``pgo``, or ``CHRYSALIS_PGO=1``) is about 10% faster again
-but takes about 2.5 times as long to build, which pays back only after a few hundred
-million simulated cycles on one build: it is off by default, ``chrysalis train`` included.
+but takes over twice as long to build, which pays back only after a few hundred million
+simulated cycles on one build (a 12-epoch digits training is about 7 million): it is off
+by default, ``chrysalis train`` included.
 
 File formats of the Verilator harness (little-endian; ``u64`` unsigned 64-bit, ``u32[n]`` n
 unsigned 32-bit words):
@@ -342,8 +343,8 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
     profile : chrysalis.sim.compile.job.Job, optional
         Verilator, optimised builds: compile the model profile-guided, trained on the first
         :data:`PROFILE_RUNS` runs of this job (cached under a key of its own, whatever the
-        job: the profile changes the speed, never the results). The build takes about 2.5
-        times as long and simulates about 10% faster. If any step of it fails, the plain
+        job: the profile changes the speed, never the results). The build takes over twice
+        as long and simulates about 10% faster. If any step of it fails, the plain
         optimised build is returned instead, with a one-line note, and the failure is
         remembered in the cache so the next call goes straight to the plain build. No
         effect on a ``fast_build`` or under Icarus.
@@ -769,7 +770,7 @@ def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fas
     pgo : bool, optional
         Verilator, optimised builds: a profile-guided build, trained on this job's first
         runs (:func:`build`'s ``profile``); default: on when the environment variable
-        :data:`PGO_ENV` is ``"1"``, else off (the build takes about 2.5 times as long for
+        :data:`PGO_ENV` is ``"1"``, else off (the build takes over twice as long for
         about 10% more speed, a gain that pays for the build only over a few hundred
         million simulated cycles on one build).
 
