@@ -5,6 +5,7 @@ emission with a stand-in top level run in-process, which is faster.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -56,8 +57,9 @@ def _emitted(name):
 def tiny_outputs():
     """``chrysalis verilog --preset tiny`` run twice, each in a process of its own, into two
     folders (each emission takes seconds: the tests of this module share them). Returns the
-    folders and the two runs."""
-    outs = [_fresh("same_a"), _fresh("same_b")]
+    folders and the two runs. The folders are named after this process: with pytest-xdist,
+    another worker may make its own pair at the same time."""
+    outs = [_fresh(f"same_a-{os.getpid()}"), _fresh(f"same_b-{os.getpid()}")]
     results = [chrysalis("verilog", "--preset", "tiny", "-o", out.relative_to(REPO))
                for out in outs]
     return outs, results
