@@ -122,9 +122,10 @@ def test_selftest_passes_and_reset_runs_the_next_step(stored):
     assert (third["passed"], third["failed"], third["reason"]) == (0, 1, Reason.EXHAUSTED)
 
 
-# The same corrupted image fails under Icarus and Verilator in the default suite
-# (tests/sim/verify/test_cocotb_board.py); in Amaranth's simulator it is `slow`.
-@pytest.mark.slow
+# The default suite runs the corrupted image here (about 10 s of CPU); under Icarus and
+# Verilator (tests/sim/verify/test_cocotb_board.py) it is `slow`, because there it needs a
+# Verilog conversion and a simulator build of its own (about 33 s), while the golden image
+# runs the same self-test's Verilog under both simulators by default.
 def test_selftest_fails_on_a_corrupted_image(stored):
     # One bit of one weight flipped: the step still runs to the end without an error,
     # but the memory it leaves differs from the golden machine's.

@@ -17,6 +17,7 @@ from chrysalis.gen.spec.formats import BF16, FP8_E4M3, FloatFormat
 from chrysalis.hw.dual import BYPASS, HIGH, LOW, DualMultiplyPath
 from chrysalis.hw.fmul import FloatMultiplier
 from chrysalis.sim.golden import dual as sim_dual
+from tests.params import covering
 
 
 class Case:
@@ -125,9 +126,10 @@ def random_case(seed, operand, low_man_bits, policy, latency, n):
 CONFIGS = [(BF16, 3), (FP8_E4M3, 3), (FP8_E4M3, 1)]
 
 
-@pytest.mark.parametrize("latency", [1, 2])
-@pytest.mark.parametrize("policy", DUAL_POLICIES)
-@pytest.mark.parametrize("operand, low_man_bits", CONFIGS, ids=lambda v: str(v))
+# Every format, policy and latency runs by default (tests/params.py's covering: 5 of the 30
+# combinations, each value of each axis at least once); the whole product with `slow`.
+@pytest.mark.parametrize("operand, low_man_bits, policy, latency",
+                         covering(CONFIGS, DUAL_POLICIES, [1, 2]))
 def test_random(operand, low_man_bits, policy, latency):
     n = 2000 if operand == BF16 else 1500
     seed = (DUAL_POLICIES.index(policy), latency, operand.width, low_man_bits)

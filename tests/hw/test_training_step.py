@@ -53,9 +53,13 @@ def run_training(config, prog, case, read_gradients=True):
     return core.run()
 
 
+# "resident" is `slow`: the default suite trains the same network on the same core (batch 4,
+# two steps, the loss gradient after each and every weight at the end) under Icarus and
+# Verilator, tests/sim/verify/test_cocotb_training.py.
 @pytest.mark.parametrize("config,sizes,batch,steps", [
-    (CORE_4X4, [12, 8, 5], 4, 2), (CORE_4X4, [9, 6, 7, 3], 2, 1),
-    (STREAMING_4X4, [12, 8, 5], 4, 2)], ids=["resident", "four-layers", "streamed"])
+    pytest.param(CORE_4X4, [12, 8, 5], 4, 2, marks=pytest.mark.slow, id="resident"),
+    pytest.param(CORE_4X4, [9, 6, 7, 3], 2, 1, id="four-layers"),
+    pytest.param(STREAMING_4X4, [12, 8, 5], 4, 2, id="streamed")])
 def test_training_steps_equal_golden(config, sizes, batch, steps):
     case = mlp_case(sizes, batch, steps, seed=sum(sizes))
     prog = compile_mlp(config, sizes, batch, case.lr)

@@ -5,6 +5,7 @@ emission with a stand-in top level run in-process, which is faster.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -52,10 +53,21 @@ def _emitted(name):
             f"{name}.vlt", f"{name}_tb.sv", f"{name}.core", f"{name}.json"]
 
 
-def test_verilog_is_byte_identical():
-    outs = [_fresh("same_a"), _fresh("same_b")]
-    for out in outs:
-        result = chrysalis("verilog", "--preset", "tiny", "-o", out.relative_to(REPO))
+@pytest.fixture(scope="module")
+def tiny_outputs():
+    """``chrysalis verilog --preset tiny`` run twice, each in a process of its own, into two
+    folders (each emission takes seconds: the tests of this module share them). Returns the
+    folders and the two runs. The folders are named after this process: with pytest-xdist,
+    another worker may make its own pair at the same time."""
+    outs = [_fresh(f"same_a-{os.getpid()}"), _fresh(f"same_b-{os.getpid()}")]
+    results = [chrysalis("verilog", "--preset", "tiny", "-o", out.relative_to(REPO))
+               for out in outs]
+    return outs, results
+
+
+def test_verilog_is_byte_identical(tiny_outputs):
+    outs, results = tiny_outputs
+    for result in results:
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
         written = result.stdout.splitlines()
@@ -72,10 +84,10 @@ def test_verilog_is_byte_identical():
         assert str(REPO).encode() not in data, name
 
 
-def test_sidecar_describes_the_output():
-    out = _fresh("sidecar")
+def test_sidecar_describes_the_output(tiny_outputs):
+    (out, _), (result, _) = tiny_outputs
     config = PRESETS["tiny"]
-    assert main(["verilog", "--preset", "tiny", "-o", str(out)]) == 0
+    assert result.returncode == 0, result.stderr
     text = (out / "tiny.json").read_text()
     assert text.endswith("}\n")
     sidecar = json.loads(text)

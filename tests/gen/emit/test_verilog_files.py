@@ -88,6 +88,10 @@ def test_timescale_heads_the_verilog(out):
     assert (out / "tiny_tb.sv").read_text().splitlines()[0] == lines[0]
 
 
+# `slow`: tests/gen/cli/test_cli.py checks the same of two emissions in two processes (the
+# same files, the absolute list naming its own folder, no path of the checkout inside), and
+# its sidecar test the relative list; this third emission of the tiny preset repeats it.
+@pytest.mark.slow
 def test_output_is_byte_identical_but_the_absolute_list(out, tmp_path):
     again = tmp_path / "again"
     emit(CONFIG, again)

@@ -205,23 +205,33 @@ def test_training_steps_equal_golden_machine(rtl_harness, build_root):
 @pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
 @pytest.mark.parametrize("scope", ["pe", "row"])
 def test_reuse_training_steps_equal_golden_machine(rtl_harness, build_root, scope):
-    """Two SGD steps on a ``value`` dual-precision core with a reuse cache (per PE, or tags
-    shared along the lines of PEs), the first at reuse strength 6 and the second at 3
-    (REUSE_STRENGTH written before each doorbell): after every run the whole memory image and
-    every counter (the reuse lookups, hits and multiplies avoided among them) equal the
-    golden machine's."""
+    """Three SGD steps on a ``value`` dual-precision core with a reuse cache (per PE, or tags
+    shared along the lines of PEs), at reuse strength 0 (the cache off: the PEs work as
+    without one), then 6, then 3 (REUSE_STRENGTH written before each doorbell): after every
+    run the whole memory image and every counter (the high, low and bypass products, the
+    reuse lookups, hits and multiplies avoided among them) equal the golden machine's."""
     config = with_overrides(SMALL_REUSE, {"name": f"small_reuse_{scope}",
                                           "pe.reuse_scope": scope})
-    program, job = digits_training_job(config, steps=2, reuse_strength=[6, 3])
+    program, job = digits_training_job(config, steps=3, reuse_strength=[0, 6, 3])
     outs = rtl(config, job, rtl_harness, build_root)
     golden = run_job_golden(config, job)
     assert_runs_equal_golden(outs, golden)
+    grown = {name: [outs[i].counters[name] - outs[i - 1].counters[name] for i in (1, 2, 3)]
+             for name in ("multiplies_avoided", "low_products", "high_products")}
+    # Strength 0: nothing from the cache, and both multipliers of the value policy used.
+    assert grown["multiplies_avoided"][0] == 0, grown
+    assert 0 < grown["low_products"][0] < grown["high_products"][0], grown
     # The cache worked: non-zero products taken from it in each step, fewer at strength 3.
-    grown = [outs[i].counters["multiplies_avoided"] - outs[i - 1].counters["multiplies_avoided"]
-             for i in (1, 2)]
-    assert grown[0] > grown[1] > 0, grown
+    assert grown["multiplies_avoided"][1] > grown["multiplies_avoided"][2] > 0, grown
+    # The steps trained.
+    assert not np.array_equal(program.read_weights(outs[-1].image)[0],
+                              program.read_weights(outs[0].image)[0])
 
 
+# `slow` under every harness: the default suite runs the same policy's training steps on
+# the design with a reuse cache, at strength 0 first (the cache off), above; this keeps a
+# build of the dual-precision core without a cache out of the default suite.
+@pytest.mark.slow
 @pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
 def test_dual_value_training_steps_equal_golden_machine(rtl_harness, build_root):
     """Two SGD steps of a 64-32-10 MLP on digits on a dual-precision core with the ``value``

@@ -14,6 +14,7 @@ from chrysalis.hw.dual import DualMultiplyPath
 from chrysalis.hw.fconv import FloatConverter
 from chrysalis.hw.mac import FloatMAC
 from chrysalis.sim.verify.runner import run_testbench
+from chrysalis.sim.verify.verilog_cache import cached_design
 
 CASES = {
     "mac_bf16_fp32_l6": ("mac", "bf16", "fp32", 6),
@@ -35,9 +36,12 @@ def build_unit(unit, first, second, latency):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_unit_rtl_equals_golden(case, simulator, build_root):
     unit, first, second, latency = CASES[case]
-    source = build_root / f"{case}.v"
-    source.write_text(verilog.convert(build_unit(unit, first, second, latency), name=case,
-                                      emit_src=False))
+    # Converted once per machine, not once per simulator.
+    source = cached_design(
+        case, [f"{unit} {first} {second} latency={latency} low_man_bits=3"],
+        lambda: verilog.convert(build_unit(unit, first, second, latency), name=case,
+                                emit_src=False),
+        build_root)
     result = run_testbench(
         sources=[source], toplevel=case, module="chrysalis.sim.verify.tb.arith", simulator=simulator,
         build_dir=build_root, timeout_s=600,

@@ -1,7 +1,8 @@
 """The on-board self-test (``hw.board.SelfTest``) under Icarus and Verilator: the stored
 digits step of a 2x2 accelerator passes with the golden machine's checksum, and the same
 design built from an image with one weight bit flipped fails with a checksum mismatch
-(``sim/verify/tb/board.py``; in Amaranth's simulator: ``tests/hw/test_board.py``)."""
+(``slow``; in the default suite in Amaranth's simulator, ``tests/hw/test_board.py``). The
+testbench is ``sim/verify/tb/board.py``."""
 
 import dataclasses
 import hashlib
@@ -36,7 +37,12 @@ def stored():
     return selftest_image(BOARD_TINY, SIZES, BATCH, seed=0, runs=1)
 
 
-@pytest.mark.parametrize("corrupt", [False, True], ids=["golden", "corrupted"])
+# The corrupted image is `slow`: its design (the image is in the Verilog) is a conversion and
+# a build of its own under each simulator, about 33 s of CPU, for a check of the comparison
+# that Amaranth's simulator makes in the default suite (tests/hw/test_board.py).
+@pytest.mark.parametrize("corrupt", [pytest.param(False, id="golden"),
+                                     pytest.param(True, marks=pytest.mark.slow,
+                                                  id="corrupted")])
 def test_selftest_under_a_simulator(simulator, build_root, stored, corrupt):
     if corrupt:
         lo, _ = stored.regions["weights[0]"]

@@ -11,6 +11,7 @@ from amaranth.back import verilog
 
 from chrysalis.hw.sfu import SpecialFunctionUnit
 from chrysalis.sim.verify.runner import run_testbench
+from chrysalis.sim.verify.verilog_cache import cached_design
 
 MAC_LATENCY = 2        # and the default threads = 3
 VECTORS = 300          # per function
@@ -18,9 +19,12 @@ VECTORS = 300          # per function
 
 def test_sfu_rtl_equals_golden(simulator, build_root):
     name = f"sfu_l{MAC_LATENCY}"
-    source = build_root / f"{name}.v"
-    source.write_text(verilog.convert(SpecialFunctionUnit(mac_latency=MAC_LATENCY), name=name,
-                                      emit_src=False))
+    # Converted once per machine, not once per simulator.
+    source = cached_design(
+        name, [f"SpecialFunctionUnit mac_latency={MAC_LATENCY}"],
+        lambda: verilog.convert(SpecialFunctionUnit(mac_latency=MAC_LATENCY), name=name,
+                                emit_src=False),
+        build_root)
     result = run_testbench(
         sources=[source], toplevel=name, module="chrysalis.sim.verify.tb.sfu", simulator=simulator,
         build_dir=build_root, timeout_s=300,

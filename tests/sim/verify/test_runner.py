@@ -4,6 +4,9 @@
 The design is ``sim.verify.tb.smoke.Accumulator``; its cocotb testbench is ``sim.verify.tb.smoke``.
 """
 
+import os
+from pathlib import Path
+
 import pytest
 from amaranth.back import verilog
 
@@ -11,11 +14,17 @@ from chrysalis.sim.verify.runner import run_testbench
 from chrysalis.sim.verify.tb.smoke import Accumulator
 
 TB_MODULE = "chrysalis.sim.verify.tb.smoke"
+#: One build of the smoke design per simulator for the tests that run it unchanged (the
+#: runner names each build after a hash of its sources and locks it while it builds).
+SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "smoke"
 
 
 def _smoke_verilog(build_root):
     path = build_root / "smoke.v"
-    path.write_text(verilog.convert(Accumulator(), name="smoke", emit_src=False))
+    # Written beside and renamed: a test sharing the folder may be building from it now.
+    part = build_root / f"smoke.v.{os.getpid()}"
+    part.write_text(verilog.convert(Accumulator(), name="smoke", emit_src=False))
+    os.replace(part, path)
     return path
 
 
@@ -31,16 +40,18 @@ def _run(simulator, build_root, **kwargs):
     )
 
 
-def test_smoke_accumulator(simulator, build_root):
-    result = _run(simulator, build_root, extra_env={"SMOKE_CYCLES": 300}, seed=1)
+def test_smoke_accumulator(simulator):
+    SHARED.mkdir(parents=True, exist_ok=True)
+    result = _run(simulator, SHARED, extra_env={"SMOKE_CYCLES": 300}, seed=1)
     assert result["failures"] == 0
     assert result["tests"] >= 1
     assert result["results_xml"].is_file()
 
 
-def test_failing_cocotb_test_raises(simulator, build_root):
+def test_failing_cocotb_test_raises(simulator):
+    SHARED.mkdir(parents=True, exist_ok=True)
     with pytest.raises(RuntimeError, match=rf"{simulator}.*'smoke'.*1 of 1 cocotb test"):
-        _run(simulator, build_root, testcase="must_fail_for_runner_check")
+        _run(simulator, SHARED, testcase="must_fail_for_runner_check")
 
 
 def test_failure_raises_outside_pytest(build_root, monkeypatch):
