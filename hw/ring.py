@@ -149,9 +149,9 @@ class RingEngine(wiring.Component):
     start : In(1)
         Starts a command (a one-cycle pulse while idle); the fields below are valid in that
         cycle and held until ``done``.
-    op, root, peer, n, batch : In
+    op, flag, root, peer, n, batch : In
         The command (``gen.spec.isa``); ``root`` and ``peer`` below ``cluster.cores`` (the
-        controller checks them). An ``op`` that is not a collective does nothing: ``done``
+        controller checks them); ``flag``: the in-place ``ALL_GATHER`` (no copy phase). An ``op`` that is not a collective does nothing: ``done``
         follows in the next cycle, and no cycle is counted.
     sp_base, sp_lpc, sp2_base, sp2_lpc : In (their ``gen.spec.isa.FIELD`` widths)
         Source (``sp``) and destination (``sp2``) matrices: element ``(e, b)`` at line
@@ -195,7 +195,7 @@ class RingEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             **{name: In(isa.FIELD[name].width)
-               for name in ("op", "root", "peer", "n", "batch",
+               for name in ("op", "flag", "root", "peer", "n", "batch",
                             "sp_base", "sp_lpc", "sp2_base", "sp2_lpc")},
             "busy": Out(1), "done": Out(1),
             "ring_words": Out(counter), "ring_cycles": Out(counter),
@@ -316,8 +316,10 @@ class RingEngine(wiring.Component):
                              phase.q.eq((n + (c - 1)) // c),
                              kind.eq(Mux(self.op == Op.ALL_GATHER.value, _Kind.COPY,
                                          _Kind.CHAIN))]
-                # ALL_REDUCE of no rows has no chain (sim.golden.ring skips empty chunks).
-                with m.If(is_op[Op.ALL_REDUCE] & (n == 0)):
+                # ALL_REDUCE of no rows has no chain (sim.golden.ring skips empty chunks);
+                # the in-place ALL_GATHER has no copy.
+                with m.If((is_op[Op.ALL_REDUCE] & (n == 0))
+                          | (is_op[Op.ALL_GATHER] & self.flag[0])):
                     m.d.sync += kind.eq(_Kind.GATHER)
                     m.d.comb += gather_init.eq(1)
         with m.Else():

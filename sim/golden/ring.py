@@ -65,13 +65,15 @@ operation                 phases                       cycles
 ``BROADCAST``, ``REDUCE`` one chain over every core    ``P(c - 1)``
 ``SEND``                  one chain of ``d`` hops      ``P(d)``, ``d = (peer - root) mod c``
 ``ALL_GATHER``            own chunk, ``c - 1`` steps   ``P(0) + (c - 1) * P(1)``
+``ALL_GATHER``, in place  ``c - 1`` steps              ``(c - 1) * P(1)``
 ``REDUCE_SCATTER``        ``c`` chains                 ``c * P(c - 1)``
 ``ALL_REDUCE``            both                         ``sum_j P_j(c - 1) + (c - 1) * P(1)``
 ========================  ===========================  ==============================
 
 ``P_j`` is ``P`` with the beats of chunk ``j`` (the last chunks of ``ALL_REDUCE`` may be
 shorter; an empty one has no chain). An all-gather first writes each core's own chunk into
-place (one write port: the steps write what arrives).
+place (one write port: the steps write what arrives); the in-place all-gather (``flag``),
+whose own chunks are already there, has no such copy.
 
 ``ALL_GATHER``'s ``(c - 1) * L`` beats are the ring all-gather's
 ``(n*b*c - n*b*c/c) / nr`` of CATERPILLAR for a gathered matrix of ``n*c`` rows.
@@ -89,7 +91,8 @@ from chrysalis.gen.spec.ring import PHASE_OVERHEAD, RING_ADD_LATENCY, hop_cycles
 
 from .numerics import fadd
 
-__all__ = ["Role", "Phase", "schedule", "execute", "cycles", "phase_cycles", "link_words_moved", "chain_order"]
+__all__ = ["Role", "Phase", "schedule", "execute", "cycles", "phase_cycles", "link_words_moved",
+           "chain_order", "in_place"]
 
 
 _U = np.uint64
@@ -204,9 +207,11 @@ def _gather_steps(c, chunk, *, first_from_sp):
     return phases
 
 
-def schedule(op, c, n, *, root=0, peer=0):
+def schedule(op, c, n, *, root=0, peer=0, in_place=False):
     """The phases of collective ``op`` on ``c`` cores for matrices of ``n`` rows (``n`` as
-    in the command, ``gen.spec.isa.OP_DOC``).
+    in the command, ``gen.spec.isa.OP_DOC``). ``in_place`` (``ALL_GATHER``'s ``flag``):
+    every core's own chunk is already in its rows of ``sp2``, so the all-gather has no copy
+    phase and reads no ``sp``; other operations ignore it.
 
     Returns
     -------
@@ -227,11 +232,14 @@ def schedule(op, c, n, *, root=0, peer=0):
         return [_chain(c, j + 1, c - 1, n, read_row=j * n, write_row=0, add=True)
                 for j in range(c)]
     if op == Opcode.ALL_GATHER:
+        steps = _gather_steps(c, lambda j: (j * n, n), first_from_sp=False)
+        if in_place:
+            return steps
         # First the own chunk into place (no link: one write port, and the link steps
         # write what arrives), then the link steps.
         copy = Phase(tuple(Role(read="sp", rows=n, write="local", write_row=k * n,
                                 write_rows=n) for k in range(c)))
-        return [copy] + _gather_steps(c, lambda j: (j * n, n), first_from_sp=False)
+        return [copy] + steps
     # ALL_REDUCE: a chain per chunk, each ending in the core of that chunk, into sp2; then
     # the all-gather of the chunks within sp2.
     phases = []
@@ -241,6 +249,12 @@ def schedule(op, c, n, *, root=0, peer=0):
             phases.append(_chain(c, j + 1, c - 1, rows, read_row=first, write_row=first,
                                  add=True))
     return phases + _gather_steps(c, lambda j: _chunk(n, c, j), first_from_sp=False)
+
+
+def in_place(op, fields):
+    """Whether a command (``op`` and its ``fields``, a mapping) is the in-place all-gather:
+    an ``ALL_GATHER`` with ``flag`` set."""
+    return Opcode(op) == Opcode.ALL_GATHER and bool(int(fields.get("flag", 0) or 0))
 
 
 def _beats(rows, batch, nr):
@@ -255,20 +269,22 @@ def phase_cycles(phase, batch, config):
     return beats + phase.depth * hop_cycles(config) + RING_ADD_LATENCY + PHASE_OVERHEAD
 
 
-def cycles(op, config, n, batch, *, root=0, peer=0):
+def cycles(op, config, n, batch, *, root=0, peer=0, in_place=False):
     """Cycles of a collective on ``config``'s ring (``RING_CYCLES`` of one command)."""
     return sum(phase_cycles(p, batch, config)
-               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer))
+               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer,
+                                 in_place=in_place))
 
 
-def link_words_moved(op, config, n, batch, *, root=0, peer=0):
+def link_words_moved(op, config, n, batch, *, root=0, peer=0, in_place=False):
     """32-bit words sent over the links by one collective (``RING_WORDS``)."""
     return sum(r.rows * batch
-               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer)
+               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer,
+                                 in_place=in_place)
                for r in p.roles if r.send is not None)
 
 
-def execute(op, sources, destinations, n, *, root=0, peer=0):
+def execute(op, sources, destinations, n, *, root=0, peer=0, in_place=False):
     """Run collective ``op`` on the cores' matrices, in place.
 
     Parameters
@@ -281,9 +297,12 @@ def execute(op, sources, destinations, n, *, root=0, peer=0):
         writes change).
     n, root, peer : int
         As in the command.
+    in_place : bool
+        ``ALL_GATHER``'s ``flag``: the own chunks are already in place in
+        ``destinations`` (``sources`` are not read).
     """
     c = len(sources)
-    for phase in schedule(op, c, n, root=root, peer=peer):
+    for phase in schedule(op, c, n, root=root, peer=peer, in_place=in_place):
         _execute_phase(phase, sources, destinations)
 
 

@@ -106,6 +106,33 @@ def test_moves_copy_exactly(c, n, batch):
                     assert (out[k] == (own[root] if k == peer else 0xDEAD)).all()
 
 
+@pytest.mark.parametrize("c, n, batch", CASES)
+def test_in_place_all_gather(c, n, batch):
+    """The in-place ALL_GATHER (flag): the own chunk already sits in its rows of sp2; the
+    result is the gathered matrix, sp is not read, and the copy phase is gone."""
+    rng = np.random.default_rng(c * 7 + n)
+    own = [_random(rng, (n, batch)) for _ in range(c)]
+    destinations = [np.full((c * n, batch), 0xDEAD, dtype=np.uint64) for _ in range(c)]
+    for k in range(c):
+        destinations[k][k * n:(k + 1) * n] = own[k]
+    junk = [np.full((n, batch), 0xBAD, dtype=np.uint64) for _ in range(c)]
+    ring.execute(O.ALL_GATHER, junk, destinations, n, in_place=True)
+    for k in range(c):
+        assert (destinations[k] == np.concatenate(own)).all()
+    config = _config(c)
+    plain = ring.cycles(O.ALL_GATHER, config, n, batch)
+    fast = ring.cycles(O.ALL_GATHER, config, n, batch, in_place=True)
+    copy = batch * n + spec_ring.RING_ADD_LATENCY + spec_ring.PHASE_OVERHEAD
+    assert plain - fast == copy
+    assert ring.link_words_moved(O.ALL_GATHER, config, n, batch, in_place=True) == \
+        ring.link_words_moved(O.ALL_GATHER, config, n, batch)
+    assert ring.in_place(O.ALL_GATHER, {"flag": 1})
+    assert not ring.in_place(O.ALL_GATHER, {"flag": 0})
+    assert not ring.in_place(O.ALL_REDUCE, {"flag": 1})
+    assert ring.cycles(O.ALL_REDUCE, config, n, batch, in_place=True) == \
+        ring.cycles(O.ALL_REDUCE, config, n, batch)
+
+
 def test_phases_never_read_what_they_write():
     """Every phase reads the state before it (the RTL ends a phase after its last write)."""
     for c in (2, 3, 4):
