@@ -62,8 +62,9 @@ BUILD = ROOT / "build" / "benchmarks" / "cluster"
 
 PARTS = ("collectives", "modes", "caterpillar")
 #: The collectives in the order of the tables; ``SEND back`` is a send to the previous core.
-COLLECTIVES = ("BROADCAST", "REDUCE", "ALL_GATHER", "REDUCE_SCATTER", "ALL_REDUCE", "SEND",
-               "SEND back")
+#: ``ALL_GATHER in place`` is the all-gather with ``flag`` (the own chunk already in place).
+COLLECTIVES = ("BROADCAST", "REDUCE", "ALL_GATHER", "ALL_GATHER in place", "REDUCE_SCATTER",
+               "ALL_REDUCE", "SEND", "SEND back")
 #: ``(n, batch)`` of the collectives measured.
 SHAPES = ((4, 1), (8, 4), (16, 4))
 #: CATERPILLAR's utilization (Li & Pedram, ASAP 2017).
@@ -91,7 +92,7 @@ def rtl_run(config, job, name):
 def _kind(op):
     return {"BROADCAST": "broadcast", "REDUCE": "reduce", "ALL_GATHER": "all-gather",
             "REDUCE_SCATTER": "reduce-scatter", "ALL_REDUCE": "all-reduce",
-            "SEND": "send", "SEND back": "send"}[op]
+            "SEND": "send", "SEND back": "send", "ALL_GATHER in place": "all-gather"}[op]
 
 
 def _deltas(outs, key):
@@ -104,10 +105,10 @@ def _deltas(outs, key):
 # collectives
 # ---------------------------------------------------------------------------------------
 
-def collective_commands(config, op, base, n, batch, root, peer):
+def collective_commands(config, op, base, n, batch, root, peer, flag=0):
     """One collective's run at byte ``base``: per core a DMA_LOAD of its source (random
-    words already in the image), the collective, per core a DMA_STORE of the destination.
-    Returns ``(commands, end of the region)``."""
+    words already in the image), the collective (with ``flag``), per core a DMA_STORE of
+    the destination. Returns ``(commands, end of the region)``."""
     cores, banks = config.cluster.cores, config.core.banks
     beat = config.host.axi_data_width // 8
     src_rows = n * cores if op == Opcode.REDUCE_SCATTER else n
@@ -123,6 +124,8 @@ def collective_commands(config, op, base, n, batch, root, peer):
                 for k in range(cores)]
     fields = dict(op=op.name, n=n, batch=batch, sp_base=0, sp_lpc=src_lpc,
                   sp2_base=sp2_base, sp2_lpc=dst_lpc)
+    if flag:
+        fields["flag"] = flag
     if op in (Opcode.BROADCAST, Opcode.REDUCE, Opcode.SEND):
         fields["root"] = root
     if op == Opcode.SEND:
@@ -143,7 +146,8 @@ def collectives_job(config, cases, seed=0):
         op = Opcode[name.split()[0]]
         root = 0
         peer = c - 1 if name == "SEND back" else 1
-        commands, end = collective_commands(config, op, base, n, batch, root, peer)
+        commands, end = collective_commands(config, op, base, n, batch, root, peer,
+                                            flag=int(name == "ALL_GATHER in place"))
         words = np.array(isa.encode_stream(commands), dtype=np.uint32)
         size = (-(-end // 4096) * 4096 - base) // 4
         chunk = rng.standard_normal(size).astype(np.float32).view(np.uint32).copy()
@@ -175,15 +179,15 @@ def run_collectives(rtl, log=print):
                 raise RuntimeError(f"{name} on {cores} cores halted with {out.error.name}")
             op = Opcode[name.split()[0]]
             peer = cores - 1 if name == "SEND back" else 1
-            model = ring.cycles(op, config, n, b, root=0, peer=peer)
+            how = dict(root=0, peer=peer, in_place=name == "ALL_GATHER in place")
+            model = ring.cycles(op, config, n, b, **how)
             hops = peer if op == Opcode.SEND else 1
             textbook = ring_collective(config, _words(op, cores, n, b), _kind(name),
                                        columns=b, hops=hops, formula="textbook")
             rows.append(dict(cores=cores, op=name, n=n, batch=b, ring_cycles=cyc,
                              sim_ring_cycles=model, equal=cyc == model, textbook=textbook,
                              ring_words=w,
-                             sim_ring_words=ring.link_words_moved(op, config, n, b, root=0,
-                                                                  peer=peer),
+                             sim_ring_words=ring.link_words_moved(op, config, n, b, **how),
                              source="RTL" if rtl else "golden"))
     return rows
 
@@ -198,12 +202,13 @@ def _words(op, cores, n, batch):
 
 def collectives_table(rows):
     lines = ["| cores | collective | n | batch | RING_CYCLES | sim.golden.ring.cycles | equal | "
-             "textbook ring | RING_WORDS | sim.golden.ring words | source |",
-             "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+             "textbook ring | / textbook | RING_WORDS | sim.golden.ring words | source |",
+             "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['cores']} | {r['op']} | {r['n']} | {r['batch']} | "
                      f"{r['ring_cycles']} | {r['sim_ring_cycles']} | "
                      f"{'yes' if r['equal'] else '**no**'} | {r['textbook']:.1f} | "
+                     f"{r['ring_cycles'] / r['textbook']:.2f} | "
                      f"{r['ring_words']} | {r['sim_ring_words']} | {r['source']} |")
     equal = sum(r["equal"] and r["ring_words"] == r["sim_ring_words"] for r in rows)
     lines += ["", f"{equal} of {len(rows)} collectives moved exactly `sim.golden.ring`'s words in "
@@ -559,7 +564,13 @@ def markdown(results):
                 "adder); `RING_CYCLES` / `RING_WORDS` are the counters' growth over the "
                 "run. `textbook ring` is CATERPILLAR's pipelined ring, "
                 "`(c-1)(w/c)/nr + (c-1) hop` for an all-gather or reduce-scatter (twice for "
-                "an all-reduce), `w/nr + hops hop` for a send or a chain.\n",
+                "an all-reduce), `w/nr + hops hop` for a send or a chain (`hop` = "
+                "`hop_latency`, no adder). `ALL_GATHER in place` is the all-gather with "
+                "`flag`, whose own chunk is already in place. A core reads `nr` words per "
+                "cycle, so a reduce-scatter, which reads all `c` chunks of every core, "
+                "takes at least `c/(c-1)` times the textbook's link beats, and so do the "
+                "`c` chunk writes of an all-gather that is not in place "
+                "(`sim/golden/ring.py`).\n",
                 collectives_table(results["collectives"])]
     if "modes" in results:
         out.append(modes_markdown(results["modes"]["rtl"], results["modes"]["sweep"]))

@@ -212,7 +212,8 @@ class Accelerator(wiring.Component):
         """The ring engine: the command's fields (held until its end), and the cores' ring
         ports."""
         f = command
-        m.d.comb += [ring.op.eq(f.op), ring.root.eq(f.root), ring.peer.eq(f.peer),
+        m.d.comb += [ring.op.eq(f.op), ring.flag.eq(f.flag), ring.root.eq(f.root),
+                     ring.peer.eq(f.peer),
                      ring.n.eq(f.n), ring.batch.eq(f.batch),
                      ring.sp_base.eq(f.sp_base), ring.sp_lpc.eq(f.sp_lpc),
                      ring.sp2_base.eq(f.sp2_base), ring.sp2_lpc.eq(f.sp2_lpc)]

@@ -22,21 +22,25 @@ Timing
 Phase cycle 0 is the phase's start; the core at position ``p`` reads beat ``w`` at phase
 cycle ``1 + p * hop + w`` (``hop = hop_latency + RING_ADD_LATENCY``) and a role writing
 from position ``q`` (``sim.golden.ring.Role.write_position``) writes beat ``w`` at phase cycle
-``2 + q * hop + w + RING_ADD_LATENCY``. The phase ends with the cycle of its last possible
-write, so it takes ``sim.golden.ring.phase_cycles`` cycles, and the next phase reads only after
-the last write has landed. ``busy`` is high for exactly ``sim.golden.ring.cycles`` cycles.
+``2 + q * hop + w + RING_ADD_LATENCY``. The next phase starts
+``sim.golden.ring.phase_advance`` cycles after a phase's start, while the phase's last beats
+are still on their way: each core's read and write walkers take their region and what
+their beats carry when they start and hold them to the last beat, and what a beat puts on
+the link travels with it through the adder stage. The last phase ends with the cycle of
+its last possible write (``sim.golden.ring.phase_cycles``), so ``busy`` is high for exactly
+``sim.golden.ring.cycles`` cycles.
 """
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.formats import FP32
-from chrysalis.gen.spec.ring import RING_ADD_LATENCY, hop_cycles, link_words
+from chrysalis.gen.spec.ring import PHASE_OVERHEAD, RING_ADD_LATENCY, hop_cycles, link_words
 
 from .fadd import FloatAdder
 from .issue import SIZE_BITS
@@ -108,13 +112,29 @@ class _Beats:
     """Walks the beats of a matrix region column by column, top to bottom: ``rows`` rows
     from row ``row`` of ``batch`` columns at line ``base + b * lpc``, one beat a cycle
     from a cycle where ``go``. ``issue`` is high in the cycles of the beats, with the lane
-    access in ``e0``, ``line`` and ``lanes`` (combinational)."""
+    access in ``e0``, ``line`` and ``lanes`` (combinational).
 
-    def __init__(self, m, name, *, nr, line_bits, go, row, rows, batch, base, lpc):
+    The region and the ``tags`` (a dict of values that go with the walk, such as what a
+    role sends) are taken in the cycle of ``go`` and held to the last beat: phases
+    overlap, so the role that started a walk may have changed before it ends. ``held``
+    maps each tag's name to its value for the current beat."""
+
+    def __init__(self, m, name, *, nr, line_bits, go, row, rows, batch, base, lpc, tags=None):
         active = Signal(name=f"{name}_active")       # past the first beat
         offset = Signal(SIZE_BITS, name=f"{name}_offset")   # row of the next beat in the region
         column = Signal(SIZE_BITS, name=f"{name}_column")
         line = Signal(line_bits, name=f"{name}_line")
+
+        def hold(value, tag):
+            value = Value.cast(value)
+            reg = Signal(value.shape(), name=f"{name}_{tag}")
+            with m.If(~active):
+                m.d.sync += reg.eq(value)
+            return Mux(active, reg, value)
+
+        row, rows, base, lpc = (hold(row, "row"), hold(rows, "rows"), hold(base, "base"),
+                                hold(lpc, "lpc"))
+        self.held = {tag: hold(value, tag) for tag, value in (tags or {}).items()}
         # The beat of this cycle: the first one in the cycle of go.
         cur_offset = Mux(active, offset, 0)
         cur_column = Mux(active, column, 0)
@@ -149,9 +169,9 @@ class RingEngine(wiring.Component):
     start : In(1)
         Starts a command (a one-cycle pulse while idle); the fields below are valid in that
         cycle and held until ``done``.
-    op, root, peer, n, batch : In
+    op, flag, root, peer, n, batch : In
         The command (``gen.spec.isa``); ``root`` and ``peer`` below ``cluster.cores`` (the
-        controller checks them). An ``op`` that is not a collective does nothing: ``done``
+        controller checks them); ``flag``: the in-place ``ALL_GATHER`` (no copy phase). An ``op`` that is not a collective does nothing: ``done``
         follows in the next cycle, and no cycle is counted.
     sp_base, sp_lpc, sp2_base, sp2_lpc : In (their ``gen.spec.isa.FIELD`` widths)
         Source (``sp``) and destination (``sp2``) matrices: element ``(e, b)`` at line
@@ -195,7 +215,7 @@ class RingEngine(wiring.Component):
         super().__init__({
             "start": In(1),
             **{name: In(isa.FIELD[name].width)
-               for name in ("op", "root", "peer", "n", "batch",
+               for name in ("op", "flag", "root", "peer", "n", "batch",
                             "sp_base", "sp_lpc", "sp2_base", "sp2_lpc")},
             "busy": Out(1), "done": Out(1),
             "ring_words": Out(counter), "ring_cycles": Out(counter),
@@ -284,7 +304,19 @@ class RingEngine(wiring.Component):
 
     def _phase_length(self, m, phase):
         """The phase's last cycle, set in its first cycle (``sim.golden.ring.phase_cycles``)."""
-        c, n, kind = self.cores, self.n, phase.kind
+        c, n, kind, index, is_op = self.cores, self.n, phase.kind, phase.index, phase.is_op
+        Op = isa.Opcode
+        # The phase after this one: another chain (REDUCE_SCATTER's, ALL_REDUCE's next
+        # non-empty chunk), an all-gather step, or none.
+        phase.next_chain = Signal(name="next_chain")
+        phase.final = Signal(name="final")
+        more_chains = Mux(is_op[Op.REDUCE_SCATTER], index != c - 1,
+                          is_op[Op.ALL_REDUCE] & (index != c - 1) & (phase.chunk_end < n))
+        with m.If(kind == _Kind.CHAIN):
+            m.d.comb += [phase.next_chain.eq(more_chains),
+                         phase.final.eq(~more_chains & ~is_op[Op.ALL_REDUCE])]
+        with m.Elif(kind == _Kind.GATHER):
+            m.d.comb += phase.final.eq(index == c - 2)
         rows_max = Signal(SIZE_BITS, name="rows_max")
         depth = Signal(range(c), name="depth")
         m.d.comb += [rows_max.eq(phase.chain_rows), depth.eq(phase.chain_hops)]
@@ -295,9 +327,22 @@ class RingEngine(wiring.Component):
             m.d.comb += rows_max.eq(Mux(phase.is_op[isa.Opcode.ALL_REDUCE], phase.q, n))
             m.d.comb += depth.eq(rows_max != 0)
         column_beats = (rows_max + self.nr - 1) >> exact_log2(self.nr)
+        # The phase alone ends with its last write; a phase with a phase after it ends
+        # where that one starts (sim.golden.ring.phase_advance).
+        beats = Signal(36, name="beats")
+        length = Signal(36, name="length")
+        reads = Signal(36, name="reads_over")       # every core has read its beats
+        floor = Signal(36, name="floor")            # the last walker has started
+        advance = Signal(36, name="advance")
+        shift = Signal(range(c), name="shift")
+        m.d.comb += [beats.eq(self.batch * column_beats),
+                     length.eq(beats + depth * self.hop + RING_ADD_LATENCY + PHASE_OVERHEAD),
+                     floor.eq(depth * self.hop + RING_ADD_LATENCY + 3),
+                     shift.eq(Mux(kind == _Kind.CHAIN, Mux(phase.next_chain, 1, depth), 0)),
+                     reads.eq(beats + shift * self.hop),
+                     advance.eq(Mux(beats == 0, length, Mux(reads < floor, floor, reads)))]
         with m.If(phase.busy & (phase.t == 0)):
-            m.d.sync += phase.last.eq(self.batch * column_beats + depth * self.hop
-                                      + RING_ADD_LATENCY + 1)
+            m.d.sync += phase.last.eq(Mux(phase.final, length, advance) - 1)
 
     def _sequencing(self, m, phase):
         """The phases one after the other: a chain per chunk (REDUCE_SCATTER, ALL_REDUCE),
@@ -316,8 +361,10 @@ class RingEngine(wiring.Component):
                              phase.q.eq((n + (c - 1)) // c),
                              kind.eq(Mux(self.op == Op.ALL_GATHER.value, _Kind.COPY,
                                          _Kind.CHAIN))]
-                # ALL_REDUCE of no rows has no chain (sim.golden.ring skips empty chunks).
-                with m.If(is_op[Op.ALL_REDUCE] & (n == 0)):
+                # ALL_REDUCE of no rows has no chain (sim.golden.ring skips empty chunks);
+                # the in-place ALL_GATHER has no copy.
+                with m.If((is_op[Op.ALL_REDUCE] & (n == 0))
+                          | (is_op[Op.ALL_GATHER] & self.flag[0])):
                     m.d.sync += kind.eq(_Kind.GATHER)
                     m.d.comb += gather_init.eq(1)
         with m.Else():
@@ -452,12 +499,18 @@ class RingEngine(wiring.Component):
                     go=busy & (t == 1 + role.position * hop), row=role.read_row,
                     rows=role.rows, batch=self.batch,
                     base=Mux(role.read_sp2, self.sp2_base, self.sp_base),
-                    lpc=Mux(role.read_sp2, self.sp2_lpc, self.sp_lpc))
-        m.d.comb += [port.rd_en.eq(rd.issue & role.reads), port.rd_e0.eq(rd.e0),
+                    lpc=Mux(role.read_sp2, self.sp2_lpc, self.sp_lpc),
+                    tags={"reads": role.reads, "send": role.send})
+        reads, sends = rd.held["reads"], rd.held["send"]
+        m.d.comb += [port.rd_en.eq(rd.issue & reads), port.rd_e0.eq(rd.e0),
                      port.rd_line.eq(rd.line), port.rd_lanes.eq(rd.lanes)]
         sent = Signal(range(nr + 1), name=f"sent{k}")
-        with m.If(rd.issue & (role.send != _Data.NONE)):
+        with m.If(rd.issue & (sends != _Data.NONE.value)):
             m.d.comb += sent.eq(sum(rd.lanes[l] for l in range(nr)))
+        # What goes on the link with each beat, as it leaves the adder stage.
+        send_tag = Signal(2, name=f"send_tag{k}")
+        m.d.comb += send_tag.eq(Mux(rd.issue, sends, _Data.NONE.value))
+        send_tag = self._delay(m, send_tag, 1 + add, f"send_tag{k}")
 
         # The adder stage: incoming + local, and both delayed as long.
         local = port.rd_data
@@ -484,23 +537,23 @@ class RingEngine(wiring.Component):
                 out.append(word)
             return out
 
-        send = select(role.send, "send")
+        send = select(send_tag, "send")
         # Writes, into sp2.
         wr = _Beats(m, f"wr{k}", nr=nr, line_bits=self.line_bits,
                     go=busy & (role.write != _Data.NONE)
                     & (t == 2 + add + role.write_position * hop),
                     row=role.write_row, rows=role.write_rows, batch=self.batch,
-                    base=self.sp2_base, lpc=self.sp2_lpc)
+                    base=self.sp2_base, lpc=self.sp2_lpc, tags={"write": role.write})
         m.d.comb += [port.wr_en.eq(wr.issue), port.wr_e0.eq(wr.e0),
                      port.wr_line.eq(wr.line), port.wr_lanes.eq(wr.lanes)]
-        for l, word in enumerate(select(role.write, "write")):
+        for l, word in enumerate(select(wr.held["write"], "write")):
             m.d.comb += port.wr_data[l].eq(word)
         return send, sent
 
     @staticmethod
     def _delay(m, value, cycles, name):
         for stage in range(cycles):
-            reg = Signal(32, name=f"{name}_d{stage}")
+            reg = Signal(len(value), name=f"{name}_d{stage}")
             m.d.sync += reg.eq(value)
             value = reg
         return value

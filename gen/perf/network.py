@@ -150,16 +150,17 @@ def collective_shape(words, kind, cores, columns=1):
 
 
 @functools.lru_cache(maxsize=8192)
-def _rtl_collective(op, config, n, batch, peer):
+def _rtl_collective(op, config, n, batch, peer, in_place=False):
     from chrysalis.gen.spec.isa import Opcode
     from chrysalis.sim.golden import ring
     op = Opcode[op]
-    return (ring.cycles(op, config, n, batch, root=0, peer=peer),
-            ring.link_words_moved(op, config, n, batch, root=0, peer=peer))
+    how = dict(root=0, peer=peer, in_place=in_place)
+    return (ring.cycles(op, config, n, batch, **how),
+            ring.link_words_moved(op, config, n, batch, **how))
 
 
 def collective_cost(config, words, kind="all-gather", cores=None, *, columns=1, hops=1,
-                    formula="rtl"):
+                    formula="rtl", in_place=False):
     """Cycles and link words of one ring collective (see :func:`ring_collective`).
 
     Returns
@@ -202,19 +203,21 @@ def collective_cost(config, words, kind="all-gather", cores=None, *, columns=1, 
         rows_parts = ceil_div(n, 0xFFFF) if n > 0xFFFF else 1
         one = collective_cost(config, ceil_div(n, rows_parts) * ceil_div(batch, parts)
                               * (c if kind in ("all-gather", "reduce-scatter") else 1),
-                              kind, c, columns=ceil_div(batch, parts), hops=hops)
+                              kind, c, columns=ceil_div(batch, parts), hops=hops,
+                              in_place=in_place)
         return {"cycles": one["cycles"] * parts * rows_parts,
                 "ring_words": one["ring_words"] * parts * rows_parts, "n": n, "batch": batch}
     if c != config.cluster.cores:
         from chrysalis.gen.spec.config import with_overrides
         config = with_overrides(config, {"cluster.cores": c})
     cycles, moved = _rtl_collective(COLLECTIVE_KINDS[kind], config, n, batch,
-                                    hops % c if kind == "send" else 0)
+                                    hops % c if kind == "send" else 0,
+                                    bool(in_place) and kind == "all-gather")
     return {"cycles": cycles, "ring_words": moved, "n": n, "batch": batch}
 
 
 def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, hops=1,
-                    formula="rtl"):
+                    formula="rtl", in_place=False):
     """Cycles of a ring collective over a matrix of ``words`` words in ``columns`` columns.
 
     Parameters
@@ -244,11 +247,15 @@ def ring_collective(config, words, kind="all-gather", cores=None, *, columns=1, 
         all-reduce, ``w / k + (c - 1) * hop_latency`` for a broadcast or a reduce and
         ``w / k + hops * hop_latency`` for a send.
 
+    in_place : bool
+        An ``all-gather`` in place (the command's ``flag``): each core's own chunk is
+        already in the gathered matrix, so there is no copy phase.
+
     A ``bidirectional`` ring (which the RTL does not build) sends the shorter way round;
     its other collectives are priced as the one-way ring's.
     """
     return collective_cost(config, words, kind, cores, columns=columns, hops=hops,
-                           formula=formula)["cycles"]
+                           formula=formula, in_place=in_place)["cycles"]
 
 
 def _op(command):
@@ -350,12 +357,12 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
                                         for t in (free[k], side_free[k], drain_free[k])
                                         if t > checked})
             start = next(t for t in times if all(rings(k, t) for k in range(c)))
-            cyc = ring.cycles(Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
-                              root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
+            how = dict(root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)),
+                       in_place=ring.in_place(Opcode[op], cmd))
+            cyc = ring.cycles(Opcode[op], config, int(cmd["n"]), int(cmd["batch"]), **how)
             out["ring_cycles"] += cyc
             out["ring_words"] += ring.link_words_moved(
-                Opcode[op], config, int(cmd["n"]), int(cmd["batch"]),
-                root=int(cmd.get("root", 0)), peer=int(cmd.get("peer", 0)))
+                Opcode[op], config, int(cmd["n"]), int(cmd["batch"]), **how)
             # Busy from the cycle after the start for `cyc` cycles; the controller sees the
             # ring's `done` in the cycle after that.
             end = start + cyc + 1
@@ -753,6 +760,7 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                          f"({cores}), not {batch!r}")
     extra = {}
     collectives = 0
+    stagger = 0             # model parallel: the per-core FORWARDs start a fetch apart
     if mode == "cp" and cores > 1:
         cycles, per_core_costs, resident, chip, collective, ring_words, pipelined, stages = \
             _cp_cost(config, network, layers, mappings, timing, update)
@@ -784,12 +792,17 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                 collectives += 1
         elif cores > 1:
             hidden = total - 1
+            from .commands import command_overhead
+            fetch = command_overhead(config, timing)[0]
             for i, layer in enumerate(network.layers[:hidden]):
-                # Forward: the cores' row panels of the output into every core.
+                # Forward: each core's FORWARD writes its row panel in place (a command per
+                # core, so the last starts c - 1 fetches after the first), and the in-place
+                # all-gather sends the panels to every core.
                 one = collective_cost(config, ceil_div(layer.m, cores) * cores * layer.columns
                                       * core_batch, "all-gather",
-                                      columns=layer.columns * core_batch)
+                                      columns=layer.columns * core_batch, in_place=True)
                 collective += one["cycles"]
+                stagger += (cores - 1) * fetch
                 ring_words += one["ring_words"]
                 collectives += 1
                 if i > 0:
@@ -801,7 +814,7 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
                     collective += one["cycles"]
                     ring_words += one["ring_words"]
                     collectives += 1
-        cycles = sum(c["cycles"] for c in per_core_costs) + collective
+        cycles = sum(c["cycles"] for c in per_core_costs) + collective + stagger
         # The controller fetches the next command while the cores run one: the fetch
         # after a core command is hidden (cluster_stream_cost in closed form). On one
         # core that is every core command's successor (a step ends with its DMA); on a

@@ -123,7 +123,10 @@ OP_DOC = {
                    "matrix `sp2`, added along the ring from core `root + 1` to `root`.",
     Opcode.ALL_GATHER: "Every core's matrix `sp` (`n` x `batch`) into rows `k*n` to "
                        "`k*n + n - 1` (core `k`'s) of matrix `sp2` (`cores*n` x `batch`) "
-                       "of every core.",
+                       "of every core. `flag`: in place, core `k`'s own rows are already "
+                       "in rows `k*n` to `k*n + n - 1` of its `sp2` (as a per-core command "
+                       "wrote them), so `sp` is not read and those rows are not written; "
+                       "it saves the copy of the own chunk, a whole step's cycles.",
     Opcode.REDUCE_SCATTER: "The sum over the cores of rows `k*n` to `k*n + n - 1` of matrix "
                            "`sp` (`cores*n` x `batch`) into matrix `sp2` (`n` x `batch`) of "
                            "core `k`; chunk `k` is added along the ring from core `k + 1` "
@@ -197,7 +200,8 @@ class Field:
 #: operation uses both: :func:`shared_fields`).
 FIELDS = (
     Field("op", 0, 0, 8, "operation (`Opcode`)"),
-    Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum"),
+    Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum; "
+          "ALL_GATHER: in place"),
     Field("fused", 0, 9, 1, "WGRAD: the update fused into the gradient pass (dY carries "
                             "`-lr`)"),
     Field("fill", 0, 10, 1, "FORWARD, BACKWARD: the results also into the activation banks "
@@ -266,7 +270,7 @@ OP_FIELDS = {
     Opcode.DMA_STORE: ("n", "batch", "mem_addr", "mem_stride") + _SP,
     Opcode.BROADCAST: ("root", "n", "batch") + _SP + _SP2,
     Opcode.REDUCE: ("root", "n", "batch") + _SP + _SP2,
-    Opcode.ALL_GATHER: ("n", "batch") + _SP + _SP2,
+    Opcode.ALL_GATHER: ("flag", "n", "batch") + _SP + _SP2,
     Opcode.REDUCE_SCATTER: ("n", "batch") + _SP + _SP2,
     Opcode.ALL_REDUCE: ("n", "batch") + _SP + _SP2,
     Opcode.SEND: ("root", "peer", "n", "batch") + _SP + _SP2,

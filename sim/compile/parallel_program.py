@@ -58,9 +58,10 @@ multiple of ``core.rows`` and of the scratchpad banks, so a panel keeps the PE m
 the whole matrix and starts at a scratchpad line. The output layer (whose classes do not
 split evenly) is replicated, and every core computes the whole loss gradient. A step:
 
-* forward: each core computes its panel ``Y_k`` (ReLU) and an ``ALL_GATHER`` builds the
-  whole activation in the next layer's input matrix, whose last row of ones (the bias
-  input) stays; the output layer runs on every core;
+* forward: each core computes its panel ``Y_k`` (ReLU) into its own rows ``k P ..`` of the
+  next layer's input matrix (a ``FORWARD`` per core, mask ``1 << k``), and an in-place
+  ``ALL_GATHER`` (``flag``: no copy of the own panel) builds the whole activation there,
+  whose last row of ones (the bias input) stays; the output layer runs on every core;
 * backward: the output layer's ``BACKWARD`` gives the whole ``dX`` (ReLU-masked) on every
   core, and each core ``LOAD_ROW`` s its own panel of it (a command per core, mask
   ``1 << k``); below a split layer, each core's ``BACKWARD`` gives a partial
@@ -305,7 +306,6 @@ class ParallelProgram(TrainingProgram):
             self.gsum_src = matrix(rows, width, "gradients to sum")
             self.gsum_dst = matrix(rows, width, "summed gradients")
         else:
-            self.panel_sp = matrix(max(self.local_rows[:-1]), bl, "forward panel")
             self.partial_sp = (matrix(max(sizes[1:-1]) + 1, bl, "partial input gradient")
                                if layers > 2 else None)
 
@@ -478,11 +478,14 @@ class ParallelProgram(TrainingProgram):
             cmds.append(dict(op="LOAD_COL", n=n, batch=bl, abase=self.act_x[l],
                              **sp_fields(acts[l])))
             if self.split[l]:
-                panel = rows_of(self.panel_sp, 0, m)
-                cmds.append(dict(op="FORWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],
-                                 abase=self.act_x[l], flag=1, **sp_fields(panel)))
-                # The panels into rows k*m.. of the next input; its row of ones stays.
-                cmds.append(dict(op="ALL_GATHER", n=m, batch=bl, **sp_fields(panel),
+                # Each core writes its panel straight into its rows k*m.. of the next input
+                # (a command per core), and the in-place ALL_GATHER (flag) sends the panels
+                # round the ring without copying the own one; the row of ones stays.
+                cmds += [dict(op="FORWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],
+                              abase=self.act_x[l], flag=1, cores=1 << k,
+                              **sp_fields(rows_of(acts[l + 1], k * m, m))) for k in range(c)]
+                cmds.append(dict(op="ALL_GATHER", flag=1, n=m, batch=bl,
+                                 **sp_fields(rows_of(acts[l + 1], 0, m)),
                                  **sp_fields(acts[l + 1], "sp2")))
             else:
                 cmds.append(dict(op="FORWARD", m=m, n=n, batch=bl, wbase=self.wbase[l],

@@ -156,10 +156,9 @@ class ClusterMachine:
                    for core in self.cores]
         destinations = [core.read_matrix(c["sp2_base"], c["sp2_lpc"], dst_rows, batch)
                         for core in self.cores]
-        ring.execute(op, sources, destinations, n, root=c["root"], peer=c["peer"])
+        how = dict(root=c["root"], peer=c["peer"], in_place=ring.in_place(op, c))
+        ring.execute(op, sources, destinations, n, **how)
         for core, values in zip(self.cores, destinations):
             core.write_matrix(c["sp2_base"], c["sp2_lpc"], values)
-        self._own["ring_words"] += ring.link_words_moved(op, self.config, n, batch,
-                                                         root=c["root"], peer=c["peer"])
-        self._own["ring_cycles"] += ring.cycles(op, self.config, n, batch, root=c["root"],
-                                                peer=c["peer"])
+        self._own["ring_words"] += ring.link_words_moved(op, self.config, n, batch, **how)
+        self._own["ring_cycles"] += ring.cycles(op, self.config, n, batch, **how)

@@ -49,29 +49,42 @@ Timing
 In a phase, the core at position ``p`` of its chain issues the read of beat ``w`` in cycle
 ``t0 + p * hop + w``, where ``hop = cluster.hop_latency + RING_ADD_LATENCY``: one cycle of
 scratchpad read, then the adder (or a delay line as long as it for a word that is not
-added), then ``hop_latency`` cycles of link. A phase takes
+added), then ``hop_latency`` cycles of link. A phase alone takes
 
-    ``beats + depth * hop + RING_ADD_LATENCY + PHASE_OVERHEAD``
+    ``P = beats + depth * hop + RING_ADD_LATENCY + PHASE_OVERHEAD``
 
-cycles, where ``beats`` is the most beats any core moves and ``depth`` is the longest chain
-in hops. :func:`cycles` adds them up; the RTL meets it exactly (``tests/hw/test_ring.py``).
-The closed forms, with ``L`` the beats of one chunk (``L = batch * ceil(q / nr)``,
-``q = ceil(n / c)`` for ``ALL_REDUCE``, ``q = n`` otherwise) and ``P(d) = L + d * hop +
-RING_ADD_LATENCY + PHASE_OVERHEAD``:
+cycles (:func:`phase_cycles`), where ``beats`` is the most beats any core moves and
+``depth`` is the longest chain in hops. The phases overlap: the next one starts
+:func:`phase_advance` cycles after a phase's start, as soon as every core has read its
+beats and the phase's last walker has started, so a command takes the advances of its
+phases and the whole of the last one (:func:`cycles`); the RTL meets it exactly
+(``tests/hw/test_ring.py``). With ``L`` the beats of one chunk (``L = batch * ceil(q / nr)``,
+``q = ceil(n / c)`` for ``ALL_REDUCE``, ``q = n`` otherwise), ``P(d) = L + d * hop + 4``,
+``S = max(L, hop + 5)`` (an all-gather step after a step) and ``C = max(L + hop,
+(c - 1) * hop + 5)`` (a chain after a chain), for ``L > 0``:
 
-========================  ===========================  ==============================
+========================  ===========================  ===================================
 operation                 phases                       cycles
-========================  ===========================  ==============================
+========================  ===========================  ===================================
 ``BROADCAST``, ``REDUCE`` one chain over every core    ``P(c - 1)``
 ``SEND``                  one chain of ``d`` hops      ``P(d)``, ``d = (peer - root) mod c``
-``ALL_GATHER``            own chunk, ``c - 1`` steps   ``P(0) + (c - 1) * P(1)``
-``REDUCE_SCATTER``        ``c`` chains                 ``c * P(c - 1)``
-``ALL_REDUCE``            both                         ``sum_j P_j(c - 1) + (c - 1) * P(1)``
-========================  ===========================  ==============================
+``ALL_GATHER``            own chunk, ``c - 1`` steps   ``max(L, 5) + (c - 2) * S + P(1)``
+``ALL_GATHER``, in place  ``c - 1`` steps              ``(c - 2) * S + P(1)``
+``REDUCE_SCATTER``        ``c`` chains                 ``(c - 1) * C + P(c - 1)``
+``ALL_REDUCE``            both                         ``sum_j C_j + (c - 1) * hop +
+                                                       max(L_last, 5) + (c - 2) * S + P(1)``
+========================  ===========================  ===================================
 
-``P_j`` is ``P`` with the beats of chunk ``j`` (the last chunks of ``ALL_REDUCE`` may be
-shorter; an empty one has no chain). An all-gather first writes each core's own chunk into
-place (one write port: the steps write what arrives).
+In ``ALL_REDUCE``, ``C_j`` is ``C`` with the beats of chunk ``j`` for every chain but the
+last, whose own beats ``L_last`` count in the advance to the first step (the last chunks
+may be shorter; an empty one has no chain). An all-gather first writes each core's own
+chunk into place (one write port: the steps write what arrives); the in-place all-gather
+(``flag``), whose own chunks are already there, has no such copy.
+
+What bounds these schedules: a core reads its scratchpad once per cycle (``nr`` words), so
+a reduce-scatter, which reads all ``c`` chunks of every core, takes at least ``c * L``
+beats against the textbook ring's ``(c - 1) * L`` link beats; an all-gather that is not in
+place writes ``c`` chunks through one write port, ``c * L`` beats as well.
 
 ``ALL_GATHER``'s ``(c - 1) * L`` beats are the ring all-gather's
 ``(n*b*c - n*b*c/c) / nr`` of CATERPILLAR for a gathered matrix of ``n*c`` rows.
@@ -89,7 +102,8 @@ from chrysalis.gen.spec.ring import PHASE_OVERHEAD, RING_ADD_LATENCY, hop_cycles
 
 from .numerics import fadd
 
-__all__ = ["Role", "Phase", "schedule", "execute", "cycles", "phase_cycles", "link_words_moved", "chain_order"]
+__all__ = ["Role", "Phase", "schedule", "execute", "cycles", "phase_cycles", "phase_beats",
+           "phase_advance", "phase_starts", "link_words_moved", "chain_order", "in_place"]
 
 
 _U = np.uint64
@@ -143,8 +157,11 @@ class Role:
 
 @dataclass(frozen=True)
 class Phase:
-    """One phase: the roles of cores ``0 .. c-1``."""
+    """One phase: the roles of cores ``0 .. c-1``, and its ``kind``: ``"chain"``,
+    ``"copy"`` (the all-gather's own chunk into place) or ``"gather"`` (an all-gather
+    step)."""
     roles: tuple
+    kind: str = "chain"
 
     @property
     def depth(self):
@@ -200,13 +217,15 @@ def _gather_steps(c, chunk, *, first_from_sp):
                               send="local" if send_rows else None,
                               write="incoming" if recv_rows else None,
                               write_row=recv_row, write_rows=recv_rows, position=0))
-        phases.append(Phase(tuple(roles)))
+        phases.append(Phase(tuple(roles), "gather"))
     return phases
 
 
-def schedule(op, c, n, *, root=0, peer=0):
+def schedule(op, c, n, *, root=0, peer=0, in_place=False):
     """The phases of collective ``op`` on ``c`` cores for matrices of ``n`` rows (``n`` as
-    in the command, ``gen.spec.isa.OP_DOC``).
+    in the command, ``gen.spec.isa.OP_DOC``). ``in_place`` (``ALL_GATHER``'s ``flag``):
+    every core's own chunk is already in its rows of ``sp2``, so the all-gather has no copy
+    phase and reads no ``sp``; other operations ignore it.
 
     Returns
     -------
@@ -227,11 +246,14 @@ def schedule(op, c, n, *, root=0, peer=0):
         return [_chain(c, j + 1, c - 1, n, read_row=j * n, write_row=0, add=True)
                 for j in range(c)]
     if op == Opcode.ALL_GATHER:
+        steps = _gather_steps(c, lambda j: (j * n, n), first_from_sp=False)
+        if in_place:
+            return steps
         # First the own chunk into place (no link: one write port, and the link steps
         # write what arrives), then the link steps.
         copy = Phase(tuple(Role(read="sp", rows=n, write="local", write_row=k * n,
-                                write_rows=n) for k in range(c)))
-        return [copy] + _gather_steps(c, lambda j: (j * n, n), first_from_sp=False)
+                                write_rows=n) for k in range(c)), "copy")
+        return [copy] + steps
     # ALL_REDUCE: a chain per chunk, each ending in the core of that chunk, into sp2; then
     # the all-gather of the chunks within sp2.
     phases = []
@@ -243,32 +265,79 @@ def schedule(op, c, n, *, root=0, peer=0):
     return phases + _gather_steps(c, lambda j: _chunk(n, c, j), first_from_sp=False)
 
 
+def in_place(op, fields):
+    """Whether a command (``op`` and its ``fields``, a mapping) is the in-place all-gather:
+    an ``ALL_GATHER`` with ``flag`` set."""
+    return Opcode(op) == Opcode.ALL_GATHER and bool(int(fields.get("flag", 0) or 0))
+
+
 def _beats(rows, batch, nr):
     return batch * -(-rows // nr) if rows else 0
 
 
-def phase_cycles(phase, batch, config):
-    """Cycles of one phase: ``beats + depth * hop + RING_ADD_LATENCY + PHASE_OVERHEAD``."""
+def phase_beats(phase, batch, config):
+    """The most beats any core of ``phase`` reads or writes."""
     nr = link_words(config)
-    beats = max(max(_beats(r.rows, batch, nr), _beats(r.write_rows, batch, nr))
-                for r in phase.roles)
-    return beats + phase.depth * hop_cycles(config) + RING_ADD_LATENCY + PHASE_OVERHEAD
+    return max(max(_beats(r.rows, batch, nr), _beats(r.write_rows, batch, nr))
+               for r in phase.roles)
 
 
-def cycles(op, config, n, batch, *, root=0, peer=0):
-    """Cycles of a collective on ``config``'s ring (``RING_CYCLES`` of one command)."""
-    return sum(phase_cycles(p, batch, config)
-               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer))
+def phase_cycles(phase, batch, config):
+    """Cycles of one phase alone: ``beats + depth * hop + RING_ADD_LATENCY +
+    PHASE_OVERHEAD``."""
+    return (phase_beats(phase, batch, config) + phase.depth * hop_cycles(config)
+            + RING_ADD_LATENCY + PHASE_OVERHEAD)
 
 
-def link_words_moved(op, config, n, batch, *, root=0, peer=0):
+def phase_advance(phase, following, batch, config):
+    """Cycles from the start of ``phase`` to the start of ``following``, the phase after
+    it: ``max(beats + s * hop, depth * hop + RING_ADD_LATENCY + 3)``.
+
+    The next phase starts once each core's reads of ``phase`` are over (``s * hop``: how
+    much later a core reads in ``phase`` than in ``following``; 1 from a chain to the
+    next, whose cores are one position earlier, ``depth`` from a chain to an all-gather
+    step, whose cores read at once, 0 from a step to a step) and once its last walker has
+    started (the write at position ``depth``, ``2 + RING_ADD_LATENCY + depth * hop``).
+    A step reads what the step before wrote beat for beat, after the write (the floor),
+    and a chain reads only ``sp``. A phase that moves nothing is followed after its
+    :func:`phase_cycles`. ``tests/sim/golden/test_ring.py`` checks that no port, link or
+    row is used by two phases at once and that every read of a row written in the command
+    comes after its write.
+    """
+    beats = phase_beats(phase, batch, config)
+    if beats == 0:
+        return phase_cycles(phase, batch, config)
+    hop = hop_cycles(config)
+    shift = 0
+    if phase.kind == "chain":
+        shift = 1 if following.kind == "chain" else phase.depth
+    return max(beats + shift * hop, phase.depth * hop + RING_ADD_LATENCY + 3)
+
+
+def phase_starts(phases, batch, config):
+    """Cycle of each phase's start, from the command's first busy cycle."""
+    starts = [0]
+    for phase, following in zip(phases, phases[1:]):
+        starts.append(starts[-1] + phase_advance(phase, following, batch, config))
+    return starts
+
+
+def cycles(op, config, n, batch, *, root=0, peer=0, in_place=False):
+    """Cycles of a collective on ``config``'s ring (``RING_CYCLES`` of one command): the
+    last phase's start and its :func:`phase_cycles`."""
+    phases = schedule(op, config.cluster.cores, n, root=root, peer=peer, in_place=in_place)
+    return phase_starts(phases, batch, config)[-1] + phase_cycles(phases[-1], batch, config)
+
+
+def link_words_moved(op, config, n, batch, *, root=0, peer=0, in_place=False):
     """32-bit words sent over the links by one collective (``RING_WORDS``)."""
     return sum(r.rows * batch
-               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer)
+               for p in schedule(op, config.cluster.cores, n, root=root, peer=peer,
+                                 in_place=in_place)
                for r in p.roles if r.send is not None)
 
 
-def execute(op, sources, destinations, n, *, root=0, peer=0):
+def execute(op, sources, destinations, n, *, root=0, peer=0, in_place=False):
     """Run collective ``op`` on the cores' matrices, in place.
 
     Parameters
@@ -281,9 +350,12 @@ def execute(op, sources, destinations, n, *, root=0, peer=0):
         writes change).
     n, root, peer : int
         As in the command.
+    in_place : bool
+        ``ALL_GATHER``'s ``flag``: the own chunks are already in place in
+        ``destinations`` (``sources`` are not read).
     """
     c = len(sources)
-    for phase in schedule(op, c, n, root=root, peer=peer):
+    for phase in schedule(op, c, n, root=root, peer=peer, in_place=in_place):
         _execute_phase(phase, sources, destinations)
 
 

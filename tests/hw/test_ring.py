@@ -57,10 +57,11 @@ def _depth(cores, banks):
     return MAX_BATCH * lines + MAX_BATCH * (-(-MAX_N // banks) + 1) + 3
 
 
-def _command(rng, op, cores, banks, depth):
-    """A random command: n, batch, root, peer, and disjoint matrices at random lines."""
-    n = int(rng.integers(1, MAX_N + 1))
-    batch = int(rng.integers(1, MAX_BATCH + 1))
+def _command(rng, op, cores, banks, depth, n=None, batch=None):
+    """A random command: n, batch (unless given), root, peer, and disjoint matrices at
+    random lines."""
+    n = int(rng.integers(1, MAX_N + 1)) if n is None else n
+    batch = int(rng.integers(1, MAX_BATCH + 1)) if batch is None else batch
     root = int(rng.integers(0, cores))
     peer = (root + int(rng.integers(1, cores))) % cores
     src_rows, dst_rows = _rows(op, cores, n)
@@ -73,7 +74,9 @@ def _command(rng, op, cores, banks, depth):
     bases = [0, 0]
     bases[first] = cut[0]
     bases[second] = cut[0] + spans[first] + cut[1] - cut[0]
-    return dict(op=op, n=n, batch=batch, root=root, peer=peer, sp_base=bases[0],
+    # flag: the in-place ALL_GATHER; every other collective must ignore it.
+    flag = int(rng.integers(0, 2))
+    return dict(op=op, flag=flag, n=n, batch=batch, root=root, peer=peer, sp_base=bases[0],
                 sp_lpc=sp_lpc, sp2_base=bases[1], sp2_lpc=sp2_lpc)
 
 
@@ -96,7 +99,7 @@ def ref(images, commands, cores, banks):
         sources = [image[src] for image in images]
         destinations = [image[dst] for image in images]
         ring.execute(cmd["op"], sources, destinations, cmd["n"], root=cmd["root"],
-                     peer=cmd["peer"])
+                     peer=cmd["peer"], in_place=ring.in_place(cmd["op"], cmd))
         for image, matrix in zip(images, destinations):
             image[dst] = matrix
         out.append([image.copy() for image in images])
@@ -195,7 +198,7 @@ def _run(config, banks, commands, back_to_back, seed):
     expected = ref(images, commands, cores, banks)
     got, counts = rtl(config, images, commands, banks, back_to_back)
     for cmd, want, have, (cycles, moved, elapsed) in zip(commands, expected, got, counts):
-        args = dict(root=cmd["root"], peer=cmd["peer"])
+        args = dict(root=cmd["root"], peer=cmd["peer"], in_place=ring.in_place(cmd["op"], cmd))
         assert (cycles, moved) == (
             ring.cycles(cmd["op"], config, cmd["n"], cmd["batch"], **args),
             ring.link_words_moved(cmd["op"], config, cmd["n"], cmd["batch"], **args)), cmd
@@ -245,8 +248,7 @@ def test_edge_sizes(cores):
                          (Opcode.REDUCE_SCATTER, 1, 1), (Opcode.ALL_GATHER, 2, 2),
                          (Opcode.SEND, 1, 1), (Opcode.ALL_REDUCE, 0, 2),
                          (Opcode.BROADCAST, 3, 0), (Opcode.ALL_GATHER, 0, 1)]:
-        cmd = _command(rng, op, cores, banks, depth)
-        commands.append(dict(cmd, n=n, batch=batch))
+        commands.append(_command(rng, op, cores, banks, depth, n, batch))
     _run(config, banks, commands, [False] * len(commands), cores)
 
 

@@ -106,6 +106,34 @@ def test_moves_copy_exactly(c, n, batch):
                     assert (out[k] == (own[root] if k == peer else 0xDEAD)).all()
 
 
+@pytest.mark.parametrize("c, n, batch", CASES)
+def test_in_place_all_gather(c, n, batch):
+    """The in-place ALL_GATHER (flag): the own chunk already sits in its rows of sp2; the
+    result is the gathered matrix, sp is not read, and the copy phase is gone."""
+    rng = np.random.default_rng(c * 7 + n)
+    own = [_random(rng, (n, batch)) for _ in range(c)]
+    destinations = [np.full((c * n, batch), 0xDEAD, dtype=np.uint64) for _ in range(c)]
+    for k in range(c):
+        destinations[k][k * n:(k + 1) * n] = own[k]
+    junk = [np.full((n, batch), 0xBAD, dtype=np.uint64) for _ in range(c)]
+    ring.execute(O.ALL_GATHER, junk, destinations, n, in_place=True)
+    for k in range(c):
+        assert (destinations[k] == np.concatenate(own)).all()
+    config = _config(c)
+    plain = ring.cycles(O.ALL_GATHER, config, n, batch)
+    fast = ring.cycles(O.ALL_GATHER, config, n, batch, in_place=True)
+    # The copy's share: the steps start as soon as it has read its beats.
+    copy = max(batch * n, spec_ring.RING_ADD_LATENCY + 3)
+    assert plain - fast == copy
+    assert ring.link_words_moved(O.ALL_GATHER, config, n, batch, in_place=True) == \
+        ring.link_words_moved(O.ALL_GATHER, config, n, batch)
+    assert ring.in_place(O.ALL_GATHER, {"flag": 1})
+    assert not ring.in_place(O.ALL_GATHER, {"flag": 0})
+    assert not ring.in_place(O.ALL_REDUCE, {"flag": 1})
+    assert ring.cycles(O.ALL_REDUCE, config, n, batch, in_place=True) == \
+        ring.cycles(O.ALL_REDUCE, config, n, batch)
+
+
 def test_phases_never_read_what_they_write():
     """Every phase reads the state before it (the RTL ends a phase after its last write)."""
     for c in (2, 3, 4):
@@ -118,6 +146,64 @@ def test_phases_never_read_what_they_write():
                             written = set(range(role.write_row,
                                                 role.write_row + role.write_rows))
                             assert not read & written
+
+
+def _beat_elements(row, rows, batch, nr):
+    """The ``(column, element)`` pairs of each beat of a region, in the order sent."""
+    return [[(b, e) for e in range(first, min(row + rows, first + nr))]
+            for b in range(batch) for first in range(row, row + rows, nr)]
+
+
+def _occupancy(op, config, n, batch, **kw):
+    """Every read and write of a collective's phases at their cycles (phase_starts): the
+    checks of phase_advance's docstring."""
+    c, nr = config.cluster.cores, config.cluster.link_width // 32
+    hop, add = spec_ring.hop_cycles(config), spec_ring.RING_ADD_LATENCY
+    phases = ring.schedule(op, c, n, **kw)
+    starts = ring.phase_starts(phases, batch, config)
+    reads, writes = {}, {}                  # (core, cycle) -> (phase, elements, matrix)
+    for i, (phase, start) in enumerate(zip(phases, starts)):
+        for k, r in enumerate(phase.roles):
+            if r.rows:
+                for w, elems in enumerate(_beat_elements(r.read_row, r.rows, batch, nr)):
+                    key = (k, start + 1 + r.position * hop + w)
+                    assert key not in reads, ("read port or link twice", op, n, batch, key)
+                    reads[key] = (i, elems, r.read if r.read else "link")
+            if r.write and r.write_rows:
+                for w, elems in enumerate(_beat_elements(r.write_row, r.write_rows, batch, nr)):
+                    key = (k, start + 2 + add + r.write_position * hop + w)
+                    assert key not in writes, ("write port twice", op, n, batch, key)
+                    writes[key] = (i, elems)
+    return phases, starts, reads, writes
+
+
+@pytest.mark.parametrize("c", [2, 3, 4, 5])
+@pytest.mark.parametrize("link_width, hop", [(32, 1), (64, 2), (128, 3)])
+def test_overlapped_phases_are_safe(c, link_width, hop):
+    """The phases overlap (phase_advance): no port or link serves two beats in a cycle,
+    every read of sp2 sees the writes of the phases before it and none of its own or
+    later ones, and the command's cycles cover every phase."""
+    config = _config(c, link_width, hop)
+    for op in (O.ALL_GATHER, O.REDUCE_SCATTER, O.ALL_REDUCE):
+        for in_place in (False, True):
+            for n in (1, 2, c - 1, c, c + 1, 5, 16):
+                for batch in (0, 1, 3, 4):
+                    phases, starts, reads, writes = _occupancy(op, config, n, batch,
+                                                               in_place=in_place)
+                    written = {}
+                    for (k, cycle), (i, elems) in writes.items():
+                        for b, e in elems:
+                            written.setdefault((k, b, e), []).append((cycle, i))
+                    for (k, cycle), (i, elems, matrix) in reads.items():
+                        if matrix != "sp2":
+                            continue
+                        for b, e in elems:
+                            for when, j in written.get((k, b, e), []):
+                                assert (when < cycle) == (j < i), (op, n, batch, k, b, e)
+                                assert when != cycle
+                    end = max(s + ring.phase_cycles(p, batch, config)
+                              for s, p in zip(starts, phases))
+                    assert ring.cycles(op, config, n, batch, in_place=in_place) == end
 
 
 @pytest.mark.parametrize("c", [2, 3, 4])
@@ -137,15 +223,25 @@ def test_cycle_formulas(c, link_width, hop):
         assert ring.cycles(O.REDUCE, config, n, batch, root=1) == P(c - 1)
         for peer in range(1, c):
             assert ring.cycles(O.SEND, config, n, batch, peer=peer) == P(peer)
-        assert ring.cycles(O.ALL_GATHER, config, n, batch) == P(0) + (c - 1) * P(1)
-        assert ring.cycles(O.REDUCE_SCATTER, config, n, batch) == c * P(c - 1)
+        # The phases overlap (ring.phase_advance): each starts once the one before has
+        # read its beats (shifted by the hops its cores read later) and started its walkers.
+        step = max(L, h + extra + 1)
+        assert ring.cycles(O.ALL_GATHER, config, n, batch) == \
+            max(L, extra + 1) + (c - 2) * step + P(1)
+        assert ring.cycles(O.ALL_GATHER, config, n, batch, in_place=True) == \
+            (c - 2) * step + P(1)
+        assert ring.cycles(O.REDUCE_SCATTER, config, n, batch) == \
+            (c - 1) * max(L + h, (c - 1) * h + extra + 1) + P(c - 1)
         # ALL_REDUCE: a chain per non-empty chunk of ceil(n / c) rows (the last ones
         # shorter), then c - 1 all-gather steps as long as the longest chunk.
         q = -(-n // c)
-        rows = [min(n, (j + 1) * q) - min(n, j * q) for j in range(c)]
-        chains = sum(P(c - 1, batch * -(-r // nr)) for r in rows if r)
+        beats = [batch * -(-r // nr) for r in
+                 (min(n, (j + 1) * q) - min(n, j * q) for j in range(c)) if r]
+        Lq = batch * -(-q // nr)
+        chains = sum(max(b + h, (c - 1) * h + extra + 1) for b in beats[:-1])
+        to_gather = (c - 1) * h + max(beats[-1], extra + 1)
         assert ring.cycles(O.ALL_REDUCE, config, n, batch) == \
-            chains + (c - 1) * P(1, batch * -(-q // nr))
+            chains + to_gather + (c - 2) * max(Lq, h + extra + 1) + P(1, Lq)
 
 
 def test_all_gather_moves_caterpillars_words():

@@ -23,8 +23,10 @@ from chrysalis.sim.verify.rtl_job import run_job
 #: Builds shared by the tests of a config (the runner keys them by the Verilog's hash).
 SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "cluster"
 
+#: The in-place ALL_GATHER (its ``flag``): the own rows already in the destination.
+IN_PLACE = "ALL_GATHER in place"
 COLLECTIVES = (Opcode.BROADCAST, Opcode.REDUCE, Opcode.ALL_GATHER, Opcode.REDUCE_SCATTER,
-               Opcode.ALL_REDUCE, Opcode.SEND)
+               Opcode.ALL_REDUCE, Opcode.SEND, IN_PLACE)
 #: Bytes of memory per collective: its commands, then the source, initial destination and
 #: output matrices of every core.
 REGION = 0x4000
@@ -51,7 +53,10 @@ def collective_stream(config, op, base, *, n, batch, root=0, peer=1):
     """The commands of one collective's run in the memory region at ``base``: per core, the
     loads of its source and destination matrices; the collective; per core, the store of
     its destination matrix. Returns the commands and the matrices to fill with data:
-    ``(byte address, rows, column stride)``, ``batch`` columns each."""
+    ``(byte address, rows, column stride)``, ``batch`` columns each. ``op`` may be
+    :data:`IN_PLACE`."""
+    in_place = op == IN_PLACE
+    op = Opcode.ALL_GATHER if in_place else op
     cores, banks = config.cluster.cores, config.core.banks
     beat = config.host.axi_data_width // 8
     src_rows = n * cores if op == Opcode.REDUCE_SCATTER else n
@@ -79,6 +84,8 @@ def collective_stream(config, op, base, *, n, batch, root=0, peer=1):
         fields["root"] = root
     if op == Opcode.SEND:
         fields["peer"] = peer
+    if in_place:
+        fields["flag"] = 1
     commands.append(fields)
     for k in range(cores):
         commands.append(dict(op="DMA_STORE", n=dst_rows, batch=batch, mem_addr=out[k],
