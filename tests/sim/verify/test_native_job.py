@@ -161,9 +161,11 @@ def test_a_profile_guided_build_gives_the_same_results(tmp_path):
 
 
 @needs_verilator
+@pytest.mark.slow
 def test_a_failed_profile_guided_build_falls_back_with_a_note(monkeypatch):
     # An instrumented compile that fails: the plain -O3 build is used, with one note. The
     # machine's cache keeps that build (and the failure, under the failing flag's key).
+    # Slow: the -O3 build of its own (about 30 s); the profile-guided build is opt-in.
     monkeypatch.setattr(native_job, "_PROFILE_GENERATE", "-fprofile-no-such-option")
     job = _training_job(TINY, steps=1)
     verilog = native_job.verilog_of(TINY, SHARED / TINY.name / "rtl")
