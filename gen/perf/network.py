@@ -340,7 +340,7 @@ def cluster_stream_cost(config, commands, timing=TESTBENCH_MEMORY, runs=1, costs
     collectives = {op.name for op in COLLECTIVES}
     overhead = command_overhead(config, timing)[0]
     for index, cmd in enumerate(commands):
-        op = str(getattr(cmd.get("op"), "name", cmd.get("op"))).upper()
+        op = _op(cmd)
         mask = int(cmd.get("cores", 0)) or everyone
         mine = [k for k in range(c) if mask >> k & 1]
         if op in collectives:

@@ -75,6 +75,17 @@ def _act_region(config, command, base):
     return None
 
 
+def _reads_none_of(config, reader, writer, base):
+    """``reader``'s activation-bank regions (``abase`` and ``abase2``) are apart from the
+    words ``writer`` writes at ``base``."""
+    lo, hi = _act_region(config, writer, base)
+    for region in ("abase", "abase2"):
+        rlo, rhi = _act_region(config, reader, region)
+        if not (hi <= rlo or rhi <= lo):
+            return False
+    return True
+
+
 def load_beside(config, load, running):
     """Whether core command ``load`` may start in the side slot of a core that runs
     ``running`` (``None``: unknown), by the controller's rule (``hw.controller``):
@@ -83,12 +94,7 @@ def load_beside(config, load, running):
     if (running is None or _name(running) != isa.SIDE_HOST.name
             or _name(load) not in SIDE_OPS):
         return False
-    lo, hi = _act_region(config, load, "abase")
-    for base in ("abase", "abase2"):
-        rlo, rhi = _act_region(config, running, base)
-        if not (hi <= rlo or rhi <= lo):
-            return False
-    return True
+    return _reads_none_of(config, running, load, "abase")
 
 
 def drain_beside(config, wgrad, running):
@@ -100,14 +106,7 @@ def drain_beside(config, wgrad, running):
     if (running is None or _name(wgrad) != "WGRAD"
             or _name(running) not in ("FORWARD", "BACKWARD")):
         return False
-    if not int(running.get("fill", 0)):
-        return True
-    rlo, rhi = _act_region(config, running, "abase2")
-    for base in ("abase", "abase2"):
-        lo, hi = _act_region(config, wgrad, base)
-        if not (hi <= rlo or rhi <= lo):
-            return False
-    return True
+    return not int(running.get("fill", 0)) or _reads_none_of(config, wgrad, running, "abase2")
 
 
 def _zero():

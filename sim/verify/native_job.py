@@ -371,11 +371,8 @@ def build(config, verilog, *, cache=None, jobs=2, log=None, fast_build=False,
                 log(f"building the native simulator of {config.name!r} (Verilator, {kind}, "
                     f"once per config; cached in {folder})")
             start = time.perf_counter()
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            (folder / f"{config.name}.v").write_bytes(text)
-            (folder / "harness.cpp").write_text(harness)
-            (folder / "harness_config.h").write_text(header)
+            _fresh_folder(folder, {f"{config.name}.v": text, "harness.cpp": harness,
+                                   "harness_config.h": header})
             env = _make_env(root, options.pop(), pgo)
             _verilate(config, folder, root, options, env, jobs)
             one_eval = _write_mode(config, folder)
@@ -567,6 +564,17 @@ def _one_eval_of(folder):
     return mode.is_file() and "#define ONE_EVAL 1" in mode.read_text()
 
 
+def _fresh_folder(folder, files):
+    """Empty ``folder`` (made anew) holding ``files``: name -> text or bytes."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            (folder / name).write_text(content)
+
+
 def _build_icarus(config, verilog, cache, log, mem_bytes):
     _icarus()
     text, harness, header, key = _icarus_inputs(config, verilog, mem_bytes)
@@ -579,11 +587,8 @@ def _build_icarus(config, verilog, cache, log, mem_bytes):
             log(f"building the native simulator of {config.name!r} (Icarus, once per config; "
                 f"cached in {folder})")
         start = time.perf_counter()
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        (folder / f"{config.name}.v").write_bytes(text)
-        (folder / "harness.v").write_text(harness)
-        (folder / "harness_config.vh").write_text(header)
+        _fresh_folder(folder, {f"{config.name}.v": text, "harness.v": harness,
+                               "harness_config.vh": header})
         # Written under another name and renamed: a build killed halfway is never taken for
         # a finished one.
         command = ["iverilog", *ICARUS, "-s", "chrysalis_harness", "-o", "sim.vvp.part",

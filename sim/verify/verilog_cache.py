@@ -95,18 +95,12 @@ def cached_verilog(config, folder, *, cache=None):
     chrysalis.gen.spec.config.ConfigError
         A config the RTL cannot build; nothing is written or cached.
     """
-    key = verilog_key(config)
-    cache = Path(cache or cache_dir())
-    cached = cache / f"{key}.v"
-    folder = Path(folder)
-    target = folder / f"{config.name}.v"
-    cache.mkdir(parents=True, exist_ok=True)
-    with file_lock(cache / f"{key}.lock"):
-        if not cached.is_file():
-            from chrysalis.gen.emit.verilog import emit
-            text = Path(emit(config, folder)["verilog"]).read_text()
-            _write_atomic(cached, text)
-    return _copy(cached, target)
+    def convert():
+        from chrysalis.gen.emit.verilog import emit
+        return Path(emit(config, folder)["verilog"]).read_text()
+
+    return _through_cache(verilog_key(config), convert, Path(folder) / f"{config.name}.v",
+                          cache)
 
 
 def design_key(name, parts):
@@ -149,14 +143,19 @@ def cached_design(name, parts, convert, folder, *, cache=None):
     pathlib.Path
         The written file.
     """
-    key = design_key(name, parts)
+    return _through_cache(design_key(name, parts), convert, Path(folder) / f"{name}.v", cache)
+
+
+def _through_cache(key, convert, target, cache):
+    """The text cached under ``key`` (``convert()`` the first time, under a lock) copied to
+    ``target``."""
     cache = Path(cache or cache_dir())
     cached = cache / f"{key}.v"
     cache.mkdir(parents=True, exist_ok=True)
     with file_lock(cache / f"{key}.lock"):
         if not cached.is_file():
             _write_atomic(cached, convert())
-    return _copy(cached, Path(folder) / f"{name}.v")
+    return _copy(cached, target)
 
 
 def _copy(cached, target):

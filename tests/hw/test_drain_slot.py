@@ -5,27 +5,12 @@ cycles, taken from the cycle ``sim.golden.core_counts.handover`` gives."""
 import numpy as np
 import pytest
 
-from chrysalis.gen.spec.config import PRESETS, with_overrides
 from chrysalis.gen.spec.isa import Opcode
 from chrysalis.gen.spec.layout import Allocator, bank_count, tiles
 from chrysalis.sim.golden import core_counts
 from chrysalis.sim.golden import core_model as cm
-from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.verify.core_sim import CoreRunner
-
-CONFIGS = {
-    "2x2": PRESETS["tiny"],
-    "4x4-tree": with_overrides(PRESETS["tiny"], {"core.rows": 4, "core.cols": 4,
-                                                  "core.reduction": "tree"}),
-}
-
-
-def _f32(values):
-    return nx.from_float32(np.asarray(values, dtype=np.float32))
-
-
-def _lines(matrix):
-    return dict(sp_base=matrix.base, sp_lpc=matrix.lines_per_column)
+from tests.hw.test_side_load import CONFIGS, _f32, _lines
 
 
 def run_pair(config, first, m, n, batch, beside, relu=False):
