@@ -49,13 +49,16 @@ def test_cli_refuses_what_a_cluster_cannot_do(argv, message, capsys):
 
 def test_cli_cp_writes_its_json(tmp_path, capsys):
     out = tmp_path / "cp.json"
-    # A narrow hidden layer keeps the epoch short: the JSON is what is tested here.
+    # A narrow hidden layer and micro-batches of 4 (a quarter of the pipeline's fills and
+    # drains, the learning rate raised to match) keep the epoch short: the JSON is what is
+    # tested here, and that the epoch learns.
     argv = ["train", "--set", "cluster.cores=2", "--mode", "cp", "--epochs", "1", "--sizes",
-            "64,8,10", "--quiet", "--json", str(out)]
+            "64,8,10", "--batch", "4", "--lr", "0.1", "--quiet", "--json", str(out)]
     assert cli.main(argv) == 0
     import json
     data = json.loads(out.read_text())
     assert data["mode"] == "cp" and data["cores"] == 2 and len(data["history"]) == 1
+    assert data["batch"] == 4
     assert data["stages"] and data["ticks"] > 0 and 0.5 < data["history"][0]["acc"] <= 1
     assert data["update"] == "fused"            # the default where it applies: it learns
 
