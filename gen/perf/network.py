@@ -3,7 +3,10 @@
 One core (:func:`network_cost`, modes ``sgd`` and ``mbgd``): every layer by
 :func:`gen.perf.layer.layer_cost` under its mapping, back to back (the accelerator runs its
 commands in order). Whether the weights stay in the PE banks, and whether the network stays
-in the scratchpad, is decided here for the whole network, as the compiler does.
+in the scratchpad, is decided here for the whole network, as the compiler does. The fetches,
+loads, drains and DMAs the controller overlaps are taken off in closed form or from short
+streams of the program's own commands (``*_hidden_cycles``); on one core that includes the
+next minibatch's loads beside the step's last ``WGRAD`` (``sim.compile.program``'s prefetch).
 
 A cluster (``cluster.cores > 1``, ``docs/cluster.md``): cores on a one-way ring whose links
 carry ``cluster.link_width`` bits per cycle with ``cluster.hop_latency`` cycles per hop. A
@@ -702,6 +705,55 @@ def _drain_hidden(config, layers, batch, costs, mode, timing, overhead):
     return drain, ring
 
 
+def mlp_sizes(network):
+    """The layer sizes of ``network`` if it is an MLP as ``gen.spec.networks.mlp`` makes it
+    (fully connected layers, each one's inputs the previous one's outputs and a bias),
+    else ``None``."""
+    layers = network.layers
+    if any(layer.kind != "fc" or layer.columns != 1 for layer in layers):
+        return None
+    if any(below.m + 1 != above.n for below, above in zip(layers, layers[1:])):
+        return None
+    return (layers[0].n - 1,) + tuple(layer.m for layer in layers)
+
+
+@functools.lru_cache(maxsize=256)
+def _prefetch_tail(config, sizes, batch, update, timing):
+    """Cycles the one-core program's next-minibatch loads save by running beside its last
+    ``WGRAD`` (``sim.compile.program``'s prefetch): the tail of the program's step from that
+    ``WGRAD`` on, dispatched in order with the DMAs and loads waiting for the core, less
+    the same dispatched with them beside it. 0 where the program does not prefetch, or does
+    not compile."""
+    from chrysalis.gen.spec import isa
+    from chrysalis.sim.compile.program import TrainingProgram
+    try:
+        program = TrainingProgram(config, list(sizes), batch, 0.25, store_every_step=False,
+                                  update=update)
+    except ValueError:
+        return 0
+    if not program.prefetch:
+        return 0
+    run = program.step_run(1, 0)
+    first = (run.cmd_base - program.regions["commands"].addr) // isa.COMMAND_BYTES
+    step = program.commands[first:first + run.cmd_count]
+    last = max(i for i, c in enumerate(step) if c["op"] == "WGRAD")
+    tail = step[last:]
+    waiting = cluster_stream_cost(config, tail, timing, dma_overlap=False,
+                                  side_slot=False)["cycles"]
+    return max(0, waiting - cluster_stream_cost(config, tail, timing)["cycles"])
+
+
+def _prefetch_hidden(config, network, batch, costs, mode, timing, update):
+    """:func:`_prefetch_tail` where ``network_cost`` prices the program one core runs: an
+    MLP whose every layer is one resident tile with its activations in the PEs (the
+    layers' single ``WGRAD`` s known), on one core, not ``cp``."""
+    sizes = mlp_sizes(network)
+    if (config.cluster.cores != 1 or mode == "cp" or sizes is None
+            or any("WGRAD" not in cost.get("commands", {}) for cost in costs)):
+        return 0
+    return _prefetch_tail(config, sizes, batch, update, timing)
+
+
 def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TESTBENCH_MEMORY,
                  update="separate"):
     """Cycles, utilization and counters of one training step of ``network``.
@@ -831,9 +883,12 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
         side_hidden = _side_hidden(config, per_core_costs, mode, timing, overhead)
         drain_hidden, ring_hidden = _drain_hidden(config, layers, core_batch, per_core_costs,
                                                   mode, timing, overhead)
-        cycles -= fetch_hidden + side_hidden + drain_hidden + ring_hidden
+        prefetch_hidden = (_prefetch_hidden(config, network, core_batch, per_core_costs,
+                                            mode, timing, update) if chip else 0)
+        cycles -= fetch_hidden + side_hidden + drain_hidden + ring_hidden + prefetch_hidden
         extra = {"fetch_hidden_cycles": fetch_hidden, "side_hidden_cycles": side_hidden,
-                 "drain_hidden_cycles": drain_hidden, "ring_hidden_cycles": ring_hidden}
+                 "drain_hidden_cycles": drain_hidden, "ring_hidden_cycles": ring_hidden,
+                 "prefetch_hidden_cycles": prefetch_hidden}
     phases = _zero_phases()
     for c in per_core_costs:
         for name, entry in c["phases"].items():

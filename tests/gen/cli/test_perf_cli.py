@@ -24,7 +24,8 @@ def test_perf_prints_layers_phases_utilization_and_energy(capsys, tmp_path):
     assert report["fetch_hidden_cycles"] > 0
     assert report["cycles_per_step"] == pytest.approx(
         total - report["fetch_hidden_cycles"] - report["side_hidden_cycles"]
-        - report["drain_hidden_cycles"] - report["ring_hidden_cycles"])
+        - report["drain_hidden_cycles"] - report["ring_hidden_cycles"]
+        - report["prefetch_hidden_cycles"])
     assert report["energy_pj"] == pytest.approx(sum(l["energy_pj"] for l in report["layers"]),
                                                 rel=1e-6)
 

@@ -281,6 +281,24 @@ def test_network_modes_follow_the_cluster_programs():
             assert model["cycles"] == pytest.approx(stream["cycles"], rel=0.02), (mode, cores)
 
 
+@pytest.mark.parametrize("sizes, batch", [([64, 32, 32, 32, 10], 8), ([64, 32, 10], 8),
+                                          ([64, 32, 10], 1)])
+def test_one_core_layer_model_prices_the_prefetch(sizes, batch):
+    """One core: the layer model against the stream model of the program the RTL runs
+    (``sim.compile.program``, weights kept on chip), whose next minibatch loads beside the
+    step's last ``WGRAD``; without that overlap priced the model would be far above it."""
+    config = PRESETS["default"]
+    model = network_cost(config, mlp(sizes), batch, update="fused")
+    stream = mlp_step(config, sizes, batch, store_every_step=False, update="fused")
+    assert model["prefetch_hidden_cycles"] > 0
+    assert model["cycles"] == pytest.approx(stream["total"]["cycles"], rel=0.01)
+    waiting = model["cycles"] + model["prefetch_hidden_cycles"]
+    assert waiting > stream["total"]["cycles"] * 1.03
+    # Several cores run no prefetching program: nothing priced.
+    two = with_overrides(config, {"cluster.cores": 2})
+    assert network_cost(two, mlp(sizes), batch, "model")["prefetch_hidden_cycles"] == 0
+
+
 def test_network_modes_and_ring_costs():
     config = with_overrides(PRESETS["default"], {"cluster.cores": 4,
                                                  "cluster.link_width": 64})
