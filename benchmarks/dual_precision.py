@@ -105,9 +105,9 @@ def _fractions(counters):
     return out
 
 
-def summarize(rows, seeds):
+def summarize(rows, seeds, policies=POLICIES):
     by = {}
-    for policy in POLICIES + (REFERENCE,):
+    for policy in policies + (REFERENCE,):
         accs = np.array([rows[(policy, s)]["acc"] for s in seeds])
         entry = {"mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1
                  else 0.0, "min": float(accs.min()), "max": float(accs.max()),
@@ -120,7 +120,7 @@ def summarize(rows, seeds):
             entry["fractions"] = _fractions(total)
             entry["step_ms"] = float(np.mean([rows[(policy, s)]["step_ms"] for s in seeds]))
         by[policy] = entry
-    for policy in POLICIES:
+    for policy in policies:
         # Per seed differences (same weights, same minibatches), in points.
         for other, key in (("dual-full", "gap_dual_full"), (REFERENCE, "gap_float32")):
             d = 100 * (np.array(by[policy]["accs"]) - np.array(by[other]["accs"]))
@@ -129,12 +129,12 @@ def summarize(rows, seeds):
     return by
 
 
-def table(by, seeds):
+def table(by, seeds, policies=POLICIES):
     lines = ["| policy | test accuracy, mean ± std (min–max) | gap to dual-full (points) | gap "
              "to float32 (points) | LOW products | BYPASS products | LOW forward / backward "
              "/ wgrad |",
              "|---|---|---|---|---|---|---|"]
-    for policy in POLICIES + (REFERENCE,):
+    for policy in policies + (REFERENCE,):
         e = by[policy]
         acc = (f"{e['mean']:.2%} ± {100 * e['std']:.2f} ({e['min']:.2%}–{e['max']:.2%})")
         if policy == REFERENCE:
@@ -150,10 +150,10 @@ def table(by, seeds):
     return "\n".join(lines) + "\n"
 
 
-def phase_table(by):
+def phase_table(by, policies=POLICIES):
     lines = ["| policy | phase | products | HIGH | LOW | BYPASS (of which padding) | LOW of "
              "non-padding | BYPASS of non-padding |", "|---|---|---|---|---|---|---|---|"]
-    for policy in POLICIES:
+    for policy in policies:
         f = by[policy]["fractions"]
         for phase in dm.PHASES + ("all",):
             r = f[phase]
@@ -180,15 +180,19 @@ def main(argv=None):
     parser.add_argument("--pairing", choices=dm.PAIRINGS, default="outputs",
                         help="the two streams of a slot: two outputs (default) or two "
                              "k-steps of one output (writes dual_precision_k.*)")
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
+                        help="policies to train (default all; dual-full is always run, the "
+                             "gaps are to it)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel runs (default 2)")
     args = parser.parse_args(argv)
+    policies = tuple(p for p in POLICIES if p in args.policies or p == "dual-full")
     bits = args.low_man_bits
     stem = "dual_precision" + ("" if bits == get_preset(PRESET).mac.low_man_bits
                                else f"_m{bits}") + ("_k" if args.pairing == "k" else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    jobs = [(policy, seed) for seed in args.seeds for policy in POLICIES + (REFERENCE,)]
+    jobs = [(policy, seed) for seed in args.seeds for policy in policies + (REFERENCE,)]
     rows = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run, policy, seed, args.epochs, args.lr, args.batch,
@@ -198,21 +202,21 @@ def main(argv=None):
                            desc="dual precision (digits)", unit="run"):
             rows[futures[future]] = future.result()
     wall = time.perf_counter() - start
-    by = summarize(rows, args.seeds)
+    by = summarize(rows, args.seeds, policies)
     settings = {"preset": PRESET, "sizes": list(tr.DIGITS_SIZES), "batch": args.batch,
                 "lr": args.lr, "momentum": None, "epochs": args.epochs, "seeds": args.seeds,
-                "low_man_bits": bits, "pairing": args.pairing,
+                "low_man_bits": bits, "pairing": args.pairing, "policies": list(policies),
                 "operand": str(get_preset(PRESET).mac.operand), "slot_seed": args.slot_seed,
                 "model": "chrysalis.sim.golden.dual_model.golden_step", "jobs": args.jobs,
                 "wall_s": round(wall, 1), "load_average_at_start": round(load, 2),
                 "machine": platform.machine(), "python": platform.python_version()}
-    runs = [rows[(policy, s)] for s in args.seeds for policy in POLICIES + (REFERENCE,)]
+    runs = [rows[(policy, s)] for s in args.seeds for policy in policies + (REFERENCE,)]
     (RESULTS / f"{stem}.json").write_text(
         json.dumps({"settings": settings, "policies": by, "runs": runs}, indent=1,
                    sort_keys=True) + "\n")
-    same = all(rows[("single", s)]["history"] == rows[("dual-full", s)]["history"]
-               for s in args.seeds)
-    step_ms = np.mean([by[p]["step_ms"] for p in POLICIES])
+    same = "single" in policies and all(
+        rows[("single", s)]["history"] == rows[("dual-full", s)]["history"] for s in args.seeds)
+    step_ms = np.mean([by[p]["step_ms"] for p in policies])
     shortened = ("" if args.epochs == tr.DEFAULT_EPOCHS else
                  f" (rather than `sim.train.single`'s {tr.DEFAULT_EPOCHS}, for time)")
     pairing = ("two outputs per slot" if args.pairing == "outputs" else
@@ -229,8 +233,8 @@ def main(argv=None):
             f"the seeds. Fractions are of every product the array computes in the forward, "
             f"backward and weight-gradient phases (padding included; it bypasses), summed "
             f"over the seeds; the update's MACs are single-stream and not counted.\n\n"
-            + table(by, args.seeds) + alike +
-            "\nPer phase:\n\n" + phase_table(by) +
+            + table(by, args.seeds, policies) + alike +
+            "\nPer phase:\n\n" + phase_table(by, policies) +
             f"\n{step_ms:.1f} ms per step of the model (mean, {args.jobs} runs in parallel, "
             f"load average {load:.1f} at the start); {wall:.0f} s in all.\n")
     (RESULTS / f"{stem}.md").write_text(text)
