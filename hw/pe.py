@@ -369,16 +369,24 @@ class PE(wiring.Component):
         """Register stages of the multiply path; the accumulating adder gets the rest of
         ``mac_latency``. A policy that rounds one pair to the low format gives the steering
         and the rounding a stage of their own when the MAC has the stages to spare
-        (``hw.dual``); otherwise one stage."""
+        (``hw.dual``); otherwise one stage. A k-paired PE gives the multiply path one stage."""
+        if self.kpair:
+            # The stages go to the pair adder and the accumulating adder, each of which
+            # sets the clock in one stage (benchmarks/results/dual_pe_area.md).
+            return 1
         if self.dual in ("value", "static", "random") and self.mac_latency >= 3:
             return 2
         return 1
 
     @property
     def pair_latency(self):
-        """Register stages of a k-pair's adder (1), between the multiply path and the
-        accumulating adder; 0 without k-pairing."""
-        return 1 if self.kpair else 0
+        """Register stages of a k-pair's adder, between the multiply path and the
+        accumulating adder: 2 when ``mac_latency`` is 5 or more (then the quantize stage,
+        one multiply stage and two stages of the accumulating adder remain), else 1; 0
+        without k-pairing."""
+        if not self.kpair:
+            return 0
+        return 2 if self.mac_latency >= 5 else 1
 
     @property
     def quantize_stage(self):

@@ -74,7 +74,8 @@ def test_kpair_rtl_equals_golden(fmt, policy, latency, sum_latency):
     got = rtl(fmt, policy, ops, pair1, bits, latency, sum_latency)
     want = ref(fmt, policy, ops, pair1, bits)
     bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
-    assert not bad, f"{len(bad)} mismatches, first at {bad[0]}: rtl {got[bad[0]]} golden {want[bad[0]]}"
+    assert not bad, (f"{len(bad)} mismatches, first at {bad[0]}: rtl {got[bad[0]]} "
+                     f"golden {want[bad[0]]}")
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -54,6 +54,7 @@ def rtl(program, operand, policy, latency):
              mac_latency=latency, dual=policy, low_man_bits=2, pairing="k")
     fields = dut.layout.members
     sent = []
+    made = [0, 0]                    # products of pair 0, of pair 1 (the counters' input)
 
     def encode(uop):
         value = {name: 0 for name in fields}
@@ -70,6 +71,9 @@ def rtl(program, operand, policy, latency):
             ctx.set(dut.uop, encode(uop))
             ctx.set(dut.row_in, row_in)
             ctx.set(dut.col_in, col_in)
+            bits = ctx.get(dut.made)
+            made[0] += bits & 1
+            made[1] += bits >> 1
             await ctx.tick()
             if uop.get("t_op") in ("SEND_ACC", "SEND_W"):
                 sent.append(ctx.get(dut.out))
@@ -78,7 +82,7 @@ def rtl(program, operand, policy, latency):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    return sent
+    return sent, made
 
 
 @pytest.mark.parametrize("operand,policy,latency,seed", [
@@ -96,7 +100,12 @@ def test_kpair_pe_rtl_equals_model(operand, policy, latency, seed):
     unpaired = ref(Program(np.random.default_rng(seed), weight_words=WORDS, act_words=WORDS,
                            acc_regs=ACCS, latency=latency, length=2000), operand, policy)
     assert unpaired != expected
-    assert rtl(program, operand, policy, latency) == expected
+    sent, made = rtl(program, operand, policy, latency)
+    assert sent == expected
+    # Every MAC made its pair 0's product, and the k-paired ones pair 1's too: two MACs in
+    # the slot of a k-pair.
+    macs = [u for u, _, _ in program.steps if u.get("c_op") == "MAC"]
+    assert made == [len(macs), paired]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -1,4 +1,5 @@
-"""The k-paired accumulation order of dual precision (sim/golden/dual.py, sim/golden/dual_model.py).
+"""The k-paired accumulation order of dual precision (sim/golden/dual.py,
+sim/golden/dual_model.py).
 
 A k-paired slot multiplies steps ``k`` and ``k + 1`` of one output, sums the two products
 (rounded once to 24 significant bits) and adds the sum to the fp32 accumulator (rounded once).
