@@ -9,12 +9,16 @@ alone): for the ``single``, ``dual-full`` and ``value`` policies it synthesizes
   (see ``CORE_OVERRIDES``),
 
 at ``single`` with 16 accumulators (its minimum, the default) and with 28 (a dual policy's
-minimum at latency 6), and at ``dual-full`` and ``value`` with 28. Each unit sits behind
+minimum at latency 6), and at ``dual-full`` and ``value`` with 28. The ``pe`` level also has
+the **k-paired** PE (``hw.pe.PE`` with ``pairing="k"``, ``docs/dual_precision.md``) of
+``dual-full`` and ``value`` with 16 accumulators (one output per slot, as ``single``); the
+core does not issue k-pairs yet, so it has no ``core`` point. Each unit sits behind
 ``hw.harness.InputRegisters(unit, outputs=True)`` (every timed path register to register)
 and is placed out of context on an LFE5U-85F (its ports exceed the package's pins). A second,
 unflattened synthesis gives the resources per module (where the ratios come from).
 
     .venv/bin/python benchmarks/dual_pe_area.py [-j 2] [--levels pe core] [--lut-mapper abc]
+        [--pairing outputs k]
 
 Writes ``benchmarks/results/dual_pe_area.{json,md}``: LUT4, FF (with and without the
 wrapper's), DSP, BRAM, Fmax, the ratios to both ``single`` baselines, the critical path and
@@ -38,8 +42,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "build" / "bench" / "dual_pe_area"
 
 LEVELS = ("pe", "core")
-#: (policy, accumulator registers): single at its minimum and at a dual policy's.
-VARIANTS = (("single", 16), ("single", 28), ("dual-full", 28), ("value", 28))
+#: (policy, accumulator registers, pairing): single at its minimum and at a dual policy's
+#: (two outputs per slot); the k-paired PEs with single's accumulators.
+VARIANTS = (("single", 16, "outputs"), ("single", 28, "outputs"), ("dual-full", 28, "outputs"),
+            ("value", 28, "outputs"), ("dual-full", 16, "k"), ("value", 16, "k"))
+#: Levels of the k-paired points (the core does not issue k-pairs).
+K_LEVELS = ("pe",)
 BASELINES = (("single", 16), ("single", 28))
 #: The default scratchpad (65536 words: 128 DP16KD) and 16 dual PEs (12 DP16KD each) do not
 #: fit the 208 DP16KD of an LFE5U-85F; the scratchpad is the same for every policy.
@@ -72,7 +80,11 @@ adder, a second pair of quantizers and operand muxes, the read mux of the odd ac
 and their write-back from the second adder, a second multiplier (a DSP), and a second read
 port on each bank, which Yosys implements by replicating the bank per read port (so BRAM
 doubles: weight bank 2 -> 4 DP16KD, activation bank 4 -> 8); `value` adds its controller,
-steering and the rounding of pair 1 to the low format. {mapper}"""
+steering and the rounding of pair 1 to the low format. The **k-paired** PEs (`pe` only,
+pairing `k`, 16 accumulators as `single`: the two pairs of a slot are two k-steps of one
+output) have one accumulating adder and a pair adder in front of it (`multiply.pair_add`),
+one read port per operand on banks of 2x2 blocks (a 128-bit weight word, a 64-bit activation
+word) with the lane muxes, and no odd accumulators. {mapper}"""
 
 MAPPER_NOTE = {
     "abc9": "LUT mapping: `synth_ecp5`'s own (ABC9). YoWASP's ABC9 exits without a message "
@@ -93,21 +105,32 @@ def config_for(policy, acc_regs, level):
     return with_overrides(PRESETS["default"], overrides)
 
 
-def build_unit(level, policy, acc_regs):
-    """The unit of one point (a PE or a core), not yet wrapped."""
+def build_unit(level, policy, acc_regs, pairing="outputs"):
+    """The unit of one point (a PE or a core), not yet wrapped. A k-paired PE takes the
+    PE parameters of the dual policy's config with ``acc_regs`` accumulators."""
     from chrysalis.hw.core import Core
     from chrysalis.hw.pe import PE
-    config = config_for(policy, acc_regs, level)
+    config = config_for(policy, acc_regs if pairing == "outputs" else 28, level)
     core = Core(config)
     if level == "core":
         return core
     core._MustUse__silence = True
-    return PE(config.mac.operand, **core.pe_args)
+    args = dict(core.pe_args)
+    if pairing == "k":
+        args.update(acc_regs=acc_regs, pairing="k")
+    return PE(config.mac.operand, **args)
 
 
 def point_name(point):
-    level, policy, acc_regs = point
-    return f"{level}_{policy.replace('-', '_')}_acc{acc_regs}"
+    level, policy, acc_regs, pairing = point
+    k = "_k" if pairing == "k" else ""
+    return f"{level}_{policy.replace('-', '_')}{k}_acc{acc_regs}"
+
+
+def key(row):
+    """A row's point: ``(level, policy, acc_regs, pairing)`` (rows before k-pairing have
+    no ``pairing``: two outputs per slot)."""
+    return row["level"], row["policy"], row["acc_regs"], row.get("pairing", "outputs")
 
 
 def run_point(point, lut_mapper="abc", place=True):
@@ -120,13 +143,14 @@ def run_point(point, lut_mapper="abc", place=True):
         SynthError, synth_ecp5, synth_ecp5_modules, wrapper_ffs)
     from chrysalis.hw.harness import InputRegisters
 
-    level, policy, acc_regs = point
+    level, policy, acc_regs, pairing = point
     name = point_name(point)
     workdir = WORK / lut_mapper / name
     workdir.mkdir(parents=True, exist_ok=True)
-    top = InputRegisters(build_unit(level, policy, acc_regs), outputs=True)
+    top = InputRegisters(build_unit(level, policy, acc_regs, pairing), outputs=True)
     (workdir / f"{name}.v").write_text(verilog.convert(top, name=name, emit_src=False))
-    row = {"level": level, "policy": policy, "acc_regs": acc_regs, "lut_mapper": lut_mapper}
+    row = {"level": level, "policy": policy, "acc_regs": acc_regs, "pairing": pairing,
+           "lut_mapper": lut_mapper}
     try:
         synth = synth_ecp5(workdir / f"{name}.v", name, workdir, lut_mapper=lut_mapper)
         wrapper_ff = wrapper_ffs(synth["netlist"], name)
@@ -171,8 +195,8 @@ def add_ratios(rows):
         if "error" in r:
             continue
         for policy, acc in BASELINES:
-            base = next((b for b in rows if (b["level"], b["policy"], b["acc_regs"])
-                         == (r["level"], policy, acc) and "error" not in b), None)
+            base = next((b for b in rows if key(b) == (r["level"], policy, acc, "outputs")
+                         and "error" not in b), None)
             if base is None:
                 continue
             r[f"ratio_single{acc}"] = {
@@ -188,12 +212,13 @@ def _ratio(ratios, key):
 
 
 def table(rows):
-    lines = ["| level | policy | acc regs | LUT4 | FF | wrapper FF | DSP (MULT18X18D) | "
+    lines = ["| level | policy | pairing | acc regs | LUT4 | FF | wrapper FF | DSP (MULT18X18D) | "
              "BRAM (DP16KD) | Fmax (MHz) | LUT4 / s16 | LUT4 / s28 | DSP / s16 | FF / s16 | "
              "FF / s28 | BRAM / s16 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        head = f"| {r['level']} | `{r['policy']}` | {r['acc_regs']} "
+        pairing = "-" if r["policy"] == "single" else r.get("pairing", "outputs")
+        head = f"| {r['level']} | `{r['policy']}` | {pairing} | {r['acc_regs']} "
         if "error" in r:
             lines.append(head + f"| failed: {r['error']} |" + " |" * 12)
             continue
@@ -211,7 +236,8 @@ def breakdown_table(rows, level):
     if not done:
         return ""
     keys = sorted({k for r in done for k in r["modules"]})
-    heads = [f"`{r['policy']}` {r['acc_regs']}" for r in done]
+    heads = [f"`{r['policy']}`{' k' if r.get('pairing') == 'k' else ''} {r['acc_regs']}"
+             for r in done]
     lines = [f"Per module ({level}, unflattened synthesis; LUT4 / FF / DSP / BRAM):", "",
              "| module | " + " | ".join(heads) + " |", "|---|" + "---|" * len(done)]
     for key in keys:
@@ -233,7 +259,8 @@ def critical_paths(rows):
         if "error" in r or not r.get("critical_path"):
             continue
         p = r["critical_path"]
-        lines.append(f"- {r['level']} `{r['policy']}` {r['acc_regs']}: {p['from']} -> {p['to']}, "
+        k = " k-paired" if r.get("pairing") == "k" else ""
+        lines.append(f"- {r['level']} `{r['policy']}`{k} {r['acc_regs']}: {p['from']} -> {p['to']}, "
                      f"{p['logic_ns']} ns logic + {p['routing_ns']} ns routing, {p['steps']} steps")
     return "\n".join(lines) + "\n"
 
@@ -250,18 +277,23 @@ def main(argv=None):
     parser.add_argument("--no-pnr", action="store_true",
                         help="synthesis only (no nextpnr, no Fmax): nextpnr-ecp5 takes more "
                              "than 40 minutes per 4x4 core on 2 cores")
+    parser.add_argument("--pairing", nargs="+", choices=("outputs", "k"),
+                        default=["outputs", "k"],
+                        help="pairings of the dual points to run (default both; single's "
+                             "points run with 'outputs')")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the tables from the existing JSON, run nothing")
     args = parser.parse_args(argv)
     stem = "dual_pe_area" + ("" if args.lut_mapper == "abc" else f"_{args.lut_mapper}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     points = [] if args.report_only else \
-        [(level, p, a) for level in LEVELS if level in args.levels for p, a in VARIANTS]
+        [(level, p, a, k) for level in LEVELS if level in args.levels for p, a, k in VARIANTS
+         if k in args.pairing and (k == "outputs" or level in K_LEVELS)]
     json_path = RESULTS / f"{stem}.json"
     previous = {}
     if json_path.exists():
         for r in json.loads(json_path.read_text()).get("rows", []):
-            previous[(r["level"], r["policy"], r["acc_regs"])] = r
+            previous[key(r)] = r
     rows = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_point, p, args.lut_mapper, not args.no_pnr): p
@@ -273,10 +305,11 @@ def main(argv=None):
                 rows[point] = future.result()
             except Exception as error:  # noqa: BLE001 - one point's failure is its result
                 rows[point] = {"level": point[0], "policy": point[1], "acc_regs": point[2],
+                               "pairing": point[3],
                                "error": f"{type(error).__name__}: {error}", "log": None}
     merged = {**previous, **rows}
-    ordered = add_ratios([merged[(level, p, a)] for level in LEVELS for p, a in VARIANTS
-                          if (level, p, a) in merged])
+    ordered = add_ratios([merged[(level, p, a, k)] for level in LEVELS for p, a, k in VARIANTS
+                          if (level, p, a, k) in merged])
     note = NOTE.format(sp=CORE_OVERRIDES["core.scratchpad_words"],
                        mapper=MAPPER_NOTE[args.lut_mapper])
     json_path.write_text(json.dumps({"note": note, "rows": ordered}, indent=2,

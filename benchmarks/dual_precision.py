@@ -11,7 +11,11 @@ reports the final test accuracy per policy (mean, spread over the seeds), the ga
 (overall and per phase), to ``benchmarks/results/dual_precision.json`` and ``.md``.
 
     .venv/bin/python benchmarks/dual_precision.py [--seeds 0 1 2 3 4] [--epochs 12] [-j 2]
-        [--low-man-bits 3]
+        [--low-man-bits 3] [--pairing outputs|k]
+
+``--pairing`` picks what the two streams of a slot are (``sim.golden.dual_model.PAIRINGS``):
+two outputs at one step (``outputs``, the default, ``dual_precision.*``) or two k-steps of one
+output, summed and accumulated once (``k``, ``dual_precision_k.*``).
 
 The ``random`` policy's bit uses the slot seed 0 (``--slot-seed``). A run (one policy, one
 seed, 12 epochs) takes about 40 s; the whole study about 9 minutes with ``-j 2``. The test set
@@ -46,7 +50,7 @@ POLICIES = ("single", "dual-full", "value", "static", "random")
 REFERENCE = "float32"
 
 
-def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits):
+def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits, pairing="outputs"):
     """Train one (policy, seed); test accuracy after every epoch, and the counters."""
     from chrysalis.sim.compile.data import digits
     from chrysalis.sim.compile.program import initial_weights
@@ -73,7 +77,8 @@ def run(policy, seed, epochs, lr, batch, slot_seed, low_man_bits):
                 tr.reference_step(ref, x_train[idx].T.copy(), labels, lr)
             else:
                 weights, _ = dm.golden_step(num, dual, weights, nx.from_float32(x_train[idx].T),
-                                            labels, lr, seed=slot_seed, counters=counters)
+                                            labels, lr, seed=slot_seed, counters=counters,
+                                            pairing=pairing)
         current = ref if policy == REFERENCE else [nx.to_float32(w) for w in weights]
         history.append(accuracy(current, x_test_t, y_test))
     steps = epochs * order.per_epoch
@@ -100,9 +105,9 @@ def _fractions(counters):
     return out
 
 
-def summarize(rows, seeds):
+def summarize(rows, seeds, policies=POLICIES):
     by = {}
-    for policy in POLICIES + (REFERENCE,):
+    for policy in policies + (REFERENCE,):
         accs = np.array([rows[(policy, s)]["acc"] for s in seeds])
         entry = {"mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1
                  else 0.0, "min": float(accs.min()), "max": float(accs.max()),
@@ -115,7 +120,7 @@ def summarize(rows, seeds):
             entry["fractions"] = _fractions(total)
             entry["step_ms"] = float(np.mean([rows[(policy, s)]["step_ms"] for s in seeds]))
         by[policy] = entry
-    for policy in POLICIES:
+    for policy in policies:
         # Per seed differences (same weights, same minibatches), in points.
         for other, key in (("dual-full", "gap_dual_full"), (REFERENCE, "gap_float32")):
             d = 100 * (np.array(by[policy]["accs"]) - np.array(by[other]["accs"]))
@@ -124,12 +129,12 @@ def summarize(rows, seeds):
     return by
 
 
-def table(by, seeds):
+def table(by, seeds, policies=POLICIES):
     lines = ["| policy | test accuracy, mean ± std (min–max) | gap to dual-full (points) | gap "
              "to float32 (points) | LOW products | BYPASS products | LOW forward / backward "
              "/ wgrad |",
              "|---|---|---|---|---|---|---|"]
-    for policy in POLICIES + (REFERENCE,):
+    for policy in policies + (REFERENCE,):
         e = by[policy]
         acc = (f"{e['mean']:.2%} ± {100 * e['std']:.2f} ({e['min']:.2%}–{e['max']:.2%})")
         if policy == REFERENCE:
@@ -145,10 +150,10 @@ def table(by, seeds):
     return "\n".join(lines) + "\n"
 
 
-def phase_table(by):
+def phase_table(by, policies=POLICIES):
     lines = ["| policy | phase | products | HIGH | LOW | BYPASS (of which padding) | LOW of "
              "non-padding | BYPASS of non-padding |", "|---|---|---|---|---|---|---|---|"]
-    for policy in POLICIES:
+    for policy in policies:
         f = by[policy]["fractions"]
         for phase in dm.PHASES + ("all",):
             r = f[phase]
@@ -172,43 +177,55 @@ def main(argv=None):
                         help="mantissa bits of the low-precision multiplier (default "
                              f"{get_preset(PRESET).mac.low_man_bits}; other values write "
                              "dual_precision_m<bits>.*)")
+    parser.add_argument("--pairing", choices=dm.PAIRINGS, default="outputs",
+                        help="the two streams of a slot: two outputs (default) or two "
+                             "k-steps of one output (writes dual_precision_k.*)")
+    parser.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES),
+                        help="policies to train (default all; dual-full is always run, the "
+                             "gaps are to it)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel runs (default 2)")
     args = parser.parse_args(argv)
+    policies = tuple(p for p in POLICIES if p in args.policies or p == "dual-full")
     bits = args.low_man_bits
     stem = "dual_precision" + ("" if bits == get_preset(PRESET).mac.low_man_bits
-                               else f"_m{bits}")
+                               else f"_m{bits}") + ("_k" if args.pairing == "k" else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    jobs = [(policy, seed) for seed in args.seeds for policy in POLICIES + (REFERENCE,)]
+    jobs = [(policy, seed) for seed in args.seeds for policy in policies + (REFERENCE,)]
     rows = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run, policy, seed, args.epochs, args.lr, args.batch,
-                               args.slot_seed, bits): (policy, seed) for policy, seed in jobs}
+                               args.slot_seed, bits, args.pairing): (policy, seed)
+                   for policy, seed in jobs}
         for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
                            desc="dual precision (digits)", unit="run"):
             rows[futures[future]] = future.result()
     wall = time.perf_counter() - start
-    by = summarize(rows, args.seeds)
+    by = summarize(rows, args.seeds, policies)
     settings = {"preset": PRESET, "sizes": list(tr.DIGITS_SIZES), "batch": args.batch,
                 "lr": args.lr, "momentum": None, "epochs": args.epochs, "seeds": args.seeds,
-                "low_man_bits": bits,
+                "low_man_bits": bits, "pairing": args.pairing, "policies": list(policies),
                 "operand": str(get_preset(PRESET).mac.operand), "slot_seed": args.slot_seed,
                 "model": "chrysalis.sim.golden.dual_model.golden_step", "jobs": args.jobs,
                 "wall_s": round(wall, 1), "load_average_at_start": round(load, 2),
                 "machine": platform.machine(), "python": platform.python_version()}
-    runs = [rows[(policy, s)] for s in args.seeds for policy in POLICIES + (REFERENCE,)]
+    runs = [rows[(policy, s)] for s in args.seeds for policy in policies + (REFERENCE,)]
     (RESULTS / f"{stem}.json").write_text(
         json.dumps({"settings": settings, "policies": by, "runs": runs}, indent=1,
                    sort_keys=True) + "\n")
-    same = all(rows[("single", s)]["history"] == rows[("dual-full", s)]["history"]
-               for s in args.seeds)
-    step_ms = np.mean([by[p]["step_ms"] for p in POLICIES])
+    same = "single" in policies and all(
+        rows[("single", s)]["history"] == rows[("dual-full", s)]["history"] for s in args.seeds)
+    step_ms = np.mean([by[p]["step_ms"] for p in policies])
     shortened = ("" if args.epochs == tr.DEFAULT_EPOCHS else
                  f" (rather than `sim.train.single`'s {tr.DEFAULT_EPOCHS}, for time)")
+    pairing = ("two outputs per slot" if args.pairing == "outputs" else
+               "k-paired: two k-steps of one output per slot, summed and accumulated once")
+    alike = ("" if args.pairing == "k" else
+             f"\n`single` and `dual-full` trained bit for bit alike on every seed: {same}.\n")
     text = (f"{'-'.join(map(str, tr.DIGITS_SIZES))} MLP on digits, `{PRESET}` preset (4x4, "
-            f"bf16 operands, fp32 accumulation) with `mac.dual` per policy, low multiplier "
-            f"{bits} mantissa bits; matrix-level golden model "
+            f"bf16 operands, fp32 accumulation) with `mac.dual` per policy ({pairing}), low "
+            f"multiplier {bits} mantissa bits; matrix-level golden model "
             f"`sim.golden.dual_model`; batch {args.batch}, lr {args.lr}, plain SGD, {args.epochs} "
             f"epochs{shortened}, "
             f"seeds {', '.join(map(str, args.seeds))} (initial weights and minibatch order as "
@@ -216,9 +233,8 @@ def main(argv=None):
             f"the seeds. Fractions are of every product the array computes in the forward, "
             f"backward and weight-gradient phases (padding included; it bypasses), summed "
             f"over the seeds; the update's MACs are single-stream and not counted.\n\n"
-            + table(by, args.seeds) +
-            f"\n`single` and `dual-full` trained bit for bit alike on every seed: {same}.\n\n"
-            "Per phase:\n\n" + phase_table(by) +
+            + table(by, args.seeds, policies) + alike +
+            "\nPer phase:\n\n" + phase_table(by, policies) +
             f"\n{step_ms:.1f} ms per step of the model (mean, {args.jobs} runs in parallel, "
             f"load average {load:.1f} at the start); {wall:.0f} s in all.\n")
     (RESULTS / f"{stem}.md").write_text(text)

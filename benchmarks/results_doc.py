@@ -130,17 +130,23 @@ SECTIONS = (
             "One SGD step of 64-32-10 on the default core under Verilator, per policy, from the "
             "RTL's product counters. Target: 2.0 MACs per PE per cycle (met per MAC slot: "
             "1.994)."),
-    Section("Dual precision: accuracy", ("dual_precision", "dual_precision_m1"),
-            (_py("dual_precision"), _py("dual_precision", "--low-man-bits 1")),
+    Section("Dual precision: accuracy",
+            ("dual_precision", "dual_precision_m1", "dual_precision_k"),
+            (_py("dual_precision"), _py("dual_precision", "--low-man-bits 1"),
+             _py("dual_precision", "--pairing k --policies value")),
             "Digits accuracy per policy, five seeds; first with a 3-bit low multiplier, then "
-            "with 1 bit. Target: <= 0.3 points of accuracy lost (met: `value` ends 0.09 points "
-            "below `dual-full` with either low multiplier)."),
+            "with 1 bit, then in the k-paired order (two k-steps of one output per slot). "
+            "Target: <= 0.3 points of accuracy lost (met: `value` ends 0.09 points below "
+            "`dual-full` with either low multiplier; k-paired: `value` 0.09 points below "
+            "k-paired `dual-full`)."),
     Section("Dual precision: area and Fmax", ("dual_pe_area", "dual_area"),
             (_py("dual_pe_area", "--levels pe"), _py("dual_pe_area", "--levels core --no-pnr"),
              _py("dual_area")),
-            "A PE and the 4x4 core per policy, then the multiply path alone, on ECP5. Target: "
-            "<= 1.3x the LUTs of `single`; missed: a `value` PE is 1.97x `single` with the "
-            "same accumulators."),
+            "A PE and the 4x4 core per policy (the PE also k-paired), then the multiply path "
+            "alone, on ECP5. Target: <= 1.3x the LUTs of `single`; missed: a `value` PE is "
+            "1.97x `single` with the same accumulators when it pairs two outputs, and 1.92x "
+            "`single` (16 accumulators) when it pairs two k-steps (one accumulator set, one "
+            "read port per bank, but a pair adder and lane muxes)."),
     Section("Computation reuse", ("reuse",), (_py("reuse"),),
             "The reuse cache on digits training (golden machine model, bit-exact with the RTL, "
             "hits included), its area and its modelled energy. Target: >= 40% of multiplies "

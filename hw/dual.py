@@ -23,6 +23,11 @@ The hardware of each policy:
 
 A **bypassed** pair (an operand is zero) uses no multiplier: its product is the signed zero
 ``sign(a) ^ sign(b)``, exactly what a multiplier would give (``sim.golden.numerics.fmul``).
+
+:class:`KPairMultiplyAdd` is the slot of the k-paired order (``docs/dual_precision.md``): the
+two pairs are steps ``k`` and ``k + 1`` of one output, and their products leave as one sum,
+rounded once to ``gen.spec.formats.pair_sum_format`` (golden model:
+``sim.golden.dual.DualPath.pair_sum``), ready for one accumulating adder.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -30,13 +35,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from chrysalis.gen.spec.config import DUAL_POLICIES
-from chrysalis.gen.spec.formats import FloatFormat, product_format
+from chrysalis.gen.spec.formats import FloatFormat, pair_sum_format, product_format
 
 from ._unit import check_format
 from .fconv import FloatConverter
 from .fmul import FloatMultiplier
 
-__all__ = ["HIGH", "LOW", "BYPASS", "HIT", "DualMultiplyPath"]
+__all__ = ["HIGH", "LOW", "BYPASS", "HIT", "DualMultiplyPath", "KPairMultiplyAdd"]
 
 #: Classes of a pair, as in ``sim.golden.dual`` and ``sim.golden.reuse`` (``HIT``: the product comes from
 #: the reuse cache, ``hw.reuse``; the multiplier's output for that pair is not used).
@@ -229,4 +234,89 @@ class DualMultiplyPath(wiring.Component):
             self.c1.eq(c1_out),
             self.o_valid.eq(high.o_valid),
         ]
+        return m
+
+
+class KPairMultiplyAdd(wiring.Component):
+    """The multiply path of a k-paired slot and the sum of its two products.
+
+    Golden model: ``sim.golden.dual.DualPath(operand, low_man_bits, policy)``: ``products``
+    of the two pairs, then ``pair_sum``. Pair 0 is step ``k`` and pair 1 step ``k + 1`` of one
+    output; where pair 1 does not exist (``pair1`` low: an odd last step) it contributes
+    ``-0``, so the sum is pair 0's product exactly. The sum goes to one accumulating adder
+    (``hw.fadd.FloatAdder(FP32, pair_sum_format(operand), FP32)``).
+
+    Parameters
+    ----------
+    operand : FloatFormat
+        Format of the multiplicands.
+    low_man_bits : int
+        Mantissa bits of the low-precision multiplier.
+    policy : str
+        A policy with two pairs: ``dual-full``, ``value``, ``static`` or ``random``.
+    latency : int
+        Register stages of the multiply path (:class:`DualMultiplyPath`).
+    sum_latency : int
+        Register stages of the pair adder (``hw.fadd.FloatAdder``), at least 1.
+
+    Members
+    -------
+    a0, b0, a1, b1 : In(operand.width)
+        Steps ``k`` and ``k + 1``.
+    pair1 : In(1)
+        Step ``k + 1`` exists.
+    random_bit : In(1)
+        The ``random`` policy's bit.
+    i_valid : In(1)
+    sum : Out(pair_sum_format(operand).width)
+        ``p0 + p1`` rounded once, ``latency + sum_latency`` cycles after the inputs.
+    c0, c1 : Out(2)
+        The classes of the two products (``HIGH``, ``LOW``, ``BYPASS``), as the sum leaves.
+    o_valid : Out(1)
+    """
+
+    def __init__(self, operand, low_man_bits, policy, *, latency=1, sum_latency=1):
+        if policy == "single":
+            raise ValueError(f"A k-pair needs a policy with two pairs, not {policy!r}")
+        if not isinstance(sum_latency, int) or isinstance(sum_latency, bool) or sum_latency < 1:
+            raise ValueError(f"sum_latency must be a positive integer, not {sum_latency!r}")
+        self.path = DualMultiplyPath(operand, low_man_bits, policy, latency=latency)
+        self.operand, self.policy = operand, policy
+        self.latency, self.sum_latency = latency, sum_latency
+        self.product = product_format(operand)
+        self.sum_format = pair_sum_format(operand)
+        width = operand.width
+        super().__init__({
+            "a0": In(width), "b0": In(width), "a1": In(width), "b1": In(width),
+            "pair1": In(1), "random_bit": In(1), "i_valid": In(1),
+            "sum": Out(self.sum_format.width),
+            "c0": Out(2), "c1": Out(2),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        from .fadd import FloatAdder
+        m = Module()
+        m.submodules.multiply = mul = self.path
+        for name in ("a0", "b0", "a1", "b1", "pair1", "random_bit", "i_valid"):
+            m.d.comb += getattr(mul, name).eq(getattr(self, name))
+        pair1 = self.pair1
+        for index in range(self.latency):
+            delayed = Signal(name=f"pair1_d{index}")
+            m.d.sync += delayed.eq(pair1)
+            pair1 = delayed
+        # An absent step k + 1 adds -0, the identity of a round-to-nearest sum.
+        neg_zero = Cat(Const(0, self.product.width - 1), Const(1, 1))
+        m.submodules.pair_add = add = FloatAdder(self.product, self.product, self.sum_format,
+                                                 latency=self.sum_latency)
+        m.d.comb += [add.a.eq(mul.p0), add.b.eq(Mux(pair1, mul.p1, neg_zero)),
+                     add.i_valid.eq(mul.o_valid),
+                     self.sum.eq(add.result), self.o_valid.eq(add.o_valid)]
+        c0, c1 = mul.c0, mul.c1
+        for index in range(self.sum_latency):
+            d0 = Signal(2, name=f"c0_sum_d{index}")
+            d1 = Signal(2, name=f"c1_sum_d{index}")
+            m.d.sync += [d0.eq(c0), d1.eq(c1)]
+            c0, c1 = d0, d1
+        m.d.comb += [self.c0.eq(c0), self.c1.eq(c1)]
         return m

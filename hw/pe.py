@@ -19,7 +19,7 @@ the operand-format multiplicands and hands exact products (``product_format(oper
 accumulating adders; it is also where the reuse cache plugs in.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -74,13 +74,17 @@ class TransferOp(enum.Enum, shape=3):
 
 
 def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse=False,
-                    shared=False):
+                    shared=False, kpair=False):
     """The micro-op of a PE with banks and accumulators of the given address widths.
 
     A dual-precision PE (``dual``) has the fields of a second operand pair: ``pair1`` (it
     exists), its addresses ``waddr1``, ``aaddr1`` and ``aaddr2_1`` (read as ``waddr``,
     ``aaddr`` and ``aaddr2`` are for pair 0) and ``rand``, the ``random`` policy's bit.
-    Pair 1 accumulates into ``acc[c_acc + 1]`` (``c_acc`` is even).
+    Pair 1 accumulates into ``acc[c_acc + 1]`` (``c_acc`` is even). A k-paired PE
+    (``kpair``, ``docs/dual_precision.md``) has ``pair1`` and ``rand`` and, instead of pair 1's
+    addresses, the direction of the pair in the 2x2 blocks of its banks: ``w_rows`` (pair 1's
+    weight is at ``waddr ^ 2``, else ``waddr ^ 1``) and ``a_rows`` (the same for both
+    activation-bank operands, at ``aaddr`` and ``aaddr2``).
 
     Every PE has ``c_hold`` and ``c_hold_b``: the ``MAC``'s stationary operand ``a`` (its
     streaming operand ``b``) is the word its bank's read port already holds (:class:`PE`,
@@ -107,7 +111,9 @@ def micro_op_layout(weight_addr_bits, act_addr_bits, acc_bits, dual=False, reuse
         "t_acc": acc_bits,
         "t_addr": t_addr_bits,
     }
-    if dual:
+    if kpair:
+        fields.update({"pair1": 1, "rand": 1, "w_rows": 1, "a_rows": 1})
+    elif dual:
         fields.update({"pair1": 1, "rand": 1, "waddr1": weight_addr_bits,
                        "aaddr1": act_addr_bits, "aaddr2_1": act_addr_bits})
     if reuse:
@@ -165,6 +171,15 @@ class PE(wiring.Component):
     high-precision multiplier. ``c_init_w`` and ``c_to_w`` apply to pair 0 alone (the
     weight bank has one write port), so the core does not fuse the update on such a PE.
 
+    **k-paired dual precision** (``pairing="k"``, ``docs/dual_precision.md``): pair 0 and
+    pair 1 of a ``MAC`` are two k-steps of one output, accumulated into ``acc[c_acc]`` as one
+    sum (:class:`hw.dual.KPairMultiplyAdd`, then one accumulating adder). Each bank word holds
+    a 2x2 block of four words (logical address ``4 * block + lane``); a read fetches the
+    block, pair 0 takes the lane of its address and pair 1 the lane of ``address ^ 2``
+    (``w_rows``, ``a_rows``) or ``address ^ 1``, so each operand still has one read port.
+    A write fills one lane. The accumulators are those of ``single``: one output per slot.
+    Pair 1 of a ``MAC`` with ``c_hold`` or ``c_hold_b`` takes its lane of the held block.
+
     Parameters
     ----------
     operand, accumulator : FloatFormat
@@ -196,6 +211,10 @@ class PE(wiring.Component):
     fill : bool
         Give the activation bank's write port a second way in (``fill``, ``fill_addr``),
         for results that the core loads while the transfer slot sends partial sums.
+    pairing : str
+        What the two pairs of a dual-precision ``MAC`` are: ``"outputs"`` (outputs ``c_acc``
+        and ``c_acc + 1`` at one step) or ``"k"`` (two k-steps of the output ``c_acc``; banks
+        of 2x2 blocks, ``weight_words`` and ``act_words`` multiples of 4, no reuse cache).
 
     Members
     -------
@@ -242,7 +261,8 @@ class PE(wiring.Component):
 
     def __init__(self, operand, accumulator=FP32, *, weight_words=1024, act_words=1024,
                  acc_regs=16, mac_latency=3, tree=False, dual="single", low_man_bits=3,
-                 reuse_entries=0, reuse_ways=1, reuse_scope="pe", fill=False):
+                 reuse_entries=0, reuse_ways=1, reuse_scope="pe", fill=False,
+                 pairing="outputs"):
         from chrysalis.gen.spec.config import DUAL_POLICIES
         self.operand = check_format("Operand format", operand)
         self.accumulator = check_format("Accumulator format", accumulator)
@@ -275,13 +295,15 @@ class PE(wiring.Component):
         if reuse_scope not in ("pe", "row"):
             raise ValueError(f"reuse_scope must be 'pe' or 'row', not {reuse_scope!r}")
         self.reuse_entries, self.reuse_ways = reuse_entries, reuse_ways
+        self._check_pairing(pairing, dual, weight_words, act_words, reuse_entries)
+        self.kpair = pairing == "k"
         self.has_fill = bool(fill)
         self.reuse_shared = reuse_scope == "row" and reuse_entries > 0
         self.layout = micro_op_layout(max(1, ceil_log2(weight_words)),
                                       max(1, ceil_log2(act_words)),
                                       max(1, ceil_log2(acc_regs)),
                                       dual=self.is_dual, reuse=self.has_reuse,
-                                      shared=self.reuse_shared)
+                                      shared=self.reuse_shared, kpair=self.kpair)
         shared = {}
         if self.has_fill:
             shared = {"fill": In(2), "fill_addr": In(self.layout["aaddr"].width)}
@@ -311,6 +333,22 @@ class PE(wiring.Component):
             **shared,
         })
 
+    @staticmethod
+    def _check_pairing(pairing, dual, weight_words, act_words, reuse_entries):
+        if pairing not in ("outputs", "k"):
+            raise ValueError(f"pairing must be 'outputs' or 'k', not {pairing!r}")
+        if pairing != "k":
+            return
+        if dual == "single":
+            raise ValueError(f"pairing 'k' needs a dual policy, not {dual!r}")
+        for name, value in (("weight_words", weight_words), ("act_words", act_words)):
+            if value % 4:
+                raise ValueError(f"{name} must be a multiple of 4 with pairing 'k' (banks of "
+                                 f"2x2 blocks), not {value!r}")
+        if reuse_entries:
+            raise ValueError(f"pairing 'k' has no reuse cache: reuse_entries must be 0, not "
+                             f"{reuse_entries!r}")
+
     @property
     def stationary_bits(self):
         """Width of a stationary operand's bank address (weight or activation bank)."""
@@ -331,17 +369,31 @@ class PE(wiring.Component):
         """Register stages of the multiply path; the accumulating adder gets the rest of
         ``mac_latency``. A policy that rounds one pair to the low format gives the steering
         and the rounding a stage of their own when the MAC has the stages to spare
-        (``hw.dual``); otherwise one stage."""
+        (``hw.dual``); otherwise one stage. A k-paired PE gives the multiply path one stage."""
+        if self.kpair:
+            # The stages go to the pair adder and the accumulating adder, each of which
+            # sets the clock in one stage (benchmarks/results/dual_pe_area.md).
+            return 1
         if self.dual in ("value", "static", "random") and self.mac_latency >= 3:
             return 2
         return 1
 
     @property
+    def pair_latency(self):
+        """Register stages of a k-pair's adder, between the multiply path and the
+        accumulating adder: 2 when ``mac_latency`` is 5 or more (then the quantize stage,
+        one multiply stage and two stages of the accumulating adder remain), else 1; 0
+        without k-pairing."""
+        if not self.kpair:
+            return 0
+        return 2 if self.mac_latency >= 5 else 1
+
+    @property
     def quantize_stage(self):
         """1 if the multiplicands (the bank words converted to the operand format) are
         registered before the multiply path: when ``mac_latency`` leaves the accumulating
-        adder at least one stage after it and the multiply path."""
-        return 1 if self.mac_latency - self.multiply_latency >= 2 else 0
+        adder at least one stage after it, the multiply path and a k-pair's adder."""
+        return 1 if self.mac_latency - self.multiply_latency - self.pair_latency >= 2 else 0
 
     def elaborate(self, platform):
         from .dual import DualMultiplyPath
@@ -353,17 +405,22 @@ class PE(wiring.Component):
         dual = self.is_dual
         ML = self.multiply_latency
 
-        m.submodules.weight_bank = wbank = Memory(shape=32, depth=self.weight_words, init=[])
-        # The activation bank holds the operand-format words the multiplier takes: q() on
-        # the way in, none on the way out (ReLU masks come from the scratchpad, and the
-        # reuse cache keys on the multiplicand, so nothing needs the fp32 word again).
-        m.submodules.act_bank = abank = Memory(shape=op.width, depth=self.act_words, init=[])
-        w_rd = wbank.read_port()
-        w_wr = wbank.write_port()
-        a_rd = abank.read_port()
-        a_rd2 = abank.read_port()
-        a_wr = abank.write_port()
-        if dual:
+        if self.kpair:
+            w_rd, w_wr, a_rd, a_rd2, a_wr = self._block_banks(m)
+        else:
+            m.submodules.weight_bank = wbank = Memory(shape=32, depth=self.weight_words,
+                                                      init=[])
+            # The activation bank holds the operand-format words the multiplier takes: q()
+            # on the way in, none on the way out (ReLU masks come from the scratchpad, and
+            # the reuse cache keys on the multiplicand, so nothing needs the fp32 word again).
+            m.submodules.act_bank = abank = Memory(shape=op.width, depth=self.act_words,
+                                                   init=[])
+            w_rd = wbank.read_port()
+            w_wr = wbank.write_port()
+            a_rd = abank.read_port()
+            a_rd2 = abank.read_port()
+            a_wr = abank.write_port()
+        if dual and not self.kpair:
             # Pair 1's operands: one more read port per operand.
             w_rd_1 = wbank.read_port()
             a_rd_1 = abank.read_port()
@@ -380,7 +437,7 @@ class PE(wiring.Component):
             a_rd.addr.eq(uop.aaddr),
             a_rd2.addr.eq(uop.aaddr2),
         ]
-        if dual:
+        if dual and not self.kpair:
             m.d.comb += [w_rd_1.addr.eq(uop.waddr1), a_rd_1.addr.eq(uop.aaddr1),
                          a_rd2_1.addr.eq(uop.aaddr2_1)]
         self._read_enables(m, uop, send_w, w_rd, a_rd, a_rd2)
@@ -448,6 +505,10 @@ class PE(wiring.Component):
 
         # The MAC is the multiply path and the accumulating adder, which rounds the exact
         # product and the addend once: the same result as the fused FloatMAC, bit for bit.
+        if self.kpair:
+            return self._kpair_mac(m, s1, is_mac, is_update, is_velocity, qa, qb, c32, ew,
+                                   delayed, (w_rd, w_wr, a_rd, a_rd2, a_wr), acc, sent_acc,
+                                   reducing, reduce_acc, take)
         m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
                                                        latency=ML)
         m.d.comb += [mul.a0.eq(delayed(qa, QS, "qa")), mul.b0.eq(delayed(qb, QS, "qb")),
@@ -507,6 +568,72 @@ class PE(wiring.Component):
         with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
             m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
 
+        if self.tree:
+            self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
+        return m
+
+    def _block_banks(self, m):
+        """The banks of a k-paired PE: words of 2x2 blocks (four lanes), one read port per
+        operand as without pairing. Returns logical views of the ports (``_LaneRead``,
+        ``_LaneWrite``) with the fields of a port of one-word banks."""
+        op = self.operand
+        m.submodules.weight_bank = wbank = Memory(shape=4 * 32, depth=self.weight_words // 4,
+                                                  init=[])
+        m.submodules.act_bank = abank = Memory(shape=4 * op.width,
+                                               depth=self.act_words // 4, init=[])
+        wbits, abits = self.layout["waddr"].width, self.layout["aaddr"].width
+        return (_LaneRead(m, wbank.read_port(), 32, wbits, "w_rd"),
+                _LaneWrite(m, wbank.write_port(granularity=32), 32, wbits, "w_wr"),
+                _LaneRead(m, abank.read_port(), op.width, abits, "a_rd"),
+                _LaneRead(m, abank.read_port(), op.width, abits, "a_rd2"),
+                _LaneWrite(m, abank.write_port(granularity=op.width), op.width, abits, "a_wr"))
+
+    def _kpair_mac(self, m, s1, is_mac, is_update, is_velocity, qa, qb, c32, ew, delayed,
+                   ports, acc, sent_acc, reducing, reduce_acc, take):
+        """The MAC of a k-paired PE, from the multiplicands to the write-back: pair 1 is the
+        partner lane of pair 0's operands, the two products are summed
+        (:class:`hw.dual.KPairMultiplyAdd`) and the sum accumulated by one adder into
+        ``acc[c_acc]``. Returns the module."""
+        from .dual import KPairMultiplyAdd
+        from .fadd import FloatAdder
+        op, uop = self.operand, self.uop
+        w_rd, w_wr, a_rd, a_rd2, _ = ports
+        QS, ML, PL = self.quantize_stage, self.multiply_latency, self.pair_latency
+        AL = self.mac_latency - QS - ML - PL
+        qa1 = Mux(s1.a_act, a_rd2.partner(s1.a_rows),
+                  fp.round_pack(m, *_unpack_args(m, w_rd.partner(s1.w_rows), ew, "qa1"), op,
+                                ew))
+        qb1 = a_rd.partner(s1.a_rows)
+        pair1 = Signal(name="pair1")
+        m.d.comb += pair1.eq(is_mac & s1.pair1)
+        m.submodules.multiply = mul = KPairMultiplyAdd(op, self.low_man_bits, self.dual,
+                                                       latency=ML, sum_latency=PL)
+        m.d.comb += [mul.a0.eq(delayed(qa, QS, "qa")), mul.b0.eq(delayed(qb, QS, "qb")),
+                     mul.a1.eq(delayed(qa1, QS, "qa1")), mul.b1.eq(delayed(qb1, QS, "qb1")),
+                     mul.pair1.eq(delayed(pair1, QS, "pair1")),
+                     mul.random_bit.eq(delayed(s1.rand, QS, "rand")),
+                     mul.i_valid.eq(delayed(is_mac | is_update | is_velocity, QS, "valid"))]
+        m.d.comb += [self.made.eq(delayed(Cat(is_mac, pair1), QS + ML + PL, "made")),
+                     self.class0.eq(mul.c0), self.class1.eq(mul.c1)]
+        m.submodules.accumulate = add = FloatAdder(FP32, mul.sum_format, FP32, latency=AL)
+        m.d.comb += [add.a.eq(delayed(c32, QS + ML + PL, "addend")), add.b.eq(mul.sum),
+                     add.i_valid.eq(mul.o_valid)]
+        tag = data.StructLayout({"update": 1, "velocity": 1, "acc": len(s1.c_acc),
+                                 "waddr": len(s1.waddr)})
+        stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
+        to_w = is_update | (is_mac & s1.c_to_w)
+        m.d.sync += stages[0].eq(Cat(to_w, is_velocity, s1.c_acc, s1.waddr))
+        for prev, nxt in zip(stages, stages[1:]):
+            m.d.sync += nxt.eq(prev)
+        done = stages[-1]
+        with m.If(add.o_valid & ~done.update):
+            for k in range(self.acc_regs):
+                with m.If(done.acc == k):
+                    m.d.sync += acc[k].eq(add.result)
+        with m.If(add.o_valid & (done.update | done.velocity)):
+            m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(add.result), w_wr.en.eq(1)]
+        with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
+            m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
         if self.tree:
             self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
         return m
@@ -590,6 +717,39 @@ class PE(wiring.Component):
                      self.reuse_hit.eq(Cat(result.hit0, result.hit1)),
                      self.reuse_avoided.eq(Cat(result.hit0 & ~zero0, result.hit1 & ~zero1))]
         return values.q0, values.q1
+
+
+class _LaneRead:
+    """A read port of a bank of 2x2 blocks seen as a port of one-word logical addresses:
+    ``addr`` and ``en`` as a port's, ``data`` the word of the lane read (the lane is kept
+    with the port's data register, so a cycle without a read keeps both), and
+    ``partner(rows)`` the word of lane ``lane ^ 2`` (``rows``) or ``lane ^ 1``."""
+
+    def __init__(self, m, port, width, addr_bits, name):
+        self.addr = Signal(addr_bits, name=f"{name}_addr")
+        self.en = Signal(init=1, name=f"{name}_en")
+        self.lane = Signal(2, name=f"{name}_lane")
+        m.d.comb += [port.addr.eq(self.addr[2:]), port.en.eq(self.en)]
+        with m.If(self.en):
+            m.d.sync += self.lane.eq(self.addr[:2])
+        self.words = Array(port.data[i * width:(i + 1) * width] for i in range(4))
+        self.data = self.words[self.lane]
+
+    def partner(self, rows):
+        return self.words[self.lane ^ Mux(rows, 2, 1)]
+
+
+class _LaneWrite:
+    """A write port (granularity one word) of a bank of 2x2 blocks seen as a port of one-word
+    logical addresses: ``addr``, ``data`` and a one-bit ``en`` that writes the lane of
+    ``addr``."""
+
+    def __init__(self, m, port, width, addr_bits, name):
+        self.addr = Signal(addr_bits, name=f"{name}_addr")
+        self.data = Signal(width, name=f"{name}_data")
+        self.en = Signal(name=f"{name}_en")
+        m.d.comb += [port.addr.eq(self.addr[2:]), port.data.eq(Cat(*[self.data] * 4)),
+                     port.en.eq(Mux(self.en, 1 << self.addr[:2], 0))]
 
 
 def _unpack_args(m, bits, ew, name):

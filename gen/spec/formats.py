@@ -125,6 +125,15 @@ def product_format(fmt):
     return FloatFormat(fmt.exp_bits + 2, 2 * fmt.man_bits + 1)
 
 
+def pair_sum_format(fmt):
+    """The format of the sum of two products of ``fmt`` values in a k-paired dual-precision
+    slot (``docs/dual_precision.md``): the exponent range of :func:`product_format` and the
+    wider of its mantissa and fp32's (23 bits), so that a lone product passes exactly and the
+    sum of two products never flushes nor saturates."""
+    pf = product_format(fmt)
+    return FloatFormat(pf.exp_bits, max(pf.man_bits, 23))
+
+
 def parse_format(value, field="format"):
     """A :class:`FloatFormat` from a preset name, ``"eEmM"``, a mapping, or a format.
 

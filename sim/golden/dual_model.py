@@ -33,6 +33,14 @@ product per step, each added to fp32 with one rounding; the partial sums of a ro
 of PEs are reduced in the same order), so the ``single`` and ``dual-full`` policies are bit
 for bit :mod:`sim.golden.core_model`; the others differ only where a product is ``LOW``.
 
+**k-pairing** (``pairing="k"``; ``docs/dual_precision.md``): the two streams of a slot are two
+k-steps of one output instead, steps ``2j`` (pair 0) and ``2j + 1`` (pair 1) of output ``o``
+in the same PE, their products summed and accumulated once
+(:func:`sim.golden.dual.accumulate_k_pairs`: one rounding to 24 bits, then one to fp32; an odd
+last step alone). The ``random`` policy's bit is ``random_bits(o, 2j, seed)``. The partial sums
+of the PEs are reduced as before. ``single`` is then still :mod:`sim.golden.core_model`, and
+``dual-full`` is its own order (each pair sum rounded, then accumulated), not ``single``'s.
+
 Counters: the functions take an optional ``counters`` dict and add, per phase
 (``"forward"``, ``"backward"``, ``"wgrad"``), the products of the whole array per class:
 ``{"high", "low", "bypass", "padding"}`` where ``high + low + bypass`` is every product the
@@ -45,13 +53,16 @@ import numpy as np
 from chrysalis.gen.spec.formats import FP32, product_format
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
-from chrysalis.sim.golden.dual import BYPASS, HIGH, LOW, DualPath, random_bits
+from chrysalis.sim.golden.dual import (BYPASS, HIGH, LOW, DualPath, accumulate_k_pairs,
+                                       random_bits)
 
-__all__ = ["PHASES", "from_config", "forward", "backward_dx", "weight_gradient",
+__all__ = ["PHASES", "PAIRINGS", "from_config", "forward", "backward_dx", "weight_gradient",
            "golden_step", "new_counters", "add_counters"]
 
 _U = np.uint64
 PHASES = ("forward", "backward", "wgrad")
+#: What the two streams of a slot are: two outputs at one step, or two k-steps of one output.
+PAIRINGS = ("outputs", "k")
 _KEYS = ("high", "low", "bypass", "padding")
 
 
@@ -93,7 +104,7 @@ def _pad(bits, rows, cols):
     return out
 
 
-def _slots(num, dual, a, b, valid, seed, counters, phase):
+def _slots(num, dual, a, b, valid, seed, counters, phase, pairing="outputs"):
     """Accumulate the products ``q(a) * q(b)`` of every slot, with dual precision.
 
     ``a`` and ``b`` are fp32 bits of shape ``(O, R, C, S)`` (output, PE row, PE column,
@@ -101,6 +112,10 @@ def _slots(num, dual, a, b, valid, seed, counters, phase):
     padding products. Returns the accumulators ``(O, R, C)`` (fp32 bits): per output, from
     ``+0``, the products of the valid steps in increasing step, each rounded once into fp32.
     """
+    if pairing not in PAIRINGS:
+        raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, not {pairing!r}")
+    if pairing == "k":
+        return _k_slots(num, dual, a, b, valid, seed, counters, phase)
     outputs, rows, cols, steps = a.shape
     qa, qb = num.q(a), num.q(b)
     valid = np.broadcast_to(valid, a.shape)
@@ -132,7 +147,24 @@ def _slots(num, dual, a, b, valid, seed, counters, phase):
     return acc
 
 
-def forward(num, dual, w, x, seed=0, counters=None):
+def _k_slots(num, dual, a, b, valid, seed, counters, phase):
+    """:func:`_slots` with k-pairing: steps ``2j`` and ``2j + 1`` of an output share slot
+    ``j``; the ``random`` bit of slot ``(o, j)`` is ``random_bits(o, 2j, seed)``."""
+    outputs, steps = a.shape[0], a.shape[-1]
+    valid = np.broadcast_to(valid, a.shape)
+    first = 2 * np.arange(-(-steps // 2))
+    bit = random_bits(np.arange(outputs)[:, None, None, None], first[None, None, None, :], seed)
+    counts = np.zeros(3, dtype=np.int64)
+    acc = accumulate_k_pairs(dual, num.q(a), num.q(b), bit, valid, counts)
+    if counters is not None:
+        row = counters.setdefault(phase, dict.fromkeys(_KEYS, 0))
+        for key, count in zip(("high", "low", "bypass"), counts):
+            row[key] += int(count)
+        row["padding"] += int(np.count_nonzero(~valid))
+    return acc
+
+
+def forward(num, dual, w, x, seed=0, counters=None, pairing="outputs"):
     """``Y = W X``: ``w`` is ``(M, N)``, ``x`` is ``(N, B)`` fp32 bits; returns ``(M, B)``."""
     _check(num, dual)
     w, x = np.asarray(w, dtype=_U), np.asarray(x, dtype=_U)
@@ -149,13 +181,13 @@ def forward(num, dual, w, x, seed=0, counters=None):
     rows = (np.arange(mt)[:, None] * R + np.arange(R)[None, :])     # (mt, R)
     valid = (k[None, None, None] < n) & (rows[:, None, :, None, None] < m)
     valid = np.broadcast_to(valid, (mt, batch, R, C, nt)).reshape(mt * batch, R, C, nt)
-    acc = _slots(num, dual, a, b, valid, seed, counters, "forward")
+    acc = _slots(num, dual, a, b, valid, seed, counters, "forward", pairing)
     # (o, r, c) -> partials (i, c, b)
     partials = acc.reshape(mt, batch, R, C).transpose(0, 2, 3, 1).reshape(mt * R, C, batch)
     return cm.edge_reduce(num, partials[:m], axis=1)
 
 
-def backward_dx(num, dual, w, dy, seed=0, counters=None):
+def backward_dx(num, dual, w, dy, seed=0, counters=None, pairing="outputs"):
     """``dX = W^T dY``: ``w`` is ``(M, N)``, ``dy`` is ``(M, B)``; returns ``(N, B)``."""
     _check(num, dual)
     w, dy = np.asarray(w, dtype=_U), np.asarray(dy, dtype=_U)
@@ -173,13 +205,13 @@ def backward_dx(num, dual, w, dy, seed=0, counters=None):
     cols = np.arange(nt)[:, None] * C + np.arange(C)[None, :]        # (nt, C)
     valid = (k[None, None, :, None, :] < m) & (cols[:, None, None, :, None] < n)
     valid = np.broadcast_to(valid, (nt, batch, R, C, mt)).reshape(nt * batch, R, C, mt)
-    acc = _slots(num, dual, a, b, valid, seed, counters, "backward")
+    acc = _slots(num, dual, a, b, valid, seed, counters, "backward", pairing)
     # (o, r, c) -> partials (j, r, b)
     partials = acc.reshape(nt, batch, R, C).transpose(0, 3, 2, 1).reshape(nt * C, R, batch)
     return cm.edge_reduce(num, partials[:n], axis=1)
 
 
-def weight_gradient(num, dual, dy, x, seed=0, counters=None):
+def weight_gradient(num, dual, dy, x, seed=0, counters=None, pairing="outputs"):
     """``dW = dY X^T``: ``dy`` is ``(M, B)``, ``x`` is ``(N, B)``; returns ``(M, N)``, each
     element accumulated from ``+0`` over ``b`` in increasing order."""
     _check(num, dual)
@@ -199,19 +231,20 @@ def weight_gradient(num, dual, dy, x, seed=0, counters=None):
     cols = np.arange(nt)[:, None] * C + np.arange(C)[None, :]        # (nt, C)
     valid = (rows[:, None, :, None, None] < m) & (cols[None, :, None, :, None] < n)
     valid = np.broadcast_to(valid, (mt, nt, R, C, batch)).reshape(mt * nt, R, C, batch)
-    acc = _slots(num, dual, a, b, valid, seed, counters, "wgrad")
+    acc = _slots(num, dual, a, b, valid, seed, counters, "wgrad", pairing)
     grad = acc.reshape(mt, nt, R, C).transpose(0, 2, 1, 3).reshape(mt * R, nt * C)
     return grad[:m, :n]
 
 
 def golden_step(num, dual, weights, x, labels, lr, with_gradient=False, momentum=None,
-                velocities=None, seed=0, counters=None):
+                velocities=None, seed=0, counters=None, pairing="outputs"):
     """One SGD step as :func:`sim.golden.mlp.golden_step`, with the forward pass, the backward
     pass and the weight gradient of a dual-precision core. The loss gradient and the update
-    (whose MAC is single-stream) are :mod:`sim.golden.core_model`'s."""
+    (whose MAC is single-stream) are :mod:`sim.golden.core_model`'s. ``pairing`` is one of
+    :data:`PAIRINGS`."""
     from chrysalis.sim.golden import mlp
-    phases = (lambda w, a: forward(num, dual, w, a, seed, counters),
-              lambda w, dy: backward_dx(num, dual, w, dy, seed, counters),
-              lambda dy, a: weight_gradient(num, dual, dy, a, seed, counters))
+    phases = (lambda w, a: forward(num, dual, w, a, seed, counters, pairing),
+              lambda w, dy: backward_dx(num, dual, w, dy, seed, counters, pairing),
+              lambda dy, a: weight_gradient(num, dual, dy, a, seed, counters, pairing))
     return mlp.golden_step(num, weights, x, labels, lr, with_gradient=with_gradient,
                                 momentum=momentum, velocities=velocities, phases=phases)

@@ -23,10 +23,17 @@ class PEModel:
         Operand format of the multiply path.
     weight_words, act_words, acc_regs : int
         Bank depths and accumulator count.
+    dual : sim.golden.dual.DualPath, optional
+        The multiply path of a k-paired dual-precision PE (``hw.pe.PE`` with
+        ``pairing="k"``): a ``MAC`` with ``pair1`` also multiplies the partner words
+        (``waddr ^ 2`` with ``w_rows``, else ``waddr ^ 1``; the same for ``aaddr`` and
+        ``aaddr2`` with ``a_rows``) and accumulates the pair's sum
+        (``sim.golden.dual``, *k-pairing*).
     """
 
-    def __init__(self, operand, weight_words, act_words, acc_regs):
+    def __init__(self, operand, weight_words, act_words, acc_regs, dual=None):
         self.operand = operand
+        self.dual = dual
         self.weight = np.zeros(weight_words, dtype=np.uint64)
         self.act = np.zeros(act_words, dtype=np.uint64)
         self.acc = np.zeros(acc_regs, dtype=np.uint64)
@@ -41,6 +48,21 @@ class PEModel:
     def _mac(self, c, a, b):
         q = lambda v: nx.fconvert(np.array([v], dtype=np.uint64), FP32, self.operand)
         return int(nx.fmac(np.array([c], dtype=np.uint64), q(a), q(b), self.operand, FP32)[0])
+
+    def _k_pair(self, uop, c, a0):
+        """``c`` plus the sum of a k-pair's products (pair 0's stationary word ``a0``)."""
+        w_flip = 2 if uop.get("w_rows") else 1
+        a_flip = 2 if uop.get("a_rows") else 1
+        if uop.get("a_act"):
+            a1 = self.act[uop["aaddr2"] ^ a_flip]
+        else:
+            a1 = self.weight[uop.get("waddr", 0) ^ w_flip]
+        b0, b1 = self.act[uop["aaddr"]], self.act[uop["aaddr"] ^ a_flip]
+        q = lambda v: nx.fconvert(np.array([int(v)], dtype=np.uint64), FP32, self.operand)
+        p0, p1, _, _ = self.dual.products(q(a0), q(b0), q(a1), q(b1), True,
+                                          int(uop.get("rand", 0)))
+        s = self.dual.pair_sum(p0, p1)
+        return int(nx.fadd(np.array([c], dtype=np.uint64), FP32, s, self.dual.sum, FP32)[0])
 
     def step(self, uop, select=True, row_in=0, col_in=0, scalar=0, scalar2=0):
         """Execute one micro-op; ``select`` gates the transfer slot as in the RTL."""
@@ -59,7 +81,10 @@ class PEModel:
                 c = self.weight[w]
             else:
                 c = 0 if uop.get("c_clear") else self.acc[k]
-            result = self._mac(int(c), int(a), int(self.act[uop["aaddr"]]))
+            if uop.get("pair1") and self.dual is not None:
+                result = self._k_pair(uop, int(c), int(a))
+            else:
+                result = self._mac(int(c), int(a), int(self.act[uop["aaddr"]]))
             if uop.get("c_to_w"):
                 self.weight[w] = result
             else:

@@ -6,12 +6,13 @@ environment, set by the caller (``tests/sim/verify/test_cocotb_arith.py`` or ``c
 ``CHRYSALIS_UNIT``
     ``mac`` (ports ``a``, ``b``, ``c`` -> ``result``), ``convert`` (``a`` -> ``result``) or
     ``dual`` (``hw.dual.DualMultiplyPath``: ``a0, b0, a1, b1, pair1, random_bit`` and
-    ``hit0, hit1`` held at 0 -> ``p0, p1, c0, c1``).
+    ``hit0, hit1`` held at 0 -> ``p0, p1, c0, c1``) or ``kpair`` (``hw.dual.KPairMultiplyAdd``:
+    ``a0, b0, a1, b1, pair1, random_bit`` -> ``sum, c0, c1``).
 ``CHRYSALIS_FORMATS``
     ``op,acc`` for ``mac``, ``src,dst`` for ``convert``: format names (``gen.spec.formats``);
-    ``dual``: the operand format.
+    ``dual``, ``kpair``: the operand format.
 ``CHRYSALIS_POLICY``, ``CHRYSALIS_LOW_MAN_BITS``
-    ``dual`` only: the policy and the low multiplier's mantissa bits.
+    ``dual``, ``kpair`` only: the policy and the low multiplier's mantissa bits.
 ``CHRYSALIS_VECTORS``, ``CHRYSALIS_SEED``
     How many vectors and the seed that generates them (``sim.golden.vectors``).
 ``CHRYSALIS_REPORT``
@@ -71,8 +72,9 @@ def _case():
     names = os.environ.get("CHRYSALIS_FORMATS", "bf16,fp32").split(",")
     count = int(os.environ.get("CHRYSALIS_VECTORS", "2000"))
     seed = int(os.environ.get("CHRYSALIS_SEED", "1"))
-    if unit == "dual":
-        return (unit,) + _dual_case(parse_format(names[0], "CHRYSALIS_FORMATS"), count, seed)
+    if unit in ("dual", "kpair"):
+        return (unit,) + _dual_case(parse_format(names[0], "CHRYSALIS_FORMATS"), count, seed,
+                                    kpair=unit == "kpair")
     first, second = (parse_format(name, "CHRYSALIS_FORMATS") for name in names)
     if unit == "mac":
         inputs = vectors.mac_vectors(first, second, count, seed)
@@ -81,16 +83,19 @@ def _case():
         inputs = vectors.convert_vectors(first, count, seed)
         expected = nx.fconvert(inputs["a"], first, second)
     else:
-        raise ValueError(f"CHRYSALIS_UNIT must be 'mac', 'convert' or 'dual', not {unit!r}")
+        raise ValueError(f"CHRYSALIS_UNIT must be 'mac', 'convert', 'dual' or 'kpair', "
+                         f"not {unit!r}")
     return unit, inputs, expected
 
 
 DUAL_OUTPUTS = ("p0", "p1", "c0", "c1")
+KPAIR_OUTPUTS = ("sum", "c0", "c1")
 
 
-def _dual_case(operand, count, seed):
+def _dual_case(operand, count, seed, kpair=False):
     """Random slots for the dual-precision multiply path, with zeros and exponent ties, and
-    the golden model's ``(p0, p1, c0, c1)`` for each (``p1`` is 0 under ``single``)."""
+    the golden model's ``(p0, p1, c0, c1)`` for each (``p1`` is 0 under ``single``); with
+    ``kpair`` the k-pair's ``(sum, c0, c1)`` (``DualPath.pair_sum``), and no reuse inputs."""
     from chrysalis.sim.golden.dual import DualPath
     policy = os.environ.get("CHRYSALIS_POLICY", "value")
     low = int(os.environ.get("CHRYSALIS_LOW_MAN_BITS", "3"))
@@ -109,6 +114,10 @@ def _dual_case(operand, count, seed):
     path = DualPath(operand, low, policy)
     p0, p1, c0, c1 = path.products(ops[0], ops[1], ops[2], ops[3],
                                    inputs["pair1"].astype(bool), inputs["random_bit"])
+    if kpair:
+        del inputs["hit0"], inputs["hit1"]
+        total = path.pair_sum(p0, p1, inputs["pair1"].astype(bool))
+        return inputs, np.stack([total, c0.astype(np.uint64), c1.astype(np.uint64)], axis=1)
     if policy == "single":
         p1 = np.zeros_like(p1)
     return inputs, np.stack([p0, p1, c0.astype(np.uint64), c1.astype(np.uint64)], axis=1)
@@ -120,7 +129,7 @@ async def rtl_equals_golden(dut):
     unit, inputs, expected = _case()
     tb = TB(dut)
     await tb.reset()
-    outputs = DUAL_OUTPUTS if unit == "dual" else ("result",)
+    outputs = {"dual": DUAL_OUTPUTS, "kpair": KPAIR_OUTPUTS}.get(unit, ("result",))
     got, cycles = await tb.stream(inputs, limit_cycles=len(expected) + 64, outputs=outputs)
     bad = np.flatnonzero((got != expected).reshape(len(expected), -1).any(axis=1))
     report = os.environ.get("CHRYSALIS_REPORT")

@@ -1,5 +1,5 @@
-"""RTL == golden, bit for bit, for the MAC, the converter and the dual-precision multiply
-path under Icarus and Verilator.
+"""RTL == golden, bit for bit, for the MAC, the converter, the dual-precision multiply path
+and the k-paired slot (multiply path and pair sum) under Icarus and Verilator.
 
 The cocotb testbench (``sim/verify/tb/arith.py``) generates the vectors with ``sim.golden.vectors`` and
 checks every result against ``sim.golden.numerics``; fewer vectors than in Amaranth's simulator
@@ -10,7 +10,7 @@ import pytest
 from amaranth.back import verilog
 
 from chrysalis.gen.spec.formats import FORMATS
-from chrysalis.hw.dual import DualMultiplyPath
+from chrysalis.hw.dual import DualMultiplyPath, KPairMultiplyAdd
 from chrysalis.hw.fconv import FloatConverter
 from chrysalis.hw.mac import FloatMAC
 from chrysalis.sim.verify.runner import run_testbench
@@ -22,12 +22,16 @@ CASES = {
     "convert_fp32_bf16": ("convert", "fp32", "bf16", 1),
     "dual_value_bf16_l2": ("dual", "bf16", "value", 2),
     "dual_random_bf16_l3": ("dual", "bf16", "random", 3),
+    "kpair_value_bf16_l2": ("kpair", "bf16", "value", 2),
+    "kpair_dual_full_fp8_e4m3_l1": ("kpair", "fp8_e4m3", "dual-full", 1),
 }
 
 
 def build_unit(unit, first, second, latency):
     if unit == "dual":                  # second: the policy
         return DualMultiplyPath(FORMATS[first], 3, second, latency=latency)
+    if unit == "kpair":                 # the pair adder has one stage of its own
+        return KPairMultiplyAdd(FORMATS[first], 3, second, latency=latency, sum_latency=1)
     if unit == "mac":
         return FloatMAC(FORMATS[first], FORMATS[second], latency=latency)
     return FloatConverter(FORMATS[first], FORMATS[second], latency=latency)
