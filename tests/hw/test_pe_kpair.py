@@ -86,8 +86,10 @@ def rtl(program, operand, policy, latency):
 
 
 @pytest.mark.parametrize("operand,policy,latency,seed", [
-    (BF16, "value", 6, 1), (BF16, "dual-full", 3, 2), (BF16, "random", 2, 3),
-    (FP8_E4M3, "static", 4, 4), (FP16, "value", 3, 5)])
+    (BF16, "value", 6, 1), (BF16, "dual-full", 3, 2), (FP16, "random", 2, 3),
+    (FP8_E4M3, "static", 4, 4),
+    # Every policy, format and latency class above; a second value case is slow.
+    pytest.param(FP16, "value", 3, 5, marks=pytest.mark.slow)])
 def test_kpair_pe_rtl_equals_model(operand, policy, latency, seed):
     rng = np.random.default_rng(seed)
     program = Program(rng, weight_words=WORDS, act_words=WORDS, acc_regs=ACCS,
