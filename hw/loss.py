@@ -48,6 +48,8 @@ chunk's first column, which steps by a registered ``columns * lpc`` from one chu
 next, and the read and write addresses are registers that add ``lpc`` when their column
 steps, in the same cycle as the column counter (``base + column * lpc`` in one cycle, a
 multiplier and two adders before the scratchpad's address, was the core's critical path).
+The reciprocal pass's input, the sum of the slot it issues, is likewise read a cycle ahead
+(the next cycle's slot, or the sum being written to it) into a register.
 
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
 exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
@@ -297,6 +299,10 @@ class _Passes:
         self.slots = Signal(range(CH + 1))        # slots per class (at least L + 1)
         self.i = Signal(SIZE_BITS)
         self.slot = Signal(range(CH))
+        # The slot of the next cycle: the passes set it, `slot` follows it.
+        self.slot_next = Signal(range(CH))
+        m.d.comb += self.slot_next.eq(self.slot)
+        m.d.sync += self.slot.eq(self.slot_next)
         self.wait = Signal(range(max(self.exp_drain, unit.recip_latency) + 1))
         self.issuing = Signal()                   # the pass still has elements to issue
         # Scratchpad lines, stepped rather than multiplied (``base + column * lpc`` in one
@@ -434,6 +440,13 @@ class _Passes:
             self.write(self.out_i, [sfu.y])
         with m.If(sums & fma_b.o_valid):
             self.store(self.total, fma_b.result, self.tag_b.slot)
+        # RECIP's input, the sum of the slot it issues, read a cycle ahead into a register
+        # (the sum of the next cycle's slot, or the one being written to it now), so that
+        # no slot multiplexer is before the special-function unit.
+        self.recip_in = Signal(32)
+        ahead = self.pick(self.total, self.slot_next, "recip_ahead")
+        written = sums & fma_b.o_valid & (self.tag_b.slot == self.slot_next)
+        m.d.sync += self.recip_in.eq(Mux(written, fma_b.result, ahead))
         # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
         # early, on their own output; the barrel's at its only one, when no exp is left.
         if unit.sfu == "pipelined":
@@ -481,23 +494,26 @@ class _Passes:
             remaining = unit.batch - self.b0
             cols = Mux(remaining > CH, CH, remaining)
             m.d.sync += [self.valid_cols.eq(cols), self.slots.eq(Mux(cols > L + 1, cols, L + 1)),
-                         self.stage.eq(Pass.MAX), self.i.eq(0), self.slot.eq(0),
+                         self.stage.eq(Pass.MAX), self.i.eq(0),
                          self.rd_col.eq(self.y.chunk), self.issuing.eq(1), self.wait.eq(0),
                          self.out_i.eq(0), self.out_slot.eq(0), self.wr_col.eq(self.dy.chunk),
                          self.recip_slot.eq(0)]
+            m.d.comb += self.slot_next.eq(0)
 
     def advance(self, matrix, last_i, slots):
         """Next (i, slot) of a pass over `last_i` classes of `slots` slots of `matrix`;
         clears `issuing` at the end."""
         m, slot, i = self.m, self.slot, self.i
         with m.If(slot + 1 == slots):
-            m.d.sync += [slot.eq(0), self.rd_col.eq(matrix.chunk)]
+            m.d.sync += self.rd_col.eq(matrix.chunk)
+            m.d.comb += self.slot_next.eq(0)
             with m.If(i + 1 == last_i):
                 m.d.sync += self.issuing.eq(0)
             with m.Else():
                 m.d.sync += i.eq(i + 1)
         with m.Else():
-            m.d.sync += [slot.eq(slot + 1), self.rd_col.eq(self.rd_col + matrix.lpc)]
+            m.d.sync += self.rd_col.eq(self.rd_col + matrix.lpc)
+            m.d.comb += self.slot_next.eq(slot + 1)
 
     def next_pass(self, after, matrix, drain):
         """When the pass has issued everything, its last read is back and its drain has
@@ -506,9 +522,9 @@ class _Passes:
         m = self.m
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
-                m.d.sync += [self.stage.eq(after), self.i.eq(0), self.slot.eq(0),
-                             self.rd_col.eq(matrix.chunk), self.issuing.eq(1),
-                             self.wait.eq(drain)]
+                m.d.sync += [self.stage.eq(after), self.i.eq(0), self.rd_col.eq(matrix.chunk),
+                             self.issuing.eq(1), self.wait.eq(drain)]
+                m.d.comb += self.slot_next.eq(0)
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
@@ -595,7 +611,7 @@ class _Passes:
         """One reciprocal per column into the SFU, while the labels are read."""
         m, unit, sfu = self.m, self.unit, self.sfu
         with m.If(self.issue_now & (self.slot < self.valid_cols)):
-            m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.pick(self.total, self.slot, "recip_in")),
+            m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.recip_in),
                          sfu.i_valid.eq(1)]
         self.read_pass(0, self.labels, 1)
         with m.If(self.r_valid):
@@ -603,9 +619,10 @@ class _Passes:
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
                 # OUT keeps the SFU's result counter: reciprocals are still coming out.
-                m.d.sync += [self.stage.eq(Pass.OUT), self.i.eq(0), self.slot.eq(0),
+                m.d.sync += [self.stage.eq(Pass.OUT), self.i.eq(0),
                              self.rd_col.eq(self.dy.chunk), self.issuing.eq(1),
                              self.wait.eq(self.out_drain)]
+                m.d.comb += self.slot_next.eq(0)
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
