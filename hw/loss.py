@@ -49,7 +49,8 @@ next, and the read and write addresses are registers that add ``lpc`` when their
 steps, in the same cycle as the column counter (``base + column * lpc`` in one cycle, a
 multiplier and two adders before the scratchpad's address, was the core's critical path).
 The reciprocal pass's input, the sum of the slot it issues, is likewise read a cycle ahead
-(the next cycle's slot, or the sum being written to it) into a register.
+(the next cycle's slot, or the sum being written to it) into a register, and the
+special-function unit's operation follows the pass, not the issue decision.
 
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
 exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
@@ -610,9 +611,11 @@ class _Passes:
     def recip_pass(self):
         """One reciprocal per column into the SFU, while the labels are read."""
         m, unit, sfu = self.m, self.unit, self.sfu
+        # The operation and the input follow the pass alone (the unit reads them only with
+        # i_valid): the issue decision is not before the SFU's operand selection.
+        m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.recip_in)]
         with m.If(self.issue_now & (self.slot < self.valid_cols)):
-            m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.recip_in),
-                         sfu.i_valid.eq(1)]
+            m.d.comb += sfu.i_valid.eq(1)
         self.read_pass(0, self.labels, 1)
         with m.If(self.r_valid):
             self.store(self.label, unit.rd_data[0])
