@@ -6,13 +6,15 @@ operation needs (``isa.NEEDS``), the regions each operation touches (``isa.OP_RE
 and the cores a command names (``isa.core_error``). They take three registered steps --
 tile counts and the shapes of the scratchpad matrices, then region ends and sizes, then the
 comparisons -- so :attr:`CommandChecker.code` is valid from the third cycle after the
-command was last changed.
+command was last changed. No step has more than one multiplier on a path: a DMA
+command's span in memory, a 16 x 32-bit product, is two 16-bit products in the first step
+and their sum in the second.
 """
 
 from functools import reduce
 from operator import mul
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -251,9 +253,20 @@ class CommandChecker(wiring.Component):
             is_dma = self._touched(region, ops)
             words = _product(terms, region.row_terms, _SIZE_BITS)
             columns = _product(terms, region.col_terms, _SIZE_BITS)
+            # (columns - 1) * mem_stride + col_bytes in two registered steps (the code is
+            # read in the third cycle): the product's two halves, one multiplier each, then
+            # their sum.
+            stride = f.mem_stride
+            half = len(stride) // 2
+            # Signed, as columns - 1 is: the sum is the one product exactly.
+            lo = Signal(signed(half + _SIZE_BITS + 2), name="chk_dma_span_lo")
+            hi = Signal(signed(len(stride) - half + _SIZE_BITS + 2), name="chk_dma_span_hi")
+            col_bytes = Signal(_SIZE_BITS + log_bb, name="chk_dma_col_bytes")
+            m.d.sync += [lo.eq((columns - 1) * stride[:half]),
+                         hi.eq((columns - 1) * stride[half:]),
+                         col_bytes.eq(((words + (K - 1)) >> exact_log2(K)) << log_bb)]
             dma_span = Signal(66, name="chk_dma_span")
-            col_bytes = ((words + (K - 1)) >> exact_log2(K)) << log_bb
-            m.d.sync += dma_span.eq((columns - 1) * f.mem_stride + col_bytes)
+            m.d.sync += dma_span.eq((hi << half) + lo + col_bytes)
             addr = f[region.base]
             align.append(is_dma & ((addr[:log_bb] != 0) | (f.mem_stride[:log_bb] != 0)))
             span.append(is_dma & ((addr < self.dma_base) |

@@ -209,11 +209,12 @@ class ComputeEngine(_Engine):
         outputs = hand.outputs
         steps = Signal(SIZE_BITS, name="steps")
         wrap = Signal(SIZE_BITS, name="wrap")
+        # outputs and groups come registered from the sequencer (products of sizes).
         m.d.comb += [
-            outputs.eq(Mux(fwd, mt * cmd.batch, Mux(bwd, nt * cmd.batch, mt * nt))),
+            outputs.eq(ctl.outputs),
             steps.eq(Mux(fwd, nt, Mux(bwd, mt, cmd.batch))),
             wrap.eq(Mux(wgr, nt, cmd.batch)),
-            hand.groups.eq((outputs + (G - 1)) // G if G > 1 else outputs),
+            hand.groups.eq(ctl.groups),
         ]
 
         g = Signal(SIZE_BITS, name="group")
@@ -244,6 +245,8 @@ class ComputeEngine(_Engine):
             m.d.sync += last[2].eq(0)
 
         next_p1, next_p2 = _next_position(p1, p2, wrap)
+        products = self._stepped_products(m, uop, p1, p2, s, wrap) if self.streams == 1 \
+            else None
         if self.streams == 2:
             after2_p1, after2_p2 = _next_position(next_p1, next_p2, wrap)
             one_output = upd | vel
@@ -266,20 +269,23 @@ class ComputeEngine(_Engine):
                     m.d.comb += hand.claim.eq(Mux(buf, 0b10, 0b01))
                 with m.If(o < outputs):
                     self._slot(m, uop, (buf * G + k)[:len(uop.c_acc)], upd, vel, fresh,
-                               o, s, (p1, p2), (next_p1, next_p2), last)
+                               o, s, (p1, p2), (next_p1, next_p2), last, products)
                 # Advance k (and the position), then s, then the group.
                 with m.If(k + inc == G):
                     m.d.sync += [k.eq(0), o.eq(o - G + inc), p1.eq(g_p1), p2.eq(g_p2)]
+                    self._step(m, products, "group")
                     last_step = Mux(wgr & ~fused, upd, s + 1 == steps)
                     with m.If(wgr & ~fused & ~upd & ~vel & (s + 1 == steps)):
                         # The batch is accumulated: the velocity pass (momentum), the update.
                         m.d.sync += [vel.eq(cmd.flag), upd.eq(~cmd.flag), s.eq(0)]
+                        self._step(m, products, "first_step")
                     with m.Elif(vel):
                         m.d.sync += [vel.eq(0), upd.eq(1)]
                     with m.Elif(last_step):
                         m.d.sync += [s.eq(0), upd.eq(0), g.eq(g + 1), o.eq(o + inc),
                                      p1.eq(after_p1), p2.eq(after_p2),
                                      g_p1.eq(after_p1), g_p2.eq(after_p2)]
+                        self._step(m, products, "first_step", "next", "next_group")
                         m.d.comb += hand.filled.eq(~wgr)
                         with m.If(~wgr):
                             m.d.sync += buf.eq(~buf)
@@ -287,9 +293,11 @@ class ComputeEngine(_Engine):
                             m.d.sync += done.eq(1)
                     with m.Else():
                         m.d.sync += s.eq(s + 1)
+                        self._step(m, products, "next_step")
                 with m.Else():
                     m.d.sync += [k.eq(k + inc), o.eq(o + inc),
                                  p1.eq(after_p1), p2.eq(after_p2)]
+                    self._step(m, products, "next")
 
         # The command ends when the last slot is issued and every group is drained.
         m.d.comb += self.finish.eq(active & done & (wgr | hand.drained))
@@ -305,19 +313,24 @@ class ComputeEngine(_Engine):
             return Const(0, 1)
         return (cmd.op == Opcode.WGRAD) & cmd.fused & ~cmd.flag
 
-    def _slot(self, m, uop, acc, upd, vel, fresh, o, s, position, next_position, last):
+    def _slot(self, m, uop, acc, upd, vel, fresh, o, s, position, next_position, last,
+              products):
         """The compute slot of output ``o`` at ``position``, step ``s``: a velocity or an
         update pass of WGRAD, or a MAC (and its pair 1 at ``next_position``); ``last`` holds
-        the operand addresses of the command's last MAC slot and whether there was one."""
-        cmd, nt = self.control.cmd, self.control.nt
+        the operand addresses of the command's last MAC slot and whether there was one;
+        ``products`` the stepped products of the position (:meth:`_stepped_products`), or
+        None to multiply them out."""
+        cmd = self.control.cmd
         fwd, bwd, wgr = phases = self._phases()
         p1, p2 = position
+        if products is None:
+            products = self._products(s, p1, p2)
         with m.If(vel):
             m.d.comb += [uop.c_op.eq(ComputeOp.UPDATE_V), uop.c_acc.eq(acc),
-                         uop.waddr.eq(cmd.wbase2 + p1 * nt + p2)]
+                         uop.waddr.eq(cmd.wbase2 + products["p1_nt"] + p2)]
         with m.Elif(upd):
             m.d.comb += [uop.c_op.eq(ComputeOp.UPDATE), uop.c_acc.eq(acc),
-                         uop.waddr.eq(cmd.wbase + p1 * nt + p2)]
+                         uop.waddr.eq(cmd.wbase + products["p1_nt"] + p2)]
         with m.Else():
             m.d.comb += [uop.c_op.eq(ComputeOp.MAC), uop.c_acc.eq(acc),
                          uop.c_clear.eq(s == 0), uop.a_act.eq(wgr)]
@@ -327,14 +340,15 @@ class ComputeEngine(_Engine):
                 fused = self._fused()
                 with m.If(fused):
                     m.d.comb += [uop.c_init_w.eq(s == 0), uop.c_to_w.eq(s + 1 == cmd.batch),
-                                 uop.waddr.eq(cmd.wbase + p1 * nt + p2)]
+                                 uop.waddr.eq(cmd.wbase + products["p1_nt"] + p2)]
             if self.reuse:
                 # The first MAC of a command starts the reuse caches afresh.
                 m.d.comb += uop.c_fresh.eq(fresh)
                 m.d.sync += fresh.eq(0)
             if self.reuse_shared:
                 m.d.comb += uop.c_rows.eq(bwd)
-            self._mac_addresses(m, s, p1, p2, phases, uop.waddr, uop.aaddr, uop.aaddr2)
+            self._mac_addresses(m, s, p1, p2, phases, uop.waddr, uop.aaddr, uop.aaddr2,
+                                products)
             if self.streams == 1:
                 self._hold(m, uop, wgr, last)
             if self.streams == 2:
@@ -351,20 +365,70 @@ class ComputeEngine(_Engine):
                      uop.c_hold_b.eq(valid & (uop.aaddr == last_b))]
         m.d.sync += [last_a.eq(stationary), last_b.eq(uop.aaddr), valid.eq(1)]
 
-    def _mac_addresses(self, m, s, p1, p2, phases, waddr, aaddr, aaddr2):
+    def _products(self, s, p1, p2):
+        """The products of a position and step with the command's sizes that the bank
+        addresses use, multiplied out."""
+        nt, batch = self.control.nt, self.control.cmd.batch
+        return {"p1_nt": p1 * nt, "s_nt": s * nt, "s_batch": s * batch,
+                "p1_batch": p1 * batch, "p2_batch": p2 * batch}
+
+    def _stepped_products(self, m, uop, p1, p2, s, wrap):
+        """:meth:`_products` of the current position ``(p1, p2)`` and step ``s`` held in
+        registers that step with them (``hw.compute`` addresses every bank without a
+        multiplier), with those of the group's first position and of the next position;
+        :meth:`_step` moves them."""
+        nt, batch = self.control.nt, self.control.cmd.batch
+        width = max(len(uop.waddr), len(uop.aaddr), len(uop.aaddr2))
+        now = {name: Signal(width, name=f"{name}_now")
+               for name in ("p1_nt", "s_nt", "s_batch", "p1_batch", "p2_batch")}
+        group = {name: Signal(width, name=f"{name}_group")
+                 for name in ("p1_nt", "p1_batch", "p2_batch")}
+        wraps = p2 + 1 == wrap
+        nxt = {"p1_nt": Mux(wraps, now["p1_nt"] + nt, now["p1_nt"]),
+               "p1_batch": Mux(wraps, now["p1_batch"] + batch, now["p1_batch"]),
+               "p2_batch": Mux(wraps, 0, now["p2_batch"] + batch)}
+        with m.If(self.control.start):
+            m.d.sync += [reg.eq(0) for reg in (*now.values(), *group.values())]
+        return {**now, "group": group, "next": nxt, "nt": nt, "batch": batch}
+
+    @staticmethod
+    def _step(m, products, *moves):
+        """Move the stepped products (:meth:`_stepped_products`, nothing if None) as the
+        position and step move: ``group`` (back to the group's first position),
+        ``next`` (to the next position), ``next_group`` (the group starts at the next
+        position), ``first_step`` (step 0), ``next_step`` (step + 1)."""
+        if products is None:
+            return
+        group, nxt = products["group"], products["next"]
+        for move in moves:
+            if move == "group":
+                m.d.sync += [products[name].eq(group[name]) for name in group]
+            elif move == "next":
+                m.d.sync += [products[name].eq(nxt[name]) for name in nxt]
+            elif move == "next_group":
+                m.d.sync += [group[name].eq(nxt[name]) for name in group]
+            elif move == "first_step":
+                m.d.sync += [products["s_nt"].eq(0), products["s_batch"].eq(0)]
+            else:
+                m.d.sync += [products["s_nt"].eq(products["s_nt"] + products["nt"]),
+                             products["s_batch"].eq(products["s_batch"] + products["batch"])]
+
+    def _mac_addresses(self, m, s, p1, p2, phases, waddr, aaddr, aaddr2, products=None):
         """The bank addresses of the MAC of output ``(p1, p2)`` at step ``s``: the weight
-        (FORWARD, BACKWARD) or the gradient (WGRAD, ``aaddr2``) and the activation."""
-        cmd, nt = self.control.cmd, self.control.nt
+        (FORWARD, BACKWARD) or the gradient (WGRAD, ``aaddr2``) and the activation;
+        ``products`` as :meth:`_slot`'s."""
+        cmd = self.control.cmd
         fwd, bwd, wgr = phases
+        x = self._products(s, p1, p2) if products is None else products
         with m.If(fwd):
-            m.d.comb += [waddr.eq(cmd.wbase + p1 * nt + s),
-                         aaddr.eq(cmd.abase + s * cmd.batch + p2)]
+            m.d.comb += [waddr.eq(cmd.wbase + x["p1_nt"] + s),
+                         aaddr.eq(cmd.abase + x["s_batch"] + p2)]
         with m.If(bwd):
-            m.d.comb += [waddr.eq(cmd.wbase + s * nt + p1),
-                         aaddr.eq(cmd.abase + s * cmd.batch + p2)]
+            m.d.comb += [waddr.eq(cmd.wbase + x["s_nt"] + p1),
+                         aaddr.eq(cmd.abase + x["s_batch"] + p2)]
         with m.If(wgr):
-            m.d.comb += [aaddr2.eq(cmd.abase2 + p1 * cmd.batch + s),
-                         aaddr.eq(cmd.abase + p2 * cmd.batch + s)]
+            m.d.comb += [aaddr2.eq(cmd.abase2 + x["p1_batch"] + s),
+                         aaddr.eq(cmd.abase + x["p2_batch"] + s)]
 
     def _pair1(self, m, uop, o, s, position, phases):
         """Pair 1 of a dual-precision MAC slot: output ``o + 1`` at ``position``, the same

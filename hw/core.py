@@ -302,7 +302,7 @@ class Core(wiring.Component):
         issue, and the running command."""
         R, C, G = self.rows, self.cols, self.group
         m.submodules.sequencer = seq = Sequencer(self.layout, rows=R, cols=C,
-                                                 settle_cycles=self.latency + 4)
+                                                 settle_cycles=self.latency + 4, group=G)
         m.d.comb += [seq.command.payload.eq(self.cmd), seq.command.valid.eq(self.cmd_valid),
                      self.cmd_ready.eq(seq.command.ready), self.error.eq(seq.error),
                      seq.side_valid.eq(self.side_valid), self.side_ready.eq(seq.side_ready),

@@ -1,11 +1,13 @@
-"""A wrapper that registers a unit's inputs (and, if asked, its outputs), so that timing
-analysis sees register-to-register paths only."""
+"""Wrappers that register a unit's inputs (and, if asked, its outputs), so that timing
+analysis sees register-to-register paths only: :class:`InputRegisters` keeps the unit's
+ports, :class:`SerialPorts` (for a unit with interfaces, or with more port bits than a
+package has pins) feeds them from one shift register and captures them into another."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import wiring
-from amaranth.lib.wiring import Flow
+from amaranth.lib.wiring import Flow, In, Out
 
-__all__ = ["InputRegisters"]
+__all__ = ["InputRegisters", "SerialPorts"]
 
 
 class InputRegisters(wiring.Component):
@@ -58,3 +60,64 @@ def _leaves(value, dimensions):
     if not dimensions:
         return [value]
     return [leaf for item in value for leaf in _leaves(item, dimensions[1:])]
+
+
+class SerialPorts(wiring.Component):
+    """``unit`` with every input bit fed from a shift register and every output registered
+    and captured into another one, behind three ports: any signature (interfaces, arrays,
+    layouts) and any number of port bits, every path of the unit register to register.
+
+    Each input port's register shifts in ``sin`` (input ports in the order of
+    ``unit.signature.flatten``, least significant bit first); each output port is
+    registered, and ``load`` copies the registered outputs into the capture chain, which
+    otherwise shifts towards ``sout``.
+
+    Parameters
+    ----------
+    unit : wiring.Component
+        The unit.
+
+    Members
+    -------
+    sin : In(1)
+        Serial input.
+    load : In(1)
+        Capture the registered outputs (else shift the capture chain by one).
+    sout : Out(1)
+        The capture chain's last bit.
+    """
+
+    sin: In(1)
+    load: In(1)
+    sout: Out(1)
+
+    def __init__(self, unit):
+        if not isinstance(unit, wiring.Component):
+            raise TypeError(f"unit must be a wiring.Component, not {unit!r}")
+        self.unit = unit
+        super().__init__()
+
+    def ports_of(self):
+        """``(inputs, outputs)``: the unit's port values, in chain order."""
+        inputs, outputs = [], []
+        for _path, member, value in self.unit.signature.flatten(self.unit):
+            (inputs if member.flow == Flow.In else outputs).append(Value.cast(value))
+        return inputs, outputs
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self.unit
+        inputs, outputs = self.ports_of()
+        chain = self.sin
+        for k, port in enumerate(inputs):
+            reg = Signal(len(port), name=f"in{k}")
+            m.d.sync += reg.eq(Cat(chain, reg[:-1]))
+            m.d.comb += port.eq(reg)
+            chain = reg[-1]
+        for k, port in enumerate(outputs):
+            reg = Signal(len(port), name=f"out{k}")
+            capture = Signal(len(port), name=f"capture{k}")
+            m.d.sync += [reg.eq(port), capture.eq(Mux(self.load, reg, Cat(chain, capture[:-1])))]
+            chain = capture[-1]
+        m.d.comb += self.sout.eq(chain)
+        return m

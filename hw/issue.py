@@ -82,6 +82,11 @@ class EngineControl(wiring.Signature):
         The command runs: from the cycle after ``start`` until an engine ends it.
     mt, nt : Out(SIZE_BITS)
         Tiles of the command: ``ceil(m / R)`` and ``ceil(n / C)``.
+    outputs : Out(2 * SIZE_BITS)
+        Outputs per PE of a ``FORWARD`` (``mt * batch``), ``BACKWARD`` (``nt * batch``) or
+        ``WGRAD`` (``mt * nt``).
+    groups : Out(SIZE_BITS)
+        Accumulator groups of those outputs, ``ceil(outputs / G)``.
     """
 
     def __init__(self, layout):
@@ -93,6 +98,8 @@ class EngineControl(wiring.Signature):
             "active": Out(1),
             "mt": Out(SIZE_BITS),
             "nt": Out(SIZE_BITS),
+            "outputs": Out(2 * SIZE_BITS),
+            "groups": Out(SIZE_BITS),
         })
 
 

@@ -43,6 +43,15 @@ reads (26 cycles), the exponential pass's 80 elements and its drain (143: FMA A,
 cycles of exp, FMA B, less the 7 cycles the reciprocals start early), the reciprocals
 (27: a trip of 26 cycles) and the output's 40 reads (59); with the barrel, 964.
 
+Scratchpad lines are stepped, never multiplied out: each matrix keeps the line of the
+chunk's first column, which steps by a registered ``columns * lpc`` from one chunk to the
+next, and the read and write addresses are registers that add ``lpc`` when their column
+steps, in the same cycle as the column counter (``base + column * lpc`` in one cycle, a
+multiplier and two adders before the scratchpad's address, was the core's critical path).
+The reciprocal pass's input, the sum of the slot it issues, is likewise read a cycle ahead
+(the next cycle's slot, or the sum being written to it) into a register, and the
+special-function unit's operation follows the pass, not the issue decision.
+
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
 exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
 model's.
@@ -216,6 +225,8 @@ class LossGradient(wiring.Component):
             with m.Case(Pass.IDLE):
                 with m.If(self.start):
                     m.d.sync += [p.stage.eq(Pass.NEXT), p.b0.eq(0), p.wait.eq(0)]
+                    for matrix in (p.y, p.dy, p.labels):
+                        matrix.first_chunk()
             with m.Case(Pass.NEXT):
                 p.next_chunk()
             with m.Case(Pass.MAX):
@@ -227,6 +238,29 @@ class LossGradient(wiring.Component):
             with m.Case(Pass.OUT):
                 p.out_pass()
         return m
+
+
+class _Matrix:
+    """The chunk line of a scratchpad matrix of a :class:`LossGradient` (``y``, ``dy`` or
+    ``label``): ``chunk``, the line of column ``b0``, stepped from one chunk to the next
+    by a registered ``columns * lpc`` (a constant times an input held from ``start`` to
+    ``done``, so never a multiplier on a timed path). Only the last chunk has fewer than
+    ``columns`` columns, so a chunk always starts ``columns`` columns after the previous
+    one."""
+
+    def __init__(self, m, unit, name):
+        self.m = m
+        self.base = getattr(unit, f"{name}_base")
+        self.lpc = getattr(unit, f"{name}_lpc")
+        self.chunk = Signal(unit.line_bits, name=f"{name}_chunk")
+        self.stride = Signal(unit.line_bits, name=f"{name}_stride")
+        m.d.sync += self.stride.eq(self.lpc * unit.columns)
+
+    def first_chunk(self):
+        self.m.d.sync += self.chunk.eq(self.base)
+
+    def next_chunk(self):
+        self.m.d.sync += self.chunk.eq(self.chunk + self.stride)
 
 
 class _Groups:
@@ -266,8 +300,21 @@ class _Passes:
         self.slots = Signal(range(CH + 1))        # slots per class (at least L + 1)
         self.i = Signal(SIZE_BITS)
         self.slot = Signal(range(CH))
+        # The slot of the next cycle: the passes set it, `slot` follows it.
+        self.slot_next = Signal(range(CH))
+        m.d.comb += self.slot_next.eq(self.slot)
+        m.d.sync += self.slot.eq(self.slot_next)
         self.wait = Signal(range(max(self.exp_drain, unit.recip_latency) + 1))
         self.issuing = Signal()                   # the pass still has elements to issue
+        # Scratchpad lines, stepped rather than multiplied (``base + column * lpc`` in one
+        # cycle was the core's critical path): each matrix's line of column b0, and the
+        # lines of the column being read (b0 + slot, in the pass's matrix) and written
+        # (b0 + out_slot, in dY).
+        self.y = _Matrix(m, unit, "y")
+        self.dy = _Matrix(m, unit, "dy")
+        self.labels = _Matrix(m, unit, "label")
+        self.rd_col = Signal(unit.line_bits)
+        self.wr_col = Signal(unit.line_bits)
         # The exponential and reciprocal passes issue every `interval` cycles: when
         # `tick` is 0 (it counts down from interval - 1 after an issue).
         self.issue_now = Signal()
@@ -302,7 +349,8 @@ class _Passes:
                                                     "tag_a")
         self.tag_b_in, self.tag_b = self.delay_line(
             data.StructLayout({**place, "lab": W, "p": data.ArrayLayout(32, W)}), "tag_b")
-        self.tag_c_in, self.tag_c = self.delay_line(data.StructLayout(place), "tag_c")
+        self.tag_c_in, self.tag_c = self.delay_line(
+            data.StructLayout({"i": SIZE_BITS, "lanes": W}), "tag_c")
 
         # The SFU's input register (EXP: the difference, from FMA A) and its results'
         # position: they come out in order, so counters follow them.
@@ -326,16 +374,6 @@ class _Passes:
             m.d.comb += self.exp_wait.eq(self.exp_drain)
         self.datapath()
         self.max_reduce()
-
-    # Scratchpad lines of column `column` of Y, dY and the labels.
-    def y_line(self, column):
-        return self.unit.y_base + column * self.unit.y_lpc
-
-    def dy_line(self, column):
-        return self.unit.dy_base + column * self.unit.dy_lpc
-
-    def label_line(self, column):
-        return self.unit.label_base + column * self.unit.label_lpc
 
     def pick(self, regs, index, name):
         """``regs[index]``, as a signal."""
@@ -363,20 +401,24 @@ class _Passes:
             with self.m.If(index == c):
                 self.m.d.sync += regs[c].eq(value)
 
-    def write(self, e0, slot, values, lanes=1):
-        """Write ``values`` (one per lane, from lane 0) at element ``e0`` of the column in
-        ``slot``, in the lanes ``lanes``."""
+    def write(self, e0, values, lanes=1):
+        """Write ``values`` (one per lane, from lane 0) at element ``e0`` of ``dY``'s
+        column ``b0 + out_slot``, in the lanes ``lanes``; then :meth:`next_out`."""
         unit = self.unit
         self.m.d.comb += [unit.wr_en.eq(1), unit.wr_e0.eq(e0), unit.wr_lanes.eq(lanes),
-                          unit.wr_line.eq(self.dy_line(self.b0 + slot))]
+                          unit.wr_line.eq(self.wr_col)]
         self.m.d.comb += [unit.wr_data[lane].eq(value) for lane, value in enumerate(values)]
+        self.next_out()
 
     def next_out(self):
-        """Advance the position of the SFU's next result (class-major over the columns)."""
+        """Advance the position of the next write (class-major over the columns: both the
+        exponential and the output pass write their results in the order they read)."""
         with self.m.If(self.out_slot + 1 == self.valid_cols):
-            self.m.d.sync += [self.out_slot.eq(0), self.out_i.eq(self.out_i + 1)]
+            self.m.d.sync += [self.out_slot.eq(0), self.out_i.eq(self.out_i + 1),
+                              self.wr_col.eq(self.dy.chunk)]
         with self.m.Else():
-            self.m.d.sync += self.out_slot.eq(self.out_slot + 1)
+            self.m.d.sync += [self.out_slot.eq(self.out_slot + 1),
+                              self.wr_col.eq(self.wr_col + self.dy.lpc)]
 
     def datapath(self):
         """The FMAs' and the SFU's results, routed by the pass they belong to (a pass
@@ -392,14 +434,20 @@ class _Passes:
         with m.If(exp):
             m.d.comb += [sfu.op.eq(0), sfu.x.eq(self.sfu_x), sfu.i_valid.eq(self.sfu_v)]
         with m.If(sums & sfu.o_valid):
-            self.write(self.out_i, self.out_slot, [sfu.y])
             r_total = self.pick(self.total, self.out_slot, "out_total")
             m.d.comb += [fma_b.c.eq(Mux(self.out_i == 0, 0, r_total)), fma_b.a.eq(sfu.y),
                          fma_b.b.eq(ONE), fma_b.i_valid.eq(1),
                          self.tag_b_in.slot.eq(self.out_slot)]
-            self.next_out()
+            self.write(self.out_i, [sfu.y])
         with m.If(sums & fma_b.o_valid):
             self.store(self.total, fma_b.result, self.tag_b.slot)
+        # RECIP's input, the sum of the slot it issues, read a cycle ahead into a register
+        # (the sum of the next cycle's slot, or the one being written to it now), so that
+        # no slot multiplexer is before the special-function unit.
+        self.recip_in = Signal(32)
+        ahead = self.pick(self.total, self.slot_next, "recip_ahead")
+        written = sums & fma_b.o_valid & (self.tag_b.slot == self.slot_next)
+        m.d.sync += self.recip_in.eq(Mux(written, fma_b.result, ahead))
         # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
         # early, on their own output; the barrel's at its only one, when no exp is left.
         if unit.sfu == "pipelined":
@@ -430,12 +478,11 @@ class _Passes:
             for lane, mul in enumerate(self.mul_c):
                 m.d.comb += [mul.c.eq(0), mul.b.eq(unit.inv_batch), mul.i_valid.eq(1),
                              mul.a.eq(Mux(tag_b.lab[lane], fma_b.result, tag_b.p[lane]))]
-            m.d.comb += [self.tag_c_in.i.eq(tag_b.i), self.tag_c_in.slot.eq(tag_b.slot),
-                         self.tag_c_in.lanes.eq(tag_b.lanes)]
+            m.d.comb += [self.tag_c_in.i.eq(tag_b.i), self.tag_c_in.lanes.eq(tag_b.lanes)]
         with m.If(self.fma_c.o_valid):
             tag_c = self.tag_c
-            self.write(tag_c.i << self.out_groups.shift, tag_c.slot,
-                       [mul.result for mul in self.mul_c], tag_c.lanes)
+            self.write(tag_c.i << self.out_groups.shift, [mul.result for mul in self.mul_c],
+                       tag_c.lanes)
 
     def next_chunk(self):
         """A new chunk, or the end."""
@@ -448,45 +495,51 @@ class _Passes:
             remaining = unit.batch - self.b0
             cols = Mux(remaining > CH, CH, remaining)
             m.d.sync += [self.valid_cols.eq(cols), self.slots.eq(Mux(cols > L + 1, cols, L + 1)),
-                         self.stage.eq(Pass.MAX), self.i.eq(0), self.slot.eq(0),
-                         self.issuing.eq(1), self.wait.eq(0), self.out_i.eq(0),
-                         self.out_slot.eq(0), self.recip_slot.eq(0)]
+                         self.stage.eq(Pass.MAX), self.i.eq(0),
+                         self.rd_col.eq(self.y.chunk), self.issuing.eq(1), self.wait.eq(0),
+                         self.out_i.eq(0), self.out_slot.eq(0), self.wr_col.eq(self.dy.chunk),
+                         self.recip_slot.eq(0)]
+            m.d.comb += self.slot_next.eq(0)
 
-    def advance(self, last_i, slots):
-        """Next (i, slot) of a pass over `last_i` classes of `slots` slots; clears
-        `issuing` at the end."""
+    def advance(self, matrix, last_i, slots):
+        """Next (i, slot) of a pass over `last_i` classes of `slots` slots of `matrix`;
+        clears `issuing` at the end."""
         m, slot, i = self.m, self.slot, self.i
         with m.If(slot + 1 == slots):
-            m.d.sync += slot.eq(0)
+            m.d.sync += self.rd_col.eq(matrix.chunk)
+            m.d.comb += self.slot_next.eq(0)
             with m.If(i + 1 == last_i):
                 m.d.sync += self.issuing.eq(0)
             with m.Else():
                 m.d.sync += i.eq(i + 1)
         with m.Else():
-            m.d.sync += slot.eq(slot + 1)
+            m.d.sync += self.rd_col.eq(self.rd_col + matrix.lpc)
+            m.d.comb += self.slot_next.eq(slot + 1)
 
-    def next_pass(self, after, drain):
+    def next_pass(self, after, matrix, drain):
         """When the pass has issued everything, its last read is back and its drain has
-        counted down, go on to ``after``, whose drain is ``drain``."""
+        counted down, go on to ``after``, which reads ``matrix`` and whose drain is
+        ``drain``."""
         m = self.m
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
-                m.d.sync += [self.stage.eq(after), self.i.eq(0), self.slot.eq(0),
+                m.d.sync += [self.stage.eq(after), self.i.eq(0), self.rd_col.eq(matrix.chunk),
                              self.issuing.eq(1), self.wait.eq(drain)]
+                m.d.comb += self.slot_next.eq(0)
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
-    def read_pass(self, e0, line_of_column, last_i, lanes=1, slots=None):
+    def read_pass(self, e0, matrix, last_i, lanes=1, slots=None):
         """Issue the pass's reads: element ``e0`` (and the next of ``lanes``) of column
-        ``b0 + slot`` for every existing column, over ``last_i`` classes of ``slots``
-        slots (by default the chunk's)."""
+        ``b0 + slot`` of ``matrix`` (its line is ``rd_col``) for every existing column,
+        over ``last_i`` classes of ``slots`` slots (by default the chunk's)."""
         m, unit = self.m, self.unit
         with m.If(self.issue_now):
             with m.If(self.slot < self.valid_cols):
                 m.d.comb += [unit.rd_en.eq(1), unit.rd_e0.eq(e0), unit.rd_lanes.eq(lanes),
-                             unit.rd_line.eq(line_of_column(self.b0 + self.slot))]
+                             unit.rd_line.eq(self.rd_col)]
                 m.d.sync += self.r_valid.eq(1)
-            self.advance(last_i, self.slots if slots is None else slots)
+            self.advance(matrix, last_i, self.slots if slots is None else slots)
 
     def lane_groups(self, W, name):
         """The groups of ``W`` consecutive classes that a pass reads at once: group ``i``
@@ -505,8 +558,8 @@ class _Passes:
     def max_pass(self):
         """Read ``lanes`` classes of a column at once (``max_reduce`` does the rest)."""
         g = self.max_groups
-        self.read_pass(g.e0, self.y_line, g.count, lanes=g.on)
-        self.next_pass(Pass.EXP, self.exp_wait)
+        self.read_pass(g.e0, self.y, g.count, lanes=g.on)
+        self.next_pass(Pass.EXP, self.y, self.exp_wait)
 
     def max_reduce(self):
         """The maximum pass's data: the lanes of a read reduced to their first largest in
@@ -549,26 +602,30 @@ class _Passes:
     def exp_pass(self):
         """Read ``Y[i]``; FMA A subtracts the maximum (the datapath does the rest)."""
         m, unit, fma_a = self.m, self.unit, self.fma_a
-        self.read_pass(self.i, self.y_line, unit.m)
+        self.read_pass(self.i, self.y, unit.m)
         with m.If(self.r_valid):
             m.d.comb += [fma_a.c.eq(unit.rd_data[0]), fma_a.a.eq(self.r_top ^ 0x8000_0000),
                          fma_a.b.eq(ONE), fma_a.i_valid.eq(1)]
-        self.next_pass(Pass.RECIP, self.recip_drain)
+        self.next_pass(Pass.RECIP, self.labels, self.recip_drain)
 
     def recip_pass(self):
         """One reciprocal per column into the SFU, while the labels are read."""
         m, unit, sfu = self.m, self.unit, self.sfu
+        # The operation and the input follow the pass alone (the unit reads them only with
+        # i_valid): the issue decision is not before the SFU's operand selection.
+        m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.recip_in)]
         with m.If(self.issue_now & (self.slot < self.valid_cols)):
-            m.d.comb += [sfu.op.eq(1), sfu.x.eq(self.pick(self.total, self.slot, "recip_in")),
-                         sfu.i_valid.eq(1)]
-        self.read_pass(0, self.label_line, 1)
+            m.d.comb += sfu.i_valid.eq(1)
+        self.read_pass(0, self.labels, 1)
         with m.If(self.r_valid):
             self.store(self.label, unit.rd_data[0])
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
                 # OUT keeps the SFU's result counter: reciprocals are still coming out.
-                m.d.sync += [self.stage.eq(Pass.OUT), self.i.eq(0), self.slot.eq(0),
-                             self.issuing.eq(1), self.wait.eq(self.out_drain)]
+                m.d.sync += [self.stage.eq(Pass.OUT), self.i.eq(0),
+                             self.rd_col.eq(self.dy.chunk), self.issuing.eq(1),
+                             self.wait.eq(self.out_drain)]
+                m.d.comb += self.slot_next.eq(0)
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
@@ -578,7 +635,7 @@ class _Passes:
         chunk. Nothing here runs a column's values from one class to the next, so the
         pass has a slot per existing column only."""
         m, unit, tag, g = self.m, self.unit, self.tag_a_in, self.out_groups
-        self.read_pass(g.e0, self.dy_line, g.count, lanes=g.on, slots=self.valid_cols)
+        self.read_pass(g.e0, self.dy, g.count, lanes=g.on, slots=self.valid_cols)
         with m.If(self.r_valid):
             for lane, mul in enumerate(self.mul_a):
                 m.d.comb += [mul.c.eq(0), mul.a.eq(unit.rd_data[lane]), mul.b.eq(self.r_recip),
@@ -590,5 +647,7 @@ class _Passes:
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
                 m.d.sync += [self.stage.eq(Pass.NEXT), self.b0.eq(self.b0 + self.valid_cols)]
+                for matrix in (self.y, self.dy, self.labels):
+                    matrix.next_chunk()
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)

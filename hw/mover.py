@@ -22,6 +22,11 @@ class Mover(wiring.Component):
     that the words and the micro-op meet in the broadcast stage. A store sends one PE
     column's weights a cycle over the row buses, straight into the scratchpad.
 
+    The addresses are stepped, never multiplied out: beside each loop counter a register
+    holds the counter times its stride (``b * sp_lpc``, ``t * batch``, ``t * nt``, ``j *
+    sp_lpc``), which adds the stride when the counter steps and clears when it wraps, so
+    an address is a field plus registers (the command is held while it runs).
+
     Parameters
     ----------
     command, issue : data.StructLayout
@@ -76,21 +81,34 @@ class Mover(wiring.Component):
         t = Signal(SIZE_BITS, name="t")
         b = Signal(SIZE_BITS, name="b")
         c = Signal(range(C), name="c")
+        # Beside them, the counters times their strides: b * sp_lpc (LOAD_COL, LOAD_ROW),
+        # t * batch (LOAD_COL, LOAD_ROW) or t * nt (LOAD_W, STORE_W); and for LOAD_W and
+        # STORE_W the column j = c + b * C and j * sp_lpc.
+        line_bits, addr_bits = len(rd.line), max(len(bus.uop.t_addr), SIZE_BITS)
+        b_off = Signal(line_bits, name="b_offset")
+        t_off = Signal(addr_bits, name="t_offset")
+        j = Signal(SIZE_BITS, name="j")
+        j_off = Signal(line_bits, name="j_offset")
         with m.If(ctl.start):
-            m.d.sync += [t.eq(0), b.eq(0), c.eq(0)]
+            m.d.sync += [t.eq(0), b.eq(0), c.eq(0), b_off.eq(0), t_off.eq(0), j.eq(0),
+                         j_off.eq(0)]
 
         def nested_loop(levels):
-            """One step of nested counters, innermost first: ``[(counter, limit), ...]``;
-            the command finishes after the last step of the outermost."""
-            (counter, limit), outer = levels[0], levels[1:]
+            """One step of nested counters, innermost first: ``[(counter, limit, steps),
+            ...]``, where ``steps`` is a list of ``(register, stride, clear)`` that follow
+            the counter: ``+ stride`` when it steps, and when it wraps, cleared (``clear``)
+            or left to an outer level's steps; the command finishes after the last step of
+            the outermost."""
+            (counter, limit, steps), outer = levels[0], levels[1:]
             with m.If(counter + 1 == limit):
-                m.d.sync += counter.eq(0)
+                m.d.sync += [counter.eq(0)] + [reg.eq(0) for reg, _, clear in steps if clear]
                 if outer:
                     nested_loop(outer)
                 else:
                     m.d.comb += self.finish.eq(1)
             with m.Else():
-                m.d.sync += counter.eq(counter + 1)
+                m.d.sync += [counter.eq(counter + 1)] + [reg.eq(reg + stride)
+                                                         for reg, stride, _ in steps]
 
         # The load computed in this cycle, issued in the next: its read and its micro-op.
         place = data.StructLayout({"e0": SIZE_BITS, "line": len(rd.line), "lanes": len(rd.lanes)})
@@ -107,30 +125,33 @@ class Mover(wiring.Component):
         with m.If(ctl.active & ((op == Opcode.LOAD_COL) | (op == Opcode.LOAD_ROW))):
             cols = op == Opcode.LOAD_COL
             tiles = Mux(cols, nt, mt)
-            e0 = t * Mux(cols, C, R)
+            e0 = Mux(cols, t * C, t * R)
             mask = Mux(cols, lane_mask(e0, cmd.n, C, lanes), lane_mask(e0, cmd.m, R, lanes))
-            m.d.comb += [read.e0.eq(e0), read.line.eq(cmd.sp_base + b * cmd.sp_lpc),
+            m.d.comb += [read.e0.eq(e0), read.line.eq(cmd.sp_base + b_off),
                          read.lanes.eq(mask)]
             m.d.sync += [load_valid.eq(1), load_from.eq(Mux(cols, 2, 1)),
                          load_uop.t_op.eq(Mux(cols, TransferOp.ACT_FROM_COL,
                                               TransferOp.ACT_FROM_ROW)),
-                         load_uop.t_addr.eq(cmd.abase + t * cmd.batch + b)]
+                         load_uop.t_addr.eq(cmd.abase + t_off + b)]
             m.d.comb += self.bus_words.eq(popcount(read.lanes))
-            nested_loop([(b, cmd.batch), (t, tiles)])
+            nested_loop([(b, cmd.batch, [(b_off, cmd.sp_lpc, True)]),
+                         (t, tiles, [(t_off, cmd.batch, True)])])
 
-        # LOAD_W / STORE_W: t = ti, b = tj, c = PE column.
+        # LOAD_W / STORE_W: t = ti, b = tj, c = PE column; j = c + b * C steps with c and
+        # with b (c wraps as b steps), and clears as t steps.
         w_line = Signal(len(rd.line), name="w_line")
-        j = Signal(SIZE_BITS, name="j")
-        m.d.comb += [j.eq(c + b * C), w_line.eq(cmd.sp_base + j * cmd.sp_lpc)]
+        m.d.comb += w_line.eq(cmd.sp_base + j_off)
         w_mask = Signal(lanes, name="w_mask")
         m.d.comb += w_mask.eq(Mux(j < cmd.n, lane_mask(t * R, cmd.m, R, lanes), 0))
         with m.If(ctl.active & (op == Opcode.LOAD_W)):
             m.d.comb += [read.e0.eq(t * R), read.line.eq(w_line), read.lanes.eq(w_mask)]
             m.d.sync += [load_valid.eq(1), load_from.eq(1),
                          load_uop.t_op.eq(TransferOp.W_FROM_ROW),
-                         load_uop.t_addr.eq(cmd.wbase + t * nt + b)]
+                         load_uop.t_addr.eq(cmd.wbase + t_off + b)]
         with m.If(ctl.active & ((op == Opcode.LOAD_W) | (op == Opcode.STORE_W))):
-            nested_loop([(c, C), (b, nt), (t, mt)])
+            nested_loop([(c, C, [(j, 1, False), (j_off, cmd.sp_lpc, False)]),
+                         (b, nt, [(j, 1, True), (j_off, cmd.sp_lpc, True)]),
+                         (t, mt, [(t_off, nt, True)])])
             m.d.comb += self.bus_words.eq(popcount(w_mask))
 
         with m.If(load_valid):
@@ -141,7 +162,7 @@ class Mover(wiring.Component):
                          rd.lanes.eq(load.lanes)]
         with m.If(ctl.active & (op == Opcode.STORE_W)):
             m.d.comb += [bus.uop.t_op.eq(TransferOp.SEND_W),
-                         bus.uop.t_addr.eq(cmd.wbase + t * nt + b),
+                         bus.uop.t_addr.eq(cmd.wbase + t_off + b),
                          bus.sel_col.eq(c), bus.sel_all.eq(0),
                          bus.red.on.eq(1), bus.red.store_w.eq(1), bus.red.e0.eq(t * R),
                          bus.red.line.eq(w_line), bus.red.lanes.eq(w_mask)]

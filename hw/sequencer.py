@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from chrysalis.gen.spec import isa
 
-from .issue import CORE_OPS, EngineControl
+from .issue import CORE_OPS, SIZE_BITS, EngineControl
 
 __all__ = ["Sequencer"]
 
@@ -54,6 +54,13 @@ class Sequencer(wiring.Component):
         The PE array (for the tile counts).
     settle_cycles : int
         Busy cycles after ``finish``.
+    group : int
+        Accumulators per group of the compute engine (for ``control.groups``).
+
+    The sizes the engines derive from a command (``mt``, ``nt``, ``outputs``, ``groups``:
+    a division by the array's side and a product of two sizes) are registered when the
+    command is taken, from the command presented, so that no engine multiplies in the
+    cycle it issues.
 
     Members
     -------
@@ -81,8 +88,8 @@ class Sequencer(wiring.Component):
         The mover's command: the side slot's while it is busy, else the running one.
     drain_control : Out(hw.issue.EngineControl(layout))
         The drain engine's command: the drain slot's while it is busy, else the running
-        one (``start`` only for a command taken while the drain slot is free; ``mt`` and
-        ``nt`` are not driven).
+        one (``start`` only for a command taken while the drain slot is free; ``mt``,
+        ``nt``, ``outputs`` and ``groups`` are not driven).
     finish : In(1)
         An engine other than the mover has issued the running command's last micro-op.
     mover_finish : In(1)
@@ -93,15 +100,17 @@ class Sequencer(wiring.Component):
         The drain engine has drained every group of its command.
     """
 
-    def __init__(self, layout, *, rows, cols, settle_cycles):
+    def __init__(self, layout, *, rows, cols, settle_cycles, group=1):
         if not isinstance(layout, data.StructLayout):
             raise TypeError(f"layout must be a StructLayout, not {layout!r}")
-        for name, value in (("rows", rows), ("cols", cols), ("settle_cycles", settle_cycles)):
+        for name, value in (("rows", rows), ("cols", cols), ("settle_cycles", settle_cycles),
+                            ("group", group)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         self.layout = layout
         self.rows, self.cols = rows, cols
         self.settle_cycles = settle_cycles
+        self.group = group
         super().__init__({
             "command": In(stream.Signature(layout)),
             "side_valid": In(1),
@@ -122,7 +131,7 @@ class Sequencer(wiring.Component):
         })
 
     def elaborate(self, platform):
-        m = Module()
+        m = self._m = Module()
         new, ctl, busy = self.command.payload, self.control, self.busy
         m.d.comb += self.command.ready.eq(~busy & ~self.side_busy & ~self.drain_busy)
 
@@ -145,10 +154,13 @@ class Sequencer(wiring.Component):
         m.d.comb += drain_taken.eq(self.drain_valid & self.drain_ready
                                    & (new.op == isa.Opcode.WGRAD))
         m.d.comb += ctl.start.eq((taken | drain_taken) & ~malformed)
+        new_sizes = self._sizes(new)
+        main_sizes = self._sizes_of(m, "main")
         with m.If(taken | drain_taken):
             m.d.sync += self.error.eq(malformed)
             with m.If(~malformed):
                 m.d.sync += [ctl.cmd.eq(new), busy.eq(1)]
+                m.d.sync += [reg.eq(value) for reg, value in zip(main_sizes, new_sizes)]
         with m.If(drain_taken & ~malformed):
             m.d.sync += [drain.eq(ctl.cmd), self.drain_busy.eq(1)]
 
@@ -159,8 +171,10 @@ class Sequencer(wiring.Component):
                                        & ~self.drain_busy)
         side_taken = Signal(name="side_taken")
         m.d.comb += side_taken.eq(self.side_valid & self.side_ready & is_side_op)
+        side_sizes = self._sizes_of(m, "side")
         with m.If(side_taken):
             m.d.sync += [self.error.eq(malformed), side.eq(new)]
+            m.d.sync += [reg.eq(value) for reg, value in zip(side_sizes, new_sizes)]
             with m.If(~malformed):
                 m.d.sync += self.side_busy.eq(1)
 
@@ -183,8 +197,10 @@ class Sequencer(wiring.Component):
         m.d.comb += [mover.cmd.eq(Mux(self.side_busy, side, ctl.cmd)),
                      mover.start.eq(ctl.start | (side_taken & ~malformed)),
                      mover.active.eq(Mux(self.side_busy, side_active, main_active))]
-        self._tiles(m, ctl)
-        self._tiles(m, mover)
+        m.d.comb += [ctl.mt.eq(main_sizes[0]), ctl.nt.eq(main_sizes[1]),
+                     ctl.outputs.eq(main_sizes[2]), ctl.groups.eq(main_sizes[3]),
+                     mover.mt.eq(Mux(self.side_busy, side_sizes[0], main_sizes[0])),
+                     mover.nt.eq(Mux(self.side_busy, side_sizes[1], main_sizes[1]))]
         return m
 
     def _life(self, m, name, busy, start, finish):
@@ -202,8 +218,26 @@ class Sequencer(wiring.Component):
                 m.d.sync += busy.eq(0)
         return busy & running
 
-    def _tiles(self, m, ctl):
-        """Tile counts of ``ctl``'s command."""
-        R, C, cmd = self.rows, self.cols, ctl.cmd
-        m.d.comb += [ctl.mt.eq((cmd.m + (R - 1)) // R if R > 1 else cmd.m),
-                     ctl.nt.eq((cmd.n + (C - 1)) // C if C > 1 else cmd.n)]
+    def _sizes_of(self, m, name):
+        """The registers of a slot's :meth:`_sizes`."""
+        ctl = self.control
+        return [Signal.like(getattr(ctl, field), name=f"{name}_{field}")
+                for field in ("mt", "nt", "outputs", "groups")]
+
+    def _sizes(self, cmd):
+        """``mt``, ``nt``, ``outputs`` and ``groups`` of the command ``cmd`` (see
+        ``hw.issue.EngineControl``)."""
+        R, C, G = self.rows, self.cols, self.group
+        mt = Signal(SIZE_BITS, name="new_mt")
+        nt = Signal(SIZE_BITS, name="new_nt")
+        outputs = Signal(2 * SIZE_BITS, name="new_outputs")
+        groups = Signal(SIZE_BITS, name="new_groups")
+        fwd, bwd = cmd.op == isa.Opcode.FORWARD, cmd.op == isa.Opcode.BACKWARD
+        # One product whose factors the operation picks (mt * batch, nt * batch or mt *
+        # nt), so that only the operation's decode, not the take, is before the multiplier.
+        self._m.d.comb += [
+            mt.eq((cmd.m + (R - 1)) // R if R > 1 else cmd.m),
+            nt.eq((cmd.n + (C - 1)) // C if C > 1 else cmd.n),
+            outputs.eq(Mux(bwd, nt, mt) * Mux(fwd | bwd, cmd.batch, nt)),
+            groups.eq((outputs + (G - 1)) // G if G > 1 else outputs)]
+        return mt, nt, outputs, groups

@@ -24,8 +24,10 @@ from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.verify.shared_sim import shared_simulation
 from chrysalis.gen.spec.formats import FP32
 
-LPC = 4          # lines per column of every matrix (room for up to 4 * S classes)
-Y_BASE, DY_BASE, LAB_BASE = 0, 400, 800
+# Lines per column of each matrix, all different, so that a line stepped by the wrong
+# matrix's lpc lands elsewhere (Y and dY have room for up to 4 * S and 5 * S classes).
+Y_LPC, DY_LPC, LAB_LPC = 4, 5, 1
+Y_BASE, DY_BASE, LAB_BASE = 0, 400, 1000
 
 
 def _f32(values):
@@ -39,8 +41,8 @@ def run_unit(y, labels, inv, *, latency, sfu="pipelined", lanes=4):
     words = {}
     for b in range(batch):
         for i in range(classes):
-            words[(Y_BASE + b * LPC, i)] = int(y[i, b])
-        words[(LAB_BASE + b * LPC, 0)] = int(labels[b]) & 0xFFFF_FFFF
+            words[(Y_BASE + b * Y_LPC, i)] = int(y[i, b])
+        words[(LAB_BASE + b * LAB_LPC, 0)] = int(labels[b]) & 0xFFFF_FFFF
     # One compiled simulation per unit's parameters in this worker (sim.verify.shared_sim).
     shared = shared_simulation(
         (LossGradient, latency, sfu, lanes),
@@ -50,8 +52,8 @@ def run_unit(y, labels, inv, *, latency, sfu="pipelined", lanes=4):
 
     async def testbench(ctx):
         for port, value in (("m", classes), ("batch", batch), ("y_base", Y_BASE),
-                            ("y_lpc", LPC), ("dy_base", DY_BASE), ("dy_lpc", LPC),
-                            ("label_base", LAB_BASE), ("label_lpc", LPC),
+                            ("y_lpc", Y_LPC), ("dy_base", DY_BASE), ("dy_lpc", DY_LPC),
+                            ("label_base", LAB_BASE), ("label_lpc", LAB_LPC),
                             ("inv_batch", inv), ("start", 1)):
             ctx.set(getattr(dut, port), value)
         cycle, pending = 0, None
@@ -83,7 +85,7 @@ def run_unit(y, labels, inv, *, latency, sfu="pipelined", lanes=4):
             assert cycle < limit, "no done"
 
     shared.run(testbench)
-    dy = np.array([[words.get((DY_BASE + b * LPC, i), 0) for b in range(batch)]
+    dy = np.array([[words.get((DY_BASE + b * DY_LPC, i), 0) for b in range(batch)]
                    for i in range(classes)], dtype=np.uint64)
     return dy, result["done"]
 

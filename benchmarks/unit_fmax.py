@@ -1,0 +1,177 @@
+"""Fmax of the default core's units on ECP5, each placed alone (Yosys synth_ecp5 +
+nextpnr-ecp5, out of context).
+
+A full board build takes about an hour of place and route; a unit alone takes minutes, so
+this is where the core's timing is worked on. For the default configuration it places
+
+* ``loss``: the loss-gradient unit (``hw.loss.LossGradient``, pipelined special-function
+  unit, the core's lanes);
+* ``pe``: one PE (``hw.pe.PE``);
+* ``compute``, ``mover``, ``sequencer``: the core's compute engine, mover and sequencer
+  (``hw.compute``, ``hw.mover``, ``hw.sequencer``);
+* ``checker``: the accelerator's command checker (``hw.command_check``).
+
+``loss`` and ``pe`` sit behind ``hw.harness.InputRegisters(unit, outputs=True)``, the
+others (their ports are interfaces) behind ``hw.harness.SerialPorts``: every timed path is
+register to register. Each is placed on an LFE5U-85F out of context at a 100 MHz target,
+seed 1. An engine alone sees its command and sizes from registers; in the core they come
+from the sequencer's registers too.
+
+    .venv/bin/python benchmarks/unit_fmax.py [--units loss pe compute mover sequencer checker]
+
+Writes ``benchmarks/results/unit_fmax.{json,md}``: per unit LUT4, FF, DSP, BRAM, Fmax and
+the critical path (its ends, logic and routing delay, logic levels and the Amaranth source
+lines it runs through). Units not run keep their previous results.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "build" / "bench" / "unit_fmax"
+UNITS = ("loss", "pe", "compute", "mover", "sequencer", "checker")
+DEVICE = "85k"
+FREQ_MHZ = 100
+TARGET_MHZ = 100
+
+NOTE = """\
+What is measured: units of the default configuration (4x4 PEs, bf16 operands, MAC latency
+6, the pipelined special-function unit), each synthesized with Yosys `synth_ecp5` (classic
+`abc -lut 4` mapping, flattened) and placed and routed alone by nextpnr-ecp5 on an
+LFE5U-85F **out of context** (no IO buffers; the clock on the fabric), 100 MHz target, seed
+1. `loss` and `pe` are wrapped in input and output registers
+(`hw.harness.InputRegisters(unit, outputs=True)`), the engines, the sequencer and the
+command checker (interface ports) in `hw.harness.SerialPorts` (every input bit from a shift
+register, every output registered and captured into one): each timed path is register to
+register, and the wrappers' own paths are one LUT deep. LUT4 counts a CCU2C as two and
+includes the wrapper's logic; FF includes the wrapper's registers. The core's own Fmax is
+at most the slowest of its units; the paths between units (the issue merge, the
+scratchpad's and the banks' addressing) are not in this table: the board build
+(`board_build.md`) places the whole core."""
+
+
+def build_unit(name):
+    """The unit ``name`` of the default configuration, wrapped for timing."""
+    from chrysalis.gen.spec.config import PRESETS
+    from chrysalis.hw.command_check import CommandChecker
+    from chrysalis.hw.compute import ComputeEngine
+    from chrysalis.hw.core import Core
+    from chrysalis.hw.harness import InputRegisters, SerialPorts
+    from chrysalis.hw.loss import LossGradient
+    from chrysalis.hw.mover import Mover
+    from chrysalis.hw.pe import PE
+    from chrysalis.hw.sequencer import Sequencer
+
+    config = PRESETS["default"]
+    core = Core(config)
+    core._MustUse__silence = True
+    R, C, G = core.rows, core.cols, core.group
+    engine = dict(command=core.layout, issue=core.issue_layout, rows=R, cols=C)
+    if name == "loss":
+        widest = min(4, max(R, C))
+        return InputRegisters(LossGradient(
+            line_bits=core.line_bits, mac_latency=core.latency, sfu=config.core.sfu,
+            lanes=4 if widest >= 4 else 2 if widest >= 2 else 1), outputs=True)
+    if name == "pe":
+        return InputRegisters(PE(config.mac.operand, **core.pe_args), outputs=True)
+    units = {
+        "compute": lambda: ComputeEngine(**engine, group=G, streams=core.streams,
+                                         random_policy=config.mac.dual == "random",
+                                         reuse=core.reuse, reuse_shared=core.reuse_shared),
+        "mover": lambda: Mover(**engine),
+        "sequencer": lambda: Sequencer(core.layout, rows=R, cols=C,
+                                       settle_cycles=core.latency + 4, group=G),
+        "checker": lambda: CommandChecker(config),
+    }
+    return SerialPorts(units[name]())
+
+
+def run_unit(name):
+    """Synthesize and place one unit; return its figures (or its error)."""
+    from amaranth.back import verilog
+
+    from chrysalis.gen.flows.board import parse_nextpnr_report
+    from chrysalis.gen.flows.pnr import pnr_ecp5
+    from chrysalis.gen.flows.synth import SynthError, synth_ecp5
+
+    workdir = WORK / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    top = f"unit_{name}"
+    # Amaranth's source locations stay in the netlist, so the critical path names lines.
+    (workdir / f"{top}.v").write_text(verilog.convert(build_unit(name), name=top))
+    start = time.monotonic()
+    try:
+        synth = synth_ecp5(workdir / f"{top}.v", top, workdir, lut_mapper="abc")
+        placed = time.monotonic()
+        pnr_ecp5(synth["netlist"], workdir, device=DEVICE, freq_mhz=FREQ_MHZ,
+                 out_of_context=True)
+    except SynthError as error:
+        return {"unit": name, "error": str(error), "log": error.log}
+    done = time.monotonic()
+    report = parse_nextpnr_report(next(workdir.glob("*.pnr.json")))
+    return {"unit": name, "lut4": synth["lut4"], "ff": synth["ff"], "dsp": synth["dsp"],
+            "bram": synth["bram"], "fmax_mhz": min(report["fmax_mhz"].values()),
+            "critical_path": report["critical_path"],
+            "synth_s": round(placed - start, 1), "pnr_s": round(done - placed, 1)}
+
+
+def table(rows):
+    lines = ["| unit | LUT4 | FF | DSP | BRAM | Fmax (MHz) | critical path | through |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['unit']} | failed: {r['error']} | | | | | | |")
+            continue
+        p = r["critical_path"] or {}
+        path = (f"{p.get('delay_ns')} ns ({p.get('logic_ns')} logic, {p.get('routing_ns')} "
+                f"routing, {p.get('logic_levels')} levels): `{p.get('start_cell')}` -> "
+                f"`{p.get('end_cell')}`")
+        through = ", ".join(f"`{s}`" for s in p.get("sources", [])[:6]) or "-"
+        lines.append(f"| {r['unit']} | {r['lut4']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
+                     f"{r['fmax_mhz']:.1f} | {path} | {through} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(rows):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    order = {name: k for k, name in enumerate(UNITS)}
+    rows = sorted(rows, key=lambda r: order[r["unit"]])
+    (RESULTS / "unit_fmax.json").write_text(json.dumps(
+        {"note": NOTE, "target_mhz": TARGET_MHZ, "rows": rows}, indent=1) + "\n")
+    placed = [r for r in rows if "error" not in r]
+    slowest = min(placed, key=lambda r: r["fmax_mhz"]) if placed else None
+    summary = (f"Slowest unit: **{slowest['unit']}, {slowest['fmax_mhz']:.1f} MHz** against "
+               f"the {TARGET_MHZ} MHz target "
+               f"({'met' if slowest['fmax_mhz'] >= TARGET_MHZ else 'not met'}).\n\n"
+               if slowest else "")
+    (RESULTS / "unit_fmax.md").write_text(
+        "# Fmax of the default core's units (ECP5, out of context)\n\n" + NOTE + "\n\n"
+        + summary + table(rows))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", nargs="+", choices=UNITS, default=list(UNITS),
+                        help="units to place (default: all); the others keep their results")
+    args = parser.parse_args(argv)
+    path = RESULTS / "unit_fmax.json"
+    for name in args.units:
+        row = run_unit(name)
+        print(json.dumps({k: row.get(k) for k in ("unit", "fmax_mhz", "lut4", "dsp", "error")}),
+              flush=True)
+        # Read the results again before each write: another run may have added units.
+        rows = {r["unit"]: r for r in (json.loads(path.read_text())["rows"]
+                                       if path.exists() else [])}
+        rows[name] = row
+        write(list(rows.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
