@@ -9,7 +9,10 @@ Three targets:
 
 For ``cmos`` and ``liberty`` the memories (PE banks, scratchpad, FIFOs) are kept as macros:
 an ASIC takes them from a memory compiler, not from flip-flops, so the logic area excludes
-them and their bits are reported beside it (``memory_bits``).
+them and their bits are reported beside it (``memory_bits``). These two targets keep the
+hierarchy and synthesize identical modules once (the PEs of an array:
+:func:`gen.flows.liberty.fold_identical_modules`); a ``liberty`` result states the library's
+path, SHA-256 and the area unit.
 
 The YoWASP tools run in a sandbox with a private ``/tmp``: every path handed to them is
 relative to the working directory they run in.
@@ -22,9 +25,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .liberty import file_sha256, fold_identical_modules
+
 __all__ = ["SynthError", "TARGETS", "GROUPS", "tool", "run_tool", "synth_ecp5",
            "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs", "synth_generic",
-           "module_group", "breakdown", "synthesize_config"]
+           "module_group", "breakdown", "synthesize_config", "liberty_facts", "MEMORIES_NOTE"]
 
 #: Synthesis targets of :func:`synthesize_config`.
 TARGETS = ("ecp5", "cmos", "liberty")
@@ -181,7 +186,7 @@ def _generic_script(top, liberty):
     return "; ".join(steps)
 
 
-def synth_generic(verilog, top, workdir, *, liberty=None):
+def synth_generic(verilog, top, workdir, *, liberty=None, fold=True):
     """Synthesize ``verilog`` to generic CMOS gates or to a Liberty library's cells.
 
     Parameters
@@ -205,8 +210,20 @@ def synth_generic(verilog, top, workdir, *, liberty=None):
         ``cells`` (cell count), ``flip_flops`` (``cmos``) and ``memory_bits`` (bits of the
         memories kept as macros, not in the area or the transistors). Transistors are
         Yosys' static-CMOS prices (NOT 2, NAND2 and NOR2 4, a flip-flop 16).
+        ``"folded"``: ``{module: the identical module synthesized in its place}``
+        (empty without ``fold``); a folded module has its stand-in's figures.
+    fold : bool
+        Synthesize identical modules once (:func:`gen.flows.liberty.fold_identical_modules`:
+        the PEs of an array, say). The hierarchy is kept, so Yosys optimizes nothing across
+        a module boundary and the figures are those of synthesizing every copy.
     """
     workdir, local = _local_copy(verilog, workdir)
+    folded = {}
+    if fold:
+        text, folded = fold_identical_modules(local.read_text())
+        if folded:
+            local = workdir / f"{local.stem}.folded.v"
+            local.write_text(text)
     pre = f"tee -q -o {top}.memories.json stat -json"
     if liberty is not None:
         source = Path(liberty)
@@ -259,7 +276,9 @@ def synth_generic(verilog, top, workdir, *, liberty=None):
     for key, value in total.items():
         if isinstance(value, float):
             total[key] = round(value, 3)
-    return {"total": total, "modules": modules}
+    for module, stand_in in folded.items():
+        modules[module] = dict(modules[stand_in])
+    return {"total": total, "modules": dict(sorted(modules.items())), "folded": folded}
 
 
 def _instance_counts(top, children):
@@ -364,7 +383,8 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
         The Liberty file of the ``liberty`` target.
     modules : bool
         ``ecp5``: also synthesize without flattening for the per-module breakdown (a second
-        run); the other targets keep the hierarchy anyway.
+        run); the other targets keep the hierarchy anyway and synthesize identical modules
+        once (:func:`synth_generic`'s ``fold``).
     lut_mapper : str
         ``ecp5``: ``"abc"`` (default; YoWASP's ABC9 exits without a message on some of this
         project's netlists) or ``"abc9"``, see :func:`synth_ecp5`.
@@ -373,7 +393,10 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
     -------
     dict
         ``target``, ``top``, ``total`` (the figures of the whole design), ``breakdown``
-        (:func:`breakdown`, or None), and for ``ecp5`` the ``netlist`` path.
+        (:func:`breakdown`, or None), for ``ecp5`` the ``netlist`` path, for ``cmos`` and
+        ``liberty`` ``folded`` (how many modules were synthesized as an identical one), for
+        ``liberty`` the library's facts (:func:`liberty_facts`: path, SHA-256, area unit,
+        the memories' treatment).
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -402,6 +425,25 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
                                 liberty=liberty if target == "liberty" else None)
         result["total"] = generic["total"]
         result["breakdown"] = breakdown(generic["modules"], top)
+        result["folded"] = len(generic["folded"])
         if target == "liberty":
-            result["liberty"] = Path(liberty).name
+            result.update(liberty_facts(liberty))
     return result
+
+
+#: How the ``cmos`` and ``liberty`` results treat the memories, as stated in them.
+MEMORIES_NOTE = ("excluded: memories (PE banks, scratchpad, FIFOs) are kept as macros, "
+                 "outside the area; their bits are memory_bits")
+
+
+def liberty_facts(liberty):
+    """What a ``liberty`` result states of its library: its name, absolute path and SHA-256,
+    the area unit and how the memories are treated (:data:`MEMORIES_NOTE`).
+
+    Liberty has no standard area-unit attribute: areas are in µm² by convention (so are the
+    known PDKs', :data:`gen.flows.liberty.PDKS`).
+    """
+    path = Path(liberty).resolve()
+    return {"liberty": path.name, "liberty_path": str(path),
+            "liberty_sha256": file_sha256(path), "area_unit": "µm²",
+            "memories": MEMORIES_NOTE}
