@@ -12,11 +12,15 @@ module's Verilog, everything below it, the library and the script): with the hie
 Yosys optimizes nothing across a module boundary, so this gives the figures of synthesizing
 every copy.
 
-Points: the ``tiny`` and ``default`` presets as they are, then the series of
-``benchmarks/area_sweep.py`` (the ``default`` preset, scratchpad reduced to 4096 words, bf16
-operands) for arrays 1x2, 2x2, 2x4 and 4x4, dual precision ``single`` (16 accumulators) and
-``value`` (28 accumulators, low-precision multiplier of 3 mantissa bits). Per series: the
-exponent b of area = a * PEs^b and the straight line area = fixed + per PE * PEs.
+Points: the ``tiny`` preset as it is, then the series of ``benchmarks/area_sweep.py`` (the
+``default`` preset, scratchpad reduced to 4096 words, bf16 operands) for arrays 1x2, 2x2,
+2x4 and 4x4, dual precision ``single`` (16 accumulators) and ``value`` (28 accumulators,
+low-precision multiplier of 3 mantissa bits). Its ``4x4-single`` point is the ``default``
+preset but for the scratchpad: the default 65536-word scratchpad is a macro either way, but
+its zero initializer (65536 assignments in the Verilog) kept Yosys' front end busy for over
+35 minutes here without reaching synthesis, and a smaller scratchpad changes only its
+address logic. Per series: the exponent b of area = a * PEs^b and the straight line
+area = fixed + per PE * PEs.
 
     make asic-lib
     .venv/bin/python benchmarks/asic_area.py [-j 2] [--only NAME ...] [--report-only]
@@ -51,13 +55,15 @@ ARRAYS = ((1, 2), (2, 2), (2, 4), (4, 4))
 #: The dual-precision settings of the series (as in ``sweeps/area.toml``).
 DUALS = {"single": {"mac.dual": "single"},
          "value": {"mac.dual": "value", "pe.acc_regs": 28}}
+#: The point that stands for the ``default`` preset (its scratchpad reduced).
+DEFAULT_POINT = "4x4-single"
 #: What every point of the series shares (as in ``sweeps/area.toml``).
 SERIES_BASE = {"core.scratchpad_words": 4096, "mac.operand": "bf16", "mac.low_man_bits": 3}
 
 
 def points():
     """``{name: (preset, overrides)}`` in the order they run."""
-    out = {"tiny": ("tiny", {}), "default": ("default", {})}
+    out = {"tiny": ("tiny", {})}
     # The ends of the series first, 2x4 last: the fit needs the range more than the middle.
     for rows, cols in sorted(ARRAYS, key=lambda a: a == (2, 4)):
         for dual, knobs in DUALS.items():
@@ -90,21 +96,32 @@ def load(name):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+#: The groups of the PE array: what grows with the PEs (the rest is per core).
+ARRAY_GROUPS = ("mac", "pe", "reuse_cache", "interconnect")
+
+
 def series_fits(done):
-    """Per dual policy: the points, the exponent b and the straight line of the total
-    area against PEs."""
+    """Per dual policy and per measure (the whole design, ``total``, and the PE array
+    alone, ``array``: :data:`ARRAY_GROUPS`): the points, the exponent b and the straight
+    line of the area against PEs."""
     fits = {}
     for dual in DUALS:
         group = sorted((r for r in done.values() if r["name"].endswith("-" + dual)),
                        key=lambda r: r["pes"])
         xs = [r["pes"] for r in group]
-        ys = [r["total"]["area"] for r in group]
-        b = fit_exponent(xs, ys)
-        line = fit_line(xs, ys)
-        fits[dual] = {"sizes": [r["name"].split("-")[0] for r in group],
-                      "b": None if b is None else round(b, 3),
-                      "fixed_um2": None if line is None else line[0],
-                      "per_pe_um2": None if line is None else line[1]}
+        for measure in ("total", "array"):
+            if measure == "total":
+                ys = [r["total"]["area"] for r in group]
+            else:
+                ys = [sum(r["breakdown"]["groups"][g]["area"] for g in ARRAY_GROUPS)
+                      for r in group]
+            b = fit_exponent(xs, ys)
+            line = fit_line(xs, ys)
+            fits[f"{dual} {measure}"] = {
+                "sizes": [r["name"].split("-")[0] for r in group],
+                "area_um2": ys, "b": None if b is None else round(b, 3),
+                "fixed_um2": None if line is None else line[0],
+                "per_pe_um2": None if line is None else line[1]}
     return fits
 
 
@@ -151,20 +168,25 @@ def markdown(data):
           r["memory_bits"], _num(r["pe_um2"]))
          + tuple(_num(r["groups_um2"][g]) for g in GROUPS) + (r["seconds"],)
          for n, r in p.items()])]
-    for preset in ("tiny", "default"):
-        if preset in p:
-            rows = sorted(p[preset]["modules_um2"].items(), key=lambda kv: -kv[1])
-            lines += ["", f"`{preset}` per module path (µm², the PEs folded together, "
-                          "each row the module's own cells without its submodules'):", "",
+    for point, title in (("tiny", "`tiny`"), (DEFAULT_POINT, "`default` (scratchpad "
+                                                         "4096 words: the `4x4-single` point)")):
+        if point in p:
+            rows = sorted(p[point]["modules_um2"].items(), key=lambda kv: -kv[1])
+            lines += ["", f"{title} per module path (µm², the PEs folded together, each row "
+                          "the module's own cells without its submodules'):", "",
                       markdown_table(("module", "µm²", "share"),
-                                     [(m, _num(a), f"{100 * a / p[preset]['area_um2']:.1f}%")
+                                     [(m, _num(a), f"{100 * a / p[point]['area_um2']:.1f}%")
                                       for m, a in rows if a])]
     fits = data["fits_area_vs_pes"]
     lines += ["", "Fitted per series (area against PEs, least squares): the exponent b of "
-                  "area = a * PEs^b and the line area = fixed + per PE * PEs:", "",
-              markdown_table(("series", "sizes", "b", "fixed (µm²)", "per PE (µm²)"),
-                             [(s, ", ".join(f["sizes"]), f["b"], _num(f["fixed_um2"]),
-                               _num(f["per_pe_um2"])) for s, f in fits.items()])]
+                  "area = a * PEs^b and the line area = fixed + per PE * PEs; `total` is the "
+                  "whole accelerator, `array` the PE array alone (groups "
+                  + ", ".join(ARRAY_GROUPS) + "):", "",
+              markdown_table(("series", "sizes", "µm²", "b", "fixed (µm²)", "per PE (µm²)"),
+                             [(s, ", ".join(f["sizes"]),
+                               ", ".join(_num(a) for a in f["area_um2"]), f["b"],
+                               _num(f["fixed_um2"]), _num(f["per_pe_um2"]))
+                              for s, f in fits.items()])]
     if data["pending"]:
         lines += ["", "Not run yet: " + ", ".join(data["pending"]) + "."]
     return "\n".join(lines) + "\n"
