@@ -140,8 +140,40 @@ def summary(done, liberty):
             "config_hash": r["config_hash"]}
     return {"pdk": PDK, "liberty_path": str(liberty), "liberty_sha256": file_sha256(liberty),
             "area_unit": "µm²", "memories": MEMORIES_NOTE, "points": points_table,
-            "fits_area_vs_pes": series_fits(done),
+            "fits_area_vs_pes": series_fits(done), "refit_45nm": refit_section(),
             "pending": [n for n in points() if n not in done]}
+
+
+def refit_section():
+    """The 45 nm figures of ``gen.perf.area_model`` against their refit from this study
+    (:func:`gen.perf.area_model.refit_45nm`), and the areas of the designs of
+    ``search.json`` (the architecture search's results) under both; None with fewer than
+    three series points."""
+    from chrysalis.gen.perf.area_model import ASIC_45NM, asic_area_mm2, refit_45nm
+    from chrysalis.gen.perf.search import design_config
+    try:
+        refit = refit_45nm()
+    except ValueError:
+        return None
+    figures = {k: v for k, v in refit.items() if k in ASIC_45NM}
+    designs = {"default preset": None}
+    search = json.loads((RESULTS / "search.json").read_text())
+    for row in search["comparison"]:
+        designs.setdefault(f"search: {row['objective']} optimum",
+                           row["exhaustive"]["best"]["design"])
+    for budget in search["budgets"]:
+        designs[f"search: searched at {budget['area_mm2']} mm²"] = \
+            budget["searched"]["best"]["design"]
+        designs[f"search: CATERPILLAR-like at {budget['area_mm2']} mm²"] = \
+            budget["caterpillar_like"][0]["design"]
+    areas = {}
+    for name, design in designs.items():
+        config = get_preset("default") if design is None else design_config(design)
+        areas[name] = {"design": design, "before_mm2": round(asic_area_mm2(config), 2),
+                       "after_mm2": round(asic_area_mm2(config, figures), 2)}
+    return {"before": {k: ASIC_45NM[k] for k in figures},
+            "after": {k: round(v, 5) for k, v in figures.items()},
+            "dual_check": round(refit["dual_check"], 3), "designs": areas}
 
 
 def _pe_area(result):
@@ -187,6 +219,23 @@ def markdown(data):
                                ", ".join(_num(a) for a in f["area_um2"]), f["b"],
                                _num(f["fixed_um2"]), _num(f["per_pe_um2"]))
                               for s, f in fits.items()])]
+    refit = data["refit_45nm"]
+    if refit:
+        lines += ["", "The 45 nm logic figures of `gen.perf.area_model` (what the architecture "
+                      "search budgets with) refitted from the series by `refit_45nm`: the "
+                      "osu018 D flip-flop (96 µm²) and the fit's per-PE and per-core areas, "
+                      "scaled by (45/180)²; the search still uses the figures before:", "",
+                  markdown_table(("figure", "before", "refit"),
+                                 [(k, refit["before"][k], refit["after"][k])
+                                  for k in refit["before"]]),
+                  "", f"With the refit figures the model's extra area of a `value` PE over a "
+                      f"`single` one is {refit['dual_check']:.2f}x the synthesized one. Areas "
+                      "at 45 nm (mm²) of the default preset and of the designs of the "
+                      "architecture search's results, before and after:", "",
+                  markdown_table(("design", "before", "refit", "ratio"),
+                                 [(n, d["before_mm2"], d["after_mm2"],
+                                   f"{d['after_mm2'] / d['before_mm2']:.2f}")
+                                  for n, d in refit["designs"].items()])]
     if data["pending"]:
         lines += ["", "Not run yet: " + ", ".join(data["pending"]) + "."]
     return "\n".join(lines) + "\n"

@@ -16,23 +16,24 @@ and ``value``), ``µm² = per_core + PEs * (per_pe + per_dual_pe * dual)``;
 :func:`asic_area_mm2` is the area at 45 nm that the architecture search budgets against
 (CATERPILLAR's 103.2 and 178.9 mm²). Its figures, per component (:data:`ASIC_45NM`):
 
-* a MAC: an FPU figure (``fp16_fpu_mm2``) scaled for the config's formats: half for the
-  multiplier, scaled by the significand width squared, half for the adder, scaled by the
-  accumulator width; a dual-precision PE adds a low-precision multiplier and a second adder;
+* a MAC: CATERPILLAR's half-precision FPU, 0.0056 mm² (Li & Pedram, ASAP 2017), scaled
+  for the config's formats: half for the multiplier, scaled by the significand width
+  squared, half for the adder, scaled by the accumulator width; a dual-precision PE adds a
+  low-precision multiplier and a second adder;
 * SRAM: 0.55 µm² per bit (a 45 nm 6T cell of about 0.35 µm² over an array efficiency of
   about 64%: an estimate), for the PE banks (a second read port doubles a bank, as on the
   FPGA) and the scratchpad;
-* registers (accumulators): ``flop_um2_per_bit``;
-* per core, control (sequencer, loss unit, special functions, command checks, DMA,
-  registers): ``core_control_mm2``, and per ring link bit a router/link cost of
-  0.0005 mm² (an estimate).
+* registers (accumulators): 5 µm² per bit (an estimate of a 45 nm flip-flop);
+* per core, control (sequencer, loss unit, special functions, DMA, registers): 0.1 mm²,
+  and per ring link bit a router/link cost of 0.0005 mm² (both estimates).
 
-The logic figures (FPU, flip-flop, control) are refitted from the osu018 syntheses by
-:func:`refit_45nm`, scaled from 0.18 µm to 45 nm by the ideal (45/180)² (an assumption:
-there is no 45 nm Liberty file here). They were CATERPILLAR's half-precision FPU
-(0.0056 mm², Li & Pedram, ASAP 2017), 5 µm² per flip-flop bit and 0.1 mm² of control per
-core, all estimates; the synthesis says a PE's logic and above all the per-core control
-(the loss unit's six fp32 FMAs, the command checks, the registers) are larger.
+These are estimates, not synthesis: there is no 45 nm Liberty file in this project.
+:func:`refit_45nm` refits the logic figures (FPU, flip-flop, control) from the osu018
+syntheses, scaled from 0.18 µm to 45 nm by the ideal (45/180)² (an assumption); pass its
+figures to :func:`asic_area_mm2` to use them. :data:`ASIC_45NM` keeps the estimates: the
+search's published results were computed with them, and the refit (a larger FPU figure,
+four times the control) moves its designs' areas by 11-30%
+(``benchmarks/results/asic_area.md``).
 """
 
 import json
