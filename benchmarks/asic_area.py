@@ -16,10 +16,10 @@ Points: the ``tiny`` preset as it is, then the series of ``benchmarks/area_sweep
 ``default`` preset, scratchpad reduced to 4096 words, bf16 operands) for arrays 1x2, 2x2,
 2x4 and 4x4, dual precision ``single`` (16 accumulators) and ``value`` (28 accumulators,
 low-precision multiplier of 3 mantissa bits). Its ``4x4-single`` point is the ``default``
-preset but for the scratchpad: the default 65536-word scratchpad is a macro either way, but
-its zero initializer (65536 assignments in the Verilog) kept Yosys' front end busy for over
-35 minutes here without reaching synthesis, and a smaller scratchpad changes only its
-address logic. Per series: the exponent b of area = a * PEs^b and the straight line
+preset but for the scratchpad: the ``default`` preset as it is did not get past reading
+and elaborating its Verilog in 5.5 minutes of CPU time (its 65536-word scratchpad's zero
+initializer, 65536 assignments, is the likely cause); the scratchpad is a macro either way
+and a smaller one changes only its address logic. Per series: the exponent b of area = a * PEs^b and the straight line
 area = fixed + per PE * PEs.
 
     make asic-lib

@@ -32,7 +32,7 @@ These are estimates, not synthesis: there is no 45 nm Liberty file in this proje
 syntheses, scaled from 0.18 µm to 45 nm by the ideal (45/180)² (an assumption); pass its
 figures to :func:`asic_area_mm2` to use them. :data:`ASIC_45NM` keeps the estimates: the
 search's published results were computed with them, and the refit (a larger FPU figure,
-four times the control) moves its designs' areas by 11-30%
+four times the control) moves its designs' areas by 11-29%
 (``benchmarks/results/asic_area.md``).
 """
 
