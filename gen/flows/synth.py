@@ -25,7 +25,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .liberty import file_sha256, fold_identical_modules, module_children, module_digests
+from .liberty import (
+    drop_zero_initializers, file_sha256, fold_identical_modules, module_children,
+    module_digests)
 
 __all__ = ["SynthError", "TARGETS", "GROUPS", "tool", "run_tool", "synth_ecp5",
            "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs", "synth_generic",
@@ -224,15 +226,20 @@ def synth_generic(verilog, top, workdir, *, liberty=None, fold=True, cache=None)
         ``"folded"``: ``{module: the identical module synthesized in its place}``
         (empty without ``fold``); a folded module has its stand-in's figures.
         ``"cached"``: the modules whose figures came from ``cache``.
+
+    The all-zero initializers of memories with a write port are dropped first
+    (:func:`gen.flows.liberty.drop_zero_initializers`): those memories are macros.
     """
     workdir, local = _local_copy(verilog, workdir)
     folded = {}
-    text = local.read_text()
+    # Memories are macros here: their zero initializers change no logic, and a large one
+    # holds Yosys' front end for minutes.
+    text, dropped = drop_zero_initializers(local.read_text())
     if fold:
         text, folded = fold_identical_modules(text)
-        if folded:
-            local = workdir / f"{local.stem}.folded.v"
-            local.write_text(text)
+    if folded or dropped:
+        local = workdir / f"{local.stem}.folded.v"
+        local.write_text(text)
     if liberty is not None:
         source = Path(liberty)
         if not source.is_file():

@@ -215,8 +215,9 @@ def test_synth_generic_of_the_tiny_core(tmp_path, monkeypatch, capsys, flags, fi
     groups = result["breakdown"]["groups"]
     assert result["total"][figure] > 0
     assert sum(g[figure] for g in groups.values()) == pytest.approx(result["total"][figure])
-    # 4 PEs x (64 + 64) words of 32 bits in the banks, as macros.
-    assert groups["pe"]["memory_bits"] == 4 * 128 * 32
+    # 4 PEs x (64 fp32 weight words + 64 bf16 activation words: the operand format) in the
+    # banks, as macros.
+    assert groups["pe"]["memory_bits"] == 4 * 64 * (32 + 16)
     assert groups["mac"][figure] > 0 and groups["interconnect"][figure] > 0
     # The four identical PEs (and their submodules) are mapped once.
     assert result["folded"] >= 3

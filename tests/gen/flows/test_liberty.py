@@ -15,7 +15,8 @@ from chrysalis.gen.cli import main
 from chrysalis.gen.cli.synth import synth_tables
 from chrysalis.gen.flows import liberty as liberty_module
 from chrysalis.gen.flows.liberty import (
-    PDKS, PdkError, file_sha256, fold_identical_modules, pdk_liberty, split_modules)
+    PDKS, PdkError, drop_zero_initializers, file_sha256, fold_identical_modules, pdk_liberty,
+    split_modules)
 from chrysalis.gen.flows.synth import breakdown, liberty_facts, synth_generic
 
 from ..cli.test_synth_cli import LIBERTY
@@ -146,6 +147,30 @@ def test_a_cached_module_without_its_submodules_is_synthesized(workdir):
     again = synth_generic("a.v", "top", "again", liberty="cells.lib", cache="cache")
     assert again["cached"] == []
     assert again["modules"] == first["modules"] and again["total"] == first["total"]
+
+
+def test_zero_initializers_of_written_memories_are_dropped():
+    text = ("module \\top.ram (clk, a, d, q);\n"
+            "  input clk; input [1:0] a; input [7:0] d; output reg [7:0] q;\n"
+            "  reg [7:0] mem [3:0];\n"
+            "  initial begin\n    mem[0] = 8'd0;\n    mem[1] = 8'd0;\n    mem[2] = 8'd0;\n"
+            "    mem[3] = 8'd0;\n  end\n"
+            "  always @(posedge clk) begin mem[a] <= d; q <= mem[a]; end\n"
+            "endmodule\n"
+            "module \\top.rom (clk, a, q);\n"
+            "  input clk; input [1:0] a; output reg [7:0] q;\n"
+            "  reg [7:0] table_ [1:0];\n"
+            "  initial begin\n    table_[0] = 8'd0;\n    table_[1] = 8'd0;\n  end\n"
+            "  always @(posedge clk) q <= table_[a[0]];\n"
+            "endmodule\n")
+    out, dropped = drop_zero_initializers(text)
+    # The RAM's initializer goes; the ROM (no write port) keeps its contents.
+    assert dropped == ["mem"]
+    assert "mem[0] = 8'd0;" not in out and "table_[0] = 8'd0;" in out
+    assert out == text.replace("  initial begin\n    mem[0] = 8'd0;\n    mem[1] = 8'd0;\n"
+                               "    mem[2] = 8'd0;\n    mem[3] = 8'd0;\n  end\n", "")
+    # A memory with a non-zero word keeps its initializer.
+    assert drop_zero_initializers(text.replace("mem[2] = 8'd0;", "mem[2] = 8'd5;"))[1] == []
 
 
 # --- the library's facts and the PDK names ---------------------------------------------------
