@@ -193,9 +193,8 @@ SECTIONS = (
             "PEs.\n\n![LUT4 against PEs](../benchmarks/results/area_sweep.png)"),
     Section("ASIC area from a real standard-cell library", ("asic_area",),
             ("make asic-lib", _py("asic_area", "-j 2")),
-            "The tiny preset and the 1x2 to 4x4 series of the default preset (single and "
-            "value; scratchpad 4096 words, its 4x4 single point standing for the default) "
-            "mapped to the osu018 0.18 µm standard cells (Debian qflow-tech-osu018) by "
+            "The tiny and default presets and the 1x2 to 4x4 series of the default preset "
+            "(single and value, scratchpad 4096 words) mapped to the osu018 0.18 µm standard cells (Debian qflow-tech-osu018) by "
             "`chrysalis synth --pdk osu018`: µm² per module, memories excluded (macros), "
             "the fitted exponent of area against PEs, and the 45 nm model refitted."),
     Section("Board build and Fmax", ("board_build",), (_py("board_build", "--simulate"),),
