@@ -6,6 +6,7 @@
 #   make test-slow   every test, `slow` ones included
 #   make demo        chrysalis demo (the main job on the default config)
 #   make bench-arith benchmarks/arith.py
+#   make asic-lib    the osu018 standard-cell library (Debian qflow-tech-osu018) for synth --pdk
 #   make clean       build products and caches (keeps .venv); distclean also removes .venv
 #
 # Variables: PYTHON (interpreter that creates .venv, >= 3.11), JOBS (pytest workers),
@@ -32,7 +33,7 @@ BENCH_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: help setup system-deps lint-imports test test-slow demo bench-arith clean distclean
+.PHONY: help setup system-deps lint-imports test test-slow demo bench-arith asic-lib clean distclean
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -122,6 +123,22 @@ demo: setup
 
 bench-arith: setup
 	$(PY) benchmarks/arith.py $(BENCH_ARGS)
+
+# The Liberty file of `chrysalis synth --pdk osu018` (gen/flows/liberty.py PDKS): installed
+# only when missing, so a second run does nothing; apt needs root (or sudo).
+ASIC_LIB := /usr/share/qflow/tech/osu018/osu018_stdcells.lib
+ASIC_LIB_PACKAGE := qflow-tech-osu018
+asic-lib:
+	@if [ -f $(ASIC_LIB) ]; then echo "$(ASIC_LIB) is installed"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "error: cannot install $(ASIC_LIB_PACKAGE) for $(ASIC_LIB): no apt-get on this machine" >&2; exit 1; fi; \
+	if [ "$$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then \
+	  echo "error: cannot install $(ASIC_LIB_PACKAGE) for $(ASIC_LIB): apt-get needs root and there is no sudo" >&2; exit 1; fi; \
+	echo "Installing $(ASIC_LIB_PACKAGE) with apt"; \
+	{ $(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $(ASIC_LIB_PACKAGE); } >/dev/null 2>&1 || { \
+	  echo "error: apt-get could not install $(ASIC_LIB_PACKAGE) (run it by hand to see why)" >&2; exit 1; }; \
+	[ -f $(ASIC_LIB) ] || { echo "error: $(ASIC_LIB_PACKAGE) is installed but $(ASIC_LIB) is missing" >&2; exit 1; }; \
+	echo "$(ASIC_LIB) is installed"
 
 clean:
 	rm -rf build/ sim_build/ .pytest_cache/ results.xml

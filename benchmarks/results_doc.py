@@ -197,6 +197,12 @@ SECTIONS = (
             "The whole accelerator synthesized for ECP5 from 1x2 to 8x8 PEs, per operand "
             "format, dual precision and reuse cache, with the fitted exponent of area against "
             "PEs.\n\n![LUT4 against PEs](../benchmarks/results/area_sweep.png)"),
+    Section("ASIC area from a real standard-cell library", ("asic_area",),
+            ("make asic-lib", _py("asic_area", "-j 2")),
+            "The tiny and default presets and the 1x2 to 4x4 series of the default preset "
+            "(single and value, scratchpad 4096 words) mapped to the osu018 0.18 µm standard cells (Debian qflow-tech-osu018) by "
+            "`chrysalis synth --pdk osu018`: µm² per module, memories excluded (macros), "
+            "the fitted exponent of area against PEs, and the 45 nm model refitted."),
     Section("Board build and Fmax", ("board_build",), (_py("board_build", "--simulate"),),
             "The default 4x4 core (scratchpad halved to fit) as the on-board self-test, routed "
             "for the ULX3S-85F ([board.md](board.md)). Target: >= 100 MHz for a 4x4 bf16 "

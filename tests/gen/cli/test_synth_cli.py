@@ -5,6 +5,7 @@ submodule) for the generic targets; synthesizing the 2x2 ``tiny`` core takes min
 (over 3 minutes for ECP5 on a busy 2-core machine), so those runs are marked slow.
 """
 
+import hashlib
 import json
 import os
 
@@ -214,6 +215,13 @@ def test_synth_generic_of_the_tiny_core(tmp_path, monkeypatch, capsys, flags, fi
     groups = result["breakdown"]["groups"]
     assert result["total"][figure] > 0
     assert sum(g[figure] for g in groups.values()) == pytest.approx(result["total"][figure])
-    # 4 PEs x (64 + 64) words of 32 bits in the banks, as macros.
-    assert groups["pe"]["memory_bits"] == 4 * 128 * 32
+    # 4 PEs x (64 fp32 weight words + 64 bf16 activation words: the operand format) in the
+    # banks, as macros.
+    assert groups["pe"]["memory_bits"] == 4 * 64 * (32 + 16)
     assert groups["mac"][figure] > 0 and groups["interconnect"][figure] > 0
+    # The four identical PEs (and their submodules) are mapped once.
+    assert result["folded"] >= 3
+    if figure == "area":
+        assert result["area_unit"] == "µm²" and result["memories"].startswith("excluded")
+        assert result["liberty_path"] == str(tmp_path / "cells.lib")
+        assert result["liberty_sha256"] == hashlib.sha256(LIBERTY.encode()).hexdigest()
