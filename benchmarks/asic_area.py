@@ -12,7 +12,8 @@ module's Verilog, everything below it, the library and the script): with the hie
 Yosys optimizes nothing across a module boundary, so this gives the figures of synthesizing
 every copy (on ``tiny``, 4,774,000 µm² folded against 4,772,029 µm² with every copy
 mapped, folding off: the PEs' figures are equal, the other modules differ by ABC's
-sensitivity to the order of the netlist, 0.04% in all).
+sensitivity to the order of the netlist, 0.04% in all, on the gateware before the loss
+unit's addresses were stepped).
 
 Points: the ``tiny`` and ``default`` presets as they are, then the series of
 ``benchmarks/area_sweep.py`` (the ``default`` preset, scratchpad reduced to 4096 words,
