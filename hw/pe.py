@@ -542,23 +542,40 @@ class PE(wiring.Component):
             m.d.comb += [add1.a.eq(delayed(c1_32, QS + ML, "addend1")), add1.b.eq(product1),
                          add1.i_valid.eq(mul.o_valid)]
 
-        # The destination of each result travels beside the MAC pipeline.
-        tag = data.StructLayout({"update": 1, "velocity": 1, "pair1": 1, "acc": len(s1.c_acc),
-                                 "waddr": len(s1.waddr)})
+        done = self._result_tags(m, s1, is_mac, is_update, is_velocity, pair1)
+        # --- cycle t+1+L: write-back -----------------------------------------------------
+        self._write_back(m, done, add, acc, w_wr, take, sent_acc, reducing, reduce_acc,
+                         add1 if dual else None)
+        return m
+
+    def _result_tags(self, m, s1, is_mac, is_update, is_velocity, pair1=None):
+        """The destination of each result, travelling beside the MAC pipeline (``pair1``:
+        whether pair 1's adder writes the odd accumulator, where there is one). Returns the
+        last stage, that of the result leaving the accumulating adder."""
+        fields = {"update": 1, "velocity": 1}
+        if pair1 is not None:
+            fields["pair1"] = 1
+        tag = data.StructLayout({**fields, "acc": len(s1.c_acc), "waddr": len(s1.waddr)})
         stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
         # The fused update's last MAC writes back to the weight, as an UPDATE does.
         to_w = is_update | (is_mac & s1.c_to_w)
-        m.d.sync += stages[0].eq(Cat(to_w, is_velocity, pair1, s1.c_acc, s1.waddr))
+        first = [to_w, is_velocity] + ([pair1] if pair1 is not None else [])
+        m.d.sync += stages[0].eq(Cat(*first, s1.c_acc, s1.waddr))
         for prev, nxt in zip(stages, stages[1:]):
             m.d.sync += nxt.eq(prev)
-        done = stages[-1]
+        return stages[-1]
 
-        # --- cycle t+1+L: write-back -----------------------------------------------------
+    def _write_back(self, m, done, add, acc, w_wr, take, sent_acc, reducing, reduce_acc,
+                    add1=None):
+        """The results' write-back: ``add``'s into ``acc[done.acc]`` or the weight bank,
+        pair 1's adder ``add1`` (if any) into the odd accumulator after it, a row into the
+        weight bank, and the tree's reduction."""
+        uop = self.uop
         with m.If(add.o_valid & ~done.update):
             for k in range(self.acc_regs):
                 with m.If(done.acc == k):
                     m.d.sync += acc[k].eq(add.result)
-        if dual:
+        if add1 is not None:
             with m.If(add1.o_valid & done.pair1):
                 for k in range(1, self.acc_regs, 2):
                     with m.If((done.acc | 1) == k):
@@ -567,10 +584,8 @@ class PE(wiring.Component):
             m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(add.result), w_wr.en.eq(1)]
         with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
             m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
-
         if self.tree:
             self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
-        return m
 
     def _block_banks(self, m):
         """The banks of a k-paired PE: words of 2x2 blocks (four lanes), one read port per
@@ -596,7 +611,7 @@ class PE(wiring.Component):
         ``acc[c_acc]``. Returns the module."""
         from .dual import KPairMultiplyAdd
         from .fadd import FloatAdder
-        op, uop = self.operand, self.uop
+        op = self.operand
         w_rd, w_wr, a_rd, a_rd2, _ = ports
         QS, ML, PL = self.quantize_stage, self.multiply_latency, self.pair_latency
         AL = self.mac_latency - QS - ML - PL
@@ -618,24 +633,8 @@ class PE(wiring.Component):
         m.submodules.accumulate = add = FloatAdder(FP32, mul.sum_format, FP32, latency=AL)
         m.d.comb += [add.a.eq(delayed(c32, QS + ML + PL, "addend")), add.b.eq(mul.sum),
                      add.i_valid.eq(mul.o_valid)]
-        tag = data.StructLayout({"update": 1, "velocity": 1, "acc": len(s1.c_acc),
-                                 "waddr": len(s1.waddr)})
-        stages = [Signal(tag, name=f"tag{i}") for i in range(self.mac_latency)]
-        to_w = is_update | (is_mac & s1.c_to_w)
-        m.d.sync += stages[0].eq(Cat(to_w, is_velocity, s1.c_acc, s1.waddr))
-        for prev, nxt in zip(stages, stages[1:]):
-            m.d.sync += nxt.eq(prev)
-        done = stages[-1]
-        with m.If(add.o_valid & ~done.update):
-            for k in range(self.acc_regs):
-                with m.If(done.acc == k):
-                    m.d.sync += acc[k].eq(add.result)
-        with m.If(add.o_valid & (done.update | done.velocity)):
-            m.d.comb += [w_wr.addr.eq(done.waddr), w_wr.data.eq(add.result), w_wr.en.eq(1)]
-        with m.Elif((uop.t_op == TransferOp.W_FROM_ROW) & take):
-            m.d.comb += [w_wr.addr.eq(uop.t_addr), w_wr.data.eq(self.row_in), w_wr.en.eq(1)]
-        if self.tree:
-            self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
+        done = self._result_tags(m, s1, is_mac, is_update, is_velocity)
+        self._write_back(m, done, add, acc, w_wr, take, sent_acc, reducing, reduce_acc)
         return m
 
     def _read_enables(self, m, uop, send_w, w_rd, a_rd, a_rd2):
