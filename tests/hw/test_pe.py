@@ -160,8 +160,15 @@ def rtl(program, pe_args):
     dut = PE(pe_args["operand"], weight_words=pe_args["weight_words"],
              act_words=pe_args["act_words"], acc_regs=pe_args["acc_regs"],
              mac_latency=pe_args["latency"])
+    return run_pe(dut, program)[0]
+
+
+def run_pe(dut, program):
+    """``program`` on the PE ``dut`` in Amaranth's simulator: the words it sent, and the
+    products each pair made (``made``, the counters' input), as ``(sent, [pair 0, pair 1])``."""
     fields = dut.layout.members
     sent = []
+    made = [0, 0]
 
     def encode(uop):
         value = {name: 0 for name in fields}
@@ -184,6 +191,9 @@ def rtl(program, pe_args):
             ctx.set(dut.uop, encode(uop))
             ctx.set(dut.row_in, row_in)
             ctx.set(dut.col_in, col_in)
+            bits = ctx.get(dut.made)
+            made[0] += bits & 1
+            made[1] += bits >> 1
             await ctx.tick()
             # After the edge that ends a send's cycle, `out` holds the word sent.
             if uop.get("t_op") in ("SEND_ACC", "SEND_W"):
@@ -193,7 +203,7 @@ def rtl(program, pe_args):
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
-    return sent
+    return sent, made
 
 
 @pytest.mark.parametrize("operand,latency,seed", [(BF16, 3, 1), (BF16, 6, 2), (FP8_E4M3, 2, 3),

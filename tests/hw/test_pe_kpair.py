@@ -11,13 +11,12 @@ hold rule covers pair 0's word only) or a weight whose write-back is still in fl
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from chrysalis.gen.spec.formats import BF16, FP8_E4M3, FP16
-from chrysalis.hw.pe import PE, ComputeOp, TransferOp
+from chrysalis.hw.pe import PE
 from chrysalis.sim.golden.dual import DualPath
 from chrysalis.sim.golden.pe_model import PEModel
-from tests.hw.test_pe import Program
+from tests.hw.test_pe import Program, run_pe
 
 WORDS, ACCS = 16, 8
 
@@ -52,37 +51,7 @@ def ref(program, operand, policy):
 def rtl(program, operand, policy, latency):
     dut = PE(operand, weight_words=WORDS, act_words=WORDS, acc_regs=ACCS,
              mac_latency=latency, dual=policy, low_man_bits=2, pairing="k")
-    fields = dut.layout.members
-    sent = []
-    made = [0, 0]                    # products of pair 0, of pair 1 (the counters' input)
-
-    def encode(uop):
-        value = {name: 0 for name in fields}
-        value.update(uop)
-        value["c_op"] = ComputeOp[uop.get("c_op", "NONE")]
-        value["t_op"] = TransferOp[uop.get("t_op", "NONE")]
-        return dut.layout.const(value)
-
-    async def testbench(ctx):
-        ctx.set(dut.scalar, program.scalar)
-        ctx.set(dut.scalar2, program.scalar2)
-        ctx.set(dut.select, 1)
-        for uop, row_in, col_in in program.steps:
-            ctx.set(dut.uop, encode(uop))
-            ctx.set(dut.row_in, row_in)
-            ctx.set(dut.col_in, col_in)
-            bits = ctx.get(dut.made)
-            made[0] += bits & 1
-            made[1] += bits >> 1
-            await ctx.tick()
-            if uop.get("t_op") in ("SEND_ACC", "SEND_W"):
-                sent.append(ctx.get(dut.out))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    return sent, made
+    return run_pe(dut, program)
 
 
 @pytest.mark.parametrize("operand,policy,latency,seed", [
