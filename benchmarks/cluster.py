@@ -236,11 +236,6 @@ def _digits(samples, seed=0):
     return nx.from_float32(x[idx].T.astype(np.float32)), y[idx]
 
 
-def _stream(program, run):
-    first = (run.cmd_base - program.regions["commands"].addr) // isa.COMMAND_BYTES
-    return program.commands[first:first + run.cmd_count]
-
-
 def mode_program(mode, cores, sizes=SIZES, batch=BATCH):
     """``(config, program, job, runs measured, samples per measured run, streams)`` of one
     mode: ``data`` / ``model`` (two steps; the second measured), ``one`` (one core's
@@ -261,7 +256,7 @@ def mode_program(mode, cores, sizes=SIZES, batch=BATCH):
         batches = [_digits(batch, seed) for seed in (1, 2)]
         job = training_job(program, weights, batches)
         step = program.step_run(1, 0)
-        return config, program, job, [2], batch, [_stream(program, step)]
+        return config, program, job, [2], batch, [program.run_commands(step)]
     from chrysalis.sim.compile.cp_program import CpProgram, cp_job
     fill = 2 * cores - 2
     samples = fill + 4
@@ -270,7 +265,7 @@ def mode_program(mode, cores, sizes=SIZES, batch=BATCH):
     job = cp_job(program, weights, x, y, ticks_per_run=1)
     steady = list(range(fill, samples))                 # every stage busy
     return (config, program, job, [1 + t for t in steady], 1,
-            [_stream(program, program.tick_run(t, 1)) for t in steady])
+            [program.run_commands(program.tick_run(t, 1)) for t in steady])
 
 
 #: The RTL's figures of a mode run (kept by ``--reuse-rtl``).

@@ -724,7 +724,6 @@ def _prefetch_tail(config, sizes, batch, update, timing):
     ``WGRAD`` on, dispatched in order with the DMAs and loads waiting for the core, less
     the same dispatched with them beside it. 0 where the program does not prefetch, or does
     not compile."""
-    from chrysalis.gen.spec import isa
     from chrysalis.sim.compile.program import TrainingProgram
     try:
         program = TrainingProgram(config, list(sizes), batch, 0.25, store_every_step=False,
@@ -733,9 +732,7 @@ def _prefetch_tail(config, sizes, batch, update, timing):
         return 0
     if not program.prefetch:
         return 0
-    run = program.step_run(1, 0)
-    first = (run.cmd_base - program.regions["commands"].addr) // isa.COMMAND_BYTES
-    step = program.commands[first:first + run.cmd_count]
+    step = program.run_commands(program.step_run(1, 0))
     last = max(i for i, c in enumerate(step) if c["op"] == "WGRAD")
     tail = step[last:]
     waiting = cluster_stream_cost(config, tail, timing, dma_overlap=False,

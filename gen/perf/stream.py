@@ -162,9 +162,7 @@ def mlp_step(config, sizes, batch, timing=TESTBENCH_MEMORY, store_every_step=Tru
     from chrysalis.gen.spec.networks import mlp
     program = mlp_program(config, sizes, batch, store_every_step=store_every_step,
                           update=update)
-    run = program.step_run(1, 0)
-    first = (run.cmd_base - program.regions["commands"].addr) // 64
-    commands = program.commands[first:first + run.cmd_count]
+    commands = program.run_commands(program.step_run(1, 0))
     out = stream_cost(config, commands, timing)
     out["commands"] = commands
     out["useful_macs"] = mlp([int(s) for s in sizes]).macs(batch)

@@ -39,8 +39,7 @@ def _op(command):
 def step_commands(program):
     """The commands of slot 0's step of a ``TrainingProgram``, and the step's Run."""
     run = program.step_run(1, 0)
-    first = (run.cmd_base - program.regions["commands"].addr) // 64
-    return program.commands[first:first + run.cmd_count], run
+    return program.run_commands(run), run
 
 
 def model_phases(config, commands, timing=TESTBENCH_MEMORY):

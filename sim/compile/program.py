@@ -185,8 +185,9 @@ def initial_weights(sizes, seed):
 class MemoryImage:
     """The regions of a program's memory image: laid out one after the other from
     ``mem_base``, each at a multiple of ``_align`` bytes, matrices column-major with each
-    column padded to whole beats. A program sets ``regions`` (a dict), ``_next`` (the
-    next free byte), ``_align``, ``beat_bytes``, ``mem_base`` and ``image_words``."""
+    column padded to whole beats. A program sets ``regions`` (a dict, ``"commands"`` among them), ``commands``,
+    ``_next`` (the next free byte), ``_align``, ``beat_bytes``, ``mem_base`` and
+    ``image_words``."""
 
     def _region(self, name, rows, cols, stride):
         region = Region(name, self._next, rows, cols, stride)
@@ -195,6 +196,12 @@ class MemoryImage:
 
     def _matrix_region(self, name, rows, cols):
         self._region(name, rows, cols, ceil_div(_WORD * rows, self.beat_bytes) * self.beat_bytes)
+
+    def run_commands(self, run):
+        """The commands ``run`` (a ``Run`` of this program: its ``cmd_base`` and
+        ``cmd_count``) hands the controller, from ``commands``."""
+        first = (run.cmd_base - self.regions["commands"].addr) // isa.COMMAND_BYTES
+        return self.commands[first:first + run.cmd_count]
 
     def memory_map(self):
         """The memory map as a Markdown table (addresses in bytes, ``mem_base`` included)."""

@@ -229,11 +229,6 @@ def test_ring_collectives_are_priced_by_the_rtl_schedule():
         ring_collective(config, 10, "send", hops=4)
 
 
-def _program_stream(program, run):
-    first = (run.cmd_base - program.regions["commands"].addr) // 64
-    return program.commands[first:first + run.cmd_count]
-
-
 def test_cluster_stream_cost_dispatches_like_the_controller():
     """One core: the stream model's cycles. A CP tick: its ring cycles are the sends'
     (``sim.compile.cp_program``'s tick profile), and a core's commands wait for the core only."""
@@ -244,7 +239,7 @@ def test_cluster_stream_cost_dispatches_like_the_controller():
     cluster = with_overrides(config, {"cluster.cores": 2})
     program = CpProgram(cluster, [64, 32, 32, 10], 0.05, 6)
     tick = program.steady_tick()
-    cost = cluster_stream_cost(cluster, _program_stream(program, program.tick_run(tick, 1)))
+    cost = cluster_stream_cost(cluster, program.run_commands(program.tick_run(tick, 1)))
     profile = program.tick_profile(tick)
     assert cost["ring_cycles"] == profile["ring_cycles"]
     # (The loss gradient's closed form is within a few cycles of sim.golden.core_counts' steps.)
@@ -267,15 +262,14 @@ def test_network_modes_follow_the_cluster_programs():
         config = with_overrides(PRESETS["default"], {"cluster.cores": cores})
         cp = CpProgram(config, sizes, 0.05, 2 * cores)
         tick = cp.steady_tick()
-        stream = cluster_stream_cost(config, _program_stream(cp, cp.tick_run(tick, 1)))
+        stream = cluster_stream_cost(config, cp.run_commands(cp.tick_run(tick, 1)))
         model = network_cost(config, network, 1, "cp")
         assert model["stages"] == [(ls[0], ls[-1] + 1) for ls in cp.stages]
         assert model["collective_cycles"] == stream["ring_cycles"]
         assert model["cycles"] == pytest.approx(stream["cycles"], rel=0.01)
         for mode in ("data", "model"):
             program = ParallelProgram(config, sizes, 8, 0.05, mode)
-            stream = cluster_stream_cost(config, _program_stream(program,
-                                                                 program.step_run(1, 0)))
+            stream = cluster_stream_cost(config, program.run_commands(program.step_run(1, 0)))
             model = network_cost(config, network, 8, mode)
             assert model["collective_cycles"] == stream["ring_cycles"], (mode, cores)
             assert model["cycles"] == pytest.approx(stream["cycles"], rel=0.02), (mode, cores)
