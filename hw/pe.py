@@ -390,10 +390,17 @@ class PE(wiring.Component):
 
     @property
     def quantize_stage(self):
-        """1 if the multiplicands (the bank words converted to the operand format) are
-        registered before the multiply path: when ``mac_latency`` leaves the accumulating
-        adder at least one stage after it, the multiply path and a k-pair's adder."""
-        return 1 if self.mac_latency - self.multiply_latency - self.pair_latency >= 2 else 0
+        """Register stages of the multiplicands (the bank words converted to the operand
+        format) before the multiply path: 2 when ``mac_latency`` leaves the accumulating
+        adder at least three stages after them and the multiply path (the bank words are
+        registered before the conversion too: a block-RAM read and the conversion in one
+        cycle set a PE's clock, ``benchmarks/results/unit_fmax.md``), 1 when it leaves it
+        at least one, else 0. The stages come out of the adder's, so ``mac_latency`` and
+        every cycle count stay as they are."""
+        spare = self.mac_latency - self.multiply_latency - self.pair_latency
+        if spare >= 5 and not self.kpair:
+            return 2
+        return 1 if spare >= 2 else 0
 
     def elaborate(self, platform):
         from .dual import DualMultiplyPath
@@ -479,16 +486,6 @@ class PE(wiring.Component):
         is_update = s1.c_op == ComputeOp.UPDATE
         is_velocity = s1.c_op == ComputeOp.UPDATE_V
         acc_k = acc_view[s1.c_acc]
-        # The fp32 multiplicands are converted here; activation-bank words already are.
-        a32 = Mux(is_update, acc_k, w_rd.data)
-        b32 = Mux(is_update, self.scalar, self.scalar2)
-        # The fused update's first MAC starts from the weight, as an UPDATE does.
-        from_w = is_update | (is_mac & s1.c_init_w)
-        c32 = Mux(from_w, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
-        qa = Mux(~is_update & s1.a_act, a_rd2.data,
-                 fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew))
-        qb = Mux(is_update | is_velocity,
-                 fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew), a_rd.data)
 
         def delayed(value, stages, name):
             for index in range(stages):
@@ -499,8 +496,29 @@ class PE(wiring.Component):
 
         # The multiplicands get a register of their own (QS = 1) when the MAC has the
         # stages: a bank read, the conversion and a multiplier in one cycle would set the
-        # clock (benchmarks/results/dual_pe_area.md).
+        # clock (benchmarks/results/dual_pe_area.md). With QS = 2 the bank words are
+        # registered before the conversion as well (`raw`: the conversion's inputs, one
+        # cycle late), so the block RAM's output and the conversion are in cycles of their
+        # own.
         QS = self.quantize_stage
+
+        def raw(value, name):
+            return delayed(value, 1, f"raw_{name}") if QS == 2 else value
+
+        # The fp32 multiplicands are converted here; activation-bank words already are.
+        # The bank's word is registered with no logic before it (the mux comes after).
+        a32 = Mux(raw(is_update, "is_update"), raw(acc_k, "acc"), raw(w_rd.data, "w"))
+        b32 = raw(Mux(is_update, self.scalar, self.scalar2), "b32")
+        # The fused update's first MAC starts from the weight, as an UPDATE does.
+        from_w = is_update | (is_mac & s1.c_init_w)
+        c32 = Mux(from_w, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
+        take_act = raw(~is_update & s1.a_act, "take_act")
+        convert_b = raw(is_update | is_velocity, "convert_b")
+        qa = Mux(take_act, raw(a_rd2.data, "a_act"),
+                 fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew))
+        qb = Mux(convert_b, fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew),
+                 raw(a_rd.data, "b"))
+        QC = QS - (QS == 2)                       # stages after the conversion
         AL = self.mac_latency - QS - ML          # the accumulating adder's stages
 
         # The MAC is the multiply path and the accumulating adder, which rounds the exact
@@ -511,16 +529,17 @@ class PE(wiring.Component):
                                    reducing, reduce_acc, take)
         m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
                                                        latency=ML)
-        m.d.comb += [mul.a0.eq(delayed(qa, QS, "qa")), mul.b0.eq(delayed(qb, QS, "qb")),
+        m.d.comb += [mul.a0.eq(delayed(qa, QC, "qa")), mul.b0.eq(delayed(qb, QC, "qb")),
                      mul.i_valid.eq(delayed(is_mac | is_update | is_velocity, QS, "valid"))]
         pair1 = Signal(name="pair1")
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
-            qa1 = Mux(s1.a_act, a_rd2_1.data,
-                      fp.round_pack(m, *_unpack_args(m, w_rd_1.data, ew, "qa1"), op, ew))
-            qb1 = a_rd_1.data
+            qa1 = Mux(raw(s1.a_act, "a_act1"), raw(a_rd2_1.data, "a_act_1"),
+                      fp.round_pack(m, *_unpack_args(m, raw(w_rd_1.data, "w1"), ew, "qa1"),
+                                    op, ew))
+            qb1 = raw(a_rd_1.data, "b1")
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
-                         mul.a1.eq(delayed(qa1, QS, "qa1")), mul.b1.eq(delayed(qb1, QS, "qb1")),
+                         mul.a1.eq(delayed(qa1, QC, "qa1")), mul.b1.eq(delayed(qb1, QC, "qb1")),
                          mul.pair1.eq(delayed(pair1, QS, "pair1")),
                          mul.random_bit.eq(delayed(s1.rand, QS, "rand"))]
 
