@@ -338,7 +338,7 @@ def _run_cluster_train(args, config):
 
 TRAIN = register(Command(
     name="train",
-    help="train an MLP on scikit-learn's digits on the accelerator",
+    help="train a network on scikit-learn's digits on the accelerator",
     description="Train an MLP on scikit-learn's digits on the accelerator of a config (by "
                 "default the `default` preset): one doorbell per SGD step, the minibatches "
                 "written into memory by the host, the weights kept on chip. After each epoch "
@@ -350,7 +350,10 @@ TRAIN = register(Command(
                 "run: a whole 12-epoch training takes minutes under Verilator), --harness "
                 "cocotb drives them from cocotbext-axi instead. A network that does not fit the config is refused with one line "
                 "saying why (exit status 2). The defaults (batch 8, lr 0.1, 12 epochs) reach "
-                "at least 95% test accuracy on the default preset.",
+                "at least 95% test accuracy on the default preset. --network digits-cnn trains a "
+                "convolutional network on the golden CNN step (docs/convolution.md), --model "
+                "reads a network and its weights from an ONNX file, and --out writes the "
+                "trained network as ONNX.",
     epilog="examples:\n"
            "  chrysalis train                                  # golden, default preset, "
            "12 epochs\n"
