@@ -295,6 +295,22 @@ class Model:
             total += product * (2 if k == 0 else 3)
         return total
 
+    def network(self, dataset="digits"):
+        """The model as the performance model's layer table
+        (:class:`chrysalis.gen.spec.networks.Network`): a matrix product per trainable
+        layer, a convolution's with ``oh * ow`` columns per sample."""
+        from .networks import Layer, Network
+        layers = []
+        for k, t in enumerate(self.trainable):
+            rows, columns = t.weight_shape
+            if t.is_conv:
+                c, h, w = t.in_shape
+                layers.append(Layer(f"conv{k + 1}", rows, columns,
+                                    t.out_shape[1] * t.out_shape[2], "conv", c * h * w))
+            else:
+                layers.append(Layer(f"fc{k + 1}", rows, columns, 1, "fc", t.in_shape[0]))
+        return Network(self.name, tuple(layers), self.classes, dataset)
+
     def describe(self):
         """One line per layer: the layer and its output shape."""
         lines = [f"input {self.input_shape}"]

@@ -63,3 +63,12 @@ def test_bad_models_are_refused(build, message):
 def test_unknown_layer_is_a_type_error():
     with pytest.raises(TypeError, match="layer 0 must be a Conv2d, ReLU, Flatten or Dense"):
         Model("m", (64,), ("pool", Dense(64, 10)))
+
+
+def test_the_layer_table_of_the_performance_model():
+    from chrysalis.gen.spec.networks import get_network
+    network = get_network("digits-cnn")
+    assert [(l.kind, l.m, l.n, l.columns) for l in network.layers] == [
+        ("conv", 8, 10, 64), ("conv", 16, 73, 16), ("fc", 10, 257, 1)]
+    assert network.macs(8) == digits_cnn().macs(8)
+    assert network.layers[1].input_words == 8 * 8 * 8
