@@ -115,6 +115,22 @@ def test_reshape_flattens_a_conv_output():
     assert np.all(nx.to_float32(weights[0])[:, -1] == 0)
 
 
+def test_a_reshape_shape_from_a_constant_node_and_initializers_among_the_inputs():
+    # As older exporters write them: the Reshape's shape from a Constant node, and every
+    # initializer listed among the graph's inputs too.
+    rng = np.random.default_rng(6)
+    shape = helper.make_node("Constant", [], ["s"], name="const",
+                             value=numpy_helper.from_array(np.array([0, 64], np.int64)))
+    proto = _graph([shape,
+                    helper.make_node("Reshape", ["x", "s"], ["f"], name="reshape"),
+                    helper.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1)],
+                   {"w": rng.standard_normal((10, 64))}, [1, 8, 8])
+    proto.graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, [10, 64]))
+    model, weights = from_onnx(proto)
+    assert model.input_shape == (1, 8, 8) and model.layers[0].__class__.__name__ == "Flatten"
+    assert weights[0].shape == (10, 65)
+
+
 @pytest.mark.parametrize("node, message", [
     (helper.make_node("MaxPool", ["x"], ["y"], name="pool1", kernel_shape=[2, 2]),
      "node 'pool1' (MaxPool): operator MaxPool is not supported; supported: Conv, Relu"),

@@ -67,10 +67,13 @@ def test_fast_fused_weight_gradient_is_the_exact_one():
                           cm.fused_weight_gradient(num, w, dy, x))
 
 
-def test_fast_step_is_the_exact_step():
+@pytest.mark.parametrize("num", [cm.CoreNumerics(), cm.CoreNumerics(rows=2, cols=4,
+                                                                   reduction="tree")],
+                         ids=["4x4-bus", "2x4-tree"])
+def test_fast_step_is_the_exact_step(num):
     weights, x, labels = _case(TINY, 3, 3)
-    fast = CnnGolden(TINY).step(weights, nx.from_float32(x), labels, 0.5)
-    exact = CnnGolden(TINY, fast=False).step(weights, nx.from_float32(x), labels, 0.5)
+    fast = CnnGolden(TINY, num).step(weights, nx.from_float32(x), labels, 0.5)
+    exact = CnnGolden(TINY, num, fast=False).step(weights, nx.from_float32(x), labels, 0.5)
     for a, b in zip(fast[0], exact[0]):
         assert np.array_equal(a, b)
     assert np.array_equal(fast[2], exact[2])
