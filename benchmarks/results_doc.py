@@ -108,6 +108,16 @@ SECTIONS = (
             "learning rate carried in the gradients) against the separate update pass: the "
             "digits MLP trained both ways from the same weights on the same minibatches, and "
             "the core cycles of a step ([architecture.md](architecture.md))."),
+    Section("Training the digits CNN on the golden model", ("train_cnn",),
+            (_py("train_cnn"),),
+            "The digits CNN (`chrysalis train --network digits-cnn`: two 3x3 convolutions, "
+            "the second of stride 2, and a dense layer) trained on the golden CNN step, which "
+            "computes what the core's commands compute (FORWARD, LOSS_GRAD, BACKWARD, GATHER, "
+            "the fused WGRAD) bit for bit ([convolution.md](convolution.md)), beside a "
+            "float32 NumPy training from the same weights on the same minibatches; "
+            "accuracies are measured deltas, not bit-exact comparisons. Target: a mean of "
+            ">= 97.5% over three seeds on the golden model. Not yet on the RTL: it needs the "
+            "GATHER command in the RTL and the CNN compiler."),
     Section("RTL simulation speed", ("sim_speed",), (_py("sim_speed"),),
             "The `make demo` job (prologue and three SGD steps of the default config) in the "
             "native harness (a C++ host and AXI4 memory around the Verilated top, or the "

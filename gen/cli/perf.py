@@ -31,7 +31,7 @@ def _phase_cycles(phases):
 def _configure_perf(parser):
     add_config_arguments(parser, required=False)
     parser.add_argument("--network", required=True, metavar="NAME",
-                        help="a built-in network (digits-mlp, mnist-500x3, vgg16, "
+                        help="a built-in network (digits-mlp, digits-cnn, mnist-500x3, vgg16, "
                              "vgg16-cifar10, resnet18, resnet18-cifar10, ...) or MLP sizes "
                              "such as 784-500-10")
     parser.add_argument("--batch", type=int, default=16, metavar="N",

@@ -1,7 +1,10 @@
 """``chrysalis train``: train an MLP on scikit-learn's digits on the accelerator of a config.
 
 One core (``sim.train.single``) on the golden machine model or the RTL, or a cluster
-(``sim.train.cluster``) data parallel, model parallel or in continuous propagation.
+(``sim.train.cluster``) data parallel, model parallel or in continuous propagation. A
+built-in network (``--network``, ``gen.spec.model``) or an ONNX file (``--model``,
+``sim.compile.onnx_io``): an MLP trains as above, a convolutional network on the golden
+CNN step (``sim.train.cnn``); ``--out`` writes the trained network as ONNX.
 """
 
 import argparse
@@ -14,7 +17,7 @@ from .app import (
     config_from_args, fail, non_negative_int, positive_int, register)
 
 __all__ = ["TRAIN", "LR", "BATCH", "EPOCHS", "SIZES", "BACKENDS", "HARNESSES", "MODES",
-           "CP_LR", "CP_EPOCHS", "UPDATES"]
+           "CP_LR", "CP_EPOCHS", "UPDATES", "NETWORKS", "CNN_LR", "CNN_BATCH", "CNN_EPOCHS"]
 
 # The defaults of sim.train.single (DEFAULT_LR, DEFAULT_BATCH, DEFAULT_EPOCHS, DIGITS_SIZES,
 # BACKENDS), spelled out so that `--help` does not import NumPy;
@@ -32,6 +35,11 @@ UPDATES = ("fused", "separate")
 MODES = ("data", "model", "cp")
 CP_LR = 0.02
 CP_EPOCHS = 8
+# gen.spec.model.MODELS and sim.train.cnn's defaults, checked as above.
+NETWORKS = ("digits-cnn", "digits-mlp")
+CNN_LR = 0.1
+CNN_BATCH = 8
+CNN_EPOCHS = 20
 
 
 def _number(text, positive):
@@ -89,6 +97,18 @@ def _configure_train(parser):
     parser.add_argument("--sizes", type=_layer_sizes, default=SIZES, metavar="N,..,N",
                         help=f"layer sizes, 64 inputs to 10 classes (default: "
                              f"{','.join(map(str, SIZES))})")
+    network = parser.add_mutually_exclusive_group()
+    network.add_argument("--network", choices=NETWORKS,
+                         help="a built-in network instead of --sizes: digits-cnn (conv3x3 "
+                              "1->8, ReLU, conv3x3 stride 2 8->16, ReLU, dense 256->10; the "
+                              f"golden backend only for now; lr {CNN_LR}, {CNN_EPOCHS} "
+                              "epochs by default) or digits-mlp (64-32-10)")
+    network.add_argument("--model", metavar="FILE.onnx",
+                         help="a network and its initial weights from an ONNX file (Conv, "
+                              "Relu, Flatten, Reshape, Gemm, MatMul, Add; 64 inputs, 10 "
+                              "classes)")
+    parser.add_argument("--out", metavar="FILE.onnx",
+                        help="with --network or --model: write the trained network as ONNX")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="initial weights and minibatch order (default: 0)")
     parser.add_argument("--harness", choices=HARNESSES, default=None,
@@ -159,6 +179,11 @@ def _run_train(args):
         check_writable(args.json, "--json")
     if args.backend != "golden":
         check_output_dir(args.build_dir)
+    if args.network is not None or args.model is not None:
+        return _run_model_train(args, config)
+    if args.out is not None:
+        raise ConfigError(f"--out writes a network given by --network or --model, not "
+                          f"{args.out!r} alone")
     if args.mode is not None or config.cluster.cores > 1:
         return _run_cluster_train(args, config)
     args.batch = BATCH if args.batch is None else args.batch
@@ -178,6 +203,87 @@ def _run_train(args):
         raise ConfigError(str(error)) from None
     except RuntimeError as error:
         return fail(error, 1)
+    if args.json is not None:
+        _write_result(args.json, result)
+    return 0 if result.golden_match in (None, True) else 1
+
+
+def _load_model(args):
+    """The network of ``--network`` or ``--model``, and its initial weights (``None``: the
+    seed's)."""
+    if args.network is not None:
+        from chrysalis.gen.spec.model import get_model
+        return get_model(args.network), None, f"--network {args.network}"
+    from chrysalis.sim.compile.onnx_io import read_onnx
+    model, weights = read_onnx(args.model)  # an OnnxError is a ValueError: one line
+    return model, weights, f"--model {args.model}"
+
+
+def _run_model_train(args, config):
+    """``chrysalis train --network`` or ``--model``: an MLP through the MLP driver (every
+    backend), a convolutional network through the golden CNN step (``sim.train.cnn``)."""
+    for flag, value in (("--out", args.out), ("--json", args.json)):
+        if value is not None:
+            check_writable(value, flag)
+    if args.sizes != SIZES:
+        raise ConfigError(f"--sizes sets the layers of the default MLP; --network and "
+                          f"--model bring their own, not --sizes "
+                          f"{','.join(map(str, args.sizes))}")
+    if args.mode is not None or config.cluster.cores > 1:
+        raise ConfigError(f"--network and --model train on one core: cluster.cores must be "
+                          f"1 and no --mode, not {config.cluster.cores} cores"
+                          + (f" with --mode {args.mode}" if args.mode else ""))
+    try:
+        model, weights, what = _load_model(args)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    epochs = args.epochs if args.steps is None else None
+    log = (lambda line: print(line, flush=True))
+    try:
+        if model.is_mlp:
+            from chrysalis.sim.train.single import train
+            result = train(config, sizes=model.mlp_sizes,
+                           batch=BATCH if args.batch is None else args.batch,
+                           lr=LR if args.lr is None else args.lr, momentum=args.momentum,
+                           steps=args.steps,
+                           epochs=EPOCHS if args.steps is None and epochs is None else epochs,
+                           seed=args.seed, backend=args.backend, build_dir=args.build_dir,
+                           waves=args.waves, harness=args.harness, progress=not args.quiet,
+                           log=log, reuse=args.reuse, update=args.update, weights=weights)
+        else:
+            if args.backend != "golden":
+                raise ConfigError(f"{what} is a convolutional network: it trains on the "
+                                  f"golden backend only for now (the RTL needs the GATHER "
+                                  f"command and the CNN compiler), not --backend "
+                                  f"{args.backend}")
+            for flag, value in (("--momentum", args.momentum), ("--reuse", args.reuse),
+                                ("--harness", args.harness),
+                                ("--update", None if args.update in (None, "fused")
+                                 else args.update)):
+                if value is not None:
+                    raise ConfigError(f"{flag} is not supported with a convolutional "
+                                      f"network (plain SGD fused into the weight "
+                                      f"gradient), not {value!r}")
+            from chrysalis.sim.train.cnn import train_model
+            result = train_model(config, model,
+                                 batch=CNN_BATCH if args.batch is None else args.batch,
+                                 lr=CNN_LR if args.lr is None else args.lr,
+                                 steps=args.steps,
+                                 epochs=(CNN_EPOCHS if args.steps is None and epochs is None
+                                         else epochs),
+                                 seed=args.seed, weights=weights, progress=not args.quiet,
+                                 log=log)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    except RuntimeError as error:
+        return fail(error, 1)
+    if args.out is not None:
+        from pathlib import Path
+
+        from chrysalis.sim.compile.onnx_io import write_onnx
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_onnx(args.out, model, result.weights)
+        print(f"trained network written to {args.out}")
     if args.json is not None:
         _write_result(args.json, result)
     return 0 if result.golden_match in (None, True) else 1
@@ -232,7 +338,7 @@ def _run_cluster_train(args, config):
 
 TRAIN = register(Command(
     name="train",
-    help="train an MLP on scikit-learn's digits on the accelerator",
+    help="train a network on scikit-learn's digits on the accelerator",
     description="Train an MLP on scikit-learn's digits on the accelerator of a config (by "
                 "default the `default` preset): one doorbell per SGD step, the minibatches "
                 "written into memory by the host, the weights kept on chip. After each epoch "
@@ -244,7 +350,10 @@ TRAIN = register(Command(
                 "run: a whole 12-epoch training takes minutes under Verilator), --harness "
                 "cocotb drives them from cocotbext-axi instead. A network that does not fit the config is refused with one line "
                 "saying why (exit status 2). The defaults (batch 8, lr 0.1, 12 epochs) reach "
-                "at least 95% test accuracy on the default preset.",
+                "at least 95% test accuracy on the default preset. --network digits-cnn trains a "
+                "convolutional network on the golden CNN step (docs/convolution.md), --model "
+                "reads a network and its weights from an ONNX file, and --out writes the "
+                "trained network as ONNX.",
     epilog="examples:\n"
            "  chrysalis train                                  # golden, default preset, "
            "12 epochs\n"
@@ -256,7 +365,9 @@ TRAIN = register(Command(
            "  chrysalis train --set pe.reuse_entries=16 --set pe.reuse_ways=4 --reuse "
            "adaptive\n"
            "  chrysalis train --set cluster.cores=2 --mode data --epochs 12\n"
-           "  chrysalis train --set cluster.cores=2 --mode cp --backend verilator --steps 4",
+           "  chrysalis train --set cluster.cores=2 --mode cp --backend verilator --steps 4\n"
+           "  chrysalis train --network digits-cnn               # the digits CNN, golden\n"
+           "  chrysalis train --model net.onnx --out trained.onnx",
     configure=_configure_train,
     run=_run_train,
 ))

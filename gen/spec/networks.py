@@ -18,7 +18,8 @@ additions and ReLU are element-wise: they cost no multiply-accumulates and are l
 (ReLU and its mask are fused into the core's FORWARD and BACKWARD).
 
 Built in (:data:`NETWORKS`, :func:`get_network`): MLPs (the digits MLP 64-32-10 that the
-RTL trains, and the MNIST-shaped MLPs of CATERPILLAR's evaluation), VGG-16 and ResNet-18
+RTL trains, and the MNIST-shaped MLPs of CATERPILLAR's evaluation), the digits CNN of
+``gen.spec.model``, VGG-16 and ResNet-18
 with ImageNet (224 x 224, 1000 classes) and CIFAR-10 (32 x 32, 10 classes) shapes.
 
 This module is pure Python.
@@ -234,6 +235,13 @@ def resnet18(dataset="imagenet"):
     return Network(f"resnet18-{dataset}", tuple(layers), classes, dataset)
 
 
+def _digits_cnn():
+    """The digits CNN of ``gen.spec.model`` (the network ``chrysalis train --network
+    digits-cnn`` trains) as a layer table."""
+    from .model import digits_cnn
+    return digits_cnn().network()
+
+
 def _dataset(dataset):
     shapes = {"imagenet": (224, 1000), "cifar10": (32, 10)}
     if dataset not in shapes:
@@ -244,6 +252,7 @@ def _dataset(dataset):
 #: Built-in networks by name: a function that builds each.
 NETWORKS = {
     "digits-mlp": lambda: mlp([64, 32, 10], "digits-mlp", "digits"),
+    "digits-cnn": lambda: _digits_cnn(),
     "mnist-500x3": lambda: mlp([784, 500, 500, 500, 10], "mnist-500x3", "mnist"),
     "mnist-1000x3": lambda: mlp([784, 1000, 1000, 1000, 10], "mnist-1000x3", "mnist"),
     "mnist-2000x3": lambda: mlp([784, 2000, 2000, 2000, 10], "mnist-2000x3", "mnist"),

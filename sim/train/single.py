@@ -131,6 +131,9 @@ class TrainResult:
     chunk_cycles : list of int
         RTL backends: ``CYCLES`` of each simulation (an epoch, or the steps of a steps run,
         with its prologue and checkpoint).
+    network : str or None
+        The trained ``gen.spec.model.Model``'s name, for a run of one
+        (``sim.train.cnn.train_model``; ``sizes`` is then empty).
     """
 
     backend: str
@@ -160,6 +163,7 @@ class TrainResult:
     reuse: str = "fixed k=0"
     harness: str = None
     chunk_cycles: list = field(default_factory=list)
+    network: str = None
 
     @property
     def final(self):
@@ -186,7 +190,7 @@ class TrainResult:
             "sim_s": None if self.sim_s is None else round(self.sim_s, 3),
             "golden_match": self.golden_match, "waves": list(self.waves),
             "reuse": self.reuse, "harness": self.harness,
-            "chunk_cycles": list(self.chunk_cycles),
+            "chunk_cycles": list(self.chunk_cycles), "network": self.network,
         }
         if weights:
             out["weights_bits"] = [w.astype(np.uint32).tolist() for w in self.weights]
@@ -196,7 +200,7 @@ class TrainResult:
 def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, momentum=None,
           steps=None, epochs=None, seed=0, backend="golden", build_dir="build/train",
           waves=False, progress=True, log=print, data_seed=DATA_SEED, reuse=None,
-          harness=None, update=None):
+          harness=None, update=None, weights=None):
     """Train an MLP on the digits on the accelerator and on a float32 reference.
 
     Parameters
@@ -241,6 +245,10 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
         from the training loss (``"adaptive"``: :class:`sim.golden.reuse_schedule.
         AdaptiveStrength` with its defaults). Needs a config with ``pe.reuse_entries > 0``
         unless off. With ``steps`` the run is one window: the first strength holds.
+    weights : list of numpy.ndarray, optional
+        The initial weights, fp32 bit patterns of ``(sizes[l+1], sizes[l] + 1)`` with the
+        bias last (an ONNX model's); the default is :func:`sim.compile.program.
+        initial_weights` of ``seed``.
 
     Returns
     -------
@@ -278,7 +286,8 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
         epochs = DEFAULT_EPOCHS
     chunks = epoch_chunks(task.per_epoch, None if epochs is None else int(epochs),
                           None if steps is None else int(steps))
-    weights0 = initial_weights(list(sizes), seed)
+    weights0 = initial_weights(list(sizes), seed) if weights is None else \
+        _given_weights(sizes, weights)
     image = program.initial_image(weights0)
     reference = Float32Reference(weights0, lr, momentum)
     result = TrainResult(backend, config.name, sizes, batch, float(lr),
@@ -314,6 +323,15 @@ def train(config, *, sizes=DIGITS_SIZES, batch=DEFAULT_BATCH, lr=DEFAULT_LR, mom
     for line in _summary(result, config.mac.macs_per_cycle):
         say(line)
     return result
+
+
+def _given_weights(sizes, weights):
+    """The initial weights a caller gave (an ONNX model's), checked against ``sizes``."""
+    shapes = [(sizes[l + 1], sizes[l] + 1) for l in range(len(sizes) - 1)]
+    if len(weights) != len(shapes) or any(np.shape(w) != s for w, s in zip(weights, shapes)):
+        raise ValueError(f"weights must be matrices of shapes {shapes!r} (bias last), not "
+                         f"{[np.shape(w) for w in weights]!r}")
+    return [np.asarray(w, dtype=np.uint64) for w in weights]
 
 
 def _harness(backend, harness, waves):
