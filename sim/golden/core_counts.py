@@ -82,6 +82,20 @@ after the taking edge) in which the command calls ``finish()``:
   unit (``core.sfu``, :func:`loss_timing`): pipelined ``1``, ``9L + 2``, ``4L + 2``. Stepped
   cycle by cycle in :func:`_trace_loss` (exact); the schedule does not depend on the data.
 
+* ``GATHER`` (``hw/gather.py``): a stream of *steps*, one every two cycles from cycle 1:
+  the first cycle of a step reads the table word of a tap (or, with ``flag``, the old
+  destination word of an element), the second the window word of the step before's tap
+  (its table word came back and was registered in between).
+  The destination's columns are cut into groups of ``P`` = :func:`gather_group` elements;
+  a group takes ``count`` mask steps (with ``flag``) and then ``T = m`` rounds of
+  ``slots`` steps, one per element, tap ``t`` of every element in round ``t``, so that an
+  element's running sum comes back from the fp32 adder (latency ``L - 1``) before its next
+  tap. ``slots = count`` with one tap (copies, no adder), else ``max(count, Q)`` with
+  ``Q`` = :func:`gather_min_slots`; steps past ``count`` issue nothing. So with ``N`` =
+  :func:`gather_steps` steps, ``finish()`` is at ``X = 2N - 1`` and ``cycles = 2N + L +
+  4``; nothing else is counted (no bus word, no MAC slot). The last write lands ``L + 3``
+  cycles after ``X``, inside the ``finish()`` countdown.
+
 A malformed command (unknown operation, or a size of zero that it needs) is refused at
 once: one cycle, nothing counted.
 """
@@ -92,7 +106,8 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "handover",
-           "trace_handover", "is_malformed",
+           "trace_handover", "is_malformed", "gather_group", "gather_min_slots",
+           "gather_steps",
            "wgrad_fused", "wgrad_update_passes", "fills", "stationary_reads", "streaming_reads"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
@@ -145,6 +160,31 @@ def wgrad_update_passes(config, command):
     if wgrad_fused(config, command):
         return 0
     return 2 if command.get("flag") else 1
+
+
+def gather_min_slots(latency):
+    """The fewest steps of a ``GATHER`` round with more than one tap, ``Q = ceil(L / 2)``
+    for a core of ``mac.latency = L``: an element's taps are ``2 * slots`` cycles apart, and
+    its running sum is back from the fp32 adder (latency ``L - 1``) ``L`` cycles after the
+    previous tap's word arrived."""
+    return ceil_div(latency, 2)
+
+
+def gather_group(latency):
+    """Elements of a ``GATHER`` group (``P``, the gather unit's running sums): enough to fill
+    a round, :func:`gather_min_slots`, and at least two."""
+    return max(2, gather_min_slots(latency))
+
+
+def gather_steps(latency, taps, n, batch, mask):
+    """Steps of a ``GATHER`` (two cycles each; see the module docstring)."""
+    P, Q = gather_group(latency), gather_min_slots(latency)
+    full, rest = divmod(n, P)
+    if taps == 1:
+        per_column = n
+    else:
+        per_column = taps * (full * P + (max(rest, Q) if rest else 0))
+    return batch * (per_column + (n if mask else 0))
 
 
 def _params(config):
@@ -283,6 +323,8 @@ def predict(config, command, labels=None):
         bus = (on_bus + fills(config, command)) * (m if fwd else n) * batch
         return _result(drained + 1 + end, mac=ceil_div(outputs, streams) * steps, stall=stall,
                        bus=bus)
+    if op == "GATHER":
+        return _result(2 * gather_steps(L, m, n, batch, bool(command.get("flag"))) + L + 4)
     if op == "LOSS_GRAD":
         # The special-function unit's reorder and turn-taking make a closed form long; the
         # loss unit's passes are short loops, so they are stepped (still exact).
@@ -447,11 +489,33 @@ def trace(config, command, labels=None):
                            fused=op == "WGRAD" and wgrad_fused(config, command))
         if fills(config, command):
             counts["bus_words"] += (m if op == "FORWARD" else n) * batch
+    elif op == "GATHER":
+        x = _trace_gather(L, m, n, batch, bool(command.get("flag")))
     else:
         x = _trace_loss(L, m, batch, labels, sfu=config.core.sfu, lanes=loss_lanes(config))
     cycles = x + L + FINISH_EXTRA
     counts["busy_cycles"] = cycles - 1
     return {"cycles": cycles, **counts}
+
+
+def _trace_gather(L, taps, n, batch, mask):
+    """Cycle of ``finish()`` of GATHER: ``hw.gather.Gather``'s loops stepped one step (two
+    cycles) at a time, with its counters and limits."""
+    P, Q = gather_group(L), gather_min_slots(L)
+    cycle = 1
+    last = None
+    for _b in range(batch):
+        r0 = 0
+        while r0 < n:
+            count = min(P, n - r0)
+            slots = count if taps == 1 else max(count, Q)
+            phases = ([("mask", count)] if mask else []) + [("tap", slots)] * taps
+            for _kind, steps in phases:
+                for _p in range(steps):
+                    last = cycle
+                    cycle += 2
+            r0 += count
+    return last
 
 
 def _lane_count(e0, limit, count):

@@ -133,7 +133,7 @@ def _bad_commands(config):
     enc = isa.encode
     narrow = lambda machine: setattr(machine, "dma_last", DATA + 0x40 - 1)
     return {
-        "BAD_OPCODE": (_with((0,) * 16, 0, 17), None),
+        "BAD_OPCODE": (_with((0,) * 16, 0, max(isa.Opcode) + 1), None),
         "BAD_OPCODE-zero": ((0,) * 16, None),
         "RESERVED_BITS": (_with(enc("LOAD_COL", n=2, batch=1, sp_lpc=1), 0, 1 << 11), None),
         "RESERVED_BITS-high": (_with(enc("WGRAD", m=1, n=1, batch=1), 4, 1 << 31), None),
