@@ -1093,7 +1093,9 @@ def markdown():
             "core of its mask still runs a command that does not use the scratchpad port "
             "the transfer takes (a load the write port, a store the read port) and, if it "
             "uses the other port, whose scratchpad lines are disjoint from the transfer's "
-            "(`hw/controller.py`). Commands therefore overlap, and every result (every "
+            "(`hw/controller.py`). A `GATHER` uses both scratchpad ports, so it runs alone: "
+            "no DMA, load or `WGRAD` goes beside it, and it waits for the commands before "
+            "it to end. Commands therefore overlap, and every result (every "
             "counter but `CYCLES` and `DMA_CYCLES`) is that of the stream run in order "
             "(`docs/architecture.md`, `docs/cluster.md`).",
             "",
