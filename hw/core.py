@@ -330,7 +330,7 @@ class Core(wiring.Component):
         m.d.comb += compute.dual_seed.eq(self.dual_seed)
         loss_finish = self._loss(m, seq.control, loss, loss_read)
         m.submodules.gather = gather = Gather(line_bits=self.line_bits, banks=self.banks,
-                                              mac_latency=self.latency)
+                                              mac_latency=self.latency, lanes=max(R, C))
         self._gather(m, seq.control, gather, loss_read)
         m.d.comb += [seq.finish.eq(compute.finish | loss_finish | gather.finish),
                      seq.mover_finish.eq(mover.finish),
@@ -482,7 +482,7 @@ class Core(wiring.Component):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(gather.wr_e0),
                          sp.wr_line.eq(gather.wr_line), sp.wr_lanes.eq(1),
                          sp.wr_data[0].eq(gather.wr_data)]
-        m.d.comb += gather.rd_data.eq(sp.rd_data[0])
+        m.d.comb += [gather.rd_data[l].eq(sp.rd_data[l]) for l in range(gather.lanes)]
         m.d.comb += [loss.rd_data[l].eq(sp.rd_data[l]) for l in range(loss.lanes)]
 
     def _lane_ports(self, m, sp):
@@ -531,9 +531,10 @@ class Core(wiring.Component):
                 m.d.comb += finish.eq(1)
         return finish
     def _gather(self, m, ctl, gather, read):
-        """GATHER: the gather unit runs the command, reading one word at a time through
-        lane 0 of the scratchpad's read port (``read``) and writing through its write port;
-        nothing runs beside it (``gen.spec.isa.SP_READERS``, ``SP_WRITERS``)."""
+        """GATHER: the gather unit runs the command, reading through the first
+        ``max(R, C)`` lanes of the scratchpad's read port (``read``) and writing one word at
+        a time through its write port; nothing runs beside it (``gen.spec.isa.SP_READERS``,
+        ``SP_WRITERS``)."""
         cmd = ctl.cmd
         m.d.comb += [gather.start.eq(ctl.start),
                      gather.run.eq(ctl.active & (cmd.op == isa.Opcode.GATHER)),
@@ -544,7 +545,7 @@ class Core(wiring.Component):
                      gather.tab_base.eq(cmd.sp3_base), gather.tab_lpc.eq(cmd.sp3_lpc)]
         with m.If(gather.rd_en):
             m.d.comb += [read.en.eq(1), read.e0.eq(gather.rd_e0), read.line.eq(gather.rd_line),
-                         read.lanes.eq(gather.rd_lane)]
+                         read.lanes.eq(gather.rd_lanes)]
 
     def _shared_tags(self, m, pes):
         """Reuse tags shared along lines of PEs (``pe.reuse_scope = "row"``): tag unit ``i``

@@ -162,12 +162,13 @@ def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
     return total
 
 
-def gather_cycles(latency, taps, n, batch, mask=False):
+def gather_cycles(config, taps, n, batch, mask=False):
     """Cycles of ``GATHER`` (``taps`` table entries per element of an ``n`` x ``batch``
-    destination, ``mask``: its ``flag``) on a core of MAC latency ``latency``: two cycles
-    per step of the gather unit (a table word read, then a window word read), steps as
-    ``sim.golden.core_counts.gather_steps`` counts them, plus the command's start and end."""
-    return 2 * core_counts.gather_steps(latency, taps, n, batch, mask) + latency + 4
+    destination, ``mask``: its ``flag``): a copy (one tap) in blocks of ``max(R, C)``
+    elements, a cycle per element and one or two per block; more taps two cycles each
+    (``sim.golden.core_counts.gather_cycles``)."""
+    return core_counts.gather_cycles(config.mac.latency, core_counts.gather_lanes(config),
+                                     taps, n, batch, mask)
 
 
 def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fill=False,
@@ -217,7 +218,7 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fil
                                         core_counts.loss_lanes(config))
                        + L + core_counts.FINISH_EXTRA)
     if op == "GATHER":
-        return _result(gather_cycles(L, m, n, batch, mask))
+        return _result(gather_cycles(config, m, n, batch, mask))
     # The movers and the compute commands: the core's schedule in closed form, exact.
     command = {"op": op, "m": m, "n": n, "batch": batch, "flag": int(momentum),
                "fused": int(fused), "fill": int(fill)}

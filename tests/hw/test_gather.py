@@ -21,6 +21,7 @@ from chrysalis.sim.verify.shared_sim import shared_simulation
 
 WORDS = 1024
 S = 4                                      # banks of the 4 x 4 configs below
+LANES = 4                                  # their read lanes, max(R, C)
 LINE_BITS = 8
 
 
@@ -33,8 +34,8 @@ def _config(latency):
 def run_unit(memory, command, latency):
     """Run the unit on ``memory`` (the scratchpad's words, changed in place); returns the
     cycle of ``finish`` (1 = the first cycle after the one with ``start``)."""
-    shared = shared_simulation((Gather, latency), lambda: Gather(
-        line_bits=LINE_BITS, banks=S, mac_latency=latency))
+    shared = shared_simulation((Gather, latency, LANES), lambda: Gather(
+        line_bits=LINE_BITS, banks=S, mac_latency=latency, lanes=LANES))
     dut = shared.dut
     result = {}
     ports = dict(taps="m", n="n", batch="batch", mask="flag", win_base="sp_base",
@@ -49,16 +50,20 @@ def run_unit(memory, command, latency):
             signal = getattr(dut, port)         # a window of 2**LINE_BITS lines is lpc 0
             ctx.set(signal, command[field] & ((1 << len(signal)) - 1))
         ctx.set(dut.run, 1)
-        cycle, pending, tail = 0, 0, None
+        cycle, pending, tail = 0, [0] * LANES, None
         limit = 4 * cc.predict(_config(latency), command)["cycles"] + 50
         while tail is None or tail > 0:
             cycle += 1
-            ctx.set(dut.rd_data, pending)
-            pending = 0
-            if ctx.get(dut.rd_en) and ctx.get(dut.rd_lane):
-                address = ctx.get(dut.rd_line) * S + ctx.get(dut.rd_e0)
-                assert address < WORDS
-                pending = int(memory[address])
+            for lane in range(LANES):
+                ctx.set(dut.rd_data[lane], pending[lane])
+            pending = [0] * LANES
+            if ctx.get(dut.rd_en):
+                on = ctx.get(dut.rd_lanes)
+                for lane in range(LANES):
+                    if (on >> lane) & 1:
+                        address = ctx.get(dut.rd_line) * S + ctx.get(dut.rd_e0) + lane
+                        assert address < WORDS
+                        pending[lane] = int(memory[address])
             if ctx.get(dut.wr_en):
                 address = ctx.get(dut.wr_line) * S + ctx.get(dut.wr_e0)
                 assert result.get("finish") is None or cycle <= result["finish"] + latency + 3
@@ -123,17 +128,26 @@ def test_gather_unit_matches_the_golden_machine(taps, flag):
     check(taps, n=7, batch=3, flag=flag, latency=6, seed=10 * taps + flag)
 
 
+@pytest.mark.parametrize("n,batch", [(1, 1), (1, 5), (3, 2), (4, 3), (5, 1), (8, 2), (13, 3)])
+@pytest.mark.parametrize("flag", [0, 1])
+def test_copies_in_blocks(n, batch, flag):
+    """One tap: blocks of 4 elements (the lanes), whole, cut short at a column's end, or a
+    lone element; with and without the mask."""
+    check(1, n=n, batch=batch, flag=flag, latency=3, seed=100 * n + 10 * batch + flag)
+
+
 def test_a_window_of_the_whole_scratchpad():
     """A window of every line, 2**8 of them, whose lpc is 0 in the unit's 8-bit field:
     entries up to the last word read it, the first past it reads +0."""
-    command = dict(op="GATHER", m=2, n=5, batch=2, flag=0, sp_base=0, sp_lpc=WORDS // S,
-                   sp2_base=100, sp2_lpc=2, sp3_base=12, sp3_lpc=3)
-    check(2, 5, 2, 0, latency=6, seed=3, command=command)
+    for taps in (1, 2):
+        command = dict(op="GATHER", m=taps, n=5, batch=2, flag=0, sp_base=0,
+                       sp_lpc=WORDS // S, sp2_base=100, sp2_lpc=2, sp3_base=12, sp3_lpc=3)
+        check(taps, 5, 2, 0, latency=6, seed=3, command=command)
 
 
 @pytest.mark.parametrize("latency", [2, 3, 4, 5, 7, 8])
 def test_every_latency(latency):
-    for taps, n, flag in ((1, 5, 1), (3, 5, 0), (2, 1, 1), (5, 4, 1)):
+    for taps, n, flag in ((1, 5, 1), (1, 9, 0), (3, 5, 0), (2, 1, 1), (5, 4, 1)):
         check(taps, n, batch=2, flag=flag, latency=latency, seed=latency * 7 + taps)
 
 
@@ -147,6 +161,8 @@ def test_group_and_slots_are_the_cycle_models():
     (dict(line_bits=0, banks=4, mac_latency=6), "line_bits must be a positive integer, not 0"),
     (dict(line_bits=8, banks=3, mac_latency=6), "banks must be a power of two, not 3"),
     (dict(line_bits=8, banks=4, mac_latency=1), "mac_latency must be at least 2"),
+    (dict(line_bits=8, banks=4, mac_latency=6, lanes=8), "lanes must be at most banks = 4, "
+                                                         "not 8"),
 ])
 def test_bad_parameters(args, message):
     with pytest.raises(ValueError, match=message):

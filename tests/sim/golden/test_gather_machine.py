@@ -204,6 +204,12 @@ def test_steps_by_hand():
     # L = 6: P = Q = 3. n = 7 -> groups 3, 3, 1 (padded to 3 slots with 2 taps).
     assert core_counts.gather_group(6) == 3 and core_counts.gather_min_slots(6) == 3
     assert core_counts.gather_steps(6, 2, 7, 1, False) == 2 * (3 + 3 + 3)
-    assert core_counts.gather_steps(6, 1, 7, 2, True) == 2 * (7 + 7)
+    # A copy on W = 4 lanes, n = 7 (blocks of 4 and 3), two columns: 14 window reads, the
+    # first block's entries and a cycle, then one read (two with the mask) per block.
+    assert core_counts.gather_cycles(6, 4, 1, 7, 2, False) == 2 + 14 + 3 + 6 + 5
+    assert core_counts.gather_cycles(6, 4, 1, 7, 2, True) == 2 + 14 + 6 + 6 + 5
+    assert core_counts.gather_cycles(6, 4, 2, 7, 1, False) == 2 * 18 - 1 + 6 + 5
+    with pytest.raises(ValueError, match="taps must be at least 2"):
+        core_counts.gather_steps(6, 1, 7, 2, True)
     # L = 2: Q = 1, P = 2: a lone element is not padded.
     assert core_counts.gather_steps(2, 3, 5, 1, False) == 3 * 5
