@@ -181,6 +181,19 @@ SECTIONS = (
             "The closed-form model against the RTL's counters under Verilator, per phase of an "
             "SGD step, on every config the tests simulate. Target: <= 3% (met: 0.88% in the worst "
             "phase)."),
+    Section("Gather", ("gather",), (_py("gather"),),
+            "What `GATHER` costs: the im2col, col2im (with the ReLU mask) and flatten a 3x3 "
+            "convolution on an 8x8 image needs, as doorbells of their own on the tiny "
+            "preset's RTL (Verilator, a 4096-word scratchpad), every result and counter equal "
+            "to the golden machine's and every command's cycles to `sim.golden.core_counts`; "
+            "the default preset's by the same cycle model. A tap is one table entry of "
+            "`m * n * batch` (padding included). Target: one tap per cycle, missed: every tap "
+            "reads its window word through the scratchpad's one read port, and its table "
+            "entry too, in a lane read of `max(R, C)` entries for a copy (one tap: `(W + "
+            "1) / W` cycles per tap, a cycle more per block with the mask) and one by one "
+            "for a sum (2 cycles per tap, 2 more per element with the mask, the rounds of "
+            "a column's last group padded to `ceil(L/2)` steps). Below: the unit alone, "
+            "fp32 adder included, by Yosys `synth_ecp5`."),
     Section("Per-layer mapping", ("mapping",), (_py("mapping"),),
             "The model's per-layer tiling (after DEEPMATRIX) against one uniform tiling and "
             "against the compiler's, for VGG-16 and ResNet-18; modelled."),

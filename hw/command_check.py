@@ -165,9 +165,12 @@ class CommandChecker(wiring.Component):
 
     def _matrix_shapes(self, m, terms):
         """Per scratchpad matrix (``sp``, ``sp2``, ``sp3``): ``(prefix, used, rows, cols)``,
-        registered. A collective's matrix of every core's chunks has ``cores * n`` rows,
-        which may exceed the 2**16 elements a lane access addresses (``SCRATCHPAD_RANGE``)."""
-        rows_bits = _SIZE_BITS + ceil_log2(self.cores)
+        registered. A collective's matrix of every core's chunks has ``cores * n`` rows, and
+        a GATHER's table ``m * n``, which may exceed the 2**16 elements a lane access
+        addresses (``SCRATCHPAD_RANGE``)."""
+        # Wide enough for every shape's product (GATHER's table has m * n rows).
+        rows_bits = max(len(_product(terms, region.row_terms, _SIZE_BITS))
+                        for region in self._by_shape("scratchpad"))
         by_prefix = {}
         for region, ops in self._by_shape("scratchpad").items():
             by_prefix.setdefault(region.base, []).append((region, ops))

@@ -43,6 +43,11 @@ Operations (one command each):
 ``LOSS_GRAD``
     ``dY = (softmax(Y) - onehot) / B`` for an ``m x batch`` matrix ``Y`` (``sp_*``) into
     ``dY`` (``sp2_*``) with the labels (``sp3_*``) and ``scalar = 1/B`` (``hw.loss``).
+``GATHER``
+    A table-driven copy (``m = 1`` tap) or fp32 sum (``m`` taps) of words of the window
+    ``sp_*`` into matrix ``sp2_*``, the table in ``sp3_*``, masked by the old values with
+    ``flag`` (``hw.gather``): im2col, col2im, flatten. It reads one word per cycle through
+    lane 0 of the scratchpad's read port and writes through its write port.
 
 With dual precision (``mac.dual``, ``docs/dual_precision.md``) every MAC slot of FORWARD,
 BACKWARD and WGRAD computes two outputs of the accumulator group, ``o`` and ``o + 1``, at the
@@ -52,10 +57,10 @@ output per slot.
 Structure: a :class:`~hw.sequencer.Sequencer` takes the commands and hands the running one
 to the engines (``hw.issue.EngineControl``): the :class:`~hw.mover.Mover` (loads and stores),
 the :class:`~hw.compute.ComputeEngine` and :class:`~hw.compute.DrainEngine` (FORWARD,
-BACKWARD, WGRAD, joined by a ``hw.compute.GroupHandoff``) and the loss-gradient unit
-(``hw.loss``). Their requests of each cycle (``hw.issue.issue_layout``) drive the
-datapath: the scratchpad, the PE array with its buses, and the
-:class:`~hw.reducers.EdgeReducers`. A ``LOAD_COL`` or ``LOAD_ROW`` may run beside a
+BACKWARD, WGRAD, joined by a ``hw.compute.GroupHandoff``), the loss-gradient unit
+(``hw.loss``) and the gather unit (``hw.gather``). Their requests of each cycle
+(``hw.issue.issue_layout``) drive the datapath: the scratchpad, the PE array with its
+buses, and the :class:`~hw.reducers.EdgeReducers`. A ``LOAD_COL`` or ``LOAD_ROW`` may run beside a
 ``WGRAD`` (the sequencer's side slot, ``side_valid``): the mover then runs the load while
 the compute engine runs the gradient, through the transfer slot and the compute slot of
 the same micro-ops, the scratchpad's read port and the activation banks' write port, which
@@ -71,6 +76,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.layout import bank_count
 
 from .compute import ComputeEngine, DrainEngine
+from .gather import Gather
 from .issue import CORE_OPS, SIZE_BITS, command_layout, issue_layout, popcount
 from .loss import LossGradient
 from .mover import Mover
@@ -291,7 +297,7 @@ class Core(wiring.Component):
         own_issue = Cat(Const(0, self.issue_layout["rd"].offset), own.as_value())
         m.d.comb += issue.as_value().eq(
             _any([own_issue] + [engine.issue.as_value() for engine in engines]))
-        self._scratchpad_writes(m, sp, sent, row_bus, red, loss)
+        self._scratchpad_writes(m, sp, sent, row_bus, red, loss, m.submodules.gather)
         self._lane_ports(m, sp)
         return m
 
@@ -323,7 +329,10 @@ class Core(wiring.Component):
         wiring.connect(m, compute.handoff, drain.handoff)
         m.d.comb += compute.dual_seed.eq(self.dual_seed)
         loss_finish = self._loss(m, seq.control, loss, loss_read)
-        m.d.comb += [seq.finish.eq(compute.finish | loss_finish),
+        m.submodules.gather = gather = Gather(line_bits=self.line_bits, banks=self.banks,
+                                              mac_latency=self.latency, lanes=max(R, C))
+        self._gather(m, seq.control, gather, loss_read)
+        m.d.comb += [seq.finish.eq(compute.finish | loss_finish | gather.finish),
                      seq.mover_finish.eq(mover.finish),
                      seq.handover.eq(compute.handover),
                      seq.drain_finish.eq(drain.handoff.drained)]
@@ -453,7 +462,7 @@ class Core(wiring.Component):
                              pes[r][c].fill_addr.eq(addr)]
         return Mux(now, popcount(done.lanes), 0)
 
-    def _scratchpad_writes(self, m, sp, sent, row_bus, red, loss):
+    def _scratchpad_writes(self, m, sp, sent, row_bus, red, loss, gather):
         """The scratchpad's lane write port: STORE_W's weights straight from the row buses
         (send stage), the reducers' results, or the loss-gradient unit's words."""
         done = red.done
@@ -469,6 +478,11 @@ class Core(wiring.Component):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(loss.wr_e0), sp.wr_line.eq(loss.wr_line),
                          sp.wr_lanes.eq(loss.wr_lanes)]
             m.d.comb += [sp.wr_data[l].eq(loss.wr_data[l]) for l in range(loss.out_lanes)]
+        with m.Elif(gather.wr_en):
+            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(gather.wr_e0),
+                         sp.wr_line.eq(gather.wr_line), sp.wr_lanes.eq(1),
+                         sp.wr_data[0].eq(gather.wr_data)]
+        m.d.comb += [gather.rd_data[l].eq(sp.rd_data[l]) for l in range(gather.lanes)]
         m.d.comb += [loss.rd_data[l].eq(sp.rd_data[l]) for l in range(loss.lanes)]
 
     def _lane_ports(self, m, sp):
@@ -516,6 +530,23 @@ class Core(wiring.Component):
             with m.If(loss.done):
                 m.d.comb += finish.eq(1)
         return finish
+    def _gather(self, m, ctl, gather, read):
+        """GATHER: the gather unit runs the command, reading through the first
+        ``max(R, C)`` lanes of the scratchpad's read port (``read``) and writing one word at
+        a time through its write port; nothing runs beside it (``gen.spec.isa.SP_READERS``,
+        ``SP_WRITERS``)."""
+        cmd = ctl.cmd
+        m.d.comb += [gather.start.eq(ctl.start),
+                     gather.run.eq(ctl.active & (cmd.op == isa.Opcode.GATHER)),
+                     gather.taps.eq(cmd.m), gather.n.eq(cmd.n), gather.batch.eq(cmd.batch),
+                     gather.mask.eq(cmd.flag),
+                     gather.win_base.eq(cmd.sp_base), gather.win_lpc.eq(cmd.sp_lpc),
+                     gather.dst_base.eq(cmd.sp2_base), gather.dst_lpc.eq(cmd.sp2_lpc),
+                     gather.tab_base.eq(cmd.sp3_base), gather.tab_lpc.eq(cmd.sp3_lpc)]
+        with m.If(gather.rd_en):
+            m.d.comb += [read.en.eq(1), read.e0.eq(gather.rd_e0), read.line.eq(gather.rd_line),
+                         read.lanes.eq(gather.rd_lanes)]
+
     def _shared_tags(self, m, pes):
         """Reuse tags shared along lines of PEs (``pe.reuse_scope = "row"``): tag unit ``i``
         serves column ``i`` in FORWARD and WGRAD and row ``i`` in BACKWARD, where the PEs of

@@ -36,12 +36,12 @@ from chrysalis.gen.spec.checks import ceil_div
 from chrysalis.sim.golden import core_counts
 
 __all__ = ["MemoryTiming", "TESTBENCH_MEMORY", "CORE_OPS", "DMA_OPS", "PHASES", "phase_of",
-           "core_command", "loss_grad_cycles", "dma_burst_cycles", "dma_command",
+           "core_command", "gather_cycles", "loss_grad_cycles", "dma_burst_cycles", "dma_command",
            "dma_command_at", "command_overhead", "command_cost", "RUN_START", "COST_FIELDS"]
 
 #: Core operations and DMA operations (``gen.spec.isa.Opcode`` names).
 CORE_OPS = ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W", "FORWARD", "BACKWARD", "WGRAD",
-            "LOSS_GRAD")
+            "LOSS_GRAD", "GATHER")
 DMA_OPS = tuple(op.name for op in sorted(isa.DMA_OPS))
 
 #: Phases of a training step, and the operations each is made of. ``load`` is the movers
@@ -53,6 +53,7 @@ PHASES = {
     "wgrad_update": ("WGRAD",),
     "load": ("LOAD_COL", "LOAD_ROW", "LOAD_W", "STORE_W"),
     "dma": DMA_OPS,
+    "gather": ("GATHER",),
 }
 _PHASE_OF = {op: phase for phase, ops in PHASES.items() for op in ops}
 
@@ -161,7 +162,17 @@ def loss_grad_cycles(latency, m, batch, sfu="pipelined", lanes=1):
     return total
 
 
-def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fill=False):
+def gather_cycles(config, taps, n, batch, mask=False):
+    """Cycles of ``GATHER`` (``taps`` table entries per element of an ``n`` x ``batch``
+    destination, ``mask``: its ``flag``): a copy (one tap) in blocks of ``max(R, C)``
+    elements, a cycle per element and one or two per block; more taps two cycles each
+    (``sim.golden.core_counts.gather_cycles``)."""
+    return core_counts.gather_cycles(config.mac.latency, core_counts.gather_lanes(config),
+                                     taps, n, batch, mask)
+
+
+def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fill=False,
+                 mask=False):
     """Cycles and counter growth of one core command, in closed form.
 
     Parameters
@@ -179,6 +190,8 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fil
     fill : bool
         ``FORWARD``, ``BACKWARD`` only: the results also loaded into the activation banks
         (no cycle more; their words on the buses, ``sim.golden.core_counts.fills``).
+    mask : bool
+        ``GATHER`` only: its ``flag`` (a read of each destination element first).
 
     Returns
     -------
@@ -204,6 +217,8 @@ def core_command(config, op, m=0, n=0, batch=0, momentum=False, fused=False, fil
         return _result(loss_grad_cycles(L, m, batch, config.core.sfu,
                                         core_counts.loss_lanes(config))
                        + L + core_counts.FINISH_EXTRA)
+    if op == "GATHER":
+        return _result(gather_cycles(config, m, n, batch, mask))
     # The movers and the compute commands: the core's schedule in closed form, exact.
     command = {"op": op, "m": m, "n": n, "batch": batch, "flag": int(momentum),
                "fused": int(fused), "fill": int(fill)}
@@ -344,6 +359,6 @@ def command_cost(config, command, timing=TESTBENCH_MEMORY):
     core = core_command(config, op, momentum=bool(command.get("flag")) and wgrad,
                         fused=bool(command.get("fused")) and wgrad,
                         fill=bool(command.get("fill")) and op in ("FORWARD", "BACKWARD"),
-                        **size)
+                        mask=bool(command.get("flag")) and op == "GATHER", **size)
     out.update(core, core_cycles=core["cycles"] - 1, cycles=overhead + core["cycles"])
     return out

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: (major, minor): a major change breaks existing command streams.
-ISA_VERSION = (1, 5)
+ISA_VERSION = (1, 6)
 COMMAND_WORDS = 16
 COMMAND_BYTES = 4 * COMMAND_WORDS
 #: Value of the ``ID`` register: "CHRS" in ASCII.
@@ -64,6 +64,7 @@ class Opcode(enum.IntEnum):
     REDUCE_SCATTER = 14
     ALL_REDUCE = 15
     SEND = 16
+    GATHER = 17
 
 
 #: The collective operations: they run on the ring of a cluster (``cluster.cores >= 2``),
@@ -136,6 +137,16 @@ OP_DOC = {
                        "rows, then an all-gather of the chunks.",
     Opcode.SEND: "Core `root`'s matrix `sp` (`n` x `batch`) into core `peer`'s matrix `sp2`, "
                  "along the ring.",
+    Opcode.GATHER: "A table-driven copy and sum of scratchpad words into matrix `sp2` (`n` x "
+                   "`batch`; im2col, col2im, flatten). The source is the window of `sp_lpc` "
+                   "lines from line `sp_base` (word `e` is bank `e mod S` of line "
+                   "`sp_base + e div S`); the table is matrix `sp3` (`m*n` x `batch`) of "
+                   "unsigned words, `m` taps per element: `sp2[r][b]` is `v0` with `m = 1` "
+                   "(every bit copied) and `((v0 + v1) + v2) + ...` (fp32 adds, round to "
+                   "nearest even) with more, `v_t` the window word `sp3[r*m + t][b]`, or +0 "
+                   "where that entry is at or past `sp_lpc * S`. `flag`: the result is kept "
+                   "where the element `sp2` held before is positive, else +0 (BACKWARD's "
+                   "mask). A window that overlaps `sp2` has an undefined result.",
 }
 
 
@@ -201,7 +212,7 @@ class Field:
 FIELDS = (
     Field("op", 0, 0, 8, "operation (`Opcode`)"),
     Field("flag", 0, 8, 1, "FORWARD: ReLU; BACKWARD: ReLU mask; WGRAD: momentum; "
-          "ALL_GATHER: in place"),
+          "ALL_GATHER: in place; GATHER: mask by the destination's old values"),
     Field("fused", 0, 9, 1, "WGRAD: the update fused into the gradient pass (dY carries "
                             "`-lr`)"),
     Field("fill", 0, 10, 1, "FORWARD, BACKWARD: the results also into the activation banks "
@@ -209,7 +220,8 @@ FIELDS = (
     Field("root", 0, 16, 8, "collectives: the root core (BROADCAST, REDUCE) or the sending "
                             "core (SEND)"),
     Field("peer", 0, 24, 8, "SEND: the receiving core"),
-    Field("m", 1, 0, 16, "rows of W (output features); LOAD_ROW: elements per column"),
+    Field("m", 1, 0, 16, "rows of W (output features); LOAD_ROW: elements per column; "
+                         "GATHER: taps (table entries per element)"),
     Field("n", 1, 16, 16, "columns of W (input features); LOAD_COL, DMA: elements per "
                           "column"),
     Field("batch", 2, 0, 16, "columns of the activation matrices (samples); DMA: columns"),
@@ -222,12 +234,14 @@ FIELDS = (
                              "(FORWARD, WGRAD); dY (BACKWARD)"),
     Field("abase2", 6, 0, 20, "WGRAD: activation-bank word address of dY; FORWARD, "
                               "BACKWARD with `fill`: where the results are loaded"),
-    Field("sp_base", 7, 0, 24, "scratchpad matrix: first line"),
-    Field("sp_lpc", 8, 0, 24, "scratchpad matrix: lines per column"),
+    Field("sp_base", 7, 0, 24, "scratchpad matrix: first line (GATHER: of the source window)"),
+    Field("sp_lpc", 8, 0, 24, "scratchpad matrix: lines per column (GATHER: lines of the "
+                              "source window)"),
     Field("sp2_base", 9, 0, 24, "second scratchpad matrix (BACKWARD: activations; "
-                                "LOSS_GRAD: dY): first line"),
+                                "LOSS_GRAD: dY; GATHER: the destination): first line"),
     Field("sp2_lpc", 10, 0, 24, "second scratchpad matrix: lines per column"),
-    Field("sp3_base", 11, 0, 24, "third scratchpad matrix (LOSS_GRAD: labels): first line"),
+    Field("sp3_base", 11, 0, 24, "third scratchpad matrix (LOSS_GRAD: labels; GATHER: the "
+                                 "table): first line"),
     Field("sp3_lpc", 12, 0, 24, "third scratchpad matrix: lines per column"),
     Field("scalar", 13, 0, 32, "fp32: WGRAD `-lr`; LOSS_GRAD `1/batch` (fused update: "
                                "`-lr/batch`)"),
@@ -274,6 +288,7 @@ OP_FIELDS = {
     Opcode.REDUCE_SCATTER: ("n", "batch") + _SP + _SP2,
     Opcode.ALL_REDUCE: ("n", "batch") + _SP + _SP2,
     Opcode.SEND: ("root", "peer", "n", "batch") + _SP + _SP2,
+    Opcode.GATHER: ("flag", "m", "n", "batch") + _SP + _SP2 + _SP3,
 }
 # Core and DMA operations name the cores that run them.
 for _op in Opcode:
@@ -287,6 +302,7 @@ NEEDS = {
     Opcode.FORWARD: ("m", "n", "batch"), Opcode.BACKWARD: ("m", "n", "batch"),
     Opcode.WGRAD: ("m", "n", "batch"), Opcode.LOSS_GRAD: ("m", "batch"),
     Opcode.DMA_LOAD: ("n", "batch"), Opcode.DMA_STORE: ("n", "batch"),
+    Opcode.GATHER: ("m", "n", "batch"),
     **{op: ("n", "batch") for op in COLLECTIVES},
 }
 
@@ -570,6 +586,9 @@ OP_REGIONS = {
     Opcode.REDUCE_SCATTER: (_matrix("sp", "cores*n"), _matrix("sp2", "n")),
     Opcode.ALL_REDUCE: _COLLECTIVE_REGIONS,
     Opcode.SEND: _COLLECTIVE_REGIONS,
+    # The window is one column of `sp_lpc` lines: a 1 x 1 matrix is in range exactly when
+    # `sp_lpc >= 1` and `sp_base + sp_lpc <= lines`.
+    Opcode.GATHER: (_matrix("sp", "1", "1"), _matrix("sp2", "n"), _matrix("sp3", "m*n")),
 }
 #: Pairs of an operation's regions that must not overlap (``ACT_RANGE`` otherwise): the
 #: activation-bank region that FORWARD and BACKWARD read, and the one their ``fill`` writes
@@ -589,8 +608,9 @@ DMA_OPS = frozenset(op for op, regions in OP_REGIONS.items()
 #: the write port, a store the read port), which decides what a transfer may run beside
 #: (``hw.controller``, and ``gen.perf.stream.dma_beside`` in the model).
 SP_READERS = frozenset({Opcode.LOAD_COL, Opcode.LOAD_ROW, Opcode.LOAD_W, Opcode.LOSS_GRAD,
-                        Opcode.BACKWARD})
-SP_WRITERS = frozenset({Opcode.STORE_W, Opcode.FORWARD, Opcode.BACKWARD, Opcode.LOSS_GRAD})
+                        Opcode.BACKWARD, Opcode.GATHER})
+SP_WRITERS = frozenset({Opcode.STORE_W, Opcode.FORWARD, Opcode.BACKWARD, Opcode.LOSS_GRAD,
+                        Opcode.GATHER})
 
 #: The loads a core may take in its side slot while it runs a ``SIDE_HOST`` command: they use
 #: the mover, the scratchpad's read port and the activation banks' write port, none of which
@@ -1073,7 +1093,9 @@ def markdown():
             "core of its mask still runs a command that does not use the scratchpad port "
             "the transfer takes (a load the write port, a store the read port) and, if it "
             "uses the other port, whose scratchpad lines are disjoint from the transfer's "
-            "(`hw/controller.py`). Commands therefore overlap, and every result (every "
+            "(`hw/controller.py`). A `GATHER` uses both scratchpad ports, so it runs alone: "
+            "no DMA, load or `WGRAD` goes beside it, and it waits for the commands before "
+            "it to end. Commands therefore overlap, and every result (every "
             "counter but `CYCLES` and `DMA_CYCLES`) is that of the stream run in order "
             "(`docs/architecture.md`, `docs/cluster.md`).",
             "",
@@ -1126,6 +1148,8 @@ def _region_markdown(r):
     elif r.memory == "memory":
         text = (f"`{r.base}`: {r.cols} columns of {r.rows} words, `mem_stride` bytes apart, "
                 f"in the DMA window")
+    elif r.memory == "scratchpad" and r.rows == r.cols == "1":
+        text = f"`{r.base}` (a window of `{r.base}_lpc` lines: 1 x 1)"
     else:
         text = f"`{r.base}` ({shape})"
     return f"with `{r.when}` {text}" if r.when else text

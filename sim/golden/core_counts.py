@@ -82,6 +82,28 @@ after the taking edge) in which the command calls ``finish()``:
   unit (``core.sfu``, :func:`loss_timing`): pipelined ``1``, ``9L + 2``, ``4L + 2``. Stepped
   cycle by cycle in :func:`_trace_loss` (exact); the schedule does not depend on the data.
 
+* ``GATHER`` (``hw/gather.py``), with ``T = m`` taps. A copy (``T = 1``) goes in blocks
+  of ``c <= W`` elements of a column (``W = max(R, C)``, the lanes it reads at once, from a
+  column's start): one read of a block's table entries (with ``flag`` one of its old
+  values), then one window read per element; the next block's entries are read in the
+  cycle before the block's last window read. From cycle 1: the first block's entries, a
+  cycle for them to arrive (its mask read with ``flag``), then each block's window reads
+  and the next block's one or two reads: ``X = 2 + n * batch + (blocks - 1) * (1 +
+  flag)`` with ``blocks = batch * ceil(n / W)``, ``finish()`` in the last window read.
+  With more taps the unit runs *steps*, one every two cycles from cycle 1: the first cycle
+  of a step reads the table word of a tap (or, with ``flag``, the old destination word of
+  an element), the second the window word of the step before's tap (its table word came
+  back and was registered in between). The destination's columns are cut into groups of
+  ``P`` = :func:`gather_group` elements; a group takes ``count`` mask steps (with
+  ``flag``) and then ``T`` rounds of ``slots = max(count, Q)`` steps (``Q`` =
+  :func:`gather_min_slots`), one per element, tap ``t`` of every element in round ``t``,
+  so that an element's running sum comes back from the fp32 adder (latency ``L - 1``)
+  before its next tap; steps past ``count`` issue nothing. So with ``N`` =
+  :func:`gather_steps` steps, ``finish()`` is at ``X = 2N - 1``. Either way ``cycles = X +
+  L + 5`` (:func:`gather_cycles`), and nothing else is counted (no bus word, no MAC slot);
+  the last write lands at most ``L + 3`` cycles after ``X``, inside the ``finish()``
+  countdown.
+
 A malformed command (unknown operation, or a size of zero that it needs) is refused at
 once: one cycle, nothing counted.
 """
@@ -92,7 +114,8 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "handover",
-           "trace_handover", "is_malformed",
+           "trace_handover", "is_malformed", "gather_group", "gather_min_slots",
+           "gather_lanes", "gather_steps", "gather_cycles",
            "wgrad_fused", "wgrad_update_passes", "fills", "stationary_reads", "streaming_reads"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
@@ -145,6 +168,49 @@ def wgrad_update_passes(config, command):
     if wgrad_fused(config, command):
         return 0
     return 2 if command.get("flag") else 1
+
+
+def gather_min_slots(latency):
+    """The fewest steps of a ``GATHER`` round with more than one tap, ``Q = ceil(L / 2)``
+    for a core of ``mac.latency = L``: an element's taps are ``2 * slots`` cycles apart, and
+    its running sum is back from the fp32 adder (latency ``L - 1``) ``L`` cycles after the
+    previous tap's word arrived."""
+    return ceil_div(latency, 2)
+
+
+def gather_group(latency):
+    """Elements of a ``GATHER`` group (``P``, the gather unit's running sums): enough to fill
+    a round, :func:`gather_min_slots`, and at least two."""
+    return max(2, gather_min_slots(latency))
+
+
+def gather_lanes(config):
+    """Elements a ``GATHER`` copy reads the table entries (and old values) of at once:
+    ``W = max(R, C)``, the lanes of the core's read requests."""
+    return max(config.core.rows, config.core.cols)
+
+
+def gather_steps(latency, taps, n, batch, mask):
+    """Steps of a ``GATHER`` of more than one tap (two cycles each; see the module
+    docstring)."""
+    if taps < 2:
+        raise ValueError(f"taps must be at least 2 (a copy goes in blocks), not {taps!r}")
+    P, Q = gather_group(latency), gather_min_slots(latency)
+    full, rest = divmod(n, P)
+    per_column = taps * (full * P + (max(rest, Q) if rest else 0))
+    return batch * (per_column + (n if mask else 0))
+
+
+def gather_cycles(latency, lanes, taps, n, batch, mask):
+    """Cycles of a ``GATHER`` (``taps`` per element of an ``n x batch`` destination,
+    ``mask``: its ``flag``) on a core of MAC latency ``latency`` whose copies read
+    ``lanes`` = :func:`gather_lanes` entries at once."""
+    if taps == 1:
+        blocks = batch * ceil_div(n, lanes)
+        finish = 2 + n * batch + (blocks - 1) * (1 + int(bool(mask)))
+    else:
+        finish = 2 * gather_steps(latency, taps, n, batch, mask) - 1
+    return finish + latency + FINISH_EXTRA
 
 
 def _params(config):
@@ -283,6 +349,9 @@ def predict(config, command, labels=None):
         bus = (on_bus + fills(config, command)) * (m if fwd else n) * batch
         return _result(drained + 1 + end, mac=ceil_div(outputs, streams) * steps, stall=stall,
                        bus=bus)
+    if op == "GATHER":
+        return _result(gather_cycles(L, gather_lanes(config), m, n, batch,
+                                     bool(command.get("flag"))))
     if op == "LOSS_GRAD":
         # The special-function unit's reorder and turn-taking make a closed form long; the
         # loss unit's passes are short loops, so they are stepped (still exact).
@@ -447,11 +516,68 @@ def trace(config, command, labels=None):
                            fused=op == "WGRAD" and wgrad_fused(config, command))
         if fills(config, command):
             counts["bus_words"] += (m if op == "FORWARD" else n) * batch
+    elif op == "GATHER":
+        x = _trace_gather(L, gather_lanes(config), m, n, batch, bool(command.get("flag")))
     else:
         x = _trace_loss(L, m, batch, labels, sfu=config.core.sfu, lanes=loss_lanes(config))
     cycles = x + L + FINISH_EXTRA
     counts["busy_cycles"] = cycles - 1
     return {"cycles": cycles, **counts}
+
+
+def _trace_gather(L, W, taps, n, batch, mask):
+    """Cycle of ``finish()`` of GATHER: ``hw.gather.Gather``'s loops stepped, the copy
+    engine's a cycle at a time, the steps of more taps two cycles at a time."""
+    if taps == 1:
+        return _trace_gather_copy(W, n, batch, mask)
+    P, Q = gather_group(L), gather_min_slots(L)
+    cycle = 1
+    last = None
+    for _b in range(batch):
+        r0 = 0
+        while r0 < n:
+            count = min(P, n - r0)
+            slots = max(count, Q)
+            phases = ([("mask", count)] if mask else []) + [("tap", slots)] * taps
+            for _kind, steps in phases:
+                for _p in range(steps):
+                    last = cycle
+                    cycle += 2
+            r0 += count
+    return last
+
+
+def _trace_gather_copy(W, n, batch, mask):
+    """The copy engine's states (``hw.gather.Gather._copy``) stepped a cycle at a time."""
+    blocks = [min(W, n - r0) for _b in range(batch) for r0 in range(0, n, W)]
+    nb = 0                                      # the next block to read
+    cycle, state = 1, "start"
+    count = count_next = j = 0
+    next_read = False
+    while True:
+        if state == "start":
+            count_next = blocks[nb]
+            nb += 0 if mask else 1
+            state = "pre"
+        elif state == "pre":
+            nb += 1 if mask else 0
+            count, j, next_read, state = count_next, 0, False, "window"
+        elif state == "window":
+            if j + 1 < count:
+                j += 1
+            elif nb < len(blocks) and not next_read:
+                count_next = blocks[nb]
+                nb += 0 if mask else 1
+                next_read = True
+            elif next_read:
+                count, j, next_read = count_next, 0, False
+                state = "mask" if mask else "window"
+            else:
+                return cycle
+        else:                                   # mask
+            nb += 1
+            state = "window"
+        cycle += 1
 
 
 def _lane_count(e0, limit, count):

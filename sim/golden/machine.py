@@ -63,6 +63,7 @@ from chrysalis.sim.golden.core_counts import fills, wgrad_fused
 from chrysalis.sim.golden import core_model as cm
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.dual import BYPASS, HIGH, LOW, DualPath, random_bits
+from chrysalis.sim.golden.gather import gather
 from chrysalis.gen.spec.layout import bank_count, tiles
 from chrysalis.sim.golden.reuse import ReuseCache, reuse_classes
 
@@ -247,6 +248,7 @@ class Machine:
             Opcode.LOAD_W: self._load_w, Opcode.STORE_W: self._store_w,
             Opcode.FORWARD: self._forward, Opcode.BACKWARD: self._backward,
             Opcode.WGRAD: self._wgrad, Opcode.LOSS_GRAD: self._loss_grad,
+            Opcode.GATHER: self._gather,
         }
 
     # --- registers and state -------------------------------------------------------------
@@ -762,3 +764,13 @@ class Machine:
         dy, _ = cm.softmax_xent_gradient(self.num, y, labels.astype(np.int64), c["scalar"])
         self.write_matrix(c["sp2_base"], c["sp2_lpc"], dy)
         return [int(v) for v in labels]
+
+    def _gather(self, c):
+        # Every word the command reads is read before it writes (gather.gather's meaning);
+        # the RTL interleaves them, which differs only where the window overlaps the
+        # destination, a case the command set leaves undefined.
+        taps, n, batch, S = c["m"], c["n"], c["batch"], self.banks
+        window = self.scratchpad[c["sp_base"] * S:(c["sp_base"] + c["sp_lpc"]) * S]
+        table = self.read_matrix(c["sp3_base"], c["sp3_lpc"], taps * n, batch)
+        mask = self.read_matrix(c["sp2_base"], c["sp2_lpc"], n, batch) if c["flag"] else None
+        self.write_matrix(c["sp2_base"], c["sp2_lpc"], gather(window, table, taps, mask))

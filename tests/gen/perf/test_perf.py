@@ -58,6 +58,32 @@ def test_core_commands_equal_the_exact_schedule(R, C, L, acc, reduction, dual):
             model = core_command(config, op, m, n, batch, momentum=bool(flag))
             for key in ("cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words"):
                 assert model[key] == exact[key], (op, m, n, batch, flag, key)
+    # GATHER (m taps per element; flag: the mask).
+    for m, n, batch, flag in itertools.product((1, 2, 9), (1, 5, 17), (1, 4), (0, 1)):
+        exact = core_counts.predict(config, dict(op="GATHER", m=m, n=n, batch=batch, flag=flag))
+        model = core_command(config, "GATHER", m, n, batch, mask=bool(flag))
+        for key in ("cycles", "mac_slots", "update_slots", "stall_cycles", "bus_words"):
+            assert model[key] == exact[key], ("GATHER", m, n, batch, flag, key)
+
+
+def test_gather_runs_alone_in_a_stream():
+    """A GATHER uses both scratchpad ports: no DMA, load or WGRAD goes beside it, so a
+    stream with it costs its commands in order, fetches hidden as for any command."""
+    from chrysalis.gen.perf.commands import command_cost
+    from chrysalis.gen.perf.stream import dma_beside, drain_beside, load_beside, stream_cost
+    config = PRESETS["default"]
+    gather = dict(op="GATHER", m=9, n=64, batch=1, flag=1, sp_base=0, sp_lpc=200,
+                  sp2_base=1000, sp2_lpc=16, sp3_base=2000, sp3_lpc=144)
+    far = dict(n=4, batch=2, sp_base=5000, sp_lpc=1, mem_addr=0x1000, mem_stride=64)
+    assert not dma_beside(dict(op="DMA_LOAD", **far), gather)
+    assert not dma_beside(dict(op="DMA_STORE", **far), gather)
+    assert not load_beside(config, dict(op="LOAD_COL", n=4, batch=2, abase=0), gather)
+    assert not drain_beside(config, dict(op="WGRAD", m=4, n=4, batch=2), gather)
+    cost = stream_cost(config, [gather])
+    assert cost["phases"]["gather"]["commands"] == 1
+    assert cost["total"]["cycles"] == command_cost(config, gather)["cycles"] + 1
+    assert command_cost(config, gather)["core_cycles"] == \
+        core_counts.predict(config, gather)["cycles"] - 1
 
 
 def test_loss_gradient_closed_form_equals_the_stepped_schedule(monkeypatch):
