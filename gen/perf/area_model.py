@@ -35,7 +35,7 @@ sixteenth). ``test_area_model`` keeps them equal to the refit of
 macros in the synthesis. :data:`ASIC_45NM_ESTIMATES` keeps the figures the model used
 before the syntheses (CATERPILLAR's half-precision FPU, 0.0056 mm², from Li & Pedram,
 ASAP 2017; 5 µm² per flip-flop bit; 0.1 mm² of control), for comparison; the refit makes
-the search's designs 11-29% larger (``benchmarks/results/asic_area.md``).
+the search's designs 11-30% larger (``benchmarks/results/asic_area.md``).
 """
 
 import json
