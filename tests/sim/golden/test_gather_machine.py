@@ -138,7 +138,7 @@ def test_counters_are_the_cycle_models():
     assert grown["commands"] == 1
     assert grown["core_cycles"] == counts["cycles"] - 1
     assert grown["mac_slots"] == grown["bus_words"] == grown["update_slots"] == 0
-    assert counts["cycles"] == 2 * core_counts.gather_steps(2, 3, 5, 2, False) + 2 + 4
+    assert counts["cycles"] == core_counts.gather_cycles(2, 2, 3, 5, 2, False)
 
 
 def _errors():
@@ -200,16 +200,18 @@ def test_closed_form_equals_the_stepped_model(latency):
                     assert model["cycles"] == exact["cycles"], command
 
 
-def test_steps_by_hand():
-    # L = 6: P = Q = 3. n = 7 -> groups 3, 3, 1 (padded to 3 slots with 2 taps).
-    assert core_counts.gather_group(6) == 3 and core_counts.gather_min_slots(6) == 3
-    assert core_counts.gather_steps(6, 2, 7, 1, False) == 2 * (3 + 3 + 3)
+def test_cycles_by_hand():
+    # A sum at L = 6 (groups of 6) on W = 4 lanes: n = 7 -> groups of 6 and 1; 9 taps in
+    # chunks of 4, 4, 1 (two interleaved rounds of 12 cycles); the mask: 2 and 1 reads.
+    assert core_counts.gather_group(6) == 6
+    group = lambda count, mask: mask * -(-count // 4) + count + 1 + 9 * 6 + 2 * 6
+    assert core_counts.gather_cycles(6, 4, 9, 7, 1, False) == \
+        group(6, 0) + group(1, 0) + 6 + 5
+    assert core_counts.gather_cycles(6, 4, 9, 7, 2, True) == \
+        2 * (group(6, 1) + group(1, 1)) + 6 + 5
+    # Two taps: one chunk, no interleaved round.
+    assert core_counts.gather_cycles(2, 2, 2, 2, 1, False) == 2 + 1 + 2 * 2 + 2 + 5
     # A copy on W = 4 lanes, n = 7 (blocks of 4 and 3), two columns: 14 window reads, the
     # first block's entries and a cycle, then one read (two with the mask) per block.
     assert core_counts.gather_cycles(6, 4, 1, 7, 2, False) == 2 + 14 + 3 + 6 + 5
     assert core_counts.gather_cycles(6, 4, 1, 7, 2, True) == 2 + 14 + 6 + 6 + 5
-    assert core_counts.gather_cycles(6, 4, 2, 7, 1, False) == 2 * 18 - 1 + 6 + 5
-    with pytest.raises(ValueError, match="taps must be at least 2"):
-        core_counts.gather_steps(6, 1, 7, 2, True)
-    # L = 2: Q = 1, P = 2: a lone element is not padded.
-    assert core_counts.gather_steps(2, 3, 5, 1, False) == 3 * 5
