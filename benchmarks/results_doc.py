@@ -181,7 +181,7 @@ SECTIONS = (
             "reads its window word through the scratchpad's one read port, and its table "
             "entry too, in lane reads of `W = max(R, C)` entries: about `(W + 1) / W` "
             "cycles per tap, plus a read per `W` elements with the mask, and for a sum "
-            "(more taps) the rounds of a column's short last group still `L` cycles long. "
+            "(more taps) the rounds of a column's short last group still `L + 1` cycles long. "
             "Below: the unit alone, fp32 adder included, by Yosys `synth_ecp5`."),
     Section("Per-layer mapping", ("mapping",), (_py("mapping"),),
             "The model's per-layer tiling (after DEEPMATRIX) against one uniform tiling and "

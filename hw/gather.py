@@ -14,7 +14,7 @@ written the cycle it arrives. The next block's entries are read in the cycle bef
 block's last window read: they arrive, and are registered, as that read leaves the entry
 registers. So a block of ``c`` elements takes ``c + 1`` cycles (``c + 2`` with ``flag``).
 
-A sum (more taps) works on groups of ``P = L`` (:func:`group_size`) elements of a column,
+A sum (more taps) works on groups of ``P = L + 1`` (:func:`group_size`) elements of a column,
 each with its running sum in a register, and on chunks of ``W`` taps. A group reads (with
 ``flag``) its elements' old values, ``W`` per lane read; then the first chunk's entries,
 one lane read per element (up to ``W`` consecutive entries: the chunk's taps of that
@@ -22,7 +22,7 @@ element), registered as window lines and banks; then, after a cycle for the last
 arrive, ``K`` rounds per chunk of ``K`` taps: round ``j`` reads the window word of tap
 ``j`` of every element, one per cycle, ``P`` cycles (steps past the group's elements read
 nothing). So an element's taps come ``P`` cycles apart, and its running sum is back from
-the fp32 adder (latency ``L - 1``, as the core's reducers) and registered in time. In the
+the fp32 adder (its operands registered, then ``L - 1`` stages) and registered in time. In the
 last round of a chunk that has a next one, each element's window read is followed by the
 read of its next chunk's entries, which arrive as the following element's window read
 leaves the registers. Tap 0 is stored as it is and each later tap added; an element's
@@ -48,10 +48,11 @@ __all__ = ["Gather", "group_size"]
 
 
 def group_size(latency):
-    """Elements per group of a sum (running sums), ``L``: an element's taps come a round
-    of ``L`` cycles apart, and its running sum is ready ``L`` cycles after the previous
-    tap's word (the fp32 adder's ``L - 1`` and a register)."""
-    return latency
+    """Elements per group of a sum (running sums), ``L + 1``: an element's taps come a
+    round of ``L + 1`` cycles apart, and its running sum is ready ``L + 1`` cycles after
+    the previous tap's word (the fp32 adder's operand registers, its ``L - 1`` stages, the
+    running sum's register)."""
+    return latency + 1
 
 
 def _positive(word):
@@ -69,7 +70,8 @@ class Gather(wiring.Component):
     banks : int
         Scratchpad banks ``S`` (a power of two).
     mac_latency : int
-        The core's MAC latency ``L``; the unit's fp32 adder has latency ``L - 1``.
+        The core's MAC latency ``L``; a sum's word is added ``L`` cycles after it
+        arrives (the fp32 adder's operand registers and ``L - 1`` stages).
     lanes : int
         Lanes ``W`` of the read port the unit uses (at most ``banks``): a copy (one tap)
         reads the table entries and the old values of ``W`` elements at once.
@@ -192,12 +194,15 @@ class Gather(wiring.Component):
         mrow = Signal(SIZE_BITS, name="sum_mask_row")         # r0 + k * W
         half = Signal(name="sum_entry_half")         # the interleaved round's entry cycle
         par = Signal(name="sum_parity")
-        left = Signal(SIZE_BITS, name="sum_left")
-        count = Signal(range(P + 1), name="sum_count")
+        # Element p of the group is row r0 + p: it exists while row < n (a group is cut
+        # short only at a column's end), so no element count is computed.
+        row = Signal(SIZE_BITS, name="sum_row")
+        exists = Signal(name="sum_exists")
+        last_group = Signal(name="sum_last_group")
         taps_left = Signal(SIZE_BITS, name="sum_taps_left")   # T - t0
         kc = Signal(range(W + 1), name="sum_chunk_taps")
         more = Signal(name="sum_more_chunks")
-        m.d.comb += [left.eq(self.n - r0), count.eq(Mux(left >= P, P, left)),
+        m.d.comb += [exists.eq(row < self.n), last_group.eq(r0 + P >= self.n),
                      taps_left.eq(self.taps - t0), kc.eq(Mux(taps_left >= W, W, taps_left)),
                      more.eq(taps_left > W)]
         next_lanes = Signal(W, name="sum_next_chunk_lanes")
@@ -208,6 +213,7 @@ class Gather(wiring.Component):
         with m.If(self.start):
             m.d.sync += [state.eq(MASKS), b.eq(0), t_off.eq(0), d_off.eq(0), r0.eq(0),
                          gbase.eq(0), cbase.eq(0), idx.eq(0), t0.eq(0), j.eq(0), p.eq(0),
+                         row.eq(0),
                          k.eq(0), mrow.eq(0), half.eq(0), par.eq(0)]
         line = self.tab_base + t_off
 
@@ -219,7 +225,7 @@ class Gather(wiring.Component):
 
         def window_read():
             entry_line, bank, inside = self._pick_entry(m, p, j)
-            with m.If(p < count):
+            with m.If(exists):
                 m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(entry_line),
                              self.rd_e0.eq(bank), self.rd_lanes.eq(inside),
                              issued.sum_window.eq(1), issued.p.eq(p), issued.par.eq(par),
@@ -230,23 +236,23 @@ class Gather(wiring.Component):
             with m.Switch(state):
                 with m.Case(MASKS):
                     with m.If(self.mask):
-                        self._mask_read(m, issued, k, mrow, r0, count, d_off, par)
-                        with m.If(mrow + W >= r0 + count):
+                        self._mask_read(m, issued, k, mrow, d_off, par)
+                        with m.If((mrow + W >= self.n) | (k + 1 == -(-P // W))):
                             m.d.sync += [k.eq(0), state.eq(ENTRIES)]
                         with m.Else():
                             m.d.sync += [k.eq(k + 1), mrow.eq(mrow + W)]
                     with m.Else():
-                        self._entries_start(m, entry_read, lanes, p, count, idx, next_gbase,
-                                            state, ENTRIES, BUBBLE)
+                        self._entries_start(m, entry_read, lanes, p, row, r0, idx,
+                                            next_gbase, state, ENTRIES, BUBBLE)
                 with m.Case(ENTRIES):
-                    self._entries_start(m, entry_read, lanes, p, count, idx, next_gbase,
+                    self._entries_start(m, entry_read, lanes, p, row, r0, idx, next_gbase,
                                         state, ENTRIES, BUBBLE)
                 with m.Case(BUBBLE):
-                    m.d.sync += [state.eq(ROUND), p.eq(0), j.eq(0), half.eq(0)]
+                    m.d.sync += [state.eq(ROUND), p.eq(0), row.eq(r0), j.eq(0), half.eq(0)]
                 with m.Case(ROUND):
                     interleaved = (j + 1 == kc) & more
                     with m.If(interleaved & half):
-                        with m.If(p < count):
+                        with m.If(exists):
                             entry_read(next_lanes)
                         m.d.sync += half.eq(0)
                     with m.Else():
@@ -255,53 +261,65 @@ class Gather(wiring.Component):
                             m.d.sync += half.eq(1)
                     step_on = ~interleaved | half
                     with m.If(step_on & (p + 1 != P)):
-                        m.d.sync += p.eq(p + 1)
+                        m.d.sync += [p.eq(p + 1), row.eq(row + 1)]
                     with m.Elif(step_on & (j + 1 != kc)):
-                        m.d.sync += [p.eq(0), j.eq(j + 1)]
+                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(j + 1)]
                     with m.Elif(step_on & more):
                         # The next chunk: its entries were read in this round.
-                        m.d.sync += [p.eq(0), j.eq(0), t0.eq(t0 + W), cbase.eq(cbase + W)]
+                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(0), t0.eq(t0 + W),
+                                     cbase.eq(cbase + W)]
                     with m.Elif(step_on):
-                        self._group_end(m, state, MASKS, b, t_off, d_off, r0, mrow, gbase,
-                                        cbase, next_gbase, idx, t0, p, j, par, left, count)
+                        self._group_end(m, state, MASKS, b, t_off, d_off, r0, row, mrow,
+                                        gbase, cbase, next_gbase, idx, t0, p, j, par,
+                                        last_group)
                     with m.If(interleaved & ~half & (p == 0)):
                         # The interleaved round's entry reads start at the next chunk.
                         m.d.sync += idx.eq(cbase + W)
 
-    def _entries_start(self, m, entry_read, lanes, p, count, idx, next_gbase, state,
+    def _entries_start(self, m, entry_read, lanes, p, row, r0, idx, next_gbase, state,
                        ENTRIES, BUBBLE):
         """A group's first chunk: one entry read per element; the next group's entries
         start where the last element's end (saved here)."""
         entry_read(lanes)
-        with m.If(p + 1 == count):
-            m.d.sync += [p.eq(0), state.eq(BUBBLE), next_gbase.eq(idx + self.taps)]
+        with m.If((row + 1 == self.n) | (p + 1 == self.group)):
+            m.d.sync += [p.eq(0), row.eq(r0), state.eq(BUBBLE),
+                         next_gbase.eq(idx + self.taps)]
         with m.Else():
-            m.d.sync += [p.eq(p + 1), state.eq(ENTRIES)]
+            m.d.sync += [p.eq(p + 1), row.eq(row + 1), state.eq(ENTRIES)]
 
-    def _mask_read(self, m, issued, k, mrow, r0, count, d_off, par):
+    def _mask_read(self, m, issued, k, mrow, d_off, par):
         """With ``flag``: mask read ``k`` of the group, the old values of up to ``W`` of
-        its elements from ``mrow = r0 + k * W``."""
-        W = self.lanes
-        on = Cat(*[mrow + lane < r0 + count for lane in range(W)])
+        its elements from ``mrow = r0 + k * W`` (those of the group, ``k * W + lane < P``,
+        and of the column, ``mrow + lane < n``)."""
+        W, P = self.lanes, self.group
+        in_group = [Signal(name=f"sum_mask_in_group{lane}") for lane in range(W)]
+        for lane in range(W):
+            with m.Switch(k):
+                for kk in range(-(-P // W)):
+                    with m.Case(kk):
+                        m.d.comb += in_group[lane].eq(kk * W + lane < P)
+        on = Cat(*[(mrow + lane < self.n) & in_group[lane] for lane in range(W)])
         m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(self.dst_base + d_off),
                      self.rd_e0.eq(mrow), self.rd_lanes.eq(on), issued.sum_mask.eq(1),
                      issued.k.eq(k), issued.par.eq(par)]
 
-    def _group_end(self, m, state, MASKS, b, t_off, d_off, r0, mrow, gbase, cbase,
-                   next_gbase, idx, t0, p, j, par, left, count):
+    def _group_end(self, m, state, MASKS, b, t_off, d_off, r0, row, mrow, gbase, cbase,
+                   next_gbase, idx, t0, p, j, par, last_group):
         """After a group's last round: the next group of the column, the next column, or
         the end of the command."""
+        P = self.group
         m.d.sync += [state.eq(MASKS), p.eq(0), j.eq(0), t0.eq(0), par.eq(~par)]
-        with m.If(left == count):                       # the column's last group
-            m.d.sync += [r0.eq(0), mrow.eq(0), gbase.eq(0), cbase.eq(0), idx.eq(0)]
+        with m.If(last_group):                          # the column's last group
+            m.d.sync += [r0.eq(0), row.eq(0), mrow.eq(0), gbase.eq(0), cbase.eq(0),
+                         idx.eq(0)]
             with m.If(b + 1 == self.batch):
                 m.d.comb += self.finish.eq(1)
             with m.Else():
                 m.d.sync += [b.eq(b + 1), t_off.eq(t_off + self.tab_lpc),
                              d_off.eq(d_off + self.dst_lpc)]
         with m.Else():
-            m.d.sync += [r0.eq(r0 + count), mrow.eq(r0 + count), gbase.eq(next_gbase),
-                         cbase.eq(next_gbase), idx.eq(next_gbase)]
+            m.d.sync += [r0.eq(r0 + P), row.eq(r0 + P), mrow.eq(r0 + P),
+                         gbase.eq(next_gbase), cbase.eq(next_gbase), idx.eq(next_gbase)]
 
     def _pick_entry(self, m, p, j):
         """Entry ``j`` of element ``p``'s chunk: its window line, bank and inside bit."""
@@ -344,22 +362,32 @@ class Gather(wiring.Component):
                     m.d.comb += kept.eq(keep[par][pp])
         keep_it = ~self.mask | kept
         acc = [Signal(32, name=f"sum{pp}") for pp in range(P)]
-        m.submodules.adder = adder = FloatAdder(FP32, FP32, FP32, latency=self.mac_latency - 1)
+        # The adder's operands and tag are registered first (the running sum's multiplexer
+        # and the tag's decode stay out of its first stage), then its L - 1 stages, as the
+        # edge reducers': the sum is back L cycles after the word.
+        m.submodules.adder = adder = FloatAdder(FP32, FP32, FP32,
+                                                latency=self.mac_latency - 1)
         # What travels beside the adder: the element, whether this is its last tap, its mask.
         out_layout = data.StructLayout({"p": range(P), "last": 1, "keep": 1})
         beside_in = Signal(out_layout, name="adder_tag")
-        out = self._delayed(m, beside_in, out_layout, adder.latency)
+        operand_a = Signal(32, name="adder_a")
+        operand_b = Signal(32, name="adder_b")
+        operand_valid = Signal(name="adder_valid")
+        m.d.comb += [adder.a.eq(operand_a), adder.b.eq(operand_b),
+                     adder.i_valid.eq(operand_valid)]
+        out = self._delayed(m, beside_in, out_layout, adder.latency + 1)
         running_sum = Signal(32, name="running_sum")
         for pp in range(P):
             with m.If(d1.p == pp):
                 m.d.comb += running_sum.eq(acc[pp])
+        m.d.sync += operand_valid.eq(0)
         with m.If(d1.sum_window & d1.first):
             for pp in range(P):
                 with m.If(d1.p == pp):
                     m.d.sync += acc[pp].eq(word)
         with m.Elif(d1.sum_window):
-            m.d.comb += [adder.a.eq(running_sum), adder.b.eq(word), adder.i_valid.eq(1),
-                         beside_in.p.eq(d1.p), beside_in.last.eq(d1.last),
+            m.d.sync += [operand_a.eq(running_sum), operand_b.eq(word), operand_valid.eq(1)]
+            m.d.comb += [beside_in.p.eq(d1.p), beside_in.last.eq(d1.last),
                          beside_in.keep.eq(keep_it)]
         with m.If(adder.o_valid):
             for pp in range(P):

@@ -90,19 +90,19 @@ after the taking edge) in which the command calls ``finish()``:
   cycle for them to arrive (its mask read with ``flag``), then each block's window reads
   and the next block's one or two reads: ``X = 2 + n * batch + (blocks - 1) * (1 +
   flag)`` with ``blocks = batch * ceil(n / W)``, ``finish()`` in the last window read.
-  With more taps (a sum) the destination's columns are cut into groups of ``P = L``
+  With more taps (a sum) the destination's columns are cut into groups of ``P = L + 1``
   (:func:`gather_group`) elements, each with a running sum, and the taps into chunks of
   ``W``: a group takes (with ``flag``) ``ceil(c / W)`` lane reads of its ``c`` elements'
   old values, ``c`` lane reads of the first chunk's entries (one per element), a cycle
   for the last to arrive, then per chunk of ``K`` taps ``K`` rounds of ``P`` cycles, round
   ``j`` reading tap ``j`` of every element (cycles past ``c`` read nothing), so that an
   element's taps are ``P`` cycles apart and its running sum is back from the fp32 adder
-  (latency ``L - 1``) in time; the last round of a chunk that has a next one takes ``2P``,
+  (operand registers and ``L - 1`` stages) in time; the last round of a chunk that has a next one takes ``2P``,
   each element's window read followed by the read of its next chunk's entries. So a group
   takes ``flag * ceil(c / W) + c + 1 + T * P + (ceil(T / W) - 1) * P`` cycles and
   ``finish()`` is in the last round's last cycle. Either way ``cycles = X + L + 5``
   (:func:`gather_cycles`), and nothing else is counted (no bus word, no MAC slot); the
-  last write lands at most ``L`` cycles after ``X``, inside the ``finish()`` countdown.
+  last write lands at most ``L + 1`` cycles after ``X``, inside the ``finish()`` countdown.
 
 A malformed command (unknown operation, or a size of zero that it needs) is refused at
 once: one cycle, nothing counted.
@@ -170,10 +170,10 @@ def wgrad_update_passes(config, command):
 
 
 def gather_group(latency):
-    """Elements of a ``GATHER`` sum's group (``P``, the gather unit's running sums): ``L``,
-    so that an element's taps, a round of ``P`` cycles apart, find its running sum back
-    from the fp32 adder (latency ``L - 1``, then a register)."""
-    return latency
+    """Elements of a ``GATHER`` sum's group (``P``, the gather unit's running sums): ``L +
+    1``, so that an element's taps, a round of ``P`` cycles apart, find its running sum
+    back from the fp32 adder (operand registers, ``L - 1`` stages, then a register)."""
+    return latency + 1
 
 
 def gather_lanes(config):
