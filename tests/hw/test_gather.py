@@ -9,6 +9,8 @@ tap and several, with and without the mask, entries past the window, ``-0`` and 
 the window, groups cut short at a column's end, and MAC latencies 2 to 8.
 """
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def _config(latency):
 def run_unit(memory, command, latency):
     """Run the unit on ``memory`` (the scratchpad's words, changed in place); returns the
     cycle of ``finish`` (1 = the first cycle after the one with ``start``)."""
-    shared = shared_simulation((Gather, latency, LANES), lambda: Gather(
+    shared = shared_simulation((Gather, latency, LANES, S, LINE_BITS), lambda: Gather(
         line_bits=LINE_BITS, banks=S, mac_latency=latency, lanes=LANES))
     dut = shared.dut
     result = {}
@@ -214,3 +216,21 @@ def test_command_checker_on_gathers():
     sim.add_testbench(testbench)
     sim.run()
     assert got == want
+
+
+@pytest.mark.parametrize("rows,cols,width", [(1, 1, 32), (2, 2, 64), (3, 1, 64)])
+def test_other_cores(monkeypatch, rows, cols, width):
+    """A 1 x 1 core (one bank, one lane: blocks and chunks of one), a 2 x 2 and a 3 x 1
+    (three lanes on four banks): copies and sums, with the mask."""
+    banks = 1 << (max(rows, cols) - 1).bit_length()
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "S", banks)
+    monkeypatch.setattr(module, "LANES", max(rows, cols))
+    monkeypatch.setattr(module, "LINE_BITS", (WORDS // banks - 1).bit_length())
+    base = with_overrides(get_preset("tiny"), {"host.axi_data_width": width})
+    monkeypatch.setattr(module, "_config", lambda latency: with_overrides(base, {
+        "core.rows": rows, "core.cols": cols, "core.scratchpad_words": WORDS,
+        "mac.latency": latency, "pe.acc_regs": 2 * (latency + 1)}))
+    for taps, n, batch, flag, latency in ((1, 5, 2, 1, 3), (1, 1, 3, 0, 2), (3, 5, 2, 1, 3),
+                                          (6, 4, 2, 1, 6), (2, 1, 1, 0, 2)):
+        check(taps, n, batch, flag, latency, seed=taps + n, words=13)
