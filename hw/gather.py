@@ -14,16 +14,16 @@ written the cycle it arrives. The next block's entries are read in the cycle bef
 block's last window read: they arrive, and are registered, as that read leaves the entry
 registers. So a block of ``c`` elements takes ``c + 1`` cycles (``c + 2`` with ``flag``).
 
-A sum (more taps) works on groups of ``P = L + 1`` (:func:`group_size`) elements of a column,
-each with its running sum in a register, and on chunks of ``W`` taps. A group reads (with
-``flag``) its elements' old values, ``W`` per lane read; then the first chunk's entries,
-one lane read per element (up to ``W`` consecutive entries: the chunk's taps of that
+A sum (more taps) works on groups of ``P = L + 1`` (:func:`group_size`) elements of a
+column, each with its running sum in a register, and on chunks of ``W`` taps. A group reads
+(with ``flag``) its elements' old values, ``W`` per lane read; then the first chunk's
+entries, one lane read per element (up to ``W`` consecutive entries: the chunk's taps of that
 element), registered as window lines and banks; then, after a cycle for the last to
 arrive, ``K`` rounds per chunk of ``K`` taps: round ``j`` reads the window word of tap
 ``j`` of every element, one per cycle, ``P`` cycles (steps past the group's elements read
 nothing). So an element's taps come ``P`` cycles apart, and its running sum is back from
-the fp32 adder (its operands registered, then ``L - 1`` stages) and registered in time. In the
-last round of a chunk that has a next one, each element's window read is followed by the
+the fp32 adder (its operands registered, then ``L - 1`` stages) and registered in time.
+In the last round of a chunk that has a next one, each element's window read is followed by the
 read of its next chunk's entries, which arrive as the following element's window read
 leaves the registers. Tap 0 is stored as it is and each later tap added; an element's
 last sum is written to the destination in order, masked by the bit kept for it.
@@ -199,21 +199,23 @@ class Gather(wiring.Component):
         row = Signal(SIZE_BITS, name="sum_row")
         exists = Signal(name="sum_exists")
         last_group = Signal(name="sum_last_group")
-        taps_left = Signal(SIZE_BITS, name="sum_taps_left")   # T - t0
-        kc = Signal(range(W + 1), name="sum_chunk_taps")
+        # The chunk's taps are t0 to t0 + W - 1 (those below T): its lanes, whether a next
+        # chunk follows (t0 + W < T) and its lanes, and whether round j is the chunk's
+        # last, each one comparison with T (t0w = t0 + W is stepped beside t0).
+        t0w = Signal(SIZE_BITS + 1, name="sum_next_chunk_tap")
         more = Signal(name="sum_more_chunks")
+        last_round = Signal(name="sum_last_round")
         m.d.comb += [exists.eq(row < self.n), last_group.eq(r0 + P >= self.n),
-                     taps_left.eq(self.taps - t0), kc.eq(Mux(taps_left >= W, W, taps_left)),
-                     more.eq(taps_left > W)]
+                     more.eq(t0w < self.taps),
+                     last_round.eq((j + 1 == W) | (t0 + j + 1 == self.taps))]
         next_lanes = Signal(W, name="sum_next_chunk_lanes")
-        after = taps_left - W
-        m.d.comb += next_lanes.eq(Cat(*[after > lane for lane in range(W)]))
+        m.d.comb += next_lanes.eq(Cat(*[t0w + lane < self.taps for lane in range(W)]))
         lanes = Signal(W, name="sum_chunk_lanes")
-        m.d.comb += lanes.eq(Cat(*[kc > lane for lane in range(W)]))
+        m.d.comb += lanes.eq(Cat(*[t0 + lane < self.taps for lane in range(W)]))
         with m.If(self.start):
             m.d.sync += [state.eq(MASKS), b.eq(0), t_off.eq(0), d_off.eq(0), r0.eq(0),
-                         gbase.eq(0), cbase.eq(0), idx.eq(0), t0.eq(0), j.eq(0), p.eq(0),
-                         row.eq(0),
+                         gbase.eq(0), cbase.eq(0), idx.eq(0), t0.eq(0), t0w.eq(W), j.eq(0),
+                         p.eq(0), row.eq(0),
                          k.eq(0), mrow.eq(0), half.eq(0), par.eq(0)]
         line = self.tab_base + t_off
 
@@ -250,7 +252,7 @@ class Gather(wiring.Component):
                 with m.Case(BUBBLE):
                     m.d.sync += [state.eq(ROUND), p.eq(0), row.eq(r0), j.eq(0), half.eq(0)]
                 with m.Case(ROUND):
-                    interleaved = (j + 1 == kc) & more
+                    interleaved = last_round & more
                     with m.If(interleaved & half):
                         with m.If(exists):
                             entry_read(next_lanes)
@@ -262,16 +264,17 @@ class Gather(wiring.Component):
                     step_on = ~interleaved | half
                     with m.If(step_on & (p + 1 != P)):
                         m.d.sync += [p.eq(p + 1), row.eq(row + 1)]
-                    with m.Elif(step_on & (j + 1 != kc)):
+                    with m.Elif(step_on & ~last_round):
                         m.d.sync += [p.eq(0), row.eq(r0), j.eq(j + 1)]
                     with m.Elif(step_on & more):
                         # The next chunk: its entries were read in this round.
-                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(0), t0.eq(t0 + W),
-                                     cbase.eq(cbase + W)]
+                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(0), t0.eq(t0w),
+                                     t0w.eq(t0w + W), cbase.eq(cbase + W)]
                     with m.Elif(step_on):
                         self._group_end(m, state, MASKS, b, t_off, d_off, r0, row, mrow,
                                         gbase, cbase, next_gbase, idx, t0, p, j, par,
                                         last_group)
+                        m.d.sync += t0w.eq(W)
                     with m.If(interleaved & ~half & (p == 0)):
                         # The interleaved round's entry reads start at the next chunk.
                         m.d.sync += idx.eq(cbase + W)
@@ -537,16 +540,12 @@ class Gather(wiring.Component):
         whether each is inside (registered, read by the window reads from the next cycle
         on); the old values become one bit each; a window word is written, masked."""
         W = self.lanes
-        lines = Cat(self.win_lpc, self.win_lpc == 0)
         keep = [Signal(name=f"copy_keep{lane}") for lane in range(W)]
         with m.If(d1.copy_table):
             for lane in range(W):
-                word = self.rd_data[lane]
-                above = word[self.log_banks:]
-                m.d.sync += [self._entry_line[lane].eq(self.win_base + above),
-                             self._entry_bank[lane].eq(word[:self.log_banks]
-                                                       if self.log_banks else 0),
-                             self._entry_in[lane].eq(above < lines)]
+                line, bank, inside = self._entry(self.rd_data[lane])
+                m.d.sync += [self._entry_line[lane].eq(line), self._entry_bank[lane].eq(bank),
+                             self._entry_in[lane].eq(inside)]
         with m.If(d1.copy_mask):
             m.d.sync += [keep[lane].eq(_positive(self.rd_data[lane])) for lane in range(W)]
         kept = Signal(name="copy_kept")

@@ -97,10 +97,10 @@ after the taking edge) in which the command calls ``finish()``:
   for the last to arrive, then per chunk of ``K`` taps ``K`` rounds of ``P`` cycles, round
   ``j`` reading tap ``j`` of every element (cycles past ``c`` read nothing), so that an
   element's taps are ``P`` cycles apart and its running sum is back from the fp32 adder
-  (operand registers and ``L - 1`` stages) in time; the last round of a chunk that has a next one takes ``2P``,
-  each element's window read followed by the read of its next chunk's entries. So a group
-  takes ``flag * ceil(c / W) + c + 1 + T * P + (ceil(T / W) - 1) * P`` cycles and
-  ``finish()`` is in the last round's last cycle. Either way ``cycles = X + L + 5``
+  (operand registers and ``L - 1`` stages) in time; the last round of a chunk that has a
+  next one takes ``2P``, each element's window read followed by the read of its next
+  chunk's entries. So a group takes ``flag * ceil(c / W) + c + 1 + T * P + (ceil(T / W)
+  - 1) * P`` cycles and ``finish()`` is in the last round's last cycle. Either way ``cycles = X + L + 5``
   (:func:`gather_cycles`), and nothing else is counted (no bus word, no MAC slot); the
   last write lands at most ``L + 1`` cycles after ``X``, inside the ``finish()`` countdown.
 
