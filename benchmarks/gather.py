@@ -4,8 +4,8 @@ Three GATHERs a small convolution needs, built the way a compiler builds them (z
 padding as entries past the window): the im2col of an 8 x 8 image with a 3 x 3 kernel,
 padding 1 and stride 1 (9 x 64, one tap), its col2im with the ReLU derivative (64 x 1, up
 to 9 taps, ``flag``) and a flatten of a 4 x 16 matrix (one tap). Each runs in a doorbell of
-its own on the tiny preset's RTL (with a 4096-word scratchpad, to hold them) under Verilator (the native harness), after a DMA_LOAD of
-the scratchpad; the script checks the whole memory image and every counter against the
+its own on the tiny preset's RTL (with a 4096-word scratchpad, to hold them) under
+Verilator (the native harness), after a DMA_LOAD of the scratchpad; the script checks the whole memory image and every counter against the
 golden machine and each command's ``CORE_CYCLES`` against ``sim.golden.core_counts``, and
 reports cycles per tap (the core's cycles over ``n * batch * m``; col2im's taps include
 those that read padding). The default preset's figures are the cycle model's, which the

@@ -189,11 +189,10 @@ SECTIONS = (
             "the default preset's by the same cycle model. A tap is one table entry of "
             "`m * n * batch` (padding included). Target: one tap per cycle, missed: every tap "
             "reads its window word through the scratchpad's one read port, and its table "
-            "entry too, in a lane read of `max(R, C)` entries for a copy (one tap: `(W + "
-            "1) / W` cycles per tap, a cycle more per block with the mask) and one by one "
-            "for a sum (2 cycles per tap, 2 more per element with the mask, the rounds of "
-            "a column's last group padded to `ceil(L/2)` steps). Below: the unit alone, "
-            "fp32 adder included, by Yosys `synth_ecp5`."),
+            "entry too, in lane reads of `W = max(R, C)` entries: about `(W + 1) / W` "
+            "cycles per tap, plus a read per `W` elements with the mask, and for a sum "
+            "(more taps) the rounds of a column's short last group still `L + 1` cycles long. "
+            "Below: the unit alone, fp32 adder included, by Yosys `synth_ecp5`."),
     Section("Per-layer mapping", ("mapping",), (_py("mapping"),),
             "The model's per-layer tiling (after DEEPMATRIX) against one uniform tiling and "
             "against the compiler's, for VGG-16 and ResNet-18; modelled."),

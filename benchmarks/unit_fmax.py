@@ -9,15 +9,16 @@ this is where the core's timing is worked on. For the default configuration it p
 * ``pe``: one PE (``hw.pe.PE``);
 * ``compute``, ``mover``, ``sequencer``: the core's compute engine, mover and sequencer
   (``hw.compute``, ``hw.mover``, ``hw.sequencer``);
-* ``checker``: the accelerator's command checker (``hw.command_check``).
+* ``checker``: the accelerator's command checker (``hw.command_check``);
+* ``gather``: the gather unit (``hw.gather.Gather``, the core's lanes and MAC latency).
 
-``loss`` and ``pe`` sit behind ``hw.harness.InputRegisters(unit, outputs=True)``, the
+``loss``, ``pe`` and ``gather`` sit behind ``hw.harness.InputRegisters(unit, outputs=True)``, the
 others (their ports are interfaces) behind ``hw.harness.SerialPorts``: every timed path is
 register to register. Each is placed on an LFE5U-85F out of context at a 100 MHz target,
 seed 1. An engine alone sees its command and sizes from registers; in the core they come
 from the sequencer's registers too.
 
-    .venv/bin/python benchmarks/unit_fmax.py [--units loss pe compute mover sequencer checker]
+    .venv/bin/python benchmarks/unit_fmax.py [--units loss pe compute mover sequencer checker gather]
 
 Writes ``benchmarks/results/unit_fmax.{json,md}``: per unit LUT4, FF, DSP, BRAM, Fmax and
 the critical path (its ends, logic and routing delay, logic levels and the Amaranth source
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / "build" / "bench" / "unit_fmax"
-UNITS = ("loss", "pe", "compute", "mover", "sequencer", "checker")
+UNITS = ("loss", "pe", "compute", "mover", "sequencer", "checker", "gather")
 DEVICE = "85k"
 FREQ_MHZ = 100
 TARGET_MHZ = 100
@@ -45,7 +46,7 @@ What is measured: units of the default configuration (4x4 PEs, bf16 operands, MA
 6, the pipelined special-function unit), each synthesized with Yosys `synth_ecp5` (classic
 `abc -lut 4` mapping, flattened) and placed and routed alone by nextpnr-ecp5 on an
 LFE5U-85F **out of context** (no IO buffers; the clock on the fabric), 100 MHz target, seed
-1. `loss` and `pe` are wrapped in input and output registers
+1. `loss`, `pe` and `gather` are wrapped in input and output registers
 (`hw.harness.InputRegisters(unit, outputs=True)`), the engines, the sequencer and the
 command checker (interface ports) in `hw.harness.SerialPorts` (every input bit from a shift
 register, every output registered and captured into one): each timed path is register to
@@ -80,6 +81,11 @@ def build_unit(name):
             lanes=4 if widest >= 4 else 2 if widest >= 2 else 1), outputs=True)
     if name == "pe":
         return InputRegisters(PE(config.mac.operand, **core.pe_args), outputs=True)
+    if name == "gather":
+        from chrysalis.hw.gather import Gather
+        return InputRegisters(Gather(line_bits=core.line_bits, banks=core.banks,
+                                     mac_latency=core.latency, lanes=max(R, C)),
+                              outputs=True)
     units = {
         "compute": lambda: ComputeEngine(**engine, group=G, streams=core.streams,
                                          random_policy=config.mac.dual == "random",

@@ -46,8 +46,9 @@ Operations (one command each):
 ``GATHER``
     A table-driven copy (``m = 1`` tap) or fp32 sum (``m`` taps) of words of the window
     ``sp_*`` into matrix ``sp2_*``, the table in ``sp3_*``, masked by the old values with
-    ``flag`` (``hw.gather``): im2col, col2im, flatten. It reads one word per cycle through
-    lane 0 of the scratchpad's read port and writes through its write port.
+    ``flag`` (``hw.gather``): im2col, col2im, flatten. It reads through the scratchpad's
+    read port (``max(R, C)`` table entries at once, a window word at a time) and writes a
+    word at a time through its write port.
 
 With dual precision (``mac.dual``, ``docs/dual_precision.md``) every MAC slot of FORWARD,
 BACKWARD and WGRAD computes two outputs of the accumulator group, ``o`` and ``o + 1``, at the

@@ -14,34 +14,24 @@ written the cycle it arrives. The next block's entries are read in the cycle bef
 block's last window read: they arrive, and are registered, as that read leaves the entry
 registers. So a block of ``c`` elements takes ``c + 1`` cycles (``c + 2`` with ``flag``).
 
-A sum (more taps) runs *steps*, one every two cycles, and reads one word per cycle through
-the read port (its data arrives in the next cycle):
+A sum (more taps) works on groups of ``P = L + 1`` (:func:`group_size`) elements of a
+column, each with its running sum in a register, and on chunks of ``W`` taps. A group reads
+(with ``flag``) its elements' old values, ``W`` per lane read; then the first chunk's
+entries, one lane read per element (up to ``W`` consecutive entries: the chunk's taps of that
+element), registered as window lines and banks; then, after a cycle for the last to
+arrive, ``K`` rounds per chunk of ``K`` taps: round ``j`` reads the window word of tap
+``j`` of every element, one per cycle, ``P`` cycles (steps past the group's elements read
+nothing). So an element's taps come ``P`` cycles apart, and its running sum is back from
+the fp32 adder (its operands registered, then ``L - 1`` stages) and registered in time.
+In the last round of a chunk that has a next one, each element's window read is followed by the
+read of its next chunk's entries, which arrive as the following element's window read
+leaves the registers. Tap 0 is stored as it is and each later tap added; an element's
+last sum is written to the destination in order, masked by the bit kept for it.
 
-==============  ==========================================  ==============================
-cycle of step   reads                                       data arriving (last cycle's)
-==============  ==========================================  ==============================
-first           table entry of step ``k`` (with ``flag``,   window word of step ``k - 2``
-                a mask step reads the element's old word)
-second          window word of step ``k - 1``               table entry of step ``k``
-==============  ==========================================  ==============================
-
-An entry is registered as a window line and bank in the cycle it arrives and used a cycle
-later, so no read data reaches a read address in the cycle it arrives.
-
-A column of the destination is cut into groups of ``P`` (:func:`group_size`) elements, each
-with its running sum in a register. A group takes its mask steps (``flag``), then ``T``
-rounds of ``slots`` steps: round ``t`` reads tap ``t`` of every element of the group, so
-an element's taps are ``2 * slots`` cycles apart and its running sum is back from the fp32
-adder (latency ``L - 1``, as the core's reducers) before its next tap: ``slots`` is at least
-:func:`min_slots` with more than one tap (steps past the group's elements read nothing).
-Tap 0 is stored as it is, each later tap added to the running sum, and an element's last
-tap's sum is written to the destination in order, one element after the other, masked by
-the bit its mask step kept.
-
-Addresses are stepped, never multiplied out: the table entry's index ``(r0 + p) * T + t``
-adds ``T`` per step of a round and starts the next round one further, the columns' lines
-add their ``lpc``, and the window's line is its base plus the entry shifted right by
-``log2(S)``. ``sim.golden.core_counts`` predicts the cycles exactly.
+Addresses are stepped, never multiplied out: the entry index ``(r0 + p) * T + t0`` adds
+``T`` per element and ``W`` per chunk, the copy's next block adds ``W`` to its row, the
+columns' lines add their ``lpc``, and a window line is its base plus the entry shifted
+right by ``log2(S)``. ``sim.golden.core_counts`` predicts the cycles exactly.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
@@ -54,20 +44,15 @@ from chrysalis.gen.spec.formats import FP32
 from .fadd import FloatAdder
 from .issue import SIZE_BITS
 
-__all__ = ["Gather", "group_size", "min_slots"]
-
-
-def min_slots(latency):
-    """The fewest steps of a round with more than one tap, ``ceil(L / 2)`` on a core of
-    MAC latency ``L``: an element's taps come ``2 * slots`` cycles apart and its running
-    sum is ready ``L`` cycles after the previous tap's word (``sim.golden.core_counts``'s
-    ``gather_min_slots``)."""
-    return (latency + 1) // 2
+__all__ = ["Gather", "group_size"]
 
 
 def group_size(latency):
-    """Elements per group (running sums): :func:`min_slots`, at least two."""
-    return max(2, min_slots(latency))
+    """Elements per group of a sum (running sums), ``L + 1``: an element's taps come a
+    round of ``L + 1`` cycles apart, and its running sum is ready ``L + 1`` cycles after
+    the previous tap's word (the fp32 adder's operand registers, its ``L - 1`` stages, the
+    running sum's register)."""
+    return latency + 1
 
 
 def _positive(word):
@@ -85,15 +70,16 @@ class Gather(wiring.Component):
     banks : int
         Scratchpad banks ``S`` (a power of two).
     mac_latency : int
-        The core's MAC latency ``L``; the unit's fp32 adder has latency ``L - 1``.
+        The core's MAC latency ``L``; a sum's word is added ``L`` cycles after it
+        arrives (the fp32 adder's operand registers and ``L - 1`` stages).
     lanes : int
         Lanes ``W`` of the read port the unit uses (at most ``banks``): a copy (one tap)
         reads the table entries and the old values of ``W`` elements at once.
 
     Attributes
     ----------
-    group, slots : int
-        :func:`group_size` and :func:`min_slots` of ``mac_latency``.
+    group : int
+        :func:`group_size` of ``mac_latency``.
 
     Members
     -------
@@ -138,7 +124,7 @@ class Gather(wiring.Component):
         self.line_bits, self.banks, self.mac_latency = line_bits, banks, mac_latency
         self.lanes = lanes
         self.log_banks = exact_log2(banks)
-        self.group, self.slots = group_size(mac_latency), min_slots(mac_latency)
+        self.group = group_size(mac_latency)
         super().__init__({
             "start": In(1), "run": In(1),
             "taps": In(SIZE_BITS), "n": In(SIZE_BITS), "batch": In(SIZE_BITS), "mask": In(1),
@@ -154,164 +140,264 @@ class Gather(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P = self.group
-        # What travels with a read, from its issue to its data (and through the adder).
-        tag_layout = data.StructLayout({"tap": 1, "mask": 1, "p": range(P), "par": 1,
-                                        "first": 1, "last": 1, "copy_table": 1,
-                                        "copy_mask": 1, "copy_window": 1})
+        P, W = self.group, self.lanes
+        # What travels with a read to its data (a cycle later) and, for a sum's taps,
+        # through the adder.
+        tag_layout = data.StructLayout({
+            "sum_entry": 1, "sum_mask": 1, "sum_window": 1, "p": range(P), "k": range(P),
+            "par": 1, "first": 1, "last": 1,
+            "copy_table": 1, "copy_mask": 1, "copy_window": 1})
         issued = Signal(tag_layout, name="issued")
-        self._steps(m, issued)
+        d1 = Signal(tag_layout, name="tag_d1")
+        m.d.sync += d1.eq(issued)
+        self._entries = [[(Signal(self.line_bits, name=f"entry_line{p}_{j}"),
+                           Signal(max(1, self.log_banks), name=f"entry_bank{p}_{j}"),
+                           Signal(name=f"entry_inside{p}_{j}")) for j in range(W)]
+                         for p in range(P)]
+        self._sum(m, issued)
         self._copy(m, issued)
-        delayed = self._datapath(m, issued, tag_layout)
-        self._copy_data(m, delayed[1])
+        self._write_pointer(m)
+        self._sum_data(m, d1)
+        self._copy_data(m, d1)
         return m
 
-    # --- the steps ------------------------------------------------------------------------
-
-    def _steps(self, m, issued):
-        """The loops: columns, groups, (mask steps,) rounds, slots; one step per two
-        cycles. Drives ``issued`` (the read of this cycle's step) and :attr:`finish`."""
-        P, Q = self.group, self.slots
-        lb = self.line_bits
-        running = Signal(name="running")
-        second = Signal(name="second_cycle")       # the step's window-read cycle
-        b = Signal(SIZE_BITS, name="column")
-        t_off = Signal(lb, name="table_offset")    # b * tab_lpc
-        d_off = Signal(lb, name="mask_offset")     # b * dst_lpc
-        r0 = Signal(SIZE_BITS, name="r0")          # the group's first element
-        masking = Signal(name="masking")           # the group's mask steps are to come
-        t = Signal(SIZE_BITS, name="round")
-        p = Signal(range(max(P, Q)), name="slot")
-        idx = Signal(SIZE_BITS, name="entry")      # (r0 + p) * T + t
-        round_base = Signal(SIZE_BITS, name="round_base")    # r0 * T + t
-        next_base = Signal(SIZE_BITS, name="next_base")      # (r0 + count) * T
-        par = Signal(name="parity")                # the group's parity (its mask bits)
-        left = Signal(SIZE_BITS, name="left")      # the column's elements from r0 on
-        count = Signal(range(P + 1), name="count")
-        slots = Signal(range(max(P, Q) + 1), name="slots")
-        m.d.comb += [left.eq(self.n - r0), count.eq(Mux(left >= P, P, left)),
-                     slots.eq(Mux(count >= Q, count, Q))]
-
-        with m.If(self.start):
-            m.d.sync += [running.eq(1), second.eq(0), b.eq(0), t_off.eq(0), d_off.eq(0),
-                         r0.eq(0), t.eq(0), p.eq(0), idx.eq(0), round_base.eq(0),
-                         par.eq(0), masking.eq(1)]
-        step = Signal(name="step")
-        # One tap: the copy engine runs the command instead (_copy).
-        run = self.run & (self.taps != 1)
-        m.d.comb += step.eq(run & running & ~second)
-        with m.If(run & running):
-            m.d.sync += second.eq(~second)
-        with m.If(step & self.mask & masking):
-            m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(self.dst_base + d_off),
-                         self.rd_e0.eq(r0 + p), self.rd_lanes.eq(1), issued.mask.eq(1),
-                         issued.p.eq(p), issued.par.eq(par)]
-            with m.If(p + 1 == count):
-                m.d.sync += [p.eq(0), masking.eq(0)]
-            with m.Else():
-                m.d.sync += p.eq(p + 1)
-        with m.Elif(step):
-            with m.If(p < count):
-                m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(self.tab_base + t_off),
-                             self.rd_e0.eq(idx), self.rd_lanes.eq(1), issued.tap.eq(1),
-                             issued.p.eq(p), issued.par.eq(par), issued.first.eq(t == 0),
-                             issued.last.eq(t + 1 == self.taps)]
-            # In round 0, the last element's entry plus T is where the next group's start.
-            with m.If((t == 0) & (p + 1 == count)):
-                m.d.sync += next_base.eq(idx + self.taps)
-            with m.If(p + 1 != slots):
-                m.d.sync += [p.eq(p + 1), idx.eq(idx + self.taps)]
-            with m.Elif(t + 1 != self.taps):
-                m.d.sync += [p.eq(0), t.eq(t + 1), round_base.eq(round_base + 1),
-                             idx.eq(round_base + 1)]
-            with m.Else():
-                m.d.sync += [p.eq(0), t.eq(0), par.eq(~par), masking.eq(1)]
-                with m.If(left == count):               # the column's last group
-                    m.d.sync += [r0.eq(0), idx.eq(0), round_base.eq(0)]
-                    with m.If(b + 1 == self.batch):
-                        m.d.comb += self.finish.eq(1)
-                        m.d.sync += running.eq(0)
-                    with m.Else():
-                        m.d.sync += [b.eq(b + 1), t_off.eq(t_off + self.tab_lpc),
-                                     d_off.eq(d_off + self.dst_lpc)]
-                with m.Else():
-                    m.d.sync += [r0.eq(r0 + count), idx.eq(next_base),
-                                 round_base.eq(next_base)]
-
-    # --- the reads' data ------------------------------------------------------------------
-
-    def _datapath(self, m, issued, tag_layout):
-        """Each read's tag travels beside it: the entry's data (a cycle after its read)
-        becomes the window read's address, issued two cycles later; the window word (a
-        cycle after that) is stored, added or written."""
-        P, lb = self.group, self.line_bits
-        delayed = [issued]
-        for k in range(4):
-            reg = Signal(tag_layout, name=f"tag_d{k + 1}")
-            m.d.sync += reg.eq(delayed[-1])
-            delayed.append(reg)
-        _, d1, _, d3, d4 = delayed
-        self._keep_many = [[Signal(name=f"keep{par}_{p}") for p in range(P)] for par in range(2)]
-
-        # d1: the entry (or the mask word) is back.
-        word = self.rd_data[0]
-        w_line = Signal(lb, name="window_line")
-        w_e0 = Signal(max(1, self.log_banks), name="window_bank")
-        w_in = Signal(name="window_inside")
+    def _entry(self, word):
+        """A table entry as a window line, bank and whether it is inside the window."""
         above = word[self.log_banks:]                   # the entry's line in the window
         # The checks allow no empty window: an lpc of 0 is a window of 2**line_bits lines.
         lines = Cat(self.win_lpc, self.win_lpc == 0)
-        keep = self._keep_many
-        with m.If(d1.tap):
-            m.d.sync += [w_line.eq(self.win_base + above),
-                         w_e0.eq(word[:self.log_banks] if self.log_banks else 0),
-                         w_in.eq(above < lines)]
-        with m.If(d1.mask):
+        return (self.win_base + above, word[:self.log_banks] if self.log_banks else 0,
+                above < lines)
+
+    # --- more taps: the sum engine --------------------------------------------------------
+
+    def _sum(self, m, issued):
+        """The sum engine's loops: columns, groups of ``P`` elements, chunks of ``W`` taps,
+        rounds (a tap of every element); one read per cycle. Drives ``issued`` and
+        :attr:`finish` for commands of more than one tap."""
+        P, W, lb = self.group, self.lanes, self.line_bits
+        run = self.run & (self.taps != 1)
+        MASKS, ENTRIES, BUBBLE, ROUND = 0, 1, 2, 3
+        state = Signal(range(4), name="sum_state")
+        b = Signal(SIZE_BITS, name="sum_column")
+        t_off = Signal(lb, name="sum_table_offset")    # b * tab_lpc
+        d_off = Signal(lb, name="sum_mask_offset")     # b * dst_lpc
+        r0 = Signal(SIZE_BITS, name="sum_r0")          # the group's first element
+        gbase = Signal(SIZE_BITS, name="sum_group_entry")     # r0 * T
+        cbase = Signal(SIZE_BITS, name="sum_chunk_entry")     # r0 * T + t0
+        next_gbase = Signal(SIZE_BITS, name="sum_next_group_entry")
+        idx = Signal(SIZE_BITS, name="sum_entry_index")       # (r0 + p) * T + t0
+        t0 = Signal(SIZE_BITS, name="sum_chunk_tap")
+        j = Signal(range(W), name="sum_round")
+        p = Signal(range(P), name="sum_slot")
+        k = Signal(range(P), name="sum_mask_read")
+        mrow = Signal(SIZE_BITS, name="sum_mask_row")         # r0 + k * W
+        half = Signal(name="sum_entry_half")         # the interleaved round's entry cycle
+        par = Signal(name="sum_parity")
+        # Element p of the group is row r0 + p: it exists while row < n (a group is cut
+        # short only at a column's end), so no element count is computed.
+        row = Signal(SIZE_BITS, name="sum_row")
+        exists = Signal(name="sum_exists")
+        last_group = Signal(name="sum_last_group")
+        # The chunk's taps are t0 to t0 + W - 1 (those below T): its lanes, whether a next
+        # chunk follows (t0 + W < T) and its lanes, and whether round j is the chunk's
+        # last, each one comparison with T (t0w = t0 + W is stepped beside t0).
+        t0w = Signal(SIZE_BITS + 1, name="sum_next_chunk_tap")
+        more = Signal(name="sum_more_chunks")
+        last_round = Signal(name="sum_last_round")
+        m.d.comb += [exists.eq(row < self.n), last_group.eq(r0 + P >= self.n),
+                     more.eq(t0w < self.taps),
+                     last_round.eq((j + 1 == W) | (t0 + j + 1 == self.taps))]
+        next_lanes = Signal(W, name="sum_next_chunk_lanes")
+        m.d.comb += next_lanes.eq(Cat(*[t0w + lane < self.taps for lane in range(W)]))
+        lanes = Signal(W, name="sum_chunk_lanes")
+        m.d.comb += lanes.eq(Cat(*[t0 + lane < self.taps for lane in range(W)]))
+        with m.If(self.start):
+            m.d.sync += [state.eq(MASKS), b.eq(0), t_off.eq(0), d_off.eq(0), r0.eq(0),
+                         gbase.eq(0), cbase.eq(0), idx.eq(0), t0.eq(0), t0w.eq(W), j.eq(0),
+                         p.eq(0), row.eq(0),
+                         k.eq(0), mrow.eq(0), half.eq(0), par.eq(0)]
+        line = self.tab_base + t_off
+
+        def entry_read(chunk_lanes):
+            m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(line), self.rd_e0.eq(idx),
+                         self.rd_lanes.eq(chunk_lanes), issued.sum_entry.eq(1),
+                         issued.p.eq(p)]
+            m.d.sync += idx.eq(idx + self.taps)
+
+        def window_read():
+            entry_line, bank, inside = self._pick_entry(m, p, j)
+            with m.If(exists):
+                m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(entry_line),
+                             self.rd_e0.eq(bank), self.rd_lanes.eq(inside),
+                             issued.sum_window.eq(1), issued.p.eq(p), issued.par.eq(par),
+                             issued.first.eq((t0 == 0) & (j == 0)),
+                             issued.last.eq(t0 + j + 1 == self.taps)]
+
+        with m.If(run):
+            with m.Switch(state):
+                with m.Case(MASKS):
+                    with m.If(self.mask):
+                        self._mask_read(m, issued, k, mrow, d_off, par)
+                        with m.If((mrow + W >= self.n) | (k + 1 == -(-P // W))):
+                            m.d.sync += [k.eq(0), state.eq(ENTRIES)]
+                        with m.Else():
+                            m.d.sync += [k.eq(k + 1), mrow.eq(mrow + W)]
+                    with m.Else():
+                        self._entries_start(m, entry_read, lanes, p, row, r0, idx,
+                                            next_gbase, state, ENTRIES, BUBBLE)
+                with m.Case(ENTRIES):
+                    self._entries_start(m, entry_read, lanes, p, row, r0, idx, next_gbase,
+                                        state, ENTRIES, BUBBLE)
+                with m.Case(BUBBLE):
+                    m.d.sync += [state.eq(ROUND), p.eq(0), row.eq(r0), j.eq(0), half.eq(0)]
+                with m.Case(ROUND):
+                    interleaved = last_round & more
+                    with m.If(interleaved & half):
+                        with m.If(exists):
+                            entry_read(next_lanes)
+                        m.d.sync += half.eq(0)
+                    with m.Else():
+                        window_read()
+                        with m.If(interleaved):
+                            m.d.sync += half.eq(1)
+                    step_on = ~interleaved | half
+                    with m.If(step_on & (p + 1 != P)):
+                        m.d.sync += [p.eq(p + 1), row.eq(row + 1)]
+                    with m.Elif(step_on & ~last_round):
+                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(j + 1)]
+                    with m.Elif(step_on & more):
+                        # The next chunk: its entries were read in this round.
+                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(0), t0.eq(t0w),
+                                     t0w.eq(t0w + W), cbase.eq(cbase + W)]
+                    with m.Elif(step_on):
+                        self._group_end(m, state, MASKS, b, t_off, d_off, r0, row, mrow,
+                                        gbase, cbase, next_gbase, idx, t0, p, j, par,
+                                        last_group)
+                        m.d.sync += t0w.eq(W)
+                    with m.If(interleaved & ~half & (p == 0)):
+                        # The interleaved round's entry reads start at the next chunk.
+                        m.d.sync += idx.eq(cbase + W)
+
+    def _entries_start(self, m, entry_read, lanes, p, row, r0, idx, next_gbase, state,
+                       ENTRIES, BUBBLE):
+        """A group's first chunk: one entry read per element; the next group's entries
+        start where the last element's end (saved here)."""
+        entry_read(lanes)
+        with m.If((row + 1 == self.n) | (p + 1 == self.group)):
+            m.d.sync += [p.eq(0), row.eq(r0), state.eq(BUBBLE),
+                         next_gbase.eq(idx + self.taps)]
+        with m.Else():
+            m.d.sync += [p.eq(p + 1), row.eq(row + 1), state.eq(ENTRIES)]
+
+    def _mask_read(self, m, issued, k, mrow, d_off, par):
+        """With ``flag``: mask read ``k`` of the group, the old values of up to ``W`` of
+        its elements from ``mrow = r0 + k * W`` (those of the group, ``k * W + lane < P``,
+        and of the column, ``mrow + lane < n``)."""
+        W, P = self.lanes, self.group
+        in_group = [Signal(name=f"sum_mask_in_group{lane}") for lane in range(W)]
+        for lane in range(W):
+            with m.Switch(k):
+                for kk in range(-(-P // W)):
+                    with m.Case(kk):
+                        m.d.comb += in_group[lane].eq(kk * W + lane < P)
+        on = Cat(*[(mrow + lane < self.n) & in_group[lane] for lane in range(W)])
+        m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(self.dst_base + d_off),
+                     self.rd_e0.eq(mrow), self.rd_lanes.eq(on), issued.sum_mask.eq(1),
+                     issued.k.eq(k), issued.par.eq(par)]
+
+    def _group_end(self, m, state, MASKS, b, t_off, d_off, r0, row, mrow, gbase, cbase,
+                   next_gbase, idx, t0, p, j, par, last_group):
+        """After a group's last round: the next group of the column, the next column, or
+        the end of the command."""
+        P = self.group
+        m.d.sync += [state.eq(MASKS), p.eq(0), j.eq(0), t0.eq(0), par.eq(~par)]
+        with m.If(last_group):                          # the column's last group
+            m.d.sync += [r0.eq(0), row.eq(0), mrow.eq(0), gbase.eq(0), cbase.eq(0),
+                         idx.eq(0)]
+            with m.If(b + 1 == self.batch):
+                m.d.comb += self.finish.eq(1)
+            with m.Else():
+                m.d.sync += [b.eq(b + 1), t_off.eq(t_off + self.tab_lpc),
+                             d_off.eq(d_off + self.dst_lpc)]
+        with m.Else():
+            m.d.sync += [r0.eq(r0 + P), row.eq(r0 + P), mrow.eq(r0 + P),
+                         gbase.eq(next_gbase), cbase.eq(next_gbase), idx.eq(next_gbase)]
+
+    def _pick_entry(self, m, p, j):
+        """Entry ``j`` of element ``p``'s chunk: its window line, bank and inside bit."""
+        P, W = self.group, self.lanes
+        line = Signal(self.line_bits, name="sum_line")
+        bank = Signal(max(1, self.log_banks), name="sum_bank")
+        inside = Signal(name="sum_inside")
+        for pp in range(P):
+            for jj in range(W):
+                with m.If((p == pp) & (j == jj)):
+                    e_line, e_bank, e_in = self._entries[pp][jj]
+                    m.d.comb += [line.eq(e_line), bank.eq(e_bank), inside.eq(e_in)]
+        return line, bank, inside
+
+    def _sum_data(self, m, d1):
+        """A sum's reads come back: entries into the element's entry registers, old values
+        into one bit each (by group parity), window words into the running sums."""
+        P, W = self.group, self.lanes
+        keep = [[Signal(name=f"keep{par}_{p}") for p in range(P)] for par in range(2)]
+        with m.If(d1.sum_entry):
+            for pp in range(P):
+                with m.If(d1.p == pp):
+                    for lane in range(W):
+                        e_line, e_bank, e_in = self._entries[pp][lane]
+                        line, bank, inside = self._entry(self.rd_data[lane])
+                        m.d.sync += [e_line.eq(line), e_bank.eq(bank), e_in.eq(inside)]
+        with m.If(d1.sum_mask):
             for par in range(2):
-                for p in range(P):
-                    with m.If((d1.par == par) & (d1.p == p)):
-                        m.d.sync += keep[par][p].eq(_positive(word))
-
-        # d3: the window word's read (its lane off past the window: it reads +0).
-        with m.If(d3.tap):
-            m.d.comb += [self.rd_en.eq(1), self.rd_line.eq(w_line), self.rd_e0.eq(w_e0),
-                         self.rd_lanes.eq(w_in)]
-
-        # d4: the window word is back.
-        kept = Signal(name="kept")
+                for kk in range(-(-P // W)):
+                    with m.If((d1.par == par) & (d1.k == kk)):
+                        for lane in range(W):
+                            if kk * W + lane < P:
+                                m.d.sync += keep[par][kk * W + lane].eq(
+                                    _positive(self.rd_data[lane]))
+        word = self.rd_data[0]
+        kept = Signal(name="sum_kept")
         for par in range(2):
-            for p in range(P):
-                with m.If((d4.par == par) & (d4.p == p)):
-                    m.d.comb += kept.eq(keep[par][p])
+            for pp in range(P):
+                with m.If((d1.par == par) & (d1.p == pp)):
+                    m.d.comb += kept.eq(keep[par][pp])
         keep_it = ~self.mask | kept
-        acc = [Signal(32, name=f"sum{p}") for p in range(P)]
-        m.submodules.adder = adder = FloatAdder(FP32, FP32, FP32, latency=self.mac_latency - 1)
+        acc = [Signal(32, name=f"sum{pp}") for pp in range(P)]
+        # The adder's operands and tag are registered first (the running sum's multiplexer
+        # and the tag's decode stay out of its first stage), then its L - 1 stages, as the
+        # edge reducers': the sum is back L cycles after the word.
+        m.submodules.adder = adder = FloatAdder(FP32, FP32, FP32,
+                                                latency=self.mac_latency - 1)
         # What travels beside the adder: the element, whether this is its last tap, its mask.
         out_layout = data.StructLayout({"p": range(P), "last": 1, "keep": 1})
         beside_in = Signal(out_layout, name="adder_tag")
-        out = self._delayed(m, beside_in, out_layout, adder.latency)
+        operand_a = Signal(32, name="adder_a")
+        operand_b = Signal(32, name="adder_b")
+        operand_valid = Signal(name="adder_valid")
+        m.d.comb += [adder.a.eq(operand_a), adder.b.eq(operand_b),
+                     adder.i_valid.eq(operand_valid)]
+        out = self._delayed(m, beside_in, out_layout, adder.latency + 1)
         running_sum = Signal(32, name="running_sum")
-        for p in range(P):
-            with m.If(d4.p == p):
-                m.d.comb += running_sum.eq(acc[p])
-        with m.If(d4.tap & d4.first & d4.last):
-            self._write(m, Mux(keep_it, word, 0))
-        with m.Elif(d4.tap & d4.first):
-            for p in range(P):
-                with m.If(d4.p == p):
-                    m.d.sync += acc[p].eq(word)
-        with m.Elif(d4.tap):
-            m.d.comb += [adder.a.eq(running_sum), adder.b.eq(word), adder.i_valid.eq(1),
-                         beside_in.p.eq(d4.p), beside_in.last.eq(d4.last),
+        for pp in range(P):
+            with m.If(d1.p == pp):
+                m.d.comb += running_sum.eq(acc[pp])
+        m.d.sync += operand_valid.eq(0)
+        with m.If(d1.sum_window & d1.first):
+            for pp in range(P):
+                with m.If(d1.p == pp):
+                    m.d.sync += acc[pp].eq(word)
+        with m.Elif(d1.sum_window):
+            m.d.sync += [operand_a.eq(running_sum), operand_b.eq(word), operand_valid.eq(1)]
+            m.d.comb += [beside_in.p.eq(d1.p), beside_in.last.eq(d1.last),
                          beside_in.keep.eq(keep_it)]
         with m.If(adder.o_valid):
-            for p in range(P):
-                with m.If(out.p == p):
-                    m.d.sync += acc[p].eq(adder.result)
+            for pp in range(P):
+                with m.If(out.p == pp):
+                    m.d.sync += acc[pp].eq(adder.result)
             with m.If(out.last):
                 self._write(m, Mux(out.keep, adder.result, 0))
-        self._write_pointer(m)
-        return delayed
 
     @staticmethod
     def _delayed(m, first, layout, stages):
@@ -454,16 +540,12 @@ class Gather(wiring.Component):
         whether each is inside (registered, read by the window reads from the next cycle
         on); the old values become one bit each; a window word is written, masked."""
         W = self.lanes
-        lines = Cat(self.win_lpc, self.win_lpc == 0)
         keep = [Signal(name=f"copy_keep{lane}") for lane in range(W)]
         with m.If(d1.copy_table):
             for lane in range(W):
-                word = self.rd_data[lane]
-                above = word[self.log_banks:]
-                m.d.sync += [self._entry_line[lane].eq(self.win_base + above),
-                             self._entry_bank[lane].eq(word[:self.log_banks]
-                                                       if self.log_banks else 0),
-                             self._entry_in[lane].eq(above < lines)]
+                line, bank, inside = self._entry(self.rd_data[lane])
+                m.d.sync += [self._entry_line[lane].eq(line), self._entry_bank[lane].eq(bank),
+                             self._entry_in[lane].eq(inside)]
         with m.If(d1.copy_mask):
             m.d.sync += [keep[lane].eq(_positive(self.rd_data[lane])) for lane in range(W)]
         kept = Signal(name="copy_kept")

@@ -90,19 +90,19 @@ after the taking edge) in which the command calls ``finish()``:
   cycle for them to arrive (its mask read with ``flag``), then each block's window reads
   and the next block's one or two reads: ``X = 2 + n * batch + (blocks - 1) * (1 +
   flag)`` with ``blocks = batch * ceil(n / W)``, ``finish()`` in the last window read.
-  With more taps the unit runs *steps*, one every two cycles from cycle 1: the first cycle
-  of a step reads the table word of a tap (or, with ``flag``, the old destination word of
-  an element), the second the window word of the step before's tap (its table word came
-  back and was registered in between). The destination's columns are cut into groups of
-  ``P`` = :func:`gather_group` elements; a group takes ``count`` mask steps (with
-  ``flag``) and then ``T`` rounds of ``slots = max(count, Q)`` steps (``Q`` =
-  :func:`gather_min_slots`), one per element, tap ``t`` of every element in round ``t``,
-  so that an element's running sum comes back from the fp32 adder (latency ``L - 1``)
-  before its next tap; steps past ``count`` issue nothing. So with ``N`` =
-  :func:`gather_steps` steps, ``finish()`` is at ``X = 2N - 1``. Either way ``cycles = X +
-  L + 5`` (:func:`gather_cycles`), and nothing else is counted (no bus word, no MAC slot);
-  the last write lands at most ``L + 3`` cycles after ``X``, inside the ``finish()``
-  countdown.
+  With more taps (a sum) the destination's columns are cut into groups of ``P = L + 1``
+  (:func:`gather_group`) elements, each with a running sum, and the taps into chunks of
+  ``W``: a group takes (with ``flag``) ``ceil(c / W)`` lane reads of its ``c`` elements'
+  old values, ``c`` lane reads of the first chunk's entries (one per element), a cycle
+  for the last to arrive, then per chunk of ``K`` taps ``K`` rounds of ``P`` cycles, round
+  ``j`` reading tap ``j`` of every element (cycles past ``c`` read nothing), so that an
+  element's taps are ``P`` cycles apart and its running sum is back from the fp32 adder
+  (operand registers and ``L - 1`` stages) in time; the last round of a chunk that has a
+  next one takes ``2P``, each element's window read followed by the read of its next
+  chunk's entries. So a group takes ``flag * ceil(c / W) + c + 1 + T * P + (ceil(T / W)
+  - 1) * P`` cycles and ``finish()`` is in the last round's last cycle. Either way ``cycles = X + L + 5``
+  (:func:`gather_cycles`), and nothing else is counted (no bus word, no MAC slot); the
+  last write lands at most ``L + 1`` cycles after ``X``, inside the ``finish()`` countdown.
 
 A malformed command (unknown operation, or a size of zero that it needs) is refused at
 once: one cycle, nothing counted.
@@ -114,8 +114,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import ceil_div, ceil_log2
 
 __all__ = ["COUNTERS", "FIELDS", "predict", "predict_many", "trace", "handover",
-           "trace_handover", "is_malformed", "gather_group", "gather_min_slots",
-           "gather_lanes", "gather_steps", "gather_cycles",
+           "trace_handover", "is_malformed", "gather_group", "gather_lanes", "gather_cycles",
            "wgrad_fused", "wgrad_update_passes", "fills", "stationary_reads", "streaming_reads"]
 
 #: The core's counters (``hw.core.Core``), in the order ``CoreRunner`` reports them.
@@ -170,18 +169,11 @@ def wgrad_update_passes(config, command):
     return 2 if command.get("flag") else 1
 
 
-def gather_min_slots(latency):
-    """The fewest steps of a ``GATHER`` round with more than one tap, ``Q = ceil(L / 2)``
-    for a core of ``mac.latency = L``: an element's taps are ``2 * slots`` cycles apart, and
-    its running sum is back from the fp32 adder (latency ``L - 1``) ``L`` cycles after the
-    previous tap's word arrived."""
-    return ceil_div(latency, 2)
-
-
 def gather_group(latency):
-    """Elements of a ``GATHER`` group (``P``, the gather unit's running sums): enough to fill
-    a round, :func:`gather_min_slots`, and at least two."""
-    return max(2, gather_min_slots(latency))
+    """Elements of a ``GATHER`` sum's group (``P``, the gather unit's running sums): ``L +
+    1``, so that an element's taps, a round of ``P`` cycles apart, find its running sum
+    back from the fp32 adder (operand registers, ``L - 1`` stages, then a register)."""
+    return latency + 1
 
 
 def gather_lanes(config):
@@ -190,26 +182,27 @@ def gather_lanes(config):
     return max(config.core.rows, config.core.cols)
 
 
-def gather_steps(latency, taps, n, batch, mask):
-    """Steps of a ``GATHER`` of more than one tap (two cycles each; see the module
-    docstring)."""
-    if taps < 2:
-        raise ValueError(f"taps must be at least 2 (a copy goes in blocks), not {taps!r}")
-    P, Q = gather_group(latency), gather_min_slots(latency)
-    full, rest = divmod(n, P)
-    per_column = taps * (full * P + (max(rest, Q) if rest else 0))
-    return batch * (per_column + (n if mask else 0))
+def _sum_group_cycles(latency, lanes, taps, count, mask):
+    """Cycles of one group of ``count`` elements of a ``GATHER`` sum (module docstring)."""
+    P = gather_group(latency)
+    return ((ceil_div(count, lanes) if mask else 0) + count + 1 + taps * P
+            + (ceil_div(taps, lanes) - 1) * P)
 
 
 def gather_cycles(latency, lanes, taps, n, batch, mask):
     """Cycles of a ``GATHER`` (``taps`` per element of an ``n x batch`` destination,
-    ``mask``: its ``flag``) on a core of MAC latency ``latency`` whose copies read
-    ``lanes`` = :func:`gather_lanes` entries at once."""
+    ``mask``: its ``flag``) on a core of MAC latency ``latency`` whose gather unit reads
+    ``lanes`` = :func:`gather_lanes` words at once."""
     if taps == 1:
         blocks = batch * ceil_div(n, lanes)
         finish = 2 + n * batch + (blocks - 1) * (1 + int(bool(mask)))
     else:
-        finish = 2 * gather_steps(latency, taps, n, batch, mask) - 1
+        P = gather_group(latency)
+        full, rest = divmod(n, P)
+        column = full * _sum_group_cycles(latency, lanes, taps, P, mask)
+        if rest:
+            column += _sum_group_cycles(latency, lanes, taps, rest, mask)
+        finish = batch * column
     return finish + latency + FINISH_EXTRA
 
 
@@ -526,25 +519,29 @@ def trace(config, command, labels=None):
 
 
 def _trace_gather(L, W, taps, n, batch, mask):
-    """Cycle of ``finish()`` of GATHER: ``hw.gather.Gather``'s loops stepped, the copy
-    engine's a cycle at a time, the steps of more taps two cycles at a time."""
+    """Cycle of ``finish()`` of GATHER: ``hw.gather.Gather``'s engines stepped a cycle at
+    a time."""
     if taps == 1:
         return _trace_gather_copy(W, n, batch, mask)
-    P, Q = gather_group(L), gather_min_slots(L)
-    cycle = 1
-    last = None
+    P = gather_group(L)
+    cycle = 0
     for _b in range(batch):
         r0 = 0
         while r0 < n:
             count = min(P, n - r0)
-            slots = max(count, Q)
-            phases = ([("mask", count)] if mask else []) + [("tap", slots)] * taps
-            for _kind, steps in phases:
-                for _p in range(steps):
-                    last = cycle
-                    cycle += 2
+            cycle += ceil_div(count, W) if mask else 0      # MASKS
+            cycle += count + 1                              # ENTRIES, BUBBLE
+            t0 = 0
+            while t0 < taps:
+                chunk = min(W, taps - t0)
+                more = taps - t0 > W
+                for j in range(chunk):
+                    interleaved = j + 1 == chunk and more
+                    for _p in range(P):
+                        cycle += 2 if interleaved else 1
+                t0 += W
             r0 += count
-    return last
+    return cycle
 
 
 def _trace_gather_copy(W, n, batch, mask):

@@ -9,11 +9,13 @@ tap and several, with and without the mask, entries past the window, ``-0`` and 
 the window, groups cut short at a column's end, and MAC latencies 2 to 8.
 """
 
+import sys
+
 import numpy as np
 import pytest
 
 from chrysalis.gen.spec.config import get_preset, with_overrides
-from chrysalis.hw.gather import Gather, group_size, min_slots
+from chrysalis.hw.gather import Gather, group_size
 from chrysalis.sim.golden import core_counts as cc
 from chrysalis.sim.golden.gather import NO_ENTRY
 from chrysalis.sim.golden.machine import Machine
@@ -34,7 +36,7 @@ def _config(latency):
 def run_unit(memory, command, latency):
     """Run the unit on ``memory`` (the scratchpad's words, changed in place); returns the
     cycle of ``finish`` (1 = the first cycle after the one with ``start``)."""
-    shared = shared_simulation((Gather, latency, LANES), lambda: Gather(
+    shared = shared_simulation((Gather, latency, LANES, S, LINE_BITS), lambda: Gather(
         line_bits=LINE_BITS, banks=S, mac_latency=latency, lanes=LANES))
     dut = shared.dut
     result = {}
@@ -136,6 +138,14 @@ def test_copies_in_blocks(n, batch, flag):
     check(1, n=n, batch=batch, flag=flag, latency=3, seed=100 * n + 10 * batch + flag)
 
 
+@pytest.mark.parametrize("latency", [3, 6])
+@pytest.mark.parametrize("taps", [5, 8, 9])
+def test_sums_of_several_chunks(latency, taps):
+    """Taps in chunks of 4 (the lanes): the next chunk's entries read in the last round of
+    the one before; groups cut short at a column's end; with the mask."""
+    check(taps, n=13, batch=2, flag=1, latency=latency, seed=taps * 10 + latency)
+
+
 def test_a_window_of_the_whole_scratchpad():
     """A window of every line, 2**8 of them, whose lpc is 0 in the unit's 8-bit field:
     entries up to the last word read it, the first past it reads +0."""
@@ -151,10 +161,9 @@ def test_every_latency(latency):
         check(taps, n, batch=2, flag=flag, latency=latency, seed=latency * 7 + taps)
 
 
-def test_group_and_slots_are_the_cycle_models():
+def test_group_is_the_cycle_models():
     for latency in range(2, 9):
         assert group_size(latency) == cc.gather_group(latency)
-        assert min_slots(latency) == cc.gather_min_slots(latency)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -207,3 +216,21 @@ def test_command_checker_on_gathers():
     sim.add_testbench(testbench)
     sim.run()
     assert got == want
+
+
+@pytest.mark.parametrize("rows,cols,width", [(1, 1, 32), (2, 2, 64), (3, 1, 64)])
+def test_other_cores(monkeypatch, rows, cols, width):
+    """A 1 x 1 core (one bank, one lane: blocks and chunks of one), a 2 x 2 and a 3 x 1
+    (three lanes on four banks): copies and sums, with the mask."""
+    banks = 1 << (max(rows, cols) - 1).bit_length()
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "S", banks)
+    monkeypatch.setattr(module, "LANES", max(rows, cols))
+    monkeypatch.setattr(module, "LINE_BITS", (WORDS // banks - 1).bit_length())
+    base = with_overrides(get_preset("tiny"), {"host.axi_data_width": width})
+    monkeypatch.setattr(module, "_config", lambda latency: with_overrides(base, {
+        "core.rows": rows, "core.cols": cols, "core.scratchpad_words": WORDS,
+        "mac.latency": latency, "pe.acc_regs": 2 * (latency + 1)}))
+    for taps, n, batch, flag, latency in ((1, 5, 2, 1, 3), (1, 1, 3, 0, 2), (3, 5, 2, 1, 3),
+                                          (6, 4, 2, 1, 6), (2, 1, 1, 0, 2)):
+        check(taps, n, batch, flag, latency, seed=taps + n, words=13)

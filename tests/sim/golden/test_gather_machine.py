@@ -138,7 +138,7 @@ def test_counters_are_the_cycle_models():
     assert grown["commands"] == 1
     assert grown["core_cycles"] == counts["cycles"] - 1
     assert grown["mac_slots"] == grown["bus_words"] == grown["update_slots"] == 0
-    assert counts["cycles"] == 2 * core_counts.gather_steps(2, 3, 5, 2, False) + 2 + 4
+    assert counts["cycles"] == core_counts.gather_cycles(2, 2, 3, 5, 2, False)
 
 
 def _errors():
@@ -200,16 +200,38 @@ def test_closed_form_equals_the_stepped_model(latency):
                     assert model["cycles"] == exact["cycles"], command
 
 
-def test_steps_by_hand():
-    # L = 6: P = Q = 3. n = 7 -> groups 3, 3, 1 (padded to 3 slots with 2 taps).
-    assert core_counts.gather_group(6) == 3 and core_counts.gather_min_slots(6) == 3
-    assert core_counts.gather_steps(6, 2, 7, 1, False) == 2 * (3 + 3 + 3)
+def test_cycles_by_hand():
+    # A sum at L = 6 (groups of 7) on W = 4 lanes: n = 9 -> groups of 7 and 2; 9 taps in
+    # chunks of 4, 4, 1 (two interleaved rounds of 14 cycles); the mask: 2 and 1 reads.
+    assert core_counts.gather_group(6) == 7
+    group = lambda count, mask: mask * -(-count // 4) + count + 1 + 9 * 7 + 2 * 7
+    assert core_counts.gather_cycles(6, 4, 9, 9, 1, False) == \
+        group(7, 0) + group(2, 0) + 6 + 5
+    assert core_counts.gather_cycles(6, 4, 9, 9, 2, True) == \
+        2 * (group(7, 1) + group(2, 1)) + 6 + 5
+    # Two taps at L = 2 (groups of 3): one chunk, no interleaved round.
+    assert core_counts.gather_cycles(2, 2, 2, 2, 1, False) == 2 + 1 + 2 * 3 + 2 + 5
     # A copy on W = 4 lanes, n = 7 (blocks of 4 and 3), two columns: 14 window reads, the
     # first block's entries and a cycle, then one read (two with the mask) per block.
     assert core_counts.gather_cycles(6, 4, 1, 7, 2, False) == 2 + 14 + 3 + 6 + 5
     assert core_counts.gather_cycles(6, 4, 1, 7, 2, True) == 2 + 14 + 6 + 6 + 5
-    assert core_counts.gather_cycles(6, 4, 2, 7, 1, False) == 2 * 18 - 1 + 6 + 5
-    with pytest.raises(ValueError, match="taps must be at least 2"):
-        core_counts.gather_steps(6, 1, 7, 2, True)
-    # L = 2: Q = 1, P = 2: a lone element is not padded.
-    assert core_counts.gather_steps(2, 3, 5, 1, False) == 3 * 5
+
+
+def test_a_cluster_runs_gather_on_the_cores_of_its_mask():
+    """On a cluster, GATHER is a core command: core 1 alone runs it with ``cores = 0b10``,
+    every core with ``cores = 0``, each on its own scratchpad."""
+    from chrysalis.sim.golden.cluster_machine import ClusterMachine
+    config = with_overrides(TINY, {"cluster.cores": 2})
+    rng = np.random.default_rng(9)
+    single, command = _setup(TINY, rng, 2, 5, 2, words=11, flag=1)
+    cluster = ClusterMachine(config)
+    for core in cluster.cores:
+        core.scratchpad[:] = single.scratchpad
+    before = single.scratchpad.copy()
+    assert single.execute(command) == ErrorCode.NONE
+    assert cluster.execute({**command, "cores": 0b10}) == ErrorCode.NONE
+    assert np.array_equal(cluster.cores[0].scratchpad, before)
+    assert np.array_equal(cluster.cores[1].scratchpad, single.scratchpad)
+    assert cluster.execute(command) == ErrorCode.NONE
+    assert not np.array_equal(cluster.cores[0].scratchpad, before)
+    assert cluster.counters["commands"] == 2

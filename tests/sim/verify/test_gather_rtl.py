@@ -106,3 +106,46 @@ def test_gathers_on_the_rtl_equal_the_golden_machine(rtl_harness, build_root):
     loaded = job.image[DATA // 4:DATA // 4 + words]
     stored = outs[-2].image[DUMP // 4:DUMP // 4 + words]
     assert np.count_nonzero(stored != loaded) > 20
+
+
+def test_gathers_on_a_cluster_run_on_the_cores_of_their_mask(rtl_harness, build_root):
+    """On two cores (the collectives' shared build): each core's scratchpad loaded with
+    its own words, a GATHER on core 1 alone, then one on both, and each core's scratchpad
+    stored: the memory image and every counter are the golden cluster's."""
+    from tests.sim.verify.test_cocotb_cluster import SHARED as CLUSTER, cluster_config
+    config = cluster_config(2)
+    single, commands = gather_job(seed=5, count=4)
+    words, S = config.core.scratchpad_words, 2
+    lines = words // S
+    image = np.array(single.image)
+    second = 0xC000
+    rng = np.random.default_rng(6)
+    other = image[DATA // 4:DATA // 4 + words].copy()
+    other[rng.random(words) < 0.3] ^= 0x8000_0000           # other signs: other masks
+    image[second // 4:second // 4 + words] = other
+    whole = dict(n=S, batch=lines, mem_stride=4 * S, sp_base=0, sp_lpc=1)
+    stream = list(isa.encode("DMA_LOAD", mem_addr=DATA, cores=1, **whole))
+    stream += isa.encode("DMA_LOAD", mem_addr=second, cores=2, **whole)
+    stream += isa.encode(**commands[1], cores=2)
+    stream += isa.encode(**commands[2])
+    stream += isa.encode("DMA_STORE", mem_addr=DATA, cores=1, **whole)
+    stream += isa.encode("DMA_STORE", mem_addr=second, cores=2, **whole)
+    start = 0x3000
+    image[start // 4:start // 4 + len(stream)] = stream
+    job = Job(image, [Run(start, len(stream) // 16)])
+    simulator, harness = rtl_harness
+    if harness == "native":
+        from chrysalis.sim.verify import native_job
+        outs = native_job.run_job(config, job, CLUSTER / config.name, fast_build=True,
+                                  simulator=simulator)
+    else:
+        from chrysalis.sim.verify.rtl_job import run_job
+        outs = run_job(config, job, simulator, CLUSTER / config.name, timeout_s=1800,
+                       job_dir=build_root)
+    golden = run_job_golden(config, job)
+    assert golden_mismatches(outs, golden) == []
+    # Both cores' scratchpads changed, and differently.
+    core0 = outs[0].image[DATA // 4:DATA // 4 + words]
+    core1 = outs[0].image[second // 4:second // 4 + words]
+    assert np.count_nonzero(core0 != image[DATA // 4:DATA // 4 + words]) > 10
+    assert np.count_nonzero(core1 != other) > 10
