@@ -157,6 +157,10 @@ class CnnPlacement:
         The matrices whose last row the prologue fills with ones, by region name.
     load_weights, step, store_weights : list of dict
         Core commands (``op`` as a name).
+    step_layers : list of int
+        The trainable layer each command of ``step`` works for: a layer's im2col, its
+        products, its col2im, a dense layer's flatten and unflatten; ``LOSS_GRAD`` the
+        last layer's.
     words : int
         Scratchpad words the placement uses.
     weight_words, act_words : int
@@ -174,6 +178,7 @@ class CnnPlacement:
     ones: dict = field(default_factory=dict)
     load_weights: list = field(default_factory=list)
     step: list = field(default_factory=list)
+    step_layers: list = field(default_factory=list)
     store_weights: list = field(default_factory=list)
     words: int = 0
     weight_words: int = 0
@@ -381,7 +386,11 @@ def _emit(place, lr):
         fields = dict(m=layer.m, n=layer.n, wbase=layer.wbase, **sp_fields(layer.weights))
         place.load_weights.append(dict(op="LOAD_W", **fields))
         place.store_weights.append(dict(op="STORE_W", **fields))
-    model, step = place.model, place.step
+    model = place.model
+
+    def step(k, commands):
+        place.step += commands
+        place.step_layers += [k] * len(commands)
     trainable = model.trainable
     flattens = {i: shape for i, (layer, shape) in enumerate(zip(model.layers, model.shapes))
                 if isinstance(layer, Flatten) and len(shape) == 3}
@@ -390,30 +399,30 @@ def _emit(place, lr):
         after = trainable[k - 1].index if k else -1
         for i in flattens:
             if after < i < t.index:
-                step += _flatten(place, i, flattens[i], below, layer.x)
+                step(k, _flatten(place, i, flattens[i], below, layer.x))
         if t.is_conv:
-            step += _im2col(place, k, t, below, layer.x)
-        step += _forward(layer, t.relu)
+            step(k, _im2col(place, k, t, below, layer.x))
+        step(k, _forward(layer, t.relu))
         below = layer.y
     scale = nx.fp32_bits(-lr / B)
-    step.append(dict(op="LOSS_GRAD", m=place.layers[-1].m, batch=B, scalar=scale,
-                     **sp_fields(place.logits), **sp_fields(place.logits_grad, "sp2"),
-                     **sp_fields(place.labels, "sp3")))
+    step(len(trainable) - 1, [dict(op="LOSS_GRAD", m=place.layers[-1].m, batch=B,
+                                   scalar=scale, **sp_fields(place.logits),
+                                   **sp_fields(place.logits_grad, "sp2"),
+                                   **sp_fields(place.labels, "sp3"))])
     for k in reversed(range(len(trainable))):
         t, layer = trainable[k], place.layers[k]
         loaded = False
         if k > 0:
             prev, below_layer = trainable[k - 1], place.layers[k - 1]
             mask = prev.relu
-            step += _backward(layer, mask=mask and not (t.is_conv or prev.is_conv),
-                              below=below_layer)
+            step(k, _backward(layer, mask=mask and not (t.is_conv or prev.is_conv)))
             loaded = layer.tile_b >= layer.columns
             if t.is_conv:
-                step += _col2im(place, k, t, layer.dx, below_layer.y, mask)
+                step(k, _col2im(place, k, t, layer.dx, below_layer.y, mask))
             elif prev.is_conv:
                 i = next(i for i in flattens if prev.index < i < t.index)
-                step += _unflatten(place, i, flattens[i], layer.dx, below_layer.y, mask)
-        step += _wgrad(layer, dy_loaded=loaded and layer.tile_w >= layer.columns)
+                step(k, _unflatten(place, i, flattens[i], layer.dx, below_layer.y, mask))
+        step(k, _wgrad(layer, dy_loaded=loaded and layer.tile_w >= layer.columns))
 
 
 def _im2col(place, k, t, source, cols):
@@ -467,7 +476,7 @@ def _forward(layer, relu):
     return commands
 
 
-def _backward(layer, mask, below):
+def _backward(layer, mask):
     """``dX = W^T dY`` per column tile; ``mask``: BACKWARD's ReLU mask by the layer
     below's output (a dense layer on a dense layer, whose input is that output)."""
     commands = []

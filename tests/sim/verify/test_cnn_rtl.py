@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import RTL_HARNESSES
 
+from chrysalis.gen.perf.stream import stream_cost
 from chrysalis.gen.spec.config import PRESETS
 from chrysalis.gen.spec.model import digits_cnn
 from chrysalis.sim.compile.cnn_program import CnnTrainingProgram
@@ -32,6 +33,9 @@ def check_steps(config, model, batch, harness, build_root, steps=2, seed=0):
     job, program, weights, batches = cnn_job(config, model, batch, steps, seed)
     outs = rtl(config, job, harness, build_root)
     assert golden_mismatches(outs, run_job_golden(config, job)) == []
+    # The performance model's stream cost, GATHERs included, is each run's CYCLES.
+    assert [o.cycles for o in outs] == [
+        stream_cost(config, program.run_commands(run))["total"]["cycles"] for run in job.runs]
     # ... and the golden machine is the golden CNN step: the RTL's weights and logits
     # after each step are its.
     for k, (w, logits) in enumerate(golden_steps(config, model, weights, batches, 0.1)):
