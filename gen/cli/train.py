@@ -101,9 +101,9 @@ def _configure_train(parser):
     network = parser.add_mutually_exclusive_group()
     network.add_argument("--network", choices=NETWORKS,
                          help="a built-in network instead of --sizes: digits-cnn (conv3x3 "
-                              "1->8, ReLU, conv3x3 stride 2 8->16, ReLU, dense 256->10; the "
-                              f"golden backend only for now; lr {CNN_LR}, {CNN_EPOCHS} "
-                              "epochs by default) or digits-mlp (64-32-10)")
+                              "1->8, ReLU, conv3x3 stride 2 8->16, ReLU, dense 256->10; "
+                              f"lr {CNN_LR}, batch {CNN_BATCH}, {CNN_EPOCHS} epochs by "
+                              "default) or digits-mlp (64-32-10)")
     network.add_argument("--model", metavar="FILE.onnx",
                          help="a network and its initial weights from an ONNX file (Conv, "
                               "Relu, Flatten, Reshape, Gemm, MatMul, Add; 64 inputs, 10 "
