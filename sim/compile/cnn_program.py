@@ -561,7 +561,8 @@ class CnnTrainingProgram(MemoryImage):
         layers = place.layers
         stores = 2 * len(layers)                      # STORE_W and DMA_STORE per layer
         self.step_commands = 2 + len(place.step) + 1 + (stores if store_every_step else 0)
-        prologue_count = 2 * len(layers) + len(place.tables) + len(place.ones)
+        inits = [name for name in place.ones if name != "inputs"]
+        prologue_count = 2 * len(layers) + len(place.tables) + len(inits)
         total = prologue_count + self.slots * self.step_commands + stores
 
         self._align = math.lcm(isa.COMMAND_BYTES, self.beat_bytes)
