@@ -264,7 +264,7 @@ def _place_matrices(place, lines):
     model, B = place.model, place.batch
     shapes = model.shapes
     image = len(shapes[0]) == 3
-    if image:
+    if image:  # the host writes it as channels x (sample, y, x)
         c, h, w = shapes[0]
         place.inputs = lines.matrix(c, B * h * w)
     else:
@@ -282,10 +282,10 @@ def _place_matrices(place, lines):
             layer.y = lines.matrix(m, columns)
         else:
             layer = CnnLayer(t.index, False, m, n, B)
-            if len(t.in_shape) == 1 and k > 0 and not place.layers[-1].conv:
+            if k > 0 and not place.layers[-1].conv:
                 layer.x = below                      # a dense layer's output, ones included
-            elif k == 0:
-                layer.x = place.inputs
+            elif k == 0 and not image:
+                layer.x = place.inputs               # features, ones included
             else:
                 layer.x = lines.matrix(n, B)         # the flattened image, ones last
                 place.ones[f"features[{k}]"] = layer.x

@@ -52,8 +52,9 @@ def golden_steps(config, model, weights, batches, lr):
 
 @pytest.mark.parametrize("config, model, batch", [
     (TINY, TINY_CNN, 2), (DEFAULT, digits_cnn(), 8), (DEFAULT, EVERY_CASE, 3),
-    (TINY, mlp_model((12, 6, 5, 3)), 3)],
-    ids=["tiny", "default-digits", "default-every-case", "tiny-mlp"])
+    (TINY, mlp_model((12, 6, 5, 3)), 3),
+    (TINY, Model("flat", (2, 3, 3), (Flatten(), Dense(18, 4), ReLU(), Dense(4, 3))), 2)],
+    ids=["tiny", "default-digits", "default-every-case", "tiny-mlp", "tiny-flatten-first"])
 def test_machine_steps_equal_the_golden_cnn_step(config, model, batch):
     lr = 0.1
     program = CnnTrainingProgram(config, model, batch, lr, store_every_step=True)
