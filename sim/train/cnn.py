@@ -148,7 +148,8 @@ def _check_config(config, backend):
 def train_model(config, model, *, batch=CNN_BATCH, lr=CNN_LR, steps=None, epochs=None,
                 seed=0, backend="golden", weights=None, progress=True, log=print,
                 data_seed=DATA_SEED, build_dir="build/train", waves=False, harness=None):
-    """Train ``model`` on the digits with the golden CNN step and the float32 reference.
+    """Train ``model`` on the digits with the golden CNN step, or its compiled program on
+    the RTL, beside the float32 reference.
 
     Parameters
     ----------
@@ -181,7 +182,16 @@ def train_model(config, model, *, batch=CNN_BATCH, lr=CNN_LR, steps=None, epochs
     Returns
     -------
     chrysalis.sim.train.single.TrainResult
-        ``network`` names the model; ``sizes`` is empty.
+        ``network`` names the model; ``sizes`` is empty. The RTL backends add the cycles,
+        the utilization, the counters and ``golden_match``.
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or a model that does not fit ``config`` on an RTL backend (one
+        line: what does not fit).
+    RuntimeError
+        The accelerator halted with an error code, or a simulation failed.
     """
     from chrysalis.gen.spec.config import Config
     from chrysalis.sim.golden.cnn import CnnGolden
