@@ -16,13 +16,14 @@ from .train import CNN_BATCH
 
 __all__ = ["PERF", "SEARCH"]
 
-_PHASES = ("forward", "loss", "backward", "wgrad", "update", "load", "dma")
+_PHASES = ("forward", "loss", "backward", "wgrad", "update", "load", "dma", "gather")
 
 
 def _phase_cycles(phases):
     """Cycles per printed phase: the model's ``wgrad_update`` split into the weight
     gradient and the update passes (``update_cycles``)."""
-    out = {p: phases[p]["cycles"] for p in ("forward", "loss", "backward", "load", "dma")}
+    out = {p: phases[p]["cycles"] for p in ("forward", "loss", "backward", "load", "dma",
+                                             "gather")}
     update = phases["wgrad_update"]["update_cycles"]
     out["wgrad"] = phases["wgrad_update"]["cycles"] - update
     out["update"] = update
@@ -265,8 +266,8 @@ def _run_perf(args):
         raise ConfigError(str(error)) from None
     print(format_perf(report))
     if model is not None and args.mode == "mbgd" and config.cluster.cores == 1:
-        # The layer model above costs the dense commands of its own best tiling; the
-        # compiled program is what the RTL runs, GATHERs included.
+        # The layer model above costs the dense commands of its own best tiling and the
+        # GATHERs; the compiled program is what the RTL runs, command by command.
         print()
         try:
             report["compiled"] = cnn_report(config, model, args.batch)

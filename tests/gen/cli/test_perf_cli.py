@@ -150,3 +150,27 @@ def test_perf_of_a_cnn_that_does_not_fit_says_why_beside_the_layer_model(capsys)
     assert "**step**" in text
     assert ("not compiled for the RTL: digits-cnn at batch 8 needs 43706 scratchpad words"
             in text)
+
+
+def test_layer_model_prices_the_cnns_gathers_within_3_percent_of_the_compiled_step():
+    """The layer model (``network_cost`` of ``Model.network()``) costs each layer's
+    GATHERs as the compiler emits them, so its GATHER cycles are the compiled step's and
+    its step and convolutions are within 3% of the compiled step's, whose cycles the RTL
+    tests hold equal to the RTL's."""
+    from chrysalis.gen.perf import network_cost
+    from chrysalis.gen.perf.cnn import cnn_step
+    from chrysalis.gen.perf.mapping import optimize
+    from chrysalis.gen.spec.config import get_preset
+    from chrysalis.gen.spec.model import digits_cnn
+    config, model = get_preset("default"), digits_cnn()
+    network = model.network()
+    assert [l.gathers for l in network.layers] == [
+        ((1, 9, 64, False),), ((1, 72, 16, False), (4, 8, 64, True)),
+        ((1, 256, 1, False), (1, 16, 16, True))]
+    mappings, _ = optimize(config, network, 8, "mbgd", update="fused")
+    layer_model = network_cost(config, network, 8, "mbgd", mappings, update="fused")
+    step = cnn_step(config, model, 8)
+    assert layer_model["phases"]["gather"]["cycles"] == step["phases"]["gather"]["cycles"]
+    assert abs(layer_model["cycles"] / step["cycles"] - 1) <= 0.03
+    for ours, compiled in zip(layer_model["layers"][:2], step["layers"][:2]):
+        assert abs(ours["cycles"] / compiled["cycles"] - 1) <= 0.03, ours["name"]
