@@ -1,5 +1,6 @@
 """Training a network of ``gen.spec.model`` (a CNN) on scikit-learn's digits: the golden
-CNN step (``sim.golden.cnn``) once per minibatch, beside a float32 NumPy reference
+CNN step (``sim.golden.cnn``) or its compiled program on the RTL once per minibatch,
+beside a float32 NumPy reference
 (``sim.train.cnn_reference``) trained from the same initial weights on the same
 minibatches, in the epoch loop of every driver (``sim.train.loop``).
 
