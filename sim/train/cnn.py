@@ -1,8 +1,8 @@
 """Training a network of ``gen.spec.model`` (a CNN) on scikit-learn's digits: the golden
 CNN step (``sim.golden.cnn``) or its compiled program on the RTL once per minibatch,
-beside a float32 NumPy reference
-(``sim.train.cnn_reference``) trained from the same initial weights on the same
-minibatches, in the epoch loop of every driver (``sim.train.loop``).
+beside a float32 NumPy reference (``sim.train.cnn_reference``) trained from the same
+initial weights on the same minibatches, in the epoch loop of every driver
+(``sim.train.loop``).
 
 The golden backend computes what the accelerator's commands compute (FORWARD with the
 ReLU fused, LOSS_GRAD, BACKWARD, GATHER, the fused WGRAD), bit for bit, with the
