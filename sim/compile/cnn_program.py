@@ -71,7 +71,7 @@ import numpy as np
 from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.checks import is_int
 from chrysalis.gen.spec.layout import Matrix, bank_count, tiles
-from chrysalis.gen.spec.model import Conv2d, Dense, Flatten, Model
+from chrysalis.gen.spec.model import Flatten, Model
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden.cnn import image_matrix
 from chrysalis.sim.golden.conv_tables import (ConvGeometry, col2im_table, column_words,
