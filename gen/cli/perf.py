@@ -12,16 +12,18 @@ from pathlib import Path
 from chrysalis.gen.spec.config import ConfigError
 
 from .app import Command, add_config_arguments, check_writable, config_from_args, register
+from .train import CNN_BATCH
 
 __all__ = ["PERF", "SEARCH"]
 
-_PHASES = ("forward", "loss", "backward", "wgrad", "update", "load", "dma")
+_PHASES = ("forward", "loss", "backward", "wgrad", "update", "load", "dma", "gather")
 
 
 def _phase_cycles(phases):
     """Cycles per printed phase: the model's ``wgrad_update`` split into the weight
     gradient and the update passes (``update_cycles``)."""
-    out = {p: phases[p]["cycles"] for p in ("forward", "loss", "backward", "load", "dma")}
+    out = {p: phases[p]["cycles"] for p in ("forward", "loss", "backward", "load", "dma",
+                                             "gather")}
     update = phases["wgrad_update"]["update_cycles"]
     out["wgrad"] = phases["wgrad_update"]["cycles"] - update
     out["update"] = update
@@ -34,8 +36,9 @@ def _configure_perf(parser):
                         help="a built-in network (digits-mlp, digits-cnn, mnist-500x3, vgg16, "
                              "vgg16-cifar10, resnet18, resnet18-cifar10, ...) or MLP sizes "
                              "such as 784-500-10")
-    parser.add_argument("--batch", type=int, default=16, metavar="N",
-                        help="samples per step (default 16; sgd and cp use 1)")
+    parser.add_argument("--batch", type=int, default=None, metavar="N",
+                        help="samples per step (default 16, 8 for a convolutional network; "
+                             "sgd and cp use 1)")
     parser.add_argument("--mode", default="mbgd",
                         choices=("sgd", "mbgd", "cp", "data", "model"),
                         help="training mode (default mbgd); several cores: model parallel "
@@ -191,8 +194,60 @@ def format_perf(report):
     return "\n".join(lines)
 
 
+def _conv_model(name):
+    """The built-in ``gen.spec.model.Model`` of ``name`` if it has convolutions, else
+    ``None``."""
+    from chrysalis.gen.spec.model import MODELS
+    model = MODELS[name]() if name in MODELS else None
+    return model if model is not None and any(t.is_conv for t in model.trainable) else None
+
+
+def cnn_report(config, model, batch):
+    """The compiled program's cost of one step (``gen.perf.cnn.cnn_step``) as a dict:
+    per layer its cycles by phase (``gather`` among them), its useful MACs and
+    utilization; ``cycles_per_step`` is the RTL's ``CYCLES`` of the step."""
+    from chrysalis.gen.perf.cnn import cnn_step
+    step = cnn_step(config, model, batch)
+    phases = lambda p: {name: entry["cycles"] for name, entry in p.items()}
+    return {"batch": batch, "cycles_per_step": step["cycles"],
+            "hidden_cycles": step["hidden_cycles"], "io_cycles": step["io"]["cycles"],
+            "utilization": step["utilization"], "useful_macs": step["useful_macs"],
+            "phase_cycles": phases(step["phases"]),
+            "layers": [{"name": layer["name"], "cycles": layer["cycles"],
+                        "phase_cycles": phases(layer["phases"]),
+                        "useful_macs": layer["useful_macs"],
+                        "utilization": layer["utilization"]} for layer in step["layers"]]}
+
+
+_CNN_PHASES = ("gather", "forward", "loss", "backward", "wgrad_update", "load", "dma")
+
+
+def format_cnn(report, name, config_name):
+    """The compiled program's table (``cnn_report``) as ``chrysalis perf`` prints it."""
+    head = ["layer", *_CNN_PHASES, "total", "util"]
+    lines = [f"{name} as compiled for the RTL (sim.compile.cnn_program) on {config_name}: "
+             f"batch {report['batch']}, GATHER included",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for layer in report["layers"]:
+        cells = [layer["name"]] + [_fmt(layer["phase_cycles"][p]) for p in _CNN_PHASES]
+        cells += [_fmt(layer["cycles"]), f"{layer['utilization']:.1%}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    cells = ["**step**"] + [_fmt(report["phase_cycles"][p]) for p in _CNN_PHASES]
+    cells += [_fmt(report["cycles_per_step"]), f"{report['utilization']:.1%}"]
+    lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"cycles/step {_fmt(report['cycles_per_step'])} (the RTL's CYCLES: the "
+                 f"minibatch and logits DMA {_fmt(report['io_cycles'])}, "
+                 f"{_fmt(report['hidden_cycles'])} hidden by the controller's overlap), "
+                 f"utilization {report['utilization']:.1%}")
+    return "\n".join(lines)
+
+
 def _run_perf(args):
     from chrysalis.gen.spec.networks import get_network
+    model = _conv_model(args.network)
+    if args.batch is None:
+        args.batch = CNN_BATCH if model is not None else 16
     _check_batch(args.batch)
     config = _config(args)
     try:
@@ -210,6 +265,17 @@ def _run_perf(args):
     except ValueError as error:
         raise ConfigError(str(error)) from None
     print(format_perf(report))
+    if model is not None and args.mode == "mbgd" and config.cluster.cores == 1:
+        # The layer model above costs the dense commands of its own best tiling and the
+        # GATHERs; the compiled program is what the RTL runs, command by command.
+        print()
+        try:
+            report["compiled"] = cnn_report(config, model, args.batch)
+            print(format_cnn(report["compiled"], model.name, config.name))
+        except ValueError as error:
+            # The layer model stands; the RTL cannot run this step.
+            report["compiled"] = {"error": str(error)}
+            print(f"not compiled for the RTL: {error}")
     if args.json:
         _write_json(args.json, report)
     return 0

@@ -4,7 +4,8 @@ One core (``sim.train.single``) on the golden machine model or the RTL, or a clu
 (``sim.train.cluster``) data parallel, model parallel or in continuous propagation. A
 built-in network (``--network``, ``gen.spec.model``) or an ONNX file (``--model``,
 ``sim.compile.onnx_io``): an MLP trains as above, a convolutional network on the golden
-CNN step (``sim.train.cnn``); ``--out`` writes the trained network as ONNX.
+CNN step or, compiled (``sim.compile.cnn_program``), on the RTL (``sim.train.cnn``);
+``--out`` writes the trained network as ONNX.
 """
 
 import argparse
@@ -100,9 +101,9 @@ def _configure_train(parser):
     network = parser.add_mutually_exclusive_group()
     network.add_argument("--network", choices=NETWORKS,
                          help="a built-in network instead of --sizes: digits-cnn (conv3x3 "
-                              "1->8, ReLU, conv3x3 stride 2 8->16, ReLU, dense 256->10; the "
-                              f"golden backend only for now; lr {CNN_LR}, {CNN_EPOCHS} "
-                              "epochs by default) or digits-mlp (64-32-10)")
+                              "1->8, ReLU, conv3x3 stride 2 8->16, ReLU, dense 256->10; "
+                              f"lr {CNN_LR}, batch {CNN_BATCH}, {CNN_EPOCHS} epochs by "
+                              "default) or digits-mlp (64-32-10)")
     network.add_argument("--model", metavar="FILE.onnx",
                          help="a network and its initial weights from an ONNX file (Conv, "
                               "Relu, Flatten, Reshape, Gemm, MatMul, Add; 64 inputs, 10 "
@@ -221,7 +222,8 @@ def _load_model(args):
 
 def _run_model_train(args, config):
     """``chrysalis train --network`` or ``--model``: an MLP through the MLP driver (every
-    backend), a convolutional network through the golden CNN step (``sim.train.cnn``)."""
+    backend), a convolutional network through the CNN driver (``sim.train.cnn``: the golden
+    CNN step, or its compiled program on the RTL)."""
     for flag, value in (("--out", args.out), ("--json", args.json)):
         if value is not None:
             check_writable(value, flag)
@@ -234,7 +236,7 @@ def _run_model_train(args, config):
                           f"1 and no --mode, not {config.cluster.cores} cores"
                           + (f" with --mode {args.mode}" if args.mode else ""))
     try:
-        model, weights, what = _load_model(args)
+        model, weights, _ = _load_model(args)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     epochs = args.epochs if args.steps is None else None
@@ -251,13 +253,7 @@ def _run_model_train(args, config):
                            waves=args.waves, harness=args.harness, progress=not args.quiet,
                            log=log, reuse=args.reuse, update=args.update, weights=weights)
         else:
-            if args.backend != "golden":
-                raise ConfigError(f"{what} is a convolutional network: it trains on the "
-                                  f"golden backend only for now (the RTL needs the GATHER "
-                                  f"command and the CNN compiler), not --backend "
-                                  f"{args.backend}")
             for flag, value in (("--momentum", args.momentum), ("--reuse", args.reuse),
-                                ("--harness", args.harness),
                                 ("--update", None if args.update in (None, "fused")
                                  else args.update)):
                 if value is not None:
@@ -272,7 +268,8 @@ def _run_model_train(args, config):
                                  epochs=(CNN_EPOCHS if args.steps is None and epochs is None
                                          else epochs),
                                  seed=args.seed, weights=weights, progress=not args.quiet,
-                                 log=log)
+                                 log=log, backend=args.backend, build_dir=args.build_dir,
+                                 waves=args.waves, harness=args.harness)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     except RuntimeError as error:
@@ -351,7 +348,8 @@ TRAIN = register(Command(
                 "cocotb drives them from cocotbext-axi instead. A network that does not fit the config is refused with one line "
                 "saying why (exit status 2). The defaults (batch 8, lr 0.1, 12 epochs) reach "
                 "at least 95% test accuracy on the default preset. --network digits-cnn trains a "
-                "convolutional network on the golden CNN step (docs/convolution.md), --model "
+                "convolutional network on the golden CNN step or, compiled into GATHER and "
+                "dense commands, on the RTL (docs/convolution.md), --model "
                 "reads a network and its weights from an ONNX file, and --out writes the "
                 "trained network as ONNX.",
     epilog="examples:\n"
@@ -367,6 +365,7 @@ TRAIN = register(Command(
            "  chrysalis train --set cluster.cores=2 --mode data --epochs 12\n"
            "  chrysalis train --set cluster.cores=2 --mode cp --backend verilator --steps 4\n"
            "  chrysalis train --network digits-cnn               # the digits CNN, golden\n"
+           "  chrysalis train --network digits-cnn --backend verilator --steps 10\n"
            "  chrysalis train --model net.onnx --out trained.onnx",
     configure=_configure_train,
     run=_run_train,

@@ -43,7 +43,7 @@ __all__ = ["Mapping", "ORDERS", "PHASE_NAMES", "UPDATES", "layer_cost", "hides_l
 #: past it; ``inputs`` keeps an activation tile while weight tiles stream.
 ORDERS = ("weights", "inputs")
 #: Phases of a layer's cost.
-PHASE_NAMES = ("forward", "loss", "backward", "wgrad_update", "load", "dma")
+PHASE_NAMES = ("forward", "loss", "backward", "wgrad_update", "load", "dma", "gather")
 #: The command fields m, n and batch are 16 bits (``gen.spec.isa``).
 FIELD_LIMIT = 0xFFFF
 #: The ways to apply the SGD update (``sim.compile.compiler.UPDATES``, spelled out so that
@@ -349,6 +349,9 @@ def layer_cost(config, layer, batch, mapping=None, first=False, last=False, clas
                         n=mi, batch=bk)                                          # dY
         if last:
             acc.add("dma", 1, "DMA_LOAD", n=1, batch=batch)
+    for taps, n, columns, mask in layer.gathers:
+        # One GATHER per sample, as the compiler emits them (gen.spec.model.Model.network).
+        acc.add("gather", batch, "GATHER", m=taps, n=n, batch=columns, flag=int(mask))
     cycles = sum(p["cycles"] for p in acc.phases.values())
     return {"phases": acc.phases, "cycles": cycles,
             "useful_macs": layer.macs(batch, first=first), "mapping": mp,

@@ -873,7 +873,7 @@ def network_cost(config, network, batch, mode="mbgd", mappings=None, timing=TEST
         from .commands import command_overhead
         core_commands = sum(c["phases"][name]["commands"] for c in per_core_costs
                             for name in ("forward", "loss", "backward", "wgrad_update",
-                                         "load"))
+                                         "load", "gather"))
         hidden = max(0, core_commands - collectives - (1 if cores > 1 else 0))
         overhead = command_overhead(config, timing)[0]
         fetch_hidden = hidden * overhead

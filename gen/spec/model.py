@@ -301,15 +301,49 @@ class Model:
         layer, a convolution's with ``oh * ow`` columns per sample."""
         from .networks import Layer, Network
         layers = []
-        for k, t in enumerate(self.trainable):
+        trainable = self.trainable
+        for k, t in enumerate(trainable):
             rows, columns = t.weight_shape
+            gathers = self._gathers(k)
             if t.is_conv:
                 c, h, w = t.in_shape
                 layers.append(Layer(f"conv{k + 1}", rows, columns,
-                                    t.out_shape[1] * t.out_shape[2], "conv", c * h * w))
+                                    t.out_shape[1] * t.out_shape[2], "conv", c * h * w,
+                                    gathers))
             else:
-                layers.append(Layer(f"fc{k + 1}", rows, columns, 1, "fc", t.in_shape[0]))
+                layers.append(Layer(f"fc{k + 1}", rows, columns, 1, "fc", t.in_shape[0],
+                                    gathers))
         return Network(self.name, tuple(layers), self.classes, dataset)
+
+    def _gathers(self, k):
+        """The ``GATHER`` s per sample of trainable layer ``k``'s step, ``(taps, n, batch,
+        mask)`` each, as the compiler (``sim.compile.cnn_program``) emits them: a
+        convolution's im2col and (but the first layer) its col2im, masked by the ReLU
+        below; a dense layer's flatten of an image and (but the first layer) its
+        unflatten."""
+        trainable = self.trainable
+        t = trainable[k]
+        below = trainable[k - 1] if k else None
+        mask = below is not None and below.relu
+        if t.is_conv:
+            c, h, w = t.in_shape
+            conv = t.layer
+            out = [(1, conv.fan_in, t.out_shape[1] * t.out_shape[2], False)]
+            if below is not None:
+                taps = _covering(h, conv.k, conv.stride, conv.pad, t.out_shape[1]) * \
+                    _covering(w, conv.k, conv.stride, conv.pad, t.out_shape[2])
+                out.append((taps, c, h * w, mask))
+            return tuple(out)
+        first = below.index + 1 if below is not None else 0
+        for i in range(first, t.index):
+            shape = self.shapes[i]
+            if isinstance(self.layers[i], Flatten) and len(shape) == 3:
+                c, h, w = shape
+                out = [(1, c * h * w, 1, False)]
+                if below is not None:
+                    out.append((1, c, h * w, mask))
+                return tuple(out)
+        return ()
 
     def describe(self):
         """One line per layer: the layer and its output shape."""
@@ -317,6 +351,17 @@ class Model:
         for layer, shape in zip(self.layers, self.shapes[1:]):
             lines.append(f"{layer} -> {shape}")
         return lines
+
+
+def _covering(size, k, stride, pad, out):
+    """The most patches of a ``k``-wide kernel (``stride``, ``pad``, ``out`` outputs) that
+    cover one input position along a dimension of ``size``."""
+    best = 0
+    for y in range(size):
+        best = max(best, sum(1 for kh in range(k)
+                             if (y + pad - kh) % stride == 0
+                             and 0 <= (y + pad - kh) // stride < out))
+    return max(1, best)
 
 
 def mlp_model(sizes, name=None):

@@ -8,7 +8,7 @@ Cout`` rows, ``n = Cin * k * k`` columns, plus one for a bias):
 
 * forward ``Y = W X``, ``X`` the im2col matrix of ``n x (B * Hout * Wout)``;
 * input gradient ``dX = W^T dY`` (then col2im, the sum of the overlapping patches, which
-  the model does not cost);
+  the model costs where the layer lists its ``GATHER`` s, :attr:`Layer.gathers`);
 * weight gradient ``dW = dY X^T`` and the update (which is not a MAC: the useful MACs
   of :meth:`Layer.macs` are forward, dX and dW, as CATERPILLAR counts them).
 
@@ -59,6 +59,11 @@ class Layer:
     input_words : int
         Words of the layer's input activation per sample before im2col (for the memory
         traffic of the layer's input; ``n * columns`` would count every patch).
+    gathers : tuple of (int, int, int, bool)
+        The ``GATHER`` s the layer's step makes per sample, as ``(taps, n, batch, mask)``
+        of each command (a convolution's im2col and col2im, a dense layer's flatten and
+        unflatten; ``gen.spec.model.Model.network``); empty where the network gives no
+        geometry, and then the model costs none.
     """
 
     name: str
@@ -67,6 +72,7 @@ class Layer:
     columns: int = 1
     kind: str = "fc"
     input_words: int = 0
+    gathers: tuple = ()
 
     def __post_init__(self):
         for field in ("m", "n", "columns"):
@@ -78,6 +84,13 @@ class Layer:
         _check_count(f"layer {self.name}: input_words", self.input_words, 0)
         if self.input_words == 0:
             object.__setattr__(self, "input_words", self.n * self.columns)
+        gathers = tuple(tuple(g) for g in self.gathers)
+        for g in gathers:
+            if len(g) != 4 or not all(is_int(v) and v >= 1 for v in g[:3]) \
+                    or not isinstance(g[3], bool):
+                raise ValueError(f"layer {self.name}: gathers must be (taps, n, batch, mask) "
+                                 f"of positive integers and a bool, not {g!r}")
+        object.__setattr__(self, "gathers", gathers)
 
     @property
     def weights(self):

@@ -1,12 +1,16 @@
 """Training a network of ``gen.spec.model`` (a CNN) on scikit-learn's digits: the golden
-CNN step (``sim.golden.cnn``) once per minibatch, beside a float32 NumPy reference
-(``sim.train.cnn_reference``) trained from the same initial weights on the same
-minibatches, in the epoch loop of every driver (``sim.train.loop``).
+CNN step (``sim.golden.cnn``) or its compiled program on the RTL once per minibatch,
+beside a float32 NumPy reference (``sim.train.cnn_reference``) trained from the same
+initial weights on the same minibatches, in the epoch loop of every driver
+(``sim.train.loop``).
 
 The golden backend computes what the accelerator's commands compute (FORWARD with the
 ReLU fused, LOSS_GRAD, BACKWARD, GATHER, the fused WGRAD), bit for bit, with the
 numerics of the config's core (operand format, reduction order, banks). The RTL backends
-are refused for now: they need the ``GATHER`` command in the RTL and the CNN compiler.
+(``"icarus"``, ``"verilator"``) run the compiled program (``sim.compile.cnn_program``) on
+the accelerator's Verilog, a simulation per chunk of steps as the MLP's
+(:class:`chrysalis.sim.train.rtl.RtlSteps`), and the same job on the golden machine model:
+``golden_match`` says whether every run left the same memory image and counters.
 A network that is an MLP (``Model.is_mlp``) runs through the MLP driver
 (``sim.train.single``), which has every backend.
 
@@ -34,7 +38,7 @@ from .loop import ChunkOutcome, epoch_chunks, reporter, run_epochs
 from .reference import softmax_xent
 from .settings import DIGITS_SIZES
 
-__all__ = ["CNN_LR", "CNN_BATCH", "CNN_EPOCHS", "initial_weights", "ModelTask",
+__all__ = ["CNN_LR", "CNN_BATCH", "CNN_EPOCHS", "CNN_BACKENDS", "initial_weights", "ModelTask",
            "GoldenModelSteps", "check_weights", "train_model"]
 
 #: The defaults of a CNN run (``benchmarks/train_cnn.py`` measures them over seeds).
@@ -96,6 +100,8 @@ class GoldenModelSteps:
     -------
     accel_s : float
         Wall time spent in the golden steps.
+    counters : dict
+        Empty: the golden step computes values, not the machine's events.
     """
 
     unit = "step"
@@ -104,6 +110,7 @@ class GoldenModelSteps:
     def __init__(self, golden, weights, lr):
         self.golden, self.weights, self.lr = golden, list(weights), lr
         self.accel_s = 0.0
+        self.counters = {}
 
     def work(self, chunk):
         return chunk.steps
@@ -123,11 +130,14 @@ class GoldenModelSteps:
         return list(self.weights)
 
 
+#: The backends of a CNN run.
+CNN_BACKENDS = ("golden", "icarus", "verilator")
+
+
 def _check_config(config, backend):
-    if backend != "golden":
-        raise ValueError(f"a convolutional network trains on the golden backend only for "
-                         f"now (the RTL needs the GATHER command and the CNN compiler), "
-                         f"not backend {backend!r}")
+    if backend not in CNN_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(CNN_BACKENDS)}, not "
+                         f"{backend!r}")
     if config.cluster.cores != 1:
         raise ValueError(f"a convolutional network trains on one core: cluster.cores must "
                          f"be 1, not {config.cluster.cores!r}")
@@ -138,8 +148,9 @@ def _check_config(config, backend):
 
 def train_model(config, model, *, batch=CNN_BATCH, lr=CNN_LR, steps=None, epochs=None,
                 seed=0, backend="golden", weights=None, progress=True, log=print,
-                data_seed=DATA_SEED):
-    """Train ``model`` on the digits with the golden CNN step and the float32 reference.
+                data_seed=DATA_SEED, build_dir="build/train", waves=False, harness=None):
+    """Train ``model`` on the digits with the golden CNN step, or its compiled program on
+    the RTL, beside the float32 reference.
 
     Parameters
     ----------
@@ -154,30 +165,47 @@ def train_model(config, model, *, batch=CNN_BATCH, lr=CNN_LR, steps=None, epochs
         At most one; neither means :data:`CNN_EPOCHS`.
     seed : int
         Initial weights (unless ``weights``) and minibatch order.
-    backend : str
-        ``"golden"`` (the only one for now).
+    backend : {"golden", "icarus", "verilator"}
+        The golden CNN step, or the compiled program on the RTL under that simulator,
+        checked against the golden machine model.
     weights : list of numpy.ndarray, optional
         Initial weights (fp32 bit patterns), e.g. an ONNX model's.
     progress : bool
     log : callable or None
     data_seed : int
+    build_dir : path-like
+        RTL backends: the Verilog, the simulator builds and the waveforms go here.
+    waves : bool
+        RTL backends: dump waveforms (the cocotb harness).
+    harness : {"native", "cocotb"}, optional
+        RTL backends: as :func:`chrysalis.sim.train.single.train`'s.
 
     Returns
     -------
     chrysalis.sim.train.single.TrainResult
-        ``network`` names the model; ``sizes`` is empty.
+        ``network`` names the model; ``sizes`` is empty. The RTL backends add the cycles,
+        the utilization, the counters and ``golden_match``.
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or a model that does not fit ``config`` on an RTL backend (one
+        line: what does not fit).
+    RuntimeError
+        The accelerator halted with an error code, or a simulation failed.
     """
     from chrysalis.gen.spec.config import Config
     from chrysalis.sim.golden.cnn import CnnGolden
     from chrysalis.sim.golden.core_model import CoreNumerics
 
-    from .single import TrainResult
+    from .single import TrainResult, _harness, _record
 
     if not isinstance(config, Config):
         raise TypeError(f"config must be a Config, not {config!r}")
     if not isinstance(model, Model):
         raise TypeError(f"model must be a gen.spec.model.Model, not {model!r}")
     _check_config(config, backend)
+    harness = _harness(backend, harness, waves)
     if model.input_features != DIGITS_SIZES[0] or model.classes != DIGITS_SIZES[-1]:
         raise ValueError(f"a digits network takes {DIGITS_SIZES[0]} inputs and gives "
                          f"{DIGITS_SIZES[-1]} classes, not {model.input_features} inputs "
@@ -201,33 +229,65 @@ def train_model(config, model, *, batch=CNN_BATCH, lr=CNN_LR, steps=None, epochs
     if steps is None and epochs is None:
         epochs = CNN_EPOCHS
     chunks = epoch_chunks(task.per_epoch, epochs, steps)
-    golden = CnnGolden(model, CoreNumerics.from_config(config))
-    strategy = GoldenModelSteps(golden, weights0, float(lr))
     reference = CnnFloat32Reference(model, weights0, float(lr))
     result = TrainResult(backend, config.name, (), int(batch), float(lr), None, int(seed),
-                         update="fused", network=model.name)
+                         update="fused", network=model.name, harness=harness)
     result.steps = chunks[-1].stop
-    result.useful_macs = result.steps * model.macs(int(batch))
+    step_macs = model.macs(int(batch))
+    result.useful_macs = result.steps * step_macs
     say = reporter(log)
+    pes = config.core.rows * config.core.cols
+    if backend == "golden":
+        golden = CnnGolden(model, CoreNumerics.from_config(config))
+        strategy = GoldenModelSteps(golden, weights0, float(lr))
+    else:
+        strategy = _rtl_strategy(config, model, int(batch), float(lr), weights0, backend,
+                                 build_dir, waves, say, harness, progress)
 
     def describe(stats):
         label = (f"epoch {stats.epoch:g}" if steps is None
                  else f"steps {stats.steps} ({stats.epoch:.2f} epochs)")
-        return (f"{label}: loss {stats.loss:.4f} (float32 {stats.ref_loss:.4f}), test "
+        line = (f"{label}: loss {stats.loss:.4f} (float32 {stats.ref_loss:.4f}), test "
                 f"accuracy {stats.acc:.2%} (float32 {stats.ref_acc:.2%}, gap "
                 f"{stats.gap:+.2f} points)")
+        if backend != "golden":
+            cycles = strategy.chunk_cycles[-1]
+            done = stats.steps - sum(strategy.chunk_steps[:-1])
+            line += f"; {cycles} cycles, utilization {done * step_macs / (pes * cycles):.1%}"
+        return line
 
     history = run_epochs(strategy, chunks, task, reference, progress=progress, say=say,
                          describe=describe)
-    result.history = history.epochs
-    result.step_losses = history.step_losses
-    result.ref_step_losses = history.ref_step_losses
-    result.weights = strategy.read_weights()
-    result.ref_weights = reference.weights
-    result.accel_s = strategy.accel_s
+    _record(result, strategy, history, reference, pes)
     result.wall_s = time.perf_counter() - start_time
     final = result.final
     say(f"final test accuracy {final.acc:.2%}; float32 reference {final.ref_acc:.2%}; "
-        f"gap {final.gap:+.2f} points ({result.steps} steps, {model.name}, golden)")
-    say(f"golden CNN step: {result.step_s * 1e3:.1f} ms per step")
+        f"gap {final.gap:+.2f} points ({result.steps} steps, {model.name}, {backend})")
+    if backend == "golden":
+        say(f"golden CNN step: {result.step_s * 1e3:.1f} ms per step")
+    else:
+        say(f"{backend}: {result.cycles} cycles, utilization {result.utilization:.1%} over "
+            f"all cycles, {result.core_utilization:.1%} over core-busy cycles; wall time "
+            f"{result.accel_s:.1f} s ({result.sim_s:.1f} s simulating)")
+        say("the RTL's memory images and counters equal the golden machine model's"
+            if result.golden_match else
+            "the RTL's memory images or counters DIFFER from the golden machine model's")
     return result
+
+
+def _rtl_strategy(config, model, batch, lr, weights, backend, build_dir, waves, say,
+                  harness, progress):
+    """The compiled program's steps on the RTL (``sim.train.rtl``); a network that does
+    not fit the config is refused here, in one line."""
+    from chrysalis.sim.compile.cnn_program import CnnTrainingProgram
+
+    from .rtl import RtlSteps
+    try:
+        # The weights stay in the PEs between steps; the checkpoint that ends each chunk
+        # stores them into the image, where the host reads them.
+        program = CnnTrainingProgram(config, model, batch, lr, store_every_step=False)
+    except ValueError as error:
+        raise ValueError(f"{model.name} with batch {batch} does not fit config "
+                         f"{config.name!r}: {error}") from None
+    return RtlSteps(config, program, program.initial_image(weights), backend, build_dir,
+                    waves, say, harness, quiet=not progress)

@@ -112,3 +112,65 @@ def test_perf_update_default_rule_and_json(capsys, tmp_path):
             "mac.dual=\"value\"", "--set", "pe.acc_regs=32"]
     assert main(dual) == 0
     assert "mapping, separate update" in capsys.readouterr().out
+
+
+def test_perf_of_a_cnn_adds_the_compiled_program_with_its_gathers(capsys, tmp_path):
+    """``--network digits-cnn``: the layer model's table, then the compiled program's
+    (``gen.perf.cnn``), GATHER included, at batch 8 by default; its step is the stream
+    model's, which the RTL tests hold equal to the RTL's CYCLES."""
+    from chrysalis.gen.perf.cnn import cnn_step, layer_macs
+    from chrysalis.gen.spec.config import get_preset
+    from chrysalis.gen.spec.model import digits_cnn
+    out_json = tmp_path / "perf.json"
+    assert main(["perf", "--network", "digits-cnn", "--preset", "default",
+                 "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "as compiled for the RTL" in text and "| gather |" in text
+    report = json.loads(out_json.read_text())
+    compiled = report["compiled"]
+    step = cnn_step(get_preset("default"), digits_cnn(), 8)
+    assert report["batch"] == compiled["batch"] == 8
+    assert compiled["cycles_per_step"] == step["cycles"]
+    assert [l["useful_macs"] for l in compiled["layers"]] == layer_macs(digits_cnn(), 8)
+    assert sum(layer_macs(digits_cnn(), 8)) == digits_cnn().macs(8) == 592_112
+    # The layers' cycles, each command alone, with the step's DMA less the overlap and
+    # the doorbell's START cycle, are the step's.
+    layers = sum(l["cycles"] for l in compiled["layers"])
+    assert compiled["cycles_per_step"] == layers + compiled["io_cycles"] \
+        - compiled["hidden_cycles"] + 1
+    # The convolutions' col2im and im2col: most of the step is GATHER.
+    assert compiled["phase_cycles"]["gather"] > compiled["cycles_per_step"] / 2
+    assert compiled["layers"][1]["phase_cycles"]["gather"] > \
+        compiled["layers"][0]["phase_cycles"]["gather"]
+
+
+def test_perf_of_a_cnn_that_does_not_fit_says_why_beside_the_layer_model(capsys):
+    assert main(["perf", "--network", "digits-cnn", "--preset", "tiny"]) == 0
+    text = capsys.readouterr().out
+    assert "**step**" in text
+    assert ("not compiled for the RTL: digits-cnn at batch 8 needs 43706 scratchpad words"
+            in text)
+
+
+def test_layer_model_prices_the_cnns_gathers_within_3_percent_of_the_compiled_step():
+    """The layer model (``network_cost`` of ``Model.network()``) costs each layer's
+    GATHERs as the compiler emits them, so its GATHER cycles are the compiled step's and
+    its step and convolutions are within 3% of the compiled step's, whose cycles the RTL
+    tests hold equal to the RTL's."""
+    from chrysalis.gen.perf import network_cost
+    from chrysalis.gen.perf.cnn import cnn_step
+    from chrysalis.gen.perf.mapping import optimize
+    from chrysalis.gen.spec.config import get_preset
+    from chrysalis.gen.spec.model import digits_cnn
+    config, model = get_preset("default"), digits_cnn()
+    network = model.network()
+    assert [l.gathers for l in network.layers] == [
+        ((1, 9, 64, False),), ((1, 72, 16, False), (4, 8, 64, True)),
+        ((1, 256, 1, False), (1, 16, 16, True))]
+    mappings, _ = optimize(config, network, 8, "mbgd", update="fused")
+    layer_model = network_cost(config, network, 8, "mbgd", mappings, update="fused")
+    step = cnn_step(config, model, 8)
+    assert layer_model["phases"]["gather"]["cycles"] == step["phases"]["gather"]["cycles"]
+    assert abs(layer_model["cycles"] / step["cycles"] - 1) <= 0.03
+    for ours, compiled in zip(layer_model["layers"][:2], step["layers"][:2]):
+        assert abs(ours["cycles"] / compiled["cycles"] - 1) <= 0.03, ours["name"]

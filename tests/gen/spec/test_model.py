@@ -72,3 +72,14 @@ def test_the_layer_table_of_the_performance_model():
         ("conv", 8, 10, 64), ("conv", 16, 73, 16), ("fc", 10, 257, 1)]
     assert network.macs(8) == digits_cnn().macs(8)
     assert network.layers[1].input_words == 8 * 8 * 8
+
+
+def test_a_layers_gathers_are_checked():
+    from chrysalis.gen.spec.networks import Layer
+    with pytest.raises(ValueError, match=r"layer c: gathers must be \(taps, n, batch, mask\) "
+                                         r"of positive integers and a bool, not \(0, 9, 64, "
+                                         r"False\)"):
+        Layer("c", 8, 10, 64, "conv", 64, ((0, 9, 64, False),))
+    # A network without geometry (vgg16's layers) lists none, and the model costs none.
+    from chrysalis.gen.spec.networks import get_network
+    assert all(layer.gathers == () for layer in get_network("vgg16").layers)

@@ -58,7 +58,7 @@ def test_initial_weights_follow_the_mlp_rule():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(backend="verilator"), "golden backend only for now.*not backend 'verilator'"),
+    (dict(backend="spice"), "backend must be one of golden, icarus, verilator, not 'spice'"),
     (dict(lr=0), "lr must be a positive number, not 0"),
     (dict(batch=0), "batch must be a positive integer, not 0"),
     (dict(steps=1, epochs=1), "give steps or epochs, not both"),
@@ -82,10 +82,10 @@ def test_cli_defaults_are_the_drivers():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--network", "digits-cnn", "--backend", "verilator"],
-     "--network digits-cnn is a convolutional network: it trains on the golden backend only "
-     "for now (the RTL needs the GATHER command and the CNN compiler), not --backend "
-     "verilator"),
+    (["--network", "digits-cnn", "--backend", "verilator", "--preset", "tiny"],
+     "digits-cnn with batch 8 does not fit config 'tiny': digits-cnn at batch 8 needs 43706 "
+     "scratchpad words (activations, gradients, tables and weights), more than "
+     "core.scratchpad_words = 1024"),
     (["--network", "digits-cnn", "--momentum", "0.5"], "--momentum is not supported"),
     (["--network", "digits-cnn", "--sizes", "64,16,10"], "--network and --model bring their"),
     (["--model", "missing.onnx"], "missing.onnx: no such file"),
@@ -136,3 +136,35 @@ def test_cli_trains_an_onnx_mlp_on_the_mlp_driver(tmp_path):
     written = json.loads((tmp_path / "r.json").read_text())["weights_bits"]
     for a, b, c in zip(written, expected, read_onnx(tmp_path / "out.onnx")[1]):
         assert np.array_equal(np.asarray(a, dtype=np.uint64), b) and np.array_equal(b, c)
+
+
+@pytest.mark.parametrize("backend", [
+    pytest.param("verilator", marks=pytest.mark.cocotb),
+    pytest.param("icarus", marks=(pytest.mark.cocotb, pytest.mark.slow))])
+def test_cli_trains_the_cnn_on_the_rtl_checked_by_the_golden_machine(backend, capfd):
+    """Two steps of the digits CNN (batch 2) on the default preset's RTL, in the native
+    harness and the tests' shared build: every run equals the golden machine, and the
+    weights and step losses are the golden CNN step's."""
+    import json
+
+    from chrysalis.sim.verify.runner import available_simulators
+    from tests.sim.verify.test_cocotb_accelerator import SHARED
+    if backend not in available_simulators():
+        pytest.skip(f"{backend} is not available on this machine")
+    build = SHARED / CONFIG.name
+    out = build / f"cnn-train-{backend}.json"
+    argv = ["train", "--network", "digits-cnn", "--backend", backend, "--batch", "2",
+            "--steps", "2", "--seed", "3", "--quiet", "-o", str(build), "--json", str(out)]
+    assert cli.main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["golden_match"] is True and data["harness"] == "native"
+    assert data["network"] == "digits-cnn"
+    assert data["cycles"] > data["counters"]["core_cycles"] > 0
+    assert 0 < data["utilization"] < data["core_utilization"] < 1
+    expected = cnn.train_model(CONFIG, digits_cnn(), batch=2, steps=2, seed=3,
+                               progress=False, log=None)
+    for got, want in zip(data["weights_bits"], expected.weights):
+        np.testing.assert_array_equal(np.array(got, dtype=np.uint64), want)
+    assert data["step_losses"] == expected.step_losses
+    printed = capfd.readouterr().out
+    assert "cycles, utilization" in printed and "equal the golden machine" in printed
