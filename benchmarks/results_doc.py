@@ -132,6 +132,13 @@ SECTIONS = (
             "convolution sums 4 taps per element at 2 cycles a tap plus 2 per element for "
             "the mask, through the scratchpad's one read port ([gather](#gather)); the "
             "second convolution's own products run at 92%."),
+    Section("Training the digits CNN on the RTL", ("train_cnn_rtl",),
+            (_py("train_cnn_rtl"),),
+            "`chrysalis train --network digits-cnn --backend verilator` with its defaults on "
+            "the default preset: 3,360 SGD steps of the compiled CNN in the native harness, "
+            "every run's memory image and counters held to the golden machine, each epoch "
+            "beside the float32 reference and the golden CNN step of the same seed. Target: "
+            "bit-exact, >= 97.5%."),
     Section("RTL simulation speed", ("sim_speed",), (_py("sim_speed"),),
             "The `make demo` job (prologue and three SGD steps of the default config) in the "
             "native harness (a C++ host and AXI4 memory around the Verilated top, or the "
