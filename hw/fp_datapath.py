@@ -25,13 +25,16 @@ GUARD_BITS = 3
 class Unpacked(NamedTuple):
     """A decoded operand: the value is ``(-1)**sign * sig * 2**(exp - precision + 1)``.
 
-    ``sig`` has its leading one at bit ``precision - 1`` unless ``zero``.
+    ``sig`` has its leading one at bit ``precision - 1`` unless ``zero``. ``exp_rel``, when
+    known, is ``exp - 1`` in a form that costs no logic (see :func:`unpack`): differences
+    of two exponents are taken from it, one carry chain instead of three.
     """
     sign: Value
     exp: Value
     sig: Value
     zero: Value
     precision: int
+    exp_rel: Value = None
 
 
 def exponent_width(*formats):
@@ -123,7 +126,13 @@ def unpack(m, fmt, bits, ew, name, *, mask_zero=True):
         sig.eq(Mux(zero, 0, full) if mask_zero else full),
         exp.eq(field - fmt.bias),
     ]
-    return Unpacked(bits[fmt.width - 1], exp, sig, zero, fmt.precision)
+    # With the usual bias 2**(e - 1) - 1, field - bias - 1 is the field with its top bit
+    # flipped, read as signed: wires and an inverter, no adder.
+    rel = None
+    if fmt.bias == 2 ** (fmt.exp_bits - 1) - 1:
+        rel = Signal(signed(fmt.exp_bits), name=f"{name}_exp_rel")
+        m.d.comb += rel.eq(Cat(field[:-1], ~field[-1]))
+    return Unpacked(bits[fmt.width - 1], exp, sig, zero, fmt.precision, rel)
 
 
 def multiply(m, a, b, ew, name="prod"):
@@ -196,7 +205,11 @@ def order(m, x, y, window, ew):
     limit = window + g + 1
     d_xy = Signal(signed(ew + 1), name="order_d_xy")
     d_yx = Signal(signed(ew + 1), name="order_d_yx")
-    m.d.comb += [d_xy.eq(x.exp - y.exp), d_yx.eq(y.exp - x.exp)]
+    if x.exp_rel is not None and y.exp_rel is not None:
+        ex, ey = x.exp_rel, y.exp_rel
+    else:
+        ex, ey = x.exp, y.exp
+    m.d.comb += [d_xy.eq(ex - ey), d_yx.eq(ey - ex)]
     x_big = y.zero | (~x.zero & (d_xy >= 0))
     shift = Signal(range(limit + 1), name="order_shift")
     bits = len(shift)
