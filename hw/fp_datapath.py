@@ -241,8 +241,10 @@ def shift_right_jam(m, value, shift):
     width = len(value)
     shifted = Signal(width, name="align_shifted")
     m.d.comb += shifted.eq(value >> shift)
+    # The bits below the shift amount: a decoder of the amount (each bit a function of
+    # its few bits), not a compare (a carry chain) per bit.
     below = Signal(width, name="align_below")
-    m.d.comb += below.eq(Cat(*[shift > k for k in range(width)]))
+    m.d.comb += below.eq(~(Const(2 ** width - 1, width) << shift)[:width])
     small = Signal(width, name="align_small")
     m.d.comb += small.eq(shifted | (value & below).any())
     return small
