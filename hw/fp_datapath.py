@@ -25,13 +25,16 @@ GUARD_BITS = 3
 class Unpacked(NamedTuple):
     """A decoded operand: the value is ``(-1)**sign * sig * 2**(exp - precision + 1)``.
 
-    ``sig`` has its leading one at bit ``precision - 1`` unless ``zero``.
+    ``sig`` has its leading one at bit ``precision - 1`` unless ``zero``. ``exp_rel``, when
+    known, is ``exp - 1`` in a form that costs no logic (see :func:`unpack`): differences
+    of two exponents are taken from it, one carry chain instead of three.
     """
     sign: Value
     exp: Value
     sig: Value
     zero: Value
     precision: int
+    exp_rel: Value = None
 
 
 def exponent_width(*formats):
@@ -123,7 +126,13 @@ def unpack(m, fmt, bits, ew, name, *, mask_zero=True):
         sig.eq(Mux(zero, 0, full) if mask_zero else full),
         exp.eq(field - fmt.bias),
     ]
-    return Unpacked(bits[fmt.width - 1], exp, sig, zero, fmt.precision)
+    # With the usual bias 2**(e - 1) - 1, field - bias - 1 is the field with its top bit
+    # flipped, read as signed: wires and an inverter, no adder.
+    rel = None
+    if fmt.bias == 2 ** (fmt.exp_bits - 1) - 1:
+        rel = Signal(signed(fmt.exp_bits), name=f"{name}_exp_rel")
+        m.d.comb += rel.eq(Cat(field[:-1], ~field[-1]))
+    return Unpacked(bits[fmt.width - 1], exp, sig, zero, fmt.precision, rel)
 
 
 def multiply(m, a, b, ew, name="prod"):
@@ -183,21 +192,30 @@ def order(m, x, y, window, ew):
     """Pick the operand with the larger exponent and how far to shift the other one.
 
     Both significands come back left-aligned in ``window + GUARD_BITS`` bits. The two
-    exponent differences and their clamps are computed side by side, then selected, so the
-    carry chains run in parallel.
+    exponent differences are computed side by side, then selected, so the carry chains run
+    in parallel. The shift saturates (every shift of at least the significands' width
+    leaves only the sticky bit, so any such amount gives the same result): a test of the
+    difference's high bits instead of a compare, which would be one more carry chain after
+    the subtraction.
     """
     g = GUARD_BITS
     ax = Cat(Const(0, window - x.precision + g), x.sig)
     ay = Cat(Const(0, window - y.precision + g), y.sig)
-    # Beyond `window + g + 1` places every bit of the smaller operand is sticky: clamp there.
+    # Beyond `window + g` places every bit of the smaller operand is sticky.
     limit = window + g + 1
     d_xy = Signal(signed(ew + 1), name="order_d_xy")
     d_yx = Signal(signed(ew + 1), name="order_d_yx")
-    m.d.comb += [d_xy.eq(x.exp - y.exp), d_yx.eq(y.exp - x.exp)]
+    if x.exp_rel is not None and y.exp_rel is not None:
+        ex, ey = x.exp_rel, y.exp_rel
+    else:
+        ex, ey = x.exp, y.exp
+    m.d.comb += [d_xy.eq(ex - ey), d_yx.eq(ey - ex)]
     x_big = y.zero | (~x.zero & (d_xy >= 0))
-    far = x.zero | y.zero | Mux(x_big, d_xy > limit, d_yx > limit)
     shift = Signal(range(limit + 1), name="order_shift")
-    m.d.comb += shift.eq(Mux(far, limit, Mux(x_big, d_xy, d_yx)))
+    bits = len(shift)
+    # The selected difference is non-negative unless an operand is zero, whose significand
+    # is zero: then no shift changes the result.
+    m.d.comb += shift.eq(Mux(x_big, _saturate(d_xy, bits), _saturate(d_yx, bits)))
     return dict(
         s_big=Mux(x_big, x.sign, y.sign),
         s_small=Mux(x_big, y.sign, x.sign),
@@ -209,14 +227,26 @@ def order(m, x, y, window, ew):
     )
 
 
+def _saturate(d, bits):
+    """A non-negative ``d`` as an unsigned ``bits``-bit shift amount, all ones above it."""
+    return Mux(d[bits:].any(), (1 << bits) - 1, d[:bits])
+
+
 def shift_right_jam(m, value, shift):
-    """``value >> shift`` with every bit shifted out ORed into the result's LSB."""
+    """``value >> shift`` with every bit shifted out ORed into the result's LSB.
+
+    The sticky bit comes from ``value`` masked below the shift amount, beside the shifter
+    rather than after it.
+    """
     width = len(value)
-    limit = 2 ** len(shift) - 1
-    shifted = Signal(width + limit, name="align_shifted")
-    m.d.comb += shifted.eq(Cat(Const(0, limit), value) >> shift)
+    shifted = Signal(width, name="align_shifted")
+    m.d.comb += shifted.eq(value >> shift)
+    # The bits below the shift amount: a decoder of the amount (each bit a function of
+    # its few bits), not a compare (a carry chain) per bit.
+    below = Signal(width, name="align_below")
+    m.d.comb += below.eq(~(Const(2 ** width - 1, width) << shift)[:width])
     small = Signal(width, name="align_small")
-    m.d.comb += small.eq(shifted[limit:] | shifted[:limit].any())
+    m.d.comb += small.eq(shifted | (value & below).any())
     return small
 
 

@@ -215,7 +215,8 @@ class LossGradient(wiring.Component):
             mul_a.append(lane_a)
             mul_c.append(lane_c)
         if self.sfu == "pipelined":
-            m.submodules.sfu = sfu = PipelinedSFU(mac_latency=L, early_reciprocal=True)
+            m.submodules.sfu = sfu = PipelinedSFU(mac_latency=L, early_reciprocal=True,
+                                                  prepared=True)
         else:
             m.submodules.sfu = sfu = SpecialFunctionUnit(mac_latency=L,
                                                          threads=barrel_threads(L))
@@ -354,9 +355,14 @@ class _Passes:
 
         # The SFU's input register (EXP: the difference, from FMA A) and its results'
         # position: they come out in order, so counters follow them.
+        # The pipelined unit takes its inputs prepared (clamped, the reciprocal's seed
+        # looked up) from these registers, so that only the pass's multiplexer is before
+        # its first FMA's multiplier.
         self.sfu_v = Signal()
         self.sfu_x = Signal(32)
-        m.d.sync += [self.sfu_v.eq(0), self.sfu_x.eq(self.fma_a.result)]
+        m.d.sync += [self.sfu_v.eq(0),
+                     self.sfu_x.eq(PipelinedSFU.clamp_input(self.fma_a.result) if self.early
+                                   else self.fma_a.result)]
         self.out_i = Signal(SIZE_BITS)
         self.out_slot = Signal(range(CH))
         self.recip_slot = Signal(range(CH))      # the reciprocals' (their own output)
@@ -447,7 +453,14 @@ class _Passes:
         self.recip_in = Signal(32)
         ahead = self.pick(self.total, self.slot_next, "recip_ahead")
         written = sums & fma_b.o_valid & (self.tag_b.slot == self.slot_next)
-        m.d.sync += self.recip_in.eq(Mux(written, fma_b.result, ahead))
+        recip_next = Signal(32)
+        m.d.comb += recip_next.eq(Mux(written, fma_b.result, ahead))
+        m.d.sync += self.recip_in.eq(recip_next)
+        if self.early:
+            # Its seed too, read a cycle ahead (the pipelined unit takes it prepared).
+            recip_seed = Signal(32)
+            m.d.sync += recip_seed.eq(PipelinedSFU.seed_of(recip_next))
+            m.d.comb += sfu.seed.eq(recip_seed)
         # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
         # early, on their own output; the barrel's at its only one, when no exp is left.
         if unit.sfu == "pipelined":

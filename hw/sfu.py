@@ -388,6 +388,18 @@ class SpecialFunctionUnit(wiring.Component):
         return _scaled(m, res, ctx)
 
 
+def _clamp(x):
+    """``x`` (fp32 bits) with its magnitude clamped to that of ``EXP_CLAMP``."""
+    x_mag = x[:31]
+    return Cat(Mux(x_mag > golden.EXP_CLAMP, golden.EXP_CLAMP, x_mag)[:31], x[31])
+
+
+def _seed(x):
+    """The reciprocal table's seed for ``x`` (fp32 bits), from its top mantissa bits."""
+    table = Array(Const(v, 32) for v in golden.RECIP_TABLE)
+    return table[x[23 - golden.RECIP_TABLE_BITS:23]]
+
+
 def _k_of(m, result):
     """``(k, kf)`` of the range reduction's first FMA result ``t``: the shifter's result has
     ``0x400000 + k`` in its low 23 bits and ``|k| <= 185``, so its low ten bits are ``k`` in
@@ -443,12 +455,19 @@ class PipelinedSFU(wiring.Component):
     exps and reciprocals apart in time (nothing orders the two outputs); with
     ``early_reciprocal`` it comes out only there (``o_valid`` is for exps only).
 
+    **Prepared inputs** (``prepared``): the user does the input preparation of stage 0
+    before a register of its own, so that none of it is between that register and the
+    first FMA's multiplier: an exp's ``x`` comes already clamped (:meth:`clamp_input`), and a
+    reciprocal's seed (:meth:`seed_of` its ``x``) on ``seed``. The results are the same.
+
     Parameters
     ----------
     mac_latency : int
         Register stages of each FMA, 1 to 8 (see :class:`~hw.mac.FloatMAC`).
     early_reciprocal : bool
         Reciprocals leave on ``recip_y`` only, not also at ``y``.
+    prepared : bool
+        Inputs come prepared (see above), with a ``seed`` member.
 
     Attributes
     ----------
@@ -474,27 +493,38 @@ class PipelinedSFU(wiring.Component):
     recip_valid : Out(1)
         ``recip_y`` holds the result of the reciprocal offered ``recip_latency`` cycles
         ago.
+    seed : In(32)
+        With ``prepared``: :meth:`seed_of` a reciprocal's ``x``, sampled with it.
     """
 
-    op: In(1)
-    x: In(32)
-    i_valid: In(1)
-    y: Out(32)
-    o_valid: Out(1)
-    recip_y: Out(32)
-    recip_valid: Out(1)
-
-    def __init__(self, *, mac_latency=6, early_reciprocal=False):
+    def __init__(self, *, mac_latency=6, early_reciprocal=False, prepared=False):
         if (not isinstance(mac_latency, int) or isinstance(mac_latency, bool)
                 or not 1 <= mac_latency <= 8):
             raise ValueError(f"mac_latency must be an integer from 1 to 8, not {mac_latency!r}")
         if not isinstance(early_reciprocal, bool):
             raise TypeError(f"early_reciprocal must be a bool, not {early_reciprocal!r}")
+        if not isinstance(prepared, bool):
+            raise TypeError(f"prepared must be a bool, not {prepared!r}")
         self.mac_latency = mac_latency
         self.early_reciprocal = early_reciprocal
+        self.prepared = prepared
         self.latency = self.latency_of(mac_latency)
         self.recip_latency = self.recip_latency_of(mac_latency)
-        super().__init__()
+        super().__init__({
+            "op": In(1), "x": In(32), "i_valid": In(1), "y": Out(32), "o_valid": Out(1),
+            "recip_y": Out(32), "recip_valid": Out(1),
+            **({"seed": In(32)} if prepared else {}),
+        })
+
+    @staticmethod
+    def clamp_input(x):
+        """An exp's argument ``x`` (fp32 bits) clamped to +-128, as stage 0 prepares it."""
+        return _clamp(x)
+
+    @staticmethod
+    def seed_of(x):
+        """The reciprocal's seed of ``x`` (fp32 bits): a table read, as stage 0 does it."""
+        return _seed(x)
 
     @staticmethod
     def latency_of(mac_latency):
@@ -516,16 +546,16 @@ class PipelinedSFU(wiring.Component):
             "n": signed(10),       # scale by 2**n: exp k; reciprocal 127 - field
             "sign": 1, "zero": 1,
         })
-        # --- Input preparation (as SpecialFunctionUnit's, in the cycle of i_valid).
-        x_sign, x_mag, x_field = self.x[31], self.x[:31], self.x[23:31]
-        clamped = Cat(Mux(x_mag > golden.EXP_CLAMP, golden.EXP_CLAMP, x_mag)[:31], x_sign)
+        # --- Input preparation (as SpecialFunctionUnit's, in the cycle of i_valid), unless
+        # the user did it. An exp's scale, sign and zero flag are unused, so a clamped x
+        # gives them as well as the raw one.
+        x_sign, x_field = self.x[31], self.x[23:31]
         neg_m = Cat(self.x[:23], Const(0b1_01111111, 9))
-        table = Array(Const(v, 32) for v in golden.RECIP_TABLE)
         ctx = Signal(layout, name="ctx_in")
         m.d.comb += [
             ctx.valid.eq(self.i_valid), ctx.op.eq(self.op),
-            ctx.x.eq(Mux(self.op, neg_m, clamped)),
-            ctx.hold.eq(table[self.x[23 - golden.RECIP_TABLE_BITS:23]]),
+            ctx.x.eq(Mux(self.op, neg_m, self.x if self.prepared else _clamp(self.x))),
+            ctx.hold.eq(self.seed if self.prepared else _seed(self.x)),
             ctx.n.eq(Const(127, signed(10)) - x_field),
             ctx.sign.eq(self.op & x_sign), ctx.zero.eq(self.op & (x_field == 0)),
         ]

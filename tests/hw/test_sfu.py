@@ -16,6 +16,7 @@ from amaranth.sim import Simulator
 
 from chrysalis.hw.sfu import (
     EXP_PROGRAM, MAX_THREADS, RECIP_PROGRAM, PipelinedSFU, SpecialFunctionUnit)
+from chrysalis.gen.spec import sfu as spec_sfu
 from chrysalis.sim.golden import sfu
 
 
@@ -242,7 +243,15 @@ def run_pipelined(dut, ops, xs, valid, early=None):
             offer = index < len(xs) and bool(valid[cycle % len(valid)])
             if offer:
                 ctx.set(dut.op, ops[index])
-                ctx.set(dut.x, xs[index])
+                x = xs[index]
+                if dut.prepared:
+                    # What the user prepares: a clamped exp argument, a reciprocal's seed.
+                    mag = min(x & 0x7FFF_FFFF, spec_sfu.EXP_CLAMP)
+                    x = x if ops[index] else (x & 0x8000_0000) | mag
+                    bits = spec_sfu.RECIP_TABLE_BITS
+                    ctx.set(dut.seed,
+                            spec_sfu.RECIP_TABLE[(x >> (23 - bits)) & ((1 << bits) - 1)])
+                ctx.set(dut.x, x)
                 offered.append(cycle)
                 index += 1
             ctx.set(dut.i_valid, offer)
@@ -300,6 +309,26 @@ def test_pipelined_early_reciprocal(mac_latency):
     ``y`` (``latency``), each with the golden model's bits."""
     ops, xs = mixed_inputs(150, seed=60 + mac_latency)
     dut = PipelinedSFU(mac_latency=mac_latency, early_reciprocal=True)
+    early = []
+    got, offered, produced = run_pipelined(dut, ops, xs, [1, 1, 0, 1], early)
+    expected, ops, xs = golden(ops, xs), np.asarray(ops), np.asarray(xs)
+    exps = ops == 0
+    assert_equal(got, expected[exps], ops[exps], xs[exps])
+    np.testing.assert_array_equal(produced, offered[exps] + dut.latency)
+    assert_equal(np.array([y for _, y in early], dtype=np.uint64), expected[~exps],
+                 ops[~exps], xs[~exps])
+    np.testing.assert_array_equal([c for c, _ in early], offered[~exps] + dut.recip_latency)
+
+
+@pytest.mark.parametrize("mac_latency", [2, 6])
+def test_pipelined_prepared(mac_latency):
+    """``prepared``: clamped exp arguments and the reciprocals' seeds from the user give
+    the golden model's bits with the same timing."""
+    ops, xs = mixed_inputs(150, seed=70 + mac_latency)
+    edges = [(0, x) for x in sfu.edge_inputs(0)] + [(1, x) for x in sfu.edge_inputs(1)]
+    ops = np.concatenate([[op for op, _ in edges], ops])
+    xs = np.concatenate([np.array([x for _, x in edges], dtype=np.uint64), xs])
+    dut = PipelinedSFU(mac_latency=mac_latency, early_reciprocal=True, prepared=True)
     early = []
     got, offered, produced = run_pipelined(dut, ops, xs, [1, 1, 0, 1], early)
     expected, ops, xs = golden(ops, xs), np.asarray(ops), np.asarray(xs)
