@@ -3,7 +3,7 @@
 preset, every run checked against the golden machine.
 
 The script runs that command with ``--json`` into ``build/benchmarks/train_cnn_rtl/``
-(about an hour on two loaded cores: 3,360 steps of 127,231 cycles, the Verilator build and
+(about an hour on two loaded cores: 3,360 steps of about 120,000 cycles, the Verilator build and
 the golden machine's check of every step), or with ``--result FILE`` reads the JSON of a
 run of exactly that command (the settings are checked). It reports each epoch's test
 accuracy beside the float32 reference's and beside the golden CNN step's of the same seed
