@@ -133,7 +133,7 @@ def markdown(r):
         f"- RTL `CYCLES` per step: {r['step_cycles']:,} (every step the same; "
         f"`CORE_CYCLES` {r['step_core_cycles'][0]:,}); {r['gather_share']:.1%} of them in "
         f"`GATHER`.",
-        f"- A layer's cycles are its commands' (its im2col, loads, products and col2im; "
+        "- A layer's cycles are its commands' (its im2col, loads, products and col2im; "
         f"fc3 also the flatten, the unflatten and the loss gradient), each as run alone; the "
         f"step adds the minibatch and logits DMA and takes off what the controller overlaps. "
         f"\"Of its products\": the useful MACs over the cycles of its FORWARD, BACKWARD and "

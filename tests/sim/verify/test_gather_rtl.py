@@ -10,7 +10,6 @@ model's (``sim.golden.core_counts``, ``gen.perf``).
 """
 
 import numpy as np
-import pytest
 
 from chrysalis.gen.perf.commands import RUN_START, command_cost
 from chrysalis.gen.spec import isa
