@@ -234,6 +234,14 @@ marks = "{marks}"
             assert count in (1, 2), record["overrides"]
 
 
+def _interruptible():
+    """Run in the sweep's process before it starts: SIGINT at its default. A suite started
+    as a background job of a non-interactive shell runs with SIGINT ignored, which every
+    child inherits, and a sweep that inherits it rightly ignores Ctrl-C as its shell asked;
+    this test is about a sweep that can be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _gone(pid):
     psutil = pytest.importorskip("psutil")
     try:
@@ -264,6 +272,7 @@ pids = "{pids}"
     command = [sys.executable, "-m", "chrysalis.gen.cli", "sweep", str(path), "-j", "2",
                "-o", str(out), "--quiet"]
     process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                               preexec_fn=_interruptible,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
