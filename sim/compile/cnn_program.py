@@ -580,13 +580,7 @@ class CnnTrainingProgram(MemoryImage):
             self._matrix_region(f"inputs[{s}]", place.inputs.n, place.inputs.batch)
             self._matrix_region(f"labels[{s}]", 1, self.batch)
             self._matrix_region(f"logits[{s}]", place.logits.n, self.batch)
-        self.image_bytes = self._next - self.mem_base
-        self.image_words = self.image_bytes // _WORD
-        top = 1 << config.host.axi_addr_width
-        if self._next > top:
-            raise ValueError(f"the image needs bytes {self.mem_base:#x} to {self._next - 1:#x}, "
-                             f"beyond the {config.host.axi_addr_width}-bit address space "
-                             f"(host.axi_addr_width); mem_base = {self.mem_base:#x}")
+        self._close_layout(config)
 
         weights = [self._dma("DMA_LOAD", f"weights[{k}]", layer.weights)
                    for k, layer in enumerate(layers)]

@@ -197,6 +197,17 @@ class MemoryImage:
     def _matrix_region(self, name, rows, cols):
         self._region(name, rows, cols, ceil_div(_WORD * rows, self.beat_bytes) * self.beat_bytes)
 
+    def _close_layout(self, config, context=""):
+        """Set ``image_bytes`` and ``image_words`` once every region is laid out; an image
+        past the host's address space is refused (``context``: more of the message)."""
+        self.image_bytes = self._next - self.mem_base
+        self.image_words = self.image_bytes // _WORD
+        top = 1 << config.host.axi_addr_width
+        if self._next > top:
+            raise ValueError(f"the image needs bytes {self.mem_base:#x} to {self._next - 1:#x}, "
+                             f"beyond the {config.host.axi_addr_width}-bit address space "
+                             f"(host.axi_addr_width); mem_base = {self.mem_base:#x}{context}")
+
     def run_commands(self, run):
         """The commands ``run`` (a ``Run`` of this program: its ``cmd_base`` and
         ``cmd_count``) hands the controller, from ``commands``."""
@@ -365,14 +376,7 @@ class TrainingProgram(MemoryImage):
             self._matrix_region(f"inputs[{s}]", prog.acts[0].n, batch)
             self._matrix_region(f"labels[{s}]", 1, batch)
             self._matrix_region(f"logits[{s}]", prog.acts[-1].n, batch)
-        self.image_bytes = self._next - self.mem_base
-        self.image_words = self.image_bytes // _WORD
-        top = 1 << config.host.axi_addr_width
-        if self._next > top:
-            raise ValueError(f"the image needs bytes {self.mem_base:#x} to {self._next - 1:#x}, "
-                             f"beyond the {config.host.axi_addr_width}-bit address space "
-                             f"(host.axi_addr_width); mem_base = {self.mem_base:#x}, "
-                             f"slots = {self.slots}")
+        self._close_layout(config, f", slots = {self.slots}")
 
         weights = [("weights", l, m) for l, m in enumerate(prog.weights)]
         weights += [("velocities", l, m) for l, m in enumerate(prog.velocities)]
