@@ -15,7 +15,7 @@ from typing import NamedTuple
 from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window",
-           "unpack", "multiply", "normalize_product", "order", "shift_right_jam", "add_magnitudes", "normalize",
+           "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order", "shift_right_jam", "add_magnitudes", "normalize",
            "add", "round_pack", "pack_exact", "leading_zeros"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
@@ -147,6 +147,34 @@ def multiply(m, a, b, ew, name="prod"):
     exp = Signal(signed(ew), name=f"{name}_exp_sum")
     m.d.comb += [prod.eq(a.sig * b.sig), exp.eq(a.exp + b.exp)]
     return Unpacked(a.sign ^ b.sign, exp, prod, a.zero | b.zero, p)
+
+
+def partial_products(m, a, b, name="prod", piece=18):
+    """The significand product ``a.sig * b.sig`` as partial products of at most ``piece`` x
+    ``piece`` bits (one ECP5 multiplier block each), with their shifts.
+
+    :func:`sum_partials` joins them. A unit that registers the partial products before the
+    sum keeps the multiplier blocks and the adders that join them in different cycles: a
+    24 x 24 product is four blocks and two carry chains, too long for one cycle with the
+    operand selection before it. Operands of at most ``piece`` bits give one part.
+    """
+    def pieces(sig, width):
+        return [(sig[lo:min(lo + piece, width)], lo) for lo in range(0, width, piece)]
+
+    parts = []
+    for x, x_shift in pieces(a.sig, a.precision):
+        for y, y_shift in pieces(b.sig, b.precision):
+            part = Signal(len(x) + len(y), name=f"{name}_part{len(parts)}")
+            m.d.comb += part.eq(x * y)
+            parts.append((part, x_shift + y_shift))
+    return parts
+
+
+def sum_partials(m, parts, width, name="prod"):
+    """``sum(part << shift)`` of :func:`partial_products`, ``width`` bits."""
+    total = Signal(width, name=f"{name}_joined")
+    m.d.comb += total.eq(sum(part << shift for part, shift in parts))
+    return total
 
 
 def normalize_product(m, raw, ew, name="prod"):

@@ -337,9 +337,13 @@ class _Passes:
         m.d.sync += [self.r_valid.eq(0), self.r_i.eq(self.i), self.r_slot.eq(self.slot)]
         self.max_groups = self.lane_groups(unit.lanes, "max_group")
         self.out_groups = self.lane_groups(unit.out_lanes, "out_group")
-        self.r_top = self.pick(self.top, self.r_slot, "r_top")
-        self.r_recip = self.pick(self.recip, self.r_slot, "r_recip")
-        self.r_label = self.pick(self.label, self.r_slot, "r_label")
+        # The read column's max, reciprocal and label, registered a cycle ahead (picked by
+        # `slot`, with a store of that cycle bypassed in :meth:`store`), so that no slot
+        # multiplexer is before the FMAs' multipliers (it was the loss unit's critical path).
+        self.ahead = {}
+        self.r_top = self.pick_ahead(self.top, "r_top")
+        self.r_recip = self.pick_ahead(self.recip, "r_recip")
+        self.r_label = self.pick_ahead(self.label, "r_label")
 
         # What travels beside each FMA: the element's group of classes (EXP: its class),
         # column slot and lanes, which lane is at its column's label (FMAs A, OUT) and the
@@ -400,12 +404,24 @@ class _Passes:
             value = reg
         return first, value
 
+    def pick_ahead(self, regs, name):
+        """A register holding ``regs[r_slot]``: ``regs[slot]`` as it will be after this
+        cycle's store (``r_slot`` is ``slot`` a cycle later)."""
+        value = Signal(len(regs[0]), name=name)
+        self.m.d.sync += value.eq(self.pick(regs, self.slot, f"{name}_ahead"))
+        self.ahead[id(regs)] = value
+        return value
+
     def store(self, regs, value, index=None):
         """``regs[index] = value`` (by default the register of the column just read)."""
         index = self.r_slot if index is None else index
         for c in range(self.unit.columns):
             with self.m.If(index == c):
                 self.m.d.sync += regs[c].eq(value)
+        if id(regs) in self.ahead:
+            # Later than pick_ahead's assignment, so it wins: the store's value bypasses.
+            with self.m.If(index == self.slot):
+                self.m.d.sync += self.ahead[id(regs)].eq(value)
 
     def write(self, e0, values, lanes=1):
         """Write ``values`` (one per lane, from lane 0) at element ``e0`` of ``dY``'s
