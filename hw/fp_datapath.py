@@ -216,8 +216,12 @@ def leading_zeros(m, value, name):
     return lz
 
 
-def order(m, x, y, window, ew):
+def order(m, x, y, window, ew, y_late=None):
     """Pick the operand with the larger exponent and how far to shift the other one.
+
+    ``y_late``, if given, is ``(base, top)`` with ``y.exp == base + top`` and ``top`` a bit
+    that comes late (a product's normalization, the end of its multiplier's carry chain):
+    the differences are then computed for both values of ``top`` and selected by it.
 
     Both significands come back left-aligned in ``window + GUARD_BITS`` bits. The two
     exponent differences are computed side by side, then selected, so the carry chains run
@@ -237,7 +241,15 @@ def order(m, x, y, window, ew):
         ex, ey = x.exp_rel, y.exp_rel
     else:
         ex, ey = x.exp, y.exp
-    m.d.comb += [d_xy.eq(ex - ey), d_yx.eq(ey - ex)]
+    if y_late is None:
+        m.d.comb += [d_xy.eq(ex - ey), d_yx.eq(ey - ex)]
+    else:
+        base, top = y_late
+        d_xy0, d_yx0 = Signal.like(d_xy, name="order_d_xy0"), Signal.like(d_yx, name="order_d_yx0")
+        d_xy1, d_yx1 = Signal.like(d_xy, name="order_d_xy1"), Signal.like(d_yx, name="order_d_yx1")
+        m.d.comb += [d_xy0.eq(x.exp - base), d_yx0.eq(base - x.exp),
+                     d_xy1.eq(x.exp - base - 1), d_yx1.eq(base + 1 - x.exp),
+                     d_xy.eq(Mux(top, d_xy1, d_xy0)), d_yx.eq(Mux(top, d_yx1, d_yx0))]
     x_big = y.zero | (~x.zero & (d_xy >= 0))
     shift = Signal(range(limit + 1), name="order_shift")
     bits = len(shift)
@@ -306,14 +318,14 @@ def normalize(m, e_big, mag, ew):
     return dict(exp=exp, norm=norm, zero=mag == 0)
 
 
-def add(m, pipe, x, y, window, ew):
+def add(m, pipe, x, y, window, ew, y_late=None):
     """``x + y`` up to (not including) rounding, through the adder's pipeline boundaries:
-    ``ordered``, ``aligned``, ``summed`` and ``normalized``.
+    ``ordered``, ``aligned``, ``summed`` and ``normalized`` (``y_late``: see :func:`order`).
 
     Returns ``sign``, ``exp`` (of the leading bit), ``norm`` (leading one at its top bit),
     ``zero`` (an exact zero) and ``zero_sign`` (the sign of an exact zero).
     """
-    s = pipe.stage("ordered", **order(m, x, y, window, ew))
+    s = pipe.stage("ordered", **order(m, x, y, window, ew, y_late))
     s = pipe.stage("aligned", m_small=shift_right_jam(m, s.pop("m_small"), s.pop("shift")), **s)
     s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
                    **add_magnitudes(m, s["s_big"], s["s_small"], s["m_big"], s["m_small"]))

@@ -87,6 +87,9 @@ class FloatMAC(wiring.Component):
                                                    precision), ew)
         c = fp.Unpacked(s["c_sign"], s["c_exp"], s["c_sig"], s["c_zero"], c.precision)
 
-        summed = fp.add(m, pipe, c, prod, fp.adder_window(acc, pf, acc), ew)
+        # The product's normalization bit is the last of its sum's carry chain: the
+        # adder's exponent differences are computed for both of its values.
+        summed = fp.add(m, pipe, c, prod, fp.adder_window(acc, pf, acc), ew,
+                        y_late=(s["p_exp"], joined[precision - 1]))
         pipe.drive(self, fp.round_pack(m, fmt=acc, ew=ew, **summed))
         return m
