@@ -19,7 +19,7 @@ the operand-format multiplicands and hands exact products (``product_format(oper
 accumulating adders; it is also where the reuse cache plugs in.
 """
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -174,11 +174,13 @@ class PE(wiring.Component):
     **k-paired dual precision** (``pairing="k"``, ``docs/dual_precision.md``): pair 0 and
     pair 1 of a ``MAC`` are two k-steps of one output, accumulated into ``acc[c_acc]`` as one
     sum (:class:`hw.dual.KPairMultiplyAdd`, then one accumulating adder). Each bank word holds
-    a 2x2 block of four words (logical address ``4 * block + lane``); a read fetches the
-    block, pair 0 takes the lane of its address and pair 1 the lane of ``address ^ 2``
-    (``w_rows``, ``a_rows``) or ``address ^ 1``, so each operand still has one read port.
-    A write fills one lane. The accumulators are those of ``single``: one output per slot.
-    Pair 1 of a ``MAC`` with ``c_hold`` or ``c_hold_b`` takes its lane of the held block.
+    a 2x2 block of four words (logical address ``4 * block + lane``); pair 0 takes the lane
+    of its address and pair 1 the lane of ``address ^ 2`` (``w_rows``, ``a_rows``) or
+    ``address ^ 1``. The block's two diagonals are two half banks, so the two words of a
+    pair are one read in each half: each operand still has one read port, and the banks
+    the BRAM of one-word banks. A write fills one lane. The accumulators are those of
+    ``single``: one output per slot. Pair 1 of a ``MAC`` with ``c_hold`` or ``c_hold_b``
+    takes the partner word read with the held one.
 
     Parameters
     ----------
@@ -607,20 +609,23 @@ class PE(wiring.Component):
             self._tree_reduction(m, acc, sent_acc, reducing, reduce_acc)
 
     def _block_banks(self, m):
-        """The banks of a k-paired PE: words of 2x2 blocks (four lanes), one read port per
-        operand as without pairing. Returns logical views of the ports (``_LaneRead``,
-        ``_LaneWrite``) with the fields of a port of one-word banks."""
-        op = self.operand
-        m.submodules.weight_bank = wbank = Memory(shape=4 * 32, depth=self.weight_words // 4,
-                                                  init=[])
-        m.submodules.act_bank = abank = Memory(shape=4 * op.width,
-                                               depth=self.act_words // 4, init=[])
+        """The banks of a k-paired PE: 2x2 blocks split over two half banks along the block's
+        diagonals (``_DiagonalRead``), one read port per operand as without pairing.
+        Returns logical views of the ports with the fields of a port of one-word banks."""
+        op, uop = self.operand, self.uop
+        halves = {}
+        for bank, width, words in (("weight", 32, self.weight_words),
+                                   ("act", op.width, self.act_words)):
+            halves[bank] = [Memory(shape=width, depth=words // 2, init=[]) for _ in range(2)]
+            for h, memory in enumerate(halves[bank]):
+                m.submodules[f"{bank}_bank{h}"] = memory
         wbits, abits = self.layout["waddr"].width, self.layout["aaddr"].width
-        return (_LaneRead(m, wbank.read_port(), 32, wbits, "w_rd"),
-                _LaneWrite(m, wbank.write_port(granularity=32), 32, wbits, "w_wr"),
-                _LaneRead(m, abank.read_port(), op.width, abits, "a_rd"),
-                _LaneRead(m, abank.read_port(), op.width, abits, "a_rd2"),
-                _LaneWrite(m, abank.write_port(granularity=op.width), op.width, abits, "a_wr"))
+        w, a = halves["weight"], halves["act"]
+        return (_DiagonalRead(m, w, 32, wbits, uop.w_rows, "w_rd"),
+                _DiagonalWrite(m, w, 32, wbits, "w_wr"),
+                _DiagonalRead(m, a, op.width, abits, uop.a_rows, "a_rd"),
+                _DiagonalRead(m, a, op.width, abits, uop.a_rows, "a_rd2"),
+                _DiagonalWrite(m, a, op.width, abits, "a_wr"))
 
     def _kpair_mac(self, m, s1, is_mac, is_update, is_velocity, qa, qb, c32, ew, delayed,
                    ports, acc, sent_acc, reducing, reduce_acc, take):
@@ -634,10 +639,10 @@ class PE(wiring.Component):
         w_rd, w_wr, a_rd, a_rd2, _ = ports
         QS, ML, PL = self.quantize_stage, self.multiply_latency, self.pair_latency
         AL = self.mac_latency - QS - ML - PL
-        qa1 = Mux(s1.a_act, a_rd2.partner(s1.a_rows),
-                  fp.round_pack(m, *_unpack_args(m, w_rd.partner(s1.w_rows), ew, "qa1"), op,
+        qa1 = Mux(s1.a_act, a_rd2.partner,
+                  fp.round_pack(m, *_unpack_args(m, w_rd.partner, ew, "qa1"), op,
                                 ew))
-        qb1 = a_rd.partner(s1.a_rows)
+        qb1 = a_rd.partner
         pair1 = Signal(name="pair1")
         m.d.comb += pair1.eq(is_mac & s1.pair1)
         m.submodules.multiply = mul = KPairMultiplyAdd(op, self.low_man_bits, self.dual,
@@ -737,37 +742,59 @@ class PE(wiring.Component):
         return values.q0, values.q1
 
 
-class _LaneRead:
-    """A read port of a bank of 2x2 blocks seen as a port of one-word logical addresses:
-    ``addr`` and ``en`` as a port's, ``data`` the word of the lane read (the lane is kept
-    with the port's data register, so a cycle without a read keeps both), and
-    ``partner(rows)`` the word of lane ``lane ^ 2`` (``rows``) or ``lane ^ 1``."""
+def _diagonal(lane):
+    """The half bank of ``lane`` (row bit * 2 + column bit of a 2x2 block) and its index
+    there: the halves are the block's diagonals, so a row pair (``lane ^ 1``) and a column
+    pair (``lane ^ 2``) each have one word in each half."""
+    return lane[0] ^ lane[1], lane[1]
 
-    def __init__(self, m, port, width, addr_bits, name):
+
+class _DiagonalRead:
+    """A read port of a bank of 2x2 blocks seen as a port of one-word logical addresses
+    (``4 * block + lane``): ``addr`` and ``en`` as a port's, ``data`` the word of the lane
+    read and ``partner`` that of lane ``lane ^ 2`` (``rows`` in the cycle of the read) or
+    ``lane ^ 1``.
+
+    The block's two diagonals are two half banks of one word per address (``block * 2 +
+    row bit``), each with a read port: the two words of a pair are in different halves, so
+    each half reads one word, and the pair leaves them by one swap. This keeps the BRAM of
+    a one-word bank and no 4-to-1 lane multiplexer. A cycle without a read keeps both words
+    and the swap, so a held operand's partner is the one read with it."""
+
+    def __init__(self, m, halves, width, addr_bits, rows, name):
         self.addr = Signal(addr_bits, name=f"{name}_addr")
         self.en = Signal(init=1, name=f"{name}_en")
-        self.lane = Signal(2, name=f"{name}_lane")
-        m.d.comb += [port.addr.eq(self.addr[2:]), port.en.eq(self.en)]
+        lane = self.addr[:2]
+        other = lane ^ Mux(rows, 2, 1)
+        half, index = _diagonal(lane)
+        _, other_index = _diagonal(other)
+        swap = Signal(name=f"{name}_swap")                # pair 0 is in half 1
         with m.If(self.en):
-            m.d.sync += self.lane.eq(self.addr[:2])
-        self.words = Array(port.data[i * width:(i + 1) * width] for i in range(4))
-        self.data = self.words[self.lane]
+            m.d.sync += swap.eq(half)
+        words = []
+        for h, memory in enumerate(halves):
+            port = memory.read_port()
+            own = half == h
+            m.d.comb += [port.addr.eq(Cat(Mux(own, index, other_index), self.addr[2:])),
+                         port.en.eq(self.en)]
+            words.append(port.data)
+        self.data = Mux(swap, words[1], words[0])
+        self.partner = Mux(swap, words[0], words[1])
 
-    def partner(self, rows):
-        return self.words[self.lane ^ Mux(rows, 2, 1)]
 
+class _DiagonalWrite:
+    """A write port of the half banks of :class:`_DiagonalRead` seen as a port of one-word
+    logical addresses: ``addr``, ``data`` and ``en``, which writes the lane of ``addr``."""
 
-class _LaneWrite:
-    """A write port (granularity one word) of a bank of 2x2 blocks seen as a port of one-word
-    logical addresses: ``addr``, ``data`` and a one-bit ``en`` that writes the lane of
-    ``addr``."""
-
-    def __init__(self, m, port, width, addr_bits, name):
+    def __init__(self, m, halves, width, addr_bits, name):
         self.addr = Signal(addr_bits, name=f"{name}_addr")
         self.data = Signal(width, name=f"{name}_data")
         self.en = Signal(name=f"{name}_en")
-        m.d.comb += [port.addr.eq(self.addr[2:]), port.data.eq(Cat(*[self.data] * 4)),
-                     port.en.eq(Mux(self.en, 1 << self.addr[:2], 0))]
+        half, index = _diagonal(self.addr[:2])
+        for h, memory in enumerate(halves):
+            port = memory.write_port()
+            m.d.comb += [port.addr.eq(Cat(index, self.addr[2:])), port.data.eq(self.data),
+                         port.en.eq(self.en & (half == h))]
 
 
 def _unpack_args(m, bits, ew, name):
