@@ -83,8 +83,9 @@ doubles: weight bank 2 -> 4 DP16KD, activation bank 4 -> 8); `value` adds its co
 steering and the rounding of pair 1 to the low format. The **k-paired** PEs (`pe` only,
 pairing `k`, 16 accumulators as `single`: the two pairs of a slot are two k-steps of one
 output) have one accumulating adder and a pair adder in front of it (`multiply.pair_add`),
-one read port per operand on banks of 2x2 blocks (a 128-bit weight word, a 64-bit activation
-word) with the lane muxes, and no odd accumulators. {mapper}"""
+one read port per operand on banks of 2x2 blocks split over two half banks along the blocks'
+diagonals (one word per half-bank address; a pair is one read in each half and a swap), and
+no odd accumulators. {mapper}"""
 
 MAPPER_NOTE = {
     "abc9": "LUT mapping: `synth_ecp5`'s own (ABC9). YoWASP's ABC9 exits without a message "

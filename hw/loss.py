@@ -473,9 +473,15 @@ class _Passes:
         m.d.comb += recip_next.eq(Mux(written, fma_b.result, ahead))
         m.d.sync += self.recip_in.eq(recip_next)
         if self.early:
-            # Its seed too, read a cycle ahead (the pipelined unit takes it prepared).
+            # Its seed too, read a cycle ahead (the pipelined unit takes it prepared). Each
+            # sum's seed is looked up as the sum is stored, beside it, so that the table is
+            # not behind the slot multiplexer (it was the unit's critical path).
+            seeds = [Signal(32, name=f"seed{c}") for c in range(len(self.total))]
+            with m.If(sums & fma_b.o_valid):
+                self.store(seeds, PipelinedSFU.seed_of(fma_b.result), self.tag_b.slot)
             recip_seed = Signal(32)
-            m.d.sync += recip_seed.eq(PipelinedSFU.seed_of(recip_next))
+            m.d.sync += recip_seed.eq(Mux(written, PipelinedSFU.seed_of(fma_b.result),
+                                          self.pick(seeds, self.slot_next, "seed_ahead")))
             m.d.comb += sfu.seed.eq(recip_seed)
         # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
         # early, on their own output; the barrel's at its only one, when no exp is left.
@@ -593,7 +599,8 @@ class _Passes:
     def max_reduce(self):
         """The maximum pass's data: the lanes of a read reduced to their first largest in
         two registered steps, then merged into the column's running maximum. A column's
-        next read comes ``slots >= 3`` cycles later, so the running maximum is current, and
+        next read comes ``slots >= 3`` cycles later, so the running maximum (read in step 2)
+        is current, and
         the last merges (after the pass has ended) are done before ``EXP`` reads it."""
         m, unit, W, r_lanes = self.m, self.unit, self.unit.lanes, self.max_groups.r_on
         # Step 1 (the read data's cycle): lanes 0-1 and 2-3. Step 2: the two pairs.
@@ -611,8 +618,11 @@ class _Passes:
         s2, s2_ok = Signal(32), Signal()
         s2_slot, s2_first = Signal.like(self.r_slot), Signal()
         m.d.sync += [s2.eq(v2), s2_ok.eq(ok2), s2_slot.eq(s1_slot), s2_first.eq(s1_first)]
-        # Step 3: into the running maximum (none yet at a column's first group).
-        running = self.pick(self.top, s2_slot, "running_max")
+        # Step 3: into the running maximum (none yet at a column's first group), read a
+        # cycle ahead into a register: the column's last merge is at least two cycles
+        # old then, and the slot multiplexer is not before the comparison.
+        running = Signal(32, name="running_max")
+        m.d.sync += running.eq(self.pick(self.top, s1_slot, "running_ahead"))
         new, _ = self.first_largest((running, ~s2_first), (s2, s2_ok), "max_new")
         with m.If(s2_ok):
             self.store(self.top, new, s2_slot)
