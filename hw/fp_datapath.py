@@ -7,7 +7,9 @@ place pipeline registers between them with :class:`Pipeline`.
 The steps mirror ``sim.golden.numerics`` one for one (alignment window, three guard bits, the sticky
 jammed into the least significant bit, normalization, one round to nearest even, flush to
 zero, saturation), so the two can be read side by side. ``docs/numerics.md`` gives the
-semantics they both implement.
+semantics they both implement. The adder alone is split differently, for speed: into a
+near and a far path (:func:`add`), each of which computes the golden model's exact sum for
+the operands it takes.
 """
 
 from typing import NamedTuple
