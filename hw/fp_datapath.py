@@ -7,7 +7,9 @@ place pipeline registers between them with :class:`Pipeline`.
 The steps mirror ``sim.golden.numerics`` one for one (alignment window, three guard bits, the sticky
 jammed into the least significant bit, normalization, one round to nearest even, flush to
 zero, saturation), so the two can be read side by side. ``docs/numerics.md`` gives the
-semantics they both implement.
+semantics they both implement. The adder alone is split differently, for speed: into a
+near and a far path (:func:`add`), each of which computes the golden model's exact sum for
+the operands it takes.
 """
 
 from typing import NamedTuple
@@ -15,7 +17,9 @@ from typing import NamedTuple
 from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window",
-           "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order", "shift_right_jam", "add_magnitudes", "normalize",
+           "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order",
+           "shift_right_jam", "near_difference", "add_magnitudes", "add_signed_magnitudes",
+           "normalize", "normalize_by_count",
            "add", "round_pack", "pack_exact", "leading_zeros"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
@@ -290,8 +294,8 @@ def shift_right_jam(m, value, shift):
     return small
 
 
-def add_magnitudes(m, s_big, s_small, m_big, m_small):
-    """Sum or difference of the aligned magnitudes, and its sign.
+def add_signed_magnitudes(m, s_big, s_small, m_big, m_small):
+    """The one-path adder's sum or difference of the aligned magnitudes, and its sign.
 
     Both differences are computed side by side and the non-negative one kept, instead of
     negating a negative result afterwards (one carry chain deep instead of two). Only an
@@ -309,8 +313,9 @@ def add_magnitudes(m, s_big, s_small, m_big, m_small):
     return dict(sign=Mux(negative, s_small, s_big), mag=mag)
 
 
-def normalize(m, e_big, mag, ew):
-    """Shift the leading one of ``mag`` to its top bit; the exponent of that bit."""
+def normalize_by_count(m, e_big, mag, ew):
+    """The one-path adder's normalization: shift the leading one of ``mag`` to its top
+    bit; the exponent of that bit."""
     lz = leading_zeros(m, mag, "norm")
     norm = Signal(len(mag), name="norm_sig")
     exp = Signal(signed(ew), name="norm_exp")
@@ -318,19 +323,114 @@ def normalize(m, e_big, mag, ew):
     return dict(exp=exp, norm=norm, zero=mag == 0)
 
 
-def add(m, pipe, x, y, window, ew, y_late=None):
+def near_difference(m, m_big, m_small, shift):
+    """The near path: an effective subtraction of operands whose exponents differ by at
+    most one, taken from the ordered operands beside the far path's alignment.
+
+    Only here can a subtraction cancel more than one leading bit, and only here is the
+    full leading-zero count needed. Its alignment is at most one place, which loses no bit
+    (the significands' guard bits are zero), so the difference is exact without a sticky
+    bit and needs no shifter: starting it before the alignment register leaves the next
+    stage only the leading-zero count and the shift. The three candidates (equal exponents
+    either way round, or the smaller halved) are computed side by side and the
+    non-negative one kept; only an equal-exponent difference can come out negative.
+
+    Returns ``mag``, the magnitude (``len(m_big)`` bits: it never reaches the carry bit of
+    the far path's sum), and ``negative``, whether it is the smaller minus the bigger.
+    Meaningful only when the shift is 0 or 1.
+    """
+    width = len(m_big)
+    d_bs = Signal(signed(width + 1), name="near_d_bs")
+    d_sb = Signal(signed(width + 1), name="near_d_sb")
+    d_half = Signal(signed(width + 1), name="near_d_half")
+    m.d.comb += [d_bs.eq(m_big - m_small), d_sb.eq(m_small - m_big),
+                 d_half.eq(m_big - m_small[1:])]
+    negative = ~shift[0] & (d_bs < 0)
+    mag = Signal(width, name="near_mag")
+    m.d.comb += mag.eq(Mux(shift[0], d_half, Mux(negative, d_sb, d_bs)))
+    return dict(near_mag=mag, near_negative=negative)
+
+
+def add_magnitudes(m, sub, m_big, m_small):
+    """The far path: sum or difference of the aligned magnitudes, one bit wider.
+
+    Used only when it cannot be negative: an addition, or a subtraction whose smaller
+    operand was shifted at least two places (or is zero), which leaves a result above
+    half the bigger operand.
+    """
+    width = len(m_big) + 1
+    total = Signal(width, name="add_total")
+    diff = Signal(width, name="add_diff")
+    m.d.comb += [total.eq(m_big + m_small), diff.eq(m_big - m_small)]
+    mag = Signal(width, name="add_mag")
+    m.d.comb += mag.eq(Mux(sub, diff, total))
+    return dict(mag=mag)
+
+
+def normalize(m, e_big, near, near_mag, mag, big_zero, ew):
+    """Shift the leading one of the sum to the top bit; the exponent of that bit.
+
+    The far path's ``mag`` (one bit wider than the operands, whose leading one is at
+    ``len(mag) - 2``) has its leading one at most one place above or below that bit: a
+    three-way select, no count. The near path's ``near_mag`` may have cancelled any number
+    of leading bits: a leading-zero count and a shift, beside the far path's select.
+    ``big_zero`` is the bigger operand's zero flag: only then is the far path's sum zero.
+    """
+    width = len(mag)
+    lz = leading_zeros(m, near_mag, "norm")
+    near_norm = Signal(width, name="norm_near_sig")
+    near_exp = Signal(signed(ew), name="norm_near_exp")
+    # ``near_mag`` sits one bit below ``mag``: its count of leading zeros is one less.
+    m.d.comb += [near_norm.eq(Cat(Const(0, 1), (near_mag << lz)[:width - 1])),
+                 near_exp.eq(e_big - lz)]
+    top, next_ = mag[-1], mag[-2]
+    far_norm = Signal(width, name="norm_far_sig")
+    far_exp = Signal(signed(ew), name="norm_far_exp")
+    m.d.comb += [far_norm.eq(Mux(top, mag, Mux(next_, mag << 1, mag << 2))),
+                 far_exp.eq(Mux(top, e_big + 1, Mux(next_, e_big, e_big - 1)))]
+    norm = Signal(width, name="norm_sig")
+    exp = Signal(signed(ew), name="norm_exp")
+    m.d.comb += [norm.eq(Mux(near, near_norm, far_norm)), exp.eq(Mux(near, near_exp, far_exp))]
+    return dict(exp=exp, norm=norm, zero=Mux(near, near_mag == 0, big_zero))
+
+
+def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
     """``x + y`` up to (not including) rounding, through the adder's pipeline boundaries:
     ``ordered``, ``aligned``, ``summed`` and ``normalized`` (``y_late``: see :func:`order`).
+
+    ``paths=2``, the classic split: the far path aligns, adds and normalizes by at most one
+    place either way; the near path (an effective subtraction with exponents at most one
+    apart) subtracts before the ``aligned`` boundary and counts leading zeros after it.
+    Either gives the exact sum the single path would, so the result is the same bit for bit.
+    ``paths=1``: one path (signed add, then a leading-zero count and shift), smaller: with
+    the fp32 FMAs' 51-bit window the two paths cost the loss unit 4,422 LUT4.
 
     Returns ``sign``, ``exp`` (of the leading bit), ``norm`` (leading one at its top bit),
     ``zero`` (an exact zero) and ``zero_sign`` (the sign of an exact zero).
     """
     s = pipe.stage("ordered", **order(m, x, y, window, ew, y_late))
-    s = pipe.stage("aligned", m_small=shift_right_jam(m, s.pop("m_small"), s.pop("shift")), **s)
-    s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
-                   **add_magnitudes(m, s["s_big"], s["s_small"], s["m_big"], s["m_small"]))
+    if paths == 1:
+        s = pipe.stage("aligned", m_small=shift_right_jam(m, s.pop("m_small"), s.pop("shift")),
+                       **s)
+        s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
+                       **add_signed_magnitudes(m, s["s_big"], s["s_small"], s["m_big"],
+                                               s["m_small"]))
+        return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
+                          **normalize_by_count(m, s["e_big"], s["mag"], ew))
+    sub = s["s_big"] ^ s["s_small"]
+    shift = s["shift"]
+    near = sub & ~shift[1:].any()
+    nd = near_difference(m, s["m_big"], s["m_small"], shift)
+    s = pipe.stage("aligned", m_small=shift_right_jam(m, s["m_small"], shift),
+                   m_big=s["m_big"], e_big=s["e_big"], zero_sign=s["zero_sign"], sub=sub,
+                   near=near, near_mag=nd["near_mag"],
+                   sign=Mux(near & nd["near_negative"], s["s_small"], s["s_big"]))
+    s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"], sign=s["sign"],
+                   near=s["near"], near_mag=s["near_mag"], big_zero=~s["m_big"][-1],
+                   **add_magnitudes(m, s["sub"], s["m_big"], s["m_small"]))
     return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
-                      **normalize(m, s["e_big"], s["mag"], ew))
+                      **normalize(m, s["e_big"], s["near"], s["near_mag"], s["mag"],
+                                  s["big_zero"], ew))
 
 
 def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew):
