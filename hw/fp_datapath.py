@@ -20,7 +20,7 @@ __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window
            "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order",
            "shift_right_jam", "near_difference", "add_magnitudes", "add_signed_magnitudes",
            "normalize", "normalize_by_count",
-           "add", "round_pack", "pack_exact", "leading_zeros"]
+           "add", "round_pack", "narrow", "pack_exact", "leading_zeros"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
 GUARD_BITS = 3
@@ -466,6 +466,31 @@ def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew):
     m.d.comb += result.eq(Mux(under, Cat(Const(0, fmt.width - 1), Mux(zero, zero_sign, sign)),
                               Mux(over, Cat(Const(fmt.max_bits, fmt.width - 1), sign),
                                   Cat(man, field, sign))))
+    return result
+
+
+def narrow(m, bits, src, dst, name="narrow"):
+    """``src`` bits rounded to ``dst`` (RNE, flush to zero, saturate) when both formats have
+    the same exponent field (fp32 to bf16): :func:`round_pack` of :func:`unpack`, bit for
+    bit, with one carry chain.
+
+    The exponent field passes through: the kept mantissa and the field, read as one
+    integer, take the rounding increment, whose carry out of the mantissa steps the field.
+    Only the all-ones pattern (the largest value) would carry out of the field: it stays,
+    which is the saturation. Exponent code 0 is a zero and keeps its sign.
+    """
+    if src.exp_bits != dst.exp_bits or dst.man_bits >= src.man_bits:
+        raise ValueError(f"narrow needs the same exponent field and fewer mantissa bits: "
+                         f"{src} to {dst}")
+    drop = src.man_bits - dst.man_bits
+    field = bits[src.man_bits:src.man_bits + src.exp_bits]
+    body = bits[drop:src.width - 1]              # kept mantissa, then the field
+    up = bits[drop - 1] & (bits[:drop - 1].any() | bits[drop])
+    inc = Signal(len(body) + 1, name=f"{name}_inc")
+    result = Signal(dst.width, name=f"{name}_result")
+    m.d.comb += [inc.eq(body + up),
+                 result.eq(Cat(Mux(field == 0, 0, Mux(inc[-1], body, inc[:-1])),
+                               bits[src.width - 1]))]
     return result
 
 

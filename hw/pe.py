@@ -469,7 +469,7 @@ class PE(wiring.Component):
         # The same conversion the fp32 multiplicands get below: a MAC multiplies q of the
         # bus word, whichever bank its operand comes from.
         m.d.comb += a_wr.data.eq(
-            fp.round_pack(m, *_unpack_args(m, act_in, ew, "qact"), op, ew))
+            _quantize(m, act_in, op, ew, "qact"))
         # A send's word: an accumulator captured now, or the weight read issued now.
         sent_acc = Signal(32)
         sending_w = Signal()
@@ -517,8 +517,8 @@ class PE(wiring.Component):
         take_act = raw(~is_update & s1.a_act, "take_act")
         convert_b = raw(is_update | is_velocity, "convert_b")
         qa = Mux(take_act, raw(a_rd2.data, "a_act"),
-                 fp.round_pack(m, *_unpack_args(m, a32, ew, "qa"), op, ew))
-        qb = Mux(convert_b, fp.round_pack(m, *_unpack_args(m, b32, ew, "qb"), op, ew),
+                 _quantize(m, a32, op, ew, "qa"))
+        qb = Mux(convert_b, _quantize(m, b32, op, ew, "qb"),
                  raw(a_rd.data, "b"))
         QC = QS - (QS == 2)                       # stages after the conversion
         AL = self.mac_latency - QS - ML          # the accumulating adder's stages
@@ -537,8 +537,7 @@ class PE(wiring.Component):
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
             qa1 = Mux(raw(s1.a_act, "a_act1"), raw(a_rd2_1.data, "a_act_1"),
-                      fp.round_pack(m, *_unpack_args(m, raw(w_rd_1.data, "w1"), ew, "qa1"),
-                                    op, ew))
+                      _quantize(m, raw(w_rd_1.data, "w1"), op, ew, "qa1"))
             qb1 = raw(a_rd_1.data, "b1")
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
                          mul.a1.eq(delayed(qa1, QC, "qa1")), mul.b1.eq(delayed(qb1, QC, "qb1")),
@@ -639,9 +638,7 @@ class PE(wiring.Component):
         w_rd, w_wr, a_rd, a_rd2, _ = ports
         QS, ML, PL = self.quantize_stage, self.multiply_latency, self.pair_latency
         AL = self.mac_latency - QS - ML - PL
-        qa1 = Mux(s1.a_act, a_rd2.partner,
-                  fp.round_pack(m, *_unpack_args(m, w_rd.partner, ew, "qa1"), op,
-                                ew))
+        qa1 = Mux(s1.a_act, a_rd2.partner, _quantize(m, w_rd.partner, op, ew, "qa1"))
         qb1 = a_rd.partner
         pair1 = Signal(name="pair1")
         m.d.comb += pair1.eq(is_mac & s1.pair1)
@@ -797,7 +794,12 @@ class _DiagonalWrite:
                          port.en.eq(self.en & (half == h))]
 
 
-def _unpack_args(m, bits, ew, name):
-    """Arguments of ``round_pack`` that convert an fp32 word (exactly) to another format."""
+def _quantize(m, bits, op, ew, name):
+    """An fp32 word converted to the operand format ``op`` (the golden ``fconvert``): with
+    one carry chain when ``op`` has fp32's exponent field (bf16; ``fp.narrow``: the
+    activation bank's write conversion of a bus word was the PE's critical path), else
+    through ``fp.unpack`` and ``fp.round_pack``."""
+    if op.exp_bits == FP32.exp_bits and op.man_bits < FP32.man_bits:
+        return fp.narrow(m, bits, FP32, op, name)
     u = fp.unpack(m, FP32, bits, ew, name)
-    return u.sign, u.exp, u.sig, u.zero, u.sign
+    return fp.round_pack(m, u.sign, u.exp, u.sig, u.zero, u.sign, op, ew)

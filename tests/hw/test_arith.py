@@ -70,8 +70,24 @@ def test_converter_fp32_to_bf16_100k_vectors():
     _assert_equal(got, nx.fconvert(inputs["a"], FP32, BF16), inputs)
 
 
+def test_converter_fp32_to_bf16_edges():
+    """``fp.narrow``'s cases: a zero field with mantissa bits, ties either way, a mantissa
+    carry into the field, the largest value (saturation) and the field of all ones."""
+    edges = [0x0000_0000, 0x8000_0000, 0x007F_FFFF, 0x807F_FFFF, 0x0080_0000, 0x3F80_8000,
+             0x3F81_8000, 0x3F80_8001, 0x3F80_7FFF, 0x3FFF_8000, 0x3FFF_FFFF, 0x7F7F_8000,
+             0x7FFF_7FFF, 0x7FFF_8000, 0x7FFF_FFFF, 0xFFFF_FFFF, 0xFF7F_FFFF, 0x7F80_0000,
+             0x7FFE_8000, 0x7FFE_C000]
+    rng = np.random.default_rng(25)
+    tails = rng.integers(0, 1 << 16, 2000)
+    heads = rng.choice([0x0000, 0x0001, 0x3F80, 0x7F7F, 0x7FFE, 0x7FFF, 0x8000, 0xFFFF], 2000)
+    a = np.array(edges + list((heads << 16) | tails), dtype=np.uint64)
+    inputs = {"a": a}
+    got = stream(FloatConverter(FP32, BF16, latency=1), inputs)
+    _assert_equal(got, nx.fconvert(a, FP32, BF16), inputs)
+
+
 @pytest.mark.parametrize("src,dst", [
-    (FP32, FP16), (FP32, FP8_E4M3), (FP16, FP8_E5M2), (BF16, FP32), (FP8_E4M3, BF16),
+    (FP32, BF16), (FP32, FP16), (FP32, FP8_E4M3), (FP16, FP8_E5M2), (BF16, FP32), (FP8_E4M3, BF16),
     (FP16, BF16), (BF16, FP16),
 ])
 def test_converter_formats(src, dst):
