@@ -20,7 +20,7 @@ __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window
            "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order",
            "shift_right_jam", "near_difference", "add_magnitudes", "add_signed_magnitudes",
            "normalize", "normalize_by_count",
-           "add", "round_pack", "narrow", "pack_exact", "leading_zeros"]
+           "add", "round_pack", "narrow", "convert", "pack_exact", "leading_zeros"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
 GUARD_BITS = 3
@@ -492,6 +492,17 @@ def narrow(m, bits, src, dst, name="narrow"):
                  result.eq(Cat(Mux(field == 0, 0, Mux(inc[-1], body, inc[:-1])),
                                bits[src.width - 1]))]
     return result
+
+
+def convert(m, bits, src, dst, name="convert"):
+    """``src`` bits converted to ``dst`` (the golden ``fconvert``): :func:`narrow` when the
+    formats share the exponent field and ``dst`` is narrower, else :func:`unpack` then
+    :func:`round_pack` (exact when ``dst`` is at least as wide)."""
+    if src.exp_bits == dst.exp_bits and dst.man_bits < src.man_bits:
+        return narrow(m, bits, src, dst, name)
+    ew = exponent_width(src, dst)
+    u = unpack(m, src, bits, ew, name)
+    return round_pack(m, u.sign, u.exp, u.sig, u.zero, u.sign, dst, ew)
 
 
 def pack_exact(m, value, fmt):

@@ -451,7 +451,6 @@ class PE(wiring.Component):
                          a_rd2_1.addr.eq(uop.aaddr2_1)]
         self._read_enables(m, uop, send_w, w_rd, a_rd, a_rd2)
         take = self.select
-        ew = fp.exponent_width(FP32, op)
         act_in = Signal(32)             # the fp32 bus word written to the activation bank
         with m.Switch(uop.t_op):
             with m.Case(TransferOp.ACT_FROM_ROW):
@@ -469,7 +468,7 @@ class PE(wiring.Component):
         # The same conversion the fp32 multiplicands get below: a MAC multiplies q of the
         # bus word, whichever bank its operand comes from.
         m.d.comb += a_wr.data.eq(
-            _quantize(m, act_in, op, ew, "qact"))
+            fp.convert(m, act_in, FP32, op, "qact"))
         # A send's word: an accumulator captured now, or the weight read issued now.
         sent_acc = Signal(32)
         sending_w = Signal()
@@ -517,8 +516,8 @@ class PE(wiring.Component):
         take_act = raw(~is_update & s1.a_act, "take_act")
         convert_b = raw(is_update | is_velocity, "convert_b")
         qa = Mux(take_act, raw(a_rd2.data, "a_act"),
-                 _quantize(m, a32, op, ew, "qa"))
-        qb = Mux(convert_b, _quantize(m, b32, op, ew, "qb"),
+                 fp.convert(m, a32, FP32, op, "qa"))
+        qb = Mux(convert_b, fp.convert(m, b32, FP32, op, "qb"),
                  raw(a_rd.data, "b"))
         QC = QS - (QS == 2)                       # stages after the conversion
         AL = self.mac_latency - QS - ML          # the accumulating adder's stages
@@ -526,7 +525,7 @@ class PE(wiring.Component):
         # The MAC is the multiply path and the accumulating adder, which rounds the exact
         # product and the addend once: the same result as the fused FloatMAC, bit for bit.
         if self.kpair:
-            return self._kpair_mac(m, s1, is_mac, is_update, is_velocity, qa, qb, c32, ew,
+            return self._kpair_mac(m, s1, is_mac, is_update, is_velocity, qa, qb, c32,
                                    delayed, (w_rd, w_wr, a_rd, a_rd2, a_wr), acc, sent_acc,
                                    reducing, reduce_acc, take)
         m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
@@ -537,7 +536,7 @@ class PE(wiring.Component):
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
             qa1 = Mux(raw(s1.a_act, "a_act1"), raw(a_rd2_1.data, "a_act_1"),
-                      _quantize(m, raw(w_rd_1.data, "w1"), op, ew, "qa1"))
+                      fp.convert(m, raw(w_rd_1.data, "w1"), FP32, op, "qa1"))
             qb1 = raw(a_rd_1.data, "b1")
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
                          mul.a1.eq(delayed(qa1, QC, "qa1")), mul.b1.eq(delayed(qb1, QC, "qb1")),
@@ -620,13 +619,13 @@ class PE(wiring.Component):
                 m.submodules[f"{bank}_bank{h}"] = memory
         wbits, abits = self.layout["waddr"].width, self.layout["aaddr"].width
         w, a = halves["weight"], halves["act"]
-        return (_DiagonalRead(m, w, 32, wbits, uop.w_rows, "w_rd"),
+        return (_DiagonalRead(m, w, wbits, uop.w_rows, "w_rd"),
                 _DiagonalWrite(m, w, 32, wbits, "w_wr"),
-                _DiagonalRead(m, a, op.width, abits, uop.a_rows, "a_rd"),
-                _DiagonalRead(m, a, op.width, abits, uop.a_rows, "a_rd2"),
+                _DiagonalRead(m, a, abits, uop.a_rows, "a_rd"),
+                _DiagonalRead(m, a, abits, uop.a_rows, "a_rd2"),
                 _DiagonalWrite(m, a, op.width, abits, "a_wr"))
 
-    def _kpair_mac(self, m, s1, is_mac, is_update, is_velocity, qa, qb, c32, ew, delayed,
+    def _kpair_mac(self, m, s1, is_mac, is_update, is_velocity, qa, qb, c32, delayed,
                    ports, acc, sent_acc, reducing, reduce_acc, take):
         """The MAC of a k-paired PE, from the multiplicands to the write-back: pair 1 is the
         partner lane of pair 0's operands, the two products are summed
@@ -638,7 +637,7 @@ class PE(wiring.Component):
         w_rd, w_wr, a_rd, a_rd2, _ = ports
         QS, ML, PL = self.quantize_stage, self.multiply_latency, self.pair_latency
         AL = self.mac_latency - QS - ML - PL
-        qa1 = Mux(s1.a_act, a_rd2.partner, _quantize(m, w_rd.partner, op, ew, "qa1"))
+        qa1 = Mux(s1.a_act, a_rd2.partner, fp.convert(m, w_rd.partner, FP32, op, "qa1"))
         qb1 = a_rd.partner
         pair1 = Signal(name="pair1")
         m.d.comb += pair1.eq(is_mac & s1.pair1)
@@ -758,7 +757,7 @@ class _DiagonalRead:
     a one-word bank and no 4-to-1 lane multiplexer. A cycle without a read keeps both words
     and the swap, so a held operand's partner is the one read with it."""
 
-    def __init__(self, m, halves, width, addr_bits, rows, name):
+    def __init__(self, m, halves, addr_bits, rows, name):
         self.addr = Signal(addr_bits, name=f"{name}_addr")
         self.en = Signal(init=1, name=f"{name}_en")
         lane = self.addr[:2]
@@ -792,14 +791,3 @@ class _DiagonalWrite:
             port = memory.write_port()
             m.d.comb += [port.addr.eq(Cat(index, self.addr[2:])), port.data.eq(self.data),
                          port.en.eq(self.en & (half == h))]
-
-
-def _quantize(m, bits, op, ew, name):
-    """An fp32 word converted to the operand format ``op`` (the golden ``fconvert``): with
-    one carry chain when ``op`` has fp32's exponent field (bf16; ``fp.narrow``: the
-    activation bank's write conversion of a bus word was the PE's critical path), else
-    through ``fp.unpack`` and ``fp.round_pack``."""
-    if op.exp_bits == FP32.exp_bits and op.man_bits < FP32.man_bits:
-        return fp.narrow(m, bits, FP32, op, name)
-    u = fp.unpack(m, FP32, bits, ew, name)
-    return fp.round_pack(m, u.sign, u.exp, u.sig, u.zero, u.sign, op, ew)

@@ -6,6 +6,7 @@
 final accumulators and weights, which must be equal bit for bit.
 """
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -163,25 +164,27 @@ def rtl(program, pe_args):
     return run_pe(dut, program)[0]
 
 
+def encode_uop(dut, uop):
+    """The micro-op ``uop`` (a dict of field names, ops by name) as a constant of the PE
+    ``dut``'s micro-op layout; unnamed fields are 0."""
+    value = {name: 0 for name in dut.layout.members}
+    for name, field in uop.items():
+        if name == "c_op":
+            field = ComputeOp[field]
+        elif name == "t_op":
+            field = TransferOp[field]
+        value[name] = field
+    value["c_op"] = value["c_op"] or ComputeOp.NONE
+    value["t_op"] = value["t_op"] or TransferOp.NONE
+    return dut.layout.const(value)
+
+
 def run_pe(dut, program):
     """``program`` on the PE ``dut`` in Amaranth's simulator: the words it sent, and the
     products each pair made (``made``, the counters' input), as ``(sent, [pair 0, pair 1])``."""
-    fields = dut.layout.members
     sent = []
     made = [0, 0]
-
-    def encode(uop):
-        value = {name: 0 for name in fields}
-        for name, field in uop.items():
-            if name == "c_op":
-                field = ComputeOp[field]
-            elif name == "t_op":
-                field = TransferOp[field]
-            value[name] = field
-        value.setdefault("c_op", ComputeOp.NONE)
-        value["c_op"] = value["c_op"] or ComputeOp.NONE
-        value["t_op"] = value["t_op"] or TransferOp.NONE
-        return dut.layout.const(value)
+    encode = functools.partial(encode_uop, dut)
 
     async def testbench(ctx):
         ctx.set(dut.scalar, program.scalar)

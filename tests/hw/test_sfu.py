@@ -303,6 +303,18 @@ def test_pipelined_equals_golden(mac_latency, count):
                  np.asarray(ops)[recips], np.asarray(xs)[recips])
 
 
+def assert_early_split(dut, ops, xs, got, offered, produced, early):
+    """With ``early_reciprocal``: the exps left at ``y`` after ``latency`` cycles, the
+    reciprocals early after ``recip_latency``, each with the golden model's bits."""
+    expected, ops, xs = golden(ops, xs), np.asarray(ops), np.asarray(xs)
+    exps = ops == 0
+    assert_equal(got, expected[exps], ops[exps], xs[exps])
+    np.testing.assert_array_equal(produced, offered[exps] + dut.latency)
+    assert_equal(np.array([y for _, y in early], dtype=np.uint64), expected[~exps],
+                 ops[~exps], xs[~exps])
+    np.testing.assert_array_equal([c for c, _ in early], offered[~exps] + dut.recip_latency)
+
+
 @pytest.mark.parametrize("mac_latency", [2, 6])
 def test_pipelined_early_reciprocal(mac_latency):
     """``early_reciprocal``: reciprocals leave only early (``recip_latency``), exps only at
@@ -311,13 +323,7 @@ def test_pipelined_early_reciprocal(mac_latency):
     dut = PipelinedSFU(mac_latency=mac_latency, early_reciprocal=True)
     early = []
     got, offered, produced = run_pipelined(dut, ops, xs, [1, 1, 0, 1], early)
-    expected, ops, xs = golden(ops, xs), np.asarray(ops), np.asarray(xs)
-    exps = ops == 0
-    assert_equal(got, expected[exps], ops[exps], xs[exps])
-    np.testing.assert_array_equal(produced, offered[exps] + dut.latency)
-    assert_equal(np.array([y for _, y in early], dtype=np.uint64), expected[~exps],
-                 ops[~exps], xs[~exps])
-    np.testing.assert_array_equal([c for c, _ in early], offered[~exps] + dut.recip_latency)
+    assert_early_split(dut, ops, xs, got, offered, produced, early)
 
 
 @pytest.mark.parametrize("mac_latency", [2, 6])
@@ -331,13 +337,7 @@ def test_pipelined_prepared(mac_latency):
     dut = PipelinedSFU(mac_latency=mac_latency, early_reciprocal=True, prepared=True)
     early = []
     got, offered, produced = run_pipelined(dut, ops, xs, [1, 1, 0, 1], early)
-    expected, ops, xs = golden(ops, xs), np.asarray(ops), np.asarray(xs)
-    exps = ops == 0
-    assert_equal(got, expected[exps], ops[exps], xs[exps])
-    np.testing.assert_array_equal(produced, offered[exps] + dut.latency)
-    assert_equal(np.array([y for _, y in early], dtype=np.uint64), expected[~exps],
-                 ops[~exps], xs[~exps])
-    np.testing.assert_array_equal([c for c, _ in early], offered[~exps] + dut.recip_latency)
+    assert_early_split(dut, ops, xs, got, offered, produced, early)
 
 
 def test_pipelined_bad_early_reciprocal():

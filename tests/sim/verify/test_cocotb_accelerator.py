@@ -21,15 +21,16 @@ TINY = PRESETS["tiny"]
 SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "accelerator"
 
 
-def rtl(config, job, simulator, build_root):
-    """Run ``job`` on the shared build of ``config``; the job's files in ``build_root``.
-    ``simulator`` is a name (the cocotb harness) or a ``(simulator, harness)`` pair."""
+def rtl(config, job, simulator, build_root, shared=SHARED):
+    """Run ``job`` on the build of ``config`` shared under ``shared``; the job's files in
+    ``build_root``. ``simulator`` is a name (the cocotb harness) or a ``(simulator,
+    harness)`` pair."""
     simulator, harness = (simulator, "cocotb") if isinstance(simulator, str) else simulator
     if harness == "native":
         from chrysalis.sim.verify import native_job
-        return native_job.run_job(config, job, SHARED / config.name, fast_build=True,
+        return native_job.run_job(config, job, shared / config.name, fast_build=True,
                                   simulator=simulator)
-    return run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
+    return run_job(config, job, simulator, shared / config.name, timeout_s=1800,
                    job_dir=build_root)
 
 

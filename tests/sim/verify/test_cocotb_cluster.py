@@ -18,7 +18,7 @@ from chrysalis.gen.spec import isa
 from chrysalis.gen.spec.config import PRESETS, with_overrides
 from chrysalis.gen.spec.isa import Opcode
 from chrysalis.sim.compile.job import Job, Run, golden_mismatches, run_job_golden
-from chrysalis.sim.verify.rtl_job import run_job
+from tests.sim.verify.test_cocotb_accelerator import rtl
 
 #: Builds shared by the tests of a config (the runner keys them by the Verilog's hash).
 SHARED = Path(__file__).resolve().parents[3] / "build" / "tests" / "cluster"
@@ -126,14 +126,7 @@ def run_collectives(cores, simulator, build_root, seed):
     """``simulator``: a name (the cocotb harness) or a ``(simulator, harness)`` pair."""
     config = cluster_config(cores)
     job = collective_job(config, seed=seed)
-    simulator, harness = (simulator, "cocotb") if isinstance(simulator, str) else simulator
-    if harness == "native":
-        from chrysalis.sim.verify import native_job
-        outs = native_job.run_job(config, job, SHARED / config.name, fast_build=True,
-                                  simulator=simulator)
-    else:
-        outs = run_job(config, job, simulator, SHARED / config.name, timeout_s=1800,
-                       job_dir=build_root)
+    outs = rtl(config, job, simulator, build_root, shared=SHARED)
     golden = run_job_golden(config, job)
     assert_equal_golden(outs, golden)
     # The ring moved words in every run, and the collectives changed memory.

@@ -132,15 +132,7 @@ def test_gathers_on_a_cluster_run_on_the_cores_of_their_mask(rtl_harness, build_
     start = 0x3000
     image[start // 4:start // 4 + len(stream)] = stream
     job = Job(image, [Run(start, len(stream) // 16)])
-    simulator, harness = rtl_harness
-    if harness == "native":
-        from chrysalis.sim.verify import native_job
-        outs = native_job.run_job(config, job, CLUSTER / config.name, fast_build=True,
-                                  simulator=simulator)
-    else:
-        from chrysalis.sim.verify.rtl_job import run_job
-        outs = run_job(config, job, simulator, CLUSTER / config.name, timeout_s=1800,
-                       job_dir=build_root)
+    outs = rtl(config, job, rtl_harness, build_root, shared=CLUSTER)
     golden = run_job_golden(config, job)
     assert golden_mismatches(outs, golden) == []
     # Both cores' scratchpads changed, and differently.
