@@ -18,8 +18,8 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window",
            "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order",
-           "shift_right_jam", "near_difference", "add_magnitudes", "add_signed_magnitudes",
-           "normalize", "normalize_by_count",
+           "order_unpicked", "align", "shift_right_jam", "near_difference", "add_magnitudes",
+           "add_signed_magnitudes", "normalize", "normalize_by_count",
            "add", "round_pack", "narrow", "convert", "pack_exact", "leading_zeros"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
@@ -220,25 +220,8 @@ def leading_zeros(m, value, name):
     return lz
 
 
-def order(m, x, y, window, ew, y_late=None):
-    """Pick the operand with the larger exponent and how far to shift the other one.
-
-    ``y_late``, if given, is ``(base, top)`` with ``y.exp == base + top`` and ``top`` a bit
-    that comes late (a product's normalization, the end of its multiplier's carry chain):
-    the differences are then computed for both values of ``top`` and selected by it.
-
-    Both significands come back left-aligned in ``window + GUARD_BITS`` bits. The two
-    exponent differences are computed side by side, then selected, so the carry chains run
-    in parallel. The shift saturates (every shift of at least the significands' width
-    leaves only the sticky bit, so any such amount gives the same result): a test of the
-    difference's high bits instead of a compare, which would be one more carry chain after
-    the subtraction.
-    """
-    g = GUARD_BITS
-    ax = Cat(Const(0, window - x.precision + g), x.sig)
-    ay = Cat(Const(0, window - y.precision + g), y.sig)
-    # Beyond `window + g` places every bit of the smaller operand is sticky.
-    limit = window + g + 1
+def _exponent_differences(m, x, y, ew, y_late):
+    """``x.exp - y.exp`` and ``y.exp - x.exp``, side by side (``y_late``: see :func:`order`)."""
     d_xy = Signal(signed(ew + 1), name="order_d_xy")
     d_yx = Signal(signed(ew + 1), name="order_d_yx")
     if x.exp_rel is not None and y.exp_rel is not None:
@@ -254,11 +237,38 @@ def order(m, x, y, window, ew, y_late=None):
         m.d.comb += [d_xy0.eq(x.exp - base), d_yx0.eq(base - x.exp),
                      d_xy1.eq(x.exp - base - 1), d_yx1.eq(base + 1 - x.exp),
                      d_xy.eq(Mux(top, d_xy1, d_xy0)), d_yx.eq(Mux(top, d_yx1, d_yx0))]
+    # An operand that is zero is the smaller one: its significand is zero, so no shift
+    # changes it.
     x_big = y.zero | (~x.zero & (d_xy >= 0))
+    return d_xy, d_yx, x_big
+
+
+def _left_aligned(window, *operands):
+    """Each operand's significand left-aligned in ``window + GUARD_BITS`` bits."""
+    width = window + GUARD_BITS
+    return [Cat(Const(0, width - op.precision), op.sig) for op in operands]
+
+
+def order(m, x, y, window, ew, y_late=None):
+    """Pick the operand with the larger exponent and how far to shift the other one.
+
+    ``y_late``, if given, is ``(base, top)`` with ``y.exp == base + top`` and ``top`` a bit
+    that comes late (a product's normalization, the end of its multiplier's carry chain):
+    the differences are then computed for both values of ``top`` and selected by it.
+
+    Both significands come back left-aligned in ``window + GUARD_BITS`` bits. The two
+    exponent differences are computed side by side, then selected, so the carry chains run
+    in parallel. The shift saturates (every shift of at least the significands' width
+    leaves only the sticky bit, so any such amount gives the same result): a test of the
+    difference's high bits instead of a compare, which would be one more carry chain after
+    the subtraction.
+    """
+    ax, ay = _left_aligned(window, x, y)
+    # Beyond `window + g` places every bit of the smaller operand is sticky.
+    limit = window + GUARD_BITS + 1
+    d_xy, d_yx, x_big = _exponent_differences(m, x, y, ew, y_late)
     shift = Signal(range(limit + 1), name="order_shift")
     bits = len(shift)
-    # The selected difference is non-negative unless an operand is zero, whose significand
-    # is zero: then no shift changes the result.
     m.d.comb += shift.eq(Mux(x_big, _saturate(d_xy, bits), _saturate(d_yx, bits)))
     return dict(
         s_big=Mux(x_big, x.sign, y.sign),
@@ -271,25 +281,56 @@ def order(m, x, y, window, ew, y_late=None):
     )
 
 
+def order_unpicked(m, x, y, window, ew, y_late=None):
+    """Which operand has the larger exponent, and how far each lies below the other,
+    with the significands left in their own order: the two-path adder's ordering.
+
+    Both significands come back left-aligned in ``window + GUARD_BITS`` bits (``m_x``,
+    ``m_y``), each with its distance below the other (``shift_xy``: how far ``y`` sits
+    below ``x``). :func:`align` shifts both and the smaller is picked after the alignment
+    register, so the shifters wait only for the low bits of the two exponent differences,
+    the first out of their carry chains, not for the comparison at their top.
+
+    A shift takes the difference's low bits, whose range reaches past every significand
+    bit. Beyond that range the smaller operand is all sticky (``past``): a test of the
+    high bits, not a compare (one more carry chain after the subtraction). ``y_late``:
+    see :func:`order`.
+    """
+    m_x, m_y = _left_aligned(window, x, y)
+    bits = (len(m_x) - 1).bit_length()
+    d_xy, d_yx, x_big = _exponent_differences(m, x, y, ew, y_late)
+    # A zero smaller operand leaves no sticky bit; a zero bigger one has a zero smaller one.
+    past = Mux(x_big, d_xy[bits:].any() & ~y.zero, d_yx[bits:].any() & ~x.zero)
+    return dict(
+        x_big=x_big,
+        s_big=Mux(x_big, x.sign, y.sign),
+        s_small=Mux(x_big, y.sign, x.sign),
+        e_big=Mux(x_big, x.exp, y.exp),
+        m_x=m_x, m_y=m_y,
+        shift_xy=d_xy[:bits], shift_yx=d_yx[:bits], past=past,
+        zero_sign=x.zero & y.zero & x.sign & y.sign,
+    )
+
+
 def _saturate(d, bits):
     """A non-negative ``d`` as an unsigned ``bits``-bit shift amount, all ones above it."""
     return Mux(d[bits:].any(), (1 << bits) - 1, d[:bits])
 
 
-def shift_right_jam(m, value, shift):
+def shift_right_jam(m, value, shift, name="align"):
     """``value >> shift`` with every bit shifted out ORed into the result's LSB.
 
     The sticky bit comes from ``value`` masked below the shift amount, beside the shifter
     rather than after it.
     """
     width = len(value)
-    shifted = Signal(width, name="align_shifted")
+    shifted = Signal(width, name=f"{name}_shifted")
     m.d.comb += shifted.eq(value >> shift)
     # The bits below the shift amount: a decoder of the amount (each bit a function of
     # its few bits), not a compare (a carry chain) per bit.
-    below = Signal(width, name="align_below")
+    below = Signal(width, name=f"{name}_below")
     m.d.comb += below.eq(~(Const(2 ** width - 1, width) << shift)[:width])
-    small = Signal(width, name="align_small")
+    small = Signal(width, name=f"{name}_small")
     m.d.comb += small.eq(shifted | (value & below).any())
     return small
 
@@ -323,42 +364,65 @@ def normalize_by_count(m, e_big, mag, ew):
     return dict(exp=exp, norm=norm, zero=mag == 0)
 
 
-def near_difference(m, m_big, m_small, shift):
+def align(m, x_big, m_x, m_y, shift_xy, shift_yx, past):
+    """The bigger significand, and both significands shifted right by their distance
+    below the other, with the bits shifted out jammed into the LSB (see
+    :func:`order_unpicked`).
+
+    Which of the two shifted values is the smaller operand is left to the far path's
+    adder (:func:`add_magnitudes`), after the alignment register: the exponent comparison,
+    at the top of its carry chain, then meets the significands in the adder's first gate
+    instead of ahead of the shifter.
+    """
+    return dict(m_big=Mux(x_big, m_x, m_y), x_big=x_big, past=past,
+                small_x=shift_right_jam(m, m_x, shift_yx, "align_x"),
+                small_y=shift_right_jam(m, m_y, shift_xy, "align_y"))
+
+
+def near_difference(m, x_big, m_x, m_y, shift):
     """The near path: an effective subtraction of operands whose exponents differ by at
-    most one, taken from the ordered operands beside the far path's alignment.
+    most one, computed beside the far path's alignment.
 
     Only here can a subtraction cancel more than one leading bit, and only here is the
     full leading-zero count needed. Its alignment is at most one place, which loses no bit
     (the significands' guard bits are zero), so the difference is exact without a sticky
-    bit and needs no shifter: starting it before the alignment register leaves the next
-    stage only the leading-zero count and the shift. The three candidates (equal exponents
-    either way round, or the smaller halved) are computed side by side and the
-    non-negative one kept; only an equal-exponent difference can come out negative.
+    bit and needs no shifter: taking it before the alignment register leaves the next
+    stage only the leading-zero count and the shift. Every candidate (``x - y`` and
+    ``y - x`` for equal exponents, either operand minus the other halved) is taken from
+    the operands as they come, side by side, and the right one picked after, so the carry
+    chains start without waiting for the exponent comparison.
 
-    Returns ``mag``, the magnitude (``len(m_big)`` bits: it never reaches the carry bit of
-    the far path's sum), and ``negative``, whether it is the smaller minus the bigger.
-    Meaningful only when the shift is 0 or 1.
+    Returns ``near_mag``, the magnitude (``len(m_x)`` bits: it never reaches the carry
+    bit of the far path's sum), and ``near_negative``, whether it is the smaller operand
+    minus the bigger (only an equal-exponent difference can be). Meaningful only when the
+    shift is 0 or 1.
     """
-    width = len(m_big)
-    d_bs = Signal(signed(width + 1), name="near_d_bs")
-    d_sb = Signal(signed(width + 1), name="near_d_sb")
-    d_half = Signal(signed(width + 1), name="near_d_half")
-    m.d.comb += [d_bs.eq(m_big - m_small), d_sb.eq(m_small - m_big),
-                 d_half.eq(m_big - m_small[1:])]
-    negative = ~shift[0] & (d_bs < 0)
+    width = len(m_x)
+    d_xy = Signal(signed(width + 1), name="near_d_xy")
+    d_yx = Signal(signed(width + 1), name="near_d_yx")
+    h_xy = Signal(signed(width + 1), name="near_h_xy")
+    h_yx = Signal(signed(width + 1), name="near_h_yx")
+    m.d.comb += [d_xy.eq(m_x - m_y), d_yx.eq(m_y - m_x),
+                 h_xy.eq(m_x - m_y[1:]), h_yx.eq(m_y - m_x[1:])]
+    negative = ~shift[0] & Mux(x_big, d_xy < 0, d_yx < 0)
     mag = Signal(width, name="near_mag")
-    m.d.comb += mag.eq(Mux(shift[0], d_half, Mux(negative, d_sb, d_bs)))
+    m.d.comb += mag.eq(Mux(shift[0], Mux(x_big, h_xy, h_yx), Mux(d_xy < 0, d_yx, d_xy)))
     return dict(near_mag=mag, near_negative=negative)
 
 
-def add_magnitudes(m, sub, m_big, m_small):
-    """The far path: sum or difference of the aligned magnitudes, one bit wider.
+def add_magnitudes(m, sub, m_big, x_big, small_x, small_y, past):
+    """The far path: sum or difference of the bigger significand and the aligned smaller
+    one, one bit wider.
 
-    Used only when it cannot be negative: an addition, or a subtraction whose smaller
-    operand was shifted at least two places (or is zero), which leaves a result above
-    half the bigger operand.
+    The smaller is ``small_y`` when ``x_big``, else ``small_x``, or only its sticky bit
+    when it lies ``past`` the shifters' range (see :func:`align`). The sum is used only
+    when it cannot be negative: an addition, or a subtraction whose smaller operand was
+    shifted at least two places (or is zero), which leaves more than half the bigger
+    operand.
     """
     width = len(m_big) + 1
+    m_small = Signal(len(m_big), name="add_small")
+    m.d.comb += m_small.eq(Mux(past, 1, Mux(x_big, small_y, small_x)))
     total = Signal(width, name="add_total")
     diff = Signal(width, name="add_diff")
     m.d.comb += [total.eq(m_big + m_small), diff.eq(m_big - m_small)]
@@ -408,8 +472,8 @@ def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
     Returns ``sign``, ``exp`` (of the leading bit), ``norm`` (leading one at its top bit),
     ``zero`` (an exact zero) and ``zero_sign`` (the sign of an exact zero).
     """
-    s = pipe.stage("ordered", **order(m, x, y, window, ew, y_late))
     if paths == 1:
+        s = pipe.stage("ordered", **order(m, x, y, window, ew, y_late))
         s = pipe.stage("aligned", m_small=shift_right_jam(m, s.pop("m_small"), s.pop("shift")),
                        **s)
         s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
@@ -417,17 +481,22 @@ def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
                                                s["m_small"]))
         return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
                           **normalize_by_count(m, s["e_big"], s["mag"], ew))
+    s = pipe.stage("ordered", **order_unpicked(m, x, y, window, ew, y_late))
     sub = s["s_big"] ^ s["s_small"]
-    shift = s["shift"]
-    near = sub & ~shift[1:].any()
-    nd = near_difference(m, s["m_big"], s["m_small"], shift)
-    s = pipe.stage("aligned", m_small=shift_right_jam(m, s["m_small"], shift),
-                   m_big=s["m_big"], e_big=s["e_big"], zero_sign=s["zero_sign"], sub=sub,
+    x_big = s["x_big"]
+    # The near path takes the subtractions whose exponents are 0 or 1 apart.
+    shift = Mux(x_big, s["shift_xy"], s["shift_yx"])
+    near = sub & ~s["past"] & ~shift[1:].any()
+    nd = near_difference(m, x_big, s["m_x"], s["m_y"], shift)
+    s = pipe.stage("aligned", **align(m, x_big, s["m_x"], s["m_y"], s["shift_xy"],
+                                      s["shift_yx"], s["past"]),
+                   e_big=s["e_big"], zero_sign=s["zero_sign"], sub=sub,
                    near=near, near_mag=nd["near_mag"],
                    sign=Mux(near & nd["near_negative"], s["s_small"], s["s_big"]))
     s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"], sign=s["sign"],
                    near=s["near"], near_mag=s["near_mag"], big_zero=~s["m_big"][-1],
-                   **add_magnitudes(m, s["sub"], s["m_big"], s["m_small"]))
+                   **add_magnitudes(m, s["sub"], s["m_big"], s["x_big"], s["small_x"],
+                                    s["small_y"], s["past"]))
     return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
                       **normalize(m, s["e_big"], s["near"], s["near_mag"], s["mag"],
                                   s["big_zero"], ew))
