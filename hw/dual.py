@@ -307,8 +307,10 @@ class KPairMultiplyAdd(wiring.Component):
             pair1 = delayed
         # An absent step k + 1 adds -0, the identity of a round-to-nearest sum.
         neg_zero = Cat(Const(0, self.product.width - 1), Const(1, 1))
+        # One path: the pair adder sets no clock of the PE (its multiply path and
+        # accumulating adder do), and two paths would cost it 258 LUT4 more.
         m.submodules.pair_add = add = FloatAdder(self.product, self.product, self.sum_format,
-                                                 latency=self.sum_latency)
+                                                 latency=self.sum_latency, paths=1)
         m.d.comb += [add.a.eq(mul.p0), add.b.eq(Mux(pair1, mul.p1, neg_zero)),
                      add.i_valid.eq(mul.o_valid),
                      self.sum.eq(add.result), self.o_valid.eq(add.o_valid)]

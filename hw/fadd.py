@@ -27,6 +27,10 @@ class FloatAdder(wiring.Component):
         Register stages: at the output, after alignment, after normalization, after operand
         ordering and after the addition, in that order of preference; further stages delay
         the output.
+    paths : int
+        2 (the default): the sum on a near and a far path, the faster; 1: on one path (a
+        signed add, then a leading-zero count and a shift), the smaller. The result is the
+        same bit for bit (``hw.fp_datapath.add``).
 
     Members
     -------
@@ -39,11 +43,14 @@ class FloatAdder(wiring.Component):
 
     BOUNDARIES = ("output", "aligned", "normalized", "ordered", "summed")
 
-    def __init__(self, a_fmt, b_fmt=None, out_fmt=None, *, latency=2):
+    def __init__(self, a_fmt, b_fmt=None, out_fmt=None, *, latency=2, paths=2):
         self.a_fmt = check_format("Format of a", a_fmt)
         self.b_fmt = check_format("Format of b", a_fmt if b_fmt is None else b_fmt)
         self.out_fmt = check_format("Output format", a_fmt if out_fmt is None else out_fmt)
         self.latency = check_latency(latency)
+        if paths not in (1, 2) or isinstance(paths, bool):
+            raise ValueError(f"paths must be 1 or 2, not {paths!r}")
+        self.paths = paths
         super().__init__({
             "a": In(self.a_fmt.width),
             "b": In(self.b_fmt.width),
@@ -59,6 +66,6 @@ class FloatAdder(wiring.Component):
         pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
         a = fp.unpack(m, fa, self.a, ew, "a")
         b = fp.unpack(m, fb, self.b, ew, "b")
-        summed = fp.add(m, pipe, a, b, fp.adder_window(fa, fb, fo), ew)
+        summed = fp.add(m, pipe, a, b, fp.adder_window(fa, fb, fo), ew, paths=self.paths)
         pipe.drive(self, fp.round_pack(m, fmt=fo, ew=ew, **summed))
         return m

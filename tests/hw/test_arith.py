@@ -100,13 +100,15 @@ def test_converter_formats(src, dst):
 # all by default, 6,000 with `slow`. (Under Icarus and Verilator the adder runs inside the
 # tree reduction and the ring's reductions: test_cocotb_core.py, test_cocotb_cluster.py.)
 @pytest.mark.parametrize("count", [3000, pytest.param(6000, marks=pytest.mark.slow)])
-@pytest.mark.parametrize("a_fmt,b_fmt,out_fmt,latency", [
-    (FP32, FP32, FP32, 2), (FP32, BF16, FP32, 1), (BF16, BF16, BF16, 3), (BF16, BF16, FP32, 0),
-    (FP8_E4M3, FP8_E4M3, FP8_E4M3, 2),
+# Both of the adder's forms: two paths (near and far) and one path (the k-pair's adder).
+@pytest.mark.parametrize("a_fmt,b_fmt,out_fmt,latency,paths", [
+    (FP32, FP32, FP32, 2, 2), (FP32, BF16, FP32, 1, 2), (BF16, BF16, BF16, 3, 2),
+    (BF16, BF16, FP32, 0, 2), (FP8_E4M3, FP8_E4M3, FP8_E4M3, 2, 2),
+    (FP32, FP32, FP32, 3, 1), (BF16, BF16, FP32, 2, 1),
 ])
-def test_adder(a_fmt, b_fmt, out_fmt, latency, count):
+def test_adder(a_fmt, b_fmt, out_fmt, latency, paths, count):
     inputs = vectors.add_vectors(a_fmt, b_fmt, count, seed=25)
-    got = stream(FloatAdder(a_fmt, b_fmt, out_fmt, latency=latency), inputs)
+    got = stream(FloatAdder(a_fmt, b_fmt, out_fmt, latency=latency, paths=paths), inputs)
     _assert_equal(got, nx.fadd(inputs["a"], a_fmt, inputs["b"], b_fmt, out_fmt), inputs)
 
 
@@ -115,6 +117,7 @@ def test_adder(a_fmt, b_fmt, out_fmt, latency, count):
     (lambda: FloatMAC(BF16, FP32, latency=-1), "Latency must be a non-negative integer, not -1"),
     (lambda: FloatConverter(FP32, None), "Target format must be a FloatFormat, not None"),
     (lambda: FloatAdder(BF16, latency=True), "Latency must be a non-negative integer, not True"),
+    (lambda: FloatAdder(BF16, paths=3), "paths must be 1 or 2, not 3"),
 ])
 def test_bad_parameters_are_named(make, message):
     with pytest.raises((TypeError, ValueError), match=message.replace("(", r"\(")):
