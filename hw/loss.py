@@ -225,7 +225,8 @@ class LossGradient(wiring.Component):
         with m.Switch(p.stage):
             with m.Case(Pass.IDLE):
                 with m.If(self.start):
-                    m.d.sync += [p.stage.eq(Pass.NEXT), p.b0.eq(0), p.wait.eq(0)]
+                    m.d.sync += [p.stage.eq(Pass.NEXT), p.remaining.eq(self.batch),
+                                 p.wait.eq(0)]
                     for matrix in (p.y, p.dy, p.labels):
                         matrix.first_chunk()
             with m.Case(Pass.NEXT):
@@ -296,7 +297,10 @@ class _Passes:
         self.early = unit.sfu == "pipelined"
 
         self.stage = Signal(Pass)
-        self.b0 = Signal(SIZE_BITS)               # first column of the chunk
+        # Columns from the chunk's first (b0) to the batch's end, counted down rather than
+        # ``batch - b0`` (a subtraction before the chunk's compares was the unit's
+        # critical path); chunks take at most all of them, so it ends at exactly 0.
+        self.remaining = Signal(SIZE_BITS)
         self.valid_cols = Signal(range(CH + 1))   # columns of the chunk that exist
         self.slots = Signal(range(CH + 1))        # slots per class (at least L + 1)
         self.i = Signal(SIZE_BITS)
@@ -305,6 +309,10 @@ class _Passes:
         self.slot_next = Signal(range(CH))
         m.d.comb += self.slot_next.eq(self.slot)
         m.d.sync += self.slot.eq(self.slot_next)
+        # `slot + 1`, in a register of its own: the next slot is `slot`, `slot + 1` or 0,
+        # so a pick by the next slot can start from registers (:meth:`pick_next`).
+        self.slot_inc = Signal(range(CH + 1), init=1)
+        m.d.sync += self.slot_inc.eq(self.slot_next + 1)
         self.wait = Signal(range(max(self.exp_drain, unit.recip_latency) + 1))
         self.issuing = Signal()                   # the pass still has elements to issue
         # Scratchpad lines, stepped rather than multiplied (``base + column * lpc`` in one
@@ -404,6 +412,19 @@ class _Passes:
             value = reg
         return first, value
 
+    def pick_next(self, regs, name):
+        """``regs[slot_next]``, as a signal. The next slot is ``slot``, ``slot + 1`` or 0
+        and comes late (the passes' logic decides it): the three candidates are picked by
+        registers, side by side, and the next slot chooses among them at the end, so that
+        its logic is not before a multiplexer of every column (with the slot's fan-out,
+        three quarters of the unit's critical path was routing)."""
+        same = self.pick(regs, self.slot, f"{name}_same")
+        after = self.pick(regs, self.slot_inc, f"{name}_after")
+        value = Signal(len(regs[0]), name=name)
+        self.m.d.comb += value.eq(Mux(self.slot_next == self.slot, same,
+                                      Mux(self.slot_next == 0, regs[0], after)))
+        return value
+
     def pick_ahead(self, regs, name):
         """A register holding ``regs[r_slot]``: ``regs[slot]`` as it will be after this
         cycle's store (``r_slot`` is ``slot`` a cycle later)."""
@@ -467,7 +488,7 @@ class _Passes:
         # (the sum of the next cycle's slot, or the one being written to it now), so that
         # no slot multiplexer is before the special-function unit.
         self.recip_in = Signal(32)
-        ahead = self.pick(self.total, self.slot_next, "recip_ahead")
+        ahead = self.pick_next(self.total, "recip_ahead")
         written = sums & fma_b.o_valid & (self.tag_b.slot == self.slot_next)
         recip_next = Signal(32)
         m.d.comb += recip_next.eq(Mux(written, fma_b.result, ahead))
@@ -481,7 +502,7 @@ class _Passes:
                 self.store(seeds, PipelinedSFU.seed_of(fma_b.result), self.tag_b.slot)
             recip_seed = Signal(32)
             m.d.sync += recip_seed.eq(Mux(written, PipelinedSFU.seed_of(fma_b.result),
-                                          self.pick(seeds, self.slot_next, "seed_ahead")))
+                                          self.pick_next(seeds, "seed_ahead")))
             m.d.comb += sfu.seed.eq(recip_seed)
         # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
         # early, on their own output; the barrel's at its only one, when no exp is left.
@@ -523,13 +544,16 @@ class _Passes:
         """A new chunk, or the end."""
         m, unit = self.m, self.unit
         L, CH = unit.mac_latency, unit.columns
-        with m.If(self.b0 >= unit.batch):
+        with m.If(self.remaining == 0):
             m.d.comb += unit.done.eq(1)
             m.d.sync += self.stage.eq(Pass.IDLE)
         with m.Else():
-            remaining = unit.batch - self.b0
-            cols = Mux(remaining > CH, CH, remaining)
-            m.d.sync += [self.valid_cols.eq(cols), self.slots.eq(Mux(cols > L + 1, cols, L + 1)),
+            # min(remaining, CH) columns, max(columns, L + 1) slots: the two compares side
+            # by side, from the register.
+            rest = self.remaining
+            big, long = rest > CH, rest > L + 1
+            m.d.sync += [self.valid_cols.eq(Mux(big, CH, rest)),
+                         self.slots.eq(Mux(big, max(CH, L + 1), Mux(long, rest, L + 1))),
                          self.stage.eq(Pass.MAX), self.i.eq(0),
                          self.rd_col.eq(self.y.chunk), self.issuing.eq(1), self.wait.eq(0),
                          self.out_i.eq(0), self.out_slot.eq(0), self.wr_col.eq(self.dy.chunk),
@@ -685,7 +709,8 @@ class _Passes:
                          tag.lanes.eq(g.r_on)]
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):
-                m.d.sync += [self.stage.eq(Pass.NEXT), self.b0.eq(self.b0 + self.valid_cols)]
+                m.d.sync += [self.stage.eq(Pass.NEXT),
+                             self.remaining.eq(self.remaining - self.valid_cols)]
                 for matrix in (self.y, self.dy, self.labels):
                     matrix.next_chunk()
             with m.Else():
