@@ -151,10 +151,12 @@ BOARD_COMMAND = register(Command(
                 "after reset and compares a checksum of the memory with the golden "
                 "machine's: the LEDs show pass or fail (docs/board.md). The utilization, "
                 "Fmax and critical path go to <output>/top.board.json beside <output>/top.bit, "
-                "and are printed. A place and route of the default 4x4 core takes most of "
-                "an hour.",
+                "and are printed. The default 4x4 core fits the LFE5U-85F with half its "
+                "scratchpad and the barrel special-function unit (first example); its place "
+                "and route takes most of two hours.",
     epilog="examples:\n"
-           "  chrysalis board --board ulx3s_85f --set core.scratchpad_words=32768\n"
+           "  chrysalis board --board ulx3s_85f --set core.scratchpad_words=32768 "
+           "--set core.sfu=barrel\n"
            "  chrysalis board --board ulx3s_85f --preset tiny --sizes 64,8,10 --batch 2 "
            "--set core.scratchpad_words=2048 -o build/board/tiny\n"
            "  chrysalis board --board ulx3s_85f --config my.toml --pll off",
