@@ -2,7 +2,7 @@
 and the critical path, from a real Yosys + nextpnr-ecp5 + ecppack run (``gen.flows.board``).
 
 Writes ``benchmarks/results/board_build.json`` and ``.md`` and prints the Markdown. The
-build of the default 4x4 core takes most of an hour on two cores; the bitstream and every
+build of the default 4x4 core takes about 1 h 45 min on two cores; the bitstream and every
 build file stay in ``--out``.
 
     .venv/bin/python benchmarks/board_build.py        # 32768 words, barrel SFU, 10 MHz

@@ -498,11 +498,11 @@ class _Passes:
             # sum's seed is looked up as the sum is stored, beside it, so that the table is
             # not behind the slot multiplexer (it was the unit's critical path).
             seeds = [Signal(32, name=f"seed{c}") for c in range(len(self.total))]
+            seed = PipelinedSFU.seed_of(fma_b.result)
             with m.If(sums & fma_b.o_valid):
-                self.store(seeds, PipelinedSFU.seed_of(fma_b.result), self.tag_b.slot)
+                self.store(seeds, seed, self.tag_b.slot)
             recip_seed = Signal(32)
-            m.d.sync += recip_seed.eq(Mux(written, PipelinedSFU.seed_of(fma_b.result),
-                                          self.pick_next(seeds, "seed_ahead")))
+            m.d.sync += recip_seed.eq(Mux(written, seed, self.pick_next(seeds, "seed_ahead")))
             m.d.comb += sfu.seed.eq(recip_seed)
         # A reciprocal (RECIP, and the first cycles of OUT): the pipelined unit's come out
         # early, on their own output; the barrel's at its only one, when no exp is left.
@@ -624,8 +624,8 @@ class _Passes:
         """The maximum pass's data: the lanes of a read reduced to their first largest in
         two registered steps, then merged into the column's running maximum. A column's
         next read comes ``slots >= 3`` cycles later, so the running maximum (read in step 2)
-        is current, and
-        the last merges (after the pass has ended) are done before ``EXP`` reads it."""
+        is current, and the last merges (after the pass has ended) are done before ``EXP``
+        reads it."""
         m, unit, W, r_lanes = self.m, self.unit, self.unit.lanes, self.max_groups.r_on
         # Step 1 (the read data's cycle): lanes 0-1 and 2-3. Step 2: the two pairs.
         here = self.r_valid & (self.stage == Pass.MAX)

@@ -178,7 +178,7 @@ class PE(wiring.Component):
     of its address and pair 1 the lane of ``address ^ 2`` (``w_rows``, ``a_rows``) or
     ``address ^ 1``. The block's two diagonals are two half banks, so the two words of a
     pair are one read in each half: each operand still has one read port, and the banks
-    the BRAM of one-word banks. A write fills one lane. The accumulators are those of
+    take the BRAM of one-word banks. A write fills one lane. The accumulators are those of
     ``single``: one output per slot. Pair 1 of a ``MAC`` with ``c_hold`` or ``c_hold_b``
     takes the partner word read with the held one.
 
