@@ -433,8 +433,9 @@ class Core(wiring.Component):
 
     def _fill(self, m, pes, step, red, row_in, col_in):
         """FORWARD and BACKWARD with ``fill`` (a square array): each result the reducers
-        write into the scratchpad also goes into the activation banks, in the same cycle,
-        where LOAD_COL (FORWARD) or LOAD_ROW (BACKWARD) would put it. Lane ``l`` is element
+        write into the scratchpad also goes to the activation banks in the same cycle (they
+        write it a cycle later, ``hw.pe.PE``), where LOAD_COL (FORWARD) or LOAD_ROW
+        (BACKWARD) would put it. Lane ``l`` is element
         ``e0 + l``, which those loads give every PE of column (row) ``l``: FORWARD's results
         take the column buses, which its partial sums leave free, BACKWARD's the row buses;
         lanes past the last element load as ``+0``. The drain's request travels beside the

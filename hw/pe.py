@@ -129,8 +129,10 @@ class PE(wiring.Component):
     Timing: a micro-op presented in cycle ``t`` reads the banks (synchronous reads) and the
     accumulators in cycle ``t + 1``, where its multiplicands enter the MAC; the MAC result
     is written in cycle ``t + 1 + mac_latency`` (to ``acc[k]``, or to the weight bank for an
-    ``UPDATE``). A transfer slot's bank write happens in cycle ``t``; a send shows on ``out``
-    in cycle ``t + 1``. The sequencer keeps the rules that make this hazard-free:
+    ``UPDATE``). A transfer slot's weight-bank write happens in cycle ``t``, its
+    activation-bank write (and a ``fill``'s) in cycle ``t + 1``, the bus word registered on
+    the way in; a send shows on ``out`` in cycle ``t + 1``. The sequencer keeps the rules
+    that make this hazard-free:
 
     * an accumulator written by the micro-op of cycle ``t`` is read by a ``MAC`` or an
       ``UPDATE`` no earlier than cycle ``t + mac_latency + 1``, and by a ``SEND_ACC`` no
@@ -138,6 +140,9 @@ class PE(wiring.Component):
       one cycle later);
     * a weight written back by an ``UPDATE`` (or a ``MAC`` with ``c_to_w``) of cycle ``t``
       is read no earlier than ``t + mac_latency + 2``;
+    * an activation word written by the transfer slot (or ``fill``) of cycle ``t`` is read
+      no earlier than ``t + 2`` (a command settles ``mac_latency + 4`` cycles, and no
+      command reads the activation words it writes);
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
       a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` (or ``c_to_w``) write-back.
 
@@ -451,24 +456,28 @@ class PE(wiring.Component):
                          a_rd2_1.addr.eq(uop.aaddr2_1)]
         self._read_enables(m, uop, send_w, w_rd, a_rd, a_rd2)
         take = self.select
-        act_in = Signal(32)             # the fp32 bus word written to the activation bank
+        # The activation bank's write lands a cycle after its transfer slot: the bus word is
+        # registered as it arrives and converted after the register, so that a word crossing
+        # the array from the scratchpad and the conversion are two paths, not one.
+        act_in = Signal(32, name="act_in")       # the fp32 bus word of this cycle's write
+        act_addr = Signal.like(a_wr.addr, name="act_addr")
+        act_en = Signal(name="act_en")
         with m.Switch(uop.t_op):
             with m.Case(TransferOp.ACT_FROM_ROW):
-                m.d.comb += [a_wr.addr.eq(uop.t_addr), act_in.eq(self.row_in),
-                             a_wr.en.eq(take)]
+                m.d.comb += [act_addr.eq(uop.t_addr), act_in.eq(self.row_in), act_en.eq(take)]
             with m.Case(TransferOp.ACT_FROM_COL):
-                m.d.comb += [a_wr.addr.eq(uop.t_addr), act_in.eq(self.col_in),
-                             a_wr.en.eq(take)]
+                m.d.comb += [act_addr.eq(uop.t_addr), act_in.eq(self.col_in), act_en.eq(take)]
         if self.has_fill:
             # A result the core loads beside the transfer slot (which then sends).
             with m.If(self.fill.any()):
-                m.d.comb += [a_wr.addr.eq(self.fill_addr),
+                m.d.comb += [act_addr.eq(self.fill_addr),
                              act_in.eq(Mux(self.fill[1], self.col_in, self.row_in)),
-                             a_wr.en.eq(1)]
+                             act_en.eq(1)]
+        act_word = Signal(32, name="act_word")
+        m.d.sync += [act_word.eq(act_in), a_wr.addr.eq(act_addr), a_wr.en.eq(act_en)]
         # The same conversion the fp32 multiplicands get below: a MAC multiplies q of the
         # bus word, whichever bank its operand comes from.
-        m.d.comb += a_wr.data.eq(
-            fp.convert(m, act_in, FP32, op, "qact"))
+        m.d.comb += a_wr.data.eq(fp.convert(m, act_word, FP32, op, "qact"))
         # A send's word: an accumulator captured now, or the weight read issued now.
         sent_acc = Signal(32)
         sending_w = Signal()

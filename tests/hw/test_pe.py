@@ -38,6 +38,7 @@ class Program:
         quiet = latency + 2
         acc_ready = [0] * acc_regs        # first cycle an accumulator may be read again
         w_ready = [0] * weight_words
+        a_ready = [0] * act_words         # an activation word lands a cycle after its write
         w_port_busy = set()               # cycles whose weight write port an UPDATE uses
         self.held = 0
         last_read = {"w": None, "a2": None, "b": None}   # port -> (address, cycle)
@@ -59,6 +60,7 @@ class Program:
             bus = "ACT_FROM_COL" if addr % 2 else "ACT_FROM_ROW"
             word = int(values[(addr * 7) % len(values)] ^ np.uint64(1 << 31))
             self.steps.append(({"t_op": bus, "t_addr": addr}, word, word))
+            a_ready[addr] = len(self.steps) + 1
         for _ in range(length):
             t = len(self.steps)
             uop = {}
@@ -74,7 +76,8 @@ class Program:
                     w, aaddr2 = (w, held) if a_act else (held, aaddr2)
                 held_b = holdable("b", t)
                 aaddr = int(rng.integers(act_words)) if held_b is None else held_b
-                if clear or acc_ready[k] <= t:
+                landed = a_ready[aaddr] <= t and (not a_act or a_ready[aaddr2] <= t)
+                if (clear or acc_ready[k] <= t) and landed:
                     if a_act or w_ready[w] <= t:
                         uop = {"c_op": "MAC", "c_acc": k, "c_clear": clear, "a_act": a_act,
                                "waddr": w, "aaddr": aaddr, "aaddr2": aaddr2,
@@ -84,10 +87,10 @@ class Program:
             elif kind == "FUSED" and w_ready[w] <= t and t + 1 + latency not in w_port_busy:
                 # A MAC of the fused update: from the weight and/or into it.
                 init_w, to_w = [(True, False), (False, True), (True, True)][rng.integers(3)]
-                if init_w or acc_ready[k] <= t:
+                aaddr, aaddr2 = (int(a) for a in rng.integers(act_words, size=2))
+                if (init_w or acc_ready[k] <= t) and max(a_ready[aaddr], a_ready[aaddr2]) <= t:
                     uop = {"c_op": "MAC", "c_acc": k, "c_init_w": init_w, "c_to_w": to_w,
-                           "a_act": True, "waddr": w, "aaddr": int(rng.integers(act_words)),
-                           "aaddr2": int(rng.integers(act_words))}
+                           "a_act": True, "waddr": w, "aaddr": aaddr, "aaddr2": aaddr2}
                     if to_w:
                         w_ready[w] = t + quiet
                         w_port_busy.add(t + 1 + latency)
@@ -112,6 +115,7 @@ class Program:
                 uop.update(t_op="SEND_W", t_addr=w2)
             elif transfer == "ACT":
                 uop.update(t_op="ACT_FROM_ROW", t_addr=int(rng.integers(act_words)))
+                a_ready[uop["t_addr"]] = t + 2
             elif transfer == "W" and t not in w_port_busy and w_ready[w2] <= t \
                     and uop.get("waddr") != w2:
                 uop.update(t_op="W_FROM_ROW", t_addr=w2)
@@ -302,6 +306,9 @@ def test_act_bank_holds_operand_words(operand):
                 ctx.set(dut.uop, uop(t_op=op, t_addr=addr))
             await ctx.tick()
             ctx.set(dut.fill, 0)
+        # The last word lands a cycle after its transfer slot.
+        ctx.set(dut.uop, uop())
+        await ctx.tick()
         got_bank.extend(ctx.get(bank.data[addr]) for addr in range(words))
         for addr in range(words):
             ctx.set(dut.uop, uop(c_op=ComputeOp.MAC, c_acc=addr, c_clear=1, waddr=0,

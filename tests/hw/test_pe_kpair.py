@@ -24,6 +24,7 @@ WORDS, ACCS = 16, 8
 def add_pairs(program, rng, latency):
     """Give most plain MACs of ``program`` a pair 1; returns how many got one."""
     in_flight = []                     # (first cycle the word may be read, weight address)
+    landing = {}                       # activation address -> first cycle it may be read
     paired = 0
     for t, (uop, _, _) in enumerate(program.steps):
         c_op = uop.get("c_op")
@@ -31,12 +32,19 @@ def add_pairs(program, rng, latency):
                                   or uop.get("c_hold_b")) and rng.random() < 0.8:
             w_rows, a_rows = bool(rng.integers(2)), bool(rng.integers(2))
             partner = uop["waddr"] ^ (2 if w_rows else 1)
-            if uop.get("a_act") or all(not (a == partner and t < ready)
-                                       for ready, a in in_flight):
+            a_partners = [addr ^ (2 if a_rows else 1) for addr in
+                          [uop.get("aaddr", 0)] + ([uop.get("aaddr2", 0)] if uop.get("a_act")
+                                                   else [])]
+            weight_landed = uop.get("a_act") or all(not (a == partner and t < ready)
+                                                    for ready, a in in_flight)
+            if weight_landed and all(landing.get(a, 0) <= t for a in a_partners):
                 uop.update(pair1=1, rand=int(rng.integers(2)), w_rows=w_rows, a_rows=a_rows)
                 paired += 1
         if c_op in ("UPDATE", "UPDATE_V") or (c_op == "MAC" and uop.get("c_to_w")):
             in_flight.append((t + latency + 2, uop["waddr"]))
+        if uop.get("t_op") in ("ACT_FROM_ROW", "ACT_FROM_COL"):
+            # An activation word lands a cycle after its transfer slot (hw.pe.PE).
+            landing[uop["t_addr"]] = t + 2
     return paired
 
 
