@@ -18,11 +18,19 @@ register to register. Each is placed on an LFE5U-85F out of context at a 100 MHz
 seed 1. An engine alone sees its command and sizes from registers; in the core they come
 from the sequencer's registers too.
 
-    .venv/bin/python benchmarks/unit_fmax.py [--units loss pe compute mover sequencer checker gather]
+With ``--pe-latencies``, it places the PE alone again at each MAC latency given (the
+default configuration with that ``mac.latency`` and the fewest accumulators it allows,
+``pe.acc_regs = max(16, 2 * (latency + 1))``): from 9 on, the further stages split the
+PE's adder, its operand conversion and its multiplier (``hw.pe.PE``). Target for the PE
+alone: 150 MHz.
 
-Writes ``benchmarks/results/unit_fmax.{json,md}``: per unit LUT4, FF, DSP, BRAM, Fmax and
-the critical path (its ends, logic and routing delay, logic levels and the Amaranth source
-lines it runs through). Units not run keep their previous results.
+    .venv/bin/python benchmarks/unit_fmax.py [--units loss pe compute mover sequencer checker gather]
+    .venv/bin/python benchmarks/unit_fmax.py --pe-latencies 6 8 10 12
+
+Writes ``benchmarks/results/unit_fmax.{json,md}``: per unit (and per PE latency) LUT4, FF,
+DSP, BRAM, Fmax and the critical path (its ends, logic and routing delay, logic levels and
+the Amaranth source lines it runs through). Units and latencies not run keep their previous
+results.
 """
 
 import argparse
@@ -40,6 +48,7 @@ UNITS = ("loss", "pe", "compute", "mover", "sequencer", "checker", "gather")
 DEVICE = "85k"
 FREQ_MHZ = 100
 TARGET_MHZ = 100
+PE_TARGET_MHZ = 150
 
 NOTE = """\
 What is measured: units of the default configuration (4x4 PEs, bf16 operands, MAC latency
@@ -57,8 +66,18 @@ scratchpad's and the banks' addressing) are not in this table: the board build
 (`board_build.md`) places the whole core."""
 
 
-def build_unit(name):
-    """The unit ``name`` of the default configuration, wrapped for timing."""
+def pe_config(latency):
+    """The default configuration at MAC latency ``latency``, with the fewest accumulators
+    the config allows there (and at least the default's)."""
+    from chrysalis.gen.spec.config import PRESETS, with_overrides
+    base = PRESETS["default"]
+    return with_overrides(base, {"mac.latency": latency,
+                                 "pe.acc_regs": max(base.pe.acc_regs, 2 * (latency + 1))})
+
+
+def build_unit(name, config=None):
+    """The unit ``name`` of ``config`` (default: the default configuration), wrapped for
+    timing."""
     from chrysalis.gen.spec.config import PRESETS
     from chrysalis.hw.command_check import CommandChecker
     from chrysalis.hw.compute import ComputeEngine
@@ -69,7 +88,7 @@ def build_unit(name):
     from chrysalis.hw.pe import PE
     from chrysalis.hw.sequencer import Sequencer
 
-    config = PRESETS["default"]
+    config = PRESETS["default"] if config is None else config
     core = Core(config)
     core._MustUse__silence = True
     R, C, G = core.rows, core.cols, core.group
@@ -98,19 +117,21 @@ def build_unit(name):
     return SerialPorts(units[name]())
 
 
-def run_unit(name):
-    """Synthesize and place one unit; return its figures (or its error)."""
+def run_unit(name, config=None, label=None):
+    """Synthesize and place one unit (of ``config``, in the work directory ``label``:
+    default ``name``); return its figures (or its error)."""
     from amaranth.back import verilog
 
     from chrysalis.gen.flows.board import parse_nextpnr_report
     from chrysalis.gen.flows.pnr import pnr_ecp5
     from chrysalis.gen.flows.synth import SynthError, synth_ecp5
 
-    workdir = WORK / name
+    label = label or name
+    workdir = WORK / label
     workdir.mkdir(parents=True, exist_ok=True)
-    top = f"unit_{name}"
+    top = f"unit_{label.replace('-', '_')}"
     # Amaranth's source locations stay in the netlist, so the critical path names lines.
-    (workdir / f"{top}.v").write_text(verilog.convert(build_unit(name), name=top))
+    (workdir / f"{top}.v").write_text(verilog.convert(build_unit(name, config), name=top))
     start = time.monotonic()
     try:
         synth = synth_ecp5(workdir / f"{top}.v", top, workdir, lut_mapper="abc")
@@ -127,55 +148,97 @@ def run_unit(name):
             "synth_s": round(placed - start, 1), "pnr_s": round(done - placed, 1)}
 
 
-def table(rows):
-    lines = ["| unit | LUT4 | FF | DSP | BRAM | Fmax (MHz) | critical path | through |",
+def table(rows, key="unit"):
+    lines = [f"| {key.replace('_', ' ')} | LUT4 | FF | DSP | BRAM | Fmax (MHz) | critical path "
+             f"| through |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['unit']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {r[key]} | failed: {r['error']} | | | | | | |")
             continue
         p = r["critical_path"] or {}
         path = (f"{p.get('delay_ns')} ns ({p.get('logic_ns')} logic, {p.get('routing_ns')} "
                 f"routing, {p.get('logic_levels')} levels): `{p.get('start_cell')}` -> "
                 f"`{p.get('end_cell')}`")
         through = ", ".join(f"`{s}`" for s in p.get("sources", [])[:6]) or "-"
-        lines.append(f"| {r['unit']} | {r['lut4']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
+        lines.append(f"| {r[key]} | {r['lut4']} | {r['ff']} | {r['dsp']} | {r['bram']} | "
                      f"{r['fmax_mhz']:.1f} | {path} | {through} |")
     return "\n".join(lines) + "\n"
 
 
-def write(rows):
+PE_NOTE = """\
+The PE alone by MAC latency: the default configuration with `mac.latency` set and
+`pe.acc_regs = max(16, 2 * (latency + 1))`, placed as the `pe` row above. The stages past
+the default's split the accumulating adder (its rounding increment from the carry's
+choice, at 7 stages its leading-zero count from the shift), the operand conversion (from
+10: its rounding increment registered) and the multiplier (from 12: the product registered
+as it leaves the multiplier block); no stage changes a bit of any result. Target for the
+PE alone: 150 MHz."""
+
+
+def write(rows, pe_rows):
     RESULTS.mkdir(parents=True, exist_ok=True)
     order = {name: k for k, name in enumerate(UNITS)}
     rows = sorted(rows, key=lambda r: order[r["unit"]])
+    pe_rows = sorted(pe_rows, key=lambda r: r["mac_latency"])
     (RESULTS / "unit_fmax.json").write_text(json.dumps(
-        {"note": NOTE, "target_mhz": TARGET_MHZ, "rows": rows}, indent=1) + "\n")
+        {"note": NOTE, "target_mhz": TARGET_MHZ, "rows": rows,
+         "pe_note": PE_NOTE, "pe_target_mhz": PE_TARGET_MHZ, "pe_latency": pe_rows},
+        indent=1) + "\n")
     placed = [r for r in rows if "error" not in r]
     slowest = min(placed, key=lambda r: r["fmax_mhz"]) if placed else None
     summary = (f"Slowest unit: **{slowest['unit']}, {slowest['fmax_mhz']:.1f} MHz** against "
                f"the {TARGET_MHZ} MHz target "
                f"({'met' if slowest['fmax_mhz'] >= TARGET_MHZ else 'not met'}).\n\n"
                if slowest else "")
+    fastest = max((r for r in pe_rows if "error" not in r), key=lambda r: r["fmax_mhz"],
+                  default=None)
+    deep = ""
+    if pe_rows:
+        deep = "\n## The PE by MAC latency\n\n" + PE_NOTE + "\n\n"
+        if fastest:
+            met = "met" if fastest["fmax_mhz"] >= PE_TARGET_MHZ else "not met"
+            deep += (f"Fastest: **{fastest['fmax_mhz']:.1f} MHz at MAC latency "
+                     f"{fastest['mac_latency']}** against the {PE_TARGET_MHZ} MHz target "
+                     f"({met}).\n\n")
+        deep += table(pe_rows, key="mac_latency")
     (RESULTS / "unit_fmax.md").write_text(
         "# Fmax of the default core's units (ECP5, out of context)\n\n" + NOTE + "\n\n"
-        + summary + table(rows))
+        + summary + table(rows) + deep)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--units", nargs="+", choices=UNITS, default=list(UNITS),
-                        help="units to place (default: all); the others keep their results")
+    parser.add_argument("--units", nargs="+", choices=UNITS, default=None,
+                        help="units to place (default: all, unless --pe-latencies is given); "
+                             "the others keep their results")
+    parser.add_argument("--pe-latencies", nargs="+", type=int, default=[], metavar="L",
+                        help="also place the PE alone at these MAC latencies (2 to 12)")
     args = parser.parse_args(argv)
+    units = args.units if args.units is not None else (
+        [] if args.pe_latencies else list(UNITS))
+    for latency in args.pe_latencies:
+        if not 2 <= latency <= 12:
+            parser.error(f"--pe-latencies: a MAC latency is 2 to 12, not {latency!r}")
     path = RESULTS / "unit_fmax.json"
-    for name in args.units:
-        row = run_unit(name)
-        print(json.dumps({k: row.get(k) for k in ("unit", "fmax_mhz", "lut4", "dsp", "error")}),
-              flush=True)
-        # Read the results again before each write: another run may have added units.
-        rows = {r["unit"]: r for r in (json.loads(path.read_text())["rows"]
-                                       if path.exists() else [])}
-        rows[name] = row
-        write(list(rows.values()))
+    jobs = [(name, None) for name in units] + [("pe", lat) for lat in args.pe_latencies]
+    for name, latency in jobs:
+        if latency is None:
+            row = run_unit(name)
+        else:
+            row = dict(run_unit("pe", pe_config(latency), f"pe-L{latency}"),
+                       mac_latency=latency, acc_regs=pe_config(latency).pe.acc_regs)
+        print(json.dumps({k: row.get(k) for k in ("unit", "mac_latency", "fmax_mhz", "lut4",
+                                                  "dsp", "error")}), flush=True)
+        # Read the results again before each write: another run may have added rows.
+        old = json.loads(path.read_text()) if path.exists() else {}
+        rows = {r["unit"]: r for r in old.get("rows", [])}
+        pe_rows = {r["mac_latency"]: r for r in old.get("pe_latency", [])}
+        if latency is None:
+            rows[name] = row
+        else:
+            pe_rows[latency] = row
+        write(list(rows.values()), list(pe_rows.values()))
     return 0
 
 

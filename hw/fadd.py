@@ -25,8 +25,9 @@ class FloatAdder(wiring.Component):
         Format of ``result``; ``a_fmt`` when None.
     latency : int
         Register stages: at the output, after alignment, after normalization, after operand
-        ordering and after the addition, in that order of preference; further stages delay
-        the output.
+        ordering, after the addition, after the rounding increment (before the carry's
+        choices) and after the leading-zero count (before the shift), in that order of
+        preference; further stages delay the output.
     paths : int
         2 (the default): the sum on a near and a far path, the faster; 1: on one path (a
         signed add, then a leading-zero count and a shift), the smaller. The result is the
@@ -41,7 +42,8 @@ class FloatAdder(wiring.Component):
     o_valid : Out(1)
     """
 
-    BOUNDARIES = ("output", "aligned", "normalized", "ordered", "summed")
+    BOUNDARIES = ("output", "aligned", "normalized", "ordered", "summed", "rounded",
+                  "counted")
 
     def __init__(self, a_fmt, b_fmt=None, out_fmt=None, *, latency=2, paths=2):
         self.a_fmt = check_format("Format of a", a_fmt)
@@ -67,5 +69,5 @@ class FloatAdder(wiring.Component):
         a = fp.unpack(m, fa, self.a, ew, "a")
         b = fp.unpack(m, fb, self.b, ew, "b")
         summed = fp.add(m, pipe, a, b, fp.adder_window(fa, fb, fo), ew, paths=self.paths)
-        pipe.drive(self, fp.round_pack(m, fmt=fo, ew=ew, **summed))
+        pipe.drive(self, fp.round_pack(m, fmt=fo, ew=ew, pipe=pipe, **summed))
         return m

@@ -354,14 +354,18 @@ def add_signed_magnitudes(m, s_big, s_small, m_big, m_small):
     return dict(sign=Mux(negative, s_small, s_big), mag=mag)
 
 
-def normalize_by_count(m, e_big, mag, ew):
+def normalize_by_count(m, e_big, mag, ew, pipe=None, **passing):
     """The one-path adder's normalization: shift the leading one of ``mag`` to its top
-    bit; the exponent of that bit."""
-    lz = leading_zeros(m, mag, "norm")
+    bit; the exponent of that bit. With ``pipe``, the leading-zero count crosses its
+    ``counted`` boundary before the shift, with the values ``passing`` (returned)."""
+    r = dict(lz=leading_zeros(m, mag, "norm"), mag=mag, e_big=e_big, zero=mag == 0,
+             **passing)
+    if pipe is not None:
+        r = pipe.stage("counted", **r)
     norm = Signal(len(mag), name="norm_sig")
     exp = Signal(signed(ew), name="norm_exp")
-    m.d.comb += [norm.eq(mag << lz), exp.eq(e_big + 1 - lz)]
-    return dict(exp=exp, norm=norm, zero=mag == 0)
+    m.d.comb += [norm.eq(r["mag"] << r["lz"]), exp.eq(r["e_big"] + 1 - r["lz"])]
+    return dict(exp=exp, norm=norm, zero=r["zero"], **{k: r[k] for k in passing})
 
 
 def align(m, x_big, m_x, m_y, shift_xy, shift_yx, past):
@@ -431,7 +435,7 @@ def add_magnitudes(m, sub, m_big, x_big, small_x, small_y, past):
     return dict(mag=mag)
 
 
-def normalize(m, e_big, near, near_mag, mag, big_zero, ew):
+def normalize(m, e_big, near, near_mag, mag, big_zero, ew, pipe=None, **passing):
     """Shift the leading one of the sum to the top bit; the exponent of that bit.
 
     The far path's ``mag`` (one bit wider than the operands, whose leading one is at
@@ -439,28 +443,37 @@ def normalize(m, e_big, near, near_mag, mag, big_zero, ew):
     three-way select, no count. The near path's ``near_mag`` may have cancelled any number
     of leading bits: a leading-zero count and a shift, beside the far path's select.
     ``big_zero`` is the bigger operand's zero flag: only then is the far path's sum zero.
+    With ``pipe``, the near path's count and the far path's select cross its ``counted``
+    boundary, before the near path's shift and the choice of path, with the values
+    ``passing`` (returned).
     """
     width = len(mag)
-    lz = leading_zeros(m, near_mag, "norm")
-    near_norm = Signal(width, name="norm_near_sig")
-    near_exp = Signal(signed(ew), name="norm_near_exp")
-    # ``near_mag`` sits one bit below ``mag``: its count of leading zeros is one less.
-    m.d.comb += [near_norm.eq(Cat(Const(0, 1), (near_mag << lz)[:width - 1])),
-                 near_exp.eq(e_big - lz)]
     top, next_ = mag[-1], mag[-2]
     far_norm = Signal(width, name="norm_far_sig")
     far_exp = Signal(signed(ew), name="norm_far_exp")
     m.d.comb += [far_norm.eq(Mux(top, mag, Mux(next_, mag << 1, mag << 2))),
                  far_exp.eq(Mux(top, e_big + 1, Mux(next_, e_big, e_big - 1)))]
+    r = dict(lz=leading_zeros(m, near_mag, "norm"), near_mag=near_mag, e_big=e_big,
+             near=near, far_norm=far_norm, far_exp=far_exp,
+             zero=Mux(near, near_mag == 0, big_zero), **passing)
+    if pipe is not None:
+        r = pipe.stage("counted", **r)
+    near_norm = Signal(width, name="norm_near_sig")
+    near_exp = Signal(signed(ew), name="norm_near_exp")
+    # ``near_mag`` sits one bit below ``mag``: its count of leading zeros is one less.
+    m.d.comb += [near_norm.eq(Cat(Const(0, 1), (r["near_mag"] << r["lz"])[:width - 1])),
+                 near_exp.eq(r["e_big"] - r["lz"])]
     norm = Signal(width, name="norm_sig")
     exp = Signal(signed(ew), name="norm_exp")
-    m.d.comb += [norm.eq(Mux(near, near_norm, far_norm)), exp.eq(Mux(near, near_exp, far_exp))]
-    return dict(exp=exp, norm=norm, zero=Mux(near, near_mag == 0, big_zero))
+    m.d.comb += [norm.eq(Mux(r["near"], near_norm, r["far_norm"])),
+                 exp.eq(Mux(r["near"], near_exp, r["far_exp"]))]
+    return dict(exp=exp, norm=norm, zero=r["zero"], **{k: r[k] for k in passing})
 
 
 def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
     """``x + y`` up to (not including) rounding, through the adder's pipeline boundaries:
-    ``ordered``, ``aligned``, ``summed`` and ``normalized`` (``y_late``: see :func:`order`).
+    ``ordered``, ``aligned``, ``summed``, ``counted`` and ``normalized`` (``y_late``: see
+    :func:`order`).
 
     ``paths=2``, the classic split: the far path aligns, adds and normalizes by at most one
     place either way; the near path (an effective subtraction with exponents at most one
@@ -479,8 +492,8 @@ def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
         s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
                        **add_signed_magnitudes(m, s["s_big"], s["s_small"], s["m_big"],
                                                s["m_small"]))
-        return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
-                          **normalize_by_count(m, s["e_big"], s["mag"], ew))
+        return pipe.stage("normalized", **normalize_by_count(
+            m, s["e_big"], s["mag"], ew, pipe, sign=s["sign"], zero_sign=s["zero_sign"]))
     s = pipe.stage("ordered", **order_unpicked(m, x, y, window, ew, y_late))
     sub = s["s_big"] ^ s["s_small"]
     x_big = s["x_big"]
@@ -497,16 +510,18 @@ def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
                    near=s["near"], near_mag=s["near_mag"], big_zero=~s["m_big"][-1],
                    **add_magnitudes(m, s["sub"], s["m_big"], s["x_big"], s["small_x"],
                                     s["small_y"], s["past"]))
-    return pipe.stage("normalized", sign=s["sign"], zero_sign=s["zero_sign"],
-                      **normalize(m, s["e_big"], s["near"], s["near_mag"], s["mag"],
-                                  s["big_zero"], ew))
+    return pipe.stage("normalized", **normalize(m, s["e_big"], s["near"], s["near_mag"],
+                                                s["mag"], s["big_zero"], ew, pipe,
+                                                sign=s["sign"], zero_sign=s["zero_sign"]))
 
 
-def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew):
+def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew, pipe=None):
     """Round a normalized significand to ``fmt`` (RNE), flush to zero, saturate and pack.
 
     ``norm`` has its leading one at its top bit; sticky information, if any, is already in
-    its least significant bit, at least two places below the rounding position.
+    its least significant bit, at least two places below the rounding position. With
+    ``pipe``, the values computed for both outcomes of the rounding carry cross its
+    ``rounded`` boundary, and the carry picks among them after it.
     """
     p = fmt.precision
     width = len(norm)
@@ -519,26 +534,32 @@ def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew):
     sticky = norm[:drop - 1].any()
     inc = Signal(p + 1, name="round_inc")
     m.d.comb += inc.eq(keep + (round_bit & (sticky | keep[0])))
-    carry = inc[p]
     # The rounding carry bumps the exponent. Every exponent-dependent value is computed
     # for both cases side by side and selected by the carry, so the exponent's carry
     # chains run in parallel with the significand's instead of after it.
     field_0 = Signal(fmt.exp_bits, name="round_field_0")
     field_1 = Signal(fmt.exp_bits, name="round_field_1")
     m.d.comb += [field_0.eq(exp + fmt.bias), field_1.eq(exp + fmt.bias + 1)]
-    under = zero | Mux(carry, exp < fmt.emin - 1, exp < fmt.emin)
-    over = ~under & Mux(carry, exp > fmt.emax - 1, exp > fmt.emax)
+    r = dict(carry=inc[p], man=inc[:fmt.man_bits], field_0=field_0, field_1=field_1,
+             under_0=zero | (exp < fmt.emin), under_1=zero | (exp < fmt.emin - 1),
+             over_0=exp > fmt.emax, over_1=exp > fmt.emax - 1,
+             sign=sign, zero_sign=Mux(zero, zero_sign, sign))
+    if pipe is not None:
+        r = pipe.stage("rounded", **r)
+    carry = r["carry"]
+    under = Mux(carry, r["under_1"], r["under_0"])
+    over = ~under & Mux(carry, r["over_1"], r["over_0"])
     # On a carry the significand is exactly 2**p: mantissa zero.
-    man = Mux(carry, 0, inc[:fmt.man_bits])
-    field = Mux(carry, field_1, field_0)
+    man = Mux(carry, 0, r["man"])
+    field = Mux(carry, r["field_1"], r["field_0"])
     result = Signal(fmt.width, name="round_result")
-    m.d.comb += result.eq(Mux(under, Cat(Const(0, fmt.width - 1), Mux(zero, zero_sign, sign)),
-                              Mux(over, Cat(Const(fmt.max_bits, fmt.width - 1), sign),
-                                  Cat(man, field, sign))))
+    m.d.comb += result.eq(Mux(under, Cat(Const(0, fmt.width - 1), r["zero_sign"]),
+                              Mux(over, Cat(Const(fmt.max_bits, fmt.width - 1), r["sign"]),
+                                  Cat(man, field, r["sign"]))))
     return result
 
 
-def narrow(m, bits, src, dst, name="narrow"):
+def narrow(m, bits, src, dst, name="narrow", pipe=None):
     """``src`` bits rounded to ``dst`` (RNE, flush to zero, saturate) when both formats have
     the same exponent field (fp32 to bf16): :func:`round_pack` of :func:`unpack`, bit for
     bit, with one carry chain.
@@ -546,7 +567,8 @@ def narrow(m, bits, src, dst, name="narrow"):
     The exponent field passes through: the kept mantissa and the field, read as one
     integer, take the rounding increment, whose carry out of the mantissa steps the field.
     Only the all-ones pattern (the largest value) would carry out of the field: it stays,
-    which is the saturation. Exponent code 0 is a zero and keeps its sign.
+    which is the saturation. Exponent code 0 is a zero and keeps its sign. With ``pipe``,
+    the increment and the word it may replace cross its ``rounded`` boundary.
     """
     if src.exp_bits != dst.exp_bits or dst.man_bits >= src.man_bits:
         raise ValueError(f"narrow needs the same exponent field and fewer mantissa bits: "
@@ -556,22 +578,26 @@ def narrow(m, bits, src, dst, name="narrow"):
     body = bits[drop:src.width - 1]              # kept mantissa, then the field
     up = bits[drop - 1] & (bits[:drop - 1].any() | bits[drop])
     inc = Signal(len(body) + 1, name=f"{name}_inc")
+    m.d.comb += inc.eq(body + up)
+    r = dict(inc=inc, body=body, zero=field == 0, sign=bits[src.width - 1])
+    if pipe is not None:
+        r = pipe.stage("rounded", **r)
     result = Signal(dst.width, name=f"{name}_result")
-    m.d.comb += [inc.eq(body + up),
-                 result.eq(Cat(Mux(field == 0, 0, Mux(inc[-1], body, inc[:-1])),
-                               bits[src.width - 1]))]
+    m.d.comb += result.eq(Cat(Mux(r["zero"], 0, Mux(r["inc"][-1], r["body"], r["inc"][:-1])),
+                              r["sign"]))
     return result
 
 
-def convert(m, bits, src, dst, name="convert"):
+def convert(m, bits, src, dst, name="convert", pipe=None):
     """``src`` bits converted to ``dst`` (the golden ``fconvert``): :func:`narrow` when the
     formats share the exponent field and ``dst`` is narrower, else :func:`unpack` then
-    :func:`round_pack` (exact when ``dst`` is at least as wide)."""
+    :func:`round_pack` (exact when ``dst`` is at least as wide). With ``pipe``, the
+    rounding's ``rounded`` boundary is one of its boundaries."""
     if src.exp_bits == dst.exp_bits and dst.man_bits < src.man_bits:
-        return narrow(m, bits, src, dst, name)
+        return narrow(m, bits, src, dst, name, pipe)
     ew = exponent_width(src, dst)
     u = unpack(m, src, bits, ew, name)
-    return round_pack(m, u.sign, u.exp, u.sig, u.zero, u.sign, dst, ew)
+    return round_pack(m, u.sign, u.exp, u.sig, u.zero, u.sign, dst, ew, pipe)
 
 
 def pack_exact(m, value, fmt):

@@ -383,6 +383,9 @@ class PE(wiring.Component):
             return 1
         if self.dual in ("value", "static", "random") and self.mac_latency >= 3:
             return 2
+        if self.mac_latency >= 12:
+            # The product registered as it leaves the multiplier block, normalized after.
+            return 2
         return 1
 
     @property
@@ -398,13 +401,17 @@ class PE(wiring.Component):
     @property
     def quantize_stage(self):
         """Register stages of the multiplicands (the bank words converted to the operand
-        format) before the multiply path: 2 when ``mac_latency`` leaves the accumulating
-        adder at least three stages after them and the multiply path (the bank words are
-        registered before the conversion too: a block-RAM read and the conversion in one
-        cycle set a PE's clock, ``benchmarks/results/unit_fmax.md``), 1 when it leaves it
-        at least one, else 0. The stages come out of the adder's, so ``mac_latency`` and
-        every cycle count stay as they are."""
+        format) before the multiply path: 3 when ``mac_latency`` leaves the accumulating
+        adder at least six stages (:class:`hw.fadd.FloatAdder`) after them and the
+        multiply path (the conversion's rounding increment registered before its carry's
+        choice); 2 when it leaves the adder at least three (the bank words are registered
+        before the conversion too: a block-RAM read and the conversion in one cycle set a
+        PE's clock, ``benchmarks/results/unit_fmax.md``), 1 when it leaves it at least one,
+        else 0. The stages come out of the adder's, so ``mac_latency`` and every cycle
+        count stay as they are."""
         spare = self.mac_latency - self.multiply_latency - self.pair_latency
+        if spare >= 9 and not self.kpair:
+            return 3
         if spare >= 5 and not self.kpair:
             return 2
         return 1 if spare >= 2 else 0
@@ -511,24 +518,35 @@ class PE(wiring.Component):
         # cycle late), so the block RAM's output and the conversion are in cycles of their
         # own.
         QS = self.quantize_stage
+        # With QS = 3 the conversion's rounding has a register inside (`converting`); the
+        # words that skip the conversion wait a cycle beside it (`inner`).
+        converting = fp.Pipeline(m, ("rounded",), int(QS == 3))
 
         def raw(value, name):
-            return delayed(value, 1, f"raw_{name}") if QS == 2 else value
+            return delayed(value, 1, f"raw_{name}") if QS >= 2 else value
+
+        def inner(value, name):
+            return delayed(value, 1, f"inner_{name}") if QS == 3 else value
 
         # The fp32 multiplicands are converted here; activation-bank words already are.
         # The bank's word is registered with no logic before it (the mux comes after).
-        a32 = Mux(raw(is_update, "is_update"), raw(acc_k, "acc"), raw(w_rd.data, "w"))
+        w_word, acc_word = raw(w_rd.data, "w"), raw(acc_k, "acc")
+        a32 = Mux(raw(is_update, "is_update"), acc_word, w_word)
         b32 = raw(Mux(is_update, self.scalar, self.scalar2), "b32")
-        # The fused update's first MAC starts from the weight, as an UPDATE does.
+        # The fused update's first MAC starts from the weight, as an UPDATE does. The
+        # addend takes the same registered words (`raw`), so that no bank output has a
+        # multiplexer before its first register.
         from_w = is_update | (is_mac & s1.c_init_w)
-        c32 = Mux(from_w, w_rd.data, Mux(s1.c_clear & ~is_velocity, 0, acc_k))
-        take_act = raw(~is_update & s1.a_act, "take_act")
-        convert_b = raw(is_update | is_velocity, "convert_b")
-        qa = Mux(take_act, raw(a_rd2.data, "a_act"),
-                 fp.convert(m, a32, FP32, op, "qa"))
-        qb = Mux(convert_b, fp.convert(m, b32, FP32, op, "qb"),
-                 raw(a_rd.data, "b"))
-        QC = QS - (QS == 2)                       # stages after the conversion
+        c32 = Mux(raw(from_w, "from_w"), w_word,
+                  Mux(raw(s1.c_clear & ~is_velocity, "clear"), 0, acc_word))
+        c32_wait = QS + ML - (QS >= 2)            # the addend's stages after c32
+        take_act = inner(raw(~is_update & s1.a_act, "take_act"), "take_act")
+        convert_b = inner(raw(is_update | is_velocity, "convert_b"), "convert_b")
+        qa = Mux(take_act, inner(raw(a_rd2.data, "a_act"), "a_act"),
+                 fp.convert(m, a32, FP32, op, "qa", converting))
+        qb = Mux(convert_b, fp.convert(m, b32, FP32, op, "qb", converting),
+                 inner(raw(a_rd.data, "b"), "b"))
+        QC = QS - (QS >= 2) - (QS == 3)           # stages after the conversion
         AL = self.mac_latency - QS - ML          # the accumulating adder's stages
 
         # The MAC is the multiply path and the accumulating adder, which rounds the exact
@@ -544,9 +562,10 @@ class PE(wiring.Component):
         pair1 = Signal(name="pair1")
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
-            qa1 = Mux(raw(s1.a_act, "a_act1"), raw(a_rd2_1.data, "a_act_1"),
-                      fp.convert(m, raw(w_rd_1.data, "w1"), FP32, op, "qa1"))
-            qb1 = raw(a_rd_1.data, "b1")
+            qa1 = Mux(inner(raw(s1.a_act, "a_act1"), "a_act1"),
+                      inner(raw(a_rd2_1.data, "a_act_1"), "a_act_1"),
+                      fp.convert(m, raw(w_rd_1.data, "w1"), FP32, op, "qa1", converting))
+            qb1 = inner(raw(a_rd_1.data, "b1"), "b1")
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
                          mul.a1.eq(delayed(qa1, QC, "qa1")), mul.b1.eq(delayed(qb1, QC, "qb1")),
                          mul.pair1.eq(delayed(pair1, QS, "pair1")),
@@ -561,7 +580,7 @@ class PE(wiring.Component):
             product0, product1 = self._reuse(m, s1, is_mac, pair1, delayed, mul)
 
         m.submodules.accumulate = add = FloatAdder(FP32, pf, FP32, latency=AL)
-        m.d.comb += [add.a.eq(delayed(c32, QS + ML, "addend")), add.b.eq(product0),
+        m.d.comb += [add.a.eq(delayed(c32, c32_wait, "addend")), add.b.eq(product0),
                      add.i_valid.eq(mul.o_valid)]
         if dual:
             # Pair 1's accumulating adder: the same latency, so both results land together.

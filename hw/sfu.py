@@ -23,7 +23,7 @@ from chrysalis.gen.spec import sfu as golden
 from .mac import FloatMAC
 
 __all__ = ["SpecialFunctionUnit", "PipelinedSFU", "EXP_PROGRAM", "RECIP_PROGRAM",
-           "MAX_THREADS"]
+           "MAX_THREADS", "MAX_MAC_LATENCY"]
 
 #: The microprograms: one ``(c, a, b, capture)`` row per FMA ``c + a*b``, in issue order.
 #: An operand is an fp32 constant (int bit pattern) or a source of the element's thread:
@@ -58,6 +58,9 @@ _PROGRAMS = (EXP_PROGRAM, RECIP_PROGRAM)
 
 #: The largest number of threads (elements in flight).
 MAX_THREADS = 32
+
+#: The deepest FMA: the config's largest ``mac.latency`` (``gen.spec.config.MacConfig``).
+MAX_MAC_LATENCY = 12
 
 
 def _check_op(op):
@@ -105,8 +108,9 @@ class SpecialFunctionUnit(wiring.Component):
     Parameters
     ----------
     mac_latency : int
-        Register stages of the FMA, 1 to 8 (see :class:`~hw.mac.FloatMAC`). The FMA's
-        result feeds its own inputs through a multiplexer, so at least one stage is needed.
+        Register stages of the FMA, 1 to :data:`MAX_MAC_LATENCY` (see
+        :class:`~hw.mac.FloatMAC`). The FMA's result feeds its own inputs through a
+        multiplexer, so at least one stage is needed.
     threads : int or None
         ``E``, the elements in flight and the cycles between two FMAs of one element:
         ``mac_latency`` to :data:`MAX_THREADS`. ``None`` (the default) is
@@ -156,8 +160,9 @@ class SpecialFunctionUnit(wiring.Component):
 
     def __init__(self, *, mac_latency=6, threads=None):
         if (not isinstance(mac_latency, int) or isinstance(mac_latency, bool)
-                or not 1 <= mac_latency <= 8):
-            raise ValueError(f"mac_latency must be an integer from 1 to 8, not {mac_latency!r}")
+                or not 1 <= mac_latency <= MAX_MAC_LATENCY):
+            raise ValueError(f"mac_latency must be an integer from 1 to {MAX_MAC_LATENCY}, "
+                             f"not {mac_latency!r}")
         if threads is None:
             threads = mac_latency + 1
         elif (not isinstance(threads, int) or isinstance(threads, bool)
@@ -463,7 +468,8 @@ class PipelinedSFU(wiring.Component):
     Parameters
     ----------
     mac_latency : int
-        Register stages of each FMA, 1 to 8 (see :class:`~hw.mac.FloatMAC`).
+        Register stages of each FMA, 1 to :data:`MAX_MAC_LATENCY` (see
+        :class:`~hw.mac.FloatMAC`).
     early_reciprocal : bool
         Reciprocals leave on ``recip_y`` only, not also at ``y``.
     prepared : bool
@@ -499,8 +505,9 @@ class PipelinedSFU(wiring.Component):
 
     def __init__(self, *, mac_latency=6, early_reciprocal=False, prepared=False):
         if (not isinstance(mac_latency, int) or isinstance(mac_latency, bool)
-                or not 1 <= mac_latency <= 8):
-            raise ValueError(f"mac_latency must be an integer from 1 to 8, not {mac_latency!r}")
+                or not 1 <= mac_latency <= MAX_MAC_LATENCY):
+            raise ValueError(f"mac_latency must be an integer from 1 to {MAX_MAC_LATENCY}, "
+                             f"not {mac_latency!r}")
         if not isinstance(early_reciprocal, bool):
             raise TypeError(f"early_reciprocal must be a bool, not {early_reciprocal!r}")
         if not isinstance(prepared, bool):

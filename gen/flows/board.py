@@ -29,6 +29,9 @@ __all__ = ["Board", "BOARDS", "BoardError", "build_board", "collect_board", "par
 #: The frequency the accelerator is meant to reach on an ECP5-85 (SPEC.md).
 TARGET_MHZ = 100.0
 
+#: The options of the build's ``synth_ecp5``.
+SYNTH_OPTS = "-noabc9"
+
 
 @dataclass(frozen=True)
 class Board:
@@ -157,8 +160,11 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
     platform = spec.make_platform()
     nextpnr_opts = ["--timing-allow-fail", "--report", f"{name}.pnr.json",
                     "--seed", str(nextpnr_seed)]
+    # The classic LUT mapper: YoWASP's ABC9 fails an assertion while reintegrating the
+    # default core's netlist (ABC_OPS_REINTEGRATE, around its LUT RAMs), as it exits on
+    # some units' (gen.flows.synth.synth_ecp5).
     plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
-                          nextpnr_opts=nextpnr_opts)
+                          nextpnr_opts=nextpnr_opts, synth_opts=SYNTH_OPTS)
     plan.extract(str(out))
     elaborated = time.monotonic()
     log(f"elaborated in {elaborated - started:.1f} s; running the toolchain in {out}")

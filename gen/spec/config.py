@@ -172,8 +172,10 @@ class MacConfig(_Level):
         Format of the addend and the result (accumulators and master weights). Same limits;
         the RTL builds fp32 only (:func:`check_buildable`).
     latency : int
-        Pipeline register stages from inputs to result, 0 to 8. The default, 6, is what a
-        bf16 MAC needs for 100 MHz on ECP5 (``benchmarks/arith.py``).
+        Pipeline register stages from inputs to result, 2 to 12. The default, 6, is what a
+        bf16 MAC needs for 100 MHz on ECP5 (``benchmarks/arith.py``); from 9 on, a PE's
+        further stages split its accumulating adder, its operand conversion and its
+        multiplier (``hw.pe.PE``; ``benchmarks/unit_fmax.py`` places them).
     dual : str
         Precision policy, one of :data:`DUAL_POLICIES`.
     low_man_bits : int
@@ -202,7 +204,7 @@ class MacConfig(_Level):
         object.__setattr__(self, "operand", _check_format(self._path("operand"), self.operand))
         object.__setattr__(self, "accumulator",
                            _check_format(self._path("accumulator"), self.accumulator))
-        _check_int(self._path("latency"), self.latency, 2, 8)
+        _check_int(self._path("latency"), self.latency, 2, 12)
         _check_choice(self._path("dual"), self.dual, DUAL_POLICIES)
         _check_int(self._path("low_man_bits"), self.low_man_bits, 1, self.operand.man_bits,
                    hi_is=f"the mantissa bits of {self._path('operand')}")

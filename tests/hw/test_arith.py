@@ -105,6 +105,8 @@ def test_converter_formats(src, dst):
     (FP32, FP32, FP32, 2, 2), (FP32, BF16, FP32, 1, 2), (BF16, BF16, BF16, 3, 2),
     (BF16, BF16, FP32, 0, 2), (FP8_E4M3, FP8_E4M3, FP8_E4M3, 2, 2),
     (FP32, FP32, FP32, 3, 1), (BF16, BF16, FP32, 2, 1),
+    # Every boundary registered (rounded, counted), on both forms.
+    (FP32, BF16, FP32, 7, 2), (FP32, BF16, FP32, 7, 1),
 ])
 def test_adder(a_fmt, b_fmt, out_fmt, latency, paths, count):
     inputs = vectors.add_vectors(a_fmt, b_fmt, count, seed=25)

@@ -31,6 +31,9 @@ CONFIGS = {
                                                  "core.reduction": "tree"}),
     "4x4-tree": with_overrides(PRESETS["tiny"], {"core.rows": 4, "core.cols": 4,
                                                  "core.reduction": "tree"}),
+    # The deepest MAC: the PE's conversion, multiplier and adder split into every stage
+    # they have (hw.pe.PE.quantize_stage, multiply_latency; hw.fadd.FloatAdder).
+    "2x2-deep": with_overrides(PRESETS["tiny"], {"mac.latency": 12, "pe.acc_regs": 26}),
 }
 
 

@@ -7,7 +7,7 @@ Every ``dY`` word must equal ``sim.golden.core_model.softmax_xent_gradient``'s b
 bit, and ``done`` must come exactly in the cycle ``sim.golden.core_counts._trace_loss``
 (and its closed form ``gen.perf.commands.loss_grad_cycles``) predicts, at the edges:
 one class, one sample, more samples than a chunk, class counts that are multiples of
-nothing, labels that mark no class, every FMA latency from 2 to 8; with either
+nothing, labels that mark no class, every FMA latency from 2 to 12; with either
 special-function unit (``core.sfu``: pipelined, barrel), and 1, 2 or 4 lanes in the
 maximum pass.
 """
@@ -117,8 +117,8 @@ def test_equals_golden(classes, batch):
 # The RTL at latencies 2, 6 (the default) and 8 runs in the default suite (3 also in
 # tests/hw/test_core_counts.py), at 3, 4, 5 and 7 it is `slow`.
 @pytest.mark.parametrize("latency", [
-    pytest.param(latency, marks=pytest.mark.slow) if latency in (3, 4, 5, 7) else latency
-    for latency in range(2, 9)])
+    pytest.param(latency, marks=pytest.mark.slow) if latency in (3, 4, 5, 7, 9, 10, 11)
+    else latency for latency in range(2, 13)])
 def test_every_latency(latency):
     check(5, 9, latency=latency, seed=latency)
     check(3, 2, latency=latency, seed=latency + 50, lanes=(1, 2, 4)[latency % 3])

@@ -213,8 +213,11 @@ def run_pe(dut, program):
     return sent, made
 
 
+# Latencies 10 and 12 register the conversion's rounding (fp16 through round_pack, bf16
+# through narrow), the adder's rounding increment and leading-zero count, and the product.
 @pytest.mark.parametrize("operand,latency,seed", [(BF16, 3, 1), (BF16, 6, 2), (FP8_E4M3, 2, 3),
-                                                   (FP16, 4, 4), (FP32, 3, 5)])
+                                                   (FP16, 4, 4), (FP32, 3, 5), (FP16, 10, 6),
+                                                   (BF16, 12, 7)])
 def test_pe_rtl_equals_model(operand, latency, seed):
     pe_args = {"operand": operand, "weight_words": 16, "act_words": 16, "acc_regs": 8,
                "latency": latency}

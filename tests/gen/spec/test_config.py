@@ -70,7 +70,7 @@ BAD_FIELDS = [
     ("mac.operand", 16, True),
     ("mac.accumulator", "e11m52", False),
     ("mac.latency", -1, False),
-    ("mac.latency", 9, False),
+    ("mac.latency", 13, False),
     ("mac.latency", 2.0, True),
     ("mac.latency", True, True),
     ("mac.dual", "double", False),

@@ -29,7 +29,7 @@ FIELDS = {
     "mac.operand": (["fp32", "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "e5m7"],
                     ["e9m7", "e8m24", "e1m3", "e4m0", "fp64"]),
     "mac.accumulator": (["fp32"], ["bf16", "fp16"]),
-    "mac.latency": (range(2, 9), [1, 9]),
+    "mac.latency": (range(2, 13), [1, 13]),
     "mac.dual": (DUAL_POLICIES, ["none"]),
     "mac.low_man_bits": (range(1, 4), [0, 24]),
     "pe.weight_words": ([2, 4, 16, 64], [1, 3, 1 << 21]),
