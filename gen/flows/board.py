@@ -29,8 +29,9 @@ __all__ = ["Board", "BOARDS", "BoardError", "build_board", "collect_board", "par
 #: The frequency the accelerator is meant to reach on an ECP5-85 (SPEC.md).
 TARGET_MHZ = 100.0
 
-#: The options of the build's ``synth_ecp5``.
-SYNTH_OPTS = "-noabc9"
+#: The build's ``synth_ecp5`` stops before its LUT mapping (ABC9), and the classic ``abc
+#: -lut 4`` maps the LUTs instead, as ``gen.flows.synth.synth_ecp5(lut_mapper="abc")`` does.
+SYNTH_OPTS = "-run :map_luts"
 
 
 @dataclass(frozen=True)
@@ -160,11 +161,13 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
     platform = spec.make_platform()
     nextpnr_opts = ["--timing-allow-fail", "--report", f"{name}.pnr.json",
                     "--seed", str(nextpnr_seed)]
-    # The classic LUT mapper: YoWASP's ABC9 fails an assertion while reintegrating the
-    # default core's netlist (ABC_OPS_REINTEGRATE, around its LUT RAMs), as it exits on
-    # some units' (gen.flows.synth.synth_ecp5).
+    # The classic LUT mapper: YoWASP's ABC9 (Yosys 0.70) fails an assertion while
+    # reintegrating the default core's netlist (ABC_OPS_REINTEGRATE, around its LUT RAMs),
+    # as it exits on some units' (gen.flows.synth.synth_ecp5).
     plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
-                          nextpnr_opts=nextpnr_opts, synth_opts=SYNTH_OPTS)
+                          nextpnr_opts=nextpnr_opts, synth_opts=SYNTH_OPTS,
+                          script_after_synth=f"abc -lut 4\nclean\n"
+                                             f"synth_ecp5 -top {name} -run map_cells:")
     plan.extract(str(out))
     elaborated = time.monotonic()
     log(f"elaborated in {elaborated - started:.1f} s; running the toolchain in {out}")
