@@ -272,10 +272,16 @@ class Core(wiring.Component):
                      sp.rd_line.eq(issue.rd.line), sp.rd_lanes.eq(issue.rd.lanes)]
 
         # The broadcast stage: the issue reaches the PE array a cycle later, with the words
-        # read for it; the send stage, a cycle after, puts the PEs' words on the buses.
+        # read a cycle before it; the send stage, a cycle after, puts the PEs' words on the
+        # buses.
         step = Signal(self.issue_layout.members["bus"], name="broadcast")
         m.d.sync += step.eq(issue.bus)
-        row_in, col_in = self._broadcast(m, pes, step, cmd, sp.rd_data)
+        # The words a load broadcasts, registered as they leave the scratchpad (the mover
+        # issues a load's micro-op a cycle after its read, hw.mover), so that a block RAM's
+        # output and the trip across the array to the PEs are two paths, not one.
+        lane_words = [Signal(32, name=f"lane_word{l}") for l in range(max(R, C))]
+        m.d.sync += [word.eq(sp.rd_data[l]) for l, word in enumerate(lane_words)]
+        row_in, col_in = self._broadcast(m, pes, step, cmd, lane_words)
         sent = Signal(step.red.shape(), name="send_step")
         m.d.sync += sent.eq(step.red)
         row_bus, col_bus = self._buses(m, pes, step)

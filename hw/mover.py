@@ -18,8 +18,9 @@ class Mover(wiring.Component):
     """Issues the transfers of LOAD_COL, LOAD_ROW, LOAD_W and STORE_W.
 
     A load is a scratchpad read and a micro-op that writes the words read into the PEs'
-    banks; the micro-op is issued one cycle after the mover computes it, with its read, so
-    that the words and the micro-op meet in the broadcast stage. A store sends one PE
+    banks; the read is issued one cycle after the mover computes it and the micro-op one
+    cycle after the read, so that the micro-op meets the words, which the core registers as
+    they leave the scratchpad (``hw.core``), in the broadcast stage. A store sends one PE
     column's weights a cycle over the row buses, straight into the scratchpad.
 
     The addresses are stepped, never multiplied out: beside each loop counter a register
@@ -155,11 +156,20 @@ class Mover(wiring.Component):
             m.d.comb += self.bus_words.eq(popcount(w_mask))
 
         with m.If(load_valid):
-            m.d.comb += [bus.uop.eq(load_uop), bus.bus_from.eq(load_from),
-                         bus.sel_col.eq(load_col),
-                         bus.sel_all.eq(load_uop.t_op != TransferOp.W_FROM_ROW),
-                         rd.en.eq(1), rd.e0.eq(load.e0), rd.line.eq(load.line),
+            m.d.comb += [rd.en.eq(1), rd.e0.eq(load.e0), rd.line.eq(load.line),
                          rd.lanes.eq(load.lanes)]
+        # The load's micro-op, a cycle after its read. The command's last one goes out a
+        # cycle after `finish`, well inside the settling the sequencer gives every command.
+        sent_uop = Signal.like(load_uop, name="sent_uop")
+        sent_from = Signal.like(load_from, name="sent_from")
+        sent_valid = Signal(name="sent_valid")
+        sent_col = Signal.like(load_col, name="sent_col")
+        m.d.sync += [sent_uop.eq(load_uop), sent_from.eq(load_from), sent_valid.eq(load_valid),
+                     sent_col.eq(load_col)]
+        with m.If(sent_valid):
+            m.d.comb += [bus.uop.eq(sent_uop), bus.bus_from.eq(sent_from),
+                         bus.sel_col.eq(sent_col),
+                         bus.sel_all.eq(sent_uop.t_op != TransferOp.W_FROM_ROW)]
         with m.If(ctl.active & (op == Opcode.STORE_W)):
             m.d.comb += [bus.uop.t_op.eq(TransferOp.SEND_W),
                          bus.uop.t_addr.eq(cmd.wbase + t_off + b),
