@@ -46,7 +46,8 @@ class CommandChecker(wiring.Component):
     command : In(COMMAND_LAYOUT)
         The command, held for three cycles before :attr:`code` is read.
     dma_base, dma_last : In(64)
-        The DMA window (registers ``DMA_BASE``, ``DMA_LAST``).
+        The DMA window (registers ``DMA_BASE``, ``DMA_LAST``); ``dma_last`` is sampled a
+        cycle before :attr:`code` is read.
     code : Out(8)
         The first failing check's error code, ``ErrorCode.NONE`` if the command may run.
     mask : Out(cluster.cores)
@@ -272,8 +273,12 @@ class CommandChecker(wiring.Component):
             m.d.sync += dma_span.eq((hi << half) + lo + col_bytes)
             addr = f[region.base]
             align.append(is_dma & ((addr[:log_bb] != 0) | (f.mem_stride[:log_bb] != 0)))
-            span.append(is_dma & ((addr < self.dma_base) |
-                                  (addr + dma_span - 1 > self.dma_last)))
+            # addr + dma_span - 1 > dma_last, as dma_span > dma_last - addr + 1: the room
+            # is registered beside the span, so the third cycle has one compare, not an
+            # add and then a compare.
+            room = Signal(signed(len(addr) + 3), name="chk_dma_room")
+            m.d.sync += room.eq(self.dma_last - addr + 1)
+            span.append(is_dma & ((addr < self.dma_base) | (dma_span > room)))
         E = isa.ErrorCode
         return (E.DMA_ALIGN, Cat(*align).any()), (E.DMA_RANGE, Cat(*span).any())
 
