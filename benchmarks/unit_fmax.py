@@ -213,21 +213,26 @@ def main(argv=None):
                         help="units to place (default: all, unless --pe-latencies is given); "
                              "the others keep their results")
     parser.add_argument("--pe-latencies", nargs="+", type=int, default=[], metavar="L",
-                        help="also place the PE alone at these MAC latencies (2 to 12)")
+                        help="also place the PE alone at these MAC latencies (those "
+                             "mac.latency takes)")
     args = parser.parse_args(argv)
     units = args.units if args.units is not None else (
         [] if args.pe_latencies else list(UNITS))
+    from chrysalis.gen.spec.config import ConfigError
+    configs = {}
     for latency in args.pe_latencies:
-        if not 2 <= latency <= 12:
-            parser.error(f"--pe-latencies: a MAC latency is 2 to 12, not {latency!r}")
+        try:
+            configs[latency] = pe_config(latency)
+        except ConfigError as error:
+            parser.error(f"--pe-latencies: {error}")
     path = RESULTS / "unit_fmax.json"
     jobs = [(name, None) for name in units] + [("pe", lat) for lat in args.pe_latencies]
     for name, latency in jobs:
         if latency is None:
             row = run_unit(name)
         else:
-            row = dict(run_unit("pe", pe_config(latency), f"pe-L{latency}"),
-                       mac_latency=latency, acc_regs=pe_config(latency).pe.acc_regs)
+            row = dict(run_unit("pe", configs[latency], f"pe-L{latency}"),
+                       mac_latency=latency, acc_regs=configs[latency].pe.acc_regs)
         print(json.dumps({k: row.get(k) for k in ("unit", "mac_latency", "fmax_mhz", "lut4",
                                                   "dsp", "error")}), flush=True)
         # Read the results again before each write: another run may have added rows.

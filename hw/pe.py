@@ -518,15 +518,18 @@ class PE(wiring.Component):
         # cycle late), so the block RAM's output and the conversion are in cycles of their
         # own.
         QS = self.quantize_stage
-        # With QS = 3 the conversion's rounding has a register inside (`converting`); the
-        # words that skip the conversion wait a cycle beside it (`inner`).
-        converting = fp.Pipeline(m, ("rounded",), int(QS == 3))
+        # With QS = 3 the conversion's rounding has a register inside (`converting`). The
+        # words that skip the conversion wait beside it (`beside`) as long as the converted
+        # ones take to reach the stages after it (QC).
+        RAW, INNER = int(QS >= 2), int(QS == 3)
+        QC = QS - RAW - INNER                     # stages after the conversion
+        converting = fp.Pipeline(m, ("rounded",), INNER)
 
         def raw(value, name):
-            return delayed(value, 1, f"raw_{name}") if QS >= 2 else value
+            return delayed(value, RAW, f"raw_{name}")
 
-        def inner(value, name):
-            return delayed(value, 1, f"inner_{name}") if QS == 3 else value
+        def beside(value, name):
+            return delayed(value, RAW + INNER, f"beside_{name}")
 
         # The fp32 multiplicands are converted here; activation-bank words already are.
         # The bank's word is registered with no logic before it (the mux comes after).
@@ -539,14 +542,13 @@ class PE(wiring.Component):
         from_w = is_update | (is_mac & s1.c_init_w)
         c32 = Mux(raw(from_w, "from_w"), w_word,
                   Mux(raw(s1.c_clear & ~is_velocity, "clear"), 0, acc_word))
-        c32_wait = QS + ML - (QS >= 2)            # the addend's stages after c32
-        take_act = inner(raw(~is_update & s1.a_act, "take_act"), "take_act")
-        convert_b = inner(raw(is_update | is_velocity, "convert_b"), "convert_b")
-        qa = Mux(take_act, inner(raw(a_rd2.data, "a_act"), "a_act"),
+        c32_wait = QS + ML - RAW                  # the addend's stages after c32
+        take_act = beside(~is_update & s1.a_act, "take_act")
+        convert_b = beside(is_update | is_velocity, "convert_b")
+        qa = Mux(take_act, beside(a_rd2.data, "a_act"),
                  fp.convert(m, a32, FP32, op, "qa", converting))
         qb = Mux(convert_b, fp.convert(m, b32, FP32, op, "qb", converting),
-                 inner(raw(a_rd.data, "b"), "b"))
-        QC = QS - (QS >= 2) - (QS == 3)           # stages after the conversion
+                 beside(a_rd.data, "b"))
         AL = self.mac_latency - QS - ML          # the accumulating adder's stages
 
         # The MAC is the multiply path and the accumulating adder, which rounds the exact
@@ -562,10 +564,9 @@ class PE(wiring.Component):
         pair1 = Signal(name="pair1")
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
-            qa1 = Mux(inner(raw(s1.a_act, "a_act1"), "a_act1"),
-                      inner(raw(a_rd2_1.data, "a_act_1"), "a_act_1"),
+            qa1 = Mux(beside(s1.a_act, "a_act1"), beside(a_rd2_1.data, "a_act_1"),
                       fp.convert(m, raw(w_rd_1.data, "w1"), FP32, op, "qa1", converting))
-            qb1 = inner(raw(a_rd_1.data, "b1"), "b1")
+            qb1 = beside(a_rd_1.data, "b1")
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
                          mul.a1.eq(delayed(qa1, QC, "qa1")), mul.b1.eq(delayed(qb1, QC, "qb1")),
                          mul.pair1.eq(delayed(pair1, QS, "pair1")),

@@ -17,13 +17,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from chrysalis.gen.spec.config import MAX_MAC_LATENCY
 from chrysalis.gen.spec.formats import FP32
 from chrysalis.gen.spec import sfu as golden
 
 from .mac import FloatMAC
 
 __all__ = ["SpecialFunctionUnit", "PipelinedSFU", "EXP_PROGRAM", "RECIP_PROGRAM",
-           "MAX_THREADS", "MAX_MAC_LATENCY"]
+           "MAX_THREADS"]
 
 #: The microprograms: one ``(c, a, b, capture)`` row per FMA ``c + a*b``, in issue order.
 #: An operand is an fp32 constant (int bit pattern) or a source of the element's thread:
@@ -58,9 +59,6 @@ _PROGRAMS = (EXP_PROGRAM, RECIP_PROGRAM)
 
 #: The largest number of threads (elements in flight).
 MAX_THREADS = 32
-
-#: The deepest FMA: the config's largest ``mac.latency`` (``gen.spec.config.MacConfig``).
-MAX_MAC_LATENCY = 12
 
 
 def _check_op(op):
@@ -108,9 +106,10 @@ class SpecialFunctionUnit(wiring.Component):
     Parameters
     ----------
     mac_latency : int
-        Register stages of the FMA, 1 to :data:`MAX_MAC_LATENCY` (see
-        :class:`~hw.mac.FloatMAC`). The FMA's result feeds its own inputs through a
-        multiplexer, so at least one stage is needed.
+        Register stages of the FMA, 1 to the config's deepest MAC latency
+        (:data:`~chrysalis.gen.spec.config.MAX_MAC_LATENCY`; see :class:`~hw.mac.FloatMAC`).
+        The FMA's result feeds its own inputs through a multiplexer, so at least one stage
+        is needed.
     threads : int or None
         ``E``, the elements in flight and the cycles between two FMAs of one element:
         ``mac_latency`` to :data:`MAX_THREADS`. ``None`` (the default) is
@@ -468,8 +467,8 @@ class PipelinedSFU(wiring.Component):
     Parameters
     ----------
     mac_latency : int
-        Register stages of each FMA, 1 to :data:`MAX_MAC_LATENCY` (see
-        :class:`~hw.mac.FloatMAC`).
+        Register stages of each FMA, 1 to the config's deepest MAC latency
+        (:data:`~chrysalis.gen.spec.config.MAX_MAC_LATENCY`; see :class:`~hw.mac.FloatMAC`).
     early_reciprocal : bool
         Reciprocals leave on ``recip_y`` only, not also at ``y``.
     prepared : bool

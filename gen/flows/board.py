@@ -23,15 +23,13 @@ from pathlib import Path
 
 from chrysalis.gen.spec.config import Config, ConfigError, check_buildable
 
+from .synth import classic_lut_mapping
+
 __all__ = ["Board", "BOARDS", "BoardError", "build_board", "collect_board", "parse_nextpnr_report",
            "critical_path_summary", "TARGET_MHZ"]
 
 #: The frequency the accelerator is meant to reach on an ECP5-85 (SPEC.md).
 TARGET_MHZ = 100.0
-
-#: The build's ``synth_ecp5`` stops before its LUT mapping (ABC9), and the classic ``abc
-#: -lut 4`` maps the LUTs instead, as ``gen.flows.synth.synth_ecp5(lut_mapper="abc")`` does.
-SYNTH_OPTS = "-run :map_luts"
 
 
 @dataclass(frozen=True)
@@ -161,13 +159,12 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
     platform = spec.make_platform()
     nextpnr_opts = ["--timing-allow-fail", "--report", f"{name}.pnr.json",
                     "--seed", str(nextpnr_seed)]
-    # The classic LUT mapper: YoWASP's ABC9 (Yosys 0.70) fails an assertion while
-    # reintegrating the default core's netlist (ABC_OPS_REINTEGRATE, around its LUT RAMs),
-    # as it exits on some units' (gen.flows.synth.synth_ecp5).
+    # The classic LUT mapper, as gen.flows.synth.synth_ecp5(lut_mapper="abc"): YoWASP's
+    # ABC9 (Yosys 0.70) fails an assertion while reintegrating the default core's netlist
+    # (ABC_OPS_REINTEGRATE, around its LUT RAMs), as it exits on some units'.
     plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
-                          nextpnr_opts=nextpnr_opts, synth_opts=SYNTH_OPTS,
-                          script_after_synth=f"abc -lut 4\nclean\n"
-                                             f"synth_ecp5 -top {name} -run map_cells:")
+                          nextpnr_opts=nextpnr_opts, synth_opts="-run :map_luts",
+                          script_after_synth="\n".join(classic_lut_mapping(name)))
     plan.extract(str(out))
     elaborated = time.monotonic()
     log(f"elaborated in {elaborated - started:.1f} s; running the toolchain in {out}")

@@ -30,8 +30,9 @@ from .liberty import (
     module_digests)
 
 __all__ = ["SynthError", "TARGETS", "GROUPS", "tool", "run_tool", "synth_ecp5",
-           "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs", "synth_generic",
-           "module_group", "breakdown", "synthesize_config", "liberty_facts", "MEMORIES_NOTE"]
+           "classic_lut_mapping", "synth_ecp5_modules", "ecp5_resources", "wrapper_ffs",
+           "synth_generic", "module_group", "breakdown", "synthesize_config", "liberty_facts",
+           "MEMORIES_NOTE"]
 
 #: Synthesis targets of :func:`synthesize_config`.
 TARGETS = ("ecp5", "cmos", "liberty")
@@ -117,13 +118,19 @@ def _local_copy(verilog, workdir):
     return workdir, local
 
 
+def classic_lut_mapping(top, options=""):
+    """The commands that follow ``synth_ecp5 ... -run :map_luts`` to map the LUTs with the
+    classic ``abc -lut 4`` instead of ``synth_ecp5``'s ABC9, and finish the synthesis."""
+    return ["abc -lut 4", "clean", f"synth_ecp5 {options} -top {top} -run map_cells:"]
+
+
 def _synth_script(top, options, lut_mapper):
     """The ``synth_ecp5`` commands with the given LUT mapper (output options follow)."""
     if lut_mapper == "abc9":
         return f"synth_ecp5 {options} -top {top}"
     if lut_mapper == "abc":
-        return (f"synth_ecp5 {options} -top {top} -run :map_luts; abc -lut 4; clean; "
-                f"synth_ecp5 {options} -top {top} -run map_cells:")
+        return "; ".join([f"synth_ecp5 {options} -top {top} -run :map_luts",
+                          *classic_lut_mapping(top, options)])
     raise ValueError(f"lut_mapper must be 'abc9' or 'abc', not {lut_mapper!r}")
 
 

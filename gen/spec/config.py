@@ -30,7 +30,7 @@ __all__ = [
     "ConfigError", "ConfigTypeError",
     "MacConfig", "PEConfig", "CoreConfig", "ClusterConfig", "HostConfig", "Config",
     "LEVELS", "DUAL_POLICIES", "REUSE_SCOPES", "REDUCTIONS", "SFU_KINDS", "RING_KINDS",
-    "AXI_DATA_WIDTHS",
+    "AXI_DATA_WIDTHS", "MAX_MAC_LATENCY",
     "PRESETS", "PRESET_DIR", "get_preset", "with_overrides", "parse_override",
     "check_buildable",
 ]
@@ -39,6 +39,10 @@ __all__ = [
 #: full-precision multipliers (the upper baseline); the others share one high- and one
 #: low-precision multiplier between two streams and differ in who gets the high one.
 DUAL_POLICIES = ("single", "dual-full", "value", "static", "random")
+
+#: The deepest MAC pipeline (``mac.latency``); the special-function unit's FMAs take the same.
+MAX_MAC_LATENCY = 12
+
 #: Sharing of a reuse cache (``pe.reuse_scope``): one per PE or one per row of PEs.
 REUSE_SCOPES = ("pe", "row")
 #: How partial sums are reduced across a core (``core.reduction``).
@@ -204,7 +208,7 @@ class MacConfig(_Level):
         object.__setattr__(self, "operand", _check_format(self._path("operand"), self.operand))
         object.__setattr__(self, "accumulator",
                            _check_format(self._path("accumulator"), self.accumulator))
-        _check_int(self._path("latency"), self.latency, 2, 12)
+        _check_int(self._path("latency"), self.latency, 2, MAX_MAC_LATENCY)
         _check_choice(self._path("dual"), self.dual, DUAL_POLICIES)
         _check_int(self._path("low_man_bits"), self.low_man_bits, 1, self.operand.man_bits,
                    hi_is=f"the mantissa bits of {self._path('operand')}")
