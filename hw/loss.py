@@ -81,6 +81,13 @@ ONE = 0x3F80_0000
 MINUS_ONE = 0xBF80_0000
 
 
+class SlotStep(enum.Enum, shape=2):
+    """How the loss unit's next slot follows from this one's."""
+    KEEP = 0    # the same slot
+    STEP = 1    # ``slot + 1``
+    ZERO = 2    # slot 0
+
+
 class Pass(enum.Enum, shape=3):
     IDLE = 0
     NEXT = 1
@@ -305,14 +312,20 @@ class _Passes:
         self.slots = Signal(range(CH + 1))        # slots per class (at least L + 1)
         self.i = Signal(SIZE_BITS)
         self.slot = Signal(range(CH))
-        # The slot of the next cycle: the passes set it, `slot` follows it.
+        # The slot of the next cycle is `slot`, `slot + 1` or 0: the passes say which
+        # (`slot_step`, the last assignment wins), and whatever takes the next slot chooses
+        # among the three by that, not by comparing `slot_next`: a compare after the
+        # passes' logic was the unit's critical path.
+        self.slot_step = Signal(SlotStep)
         self.slot_next = Signal(range(CH))
-        m.d.comb += self.slot_next.eq(self.slot)
-        m.d.sync += self.slot.eq(self.slot_next)
-        # `slot + 1`, in a register of its own: the next slot is `slot`, `slot + 1` or 0,
-        # so a pick by the next slot can start from registers (:meth:`pick_next`).
+        # `slot + 1`, in a register of its own, so that a pick by the next slot can start
+        # from registers (:meth:`pick_next`).
         self.slot_inc = Signal(range(CH + 1), init=1)
-        m.d.sync += self.slot_inc.eq(self.slot_next + 1)
+        keep, step = self.next_is(SlotStep.KEEP), self.next_is(SlotStep.STEP)
+        m.d.comb += self.slot_next.eq(Mux(keep, self.slot, Mux(step, self.slot_inc, 0)))
+        m.d.sync += [self.slot.eq(self.slot_next),
+                     self.slot_inc.eq(Mux(keep, self.slot_inc,
+                                          Mux(step, self.slot_inc + 1, 1)))]
         self.wait = Signal(range(max(self.exp_drain, unit.recip_latency) + 1))
         self.issuing = Signal()                   # the pass still has elements to issue
         # Scratchpad lines, stepped rather than multiplied (``base + column * lpc`` in one
@@ -421,9 +434,19 @@ class _Passes:
         same = self.pick(regs, self.slot, f"{name}_same")
         after = self.pick(regs, self.slot_inc, f"{name}_after")
         value = Signal(len(regs[0]), name=name)
-        self.m.d.comb += value.eq(Mux(self.slot_next == self.slot, same,
-                                      Mux(self.slot_next == 0, regs[0], after)))
+        self.m.d.comb += value.eq(Mux(self.next_is(SlotStep.KEEP), same,
+                                      Mux(self.next_is(SlotStep.STEP), after, regs[0])))
         return value
+
+    def next_is(self, step):
+        """Whether the next slot follows from this one by ``step`` (a :class:`SlotStep`)."""
+        return self.slot_step == step
+
+    def is_next_slot(self, index):
+        """``index == slot_next``, by compares with registers side by side, chosen by
+        ``slot_step`` at the end."""
+        return Mux(self.next_is(SlotStep.KEEP), index == self.slot,
+                   Mux(self.next_is(SlotStep.STEP), index == self.slot_inc, index == 0))
 
     def pick_ahead(self, regs, name):
         """A register holding ``regs[r_slot]``: ``regs[slot]`` as it will be after this
@@ -489,7 +512,7 @@ class _Passes:
         # no slot multiplexer is before the special-function unit.
         self.recip_in = Signal(32)
         ahead = self.pick_next(self.total, "recip_ahead")
-        written = sums & fma_b.o_valid & (self.tag_b.slot == self.slot_next)
+        written = sums & fma_b.o_valid & self.is_next_slot(self.tag_b.slot)
         recip_next = Signal(32)
         m.d.comb += recip_next.eq(Mux(written, fma_b.result, ahead))
         m.d.sync += self.recip_in.eq(recip_next)
@@ -530,10 +553,15 @@ class _Passes:
                          self.tag_b_in.lanes.eq(tag_a.lanes), self.tag_b_in.lab.eq(tag_a.lab)]
             m.d.comb += [self.tag_b_in.p[lane].eq(mul.result)
                          for lane, mul in enumerate(self.mul_a)]
+        # The C multipliers work for OUT alone: their operands are wired whatever the pass
+        # (only `i_valid` waits for it), so that the pass's decode is not before the
+        # multiplier (it was the unit's critical path).
+        for lane, mul in enumerate(self.mul_c):
+            m.d.comb += [mul.c.eq(0), mul.b.eq(unit.inv_batch),
+                         mul.a.eq(Mux(tag_b.lab[lane], fma_b.result, tag_b.p[lane]))]
         with m.If(out & fma_b.o_valid):
-            for lane, mul in enumerate(self.mul_c):
-                m.d.comb += [mul.c.eq(0), mul.b.eq(unit.inv_batch), mul.i_valid.eq(1),
-                             mul.a.eq(Mux(tag_b.lab[lane], fma_b.result, tag_b.p[lane]))]
+            for mul in self.mul_c:
+                m.d.comb += mul.i_valid.eq(1)
             m.d.comb += [self.tag_c_in.i.eq(tag_b.i), self.tag_c_in.lanes.eq(tag_b.lanes)]
         with m.If(self.fma_c.o_valid):
             tag_c = self.tag_c
@@ -558,22 +586,22 @@ class _Passes:
                          self.rd_col.eq(self.y.chunk), self.issuing.eq(1), self.wait.eq(0),
                          self.out_i.eq(0), self.out_slot.eq(0), self.wr_col.eq(self.dy.chunk),
                          self.recip_slot.eq(0)]
-            m.d.comb += self.slot_next.eq(0)
+            m.d.comb += self.slot_step.eq(SlotStep.ZERO)
 
     def advance(self, matrix, last_i, slots):
         """Next (i, slot) of a pass over `last_i` classes of `slots` slots of `matrix`;
         clears `issuing` at the end."""
-        m, slot, i = self.m, self.slot, self.i
-        with m.If(slot + 1 == slots):
+        m, i = self.m, self.i
+        with m.If(self.slot_inc == slots):
             m.d.sync += self.rd_col.eq(matrix.chunk)
-            m.d.comb += self.slot_next.eq(0)
+            m.d.comb += self.slot_step.eq(SlotStep.ZERO)
             with m.If(i + 1 == last_i):
                 m.d.sync += self.issuing.eq(0)
             with m.Else():
                 m.d.sync += i.eq(i + 1)
         with m.Else():
             m.d.sync += self.rd_col.eq(self.rd_col + matrix.lpc)
-            m.d.comb += self.slot_next.eq(slot + 1)
+            m.d.comb += self.slot_step.eq(SlotStep.STEP)
 
     def next_pass(self, after, matrix, drain):
         """When the pass has issued everything, its last read is back and its drain has
@@ -584,7 +612,7 @@ class _Passes:
             with m.If(self.wait == 0):
                 m.d.sync += [self.stage.eq(after), self.i.eq(0), self.rd_col.eq(matrix.chunk),
                              self.issuing.eq(1), self.wait.eq(drain)]
-                m.d.comb += self.slot_next.eq(0)
+                m.d.comb += self.slot_step.eq(SlotStep.ZERO)
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
@@ -688,7 +716,7 @@ class _Passes:
                 m.d.sync += [self.stage.eq(Pass.OUT), self.i.eq(0),
                              self.rd_col.eq(self.dy.chunk), self.issuing.eq(1),
                              self.wait.eq(self.out_drain)]
-                m.d.comb += self.slot_next.eq(0)
+                m.d.comb += self.slot_step.eq(SlotStep.ZERO)
             with m.Else():
                 m.d.sync += self.wait.eq(self.wait - 1)
 
