@@ -138,8 +138,11 @@ def test_cli_trains_an_onnx_mlp_on_the_mlp_driver(tmp_path):
         assert np.array_equal(np.asarray(a, dtype=np.uint64), b) and np.array_equal(b, c)
 
 
+# `slow` under both simulators (the default suite's longest test): the default suite runs
+# the CNN on the RTL under both in tests/sim/verify/test_cnn_rtl.py, and `chrysalis train`
+# on the RTL with the MLP.
 @pytest.mark.parametrize("backend", [
-    pytest.param("verilator", marks=pytest.mark.cocotb),
+    pytest.param("verilator", marks=(pytest.mark.cocotb, pytest.mark.slow)),
     pytest.param("icarus", marks=(pytest.mark.cocotb, pytest.mark.slow))])
 def test_cli_trains_the_cnn_on_the_rtl_checked_by_the_golden_machine(backend, capfd):
     """Two steps of the digits CNN (batch 2) on the default preset's RTL, in the native

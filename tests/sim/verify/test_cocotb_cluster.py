@@ -135,6 +135,12 @@ def run_collectives(cores, simulator, build_root, seed):
     return outs
 
 
+# Under Icarus it is `slow` (about 25 s): the default suite runs a core's register map
+# under both simulators (test_cocotb_accelerator.py::test_registers) and this cluster's
+# under Verilator.
+@pytest.mark.parametrize("simulator", [
+    pytest.param("icarus", marks=(pytest.mark.cocotb, pytest.mark.slow)),
+    pytest.param("verilator", marks=pytest.mark.cocotb)], indirect=True)
 def test_registers_on_two_cores(simulator):
     """The register map of a cluster (its CLUSTER register among them), the error
     responses, the interrupt logic, and a run of DMA loads fanned out to both cores."""
