@@ -284,7 +284,13 @@ class Core(wiring.Component):
         row_in, col_in = self._broadcast(m, pes, step, cmd, lane_words)
         sent = Signal(step.red.shape(), name="send_step")
         m.d.sync += sent.eq(step.red)
-        row_bus, col_bus = self._buses(m, pes, step)
+        row_bus, col_bus, store_bus = self._buses(m, pes, step)
+        # The store stage, a cycle after the send stage: a SEND_W's weight leaves its PE a
+        # cycle later than a partial sum (it is registered as it leaves the weight bank,
+        # hw.pe), so that no path runs from a PE's block RAM across the array into the
+        # scratchpad's. A command settles for longer than that, so no cycle count moves.
+        stored = Signal(step.red.shape(), name="store_step")
+        m.d.sync += stored.eq(sent)
 
         m.submodules.reducers = red = EdgeReducers(
             rows=R, cols=C, group=self.group, line_bits=self.line_bits,
@@ -304,7 +310,7 @@ class Core(wiring.Component):
         own_issue = Cat(Const(0, self.issue_layout["rd"].offset), own.as_value())
         m.d.comb += issue.as_value().eq(
             _any([own_issue] + [engine.issue.as_value() for engine in engines]))
-        self._scratchpad_writes(m, sp, sent, row_bus, red, loss, m.submodules.gather)
+        self._scratchpad_writes(m, sp, stored, store_bus, red, loss, m.submodules.gather)
         self._lane_ports(m, sp)
         return m
 
@@ -402,7 +408,9 @@ class Core(wiring.Component):
     def _buses(self, m, pes, step):
         """The send stage, a cycle after the broadcast stage: the selected PE column's words
         on the row buses, the selected PE row's on the column buses, and the neighbour
-        links. Returns the row buses and the column buses."""
+        links; and a cycle later the store stage's row buses (a ``SEND_W``'s words, which
+        leave the PEs a cycle later). Returns the row buses, the column buses and the store
+        stage's row buses."""
         R, C = self.rows, self.cols
         levels = max(1, ceil_log2(max(R, C)))
         sel_col = Signal.like(step.sel_col, name="send_sel_col")
@@ -423,6 +431,14 @@ class Core(wiring.Component):
                 for r in range(R):
                     with m.Case(r):
                         m.d.comb += col_bus[c].eq(pes[r][c].out)
+        store_col = Signal.like(sel_col, name="store_sel_col")
+        m.d.sync += store_col.eq(sel_col)
+        store_bus = [Signal(32, name=f"store_bus{r}") for r in range(R)]
+        for r in range(R):
+            with m.Switch(store_col):
+                for c in range(C):
+                    with m.Case(c):
+                        m.d.comb += store_bus[r].eq(pes[r][c].out)
 
         # Neighbour links: the partial sum of the PE 2**(level-1) further along arrives in
         # the cycle after the REDUCE_ACC micro-op (the send stage).
@@ -435,7 +451,7 @@ class Core(wiring.Component):
                         along_col = pes[r + d][c].out if r + d < R else 0
                         with m.Case(lv):
                             m.d.comb += pes[r][c].nbr_in.eq(Mux(tree_cols, along_col, along_row))
-        return row_bus, col_bus
+        return row_bus, col_bus, store_bus
 
     def _fill(self, m, pes, step, red, row_in, col_in):
         """FORWARD and BACKWARD with ``fill`` (a square array): each result the reducers
@@ -470,14 +486,14 @@ class Core(wiring.Component):
                              pes[r][c].fill_addr.eq(addr)]
         return Mux(now, popcount(done.lanes), 0)
 
-    def _scratchpad_writes(self, m, sp, sent, row_bus, red, loss, gather):
+    def _scratchpad_writes(self, m, sp, stored, store_bus, red, loss, gather):
         """The scratchpad's lane write port: STORE_W's weights straight from the row buses
-        (send stage), the reducers' results, or the loss-gradient unit's words."""
+        (store stage), the reducers' results, or the loss-gradient unit's words."""
         done = red.done
-        with m.If(sent.on & sent.store_w):
-            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(sent.e0), sp.wr_line.eq(sent.line),
-                         sp.wr_lanes.eq(sent.lanes)]
-            m.d.comb += [sp.wr_data[r].eq(row_bus[r]) for r in range(self.rows)]
+        with m.If(stored.on & stored.store_w):
+            m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(stored.e0), sp.wr_line.eq(stored.line),
+                         sp.wr_lanes.eq(stored.lanes)]
+            m.d.comb += [sp.wr_data[r].eq(store_bus[r]) for r in range(self.rows)]
         with m.Elif(done.on & done.last & ~done.store_w):
             m.d.comb += [sp.wr_en.eq(1), sp.wr_e0.eq(done.e0), sp.wr_line.eq(done.line),
                          sp.wr_lanes.eq(done.lanes)]

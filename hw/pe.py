@@ -59,7 +59,8 @@ class TransferOp(enum.Enum, shape=3):
     NONE = 0
     #: ``out = acc[t_acc]`` (visible the next cycle).
     SEND_ACC = 1
-    #: ``out = weight[t_addr]`` (visible the next cycle; uses the weight bank's read port).
+    #: ``out = weight[t_addr]`` (visible two cycles later: the word is registered as it leaves
+    #: the weight bank; uses the bank's read port).
     SEND_W = 2
     #: ``act[t_addr] = row_in``.
     ACT_FROM_ROW = 3
@@ -131,8 +132,10 @@ class PE(wiring.Component):
     is written in cycle ``t + 1 + mac_latency`` (to ``acc[k]``, or to the weight bank for an
     ``UPDATE``). A transfer slot's weight-bank write happens in cycle ``t``, its
     activation-bank write (and a ``fill``'s) in cycle ``t + 1``, the bus word registered on
-    the way in; a send shows on ``out`` in cycle ``t + 1``. The sequencer keeps the rules
-    that make this hazard-free:
+    the way in; a ``SEND_ACC`` (``REDUCE_ACC``) shows on ``out`` in cycle ``t + 1``, a
+    ``SEND_W`` in cycle ``t + 2`` (the block RAM's word registered before the ``out``
+    multiplexer, so that its output is not on a path that crosses the array to the
+    scratchpad). The sequencer keeps the rules that make this hazard-free:
 
     * an accumulator written by the micro-op of cycle ``t`` is read by a ``MAC`` or an
       ``UPDATE`` no earlier than cycle ``t + mac_latency + 1``, and by a ``SEND_ACC`` no
@@ -143,8 +146,10 @@ class PE(wiring.Component):
     * an activation word written by the transfer slot (or ``fill``) of cycle ``t`` is read
       no earlier than ``t + 2`` (a command settles ``mac_latency + 4`` cycles, and no
       command reads the activation words it writes);
-    * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, and
-      a ``W_FROM_ROW`` does not share a cycle with an ``UPDATE`` (or ``c_to_w``) write-back.
+    * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, nor
+      is it followed in the next cycle by a ``SEND_ACC`` or ``REDUCE_ACC`` (both words would
+      show in the same cycle), and a ``W_FROM_ROW`` does not share a cycle with an
+      ``UPDATE`` (or ``c_to_w``) write-back.
 
     **Held operands** (``c_hold``, ``c_hold_b``): the read port of a ``MAC``'s stationary
     operand ``a`` (the weight bank's, or with ``a_act`` the activation bank's second port)
@@ -239,7 +244,8 @@ class PE(wiring.Component):
     nbr_in : In(32)
         The neighbour's word of a ``REDUCE_ACC``.
     out : Out(32)
-        The word this PE sends, one cycle after ``SEND_ACC`` or ``SEND_W``.
+        The word this PE sends, one cycle after ``SEND_ACC`` (``REDUCE_ACC``), two after
+        ``SEND_W``.
     made : Out(2)
         Bit ``i``: pair ``i`` of a ``MAC`` left the multiply path in this cycle (what the
         product counters count).
@@ -485,16 +491,21 @@ class PE(wiring.Component):
         # The same conversion the fp32 multiplicands get below: a MAC multiplies q of the
         # bus word, whichever bank its operand comes from.
         m.d.comb += a_wr.data.eq(fp.convert(m, act_word, FP32, op, "qact"))
-        # A send's word: an accumulator captured now, or the weight read issued now.
+        # A send's word: an accumulator captured now, or the weight read issued now, which
+        # is registered as it leaves the bank (`w_sent`, a cycle later): the bank's output
+        # goes into a register next to it, not through `out` across the array.
         sent_acc = Signal(32)
         sending_w = Signal()
-        m.d.sync += [sent_acc.eq(acc_view[uop.t_acc]), sending_w.eq(send_w)]
+        w_sent = Signal(32, name="w_sent")
+        w_showing = Signal(name="w_showing")
+        m.d.sync += [sent_acc.eq(acc_view[uop.t_acc]), sending_w.eq(send_w),
+                     w_sent.eq(w_rd.data), w_showing.eq(sending_w)]
         # A reduction adds the neighbour's word (here the cycle after) to the captured one.
         reducing = Signal()
         reduce_acc = Signal.like(uop.t_acc)
         m.d.sync += [reducing.eq((uop.t_op == TransferOp.REDUCE_ACC) & take),
                      reduce_acc.eq(uop.t_acc)]
-        m.d.comb += self.out.eq(Mux(sending_w, w_rd.data, sent_acc))
+        m.d.comb += self.out.eq(Mux(w_showing, w_sent, sent_acc))
 
         # --- cycle t+1: operands into the MAC ----------------------------------------------
         s1 = Signal(self.layout)

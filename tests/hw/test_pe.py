@@ -109,7 +109,9 @@ class Program:
             row_in = int(values[int(rng.integers(len(values)))])
             k2 = int(rng.integers(acc_regs))
             w2 = int(rng.integers(weight_words))
-            if transfer == "SEND_ACC" and acc_ready[k2] + 1 <= t:
+            # A SEND_ACC's word would show in the cycle of the SEND_W's before it.
+            after_send_w = bool(self.steps) and self.steps[-1][0].get("t_op") == "SEND_W"
+            if transfer == "SEND_ACC" and acc_ready[k2] + 1 <= t and not after_send_w:
                 uop.update(t_op="SEND_ACC", t_acc=k2)
             elif transfer == "SEND_W" and not reads_weight and w_ready[w2] <= t:
                 uop.update(t_op="SEND_W", t_addr=w2)
@@ -183,6 +185,12 @@ def encode_uop(dut, uop):
     return dut.layout.const(value)
 
 
+def send_delay(uop):
+    """The edges after a micro-op's cycle at which its sent word is on ``out`` (1 for
+    ``SEND_ACC``, 2 for ``SEND_W``), or None if it sends nothing."""
+    return {"SEND_ACC": 1, "SEND_W": 2}.get(uop.get("t_op"))
+
+
 def run_pe(dut, program):
     """``program`` on the PE ``dut`` in Amaranth's simulator: the words it sent, and the
     products each pair made (``made``, the counters' input), as ``(sent, [pair 0, pair 1])``."""
@@ -194,7 +202,8 @@ def run_pe(dut, program):
         ctx.set(dut.scalar, program.scalar)
         ctx.set(dut.scalar2, program.scalar2)
         ctx.set(dut.select, 1)
-        for uop, row_in, col_in in program.steps:
+        due = {}                                  # step index -> whether out is read then
+        for index, (uop, row_in, col_in) in enumerate([*program.steps, ({}, 0, 0)]):
             ctx.set(dut.uop, encode(uop))
             ctx.set(dut.row_in, row_in)
             ctx.set(dut.col_in, col_in)
@@ -202,8 +211,13 @@ def run_pe(dut, program):
             made[0] += bits & 1
             made[1] += bits >> 1
             await ctx.tick()
-            # After the edge that ends a send's cycle, `out` holds the word sent.
-            if uop.get("t_op") in ("SEND_ACC", "SEND_W"):
+            # After the edge that ends a SEND_ACC's cycle, `out` holds the word sent; a
+            # SEND_W's, an edge later (hw.pe.PE's timing).
+            delay = send_delay(uop)
+            if delay is not None:
+                assert index + delay not in due, f"two sends show in step {index + delay}"
+                due[index + delay] = True
+            if due.pop(index + 1, False):
                 sent.append(ctx.get(dut.out))
 
     sim = Simulator(dut)

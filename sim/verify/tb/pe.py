@@ -6,8 +6,9 @@ against the golden model:
 
 ``CHRYSALIS_PE_PROGRAM``
     Path of a JSON file: ``scalar``, ``scalar2`` and ``steps``, each
-    ``[uop, row_in, col_in, sends]`` with ``uop`` the micro-op's bits and ``sends`` whether
-    the step sends a word (``SEND_ACC``, ``SEND_W``).
+    ``[uop, row_in, col_in, sends]`` with ``uop`` the micro-op's bits and ``sends`` the
+    number of clock edges after which the step's sent word is on ``out`` (1 for
+    ``SEND_ACC``, 2 for ``SEND_W``; 0: it sends nothing).
 ``CHRYSALIS_REPORT``
     Path of the JSON file to write: ``sent`` (the words sent, in order) and ``made`` (the
     products each pair made, summed over the run).
@@ -37,7 +38,9 @@ class TB(ClockedTB):
         dut.scalar2.value = program["scalar2"]
         dut.select.value = 1
         sent, made = [], [0, 0]
-        for uop, row_in, col_in, sends in program["steps"]:
+        due = set()                   # the steps after whose edge `out` is read
+        idle = [0, 0, 0, 0]
+        for index, (uop, row_in, col_in, sends) in enumerate([*program["steps"], idle]):
             # Inputs change on the falling edge, the sent word is read once the rising
             # edge has settled: the testbench never races the design.
             await FallingEdge(dut.clk)
@@ -50,6 +53,10 @@ class TB(ClockedTB):
             await RisingEdge(dut.clk)
             await ReadOnly()
             if sends:
+                assert index + sends - 1 not in due, f"two sends show after step {index}"
+                due.add(index + sends - 1)
+            if index in due:
+                due.remove(index)
                 sent.append(int(dut.out.value))
         return sent, made
 

@@ -18,7 +18,7 @@ from chrysalis.hw.pe import PE
 from chrysalis.sim.verify.runner import run_testbench
 from chrysalis.sim.verify.verilog_cache import cached_design
 from tests.hw import test_pe, test_pe_kpair
-from tests.hw.test_pe import Program, encode_uop
+from tests.hw.test_pe import Program, encode_uop, send_delay
 from tests.hw.test_pe_kpair import ACCS, WORDS, add_pairs
 
 POLICY, SEED = "value", 7
@@ -59,8 +59,7 @@ def test_pe_rtl_equals_model(simulator, build_root, name, case):
     description, make_pe, program, expected, made = case()
     assert len(expected) > 30
     dut = make_pe()
-    steps = [[encode_uop(dut, uop).as_value().value, row_in, col_in,
-              uop.get("t_op") in ("SEND_ACC", "SEND_W")]
+    steps = [[encode_uop(dut, uop).as_value().value, row_in, col_in, send_delay(uop) or 0]
              for uop, row_in, col_in in program.steps]
     program_file = build_root / f"program_{name}_{simulator}.json"
     program_file.write_text(json.dumps(
