@@ -205,9 +205,12 @@ class Gather(wiring.Component):
         t0w = Signal(SIZE_BITS + 1, name="sum_next_chunk_tap")
         more = Signal(name="sum_more_chunks")
         last_round = Signal(name="sum_last_round")
+        # t0 + j + 1 is stepped beside t0 and j too (`tj`): its adder before the compare
+        # with T, then the round's steps, was the unit's critical path.
+        tj = Signal(SIZE_BITS + 1, name="sum_round_tap_end")
         m.d.comb += [exists.eq(row < self.n), last_group.eq(r0 + P >= self.n),
                      more.eq(t0w < self.taps),
-                     last_round.eq((j + 1 == W) | (t0 + j + 1 == self.taps))]
+                     last_round.eq((j + 1 == W) | (tj == self.taps))]
         next_lanes = Signal(W, name="sum_next_chunk_lanes")
         m.d.comb += next_lanes.eq(Cat(*[t0w + lane < self.taps for lane in range(W)]))
         lanes = Signal(W, name="sum_chunk_lanes")
@@ -215,6 +218,7 @@ class Gather(wiring.Component):
         with m.If(self.start):
             m.d.sync += [state.eq(MASKS), b.eq(0), t_off.eq(0), d_off.eq(0), r0.eq(0),
                          gbase.eq(0), cbase.eq(0), idx.eq(0), t0.eq(0), t0w.eq(W), j.eq(0),
+                         tj.eq(1),
                          p.eq(0), row.eq(0),
                          k.eq(0), mrow.eq(0), half.eq(0), par.eq(0)]
         line = self.tab_base + t_off
@@ -232,7 +236,7 @@ class Gather(wiring.Component):
                              self.rd_e0.eq(bank), self.rd_lanes.eq(inside),
                              issued.sum_window.eq(1), issued.p.eq(p), issued.par.eq(par),
                              issued.first.eq((t0 == 0) & (j == 0)),
-                             issued.last.eq(t0 + j + 1 == self.taps)]
+                             issued.last.eq(tj == self.taps)]
 
         with m.If(run):
             with m.Switch(state):
@@ -250,7 +254,8 @@ class Gather(wiring.Component):
                     self._entries_start(m, entry_read, lanes, p, row, r0, idx, next_gbase,
                                         state, ENTRIES, BUBBLE)
                 with m.Case(BUBBLE):
-                    m.d.sync += [state.eq(ROUND), p.eq(0), row.eq(r0), j.eq(0), half.eq(0)]
+                    m.d.sync += [state.eq(ROUND), p.eq(0), row.eq(r0), j.eq(0), half.eq(0),
+                                 tj.eq(t0 + 1)]
                 with m.Case(ROUND):
                     interleaved = last_round & more
                     with m.If(interleaved & half):
@@ -265,16 +270,16 @@ class Gather(wiring.Component):
                     with m.If(step_on & (p + 1 != P)):
                         m.d.sync += [p.eq(p + 1), row.eq(row + 1)]
                     with m.Elif(step_on & ~last_round):
-                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(j + 1)]
+                        m.d.sync += [p.eq(0), row.eq(r0), j.eq(j + 1), tj.eq(tj + 1)]
                     with m.Elif(step_on & more):
                         # The next chunk: its entries were read in this round.
                         m.d.sync += [p.eq(0), row.eq(r0), j.eq(0), t0.eq(t0w),
-                                     t0w.eq(t0w + W), cbase.eq(cbase + W)]
+                                     t0w.eq(t0w + W), cbase.eq(cbase + W), tj.eq(t0w + 1)]
                     with m.Elif(step_on):
                         self._group_end(m, state, MASKS, b, t_off, d_off, r0, row, mrow,
                                         gbase, cbase, next_gbase, idx, t0, p, j, par,
                                         last_group)
-                        m.d.sync += t0w.eq(W)
+                        m.d.sync += [t0w.eq(W), tj.eq(1)]
                     with m.If(interleaved & ~half & (p == 0)):
                         # The interleaved round's entry reads start at the next chunk.
                         m.d.sync += idx.eq(cbase + W)
