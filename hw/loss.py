@@ -650,10 +650,10 @@ class _Passes:
 
     def max_reduce(self):
         """The maximum pass's data: the lanes of a read reduced to their first largest in
-        two registered steps, then merged into the column's running maximum. A column's
-        next read comes ``slots >= 3`` cycles later, so the running maximum (read in step 2)
-        is current, and the last merges (after the pass has ended) are done before ``EXP``
-        reads it."""
+        two registered steps, then merged into the column's running maximum and stored a
+        step later. A column's next read comes ``slots >= 3`` cycles later, so the running
+        maximum (read in step 2) is current, and the last merges (after the pass has ended)
+        are done before ``EXP`` reads it."""
         m, unit, W, r_lanes = self.m, self.unit, self.unit.lanes, self.max_groups.r_on
         # Step 1 (the read data's cycle): lanes 0-1 and 2-3. Step 2: the two pairs.
         here = self.r_valid & (self.stage == Pass.MAX)
@@ -676,8 +676,15 @@ class _Passes:
         running = Signal(32, name="running_max")
         m.d.sync += running.eq(self.pick(self.top, s1_slot, "running_ahead"))
         new, _ = self.first_largest((running, ~s2_first), (s2, s2_ok), "max_new")
-        with m.If(s2_ok):
-            self.store(self.top, new, s2_slot)
+        # Step 4: the merged maximum is registered before it is stored (the compare, then
+        # the store's and the output pass's bypass multiplexers, in one cycle were the
+        # unit's critical path). The column's next read loads its running maximum a cycle
+        # after the store still (slots >= 3), and EXP reads a column's at least `slots`
+        # cycles after its last merge.
+        s3, s3_ok, s3_slot = Signal(32), Signal(), Signal.like(self.r_slot)
+        m.d.sync += [s3.eq(new), s3_ok.eq(s2_ok), s3_slot.eq(s2_slot)]
+        with m.If(s3_ok):
+            self.store(self.top, s3, s3_slot)
 
     def first_largest(self, a, b, name):
         """The first largest of ``a`` then ``b`` (each a ``(value, valid)`` pair): ``b``
