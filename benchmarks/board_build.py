@@ -141,7 +141,8 @@ def to_markdown(r, overrides):
         f"Config `{r.get('preset', r['config'])}` with `{' '.join(overrides) or 'no overrides'}`: "
         f"{r['array']} PEs, {r['operand']} operands, {r['scratchpad_words']} scratchpad words. "
         f"Design: the on-board self-test (`hw.board.BoardTop`), clocked at "
-        f"{r['clock_mhz']:g} MHz ({r['clock_source']}). nextpnr seed {r['nextpnr_seed']}."
+        f"{r['clock_mhz']:g} MHz ({r['clock_source']}). nextpnr seed {r['nextpnr_seed']}, "
+        f"{r.get('nextpnr_router', 'router1')}."
         + (f" Built from commit `{r['commit'][:12]}`." if r.get("commit") else ""),
         "",
         "| resource | used | available | % |",

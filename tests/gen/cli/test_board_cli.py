@@ -213,6 +213,8 @@ def test_tiny_bitstream_build(tmp_path):
     # The classic LUT mapper between synth_ecp5's halves.
     assert "synth_ecp5 -run :map_luts -top top" in (out / "top.ys").read_text()
     assert "abc -lut 4" in (out / "top.ys").read_text()
+    assert "--router router2" in (out / "build_top.sh").read_text()
+    assert result["nextpnr_router"] == board_flow.NEXTPNR_ROUTER == "router2"
     saved = json.loads((out / "top.board.json").read_text())
     assert saved == json.loads(json.dumps(result))
     util = result["utilization"]
@@ -245,5 +247,11 @@ def test_collect_a_finished_build(tmp_path):
     assert (result["bitstream_bytes"], result["bitstream_sha256"]) == (
         len("top.bit"), hashlib.sha256(b"top.bit").hexdigest())
     assert json.loads((tmp_path / "top.board.json").read_text()) == result
+    # The router is the build script's: nextpnr's default when it names none.
+    assert result["nextpnr_router"] == "router1"
+    (tmp_path / "build_top.sh").write_text(
+        'set -e\n"$NEXTPNR_ECP5" --seed 1 --router router2 --log top.tim --85k\n')
+    assert board_flow.collect_board(config, tmp_path, sizes=(64, 8, 10), batch=2,
+                                    runs=2)["nextpnr_router"] == "router2"
     with pytest.raises(board_flow.ConfigError, match="board must be one of"):
         board_flow.collect_board(config, tmp_path, board="de10")
