@@ -31,10 +31,12 @@ __all__ = ["Board", "BOARDS", "BoardError", "build_board", "collect_board", "par
 #: The frequency the accelerator is meant to reach on an ECP5-85 (SPEC.md).
 TARGET_MHZ = 100.0
 
-#: nextpnr-ecp5's router. The default core fills about 87% of the 85F's LUTs, where the
-#: default router (router1) had 14,000 of 282,000 arcs still unrouted after 109 minutes,
-#: at a few arcs a second; router2 (negotiated congestion over the whole design) routes it.
-NEXTPNR_ROUTER = "router2"
+#: nextpnr-ecp5's router, named in the build script so that the result can say which one
+#: routed it. router1, nextpnr's default: it routed the default core at 84% of the 85F's
+#: LUTs in 86 minutes (docs/board.md). At 87% it had 14,000 of 282,000 arcs left after
+#: 109 minutes; router2 did no better there (about 28,000 wires still overused after 12
+#: iterations, going up and down).
+NEXTPNR_ROUTER = "router1"
 
 
 @dataclass(frozen=True)
