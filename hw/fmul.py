@@ -1,6 +1,6 @@
-"""The exact floating-point multiplier."""
+"""The floating-point multipliers: exact, and rounded once."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Const, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -9,7 +9,7 @@ from chrysalis.gen.spec.formats import product_format
 from . import fp_datapath as fp
 from ._unit import check_format, check_latency
 
-__all__ = ["FloatMultiplier"]
+__all__ = ["FloatMultiplier", "RoundedMultiplier"]
 
 
 class FloatMultiplier(wiring.Component):
@@ -60,4 +60,72 @@ class FloatMultiplier(wiring.Component):
         prod = fp.normalize_product(m, fp.Unpacked(s["sign"], s["exp"], s["sig"], s["zero"],
                                                    prod.precision), ew)
         pipe.drive(self, fp.pack_exact(m, prod, self.product_fmt), port="product")
+        return m
+
+
+class RoundedMultiplier(wiring.Component):
+    """``a * b`` rounded once to ``out_fmt``: the golden ``fmac(+0, a, b, fmt, out_fmt)``, bit
+    for bit, in the area of a multiplier (no adder).
+
+    The product is exact, then rounded to nearest even, flushed below ``out_fmt``'s smallest
+    normal and saturated beyond its largest value, as :class:`hw.mac.FloatMAC` rounds its
+    sum; an exact zero product is ``+0``, as an FMA's ``-0 + +0`` is (``docs/numerics.md``).
+    For a unit whose FMAs only ever multiply (their addend is always zero).
+
+    Parameters
+    ----------
+    fmt : FloatFormat
+        Format of ``a`` and ``b``.
+    out_fmt : FloatFormat
+        Format of ``result``.
+    latency : int
+        Register stages: at the output, after the multiplier blocks (the partial products),
+        after the product's normalization; further stages delay the output.
+
+    Members
+    -------
+    a, b : In(fmt.width)
+    i_valid : In(1)
+    result : Out(out_fmt.width)
+    o_valid : Out(1)
+    """
+
+    BOUNDARIES = ("output", "product", "normalized")
+
+    def __init__(self, fmt, out_fmt, *, latency=3):
+        self.fmt = check_format("Format", fmt)
+        self.out_fmt = check_format("Result format", out_fmt)
+        self.latency = check_latency(latency)
+        super().__init__({
+            "a": In(fmt.width),
+            "b": In(fmt.width),
+            "i_valid": In(1),
+            "result": Out(out_fmt.width),
+            "o_valid": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, out = self.fmt, self.out_fmt
+        pf = product_format(fmt)
+        ew = fp.exponent_width(fmt, out, pf)
+        pipe = fp.Pipeline(m, self.BOUNDARIES, self.latency)
+        a = fp.unpack(m, fmt, self.a, ew, "a", mask_zero=False)
+        b = fp.unpack(m, fmt, self.b, ew, "b", mask_zero=False)
+        # As in FloatMAC: the multiplier blocks' partial products are registered, and
+        # joined after the register.
+        parts = fp.partial_products(m, a, b)
+        p_exp = Signal(signed(ew), name="prod_exp_sum")
+        m.d.comb += p_exp.eq(a.exp + b.exp)
+        s = pipe.stage("product", p_sign=a.sign ^ b.sign, p_exp=p_exp, p_zero=a.zero | b.zero,
+                       **{f"p_part{i}": part for i, (part, _) in enumerate(parts)})
+        precision = a.precision + b.precision
+        joined = fp.sum_partials(m, [(s[f"p_part{i}"], shift)
+                                     for i, (_, shift) in enumerate(parts)], precision)
+        prod = fp.normalize_product(m, fp.Unpacked(s["p_sign"], s["p_exp"], joined, s["p_zero"],
+                                                   precision), ew)
+        n = pipe.stage("normalized", sign=prod.sign, exp=prod.exp, sig=prod.sig,
+                       zero=prod.zero)
+        pipe.drive(self, fp.round_pack(m, n["sign"], n["exp"], n["sig"], n["zero"],
+                                       Const(0, 1), out, ew))
         return m

@@ -1,7 +1,8 @@
 """The loss-gradient unit: ``dY = (softmax(Y) - onehot) / B`` at the output layer, on chip.
 
-It works on a chunk of up to ``columns`` samples (columns of ``Y``) at a time, with three
-fp32 FMAs (A, B, C), two fp32 multipliers for a second output lane, and a special-function
+It works on a chunk of up to ``columns`` samples (columns of ``Y``) at a time, with two
+fp32 FMAs (A, B), a rounded fp32 multiplier (C: ``hw.fmul.RoundedMultiplier``, an FMA with a
+zero addend bit for bit), two such multipliers per further output lane, and a special-function
 unit (``core.sfu``): the pipelined one (``hw.sfu.PipelinedSFU``: one exp or reciprocal
 enters per cycle; a reciprocal leaves after its own four FMAs) or the barrel
 (``hw.sfu.SpecialFunctionUnit``, one FMA), to which the exponential and reciprocal passes
@@ -53,8 +54,8 @@ The reciprocal pass's input, the sum of the slot it issues, is likewise read a c
 special-function unit's operation follows the pass, not the issue decision.
 
 Adds and multiplies are the FMA's ``c + a * b`` with ``b = 1`` (an add: the product is
-exact) or ``c = +0`` (a multiply, rounded once), so they are bit-identical to the golden
-model's.
+exact) or ``c = +0`` (a multiply, rounded once; the rounded multipliers compute exactly
+that), so they are bit-identical to the golden model's.
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal
@@ -64,6 +65,7 @@ from amaranth.lib.wiring import In, Out
 from chrysalis.gen.spec.formats import FP32
 
 from .issue import SIZE_BITS
+from .fmul import RoundedMultiplier
 from .mac import FloatMAC
 from .sfu import EXP_PROGRAM, RECIP_PROGRAM, PipelinedSFU, SpecialFunctionUnit
 
@@ -213,12 +215,14 @@ class LossGradient(wiring.Component):
         # FMA A: subtract (EXP) / multiply by r (OUT); B: sum (EXP) / label (OUT); C: scale.
         m.submodules.fma_a = fma_a = FloatMAC(FP32, FP32, latency=L)
         m.submodules.fma_b = fma_b = FloatMAC(FP32, FP32, latency=L)
-        m.submodules.fma_c = fma_c = FloatMAC(FP32, FP32, latency=L)
-        # The output pass's other lanes: multiplies only (p = e * r, then g * inv_batch).
+        # C and the output pass's other lanes only multiply (p = e * r, then g * inv_batch):
+        # rounded multipliers, the FMA's result with a zero addend bit for bit and a
+        # quarter of its area.
+        m.submodules.fma_c = fma_c = RoundedMultiplier(FP32, FP32, latency=L)
         mul_a, mul_c = [fma_a], [fma_c]
         for lane in range(1, self.out_lanes):
-            m.submodules[f"fma_a{lane}"] = lane_a = FloatMAC(FP32, FP32, latency=L)
-            m.submodules[f"fma_c{lane}"] = lane_c = FloatMAC(FP32, FP32, latency=L)
+            m.submodules[f"fma_a{lane}"] = lane_a = RoundedMultiplier(FP32, FP32, latency=L)
+            m.submodules[f"fma_c{lane}"] = lane_c = RoundedMultiplier(FP32, FP32, latency=L)
             mul_a.append(lane_a)
             mul_c.append(lane_c)
         if self.sfu == "pipelined":
@@ -557,7 +561,7 @@ class _Passes:
         # (only `i_valid` waits for it), so that the pass's decode is not before the
         # multiplier (it was the unit's critical path).
         for lane, mul in enumerate(self.mul_c):
-            m.d.comb += [mul.c.eq(0), mul.b.eq(unit.inv_batch),
+            m.d.comb += [mul.b.eq(unit.inv_batch),
                          mul.a.eq(Mux(tag_b.lab[lane], fma_b.result, tag_b.p[lane]))]
         with m.If(out & fma_b.o_valid):
             for mul in self.mul_c:
@@ -736,11 +740,11 @@ class _Passes:
         self.read_pass(g.e0, self.dy, g.count, lanes=g.on, slots=self.valid_cols)
         with m.If(self.r_valid):
             for lane, mul in enumerate(self.mul_a):
-                m.d.comb += [mul.c.eq(0), mul.a.eq(unit.rd_data[lane]), mul.b.eq(self.r_recip),
+                m.d.comb += [mul.a.eq(unit.rd_data[lane]), mul.b.eq(self.r_recip),
                              mul.i_valid.eq(1),
                              tag.lab[lane].eq(g.r_on[lane] & (
                                  self.r_label == (self.r_i << g.shift) + lane))]
-            m.d.comb += [tag.i.eq(self.r_i), tag.slot.eq(self.r_slot),
+            m.d.comb += [self.fma_a.c.eq(0), tag.i.eq(self.r_i), tag.slot.eq(self.r_slot),
                          tag.lanes.eq(g.r_on)]
         with m.If(~self.issuing & ~self.r_valid):
             with m.If(self.wait == 0):

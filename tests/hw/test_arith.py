@@ -11,7 +11,7 @@ import pytest
 from chrysalis.gen.spec.formats import BF16, FP16, FP32, FP8_E4M3, FP8_E5M2, FloatFormat
 from chrysalis.hw.fadd import FloatAdder
 from chrysalis.hw.fconv import FloatConverter
-from chrysalis.hw.fmul import FloatMultiplier
+from chrysalis.hw.fmul import FloatMultiplier, RoundedMultiplier
 from chrysalis.hw.mac import FloatMAC
 from chrysalis.sim.golden import numerics as nx
 from chrysalis.sim.golden import vectors
@@ -61,6 +61,22 @@ def test_mac_formats_and_latencies(op_fmt, acc_fmt, latency):
     inputs = vectors.mac_vectors(op_fmt, acc_fmt, 4000, seed=22 + latency)
     got = stream(FloatMAC(op_fmt, acc_fmt, latency=latency), inputs)
     _assert_equal(got, nx.fmac(inputs["c"], inputs["a"], inputs["b"], op_fmt, acc_fmt), inputs)
+
+
+# The rounded multiplier is an FMA with a zero addend: the golden fmac(+0, a, b), over the
+# FMA's vectors (edge values crossed, uniform, near one), and at every latency's register.
+@pytest.mark.parametrize("fmt,out_fmt,latency", [
+    (FP32, FP32, 0), (FP32, FP32, 3), (FP32, FP32, 6), (BF16, FP32, 2), (FP16, BF16, 1),
+    (FP8_E4M3, FP8_E5M2, 2),
+])
+def test_rounded_multiplier(fmt, out_fmt, latency):
+    inputs = vectors.mac_vectors(fmt, out_fmt, 4000, seed=26)
+    del inputs["c"]
+    a, b = inputs["a"], inputs["b"]
+    got = stream(RoundedMultiplier(fmt, out_fmt, latency=latency), inputs)
+    _assert_equal(got, nx.fmac(np.zeros_like(a), a, b, fmt, out_fmt), inputs)
+    # The case an FMA settles by its addend: an exact zero product of either sign is +0.
+    assert ((a & ((1 << (fmt.width - 1)) - 1) == 0) & (b >> (fmt.width - 1) == 1)).any()
 
 
 @pytest.mark.slow
@@ -120,6 +136,7 @@ def test_adder(a_fmt, b_fmt, out_fmt, latency, paths, count):
     (lambda: FloatConverter(FP32, None), "Target format must be a FloatFormat, not None"),
     (lambda: FloatAdder(BF16, latency=True), "Latency must be a non-negative integer, not True"),
     (lambda: FloatAdder(BF16, paths=3), "paths must be 1 or 2, not 3"),
+    (lambda: RoundedMultiplier(FP32, "fp32"), "Result format must be a FloatFormat, not 'fp32'"),
 ])
 def test_bad_parameters_are_named(make, message):
     with pytest.raises((TypeError, ValueError), match=message.replace("(", r"\(")):

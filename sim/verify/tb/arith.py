@@ -4,12 +4,15 @@ Runs inside the simulator (Icarus or Verilator). The unit and its parameters com
 environment, set by the caller (``tests/sim/verify/test_cocotb_arith.py`` or ``chrysalis demo``):
 
 ``CHRYSALIS_UNIT``
-    ``mac`` (ports ``a``, ``b``, ``c`` -> ``result``), ``convert`` (``a`` -> ``result``) or
+    ``mac`` (ports ``a``, ``b``, ``c`` -> ``result``), ``multiply``
+    (``hw.fmul.RoundedMultiplier``: ``a``, ``b`` -> ``result``, the ``mac``'s with ``c = +0``),
+    ``convert`` (``a`` -> ``result``) or
     ``dual`` (``hw.dual.DualMultiplyPath``: ``a0, b0, a1, b1, pair1, random_bit`` and
     ``hit0, hit1`` held at 0 -> ``p0, p1, c0, c1``) or ``kpair`` (``hw.dual.KPairMultiplyAdd``:
     ``a0, b0, a1, b1, pair1, random_bit`` -> ``sum, c0, c1``).
 ``CHRYSALIS_FORMATS``
-    ``op,acc`` for ``mac``, ``src,dst`` for ``convert``: format names (``gen.spec.formats``);
+    ``op,acc`` for ``mac`` and ``multiply``, ``src,dst`` for ``convert``: format names
+    (``gen.spec.formats``);
     ``dual``, ``kpair``: the operand format.
 ``CHRYSALIS_POLICY``, ``CHRYSALIS_LOW_MAN_BITS``
     ``dual``, ``kpair`` only: the policy and the low multiplier's mantissa bits.
@@ -79,11 +82,16 @@ def _case():
     if unit == "mac":
         inputs = vectors.mac_vectors(first, second, count, seed)
         expected = nx.fmac(inputs["c"], inputs["a"], inputs["b"], first, second)
+    elif unit == "multiply":
+        inputs = vectors.mac_vectors(first, second, count, seed)
+        del inputs["c"]
+        expected = nx.fmac(np.zeros_like(inputs["a"]), inputs["a"], inputs["b"], first, second)
     elif unit == "convert":
         inputs = vectors.convert_vectors(first, count, seed)
         expected = nx.fconvert(inputs["a"], first, second)
     else:
-        raise ValueError(f"CHRYSALIS_UNIT must be 'mac', 'convert', 'dual' or 'kpair', "
+        raise ValueError(f"CHRYSALIS_UNIT must be 'mac', 'multiply', 'convert', 'dual' or "
+                         f"'kpair', "
                          f"not {unit!r}")
     return unit, inputs, expected
 

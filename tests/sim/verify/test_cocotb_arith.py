@@ -1,5 +1,6 @@
-"""RTL == golden, bit for bit, for the MAC, the converter, the dual-precision multiply path
-and the k-paired slot (multiply path and pair sum) under Icarus and Verilator.
+"""RTL == golden, bit for bit, for the MAC, the rounded multiplier, the converter, the
+dual-precision multiply path and the k-paired slot (multiply path and pair sum) under Icarus
+and Verilator.
 
 The cocotb testbench (``sim/verify/tb/arith.py``) generates the vectors with ``sim.golden.vectors`` and
 checks every result against ``sim.golden.numerics``; fewer vectors than in Amaranth's simulator
@@ -12,6 +13,7 @@ from amaranth.back import verilog
 from chrysalis.gen.spec.formats import FORMATS
 from chrysalis.hw.dual import DualMultiplyPath, KPairMultiplyAdd
 from chrysalis.hw.fconv import FloatConverter
+from chrysalis.hw.fmul import RoundedMultiplier
 from chrysalis.hw.mac import FloatMAC
 from chrysalis.sim.verify.runner import run_testbench
 from chrysalis.sim.verify.verilog_cache import cached_design
@@ -19,6 +21,7 @@ from chrysalis.sim.verify.verilog_cache import cached_design
 CASES = {
     "mac_bf16_fp32_l6": ("mac", "bf16", "fp32", 6),
     "mac_fp8_e4m3_fp32_l2": ("mac", "fp8_e4m3", "fp32", 2),
+    "multiply_fp32_fp32_l6": ("multiply", "fp32", "fp32", 6),
     "convert_fp32_bf16": ("convert", "fp32", "bf16", 1),
     "dual_value_bf16_l2": ("dual", "bf16", "value", 2),
     "dual_random_bf16_l3": ("dual", "bf16", "random", 3),
@@ -34,6 +37,8 @@ def build_unit(unit, first, second, latency):
         return KPairMultiplyAdd(FORMATS[first], 3, second, latency=latency, sum_latency=1)
     if unit == "mac":
         return FloatMAC(FORMATS[first], FORMATS[second], latency=latency)
+    if unit == "multiply":
+        return RoundedMultiplier(FORMATS[first], FORMATS[second], latency=latency)
     return FloatConverter(FORMATS[first], FORMATS[second], latency=latency)
 
 
