@@ -419,26 +419,13 @@ class Core(wiring.Component):
         tree_cols = Signal(name="send_tree_cols")
         m.d.sync += [sel_col.eq(step.sel_col), sel_row.eq(step.sel_row),
                      level.eq(step.tree_level), tree_cols.eq(step.tree_cols)]
-        row_bus = [Signal(32, name=f"row_bus{r}") for r in range(R)]
-        col_bus = [Signal(32, name=f"col_bus{c}") for c in range(C)]
-        for r in range(R):
-            with m.Switch(sel_col):
-                for c in range(C):
-                    with m.Case(c):
-                        m.d.comb += row_bus[r].eq(pes[r][c].out)
-        for c in range(C):
-            with m.Switch(sel_row):
-                for r in range(R):
-                    with m.Case(r):
-                        m.d.comb += col_bus[c].eq(pes[r][c].out)
+        rows = [[pe.out for pe in line] for line in pes]
+        columns = [list(words) for words in zip(*rows)]
+        row_bus = _picked(m, rows, sel_col, "row_bus")
+        col_bus = _picked(m, columns, sel_row, "col_bus")
         store_col = Signal.like(sel_col, name="store_sel_col")
         m.d.sync += store_col.eq(sel_col)
-        store_bus = [Signal(32, name=f"store_bus{r}") for r in range(R)]
-        for r in range(R):
-            with m.Switch(store_col):
-                for c in range(C):
-                    with m.Case(c):
-                        m.d.comb += store_bus[r].eq(pes[r][c].out)
+        store_bus = _picked(m, rows, store_col, "store_bus")
 
         # Neighbour links: the partial sum of the PE 2**(level-1) further along arrives in
         # the cycle after the REDUCE_ACC micro-op (the send stage).
@@ -647,3 +634,14 @@ def _any(values):
         result = result | value
     return result
 
+
+
+def _picked(m, lines, select, name):
+    """One bus per line of words: word ``select`` of each (``lines[i][select]``)."""
+    buses = [Signal(32, name=f"{name}{i}") for i in range(len(lines))]
+    for bus, words in zip(buses, lines):
+        with m.Switch(select):
+            for k, word in enumerate(words):
+                with m.Case(k):
+                    m.d.comb += bus.eq(word)
+    return buses

@@ -64,8 +64,8 @@ from amaranth.lib.wiring import In, Out
 
 from chrysalis.gen.spec.formats import FP32
 
-from .issue import SIZE_BITS
 from .fmul import RoundedMultiplier
+from .issue import SIZE_BITS
 from .mac import FloatMAC
 from .sfu import EXP_PROGRAM, RECIP_PROGRAM, PipelinedSFU, SpecialFunctionUnit
 
@@ -218,11 +218,11 @@ class LossGradient(wiring.Component):
         # C and the output pass's other lanes only multiply (p = e * r, then g * inv_batch):
         # rounded multipliers, the FMA's result with a zero addend bit for bit and a
         # quarter of its area.
-        m.submodules.fma_c = fma_c = RoundedMultiplier(FP32, FP32, latency=L)
-        mul_a, mul_c = [fma_a], [fma_c]
+        m.submodules.mul_c = mul_c0 = RoundedMultiplier(FP32, FP32, latency=L)
+        mul_a, mul_c = [fma_a], [mul_c0]
         for lane in range(1, self.out_lanes):
-            m.submodules[f"fma_a{lane}"] = lane_a = RoundedMultiplier(FP32, FP32, latency=L)
-            m.submodules[f"fma_c{lane}"] = lane_c = RoundedMultiplier(FP32, FP32, latency=L)
+            m.submodules[f"mul_a{lane}"] = lane_a = RoundedMultiplier(FP32, FP32, latency=L)
+            m.submodules[f"mul_c{lane}"] = lane_c = RoundedMultiplier(FP32, FP32, latency=L)
             mul_a.append(lane_a)
             mul_c.append(lane_c)
         if self.sfu == "pipelined":
@@ -290,7 +290,7 @@ class _Passes:
     def __init__(self, m, unit, mul_a, fma_b, mul_c, sfu):
         self.m, self.unit, self.sfu = m, unit, sfu
         self.mul_a, self.mul_c = mul_a, mul_c      # per lane; lane 0's also do EXP's work
-        self.fma_a, self.fma_b, self.fma_c = mul_a[0], fma_b, mul_c[0]
+        self.fma_a, self.fma_b = mul_a[0], fma_b
         L, CH = unit.mac_latency, unit.columns
         self.top = [Signal(32, name=f"max{c}") for c in range(CH)]
         self.total = [Signal(32, name=f"sum{c}") for c in range(CH)]
@@ -325,11 +325,9 @@ class _Passes:
         # `slot + 1`, in a register of its own, so that a pick by the next slot can start
         # from registers (:meth:`pick_next`).
         self.slot_inc = Signal(range(CH + 1), init=1)
-        keep, step = self.next_is(SlotStep.KEEP), self.next_is(SlotStep.STEP)
-        m.d.comb += self.slot_next.eq(Mux(keep, self.slot, Mux(step, self.slot_inc, 0)))
+        m.d.comb += self.slot_next.eq(self.by_slot_step(self.slot, self.slot_inc, 0))
         m.d.sync += [self.slot.eq(self.slot_next),
-                     self.slot_inc.eq(Mux(keep, self.slot_inc,
-                                          Mux(step, self.slot_inc + 1, 1)))]
+                     self.slot_inc.eq(self.by_slot_step(self.slot_inc, self.slot_inc + 1, 1))]
         self.wait = Signal(range(max(self.exp_drain, unit.recip_latency) + 1))
         self.issuing = Signal()                   # the pass still has elements to issue
         # Scratchpad lines, stepped rather than multiplied (``base + column * lpc`` in one
@@ -438,19 +436,19 @@ class _Passes:
         same = self.pick(regs, self.slot, f"{name}_same")
         after = self.pick(regs, self.slot_inc, f"{name}_after")
         value = Signal(len(regs[0]), name=name)
-        self.m.d.comb += value.eq(Mux(self.next_is(SlotStep.KEEP), same,
-                                      Mux(self.next_is(SlotStep.STEP), after, regs[0])))
+        self.m.d.comb += value.eq(self.by_slot_step(same, after, regs[0]))
         return value
 
-    def next_is(self, step):
-        """Whether the next slot follows from this one by ``step`` (a :class:`SlotStep`)."""
-        return self.slot_step == step
+    def by_slot_step(self, keep, step, zero):
+        """``keep``, ``step`` or ``zero``, as the next slot follows from this one
+        (``slot_step``: kept, ``slot + 1`` or 0)."""
+        return Mux(self.slot_step == SlotStep.KEEP, keep,
+                   Mux(self.slot_step == SlotStep.STEP, step, zero))
 
     def is_next_slot(self, index):
         """``index == slot_next``, by compares with registers side by side, chosen by
         ``slot_step`` at the end."""
-        return Mux(self.next_is(SlotStep.KEEP), index == self.slot,
-                   Mux(self.next_is(SlotStep.STEP), index == self.slot_inc, index == 0))
+        return self.by_slot_step(index == self.slot, index == self.slot_inc, index == 0)
 
     def pick_ahead(self, regs, name):
         """A register holding ``regs[r_slot]``: ``regs[slot]`` as it will be after this
@@ -567,7 +565,7 @@ class _Passes:
             for mul in self.mul_c:
                 m.d.comb += mul.i_valid.eq(1)
             m.d.comb += [self.tag_c_in.i.eq(tag_b.i), self.tag_c_in.lanes.eq(tag_b.lanes)]
-        with m.If(self.fma_c.o_valid):
+        with m.If(self.mul_c[0].o_valid):
             tag_c = self.tag_c
             self.write(tag_c.i << self.out_groups.shift, [mul.result for mul in self.mul_c],
                        tag_c.lanes)

@@ -202,7 +202,7 @@ def run_pe(dut, program):
         ctx.set(dut.scalar, program.scalar)
         ctx.set(dut.scalar2, program.scalar2)
         ctx.set(dut.select, 1)
-        due = {}                                  # step index -> whether out is read then
+        due = set()                               # the steps after whose edge out is read
         for index, (uop, row_in, col_in) in enumerate([*program.steps, ({}, 0, 0)]):
             ctx.set(dut.uop, encode(uop))
             ctx.set(dut.row_in, row_in)
@@ -215,9 +215,10 @@ def run_pe(dut, program):
             # SEND_W's, an edge later (hw.pe.PE's timing).
             delay = send_delay(uop)
             if delay is not None:
-                assert index + delay not in due, f"two sends show in step {index + delay}"
-                due[index + delay] = True
-            if due.pop(index + 1, False):
+                assert index + delay - 1 not in due, f"two sends show after step {index}"
+                due.add(index + delay - 1)
+            if index in due:
+                due.remove(index)
                 sent.append(ctx.get(dut.out))
 
     sim = Simulator(dut)
