@@ -113,11 +113,11 @@ class SpecialFunctionUnit(wiring.Component):
     threads : int or None
         ``E``, the elements in flight and the cycles between two FMAs of one element:
         ``mac_latency`` to :data:`MAX_THREADS`. ``None`` (the default) is
-        ``mac_latency + 1``: one more register after the FMA, so the previous result, and
-        ``k`` derived from it, come from a register into the next FMA's inputs.
-        ``threads = mac_latency`` uses the result in the cycle it appears (the latency of
-        the one-element sequencer of before, a longer combinational path); more threads
-        only add latency.
+        ``mac_latency + 1``: one more register, in front of the FMA, so its operands come
+        from registers into its multiplier and the operand selection (the slot's program
+        row, or an element accepted from the ports) ends at them. Further threads delay
+        the FMA's result. ``threads = mac_latency`` has no operand registers and uses the
+        result in the cycle it appears (a longer combinational path).
 
     Attributes
     ----------
@@ -232,8 +232,19 @@ class SpecialFunctionUnit(wiring.Component):
         L, E, R = self.mac_latency, self.threads, self.rob_depth
         tag_bits = exact_log2(R)
         m.submodules.mac = mac = FloatMAC(FP32, FP32, latency=L)
+        # With a thread to spare (E > L) its register goes in front of the FMA: the
+        # operand selection, from the ports or the context, ends at a register rather than
+        # running on into the multiplier blocks (the barrel loss unit's slowest path).
+        registered = E > L
+        operands = {name: Signal(len(getattr(mac, name)), name=f"mac_{name}")
+                    for name in ("a", "b", "c", "i_valid")}
+        for name, value in operands.items():
+            if registered:
+                m.d.sync += getattr(mac, name).eq(value)
+            else:
+                m.d.comb += getattr(mac, name).eq(value)
 
-        res, k_res, kf_res = self._result(m, mac)
+        res, k_res, kf_res = self._result(m, mac, E - L - registered)
 
         # --- The slots: whose turn it is, which are busy, and their context in a memory of
         # E words (read in the slot's turn, written back at its end).
@@ -312,7 +323,8 @@ class SpecialFunctionUnit(wiring.Component):
 
         def drive_row(row):
             c, a, b, capture = row
-            m.d.comb += [mac.c.eq(operand(c)), mac.a.eq(operand(a)), mac.b.eq(operand(b))]
+            m.d.comb += [operands["c"].eq(operand(c)), operands["a"].eq(operand(a)),
+                         operands["b"].eq(operand(b))]
             if capture == "hold":
                 m.d.comb += capture_hold.eq(1)
             elif capture == "k":
@@ -329,7 +341,7 @@ class SpecialFunctionUnit(wiring.Component):
                     for index, row in enumerate(program[1:], start=1):
                         with m.Case(index | (code << len(ctx.step))):
                             drive_row(row)
-        m.d.comb += mac.i_valid.eq(accept | issue)
+        m.d.comb += operands["i_valid"].eq(accept | issue)
 
         # --- The slot's context, written back.
         wr = ctx_wr.data
@@ -372,13 +384,13 @@ class SpecialFunctionUnit(wiring.Component):
             m.d.sync += in_count.eq(in_count + 1)
         return m
 
-    def _result(self, m, mac):
+    def _result(self, m, mac, delay):
         """The FMA's result and ``k`` derived from it (and ``kf``, ``k`` as an fp32),
-        delayed to the issuing slot's next turn: ``E - L`` registers (none when
-        ``E == L``)."""
+        delayed to the issuing slot's next turn by ``delay`` registers (the threads beyond
+        the FMA's stages and its operand register)."""
         raw_k, raw_kf = _k_of(m, mac.result)
         res, k_res, kf_res = mac.result, raw_k, raw_kf
-        for stage in range(self.threads - self.mac_latency):
+        for stage in range(delay):
             res_d = Signal(32, name=f"res_d{stage}")
             k_d = Signal(signed(10), name=f"k_d{stage}")
             kf_d = Signal(32, name=f"kf_d{stage}")
