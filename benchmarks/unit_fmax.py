@@ -180,10 +180,11 @@ PE_NOTE = """\
 The PE alone by MAC latency: the default configuration with `mac.latency` set and
 `pe.acc_regs = max(16, 2 * (latency + 1))`, placed as the `pe` row above. The stages past
 the default's split the accumulating adder (its rounding increment from the carry's
-choice, at 7 stages its leading-zero count from the shift), the operand conversion (from
-10: its rounding increment registered) and the multiplier (from 12: the product registered
-as it leaves the multiplier block); no stage changes a bit of any result. Target for the
-PE alone: 150 MHz."""
+choice, at 7 stages its leading-zero count from the shift), the operand conversions (from
+10: the rounding decision registered before the increment, for the multiplicands and an
+activation write's word, which then lands a cycle later) and the multiplier (from 12: the
+product registered as it leaves the multiplier block); no stage changes a bit of any
+result. Target for the PE alone: 150 MHz."""
 
 
 def write(rows, pe_rows):

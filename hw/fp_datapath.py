@@ -568,7 +568,8 @@ def narrow(m, bits, src, dst, name="narrow", pipe=None):
     integer, take the rounding increment, whose carry out of the mantissa steps the field.
     Only the all-ones pattern (the largest value) would carry out of the field: it stays,
     which is the saturation. Exponent code 0 is a zero and keeps its sign. With ``pipe``,
-    the increment and the word it may replace cross its ``rounded`` boundary.
+    the rounding decision and the word it may increment cross its ``rounded`` boundary:
+    the decision's wide OR before it, the increment's carry chain after it.
     """
     if src.exp_bits != dst.exp_bits or dst.man_bits >= src.man_bits:
         raise ValueError(f"narrow needs the same exponent field and fewer mantissa bits: "
@@ -577,13 +578,13 @@ def narrow(m, bits, src, dst, name="narrow", pipe=None):
     field = bits[src.man_bits:src.man_bits + src.exp_bits]
     body = bits[drop:src.width - 1]              # kept mantissa, then the field
     up = bits[drop - 1] & (bits[:drop - 1].any() | bits[drop])
-    inc = Signal(len(body) + 1, name=f"{name}_inc")
-    m.d.comb += inc.eq(body + up)
-    r = dict(inc=inc, body=body, zero=field == 0, sign=bits[src.width - 1])
+    r = dict(up=up, body=body, zero=field == 0, sign=bits[src.width - 1])
     if pipe is not None:
         r = pipe.stage("rounded", **r)
+    inc = Signal(len(body) + 1, name=f"{name}_inc")
+    m.d.comb += inc.eq(r["body"] + r["up"])
     result = Signal(dst.width, name=f"{name}_result")
-    m.d.comb += result.eq(Cat(Mux(r["zero"], 0, Mux(r["inc"][-1], r["body"], r["inc"][:-1])),
+    m.d.comb += result.eq(Cat(Mux(r["zero"], 0, Mux(inc[-1], r["body"], inc[:-1])),
                               r["sign"]))
     return result
 

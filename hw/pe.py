@@ -132,7 +132,8 @@ class PE(wiring.Component):
     is written in cycle ``t + 1 + mac_latency`` (to ``acc[k]``, or to the weight bank for an
     ``UPDATE``). A transfer slot's weight-bank write happens in cycle ``t``, its
     activation-bank write (and a ``fill``'s) in cycle ``t + 1``, the bus word registered on
-    the way in; a ``SEND_ACC`` (``REDUCE_ACC``) shows on ``out`` in cycle ``t + 1``, a
+    the way in (``t + 2`` where the conversion's rounding is registered too,
+    :attr:`quantize_stage` 3); a ``SEND_ACC`` (``REDUCE_ACC``) shows on ``out`` in cycle ``t + 1``, a
     ``SEND_W`` in cycle ``t + 2`` (the block RAM's word registered before the ``out``
     multiplexer, so that its output is not on a path that crosses the array to the
     scratchpad). The sequencer keeps the rules that make this hazard-free:
@@ -144,8 +145,8 @@ class PE(wiring.Component):
     * a weight written back by an ``UPDATE`` (or a ``MAC`` with ``c_to_w``) of cycle ``t``
       is read no earlier than ``t + mac_latency + 2``;
     * an activation word written by the transfer slot (or ``fill``) of cycle ``t`` is read
-      no earlier than ``t + 2`` (a command settles ``mac_latency + 4`` cycles, and no
-      command reads the activation words it writes);
+      no earlier than ``t + 2`` (``t + 3`` with :attr:`quantize_stage` 3; a command settles
+      ``mac_latency + 4`` cycles, and no command reads the activation words it writes);
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, nor
       is it followed in the next cycle by a ``SEND_ACC`` or ``REDUCE_ACC`` (both words would
       show in the same cycle), and a ``W_FROM_ROW`` does not share a cycle with an
@@ -405,6 +406,13 @@ class PE(wiring.Component):
         return 2 if self.mac_latency >= 5 else 1
 
     @property
+    def act_write_latency(self):
+        """Cycles from a transfer slot (or ``fill``) to its activation-bank write: 1 (the bus
+        word registered), 2 where the conversion's rounding is registered as well
+        (:attr:`quantize_stage` 3)."""
+        return 2 if self.quantize_stage == 3 else 1
+
+    @property
     def quantize_stage(self):
         """Register stages of the multiplicands (the bank words converted to the operand
         format) before the multiply path: 3 when ``mac_latency`` leaves the accumulating
@@ -487,10 +495,21 @@ class PE(wiring.Component):
                              act_in.eq(Mux(self.fill[1], self.col_in, self.row_in)),
                              act_en.eq(1)]
         act_word = Signal(32, name="act_word")
-        m.d.sync += [act_word.eq(act_in), a_wr.addr.eq(act_addr), a_wr.en.eq(act_en)]
+        m.d.sync += act_word.eq(act_in)
         # The same conversion the fp32 multiplicands get below: a MAC multiplies q of the
-        # bus word, whichever bank its operand comes from.
-        m.d.comb += a_wr.data.eq(fp.convert(m, act_word, FP32, op, "qact"))
+        # bus word, whichever bank its operand comes from. Where the multiplicands'
+        # conversion has its rounding registered (QS = 3, below), so does this one, and the
+        # write lands a cycle later still (the bus word and the rounding would otherwise
+        # set the clock of a deep PE, benchmarks/results/unit_fmax.md).
+        act_rounding = self.act_write_latency - 1
+        rounding = fp.Pipeline(m, ("rounded",), act_rounding)
+        m.d.comb += a_wr.data.eq(fp.convert(m, act_word, FP32, op, "qact", rounding))
+        for index in range(1 + act_rounding):
+            addr, en = Signal.like(act_addr, name=f"act_addr_d{index}"), Signal(
+                name=f"act_en_d{index}")
+            m.d.sync += [addr.eq(act_addr), en.eq(act_en)]
+            act_addr, act_en = addr, en
+        m.d.comb += [a_wr.addr.eq(act_addr), a_wr.en.eq(act_en)]
         # A send's word: an accumulator captured now, or the weight read issued now, which
         # is registered as it leaves the bank (`w_sent`, a cycle later): the bank's output
         # goes into a register next to it, not through `out` across the array.

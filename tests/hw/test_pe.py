@@ -31,7 +31,8 @@ class Program:
     with ``a_act``; the activation bank's first) was of the same address, and no write
     reached that word since (``held`` counts the held operands)."""
 
-    def __init__(self, rng, *, weight_words, act_words, acc_regs, latency, length):
+    def __init__(self, rng, *, weight_words, act_words, acc_regs, latency, length,
+                 act_write_latency=1):
         self.steps = []          # (uop dict, row_in, col_in)
         self.scalar = int(_f32([-0.125])[0])
         self.scalar2 = int(_f32([0.875])[0])
@@ -60,7 +61,7 @@ class Program:
             bus = "ACT_FROM_COL" if addr % 2 else "ACT_FROM_ROW"
             word = int(values[(addr * 7) % len(values)] ^ np.uint64(1 << 31))
             self.steps.append(({"t_op": bus, "t_addr": addr}, word, word))
-            a_ready[addr] = len(self.steps) + 1
+            a_ready[addr] = len(self.steps) + act_write_latency
         for _ in range(length):
             t = len(self.steps)
             uop = {}
@@ -117,7 +118,7 @@ class Program:
                 uop.update(t_op="SEND_W", t_addr=w2)
             elif transfer == "ACT":
                 uop.update(t_op="ACT_FROM_ROW", t_addr=int(rng.integers(act_words)))
-                a_ready[uop["t_addr"]] = t + 2
+                a_ready[uop["t_addr"]] = t + act_write_latency + 1
             elif transfer == "W" and t not in w_port_busy and w_ready[w2] <= t \
                     and uop.get("waddr") != w2:
                 uop.update(t_op="W_FROM_ROW", t_addr=w2)
@@ -236,8 +237,9 @@ def run_pe(dut, program):
 def test_pe_rtl_equals_model(operand, latency, seed):
     pe_args = {"operand": operand, "weight_words": 16, "act_words": 16, "acc_regs": 8,
                "latency": latency}
+    pe = PE(operand, weight_words=16, act_words=16, acc_regs=8, mac_latency=latency)
     program = Program(np.random.default_rng(seed), weight_words=16, act_words=16, acc_regs=8,
-                      latency=latency, length=2500)
+                      latency=latency, length=2500, act_write_latency=pe.act_write_latency)
     expected = ref(program, pe_args)
     assert len(expected) > 100
     assert program.held > 200

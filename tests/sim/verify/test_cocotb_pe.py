@@ -44,12 +44,14 @@ def deep_case():
     """A single bf16 PE at latency 12: ``(description, make, program, sent, made)``."""
     pe_args = {"operand": BF16, "weight_words": WORDS, "act_words": WORDS, "acc_regs": ACCS,
                "latency": 12}
+    def make():
+        return PE(BF16, weight_words=WORDS, act_words=WORDS, acc_regs=ACCS, mac_latency=12)
+
     program = Program(np.random.default_rng(SEED), weight_words=WORDS, act_words=WORDS,
-                      acc_regs=ACCS, latency=12, length=600)
+                      acc_regs=ACCS, latency=12, length=600,
+                      act_write_latency=make().act_write_latency)
     macs = sum(u.get("c_op") == "MAC" for u, _, _ in program.steps)
-    return (f"PE bf16 words={WORDS} accs={ACCS} latency=12 single",
-            lambda: PE(BF16, weight_words=WORDS, act_words=WORDS, acc_regs=ACCS,
-                       mac_latency=12),
+    return (f"PE bf16 words={WORDS} accs={ACCS} latency=12 single", make,
             program, test_pe.ref(program, pe_args), [macs, 0])
 
 
