@@ -17,6 +17,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ def _toolchain_env():
     except SynthError as error:
         raise BoardError(str(error)) from None
     return {**os.environ, **tools,
+            "PYTHON": sys.executable,
             "OPENFPGALOADER": "true",
             "YOWASP_QUIET": "1"}
 
@@ -173,6 +175,7 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
                           nextpnr_opts=nextpnr_opts, synth_opts="-run :map_luts",
                           script_after_synth="\n".join(classic_lut_mapping(name)))
     plan.extract(str(out))
+    _add_hard_register_step(out / f"{plan.script}.sh", name)
     elaborated = time.monotonic()
     log(f"elaborated in {elaborated - started:.1f} s; running the toolchain in {out}")
 
@@ -203,6 +206,28 @@ def collect_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), bat
     clock_mhz = board_clock_mhz(pll_mhz)
     return _result(config, BOARDS[board], out, name, selftest, clock_mhz, pll_mhz,
                    nextpnr_seed, elaborate_s=None)
+
+
+def _add_hard_register_step(script, name):
+    """Put the hard-register pass (:mod:`gen.flows.hard_registers`) into the build script,
+    between Yosys and nextpnr, where ``synth_ecp5`` runs it for the other flows."""
+    lines = script.read_text().splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith('"$YOSYS"')), None)
+    if at is None:
+        raise BoardError(f"no Yosys step in {script}: cannot add the hard-register pass")
+    lines.insert(at + 1, f'"$PYTHON" -m chrysalis.gen.flows.hard_registers {name}.json')
+    script.write_text("\n".join(lines) + "\n")
+
+
+def _hard_registers_of(out, name):
+    """What the hard-register pass changed (``Absorbed`` as a dict), from its line in the
+    build log (``hard_registers.summary``); None for a build without it."""
+    from .hard_registers import Absorbed, summary
+    log = out / f"{name}.build.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    pattern = re.escape(summary(Absorbed(*[987654321] * 4))).replace("987654321", r"(\d+)")
+    found = re.search(pattern, text)
+    return Absorbed(*map(int, found.groups()))._asdict() if found else None
 
 
 def _router_of(out, name):
@@ -264,6 +289,7 @@ def _result(config, spec, out, name, selftest, clock_mhz, pll_mhz, nextpnr_seed,
         "seconds": seconds,
         "nextpnr_seed": nextpnr_seed,
         "nextpnr_router": _router_of(out, name),
+        "hard_registers": _hard_registers_of(out, name),
     }
     (out / f"{name}.board.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

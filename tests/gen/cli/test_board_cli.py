@@ -10,6 +10,7 @@ import pytest
 from chrysalis.gen.flows import board as board_flow
 from chrysalis.gen.cli import board as cli_board
 from chrysalis.gen.flows.board import BOARDS, critical_path_summary, parse_nextpnr_report
+from chrysalis.gen.flows.hard_registers import Absorbed, summary
 from chrysalis.gen.cli import main
 
 #: Overrides of the tiny preset that hold a 64-8-10 MLP at batch 2 (tests/hw/test_board.py).
@@ -215,6 +216,12 @@ def test_tiny_bitstream_build(tmp_path):
     assert "abc -lut 4" in (out / "top.ys").read_text()
     assert f"--router {board_flow.NEXTPNR_ROUTER}" in (out / "build_top.sh").read_text()
     assert result["nextpnr_router"] == board_flow.NEXTPNR_ROUTER
+    # The hard-register pass ran between Yosys and nextpnr (the tiny preset's PEs read
+    # their banks into logic, so it may find no block RAM port to change).
+    assert "-m chrysalis.gen.flows.hard_registers top.json" in \
+        (out / "build_top.sh").read_text()
+    assert set(result["hard_registers"]) == {"bram_ports", "mul_inputs", "mul_outputs",
+                                             "flip_flops"}
     saved = json.loads((out / "top.board.json").read_text())
     assert saved == json.loads(json.dumps(result))
     util = result["utilization"]
@@ -253,5 +260,24 @@ def test_collect_a_finished_build(tmp_path):
         'set -e\n"$NEXTPNR_ECP5" --seed 1 --router router2 --log top.tim --85k\n')
     assert board_flow.collect_board(config, tmp_path, sizes=(64, 8, 10), batch=2,
                                     runs=2)["nextpnr_router"] == "router2"
+    # What the hard-register pass changed is read from the build log: None without its line.
+    assert result["hard_registers"] is None
+    absorbed = Absorbed(bram_ports=3, mul_inputs=4, mul_outputs=2, flip_flops=48)
+    (tmp_path / "top.build.log").write_text(f"{summary(absorbed)}, in top.json\n")
+    assert board_flow.collect_board(config, tmp_path, sizes=(64, 8, 10), batch=2,
+                                    runs=2)["hard_registers"] == absorbed._asdict()
     with pytest.raises(board_flow.ConfigError, match="board must be one of"):
         board_flow.collect_board(config, tmp_path, board="de10")
+
+
+def test_the_hard_register_pass_goes_between_yosys_and_nextpnr(tmp_path):
+    script = tmp_path / "build_top.sh"
+    script.write_text('set -e\n"$YOSYS" -q -l top.rpt top.ys\n"$NEXTPNR_ECP5" --json top.json\n')
+    board_flow._add_hard_register_step(script, "top")
+    assert script.read_text().splitlines() == [
+        "set -e", '"$YOSYS" -q -l top.rpt top.ys',
+        '"$PYTHON" -m chrysalis.gen.flows.hard_registers top.json',
+        '"$NEXTPNR_ECP5" --json top.json']
+    script.write_text('set -e\n"$NEXTPNR_ECP5" --json top.json\n')
+    with pytest.raises(board_flow.BoardError, match="no Yosys step"):
+        board_flow._add_hard_register_step(script, "top")
