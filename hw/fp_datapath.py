@@ -79,7 +79,10 @@ class Pipeline:
         out = {}
         for key, value in values.items():
             value = Value.cast(value)
-            sig = Signal(value.shape(), name=f"{boundary}_{key}")
+            # A datapath register has no reset (``o_valid`` says when it holds a result):
+            # so a register before or after a multiplier or a block RAM can be the block's
+            # own (gen.flows.hard_registers), and it needs no reset net.
+            sig = Signal(value.shape(), name=f"{boundary}_{key}", reset_less=True)
             if boundary in self.registered:
                 self.m.d.sync += sig.eq(value)
             else:
@@ -91,7 +94,7 @@ class Pipeline:
         """``value`` through the output boundary and any extra delay registers."""
         value = self.stage("output", result=value)["result"]
         for index in range(self.extra):
-            delayed = Signal(value.shape(), name=f"delay{index}_result")
+            delayed = Signal(value.shape(), name=f"delay{index}_result", reset_less=True)
             self.m.d.sync += delayed.eq(value)
             value = delayed
         return value

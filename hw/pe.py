@@ -32,6 +32,12 @@ from ._unit import check_format, check_latency
 
 __all__ = ["ComputeOp", "TransferOp", "micro_op_layout", "PE"]
 
+#: The banks' attributes: a word read in the cycle it is written is undefined (Yosys's
+#: ``no_rw_check``; the simulators keep Amaranth's read-before-write). The PE's timing rules
+#: never do that, and without it Yosys puts write-data registers and a bypass multiplexer
+#: after every block RAM's output.
+_NO_RW_CHECK = {"no_rw_check": 1}
+
 
 class ComputeOp(enum.Enum, shape=2):
     """Operation of the compute slot."""
@@ -133,8 +139,8 @@ class PE(wiring.Component):
     ``UPDATE``). A transfer slot's weight-bank write happens in cycle ``t``, its
     activation-bank write (and a ``fill``'s) in cycle ``t + 1``, the bus word registered on
     the way in (``t + 2`` where the conversion's rounding is registered too,
-    :attr:`quantize_stage` 3); a ``SEND_ACC`` (``REDUCE_ACC``) shows on ``out`` in cycle ``t + 1``, a
-    ``SEND_W`` in cycle ``t + 2`` (the block RAM's word registered before the ``out``
+    :attr:`quantize_stage` 3); a ``SEND_ACC`` (``REDUCE_ACC``) shows on ``out`` in cycle
+    ``t + 1``, a ``SEND_W`` in cycle ``t + 2`` (the block RAM's word registered before the ``out``
     multiplexer, so that its output is not on a path that crosses the array to the
     scratchpad). The sequencer keeps the rules that make this hazard-free:
 
@@ -150,7 +156,10 @@ class PE(wiring.Component):
     * a ``SEND_W`` does not share a cycle with a compute slot that reads the weight bank, nor
       is it followed in the next cycle by a ``SEND_ACC`` or ``REDUCE_ACC`` (both words would
       show in the same cycle), and a ``W_FROM_ROW`` does not share a cycle with an
-      ``UPDATE`` (or ``c_to_w``) write-back.
+      ``UPDATE`` (or ``c_to_w``) write-back;
+    * no bank word is read in the cycle it is written (the rules above see to it). The
+      simulators return the old word, a block RAM an undefined one: the banks are declared
+      so (Yosys's ``no_rw_check``), which spares the block RAMs' outputs a bypass.
 
     **Held operands** (``c_hold``, ``c_hold_b``): the read port of a ``MAC``'s stationary
     operand ``a`` (the weight bank's, or with ``a_act`` the activation bank's second port)
@@ -158,11 +167,11 @@ class PE(wiring.Component):
     micro-op needs their word; in a ``MAC`` with ``c_hold`` (``c_hold_b``), and in a cycle
     whose micro-op uses nothing of that port, the port's enable is off and its data
     register keeps the word of its last read. So a held operand is right when that last
-    read was of the same address and the word has not been written since (a bank read in
-    the cycle of a write to its word returns the old word, which the timing rules above
-    already keep any command from needing). The weight bank's port still reads for a
-    ``SEND_W``, an ``UPDATE``, an ``UPDATE_V`` and a ``MAC`` with ``c_init_w`` (its addend
-    is the weight at ``waddr``). ``stationary_read`` and ``streaming_read`` show the reads
+    read was of the same address and the word has not been written since (no read happens
+    in the cycle of a write to its word, by the timing rules above). The weight bank's port
+    still reads for a ``SEND_W``, an ``UPDATE``, an ``UPDATE_V`` and a ``MAC`` with
+    ``c_init_w`` (its addend is the weight at ``waddr``). ``stationary_read`` and
+    ``streaming_read`` show the reads
     (``sim.golden.core_counts.stationary_reads`` and ``streaming_reads`` count them per
     command). Pair 1 of a dual-precision ``MAC`` always reads.
 
@@ -443,13 +452,16 @@ class PE(wiring.Component):
         if self.kpair:
             w_rd, w_wr, a_rd, a_rd2, a_wr = self._block_banks(m)
         else:
+            # The PE never reads a bank word in the cycle it is written (the timing rules
+            # above), so a collision's word is left undefined (Yosys's `no_rw_check`): a
+            # block RAM then needs no bypass logic after its output.
             m.submodules.weight_bank = wbank = Memory(shape=32, depth=self.weight_words,
-                                                      init=[])
+                                                      init=[], attrs=_NO_RW_CHECK)
             # The activation bank holds the operand-format words the multiplier takes: q()
             # on the way in, none on the way out (ReLU masks come from the scratchpad, and
             # the reuse cache keys on the multiplicand, so nothing needs the fp32 word again).
             m.submodules.act_bank = abank = Memory(shape=op.width, depth=self.act_words,
-                                                   init=[])
+                                                   init=[], attrs=_NO_RW_CHECK)
             w_rd = wbank.read_port()
             w_wr = wbank.write_port()
             a_rd = abank.read_port()
@@ -515,7 +527,7 @@ class PE(wiring.Component):
         # goes into a register next to it, not through `out` across the array.
         sent_acc = Signal(32)
         sending_w = Signal()
-        w_sent = Signal(32, name="w_sent")
+        w_sent = Signal(32, name="w_sent", reset_less=True)   # raw_w's twin (see `raw`)
         w_showing = Signal(name="w_showing")
         m.d.sync += [sent_acc.eq(acc_view[uop.t_acc]), sending_w.eq(send_w),
                      w_sent.eq(w_rd.data), w_showing.eq(sending_w)]
@@ -534,9 +546,9 @@ class PE(wiring.Component):
         is_velocity = s1.c_op == ComputeOp.UPDATE_V
         acc_k = acc_view[s1.c_acc]
 
-        def delayed(value, stages, name):
+        def delayed(value, stages, name, reset_less=False):
             for index in range(stages):
-                nxt = Signal(len(value), name=f"{name}_d{index}")
+                nxt = Signal(len(value), name=f"{name}_d{index}", reset_less=reset_less)
                 m.d.sync += nxt.eq(value)
                 value = nxt
             return value
@@ -555,15 +567,18 @@ class PE(wiring.Component):
         QC = QS - RAW - INNER                     # stages after the conversion
         converting = fp.Pipeline(m, ("rounded",), INNER)
 
-        def raw(value, name):
-            return delayed(value, RAW, f"raw_{name}")
+        # A bank word's first register has no reset and no logic before it: on ECP5 it
+        # becomes the block RAM's own output register (gen.flows.hard_registers), and the
+        # block RAM's clock-to-output is then no longer on a path of its own.
+        def raw(value, name, word=False):
+            return delayed(value, RAW, f"raw_{name}", reset_less=word)
 
-        def beside(value, name):
-            return delayed(value, RAW + INNER, f"beside_{name}")
+        def beside(value, name, word=False):
+            return delayed(value, RAW + INNER, f"beside_{name}", reset_less=word)
 
         # The fp32 multiplicands are converted here; activation-bank words already are.
         # The bank's word is registered with no logic before it (the mux comes after).
-        w_word, acc_word = raw(w_rd.data, "w"), raw(acc_k, "acc")
+        w_word, acc_word = raw(w_rd.data, "w", word=True), raw(acc_k, "acc")
         a32 = Mux(raw(is_update, "is_update"), acc_word, w_word)
         b32 = raw(Mux(is_update, self.scalar, self.scalar2), "b32")
         # The fused update's first MAC starts from the weight, as an UPDATE does. The
@@ -575,10 +590,10 @@ class PE(wiring.Component):
         c32_wait = QS + ML - RAW                  # the addend's stages after c32
         take_act = beside(~is_update & s1.a_act, "take_act")
         convert_b = beside(is_update | is_velocity, "convert_b")
-        qa = Mux(take_act, beside(a_rd2.data, "a_act"),
+        qa = Mux(take_act, beside(a_rd2.data, "a_act", word=True),
                  fp.convert(m, a32, FP32, op, "qa", converting))
         qb = Mux(convert_b, fp.convert(m, b32, FP32, op, "qb", converting),
-                 beside(a_rd.data, "b"))
+                 beside(a_rd.data, "b", word=True))
         AL = self.mac_latency - QS - ML          # the accumulating adder's stages
 
         # The MAC is the multiply path and the accumulating adder, which rounds the exact
@@ -589,16 +604,26 @@ class PE(wiring.Component):
                                    reducing, reduce_acc, take)
         m.submodules.multiply = mul = DualMultiplyPath(op, self.low_man_bits, self.dual,
                                                        latency=ML)
-        m.d.comb += [mul.a0.eq(delayed(qa, QC, "qa")), mul.b0.eq(delayed(qb, QC, "qb")),
+        # Where the conversion's rounding has a register of its own (QS = 3), the
+        # multiplicands' last registers have no reset either, so that they become the
+        # multiplier block's input registers (gen.flows.hard_registers): the multiplier's
+        # delay then leaves the fabric's paths. With less before them they keep a reset and
+        # stay in the fabric: the block's input setup at the end of the conversion set the
+        # clock of a PE at latency 6 (83.4 against 90.4 MHz, unit_fmax.md).
+        hard = bool(INNER)
+        m.d.comb += [mul.a0.eq(delayed(qa, QC, "qa", reset_less=hard)),
+                     mul.b0.eq(delayed(qb, QC, "qb", reset_less=hard)),
                      mul.i_valid.eq(delayed(is_mac | is_update | is_velocity, QS, "valid"))]
         pair1 = Signal(name="pair1")
         if dual:
             acc_k1 = acc_view[s1.c_acc | 1]
-            qa1 = Mux(beside(s1.a_act, "a_act1"), beside(a_rd2_1.data, "a_act_1"),
-                      fp.convert(m, raw(w_rd_1.data, "w1"), FP32, op, "qa1", converting))
-            qb1 = beside(a_rd_1.data, "b1")
+            qa1 = Mux(beside(s1.a_act, "a_act1"), beside(a_rd2_1.data, "a_act_1", word=True),
+                      fp.convert(m, raw(w_rd_1.data, "w1", word=True), FP32, op, "qa1",
+                                 converting))
+            qb1 = beside(a_rd_1.data, "b1", word=True)
             m.d.comb += [pair1.eq(is_mac & s1.pair1),
-                         mul.a1.eq(delayed(qa1, QC, "qa1")), mul.b1.eq(delayed(qb1, QC, "qb1")),
+                         mul.a1.eq(delayed(qa1, QC, "qa1", reset_less=hard)),
+                         mul.b1.eq(delayed(qb1, QC, "qb1", reset_less=hard)),
                          mul.pair1.eq(delayed(pair1, QS, "pair1")),
                          mul.random_bit.eq(delayed(s1.rand, QS, "rand"))]
 
