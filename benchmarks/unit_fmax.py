@@ -57,7 +57,9 @@ PE_TARGET_MHZ = 150
 NOTE = """\
 What is measured: units of the default configuration (4x4 PEs, bf16 operands, MAC latency
 6, the pipelined special-function unit), each synthesized with Yosys `synth_ecp5` (classic
-`abc -lut 4` mapping, flattened) and placed and routed alone by nextpnr-ecp5 on an
+`abc -lut 4` mapping, flattened; then `gen.flows.hard_registers`, which moves the plain
+registers around the block RAMs and multipliers into those blocks: the `pe` rows are
+measured with it, the other units before it) and placed and routed alone by nextpnr-ecp5 on an
 LFE5U-85F **out of context** (no IO buffers; the clock on the fabric), 100 MHz target, seed
 1. `loss-barrel` is the loss unit with the barrel special-function unit (`core.sfu =
 "barrel"`), as the board build has it. `loss`, `pe` and `gather` are wrapped in input and
@@ -182,9 +184,10 @@ The PE alone by MAC latency: the default configuration with `mac.latency` set an
 the default's split the accumulating adder (its rounding increment from the carry's
 choice, at 7 stages its leading-zero count from the shift), the operand conversions (from
 10: the rounding decision registered before the increment, for the multiplicands and an
-activation write's word, which then lands a cycle later) and the multiplier (from 12: the
-product registered as it leaves the multiplier block); no stage changes a bit of any
-result. Target for the PE alone: 150 MHz."""
+activation write's word, which then lands a cycle later; the multiplicands' last registers
+then the multiplier block's input registers) and the multiplier (from 12: the product
+registered as it leaves the multiplier block); no stage changes a bit of any result.
+Target for the PE alone: 150 MHz."""
 
 
 def write(rows, pe_rows):
