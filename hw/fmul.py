@@ -1,6 +1,6 @@
 """The floating-point multipliers: exact, and rounded once."""
 
-from amaranth.hdl import Const, Module, Signal, signed
+from amaranth.hdl import Const, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -114,16 +114,7 @@ class RoundedMultiplier(wiring.Component):
         b = fp.unpack(m, fmt, self.b, ew, "b", mask_zero=False)
         # As in FloatMAC: the multiplier blocks' partial products are registered, and
         # joined after the register.
-        parts = fp.partial_products(m, a, b)
-        p_exp = Signal(signed(ew), name="prod_exp_sum")
-        m.d.comb += p_exp.eq(a.exp + b.exp)
-        s = pipe.stage("product", p_sign=a.sign ^ b.sign, p_exp=p_exp, p_zero=a.zero | b.zero,
-                       **{f"p_part{i}": part for i, (part, _) in enumerate(parts)})
-        precision = a.precision + b.precision
-        joined = fp.sum_partials(m, [(s[f"p_part{i}"], shift)
-                                     for i, (_, shift) in enumerate(parts)], precision)
-        prod = fp.normalize_product(m, fp.Unpacked(s["p_sign"], s["p_exp"], joined, s["p_zero"],
-                                                   precision), ew)
+        prod, _, _ = fp.staged_product(m, pipe, a, b, ew)
         n = pipe.stage("normalized", sign=prod.sign, exp=prod.exp, sig=prod.sig,
                        zero=prod.zero)
         pipe.drive(self, fp.round_pack(m, n["sign"], n["exp"], n["sig"], n["zero"],

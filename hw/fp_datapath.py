@@ -184,6 +184,25 @@ def sum_partials(m, parts, width, name="prod"):
     return total
 
 
+def staged_product(m, pipe, a, b, ew, **passing):
+    """The exact product of ``a`` and ``b`` with its partial products registered at
+    ``pipe``'s ``product`` boundary (with ``passing`` beside them), joined and normalized
+    after it: an fp32 product is four multiplier blocks joined by carry chains, too long for
+    one cycle. Returns the normalized product (:class:`Unpacked`), the staged values (``p_*``
+    and ``passing``) and the joined significand before normalization."""
+    parts = partial_products(m, a, b)
+    p_exp = Signal(signed(ew), name="prod_exp_sum")
+    m.d.comb += p_exp.eq(a.exp + b.exp)
+    s = pipe.stage("product", p_sign=a.sign ^ b.sign, p_exp=p_exp, p_zero=a.zero | b.zero,
+                   **passing, **{f"p_part{i}": part for i, (part, _) in enumerate(parts)})
+    precision = a.precision + b.precision
+    joined = sum_partials(m, [(s[f"p_part{i}"], shift) for i, (_, shift) in enumerate(parts)],
+                          precision)
+    prod = normalize_product(m, Unpacked(s["p_sign"], s["p_exp"], joined, s["p_zero"],
+                                         precision), ew)
+    return prod, s, joined
+
+
 def normalize_product(m, raw, ew, name="prod"):
     """The exact product: significands in [1, 2) multiply into [1, 4), one bit to shift.
 

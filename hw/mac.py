@@ -1,6 +1,6 @@
 """The pipelined floating-point multiply-accumulate unit."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,19 +72,11 @@ class FloatMAC(wiring.Component):
         a = fp.unpack(m, op, self.a, ew, "a", mask_zero=False)
         b = fp.unpack(m, op, self.b, ew, "b", mask_zero=False)
         c = fp.unpack(m, acc, self.c, ew, "c")
-        # The product register holds the partial products (their sum is in the next stage):
-        # an fp32 MAC's multiplier is four DSP blocks joined by carry chains.
-        parts = fp.partial_products(m, a, b)
-        p_exp = Signal(signed(ew), name="prod_exp_sum")
-        m.d.comb += p_exp.eq(a.exp + b.exp)
-        s = pipe.stage("product", p_sign=a.sign ^ b.sign, p_exp=p_exp,
-                       p_zero=a.zero | b.zero, c_sign=c.sign, c_exp=c.exp, c_sig=c.sig,
-                       c_zero=c.zero, **{f"p_part{i}": part for i, (part, _) in enumerate(parts)})
-        precision = a.precision + b.precision
-        joined = fp.sum_partials(m, [(s[f"p_part{i}"], shift)
-                                     for i, (_, shift) in enumerate(parts)], precision)
-        prod = fp.normalize_product(m, fp.Unpacked(s["p_sign"], s["p_exp"], joined, s["p_zero"],
-                                                   precision), ew)
+        # The product register holds the partial products (their sum is in the next stage),
+        # and the addend waits beside them.
+        prod, s, joined = fp.staged_product(m, pipe, a, b, ew, c_sign=c.sign, c_exp=c.exp,
+                                            c_sig=c.sig, c_zero=c.zero)
+        precision = prod.precision
         c = fp.Unpacked(s["c_sign"], s["c_exp"], s["c_sig"], s["c_zero"], c.precision)
 
         # The product's normalization bit is the last of its sum's carry chain: the
