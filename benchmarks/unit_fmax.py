@@ -58,8 +58,7 @@ NOTE = """\
 What is measured: units of the default configuration (4x4 PEs, bf16 operands, MAC latency
 6, the pipelined special-function unit), each synthesized with Yosys `synth_ecp5` (classic
 `abc -lut 4` mapping, flattened; then `gen.flows.hard_registers`, which moves the plain
-registers around the block RAMs and multipliers into those blocks: the `pe` rows are
-measured with it, the other units before it) and placed and routed alone by nextpnr-ecp5 on an
+registers around the block RAMs and multipliers into those blocks) and placed and routed alone by nextpnr-ecp5 on an
 LFE5U-85F **out of context** (no IO buffers; the clock on the fabric), 100 MHz target, seed
 1. `loss-barrel` is the loss unit with the barrel special-function unit (`core.sfu =
 "barrel"`), as the board build has it. `loss`, `pe` and `gather` are wrapped in input and

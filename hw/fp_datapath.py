@@ -20,7 +20,7 @@ __all__ = ["GUARD_BITS", "Unpacked", "Pipeline", "exponent_width", "adder_window
            "unpack", "multiply", "partial_products", "sum_partials", "normalize_product", "order",
            "order_unpicked", "align", "shift_right_jam", "near_difference", "add_magnitudes",
            "add_signed_magnitudes", "normalize", "normalize_by_count",
-           "add", "round_pack", "narrow", "convert", "pack_exact", "leading_zeros"]
+           "add", "round_pack", "narrow", "convert", "pack_exact", "leading_zeros", "below"]
 
 #: Bits kept below the aligned significands in the adder (the golden model uses the same).
 GUARD_BITS = 3
@@ -240,6 +240,34 @@ def leading_zeros(m, value, name):
     lz = Signal(range(width + 1), name=f"{name}_lz")
     m.d.comb += lz.eq(Mux(value == 0, width, count))
     return lz
+
+
+def below(value, bound):
+    """``value < bound`` for a signed ``value`` and a constant ``bound``, as logic on the
+    bits (halves compared, the high half deciding unless equal) instead of a subtraction.
+
+    Yosys maps a compare to a carry chain: for a range test on an exponent, the routing into
+    and out of the chain set the clock of the accumulating adder's rounding stage
+    (``benchmarks/results/unit_fmax.md``), where a few LUT levels suffice.
+    """
+    n = len(value)
+    # Offset binary: the signed order is the unsigned order with the sign bit flipped.
+    key = Cat(value[:n - 1], ~value[n - 1])
+    limit = bound + (1 << (n - 1))
+    if limit <= 0:
+        return Const(0, 1)
+    if limit >= 1 << n:
+        return Const(1, 1)
+
+    def less(bits, c):
+        if len(bits) == 1:
+            return ~bits[0] if c else Const(0, 1)
+        half = len(bits) // 2
+        lo, hi = bits[:half], bits[half:]
+        c_lo, c_hi = c & ((1 << half) - 1), c >> half
+        return less(hi, c_hi) | ((hi == c_hi) & less(lo, c_lo))
+
+    return less(key, limit)
 
 
 def _exponent_differences(m, x, y, ew, y_late):
@@ -563,8 +591,8 @@ def round_pack(m, sign, exp, norm, zero, zero_sign, fmt, ew, pipe=None):
     field_1 = Signal(fmt.exp_bits, name="round_field_1")
     m.d.comb += [field_0.eq(exp + fmt.bias), field_1.eq(exp + fmt.bias + 1)]
     r = dict(carry=inc[p], man=inc[:fmt.man_bits], field_0=field_0, field_1=field_1,
-             under_0=zero | (exp < fmt.emin), under_1=zero | (exp < fmt.emin - 1),
-             over_0=exp > fmt.emax, over_1=exp > fmt.emax - 1,
+             under_0=zero | below(exp, fmt.emin), under_1=zero | below(exp, fmt.emin - 1),
+             over_0=~below(exp, fmt.emax + 1), over_1=~below(exp, fmt.emax),
              sign=sign, zero_sign=Mux(zero, zero_sign, sign))
     if pipe is not None:
         r = pipe.stage("rounded", **r)

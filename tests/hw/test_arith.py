@@ -130,6 +130,34 @@ def test_adder(a_fmt, b_fmt, out_fmt, latency, paths, count):
     _assert_equal(got, nx.fadd(inputs["a"], a_fmt, inputs["b"], b_fmt, out_fmt), inputs)
 
 
+@pytest.mark.parametrize("width", [1, 2, 5, 8])
+def test_below_is_signed_less_than(width):
+    """``fp.below``, the rounding's range test written as bit logic: ``value < bound`` for
+    every value of a signed width and every bound from below its range to above it."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    from chrysalis.hw import fp_datapath as fp
+    low, high = -(1 << (width - 1)), 1 << (width - 1)
+    bounds = range(low - 2, high + 3)
+    value = Signal(signed(width))
+    m = Module()
+    flags = [Signal(name=f"below_{i}") for i in range(len(bounds))]
+    m.d.comb += [flag.eq(fp.below(value, bound)) for flag, bound in zip(flags, bounds)]
+    got, ref = [], []
+
+    async def testbench(ctx):
+        for x in range(low, high):
+            ctx.set(value, x)
+            got.append([ctx.get(flag) for flag in flags])
+            ref.append([int(x < bound) for bound in bounds])
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == ref
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda: FloatMAC("bf16", FP32), "Operand format must be a FloatFormat, not 'bf16'"),
     (lambda: FloatMAC(BF16, FP32, latency=-1), "Latency must be a non-negative integer, not -1"),
