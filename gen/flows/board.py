@@ -39,6 +39,16 @@ TARGET_MHZ = 100.0
 #: iterations, going up and down).
 NEXTPNR_ROUTER = "router1"
 
+#: Yosys commands after ``read_rtlil``. Amaranth's RTLIL gives every memory read port its
+#: register already merged (a synchronous port, its read-during-write behaviour fixed), and
+#: Yosys reads a memory's ``no_rw_check`` only when ``memory_dff`` merges a register into an
+#: asynchronous port, as it does for Verilog. ``memory_nordff`` takes the registers back out
+#: of the ports, and ``synth_ecp5``'s ``memory_dff`` merges them again, now with the
+#: attribute: the PE's banks then need no bypass after their block RAMs (85 LUT4 and 201 FF
+#: in each PE) and the registers after them go into the block RAMs (``hard_registers``).
+#: Read as Verilog (``gen.flows.synth``), the design had that already.
+SCRIPT_AFTER_READ = "memory_nordff"
+
 
 @dataclass(frozen=True)
 class Board:
@@ -173,6 +183,7 @@ def build_board(config, out_dir, *, board="ulx3s_85f", sizes=(64, 32, 10), batch
     # (ABC_OPS_REINTEGRATE, around its LUT RAMs), as it exits on some units'.
     plan = platform.build(top, name=name, build_dir=str(out), do_build=False,
                           nextpnr_opts=nextpnr_opts, synth_opts="-run :map_luts",
+                          script_after_read=SCRIPT_AFTER_READ,
                           script_after_synth="\n".join(classic_lut_mapping(name)))
     plan.extract(str(out))
     _add_hard_register_step(out / f"{plan.script}.sh", name)

