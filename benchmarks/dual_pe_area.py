@@ -85,7 +85,11 @@ pairing `k`, 16 accumulators as `single`: the two pairs of a slot are two k-step
 output) have one accumulating adder and a pair adder in front of it (`multiply.pair_add`),
 one read port per operand on banks of 2x2 blocks split over two half banks along the blocks'
 diagonals (one word per half-bank address; a pair is one read in each half and a swap), and
-no odd accumulators. {mapper}"""
+no odd accumulators. Between Yosys and nextpnr runs `gen.flows.hard_registers` (registers
+into the block RAMs and multipliers; FF counted after it, the breakdown before it), and the
+PEs' banks are `no_rw_check` (no bypass after a block RAM): the `pe` rows are measured so;
+the `core` rows (synthesis only, `--levels core --no-pnr`) were
+synthesized before either and not run again. {mapper}"""
 
 MAPPER_NOTE = {
     "abc9": "LUT mapping: `synth_ecp5`'s own (ABC9). YoWASP's ABC9 exits without a message "

@@ -175,7 +175,7 @@ SECTIONS = (
              _py("dual_area")),
             "A PE and the 4x4 core per policy (the PE also k-paired), then the multiply path "
             "alone, on ECP5. Target: <= 1.3x the LUTs of `single`; missed: a `value` PE is "
-            "1.97x `single` with the same accumulators when it pairs two outputs, and 1.92x "
+            "1.88x `single` with the same accumulators when it pairs two outputs, and 1.51x "
             "`single` (16 accumulators) when it pairs two k-steps (one accumulator set, one "
             "read port per bank, but a pair adder and lane muxes)."),
     Section("Computation reuse", ("reuse",), (_py("reuse"),),

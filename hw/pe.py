@@ -698,7 +698,10 @@ class PE(wiring.Component):
         halves = {}
         for bank, width, words in (("weight", 32, self.weight_words),
                                    ("act", op.width, self.act_words)):
-            halves[bank] = [Memory(shape=width, depth=words // 2, init=[]) for _ in range(2)]
+            # One logical word per half-bank address: the timing rules that keep a word
+            # from being read in the cycle it is written hold for the half banks too.
+            halves[bank] = [Memory(shape=width, depth=words // 2, init=[], attrs=_NO_RW_CHECK)
+                            for _ in range(2)]
             for h, memory in enumerate(halves[bank]):
                 m.submodules[f"{bank}_bank{h}"] = memory
         wbits, abits = self.layout["waddr"].width, self.layout["aaddr"].width
