@@ -114,7 +114,9 @@ class RoundedMultiplier(wiring.Component):
         b = fp.unpack(m, fmt, self.b, ew, "b", mask_zero=False)
         # As in FloatMAC: the multiplier blocks' partial products are registered, and
         # joined after the register.
-        prod, _, _ = fp.staged_product(m, pipe, a, b, ew)
+        s, joined = fp.staged_product(m, pipe, a, b, ew)
+        prod = fp.normalize_product(m, fp.Unpacked(s["p_sign"], s["p_exp"], joined, s["p_zero"],
+                                                   len(joined)), ew)
         n = pipe.stage("normalized", sign=prod.sign, exp=prod.exp, sig=prod.sig,
                        zero=prod.zero)
         pipe.drive(self, fp.round_pack(m, n["sign"], n["exp"], n["sig"], n["zero"],

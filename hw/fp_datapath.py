@@ -186,21 +186,18 @@ def sum_partials(m, parts, width, name="prod"):
 
 def staged_product(m, pipe, a, b, ew, **passing):
     """The exact product of ``a`` and ``b`` with its partial products registered at
-    ``pipe``'s ``product`` boundary (with ``passing`` beside them), joined and normalized
-    after it: an fp32 product is four multiplier blocks joined by carry chains, too long for
-    one cycle. Returns the normalized product (:class:`Unpacked`), the staged values (``p_*``
-    and ``passing``) and the joined significand before normalization."""
+    ``pipe``'s ``product`` boundary (with ``passing`` beside them) and joined after it: an
+    fp32 product is four multiplier blocks joined by carry chains, too long for one cycle.
+    Returns the staged values (``p_sign``, ``p_exp``, ``p_zero``, the parts and ``passing``)
+    and the joined significand, not normalized (:func:`normalize_product`)."""
     parts = partial_products(m, a, b)
     p_exp = Signal(signed(ew), name="prod_exp_sum")
     m.d.comb += p_exp.eq(a.exp + b.exp)
     s = pipe.stage("product", p_sign=a.sign ^ b.sign, p_exp=p_exp, p_zero=a.zero | b.zero,
                    **passing, **{f"p_part{i}": part for i, (part, _) in enumerate(parts)})
-    precision = a.precision + b.precision
     joined = sum_partials(m, [(s[f"p_part{i}"], shift) for i, (_, shift) in enumerate(parts)],
-                          precision)
-    prod = normalize_product(m, Unpacked(s["p_sign"], s["p_exp"], joined, s["p_zero"],
-                                         precision), ew)
-    return prod, s, joined
+                          a.precision + b.precision)
+    return s, joined
 
 
 def normalize_product(m, raw, ew, name="prod"):
@@ -270,23 +267,15 @@ def below(value, bound):
     return less(key, limit)
 
 
-def _exponent_differences(m, x, y, ew, y_late):
-    """``x.exp - y.exp`` and ``y.exp - x.exp``, side by side (``y_late``: see :func:`order`)."""
+def _exponent_differences(m, x, y, ew):
+    """``x.exp - y.exp`` and ``y.exp - x.exp``, side by side."""
     d_xy = Signal(signed(ew + 1), name="order_d_xy")
     d_yx = Signal(signed(ew + 1), name="order_d_yx")
     if x.exp_rel is not None and y.exp_rel is not None:
         ex, ey = x.exp_rel, y.exp_rel
     else:
         ex, ey = x.exp, y.exp
-    if y_late is None:
-        m.d.comb += [d_xy.eq(ex - ey), d_yx.eq(ey - ex)]
-    else:
-        base, top = y_late
-        d_xy0, d_yx0 = Signal.like(d_xy, name="order_d_xy0"), Signal.like(d_yx, name="order_d_yx0")
-        d_xy1, d_yx1 = Signal.like(d_xy, name="order_d_xy1"), Signal.like(d_yx, name="order_d_yx1")
-        m.d.comb += [d_xy0.eq(x.exp - base), d_yx0.eq(base - x.exp),
-                     d_xy1.eq(x.exp - base - 1), d_yx1.eq(base + 1 - x.exp),
-                     d_xy.eq(Mux(top, d_xy1, d_xy0)), d_yx.eq(Mux(top, d_yx1, d_yx0))]
+    m.d.comb += [d_xy.eq(ex - ey), d_yx.eq(ey - ex)]
     # An operand that is zero is the smaller one: its significand is zero, so no shift
     # changes it.
     x_big = y.zero | (~x.zero & (d_xy >= 0))
@@ -299,12 +288,8 @@ def _left_aligned(window, *operands):
     return [Cat(Const(0, width - op.precision), op.sig) for op in operands]
 
 
-def order(m, x, y, window, ew, y_late=None):
+def order(m, x, y, window, ew):
     """Pick the operand with the larger exponent and how far to shift the other one.
-
-    ``y_late``, if given, is ``(base, top)`` with ``y.exp == base + top`` and ``top`` a bit
-    that comes late (a product's normalization, the end of its multiplier's carry chain):
-    the differences are then computed for both values of ``top`` and selected by it.
 
     Both significands come back left-aligned in ``window + GUARD_BITS`` bits. The two
     exponent differences are computed side by side, then selected, so the carry chains run
@@ -316,7 +301,7 @@ def order(m, x, y, window, ew, y_late=None):
     ax, ay = _left_aligned(window, x, y)
     # Beyond `window + g` places every bit of the smaller operand is sticky.
     limit = window + GUARD_BITS + 1
-    d_xy, d_yx, x_big = _exponent_differences(m, x, y, ew, y_late)
+    d_xy, d_yx, x_big = _exponent_differences(m, x, y, ew)
     shift = Signal(range(limit + 1), name="order_shift")
     bits = len(shift)
     m.d.comb += shift.eq(Mux(x_big, _saturate(d_xy, bits), _saturate(d_yx, bits)))
@@ -331,7 +316,7 @@ def order(m, x, y, window, ew, y_late=None):
     )
 
 
-def order_unpicked(m, x, y, window, ew, y_late=None):
+def order_unpicked(m, x, y, window, ew):
     """Which operand has the larger exponent, and how far each lies below the other,
     with the significands left in their own order: the two-path adder's ordering.
 
@@ -343,12 +328,11 @@ def order_unpicked(m, x, y, window, ew, y_late=None):
 
     A shift takes the difference's low bits, whose range reaches past every significand
     bit. Beyond that range the smaller operand is all sticky (``past``): a test of the
-    high bits, not a compare (one more carry chain after the subtraction). ``y_late``:
-    see :func:`order`.
+    high bits, not a compare (one more carry chain after the subtraction).
     """
     m_x, m_y = _left_aligned(window, x, y)
     bits = (len(m_x) - 1).bit_length()
-    d_xy, d_yx, x_big = _exponent_differences(m, x, y, ew, y_late)
+    d_xy, d_yx, x_big = _exponent_differences(m, x, y, ew)
     # A zero smaller operand leaves no sticky bit; a zero bigger one has a zero smaller one.
     past = Mux(x_big, d_xy[bits:].any() & ~y.zero, d_yx[bits:].any() & ~x.zero)
     return dict(
@@ -389,8 +373,10 @@ def add_signed_magnitudes(m, s_big, s_small, m_big, m_small):
     """The one-path adder's sum or difference of the aligned magnitudes, and its sign.
 
     Both differences are computed side by side and the non-negative one kept, instead of
-    negating a negative result afterwards (one carry chain deep instead of two). Only an
-    equal-exponent subtraction can come out negative: then the sign is the smaller's.
+    negating a negative result afterwards (one carry chain deep instead of two). A negative
+    difference takes the smaller operand's sign: with normalized operands only an
+    equal-exponent subtraction comes out negative, with an operand that has a leading zero
+    (``hw.mac``'s product) one a place apart can too.
     """
     width = len(m_big) + 1
     sub = s_big ^ s_small
@@ -520,10 +506,9 @@ def normalize(m, e_big, near, near_mag, mag, big_zero, ew, pipe=None, **passing)
     return dict(exp=exp, norm=norm, zero=r["zero"], **{k: r[k] for k in passing})
 
 
-def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
+def add(m, pipe, x, y, window, ew, paths=2):
     """``x + y`` up to (not including) rounding, through the adder's pipeline boundaries:
-    ``ordered``, ``aligned``, ``summed``, ``counted`` and ``normalized`` (``y_late``: see
-    :func:`order`).
+    ``ordered``, ``aligned``, ``summed``, ``counted`` and ``normalized``.
 
     ``paths=2``, the classic split: the far path aligns, adds and normalizes by at most one
     place either way; the near path (an effective subtraction with exponents at most one
@@ -536,7 +521,7 @@ def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
     ``zero`` (an exact zero) and ``zero_sign`` (the sign of an exact zero).
     """
     if paths == 1:
-        s = pipe.stage("ordered", **order(m, x, y, window, ew, y_late))
+        s = pipe.stage("ordered", **order(m, x, y, window, ew))
         s = pipe.stage("aligned", m_small=shift_right_jam(m, s.pop("m_small"), s.pop("shift")),
                        **s)
         s = pipe.stage("summed", e_big=s["e_big"], zero_sign=s["zero_sign"],
@@ -544,7 +529,7 @@ def add(m, pipe, x, y, window, ew, y_late=None, paths=2):
                                                s["m_small"]))
         return pipe.stage("normalized", **normalize_by_count(
             m, s["e_big"], s["mag"], ew, pipe, sign=s["sign"], zero_sign=s["zero_sign"]))
-    s = pipe.stage("ordered", **order_unpicked(m, x, y, window, ew, y_late))
+    s = pipe.stage("ordered", **order_unpicked(m, x, y, window, ew))
     sub = s["s_big"] ^ s["s_small"]
     x_big = s["x_big"]
     # The near path takes the subtractions whose exponents are 0 or 1 apart.

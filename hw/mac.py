@@ -1,6 +1,6 @@
 """The pipelined floating-point multiply-accumulate unit."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -74,16 +74,28 @@ class FloatMAC(wiring.Component):
         c = fp.unpack(m, acc, self.c, ew, "c")
         # The product register holds the partial products (their sum is in the next stage),
         # and the addend waits beside them.
-        prod, s, joined = fp.staged_product(m, pipe, a, b, ew, c_sign=c.sign, c_exp=c.exp,
-                                            c_sig=c.sig, c_zero=c.zero)
-        precision = prod.precision
+        p_exp_up = Signal(signed(ew), name="prod_exp_up")
+        m.d.comb += p_exp_up.eq(a.exp + b.exp + 1)
+        s, joined = fp.staged_product(m, pipe, a, b, ew, c_sign=c.sign, c_exp=c.exp,
+                                      c_sig=c.sig, c_zero=c.zero, p_exp_up=p_exp_up)
         c = fp.Unpacked(s["c_sign"], s["c_exp"], s["c_sig"], s["c_zero"], c.precision)
+        # The product enters the adder as its joined significand, not normalized: the value
+        # ``joined * 2**(a.exp + b.exp + 1 - (len(joined) - 1))`` with at most one leading
+        # zero. The one-path adder's sum is exact and its normalization counts any leading
+        # zeros, so the result is the same bit for bit; the operand ordering then waits for
+        # the exponents alone, not for the end of the join's carry chains (where the
+        # normalization bit comes out), which was the loss unit's critical path.
+        sig = Signal(len(joined), name="prod_sig")
+        m.d.comb += sig.eq(Mux(s["p_zero"], 0, joined))
+        prod = fp.Unpacked(s["p_sign"], s["p_exp_up"], sig, s["p_zero"], len(joined))
 
-        # The product's normalization bit is the last of its sum's carry chain: the
-        # adder's exponent differences are computed for both of its values.
+        # The window has one bit more than the normalized operands need: the addend is then
+        # shifted one place further (the product's exponent is one above its value's when
+        # its leading bit is zero), and a subtraction may cancel two leading bits where the
+        # shift dropped bits into the sticky; the extra bit keeps the sticky below the
+        # rounding's guard bits as it would be with a normalized product.
         # One adder path: two paths over a 51-bit window cost the loss unit 4,422 LUT4
         # (24,260 -> 28,682), and no FMA's adder sets its clock.
-        summed = fp.add(m, pipe, c, prod, fp.adder_window(acc, pf, acc), ew,
-                        y_late=(s["p_exp"], joined[precision - 1]), paths=1)
+        summed = fp.add(m, pipe, c, prod, fp.adder_window(acc, pf, acc) + 1, ew, paths=1)
         pipe.drive(self, fp.round_pack(m, fmt=acc, ew=ew, **summed))
         return m

@@ -21,6 +21,7 @@ from chrysalis.gen.spec.config import MAX_MAC_LATENCY
 from chrysalis.gen.spec.formats import FP32
 from chrysalis.gen.spec import sfu as golden
 
+from . import fp_datapath as fp
 from .mac import FloatMAC
 
 __all__ = ["SpecialFunctionUnit", "PipelinedSFU", "EXP_PROGRAM", "RECIP_PROGRAM",
@@ -440,9 +441,11 @@ def _scaled(m, res, ctx):
     scaled = Signal(32)
     with m.If(ctx.zero):
         m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
-    with m.Elif(res_field < 1):
+    # The range tests as bit logic (fp.below), not compares: a carry chain after the
+    # field's add was the pipelined unit's critical path.
+    with m.Elif(fp.below(res_field, 1)):
         m.d.comb += scaled.eq(Cat(Const(0, 31), ctx.sign))
-    with m.Elif(res_field > 255):
+    with m.Elif(~fp.below(res_field, 256)):
         m.d.comb += scaled.eq(Cat(Const(golden.SATURATED, 31), ctx.sign))
     with m.Else():
         m.d.comb += scaled.eq(Cat(res[:23], res_field[:8], ctx.sign))
