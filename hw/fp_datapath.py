@@ -184,15 +184,16 @@ def sum_partials(m, parts, width, name="prod"):
     return total
 
 
-def staged_product(m, pipe, a, b, ew, **passing):
+def staged_product(m, pipe, a, b, ew, exp_offset=0, **passing):
     """The exact product of ``a`` and ``b`` with its partial products registered at
     ``pipe``'s ``product`` boundary (with ``passing`` beside them) and joined after it: an
     fp32 product is four multiplier blocks joined by carry chains, too long for one cycle.
-    Returns the staged values (``p_sign``, ``p_exp``, ``p_zero``, the parts and ``passing``)
-    and the joined significand, not normalized (:func:`normalize_product`)."""
+    Returns the staged values (``p_sign``, ``p_exp`` = ``a.exp + b.exp + exp_offset``,
+    ``p_zero``, the parts and ``passing``) and the joined significand, not normalized
+    (:func:`normalize_product`)."""
     parts = partial_products(m, a, b)
     p_exp = Signal(signed(ew), name="prod_exp_sum")
-    m.d.comb += p_exp.eq(a.exp + b.exp)
+    m.d.comb += p_exp.eq(a.exp + b.exp + exp_offset if exp_offset else a.exp + b.exp)
     s = pipe.stage("product", p_sign=a.sign ^ b.sign, p_exp=p_exp, p_zero=a.zero | b.zero,
                    **passing, **{f"p_part{i}": part for i, (part, _) in enumerate(parts)})
     joined = sum_partials(m, [(s[f"p_part{i}"], shift) for i, (_, shift) in enumerate(parts)],
@@ -247,6 +248,8 @@ def below(value, bound):
     and out of the chain set the clock of the accumulating adder's rounding stage
     (``benchmarks/results/unit_fmax.md``), where a few LUT levels suffice.
     """
+    if not Value.cast(value).shape().signed:
+        raise TypeError(f"below compares a signed value, not {value!r}")
     n = len(value)
     # Offset binary: the signed order is the unsigned order with the sign bit flipped.
     key = Cat(value[:n - 1], ~value[n - 1])

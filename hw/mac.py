@@ -1,6 +1,6 @@
 """The pipelined floating-point multiply-accumulate unit."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -73,11 +73,10 @@ class FloatMAC(wiring.Component):
         b = fp.unpack(m, op, self.b, ew, "b", mask_zero=False)
         c = fp.unpack(m, acc, self.c, ew, "c")
         # The product register holds the partial products (their sum is in the next stage),
-        # and the addend waits beside them.
-        p_exp_up = Signal(signed(ew), name="prod_exp_up")
-        m.d.comb += p_exp_up.eq(a.exp + b.exp + 1)
-        s, joined = fp.staged_product(m, pipe, a, b, ew, c_sign=c.sign, c_exp=c.exp,
-                                      c_sig=c.sig, c_zero=c.zero, p_exp_up=p_exp_up)
+        # and the addend waits beside them; the product's exponent is taken one up (below)
+        # before the register.
+        s, joined = fp.staged_product(m, pipe, a, b, ew, exp_offset=1, c_sign=c.sign,
+                                      c_exp=c.exp, c_sig=c.sig, c_zero=c.zero)
         c = fp.Unpacked(s["c_sign"], s["c_exp"], s["c_sig"], s["c_zero"], c.precision)
         # The product enters the adder as its joined significand, not normalized: the value
         # ``joined * 2**(a.exp + b.exp + 1 - (len(joined) - 1))`` with at most one leading
@@ -87,7 +86,7 @@ class FloatMAC(wiring.Component):
         # normalization bit comes out), which was the loss unit's critical path.
         sig = Signal(len(joined), name="prod_sig")
         m.d.comb += sig.eq(Mux(s["p_zero"], 0, joined))
-        prod = fp.Unpacked(s["p_sign"], s["p_exp_up"], sig, s["p_zero"], len(joined))
+        prod = fp.Unpacked(s["p_sign"], s["p_exp"], sig, s["p_zero"], len(joined))
 
         # The window has one bit more than the normalized operands need: the addend is then
         # shifted one place further (the product's exponent is one above its value's when

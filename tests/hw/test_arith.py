@@ -156,6 +156,8 @@ def test_below_is_signed_less_than(width):
     sim.add_testbench(testbench)
     sim.run()
     assert got == ref
+    with pytest.raises(TypeError, match="below compares a signed value, not"):
+        fp.below(Signal(width), 0)
 
 
 @pytest.mark.parametrize("make,message", [
