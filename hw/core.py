@@ -295,13 +295,13 @@ class Core(wiring.Component):
         m.submodules.reducers = red = EdgeReducers(
             rows=R, cols=C, group=self.group, line_bits=self.line_bits,
             latency=self.latency - 1)
-        m.d.comb += red.step.eq(sent)
+        m.d.comb += red.step.eq(step.red)
         m.d.comb += [red.row_bus[r].eq(row_bus[r]) for r in range(R)]
         m.d.comb += [red.col_bus[c].eq(col_bus[c]) for c in range(C)]
         m.d.comb += [red.mask[l].eq(sp.rd_data[l]) for l in range(red.lanes)]
         if R == C:
             m.d.comb += fill_words.eq(self._fill(m, pes, step, red, row_in, col_in))
-        # The reducers read BACKWARD's mask words in the cycle before their results.
+        # The reducers read BACKWARD's mask words two cycles before their results.
         pre = red.mask_step
         with m.If(pre.on & pre.last & pre.mask):
             m.d.comb += [own.en.eq(1), own.e0.eq(pre.e0), own.line.eq(pre.mask_line),
@@ -442,8 +442,9 @@ class Core(wiring.Component):
 
     def _fill(self, m, pes, step, red, row_in, col_in):
         """FORWARD and BACKWARD with ``fill`` (a square array): each result the reducers
-        write into the scratchpad also goes to the activation banks in the same cycle (they
-        write it a cycle later, ``hw.pe.PE``), where LOAD_COL (FORWARD) or LOAD_ROW
+        write into the scratchpad also goes to the activation banks a cycle later (registered
+        before it crosses the array; the PEs write it a cycle after that, ``hw.pe.PE``),
+        where LOAD_COL (FORWARD) or LOAD_ROW
         (BACKWARD) would put it. Lane ``l`` is element
         ``e0 + l``, which those loads give every PE of column (row) ``l``: FORWARD's results
         take the column buses, which its partial sums leave free, BACKWARD's the row buses;
@@ -459,19 +460,27 @@ class Core(wiring.Component):
             m.d.sync += [fill_d.eq(fill), addr_d.eq(addr)]
             fill, addr = fill_d, addr_d
         done = red.done
+        # The results are registered before they cross the array to the PEs, so that the
+        # reducers' rounding and the buses into every activation bank are two paths, not one.
         now = Signal(name="fill_now")
-        m.d.comb += now.eq(fill & done.on & done.last & ~done.store_w)
-        words = [Mux(done.lanes[l], red.result[l], 0) for l in range(R)]
+        cols = Signal(name="fill_cols")
+        words = [Signal(32, name=f"fill_word{l}") for l in range(R)]
+        count = Signal(range(R + 1), name="fill_count")
+        m.d.sync += [now.eq(fill & done.on & done.last & ~done.store_w), cols.eq(done.cols),
+                     count.eq(popcount(done.lanes))]
+        m.d.sync += [words[l].eq(Mux(done.lanes[l], red.result[l], 0)) for l in range(R)]
+        addr_now = Signal.like(addr, name="fill_addr_now")
+        m.d.sync += addr_now.eq(addr)
         with m.If(now):
-            with m.If(done.cols):
+            with m.If(cols):
                 m.d.comb += [row_in[r].eq(words[r]) for r in range(R)]
             with m.Else():
                 m.d.comb += [col_in[c].eq(words[c]) for c in range(C)]
         for r in range(R):
             for c in range(C):
-                m.d.comb += [pes[r][c].fill.eq(Mux(now, Mux(done.cols, 0b01, 0b10), 0)),
-                             pes[r][c].fill_addr.eq(addr)]
-        return Mux(now, popcount(done.lanes), 0)
+                m.d.comb += [pes[r][c].fill.eq(Mux(now, Mux(cols, 0b01, 0b10), 0)),
+                             pes[r][c].fill_addr.eq(addr_now)]
+        return Mux(now, count, 0)
 
     def _scratchpad_writes(self, m, sp, stored, store_bus, red, loss, gather):
         """The scratchpad's lane write port: STORE_W's weights straight from the row buses

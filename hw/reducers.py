@@ -39,15 +39,20 @@ class EdgeReducers(wiring.Component):
     Members
     -------
     step : In(hw.issue.reducer_layout(...))
-        The step of the words on the buses in this cycle.
+        The step of the words on the buses in the next cycle (registered here, so that the
+        mask words can be read a cycle earlier than the step reaches the buses).
     row_bus : In(32) x rows
     col_bus : In(32) x cols
     done : Out(hw.issue.reducer_layout(...))
-        The step whose sums are on ``result``, ``latency`` cycles after ``step``.
+        The step whose sums are on ``result``, ``latency`` cycles after its words were on
+        the buses.
     mask_step : Out(hw.issue.reducer_layout(...))
-        The same step one cycle earlier: the cycle to read the mask words.
+        The same step two cycles before ``done``: the cycle to read the mask words.
     mask : In(32) x max(rows, cols)
-        The activations of BACKWARD's mask, in the cycle of ``done`` (read a cycle before).
+        The activations of BACKWARD's mask, in the cycle before ``done`` (the scratchpad's
+        words of the read in ``mask_step``'s cycle). Whether each is above zero is
+        registered, so that the scratchpad's block RAM output does not run on through the
+        results into the activation banks (``fill``) in one cycle.
     result : Out(32) x max(rows, cols)
         The sums, after ReLU (``done.relu``) or the mask (``done.mask``: ``+0`` where the
         activation is not above zero).
@@ -71,19 +76,18 @@ class EdgeReducers(wiring.Component):
             "result": Out(32).array(self.lanes),
         })
 
-    def _delayed(self, m, step, cycles, name):
-        for index in range(cycles):
-            nxt = Signal(self.step_layout, name=f"{name}{index}")
-            m.d.sync += nxt.eq(step)
-            step = nxt
-        return step
-
     def elaborate(self, platform):
         m = Module()
         R, C, G = self.rows, self.cols, self.group
-        step = self.step
-        m.d.comb += [self.done.eq(self._delayed(m, step, self.latency, "step_d")),
-                     self.mask_step.eq(self._delayed(m, step, self.latency - 1, "mask_d"))]
+        # The step, one cycle later each: on the buses at 1, done at latency + 1, and its
+        # mask words read at latency - 1.
+        steps = [self.step]
+        for index in range(self.latency + 1):
+            steps.append(Signal(self.step_layout, name=f"step_d{index}"))
+            m.d.sync += steps[-1].eq(steps[-2])
+        step = steps[1]
+        m.d.comb += [self.done.eq(steps[self.latency + 1]),
+                     self.mask_step.eq(steps[self.latency - 1])]
         done = self.done
         for l in range(self.lanes):
             adder = FloatAdder(FP32, FP32, FP32, latency=self.latency)
@@ -108,8 +112,9 @@ class EdgeReducers(wiring.Component):
                     for k in range(G):
                         with m.Case(k):
                             m.d.sync += sums[k].eq(adder.result)
+            keep = Signal(name=f"mask_keeps{l}")
+            m.d.sync += keep.eq(_positive(self.mask[l]))
             value = adder.result
             m.d.comb += self.result[l].eq(
-                Mux(done.relu & ~_positive(value), 0,
-                    Mux(done.mask & ~_positive(self.mask[l]), 0, value)))
+                Mux(done.relu & ~_positive(value), 0, Mux(done.mask & ~keep, 0, value)))
         return m
