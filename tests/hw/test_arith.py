@@ -40,9 +40,10 @@ def test_multiplier_all_fp8_pairs(fmt):
     _assert_equal(got, nx.fmul(a, b, fmt), inputs)
 
 
-@pytest.mark.parametrize("count", [pytest.param(100_000, marks=pytest.mark.slow), 10_000])
+@pytest.mark.parametrize("count", [pytest.param(100_000, marks=pytest.mark.slow), 4000])
 def test_mac_bf16_fp32_vectors(count):
-    # 100k vectors take over a minute in Amaranth's simulator: the default suite runs 10k.
+    # 100k vectors take over a minute in Amaranth's simulator: the default suite runs 4000,
+    # as for every other format and latency below.
     inputs = vectors.mac_vectors(BF16, FP32, count, seed=21)
     got = stream(FloatMAC(BF16, FP32, latency=3), inputs)
     _assert_equal(got, nx.fmac(inputs["c"], inputs["a"], inputs["b"], BF16, FP32), inputs)

@@ -155,7 +155,10 @@ def test_a_window_of_the_whole_scratchpad():
         check(taps, 5, 2, 0, latency=6, seed=3, command=command)
 
 
-@pytest.mark.parametrize("latency", [2, 3, 4, 5, 7, 8])
+# The shortest, a middle and the longest latency by default; the others are `slow`.
+@pytest.mark.parametrize("latency", [
+    pytest.param(latency, marks=pytest.mark.slow) if latency in (3, 4, 7) else latency
+    for latency in (2, 3, 4, 5, 7, 8)])
 def test_every_latency(latency):
     for taps, n, flag in ((1, 5, 1), (1, 9, 0), (3, 5, 0), (2, 1, 1), (5, 4, 1)):
         check(taps, n, batch=2, flag=flag, latency=latency, seed=latency * 7 + taps)

@@ -203,8 +203,11 @@ def test_training_steps_equal_golden_machine(rtl_harness, build_root):
                               program.read_weights(outs[0].image)[0])
 
 
+# Tags shared along the lines of PEs (``row``) are a build of their own: `slow`. The default
+# suite runs them in Amaranth's simulator against the golden machine
+# (tests/hw/test_core_reuse.py, tests/hw/test_core.py's fill) and the per-PE cache here.
 @pytest.mark.parametrize("rtl_harness", SLOW_ICARUS, indirect=True)
-@pytest.mark.parametrize("scope", ["pe", "row"])
+@pytest.mark.parametrize("scope", ["pe", pytest.param("row", marks=pytest.mark.slow)])
 def test_reuse_training_steps_equal_golden_machine(rtl_harness, build_root, scope):
     """Three SGD steps on a ``value`` dual-precision core with a reuse cache (per PE, or tags
     shared along the lines of PEs), at reuse strength 0 (the cache off: the PEs work as
