@@ -70,7 +70,7 @@ def overrides(draw):
     return changes
 
 
-@settings(max_examples=50, deadline=None, database=None, derandomize=True,
+@settings(max_examples=30, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(overrides())
 # The hardware's limits, whatever the draws: each is refused by check_buildable.
