@@ -28,13 +28,14 @@ CASES = [
     ("core4x4", (12, 8, 5), 4, 2, None, "fused")]
 #: The 4x4 core under Icarus is `slow` (a build of its own): the default suite runs its steps
 #: under Verilator, and the 2x3 core's (the build test_cocotb_core.py shares) under both.
-SLOW = {("icarus", "core4x4", "separate"), ("icarus", "core4x4", "fused")}
+SLOW_UNDER_ICARUS = {"core4x4"}
 
 
 @pytest.mark.parametrize("simulator,name,sizes,batch,steps,momentum,update", [
     pytest.param(simulator, *case, id=f"{simulator}-{case[0]}-{case[-1]}", marks=(
         pytest.mark.cocotb,
-        *([pytest.mark.slow] if (simulator, case[0], case[-1]) in SLOW else [])))
+        *([pytest.mark.slow] if simulator == "icarus" and case[0] in SLOW_UNDER_ICARUS
+          else [])))
     for simulator in SIMULATORS for case in CASES], indirect=["simulator"])
 def test_training_steps_rtl_equal_golden(name, sizes, batch, steps, momentum, update,
                                          simulator):
