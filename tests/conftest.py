@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
+from chrysalis.gen.cli.app import GC_THRESHOLDS
 from chrysalis.sim.verify.runner import SIMULATORS, available_simulators
 
-# Amaranth's elaboration and simulation allocate millions of small objects that live long
-# (designs, compiled simulations kept for reuse): at Python's default thresholds (700, 10, 10)
-# the collector walks them again and again. With these it runs far less often (the
-# youngest generation after 50,000 allocations instead of 700, the older ones rarer still);
-# tests/hw/test_core.py -k 4x4 takes about 11% less CPU, at the same peak memory.
-gc.set_threshold(50_000, 50, 1_000)
+# The command line's garbage-collector thresholds (chrysalis.gen.cli.app.GC_THRESHOLDS) in
+# the workers too: the tests elaborate and simulate designs as the commands do, and keep
+# simulations for reuse. tests/hw/test_core.py -k 4x4 takes about 11% less CPU with them,
+# at the same peak memory.
+gc.set_threshold(*GC_THRESHOLDS)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_TESTS = REPO_ROOT / "build" / "tests"
