@@ -134,10 +134,10 @@ def markdown(r):
         f"`CORE_CYCLES` {r['step_core_cycles'][0]:,}); {r['gather_share']:.1%} of them in "
         f"`GATHER`.",
         "- A layer's cycles are its commands' (its im2col, loads, products and col2im; "
-        f"fc3 also the flatten, the unflatten and the loss gradient), each as run alone; the "
-        f"step adds the minibatch and logits DMA and takes off what the controller overlaps. "
-        f"\"Of its products\": the useful MACs over the cycles of its FORWARD, BACKWARD and "
-        f"WGRAD only.",
+        "fc3 also the flatten, the unflatten and the loss gradient), each as run alone; the "
+        "step adds the minibatch and logits DMA and takes off what the controller overlaps. "
+        "\"Of its products\": the useful MACs over the cycles of its FORWARD, BACKWARD and "
+        "WGRAD only.",
         f"- Stream model (`gen.perf.stream`, GATHER included) against the RTL's `CYCLES` of "
         f"every run (prologue, steps, checkpoint): largest error "
         f"{r['stream_model_error']:.2%}.",
