@@ -87,9 +87,9 @@ one read port per operand on banks of 2x2 blocks split over two half banks along
 diagonals (one word per half-bank address; a pair is one read in each half and a swap), and
 no odd accumulators. Between Yosys and nextpnr runs `gen.flows.hard_registers` (registers
 into the block RAMs and multipliers; FF counted after it, the breakdown before it), and the
-PEs' banks are `no_rw_check` (no bypass after a block RAM): the `pe` rows are measured so;
-the `core` rows (synthesis only, `--levels core --no-pnr`) were
-synthesized before either and not run again. {mapper}"""
+PEs' banks are `no_rw_check` (no bypass after a block RAM): the `pe` rows are measured so,
+and so are the `core` rows, which are synthesis only (`--levels core --no-pnr`: nextpnr takes
+more than 40 minutes per core, so they have no Fmax). {mapper}"""
 
 MAPPER_NOTE = {
     "abc9": "LUT mapping: `synth_ecp5`'s own (ABC9). YoWASP's ABC9 exits without a message "
